@@ -1,0 +1,84 @@
+"""Parsing card-code lists pasted or uploaded by staff. Pure functions, no database."""
+
+import csv
+import io
+from dataclasses import dataclass
+
+MAX_SECRET = 256
+MAX_CARD_NUMBER = 128
+HEADER_WORDS = {"card_number", "cardno", "card", "number", "secret", "password", "code", "卡号", "卡密", "密码", "密钥"}
+
+
+@dataclass(frozen=True)
+class Line:
+    number: int
+    card_number: str
+    secret: str
+
+
+@dataclass(frozen=True)
+class Problem:
+    number: int
+    problem: str
+
+    def as_dict(self) -> dict:
+        return {"line": self.number, "problem": self.problem}
+
+
+def decode_upload(raw: bytes) -> str:
+    """UTF-8 (with or without BOM), else GB18030, which Chinese spreadsheet exports use."""
+    for encoding in ("utf-8-sig", "gb18030"):
+        try:
+            return raw.decode(encoding)
+        except UnicodeDecodeError:
+            continue
+    raise ValueError("the file is neither UTF-8 nor GB18030 text")
+
+
+def _split(text: str) -> list[str]:
+    for sep in ("----", "\t", ","):
+        if sep in text:
+            return [part.strip() for part in text.split(sep)]
+    return text.split()
+
+
+def _check(number: int, fields: list[str]) -> Line | Problem:
+    fields = [f.strip() for f in fields]
+    if len(fields) == 1:
+        card_number, secret = "", fields[0]
+    elif len(fields) == 2:
+        card_number, secret = fields
+    else:
+        return Problem(number, f"expected 'secret' or 'card number, secret', found {len(fields)} fields")
+    if not secret:
+        return Problem(number, "the secret is empty")
+    if len(secret) > MAX_SECRET:
+        return Problem(number, f"the secret is longer than {MAX_SECRET} characters")
+    if len(card_number) > MAX_CARD_NUMBER:
+        return Problem(number, f"the card number is longer than {MAX_CARD_NUMBER} characters")
+    if any(not ch.isprintable() or ch.isspace() for ch in secret + card_number):
+        return Problem(number, "contains spaces or control characters")
+    return Line(number, card_number, secret)
+
+
+def parse(text: str, *, csv_format: bool = False) -> tuple[list[Line], list[Problem]]:
+    """Split a list into lines to import and problems, keeping 1-based line numbers.
+
+    A line is ``secret`` or ``card number`` and ``secret`` separated by ``----``, a tab, a
+    comma or spaces (CSV files: by the CSV rules). Blank lines are skipped; a first line of
+    column names is recognised and skipped.
+    """
+    lines: list[Line] = []
+    problems: list[Problem] = []
+    if csv_format:
+        rows = ((n, row) for n, row in enumerate(csv.reader(io.StringIO(text)), start=1))
+    else:
+        rows = ((n, _split(raw.strip())) for n, raw in enumerate(text.splitlines(), start=1))
+    for number, fields in rows:
+        if not any(f.strip() for f in fields):
+            continue
+        if number == 1 and {f.strip().lower() for f in fields} & HEADER_WORDS:
+            continue
+        result = _check(number, fields)
+        (lines if isinstance(result, Line) else problems).append(result)
+    return lines, problems

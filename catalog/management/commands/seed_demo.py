@@ -1,0 +1,148 @@
+"""Demo data: categories, products of every kind with real imported stock, and three logins.
+
+Safe to run again: existing rows are kept, stock is topped up to the target.
+"""
+
+import secrets
+import string
+from decimal import Decimal
+
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group, Permission
+from django.core.management.base import BaseCommand
+from django.db import transaction
+
+from catalog import selectors, services
+from catalog.models import Category, Product, Supplier
+
+DEMO_PASSWORD = "demo-pass-2026"
+USERS = [
+    ("admin@demo.local", "staff superuser", {"is_staff": True, "is_superuser": True}),
+    ("buyer@demo.local", "buyer", {}),
+    ("agent@demo.local", "agent (reseller)", {}),
+]
+
+CATEGORIES = [
+    ("games", "游戏点卡", [("netease", "网易游戏"), ("tencent", "腾讯游戏"), ("steam", "Steam")]),
+    ("software", "软件激活码", [("office", "办公软件"), ("security", "安全软件")]),
+    ("membership", "会员卡", [("video", "视频会员"), ("music", "音乐会员")]),
+]
+
+SUPPLIERS = [
+    ("网易官方授权分销商", True, "NE-AUTH-2026-0153", "https://example.com/verify/NE-AUTH-2026-0153"),
+    ("腾讯充值渠道商", True, "TX-QB-2026-8812", "https://example.com/verify/TX-QB-2026-8812"),
+    ("正版软件总代理", True, "SW-LIC-2026-0042", "https://example.com/verify/SW-LIC-2026-0042"),
+    ("数字会员批发商", False, "", ""),
+]
+
+# slug, name, kind, category, supplier index, face value, price, min, max, stock, card-number style
+PRODUCTS = [
+    ("netease-50", "网易一卡通 50 点", "game_card", "netease", 0, "50", "48.50", 1, 10, 60, True),
+    ("netease-100", "网易一卡通 100 点", "game_card", "netease", 0, "100", "96.80", 1, 10, 40, True),
+    ("qq-coin-30", "Q币 30 元", "game_card", "tencent", 1, "30", "29.40", 1, 20, 80, True),
+    ("qq-coin-100", "Q币 100 元", "game_card", "tencent", 1, "100", "97.90", 1, 20, 30, True),
+    ("steam-wallet-100", "Steam 钱包充值卡 100 元", "game_card", "steam", 1, "100", "95.00", 1, 5, 25, False),
+    ("office-2024-home", "Office 2024 家庭版 激活密钥", "licence_key", "office", 2, "748", "699.00", 1, 3, 12, False),
+    ("wps-pro-1y", "WPS 超级会员 Pro 年卡", "licence_key", "office", 2, "299", "268.00", 1, 5, 20, False),
+    ("antivirus-1y", "杀毒软件 1 年 3 设备", "licence_key", "security", 2, "199", "159.00", 1, 5, 15, False),
+    ("video-vip-month", "视频会员 月卡", "membership", "video", 3, "25", "19.80", 1, 10, 100, False),
+    ("video-vip-year", "视频会员 年卡", "membership", "video", 3, "248", "198.00", 1, 3, 20, False),
+    ("music-vip-quarter", "音乐会员 季卡", "membership", "music", 3, "45", "39.00", 1, 10, 50, False),
+    ("netease-500", "网易一卡通 500 点（已售罄示例）", "game_card", "netease", 0, "500", "485.00", 1, 2, 0, True),
+]
+
+DESCRIPTIONS = {
+    "game_card": "官方渠道点卡，付款后自动发货。请在对应游戏的官方充值页面使用卡号和密码充值。",
+    "licence_key": "正版激活密钥，一码一机（或以产品说明为准）。请在软件的“激活”页面输入密钥。",
+    "membership": "会员兑换码，在官方 App 或网站的“兑换中心”输入即可开通。",
+}
+
+
+def _random_code(groups: int = 4, size: int = 4) -> str:
+    alphabet = string.ascii_uppercase + string.digits
+    return "-".join("".join(secrets.choice(alphabet) for _ in range(size)) for _ in range(groups))
+
+
+class Command(BaseCommand):
+    help = "Load demo categories, products with real stock, and demo logins (printed)."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--quiet", action="store_true", help="do not print the logins")
+
+    @transaction.atomic
+    def _catalog(self):
+        parents = {}
+        for i, (slug, name, children) in enumerate(CATEGORIES):
+            top, _ = Category.objects.get_or_create(slug=slug, defaults={"name": name, "sort_order": i})
+            for j, (child_slug, child_name) in enumerate(children):
+                parents[child_slug], _ = Category.objects.get_or_create(
+                    slug=child_slug, defaults={"name": child_name, "parent": top, "sort_order": j}
+                )
+        suppliers = []
+        for name, authorised, cert, url in SUPPLIERS:
+            supplier, _ = Supplier.objects.get_or_create(
+                name=name,
+                defaults={"is_authorised": authorised, "authorisation_cert_no": cert, "authorisation_lookup_url": url},
+            )
+            suppliers.append(supplier)
+        products = []
+        for i, (slug, name, kind, cat, sup, face, price, lo, hi, stock, numbered) in enumerate(PRODUCTS):
+            product, _ = Product.objects.get_or_create(
+                slug=slug,
+                defaults={
+                    "name": name,
+                    "kind": kind,
+                    "category": parents[cat],
+                    "supplier": suppliers[sup],
+                    "face_value": Decimal(face),
+                    "price": Decimal(price),
+                    "min_per_order": lo,
+                    "max_per_order": hi,
+                    "description": DESCRIPTIONS[kind],
+                    "sort_order": i,
+                },
+            )
+            products.append((product, stock, numbered))
+        return products
+
+    def handle(self, *args, quiet=False, **options):
+        User = get_user_model()
+        users = {}
+        for email, _role, flags in USERS:
+            user = User.objects.filter(email=email).first()
+            if user is None:
+                user = User.objects.create_user(
+                    username=email.split("@")[0], email=email, password=DEMO_PASSWORD, **flags
+                )
+            users[email] = user
+        agents, _ = Group.objects.get_or_create(name="agents")
+        users["agent@demo.local"].groups.add(agents)
+        staff_group, _ = Group.objects.get_or_create(name="stock managers")
+        staff_group.permissions.add(
+            *Permission.objects.filter(codename__in=["import_stock", "reveal_cardcode", "view_stockbatch"])
+        )
+        admin = users["admin@demo.local"]
+        for product, target, numbered in self._catalog():
+            missing = target - selectors.stock_count(product.pk)
+            if missing <= 0:
+                continue
+            lines = [
+                (f"{secrets.randbelow(10**12):012d}----{_random_code()}" if numbered else _random_code(5, 5))
+                for _ in range(missing)
+            ]
+            services.batch_create(
+                request=services.ImportRequest(
+                    product=product,
+                    supplier=product.supplier,
+                    cost_price=(product.price * Decimal("0.9")).quantize(Decimal("0.01")),
+                    text="\n".join(lines),
+                    source_name="demo data",
+                    csv_format=False,
+                ),
+                user=admin,
+                run_now=True,
+            )
+        if not quiet:
+            self.stdout.write(self.style.SUCCESS(f"Demo data ready. Logins (password for all: {DEMO_PASSWORD}):"))
+            for email, role, _flags in USERS:
+                self.stdout.write(f"  {role:<18} {email}")

@@ -1,0 +1,226 @@
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import models
+from django.db.models import Q
+from django.urls import reverse
+from django.utils.translation import gettext_lazy as _
+
+DEFAULT_REFUND_POLICY = _(
+    "7-day no-reason refund for codes you have not revealed. A revealed code that does not work "
+    "is replaced or refunded after checking with the supplier. Staff answer every complaint "
+    "within 48 hours; if we cannot agree, the case goes to third-party arbitration."
+)
+
+
+class Category(models.Model):
+    """Two levels: a top-level category and its sub-categories."""
+
+    parent = models.ForeignKey(
+        "self", verbose_name=_("parent"), null=True, blank=True, related_name="children", on_delete=models.PROTECT
+    )
+    name = models.CharField(_("name"), max_length=60)
+    slug = models.SlugField(_("slug"), unique=True, max_length=60)
+    sort_order = models.PositiveIntegerField(_("sort order"), default=0)
+    is_active = models.BooleanField(_("active"), default=True)
+
+    class Meta:
+        ordering = ("sort_order", "id")
+        verbose_name = _("category")
+        verbose_name_plural = _("categories")
+
+    def __str__(self):
+        return f"{self.parent.name} / {self.name}" if self.parent_id else self.name
+
+    def get_absolute_url(self):
+        return reverse("catalog:category", args=[self.slug])
+
+    def clean(self):
+        if self.parent_id and self.parent.parent_id:
+            raise ValidationError({"parent": _("Categories have two levels: choose a top-level parent.")})
+        if self.parent_id and self.pk and self.parent_id == self.pk:
+            raise ValidationError({"parent": _("A category cannot be its own parent.")})
+
+
+class Supplier(models.Model):
+    """Where stock comes from, and whether the brand owner authorised it."""
+
+    name = models.CharField(_("name"), max_length=100, unique=True)
+    is_authorised = models.BooleanField(_("officially authorised"), default=False)
+    authorisation_cert_no = models.CharField(_("authorisation certificate number"), max_length=100, blank=True)
+    authorisation_lookup_url = models.URLField(_("authorisation lookup link"), blank=True)
+    authorised_until = models.DateField(_("authorised until"), null=True, blank=True)
+    contact = models.CharField(_("contact"), max_length=200, blank=True)
+
+    class Meta:
+        ordering = ("name",)
+        verbose_name = _("supplier")
+        verbose_name_plural = _("suppliers")
+
+    def __str__(self):
+        return self.name
+
+    def clean(self):
+        if self.is_authorised and not self.authorisation_cert_no:
+            raise ValidationError({"authorisation_cert_no": _("An authorised supplier needs a certificate number.")})
+
+
+class Product(models.Model):
+    class Kind(models.TextChoices):
+        GAME_CARD = "game_card", _("Game point card")
+        LICENCE_KEY = "licence_key", _("Software licence key")
+        MEMBERSHIP = "membership", _("Membership")
+
+    category = models.ForeignKey(
+        Category, verbose_name=_("category"), related_name="products", on_delete=models.PROTECT
+    )
+    supplier = models.ForeignKey(
+        Supplier, verbose_name=_("supplier"), related_name="products", on_delete=models.PROTECT
+    )
+    name = models.CharField(_("name"), max_length=120)
+    slug = models.SlugField(_("slug"), unique=True, max_length=80)
+    kind = models.CharField(_("kind"), max_length=20, choices=Kind.choices)
+    description = models.TextField(_("description"), blank=True)
+    face_value = models.DecimalField(_("face value"), max_digits=12, decimal_places=2)
+    price = models.DecimalField(_("price"), max_digits=12, decimal_places=2)
+    min_per_order = models.PositiveIntegerField(_("minimum per order"), default=1)
+    max_per_order = models.PositiveIntegerField(_("maximum per order"), default=10)
+    refund_policy = models.TextField(_("refund policy"), default=DEFAULT_REFUND_POLICY)
+    is_active = models.BooleanField(_("on sale"), default=True)
+    sort_order = models.PositiveIntegerField(_("sort order"), default=0)
+    created_at = models.DateTimeField(_("created"), auto_now_add=True)
+    updated_at = models.DateTimeField(_("updated"), auto_now=True)
+
+    class Meta:
+        ordering = ("sort_order", "id")
+        verbose_name = _("product")
+        verbose_name_plural = _("products")
+        permissions = [("import_stock", _("Can import card codes"))]
+        constraints = [
+            models.CheckConstraint(condition=Q(price__gt=0), name="product_price_positive"),
+            models.CheckConstraint(condition=Q(face_value__gte=0), name="product_face_value_not_negative"),
+            models.CheckConstraint(condition=Q(min_per_order__gte=1), name="product_min_at_least_one"),
+            models.CheckConstraint(
+                condition=Q(max_per_order__gte=models.F("min_per_order")), name="product_max_ge_min"
+            ),
+        ]
+
+    def __str__(self):
+        return self.name
+
+    def get_absolute_url(self):
+        return reverse("catalog:product", args=[self.slug])
+
+
+class StockBatch(models.Model):
+    """One import of card codes: who, when, from whom, at what cost, and what happened."""
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", _("Queued")
+        RUNNING = "running", _("Importing")
+        DONE = "done", _("Imported")
+        REJECTED = "rejected", _("Rejected (nothing imported)")
+        FAILED = "failed", _("Failed (nothing imported)")
+
+    product = models.ForeignKey(Product, verbose_name=_("product"), related_name="batches", on_delete=models.PROTECT)
+    supplier = models.ForeignKey(Supplier, verbose_name=_("supplier"), related_name="batches", on_delete=models.PROTECT)
+    cost_price = models.DecimalField(_("cost price per code"), max_digits=12, decimal_places=2)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, verbose_name=_("imported by"), related_name="+", on_delete=models.PROTECT
+    )
+    created_at = models.DateTimeField(_("created"), auto_now_add=True)
+    finished_at = models.DateTimeField(_("finished"), null=True, blank=True)
+    source_name = models.CharField(_("source"), max_length=200, blank=True)
+    status = models.CharField(_("status"), max_length=10, choices=Status.choices, default=Status.QUEUED)
+    total_lines = models.PositiveIntegerField(_("lines"), default=0)
+    processed_lines = models.PositiveIntegerField(_("lines processed"), default=0)
+    imported_count = models.PositiveIntegerField(_("imported"), default=0)
+    duplicate_count = models.PositiveIntegerField(_("duplicates"), default=0)
+    malformed_count = models.PositiveIntegerField(_("malformed"), default=0)
+    # [{"line": 12, "problem": "duplicate"}, ...]: line numbers and reasons, never the codes.
+    report = models.JSONField(_("report"), default=list, blank=True)
+    error = models.TextField(_("error"), blank=True)
+    # The uploaded text, encrypted; emptied once the import has finished.
+    payload = models.TextField(editable=False, blank=True)
+
+    class Meta:
+        ordering = ("-id",)
+        verbose_name = _("stock batch")
+        verbose_name_plural = _("stock batches")
+        constraints = [models.CheckConstraint(condition=Q(cost_price__gte=0), name="batch_cost_not_negative")]
+
+    def __str__(self):
+        return f"#{self.pk} {self.product} ({self.get_status_display()})"
+
+    @property
+    def progress_percent(self) -> int:
+        return int(100 * self.processed_lines / self.total_lines) if self.total_lines else 0
+
+
+class CardCode(models.Model):
+    """One code: imported, encrypted at rest, reserved, sold exactly once.
+
+    Which order holds a code is recorded by the orders app (``orders.OrderCode``), whose
+    constraint allows one live holder per code; the status here is what stock counts read.
+    """
+
+    class Status(models.TextChoices):
+        # Written by an import still running: not for sale until the whole batch is in.
+        IMPORTING = "importing", _("Importing")
+        AVAILABLE = "available", _("Available")
+        RESERVED = "reserved", _("Reserved")
+        SOLD = "sold", _("Sold")
+
+    # No single-column indexes on product or batch: the claim query must only ever find
+    # its codes through the partial "available" index below (see catalog.services).
+    product = models.ForeignKey(
+        Product, verbose_name=_("product"), related_name="codes", on_delete=models.PROTECT, db_index=False
+    )
+    batch = models.ForeignKey(
+        StockBatch, verbose_name=_("batch"), related_name="codes", on_delete=models.PROTECT, db_index=False
+    )
+    card_number_enc = models.TextField(blank=True, editable=False)
+    secret_enc = models.TextField(editable=False)
+    secret_hash = models.CharField(max_length=64, editable=False)
+    status = models.CharField(_("status"), max_length=10, choices=Status.choices, default=Status.AVAILABLE)
+    created_at = models.DateTimeField(_("imported"), auto_now_add=True)
+    updated_at = models.DateTimeField(_("updated"), auto_now=True)
+
+    class Meta:
+        verbose_name = _("card code")
+        verbose_name_plural = _("card codes")
+        permissions = [("reveal_cardcode", _("Can reveal a card code's secret"))]
+        constraints = [
+            models.UniqueConstraint(fields=["product", "secret_hash"], name="cardcode_unique_secret_per_product"),
+        ]
+        indexes = [
+            # Stock counts and the claim: oldest batch first, only codes still available.
+            models.Index(
+                fields=["product", "batch", "id"], condition=Q(status="available"), name="cardcode_available_idx"
+            ),
+        ]
+
+    def __str__(self):
+        return f"{self.product} #{self.pk}"
+
+
+class StaffReveal(models.Model):
+    """Every time a staff member looks at a secret in admin."""
+
+    code = models.ForeignKey(
+        CardCode, verbose_name=_("card code"), related_name="staff_reveals", on_delete=models.PROTECT
+    )
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, verbose_name=_("staff"), related_name="+", on_delete=models.PROTECT
+    )
+    at = models.DateTimeField(_("time"), auto_now_add=True)
+    ip = models.GenericIPAddressField(_("IP"), null=True, blank=True)
+    user_agent = models.CharField(_("user agent"), max_length=300, blank=True)
+    reason = models.CharField(_("reason"), max_length=200)
+
+    class Meta:
+        ordering = ("-at",)
+        verbose_name = _("staff reveal")
+        verbose_name_plural = _("staff reveals")
+
+    def __str__(self):
+        return f"{self.user} → {self.code_id} @ {self.at:%Y-%m-%d %H:%M}"

@@ -1,0 +1,256 @@
+"""Catalogue and stock services: the only code that changes card codes."""
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+
+from django.conf import settings
+from django.core.exceptions import PermissionDenied
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+from django.utils.translation import gettext as _
+
+from marketplace import crypto
+from marketplace.money import quantize
+
+from . import importing
+from .models import CardCode, Product, StaffReveal, StockBatch, Supplier
+
+log = logging.getLogger(__name__)
+Status = CardCode.Status
+CHUNK = 2000
+
+
+class OutOfStock(Exception):
+    def __init__(self, *, requested: int, available: int):
+        super().__init__(
+            _("Only %(available)d left in stock, you asked for %(requested)d.")
+            % {"available": available, "requested": requested}
+            if available
+            else _("Sold out: no codes left for this product.")
+        )
+        self.requested, self.available = requested, available
+
+
+# --- Reservation, release and sale (called by orders inside its transactions) -----------
+
+
+def stock_reserve(*, product_id: int, quantity: int) -> list[int]:
+    """Claim ``quantity`` available codes for the caller's transaction, oldest batch first.
+
+    Rows are locked with ``FOR UPDATE SKIP LOCKED`` so concurrent buyers never wait on each
+    other nor get the same code. The ORDER BY (batch, id) is served only by the partial
+    index of available codes, so the plan cannot walk past codes already sold.
+    """
+    if not transaction.get_connection().in_atomic_block:
+        raise RuntimeError("stock_reserve must run inside the order's transaction")
+    ids = list(
+        CardCode.objects.filter(product_id=product_id, status=Status.AVAILABLE)
+        .order_by("batch_id", "id")
+        .select_for_update(skip_locked=True, of=("self",))
+        .values_list("id", flat=True)[:quantity]
+    )
+    if len(ids) < quantity:
+        raise OutOfStock(requested=quantity, available=len(ids))
+    updated = CardCode.objects.filter(id__in=ids, status=Status.AVAILABLE).update(
+        status=Status.RESERVED, updated_at=timezone.now()
+    )
+    if updated != quantity:  # cannot happen with the row locks; refuse rather than oversell
+        raise OutOfStock(requested=quantity, available=updated)
+    return ids
+
+
+def stock_release(*, code_ids: Sequence[int]) -> int:
+    """Return reserved codes to stock (an unpaid order expired or was cancelled)."""
+    return CardCode.objects.filter(id__in=code_ids, status=Status.RESERVED).update(
+        status=Status.AVAILABLE, updated_at=timezone.now()
+    )
+
+
+def stock_mark_sold(*, code_ids: Sequence[int]) -> None:
+    """Reserved -> sold, all or nothing: a code is sold exactly once."""
+    updated = CardCode.objects.filter(id__in=code_ids, status=Status.RESERVED).update(
+        status=Status.SOLD, updated_at=timezone.now()
+    )
+    if updated != len(code_ids):
+        raise RuntimeError(f"expected {len(code_ids)} reserved codes, {updated} were reserved")
+
+
+def code_plaintext(code: CardCode) -> tuple[str, str]:
+    """(card number, secret) of a code, for its owner's order page and audited staff reveals."""
+    number = crypto.decrypt(code.card_number_enc) if code.card_number_enc else ""
+    return number, crypto.decrypt(code.secret_enc)
+
+
+def code_reveal_for_staff(*, code_id: int, user, ip: str | None, user_agent: str, reason: str) -> tuple[str, str]:
+    if not user.has_perm("catalog.reveal_cardcode"):
+        raise PermissionDenied
+    reason = (reason or "").strip()
+    if not reason:
+        raise ValueError(_("Give a reason for revealing this code."))
+    code = CardCode.objects.get(pk=code_id)
+    StaffReveal.objects.create(code=code, user=user, ip=ip, user_agent=user_agent[:300], reason=reason[:200])
+    log.info("staff reveal: code=%s user=%s", code.pk, user.pk)
+    return code_plaintext(code)
+
+
+# --- Import ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ImportRequest:
+    product: Product
+    supplier: Supplier
+    cost_price: Decimal
+    text: str
+    source_name: str
+    csv_format: bool
+
+
+def batch_create(*, request: ImportRequest, user, run_now: bool = False) -> StockBatch:
+    """Record an import and queue it (or run it at once: demo data, tests).
+
+    The list is stored encrypted until the import has run, then emptied.
+    """
+    if not user.has_perm("catalog.import_stock"):
+        raise PermissionDenied
+    line_count = len(request.text.splitlines())
+    if line_count > settings.STOCK_IMPORT_MAX_LINES:
+        raise ValueError(
+            _("At most %(max)d lines per import; this list has %(n)d.")
+            % {"max": settings.STOCK_IMPORT_MAX_LINES, "n": line_count}
+        )
+    if not request.text.strip():
+        raise ValueError(_("The list is empty."))
+    from .tasks import import_batch
+
+    with transaction.atomic():
+        batch = StockBatch.objects.create(
+            product=request.product,
+            supplier=request.supplier,
+            cost_price=quantize(request.cost_price),
+            created_by=user,
+            source_name=(request.source_name or "")[:200],
+            total_lines=line_count,
+            payload=crypto.encrypt(("csv\n" if request.csv_format else "txt\n") + request.text),
+        )
+        if not run_now:
+            import_batch.delay_on_commit(batch.pk)
+    if run_now:
+        batch_import_run(batch_id=batch.pk)
+        batch.refresh_from_db()
+    return batch
+
+
+def _finish(batch_id: int, status: str, **fields) -> None:
+    StockBatch.objects.filter(pk=batch_id).update(status=status, finished_at=timezone.now(), payload="", **fields)
+
+
+def batch_import_run(*, batch_id: int) -> str:
+    """Import a queued batch. Safe to run twice and after a worker was killed mid-way.
+
+    Codes are written in chunks as ``importing`` (so progress shows in admin), then made
+    available in one statement: stock sees all of the batch or none of it. Malformed lines
+    reject the whole batch; duplicates (already in stock, or twice in the list) are skipped
+    and reported by line number.
+    """
+    claimed = StockBatch.objects.filter(
+        pk=batch_id, status__in=[StockBatch.Status.QUEUED, StockBatch.Status.RUNNING]
+    ).update(status=StockBatch.Status.RUNNING)
+    if not claimed:
+        return "nothing to do"
+    batch = StockBatch.objects.get(pk=batch_id)
+    # A previous run killed mid-way left importing rows behind: start again from nothing.
+    CardCode.objects.filter(product_id=batch.product_id, batch_id=batch.pk, status=Status.IMPORTING).delete()
+    kind, _sep, text = crypto.decrypt(batch.payload).partition("\n")
+    lines, problems = importing.parse(text, csv_format=(kind == "csv"))
+    if problems:
+        _finish(
+            batch.pk,
+            StockBatch.Status.REJECTED,
+            malformed_count=len(problems),
+            processed_lines=batch.total_lines,
+            report=[p.as_dict() for p in problems[:1000]],
+            error=_("%(n)d malformed lines: fix them and import the list again. Nothing was imported.")
+            % {"n": len(problems)},
+        )
+        return "rejected"
+    try:
+        imported, duplicates = _write_codes(batch, lines)
+    except Exception as exc:
+        CardCode.objects.filter(product_id=batch.product_id, batch_id=batch.pk, status=Status.IMPORTING).delete()
+        log.exception("stock import %s failed", batch.pk)
+        _finish(batch.pk, StockBatch.Status.FAILED, error=f"{type(exc).__name__}: nothing was imported")
+        return "failed"
+    with transaction.atomic():
+        CardCode.objects.filter(product_id=batch.product_id, batch_id=batch.pk, status=Status.IMPORTING).update(
+            status=Status.AVAILABLE
+        )
+        _finish(
+            batch.pk,
+            StockBatch.Status.DONE,
+            processed_lines=batch.total_lines,
+            imported_count=imported,
+            duplicate_count=len(duplicates),
+            report=[p.as_dict() for p in duplicates[:1000]],
+        )
+    return "done"
+
+
+def _write_codes(batch: StockBatch, lines: list[importing.Line]) -> tuple[int, list[importing.Problem]]:
+    seen: set[str] = set()
+    duplicates: list[importing.Problem] = []
+    imported = 0
+    for start in range(0, len(lines), CHUNK):
+        chunk = lines[start : start + CHUNK]
+        digests = [crypto.keyed_digest(line.secret) for line in chunk]
+        existing = set(
+            CardCode.objects.filter(product_id=batch.product_id, secret_hash__in=digests).values_list(
+                "secret_hash", flat=True
+            )
+        )
+        rows = []
+        for line, digest in zip(chunk, digests, strict=True):
+            if digest in existing or digest in seen:
+                duplicates.append(importing.Problem(line.number, "duplicate"))
+                continue
+            seen.add(digest)
+            rows.append(
+                CardCode(
+                    product_id=batch.product_id,
+                    batch_id=batch.pk,
+                    card_number_enc=crypto.encrypt(line.card_number) if line.card_number else "",
+                    secret_enc=crypto.encrypt(line.secret),
+                    secret_hash=digest,
+                    status=Status.IMPORTING,
+                )
+            )
+        try:
+            with transaction.atomic():
+                CardCode.objects.bulk_create(rows, batch_size=CHUNK)
+        except IntegrityError as exc:  # another import added the same code meanwhile
+            raise RuntimeError("a code in this list was imported by another batch at the same time") from exc
+        imported += len(rows)
+        StockBatch.objects.filter(pk=batch.pk).update(
+            processed_lines=min(batch.total_lines, chunk[-1].number), imported_count=imported
+        )
+    return imported, duplicates
+
+
+def rotate_code_keys(*, chunk: int = 1000) -> int:
+    """Re-encrypt every secret under the primary key (after a new key was put in front)."""
+    count = 0
+    last = 0
+    while True:
+        codes = list(CardCode.objects.filter(pk__gt=last).order_by("pk")[:chunk])
+        if not codes:
+            return count
+        with transaction.atomic():
+            for code in codes:
+                code.secret_enc = crypto.rotate(code.secret_enc)
+                if code.card_number_enc:
+                    code.card_number_enc = crypto.rotate(code.card_number_enc)
+            CardCode.objects.bulk_update(codes, ["secret_enc", "card_number_enc"])
+        count += len(codes)
+        last = codes[-1].pk

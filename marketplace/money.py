@@ -1,0 +1,41 @@
+"""Money is Decimal with two places (CNY). Gateway units appear only at the gateway boundary."""
+
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+
+CENT = Decimal("0.01")
+CURRENCY = "CNY"
+
+
+def quantize(value: Decimal | int | str) -> Decimal:
+    """Round to the fen, half up. Floats are refused: they cannot carry money exactly."""
+    if isinstance(value, float):
+        raise TypeError("money must not be a float")
+    try:
+        return Decimal(value).quantize(CENT, rounding=ROUND_HALF_UP)
+    except InvalidOperation as exc:
+        raise ValueError(f"not an amount: {value!r}") from exc
+
+
+def parse_yuan(text: str) -> Decimal:
+    """A gateway's yuan string ("88.00") to Decimal; refuses anything but a plain amount."""
+    text = (text or "").strip()
+    if not text or not all(c.isdigit() or c == "." for c in text) or text.count(".") > 1:
+        raise ValueError(f"not an amount: {text!r}")
+    amount = Decimal(text)
+    if amount != amount.quantize(CENT):
+        raise ValueError(f"more than two decimal places: {text!r}")
+    return amount.quantize(CENT)
+
+
+def yuan_str(amount: Decimal) -> str:
+    """Alipay's unit: a yuan string with two places."""
+    return f"{quantize(amount):.2f}"
+
+
+def to_fen(amount: Decimal) -> int:
+    """WeChat Pay's unit: integer fen."""
+    return int(quantize(amount) * 100)
+
+
+def from_fen(fen: int) -> Decimal:
+    return quantize(Decimal(fen) / 100)

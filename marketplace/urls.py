@@ -1,0 +1,23 @@
+from django.contrib import admin
+from django.urls import include, path
+from django.views.i18n import set_language
+
+from accounts import views as account_views
+
+admin.site.site_header = "卡盟 · 运营后台"
+admin.site.site_title = "卡盟后台"
+admin.site.index_title = "运营管理"
+
+urlpatterns = [
+    path("i18n/setlang/", set_language, name="set_language"),
+    # Gateways post here: no language prefix, no session, no CSRF (they are verified by signature).
+    path("payments/", include("payments.urls_callbacks")),
+    path("admin/", admin.site.urls),
+    path("accounts/profile/", account_views.profile, name="profile"),
+    path("accounts/", include("allauth.urls")),
+    path("orders/", include("orders.urls")),
+    path("pay/", include("payments.urls")),
+    path("", include("catalog.urls")),
+]
+
+urlpatterns += [path("healthz", account_views.health, name="health")]

@@ -1,0 +1,115 @@
+from django.contrib import admin
+from django.utils.translation import gettext_lazy as _
+
+from .models import CodeReveal, Order, OrderCode, OrderStatusChange
+
+
+class ReadOnlyInline(admin.TabularInline):
+    extra = 0
+    can_delete = False
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
+class StatusChangeInline(ReadOnlyInline):
+    model = OrderStatusChange
+    fields = readonly_fields = ("at", "from_status", "to_status", "actor", "note")
+
+
+class OrderCodeInline(ReadOnlyInline):
+    model = OrderCode
+    fields = readonly_fields = ("code", "code_status", "reserved_at", "released_at", "reveal_count")
+
+    @admin.display(description=_("code status"))
+    def code_status(self, obj):
+        return obj.code.get_status_display()
+
+    @admin.display(description=_("reveals"))
+    def reveal_count(self, obj):
+        return obj.reveals.count()
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).select_related("code")
+
+
+@admin.register(Order)
+class OrderAdmin(admin.ModelAdmin):
+    """Orders are changed only by services: money and status are read-only here."""
+
+    list_display = ("number", "buyer", "product_name", "quantity", "total", "status", "created_at", "paid_at")
+    list_filter = ("status", "created_at")
+    search_fields = ("number", "buyer__email", "product_name")
+    list_select_related = ("buyer",)
+    date_hierarchy = "created_at"
+    inlines = (OrderCodeInline, StatusChangeInline)
+    readonly_fields = (
+        "number",
+        "buyer",
+        "product",
+        "product_name",
+        "quantity",
+        "unit_price",
+        "subtotal",
+        "discount",
+        "total",
+        "currency",
+        "status",
+        "created_at",
+        "expires_at",
+        "paid_at",
+        "delivered_at",
+        "buyer_notified_at",
+        "buyer_ip",
+    )
+    fields = readonly_fields
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return request.method in ("GET", "HEAD") and super().has_change_permission(request, obj)
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(OrderStatusChange)
+class OrderStatusChangeAdmin(admin.ModelAdmin):
+    list_display = ("at", "order", "from_status", "to_status", "actor", "note")
+    list_filter = ("to_status",)
+    search_fields = ("order__number",)
+    readonly_fields = ("at", "order", "from_status", "to_status", "actor", "note")
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(CodeReveal)
+class CodeRevealAdmin(admin.ModelAdmin):
+    list_display = ("at", "user", "order_number", "order_code", "ip", "user_agent")
+    search_fields = ("order_code__order__number", "user__email", "ip")
+    readonly_fields = ("at", "user", "order_code", "ip", "user_agent")
+    list_select_related = ("user", "order_code__order")
+
+    @admin.display(description=_("order"))
+    def order_number(self, obj):
+        return obj.order_code.order.number
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False

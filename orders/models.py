@@ -1,0 +1,176 @@
+import secrets
+import string
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+
+from marketplace.transitions import StateMachine, table
+
+_ALPHABET = string.ascii_uppercase + string.digits
+
+
+def new_order_number() -> str:
+    """Date prefix for humans plus 18 random characters (93 bits): unguessable.
+
+    28 characters of [A-Z0-9]: fits both gateways' out_trade_no (at most 32, Alipay's 64).
+    """
+    return timezone.localtime().strftime("%y%m%d%H%M") + "".join(secrets.choice(_ALPHABET) for _ in range(18))
+
+
+class Order(models.Model):
+    class Status(models.TextChoices):
+        PENDING = "pending", _("Awaiting payment")
+        PAID = "paid", _("Paid, delivering")
+        DELIVERED = "delivered", _("Delivered")
+        EXPIRED = "expired", _("Expired (not paid in time)")
+        CANCELLED = "cancelled", _("Cancelled")
+        # Paid, but the stock was gone by then (a late payment): the money goes back.
+        REFUND_PENDING = "refund_pending", _("Paid, to be refunded")
+        REFUNDED = "refunded", _("Refunded")
+
+    number = models.CharField(_("order number"), max_length=32, unique=True, default=new_order_number, editable=False)
+    buyer = models.ForeignKey(
+        settings.AUTH_USER_MODEL, verbose_name=_("buyer"), related_name="orders", on_delete=models.PROTECT
+    )
+    product = models.ForeignKey(
+        "catalog.Product", verbose_name=_("product"), related_name="+", on_delete=models.PROTECT
+    )
+    product_name = models.CharField(_("product name"), max_length=120)
+    quantity = models.PositiveIntegerField(_("quantity"))
+    unit_price = models.DecimalField(_("unit price"), max_digits=12, decimal_places=2)
+    subtotal = models.DecimalField(_("subtotal"), max_digits=12, decimal_places=2)
+    # Room for coupons (marketing) and agent pricing: the order keeps what was charged and why.
+    discount = models.DecimalField(_("discount"), max_digits=12, decimal_places=2, default=0)
+    total = models.DecimalField(_("total"), max_digits=12, decimal_places=2)
+    currency = models.CharField(_("currency"), max_length=3, default="CNY")
+    status = models.CharField(_("status"), max_length=16, choices=Status.choices, default=Status.PENDING, db_index=True)
+    idempotency_key = models.CharField(max_length=64, editable=False)
+    created_at = models.DateTimeField(_("created"), auto_now_add=True)
+    expires_at = models.DateTimeField(_("pay before"))
+    paid_at = models.DateTimeField(_("paid"), null=True, blank=True)
+    delivered_at = models.DateTimeField(_("delivered"), null=True, blank=True)
+    buyer_notified_at = models.DateTimeField(_("buyer notified"), null=True, blank=True)
+    buyer_ip = models.GenericIPAddressField(_("buyer IP"), null=True, blank=True)
+
+    class Meta:
+        ordering = ("-id",)
+        verbose_name = _("order")
+        verbose_name_plural = _("orders")
+        constraints = [
+            models.UniqueConstraint(fields=["buyer", "idempotency_key"], name="order_idempotent_per_buyer"),
+            models.CheckConstraint(condition=Q(quantity__gte=1), name="order_quantity_positive"),
+            models.CheckConstraint(condition=Q(unit_price__gt=0), name="order_unit_price_positive"),
+            models.CheckConstraint(condition=Q(discount__gte=0), name="order_discount_not_negative"),
+            models.CheckConstraint(condition=Q(total__gte=0), name="order_total_not_negative"),
+            models.CheckConstraint(
+                condition=Q(total=models.F("subtotal") - models.F("discount")),
+                name="order_total_is_subtotal_less_discount",
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["expires_at"], condition=Q(status="pending"), name="order_pending_expiry_idx"),
+            models.Index(fields=["paid_at"], condition=Q(status="paid"), name="order_paid_undelivered_idx"),
+        ]
+
+    def __str__(self):
+        return self.number
+
+    def get_absolute_url(self):
+        return reverse("orders:detail", args=[self.number])
+
+    @property
+    def is_payable(self) -> bool:
+        return self.status == self.Status.PENDING and self.expires_at > timezone.now()
+
+
+class OrderStatusChange(models.Model):
+    order = models.ForeignKey(Order, verbose_name=_("order"), related_name="history", on_delete=models.CASCADE)
+    from_status = models.CharField(_("from"), max_length=16, blank=True)
+    to_status = models.CharField(_("to"), max_length=16)
+    at = models.DateTimeField(_("time"), auto_now_add=True)
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        verbose_name=_("by"),
+        null=True,
+        blank=True,
+        related_name="+",
+        on_delete=models.PROTECT,
+    )
+    note = models.CharField(_("note"), max_length=500, blank=True)
+
+    class Meta:
+        ordering = ("at", "id")
+        verbose_name = _("status change")
+        verbose_name_plural = _("status history")
+
+    def __str__(self):
+        return f"{self.order_id}: {self.from_status or '∅'} → {self.to_status}"
+
+
+S = Order.Status
+ORDER_FLOW = StateMachine(
+    transitions=table(
+        {
+            S.PENDING: [S.PAID, S.EXPIRED, S.CANCELLED],
+            S.PAID: [S.DELIVERED, S.REFUND_PENDING],
+            # A payment that arrives after the order lapsed: delivered if stock can be
+            # reserved again, otherwise refunded.
+            S.EXPIRED: [S.PAID, S.REFUND_PENDING],
+            S.CANCELLED: [S.PAID, S.REFUND_PENDING],
+            S.DELIVERED: [S.REFUNDED],
+            S.REFUND_PENDING: [S.REFUNDED],
+            S.REFUNDED: [],
+        }
+    ),
+    history_model=OrderStatusChange,
+    history_fk="order",
+    entered_at={S.PAID: "paid_at", S.DELIVERED: "delivered_at"},
+)
+
+
+class OrderCode(models.Model):
+    """A code held by an order. One live holder per code, enforced by the database."""
+
+    order = models.ForeignKey(Order, verbose_name=_("order"), related_name="codes", on_delete=models.PROTECT)
+    code = models.ForeignKey(
+        "catalog.CardCode", verbose_name=_("card code"), related_name="+", on_delete=models.PROTECT
+    )
+    reserved_at = models.DateTimeField(_("reserved"), auto_now_add=True)
+    released_at = models.DateTimeField(_("released"), null=True, blank=True)
+
+    class Meta:
+        ordering = ("id",)
+        verbose_name = _("order code")
+        verbose_name_plural = _("order codes")
+        constraints = [
+            models.UniqueConstraint(
+                fields=["code"], condition=Q(released_at__isnull=True), name="one_live_order_per_code"
+            )
+        ]
+
+    def __str__(self):
+        return f"{self.order.number} / {self.code_id}"
+
+
+class CodeReveal(models.Model):
+    """Every time a buyer shows a code's secret. A code with no row here was never seen."""
+
+    order_code = models.ForeignKey(OrderCode, verbose_name=_("code"), related_name="reveals", on_delete=models.PROTECT)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, verbose_name=_("user"), related_name="+", on_delete=models.PROTECT
+    )
+    at = models.DateTimeField(_("time"), auto_now_add=True)
+    ip = models.GenericIPAddressField(_("IP"), null=True, blank=True)
+    user_agent = models.CharField(_("user agent"), max_length=300, blank=True)
+
+    class Meta:
+        ordering = ("-at",)
+        verbose_name = _("code reveal")
+        verbose_name_plural = _("code reveal log")
+
+    def __str__(self):
+        return f"{self.user} @ {self.at:%Y-%m-%d %H:%M}"

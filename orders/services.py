@@ -1,0 +1,235 @@
+"""Order services: placing, paying, expiring, fulfilling, revealing. Each is one transaction."""
+
+import enum
+import logging
+from datetime import timedelta
+
+from django.conf import settings
+from django.core.mail import send_mail
+from django.db import IntegrityError, transaction
+from django.template.loader import render_to_string
+from django.utils import timezone, translation
+from django.utils.translation import gettext as _
+
+from catalog import services as stock
+from catalog.models import Product
+from marketplace.money import quantize
+
+from .models import ORDER_FLOW, CodeReveal, Order, OrderCode
+
+log = logging.getLogger(__name__)
+S = Order.Status
+
+
+class OrderError(Exception):
+    """A request the buyer can fix; the message is shown to them as it is."""
+
+
+def _lock(order_id: int) -> Order:
+    return Order.objects.select_for_update(of=("self",)).get(pk=order_id)
+
+
+def order_lock_by_number(number: str) -> Order | None:
+    """For the payment pipeline: the order row, locked for the caller's transaction."""
+    return Order.objects.select_for_update(of=("self",)).filter(number=number).first()
+
+
+def _parse_quantity(raw) -> int:
+    try:
+        quantity = int(str(raw).strip())
+    except (TypeError, ValueError):
+        raise OrderError(_("Quantity must be a whole number.")) from None
+    if quantity < 1:
+        raise OrderError(_("Quantity must be at least 1."))
+    return quantity
+
+
+def order_place(*, buyer, product_id, quantity, idempotency_key: str, ip: str | None = None) -> Order:
+    """Reserve ``quantity`` codes of a product for ``buyer`` and open an order awaiting payment.
+
+    The price comes from the product on the server. Submitting the same idempotency key
+    twice (a double click, a retried request) returns the first order.
+    """
+    key = (idempotency_key or "").strip()
+    if not key or len(key) > 64:
+        raise OrderError(_("This form has expired: reload the page and try again."))
+    existing = Order.objects.filter(buyer=buyer, idempotency_key=key).first()
+    if existing is not None:
+        return existing
+    quantity = _parse_quantity(quantity)
+    try:
+        product = Product.objects.select_related("category").get(pk=int(product_id))
+    except (Product.DoesNotExist, TypeError, ValueError):
+        raise OrderError(_("This product does not exist.")) from None
+    if not product.is_active or not product.category.is_active:
+        raise OrderError(_("This product is not on sale."))
+    if quantity < product.min_per_order:
+        raise OrderError(_("Buy at least %(n)d of this product per order.") % {"n": product.min_per_order})
+    if quantity > product.max_per_order:
+        raise OrderError(_("Buy at most %(n)d of this product per order.") % {"n": product.max_per_order})
+    unit_price = quantize(product.price)
+    subtotal = quantize(unit_price * quantity)
+    try:
+        with transaction.atomic():
+            code_ids = stock.stock_reserve(product_id=product.pk, quantity=quantity)
+            order = Order.objects.create(
+                buyer=buyer,
+                product=product,
+                product_name=product.name,
+                quantity=quantity,
+                unit_price=unit_price,
+                subtotal=subtotal,
+                total=subtotal,
+                idempotency_key=key,
+                expires_at=timezone.now() + timedelta(minutes=settings.ORDER_PAYMENT_MINUTES),
+                buyer_ip=ip,
+            )
+            OrderCode.objects.bulk_create([OrderCode(order=order, code_id=cid) for cid in code_ids])
+            order.history.create(from_status="", to_status=S.PENDING, actor=buyer, note="placed")
+    except stock.OutOfStock as exc:
+        raise OrderError(str(exc)) from None
+    except IntegrityError:
+        # The same key committed by a concurrent request: that order is the answer.
+        existing = Order.objects.filter(buyer=buyer, idempotency_key=key).first()
+        if existing is None:
+            raise
+        return existing
+    return order
+
+
+def _release_codes(order: Order) -> list[int]:
+    now = timezone.now()
+    live = order.codes.filter(released_at__isnull=True)
+    code_ids = list(live.values_list("code_id", flat=True))
+    live.update(released_at=now)
+    stock.stock_release(code_ids=code_ids)
+    return code_ids
+
+
+def order_cancel(*, order_id: int, buyer) -> bool:
+    """The buyer gives up an unpaid order; its codes go back to stock at once."""
+    with transaction.atomic():
+        order = _lock(order_id)
+        if order.buyer_id != buyer.pk:
+            raise Order.DoesNotExist
+        if order.status != S.PENDING:
+            return False
+        _release_codes(order)
+        return ORDER_FLOW.apply(order, S.CANCELLED, actor=buyer, note="cancelled by buyer")
+
+
+def order_expire(*, order_id: int) -> bool:
+    with transaction.atomic():
+        order = _lock(order_id)
+        if order.status != S.PENDING or order.expires_at > timezone.now():
+            return False
+        _release_codes(order)
+        return ORDER_FLOW.apply(order, S.EXPIRED, note="not paid in time")
+
+
+def orders_expire_due(*, limit: int = 1000) -> int:
+    due = Order.objects.filter(status=S.PENDING, expires_at__lte=timezone.now()).order_by("expires_at")
+    return sum(order_expire(order_id=pk) for pk in due.values_list("pk", flat=True)[:limit])
+
+
+class PaidOutcome(enum.Enum):
+    PAID = "paid"  # fulfilment queued
+    LATE_PAID = "late_paid"  # paid after expiry; stock reserved again, fulfilment queued
+    REFUND_PENDING = "refund_pending"  # paid after expiry and the stock is gone
+    ALREADY_PAID = "already_paid"  # a second, different payment for a paid order
+
+
+def order_mark_paid(*, order: Order, note: str = "") -> PaidOutcome:
+    """Record that ``order`` (locked by the caller, in its transaction) has been paid."""
+    from .tasks import fulfil_order, notify_refund_pending
+
+    queue_fulfilment = lambda: fulfil_order.delay(order.pk)  # noqa: E731
+    if order.status == S.PENDING:
+        ORDER_FLOW.apply(order, S.PAID, note=note, on_commit=[queue_fulfilment])
+        return PaidOutcome.PAID
+    if order.status in (S.EXPIRED, S.CANCELLED):
+        try:
+            with transaction.atomic():
+                code_ids = stock.stock_reserve(product_id=order.product_id, quantity=order.quantity)
+                OrderCode.objects.bulk_create([OrderCode(order=order, code_id=cid) for cid in code_ids])
+        except stock.OutOfStock:
+            ORDER_FLOW.apply(
+                order,
+                S.REFUND_PENDING,
+                note=f"{note}; paid after {order.status}, out of stock",
+                on_commit=[lambda: notify_refund_pending.delay(order.pk)],
+            )
+            return PaidOutcome.REFUND_PENDING
+        ORDER_FLOW.apply(order, S.PAID, note=f"{note}; paid after {order.status}", on_commit=[queue_fulfilment])
+        return PaidOutcome.LATE_PAID
+    return PaidOutcome.ALREADY_PAID
+
+
+def order_fulfil(*, order_id: int) -> bool:
+    """Paid -> delivered: the reserved codes become sold. Safe to run any number of times."""
+    from .tasks import notify_delivered
+
+    with transaction.atomic():
+        order = _lock(order_id)
+        if order.status != S.PAID:
+            return False
+        code_ids = list(order.codes.filter(released_at__isnull=True).values_list("code_id", flat=True))
+        if len(code_ids) != order.quantity:
+            raise RuntimeError(f"order {order.number} holds {len(code_ids)} codes, expected {order.quantity}")
+        stock.stock_mark_sold(code_ids=code_ids)
+        ORDER_FLOW.apply(
+            order, S.DELIVERED, note="codes delivered", on_commit=[lambda: notify_delivered.delay(order.pk)]
+        )
+    log.info("order %s delivered", order.number)
+    return True
+
+
+def orders_stuck_in_paid(*, older_than: timedelta = timedelta(minutes=2)) -> list[int]:
+    cutoff = timezone.now() - older_than
+    return list(Order.objects.filter(status=S.PAID, paid_at__lte=cutoff).values_list("pk", flat=True)[:500])
+
+
+def _email_buyer(order: Order, template: str, subject: str) -> None:
+    with translation.override(settings.LANGUAGE_CODE):
+        context = {"order": order, "url": settings.SITE_URL + order.get_absolute_url()}
+        body = render_to_string(template, context)
+        send_mail(str(subject) % {"number": order.number}, body, None, [order.buyer.email])
+
+
+def order_notify(*, order_id: int, kind: str) -> bool:
+    """Email the buyer once: a link to the order, never a secret."""
+    templates = {
+        "delivered": ("orders/email/delivered.txt", S.DELIVERED),
+        "refund_pending": ("orders/email/refund_pending.txt", S.REFUND_PENDING),
+    }
+    template, status = templates[kind]
+    with transaction.atomic():
+        claimed = Order.objects.filter(pk=order_id, status=status, buyer_notified_at__isnull=True).update(
+            buyer_notified_at=timezone.now()
+        )
+        if not claimed:
+            return False
+        order = Order.objects.select_related("buyer").get(pk=order_id)
+        with translation.override(settings.LANGUAGE_CODE):
+            subject = (
+                _("Your order %(number)s has been delivered")
+                if kind == "delivered"
+                else _("Your order %(number)s will be refunded")
+            )
+            _email_buyer(order, template, subject)
+    return True
+
+
+def order_code_reveal(
+    *, buyer, order_number: str, order_code_id: int, ip: str | None, user_agent: str
+) -> tuple[str, str]:
+    """Show one delivered code to its buyer, and log it (time, IP, user agent)."""
+    oc = OrderCode.objects.select_related("code").get(
+        pk=order_code_id,
+        order__number=order_number,
+        order__buyer=buyer,
+        order__status=S.DELIVERED,
+        released_at__isnull=True,
+    )
+    CodeReveal.objects.create(order_code=oc, user=buyer, ip=ip, user_agent=(user_agent or "")[:300])
+    return stock.code_plaintext(oc.code)

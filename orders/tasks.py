@@ -1,0 +1,33 @@
+from smtplib import SMTPException
+
+from celery import shared_task
+
+from . import services
+
+
+@shared_task(acks_late=True, reject_on_worker_lost=True, autoretry_for=(OSError,), retry_backoff=True, max_retries=8)
+def fulfil_order(order_id: int) -> bool:
+    return services.order_fulfil(order_id=order_id)
+
+
+@shared_task(acks_late=True, autoretry_for=(SMTPException, OSError), retry_backoff=True, max_retries=8)
+def notify_delivered(order_id: int) -> bool:
+    return services.order_notify(order_id=order_id, kind="delivered")
+
+
+@shared_task(acks_late=True, autoretry_for=(SMTPException, OSError), retry_backoff=True, max_retries=8)
+def notify_refund_pending(order_id: int) -> bool:
+    return services.order_notify(order_id=order_id, kind="refund_pending")
+
+
+@shared_task
+def expire_due_orders() -> int:
+    return services.orders_expire_due()
+
+
+@shared_task
+def redeliver_stuck_orders() -> int:
+    ids = services.orders_stuck_in_paid()
+    for order_id in ids:
+        fulfil_order.delay(order_id)
+    return len(ids)

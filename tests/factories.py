@@ -1,0 +1,77 @@
+import secrets
+from decimal import Decimal
+
+import factory
+from django.contrib.auth import get_user_model
+
+from catalog import services as stock_services
+from catalog.models import Category, Product, Supplier
+
+
+class UserFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = get_user_model()
+        skip_postgeneration_save = True
+
+    username = factory.Sequence(lambda n: f"user{n}")
+    email = factory.Sequence(lambda n: f"user{n}@example.com")
+    password = factory.PostGenerationMethodCall("set_password", "correct-horse-battery")
+
+    @factory.post_generation
+    def _save(obj, create, extracted, **kwargs):
+        if create:
+            obj.save()
+
+
+class CategoryFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Category
+
+    name = factory.Sequence(lambda n: f"Category {n}")
+    slug = factory.Sequence(lambda n: f"category-{n}")
+
+
+class SupplierFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Supplier
+
+    name = factory.Sequence(lambda n: f"Supplier {n}")
+    is_authorised = True
+    authorisation_cert_no = factory.Sequence(lambda n: f"CERT-{n:05d}")
+    authorisation_lookup_url = "https://example.com/verify"
+
+
+class ProductFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Product
+
+    category = factory.SubFactory(CategoryFactory)
+    supplier = factory.SubFactory(SupplierFactory)
+    name = factory.Sequence(lambda n: f"Product {n}")
+    slug = factory.Sequence(lambda n: f"product-{n}")
+    kind = Product.Kind.GAME_CARD
+    face_value = Decimal("100.00")
+    price = Decimal("97.00")
+    min_per_order = 1
+    max_per_order = 10
+
+
+def add_stock(product: Product, count: int, *, user=None, numbered: bool = False) -> list[str]:
+    """Import ``count`` fresh codes through the real import service; returns the secrets."""
+    secrets_list = [secrets.token_hex(8).upper() for _ in range(count)]
+    lines = [f"{i:010d}----{s}" if numbered else s for i, s in enumerate(secrets_list)]
+    user = user or UserFactory(is_staff=True, is_superuser=True)
+    batch = stock_services.batch_create(
+        request=stock_services.ImportRequest(
+            product=product,
+            supplier=product.supplier,
+            cost_price=Decimal("90.00"),
+            text="\n".join(lines),
+            source_name="test",
+            csv_format=False,
+        ),
+        user=user,
+        run_now=True,
+    )
+    assert batch.status == batch.Status.DONE, batch.error
+    return secrets_list
