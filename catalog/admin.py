@@ -5,8 +5,10 @@ from django.db.models.functions import Coalesce
 from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
+from django.utils.decorators import method_decorator
 from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
+from django.views.decorators.debug import sensitive_post_parameters, sensitive_variables
 
 from . import selectors, services
 from .forms import RevealForm, StockImportForm
@@ -96,6 +98,7 @@ class StockBatchAdmin(admin.ModelAdmin):
             *super().get_urls(),
         ]
 
+    @method_decorator(sensitive_post_parameters("text"))
     def import_view(self, request):
         if not request.user.has_perm("catalog.import_stock"):
             raise PermissionDenied
@@ -167,6 +170,7 @@ class CardCodeAdmin(admin.ModelAdmin):
             *super().get_urls(),
         ]
 
+    @method_decorator(sensitive_variables("plaintext"))
     def reveal_view(self, request, pk):
         if not request.user.has_perm("catalog.reveal_cardcode"):
             raise PermissionDenied

@@ -10,6 +10,7 @@ from django.core.exceptions import PermissionDenied
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
+from django.views.decorators.debug import sensitive_variables
 
 from marketplace import crypto
 from marketplace.money import quantize
@@ -77,6 +78,7 @@ def stock_mark_sold(*, code_ids: Sequence[int]) -> None:
         raise RuntimeError(f"expected {len(code_ids)} reserved codes, {updated} were reserved")
 
 
+@sensitive_variables("number")
 def code_plaintext(code: CardCode) -> tuple[str, str]:
     """(card number, secret) of a code, for its owner's order page and audited staff reveals."""
     number = crypto.decrypt(code.card_number_enc) if code.card_number_enc else ""
@@ -147,6 +149,7 @@ def _finish(batch_id: int, status: str, **fields) -> None:
     StockBatch.objects.filter(pk=batch_id).update(status=status, finished_at=timezone.now(), payload="", **fields)
 
 
+@sensitive_variables("text", "lines")
 def batch_import_run(*, batch_id: int) -> str:
     """Import a queued batch. Safe to run twice and after a worker was killed mid-way.
 
