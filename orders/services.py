@@ -71,7 +71,9 @@ def order_place(*, buyer, product_id, quantity, idempotency_key: str, ip: str | 
     subtotal = quantize(unit_price * quantity)
     try:
         with transaction.atomic():
-            code_ids = stock.stock_reserve(product_id=product.pk, quantity=quantity)
+            # The order row first: its (buyer, key) unique index makes a concurrent request with
+            # the same key wait here for this one, then return its order, instead of racing it
+            # for the codes (and reporting "sold out" for an order that was in fact placed).
             order = Order.objects.create(
                 buyer=buyer,
                 product=product,
@@ -84,6 +86,7 @@ def order_place(*, buyer, product_id, quantity, idempotency_key: str, ip: str | 
                 expires_at=timezone.now() + timedelta(minutes=settings.ORDER_PAYMENT_MINUTES),
                 buyer_ip=ip,
             )
+            code_ids = stock.stock_reserve(product_id=product.pk, quantity=quantity)
             OrderCode.objects.bulk_create([OrderCode(order=order, code_id=cid) for cid in code_ids])
             order.history.create(from_status="", to_status=S.PENDING, actor=buyer, note="placed")
     except stock.OutOfStock as exc:

@@ -1,0 +1,166 @@
+"""The order state machine: every (from, to) pair of Order.Status, allowed or not."""
+
+import itertools
+
+import pytest
+from django.db import transaction
+
+from marketplace.transitions import IllegalTransition
+from orders import services
+from orders.models import ORDER_FLOW, Order, OrderStatusChange
+from tests.factories import ProductFactory, UserFactory, add_stock
+
+S = Order.Status
+ALL_PAIRS = list(itertools.product(S.values, S.values))
+ALLOWED = [(src, dst) for src, dst in ALL_PAIRS if dst in ORDER_FLOW.transitions.get(src, ())]
+FORBIDDEN = [(src, dst) for src, dst in ALL_PAIRS if src != dst and (src, dst) not in ALLOWED]
+REPEATS = [(s, s) for s in S.values]
+
+
+@pytest.fixture(autouse=True)
+def _fast_passwords(settings):
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture
+def order(db):
+    product = ProductFactory()
+    add_stock(product, 1)
+    return services.order_place(buyer=UserFactory(), product_id=product.pk, quantity=1, idempotency_key="t")
+
+
+def _force(order: Order, status: str) -> None:
+    Order.objects.filter(pk=order.pk).update(status=status)
+
+
+def _apply(order: Order, dst: str, **kwargs) -> bool:
+    with transaction.atomic():
+        locked = Order.objects.select_for_update().get(pk=order.pk)
+        return ORDER_FLOW.apply(locked, dst, **kwargs)
+
+
+def test_the_table_covers_every_status():
+    assert set(ORDER_FLOW.transitions) == set(S.values)
+    for src, dsts in ORDER_FLOW.transitions.items():
+        assert dsts <= set(S.values), src
+        assert src not in dsts, f"{src} -> {src} would be a repeat, not a move"
+    # The moves the business relies on, spelled out (the table is the spec).
+    assert ORDER_FLOW.transitions[S.PENDING] == {S.PAID, S.EXPIRED, S.CANCELLED}
+    assert ORDER_FLOW.transitions[S.PAID] == {S.DELIVERED, S.REFUND_PENDING}
+    assert ORDER_FLOW.transitions[S.REFUNDED] == frozenset()
+    assert len(ALLOWED) + len(FORBIDDEN) + len(REPEATS) == len(S.values) ** 2
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(("src", "dst"), ALLOWED, ids=[f"{s}->{d}" for s, d in ALLOWED])
+def test_allowed_move(order, buyer, src, dst):
+    _force(order, src)
+    before = OrderStatusChange.objects.filter(order=order).count()
+
+    assert _apply(order, dst, actor=buyer, note="by test") is True
+
+    order.refresh_from_db()
+    assert order.status == dst
+    changes = OrderStatusChange.objects.filter(order=order).order_by("id")
+    assert changes.count() == before + 1
+    change = changes.last()
+    assert (change.from_status, change.to_status, change.actor_id, change.note) == (src, dst, buyer.pk, "by test")
+    assert ORDER_FLOW.can(src, dst)
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(("src", "dst"), FORBIDDEN, ids=[f"{s}->{d}" for s, d in FORBIDDEN])
+def test_forbidden_move(order, src, dst):
+    _force(order, src)
+    before = list(Order.objects.filter(pk=order.pk).values())
+    history = OrderStatusChange.objects.filter(order=order).count()
+
+    with pytest.raises(IllegalTransition) as excinfo:
+        _apply(order, dst, update={"buyer_notified_at": None})
+
+    assert (excinfo.value.src, excinfo.value.dst) == (src, dst)
+    assert f"{src} -> {dst}" in str(excinfo.value)
+    assert list(Order.objects.filter(pk=order.pk).values()) == before
+    assert OrderStatusChange.objects.filter(order=order).count() == history
+    assert not ORDER_FLOW.can(src, dst)
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(("src", "dst"), REPEATS, ids=[f"{s}->{d}" for s, d in REPEATS])
+def test_repeat_is_a_no_op(order, src, dst):
+    _force(order, src)
+    before = list(Order.objects.filter(pk=order.pk).values())
+    history = OrderStatusChange.objects.filter(order=order).count()
+
+    assert _apply(order, dst) is False
+
+    assert list(Order.objects.filter(pk=order.pk).values()) == before
+    assert OrderStatusChange.objects.filter(order=order).count() == history
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(("dst", "stamp"), [(S.PAID, "paid_at"), (S.DELIVERED, "delivered_at")])
+def test_entering_a_state_stamps_its_time(order, dst, stamp):
+    src = S.PENDING if dst == S.PAID else S.PAID
+    _force(order, src)
+    order.refresh_from_db()
+    assert getattr(order, stamp) is None
+
+    _apply(order, dst)
+
+    order.refresh_from_db()
+    assert getattr(order, stamp) is not None
+    assert getattr(order, stamp) >= order.created_at
+    change = order.history.get(to_status=dst)
+    assert abs((change.at - getattr(order, stamp)).total_seconds()) < 5
+
+
+@pytest.mark.django_db
+def test_other_moves_stamp_nothing(order):
+    _apply(order, S.CANCELLED)
+    order.refresh_from_db()
+    assert (order.paid_at, order.delivered_at) == (None, None)
+
+
+@pytest.mark.django_db
+def test_update_fields_are_written_with_the_move(order):
+    _apply(order, S.CANCELLED, update={"buyer_ip": "10.1.2.3"}, note="x" * 600)
+    order.refresh_from_db()
+    assert order.status == S.CANCELLED
+    assert order.buyer_ip == "10.1.2.3"
+    assert len(order.history.get(to_status=S.CANCELLED).note) == 500
+
+
+@pytest.mark.django_db
+def test_side_effects_run_only_after_commit(order, django_capture_on_commit_callbacks):
+    ran = []
+    with django_capture_on_commit_callbacks(execute=True) as callbacks:
+        _apply(order, S.PAID, on_commit=[lambda: ran.append("fulfil")])
+        assert ran == []  # not while the transaction is open
+    assert len(callbacks) == 1
+    assert ran == ["fulfil"]
+
+
+@pytest.mark.django_db
+def test_side_effects_of_a_refused_move_never_run(order, django_capture_on_commit_callbacks):
+    ran = []
+    with django_capture_on_commit_callbacks(execute=True) as callbacks, pytest.raises(IllegalTransition):
+        _apply(order, S.REFUNDED, on_commit=[lambda: ran.append("x")])
+    assert callbacks == []
+    assert ran == []
+
+
+@pytest.mark.django_db(transaction=True)
+def test_apply_outside_a_transaction_is_refused():
+    product = ProductFactory()
+    add_stock(product, 1)
+    order = services.order_place(buyer=UserFactory(), product_id=product.pk, quantity=1, idempotency_key="t")
+    order = Order.objects.get(pk=order.pk)
+
+    with pytest.raises(RuntimeError, match="inside a transaction"):
+        ORDER_FLOW.apply(order, S.PAID)
+
+    order.refresh_from_db()
+    assert order.status == S.PENDING
+    assert order.paid_at is None
+    assert order.history.count() == 1
