@@ -2,10 +2,12 @@
 
 import csv
 import io
+import re
 from dataclasses import dataclass
 
 MAX_SECRET = 256
 MAX_CARD_NUMBER = 128
+_LINE_BREAK = re.compile(r"\r\n|\r|\n")
 HEADER_WORDS = {"card_number", "cardno", "card", "number", "secret", "password", "code", "卡号", "卡密", "密码", "密钥"}
 
 
@@ -39,7 +41,9 @@ def _split(text: str) -> list[str]:
     for sep in ("----", "\t", ","):
         if sep in text:
             return [part.strip() for part in text.split(sep)]
-    return text.split()
+    # Spaces (ASCII or full-width) only: str.split() would also treat control characters
+    # such as \x1c or \x85 as separators instead of reporting them.
+    return [part for part in re.split(r"[ \u3000]+", text) if part]
 
 
 def _check(number: int, fields: list[str]) -> Line | Problem:
@@ -61,6 +65,21 @@ def _check(number: int, fields: list[str]) -> Line | Problem:
     return Line(number, card_number, secret)
 
 
+def split_lines(text: str) -> list[str]:
+    """Only CR/LF end a line: str.splitlines() also splits at \\v, \\f, \\x1c-\\x1e, \\x85 and
+    U+2028/9, which would cut a code in two instead of reporting its control character."""
+    return _LINE_BREAK.split(text.removesuffix("\n").removesuffix("\r"))
+
+
+def _csv_rows(text: str):
+    """CSV rows numbered by the file line they start on (a quoted field may span lines)."""
+    reader = csv.reader(io.StringIO(text))
+    start = 1
+    for row in reader:
+        yield start, row
+        start = reader.line_num + 1
+
+
 def parse(text: str, *, csv_format: bool = False) -> tuple[list[Line], list[Problem]]:
     """Split a list into lines to import and problems, keeping 1-based line numbers.
 
@@ -71,9 +90,9 @@ def parse(text: str, *, csv_format: bool = False) -> tuple[list[Line], list[Prob
     lines: list[Line] = []
     problems: list[Problem] = []
     if csv_format:
-        rows = ((n, row) for n, row in enumerate(csv.reader(io.StringIO(text)), start=1))
+        rows = _csv_rows(text)
     else:
-        rows = ((n, _split(raw.strip())) for n, raw in enumerate(text.splitlines(), start=1))
+        rows = ((n, _split(raw.strip())) for n, raw in enumerate(split_lines(text), start=1))
     for number, fields in rows:
         if not any(f.strip() for f in fields):
             continue

@@ -117,7 +117,7 @@ def batch_create(*, request: ImportRequest, user, run_now: bool = False) -> Stoc
     """
     if not user.has_perm("catalog.import_stock"):
         raise PermissionDenied
-    line_count = len(request.text.splitlines())
+    line_count = len(importing.split_lines(request.text))
     if line_count > settings.STOCK_IMPORT_MAX_LINES:
         raise ValueError(
             _("At most %(max)d lines per import; this list has %(n)d.")

@@ -1,5 +1,6 @@
 """Money is Decimal with two places (CNY). Gateway units appear only at the gateway boundary."""
 
+import re
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 
 CENT = Decimal("0.01")
@@ -19,7 +20,8 @@ def quantize(value: Decimal | int | str) -> Decimal:
 def parse_yuan(text: str) -> Decimal:
     """A gateway's yuan string ("88.00") to Decimal; refuses anything but a plain amount."""
     text = (text or "").strip()
-    if not text or not all(c.isdigit() or c == "." for c in text) or text.count(".") > 1:
+    # ASCII digits only: str.isdigit() also accepts "²" and other scripts' digits.
+    if not re.fullmatch(r"[0-9]{1,12}(\.[0-9]*)?|\.[0-9]+", text):
         raise ValueError(f"not an amount: {text!r}")
     amount = Decimal(text)
     if amount != amount.quantize(CENT):

@@ -49,7 +49,9 @@ def notification_receive(
     *, gateway_code: str, headers: Mapping[str, str], body: bytes, remote_addr: str | None = None
 ) -> NotificationResult:
     gateway = get_gateway(gateway_code)
-    record = Notification(gateway=gateway_code, remote_addr=remote_addr, body=body[:20000].decode("utf-8", "replace"))
+    # PostgreSQL text cannot hold NUL: an unsigned junk body must be logged, not crash the view.
+    text = body[:20000].decode("utf-8", "replace").replace("\x00", "\ufffd")
+    record = Notification(gateway=gateway_code, remote_addr=remote_addr, body=text)
     try:
         verified = gateway.verify(headers=headers, body=body)
     except NotificationRejected as exc:
