@@ -73,12 +73,18 @@ class StockBatchAdmin(admin.ModelAdmin):
     )
     list_filter = ("status", "supplier", "product")
     search_fields = ("product__name", "source_name")
-    readonly_fields = [f.name for f in StockBatch._meta.fields if f.name != "payload"] + ["code_counts"]
+    # The progress box above the fields shows the status, the error and the line report.
+    readonly_fields = [f.name for f in StockBatch._meta.fields if f.name not in ("payload", "report", "error")] + [
+        "code_counts"
+    ]
     change_form_template = "admin/catalog/stockbatch/change_form.html"
     change_list_template = "admin/catalog/stockbatch/change_list.html"
 
     def has_add_permission(self, request):
         return False  # batches are created by the import page
+
+    def has_change_permission(self, request, obj=None):
+        return False  # a batch is a record of what happened: view only
 
     def has_delete_permission(self, request, obj=None):
         return False

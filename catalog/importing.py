@@ -5,6 +5,8 @@ import io
 import re
 from dataclasses import dataclass
 
+from django.utils.translation import gettext as _
+
 MAX_SECRET = 256
 MAX_CARD_NUMBER = 128
 _LINE_BREAK = re.compile(r"\r\n|\r|\n")
@@ -53,15 +55,17 @@ def _check(number: int, fields: list[str]) -> Line | Problem:
     elif len(fields) == 2:
         card_number, secret = fields
     else:
-        return Problem(number, f"expected 'secret' or 'card number, secret', found {len(fields)} fields")
+        return Problem(
+            number, _("expected 'secret' or 'card number, secret', found %(n)d fields") % {"n": len(fields)}
+        )
     if not secret:
-        return Problem(number, "the secret is empty")
+        return Problem(number, _("the secret is empty"))
     if len(secret) > MAX_SECRET:
-        return Problem(number, f"the secret is longer than {MAX_SECRET} characters")
+        return Problem(number, _("the secret is longer than %(n)d characters") % {"n": MAX_SECRET})
     if len(card_number) > MAX_CARD_NUMBER:
-        return Problem(number, f"the card number is longer than {MAX_CARD_NUMBER} characters")
+        return Problem(number, _("the card number is longer than %(n)d characters") % {"n": MAX_CARD_NUMBER})
     if any(not ch.isprintable() or ch.isspace() for ch in secret + card_number):
-        return Problem(number, "contains spaces or control characters")
+        return Problem(number, _("contains spaces or control characters"))
     return Line(number, card_number, secret)
 
 

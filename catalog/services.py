@@ -216,7 +216,8 @@ def _write_codes(batch: StockBatch, lines: list[importing.Line]) -> tuple[int, l
         rows = []
         for line, digest in zip(chunk, digests, strict=True):
             if digest in existing or digest in seen:
-                duplicates.append(importing.Problem(line.number, "duplicate"))
+                problem = _("duplicate: already in stock or earlier in the list")
+                duplicates.append(importing.Problem(line.number, problem))
                 continue
             seen.add(digest)
             rows.append(

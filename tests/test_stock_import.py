@@ -12,6 +12,7 @@ from django.contrib.auth.models import Permission
 from django.core.exceptions import PermissionDenied
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.db import connection
+from django.utils import translation
 
 from catalog import importing, selectors, services
 from catalog.importing import Line, Problem, decode_upload, parse
@@ -24,9 +25,19 @@ IMPORT_URL = "/admin/catalog/stockbatch/import/"
 S = CardCode.Status
 
 
+DUPLICATE = "duplicate: already in stock or earlier in the list"
+
+
 @pytest.fixture(autouse=True)
 def _fast_passwords(settings):
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture(autouse=True)
+def _english():
+    """Import reports are written in the active language; these tests read them in English."""
+    with translation.override("en"):
+        yield
 
 
 def token() -> str:
@@ -187,9 +198,9 @@ def test_duplicates_are_skipped_and_reported(product, importer):
     assert batch.imported_count == 3
     assert batch.duplicate_count == 3
     assert batch.report == [
-        {"line": 2, "problem": "duplicate"},
-        {"line": 4, "problem": "duplicate"},
-        {"line": 6, "problem": "duplicate"},
+        {"line": 2, "problem": DUPLICATE},
+        {"line": 4, "problem": DUPLICATE},
+        {"line": 6, "problem": DUPLICATE},
     ]
     assert sorted(s for _, s in plaintexts(product)) == sorted(existing + new)
     assert selectors.stock_count(product.pk) == 5
@@ -376,7 +387,7 @@ def test_admin_import_pasted_list_and_csv_upload(admin_client, staff):
     assert 'data-testid="import-progress"' in page
     assert 'value="100"' in page
     assert "4 / 4" in page
-    assert re.search(r"<td>4</td><td>duplicate</td>", page)
+    assert f"<td>4</td><td>{DUPLICATE}</td>" in page
 
     uploaded = [(f"CN{token()}", f"密{token()}") for _ in range(2)]
     csv_text = "卡号,卡密\r\n" + "".join(f'"{n}","{s}"\r\n' for n, s in uploaded) + f"X,{pasted[1][1]}\r\n"
@@ -386,7 +397,7 @@ def test_admin_import_pasted_list_and_csv_upload(admin_client, staff):
     second = StockBatch.objects.exclude(pk=batch.pk).get()
     assert (second.status, second.imported_count, second.duplicate_count) == (StockBatch.Status.DONE, 2, 1)
     assert second.source_name == "codes.csv"
-    assert second.report == [{"line": 4, "problem": "duplicate"}]
+    assert second.report == [{"line": 4, "problem": DUPLICATE}]
     assert sorted(plaintexts(product)) == sorted(pasted + uploaded)
 
     everything = [v for pair in pasted + uploaded for v in pair]
