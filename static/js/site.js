@@ -1,30 +1,57 @@
-// Copy buttons: <button data-copy-target="#id">. Works without htmx too.
+// Small progressive enhancements; every page works without them.
+
+// Copy buttons: <button data-copy-target="#id" data-copied-label="...">. Works without htmx too.
 document.addEventListener("click", function (event) {
   const button = event.target.closest("[data-copy-target]");
   if (!button) return;
   const target = document.querySelector(button.dataset.copyTarget);
   if (!target) return;
   const text = target.textContent.trim();
+  const label = button.dataset.label || button.innerHTML;
+  button.dataset.label = label;
   const done = () => {
-    const label = button.innerHTML;
+    button.dataset.copied = "true";
     button.innerHTML = '<i class="bi bi-check2"></i> ' + (button.dataset.copiedLabel || "OK");
-    setTimeout(() => { button.innerHTML = label; }, 1500);
+    clearTimeout(button._copyTimer);
+    button._copyTimer = setTimeout(() => { button.innerHTML = label; delete button.dataset.copied; }, 2000);
+  };
+  const fallback = () => {
+    const area = document.createElement("textarea");
+    area.value = text; area.setAttribute("readonly", "");
+    area.style.position = "fixed"; area.style.opacity = "0";
+    document.body.appendChild(area); area.select();
+    try { document.execCommand("copy"); } finally { area.remove(); }
+    done();
   };
   if (navigator.clipboard && window.isSecureContext) {
-    navigator.clipboard.writeText(text).then(done);
+    navigator.clipboard.writeText(text).then(done, fallback);
   } else {
-    const area = document.createElement("textarea");
-    area.value = text; document.body.appendChild(area); area.select();
-    document.execCommand("copy"); area.remove(); done();
+    fallback();
   }
 });
+
 // Quantity steppers on the product and checkout pages.
 document.addEventListener("click", function (event) {
   const step = event.target.closest("[data-step]");
   if (!step) return;
   const input = document.querySelector(step.dataset.for);
+  if (!input) return;
   const value = (parseInt(input.value, 10) || 0) + parseInt(step.dataset.step, 10);
   const min = parseInt(input.min || "1", 10), max = parseInt(input.max || "9999", 10);
   input.value = Math.min(max, Math.max(min, value));
-  input.dispatchEvent(new Event("change"));
+  input.dispatchEvent(new Event("change", { bubbles: true }));
+});
+
+// Checkout: show the estimated total as the quantity changes (the server's price is final).
+function updateTotal(input) {
+  const out = document.querySelector(input.dataset.totalTarget);
+  const qty = parseInt(input.value, 10);
+  if (!out || !(qty > 0)) return;
+  const cents = Math.round(parseFloat(input.dataset.unitPrice) * 100) * qty;
+  out.textContent = "¥" + (cents / 100).toFixed(2);
+}
+["input", "change"].forEach(function (type) {
+  document.addEventListener(type, function (event) {
+    if (event.target.matches && event.target.matches("[data-unit-price]")) updateTotal(event.target);
+  });
 });
