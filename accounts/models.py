@@ -15,3 +15,7 @@ class User(AbstractUser):
 
     def __str__(self):
         return self.email or self.username
+
+
+def user_display(user) -> str:
+    return user.email or user.username

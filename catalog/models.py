@@ -84,7 +84,9 @@ class Product(models.Model):
     price = models.DecimalField(_("price"), max_digits=12, decimal_places=2)
     min_per_order = models.PositiveIntegerField(_("minimum per order"), default=1)
     max_per_order = models.PositiveIntegerField(_("maximum per order"), default=10)
-    refund_policy = models.TextField(_("refund policy"), default=DEFAULT_REFUND_POLICY)
+    refund_policy = models.TextField(
+        _("refund policy"), blank=True, help_text=_("Leave empty for the platform's standard policy.")
+    )
     is_active = models.BooleanField(_("on sale"), default=True)
     sort_order = models.PositiveIntegerField(_("sort order"), default=0)
     created_at = models.DateTimeField(_("created"), auto_now_add=True)
@@ -109,6 +111,11 @@ class Product(models.Model):
 
     def get_absolute_url(self):
         return reverse("catalog:product", args=[self.slug])
+
+    @property
+    def refund_policy_text(self) -> str:
+        """The product's own policy, or the platform's standard one in the reader's language."""
+        return self.refund_policy or str(DEFAULT_REFUND_POLICY)
 
 
 class StockBatch(models.Model):

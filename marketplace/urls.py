@@ -1,12 +1,13 @@
 from django.contrib import admin
 from django.urls import include, path
+from django.utils.translation import gettext_lazy as _
 from django.views.i18n import set_language
 
 from accounts import views as account_views
 
-admin.site.site_header = "卡盟 · 运营后台"
-admin.site.site_title = "卡盟后台"
-admin.site.index_title = "运营管理"
+admin.site.site_header = _("卡盟 · Operations")
+admin.site.site_title = _("卡盟 operations")
+admin.site.index_title = _("Operations")
 
 urlpatterns = [
     path("i18n/setlang/", set_language, name="set_language"),

@@ -89,8 +89,8 @@ class Order(models.Model):
 
 class OrderStatusChange(models.Model):
     order = models.ForeignKey(Order, verbose_name=_("order"), related_name="history", on_delete=models.CASCADE)
-    from_status = models.CharField(_("from"), max_length=16, blank=True)
-    to_status = models.CharField(_("to"), max_length=16)
+    from_status = models.CharField(_("from"), max_length=16, blank=True, choices=Order.Status.choices)
+    to_status = models.CharField(_("to"), max_length=16, choices=Order.Status.choices)
     at = models.DateTimeField(_("time"), auto_now_add=True)
     actor = models.ForeignKey(
         settings.AUTH_USER_MODEL,

@@ -1,10 +1,12 @@
 import uuid
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
 from django.http import Http404, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.utils.translation import gettext as _
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
 
@@ -54,6 +56,7 @@ def checkout(request, slug):
             "estimated_total": product.price * qty,
             "idempotency_key": token,
             "error": error,
+            "hold_minutes": settings.ORDER_PAYMENT_MINUTES,
         },
         status=400 if error else 200,
     )
@@ -91,7 +94,7 @@ def order_status(request, number):
 def order_cancel(request, number):
     order = selectors.order_for_buyer(request.user, number)
     if services.order_cancel(order_id=order.pk, buyer=request.user):
-        messages.success(request, "订单已取消，库存已释放。")
+        messages.success(request, _("Order cancelled; its codes went back to stock."))
     return redirect(order)
 
 

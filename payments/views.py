@@ -35,7 +35,10 @@ def sandbox_cashier(request, number):
     order = orders.order_for_buyer(request.user, number)
     if request.method == "POST":
         result = services.sandbox_pay(order_number=order.number, remote_addr=_client_ip(request))
-        if result.ok:
+        order.refresh_from_db(fields=["status"])
+        if result.ok and order.status == order.Status.DELIVERED:
+            messages.success(request, _("Payment received. Your codes are ready below."))
+        elif result.ok:
             messages.success(request, _("Payment received. Your codes are being delivered."))
         else:
             messages.error(request, _("The payment was refused: %(reason)s") % {"reason": result.reason})

@@ -20,6 +20,7 @@ from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.http import HttpResponse
 from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
 
 from marketplace.money import parse_yuan, yuan_str
 
@@ -54,7 +55,7 @@ def _keys() -> tuple[rsa.RSAPrivateKey, rsa.RSAPublicKey]:
 
 class SandboxGateway(Gateway):
     code = "sandbox"
-    name = "沙箱支付"
+    name = _("Sandbox payment")
 
     # --- the gateway's side (what a real gateway would do on its servers) --------------
     @staticmethod
