@@ -1,5 +1,6 @@
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
+from django.db import models
 from django.db.models import Count, OuterRef, Subquery
 from django.db.models.functions import Coalesce
 from django.shortcuts import get_object_or_404, redirect
@@ -9,6 +10,8 @@ from django.utils.decorators import method_decorator
 from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 from django.views.decorators.debug import sensitive_post_parameters, sensitive_variables
+
+from marketplace.admin import ReadOnlyAdmin
 
 from . import selectors, services
 from .forms import RevealForm, StockImportForm
@@ -26,6 +29,7 @@ class CategoryAdmin(admin.ModelAdmin):
 
 @admin.register(Supplier)
 class SupplierAdmin(admin.ModelAdmin):
+    formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
     list_display = ("name", "is_authorised", "authorisation_cert_no", "authorised_until")
     list_filter = ("is_authorised",)
     search_fields = ("name", "authorisation_cert_no")
@@ -57,7 +61,7 @@ class ProductAdmin(admin.ModelAdmin):
 
 
 @admin.register(StockBatch)
-class StockBatchAdmin(admin.ModelAdmin):
+class StockBatchAdmin(ReadOnlyAdmin):
     list_display = (
         "id",
         "product",
@@ -79,15 +83,6 @@ class StockBatchAdmin(admin.ModelAdmin):
     ]
     change_form_template = "admin/catalog/stockbatch/change_form.html"
     change_list_template = "admin/catalog/stockbatch/change_list.html"
-
-    def has_add_permission(self, request):
-        return False  # batches are created by the import page
-
-    def has_change_permission(self, request, obj=None):
-        return False  # a batch is a record of what happened: view only
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
     @admin.display(description=_("progress"))
     def progress(self, obj):
@@ -143,7 +138,7 @@ class StockBatchAdmin(admin.ModelAdmin):
 
 
 @admin.register(CardCode)
-class CardCodeAdmin(admin.ModelAdmin):
+class CardCodeAdmin(ReadOnlyAdmin):
     """Secrets never show here: only a masked hint, and an audited reveal for those allowed."""
 
     list_display = ("id", "product", "batch", "status", "created_at", "reveal_link")
@@ -152,15 +147,6 @@ class CardCodeAdmin(admin.ModelAdmin):
     readonly_fields = ("product", "batch", "status", "created_at", "updated_at", "reveal_link")
     fields = readonly_fields
     show_full_result_count = False
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
     @admin.display(description=_("secret"))
     def reveal_link(self, obj):
@@ -206,16 +192,7 @@ class CardCodeAdmin(admin.ModelAdmin):
 
 
 @admin.register(StaffReveal)
-class StaffRevealAdmin(admin.ModelAdmin):
+class StaffRevealAdmin(ReadOnlyAdmin):
     list_display = ("at", "user", "code", "ip", "reason")
     list_filter = ("user",)
     readonly_fields = ("at", "user", "code", "ip", "user_agent", "reason")
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False

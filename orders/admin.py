@@ -1,18 +1,9 @@
 from django.contrib import admin
 from django.utils.translation import gettext_lazy as _
 
+from marketplace.admin import ReadOnlyAdmin, ReadOnlyInline
+
 from .models import CodeReveal, Order, OrderCode, OrderStatusChange
-
-
-class ReadOnlyInline(admin.TabularInline):
-    extra = 0
-    can_delete = False
-
-    def has_add_permission(self, request, obj=None):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
 
 
 class StatusChangeInline(ReadOnlyInline):
@@ -37,7 +28,7 @@ class OrderCodeInline(ReadOnlyInline):
 
 
 @admin.register(Order)
-class OrderAdmin(admin.ModelAdmin):
+class OrderAdmin(ReadOnlyAdmin):
     """Orders are changed only by services: money and status are read-only here."""
 
     list_display = ("number", "buyer", "product_name", "quantity", "total", "status", "created_at", "paid_at")
@@ -67,35 +58,17 @@ class OrderAdmin(admin.ModelAdmin):
     )
     fields = readonly_fields
 
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return request.method in ("GET", "HEAD") and super().has_change_permission(request, obj)
-
-    def has_delete_permission(self, request, obj=None):
-        return False
-
 
 @admin.register(OrderStatusChange)
-class OrderStatusChangeAdmin(admin.ModelAdmin):
+class OrderStatusChangeAdmin(ReadOnlyAdmin):
     list_display = ("at", "order", "from_status", "to_status", "actor", "note")
     list_filter = ("to_status",)
     search_fields = ("order__number",)
     readonly_fields = ("at", "order", "from_status", "to_status", "actor", "note")
 
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
-
 
 @admin.register(CodeReveal)
-class CodeRevealAdmin(admin.ModelAdmin):
+class CodeRevealAdmin(ReadOnlyAdmin):
     list_display = ("at", "user", "order_number", "order_code", "ip", "user_agent")
     search_fields = ("order_code__order__number", "user__email", "ip")
     readonly_fields = ("at", "user", "order_code", "ip", "user_agent")
@@ -104,12 +77,3 @@ class CodeRevealAdmin(admin.ModelAdmin):
     @admin.display(description=_("order"))
     def order_number(self, obj):
         return obj.order_code.order.number
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
