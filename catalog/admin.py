@@ -12,6 +12,7 @@ from django.utils.translation import gettext_lazy as _
 from django.views.decorators.debug import sensitive_post_parameters, sensitive_variables
 
 from marketplace.admin import ReadOnlyAdmin
+from marketplace.http import client_ip
 
 from . import selectors, services
 from .forms import RevealForm, StockImportForm
@@ -173,7 +174,7 @@ class CardCodeAdmin(ReadOnlyAdmin):
             plaintext = services.code_reveal_for_staff(
                 code_id=code.pk,
                 user=request.user,
-                ip=request.META.get("REMOTE_ADDR"),
+                ip=client_ip(request),
                 user_agent=request.headers.get("User-Agent", ""),
                 reason=form.cleaned_data["reason"],
             )

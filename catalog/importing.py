@@ -55,9 +55,7 @@ def _check(number: int, fields: list[str]) -> Line | Problem:
     elif len(fields) == 2:
         card_number, secret = fields
     else:
-        return Problem(
-            number, _("expected 'secret' or 'card number, secret', found %(n)d fields") % {"n": len(fields)}
-        )
+        return Problem(number, _("expected 'secret' or 'card number, secret', found %(n)d fields") % {"n": len(fields)})
     if not secret:
         return Problem(number, _("the secret is empty"))
     if len(secret) > MAX_SECRET:

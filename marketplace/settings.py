@@ -68,6 +68,9 @@ STOCK_HASH_KEY = required("STOCK_HASH_KEY", "stock_hash_key", lambda: secrets.to
 
 ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", "" if PRODUCTION else "localhost,127.0.0.1,[::1],testserver")
 CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS")
+# How many trusted reverse proxies stand in front of gunicorn (1 behind nginx): client_ip()
+# then reads the client's address from X-Forwarded-For instead of the proxy's.
+NUM_PROXIES = int(env("NUM_PROXIES", "0"))
 # Absolute base URL for links in emails and gateway callbacks.
 SITE_URL = env("SITE_URL", "http://127.0.0.1:8000").rstrip("/")
 

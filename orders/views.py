@@ -11,14 +11,10 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
 
 from catalog import selectors as catalog
+from marketplace.http import client_ip
 
 from . import selectors, services
 from .models import Order, OrderCode
-
-
-def client_ip(request) -> str | None:
-    # Behind the production proxy, gunicorn is given the client address by the proxy.
-    return request.META.get("REMOTE_ADDR") or None
 
 
 @login_required

@@ -8,14 +8,11 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
+from marketplace.http import client_ip
 from orders import selectors as orders
 
 from . import services
 from .gateways import enabled_gateways, get_gateway
-
-
-def _client_ip(request):
-    return request.META.get("REMOTE_ADDR") or None
 
 
 @login_required
@@ -34,7 +31,7 @@ def sandbox_cashier(request, number):
     get_gateway("sandbox")  # 404 when disabled (always in production)
     order = orders.order_for_buyer(request.user, number)
     if request.method == "POST":
-        result = services.sandbox_pay(order_number=order.number, remote_addr=_client_ip(request))
+        result = services.sandbox_pay(order_number=order.number, remote_addr=client_ip(request))
         order.refresh_from_db(fields=["status"])
         if result.ok and order.status == order.Status.DELIVERED:
             messages.success(request, _("Payment received. Your codes are ready below."))
@@ -56,6 +53,6 @@ def notify(request, gateway):
     """Gateways' asynchronous notifications: verified by signature, applied once."""
     gw = get_gateway(gateway)  # 404 for an unknown or disabled channel
     result = services.notification_receive(
-        gateway_code=gateway, headers=request.headers, body=request.body, remote_addr=_client_ip(request)
+        gateway_code=gateway, headers=request.headers, body=request.body, remote_addr=client_ip(request)
     )
     return gw.reply(ok=result.ok)

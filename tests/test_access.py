@@ -261,3 +261,21 @@ def test_delivery_email_links_to_the_order_and_never_holds_a_secret(buyer, produ
     # Delivered once, emailed once: running the notification again sends nothing.
     assert services.order_notify(order_id=order.pk, kind="delivered") is False
     assert len(mailoutbox) == 1
+
+
+@pytest.mark.parametrize(
+    ("num_proxies", "forwarded", "expected"),
+    [
+        (0, "1.2.3.4", "127.0.0.1"),  # no proxy: a client's header proves nothing
+        (1, "1.2.3.4", "1.2.3.4"),
+        (1, "6.6.6.6, 1.2.3.4", "1.2.3.4"),  # a forged entry on the left is ignored
+        (2, "6.6.6.6, 1.2.3.4, 10.0.0.2", "1.2.3.4"),
+        (2, "1.2.3.4", "127.0.0.1"),  # fewer hops than proxies: fall back to the peer
+    ],
+)
+def test_client_ip_trusts_only_configured_proxies(rf, settings, num_proxies, forwarded, expected):
+    from marketplace.http import client_ip
+
+    settings.NUM_PROXIES = num_proxies
+    request = rf.get("/", HTTP_X_FORWARDED_FOR=forwarded, REMOTE_ADDR="127.0.0.1")
+    assert client_ip(request) == expected

@@ -1,0 +1,16 @@
+from django.conf import settings
+
+
+def client_ip(request) -> str | None:
+    """The client's address, for reveal logs and orders.
+
+    Behind ``NUM_PROXIES`` trusted reverse proxies, each appends the address it saw to
+    X-Forwarded-For, so the client is that many entries from the right; anything further left
+    was sent by the client and proves nothing.
+    """
+    hops = settings.NUM_PROXIES
+    if hops:
+        forwarded = [part.strip() for part in request.META.get("HTTP_X_FORWARDED_FOR", "").split(",") if part.strip()]
+        if len(forwarded) >= hops:
+            return forwarded[-hops]
+    return request.META.get("REMOTE_ADDR") or None
