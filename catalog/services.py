@@ -8,6 +8,7 @@ from decimal import Decimal
 from django.conf import settings
 from django.core.exceptions import PermissionDenied
 from django.db import IntegrityError, transaction
+from django.db.models import QuerySet
 from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.views.decorators.debug import sensitive_variables
@@ -37,28 +38,38 @@ class OutOfStock(Exception):
 # --- Reservation, release and sale (called by orders inside its transactions) -----------
 
 
-def stock_reserve(*, product_id: int, quantity: int) -> list[int]:
-    """Claim ``quantity`` available codes for the caller's transaction, oldest batch first.
+def claim_sql(vendor: str) -> str:
+    """The claim: one statement that picks, locks and reserves codes, oldest batch first.
 
-    Rows are locked with ``FOR UPDATE SKIP LOCKED`` so concurrent buyers never wait on each
-    other nor get the same code. The ORDER BY (batch, id) is served only by the partial
-    index of available codes, so the plan cannot walk past codes already sold.
+    ``FOR UPDATE SKIP LOCKED`` (PostgreSQL) lets concurrent buyers pass each other without
+    waiting or sharing a code. The ORDER BY (batch, id) is served only by the partial index of
+    available codes, so the plan cannot walk past codes already sold. SQLite has no row locks:
+    its IMMEDIATE transactions serialise writers instead.
     """
-    if not transaction.get_connection().in_atomic_block:
+    table = CardCode._meta.db_table
+    lock = " FOR UPDATE SKIP LOCKED" if vendor == "postgresql" else ""
+    return (
+        f"UPDATE {table} SET status = %s, updated_at = %s WHERE id IN ("  # noqa: S608 (no user input)
+        f"SELECT id FROM {table} WHERE product_id = %s AND status = %s ORDER BY batch_id, id LIMIT %s{lock}"
+        ") RETURNING id"
+    )
+
+
+def stock_reserve(*, product_id: int, quantity: int) -> list[int]:
+    """Claim ``quantity`` available codes for the caller's transaction (all or none)."""
+    connection = transaction.get_connection()
+    if not connection.in_atomic_block:
         raise RuntimeError("stock_reserve must run inside the order's transaction")
-    ids = list(
-        CardCode.objects.filter(product_id=product_id, status=Status.AVAILABLE)
-        .order_by("batch_id", "id")
-        .select_for_update(skip_locked=True, of=("self",))
-        .values_list("id", flat=True)[:quantity]
-    )
+    with connection.cursor() as cursor:
+        cursor.execute(
+            claim_sql(connection.vendor),
+            [Status.RESERVED, timezone.now(), product_id, Status.AVAILABLE, quantity],
+        )
+        ids = sorted(row[0] for row in cursor.fetchall())
     if len(ids) < quantity:
+        # Too few: undo the partial claim (the caller's transaction may go on, e.g. a late payment).
+        stock_release(code_ids=ids)
         raise OutOfStock(requested=quantity, available=len(ids))
-    updated = CardCode.objects.filter(id__in=ids, status=Status.AVAILABLE).update(
-        status=Status.RESERVED, updated_at=timezone.now()
-    )
-    if updated != quantity:  # cannot happen with the row locks; refuse rather than oversell
-        raise OutOfStock(requested=quantity, available=updated)
     return ids
 
 
@@ -69,13 +80,16 @@ def stock_release(*, code_ids: Sequence[int]) -> int:
     )
 
 
-def stock_mark_sold(*, code_ids: Sequence[int]) -> None:
-    """Reserved -> sold, all or nothing: a code is sold exactly once."""
+def stock_mark_sold(*, code_ids: Sequence[int] | QuerySet, expected: int) -> None:
+    """Reserved -> sold, all or nothing: a code is sold exactly once.
+
+    ``code_ids`` may be a queryset of ids (one statement with a subquery).
+    """
     updated = CardCode.objects.filter(id__in=code_ids, status=Status.RESERVED).update(
         status=Status.SOLD, updated_at=timezone.now()
     )
-    if updated != len(code_ids):
-        raise RuntimeError(f"expected {len(code_ids)} reserved codes, {updated} were reserved")
+    if updated != expected:
+        raise RuntimeError(f"expected {expected} reserved codes, {updated} were reserved")
 
 
 @sensitive_variables("number")

@@ -151,6 +151,8 @@ AUTH_USER_MODEL = "accounts.User"
 # --- Cache ----------------------------------------------------------------------------
 if env("REDIS_CACHE_URL"):
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": env("REDIS_CACHE_URL")}}
+    # Sessions read from the shared cache, written through to the database.
+    SESSION_ENGINE = "django.contrib.sessions.backends.cached_db"
 else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 
@@ -171,6 +173,10 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
 else:
     # Unacknowledged messages (a worker killed mid-task) come back after this many seconds.
     CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": int(env("CELERY_VISIBILITY_TIMEOUT", "600"))}
+# Celery's Django fix-up closes the database connection around every task unless this is set:
+# a new PostgreSQL connection per task costs more than the task. Connections are kept, and
+# marketplace.celery closes only stale or broken ones (CONN_MAX_AGE, health checks) instead.
+CELERY_DB_REUSE_MAX = 10**9
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True

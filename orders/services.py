@@ -44,23 +44,31 @@ def _parse_quantity(raw) -> int:
     return quantity
 
 
-def order_place(*, buyer, product_id, quantity, idempotency_key: str, ip: str | None = None) -> Order:
+def order_place(
+    *,
+    buyer,
+    quantity,
+    idempotency_key: str,
+    product_id=None,
+    product: Product | None = None,
+    ip: str | None = None,
+) -> Order:
     """Reserve ``quantity`` codes of a product for ``buyer`` and open an order awaiting payment.
 
+    The product is given by id, or as a row the caller has just read (with its category).
     The price comes from the product on the server. Submitting the same idempotency key
-    twice (a double click, a retried request) returns the first order.
+    twice (a double click, a retried request) returns the first order: the database's unique
+    (buyer, key) constraint decides, so the common path spends no query on looking first.
     """
     key = (idempotency_key or "").strip()
     if not key or len(key) > 64:
         raise OrderError(_("This form has expired: reload the page and try again."))
-    existing = Order.objects.filter(buyer=buyer, idempotency_key=key).first()
-    if existing is not None:
-        return existing
     quantity = _parse_quantity(quantity)
-    try:
-        product = Product.objects.select_related("category").get(pk=int(product_id))
-    except (Product.DoesNotExist, TypeError, ValueError):
-        raise OrderError(_("This product does not exist.")) from None
+    if product is None:
+        try:
+            product = Product.objects.select_related("category").get(pk=int(product_id))
+        except (Product.DoesNotExist, TypeError, ValueError):
+            raise OrderError(_("This product does not exist.")) from None
     if not product.is_active or not product.category.is_active:
         raise OrderError(_("This product is not on sale."))
     if quantity < product.min_per_order:
@@ -169,22 +177,32 @@ def order_mark_paid(*, order: Order, note: str = "") -> PaidOutcome:
 
 
 def order_fulfil(*, order_id: int) -> bool:
-    """Paid -> delivered: the reserved codes become sold. Safe to run any number of times."""
-    from .tasks import notify_delivered
+    """Paid -> delivered: the reserved codes become sold. Safe to run any number of times.
 
+    Runs in the fulfilment task; the buyer's email goes out from the same task once the
+    delivery has committed (a failed send is retried by a task of its own).
+    """
     with transaction.atomic():
         order = _lock(order_id)
         if order.status != S.PAID:
             return False
-        code_ids = list(order.codes.filter(released_at__isnull=True).values_list("code_id", flat=True))
-        if len(code_ids) != order.quantity:
-            raise RuntimeError(f"order {order.number} holds {len(code_ids)} codes, expected {order.quantity}")
-        stock.stock_mark_sold(code_ids=code_ids)
+        live = order.codes.filter(released_at__isnull=True)
+        stock.stock_mark_sold(code_ids=live.values("code_id"), expected=order.quantity)
         ORDER_FLOW.apply(
-            order, S.DELIVERED, note="codes delivered", on_commit=[lambda: notify_delivered.delay(order.pk)]
+            order, S.DELIVERED, note="codes delivered", on_commit=[lambda: _notify_delivered_now(order.pk)]
         )
     log.info("order %s delivered", order.number)
     return True
+
+
+def _notify_delivered_now(order_id: int) -> None:
+    from .tasks import notify_delivered
+
+    try:
+        order_notify(order_id=order_id, kind="delivered")
+    except Exception:  # the delivery stands; the email is retried with backoff
+        log.warning("delivery email for order %s failed; queued for retry", order_id, exc_info=True)
+        notify_delivered.delay(order_id)
 
 
 def orders_stuck_in_paid(*, older_than: timedelta = timedelta(minutes=2)) -> list[int]:

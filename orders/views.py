@@ -20,7 +20,6 @@ from .models import Order, OrderCode
 @login_required
 def checkout(request, slug):
     product = get_object_or_404(catalog.products_on_sale(), slug=slug)
-    product.stock = catalog.stock_count(product.pk)
     error = None
     quantity = request.POST.get("quantity") or request.GET.get("quantity") or product.min_per_order
     token = request.POST.get("idempotency_key") or uuid.uuid4().hex
@@ -29,7 +28,7 @@ def checkout(request, slug):
             # Only product, quantity and the form's token are read: a posted price is ignored.
             order = services.order_place(
                 buyer=request.user,
-                product_id=product.pk,
+                product=product,
                 quantity=quantity,
                 idempotency_key=token,
                 ip=client_ip(request),
@@ -39,6 +38,7 @@ def checkout(request, slug):
             token = uuid.uuid4().hex  # a fixed form is a new attempt
         else:
             return redirect("payments:choose", number=order.number)
+    product.stock = catalog.stock_count(product.pk)  # only when the page is shown
     try:
         qty = max(1, int(quantity))
     except (TypeError, ValueError):

@@ -1,8 +1,13 @@
 from django.contrib import admin
 
-from marketplace.admin import ReadOnlyAdmin
+from marketplace.admin import ReadOnlyAdmin, ReadOnlyInline
 
 from .models import Notification, Payment
+
+
+class NotificationInline(ReadOnlyInline):
+    model = Notification
+    fields = readonly_fields = ("received_at", "outcome", "reason", "remote_addr")
 
 
 @admin.register(Payment)
@@ -19,8 +24,8 @@ class PaymentAdmin(ReadOnlyAdmin):
         "status",
         "paid_at",
         "created_at",
-        "notification",
     )
+    inlines = (NotificationInline,)
 
 
 @admin.register(Notification)
@@ -28,4 +33,14 @@ class NotificationAdmin(ReadOnlyAdmin):
     list_display = ("received_at", "gateway", "outcome", "reason", "order_number", "trade_no", "remote_addr")
     list_filter = ("gateway", "outcome")
     search_fields = ("order_number", "trade_no")
-    readonly_fields = ("received_at", "gateway", "outcome", "reason", "order_number", "trade_no", "remote_addr", "body")
+    readonly_fields = (
+        "received_at",
+        "gateway",
+        "outcome",
+        "reason",
+        "order_number",
+        "trade_no",
+        "payment",
+        "remote_addr",
+        "body",
+    )

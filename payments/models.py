@@ -20,6 +20,14 @@ class Notification(models.Model):
     outcome = models.CharField(_("outcome"), max_length=10, choices=Outcome.choices)
     reason = models.CharField(_("reason"), max_length=300, blank=True)
     body = models.TextField(_("body"), blank=True)
+    payment = models.ForeignKey(
+        "Payment",
+        verbose_name=_("payment"),
+        null=True,
+        blank=True,
+        related_name="notifications",
+        on_delete=models.PROTECT,
+    )
 
     class Meta:
         ordering = ("-id",)
@@ -50,9 +58,6 @@ class Payment(models.Model):
     status = models.CharField(_("status"), max_length=14, choices=Status.choices)
     paid_at = models.DateTimeField(_("paid at (gateway)"), null=True, blank=True)
     created_at = models.DateTimeField(_("recorded"), auto_now_add=True)
-    notification = models.ForeignKey(
-        Notification, verbose_name=_("notification"), null=True, blank=True, related_name="+", on_delete=models.PROTECT
-    )
 
     class Meta:
         ordering = ("-id",)

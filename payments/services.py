@@ -64,6 +64,10 @@ def notification_receive(
             outcome, reason, payment = _apply(gateway_code, verified, record)
     except _Reject as exc:
         return _log(record, Outcome.REJECTED, str(exc))
+    except IntegrityError:
+        # The same trade number committed for another order meanwhile: nothing was applied.
+        record.payment = None
+        return _log(record, Outcome.REJECTED, "trade number already used (concurrent notification)")
     return NotificationResult(outcome, reason, payment)
 
 
@@ -86,38 +90,28 @@ def _apply(gateway_code: str, verified: VerifiedNotification, record: Notificati
     existing = Payment.objects.filter(gateway=gateway_code, trade_no=verified.trade_no).first()
     if existing is not None:
         return _replay(existing, order, record)
-    record.outcome = Outcome.APPLIED
-    record.save()
-    try:
-        with transaction.atomic():
-            payment = Payment.objects.create(
-                order=order,
-                gateway=gateway_code,
-                trade_no=verified.trade_no,
-                amount=verified.amount,
-                currency=verified.currency,
-                status=Payment.Status.SUCCEEDED,
-                paid_at=verified.paid_at,
-                notification=record,
-            )
-    except IntegrityError:
-        # Only reachable if two deliveries raced past the order lock (they cannot); keep it safe.
-        return _replay(Payment.objects.get(gateway=gateway_code, trade_no=verified.trade_no), order, record)
+    # Deliveries of one notification are serialised by the order's row lock, so the check
+    # above sees any earlier one; the unique (gateway, trade_no) constraint backs it up.
     result = orders.order_mark_paid(order=order, note=f"{gateway_code} {verified.trade_no}")
-    if _PAYMENT_STATUS[result] != payment.status:
-        payment.status = _PAYMENT_STATUS[result]
-        payment.save(update_fields=["status"])
-    reason = result.value
-    record.reason = reason
-    record.save(update_fields=["reason"])
-    log.info("%s payment %s applied to order %s: %s", gateway_code, verified.trade_no, order.number, reason)
-    return Outcome.APPLIED, reason, payment
+    payment = Payment.objects.create(
+        order=order,
+        gateway=gateway_code,
+        trade_no=verified.trade_no,
+        amount=verified.amount,
+        currency=verified.currency,
+        status=_PAYMENT_STATUS[result],
+        paid_at=verified.paid_at,
+    )
+    record.outcome, record.reason, record.payment = Outcome.APPLIED, result.value, payment
+    record.save()
+    log.info("%s payment %s applied to order %s: %s", gateway_code, verified.trade_no, order.number, result.value)
+    return Outcome.APPLIED, result.value, payment
 
 
 def _replay(existing: Payment, order, record: Notification):
     if existing.order_id != order.pk:
         raise _Reject("trade number already used for another order")
-    record.outcome, record.reason = Outcome.REPLAY, "already applied"
+    record.outcome, record.reason, record.payment = Outcome.REPLAY, "already applied", existing
     record.save()
     return Outcome.REPLAY, "already applied", existing
 
