@@ -784,7 +784,8 @@ def report(args, rounds: list[dict], wrk: dict | None, plans_before: str, plans_
     print()
     print(line)
     print(
-        f"Purchase benchmark — gunicorn {args.workers} sync workers, Celery {args.celery_pool} x{args.celery_concurrency}, "
+        f"Purchase benchmark — gunicorn {args.workers} sync workers, "
+        f"Celery {args.celery_pool} x{args.celery_concurrency}, "
         f"PostgreSQL, Redis broker, {os.cpu_count()} CPUs shared by everything;"
     )
     print(
