@@ -131,6 +131,10 @@ if env("DATABASE_URL"):
 elif PRODUCTION:
     raise ImproperlyConfigured("Set DATABASE_URL (PostgreSQL) in production")
 else:
+    import sqlite3
+
+    if sqlite3.sqlite_version_info < (3, 35):  # the stock claim uses UPDATE ... RETURNING
+        raise ImproperlyConfigured(f"SQLite 3.35 or newer is needed, this Python has {sqlite3.sqlite_version}")
     VAR_DIR.mkdir(parents=True, exist_ok=True)
     DATABASES = {
         "default": {
@@ -259,6 +263,34 @@ if PRODUCTION and PAYMENTS_SANDBOX_ENABLED:
     raise ImproperlyConfigured("The sandbox payment gateway cannot be enabled in production")
 PAYMENTS_SANDBOX_APP_ID = "sandbox-app"
 PAYMENTS_SANDBOX_KEY_DIR = VAR_DIR / "keys"
+
+
+def env_secret(name: str) -> str:
+    """A key given inline (NAME) or as a file (NAME_FILE, e.g. a mounted secret)."""
+    if env(f"{name}_FILE"):
+        return Path(env(f"{name}_FILE")).read_text().strip()
+    return (env(name, "") or "").strip()
+
+
+# Alipay (alipay-sdk-python). The channel shows only when all of these are set.
+ALIPAY_APP_ID = env("ALIPAY_APP_ID", "")
+ALIPAY_SELLER_ID = env("ALIPAY_SELLER_ID", "")  # the merchant's PID (2088...), checked on notifications
+ALIPAY_APP_PRIVATE_KEY = env_secret("ALIPAY_APP_PRIVATE_KEY")  # PKCS#1 PEM or bare base64
+ALIPAY_PUBLIC_KEY = env_secret("ALIPAY_PUBLIC_KEY")  # Alipay's public key: PEM or bare base64
+ALIPAY_SERVER_URL = env("ALIPAY_SERVER_URL", "https://openapi.alipay.com/gateway.do")
+
+# WeChat Pay APIv3 (wechatpayv3) in public-key mode. The channel shows only when all are set.
+WECHATPAY_MCHID = env("WECHATPAY_MCHID", "")
+WECHATPAY_APPID = env("WECHATPAY_APPID", "")
+WECHATPAY_PRIVATE_KEY = env_secret("WECHATPAY_PRIVATE_KEY")  # merchant API key, PKCS#8 PEM
+WECHATPAY_CERT_SERIAL_NO = env("WECHATPAY_CERT_SERIAL_NO", "")
+WECHATPAY_APIV3_KEY = env_secret("WECHATPAY_APIV3_KEY")  # exactly 32 ASCII characters
+WECHATPAY_PUBLIC_KEY = env_secret("WECHATPAY_PUBLIC_KEY")  # WeChat Pay's public key, PEM
+WECHATPAY_PUBLIC_KEY_ID = env("WECHATPAY_PUBLIC_KEY_ID", "")  # PUB_KEY_ID_...
+WECHATPAY_GATEWAY_URL = env("WECHATPAY_GATEWAY_URL", "")  # empty: the SDK's own (api.mch.weixin.qq.com)
+# Refuse notifications whose Wechatpay-Timestamp is older (or newer) than this (replays).
+WECHATPAY_MAX_CLOCK_SKEW = int(env("WECHATPAY_MAX_CLOCK_SKEW", "300"))
+PAYMENTS_GATEWAY_TIMEOUT = int(env("PAYMENTS_GATEWAY_TIMEOUT", "15"))
 
 # --- Security -------------------------------------------------------------------------
 SESSION_COOKIE_HTTPONLY = True

@@ -1,19 +1,42 @@
 """Gateway adapters. Each verifies its own notifications; the pipeline does the rest."""
 
-from django.conf import settings
 from django.http import Http404
 
-from .base import Gateway, NotificationRejected, VerifiedNotification
+from .base import (
+    BillLine,
+    Device,
+    Gateway,
+    GatewayError,
+    NotificationRejected,
+    PaymentStart,
+    RefundResult,
+    RemoteGateway,
+    TradeStatus,
+    VerifiedNotification,
+)
 from .sandbox import SandboxGateway
 
-__all__ = ["Gateway", "NotificationRejected", "VerifiedNotification", "enabled_gateways", "get_gateway"]
+__all__ = [
+    "BillLine",
+    "Device",
+    "Gateway",
+    "GatewayError",
+    "NotificationRejected",
+    "PaymentStart",
+    "RefundResult",
+    "RemoteGateway",
+    "TradeStatus",
+    "VerifiedNotification",
+    "enabled_gateways",
+    "get_gateway",
+]
+
+# Every channel the product knows; each says itself whether it is configured.
+GATEWAY_CLASSES: list[type[Gateway]] = [SandboxGateway]
 
 
 def enabled_gateways() -> dict[str, Gateway]:
-    gateways: dict[str, Gateway] = {}
-    if settings.PAYMENTS_SANDBOX_ENABLED:
-        gateways[SandboxGateway.code] = SandboxGateway()
-    return gateways
+    return {cls.code: cls() for cls in GATEWAY_CLASSES if cls.is_enabled()}
 
 
 def get_gateway(code: str) -> Gateway:

@@ -57,6 +57,10 @@ class SandboxGateway(Gateway):
     code = "sandbox"
     name = _("Sandbox payment")
 
+    @classmethod
+    def is_enabled(cls) -> bool:
+        return settings.PAYMENTS_SANDBOX_ENABLED
+
     # --- the gateway's side (what a real gateway would do on its servers) --------------
     @staticmethod
     def build_notification(*, order_number: str, amount: Decimal, trade_status: str = "TRADE_SUCCESS") -> bytes:
