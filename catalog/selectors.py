@@ -1,6 +1,7 @@
 """Reads for catalogue pages. Stock is always counted from codes really available."""
 
-from django.db.models import Count, Q, QuerySet
+from django.db import models
+from django.db.models import Count, Q, QuerySet, Sum
 
 from .models import CardCode, Category, Product
 
@@ -56,3 +57,13 @@ def batch_code_counts(batch) -> dict[str, int]:
         CardCode.objects.filter(product_id=batch.product_id, batch_id=batch.pk).values("status").annotate(n=Count("id"))
     )
     return {row["status"]: row["n"] for row in rows}
+
+
+def cost_by_supplier(code_ids) -> list[dict]:
+    """What these codes cost us, per supplier: [{"supplier_id", "supplier_name", "cost"}]."""
+    return list(
+        CardCode.objects.filter(id__in=code_ids)
+        .values(supplier_id=models.F("batch__supplier_id"), supplier_name=models.F("batch__supplier__name"))
+        .annotate(cost=Sum("batch__cost_price"))
+        .order_by("supplier_id")
+    )

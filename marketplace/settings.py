@@ -87,6 +87,7 @@ INSTALLED_APPS = [
     "allauth.account",
     "marketplace",
     "accounts",
+    "ledger",
     "catalog",
     "orders",
     "payments",

@@ -11,8 +11,10 @@ from django.template.loader import render_to_string
 from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 
+from catalog import selectors as catalog_selectors
 from catalog import services as stock
 from catalog.models import Product
+from ledger import services as ledger
 from marketplace.money import quantize
 
 from .models import ORDER_FLOW, CodeReveal, Order, OrderCode
@@ -188,11 +190,24 @@ def order_fulfil(*, order_id: int) -> bool:
             return False
         live = order.codes.filter(released_at__isnull=True)
         stock.stock_mark_sold(code_ids=live.values("code_id"), expected=order.quantity)
+        _book_delivery(order, live.values("code_id"))
         ORDER_FLOW.apply(
             order, S.DELIVERED, note="codes delivered", on_commit=[lambda: _notify_delivered_now(order.pk)]
         )
     log.info("order %s delivered", order.number)
     return True
+
+
+def _book_delivery(order: Order, code_ids) -> None:
+    """The sale is made: the customer's held payment becomes revenue, and the codes' cost
+    is owed to their suppliers."""
+    costs = catalog_selectors.cost_by_supplier(code_ids)
+    payables = [ledger.supplier_payable(c["supplier_id"], c["supplier_name"]) for c in costs]
+    accounts = ledger.accounts_get(ledger.HELD, ledger.SALES, ledger.COST_OF_SALES, *payables)
+    legs = [(accounts[ledger.HELD.code], order.total), (accounts[ledger.SALES.code], -order.total)]
+    for cost, payable in zip(costs, payables, strict=True):
+        legs += [(accounts[ledger.COST_OF_SALES.code], cost["cost"]), (accounts[payable.code], -cost["cost"])]
+    ledger.entry_post(kind="delivery", legs=legs, reference=order.number, idempotency_key=f"delivery:{order.number}")
 
 
 def _notify_delivered_now(order_id: int) -> None:

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from django.db import IntegrityError, transaction
 
+from ledger import services as ledger
 from orders import services as orders
 from orders.services import PaidOutcome
 
@@ -102,10 +103,25 @@ def _apply(gateway_code: str, verified: VerifiedNotification, record: Notificati
         status=_PAYMENT_STATUS[result],
         paid_at=verified.paid_at,
     )
+    _book_payment(payment, order.number)
     record.outcome, record.reason, record.payment = Outcome.APPLIED, result.value, payment
     record.save()
     log.info("%s payment %s applied to order %s: %s", gateway_code, verified.trade_no, order.number, result.value)
     return Outcome.APPLIED, result.value, payment
+
+
+def _book_payment(payment: Payment, order_number: str) -> None:
+    """Money is at the gateway: held for the order, or owed back when the order cannot use it."""
+    clearing = ledger.clearing(payment.gateway)
+    owed = ledger.HELD if payment.status == Payment.Status.SUCCEEDED else ledger.REFUNDS_DUE
+    accounts = ledger.accounts_get(clearing, owed)
+    ledger.entry_post(
+        kind="payment",
+        legs=[(accounts[clearing.code], payment.amount), (accounts[owed.code], -payment.amount)],
+        reference=order_number,
+        memo=f"{payment.gateway} {payment.trade_no} {payment.get_status_display()}",
+        idempotency_key=f"payment:{payment.gateway}:{payment.trade_no}",
+    )
 
 
 def _replay(existing: Payment, order, record: Notification):

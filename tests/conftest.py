@@ -37,6 +37,20 @@ def _tasks_run_inline(request):
 
 
 @pytest.fixture(autouse=True)
+def _ledger_stays_sound(request):
+    """After every test that touched the database: every entry balances, nothing is overdrawn."""
+    uses_db = request.node.get_closest_marker("django_db") or {"db", "transactional_db"} & set(request.fixturenames)
+    if not uses_db:
+        yield
+        return
+    request.getfixturevalue("_django_db_helper")  # set up first, so torn down after this check
+    yield
+    from ledger.selectors import problems
+
+    assert problems() == [], "the ledger is unsound after this test"
+
+
+@pytest.fixture(autouse=True)
 def _require_services(request):
     if request.node.get_closest_marker("postgres") or request.node.get_closest_marker("worker"):
         from django.db import connection

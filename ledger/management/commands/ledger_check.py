@@ -1,0 +1,24 @@
+from django.core.management.base import BaseCommand, CommandError
+
+from ledger import selectors
+
+
+class Command(BaseCommand):
+    help = "Print the trial balance and check every ledger invariant (exit 1 on a problem)."
+
+    def handle(self, *args, **options):
+        rows = selectors.trial_balance()
+        total_debits = sum(r.debits for r in rows)
+        total_credits = sum(r.credits for r in rows)
+        self.stdout.write(f"{'account':<40}{'debits':>14}{'credits':>14}{'balance':>14}")
+        for r in rows:
+            self.stdout.write(f"{r.account.code:<40}{r.debits:>14}{r.credits:>14}{r.balance:>14}")
+        self.stdout.write(f"{'total':<40}{total_debits:>14}{total_credits:>14}")
+        found = selectors.problems()
+        if total_debits != total_credits:
+            found.append(f"debits {total_debits} != credits {total_credits}")
+        if found:
+            for problem in found:
+                self.stderr.write(problem)
+            raise CommandError(f"{len(found)} ledger problem(s)")
+        self.stdout.write(self.style.SUCCESS("Ledger OK: every entry balances, no balance is overdrawn."))

@@ -1,0 +1,58 @@
+"""Reads of the journal: balances, the trial balance, and the invariants every test checks."""
+
+from dataclasses import dataclass
+from decimal import Decimal
+
+from django.db.models import Count, Q, Sum
+
+from .models import Account, Balance, Entry, Line
+
+
+def account_balance(account: Account) -> Decimal:
+    """The natural balance summed from lines (debit-normal: debits − credits, else the opposite)."""
+    total = Line.objects.filter(account=account).aggregate(s=Sum("amount"))["s"] or Decimal(0)
+    return total if account.debit_normal else -total
+
+
+@dataclass(frozen=True)
+class TrialRow:
+    account: Account
+    debits: Decimal
+    credits: Decimal
+
+    @property
+    def balance(self) -> Decimal:
+        net = self.debits - self.credits
+        return net if self.account.debit_normal else -net
+
+
+def trial_balance() -> list[TrialRow]:
+    sums = Line.objects.values("account").annotate(
+        debits=Sum("amount", filter=Q(amount__gt=0), default=Decimal(0)),
+        credits=Sum("amount", filter=Q(amount__lt=0), default=Decimal(0)),
+    )
+    by_account = {row["account"]: row for row in sums}
+    return [
+        TrialRow(a, by_account.get(a.pk, {}).get("debits", Decimal(0)), -by_account.get(a.pk, {}).get("credits", 0))
+        for a in Account.objects.order_by("kind", "code")
+    ]
+
+
+def problems() -> list[str]:
+    """Every way the journal could be wrong; empty when it is right."""
+    found = []
+    for row in Line.objects.values("entry").annotate(s=Sum("amount"), n=Count("id")).filter(~Q(s=0) | Q(n__lt=2)):
+        found.append(f"entry {row['entry']} does not balance: sum {row['s']}, {row['n']} line(s)")
+    orphans = Line.objects.exclude(entry_id__in=Entry.objects.values("id")).count()
+    if orphans:
+        found.append(f"{orphans} line(s) belong to no entry")
+    for balance in Balance.objects.select_related("account"):
+        summed = account_balance(balance.account)
+        if balance.balance != summed:
+            found.append(f"{balance.account.code}: balance row {balance.balance} but lines sum to {summed}")
+        if balance.balance < 0 and not balance.account.allow_negative:
+            found.append(f"{balance.account.code} is overdrawn: {balance.balance}")
+    missing = Account.objects.filter(allow_negative=False, balance__isnull=True).count()
+    if missing:
+        found.append(f"{missing} account(s) that may not be overdrawn have no balance row")
+    return found

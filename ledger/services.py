@@ -1,0 +1,148 @@
+"""Posting to the journal. The only code that writes ledger rows.
+
+Accounts that may not be overdrawn (customer wallets, and later commissions) keep a
+``Balance`` row updated in the posting's transaction, where a CHECK refuses a negative
+balance. Platform accounts (gateway clearing, revenue ...) do not: every sale would otherwise
+queue on the same few rows. Their balances are summed from lines when asked.
+"""
+
+import uuid
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+
+from django.db import IntegrityError, transaction
+from django.db.models import Case, F, Value, When
+from django.utils.translation import gettext as _
+
+from marketplace.money import quantize
+
+from .models import Account, Balance, Entry, Line
+
+Kind = Account.Kind
+
+
+class UnbalancedEntry(ValueError):
+    pass
+
+
+class InsufficientFunds(Exception):
+    def __init__(self, account: Account):
+        super().__init__(_("Not enough balance in %(account)s.") % {"account": account.name})
+        self.account = account
+
+
+@dataclass(frozen=True)
+class AccountSpec:
+    code: str
+    name: str
+    kind: str
+    allow_negative: bool = True
+    owner_id: int | None = None
+
+
+# Platform accounts. Customers' money (held, refunds due, wallets) is kept apart from revenue.
+HELD = AccountSpec("liability:orders_held", "Customer payments for orders not yet delivered", Kind.LIABILITY)
+REFUNDS_DUE = AccountSpec("liability:refunds_due", "Payments to return to customers", Kind.LIABILITY)
+SALES = AccountSpec("revenue:sales", "Sales of card codes", Kind.REVENUE)
+COST_OF_SALES = AccountSpec("expense:cost_of_sales", "Cost of card codes sold", Kind.EXPENSE)
+
+
+def clearing(gateway: str) -> AccountSpec:
+    """Money a gateway has collected for us and not yet settled to the bank."""
+    return AccountSpec(f"asset:clearing:{gateway}", f"Gateway clearing: {gateway}", Kind.ASSET)
+
+
+def supplier_payable(supplier_id: int, name: str) -> AccountSpec:
+    return AccountSpec(f"liability:supplier:{supplier_id}", f"Payable to supplier {name}", Kind.LIABILITY)
+
+
+def wallet(user) -> AccountSpec:
+    return AccountSpec(
+        f"liability:wallet:{user.pk}", f"Wallet of {user}", Kind.LIABILITY, allow_negative=False, owner_id=user.pk
+    )
+
+
+def accounts_get(*specs: AccountSpec) -> dict[str, Account]:
+    """The accounts for these specs, created (with their balance rows) on first use."""
+    codes = {spec.code: spec for spec in specs}
+    found = {a.code: a for a in Account.objects.filter(code__in=list(codes))}
+    for code, spec in codes.items():
+        if code not in found:
+            account, created = Account.objects.get_or_create(
+                code=code,
+                defaults={
+                    "name": spec.name,
+                    "kind": spec.kind,
+                    "allow_negative": spec.allow_negative,
+                    "owner_id": spec.owner_id,
+                },
+            )
+            if created and not account.allow_negative:
+                Balance.objects.create(account=account, allow_negative=False)
+            found[code] = account
+    return found
+
+
+def entry_post(
+    *,
+    kind: str,
+    legs: Sequence[tuple[Account, Decimal]],
+    reference: str = "",
+    memo: str = "",
+    idempotency_key: str | None = None,
+    reverses: Entry | None = None,
+) -> Entry:
+    """Post one entry: ``legs`` are (account, amount) with debits positive, credits negative.
+
+    Runs in the caller's transaction, so the entry stands or falls with the business change it
+    records. The database refuses an entry that does not sum to zero and a second entry with
+    the same idempotency key (the business event was already recorded).
+    """
+    if not transaction.get_connection().in_atomic_block:
+        raise RuntimeError("ledger entries are posted inside the transaction of what they record")
+    merged: dict[int, Decimal] = defaultdict(Decimal)
+    accounts: dict[int, Account] = {}
+    for account, amount in legs:
+        merged[account.pk] += quantize(amount)
+        accounts[account.pk] = account
+    lines = {pk: amount for pk, amount in merged.items() if amount}
+    if len(lines) < 2 or sum(lines.values()) != 0:
+        raise UnbalancedEntry(f"{kind} {reference}: legs {dict(merged)} do not make a balanced entry")
+    entry_id = uuid.uuid4()
+    # Lines first, then the entry: writing the entry seals them (see the migration's triggers).
+    Line.objects.bulk_create(
+        [Line(entry_id=entry_id, account_id=pk, amount=amount) for pk, amount in sorted(lines.items())]
+    )
+    entry = Entry.objects.create(
+        id=entry_id,
+        kind=kind,
+        reference=reference[:80],
+        memo=memo[:200],
+        idempotency_key=idempotency_key,
+        reverses=reverses,
+    )
+    floored = {pk: amount for pk, amount in lines.items() if not accounts[pk].allow_negative}
+    if floored:
+        _move_balances(floored, accounts)
+    return entry
+
+
+def _move_balances(lines: dict[int, Decimal], accounts: dict[int, Account]) -> None:
+    natural = {pk: amount if accounts[pk].debit_normal else -amount for pk, amount in lines.items()}
+    delta = Case(*[When(account_id=pk, then=Value(d)) for pk, d in natural.items()], default=Value(Decimal(0)))
+    try:
+        with transaction.atomic():
+            Balance.objects.filter(account_id__in=sorted(natural)).update(balance=F("balance") + delta)
+    except IntegrityError:
+        shortest = min(natural, key=lambda pk: natural[pk])
+        raise InsufficientFunds(accounts[shortest]) from None
+
+
+def entry_reverse(*, entry: Entry, memo: str = "") -> Entry:
+    """Undo an entry with its mirror image; an entry is reversed at most once."""
+    legs = [(line.account, -line.amount) for line in entry.lines.select_related("account")]
+    return entry_post(
+        kind=f"reversal:{entry.kind}"[:30], legs=legs, reference=entry.reference, memo=memo, reverses=entry
+    )
