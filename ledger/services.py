@@ -110,6 +110,9 @@ def entry_post(
     lines = {pk: amount for pk, amount in merged.items() if amount}
     if len(lines) < 2 or sum(lines.values()) != 0:
         raise UnbalancedEntry(f"{kind} {reference}: legs {dict(merged)} do not make a balanced entry")
+    floored = {pk: amount for pk, amount in lines.items() if not accounts[pk].allow_negative}
+    if floored:  # first: a refused overdraft then leaves nothing written, even if the caller goes on
+        _move_balances(floored, accounts)
     entry_id = uuid.uuid4()
     # Lines first, then the entry: writing the entry seals them (see the migration's triggers).
     Line.objects.bulk_create(
@@ -123,9 +126,6 @@ def entry_post(
         idempotency_key=idempotency_key,
         reverses=reverses,
     )
-    floored = {pk: amount for pk, amount in lines.items() if not accounts[pk].allow_negative}
-    if floored:
-        _move_balances(floored, accounts)
     return entry
 
 

@@ -18,6 +18,7 @@ urlpatterns = [
     path("accounts/", include("allauth.urls")),
     path("orders/", include("orders.urls")),
     path("pay/", include("payments.urls")),
+    path("wallet/", include("payments.urls_wallet")),
     path("", include("catalog.urls")),
 ]
 

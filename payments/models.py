@@ -1,6 +1,62 @@
+import secrets
+import string
+
+from django.conf import settings
 from django.db import models
 from django.db.models import Q
+from django.urls import reverse
+from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
+
+RECHARGE_PREFIX = "R"  # order numbers start with a digit: one namespace of out_trade_no for both
+
+
+def new_recharge_number() -> str:
+    alphabet = string.ascii_uppercase + string.digits
+    return (
+        RECHARGE_PREFIX
+        + timezone.localtime().strftime("%y%m%d%H%M")
+        + "".join(secrets.choice(alphabet) for _ in range(17))
+    )
+
+
+class Recharge(models.Model):
+    """Money a user adds to their balance through a gateway."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", _("Awaiting payment")
+        PAID = "paid", _("Credited")
+
+    number = models.CharField(_("number"), max_length=32, unique=True, default=new_recharge_number, editable=False)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, verbose_name=_("user"), related_name="recharges", on_delete=models.PROTECT
+    )
+    amount = models.DecimalField(_("amount"), max_digits=12, decimal_places=2)
+    currency = models.CharField(_("currency"), max_length=3, default="CNY")
+    status = models.CharField(_("status"), max_length=10, choices=Status.choices, default=Status.PENDING)
+    created_at = models.DateTimeField(_("created"), auto_now_add=True)
+    expires_at = models.DateTimeField(_("pay before"))
+    paid_at = models.DateTimeField(_("credited"), null=True, blank=True)
+
+    class Meta:
+        ordering = ("-id",)
+        verbose_name = _("recharge")
+        verbose_name_plural = _("recharges")
+        constraints = [models.CheckConstraint(condition=Q(amount__gt=0), name="recharge_amount_positive")]
+
+    def __str__(self):
+        return self.number
+
+    def get_absolute_url(self):
+        return reverse("wallet:home")
+
+    @property
+    def total(self):  # what a cashier asks for, as for an order
+        return self.amount
+
+    @property
+    def is_payable(self) -> bool:
+        return self.status == self.Status.PENDING and self.expires_at > timezone.now()
 
 
 class Notification(models.Model):
@@ -48,8 +104,17 @@ class Payment(models.Model):
         # Paid after the order lapsed and the stock was gone: to refund.
         UNFULFILLABLE = "unfulfillable", _("Paid after expiry without stock, to be refunded")
 
+    # What was paid for: an order, or a recharge of the buyer's balance (exactly one).
     order = models.ForeignKey(
-        "orders.Order", verbose_name=_("order"), related_name="payments", on_delete=models.PROTECT
+        "orders.Order",
+        verbose_name=_("order"),
+        null=True,
+        blank=True,
+        related_name="payments",
+        on_delete=models.PROTECT,
+    )
+    recharge = models.ForeignKey(
+        "Recharge", verbose_name=_("recharge"), null=True, blank=True, related_name="payments", on_delete=models.PROTECT
     )
     gateway = models.CharField(_("gateway"), max_length=20)
     trade_no = models.CharField(_("gateway trade number"), max_length=64)
@@ -66,6 +131,10 @@ class Payment(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["gateway", "trade_no"], name="payment_once_per_gateway_trade"),
             models.CheckConstraint(condition=Q(amount__gt=0), name="payment_amount_positive"),
+            models.CheckConstraint(
+                condition=Q(order__isnull=False, recharge__isnull=True) | Q(order__isnull=True, recharge__isnull=False),
+                name="payment_for_order_or_recharge",
+            ),
         ]
 
     def __str__(self):

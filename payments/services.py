@@ -9,15 +9,26 @@ with its reason.
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import timedelta
+from decimal import Decimal
 
+from django.conf import settings
 from django.db import IntegrityError, transaction
+from django.http import Http404
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from ledger import services as ledger
+from ledger.models import Balance
+from marketplace.money import parse_yuan
 from orders import services as orders
 from orders.services import PaidOutcome
 
-from .gateways import NotificationRejected, VerifiedNotification, get_gateway
-from .models import Notification, Payment
+from .gateways import Device, NotificationRejected, PaymentStart, RemoteGateway, VerifiedNotification, get_gateway
+from .models import RECHARGE_PREFIX, Notification, Payment, Recharge
+
+RECHARGE_MIN, RECHARGE_MAX = Decimal("1.00"), Decimal("5000.00")
 
 log = logging.getLogger(__name__)
 Outcome = Notification.Outcome
@@ -81,6 +92,8 @@ def _log(record: Notification, outcome: str, reason: str) -> NotificationResult:
 
 
 def _apply(gateway_code: str, verified: VerifiedNotification, record: Notification):
+    if verified.order_number.startswith(RECHARGE_PREFIX):
+        return _apply_recharge(gateway_code, verified, record)
     order = orders.order_lock_by_number(verified.order_number)
     if order is None:
         raise _Reject("unknown order")
@@ -124,8 +137,49 @@ def _book_payment(payment: Payment, order_number: str) -> None:
     )
 
 
-def _replay(existing: Payment, order, record: Notification):
-    if existing.order_id != order.pk:
+def _apply_recharge(gateway_code: str, verified: VerifiedNotification, record: Notification):
+    """A recharge paid: the money is the user's, held in their wallet (a liability, not revenue).
+
+    Every payment for a recharge is credited, a late or a second one too: it is the user's money.
+    """
+    recharge = Recharge.objects.select_for_update().filter(number=verified.order_number).first()
+    if recharge is None:
+        raise _Reject("unknown recharge")
+    if verified.currency != recharge.currency:
+        raise _Reject(f"currency {verified.currency} differs from the recharge's {recharge.currency}")
+    if verified.amount != recharge.amount:
+        raise _Reject(f"amount {verified.amount} differs from the recharge's {recharge.amount}")
+    existing = Payment.objects.filter(gateway=gateway_code, trade_no=verified.trade_no).first()
+    if existing is not None:
+        return _replay(existing, recharge, record)
+    payment = Payment.objects.create(
+        recharge=recharge,
+        gateway=gateway_code,
+        trade_no=verified.trade_no,
+        amount=verified.amount,
+        currency=verified.currency,
+        status=Payment.Status.SUCCEEDED,
+        paid_at=verified.paid_at,
+    )
+    clearing, wallet = ledger.clearing(gateway_code), ledger.wallet(recharge.user)
+    accounts = ledger.accounts_get(clearing, wallet)
+    ledger.entry_post(
+        kind="recharge",
+        legs=[(accounts[clearing.code], payment.amount), (accounts[wallet.code], -payment.amount)],
+        reference=recharge.number,
+        memo=f"{gateway_code} {payment.trade_no}",
+        idempotency_key=f"payment:{gateway_code}:{payment.trade_no}",
+    )
+    if recharge.status == Recharge.Status.PENDING:
+        recharge.status, recharge.paid_at = Recharge.Status.PAID, timezone.now()
+        recharge.save(update_fields=["status", "paid_at"])
+    record.outcome, record.reason, record.payment = Outcome.APPLIED, "recharged", payment
+    record.save()
+    return Outcome.APPLIED, "recharged", payment
+
+
+def _replay(existing: Payment, paid_for, record: Notification):
+    if (existing.recharge_id if isinstance(paid_for, Recharge) else existing.order_id) != paid_for.pk:
         raise _Reject("trade number already used for another order")
     record.outcome, record.reason, record.payment = Outcome.REPLAY, "already applied", existing
     record.save()
@@ -139,6 +193,105 @@ def sandbox_pay(*, order_number: str, remote_addr: str | None = None) -> Notific
     from .gateways.sandbox import SandboxGateway
 
     gateway = get_gateway(SandboxGateway.code)  # 404 when the sandbox is disabled
-    order = Order.objects.get(number=order_number)
-    body = gateway.build_notification(order_number=order.number, amount=order.total)
+    model = Recharge if order_number.startswith(RECHARGE_PREFIX) else Order
+    payable = model.objects.get(number=order_number)
+    body = gateway.build_notification(order_number=payable.number, amount=payable.total)
     return notification_receive(gateway_code=SandboxGateway.code, headers={}, body=body, remote_addr=remote_addr)
+
+
+# --- Balance ----------------------------------------------------------------------------
+
+
+class PaymentError(Exception):
+    """A payment the user can fix (or must choose another way for); shown as it is."""
+
+
+BALANCE = "balance"
+
+
+def wallet_balance(user) -> Decimal:
+    account = ledger.accounts_get(ledger.wallet(user))[ledger.wallet(user).code]
+    return Balance.objects.get(account=account).balance
+
+
+def balance_pay(*, order_number: str, buyer) -> Payment:
+    """Pay an order from the buyer's balance, instantly: the debit and the order's move to
+    paid are one transaction, and the balance cannot go below zero however many pay at once."""
+    with transaction.atomic():
+        order = orders.order_lock_by_number(order_number)
+        if order is None or order.buyer_id != buyer.pk:
+            raise Http404("no such order")
+        if not order.is_payable:
+            raise PaymentError(_("This order can no longer be paid."))
+        wallet = ledger.wallet(buyer)
+        accounts = ledger.accounts_get(wallet, ledger.HELD)
+        try:
+            ledger.entry_post(
+                kind="balance_payment",
+                legs=[(accounts[wallet.code], order.total), (accounts[ledger.HELD.code], -order.total)],
+                reference=order.number,
+                idempotency_key=f"payment:{BALANCE}:{order.number}",
+            )
+        except ledger.InsufficientFunds:
+            raise PaymentError(
+                _("Your balance is not enough for ¥%(total)s: recharge it or choose another way to pay.")
+                % {"total": order.total}
+            ) from None
+        payment = Payment.objects.create(
+            order=order,
+            gateway=BALANCE,
+            trade_no=f"BAL{order.number}",
+            amount=order.total,
+            status=Payment.Status.SUCCEEDED,
+            paid_at=timezone.now(),
+        )
+        orders.order_mark_paid(order=order, note="balance")
+    return payment
+
+
+def recharge_create(*, user, amount) -> Recharge:
+    try:
+        value = parse_yuan(str(amount))
+    except ValueError:
+        raise PaymentError(_("Enter an amount in yuan, like 100 or 58.50.")) from None
+    if not RECHARGE_MIN <= value <= RECHARGE_MAX:
+        raise PaymentError(
+            _("Recharge between ¥%(min)s and ¥%(max)s at a time.") % {"min": RECHARGE_MIN, "max": RECHARGE_MAX}
+        )
+    return Recharge.objects.create(
+        user=user, amount=value, expires_at=timezone.now() + timedelta(minutes=settings.ORDER_PAYMENT_MINUTES)
+    )
+
+
+# --- Starting a payment at a gateway -----------------------------------------------------
+
+
+def payable_for(*, user, number: str):
+    """The user's own order or recharge with this number, or 404."""
+    from orders.models import Order
+
+    model = Recharge if number.startswith(RECHARGE_PREFIX) else Order
+    owner = {"user": user} if model is Recharge else {"buyer": user}
+    payable = model.objects.filter(number=number, **owner).first()
+    if payable is None:
+        raise Http404("no such order")
+    return payable
+
+
+def payment_start(*, gateway_code: str, payable, device: Device, client_ip: str, subject: str) -> PaymentStart:
+    """Ask the gateway how the buyer pays (its page, or a QR code we show)."""
+    gateway = get_gateway(gateway_code)
+    if not payable.is_payable:
+        raise PaymentError(_("This can no longer be paid."))
+    if isinstance(gateway, RemoteGateway):
+        return gateway.start_payment(
+            order_number=payable.number,
+            amount=payable.total,
+            subject=subject,
+            device=device,
+            client_ip=client_ip or "127.0.0.1",
+            notify_url=settings.SITE_URL + reverse("payments-notify", args=[gateway_code]),
+            return_url=settings.SITE_URL + payable.get_absolute_url(),
+            expires_at=payable.expires_at,
+        )
+    return PaymentStart(redirect_url=reverse("payments:sandbox", args=[payable.number]))

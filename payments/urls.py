@@ -5,5 +5,7 @@ from . import views
 app_name = "payments"
 urlpatterns = [
     path("<str:number>/", views.choose, name="choose"),
+    path("<str:number>/start/<slug:gateway>/", views.start, name="start"),
+    path("<str:number>/balance/", views.pay_with_balance, name="balance"),
     path("sandbox/<str:number>/", views.sandbox_cashier, name="sandbox"),
 ]

@@ -1,50 +1,165 @@
+import csv
+
 import segno
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.http import HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
 from marketplace.http import client_ip
-from orders import selectors as orders
 
-from . import services
-from .gateways import enabled_gateways, get_gateway
+from . import selectors, services
+from .gateways import Device, GatewayError, enabled_gateways, get_gateway
+from .models import Recharge
+
+MOBILE_HINTS = ("Mobile", "Android", "iPhone", "iPad", "MicroMessenger")
+
+
+def _device(request) -> Device:
+    agent = request.headers.get("User-Agent", "")
+    return Device.MOBILE if any(hint in agent for hint in MOBILE_HINTS) else Device.DESKTOP
+
+
+def _subject(payable) -> str:
+    if isinstance(payable, Recharge):
+        return _("Balance recharge")
+    return f"{payable.product_name} × {payable.quantity}"
 
 
 @login_required
 @never_cache
 def choose(request, number):
     """Choose how to pay. Lives here, not in orders: paying is this app's concern."""
-    order = orders.order_for_buyer(request.user, number)
+    order = services.payable_for(user=request.user, number=number)
     if not order.is_payable:
         return redirect(order)
-    return render(request, "payments/choose.html", {"order": order, "gateways": enabled_gateways().values()})
+    return render(
+        request,
+        "payments/choose.html",
+        {
+            "order": order,
+            "gateways": enabled_gateways().values(),
+            "balance": services.wallet_balance(request.user),
+        },
+    )
+
+
+@login_required
+@require_POST
+def start(request, number, gateway):
+    """Send the buyer to the gateway's cashier, or show its QR code on our page."""
+    payable = services.payable_for(user=request.user, number=number)
+    try:
+        begun = services.payment_start(
+            gateway_code=gateway,
+            payable=payable,
+            device=_device(request),
+            client_ip=client_ip(request),
+            subject=_subject(payable),
+        )
+    except (services.PaymentError, GatewayError) as exc:
+        messages.error(request, _("The payment could not be started: %(reason)s") % {"reason": exc})
+        return redirect(payable)
+    if begun.redirect_url:
+        return redirect(begun.redirect_url)
+    qr_svg = segno.make(begun.qr_text, error="m").svg_inline(scale=5, dark="#1f2937")
+    return render(
+        request,
+        "payments/qr.html",
+        {"payable": payable, "gateway": get_gateway(gateway), "qr_svg": qr_svg, "subject": _subject(payable)},
+    )
+
+
+@login_required
+@require_POST
+def pay_with_balance(request, number):
+    try:
+        services.balance_pay(order_number=number, buyer=request.user)
+    except services.PaymentError as exc:
+        messages.error(request, str(exc))
+        return redirect("payments:choose", number=number)
+    messages.success(request, _("Paid from your balance. Your codes are being delivered."))
+    return redirect("orders:detail", number=number)
 
 
 @login_required
 @never_cache
 def sandbox_cashier(request, number):
     get_gateway("sandbox")  # 404 when disabled (always in production)
-    order = orders.order_for_buyer(request.user, number)
+    payable = services.payable_for(user=request.user, number=number)
     if request.method == "POST":
-        result = services.sandbox_pay(order_number=order.number, remote_addr=client_ip(request))
-        order.refresh_from_db(fields=["status"])
-        if result.ok and order.status == order.Status.DELIVERED:
-            messages.success(request, _("Payment received. Your codes are ready below."))
-        elif result.ok:
-            messages.success(request, _("Payment received. Your codes are being delivered."))
-        else:
+        result = services.sandbox_pay(order_number=payable.number, remote_addr=client_ip(request))
+        payable.refresh_from_db(fields=["status"])
+        if not result.ok:
             messages.error(request, _("The payment was refused: %(reason)s") % {"reason": result.reason})
-        return redirect(order)
-    if not order.is_payable:
-        return redirect(order)
-    pay_url = request.build_absolute_uri(reverse("payments:sandbox", args=[order.number]))
+        elif isinstance(payable, Recharge):
+            messages.success(request, _("¥%(amount)s added to your balance.") % {"amount": payable.amount})
+        elif payable.status == payable.Status.DELIVERED:
+            messages.success(request, _("Payment received. Your codes are ready below."))
+        else:
+            messages.success(request, _("Payment received. Your codes are being delivered."))
+        return redirect(payable)
+    if not payable.is_payable:
+        return redirect(payable)
+    pay_url = request.build_absolute_uri(reverse("payments:sandbox", args=[payable.number]))
     qr_svg = segno.make(pay_url, error="m").svg_inline(scale=4, dark="#1f2937")
-    return render(request, "payments/sandbox.html", {"order": order, "qr_svg": qr_svg})
+    return render(
+        request, "payments/sandbox.html", {"payable": payable, "qr_svg": qr_svg, "subject": _subject(payable)}
+    )
+
+
+@login_required
+@never_cache
+def wallet(request):
+    error = None
+    amount = request.POST.get("amount", "")
+    if request.method == "POST":
+        try:
+            recharge = services.recharge_create(user=request.user, amount=amount)
+        except services.PaymentError as exc:
+            error = str(exc)
+        else:
+            # The channel is chosen on the same form; starting it is the same as for an order.
+            return start(request, recharge.number, request.POST.get("gateway", ""))
+    return render(
+        request,
+        "payments/wallet.html",
+        {
+            "balance": services.wallet_balance(request.user),
+            "gateways": enabled_gateways().values(),
+            "movements": selectors.wallet_movements(request.user, limit=50),
+            "payments": selectors.user_payments(request.user, limit=50),
+            "error": error,
+            "amount": amount,
+            "presets": (50, 100, 200, 500),
+        },
+        status=400 if error else 200,
+    )
+
+
+@login_required
+def wallet_export(request):
+    """Every payment and balance movement of the user, as CSV (UTF-8 with BOM for Excel)."""
+    response = HttpResponse(content_type="text/csv; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="transactions-{timezone.localdate():%Y%m%d}.csv"'
+    response.write("\ufeff")
+    writer = csv.writer(response)
+    writer.writerow(["time", "type", "reference", "channel", "gateway trade number", "amount", "status"])
+    for p in selectors.user_payments(request.user, limit=None):
+        reference = p.order.number if p.order_id else p.recharge.number
+        kind = "payment" if p.order_id else "recharge"
+        writer.writerow(
+            [timezone.localtime(p.created_at).isoformat(), kind, reference, p.gateway, p.trade_no, p.amount, p.status]
+        )
+    for m in selectors.wallet_movements(request.user, limit=None):
+        writer.writerow([timezone.localtime(m.at).isoformat(), f"balance:{m.kind}", m.reference, "", "", m.amount, ""])
+    return response
 
 
 @csrf_exempt

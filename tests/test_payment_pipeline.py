@@ -470,18 +470,21 @@ def test_disabled_sandbox_has_no_endpoint_cashier_or_link(client, buyer, order, 
     client.force_login(buyer)
     choose = client.get(f"/pay/{order.number}/").content.decode()
     assert 'data-testid="gateway-sandbox"' in choose  # the control: enabled, it is offered
-    assert f"/pay/sandbox/{order.number}/" in choose
+    assert f"/pay/{order.number}/start/sandbox/" in choose
+    started = client.post(f"/pay/{order.number}/start/sandbox/")
+    assert started.status_code == 302 and started["Location"] == f"/pay/sandbox/{order.number}/"
 
     settings.PAYMENTS_SANDBOX_ENABLED = False
 
     assert notify(client, body).status_code == 404
     assert client.get(f"/pay/sandbox/{order.number}/").status_code == 404
     assert client.post(f"/pay/sandbox/{order.number}/").status_code == 404
+    assert client.post(f"/pay/{order.number}/start/sandbox/").status_code == 404
     choose = client.get(f"/pay/{order.number}/")
     assert choose.status_code == 200
     html = choose.content.decode()
     assert "gateway-sandbox" not in html
-    assert "/pay/sandbox/" not in html
+    assert "/start/sandbox/" not in html
     assert Notification.objects.count() == 0
     assert Payment.objects.count() == 0
     order.refresh_from_db()

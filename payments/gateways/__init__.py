@@ -2,6 +2,7 @@
 
 from django.http import Http404
 
+from .alipay import AlipayGateway
 from .base import (
     BillLine,
     Device,
@@ -15,6 +16,7 @@ from .base import (
     VerifiedNotification,
 )
 from .sandbox import SandboxGateway
+from .wechat import WeChatPayGateway
 
 __all__ = [
     "BillLine",
@@ -32,7 +34,7 @@ __all__ = [
 ]
 
 # Every channel the product knows; each says itself whether it is configured.
-GATEWAY_CLASSES: list[type[Gateway]] = [SandboxGateway]
+GATEWAY_CLASSES: list[type[Gateway]] = [SandboxGateway, AlipayGateway, WeChatPayGateway]
 
 
 def enabled_gateways() -> dict[str, Gateway]:
