@@ -139,3 +139,62 @@ class Payment(models.Model):
 
     def __str__(self):
         return f"{self.gateway}:{self.trade_no}"
+
+
+def new_refund_number() -> str:
+    alphabet = string.ascii_uppercase + string.digits
+    return "F" + timezone.localtime().strftime("%y%m%d%H%M") + "".join(secrets.choice(alphabet) for _ in range(17))
+
+
+class Refund(models.Model):
+    """Money going back to a buyer, to the channel it came from (balance payments: the balance).
+
+    ``number`` is our out_refund_no / out_request_no: the gateway refunds once per number,
+    however often it is asked, so a retried call can never refund twice.
+    """
+
+    class Status(models.TextChoices):
+        REQUESTED = "requested", _("Requested")
+        PROCESSING = "processing", _("At the gateway")
+        SUCCEEDED = "succeeded", _("Refunded")
+        FAILED = "failed", _("Failed: staff to act")
+
+    number = models.CharField(_("refund number"), max_length=32, unique=True, default=new_refund_number, editable=False)
+    payment = models.ForeignKey(Payment, verbose_name=_("payment"), related_name="refunds", on_delete=models.PROTECT)
+    order = models.ForeignKey(
+        "orders.Order", verbose_name=_("order"), null=True, blank=True, related_name="refunds", on_delete=models.PROTECT
+    )
+    amount = models.DecimalField(_("amount"), max_digits=12, decimal_places=2)
+    quantity = models.PositiveIntegerField(_("codes refunded"), default=0)
+    reason = models.CharField(_("reason"), max_length=300)
+    # The same request made twice (double click, two staff) is one refund.
+    idempotency_key = models.CharField(max_length=120, unique=True)
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        verbose_name=_("requested by"),
+        null=True,
+        blank=True,
+        related_name="+",
+        on_delete=models.PROTECT,
+    )
+    status = models.CharField(_("status"), max_length=12, choices=Status.choices, default=Status.REQUESTED)
+    gateway_refund_id = models.CharField(_("gateway refund id"), max_length=64, blank=True)
+    attempts = models.PositiveIntegerField(_("gateway calls"), default=0)
+    next_attempt_at = models.DateTimeField(_("next attempt"), null=True, blank=True)
+    last_error = models.CharField(_("last error"), max_length=300, blank=True)
+    created_at = models.DateTimeField(_("requested"), auto_now_add=True, db_index=True)
+    succeeded_at = models.DateTimeField(_("refunded"), null=True, blank=True)
+
+    class Meta:
+        ordering = ("-id",)
+        verbose_name = _("refund")
+        verbose_name_plural = _("refunds")
+        constraints = [models.CheckConstraint(condition=Q(amount__gt=0), name="refund_amount_positive")]
+        indexes = [
+            models.Index(
+                fields=["next_attempt_at"], condition=Q(status__in=["requested", "processing"]), name="refund_due_idx"
+            )
+        ]
+
+    def __str__(self):
+        return self.number

@@ -68,7 +68,19 @@ def notification_receive(
         verified = gateway.verify(headers=headers, body=body)
     except NotificationRejected as exc:
         return _log(record, Outcome.REJECTED, str(exc))
+    return payment_fact_apply(gateway_code=gateway_code, verified=verified, record=record)
+
+
+def payment_fact_apply(
+    *, gateway_code: str, verified: VerifiedNotification, record: Notification | None = None
+) -> NotificationResult:
+    """Apply what a gateway has told us, verified: by a notification, or by our own active
+    query (reconciliation) when the notification never came. Same checks, applied once."""
+    if record is None:
+        record = Notification(gateway=gateway_code, body="(active query)")
     record.order_number, record.trade_no = verified.order_number[:64], verified.trade_no[:64]
+    if verified.refund_no:
+        return _log(record, Outcome.IGNORED, f"refund {verified.refund_no} state {verified.state}")
     if not verified.paid:
         return _log(record, Outcome.IGNORED, f"state {verified.state}")
     try:
