@@ -3,6 +3,7 @@
 import os
 
 from celery import Celery
+from celery.schedules import crontab
 from celery.signals import task_postrun, task_prerun
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "marketplace.settings")
@@ -30,4 +31,16 @@ app.conf.beat_schedule = {
     "orders-expire-due": {"task": "orders.tasks.expire_due_orders", "schedule": 30.0},
     # Re-queues fulfilment of paid orders whose task was lost (broker wiped, worker died before ack).
     "orders-redeliver-stuck": {"task": "orders.tasks.redeliver_stuck_orders", "schedule": 120.0},
+    # Refunds not finished at their gateway: asked again, with backoff, until done or FAILED.
+    "payments-refunds-retry": {"task": "payments.tasks.refunds_retry_due", "schedule": 60.0},
+    # Active query: orders and recharges started at a gateway, asked with backoff (2, 4, 8 ... min),
+    # so a lost notification still completes the order.
+    "payments-query-due": {"task": "payments.tasks.attempts_query_due", "schedule": 60.0},
+    # Trades of orders and recharges that can no longer be paid: closed at their gateway.
+    "payments-close-expired": {"task": "payments.tasks.attempts_close_expired", "schedule": 60.0},
+    # Yesterday's bills (CELERY_TIMEZONE is Beijing time): WeChat Pay publishes them after 10:00.
+    "payments-bills-reconcile": {
+        "task": "payments.tasks.bills_reconcile_yesterday",
+        "schedule": crontab(hour=10, minute=30),
+    },
 }

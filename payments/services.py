@@ -80,7 +80,10 @@ def payment_fact_apply(
         record = Notification(gateway=gateway_code, body="(active query)")
     record.order_number, record.trade_no = verified.order_number[:64], verified.trade_no[:64]
     if verified.refund_no:
-        return _log(record, Outcome.IGNORED, f"refund {verified.refund_no} state {verified.state}")
+        from .refunds import refund_confirmed_by_gateway
+
+        settled = refund_confirmed_by_gateway(gateway_code=gateway_code, refund_no=verified.refund_no)
+        return _log(record, Outcome.IGNORED, f"refund {verified.refund_no}: {settled}")
     if not verified.paid:
         return _log(record, Outcome.IGNORED, f"state {verified.state}")
     try:
@@ -129,6 +132,10 @@ def _apply(gateway_code: str, verified: VerifiedNotification, record: Notificati
         paid_at=verified.paid_at,
     )
     _book_payment(payment, order.number)
+    if payment.status != Payment.Status.SUCCEEDED:  # money the order cannot use goes straight back
+        from .refunds import payment_refund_unused
+
+        payment_refund_unused(payment=payment, reason=f"{payment.get_status_display()}: automatic refund")
     record.outcome, record.reason, record.payment = Outcome.APPLIED, result.value, payment
     record.save()
     log.info("%s payment %s applied to order %s: %s", gateway_code, verified.trade_no, order.number, result.value)
@@ -296,6 +303,10 @@ def payment_start(*, gateway_code: str, payable, device: Device, client_ip: str,
     if not payable.is_payable:
         raise PaymentError(_("This can no longer be paid."))
     if isinstance(gateway, RemoteGateway):
+        from .reconciliation import attempt_record  # it imports this module
+
+        # Recorded first: a start whose reply is lost may still have opened a trade to query.
+        attempt_record(number=payable.number, gateway_code=gateway_code, expires_at=payable.expires_at)
         return gateway.start_payment(
             order_number=payable.number,
             amount=payable.total,

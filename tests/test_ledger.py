@@ -179,11 +179,15 @@ def test_a_payment_that_cannot_be_used_is_owed_back_not_revenue(buyer, other_buy
     sandbox_pay(order_number=other.number)
     sandbox_pay(order_number=late.number)  # paid after expiry, stock gone
     late.refresh_from_db()
-    assert late.status == Order.Status.REFUND_PENDING
+    assert late.status == Order.Status.REFUNDED  # owed back, then refunded automatically
+    kinds = list(Entry.objects.order_by("created_at").values_list("kind", flat=True))
+    assert kinds[-2:] == ["payment", "refund_paid"]  # booked as due back, never as revenue
     due = ledger.accounts_get(ledger.REFUNDS_DUE)[ledger.REFUNDS_DUE.code]
-    assert selectors.account_balance(due) == D("10.00")
+    assert selectors.account_balance(due) == 0  # owed, then paid back
     sales = ledger.accounts_get(ledger.SALES)[ledger.SALES.code]
     assert selectors.account_balance(sales) == D("10.00")  # only the delivered order
+    clearing = ledger.accounts_get(ledger.clearing("sandbox"))[ledger.clearing("sandbox").code]
+    assert selectors.account_balance(clearing) == D("10.00")  # 20 in, 10 back out
 
 
 @pytest.mark.django_db(transaction=True)

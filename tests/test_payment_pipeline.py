@@ -443,18 +443,29 @@ def test_late_payment_after_the_stock_sold_out_goes_to_refund(client, buyer, oth
     # The money is ours to return: acknowledge, so the gateway stops resending.
     assert (response.status_code, response.content) == (200, b"success")
     late.refresh_from_db()
-    assert late.status == Order.Status.REFUND_PENDING
+    # Marked for refund, then refunded automatically to where the money came from (the sandbox
+    # refunds at once; a real gateway confirms later).
+    assert list(late.history.values_list("to_status", flat=True)) == [
+        Order.Status.PENDING,
+        Order.Status.EXPIRED,
+        Order.Status.REFUND_PENDING,
+        Order.Status.REFUNDED,
+    ]
+    assert late.status == Order.Status.REFUNDED
     payment = Payment.objects.get(order=late)
     assert payment.status == Payment.Status.UNFULFILLABLE
+    refund = payment.refunds.get()
+    assert (refund.amount, refund.status) == (Decimal("66.00"), "succeeded")
     assert Notification.objects.filter(order_number=late.number).get().reason == "refund_pending"
     assert stock_state(product) == before  # the rival's code is untouched
     assert not late.codes.filter(released_at__isnull=True).exists()
     rival.refresh_from_db()
     assert rival.status == Order.Status.DELIVERED
 
-    assert len(mailoutbox) == 1
+    assert len(mailoutbox) == 2  # "will be refunded", then "refunded"
+    assert all(m.to == [buyer.email] for m in mailoutbox)
+    assert refund.number in mailoutbox[1].subject
     message = mailoutbox[0]
-    assert message.to == [buyer.email]
     text = message.subject + "\n" + message.body
     assert late.number in text
     assert "refund" in text.lower() or "退款" in text

@@ -1,0 +1,72 @@
+from datetime import date
+from smtplib import SMTPException
+
+from celery import shared_task
+
+from . import reconciliation, refunds
+from .gateways import GatewayError
+
+
+@shared_task(acks_late=True, reject_on_worker_lost=True)
+def refund_execute(refund_id: int) -> str:
+    return refunds.refund_execute(refund_id=refund_id)
+
+
+@shared_task
+def refunds_retry_due() -> int:
+    ids = refunds.refunds_due()
+    for refund_id in ids:
+        refund_execute.delay(refund_id)
+    return len(ids)
+
+
+@shared_task(acks_late=True, autoretry_for=(SMTPException, OSError), retry_backoff=True, max_retries=8)
+def refund_notify(refund_id: int) -> None:
+    refunds.refund_notify(refund_id=refund_id)
+
+
+# --- reconciliation: active query, closing at the gateway, daily bills ------------------------
+
+
+@shared_task(acks_late=True, reject_on_worker_lost=True)
+def attempt_check(attempt_id: int) -> str:
+    """One attempt's turn: query it, or close it. Claimed in the database: safe to run twice."""
+    return reconciliation.attempt_check(attempt_id=attempt_id)
+
+
+@shared_task
+def attempts_query_due() -> int:
+    ids = reconciliation.attempts_due()
+    for attempt_id in ids:
+        attempt_check.delay(attempt_id)
+    return len(ids)
+
+
+@shared_task
+def attempts_close_expired() -> int:
+    ids = reconciliation.attempts_to_close()
+    for attempt_id in ids:
+        attempt_check.delay(attempt_id)
+    return len(ids)
+
+
+@shared_task(
+    acks_late=True,
+    autoretry_for=(GatewayError,),  # the bill not out yet, the gateway unreachable
+    retry_backoff=600,
+    retry_backoff_max=3600,
+    retry_jitter=False,
+    max_retries=6,
+)
+def bill_reconcile(gateway_code: str, day: str) -> int:
+    run = reconciliation.reconciliation_run(gateway_code=gateway_code, day=date.fromisoformat(day))
+    return run.mismatch_total
+
+
+@shared_task
+def bills_reconcile_yesterday() -> list[str]:
+    day = reconciliation.yesterday().isoformat()
+    codes = reconciliation.bill_gateways()
+    for code in codes:
+        bill_reconcile.delay(code, day)
+    return codes
