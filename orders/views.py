@@ -68,7 +68,10 @@ def order_list(request):
 @never_cache
 def order_detail(request, number):
     order = selectors.order_for_buyer(request.user, number)
-    return render(request, "orders/order_detail.html", {"order": order})
+    # Back from a gateway's cashier: its return link proves nothing, so the page only waits
+    # (polling) for the verified notification or the active query to mark the order paid.
+    confirming = bool(request.GET.get("returned")) and order.status == Order.Status.PENDING
+    return render(request, "orders/order_detail.html", {"order": order, "confirming": confirming})
 
 
 @login_required
@@ -77,7 +80,7 @@ def order_status(request, number):
     """Polled by the order page while payment or delivery is under way."""
     order = selectors.order_for_buyer(request.user, number)
     if request.headers.get("HX-Request"):
-        if order.status == Order.Status.DELIVERED:
+        if order.status == Order.Status.DELIVERED or request.GET.get("seen", order.status) != order.status:
             response = HttpResponse()
             response["HX-Refresh"] = "true"
             return response

@@ -198,3 +198,116 @@ class Refund(models.Model):
 
     def __str__(self):
         return self.number
+
+
+# --- Reconciliation ------------------------------------------------------------------------
+
+
+class PaymentAttempt(models.Model):
+    """An order or recharge started at a real gateway: what the active query asks about and,
+    once it can no longer be paid, closes there. Unique per (number, gateway)."""
+
+    number = models.CharField(_("order or recharge number"), max_length=32)
+    gateway = models.CharField(_("gateway"), max_length=20)
+    created_at = models.DateTimeField(_("started"), default=timezone.now, editable=False)
+    # When the next active query is due; empty once nothing is left to do (paid, or closed).
+    next_query_at = models.DateTimeField(_("next query"), null=True, blank=True)
+    queries = models.PositiveIntegerField(_("queries"), default=0)
+    last_state = models.CharField(_("gateway's last answer"), max_length=40, blank=True)
+    last_error = models.CharField(_("last error"), max_length=300, blank=True)
+    closed_at = models.DateTimeField(_("closed at the gateway"), null=True, blank=True)
+    finished_at = models.DateTimeField(_("finished"), null=True, blank=True)
+
+    class Meta:
+        ordering = ("-id",)
+        verbose_name = _("payment attempt")
+        verbose_name_plural = _("payment attempts")
+        constraints = [models.UniqueConstraint(fields=["number", "gateway"], name="payment_attempt_once_per_gateway")]
+        indexes = [
+            models.Index(
+                fields=["next_query_at"], condition=Q(next_query_at__isnull=False), name="payment_attempt_due_idx"
+            )
+        ]
+
+    def __str__(self):
+        return f"{self.gateway}:{self.number}"
+
+
+class ReconciliationRun(models.Model):
+    """One gateway's bill for one day (Beijing time), matched against our payments and refunds."""
+
+    class Status(models.TextChoices):
+        RUNNING = "running", _("Running")
+        DONE = "done", _("Done")
+        FAILED = "failed", _("Failed (bill not downloaded)")
+
+    gateway = models.CharField(_("gateway"), max_length=20)
+    day = models.DateField(_("day"))
+    status = models.CharField(_("status"), max_length=10, choices=Status.choices, default=Status.RUNNING)
+    started_at = models.DateTimeField(_("started"), default=timezone.now)
+    finished_at = models.DateTimeField(_("finished"), null=True, blank=True)
+    error = models.CharField(_("error"), max_length=300, blank=True)
+    bill_lines = models.PositiveIntegerField(_("bill lines"), default=0)
+    our_records = models.PositiveIntegerField(_("our payments and refunds"), default=0)
+    matched = models.PositiveIntegerField(_("matched"), default=0)
+    missing_here = models.PositiveIntegerField(_("missing here"), default=0)
+    missing_there = models.PositiveIntegerField(_("missing there"), default=0)
+    amount_differs = models.PositiveIntegerField(_("amount differs"), default=0)
+    bill_payments_total = models.DecimalField(_("bill: paid in"), max_digits=14, decimal_places=2, default=0)
+    bill_refunds_total = models.DecimalField(_("bill: refunded"), max_digits=14, decimal_places=2, default=0)
+    our_payments_total = models.DecimalField(_("ours: paid in"), max_digits=14, decimal_places=2, default=0)
+    our_refunds_total = models.DecimalField(_("ours: refunded"), max_digits=14, decimal_places=2, default=0)
+
+    class Meta:
+        ordering = ("-day", "gateway")
+        verbose_name = _("reconciliation run")
+        verbose_name_plural = _("reconciliation runs")
+        constraints = [models.UniqueConstraint(fields=["gateway", "day"], name="reconciliation_once_per_gateway_day")]
+
+    def __str__(self):
+        return f"{self.gateway} {self.day:%Y-%m-%d}"
+
+    @property
+    def mismatch_total(self) -> int:
+        return self.missing_here + self.missing_there + self.amount_differs
+
+
+class Mismatch(models.Model):
+    """A difference between a gateway's bill and our records, for staff to look into."""
+
+    class Kind(models.TextChoices):
+        MISSING_HERE = "missing_here", _("On the bill, not recorded here")
+        MISSING_THERE = "missing_there", _("Recorded here, not on the bill")
+        AMOUNT_DIFFERS = "amount_differs", _("Amount differs")
+
+    run = models.ForeignKey(
+        ReconciliationRun, verbose_name=_("reconciliation run"), related_name="mismatches", on_delete=models.CASCADE
+    )
+    kind = models.CharField(_("kind"), max_length=16, choices=Kind.choices)
+    order_number = models.CharField(_("order number"), max_length=64, blank=True)
+    trade_no = models.CharField(_("gateway trade number"), max_length=64, blank=True)
+    refund_no = models.CharField(_("refund number"), max_length=64, blank=True)
+    ours = models.DecimalField(_("our amount"), max_digits=12, decimal_places=2, null=True, blank=True)
+    theirs = models.DecimalField(_("bill amount"), max_digits=12, decimal_places=2, null=True, blank=True)
+    note = models.CharField(_("note"), max_length=300, blank=True)
+    created_at = models.DateTimeField(_("found"), default=timezone.now)
+    resolved_at = models.DateTimeField(_("resolved"), null=True, blank=True)
+    resolved_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        verbose_name=_("resolved by"),
+        null=True,
+        blank=True,
+        related_name="+",
+        on_delete=models.PROTECT,
+    )
+    resolution_note = models.CharField(_("resolution"), max_length=500, blank=True)
+
+    class Meta:
+        ordering = ("run", "kind", "id")
+        verbose_name = _("reconciliation mismatch")
+        verbose_name_plural = _("reconciliation mismatches")
+        permissions = [("resolve_mismatch", _("Can mark reconciliation mismatches resolved"))]
+        indexes = [models.Index(fields=["run", "kind"], name="mismatch_run_kind_idx")]
+
+    def __str__(self):
+        return f"{self.get_kind_display()}: {self.refund_no or self.trade_no or self.order_number}"

@@ -9,13 +9,22 @@ from django.db.models import Q
 from ledger import services as ledger
 from ledger.models import Line
 
-from .models import Payment
+from .models import Payment, Refund
 
 
 def user_payments(user, limit: int | None = 200):
     qs = (
         Payment.objects.filter(Q(order__buyer=user) | Q(recharge__user=user))
         .select_related("order", "recharge")
+        .order_by("-created_at")
+    )
+    return qs[:limit] if limit else qs
+
+
+def user_refunds(user, limit: int | None = 200):
+    qs = (
+        Refund.objects.filter(Q(payment__order__buyer=user) | Q(payment__recharge__user=user))
+        .select_related("payment", "order")
         .order_by("-created_at")
     )
     return qs[:limit] if limit else qs

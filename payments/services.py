@@ -314,7 +314,7 @@ def payment_start(*, gateway_code: str, payable, device: Device, client_ip: str,
             device=device,
             client_ip=client_ip or "127.0.0.1",
             notify_url=settings.SITE_URL + reverse("payments-notify", args=[gateway_code]),
-            return_url=settings.SITE_URL + payable.get_absolute_url(),
+            return_url=settings.SITE_URL + payable.get_absolute_url() + "?returned=1",
             expires_at=payable.expires_at,
         )
     return PaymentStart(redirect_url=reverse("payments:sandbox", args=[payable.number]))

@@ -3,7 +3,7 @@ import csv
 import segno
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.http import HttpResponse
+from django.http import HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
@@ -59,7 +59,7 @@ def start(request, number, gateway):
         begun = services.payment_start(
             gateway_code=gateway,
             payable=payable,
-            device=_device(request),
+            device=Device.QR if request.POST.get("mode") == "qr" else _device(request),
             client_ip=client_ip(request),
             subject=_subject(payable),
         )
@@ -74,6 +74,17 @@ def start(request, number, gateway):
         "payments/qr.html",
         {"payable": payable, "gateway": get_gateway(gateway), "qr_svg": qr_svg, "subject": _subject(payable)},
     )
+
+
+@login_required
+@never_cache
+def payable_status(request, number):
+    """Polled by the QR page: once the channel has told us (verified), go to the result."""
+    payable = services.payable_for(user=request.user, number=number)
+    response = JsonResponse({"status": payable.status})
+    if payable.status != payable.Status.PENDING:
+        response["HX-Redirect"] = payable.get_absolute_url()
+    return response
 
 
 @login_required
@@ -135,6 +146,7 @@ def wallet(request):
             "gateways": enabled_gateways().values(),
             "movements": selectors.wallet_movements(request.user, limit=50),
             "payments": selectors.user_payments(request.user, limit=50),
+            "refunds": selectors.user_refunds(request.user, limit=50),
             "error": error,
             "amount": amount,
             "presets": (50, 100, 200, 500),
@@ -156,6 +168,19 @@ def wallet_export(request):
         kind = "payment" if p.order_id else "recharge"
         writer.writerow(
             [timezone.localtime(p.created_at).isoformat(), kind, reference, p.gateway, p.trade_no, p.amount, p.status]
+        )
+    for r in selectors.user_refunds(request.user, limit=None):
+        reference = r.order.number if r.order_id else r.number
+        writer.writerow(
+            [
+                timezone.localtime(r.created_at).isoformat(),
+                "refund",
+                reference,
+                r.payment.gateway,
+                r.payment.trade_no,
+                -r.amount,
+                r.status,
+            ]
         )
     for m in selectors.wallet_movements(request.user, limit=None):
         writer.writerow([timezone.localtime(m.at).isoformat(), f"balance:{m.kind}", m.reference, "", "", m.amount, ""])

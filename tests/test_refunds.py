@@ -232,3 +232,14 @@ def test_staff_can_retry_a_failed_refund(client, alipay, fake, buyer, staff):
     client.post("/admin/payments/refund/", {"action": "retry_failed", "_selected_action": [refund.pk]})
     refund.refresh_from_db()
     assert refund.status == Refund.Status.SUCCEEDED and fake.refunds_executed == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_buyer_sees_refunds_in_their_history_and_csv(client, buyer, staff):
+    order = delivered_order(buyer)
+    refund = refunds.order_refund(order=order, quantity=1, reason="x", requested_by=staff)
+    client.force_login(buyer)
+    page = client.get("/wallet/").content.decode()
+    assert refund.number in page and 'data-testid="refund-row"' in page
+    export = client.get("/wallet/transactions.csv").content.decode("utf-8-sig")
+    assert f"refund,{order.number},sandbox" in export and ",-30.00," in export

@@ -423,7 +423,12 @@ class AlipayGateway(RemoteGateway):
         return_url: str,
         expires_at: datetime,
     ) -> PaymentStart:
-        """The signed cashier URL (no network): PC cashier on a computer, the wap cashier on a phone."""
+        """The signed cashier URL (no network): PC cashier on a computer, the wap cashier on a phone;
+        or, asked for a QR code, a face-to-face trade whose code we show (alipay.trade.precreate)."""
+        if device == Device.QR:
+            return self.precreate(
+                order_number=order_number, amount=amount, subject=subject, notify_url=notify_url, expires_at=expires_at
+            )
         biz = {
             "out_trade_no": order_number,
             "total_amount": yuan_str(amount),

@@ -40,6 +40,7 @@ class VerifiedNotification:
 class Device(enum.Enum):
     DESKTOP = "desktop"  # a computer's browser: cashier page, or a QR code to scan
     MOBILE = "mobile"  # a phone's browser: the gateway's mobile web cashier (Alipay wap, WeChat H5)
+    QR = "qr"  # the buyer scans a code shown on our page with the gateway's app
 
 
 @dataclass(frozen=True)
