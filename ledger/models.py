@@ -13,6 +13,7 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 from django.utils.translation import gettext_lazy as _
+from django.utils.translation import pgettext_lazy
 
 
 class Account(models.Model):
@@ -23,7 +24,7 @@ class Account(models.Model):
         REVENUE = "revenue", _("Revenue")
         EXPENSE = "expense", _("Expense")
 
-    code = models.CharField(_("code"), max_length=80, unique=True)
+    code = models.CharField(pgettext_lazy("ledger account", "code"), max_length=80, unique=True)
     name = models.CharField(_("name"), max_length=120)
     kind = models.CharField(_("kind"), max_length=10, choices=Kind.choices)
     owner = models.ForeignKey(

@@ -8,6 +8,14 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
+# How each channel is named to people (codes stay in URLs, logs and the ledger).
+CHANNEL_NAMES = {
+    "alipay": _("Alipay"),
+    "wechat": _("WeChat Pay"),
+    "balance": _("Balance"),
+    "sandbox": _("Sandbox payment"),
+}
+
 RECHARGE_PREFIX = "R"  # order numbers start with a digit: one namespace of out_trade_no for both
 
 
@@ -139,6 +147,10 @@ class Payment(models.Model):
 
     def __str__(self):
         return f"{self.gateway}:{self.trade_no}"
+
+    @property
+    def channel_name(self) -> str:
+        return str(CHANNEL_NAMES.get(self.gateway, self.gateway))
 
 
 def new_refund_number() -> str:

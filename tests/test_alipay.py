@@ -18,7 +18,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
-from django.utils import timezone
+from django.utils import timezone, translation
 
 from catalog.models import CardCode
 from orders import services as order_services
@@ -28,6 +28,14 @@ from payments.gateways.alipay import AlipayGateway, parse_bill
 from payments.models import Notification, Payment
 from tests.factories import ProductFactory, add_stock
 from tests.fake_alipay import FakeAlipay, request_signature_ok, sign_content
+
+
+@pytest.fixture(autouse=True)
+def _english():
+    """Messages and names are compared in English (the UI's default language is zh-hans)."""
+    with translation.override("en"):
+        yield
+
 
 NOTIFY = "/payments/notify/alipay/"
 APP_ID = "2021004100000001"

@@ -18,7 +18,7 @@ from django.contrib.auth.models import Permission
 from django.core.management import CommandError, call_command
 from django.db import connection, connections
 from django.urls import reverse
-from django.utils import timezone
+from django.utils import timezone, translation
 
 from marketplace.celery import app as celery_app
 from marketplace.money import to_fen, yuan_str
@@ -41,6 +41,15 @@ from tests.fake_wechatpay import (
     transaction_resource,
 )
 from tests.test_alipay import alipay, app_key, fake, gateway_key  # noqa: F401  (the fake Alipay's fixtures)
+
+
+@pytest.fixture(autouse=True)
+def _english(settings):
+    """Messages and names are compared in English (the UI's default language is zh-hans)."""
+    settings.LANGUAGE_CODE = "en"  # what pages fall back to without Accept-Language
+    with translation.override("en"):
+        yield
+
 
 BEIJING = ZoneInfo("Asia/Shanghai")
 Kind = Mismatch.Kind
