@@ -51,5 +51,6 @@ class EntryAdmin(ReadOnlyAdmin):
             "total_debits": sum(r.debits for r in rows),
             "total_credits": sum(r.credits for r in rows),
             "problems": selectors.problems(),
+            "funds": selectors.funds_isolation(),
         }
         return TemplateResponse(request, "admin/ledger/entry/trial_balance.html", context)

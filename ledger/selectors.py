@@ -56,3 +56,38 @@ def problems() -> list[str]:
     if missing:
         found.append(f"{missing} account(s) that may not be overdrawn have no balance row")
     return found
+
+
+@dataclass(frozen=True)
+class FundsIsolation:
+    """Customers' money against what holds it. Covered when the money at the gateways is at
+    least what is owed to customers; revenue is what is left, never the customers' part."""
+
+    customer_money: dict[str, Decimal]  # wallets, payments held for orders, refunds due
+    holdings: dict[str, Decimal]  # gateway clearing accounts
+    revenue: Decimal
+
+    @property
+    def owed(self) -> Decimal:
+        return sum(self.customer_money.values(), Decimal(0))
+
+    @property
+    def held(self) -> Decimal:
+        return sum(self.holdings.values(), Decimal(0))
+
+    @property
+    def covered(self) -> bool:
+        return self.held >= self.owed
+
+
+def funds_isolation() -> FundsIsolation:
+    balances = {row.account.code: row.balance for row in trial_balance()}
+    wallets = sum((v for k, v in balances.items() if k.startswith("liability:wallet:")), Decimal(0))
+    customer = {
+        "wallets": wallets,
+        "orders_held": balances.get("liability:orders_held", Decimal(0)),
+        "refunds_due": balances.get("liability:refunds_due", Decimal(0)),
+    }
+    holdings = {k.removeprefix("asset:clearing:"): v for k, v in balances.items() if k.startswith("asset:clearing:")}
+    revenue = sum((v for k, v in balances.items() if k.startswith("revenue:")), Decimal(0))
+    return FundsIsolation(customer, holdings, revenue)

@@ -207,3 +207,23 @@ def test_ledger_check_command(db, capsys):
 
     call_command("ledger_check")
     assert "Ledger OK" in capsys.readouterr().out
+
+
+@pytest.mark.django_db(transaction=True)
+def test_funds_isolation_customer_money_is_covered_and_not_revenue(client, staff, buyer):
+    from payments import services as payments
+
+    recharge = payments.recharge_create(user=buyer, amount="50")
+    payments.sandbox_pay(order_number=recharge.number)
+    product = ProductFactory(price=D("20.00"))
+    add_stock(product, 2)
+    delivered = order_place(buyer=buyer, product_id=product.pk, quantity=1, idempotency_key="d")
+    payments.balance_pay(order_number=delivered.number, buyer=buyer)
+    pending = order_place(buyer=buyer, product_id=product.pk, quantity=1, idempotency_key="p")
+    assert pending.status == Order.Status.PENDING
+    funds = selectors.funds_isolation()
+    assert funds.customer_money == {"wallets": D("30.00"), "orders_held": D("0"), "refunds_due": D("0")}
+    assert funds.held == D("50.00") and funds.revenue == D("20.00")
+    assert funds.covered and funds.owed + funds.revenue == funds.held
+    client.force_login(staff)
+    assert 'data-testid="funds-covered"' in client.get("/admin/ledger/entry/trial-balance/").content.decode()

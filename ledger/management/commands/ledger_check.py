@@ -14,7 +14,14 @@ class Command(BaseCommand):
         for r in rows:
             self.stdout.write(f"{r.account.code:<40}{r.debits:>14}{r.credits:>14}{r.balance:>14}")
         self.stdout.write(f"{'total':<40}{total_debits:>14}{total_credits:>14}")
+        funds = selectors.funds_isolation()
+        self.stdout.write(
+            f"funds isolation: owed to customers {funds.owed}, held at channels {funds.held}, "
+            f"revenue {funds.revenue}: {'covered' if funds.covered else 'NOT COVERED'}"
+        )
         found = selectors.problems()
+        if not funds.covered:
+            found.append(f"customers' money ({funds.owed}) is not covered by the channels' ({funds.held})")
         if total_debits != total_credits:
             found.append(f"debits {total_debits} != credits {total_credits}")
         if found:
