@@ -105,26 +105,35 @@ def refund_request(
 
 
 def order_refund(*, order: Order, quantity: int | None, reason: str, requested_by=None, key: str = "") -> Refund:
-    """Refund a delivered order in full or by code count, to where its money came from."""
-    if key and (existing := Refund.objects.filter(idempotency_key=key).first()) is not None:
-        return existing  # the same decision made again (a double click): its refund
+    """Refund a delivered order in full or by code count, to where its money came from.
+
+    Serialised on the payment's row: a second click with the same ``key`` waits for the first
+    and gets its refund back, whatever the first has done to the order meanwhile.
+    """
     payment = order.payments.filter(status=Payment.Status.SUCCEEDED).order_by("id").first()
-    if payment is None or order.status not in (Order.Status.DELIVERED, Order.Status.REFUNDED):
+    if payment is None:
         raise RefundError(_("Only a delivered, paid order can be refunded here."))
-    refunded = order.refunds.exclude(status=S.FAILED).aggregate(q=Sum("quantity"))["q"] or 0
-    left = order.quantity - refunded
-    quantity = left if quantity is None else int(quantity)
-    if not 1 <= quantity <= left:
-        raise RefundError(_("%(left)d of this order's codes can still be refunded.") % {"left": left})
-    amount = order.total if quantity == order.quantity else quantize(order.unit_price * quantity)
-    return refund_request(
-        payment=payment,
-        amount=amount,
-        quantity=quantity,
-        reason=reason,
-        idempotency_key=key or f"order:{order.number}:{refunded}+{quantity}",
-        requested_by=requested_by,
-    )
+    with transaction.atomic():
+        Payment.objects.select_for_update().filter(pk=payment.pk).first()
+        if key and (existing := Refund.objects.filter(idempotency_key=key).first()) is not None:
+            return existing  # the same decision made again (a double click): its refund
+        order = Order.objects.get(pk=order.pk)
+        if order.status not in (Order.Status.DELIVERED, Order.Status.REFUNDED):
+            raise RefundError(_("Only a delivered, paid order can be refunded here."))
+        refunded = order.refunds.exclude(status=S.FAILED).aggregate(q=Sum("quantity"))["q"] or 0
+        left = order.quantity - refunded
+        quantity = left if quantity is None else int(quantity)
+        if not 1 <= quantity <= left:
+            raise RefundError(_("%(left)d of this order's codes can still be refunded.") % {"left": left})
+        amount = order.total if quantity == order.quantity else quantize(order.unit_price * quantity)
+        return refund_request(
+            payment=payment,
+            amount=amount,
+            quantity=quantity,
+            reason=reason,
+            idempotency_key=key or f"order:{order.number}:{refunded}+{quantity}",
+            requested_by=requested_by,
+        )
 
 
 def payment_refund_unused(*, payment: Payment, reason: str) -> Refund:
@@ -176,7 +185,7 @@ def refund_execute(*, refund_id: int) -> str:
                 amount=refund.amount,
                 total=payment.amount,
                 reason=refund.reason[:80],
-                notify_url=settings.SITE_URL + reverse("payments-notify", args=[payment.gateway]),
+                notify_url=settings.SITE_URL + reverse("payments-notify-refund", args=[payment.gateway]),
             )
         else:  # asked before: see where it stands, ask again only if the gateway never saw it
             result = gateway.refund_query(order_number=number, refund_no=refund.number)
@@ -187,7 +196,7 @@ def refund_execute(*, refund_id: int) -> str:
                     amount=refund.amount,
                     total=payment.amount,
                     reason=refund.reason[:80],
-                    notify_url=settings.SITE_URL + reverse("payments-notify", args=[payment.gateway]),
+                    notify_url=settings.SITE_URL + reverse("payments-notify-refund", args=[payment.gateway]),
                 )
     except GatewayError as exc:
         return _retry_later(refund, str(exc))

@@ -147,3 +147,83 @@ def test_a_notification_waits_for_a_transaction_holding_the_order_then_applies_o
     order.refresh_from_db()
     assert order.status == Order.Status.DELIVERED and Payment.objects.count() == 1
     assert to_fen(Payment.objects.get().amount) == 9700
+
+
+def _concurrently(n, fn):
+    barrier = threading.Barrier(n)
+    results = []
+
+    def run():
+        try:
+            barrier.wait()
+            results.append(fn())
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=run) for _ in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return results
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_each_real_gateways_notification_replayed_concurrently_applies_once(alipay, fake, fake_wechatpay, buyer):
+    from django.test import Client
+
+    product = ProductFactory()
+    add_stock(product, 2)
+    by_alipay = order_place(buyer=buyer, product_id=product.pk, quantity=1, idempotency_key="a")
+    by_wechat = order_place(buyer=buyer, product_id=product.pk, quantity=1, idempotency_key="w")
+    alipay_body = alipay_paid(fake, by_alipay)
+    keys = fake_wechatpay.keys
+    wechat_body, wechat_headers = callback(
+        keys, transaction_resource(keys, order_number=by_wechat.number, total_fen=9700)
+    )
+    alipay_codes = _concurrently(6, lambda: post_alipay(Client(), alipay_body).status_code)
+    wechat_codes = _concurrently(6, lambda: post_wechat(Client(), wechat_body, wechat_headers).status_code)
+    assert alipay_codes == [200] * 6 and wechat_codes == [204] * 6
+    for order, gateway in ((by_alipay, "alipay"), (by_wechat, "wechat")):
+        order.refresh_from_db()
+        assert order.status == Order.Status.DELIVERED
+        assert Payment.objects.filter(order=order, gateway=gateway).count() == 1
+        assert order.history.filter(to_status=Order.Status.DELIVERED).count() == 1
+        outcomes = sorted(Notification.objects.filter(order_number=order.number).values_list("outcome", flat=True))
+        assert outcomes == ["applied"] + ["replay"] * 5
+
+
+@pytest.mark.django_db(transaction=True)
+def test_wechat_refunds_report_to_their_own_address_and_settle_once(client, fake_wechatpay, buyer):
+    from payments import refunds
+    from payments.models import Refund
+
+    product = ProductFactory()
+    add_stock(product, 1)
+    order = order_place(buyer=buyer, product_id=product.pk, quantity=1, idempotency_key="r")
+    fake_wechatpay.add_trade(order.number, 9700, state="SUCCESS")
+    keys = fake_wechatpay.keys
+    body, headers = callback(keys, transaction_resource(keys, order_number=order.number, total_fen=9700))
+    assert post_wechat(client, body, headers).status_code == 204
+    fake_wechatpay.new_refund_status = "PROCESSING"  # the gateway takes its time
+    refund = refunds.order_refund(order=Order.objects.get(pk=order.pk), quantity=None, reason="dispute")
+    refund.refresh_from_db()
+    assert refund.status == Refund.Status.PROCESSING
+    asked = fake_wechatpay.refunds[refund.number]
+    assert asked["notify_url"].endswith("/payments/notify/wechat/refund/")
+    fake_wechatpay.refunds[refund.number]["status"] = "SUCCESS"  # done at the gateway
+    refund_body, refund_headers = callback(
+        keys,
+        refund_resource(keys, order_number=order.number, refund_no=refund.number, total_fen=9700, refund_fen=9700),
+        event_type="REFUND.SUCCESS",
+    )
+    meta = {"HTTP_" + k.upper().replace("-", "_"): v for k, v in refund_headers.items()}
+    for _ in range(2):  # the notification, and its resend
+        response = client.post("/payments/notify/wechat/refund/", refund_body, content_type="application/json", **meta)
+        assert response.status_code == 204
+    refund.refresh_from_db()
+    assert refund.status == Refund.Status.SUCCEEDED
+    assert fake_wechatpay.refund_requests[refund.number] == 1  # confirmed by a query, not a second refund
+    order.refresh_from_db()
+    assert order.status == Order.Status.REFUNDED
