@@ -4,13 +4,16 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from django.db.models import Count, Q, Sum
+from django.db.models.functions import Round
+
+from marketplace.money import quantize
 
 from .models import Account, Balance, Entry, Line
 
 
 def account_balance(account: Account) -> Decimal:
     """The natural balance summed from lines (debit-normal: debits − credits, else the opposite)."""
-    total = Line.objects.filter(account=account).aggregate(s=Sum("amount"))["s"] or Decimal(0)
+    total = quantize(Line.objects.filter(account=account).aggregate(s=Sum("amount"))["s"] or 0)
     return total if account.debit_normal else -total
 
 
@@ -32,8 +35,13 @@ def trial_balance() -> list[TrialRow]:
         credits=Sum("amount", filter=Q(amount__lt=0), default=Decimal(0)),
     )
     by_account = {row["account"]: row for row in sums}
+    # quantize: SQLite (the development default) sums decimals inexactly; PostgreSQL is exact.
     return [
-        TrialRow(a, by_account.get(a.pk, {}).get("debits", Decimal(0)), -by_account.get(a.pk, {}).get("credits", 0))
+        TrialRow(
+            a,
+            quantize(by_account.get(a.pk, {}).get("debits", 0)),
+            quantize(-by_account.get(a.pk, {}).get("credits", 0)),
+        )
         for a in Account.objects.order_by("kind", "code")
     ]
 
@@ -41,7 +49,8 @@ def trial_balance() -> list[TrialRow]:
 def problems() -> list[str]:
     """Every way the journal could be wrong; empty when it is right."""
     found = []
-    for row in Line.objects.values("entry").annotate(s=Sum("amount"), n=Count("id")).filter(~Q(s=0) | Q(n__lt=2)):
+    sums = Line.objects.values("entry").annotate(s=Round(Sum("amount"), 2), n=Count("id"))
+    for row in sums.filter(~Q(s=0) | Q(n__lt=2)):
         found.append(f"entry {row['entry']} does not balance: sum {row['s']}, {row['n']} line(s)")
     orphans = Line.objects.exclude(entry_id__in=Entry.objects.values("id")).count()
     if orphans:

@@ -46,6 +46,7 @@ def choose(request, number):
             "order": order,
             "gateways": enabled_gateways().values(),
             "balance": services.wallet_balance(request.user),
+            "on_phone": _device(request) == Device.MOBILE,  # a phone cannot scan its own screen
         },
     )
 

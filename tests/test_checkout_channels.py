@@ -32,6 +32,8 @@ def test_alipay_cashier_on_a_computer_and_a_phone(client, alipay, fake, buyer, p
     assert "returned%3D1" in desktop["Location"] or "returned=1" in desktop["Location"]
     phone = client.post(f"/pay/{pending.number}/start/alipay/", HTTP_USER_AGENT=PHONE)
     assert "alipay.trade.wap.pay" in phone["Location"]
+    on_phone = client.get(f"/pay/{pending.number}/", HTTP_USER_AGENT=PHONE).content.decode()
+    assert 'data-testid="gateway-alipay"' in on_phone and "gateway-alipay-qr" not in on_phone
 
 
 @pytest.mark.django_db(transaction=True)
