@@ -88,6 +88,7 @@ INSTALLED_APPS = [
     "marketplace",
     "accounts",
     "ledger",
+    "agents",
     "catalog",
     "orders",
     "payments",
