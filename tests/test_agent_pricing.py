@@ -8,6 +8,7 @@ import pytest
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, connection, transaction
 from django.test.utils import CaptureQueriesContext
+from django.utils import translation
 
 from agents import selectors, services
 from agents.models import Agent, AgentLevel, Markup, PriceKind
@@ -17,6 +18,13 @@ from tests.factories import CategoryFactory, ProductFactory, UserFactory
 D = Decimal
 FIXED, PERCENT = PriceKind.FIXED, PriceKind.PERCENT
 pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(autouse=True)
+def _english():
+    """Error messages are compared in English (the UI's default language is zh-hans)."""
+    with translation.override("en"):
+        yield
 
 
 @pytest.fixture
