@@ -17,6 +17,7 @@ CHANNEL_NAMES = {
 }
 
 RECHARGE_PREFIX = "R"  # order numbers start with a digit: one namespace of out_trade_no for both
+BALANCE = "balance"  # the channel code of payments made from the buyer's balance
 
 
 def new_recharge_number() -> str:
@@ -65,6 +66,13 @@ class Recharge(models.Model):
     @property
     def is_payable(self) -> bool:
         return self.status == self.Status.PENDING and self.expires_at > timezone.now()
+
+
+def payable_model(number: str):
+    """Orders and recharges share one number space at the gateways; the prefix tells which."""
+    from orders.models import Order
+
+    return Recharge if number.startswith(RECHARGE_PREFIX) else Order
 
 
 class Notification(models.Model):
@@ -147,6 +155,15 @@ class Payment(models.Model):
 
     def __str__(self):
         return f"{self.gateway}:{self.trade_no}"
+
+    @property
+    def number(self) -> str:
+        """The out_trade_no this payment was for: its order's or its recharge's."""
+        return self.order.number if self.order_id else self.recharge.number
+
+    @property
+    def payer(self):
+        return self.order.buyer if self.order_id else self.recharge.user
 
     @property
     def channel_name(self) -> str:

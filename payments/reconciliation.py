@@ -47,6 +47,7 @@ from .models import (
     Recharge,
     ReconciliationRun,
     Refund,
+    payable_model,
 )
 
 log = logging.getLogger(__name__)
@@ -72,8 +73,7 @@ def query_delay(queries: int) -> timedelta:
 
 
 def _payable(number: str) -> Order | Recharge | None:
-    model = Recharge if number.startswith(RECHARGE_PREFIX) else Order
-    return model.objects.filter(number=number).first()
+    return payable_model(number).objects.filter(number=number).first()
 
 
 def _open_numbers(now: datetime) -> Q:

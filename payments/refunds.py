@@ -27,11 +27,10 @@ from marketplace.money import quantize
 from orders.models import ORDER_FLOW, Order
 
 from .gateways import GatewayError, RemoteGateway, enabled_gateways
-from .models import Payment, Refund
+from .models import BALANCE, Payment, Refund
 
 log = logging.getLogger(__name__)
 S = Refund.Status
-BALANCE = "balance"
 MAX_ATTEMPTS = 8
 LEASE = timedelta(minutes=2)  # a worker that claimed a refund and died is replaced after this
 
@@ -175,7 +174,7 @@ def refund_execute(*, refund_id: int) -> str:
     if not isinstance(gateway, RemoteGateway):  # the balance, and the demo sandbox: at once
         refund_succeeded(refund_id=refund.pk, gateway_refund_id="")
         return "succeeded"
-    number = payment.order.number if payment.order_id else payment.recharge.number
+    number = payment.number
     Refund.objects.filter(pk=refund.pk).update(attempts=refund.attempts + 1)
     try:
         if refund.attempts == 0:
@@ -234,11 +233,8 @@ def refund_succeeded(*, refund_id: int, gateway_refund_id: str = "") -> bool:
         if refund.status == S.SUCCEEDED:
             return False
         payment = refund.payment
-        if payment.gateway == BALANCE:
-            owner = payment.order.buyer if payment.order_id else payment.recharge.user
-            target = ledger.wallet(owner)
-        else:
-            target = ledger.clearing(payment.gateway)
+        balance = payment.gateway == BALANCE
+        target = ledger.wallet(payment.payer) if balance else ledger.clearing(payment.gateway)
         accounts = ledger.accounts_get(ledger.REFUNDS_DUE, target)
         ledger.entry_post(
             kind="refund_paid",
@@ -307,7 +303,7 @@ def refunds_due(*, limit: int = 200) -> list[int]:
 def refund_notify(*, refund_id: int) -> None:
     refund = Refund.objects.select_related("payment__order__buyer", "payment__recharge__user").get(pk=refund_id)
     payment = refund.payment
-    user = payment.order.buyer if payment.order_id else payment.recharge.user
+    user = payment.payer
     with translation.override(settings.LANGUAGE_CODE):
         body = render_to_string(
             "payments/email/refunded.txt", {"refund": refund, "payment": payment, "site": settings.SITE_URL}

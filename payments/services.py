@@ -26,7 +26,7 @@ from orders import services as orders
 from orders.services import PaidOutcome
 
 from .gateways import Device, NotificationRejected, PaymentStart, RemoteGateway, VerifiedNotification, get_gateway
-from .models import RECHARGE_PREFIX, Notification, Payment, Recharge
+from .models import BALANCE, RECHARGE_PREFIX, Notification, Payment, Recharge, payable_model
 
 RECHARGE_MIN, RECHARGE_MAX = Decimal("1.00"), Decimal("5000.00")
 
@@ -207,13 +207,10 @@ def _replay(existing: Payment, paid_for, record: Notification):
 
 def sandbox_pay(*, order_number: str, remote_addr: str | None = None) -> NotificationResult:
     """The sandbox cashier's "pay" button: the gateway side signs, then our pipeline verifies."""
-    from orders.models import Order
-
     from .gateways.sandbox import SandboxGateway
 
     gateway = get_gateway(SandboxGateway.code)  # 404 when the sandbox is disabled
-    model = Recharge if order_number.startswith(RECHARGE_PREFIX) else Order
-    payable = model.objects.get(number=order_number)
+    payable = payable_model(order_number).objects.get(number=order_number)
     body = gateway.build_notification(order_number=payable.number, amount=payable.total)
     return notification_receive(gateway_code=SandboxGateway.code, headers={}, body=body, remote_addr=remote_addr)
 
@@ -223,9 +220,6 @@ def sandbox_pay(*, order_number: str, remote_addr: str | None = None) -> Notific
 
 class PaymentError(Exception):
     """A payment the user can fix (or must choose another way for); shown as it is."""
-
-
-BALANCE = "balance"
 
 
 def wallet_balance(user) -> Decimal:
@@ -287,9 +281,7 @@ def recharge_create(*, user, amount) -> Recharge:
 
 def payable_for(*, user, number: str):
     """The user's own order or recharge with this number, or 404."""
-    from orders.models import Order
-
-    model = Recharge if number.startswith(RECHARGE_PREFIX) else Order
+    model = payable_model(number)
     owner = {"user": user} if model is Recharge else {"buyer": user}
     payable = model.objects.filter(number=number, **owner).first()
     if payable is None:

@@ -165,7 +165,7 @@ def wallet_export(request):
     writer = csv.writer(response)
     writer.writerow(["time", "type", "reference", "channel", "gateway trade number", "amount", "status"])
     for p in selectors.user_payments(request.user, limit=None):
-        reference = p.order.number if p.order_id else p.recharge.number
+        reference = p.number
         kind = "payment" if p.order_id else "recharge"
         writer.writerow(
             [timezone.localtime(p.created_at).isoformat(), kind, reference, p.gateway, p.trade_no, p.amount, p.status]
