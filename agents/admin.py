@@ -46,3 +46,6 @@ class MarkupAdmin(admin.ModelAdmin):
     list_select_related = ("agent__user", "agent__level", "product", "category__parent", "downline_level")
     raw_id_fields = ("agent", "product", "category")
     search_fields = ("agent__user__username",)
+
+# Each area registers its own admin classes.
+from . import admin_api, admin_storefronts  # noqa: E402, F401

@@ -200,3 +200,326 @@ class Markup(models.Model):
         target = self.product or self.category or _("everything")
         unit = "%" if self.kind == PriceKind.PERCENT else ""
         return f"{self.agent} · {target} · {self.downline_level or _('any level')}: +{self.value}{unit}"
+
+
+class Invitation(models.Model):
+    """An upline's invitation: a link (/agents/join/<code>/) or the bare code, for one level."""
+
+    code = models.CharField(_("code"), max_length=16, unique=True)
+    upline = models.ForeignKey(Agent, verbose_name=_("upline"), related_name="invitations", on_delete=models.CASCADE)
+    level = models.ForeignKey(AgentLevel, verbose_name=_("level granted"), related_name="+", on_delete=models.PROTECT)
+    max_uses = models.PositiveIntegerField(_("uses allowed"), default=1)
+    uses = models.PositiveIntegerField(_("used"), default=0)
+    expires_at = models.DateTimeField(_("expires"), null=True, blank=True)
+    revoked_at = models.DateTimeField(_("revoked"), null=True, blank=True)
+    created_at = models.DateTimeField(_("created"), auto_now_add=True)
+
+    class Meta:
+        ordering = ("-id",)
+        verbose_name = _("invitation")
+        verbose_name_plural = _("invitations")
+        constraints = [models.CheckConstraint(condition=Q(uses__lte=models.F("max_uses")), name="invitation_uses")]
+
+    def __str__(self):
+        return self.code
+
+
+class AgentMove(models.Model):
+    """History of the tree: every change of an agent's upline (joining included), by whom and why."""
+
+    agent = models.ForeignKey(Agent, verbose_name=_("agent"), related_name="moves", on_delete=models.CASCADE)
+    from_upline = models.ForeignKey(
+        Agent, verbose_name=_("from upline"), null=True, blank=True, related_name="+", on_delete=models.PROTECT
+    )
+    to_upline = models.ForeignKey(
+        Agent, verbose_name=_("to upline"), null=True, blank=True, related_name="+", on_delete=models.PROTECT
+    )
+    from_path = models.CharField(_("old path"), max_length=255, blank=True)
+    to_path = models.CharField(_("new path"), max_length=255)
+    subtree_size = models.PositiveIntegerField(_("agents moved with it"), default=0)
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        verbose_name=_("by"),
+        null=True,
+        blank=True,
+        related_name="+",
+        on_delete=models.PROTECT,
+    )
+    invitation = models.ForeignKey(
+        Invitation, verbose_name=_("invitation"), null=True, blank=True, related_name="+", on_delete=models.PROTECT
+    )
+    reason = models.CharField(_("reason"), max_length=300, blank=True)
+    at = models.DateTimeField(_("time"), auto_now_add=True)
+
+    class Meta:
+        ordering = ("-at", "-id")
+        verbose_name = _("tree change")
+        verbose_name_plural = _("tree history")
+
+    def __str__(self):
+        return f"{self.agent_id}: {self.from_path or '∅'} → {self.to_path}"
+
+
+class Storefront(models.Model):
+    """An agent's shop for end buyers at /s/<slug>/, at the agent's retail prices."""
+
+    agent = models.OneToOneField(Agent, verbose_name=_("agent"), related_name="storefront", on_delete=models.CASCADE)
+    slug = models.SlugField(_("address"), max_length=40, unique=True)
+    name = models.CharField(_("shop name"), max_length=60)
+    notice = models.TextField(_("notice"), max_length=2000, blank=True)
+    contact = models.CharField(_("contact"), max_length=200, blank=True)
+    # The logo is kept in the database (re-encoded PNG, at most a few tens of KB): it is served
+    # by a view on any deployment, with no media server to set up.
+    logo = models.BinaryField(_("logo"), null=True, blank=True, editable=False)
+    logo_updated_at = models.DateTimeField(null=True, blank=True, editable=False)
+    # Retail price of products without their own: the agent's cost plus this.
+    default_markup_kind = models.CharField(
+        _("default markup kind"), max_length=10, choices=PriceKind.choices, default=PriceKind.PERCENT
+    )
+    default_markup_value = models.DecimalField(_("default markup"), max_digits=12, decimal_places=4, default=10)
+    is_open = models.BooleanField(_("open"), default=True)
+    created_at = models.DateTimeField(_("created"), auto_now_add=True)
+    updated_at = models.DateTimeField(_("updated"), auto_now=True)
+
+    class Meta:
+        verbose_name = _("storefront")
+        verbose_name_plural = _("storefronts")
+        constraints = [
+            models.CheckConstraint(condition=Q(default_markup_value__gte=0), name="storefront_markup_not_negative")
+        ]
+
+    def __str__(self):
+        return f"{self.name} (/s/{self.slug}/)"
+
+
+class RetailPrice(models.Model):
+    """A storefront's own price for one product (never below the agent's cost when sold)."""
+
+    storefront = models.ForeignKey(
+        Storefront, verbose_name=_("storefront"), related_name="prices", on_delete=models.CASCADE
+    )
+    product = models.ForeignKey(
+        "catalog.Product", verbose_name=_("product"), related_name="+", on_delete=models.CASCADE
+    )
+    price = models.DecimalField(_("retail price"), max_digits=12, decimal_places=2)
+    is_listed = models.BooleanField(_("listed"), default=True)
+    updated_at = models.DateTimeField(_("updated"), auto_now=True)
+
+    class Meta:
+        verbose_name = _("retail price")
+        verbose_name_plural = _("retail prices")
+        constraints = [
+            models.UniqueConstraint(fields=["storefront", "product"], name="retailprice_unique"),
+            models.CheckConstraint(condition=Q(price__gt=0), name="retailprice_positive"),
+        ]
+
+    def __str__(self):
+        return f"{self.storefront_id} · {self.product_id}: {self.price}"
+
+
+class Commission(models.Model):
+    """What one agent earns on one delivered order: pending until the refund window closes.
+
+    Booked in the ledger (``agents.commissions``); ``reversed_quantity`` codes of it were
+    refunded inside the window and their share reversed.
+    """
+
+    class Status(models.TextChoices):
+        PENDING = "pending", _("Pending (refund window open)")
+        AVAILABLE = "available", _("Available")
+        REVERSED = "reversed", _("Reversed (refunded)")
+
+    order = models.ForeignKey(
+        "orders.Order", verbose_name=_("order"), related_name="commissions", on_delete=models.PROTECT
+    )
+    agent = models.ForeignKey(Agent, verbose_name=_("agent"), related_name="commissions", on_delete=models.PROTECT)
+    depth = models.PositiveSmallIntegerField(_("level in the chain"))
+    unit_amount = models.DecimalField(_("per code"), max_digits=12, decimal_places=2)
+    quantity = models.PositiveIntegerField(_("codes"))
+    amount = models.DecimalField(_("amount"), max_digits=12, decimal_places=2)
+    reversed_quantity = models.PositiveIntegerField(_("codes refunded"), default=0)
+    status = models.CharField(_("status"), max_length=10, choices=Status.choices, default=Status.PENDING)
+    available_at = models.DateTimeField(_("available from"), db_index=True)
+    settled_at = models.DateTimeField(_("made available"), null=True, blank=True)
+    created_at = models.DateTimeField(_("booked"), auto_now_add=True)
+
+    class Meta:
+        ordering = ("-id",)
+        verbose_name = _("commission")
+        verbose_name_plural = _("commissions")
+        constraints = [
+            models.UniqueConstraint(fields=["order", "agent"], name="commission_once_per_order_agent"),
+            models.CheckConstraint(condition=Q(unit_amount__gte=0), name="commission_not_negative"),
+            models.CheckConstraint(
+                condition=Q(reversed_quantity__lte=models.F("quantity")), name="commission_reversed_le_quantity"
+            ),
+        ]
+        indexes = [models.Index(fields=["agent", "created_at"], name="commission_agent_time_idx")]
+
+    def __str__(self):
+        return f"{self.agent_id} · {self.order_id}: {self.amount}"
+
+    @property
+    def net_amount(self):
+        return self.unit_amount * (self.quantity - self.reversed_quantity)
+
+
+class Withdrawal(models.Model):
+    """An agent takes available commission out: requested, reviewed by staff, paid out."""
+
+    class Status(models.TextChoices):
+        REQUESTED = "requested", _("Awaiting review")
+        APPROVED = "approved", _("Approved, paying out")
+        PAID = "paid", _("Paid out")
+        REJECTED = "rejected", _("Rejected")
+        FAILED = "failed", _("Payout failed: staff to act")
+
+    class Method(models.TextChoices):
+        ALIPAY = "alipay", _("Alipay account")
+        BANK = "bank", _("Bank transfer")
+
+    number = models.CharField(_("number"), max_length=32, unique=True, editable=False)
+    agent = models.ForeignKey(Agent, verbose_name=_("agent"), related_name="withdrawals", on_delete=models.PROTECT)
+    amount = models.DecimalField(_("amount"), max_digits=12, decimal_places=2)
+    fee = models.DecimalField(_("fee"), max_digits=12, decimal_places=2, default=0)
+    net = models.DecimalField(_("paid out"), max_digits=12, decimal_places=2)
+    method = models.CharField(_("method"), max_length=10, choices=Method.choices)
+    payee_name = models.CharField(_("payee name"), max_length=60)
+    payee_account = models.TextField(_("payee account (encrypted)"))  # marketplace.crypto
+    bank_name = models.CharField(_("bank"), max_length=60, blank=True)
+    status = models.CharField(_("status"), max_length=10, choices=Status.choices, default=Status.REQUESTED)
+    idempotency_key = models.CharField(max_length=64, editable=False)
+    reviewed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        verbose_name=_("reviewed by"),
+        null=True,
+        blank=True,
+        related_name="+",
+        on_delete=models.PROTECT,
+    )
+    reviewed_at = models.DateTimeField(_("reviewed"), null=True, blank=True)
+    reject_reason = models.CharField(_("reason for rejection"), max_length=300, blank=True)
+    payout_reference = models.CharField(_("payout reference"), max_length=64, blank=True)
+    payout_error = models.CharField(_("payout error"), max_length=300, blank=True)
+    paid_at = models.DateTimeField(_("paid out at"), null=True, blank=True)
+    created_at = models.DateTimeField(_("requested"), auto_now_add=True)
+
+    class Meta:
+        ordering = ("-id",)
+        verbose_name = _("withdrawal")
+        verbose_name_plural = _("withdrawals")
+        constraints = [
+            models.UniqueConstraint(fields=["agent", "idempotency_key"], name="withdrawal_idempotent_per_agent"),
+            models.CheckConstraint(condition=Q(amount__gt=0), name="withdrawal_amount_positive"),
+            models.CheckConstraint(condition=Q(fee__gte=0), name="withdrawal_fee_not_negative"),
+            models.CheckConstraint(condition=Q(net=models.F("amount") - models.F("fee")), name="withdrawal_net"),
+            models.CheckConstraint(condition=Q(net__gt=0), name="withdrawal_net_positive"),
+        ]
+
+    def __str__(self):
+        return self.number
+
+
+class WithdrawalStatusChange(models.Model):
+    withdrawal = models.ForeignKey(
+        Withdrawal, verbose_name=_("withdrawal"), related_name="history", on_delete=models.CASCADE
+    )
+    from_status = models.CharField(_("from"), max_length=10, blank=True, choices=Withdrawal.Status.choices)
+    to_status = models.CharField(_("to"), max_length=10, choices=Withdrawal.Status.choices)
+    at = models.DateTimeField(_("time"), auto_now_add=True)
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        verbose_name=_("by"),
+        null=True,
+        blank=True,
+        related_name="+",
+        on_delete=models.PROTECT,
+    )
+    note = models.CharField(_("note"), max_length=500, blank=True)
+
+    class Meta:
+        ordering = ("at", "id")
+        verbose_name = _("status change")
+        verbose_name_plural = _("status history")
+
+    def __str__(self):
+        return f"{self.withdrawal_id}: {self.from_status or '∅'} → {self.to_status}"
+
+
+class ApiKey(models.Model):
+    """An agent's key for the integration API. The secret is shown once, kept encrypted.
+
+    After a rotation the previous secret keeps working until ``previous_valid_until`` so a
+    shop can switch without downtime; revoking ends both at once.
+    """
+
+    agent = models.ForeignKey(Agent, verbose_name=_("agent"), related_name="api_keys", on_delete=models.CASCADE)
+    name = models.CharField(_("name"), max_length=60)
+    key_id = models.CharField(_("key ID"), max_length=40, unique=True)
+    secret = models.TextField(_("secret (encrypted)"))
+    previous_secret = models.TextField(_("previous secret (encrypted)"), blank=True)
+    previous_valid_until = models.DateTimeField(_("previous secret valid until"), null=True, blank=True)
+    ip_allowlist = models.TextField(
+        _("allowed IPs"), blank=True, help_text=_("One IP address or network (CIDR) per line. Empty: any.")
+    )
+    callback_url = models.URLField(_("callback URL"), max_length=300, blank=True)
+    created_at = models.DateTimeField(_("created"), auto_now_add=True)
+    rotated_at = models.DateTimeField(_("rotated"), null=True, blank=True)
+    last_used_at = models.DateTimeField(_("last used"), null=True, blank=True)
+    revoked_at = models.DateTimeField(_("revoked"), null=True, blank=True)
+
+    class Meta:
+        ordering = ("-id",)
+        verbose_name = _("API key")
+        verbose_name_plural = _("API keys")
+
+    def __str__(self):
+        return f"{self.name} ({self.key_id})"
+
+
+class ApiNonce(models.Model):
+    """Nonces seen within the signature window: a second use of one is a replay."""
+
+    key = models.ForeignKey(ApiKey, related_name="+", on_delete=models.CASCADE)
+    nonce = models.CharField(max_length=64)
+    seen_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["key", "nonce"], name="apinonce_once_per_key")]
+
+    def __str__(self):
+        return self.nonce
+
+
+class ApiCallback(models.Model):
+    """A signed POST to the agent's URL (an order delivered), retried with backoff."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", _("To send")
+        DELIVERED = "delivered", _("Delivered")
+        FAILED = "failed", _("Given up")
+
+    agent = models.ForeignKey(Agent, verbose_name=_("agent"), related_name="callbacks", on_delete=models.CASCADE)
+    key = models.ForeignKey(
+        ApiKey, verbose_name=_("API key"), null=True, blank=True, related_name="callbacks", on_delete=models.SET_NULL
+    )
+    order = models.ForeignKey("orders.Order", verbose_name=_("order"), related_name="+", on_delete=models.PROTECT)
+    event = models.CharField(_("event"), max_length=30)
+    url = models.URLField(_("URL"), max_length=300)
+    payload = models.TextField(_("payload"))
+    status = models.CharField(_("status"), max_length=10, choices=Status.choices, default=Status.PENDING)
+    attempts = models.PositiveSmallIntegerField(_("attempts"), default=0)
+    next_attempt_at = models.DateTimeField(_("next attempt"), null=True, blank=True, db_index=True)
+    last_status_code = models.PositiveSmallIntegerField(_("last HTTP status"), null=True, blank=True)
+    last_error = models.CharField(_("last error"), max_length=300, blank=True)
+    delivered_at = models.DateTimeField(_("delivered"), null=True, blank=True)
+    created_at = models.DateTimeField(_("created"), auto_now_add=True)
+
+    class Meta:
+        ordering = ("-id",)
+        verbose_name = _("API callback")
+        verbose_name_plural = _("API callbacks")
+        constraints = [models.UniqueConstraint(fields=["order", "event"], name="apicallback_once_per_event")]
+
+    def __str__(self):
+        return f"{self.event} {self.order_id} → {self.url}"

@@ -8,6 +8,7 @@ more in total, not one each.
 """
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 from decimal import Decimal
 
 from django.db.models import Q
@@ -15,7 +16,7 @@ from django.db.models import Q
 from catalog.models import Category, Product
 from marketplace.money import quantize
 
-from .models import Agent, LevelPrice, Markup, PriceKind
+from .models import Agent, LevelPrice, Markup, PriceKind, RetailPrice, Storefront
 
 HUNDRED = Decimal(100)
 
@@ -65,13 +66,24 @@ def agent_costs(*, agent: Agent, products: Iterable[Product]) -> dict[int, Decim
     Every step is rounded to the fen (half up). Markups are never negative, so costs never
     go down the chain.
     """
+    _chain, costs = agent_chain_costs(agent=agent, products=products)
+    return {pid: steps[-1] for pid, steps in costs.items()}
+
+
+def agent_chain_costs(
+    *, agent: Agent, products: Iterable[Product]
+) -> tuple[list[Agent], dict[int, list[Decimal]]]:
+    """The chain (top first, ``agent`` last) and, per product, what each agent of it pays.
+
+    Same queries as ``agent_costs``; orders snapshot this to split a sale's margin.
+    """
     products = list(products)
+    chain = agent_chain(agent=agent) if agent.depth > 1 else [agent]
     if not products:
-        return {}
+        return chain, {}
     cats = _categories(products)
     product_ids = [p.pk for p in products]
     category_ids = {c for pair in cats.values() for c in pair if c is not None}
-    chain = agent_chain(agent=agent) if agent.depth > 1 else [agent]
     top = chain[0]
 
     # Platform prices of the top agent's level.
@@ -85,14 +97,14 @@ def agent_costs(*, agent: Agent, products: Iterable[Product]) -> dict[int, Decim
         else:
             by_category[lp.category_id] = lp
 
-    costs: dict[int, Decimal] = {}
+    costs: dict[int, list[Decimal]] = {}
     for p in products:
         cat_id, parent_id = cats[p.pk]
         rule = by_product.get(p.pk) or by_category.get(cat_id) or (parent_id and by_category.get(parent_id))
-        costs[p.pk] = quantize(_apply(rule.kind, rule.value, p.price)) if rule else quantize(p.price)
+        costs[p.pk] = [quantize(_apply(rule.kind, rule.value, p.price)) if rule else quantize(p.price)]
 
     if len(chain) == 1:
-        return costs
+        return chain, costs
 
     # All markups the uplines set, indexed by (upline, scope key, downline level or None).
     uplines = chain[:-1]
@@ -117,7 +129,88 @@ def agent_costs(*, agent: Agent, products: Iterable[Product]) -> dict[int, Decim
                 markup = table.get((upline.pk, *target, level_id)) or table.get((upline.pk, *target, None))
                 if markup is not None:
                     break
-            if markup is not None:
-                base = costs[p.pk]
-                costs[p.pk] = quantize(base + _apply(markup.kind, markup.value, base))
-    return costs
+            base = costs[p.pk][-1]
+            step = quantize(base + _apply(markup.kind, markup.value, base)) if markup is not None else base
+            costs[p.pk].append(step)
+    return chain, costs
+
+
+def storefront_prices(*, storefront: Storefront, products: Iterable[Product]) -> dict[int, tuple[Decimal, Decimal]]:
+    """``{product_id: (agent's cost, retail price)}`` for the storefront's listed products.
+
+    Retail: the storefront's own price for the product, else the agent's cost plus the
+    storefront's default markup; never below the cost (a price set before the cost rose is
+    lifted to it). Products the agent unlisted are left out.
+    """
+    products = list(products)
+    costs = agent_costs(agent=storefront.agent, products=products)
+    own = {
+        rp.product_id: rp
+        for rp in RetailPrice.objects.filter(storefront=storefront, product_id__in=[p.pk for p in products])
+    }
+    out: dict[int, tuple[Decimal, Decimal]] = {}
+    for p in products:
+        cost = costs[p.pk]
+        rp = own.get(p.pk)
+        if rp is not None and not rp.is_listed:
+            continue
+        if rp is not None:
+            retail = rp.price
+        else:
+            kind, value = storefront.default_markup_kind, storefront.default_markup_value
+            retail = quantize(cost + _apply(kind, value, cost))
+        out[p.pk] = (cost, max(quantize(retail), cost))
+    return out
+
+
+@dataclass(frozen=True)
+class Share:
+    agent: Agent
+    depth: int
+    unit_cost: Decimal
+    unit_earning: Decimal
+
+
+@dataclass(frozen=True)
+class Quote:
+    """The price of one code of a product for one sale, and who earns what of it."""
+
+    unit_price: Decimal
+    agent: Agent | None  # the selling agent, if any
+    shares: tuple[Share, ...]
+
+
+class NotForSale(Exception):
+    """The storefront does not sell this product (closed, or the agent unlisted it)."""
+
+
+def price_quote(*, product: Product, buyer=None, storefront: Storefront | None = None) -> Quote:
+    """What a sale of ``product`` costs and how its margin splits along the chain.
+
+    Through a storefront: the storefront's retail price; its agent earns retail − its cost,
+    each upline the markup it charged the agent below. An agent buying for itself (the site or
+    the API): its own cost; its uplines earn their markups. Anyone else: the product's price.
+    The platform keeps the rest: the top agent's cost less the stock's cost price.
+    """
+    if storefront is not None:
+        if not storefront.is_open:
+            raise NotForSale
+        seller = storefront.agent
+        prices = storefront_prices(storefront=storefront, products=[product])
+        if product.pk not in prices:
+            raise NotForSale
+        unit_price = prices[product.pk][1]
+    else:
+        seller = getattr(buyer, "agent", None) if buyer is not None and buyer.is_authenticated else None
+        if seller is None:
+            return Quote(unit_price=quantize(product.price), agent=None, shares=())
+        unit_price = None
+    chain, costs = agent_chain_costs(agent=seller, products=[product])
+    steps = costs[product.pk]
+    if unit_price is None:
+        unit_price = steps[-1]
+    shares = []
+    for i, agent in enumerate(chain):
+        above_next = steps[i + 1] if i + 1 < len(chain) else unit_price
+        shares.append(Share(agent=agent, depth=agent.depth, unit_cost=steps[i], unit_earning=above_next - steps[i]))
+    return Quote(unit_price=unit_price, agent=seller, shares=tuple(shares))

@@ -49,6 +49,44 @@ SALES = AccountSpec("revenue:sales", "Sales of card codes", Kind.REVENUE)
 COST_OF_SALES = AccountSpec("expense:cost_of_sales", "Cost of card codes sold", Kind.EXPENSE)
 
 
+# Agents' earnings: an expense of the platform, owed to the agents (see agents.commissions).
+COMMISSIONS = AccountSpec("expense:commissions", "Commissions earned by agents", Kind.EXPENSE)
+# Approved-or-requested withdrawals not yet paid out, and the fees charged on them.
+WITHDRAWALS_PAYABLE = AccountSpec(
+    "liability:withdrawals_payable", "Withdrawals requested, not yet paid out", Kind.LIABILITY
+)
+WITHDRAWAL_FEES = AccountSpec("revenue:withdrawal_fees", "Fees on agents' withdrawals", Kind.REVENUE)
+# Money paid out by bank transfer that staff made by hand (recorded with its reference).
+BANK = AccountSpec("asset:bank", "Bank account (manual transfers)", Kind.ASSET)
+
+
+def commission_pending(user) -> AccountSpec:
+    """An agent's commissions inside the refund window: not yet withdrawable."""
+    return AccountSpec(
+        f"liability:commission_pending:{user.pk}",
+        f"Pending commission of {user}",
+        Kind.LIABILITY,
+        allow_negative=False,
+        owner_id=user.pk,
+    )
+
+
+def commission_available(user) -> AccountSpec:
+    """An agent's commissions past the refund window: what it may withdraw."""
+    return AccountSpec(
+        f"liability:commission:{user.pk}",
+        f"Available commission of {user}",
+        Kind.LIABILITY,
+        allow_negative=False,
+        owner_id=user.pk,
+    )
+
+
+def agent_receivable(user) -> AccountSpec:
+    """What an agent owes back: a commission reversed after it had been withdrawn."""
+    return AccountSpec(f"asset:agent_receivable:{user.pk}", f"Owed by agent {user}", Kind.ASSET, owner_id=user.pk)
+
+
 def clearing(gateway: str) -> AccountSpec:
     """Money a gateway has collected for us and not yet settled to the bank."""
     return AccountSpec(f"asset:clearing:{gateway}", f"Gateway clearing: {gateway}", Kind.ASSET)

@@ -38,6 +38,8 @@ app.conf.beat_schedule = {
     "payments-query-due": {"task": "payments.tasks.attempts_query_due", "schedule": 60.0},
     # Trades of orders and recharges that can no longer be paid: closed at their gateway.
     "payments-close-expired": {"task": "payments.tasks.attempts_close_expired", "schedule": 60.0},
+    # Commissions whose refund window has closed: pending -> available.
+    "agents-settle-commissions": {"task": "agents.tasks.settle_commissions", "schedule": 300.0},
     # Yesterday's bills (CELERY_TIMEZONE is Beijing time): WeChat Pay publishes them after 10:00.
     "payments-bills-reconcile": {
         "task": "payments.tasks.bills_reconcile_yesterday",

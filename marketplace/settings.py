@@ -83,15 +83,19 @@ INSTALLED_APPS = [
     "whitenoise.runserver_nostatic",
     "django.contrib.staticfiles",
     "django.contrib.humanize",
+    "rest_framework",
+    "drf_spectacular",
     "allauth",
     "allauth.account",
     "marketplace",
     "accounts",
     "ledger",
+    "compliance",
     "agents",
     "catalog",
     "orders",
     "payments",
+    "api",
 ]
 
 MIDDLEWARE = [
@@ -256,6 +260,34 @@ PRIVATE_MEDIA_ROOT = Path(env("PRIVATE_MEDIA_ROOT", str(VAR_DIR / "private")))
 ORDER_PAYMENT_MINUTES = int(env("ORDER_PAYMENT_MINUTES", "15"))
 # Imports with more lines than this run in a Celery task; smaller ones too, but the form waits.
 STOCK_IMPORT_MAX_LINES = int(env("STOCK_IMPORT_MAX_LINES", "200000"))
+
+# --- Agents ---------------------------------------------------------------------------
+# How deep the reseller tree may go (an agent directly under the platform is at depth 1).
+AGENTS_MAX_DEPTH = int(env("AGENTS_MAX_DEPTH", "5"))
+# The no-reason refund window: commissions stay pending until it closes.
+REFUND_WINDOW_DAYS = int(env("REFUND_WINDOW_DAYS", "7"))
+# Withdrawals of commission: the smallest amount, and the fee (a percentage, at least a minimum).
+WITHDRAWAL_MIN_AMOUNT = env("WITHDRAWAL_MIN_AMOUNT", "10.00")
+WITHDRAWAL_FEE_PERCENT = env("WITHDRAWAL_FEE_PERCENT", "0.5")
+WITHDRAWAL_FEE_MIN = env("WITHDRAWAL_FEE_MIN", "1.00")
+# Integration API: signatures older or newer than this many seconds are refused (and their
+# nonces need only be remembered this long); requests per key per minute.
+AGENT_API_MAX_SKEW = int(env("AGENT_API_MAX_SKEW", "300"))
+AGENT_API_RATE_PER_MINUTE = int(env("AGENT_API_RATE_PER_MINUTE", "120"))
+
+REST_FRAMEWORK = {
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_AUTHENTICATION_CLASSES": [],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "UNAUTHENTICATED_USER": None,
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "卡盟 agent API",
+    "DESCRIPTION": "Integration API for agents: products at your price, orders paid from your balance, codes.",
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+}
 
 # --- Payments -------------------------------------------------------------------------
 # The sandbox gateway: a cashier for development and demos that signs notifications with a

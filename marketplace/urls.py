@@ -13,12 +13,16 @@ urlpatterns = [
     path("i18n/setlang/", set_language, name="set_language"),
     # Gateways post here: no language prefix, no session, no CSRF (they are verified by signature).
     path("payments/", include("payments.urls_callbacks")),
+    # The agents' integration API: signed requests, no session, no CSRF.
+    path("api/", include("api.urls")),
     path("admin/", admin.site.urls),
     path("accounts/profile/", account_views.profile, name="profile"),
     path("accounts/", include("allauth.urls")),
     path("orders/", include("orders.urls")),
     path("pay/", include("payments.urls")),
     path("wallet/", include("payments.urls_wallet")),
+    path("agent/", include("agents.urls")),
+    path("s/", include("orders.urls_storefront")),
     path("", include("catalog.urls")),
 ]
 

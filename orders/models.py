@@ -21,7 +21,15 @@ def new_order_number() -> str:
     return timezone.localtime().strftime("%y%m%d%H%M") + "".join(secrets.choice(_ALPHABET) for _ in range(18))
 
 
+class Channel(models.TextChoices):
+    WEB = "web", _("Platform site")
+    STOREFRONT = "storefront", _("Agent storefront")
+    API = "api", _("Agent API")
+
+
 class Order(models.Model):
+    Channel = Channel
+
     class Status(models.TextChoices):
         PENDING = "pending", _("Awaiting payment")
         PAID = "paid", _("Paid, delivering")
@@ -55,6 +63,21 @@ class Order(models.Model):
     delivered_at = models.DateTimeField(_("delivered"), null=True, blank=True)
     buyer_notified_at = models.DateTimeField(_("buyer notified"), null=True, blank=True)
     buyer_ip = models.GenericIPAddressField(_("buyer IP"), null=True, blank=True)
+    # Where the sale was made: the platform's own site, an agent's storefront, or an agent's
+    # shop through the integration API. ``agent`` is the selling agent (the storefront's owner,
+    # or the agent buying at its own cost on the site or through the API).
+    channel = models.CharField(_("sold through"), max_length=10, choices=Channel.choices, default=Channel.WEB)
+    agent = models.ForeignKey(
+        "agents.Agent",
+        verbose_name=_("agent"),
+        null=True,
+        blank=True,
+        related_name="sales",
+        on_delete=models.PROTECT,
+    )
+    # The agent's own order number (API orders): an order is placed once per number.
+    agent_order_no = models.CharField(_("agent's order number"), max_length=64, blank=True)
+    callback_url = models.URLField(_("callback URL"), max_length=300, blank=True)
 
     class Meta:
         ordering = ("-id",)
@@ -62,6 +85,11 @@ class Order(models.Model):
         verbose_name_plural = _("orders")
         constraints = [
             models.UniqueConstraint(fields=["buyer", "idempotency_key"], name="order_idempotent_per_buyer"),
+            models.UniqueConstraint(
+                fields=["agent", "agent_order_no"],
+                condition=~Q(agent_order_no=""),
+                name="order_once_per_agent_order_no",
+            ),
             models.CheckConstraint(condition=Q(quantity__gte=1), name="order_quantity_positive"),
             models.CheckConstraint(condition=Q(unit_price__gt=0), name="order_unit_price_positive"),
             models.CheckConstraint(condition=Q(discount__gte=0), name="order_discount_not_negative"),
@@ -74,6 +102,7 @@ class Order(models.Model):
         indexes = [
             models.Index(fields=["expires_at"], condition=Q(status="pending"), name="order_pending_expiry_idx"),
             models.Index(fields=["paid_at"], condition=Q(status="paid"), name="order_paid_undelivered_idx"),
+            models.Index(fields=["agent", "created_at"], name="order_agent_time_idx"),
         ]
 
     def __str__(self):
@@ -174,3 +203,30 @@ class CodeReveal(models.Model):
 
     def __str__(self):
         return f"{self.user} @ {self.at:%Y-%m-%d %H:%M}"
+
+
+class OrderShare(models.Model):
+    """The price chain snapshotted when the order was placed: for each agent above the sale,
+    what it paid per code and what it earns per code. Later markup changes do not touch it.
+
+    ``unit_earning`` of the selling agent is the order's unit price less its cost (zero when
+    it buys for itself); of each upline, the markup it charged the next agent down.
+    """
+
+    order = models.ForeignKey(Order, verbose_name=_("order"), related_name="shares", on_delete=models.CASCADE)
+    agent = models.ForeignKey("agents.Agent", verbose_name=_("agent"), related_name="+", on_delete=models.PROTECT)
+    depth = models.PositiveSmallIntegerField(_("level in the chain"))
+    unit_cost = models.DecimalField(_("cost per code"), max_digits=12, decimal_places=2)
+    unit_earning = models.DecimalField(_("earning per code"), max_digits=12, decimal_places=2)
+
+    class Meta:
+        ordering = ("order", "depth")
+        verbose_name = _("price share")
+        verbose_name_plural = _("price chain")
+        constraints = [
+            models.UniqueConstraint(fields=["order", "agent"], name="ordershare_once_per_agent"),
+            models.CheckConstraint(condition=Q(unit_earning__gte=0), name="ordershare_earning_not_negative"),
+        ]
+
+    def __str__(self):
+        return f"{self.order_id} · L{self.depth} {self.agent_id}: +{self.unit_earning}"

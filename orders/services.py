@@ -11,13 +11,16 @@ from django.template.loader import render_to_string
 from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 
+from agents import callbacks as agent_callbacks
+from agents import commissions
+from agents import selectors as agent_selectors
 from catalog import selectors as catalog_selectors
 from catalog import services as stock
 from catalog.models import Product
 from ledger import services as ledger
 from marketplace.money import quantize
 
-from .models import ORDER_FLOW, CodeReveal, Order, OrderCode
+from .models import ORDER_FLOW, CodeReveal, Order, OrderCode, OrderShare
 
 log = logging.getLogger(__name__)
 S = Order.Status
@@ -54,13 +57,20 @@ def order_place(
     product_id=None,
     product: Product | None = None,
     ip: str | None = None,
+    storefront=None,
+    channel: str = Order.Channel.WEB,
+    agent_order_no: str = "",
+    callback_url: str = "",
 ) -> Order:
     """Reserve ``quantity`` codes of a product for ``buyer`` and open an order awaiting payment.
 
     The product is given by id, or as a row the caller has just read (with its category).
-    The price comes from the product on the server. Submitting the same idempotency key
-    twice (a double click, a retried request) returns the first order: the database's unique
-    (buyer, key) constraint decides, so the common path spends no query on looking first.
+    The price is resolved on the server (``agents.selectors.price_quote``): the product's
+    price, an agent's own cost, or a storefront's retail price; the chain's shares of it are
+    snapshotted on the order, so later markup changes affect future orders only.
+    Submitting the same idempotency key twice (a double click, a retried request) returns the
+    first order: the database's unique (buyer, key) constraint decides, so the common path
+    spends no query on looking first. API orders are also unique per agent order number.
     """
     key = (idempotency_key or "").strip()
     if not key or len(key) > 64:
@@ -77,7 +87,13 @@ def order_place(
         raise OrderError(_("Buy at least %(n)d of this product per order.") % {"n": product.min_per_order})
     if quantity > product.max_per_order:
         raise OrderError(_("Buy at most %(n)d of this product per order.") % {"n": product.max_per_order})
-    unit_price = quantize(product.price)
+    try:
+        quote = agent_selectors.price_quote(product=product, buyer=buyer, storefront=storefront)
+    except agent_selectors.NotForSale:
+        raise OrderError(_("This shop does not sell this product.")) from None
+    if storefront is not None:
+        channel = Order.Channel.STOREFRONT
+    unit_price = quote.unit_price
     subtotal = quantize(unit_price * quantity)
     try:
         with transaction.atomic():
@@ -95,7 +111,24 @@ def order_place(
                 idempotency_key=key,
                 expires_at=timezone.now() + timedelta(minutes=settings.ORDER_PAYMENT_MINUTES),
                 buyer_ip=ip,
+                channel=channel,
+                agent=quote.agent,
+                agent_order_no=agent_order_no,
+                callback_url=callback_url,
             )
+            if quote.shares:
+                OrderShare.objects.bulk_create(
+                    [
+                        OrderShare(
+                            order=order,
+                            agent=s.agent,
+                            depth=s.depth,
+                            unit_cost=s.unit_cost,
+                            unit_earning=s.unit_earning,
+                        )
+                        for s in quote.shares
+                    ]
+                )
             code_ids = stock.stock_reserve(product_id=product.pk, quantity=quantity)
             OrderCode.objects.bulk_create([OrderCode(order=order, code_id=cid) for cid in code_ids])
             order.history.create(from_status="", to_status=S.PENDING, actor=buyer, note="placed")
@@ -104,6 +137,8 @@ def order_place(
     except IntegrityError:
         # The same key committed by a concurrent request: that order is the answer.
         existing = Order.objects.filter(buyer=buyer, idempotency_key=key).first()
+        if existing is None and agent_order_no and quote.agent is not None:
+            existing = Order.objects.filter(agent=quote.agent, agent_order_no=agent_order_no).first()
         if existing is None:
             raise
         return existing
@@ -191,9 +226,12 @@ def order_fulfil(*, order_id: int) -> bool:
         live = order.codes.filter(released_at__isnull=True)
         stock.stock_mark_sold(code_ids=live.values("code_id"), expected=order.quantity)
         _book_delivery(order, live.values("code_id"))
-        ORDER_FLOW.apply(
-            order, S.DELIVERED, note="codes delivered", on_commit=[lambda: _notify_delivered_now(order.pk)]
-        )
+        after = [lambda: _notify_delivered_now(order.pk)]
+        if order.channel == Order.Channel.API:
+            after.append(lambda: agent_callbacks.callback_queue(order_id=order.pk))
+        ORDER_FLOW.apply(order, S.DELIVERED, note="codes delivered", on_commit=after)
+        if order.agent_id is not None:
+            commissions.commissions_book(order=order)
     log.info("order %s delivered", order.number)
     return True
 

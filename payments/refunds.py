@@ -22,6 +22,7 @@ from django.urls import reverse
 from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 
+from agents import commissions
 from ledger import services as ledger
 from marketplace.money import quantize
 from orders.models import ORDER_FLOW, Order
@@ -125,14 +126,20 @@ def order_refund(*, order: Order, quantity: int | None, reason: str, requested_b
         if not 1 <= quantity <= left:
             raise RefundError(_("%(left)d of this order's codes can still be refunded.") % {"left": left})
         amount = order.total if quantity == order.quantity else quantize(order.unit_price * quantity)
-        return refund_request(
+        key = key or f"order:{order.number}:{refunded}+{quantity}"
+        if (existing := Refund.objects.filter(idempotency_key=key).first()) is not None:
+            return existing
+        refund = refund_request(
             payment=payment,
             amount=amount,
             quantity=quantity,
             reason=reason,
-            idempotency_key=key or f"order:{order.number}:{refunded}+{quantity}",
+            idempotency_key=key,
             requested_by=requested_by,
         )
+        # The agents' shares of the refunded codes go back in the same transaction.
+        commissions.commissions_reverse(order=order, quantity=quantity, reason=f"refund {refund.number}")
+        return refund
 
 
 def payment_refund_unused(*, payment: Payment, reason: str) -> Refund:

@@ -1,0 +1,1 @@
+"""Admin registrations for this area (imported by agents.admin)."""

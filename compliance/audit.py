@@ -1,0 +1,39 @@
+"""One call to record a security-relevant event, in the audit table and the security log."""
+
+import logging
+
+from marketplace.http import client_ip
+
+from .models import AuditEvent
+
+log = logging.getLogger("marketplace.security")
+
+
+def audit_record(
+    *, action: str, outcome: str, actor=None, target: str = "", request=None, ip: str | None = None, detail: str = ""
+) -> AuditEvent:
+    """Write one audit row (and a log line). ``request`` fills in the IP and path."""
+    path = ""
+    if request is not None:
+        ip = ip or client_ip(request)
+        path = request.get_full_path()[:300]
+        if actor is None and getattr(request, "user", None) is not None and request.user.is_authenticated:
+            actor = request.user
+    event = AuditEvent.objects.create(
+        actor=actor if actor is not None and getattr(actor, "pk", None) else None,
+        action=action[:60],
+        target=str(target)[:120],
+        outcome=outcome,
+        ip=ip,
+        path=path,
+        detail=detail[:500],
+    )
+    level = logging.WARNING if outcome == AuditEvent.Outcome.DENIED else logging.INFO
+    log.log(level, "%s %s target=%s actor=%s ip=%s %s", action, outcome, target, event.actor_id, ip, detail)
+    return event
+
+
+def audit_denied(*, action: str, request=None, actor=None, target: str = "", detail: str = "") -> AuditEvent:
+    return audit_record(
+        action=action, outcome=AuditEvent.Outcome.DENIED, actor=actor, target=target, request=request, detail=detail
+    )
