@@ -21,7 +21,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from ledger import services as ledger
-from ledger.models import Balance
+from ledger.models import Balance, Entry
 
 from .models import Commission
 
@@ -87,6 +87,8 @@ def commissions_reverse(*, order, quantity: int, reason: str = "") -> Decimal:
     )
     if not rows or quantity <= 0:
         return Decimal(0)
+    # Everything still pending and all of it refunded at once: the exact mirror of the booking.
+    mirror = all(r.status == C.PENDING and r.reversed_quantity == 0 and quantity >= r.quantity for r in rows)
     legs: list = []
     total = Decimal(0)
     for row in rows:
@@ -115,7 +117,10 @@ def commissions_reverse(*, order, quantity: int, reason: str = "") -> Decimal:
             update.append("status")
         row.save(update_fields=update)
         total += amount
-    if total:
+    if total and mirror:
+        booked = Entry.objects.get(idempotency_key=f"commission:{order.number}")
+        ledger.entry_reverse(entry=booked, memo=(reason or "order refunded")[:200])
+    elif total:
         accounts = ledger.accounts_get(ledger.COMMISSIONS)
         legs.append((accounts[ledger.COMMISSIONS.code], -total))
         ledger.entry_post(
