@@ -136,6 +136,8 @@ def cmd_up() -> int:
     compile_messages(env)
     manage("migrate", "--noinput", env=env)
     manage("seed_demo", env=env)
+    manage("seed_demo_agents", env=env)
+    manage("seed_demo_sales", env=env)
 
     VAR.mkdir(parents=True, exist_ok=True)
     celery = (PYTHON, "-m", "celery", "-A", "marketplace")
