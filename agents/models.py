@@ -408,6 +408,7 @@ class Withdrawal(models.Model):
         ordering = ("-id",)
         verbose_name = _("withdrawal")
         verbose_name_plural = _("withdrawals")
+        permissions = [("reveal_payee_account", _("Can see agents' full payout accounts"))]
         constraints = [
             models.UniqueConstraint(fields=["agent", "idempotency_key"], name="withdrawal_idempotent_per_agent"),
             models.CheckConstraint(condition=Q(amount__gt=0), name="withdrawal_amount_positive"),

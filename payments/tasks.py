@@ -70,3 +70,25 @@ def bills_reconcile_yesterday() -> list[str]:
     for code in codes:
         bill_reconcile.delay(code, day)
     return codes
+
+
+# --- payouts of agents' withdrawals -------------------------------------------------------------
+
+
+@shared_task(acks_late=True, reject_on_worker_lost=True)
+def payout_execute(withdrawal_id: int) -> str:
+    """Pay an approved withdrawal out (or ask where its payout stands). Safe to run twice."""
+    from . import payouts
+
+    return payouts.payout_execute(withdrawal_id=withdrawal_id)
+
+
+@shared_task
+def payouts_check_due() -> int:
+    """Approved Alipay payouts with no known outcome (a timeout, a lost task): asked again."""
+    from . import payouts
+
+    ids = payouts.payouts_due()
+    for withdrawal_id in ids:
+        payout_execute.delay(withdrawal_id)
+    return len(ids)

@@ -14,9 +14,10 @@ import io
 import json
 import secrets
 import threading
+import time
 import zipfile
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from decimal import Decimal
@@ -78,6 +79,20 @@ class Trade:
 
 
 @dataclass
+class Transfer:
+    out_biz_no: str
+    amount: Decimal
+    payee: str
+    name: str
+    order_id: str = field(default_factory=lambda: "2024" + "".join(secrets.choice("0123456789") for _ in range(24)))
+    fund_order_id: str = field(
+        default_factory=lambda: "2025" + "".join(secrets.choice("0123456789") for _ in range(24))
+    )
+    status: str = "SUCCESS"
+    at: str = field(default_factory=now_beijing)
+
+
+@dataclass
 class Refund:
     out_trade_no: str
     out_request_no: str
@@ -101,6 +116,12 @@ class FakeAlipay:
         self.reply_key: rsa.RSAPrivateKey | None = None  # sign replies with this key instead
         self.bill_files: dict[str, bytes] = {}
         self.bill_downloads = 0
+        # Payouts (alipay.fund.trans.*): transfers made, once per out_biz_no.
+        self.transfers: dict[str, Transfer] = {}
+        self.transfers_executed = 0  # money that actually left: once per out_biz_no
+        self.transfer_error: tuple[str, str] | None = None  # (sub_code, sub_msg) to answer transfers with
+        self.transfer_error_processed = False  # with transfer_error: the money moved all the same
+        self.stall: dict[str, float] = {}  # method -> seconds to wait before replying (a timeout)
         self._lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
 
@@ -248,6 +269,12 @@ class FakeAlipay:
             else:
                 with self._lock:
                     payload = action(self, biz)
+        delay = self.stall.get(method)
+        if delay:  # the work is done; the answer comes too late for the caller (or never)
+            time.sleep(delay)
+            with suppress(OSError):  # the caller may have hung up
+                self._send(handler, 200, self._signed_reply(method, payload), f"text/html;charset={charset}")
+            return
         self._send(handler, 200, self._signed_reply(method, payload), f"text/html;charset={charset}")
 
     def _signed_reply(self, method: str, payload: dict) -> bytes:
@@ -362,6 +389,64 @@ class FakeAlipay:
         self.bill_files[path] = self.bill_zip(day)
         return {"code": "10000", "msg": "Success", "bill_download_url": f"http://127.0.0.1:{self.port}{path}"}
 
+    def _transfer(self, biz: dict) -> dict:
+        out_biz_no = biz.get("out_biz_no", "")
+        payee = biz.get("payee_info") or {}
+        if (
+            not out_biz_no
+            or biz.get("product_code") != "TRANS_ACCOUNT_NO_PWD"
+            or biz.get("biz_scene") != "DIRECT_TRANSFER"
+            or payee.get("identity_type") != "ALIPAY_LOGON_ID"
+            or not payee.get("identity")
+        ):
+            return _error("40004", "Business Failed", "INVALID_PARAMETER", "参数有误")
+        try:
+            amount = Decimal(biz.get("trans_amount", ""))
+        except ArithmeticError:
+            return _error("40004", "Business Failed", "INVALID_PARAMETER", "参数有误")
+        existing = self.transfers.get(out_biz_no)
+        if existing is not None:  # the same out_biz_no again: the first transfer's answer, paid once
+            if existing.amount != amount or existing.payee != payee["identity"]:
+                return _error("40004", "Business Failed", "PAYMENT_INFO_INCONSISTENCY", "两次请求参数不一致")
+            return self._transfer_reply(existing)
+        if amount < Decimal("0.10"):
+            return _error("40004", "Business Failed", "EXCEED_LIMIT_SM_MIN_AMOUNT", "单笔最低转账金额0.1元")
+        if self.transfer_error is not None and not self.transfer_error_processed:
+            return _error("40004", "Business Failed", *self.transfer_error)
+        transfer = Transfer(out_biz_no, amount, payee["identity"], payee.get("name", ""))
+        self.transfers[out_biz_no] = transfer
+        self.transfers_executed += 1
+        if self.transfer_error is not None:
+            return _error("40004", "Business Failed", *self.transfer_error)
+        return self._transfer_reply(transfer)
+
+    @staticmethod
+    def _transfer_reply(transfer: Transfer) -> dict:
+        return {
+            "code": "10000",
+            "msg": "Success",
+            "out_biz_no": transfer.out_biz_no,
+            "order_id": transfer.order_id,
+            "pay_fund_order_id": transfer.fund_order_id,
+            "status": transfer.status,
+            "trans_date": transfer.at,
+        }
+
+    def _transfer_query(self, biz: dict) -> dict:
+        transfer = self.transfers.get(biz.get("out_biz_no", ""))
+        if transfer is None:
+            return _error("40004", "Business Failed", "ORDER_NOT_EXIST", "转账订单不存在")
+        return {
+            "code": "10000",
+            "msg": "Success",
+            "out_biz_no": transfer.out_biz_no,
+            "order_id": transfer.order_id,
+            "pay_fund_order_id": transfer.fund_order_id,
+            "status": transfer.status,
+            "trans_amount": f"{transfer.amount:.2f}",
+            "pay_date": transfer.at,
+        }
+
     ACTIONS = {
         "alipay.trade.precreate": _precreate,
         "alipay.trade.query": _query,
@@ -369,6 +454,8 @@ class FakeAlipay:
         "alipay.trade.refund": _refund,
         "alipay.trade.fastpay.refund.query": _refund_query,
         "alipay.data.dataservice.bill.downloadurl.query": _bill_url,
+        "alipay.fund.trans.uni.transfer": _transfer,
+        "alipay.fund.trans.common.query": _transfer_query,
     }
 
     # --- the daily bill, in Alipay's layout ----------------------------------------------------

@@ -27,6 +27,7 @@ import logging
 import re
 import zipfile
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
 from functools import lru_cache
@@ -40,6 +41,8 @@ from alipay.aop.api.exception.Exception import RequestException, ResponseExcepti
 from alipay.aop.api.request.AlipayDataDataserviceBillDownloadurlQueryRequest import (
     AlipayDataDataserviceBillDownloadurlQueryRequest,
 )
+from alipay.aop.api.request.AlipayFundTransCommonQueryRequest import AlipayFundTransCommonQueryRequest
+from alipay.aop.api.request.AlipayFundTransUniTransferRequest import AlipayFundTransUniTransferRequest
 from alipay.aop.api.request.AlipayTradeCloseRequest import AlipayTradeCloseRequest
 from alipay.aop.api.request.AlipayTradeFastpayRefundQueryRequest import AlipayTradeFastpayRefundQueryRequest
 from alipay.aop.api.request.AlipayTradePagePayRequest import AlipayTradePagePayRequest
@@ -79,6 +82,29 @@ SUCCESS_CODE = "10000"
 TRADE_NOT_EXIST = "ACQ.TRADE_NOT_EXIST"
 GBK_CHARSETS = {"gbk", "gb2312", "gb18030"}
 MAX_BILL_BYTES = 64 * 1024 * 1024
+# Transfers to an Alipay account (单笔转账, alipay.fund.trans.uni.transfer).
+TRANSFER_PRODUCT = "TRANS_ACCOUNT_NO_PWD"
+TRANSFER_SCENE = "DIRECT_TRANSFER"
+TRANSFER_NOT_EXIST = "ORDER_NOT_EXIST"
+# Answers after which nobody knows whether the money moved: ask the transfer query, never resend blindly.
+TRANSFER_UNKNOWN_CODES = {"20000"}  # "Service Currently Unavailable"
+TRANSFER_UNKNOWN_SUB_CODES = {"SYSTEM_ERROR", "aop.unknow-error", "isp.unknow-error", "PAYMENT_INFO_INCONSISTENCY"}
+TRANSFER_DONE = {"SUCCESS"}
+TRANSFER_FAILED = {"FAIL", "CLOSED", "REFUND"}  # REFUND: the receiving side sent the money back
+
+
+@dataclass(frozen=True)
+class TransferResult:
+    """A transfer's state at Alipay: ``success``, ``failed`` (definitely not paid, ``error`` says
+    why), ``processing`` (ask again later) or ``not_found`` (the query has never seen it)."""
+
+    out_biz_no: str
+    state: str
+    order_id: str = ""
+    fund_order_id: str = ""
+    amount: Decimal | None = None
+    paid_at: datetime | None = None
+    error: str = ""
 
 
 # --- transport: the SDK's http.client use, fixed ------------------------------------------
@@ -554,6 +580,75 @@ class AlipayGateway(RemoteGateway):
             return RefundResult(refund_no=refund_no, done=False, amount=Decimal("0.00"), state="NOT_FOUND")
         state = reply.get("refund_status", "")
         return RefundResult(refund_no=refund_no, done=state == "REFUND_SUCCESS", amount=amount, state=state)
+
+    # --- payouts: transfers to an Alipay account ------------------------------------------------
+
+    def transfer(
+        self, *, out_biz_no: str, amount: Decimal, payee_account: str, payee_name: str, title: str, remark: str = ""
+    ) -> TransferResult:
+        """Pay ``amount`` to the Alipay account (login id: phone or email) of ``payee_name``.
+
+        Idempotent on ``out_biz_no``: Alipay pays one transfer per number, so asking again after a
+        timeout cannot pay twice. Raises GatewayError when the outcome is unknown (no answer, a
+        system error): the caller asks ``transfer_query`` before anything else. A refusal (payee
+        unknown, name mismatch, our balance short ...) is a ``failed`` result: no money moved.
+        """
+        method = "alipay.fund.trans.uni.transfer"
+        request = AlipayFundTransUniTransferRequest()
+        biz = {
+            "out_biz_no": out_biz_no,
+            "trans_amount": yuan_str(amount),
+            "product_code": TRANSFER_PRODUCT,
+            "biz_scene": TRANSFER_SCENE,
+            "order_title": _subject(title)[:64],
+            "payee_info": {"identity": payee_account, "identity_type": "ALIPAY_LOGON_ID", "name": payee_name},
+        }
+        if remark.strip():
+            biz["remark"] = _subject(remark)[:200]
+        request.biz_content = biz
+        reply = self._execute(method, request)
+        if not self._ok(reply):
+            if reply.get("code") in TRANSFER_UNKNOWN_CODES or reply.get("sub_code") in TRANSFER_UNKNOWN_SUB_CODES:
+                raise self._failed(method, reply)  # unknown: query before doing anything else
+            error = self._failed(method, reply)
+            return TransferResult(out_biz_no=out_biz_no, state="failed", error=str(error))
+        self._same(method, reply, "out_biz_no", out_biz_no)
+        return self._transfer_result(method, out_biz_no, reply, reply.get("trans_date"))
+
+    def transfer_query(self, *, out_biz_no: str) -> TransferResult:
+        """Where the transfer ``out_biz_no`` stands (alipay.fund.trans.common.query)."""
+        method = "alipay.fund.trans.common.query"
+        request = AlipayFundTransCommonQueryRequest()
+        request.biz_content = {"out_biz_no": out_biz_no, "product_code": TRANSFER_PRODUCT, "biz_scene": TRANSFER_SCENE}
+        reply = self._execute(method, request)
+        if reply.get("sub_code") == TRANSFER_NOT_EXIST:
+            return TransferResult(out_biz_no=out_biz_no, state="not_found")
+        if not self._ok(reply):
+            raise self._failed(method, reply)
+        self._same(method, reply, "out_biz_no", out_biz_no)
+        return self._transfer_result(method, out_biz_no, reply, reply.get("pay_date"))
+
+    def _transfer_result(self, method: str, out_biz_no: str, reply: Mapping, paid_text) -> TransferResult:
+        status = str(reply.get("status", "")).upper()
+        if status in TRANSFER_DONE:
+            state = "success"
+        elif status in TRANSFER_FAILED:
+            state = "failed"
+        else:  # DEALING, WAIT_PAY, INIT: not finished
+            state = "processing"
+        error = ""
+        if state == "failed":
+            parts = [status, reply.get("error_code", ""), reply.get("fail_reason", "")]
+            error = f"{method}: " + " ".join(str(p) for p in parts if p)
+        return TransferResult(
+            out_biz_no=out_biz_no,
+            state=state,
+            order_id=str(reply.get("order_id", "")),
+            fund_order_id=str(reply.get("pay_fund_order_id", "")),
+            amount=self._amount(method, reply.get("trans_amount") or reply.get("amount")),
+            paid_at=self._time(method, paid_text) if state == "success" else None,
+            error=error,
+        )
 
     # --- the daily bill ----------------------------------------------------------------------
 
