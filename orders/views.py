@@ -10,6 +10,7 @@ from django.utils.translation import gettext as _
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
 
+from agents import selectors as agent_selectors
 from catalog import selectors as catalog
 from marketplace.http import client_ip
 
@@ -39,6 +40,8 @@ def checkout(request, slug):
         else:
             return redirect("payments:choose", number=order.number)
     product.stock = catalog.stock_count(product.pk)  # only when the page is shown
+    # What order_place will charge this buyer: the public price, or an agent's own cost.
+    unit_price = agent_selectors.price_quote(product=product, buyer=request.user).unit_price
     try:
         qty = max(1, int(quantity))
     except (TypeError, ValueError):
@@ -49,7 +52,8 @@ def checkout(request, slug):
         {
             "product": product,
             "quantity": quantity,
-            "estimated_total": product.price * qty,
+            "unit_price": unit_price,
+            "estimated_total": unit_price * qty,
             "idempotency_key": token,
             "error": error,
             "hold_minutes": settings.ORDER_PAYMENT_MINUTES,
