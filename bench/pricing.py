@@ -91,20 +91,22 @@ def seed(n_products: int):
     return chain
 
 
-def measure(agent, repeat: int):
+def measure(agent, repeat: int, *, page: int | None = None, resolve=None):
+    """Queries and milliseconds of one resolution over the catalogue (or its first ``page``)."""
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
 
     from agents.selectors import agent_costs
     from catalog.models import Product
 
-    products = list(Product.objects.select_related("category"))
+    resolve = resolve or (lambda products: agent_costs(agent=agent, products=products))
+    products = list(Product.objects.select_related("category").order_by("pk")[:page])
     with CaptureQueriesContext(connection) as ctx:
-        costs = agent_costs(agent=agent, products=products)
+        costs = resolve(products)
     timings = []
     for _ in range(repeat):
         t0 = time.perf_counter()
-        agent_costs(agent=agent, products=products)
+        resolve(products)
         timings.append((time.perf_counter() - t0) * 1000)
     return costs, len(ctx), statistics.median(timings), min(timings)
 
@@ -144,6 +146,27 @@ def main() -> int:
         )
     top, bottom = results[1], results[5]
     print(f"ratio depth 5 / depth 1: queries {bottom[1]}/{top[1]}, time {bottom[2] / top[2]:.2f}x")
+
+    # One page of 50 products, as the agent's price page and the API's product list resolve it.
+    page = {}
+    for agent in (chain[0], chain[-1]):
+        _costs, queries, median_ms, best_ms = measure(agent, args.repeat * 5, page=50)
+        page[agent.depth] = (queries, median_ms)
+        print(f"page of 50, depth {agent.depth}: {queries} queries, {median_ms:.2f} ms median ({best_ms:.2f} best)")
+    print(f"ratio per page depth 5 / depth 1: queries {page[5][0]}/{page[1][0]}, time {page[5][1] / page[1][1]:.2f}x")
+
+    # A storefront of the depth-5 agent: its cost plus its retail prices (one query more).
+    from agents.models import PriceKind, Storefront
+    from agents.selectors import storefront_prices
+
+    shop = Storefront.objects.create(agent=chain[-1], slug="bench", name="Bench", default_markup_kind=PriceKind.PERCENT)
+    prices, queries, median_ms, _best = measure(
+        chain[-1], args.repeat, resolve=lambda products: storefront_prices(storefront=shop, products=products)
+    )
+    print(f"storefront of depth 5, whole catalogue: {queries} queries, {median_ms:.1f} ms median")
+    if any(retail < cost for cost, retail in prices.values()):
+        print("FAIL: a retail price below the agent's cost")
+        return 1
     below = [pk for pk in top[0] if bottom[0][pk] < top[0][pk]]
     if below:
         print(f"FAIL: {len(below)} products cheaper at depth 5 than at depth 1")
