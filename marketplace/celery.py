@@ -40,9 +40,15 @@ app.conf.beat_schedule = {
     "payments-close-expired": {"task": "payments.tasks.attempts_close_expired", "schedule": 60.0},
     # Commissions whose refund window has closed: pending -> available.
     "agents-settle-commissions": {"task": "agents.tasks.settle_commissions", "schedule": 300.0},
+    # Alipay payouts of approved withdrawals whose outcome is not known yet: asked again.
+    "payments-payouts-check": {"task": "payments.tasks.payouts_check_due", "schedule": 300.0},
     # Yesterday's bills (CELERY_TIMEZONE is Beijing time): WeChat Pay publishes them after 10:00.
     "payments-bills-reconcile": {
         "task": "payments.tasks.bills_reconcile_yesterday",
         "schedule": crontab(hour=10, minute=30),
     },
+    # Agents' API callbacks whose next attempt is due (backoff 1, 2, 4 ... min, at most 8 tries).
+    "agents-callbacks-send-due": {"task": "agents.tasks.send_due_callbacks", "schedule": 60.0},
+    # API nonces older than the signature window (replays of them are refused by their timestamp).
+    "agents-api-nonces-purge": {"task": "agents.tasks.purge_api_nonces", "schedule": 600.0},
 }

@@ -287,6 +287,19 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Integration API for agents: products at your price, orders paid from your balance, codes.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    # The long description (signing, errors, idempotency, callbacks): api/schema_description.md.
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "api.schema.postprocess_description",
+    ],
+    "SCHEMA_PATH_PREFIX": r"/api/v1",
+    "COMPONENT_SPLIT_REQUEST": True,
+    "SERVERS": [{"url": "/", "description": "This site"}],
+    "TAGS": [
+        {"name": "products", "description": "The catalogue at your price, with live stock."},
+        {"name": "orders", "description": "Orders paid from your balance, and their codes."},
+        {"name": "account", "description": "Your balance and commissions."},
+    ],
 }
 
 # --- Payments -------------------------------------------------------------------------

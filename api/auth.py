@@ -1,0 +1,72 @@
+"""Authentication of the integration API: every request signed with the agent's key.
+
+Headers: ``X-Api-Key`` (the key ID), ``X-Timestamp`` (Unix seconds), ``X-Nonce`` (16-64 of
+``[A-Za-z0-9_-]``, never reused) and ``X-Signature``::
+
+    hex(HMAC-SHA256(secret, METHOD + "\\n" + path_with_query + "\\n" + timestamp + "\\n"
+                            + nonce + "\\n" + sha256_hex(body)))
+
+The checks themselves are ``agents.api_keys.request_verify``; this class adapts them to DRF and
+logs every refusal in the audit log. No session and no CSRF: the signature is the credential.
+"""
+
+from rest_framework import exceptions
+from rest_framework.authentication import BaseAuthentication
+
+from agents import api_keys
+from compliance.audit import audit_denied
+from marketplace.http import client_ip
+
+AUTH_SCHEME = "X-Signature"
+
+
+class Unauthenticated(exceptions.AuthenticationFailed):
+    """401 with our machine-readable code."""
+
+    def __init__(self, code: str, message: str):
+        super().__init__(detail=message, code=code)
+        self.api_code = code
+
+
+class Forbidden(exceptions.PermissionDenied):
+    """403 with our machine-readable code."""
+
+    def __init__(self, code: str, message: str):
+        super().__init__(detail=message, code=code)
+        self.api_code = code
+
+
+class SignedRequestAuthentication(BaseAuthentication):
+    """``request.user`` is the agent's user, ``request.auth`` the ``ApiKey``."""
+
+    def authenticate(self, request):
+        raw = request._request  # the Django request: its body, path and (anonymous) user
+        meta = raw.META
+        key_id = meta.get("HTTP_X_API_KEY", "").strip()
+        try:
+            key = api_keys.request_verify(
+                key_id=key_id,
+                timestamp=meta.get("HTTP_X_TIMESTAMP", "").strip(),
+                nonce=meta.get("HTTP_X_NONCE", "").strip(),
+                signature=meta.get("HTTP_X_SIGNATURE", "").strip(),
+                method=raw.method,
+                path=raw.get_full_path(),
+                body=raw.body,
+                ip=client_ip(raw),
+            )
+        except api_keys.Refused as refusal:
+            audit_denied(
+                action="api.auth",
+                request=raw,
+                actor=refusal.key.agent.user if refusal.key is not None else None,
+                target=f"apikey:{(refusal.key.key_id if refusal.key is not None else key_id)[:40] or '?'}",
+                detail=f"{refusal.code}: {refusal.message}",
+            )
+            if refusal.status == 403:
+                raise Forbidden(refusal.code, refusal.message) from None
+            raise Unauthenticated(refusal.code, refusal.message) from None
+        return key.agent.user, key
+
+    def authenticate_header(self, request):
+        # A value here makes DRF answer 401 (not 403) to a missing or bad signature.
+        return f'{AUTH_SCHEME} realm="api"'

@@ -1,0 +1,100 @@
+"""Shapes of the integration API's requests and answers (money as strings, e.g. "12.30")."""
+
+from django.utils.translation import gettext_lazy as _
+from rest_framework import serializers
+
+AGENT_ORDER_NO_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,59}$"
+
+
+class ErrorSerializer(serializers.Serializer):
+    code = serializers.CharField(help_text="Machine-readable reason, e.g. bad_signature, insufficient_balance.")
+    message = serializers.CharField(help_text="What went wrong, for people.")
+
+
+class ValidationErrorSerializer(ErrorSerializer):
+    details = serializers.DictField(
+        child=serializers.ListField(child=serializers.CharField()), help_text="Messages per request field."
+    )
+
+
+class ProductSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    name = serializers.CharField()
+    category_id = serializers.IntegerField()
+    category = serializers.CharField(source="category.name")
+    kind = serializers.CharField()
+    description = serializers.CharField()
+    face_value = serializers.DecimalField(max_digits=12, decimal_places=2)
+    list_price = serializers.DecimalField(
+        max_digits=12, decimal_places=2, source="price", help_text="The platform's retail price."
+    )
+    price = serializers.DecimalField(
+        max_digits=12, decimal_places=2, source="agent_price", help_text="What you pay per code (your level and chain)."
+    )
+    stock = serializers.IntegerField(help_text="Codes in stock right now.")
+    min_per_order = serializers.IntegerField()
+    max_per_order = serializers.IntegerField()
+
+
+class OrderCreateSerializer(serializers.Serializer):
+    product_id = serializers.IntegerField(min_value=1)
+    quantity = serializers.IntegerField(min_value=1, max_value=10_000)
+    agent_order_no = serializers.RegexField(
+        AGENT_ORDER_NO_PATTERN,
+        max_length=60,
+        help_text="Your own order number (1-60 of A-Z a-z 0-9 _ . -): the same number is never placed twice.",
+        error_messages={"invalid": _("Use 1 to 60 letters, digits, _ . or -, starting with a letter or digit.")},
+    )
+    callback_url = serializers.URLField(
+        required=False,
+        allow_blank=True,
+        max_length=300,
+        help_text="Where to POST the signed 'order.delivered' callback (default: the key's callback URL).",
+    )
+
+    def validate_callback_url(self, value: str) -> str:
+        if value and not value.lower().startswith(("https://", "http://")):
+            raise serializers.ValidationError(_("Use an http:// or https:// address."))
+        return value
+
+
+class CodeSerializer(serializers.Serializer):
+    card_number = serializers.CharField(help_text="Empty for products without a card number.")
+    secret = serializers.CharField()
+
+
+class OrderSerializer(serializers.Serializer):
+    order_number = serializers.CharField(source="number", help_text="Our order number.")
+    agent_order_no = serializers.CharField()
+    status = serializers.ChoiceField(
+        choices=["pending", "paid", "delivered", "expired", "cancelled", "refund_pending", "refunded"]
+    )
+    product_id = serializers.IntegerField()
+    product_name = serializers.CharField()
+    quantity = serializers.IntegerField()
+    unit_price = serializers.DecimalField(max_digits=12, decimal_places=2)
+    total = serializers.DecimalField(max_digits=12, decimal_places=2)
+    currency = serializers.CharField()
+    callback_url = serializers.CharField()
+    created_at = serializers.DateTimeField()
+    paid_at = serializers.DateTimeField(allow_null=True)
+    delivered_at = serializers.DateTimeField(allow_null=True)
+    codes = CodeSerializer(
+        source="revealed_codes",
+        many=True,
+        allow_null=True,
+        help_text="The codes once delivered (each read is logged), otherwise null.",
+    )
+
+
+class BalanceSerializer(serializers.Serializer):
+    currency = serializers.CharField()
+    balance = serializers.DecimalField(
+        max_digits=12, decimal_places=2, help_text="Your prepaid balance: API orders are paid from it."
+    )
+    commission_pending = serializers.DecimalField(
+        max_digits=12, decimal_places=2, help_text="Commissions inside the refund window."
+    )
+    commission_available = serializers.DecimalField(
+        max_digits=12, decimal_places=2, help_text="Commissions you can withdraw."
+    )

@@ -1,0 +1,176 @@
+"""What the integration API does for an agent: place and pay an order, read it with its codes,
+read balances. The API sits on top of the layers: it calls orders, payments and agents."""
+
+import logging
+from dataclasses import dataclass
+from decimal import Decimal
+
+from django.utils.translation import gettext as _
+
+from agents import callbacks
+from agents.models import Agent, ApiKey
+from ledger import services as ledger
+from ledger.models import Balance
+from orders import services as orders
+from orders.models import Order
+from payments import services as payments
+
+log = logging.getLogger(__name__)
+S = Order.Status
+
+
+class ApiError(Exception):
+    """A request the API refuses after authentication: HTTP status, machine code, message."""
+
+    def __init__(self, status: int, code: str, message: str, **extra):
+        super().__init__(f"{code}: {message}")
+        self.status, self.code, self.message, self.extra = status, code, str(message), extra
+
+
+def idempotency_key(agent_order_no: str) -> str:
+    return f"api:{agent_order_no}"
+
+
+def _same_request(order: Order, product_id: int, quantity: int) -> bool:
+    return order.product_id == product_id and order.quantity == quantity
+
+
+def api_order_place(
+    *, key: ApiKey, product_id: int, quantity: int, agent_order_no: str, callback_url: str = "", ip: str | None = None
+) -> tuple[Order, bool]:
+    """Place an order for the key's agent and pay it from the agent's balance.
+
+    Returns ``(order, paid_now)``: ``paid_now`` is true for the one request that paid it.
+    The agent's order number makes it idempotent: the same number again (even 50 requests at
+    once) returns the same order, placed once and charged once. The database decides: the
+    order's unique (buyer, idempotency key) and (agent, agent order number) constraints, the
+    order row lock taken by ``balance_pay`` and its ledger entry's idempotency key.
+
+    Not enough balance: the order is cancelled at once (its codes go back to stock) and
+    ``ApiError(402, "insufficient_balance")`` raised; the number stays used, so a retry after
+    topping up needs a new number.
+    """
+    agent = key.agent
+    buyer = agent.user
+    order = Order.objects.filter(agent=agent, agent_order_no=agent_order_no).first()
+    if order is None:
+        try:
+            order = orders.order_place(
+                buyer=buyer,
+                product_id=product_id,
+                quantity=quantity,
+                idempotency_key=idempotency_key(agent_order_no),
+                ip=ip,
+                channel=Order.Channel.API,
+                agent_order_no=agent_order_no,
+                callback_url=callback_url,
+            )
+        except orders.OrderError as exc:
+            raise ApiError(422, "order_refused", str(exc)) from None
+    if order.agent_id != agent.pk or order.buyer_id != buyer.pk:  # pragma: no cover - constraints forbid it
+        raise ApiError(409, "agent_order_no_conflict", _("This order number belongs to another order."))
+    if not _same_request(order, product_id, quantity):
+        raise ApiError(
+            409,
+            "agent_order_no_conflict",
+            _("agent_order_no %(no)s was already used for a different product or quantity.") % {"no": agent_order_no},
+            order_number=order.number,
+        )
+    callbacks.callback_prepare(order=order, key=key)
+    if order.status in (S.CANCELLED, S.EXPIRED):
+        raise ApiError(
+            409,
+            "order_closed",
+            _("The order under this agent_order_no was %(status)s unpaid: place it again with a new number.")
+            % {"status": order.get_status_display()},
+            order_number=order.number,
+            order_status=order.status,
+        )
+    if order.status != S.PENDING:
+        return order, False
+    try:
+        payments.balance_pay(order_number=order.number, buyer=buyer)
+    except payments.PaymentError as exc:
+        order.refresh_from_db()
+        if order.status not in (S.PENDING, S.CANCELLED, S.EXPIRED):
+            return order, False  # a concurrent request with the same number paid it
+        balance = payments.wallet_balance(buyer)
+        if order.status == S.PENDING and balance < order.total:
+            orders.order_cancel(order_id=order.pk, buyer=buyer)
+            callbacks.callback_discard(order=order)
+            raise ApiError(
+                402,
+                "insufficient_balance",
+                _(
+                    "Your balance ¥%(balance)s is less than the order total ¥%(total)s: the order was cancelled. "
+                    "Top up, then place it again with a new agent_order_no."
+                )
+                % {"balance": balance, "total": order.total},
+                order_number=order.number,
+                balance=str(balance),
+                total=str(order.total),
+            ) from None
+        raise ApiError(409, "order_not_payable", str(exc), order_number=order.number) from None
+    order.refresh_from_db()
+    return order, True
+
+
+def api_order_find(*, agent: Agent, agent_order_no: str | None = None, number: str | None = None) -> Order | None:
+    rows = Order.objects.filter(agent=agent, buyer_id=agent.user_id).select_related("product")
+    if number is not None:
+        return rows.filter(number=number).first()
+    return rows.filter(agent_order_no=agent_order_no).first()
+
+
+def api_order_elsewhere(*, agent: Agent, agent_order_no: str | None = None, number: str | None = None) -> bool:
+    """Whether the number names an order the agent does not own (an attempt worth logging)."""
+    rows = Order.objects.exclude(buyer_id=agent.user_id)
+    if number is not None:
+        return rows.filter(number=number).exists()
+    return rows.filter(agent_order_no=agent_order_no).exists()
+
+
+@dataclass(frozen=True)
+class RevealedCode:
+    card_number: str
+    secret: str
+
+
+def api_order_codes(*, key: ApiKey, order: Order, ip: str | None) -> list[RevealedCode] | None:
+    """The codes of a delivered order, each read logged (``CodeReveal``, user agent
+    ``api:<key_id>``) through the same service the buyer's order page uses. None until
+    the order is delivered (or after it was refunded)."""
+    if order.status != S.DELIVERED:
+        return None
+    out = []
+    for order_code_id in order.codes.filter(released_at__isnull=True).order_by("id").values_list("id", flat=True):
+        number, secret = orders.order_code_reveal(
+            buyer=key.agent.user,
+            order_number=order.number,
+            order_code_id=order_code_id,
+            ip=ip,
+            user_agent=f"api:{key.key_id}",
+        )
+        out.append(RevealedCode(card_number=number, secret=secret))
+    return out
+
+
+@dataclass(frozen=True)
+class Balances:
+    balance: Decimal
+    commission_pending: Decimal
+    commission_available: Decimal
+
+
+def api_balances(*, agent: Agent) -> Balances:
+    user = agent.user
+    pending, available = ledger.commission_pending(user), ledger.commission_available(user)
+    rows = dict(
+        Balance.objects.filter(account__code__in=[pending.code, available.code]).values_list("account__code", "balance")
+    )
+    zero = Decimal("0.00")
+    return Balances(
+        balance=payments.wallet_balance(user),
+        commission_pending=rows.get(pending.code, zero),
+        commission_available=rows.get(available.code, zero),
+    )

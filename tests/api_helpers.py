@@ -1,0 +1,98 @@
+"""Test helpers for the integration API: agents with keys and balance, and signed requests.
+
+The signature is computed here from the documented recipe (hmac/hashlib directly), not with
+the code under test, so a mistake in the server's canonical string fails the tests.
+"""
+
+import hashlib
+import hmac
+import json
+import secrets
+import time
+from decimal import Decimal
+
+from django.test import Client
+
+from agents import api_keys, services
+from agents.models import AgentLevel, PriceKind
+from payments import services as payments
+from tests.factories import UserFactory
+
+
+def sign(secret: str, method: str, path: str, timestamp: str, nonce: str, body: bytes) -> str:
+    message = "\n".join([method, path, timestamp, nonce, hashlib.sha256(body).hexdigest()])
+    return hmac.new(secret.encode(), message.encode(), hashlib.sha256).hexdigest()
+
+
+class Signed:
+    """A shop calling the API with one key."""
+
+    def __init__(self, key_id: str, secret: str, client: Client | None = None, ip: str = "127.0.0.1"):
+        self.key_id, self.secret, self.client, self.ip = key_id, secret, client or Client(), ip
+
+    def call(
+        self,
+        method: str,
+        path: str,
+        payload=None,
+        *,
+        timestamp: str | None = None,
+        nonce: str | None = None,
+        sign_path: str | None = None,
+        sign_body: bytes | None = None,
+        secret: str | None = None,
+        key_id: str | None = None,
+        ip: str | None = None,
+        headers: dict | None = None,
+    ):
+        body = json.dumps(payload).encode() if payload is not None else b""
+        timestamp = timestamp or str(int(time.time()))
+        nonce = nonce or secrets.token_urlsafe(18)
+        signature = sign(
+            secret or self.secret,
+            method,
+            sign_path if sign_path is not None else path,
+            timestamp,
+            nonce,
+            sign_body if sign_body is not None else body,
+        )
+        sent = {
+            "X-Api-Key": key_id or self.key_id,
+            "X-Timestamp": timestamp,
+            "X-Nonce": nonce,
+            "X-Signature": signature,
+        }
+        sent.update(headers or {})
+        return self.client.generic(
+            method, path, data=body, content_type="application/json", headers=sent, REMOTE_ADDR=ip or self.ip
+        )
+
+    def get(self, path: str, **kw):
+        return self.call("GET", path, **kw)
+
+    def post(self, path: str, payload, **kw):
+        return self.call("POST", path, payload, **kw)
+
+
+def level(name: str, rank: int) -> AgentLevel:
+    return AgentLevel.objects.get_or_create(rank=rank, defaults={"name": name, "sort": rank})[0]
+
+
+def make_agent(*, level_obj=None, upline=None, user=None):
+    return services.agent_create(user=user or UserFactory(), level=level_obj or level("普通", 1), upline=upline)
+
+
+def issue_key(agent, **kw) -> Signed:
+    key, secret = api_keys.apikey_create(agent=agent, name=kw.pop("name", "shop"), **kw)
+    return Signed(key.key_id, secret)
+
+
+def top_up(user, amount) -> None:
+    """Credit a wallet the way a buyer does: a recharge paid through the sandbox gateway."""
+    r = payments.recharge_create(user=user, amount=amount)
+    result = payments.sandbox_pay(order_number=r.number)
+    assert result.ok, result.reason
+
+
+def set_level_price(level_obj, product, price) -> None:
+    services.level_price_set(level=level_obj, kind=PriceKind.FIXED, value=Decimal(price), product=product)
