@@ -11,12 +11,15 @@ what is due, so a lost task or a restart only delays a callback.
 The payload never holds codes: the shop fetches them through the API, where each read is logged.
 """
 
+import ipaddress
 import json
 import logging
+import socket
 from datetime import timedelta
 from urllib.parse import urlsplit
 
 import requests
+from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
@@ -34,6 +37,29 @@ LEASE = timedelta(minutes=2)
 USER_AGENT = "kamarket-callback/1.0"
 
 S = ApiCallback.Status
+
+
+def destination_refusal(url: str) -> str:
+    """Why we will not call ``url`` (empty: we will).
+
+    In production a callback may only go to public addresses: an agent must not be able to make
+    our servers call into our own network (SSRF). Every address the host resolves to is checked
+    just before the call; redirects are not followed.
+    """
+    if settings.AGENT_API_CALLBACKS_ALLOW_PRIVATE:
+        return ""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except (socket.gaierror, UnicodeError) as exc:
+        return f"Cannot resolve {host}: {exc}"[:300]
+    for info in infos:
+        address = ipaddress.ip_address(info[4][0].split("%")[0])
+        if not address.is_global:
+            return f"{host} resolves to {address}, not a public address: callbacks go to public servers only."
+    return ""
 
 
 def _order_model():
@@ -171,12 +197,13 @@ def callback_send(*, callback_id: int, force: bool = False) -> str:
         secret = api_keys.apikey_secret(key)
 
     body, headers = _signed_request(callback, secret)
-    status_code, error = None, ""
+    status_code, error = None, destination_refusal(callback.url)
     try:
-        response = requests.post(callback.url, data=body, headers=headers, timeout=TIMEOUT, allow_redirects=False)
-        status_code = response.status_code
-        if not 200 <= status_code < 300:
-            error = f"HTTP {status_code}: {response.text[:200]}"
+        if not error:
+            response = requests.post(callback.url, data=body, headers=headers, timeout=TIMEOUT, allow_redirects=False)
+            status_code = response.status_code
+            if not 200 <= status_code < 300:
+                error = f"HTTP {status_code}: {response.text[:200]}"
     except requests.RequestException as exc:
         error = f"{type(exc).__name__}: {exc}"[:300]
 

@@ -274,6 +274,8 @@ WITHDRAWAL_FEE_MIN = env("WITHDRAWAL_FEE_MIN", "1.00")
 # nonces need only be remembered this long); requests per key per minute.
 AGENT_API_MAX_SKEW = int(env("AGENT_API_MAX_SKEW", "300"))
 AGENT_API_RATE_PER_MINUTE = int(env("AGENT_API_RATE_PER_MINUTE", "120"))
+# Callbacks to private, loopback or link-local addresses (SSRF): allowed in development only.
+AGENT_API_CALLBACKS_ALLOW_PRIVATE = env_bool("AGENT_API_CALLBACKS_ALLOW_PRIVATE", default=not PRODUCTION)
 
 REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",

@@ -304,3 +304,31 @@ def test_staff_see_callbacks_read_only_and_can_send_again(agent_with_stock, shop
     assert response.status_code == 200
     assert len(server.received) == 2
     verify(server.received[1], shop.secret)
+
+
+def test_in_production_a_callback_to_a_private_address_is_refused_unsent(agent_with_stock, shop_server, settings):
+    settings.AGENT_API_CALLBACKS_ALLOW_PRIVATE = False  # the production default (SSRF)
+    agent, product = agent_with_stock
+    server = shop_server([200])
+    shop = issue_key(agent, callback_url=server.url)  # a shop on 127.0.0.1
+    place(shop, product)
+    callback = ApiCallback.objects.get()
+    assert server.received == []  # nothing was sent into our own network
+    assert (callback.status, callback.attempts, callback.last_status_code) == (S.PENDING, 1, None)
+    assert "not a public address" in callback.last_error
+
+
+@pytest.mark.parametrize(
+    ("url", "refused"),
+    [
+        ("http://127.0.0.1:8000/x", True),
+        ("http://10.1.2.3/x", True),
+        ("http://169.254.169.254/latest/meta-data", True),
+        ("http://[::1]/x", True),
+        ("http://localhost/x", True),
+        ("https://8.8.8.8/x", False),
+    ],
+)
+def test_destination_check(url, refused, settings):
+    settings.AGENT_API_CALLBACKS_ALLOW_PRIVATE = False
+    assert bool(callbacks.destination_refusal(url)) is refused
