@@ -214,3 +214,47 @@ def price_quote(*, product: Product, buyer=None, storefront: Storefront | None =
         above_next = steps[i + 1] if i + 1 < len(chain) else unit_price
         shares.append(Share(agent=agent, depth=agent.depth, unit_cost=steps[i], unit_earning=above_next - steps[i]))
     return Quote(unit_price=unit_price, agent=seller, shares=tuple(shares))
+
+
+def downline_costs(
+    *, agent: Agent, products: Iterable[Product], level_ids: Iterable[int]
+) -> tuple[dict[int, Decimal], dict[int, dict[int, Decimal]]]:
+    """``agent``'s own cost and what a direct downline agent of each level would pay.
+
+    Returns ``(own, by_level)``: ``own = {product_id: cost}``, ``by_level = {level_id:
+    {product_id: cost}}``, each the agent's cost plus its markup for that level and product
+    (resolved as in ``agent_chain_costs``: product, category, parent category, everything; a
+    markup for the level before one for any level), rounded to the fen. The queries of
+    ``agent_costs`` plus one for the agent's own markups, whatever the number of products.
+    """
+    products = list(products)
+    level_ids = list(level_ids)
+    own = agent_costs(agent=agent, products=products)
+    if not products:
+        return own, {lid: {} for lid in level_ids}
+    cats = _categories(products)
+    product_ids = [p.pk for p in products]
+    category_ids = {c for pair in cats.values() for c in pair if c is not None}
+    table: dict[tuple, Markup] = {}
+    for m in Markup.objects.filter(
+        Q(scope=Markup.Scope.ALL) | Q(product_id__in=product_ids) | Q(category_id__in=category_ids), agent=agent
+    ).only("scope", "product_id", "category_id", "downline_level_id", "kind", "value"):
+        key = ("p", m.product_id) if m.product_id else ("c", m.category_id) if m.category_id else ("a", None)
+        table[(*key, m.downline_level_id)] = m
+    by_level: dict[int, dict[int, Decimal]] = {}
+    for level_id in level_ids:
+        out = by_level.setdefault(level_id, {})
+        for p in products:
+            cat_id, parent_id = cats[p.pk]
+            targets = [("p", p.pk), ("c", cat_id)]
+            if parent_id is not None:
+                targets.append(("c", parent_id))
+            targets.append(("a", None))
+            markup = None
+            for target in targets:
+                markup = table.get((*target, level_id)) or table.get((*target, None))
+                if markup is not None:
+                    break
+            base = own[p.pk]
+            out[p.pk] = quantize(base + _apply(markup.kind, markup.value, base)) if markup is not None else base
+    return own, by_level
