@@ -183,8 +183,13 @@ def _sales(*, root: Agent, earner: Agent, period: Period):
 def _aggregates():
     return {
         "n_orders": Count("id"),
-        "n_codes": Coalesce(Sum("quantity"), 0),
-        "s_revenue": Coalesce(Sum("total"), Value(ZERO), output_field=MONEY),
+        # Net of refunds: a partly refunded order counts the codes it kept and what they sold for.
+        "n_codes": Coalesce(Sum(F("quantity") - F("refunded_quantity")), 0),
+        "s_revenue": Coalesce(
+            Sum(F("total") - F("unit_price") * F("refunded_quantity"), output_field=MONEY),
+            Value(ZERO),
+            output_field=MONEY,
+        ),
         "s_earnings": Coalesce(
             Sum(F("mine__unit_amount") * (F("mine__quantity") - F("mine__reversed_quantity")), output_field=MONEY),
             Value(ZERO),

@@ -78,6 +78,8 @@ class Order(models.Model):
     # The agent's own order number (API orders): an order is placed once per number.
     agent_order_no = models.CharField(_("agent's order number"), max_length=64, blank=True)
     callback_url = models.URLField(_("callback URL"), max_length=300, blank=True)
+    # Codes of this order refunded or on their way back (decided refunds; kept by payments.refunds).
+    refunded_quantity = models.PositiveIntegerField(_("codes refunded"), default=0)
 
     class Meta:
         ordering = ("-id",)
@@ -91,6 +93,9 @@ class Order(models.Model):
                 name="order_once_per_agent_order_no",
             ),
             models.CheckConstraint(condition=Q(quantity__gte=1), name="order_quantity_positive"),
+            models.CheckConstraint(
+                condition=Q(refunded_quantity__lte=models.F("quantity")), name="order_refunded_le_quantity"
+            ),
             models.CheckConstraint(condition=Q(unit_price__gt=0), name="order_unit_price_positive"),
             models.CheckConstraint(condition=Q(discount__gte=0), name="order_discount_not_negative"),
             models.CheckConstraint(condition=Q(total__gte=0), name="order_total_not_negative"),

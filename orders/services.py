@@ -7,6 +7,7 @@ from datetime import timedelta
 from django.conf import settings
 from django.core.mail import send_mail
 from django.db import IntegrityError, transaction
+from django.db.models import F
 from django.template.loader import render_to_string
 from django.utils import timezone, translation
 from django.utils.translation import gettext as _
@@ -143,6 +144,11 @@ def order_place(
             raise
         return existing
     return order
+
+
+def order_codes_refunded(*, order: Order, quantity: int) -> None:
+    """Count ``quantity`` more codes of ``order`` as refunded (in the refund's transaction)."""
+    Order.objects.filter(pk=order.pk).update(refunded_quantity=F("refunded_quantity") + quantity)
 
 
 def _release_codes(order: Order) -> list[int]:

@@ -25,6 +25,7 @@ from django.utils.translation import gettext as _
 from agents import commissions
 from ledger import services as ledger
 from marketplace.money import quantize
+from orders import services as order_services
 from orders.models import ORDER_FLOW, Order
 
 from .gateways import GatewayError, RemoteGateway, enabled_gateways
@@ -139,6 +140,7 @@ def order_refund(*, order: Order, quantity: int | None, reason: str, requested_b
         )
         # The agents' shares of the refunded codes go back in the same transaction.
         commissions.commissions_reverse(order=order, quantity=quantity, reason=f"refund {refund.number}")
+        order_services.order_codes_refunded(order=order, quantity=quantity)
         return refund
 
 

@@ -155,6 +155,9 @@ def test_earnings_are_net_of_refunds(world):
     assert Commission.objects.get(order=world["orders"]["c_buys"], agent=a).reversed_quantity == 1
     report = reports.sales_report(agent=a, period=reports.period_last(30))
     assert report.totals.earnings == D("30.00")  # 40 less A's 10 on the refunded code
+    kept = world["orders"]["c_buys"]
+    assert report.totals.codes == 3  # 4 less the refunded one
+    assert report.totals.revenue == D("444.00") - kept.unit_price  # what the buyers kept paying for
     assert reports.sales_report(agent=b, period=reports.period_last(30)).totals.earnings == D("2.00")
     # Fully refunded: no longer a sale at all.
     refunds.order_refund(order=world["orders"]["b_buys"], quantity=None, reason="all", requested_by=staff)

@@ -57,6 +57,7 @@ def test_refund_by_code_count_then_the_rest_and_never_more(buyer, staff):
     assert (first.amount, first.quantity) == (D("60.00"), 2)
     order.refresh_from_db()
     assert order.status == Order.Status.DELIVERED  # partly refunded
+    assert order.refunded_quantity == 2
     with pytest.raises(refunds.RefundError):
         refunds.order_refund(order=order, quantity=2, reason="too many", requested_by=staff)
     last = refunds.order_refund(order=order, quantity=1, reason="the last one", requested_by=staff)
