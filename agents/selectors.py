@@ -70,9 +70,7 @@ def agent_costs(*, agent: Agent, products: Iterable[Product]) -> dict[int, Decim
     return {pid: steps[-1] for pid, steps in costs.items()}
 
 
-def agent_chain_costs(
-    *, agent: Agent, products: Iterable[Product]
-) -> tuple[list[Agent], dict[int, list[Decimal]]]:
+def agent_chain_costs(*, agent: Agent, products: Iterable[Product]) -> tuple[list[Agent], dict[int, list[Decimal]]]:
     """The chain (top first, ``agent`` last) and, per product, what each agent of it pays.
 
     Same queries as ``agent_costs``; orders snapshot this to split a sale's margin.

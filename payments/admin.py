@@ -462,4 +462,6 @@ def channels_view(request):
         )
     context = {**admin.site.each_context(request), "title": _("Payment channels"), "rows": rows, "opts": Payment._meta}
     return TemplateResponse(request, "admin/payments/channels.html", context)
+
+
 from . import admin_payouts  # noqa
