@@ -33,6 +33,7 @@ D = Decimal
 @pytest.fixture(autouse=True)
 def _english_and_fresh_cache(settings):
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    settings.LANGUAGE_CODE = "en"  # pages are read in English (requests pick their own language)
     cache.clear()  # the rate limit counts in the cache
     with translation.override("en"):
         yield
