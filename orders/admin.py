@@ -3,7 +3,7 @@ from django.utils.translation import gettext_lazy as _
 
 from marketplace.admin import ReadOnlyAdmin, ReadOnlyInline
 
-from .models import CodeReveal, Order, OrderCode, OrderStatusChange
+from .models import CodeReveal, Order, OrderCode, OrderShare, OrderStatusChange
 
 
 class StatusChangeInline(ReadOnlyInline):
@@ -27,16 +27,46 @@ class OrderCodeInline(ReadOnlyInline):
         return super().get_queryset(request).select_related("code")
 
 
+class OrderShareInline(ReadOnlyInline):
+    """The price chain snapshotted when the order was placed, and what each agent earned of it."""
+
+    model = OrderShare
+    verbose_name_plural = _("price chain (snapshot at ordering)")
+    fields = readonly_fields = ("depth", "agent", "unit_cost", "unit_earning", "commission")
+
+    @admin.display(description=_("commission"))
+    def commission(self, obj):
+        row = next((c for c in obj.order.commissions.all() if c.agent_id == obj.agent_id), None)
+        if row is None:
+            return "—"
+        return f"¥{row.net_amount} · {row.get_status_display()}"
+
+    def get_queryset(self, request):
+        queryset = super().get_queryset(request).select_related("agent__user", "order")
+        return queryset.prefetch_related("order__commissions")
+
+
 @admin.register(Order)
 class OrderAdmin(ReadOnlyAdmin):
     """Orders are changed only by services: money and status are read-only here."""
 
-    list_display = ("number", "buyer", "product_name", "quantity", "total", "status", "created_at", "paid_at")
-    list_filter = ("status", "created_at")
-    search_fields = ("number", "buyer__email", "product_name")
-    list_select_related = ("buyer",)
+    list_display = (
+        "number",
+        "buyer",
+        "product_name",
+        "quantity",
+        "total",
+        "status",
+        "channel",
+        "agent",
+        "created_at",
+        "paid_at",
+    )
+    list_filter = ("status", "channel", "created_at")
+    search_fields = ("number", "buyer__email", "product_name", "agent_order_no", "agent__user__email")
+    list_select_related = ("buyer", "agent__user", "agent__level")
     date_hierarchy = "created_at"
-    inlines = (OrderCodeInline, StatusChangeInline)
+    inlines = (OrderCodeInline, OrderShareInline, StatusChangeInline)
     readonly_fields = (
         "number",
         "buyer",
@@ -55,6 +85,11 @@ class OrderAdmin(ReadOnlyAdmin):
         "delivered_at",
         "buyer_notified_at",
         "buyer_ip",
+        "channel",
+        "agent",
+        "agent_order_no",
+        "callback_url",
+        "refunded_quantity",
     )
     fields = readonly_fields
 

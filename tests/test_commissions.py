@@ -214,3 +214,15 @@ def test_a_refund_after_the_window_takes_it_back_and_books_what_was_withdrawn_as
     upline = Commission.objects.get(order=order, agent=chain[0])
     assert balance_of(ledger.commission_available(upline.agent.user)) == 0  # taken back from its balance
     assert balance_of(ledger.COMMISSIONS) == 0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_staff_see_the_price_chain_and_each_commission_on_the_order(level, buyer, staff, client, settings):
+    settings.LANGUAGE_CODE = "en"
+    _chain, order = storefront_order(level, buyer)
+    client.force_login(staff)
+    page = client.get(f"/admin/orders/order/{order.pk}/change/").content.decode()
+    assert "price chain" in page.lower()
+    for c in Commission.objects.filter(order=order):
+        assert f"¥{c.amount}" in page
+    assert client.get("/admin/orders/order/?channel=storefront").status_code == 200
