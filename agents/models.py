@@ -8,6 +8,7 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 from django.utils.translation import gettext_lazy as _
+from django.utils.translation import pgettext_lazy
 
 
 class PriceKind(models.TextChoices):
@@ -205,7 +206,7 @@ class Markup(models.Model):
 class Invitation(models.Model):
     """An upline's invitation: a link (/agents/join/<code>/) or the bare code, for one level."""
 
-    code = models.CharField(_("code"), max_length=16, unique=True)
+    code = models.CharField(pgettext_lazy("invitation", "code"), max_length=16, unique=True)
     upline = models.ForeignKey(Agent, verbose_name=_("upline"), related_name="invitations", on_delete=models.CASCADE)
     level = models.ForeignKey(AgentLevel, verbose_name=_("level granted"), related_name="+", on_delete=models.PROTECT)
     max_uses = models.PositiveIntegerField(_("uses allowed"), default=1)
@@ -497,7 +498,7 @@ class ApiCallback(models.Model):
 
     class Status(models.TextChoices):
         PENDING = "pending", _("To send")
-        DELIVERED = "delivered", _("Delivered")
+        DELIVERED = "delivered", pgettext_lazy("callback", "Delivered")
         FAILED = "failed", _("Given up")
 
     agent = models.ForeignKey(Agent, verbose_name=_("agent"), related_name="callbacks", on_delete=models.CASCADE)
@@ -513,7 +514,7 @@ class ApiCallback(models.Model):
     next_attempt_at = models.DateTimeField(_("next attempt"), null=True, blank=True, db_index=True)
     last_status_code = models.PositiveSmallIntegerField(_("last HTTP status"), null=True, blank=True)
     last_error = models.CharField(_("last error"), max_length=300, blank=True)
-    delivered_at = models.DateTimeField(_("delivered"), null=True, blank=True)
+    delivered_at = models.DateTimeField(pgettext_lazy("callback", "delivered"), null=True, blank=True)
     created_at = models.DateTimeField(_("created"), auto_now_add=True)
 
     class Meta:
