@@ -36,3 +36,34 @@ class AuditEvent(models.Model):
 
     def __str__(self):
         return f"{self.at:%Y-%m-%d %H:%M} {self.action} {self.outcome}"
+
+
+class CreditEvent(models.Model):
+    """What a user did that bears on their credit: the risk rating reads these later.
+
+    Written by the services where they happen (after-sales: no-reason refunds, disputes won or
+    lost, reissues), through ``compliance.credit.credit_event_record``.
+    """
+
+    class Kind(models.TextChoices):
+        NO_REASON_REFUND = "no_reason_refund", _("No-reason refund")
+        DISPUTE_WON = "dispute_won", _("Dispute decided for the user")
+        DISPUTE_LOST = "dispute_lost", _("Dispute decided against the user")
+        REISSUE = "reissue", _("Code reissued")
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, verbose_name=_("user"), related_name="credit_events", on_delete=models.PROTECT
+    )
+    kind = models.CharField(_("event"), max_length=20, choices=Kind.choices)
+    at = models.DateTimeField(_("time"), auto_now_add=True)
+    reference = models.CharField(_("reference"), max_length=40, blank=True)  # order or ticket number
+    detail = models.CharField(_("detail"), max_length=300, blank=True)
+
+    class Meta:
+        ordering = ("-at", "-id")
+        verbose_name = _("credit event")
+        verbose_name_plural = _("credit events")
+        indexes = [models.Index(fields=["user", "kind", "at"], name="creditevent_user_kind_at_idx")]
+
+    def __str__(self):
+        return f"{self.user_id} {self.kind} {self.at:%Y-%m-%d}"

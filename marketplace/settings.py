@@ -95,6 +95,7 @@ INSTALLED_APPS = [
     "catalog",
     "orders",
     "payments",
+    "aftersales",
     "api",
 ]
 
@@ -266,6 +267,14 @@ STOCK_IMPORT_MAX_LINES = int(env("STOCK_IMPORT_MAX_LINES", "200000"))
 AGENTS_MAX_DEPTH = int(env("AGENTS_MAX_DEPTH", "5"))
 # The no-reason refund window: commissions stay pending until it closes.
 REFUND_WINDOW_DAYS = int(env("REFUND_WINDOW_DAYS", "7"))
+# After-sales: staff in this group get escalated tickets (SLA breaches); a buyer with more than
+# this many no-reason refunds in the period goes to staff review instead of automatic approval.
+AFTERSALES_SUPERVISOR_GROUP = env("AFTERSALES_SUPERVISOR_GROUP", "after-sales supervisors")
+NO_REASON_REFUND_LIMIT = int(env("NO_REASON_REFUND_LIMIT", "5"))
+NO_REASON_REFUND_LIMIT_DAYS = int(env("NO_REASON_REFUND_LIMIT_DAYS", "30"))
+# A resolved ticket may be reopened by the buyer for this many days; attachments' size limit.
+TICKET_REOPEN_DAYS = int(env("TICKET_REOPEN_DAYS", "7"))
+TICKET_ATTACHMENT_MAX_BYTES = int(env("TICKET_ATTACHMENT_MAX_BYTES", str(5 * 1024 * 1024)))
 # Withdrawals of commission: the smallest amount, and the fee (a percentage, at least a minimum).
 WITHDRAWAL_MIN_AMOUNT = env("WITHDRAWAL_MIN_AMOUNT", "10.00")
 WITHDRAWAL_FEE_PERCENT = env("WITHDRAWAL_FEE_PERCENT", "0.5")

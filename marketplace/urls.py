@@ -22,6 +22,7 @@ urlpatterns = [
     path("pay/", include("payments.urls")),
     path("wallet/", include("payments.urls_wallet")),
     path("agent/", include("agents.urls")),
+    path("support/", include("aftersales.urls")),
     path("s/", include("orders.urls_storefront")),
     path("", include("catalog.urls")),
 ]

@@ -1,0 +1,305 @@
+"""After-sales: tickets with a first-response SLA, no-reason refund requests, reissues.
+
+Rows here are written only by ``aftersales.services`` (and the SLA sweep); staff work in
+admin through actions that call those services.
+"""
+
+import secrets
+import string
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+
+from marketplace.transitions import StateMachine, table
+
+
+def _number(prefix: str) -> str:
+    alphabet = string.ascii_uppercase + string.digits
+    return prefix + timezone.localtime().strftime("%y%m%d") + "".join(secrets.choice(alphabet) for _ in range(10))
+
+
+def new_ticket_number() -> str:
+    return _number("T")
+
+
+class Kind(models.TextChoices):
+    NOT_RECEIVED = "not_received", _("Code not received")
+    INVALID = "invalid", _("Code invalid or already used")
+    WRONG_ITEM = "wrong_item", _("Wrong item")
+    REFUND = "refund", _("Refund request")
+    OTHER = "other", _("Other")
+
+
+class SlaPolicy(models.Model):
+    """How fast staff must give a first response with a resolution plan, per ticket kind."""
+
+    kind = models.CharField(_("kind"), max_length=20, choices=Kind.choices, unique=True)
+    first_response_hours = models.PositiveIntegerField(_("first response within (hours)"), default=48)
+    warn_after_hours = models.PositiveIntegerField(_("warn the assignee after (hours)"), default=36)
+    resolution_hours = models.PositiveIntegerField(_("resolve within (hours)"), default=7 * 24)
+
+    class Meta:
+        verbose_name = _("SLA policy")
+        verbose_name_plural = _("SLA policies")
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(warn_after_hours__lt=models.F("first_response_hours")), name="sla_warn_before_due"
+            )
+        ]
+
+    def __str__(self):
+        return f"{self.get_kind_display()}: {self.first_response_hours} h"
+
+
+class Ticket(models.Model):
+    class Status(models.TextChoices):
+        OPEN = "open", _("Open")
+        AWAITING_STAFF = "awaiting_staff", _("Awaiting staff")
+        AWAITING_BUYER = "awaiting_buyer", _("Awaiting buyer")
+        RESOLVED = "resolved", _("Resolved")
+        CLOSED = "closed", _("Closed")
+
+    class Priority(models.IntegerChoices):
+        NORMAL = 0, _("Normal")
+        HIGH = 1, _("High")
+        URGENT = 2, _("Urgent")
+
+    Kind = Kind
+
+    number = models.CharField(_("ticket number"), max_length=20, unique=True, default=new_ticket_number, editable=False)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, verbose_name=_("opened by"), related_name="tickets", on_delete=models.PROTECT
+    )
+    order = models.ForeignKey(
+        "orders.Order", verbose_name=_("order"), null=True, blank=True, related_name="tickets", on_delete=models.PROTECT
+    )
+    order_code = models.ForeignKey(
+        "orders.OrderCode",
+        verbose_name=_("code"),
+        null=True,
+        blank=True,
+        related_name="tickets",
+        on_delete=models.PROTECT,
+    )
+    kind = models.CharField(_("kind"), max_length=20, choices=Kind.choices)
+    subject = models.CharField(_("subject"), max_length=120)
+    status = models.CharField(_("status"), max_length=16, choices=Status.choices, default=Status.OPEN, db_index=True)
+    priority = models.PositiveSmallIntegerField(_("priority"), choices=Priority.choices, default=Priority.NORMAL)
+    # A dispute: a refund or complaint staff must decide (revealed codes, after the window ...).
+    is_dispute = models.BooleanField(_("dispute"), default=False, db_index=True)
+    assignee = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        verbose_name=_("assigned to"),
+        null=True,
+        blank=True,
+        related_name="assigned_tickets",
+        on_delete=models.PROTECT,
+    )
+    created_at = models.DateTimeField(_("opened"), auto_now_add=True)
+    last_activity_at = models.DateTimeField(_("last activity"), default=timezone.now)
+    # The SLA clocks. The sweep finds due tickets through the partial indexes below only.
+    first_response_due_at = models.DateTimeField(_("first response due"))
+    warn_at = models.DateTimeField(_("warn at"))
+    first_responded_at = models.DateTimeField(_("first response"), null=True, blank=True)
+    warned_at = models.DateTimeField(_("warning sent"), null=True, blank=True)
+    breached_at = models.DateTimeField(_("SLA breached"), null=True, blank=True)
+    resolution_due_at = models.DateTimeField(_("resolution due"))
+    resolved_at = models.DateTimeField(_("resolved"), null=True, blank=True)
+    closed_at = models.DateTimeField(_("closed"), null=True, blank=True)
+    reopened_count = models.PositiveSmallIntegerField(_("times reopened"), default=0)
+
+    class Meta:
+        ordering = ("-id",)
+        verbose_name = _("ticket")
+        verbose_name_plural = _("tickets")
+        indexes = [
+            # Warnings due: not answered, not warned yet.
+            models.Index(
+                fields=["warn_at"],
+                condition=Q(first_responded_at__isnull=True, warned_at__isnull=True),
+                name="ticket_warn_due_idx",
+            ),
+            # Breaches due: not answered, not breached yet.
+            models.Index(
+                fields=["first_response_due_at"],
+                condition=Q(first_responded_at__isnull=True, breached_at__isnull=True),
+                name="ticket_breach_due_idx",
+            ),
+        ]
+
+    def __str__(self):
+        return self.number
+
+
+class TicketStatusChange(models.Model):
+    ticket = models.ForeignKey(Ticket, verbose_name=_("ticket"), related_name="history", on_delete=models.CASCADE)
+    from_status = models.CharField(_("from"), max_length=16, blank=True, choices=Ticket.Status.choices)
+    to_status = models.CharField(_("to"), max_length=16, choices=Ticket.Status.choices)
+    at = models.DateTimeField(_("time"), auto_now_add=True)
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        verbose_name=_("by"),
+        null=True,
+        blank=True,
+        related_name="+",
+        on_delete=models.PROTECT,
+    )
+    note = models.CharField(_("note"), max_length=500, blank=True)
+
+    class Meta:
+        ordering = ("at", "id")
+        verbose_name = _("status change")
+        verbose_name_plural = _("status history")
+
+    def __str__(self):
+        return f"{self.ticket_id}: {self.from_status or '∅'} → {self.to_status}"
+
+
+T = Ticket.Status
+TICKET_FLOW = StateMachine(
+    transitions=table(
+        {
+            T.OPEN: [T.AWAITING_STAFF, T.AWAITING_BUYER, T.RESOLVED, T.CLOSED],
+            T.AWAITING_STAFF: [T.AWAITING_BUYER, T.RESOLVED, T.CLOSED],
+            T.AWAITING_BUYER: [T.AWAITING_STAFF, T.RESOLVED, T.CLOSED],
+            T.RESOLVED: [T.CLOSED, T.AWAITING_STAFF],  # reopened within the window
+            T.CLOSED: [],
+        }
+    ),
+    history_model=TicketStatusChange,
+    history_fk="ticket",
+    entered_at={T.RESOLVED: "resolved_at", T.CLOSED: "closed_at"},
+)
+
+
+class TicketMessage(models.Model):
+    ticket = models.ForeignKey(Ticket, verbose_name=_("ticket"), related_name="messages", on_delete=models.CASCADE)
+    author = models.ForeignKey(
+        settings.AUTH_USER_MODEL, verbose_name=_("author"), related_name="+", on_delete=models.PROTECT
+    )
+    from_staff = models.BooleanField(_("from staff"), default=False)
+    # Staff's notes to each other: never shown to the buyer.
+    internal = models.BooleanField(_("internal note"), default=False)
+    # Staff's first response must carry a resolution plan: that is what stops the SLA clock.
+    is_resolution_plan = models.BooleanField(_("resolution plan"), default=False)
+    body = models.TextField(_("message"), max_length=5000)
+    created_at = models.DateTimeField(_("sent"), auto_now_add=True)
+
+    class Meta:
+        ordering = ("created_at", "id")
+        verbose_name = _("message")
+        verbose_name_plural = _("messages")
+
+    def __str__(self):
+        return f"{self.ticket_id} · {self.author_id} @ {self.created_at:%Y-%m-%d %H:%M}"
+
+
+class TicketAttachment(models.Model):
+    """An image attached to a message, stored under PRIVATE_MEDIA_ROOT, served only to the parties."""
+
+    message = models.ForeignKey(
+        TicketMessage, verbose_name=_("message"), related_name="attachments", on_delete=models.CASCADE
+    )
+    path = models.CharField(_("stored as"), max_length=200, editable=False)  # relative to PRIVATE_MEDIA_ROOT
+    original_name = models.CharField(_("file name"), max_length=120)
+    content_type = models.CharField(_("type"), max_length=40)
+    size = models.PositiveIntegerField(_("size (bytes)"))
+    sha256 = models.CharField(max_length=64, editable=False)
+    created_at = models.DateTimeField(_("uploaded"), auto_now_add=True)
+
+    class Meta:
+        ordering = ("id",)
+        verbose_name = _("attachment")
+        verbose_name_plural = _("attachments")
+
+    def __str__(self):
+        return self.original_name
+
+
+class SlaEvent(models.Model):
+    """A clock that fired for a ticket: warned, breached, escalated. Once each per ticket."""
+
+    class Kind(models.TextChoices):
+        WARNED = "warned", _("Warning sent")
+        BREACHED = "breached", _("First-response SLA breached")
+        ESCALATED = "escalated", _("Escalated to supervisors")
+
+    ticket = models.ForeignKey(Ticket, verbose_name=_("ticket"), related_name="sla_events", on_delete=models.CASCADE)
+    kind = models.CharField(_("event"), max_length=10, choices=Kind.choices)
+    at = models.DateTimeField(_("time"), auto_now_add=True)
+    detail = models.CharField(_("detail"), max_length=300, blank=True)
+
+    class Meta:
+        ordering = ("at", "id")
+        verbose_name = _("SLA event")
+        verbose_name_plural = _("SLA events")
+        constraints = [models.UniqueConstraint(fields=["ticket", "kind"], name="slaevent_once_per_kind")]
+
+    def __str__(self):
+        return f"{self.ticket_id} {self.kind}"
+
+
+class RefundRequest(models.Model):
+    """A buyer's refund of codes of an order: unrevealed within the window is approved at once;
+    anything else becomes a dispute for staff (with its ticket)."""
+
+    class Status(models.TextChoices):
+        APPROVED = "approved", _("Approved automatically")
+        UNDER_REVIEW = "under_review", _("Under review (dispute)")
+        REFUNDED = "refunded", _("Refunded")
+        REJECTED = "rejected", _("Rejected")
+
+    order = models.ForeignKey(
+        "orders.Order", verbose_name=_("order"), related_name="refund_requests", on_delete=models.PROTECT
+    )
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, verbose_name=_("buyer"), related_name="refund_requests", on_delete=models.PROTECT
+    )
+    codes = models.ManyToManyField("orders.OrderCode", verbose_name=_("codes"), related_name="refund_requests")
+    quantity = models.PositiveIntegerField(_("codes"))
+    reason = models.CharField(_("reason"), max_length=500, blank=True)
+    status = models.CharField(_("status"), max_length=14, choices=Status.choices)
+    # Why it went to review, e.g. "2 codes were revealed" or "after the 7-day window".
+    review_reason = models.CharField(_("why reviewed"), max_length=300, blank=True)
+    ticket = models.ForeignKey(
+        Ticket,
+        verbose_name=_("ticket"),
+        null=True,
+        blank=True,
+        related_name="refund_requests",
+        on_delete=models.PROTECT,
+    )
+    refund = models.ForeignKey(
+        "payments.Refund",
+        verbose_name=_("refund"),
+        null=True,
+        blank=True,
+        related_name="+",
+        on_delete=models.PROTECT,
+    )
+    idempotency_key = models.CharField(max_length=64, editable=False)
+    created_at = models.DateTimeField(_("requested"), auto_now_add=True)
+    decided_at = models.DateTimeField(_("decided"), null=True, blank=True)
+    decided_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        verbose_name=_("decided by"),
+        null=True,
+        blank=True,
+        related_name="+",
+        on_delete=models.PROTECT,
+    )
+
+    class Meta:
+        ordering = ("-id",)
+        verbose_name = _("refund request")
+        verbose_name_plural = _("refund requests")
+        constraints = [
+            models.UniqueConstraint(fields=["user", "idempotency_key"], name="refundrequest_idempotent_per_user"),
+            models.CheckConstraint(condition=Q(quantity__gte=1), name="refundrequest_quantity_positive"),
+        ]
+
+    def __str__(self):
+        return f"{self.order_id} × {self.quantity}: {self.status}"

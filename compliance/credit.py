@@ -1,0 +1,16 @@
+"""Credit events: recorded where they happen, counted by the rules that read them."""
+
+from datetime import timedelta
+
+from django.utils import timezone
+
+from .models import CreditEvent
+
+
+def credit_event_record(*, user, kind: str, reference: str = "", detail: str = "") -> CreditEvent:
+    return CreditEvent.objects.create(user=user, kind=kind, reference=reference[:40], detail=detail[:300])
+
+
+def credit_events_count(*, user, kind: str, days: int) -> int:
+    """How many ``kind`` events ``user`` had in the last ``days`` days."""
+    return CreditEvent.objects.filter(user=user, kind=kind, at__gte=timezone.now() - timedelta(days=days)).count()
