@@ -92,6 +92,15 @@ def stock_mark_sold(*, code_ids: Sequence[int] | QuerySet, expected: int) -> Non
         raise RuntimeError(f"expected {expected} reserved codes, {updated} were reserved")
 
 
+def stock_return(*, code_ids: Sequence[int]) -> int:
+    """Sold codes back to available: only for codes proven never revealed (the 7-day
+    no-reason refund, which has released them from their order first). One statement; codes
+    not sold are left alone. Returns how many went back to stock."""
+    return CardCode.objects.filter(id__in=list(code_ids), status=Status.SOLD).update(
+        status=Status.AVAILABLE, updated_at=timezone.now()
+    )
+
+
 @sensitive_variables("number")
 def code_plaintext(code: CardCode) -> tuple[str, str]:
     """(card number, secret) of a code, for its owner's order page and audited staff reveals."""

@@ -51,4 +51,6 @@ app.conf.beat_schedule = {
     "agents-callbacks-send-due": {"task": "agents.tasks.send_due_callbacks", "schedule": 60.0},
     # API nonces older than the signature window (replays of them are refused by their timestamp).
     "agents-api-nonces-purge": {"task": "agents.tasks.purge_api_nonces", "schedule": 600.0},
+    # After-sales SLA clocks: warnings, first-response breaches and escalations that are due.
+    "aftersales-sla-sweep": {"task": "aftersales.tasks.sla_sweep", "schedule": 60.0},
 }

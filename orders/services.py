@@ -151,6 +151,18 @@ def order_codes_refunded(*, order: Order, quantity: int) -> None:
     Order.objects.filter(pk=order.pk).update(refunded_quantity=F("refunded_quantity") + quantity)
 
 
+def order_codes_release_refunded(*, order: Order, order_code_ids) -> list[int]:
+    """Release refunded codes of ``order`` (in the caller's transaction): the order no longer
+    holds them. Returns the card-code ids released (codes already released are skipped)."""
+    live = OrderCode.objects.filter(order_id=order.pk, pk__in=list(order_code_ids), released_at__isnull=True)
+    code_ids = list(live.order_by("pk").values_list("code_id", flat=True))
+    if code_ids:
+        OrderCode.objects.filter(order_id=order.pk, code_id__in=code_ids, released_at__isnull=True).update(
+            released_at=timezone.now()
+        )
+    return code_ids
+
+
 def _release_codes(order: Order) -> list[int]:
     now = timezone.now()
     live = order.codes.filter(released_at__isnull=True)

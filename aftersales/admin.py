@@ -1,0 +1,350 @@
+"""Tickets in admin: a queue sorted by the first-response deadline, and the whole case on one page.
+
+A ticket changes only through ``aftersales.tickets`` services: the change page is read-only and
+carries a reply form (plan / internal note / question to the buyer) and the resolve, close and
+assign buttons, each a POST to a small admin view that calls one service.
+"""
+
+from django import forms
+from django.contrib import admin, messages
+from django.contrib.auth import get_user_model
+from django.core.exceptions import PermissionDenied
+from django.db.models import Case, Count, F, IntegerField, Q, Value, When
+from django.shortcuts import get_object_or_404, redirect
+from django.urls import path, reverse
+from django.utils import timezone
+from django.utils.html import format_html
+from django.utils.translation import gettext_lazy as _
+from django.views.decorators.http import require_POST
+
+from marketplace.admin import ReadOnlyInline
+from marketplace.transitions import IllegalTransition
+from orders.models import CodeReveal, OrderCode
+
+from . import tickets
+from .models import SlaEvent, Ticket, TicketStatusChange
+
+S = Ticket.Status
+CHANGE_PERMISSION = "aftersales.change_ticket"
+
+
+class SlaFilter(admin.SimpleListFilter):
+    title = _("SLA")
+    parameter_name = "sla"
+
+    def lookups(self, request, model_admin):
+        return [
+            ("overdue", _("Overdue")),
+            ("at_risk", _("At risk")),
+            ("in_time", _("Answered in time")),
+            ("late", _("Answered late")),
+        ]
+
+    def queryset(self, request, queryset):
+        now = timezone.now()
+        waiting = Q(first_responded_at__isnull=True) & ~Q(status=S.CLOSED)
+        value = self.value()
+        if value == "overdue":
+            return queryset.filter(waiting, first_response_due_at__lte=now)
+        if value == "at_risk":
+            return queryset.filter(waiting, warn_at__lte=now, first_response_due_at__gt=now)
+        if value == "in_time":
+            return queryset.filter(first_responded_at__lte=F("first_response_due_at"))
+        if value == "late":
+            return queryset.filter(first_responded_at__gt=F("first_response_due_at"))
+        return queryset
+
+
+class StatusHistoryInline(ReadOnlyInline):
+    model = TicketStatusChange
+    fields = readonly_fields = ("at", "from_status", "to_status", "actor", "note")
+    verbose_name_plural = _("status history")
+
+
+class SlaEventInline(ReadOnlyInline):
+    model = SlaEvent
+    fields = readonly_fields = ("at", "kind", "detail")
+
+
+def time_left_html(ticket: Ticket, now=None):
+    """Time left to the first response: red overdue, amber at risk, green answered."""
+    now = now or timezone.now()
+    if ticket.first_responded_at:
+        late = ticket.first_responded_at > ticket.first_response_due_at
+        color, text = ("#b02a37", _("answered late")) if late else ("#146c43", _("answered"))
+        return format_html('<span style="color:{};font-weight:600" data-sla="answered">✓ {}</span>', color, text)
+    if ticket.status == S.CLOSED:
+        return format_html('<span style="color:#6c757d" data-sla="closed">{}</span>', _("closed unanswered"))
+    seconds = int((ticket.first_response_due_at - now).total_seconds())
+    hours, minutes = divmod(abs(seconds) // 60, 60)
+    span = f"{hours} h {minutes:02d} min"
+    if seconds <= 0:
+        return format_html(
+            '<span style="color:#fff;background:#b02a37;padding:1px 6px;border-radius:4px;font-weight:600;'
+            'white-space:nowrap" data-sla="overdue">{} {}</span>',
+            _("overdue by"),
+            span,
+        )
+    if now >= ticket.warn_at:
+        return format_html(
+            '<span style="color:#664d03;background:#ffe69c;padding:1px 6px;border-radius:4px;font-weight:600;'
+            'white-space:nowrap" data-sla="at_risk">{} {}</span>',
+            span,
+            _("left"),
+        )
+    return format_html('<span data-sla="running">{} {}</span>', span, _("left"))
+
+
+class ReplyForm(forms.Form):
+    body = forms.CharField(max_length=5000, widget=forms.Textarea)
+    resolution_plan = forms.BooleanField(required=False)
+    internal = forms.BooleanField(required=False)
+    request_info = forms.BooleanField(required=False)
+
+
+@admin.register(Ticket)
+class TicketAdmin(admin.ModelAdmin):
+    change_form_template = "admin/aftersales/ticket/change_form.html"
+    # The deadline first: a queue staff work from the top.
+    list_display = (
+        "number",
+        "time_left",
+        "status",
+        "priority",
+        "kind",
+        "short_subject",
+        "user",
+        "short_order",
+        "assignee",
+        "created_at",
+    )
+    list_filter = (
+        "status",
+        "kind",
+        "priority",
+        "is_dispute",
+        SlaFilter,
+        ("assignee", admin.RelatedOnlyFieldListFilter),
+    )
+    search_fields = ("number", "user__email", "order__number")
+    list_select_related = ("user", "order", "assignee")
+    list_per_page = 50
+    show_full_result_count = False
+    date_hierarchy = "created_at"
+    inlines = (SlaEventInline, StatusHistoryInline)
+    fieldsets = (
+        (None, {"fields": (("number", "status", "priority", "is_dispute"), ("kind", "subject"), ("user", "assignee"))}),
+        (
+            _("SLA"),
+            {
+                "fields": (
+                    ("created_at", "last_activity_at"),
+                    ("warn_at", "first_response_due_at", "first_responded_at", "time_left"),
+                    ("warned_at", "breached_at"),
+                    ("resolution_due_at", "resolved_at", "closed_at", "reopened_count"),
+                )
+            },
+        ),
+    )
+    readonly_fields = (
+        "number",
+        "status",
+        "priority",
+        "is_dispute",
+        "kind",
+        "subject",
+        "user",
+        "assignee",
+        "created_at",
+        "last_activity_at",
+        "warn_at",
+        "first_response_due_at",
+        "first_responded_at",
+        "time_left",
+        "warned_at",
+        "breached_at",
+        "resolution_due_at",
+        "resolved_at",
+        "closed_at",
+        "reopened_count",
+    )
+
+    # Changed only through the services (the buttons on the change page).
+    def has_add_permission(self, request):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return obj is None and super().has_change_permission(request)
+
+    def get_queryset(self, request):
+        # Unanswered tickets still open come first, the nearest deadline on top.
+        waiting = Case(
+            When(Q(first_responded_at__isnull=True) & Q(status__in=tickets.OPEN_STATUSES), then=Value(0)),
+            default=Value(1),
+            output_field=IntegerField(),
+        )
+        queryset = self.model._default_manager.get_queryset().annotate(_queue=waiting)
+        return queryset.order_by(*self.get_ordering(request))
+
+    def get_ordering(self, request):
+        return ("_queue", "first_response_due_at", "-id")
+
+    @admin.display(description=_("subject"), ordering="subject")
+    def short_subject(self, obj):
+        return obj.subject if len(obj.subject) <= 40 else obj.subject[:39] + "…"
+
+    @admin.display(description=_("order"), ordering="order__number")
+    def short_order(self, obj):
+        if obj.order_id is None:
+            return "—"
+        number = obj.order.number
+        return format_html(
+            '<span title="{}" style="font-family:monospace">{}…{}</span>', number, number[:6], number[-4:]
+        )
+
+    @admin.display(description=_("time left"), ordering="first_response_due_at")
+    def time_left(self, obj):
+        return time_left_html(obj)
+
+    # --- the case on one page -----------------------------------------------------------------
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        ticket = self.get_object(request, object_id)
+        extra = dict(extra_context or {})
+        if ticket is not None:
+            extra.update(self._case(request, ticket))
+        return super().change_view(request, object_id, form_url, extra_context=extra)
+
+    def _case(self, request, ticket: Ticket) -> dict:
+        order = ticket.order
+        codes, reveals, payments, refunds = [], [], [], []
+        if order is not None:
+            codes = list(
+                OrderCode.objects.filter(order=order)
+                .select_related("code__batch")
+                .annotate(reveal_count=Count("reveals"))
+                .order_by("id")
+            )
+            reveals = list(CodeReveal.objects.filter(order_code__order=order).select_related("user", "order_code"))
+            payments = list(order.payments.all())
+            refunds = list(order.refund_requests.all())
+        user = ticket.user
+        return {
+            "can_act": request.user.has_perm(CHANGE_PERMISSION),
+            "case_order": order,
+            "case_codes": codes,
+            "case_reveals": reveals,
+            "case_payments": payments,
+            "case_refund_requests": refunds,
+            "thread": list(tickets.ticket_messages_for(ticket, staff=True)),
+            "time_left": time_left_html(ticket),
+            "is_open": ticket.status in tickets.OPEN_STATUSES,
+            "staff_users": list(tickets.staff_users()),
+            "buyer_tickets": Ticket.objects.filter(user=user).exclude(pk=ticket.pk).order_by("-id")[:10],
+            "buyer_orders_count": user.orders.count(),
+            "buyer_disputes_count": Ticket.objects.filter(user=user, is_dispute=True).count(),
+        }
+
+    def get_urls(self):
+        def wrap(view):
+            return self.admin_site.admin_view(require_POST(view))
+
+        return [
+            path("<int:pk>/reply/", wrap(self.reply_view), name="aftersales_ticket_reply"),
+            path("<int:pk>/resolve/", wrap(self.resolve_view), name="aftersales_ticket_resolve"),
+            path("<int:pk>/close/", wrap(self.close_view), name="aftersales_ticket_close"),
+            path("<int:pk>/assign/", wrap(self.assign_view), name="aftersales_ticket_assign"),
+            *super().get_urls(),
+        ]
+
+    def _ticket(self, request, pk) -> Ticket:
+        if not request.user.has_perm(CHANGE_PERMISSION):
+            raise PermissionDenied
+        return get_object_or_404(Ticket, pk=pk)
+
+    def _back(self, ticket):
+        return redirect(reverse("admin:aftersales_ticket_change", args=[ticket.pk]))
+
+    def _run(self, request, ticket, fn, done) -> None:
+        try:
+            fn()
+        except tickets.TicketError as exc:
+            self.message_user(request, f"{ticket.number}: {exc}", messages.ERROR)
+        except IllegalTransition as exc:  # e.g. resolving a closed ticket
+            self.message_user(request, f"{ticket.number}: {exc}", messages.ERROR)
+        else:
+            self.message_user(request, done % {"number": ticket.number}, messages.SUCCESS)
+
+    def reply_view(self, request, pk):
+        ticket = self._ticket(request, pk)
+        form = ReplyForm(request.POST)
+        if not form.is_valid():
+            self.message_user(request, _("Write a message first."), messages.ERROR)
+            return self._back(ticket)
+        data = form.cleaned_data
+        done = (
+            _("Internal note added to %(number)s.")
+            if data["internal"]
+            else _("Reply sent on %(number)s; the buyer gets an email.")
+        )
+        self._run(
+            request,
+            ticket,
+            lambda: tickets.ticket_reply(
+                ticket=ticket,
+                author=request.user,
+                body=data["body"],
+                attachments=request.FILES.getlist("attachments"),
+                staff=True,
+                internal=data["internal"],
+                resolution_plan=data["resolution_plan"],
+                request_info=data["request_info"],
+            ),
+            done,
+        )
+        return self._back(ticket)
+
+    def resolve_view(self, request, pk):
+        ticket = self._ticket(request, pk)
+        self._run(
+            request,
+            ticket,
+            lambda: tickets.ticket_resolve(ticket=ticket, staff=request.user, note=request.POST.get("note", "")),
+            _("%(number)s resolved; the buyer gets an email."),
+        )
+        return self._back(ticket)
+
+    def close_view(self, request, pk):
+        ticket = self._ticket(request, pk)
+        self._run(
+            request,
+            ticket,
+            lambda: tickets.ticket_close(ticket=ticket, actor=request.user, reason=request.POST.get("reason", "")),
+            _("%(number)s closed."),
+        )
+        return self._back(ticket)
+
+    def assign_view(self, request, pk):
+        ticket = self._ticket(request, pk)
+        value = request.POST.get("assignee", "")
+        if value == "me":
+            assignee = request.user
+        elif value.isdigit():
+            assignee = get_object_or_404(get_user_model(), pk=int(value))
+        else:
+            assignee = None
+        self._run(
+            request,
+            ticket,
+            lambda: tickets.ticket_assign(ticket=ticket, assignee=assignee, actor=request.user),
+            _("%(number)s assigned."),
+        )
+        return self._back(ticket)
+
+
+# Registered here so that Django's admin autodiscovery (which imports only admin.py) finds them.
+from . import admin_refunds  # noqa: E402,F401,I001  (refund requests and disputes)
+from . import admin_sla  # noqa: E402,F401  (SLA policies, events and the report)

@@ -1,0 +1,19 @@
+"""Celery tasks of after-sales: they parse ids, call one service, and are safe to run twice."""
+
+from smtplib import SMTPException
+
+from celery import shared_task
+
+from . import sla
+
+
+@shared_task
+def sla_sweep() -> dict[str, int]:
+    """Every 60 s (marketplace/celery.py): fire the due warnings, breaches and escalations, once each."""
+    return sla.sla_sweep()
+
+
+@shared_task(acks_late=True, autoretry_for=(SMTPException, OSError), retry_backoff=True, max_retries=8)
+def sla_notify(event_id: int) -> int:
+    """Email the people an SLA event concerns (queued on commit, only when the event row was created)."""
+    return sla.sla_event_notify(event_id=event_id)

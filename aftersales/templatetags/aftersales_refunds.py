@@ -1,0 +1,26 @@
+"""For the buyer's order page: where the 7-day no-reason refund stands on an order."""
+
+from django import template
+
+from aftersales import no_reason
+
+register = template.Library()
+
+
+@register.simple_tag(takes_context=True)
+def refund_options(context, order):
+    """``{% refund_options order as refund %}``: the codes' refund state, the window, the requests."""
+    request = context.get("request")
+    user = getattr(request, "user", None)
+    if user is None or user.pk != order.buyer_id:
+        user = order.buyer
+    return no_reason.refund_options(order=order, user=user)
+
+
+@register.filter
+def refund_code(options, order_code_id):
+    """``{% with c=refund|refund_code:oc.pk %}``: that code's CodeOption (or None)."""
+    for c in options.codes:
+        if c.order_code.pk == order_code_id:
+            return c
+    return None
