@@ -303,3 +303,78 @@ class RefundRequest(models.Model):
 
     def __str__(self):
         return f"{self.order_id} × {self.quantity}: {self.status}"
+
+
+class Reissue(models.Model):
+    """补发: a code reported invalid is marked defective and a replacement from stock delivered."""
+
+    ticket = models.ForeignKey(
+        Ticket, verbose_name=_("ticket"), null=True, blank=True, related_name="reissues", on_delete=models.PROTECT
+    )
+    order = models.ForeignKey(
+        "orders.Order", verbose_name=_("order"), related_name="reissues", on_delete=models.PROTECT
+    )
+    old_code = models.OneToOneField(
+        "orders.OrderCode", verbose_name=_("defective code"), related_name="reissued_as", on_delete=models.PROTECT
+    )
+    new_code = models.OneToOneField(
+        "orders.OrderCode", verbose_name=_("replacement"), related_name="reissue_of", on_delete=models.PROTECT
+    )
+    staff = models.ForeignKey(
+        settings.AUTH_USER_MODEL, verbose_name=_("by"), related_name="+", on_delete=models.PROTECT
+    )
+    reason = models.CharField(_("reason"), max_length=300)
+    at = models.DateTimeField(_("time"), auto_now_add=True)
+
+    class Meta:
+        ordering = ("-at",)
+        verbose_name = _("reissue")
+        verbose_name_plural = _("reissues")
+
+    def __str__(self):
+        return f"{self.order_id}: {self.old_code_id} → {self.new_code_id}"
+
+
+class ArbitrationCase(models.Model):
+    """A dispute the buyer did not accept, sent to a third party (e.g. a consumer association)."""
+
+    class Status(models.TextChoices):
+        PREPARING = "preparing", _("Preparing the dossier")
+        SUBMITTED = "submitted", _("Submitted to the third party")
+        DECIDED = "decided", _("Decided")
+
+    class Outcome(models.TextChoices):
+        PENDING = "pending", _("Pending")
+        BUYER = "buyer", _("In the buyer's favour")
+        PLATFORM = "platform", _("In the platform's favour")
+        PARTIAL = "partial", _("Partly in the buyer's favour")
+
+    ticket = models.OneToOneField(
+        Ticket, verbose_name=_("ticket"), related_name="arbitration", on_delete=models.PROTECT
+    )
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, verbose_name=_("requested by"), related_name="+", on_delete=models.PROTECT
+    )
+    buyer_statement = models.TextField(_("buyer's statement"), max_length=5000, blank=True)
+    third_party = models.CharField(_("third party"), max_length=120, blank=True)
+    case_number = models.CharField(_("their case number"), max_length=60, blank=True)
+    status = models.CharField(_("status"), max_length=10, choices=Status.choices, default=Status.PREPARING)
+    outcome = models.CharField(_("outcome"), max_length=10, choices=Outcome.choices, default=Outcome.PENDING)
+    outcome_note = models.TextField(_("decision"), max_length=5000, blank=True)
+    # Codes the decision refunds (for a partial outcome); the refund is made by the refund service.
+    refund_quantity = models.PositiveIntegerField(_("codes to refund"), default=0)
+    refund = models.ForeignKey(
+        "payments.Refund", verbose_name=_("refund"), null=True, blank=True, related_name="+", on_delete=models.PROTECT
+    )
+    created_at = models.DateTimeField(_("opened"), auto_now_add=True)
+    submitted_at = models.DateTimeField(_("submitted"), null=True, blank=True)
+    decided_at = models.DateTimeField(_("decided"), null=True, blank=True)
+    dossier_exported_at = models.DateTimeField(_("dossier exported"), null=True, blank=True)
+
+    class Meta:
+        ordering = ("-id",)
+        verbose_name = _("arbitration case")
+        verbose_name_plural = _("arbitration cases")
+
+    def __str__(self):
+        return f"{self.ticket.number} · {self.third_party or '—'} {self.case_number}"

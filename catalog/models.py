@@ -176,6 +176,9 @@ class CardCode(models.Model):
         AVAILABLE = "available", _("Available")
         RESERVED = "reserved", _("Reserved")
         SOLD = "sold", _("Sold")
+        # Reported invalid by a buyer and confirmed by staff: never sold again, owed back by its
+        # supplier (batch defect rates show which suppliers deliver bad codes).
+        DEFECTIVE = "defective", _("Defective (returned to supplier)")
 
     # No single-column indexes on product or batch: the claim query must only ever find
     # its codes through the partial "available" index below (see catalog.services).
@@ -191,6 +194,8 @@ class CardCode(models.Model):
     status = models.CharField(_("status"), max_length=10, choices=Status.choices, default=Status.AVAILABLE)
     created_at = models.DateTimeField(_("imported"), auto_now_add=True)
     updated_at = models.DateTimeField(_("updated"), auto_now=True)
+    defective_at = models.DateTimeField(_("marked defective"), null=True, blank=True)
+    defect_note = models.CharField(_("defect"), max_length=300, blank=True)
 
     class Meta:
         verbose_name = _("card code")
