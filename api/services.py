@@ -81,7 +81,7 @@ def api_order_place(
         raise ApiError(
             409,
             "order_closed",
-            _("The order under this agent_order_no was %(status)s unpaid: place it again with a new number.")
+            _("The order under this agent_order_no was closed unpaid (%(status)s): place it again with a new number.")
             % {"status": order.get_status_display()},
             order_number=order.number,
             order_status=order.status,
