@@ -5,6 +5,9 @@ carries a reply form (plan / internal note / question to the buyer) and the reso
 assign buttons, each a POST to a small admin view that calls one service.
 """
 
+import hashlib
+import importlib
+
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.auth import get_user_model
@@ -17,12 +20,13 @@ from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 from django.views.decorators.http import require_POST
 
+from catalog.selectors import stock_count
 from marketplace.admin import ReadOnlyInline
 from marketplace.transitions import IllegalTransition
 from orders.models import CodeReveal, OrderCode
 
-from . import tickets
-from .models import SlaEvent, Ticket, TicketStatusChange
+from . import disputes, tickets
+from .models import Kind, SlaEvent, Ticket, TicketStatusChange
 
 S = Ticket.Status
 CHANGE_PERMISSION = "aftersales.change_ticket"
@@ -102,9 +106,80 @@ class ReplyForm(forms.Form):
     request_info = forms.BooleanField(required=False)
 
 
+# --- The decision panel (disputes and code tickets) ---------------------------------------------
+
+# Tickets about codes get the decision panel too, disputes or not.
+DECISION_KINDS = {Kind.NOT_RECEIVED, Kind.INVALID, Kind.WRONG_ITEM, Kind.REFUND}
+REASON_FIELD = {"max_length": disputes.REASON_MAX, "widget": forms.Textarea(attrs={"rows": 2})}
+
+
+def _reason_field():
+    return forms.CharField(
+        **REASON_FIELD, error_messages={"required": _("Give a reason for this decision.")}, strip=True
+    )
+
+
+class DisputeRefundForm(forms.Form):
+    scope = forms.ChoiceField(choices=[("all", "all"), ("codes", "codes")])
+    codes = forms.TypedMultipleChoiceField(coerce=int, required=False, choices=())
+    reason = _reason_field()
+    key = forms.CharField(max_length=80)
+
+    def __init__(self, *args, live_ids=(), **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["codes"].choices = [(pk, pk) for pk in live_ids]
+        self.fields["codes"].error_messages["invalid_choice"] = _(
+            "A chosen code is no longer on the order (refunded or replaced meanwhile). Reload the page."
+        )
+
+    def clean(self):
+        data = super().clean()
+        if data.get("scope") == "codes" and not data.get("codes"):
+            raise forms.ValidationError(_("Tick the codes to refund."))
+        return data
+
+
+class DisputeRejectForm(forms.Form):
+    reason = _reason_field()
+
+
+class DisputeReissueForm(forms.Form):
+    order_code = forms.IntegerField(error_messages={"required": _("Choose the code to replace.")})
+    reason = _reason_field()
+
+
+class DisputeInfoForm(forms.Form):
+    body = forms.CharField(
+        max_length=5000,
+        widget=forms.Textarea,
+        error_messages={"required": _("Write what the buyer should send or explain.")},
+    )
+
+
+class DisputeEscalateForm(forms.Form):
+    reason = _reason_field()
+
+
+def decision_state_key(ticket: Ticket, live_ids) -> str:
+    """The refund key of a decision taken on what the page showed: two staff looking at the
+    same codes and clicking "refund" at once make one refund (same key), not two."""
+    state = f"{ticket.pk}:{','.join(str(i) for i in sorted(live_ids))}"
+    return hashlib.sha256(state.encode()).hexdigest()[:32]
+
+
+def _arbitration_open():
+    """aftersales.arbitration.arbitration_open, or None while it is not there."""
+    try:
+        module = importlib.import_module("aftersales.arbitration")
+    except ImportError:
+        return None
+    return getattr(module, "arbitration_open", None)
+
+
 @admin.register(Ticket)
 class TicketAdmin(admin.ModelAdmin):
     change_form_template = "admin/aftersales/ticket/change_form.html"
+    change_list_template = "admin/aftersales/ticket/change_list.html"
     # The deadline first: a queue staff work from the top.
     list_display = (
         "number",
@@ -246,6 +321,25 @@ class TicketAdmin(admin.ModelAdmin):
             "buyer_tickets": Ticket.objects.filter(user=user).exclude(pk=ticket.pk).order_by("-id")[:10],
             "buyer_orders_count": user.orders.count(),
             "buyer_disputes_count": Ticket.objects.filter(user=user, is_dispute=True).count(),
+            **self._decision(ticket),
+        }
+
+    def _decision(self, ticket: Ticket) -> dict:
+        """The decision panel: shown for disputes and tickets about codes of an order."""
+        if ticket.order_id is None or not (ticket.is_dispute or ticket.kind in DECISION_KINDS):
+            return {"decision": False}
+        live = list(disputes.live_codes(ticket.order))
+        all_ids = OrderCode.objects.filter(order_id=ticket.order_id).order_by("pk").values_list("pk", flat=True)
+        numbers = {pk: i for i, pk in enumerate(all_ids, 1)}  # numbered as the order page numbers them
+        for oc in live:
+            oc.number = numbers.get(oc.pk)
+        return {
+            "decision": True,
+            "decision_codes": live,
+            "decision_key": decision_state_key(ticket, [oc.pk for oc in live]),
+            "decision_stock": stock_count(ticket.order.product_id),
+            "decision_reissues": list(ticket.order.reissues.select_related("old_code", "new_code", "staff")),
+            "decision_can_escalate": _arbitration_open() is not None and not hasattr(ticket, "arbitration"),
         }
 
     def get_urls(self):
@@ -257,6 +351,16 @@ class TicketAdmin(admin.ModelAdmin):
             path("<int:pk>/resolve/", wrap(self.resolve_view), name="aftersales_ticket_resolve"),
             path("<int:pk>/close/", wrap(self.close_view), name="aftersales_ticket_close"),
             path("<int:pk>/assign/", wrap(self.assign_view), name="aftersales_ticket_assign"),
+            *[
+                path(f"<int:pk>/dispute/{verb}/", wrap(view), name=f"aftersales_ticket_dispute_{verb}")
+                for verb, view in (
+                    ("refund", self.dispute_refund_view),
+                    ("reject", self.dispute_reject_view),
+                    ("reissue", self.dispute_reissue_view),
+                    ("info", self.dispute_info_view),
+                    ("escalate", self.dispute_escalate_view),
+                )
+            ],
             *super().get_urls(),
         ]
 
@@ -344,7 +448,132 @@ class TicketAdmin(admin.ModelAdmin):
         )
         return self._back(ticket)
 
+    # --- decisions ----------------------------------------------------------------------------
+
+    def _form_errors(self, request, ticket, form) -> None:
+        for errors in form.errors.values():
+            for error in errors:
+                self.message_user(request, f"{ticket.number}: {error}", messages.ERROR)
+
+    def _decide(self, request, ticket, fn, done) -> None:
+        try:
+            result = fn()
+        except (disputes.DisputeError, tickets.TicketError, IllegalTransition) as exc:
+            self.message_user(request, f"{ticket.number}: {exc}", messages.ERROR)
+        else:
+            self.message_user(request, done(result), messages.SUCCESS)
+
+    def dispute_refund_view(self, request, pk):
+        ticket = self._ticket(request, pk)
+        live_ids = list(disputes.live_codes(ticket.order).values_list("pk", flat=True)) if ticket.order_id else []
+        form = DisputeRefundForm(request.POST, live_ids=live_ids)
+        if not form.is_valid():
+            self._form_errors(request, ticket, form)
+            return self._back(ticket)
+        data = form.cleaned_data
+        ids = data["codes"] if data["scope"] == "codes" else None
+        key = f"{data['scope']}:{data['key']}" + (f":{','.join(map(str, sorted(ids)))}" if ids else "")
+        self._decide(
+            request,
+            ticket,
+            lambda: disputes.dispute_refund(
+                ticket=ticket, staff=request.user, reason=data["reason"], order_code_ids=ids, key=key
+            ),
+            lambda refund: (
+                _("Refund %(refund)s of %(n)d code(s) (¥%(amount)s) made on %(number)s.")
+                % {"refund": refund.number, "n": refund.quantity, "amount": refund.amount, "number": ticket.number}
+            ),
+        )
+        return self._back(ticket)
+
+    def dispute_reject_view(self, request, pk):
+        ticket = self._ticket(request, pk)
+        form = DisputeRejectForm(request.POST)
+        if not form.is_valid():
+            self._form_errors(request, ticket, form)
+            return self._back(ticket)
+        self._decide(
+            request,
+            ticket,
+            lambda: disputes.dispute_reject(ticket=ticket, staff=request.user, reason=form.cleaned_data["reason"]),
+            lambda _t: (
+                _("%(number)s rejected; the buyer was told and can ask for arbitration.") % {"number": ticket.number}
+            ),
+        )
+        return self._back(ticket)
+
+    def dispute_reissue_view(self, request, pk):
+        ticket = self._ticket(request, pk)
+        form = DisputeReissueForm(request.POST)
+        if not form.is_valid():
+            self._form_errors(request, ticket, form)
+            return self._back(ticket)
+        data = form.cleaned_data
+        order_code = OrderCode.objects.filter(pk=data["order_code"]).first()
+        if order_code is None:
+            self.message_user(request, _("Choose the code to replace."), messages.ERROR)
+            return self._back(ticket)
+        self._decide(
+            request,
+            ticket,
+            lambda: disputes.dispute_reissue(
+                ticket=ticket, order_code=order_code, staff=request.user, reason=data["reason"]
+            ),
+            lambda r: (
+                _("Code #%(old)s marked defective; replacement #%(new)s delivered on %(number)s.")
+                % {"old": r.old_code.code_id, "new": r.new_code.code_id, "number": ticket.number}
+            ),
+        )
+        return self._back(ticket)
+
+    def dispute_info_view(self, request, pk):
+        ticket = self._ticket(request, pk)
+        form = DisputeInfoForm(request.POST)
+        if not form.is_valid():
+            self._form_errors(request, ticket, form)
+            return self._back(ticket)
+        self._decide(
+            request,
+            ticket,
+            lambda: disputes.dispute_request_info(ticket=ticket, staff=request.user, body=form.cleaned_data["body"]),
+            lambda _m: _("Question sent on %(number)s; the ticket waits for the buyer.") % {"number": ticket.number},
+        )
+        return self._back(ticket)
+
+    def dispute_escalate_view(self, request, pk):
+        ticket = self._ticket(request, pk)
+        form = DisputeEscalateForm(request.POST)
+        if not form.is_valid():
+            self._form_errors(request, ticket, form)
+            return self._back(ticket)
+        arbitration_open = _arbitration_open()
+        if arbitration_open is None:
+            self.message_user(
+                request, _("Arbitration is not available yet: escalate this case by hand."), messages.ERROR
+            )
+            return self._back(ticket)
+        arbitration_error = getattr(importlib.import_module("aftersales.arbitration"), "ArbitrationError", None)
+
+        def escalate():
+            try:
+                return arbitration_open(
+                    ticket=ticket, user=request.user, statement=form.cleaned_data["reason"], request=request
+                )
+            except Exception as exc:
+                if arbitration_error is not None and isinstance(exc, arbitration_error):
+                    raise disputes.DisputeError(str(exc)) from None
+                raise
+
+        self._decide(
+            request,
+            ticket,
+            escalate,
+            lambda _c: _("%(number)s escalated to arbitration.") % {"number": ticket.number},
+        )
+        return self._back(ticket)
+
 
 # Registered here so that Django's admin autodiscovery (which imports only admin.py) finds them.
 from . import admin_refunds  # noqa: E402,F401,I001  (refund requests and disputes)
 from . import admin_sla  # noqa: E402,F401  (SLA policies, events and the report)
+from . import admin_arbitration  # noqa: E402,F401  (arbitration cases)

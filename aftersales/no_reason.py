@@ -286,6 +286,16 @@ def refund_request_create(
 def _cost_return(*, request: RefundRequest, code_ids: list[int]) -> None:
     """The codes are back in stock, not sold: what delivery booked as their cost (owed to the
     supplier) is taken back, so selling them again does not owe the supplier twice."""
+    codes_cost_return(
+        order_number=request.order.number,
+        code_ids=code_ids,
+        memo=f"no-reason refund request {request.pk}: {len(code_ids)} code(s) back in stock",
+        idempotency_key=f"stock_return:refundrequest:{request.pk}",
+    )
+
+
+def codes_cost_return(*, order_number: str, code_ids: list[int], memo: str, idempotency_key: str) -> None:
+    """Public for staff decisions (aftersales.disputes) putting unrevealed codes back in stock."""
     costs = [c for c in catalog_selectors.cost_by_supplier(code_ids) if c["cost"]]
     if not costs:
         return
@@ -297,9 +307,9 @@ def _cost_return(*, request: RefundRequest, code_ids: list[int]) -> None:
     ledger.entry_post(
         kind="stock_returned",
         legs=legs,
-        reference=request.order.number,
-        memo=f"no-reason refund request {request.pk}: {len(code_ids)} code(s) back in stock",
-        idempotency_key=f"stock_return:refundrequest:{request.pk}",
+        reference=order_number,
+        memo=memo,
+        idempotency_key=idempotency_key,
     )
 
 

@@ -11,4 +11,5 @@ urlpatterns = [
     path("<str:number>/", views.ticket_detail, name="ticket"),
     path("<str:number>/reopen/", views.ticket_reopen, name="ticket_reopen"),
     path("<str:number>/close/", views.ticket_close, name="ticket_close"),
+    path("<str:number>/arbitration/", include("aftersales.urls_arbitration")),
 ]

@@ -19,6 +19,33 @@ from .forms import RevealForm, StockImportForm
 from .models import CardCode, Category, Product, StaffReveal, StockBatch, Supplier
 
 
+def _defect_rate_html(obj):
+    """Shown as "2 / 40 (5.0%)": defective of delivered codes, red from 2%: bad suppliers show."""
+    delivered, defective = obj.codes_delivered, obj.codes_defective
+    rate = selectors.defect_rate(defective, delivered)
+    if rate is None:
+        return "—"
+    text = f"{defective} / {delivered} ({rate}%)"
+    if rate >= 2:
+        return format_html('<strong style="color:#b02a37" data-defect-rate="{}">{}</strong>', rate, text)
+    return format_html('<span data-defect-rate="{}">{}</span>', rate, text)
+
+
+class DefectiveFilter(admin.SimpleListFilter):
+    title = _("defective")
+    parameter_name = "defective"
+
+    def lookups(self, request, model_admin):
+        return (("yes", _("Defective (returned to supplier)")), ("no", _("Not defective")))
+
+    def queryset(self, request, queryset):
+        if self.value() == "yes":
+            return queryset.filter(status=CardCode.Status.DEFECTIVE)
+        if self.value() == "no":
+            return queryset.exclude(status=CardCode.Status.DEFECTIVE)
+        return queryset
+
+
 @admin.register(Category)
 class CategoryAdmin(admin.ModelAdmin):
     list_display = ("__str__", "slug", "sort_order", "is_active")
@@ -31,9 +58,16 @@ class CategoryAdmin(admin.ModelAdmin):
 @admin.register(Supplier)
 class SupplierAdmin(admin.ModelAdmin):
     formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
-    list_display = ("name", "is_authorised", "authorisation_cert_no", "authorised_until")
+    list_display = ("name", "is_authorised", "authorisation_cert_no", "authorised_until", "defect_rate")
     list_filter = ("is_authorised",)
     search_fields = ("name", "authorisation_cert_no")
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).annotate(**selectors.supplier_defect_annotations())
+
+    @admin.display(description=_("defective / sold"), ordering="codes_defective")
+    def defect_rate(self, obj):
+        return _defect_rate_html(obj)
 
 
 @admin.register(Product)
@@ -68,6 +102,7 @@ class StockBatchAdmin(ReadOnlyAdmin):
         "product",
         "supplier",
         "cost_price",
+        "defect_rate",
         "status",
         "progress",
         "imported_count",
@@ -84,6 +119,13 @@ class StockBatchAdmin(ReadOnlyAdmin):
     ]
     change_form_template = "admin/catalog/stockbatch/change_form.html"
     change_list_template = "admin/catalog/stockbatch/change_list.html"
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).annotate(**selectors.batch_defect_annotations())
+
+    @admin.display(description=_("defective / sold"), ordering="codes_defective")
+    def defect_rate(self, obj):
+        return _defect_rate_html(obj)
 
     @admin.display(description=_("progress"))
     def progress(self, obj):
@@ -143,9 +185,18 @@ class CardCodeAdmin(ReadOnlyAdmin):
     """Secrets never show here: only a masked hint, and an audited reveal for those allowed."""
 
     list_display = ("id", "product", "batch", "status", "created_at", "reveal_link")
-    list_filter = ("status", "product")
+    list_filter = ("status", DefectiveFilter, "product")
     list_select_related = ("product", "batch")
-    readonly_fields = ("product", "batch", "status", "created_at", "updated_at", "reveal_link")
+    readonly_fields = (
+        "product",
+        "batch",
+        "status",
+        "created_at",
+        "updated_at",
+        "defective_at",
+        "defect_note",
+        "reveal_link",
+    )
     fields = readonly_fields
     show_full_result_count = False
 

@@ -1,9 +1,13 @@
 """Reads for catalogue pages. Stock is always counted from codes really available."""
 
-from django.db import models
-from django.db.models import Count, Q, QuerySet, Sum
+from dataclasses import dataclass
+from decimal import ROUND_HALF_UP, Decimal
 
-from .models import CardCode, Category, Product
+from django.db import models
+from django.db.models import Count, OuterRef, Q, QuerySet, Sum
+from django.db.models.functions import Coalesce
+
+from .models import CardCode, Category, Product, StockBatch, Supplier
 
 
 def stock_counts(product_ids) -> dict[int, int]:
@@ -67,3 +71,71 @@ def cost_by_supplier(code_ids) -> list[dict]:
         .annotate(cost=Sum("batch__cost_price"))
         .order_by("supplier_id")
     )
+
+
+# --- Defect rates (reissues): which batches and suppliers deliver bad codes ---------------------
+
+# Codes that went to buyers: sold ones, and defective ones (sold first, then found invalid).
+DELIVERED_STATUSES = (CardCode.Status.SOLD, CardCode.Status.DEFECTIVE)
+
+
+def defect_rate(defective: int, delivered: int) -> Decimal | None:
+    """Defective codes per 100 delivered (one decimal), None when nothing was delivered."""
+    if not delivered:
+        return None
+    return (Decimal(100) * defective / delivered).quantize(Decimal("0.1"), rounding=ROUND_HALF_UP)
+
+
+def _count(codes: QuerySet) -> Coalesce:
+    """A correlated count of ``codes`` as an annotation (one query for a whole list)."""
+    grouped = codes.order_by().annotate(_one=models.Value(1)).values("_one").annotate(n=Count("id")).values("n")
+    return Coalesce(models.Subquery(grouped, output_field=models.IntegerField()), 0)
+
+
+def batch_defect_annotations() -> dict:
+    """Annotations for a StockBatch queryset: ``codes_delivered`` and ``codes_defective``.
+    Filtered on the product first, so the per-product index narrows each count."""
+    of_batch = CardCode.objects.filter(product_id=OuterRef("product_id"), batch_id=OuterRef("pk"))
+    return {
+        "codes_delivered": _count(of_batch.filter(status__in=DELIVERED_STATUSES)),
+        "codes_defective": _count(of_batch.filter(status=CardCode.Status.DEFECTIVE)),
+    }
+
+
+def supplier_defect_annotations() -> dict:
+    """Annotations for a Supplier queryset: ``codes_delivered`` and ``codes_defective``."""
+    of_supplier = CardCode.objects.filter(batch__supplier_id=OuterRef("pk"))
+    return {
+        "codes_delivered": _count(of_supplier.filter(status__in=DELIVERED_STATUSES)),
+        "codes_defective": _count(of_supplier.filter(status=CardCode.Status.DEFECTIVE)),
+    }
+
+
+@dataclass(frozen=True)
+class DefectRate:
+    id: int
+    name: str
+    delivered: int  # codes sold to buyers (including those later found defective)
+    defective: int
+
+    @property
+    def rate(self) -> Decimal | None:
+        return defect_rate(self.defective, self.delivered)
+
+
+def batch_defect_rates(batch_ids=None) -> list[DefectRate]:
+    """Per batch: codes delivered, codes defective, rate (worst first)."""
+    batches = StockBatch.objects.select_related("product").annotate(**batch_defect_annotations())
+    if batch_ids is not None:
+        batches = batches.filter(pk__in=list(batch_ids))
+    rows = [DefectRate(b.pk, f"#{b.pk} {b.product.name}", b.codes_delivered, b.codes_defective) for b in batches]
+    return sorted(rows, key=lambda r: (-(r.rate or 0), r.id))
+
+
+def supplier_defect_rates(supplier_ids=None) -> list[DefectRate]:
+    """Per supplier: codes delivered, codes defective, rate (worst first)."""
+    suppliers = Supplier.objects.annotate(**supplier_defect_annotations())
+    if supplier_ids is not None:
+        suppliers = suppliers.filter(pk__in=list(supplier_ids))
+    rows = [DefectRate(s.pk, s.name, s.codes_delivered, s.codes_defective) for s in suppliers]
+    return sorted(rows, key=lambda r: (-(r.rate or 0), r.id))

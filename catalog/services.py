@@ -281,3 +281,13 @@ def rotate_code_keys(*, chunk: int = 1000) -> int:
             CardCode.objects.bulk_update(codes, ["secret_enc", "card_number_enc"])
         count += len(codes)
         last = codes[-1].pk
+
+
+def code_mark_defective(*, code_id: int, note: str) -> None:
+    """A sold code confirmed invalid: defective, never sold again, owed back by its supplier
+    (in the caller's transaction). Raises ``ValueError`` if the code is not sold."""
+    updated = CardCode.objects.filter(pk=code_id, status=Status.SOLD).update(
+        status=Status.DEFECTIVE, defective_at=timezone.now(), defect_note=(note or "")[:300], updated_at=timezone.now()
+    )
+    if updated != 1:
+        raise ValueError(_("Only a sold code can be marked defective."))

@@ -275,6 +275,8 @@ NO_REASON_REFUND_LIMIT_DAYS = int(env("NO_REASON_REFUND_LIMIT_DAYS", "30"))
 # A resolved ticket may be reopened by the buyer for this many days; attachments' size limit.
 TICKET_REOPEN_DAYS = int(env("TICKET_REOPEN_DAYS", "7"))
 TICKET_ATTACHMENT_MAX_BYTES = int(env("TICKET_ATTACHMENT_MAX_BYTES", str(5 * 1024 * 1024)))
+# A buyer may take a decision against them to arbitration for this many days.
+ARBITRATION_WINDOW_DAYS = int(env("ARBITRATION_WINDOW_DAYS", "30"))
 # Withdrawals of commission: the smallest amount, and the fee (a percentage, at least a minimum).
 WITHDRAWAL_MIN_AMOUNT = env("WITHDRAWAL_MIN_AMOUNT", "10.00")
 WITHDRAWAL_FEE_PERCENT = env("WITHDRAWAL_FEE_PERCENT", "0.5")

@@ -325,3 +325,79 @@ def order_code_reveal(
     )
     CodeReveal.objects.create(order_code=oc, user=buyer, ip=ip, user_agent=(user_agent or "")[:300])
     return stock.code_plaintext(oc.code)
+
+
+def order_code_replace(*, order: Order, old_order_code_id: int, actor) -> OrderCode:
+    """补发: deliver a replacement for one code of a delivered order (in the caller's transaction).
+
+    The old code is released from the order (the caller has dealt with it, e.g. marked it
+    defective), one code of the same product is claimed from stock and sold to the order, its
+    cost is owed to its supplier and the old code's cost is taken back from the old one's
+    supplier (the supplier owes it). Raises ``OrderError`` when the code is not live on the order
+    or the product is out of stock. The buyer gets an email once the caller's transaction commits.
+    """
+    if not transaction.get_connection().in_atomic_block:
+        raise RuntimeError("order_code_replace must run inside the caller's transaction")
+    order = _lock(order.pk)
+    if order.status != S.DELIVERED:
+        raise OrderError(_("Only a code of a delivered order can be replaced."))
+    old = (
+        OrderCode.objects.select_for_update()
+        .filter(pk=old_order_code_id, order_id=order.pk, released_at__isnull=True)
+        .first()
+    )
+    if old is None:
+        raise OrderError(_("This code is not on the order any more (already replaced or refunded?)."))
+    try:
+        code_ids = stock.stock_reserve(product_id=order.product_id, quantity=1)
+    except stock.OutOfStock:
+        raise OrderError(
+            _("%(product)s is out of stock: no replacement code is available. Import stock first.")
+            % {"product": order.product_name}
+        ) from None
+    OrderCode.objects.filter(pk=old.pk).update(released_at=timezone.now())
+    new = OrderCode.objects.create(order=order, code_id=code_ids[0])
+    stock.stock_mark_sold(code_ids=code_ids, expected=1)
+    _book_replacement(order, old=old, new=new)
+    transaction.on_commit(lambda: _email_replacement(order.pk))
+    log.info("order %s: code %s replaced by %s (by %s)", order.number, old.code_id, new.code_id, actor.pk)
+    return new
+
+
+def _book_replacement(order: Order, *, old: OrderCode, new: OrderCode) -> None:
+    """The new code's cost is owed to its supplier; the defective one's is owed back by its own."""
+    for kind, code_id, sign in (("reissue_delivery", new.code_id, 1), ("defective_return", old.code_id, -1)):
+        costs = [c for c in catalog_selectors.cost_by_supplier([code_id]) if c["cost"]]
+        if not costs:
+            continue
+        payable = ledger.supplier_payable(costs[0]["supplier_id"], costs[0]["supplier_name"])
+        accounts = ledger.accounts_get(ledger.COST_OF_SALES, payable)
+        cost = costs[0]["cost"] * sign
+        ledger.entry_post(
+            kind=kind,
+            legs=[(accounts[ledger.COST_OF_SALES.code], cost), (accounts[payable.code], -cost)],
+            reference=order.number,
+            memo=f"code {old.code_id} replaced by {new.code_id}",
+            idempotency_key=f"{kind}:{old.pk}",
+        )
+
+
+def _email_replacement(order_id: int) -> None:
+    order = Order.objects.select_related("buyer").get(pk=order_id)
+    if not order.buyer.email:
+        return
+    try:
+        with translation.override(settings.LANGUAGE_CODE):
+            subject = _("A replacement code for your order %(number)s") % {"number": order.number}
+            body = _(
+                "We replaced a code of your order %(number)s (%(product)s) that did not work.\n"
+                "The new code is on your order page:\n%(url)s\n\n"
+                "For your safety we never send codes by email."
+            ) % {
+                "number": order.number,
+                "product": order.product_name,
+                "url": settings.SITE_URL + order.get_absolute_url(),
+            }
+            send_mail(subject, body, None, [order.buyer.email])
+    except Exception:  # the replacement stands; the order page shows it
+        log.warning("replacement email for order %s failed", order.number, exc_info=True)

@@ -1,0 +1,27 @@
+"""``{% arbitration_box %}`` on the buyer's ticket page: the escalate form when the ticket may go
+to arbitration, the case's status once it has."""
+
+from django import template
+
+from aftersales import arbitration
+from aftersales.models import ArbitrationCase
+
+register = template.Library()
+
+
+@register.inclusion_tag("aftersales/arbitration_box.html", takes_context=True)
+def arbitration_box(context):
+    ticket = context.get("ticket")
+    request = context.get("request")
+    user = getattr(request, "user", None)
+    if ticket is None or user is None or ticket.user_id != user.pk:
+        return {"show": False}
+    case = ArbitrationCase.objects.filter(ticket=ticket).first()
+    eligibility = None if case else arbitration.arbitration_eligibility(ticket=ticket, user=user)
+    return {
+        "show": case is not None or eligibility.allowed,
+        "ticket": ticket,
+        "case": case,
+        "eligibility": eligibility,
+        "csrf_token": context.get("csrf_token"),
+    }
