@@ -21,6 +21,7 @@ from django.utils.translation import gettext_lazy as _
 from django.views.decorators.http import require_POST
 
 from catalog.selectors import stock_count
+from compliance import credit
 from marketplace.admin import ReadOnlyInline
 from marketplace.transitions import IllegalTransition
 from orders.models import CodeReveal, OrderCode
@@ -321,6 +322,7 @@ class TicketAdmin(admin.ModelAdmin):
             "buyer_tickets": Ticket.objects.filter(user=user).exclude(pk=ticket.pk).order_by("-id")[:10],
             "buyer_orders_count": user.orders.count(),
             "buyer_disputes_count": Ticket.objects.filter(user=user, is_dispute=True).count(),
+            "buyer_credit": credit.credit_summary(user=user),
             **self._decision(ticket),
         }
 

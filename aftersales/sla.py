@@ -253,6 +253,8 @@ class SlaRow:
     overdue_now: int = 0  # unanswered, past the deadline, still open
     pending: int = 0  # unanswered, deadline not reached (or closed unanswered)
     hours: list[float] = field(default_factory=list, repr=False)
+    resolved_late: int = 0  # resolved after the resolution deadline
+    resolution_hours: list[float] = field(default_factory=list, repr=False)  # opened -> resolved
 
     @property
     def decided(self) -> int:
@@ -276,6 +278,10 @@ class SlaRow:
     def p95_hours(self) -> float | None:
         return percentile(self.hours, 0.95)
 
+    @property
+    def resolution_median_hours(self) -> float | None:
+        return percentile(self.resolution_hours, 0.5)
+
     def add(self, row: dict, now: datetime) -> None:
         self.due += 1
         answered = row["first_responded_at"]
@@ -289,6 +295,11 @@ class SlaRow:
             self.overdue_now += 1
         else:
             self.pending += 1
+        resolved = row.get("resolved_at")
+        if resolved is not None:
+            self.resolution_hours.append((resolved - row["created_at"]).total_seconds() / 3600)
+            if resolved > row["resolution_due_at"]:
+                self.resolved_late += 1
 
 
 @dataclass
@@ -335,7 +346,15 @@ def sla_report(*, weeks: int = 4, now: datetime | None = None) -> SlaReport:
         .annotate(plan_author=Subquery(plan_author))
         .order_by()
         .values(
-            "pk", "created_at", "first_response_due_at", "first_responded_at", "status", "assignee_id", "plan_author"
+            "pk",
+            "created_at",
+            "first_response_due_at",
+            "first_responded_at",
+            "status",
+            "assignee_id",
+            "plan_author",
+            "resolved_at",
+            "resolution_due_at",
         )
     )
     week_rows: dict[datetime, SlaRow] = {}

@@ -284,6 +284,20 @@ class TestReport:
         assert staff["Unassigned"].due == 2
         assert report.staff[-1].label == "Unassigned"
 
+    def test_resolution_time_is_tracked(self, buyer):
+        opened = T0 - 24 * H
+        for hours in (20, 200):  # resolved well inside 168 h, and late
+            make_ticket(
+                buyer,
+                opened=opened,
+                first_responded_at=opened + H,
+                resolved_at=opened + hours * H,
+                status=Ticket.Status.RESOLVED,
+            )
+        week = sla.sla_report(weeks=4, now=self.NOW).weeks[1]
+        assert week.resolution_median_hours == pytest.approx(110)
+        assert week.resolved_late == 1
+
     def test_twelve_weeks_reach_further(self, rows):
         report = sla.sla_report(weeks=12, now=self.NOW)
         assert len(report.weeks) == 12 and report.total.due == 10

@@ -18,7 +18,8 @@ from PIL import Image
 
 from aftersales import tickets
 from aftersales.models import TICKET_FLOW, Kind, SlaPolicy, Ticket, TicketAttachment, TicketMessage
-from compliance.models import AuditEvent
+from compliance.credit import credit_event_record
+from compliance.models import AuditEvent, CreditEvent
 from marketplace.transitions import IllegalTransition
 from orders.models import Order
 from orders.services import order_place
@@ -545,6 +546,8 @@ def test_admin_change_page_shows_the_case_and_reply_works(client, buyer, staff, 
         attachments=[image_file()],
     )
     tickets.ticket_reply(ticket=ticket, author=staff, body="INTERNAL-TEXT", staff=True, internal=True)
+    credit_event_record(user=buyer, kind=CreditEvent.Kind.NO_REASON_REFUND, reference=order.number)
+    credit_event_record(user=buyer, kind=CreditEvent.Kind.NO_REASON_REFUND, reference=order.number)
     client.force_login(staff)
     page = client.get(reverse("admin:aftersales_ticket_change", args=[ticket.pk]))
     assert page.status_code == 200
@@ -558,6 +561,8 @@ def test_admin_change_page_shows_the_case_and_reply_works(client, buyer, staff, 
         reverse("aftersales:attachment", args=[TicketAttachment.objects.get().pk]),
     ):
         assert expected in html
+    credit = html.split('data-testid="buyer-credit">')[1].split("</dd>")[0]
+    assert ": 2" in credit and ": 1" not in credit  # the buyer's credit record: 2 no-reason refunds
     assert 'name="_save"' not in html
     mailoutbox.clear()
     response = client.post(
