@@ -24,6 +24,15 @@ from payments.models import Refund
 from tests.factories import UserFactory
 from tests.test_no_reason_refunds import ask, codes_of, delivered_order
 
+
+@pytest.fixture(autouse=True)
+def _english(settings):
+    """Messages and pages are compared in English (the UI's default is zh-hans)."""
+    settings.LANGUAGE_CODE = "en"
+    with translation.override("en"):
+        yield
+
+
 A = ArbitrationCase.Status
 O = ArbitrationCase.Outcome  # noqa: E741
 

@@ -17,6 +17,15 @@ from aftersales import sla, tasks
 from aftersales.models import Kind, SlaEvent, SlaPolicy, Ticket, TicketMessage
 from tests.factories import UserFactory
 
+
+@pytest.fixture(autouse=True)
+def _english(settings):
+    """Messages and pages are compared in English (the UI's default is zh-hans)."""
+    settings.LANGUAGE_CODE = "en"
+    with translation.override("en"):
+        yield
+
+
 T0 = timezone.make_aware(datetime(2025, 3, 5, 10, 0))  # a Wednesday, Beijing time
 H = timedelta(hours=1)
 SUPERVISORS = settings.AFTERSALES_SUPERVISOR_GROUP

@@ -26,6 +26,15 @@ from orders.services import order_place
 from payments.services import sandbox_pay
 from tests.factories import ProductFactory, UserFactory, add_stock
 
+
+@pytest.fixture(autouse=True)
+def _english(settings):
+    """Messages and pages are compared in English (the UI's default is zh-hans)."""
+    settings.LANGUAGE_CODE = "en"
+    with translation.override("en"):
+        yield
+
+
 S = Ticket.Status
 pytestmark = pytest.mark.django_db(transaction=True)
 
