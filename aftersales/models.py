@@ -13,7 +13,7 @@ from django.db.models import Q
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
-from marketplace.transitions import StateMachine, table
+from marketplace.transitions import StateMachine, StatusChange, table
 
 
 def _number(prefix: str) -> str:
@@ -134,28 +134,12 @@ class Ticket(models.Model):
         return self.number
 
 
-class TicketStatusChange(models.Model):
+class TicketStatusChange(StatusChange):
+    subject = "ticket"
+
     ticket = models.ForeignKey(Ticket, verbose_name=_("ticket"), related_name="history", on_delete=models.CASCADE)
     from_status = models.CharField(_("from"), max_length=16, blank=True, choices=Ticket.Status.choices)
     to_status = models.CharField(_("to"), max_length=16, choices=Ticket.Status.choices)
-    at = models.DateTimeField(_("time"), auto_now_add=True)
-    actor = models.ForeignKey(
-        settings.AUTH_USER_MODEL,
-        verbose_name=_("by"),
-        null=True,
-        blank=True,
-        related_name="+",
-        on_delete=models.PROTECT,
-    )
-    note = models.CharField(_("note"), max_length=500, blank=True)
-
-    class Meta:
-        ordering = ("at", "id")
-        verbose_name = _("status change")
-        verbose_name_plural = _("status history")
-
-    def __str__(self):
-        return f"{self.ticket_id}: {self.from_status or '∅'} → {self.to_status}"
 
 
 T = Ticket.Status

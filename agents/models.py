@@ -10,6 +10,8 @@ from django.db.models import Q
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import pgettext_lazy
 
+from marketplace.transitions import StatusChange
+
 
 class PriceKind(models.TextChoices):
     FIXED = "fixed", _("Fixed amount")
@@ -422,30 +424,14 @@ class Withdrawal(models.Model):
         return self.number
 
 
-class WithdrawalStatusChange(models.Model):
+class WithdrawalStatusChange(StatusChange):
+    subject = "withdrawal"
+
     withdrawal = models.ForeignKey(
         Withdrawal, verbose_name=_("withdrawal"), related_name="history", on_delete=models.CASCADE
     )
     from_status = models.CharField(_("from"), max_length=10, blank=True, choices=Withdrawal.Status.choices)
     to_status = models.CharField(_("to"), max_length=10, choices=Withdrawal.Status.choices)
-    at = models.DateTimeField(_("time"), auto_now_add=True)
-    actor = models.ForeignKey(
-        settings.AUTH_USER_MODEL,
-        verbose_name=_("by"),
-        null=True,
-        blank=True,
-        related_name="+",
-        on_delete=models.PROTECT,
-    )
-    note = models.CharField(_("note"), max_length=500, blank=True)
-
-    class Meta:
-        ordering = ("at", "id")
-        verbose_name = _("status change")
-        verbose_name_plural = _("status history")
-
-    def __str__(self):
-        return f"{self.withdrawal_id}: {self.from_status or '∅'} → {self.to_status}"
 
 
 class ApiKey(models.Model):

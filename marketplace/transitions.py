@@ -10,8 +10,10 @@ for after the commit.
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
+from django.conf import settings
 from django.db import models, transaction
 from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
 
 
 class IllegalTransition(Exception):
@@ -71,3 +73,31 @@ class StateMachine:
 
 def table(spec: Mapping[str, Iterable[str]]) -> dict[str, frozenset[str]]:
     return {src: frozenset(dsts) for src, dsts in spec.items()}
+
+
+class StatusChange(models.Model):
+    """The history row ``StateMachine.apply`` writes. A subclass adds the foreign key to its
+    subject (named by ``subject``, the machine's ``history_fk``) and ``from_status`` /
+    ``to_status`` with its own choices."""
+
+    subject = ""
+
+    at = models.DateTimeField(_("time"), auto_now_add=True)
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        verbose_name=_("by"),
+        null=True,
+        blank=True,
+        related_name="+",
+        on_delete=models.PROTECT,
+    )
+    note = models.CharField(_("note"), max_length=500, blank=True)
+
+    class Meta:
+        abstract = True
+        ordering = ("at", "id")
+        verbose_name = _("status change")
+        verbose_name_plural = _("status history")
+
+    def __str__(self):
+        return f"{getattr(self, self.subject + '_id')}: {self.from_status or '∅'} → {self.to_status}"

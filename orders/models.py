@@ -8,7 +8,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
-from marketplace.transitions import StateMachine, table
+from marketplace.transitions import StateMachine, StatusChange, table
 
 _ALPHABET = string.ascii_uppercase + string.digits
 
@@ -121,28 +121,12 @@ class Order(models.Model):
         return self.status == self.Status.PENDING and self.expires_at > timezone.now()
 
 
-class OrderStatusChange(models.Model):
+class OrderStatusChange(StatusChange):
+    subject = "order"
+
     order = models.ForeignKey(Order, verbose_name=_("order"), related_name="history", on_delete=models.CASCADE)
     from_status = models.CharField(_("from"), max_length=16, blank=True, choices=Order.Status.choices)
     to_status = models.CharField(_("to"), max_length=16, choices=Order.Status.choices)
-    at = models.DateTimeField(_("time"), auto_now_add=True)
-    actor = models.ForeignKey(
-        settings.AUTH_USER_MODEL,
-        verbose_name=_("by"),
-        null=True,
-        blank=True,
-        related_name="+",
-        on_delete=models.PROTECT,
-    )
-    note = models.CharField(_("note"), max_length=500, blank=True)
-
-    class Meta:
-        ordering = ("at", "id")
-        verbose_name = _("status change")
-        verbose_name_plural = _("status history")
-
-    def __str__(self):
-        return f"{self.order_id}: {self.from_status or '∅'} → {self.to_status}"
 
 
 S = Order.Status
