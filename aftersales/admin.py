@@ -6,7 +6,6 @@ assign buttons, each a POST to a small admin view that calls one service.
 """
 
 import hashlib
-import importlib
 
 from django import forms
 from django.contrib import admin, messages
@@ -26,7 +25,7 @@ from marketplace.admin import ReadOnlyInline
 from marketplace.transitions import IllegalTransition
 from orders.models import CodeReveal, OrderCode
 
-from . import disputes, tickets
+from . import arbitration, disputes, tickets
 from .models import Kind, SlaEvent, Ticket, TicketStatusChange
 
 S = Ticket.Status
@@ -166,15 +165,6 @@ def decision_state_key(ticket: Ticket, live_ids) -> str:
     same codes and clicking "refund" at once make one refund (same key), not two."""
     state = f"{ticket.pk}:{','.join(str(i) for i in sorted(live_ids))}"
     return hashlib.sha256(state.encode()).hexdigest()[:32]
-
-
-def _arbitration_open():
-    """aftersales.arbitration.arbitration_open, or None while it is not there."""
-    try:
-        module = importlib.import_module("aftersales.arbitration")
-    except ImportError:
-        return None
-    return getattr(module, "arbitration_open", None)
 
 
 @admin.register(Ticket)
@@ -341,7 +331,7 @@ class TicketAdmin(admin.ModelAdmin):
             "decision_key": decision_state_key(ticket, [oc.pk for oc in live]),
             "decision_stock": stock_count(ticket.order.product_id),
             "decision_reissues": list(ticket.order.reissues.select_related("old_code", "new_code", "staff")),
-            "decision_can_escalate": _arbitration_open() is not None and not hasattr(ticket, "arbitration"),
+            "decision_can_escalate": not hasattr(ticket, "arbitration"),
         }
 
     def get_urls(self):
@@ -548,23 +538,14 @@ class TicketAdmin(admin.ModelAdmin):
         if not form.is_valid():
             self._form_errors(request, ticket, form)
             return self._back(ticket)
-        arbitration_open = _arbitration_open()
-        if arbitration_open is None:
-            self.message_user(
-                request, _("Arbitration is not available yet: escalate this case by hand."), messages.ERROR
-            )
-            return self._back(ticket)
-        arbitration_error = getattr(importlib.import_module("aftersales.arbitration"), "ArbitrationError", None)
 
         def escalate():
             try:
-                return arbitration_open(
+                return arbitration.arbitration_open(
                     ticket=ticket, user=request.user, statement=form.cleaned_data["reason"], request=request
                 )
-            except Exception as exc:
-                if arbitration_error is not None and isinstance(exc, arbitration_error):
-                    raise disputes.DisputeError(str(exc)) from None
-                raise
+            except arbitration.ArbitrationError as exc:
+                raise disputes.DisputeError(str(exc)) from None
 
         self._decide(
             request,

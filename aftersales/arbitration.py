@@ -308,11 +308,16 @@ def _partial_code_ids(case: ArbitrationCase, quantity: int) -> list[int]:
 
 
 def _refund(case: ArbitrationCase, *, staff, reason: str, order_code_ids):
-    """Through the dispute refund service (which records the buyer's DISPUTE_WON credit event,
+    """Through the dispute refund service (which records the buyer's ARBITRATION_WON credit event,
     its audit row and tells the buyer), keyed on the case: one refund per case, ever."""
     try:
         return disputes.dispute_refund(
-            ticket=case.ticket, staff=staff, reason=reason, order_code_ids=order_code_ids, key=f"arbitration:{case.pk}"
+            ticket=case.ticket,
+            staff=staff,
+            reason=reason,
+            order_code_ids=order_code_ids,
+            key=f"arbitration:{case.pk}",
+            credit_kind=CreditEvent.Kind.ARBITRATION_WON,
         )
     except disputes.DisputeError as exc:
         raise ArbitrationError(str(exc)) from None
@@ -377,11 +382,11 @@ def arbitration_decide(
                 "decided_at": timezone.now(),
             },
         )
-        if refund is None:  # a refund's DISPUTE_WON is recorded by the refund service, once
+        if refund is None:  # a refund's ARBITRATION_WON is recorded by the refund service, once
             won = outcome in (O.BUYER, O.PARTIAL)
             credit_event_record(
                 user=ticket.user,
-                kind=CreditEvent.Kind.DISPUTE_WON if won else CreditEvent.Kind.DISPUTE_LOST,
+                kind=CreditEvent.Kind.ARBITRATION_WON if won else CreditEvent.Kind.ARBITRATION_LOST,
                 reference=ticket.number,
                 detail=f"arbitration {case.third_party} #{case.case_number}: {outcome}",
             )

@@ -20,7 +20,7 @@ from django.conf import settings
 from django.core.exceptions import PermissionDenied
 from django.db import IntegrityError, transaction
 from django.db.models import Count
-from django.urls import NoReverseMatch, reverse
+from django.urls import reverse
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
@@ -96,12 +96,9 @@ def _tell_buyer(ticket: Ticket, *, staff, body: str, resolve: bool) -> None:
         )
 
 
-def arbitration_url(ticket: Ticket) -> str | None:
-    """Where the buyer asks for arbitration (None while that page does not exist)."""
-    try:
-        return settings.SITE_URL + reverse("aftersales:arbitration_new", args=[ticket.number])
-    except NoReverseMatch:
-        return None
+def arbitration_url(ticket: Ticket) -> str:
+    """Where the buyer asks for arbitration."""
+    return settings.SITE_URL + reverse("aftersales:arbitration_new", args=[ticket.number])
 
 
 def refund_key(ticket: Ticket, key: str) -> str:
@@ -121,9 +118,18 @@ def live_codes(order: Order):
 # --- Decisions ------------------------------------------------------------------------------
 
 
-def dispute_refund(*, ticket: Ticket, staff, reason: str, order_code_ids=None, key: str) -> Refund:
+def dispute_refund(
+    *,
+    ticket: Ticket,
+    staff,
+    reason: str,
+    order_code_ids=None,
+    key: str,
+    credit_kind: str = CreditEvent.Kind.DISPUTE_WON,
+) -> Refund:
     """Refund the ticket's order in full (``order_code_ids`` None: every code it still holds) or
-    the given codes. The same ``key`` on the same ticket makes one refund, however often asked."""
+    the given codes. The same ``key`` on the same ticket makes one refund, however often asked.
+    ``credit_kind``: the buyer's credit event (an arbitration decision records its own kind)."""
     _check_staff(staff)
     reason = _reason(reason)
     key = (key or "").strip()
@@ -184,7 +190,7 @@ def dispute_refund(*, ticket: Ticket, staff, reason: str, order_code_ids=None, k
             request.save(update_fields=["status", "refund", "decided_by", "decided_at"])
         credit_event_record(
             user=ticket.user,
-            kind=CreditEvent.Kind.DISPUTE_WON,
+            kind=credit_kind,
             reference=ticket.number,
             detail=f"{len(codes)} code(s), refund {refund.number}",
         )
@@ -222,16 +228,9 @@ def dispute_reject(*, ticket: Ticket, staff, reason: str) -> Ticket:
             user=ticket.user, kind=CreditEvent.Kind.DISPUTE_LOST, reference=ticket.number, detail=reason[:200]
         )
         _audit("reject", staff=staff, ticket=ticket, detail=reason)
-        url = arbitration_url(ticket)
-        escalate = (
-            _("If you do not accept this decision, you can ask for arbitration by a third party: %(url)s")
-            % {"url": url}
-            if url
-            else _(
-                "If you do not accept this decision, reply to this ticket to ask for arbitration by a third party "
-                "(a consumer association)."
-            )
-        )
+        escalate = _("If you do not accept this decision, you can ask for arbitration by a third party: %(url)s") % {
+            "url": arbitration_url(ticket)
+        }
         body = _("We cannot approve your request.\nReason: %(reason)s") % {"reason": reason} + "\n\n" + escalate
         tickets.ticket_resolve(ticket=ticket, staff=staff, note=body)
     log.info("dispute %s rejected by staff %s", ticket.number, staff.pk)

@@ -54,6 +54,10 @@ class SlaPolicy(models.Model):
         return f"{self.get_kind_display()}: {self.first_response_hours} h"
 
 
+# Statuses in which the first-response clock runs (the SLA sweep's partial indexes hold these).
+CLOCK_RUNNING = ("open", "awaiting_staff", "awaiting_buyer")
+
+
 class Ticket(models.Model):
     class Status(models.TextChoices):
         OPEN = "open", _("Open")
@@ -116,16 +120,17 @@ class Ticket(models.Model):
         verbose_name = _("ticket")
         verbose_name_plural = _("tickets")
         indexes = [
-            # Warnings due: not answered, not warned yet.
+            # Warnings due: not answered, not warned yet, clock running (a ticket closed or
+            # resolved leaves the index; reopened, it comes back).
             models.Index(
                 fields=["warn_at"],
-                condition=Q(first_responded_at__isnull=True, warned_at__isnull=True),
+                condition=Q(first_responded_at__isnull=True, warned_at__isnull=True, status__in=CLOCK_RUNNING),
                 name="ticket_warn_due_idx",
             ),
-            # Breaches due: not answered, not breached yet.
+            # Breaches due: not answered, not breached yet, clock running.
             models.Index(
                 fields=["first_response_due_at"],
-                condition=Q(first_responded_at__isnull=True, breached_at__isnull=True),
+                condition=Q(first_responded_at__isnull=True, breached_at__isnull=True, status__in=CLOCK_RUNNING),
                 name="ticket_breach_due_idx",
             ),
         ]

@@ -25,13 +25,15 @@ from django.urls import NoReverseMatch, reverse
 from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 
+from . import models
 from .models import SlaEvent, Ticket, TicketMessage
 
 log = logging.getLogger(__name__)
 
 S = Ticket.Status
-# A resolved or closed ticket's clock no longer runs, answered or not.
-CLOCK_RUNNING = (S.OPEN, S.AWAITING_STAFF, S.AWAITING_BUYER)
+# A resolved or closed ticket's clock no longer runs, answered or not (the index predicates'
+# list, so the due queries below match it exactly).
+CLOCK_RUNNING = models.CLOCK_RUNNING
 
 
 # ---------------------------------------------------------------------------------------------

@@ -17,8 +17,20 @@ def credit_events_count(*, user, kind: str, days: int) -> int:
 
 
 def credit_summary(*, user) -> list[tuple[str, int]]:
-    """The user's credit events by kind (label, count), all time, in one query."""
-    from django.db.models import Count
+    """The user's credit events by kind (label, count), all time, in one query.
 
-    counts = dict(CreditEvent.objects.filter(user=user).values_list("kind").annotate(n=Count("id")))
-    return [(label, counts[kind]) for kind, label in CreditEvent.Kind.choices if counts.get(kind)]
+    A dispute lost before staff and then won at arbitration (same reference) is not counted as
+    lost: the third party found for the user."""
+    K = CreditEvent.Kind
+    counts: dict[str, int] = {}
+    lost: list[str] = []
+    overturned: set[str] = set()
+    for kind, reference in CreditEvent.objects.filter(user=user).values_list("kind", "reference"):
+        if kind == K.DISPUTE_LOST:
+            lost.append(reference)
+            continue
+        counts[kind] = counts.get(kind, 0) + 1
+        if kind == K.ARBITRATION_WON and reference:
+            overturned.add(reference)
+    counts[K.DISPUTE_LOST] = sum(1 for reference in lost if not reference or reference not in overturned)
+    return [(label, counts[kind]) for kind, label in K.choices if counts.get(kind)]

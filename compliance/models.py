@@ -42,7 +42,10 @@ class CreditEvent(models.Model):
     """What a user did that bears on their credit: the risk rating reads these later.
 
     Written by the services where they happen (after-sales: no-reason refunds, disputes won or
-    lost, reissues), through ``compliance.credit.credit_event_record``.
+    lost, reissues, arbitration outcomes), through ``compliance.credit.credit_event_record``.
+    The reference ties the events of one case together: a staff rejection (``dispute_lost``)
+    that a third party later overturns (``arbitration_won``, same ticket number) no longer
+    counts against the user (``compliance.credit.credit_summary``).
     """
 
     class Kind(models.TextChoices):
@@ -50,6 +53,8 @@ class CreditEvent(models.Model):
         DISPUTE_WON = "dispute_won", _("Dispute decided for the user")
         DISPUTE_LOST = "dispute_lost", _("Dispute decided against the user")
         REISSUE = "reissue", _("Code reissued")
+        ARBITRATION_WON = "arbitration_won", _("Arbitration decided for the user")
+        ARBITRATION_LOST = "arbitration_lost", _("Arbitration decided against the user")
 
     user = models.ForeignKey(
         settings.AUTH_USER_MODEL, verbose_name=_("user"), related_name="credit_events", on_delete=models.PROTECT

@@ -17,6 +17,7 @@ from django.utils import timezone, translation
 from aftersales import admin_arbitration, arbitration, disputes  # noqa: F401 (registered even before admin.py imports it)
 from aftersales.models import ArbitrationCase, RefundRequest, Ticket, TicketMessage
 from catalog.models import CardCode
+from compliance.credit import credit_summary
 from compliance.models import AuditEvent, CreditEvent
 from marketplace.crypto import decrypt
 from orders.models import CodeReveal, OrderCode
@@ -246,8 +247,13 @@ def test_buyer_outcome_refunds_the_order_once_even_decided_twice(buyer, staff, m
     assert refunds[0].idempotency_key.endswith(f"arbitration:{case.pk}")
     order.refresh_from_db()
     assert order.refunded_quantity == 3
-    assert CreditEvent.objects.filter(user=buyer, kind=CreditEvent.Kind.DISPUTE_WON).count() == 1
-    assert CreditEvent.objects.filter(user=buyer, kind=CreditEvent.Kind.DISPUTE_LOST).count() == lost_before
+    assert CreditEvent.objects.filter(user=buyer, kind=CreditEvent.Kind.ARBITRATION_WON).count() == 1
+    assert not CreditEvent.objects.filter(user=buyer, kind=CreditEvent.Kind.DISPUTE_WON).exists()
+    assert CreditEvent.objects.filter(user=buyer, kind=CreditEvent.Kind.DISPUTE_LOST).count() == lost_before == 1
+    # The staff rejection the third party overturned no longer counts against the buyer.
+    summary = dict(credit_summary(user=buyer))
+    assert summary[CreditEvent.Kind.ARBITRATION_WON.label] == 1
+    assert CreditEvent.Kind.DISPUTE_LOST.label not in summary
     assert AuditEvent.objects.filter(action="arbitration.decide", target=ticket.number).count() == 1
     assert TicketMessage.objects.filter(
         ticket=ticket, from_staff=True, body__contains="Refund the buyer in full."
@@ -275,20 +281,23 @@ def test_partial_outcome_refunds_that_many_codes(buyer, staff):
     revealed.refresh_from_db()
     assert revealed.released_at is not None
     assert OrderCode.objects.filter(order=order, released_at__isnull=True).count() == 1
-    assert CreditEvent.objects.filter(user=buyer, kind=CreditEvent.Kind.DISPUTE_WON).count() == 1
+    assert CreditEvent.objects.filter(user=buyer, kind=CreditEvent.Kind.ARBITRATION_WON).count() == 1
 
 
 @pytest.mark.django_db(transaction=True)
-def test_platform_outcome_refunds_nothing_and_records_a_lost_dispute(buyer, staff):
+def test_platform_outcome_refunds_nothing_and_records_a_lost_arbitration(buyer, staff):
     ticket, order = rejected(buyer, staff)
-    lost_before = CreditEvent.objects.filter(user=buyer, kind=CreditEvent.Kind.DISPUTE_LOST).count()
     case = submitted(arbitration.arbitration_open(ticket=ticket, user=buyer, statement="No."), staff)
     case = arbitration.arbitration_decide(case=case, staff=staff, outcome=O.PLATFORM, note="The code was used.")
     case.refresh_from_db()
     assert (case.status, case.outcome, case.refund_id, case.refund_quantity) == (A.DECIDED, O.PLATFORM, None, 0)
     assert not Refund.objects.filter(order=order).exists()
-    assert CreditEvent.objects.filter(user=buyer, kind=CreditEvent.Kind.DISPUTE_LOST).count() == lost_before + 1
-    assert not CreditEvent.objects.filter(user=buyer, kind=CreditEvent.Kind.DISPUTE_WON).exists()
+    # One loss before staff (the rejection), one at arbitration: two kinds, neither counted twice.
+    kinds = sorted(CreditEvent.objects.filter(user=buyer, reference=ticket.number).values_list("kind", flat=True))
+    assert kinds == [CreditEvent.Kind.ARBITRATION_LOST, CreditEvent.Kind.DISPUTE_LOST]
+    summary = dict(credit_summary(user=buyer))
+    assert summary[CreditEvent.Kind.DISPUTE_LOST.label] == 1
+    assert summary[CreditEvent.Kind.ARBITRATION_LOST.label] == 1
 
 
 @pytest.mark.postgres
@@ -318,7 +327,7 @@ def test_two_staff_deciding_at_once_make_one_refund(buyer, staff):
     assert errors == []
     assert Refund.objects.filter(order=order).count() == 1
     assert AuditEvent.objects.filter(action="arbitration.decide").count() == 1
-    assert CreditEvent.objects.filter(user=buyer, kind=CreditEvent.Kind.DISPUTE_WON).count() == 1
+    assert CreditEvent.objects.filter(user=buyer, kind=CreditEvent.Kind.ARBITRATION_WON).count() == 1
 
 
 # --- the dossier ---------------------------------------------------------------------------------

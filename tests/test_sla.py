@@ -243,6 +243,27 @@ def test_due_queries_use_the_partial_indexes(buyer):
     assert list(sla.sla_warn_due(now=T0 + 40 * H)) == [due_one.pk]
 
 
+@pytest.mark.postgres
+def test_a_ticket_closed_unanswered_leaves_the_sweep_indexes(buyer):
+    """Closing (or resolving) stops the clock: the indexes hold only running clocks, so a ticket
+    the buyer closed before staff answered is not read by the sweep any more."""
+    with connection.cursor() as cur:
+        cur.execute(
+            "SELECT indexname, indexdef FROM pg_indexes WHERE indexname IN "
+            "('ticket_warn_due_idx', 'ticket_breach_due_idx') ORDER BY indexname"
+        )
+        definitions = dict(cur.fetchall())
+    assert len(definitions) == 2
+    for definition in definitions.values():
+        assert "first_responded_at IS NULL" in definition
+        assert "'open'" in definition and "'awaiting_staff'" in definition and "'awaiting_buyer'" in definition
+        assert "'closed'" not in definition and "'resolved'" not in definition
+    closed, running = make_ticket(buyer), make_ticket(buyer)
+    Ticket.objects.filter(pk=closed.pk).update(status=Ticket.Status.CLOSED)
+    assert list(sla.sla_breach_due(now=T0 + 50 * H)) == [running.pk]
+    assert list(sla.sla_warn_due(now=T0 + 40 * H)) == [running.pk]
+
+
 class TestReport:
     NOW = T0 + 7 * 24 * H  # Wednesday of the next week
 
