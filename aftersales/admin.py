@@ -16,6 +16,7 @@ from django.shortcuts import get_object_or_404, redirect
 from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html
+from django.utils.translation import gettext, ngettext
 from django.utils.translation import gettext_lazy as _
 from django.views.decorators.http import require_POST
 
@@ -81,22 +82,21 @@ def time_left_html(ticket: Ticket, now=None):
         return format_html('<span style="color:#6c757d" data-sla="closed">{}</span>', _("closed unanswered"))
     seconds = int((ticket.first_response_due_at - now).total_seconds())
     hours, minutes = divmod(abs(seconds) // 60, 60)
-    span = f"{hours} h {minutes:02d} min"
+    span = {"hours": hours, "minutes": minutes}
     if seconds <= 0:
         return format_html(
             '<span style="color:#fff;background:#b02a37;padding:1px 6px;border-radius:4px;font-weight:600;'
-            'white-space:nowrap" data-sla="overdue">{} {}</span>',
-            _("overdue by"),
-            span,
+            'white-space:nowrap" data-sla="overdue">{}</span>',
+            gettext("overdue by %(hours)d h %(minutes)02d min") % span,
         )
+    left = gettext("%(hours)d h %(minutes)02d min left") % span
     if now >= ticket.warn_at:
         return format_html(
             '<span style="color:#664d03;background:#ffe69c;padding:1px 6px;border-radius:4px;font-weight:600;'
-            'white-space:nowrap" data-sla="at_risk">{} {}</span>',
-            span,
-            _("left"),
+            'white-space:nowrap" data-sla="at_risk">{}</span>',
+            left,
         )
-    return format_html('<span data-sla="running">{} {}</span>', span, _("left"))
+    return format_html('<span data-sla="running">{}</span>', left)
 
 
 class ReplyForm(forms.Form):
@@ -195,6 +195,7 @@ class TicketAdmin(admin.ModelAdmin):
     search_fields = ("number", "user__email", "order__number")
     list_select_related = ("user", "order", "assignee")
     list_per_page = 50
+    actions = ("assign_to_me",)
     show_full_result_count = False
     date_hierarchy = "created_at"
     inlines = (SlaEventInline, StatusHistoryInline)
@@ -258,9 +259,23 @@ class TicketAdmin(admin.ModelAdmin):
     def get_ordering(self, request):
         return ("_queue", "first_response_due_at", "-id")
 
+    @admin.action(description=_("Assign the selected tickets to me"), permissions=["change"])
+    def assign_to_me(self, request, queryset):
+        """Take a batch from the top of the queue (each through the service: locked, emails as usual)."""
+        count = 0
+        for ticket in queryset.order_by("pk"):
+            tickets.ticket_assign(ticket=ticket, assignee=request.user, actor=request.user)
+            count += 1
+        self.message_user(
+            request,
+            ngettext("%(n)d ticket is now assigned to you.", "%(n)d tickets are now assigned to you.", count)
+            % {"n": count},
+            messages.SUCCESS,
+        )
+
     @admin.display(description=_("subject"), ordering="subject")
     def short_subject(self, obj):
-        return obj.subject if len(obj.subject) <= 40 else obj.subject[:39] + "…"
+        return obj.subject if len(obj.subject) <= 28 else obj.subject[:27] + "…"
 
     @admin.display(description=_("order"), ordering="order__number")
     def short_order(self, obj):
@@ -472,7 +487,11 @@ class TicketAdmin(admin.ModelAdmin):
                 ticket=ticket, staff=request.user, reason=data["reason"], order_code_ids=ids, key=key
             ),
             lambda refund: (
-                _("Refund %(refund)s of %(n)d code(s) (¥%(amount)s) made on %(number)s.")
+                ngettext(
+                    "Refund %(refund)s of %(n)d code (¥%(amount)s) made on %(number)s.",
+                    "Refund %(refund)s of %(n)d codes (¥%(amount)s) made on %(number)s.",
+                    refund.quantity,
+                )
                 % {"refund": refund.number, "n": refund.quantity, "amount": refund.amount, "number": ticket.number}
             ),
         )

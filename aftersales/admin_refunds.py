@@ -12,6 +12,7 @@ from django.db.models import Q
 from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
 from django.utils.html import format_html
+from django.utils.translation import gettext, pgettext_lazy
 from django.utils.translation import gettext_lazy as _
 
 from payments.models import Refund
@@ -60,17 +61,20 @@ def _admin_link(obj, label) -> str:
 
 @admin.register(RefundRequest)
 class RefundRequestAdmin(admin.ModelAdmin):
+    class Media:
+        css = {"all": ("css/admin.css",)}
+
+    # What staff act on first (where the money stands, how old) before who and which order.
     list_display = (
         "id",
-        "created_at",
-        "order_link",
-        "user",
-        "quantity",
         "status",
-        "refund_link",
         "refund_status",
-        "ticket_link",
         "age",
+        "quantity",
+        "user",
+        "order_link",
+        "ticket_link",
+        "refund_link",
     )
     list_filter = ("status", MoneyBackOverdueFilter, ("created_at", admin.DateFieldListFilter))
     list_select_related = ("order", "user", "refund", "ticket")
@@ -120,14 +124,18 @@ class RefundRequestAdmin(admin.ModelAdmin):
     def ticket_link(self, obj):
         return _admin_link(obj.ticket, obj.ticket.number) if obj.ticket_id else "—"
 
-    @admin.display(description=_("codes"))
+    @admin.display(description=pgettext_lazy("list of card codes", "codes"))
     def codes_list(self, obj):
-        return ", ".join(f"#{oc.pk} (card code {oc.code_id})" for oc in obj.codes.all()) or "—"
+        label = gettext("#%(id)s (card code %(code)s)")
+        return ", ".join(label % {"id": oc.pk, "code": oc.code_id} for oc in obj.codes.all()) or "—"
 
     @admin.display(description=_("age"), ordering="created_at")
     def age(self, obj):
         hours = int((timezone.now() - obj.created_at).total_seconds() // 3600)
-        text = f"{hours // 24}d {hours % 24}h" if hours >= 24 else f"{hours}h"
+        if hours >= 24:
+            text = gettext("%(days)dd %(hours)dh") % {"days": hours // 24, "hours": hours % 24}
+        else:
+            text = gettext("%(hours)dh") % {"hours": hours}
         done = obj.status == R.REJECTED or (obj.refund_id and obj.refund.status == Refund.Status.SUCCEEDED)
         if not done and obj.created_at < business_day_ago(timezone.now()):
             return format_html('<strong style="color:#b02a37">{}</strong>', text)

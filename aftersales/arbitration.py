@@ -36,6 +36,7 @@ from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone, translation
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy, ngettext
 
 from compliance.audit import audit_denied, audit_record
 from compliance.credit import credit_event_record
@@ -56,6 +57,17 @@ R = RefundRequest.Status
 S = Ticket.Status
 # No history table for cases: the ticket's thread and the audit log record every step.
 CASE_FLOW = StateMachine(transitions=table({A.PREPARING: [A.SUBMITTED], A.SUBMITTED: [A.DECIDED], A.DECIDED: []}))
+# How the dossier's timeline names the decisions it lists (the audit action stays beside it;
+# an action not named here is shown as it is).
+DOSSIER_EVENTS = {
+    "dispute.refund": gettext_lazy("Refund approved by staff"),
+    "dispute.reject": gettext_lazy("Claim rejected by staff"),
+    "dispute.reissue": gettext_lazy("Defective code replaced"),
+    "dispute.request_info": gettext_lazy("More information asked of the buyer"),
+    "arbitration.open": gettext_lazy("Escalated to arbitration"),
+    "arbitration.submit": gettext_lazy("Submitted to the third party"),
+    "arbitration.decide": gettext_lazy("Arbitration decision recorded"),
+}
 
 
 class ArbitrationError(Exception):
@@ -353,7 +365,12 @@ def arbitration_decide(
         if outcome == O.PARTIAL:
             if not 1 <= refund_quantity <= left:
                 raise ArbitrationError(
-                    _("A partial decision refunds between 1 and %(left)d code(s) of this order.") % {"left": left}
+                    ngettext(
+                        "A partial decision refunds between 1 and %(left)d code of this order.",
+                        "A partial decision refunds between 1 and %(left)d codes of this order.",
+                        left,
+                    )
+                    % {"left": left}
                 )
         elif outcome == O.BUYER:
             refund_quantity = left
@@ -367,7 +384,14 @@ def arbitration_decide(
         if refund_quantity:
             ids = None if outcome == O.BUYER else _partial_code_ids(case, refund_quantity)
             if ids is not None and len(ids) < refund_quantity:
-                raise ArbitrationError(_("Only %(n)d code(s) of this order can still be refunded.") % {"n": len(ids)})
+                raise ArbitrationError(
+                    ngettext(
+                        "Only %(n)d code of this order can still be refunded.",
+                        "Only %(n)d codes of this order can still be refunded.",
+                        len(ids),
+                    )
+                    % {"n": len(ids)}
+                )
             refund = _refund(case, staff=staff, reason=reason[:300], order_code_ids=ids)
             refund_quantity = refund.quantity
         CASE_FLOW.apply(
@@ -395,9 +419,11 @@ def arbitration_decide(
         elif outcome == O.BUYER:
             head = _("The arbitrator decided in your favour: the order is refunded to where the money came from.")
         else:
-            head = _("The arbitrator decided partly in your favour: %(n)d code(s) are refunded.") % {
-                "n": refund_quantity
-            }
+            head = ngettext(
+                "The arbitrator decided partly in your favour: %(n)d code is refunded.",
+                "The arbitrator decided partly in your favour: %(n)d codes are refunded.",
+                refund_quantity,
+            ) % {"n": refund_quantity}
         if refund is None and outcome == O.BUYER:
             head = _("The arbitrator decided in your favour (nothing was left to refund on the order).")
         _trace(ticket, author=staff, body=f"{head}\n\n{note}", from_staff=True, notify_buyer=True)
@@ -477,10 +503,13 @@ def dossier_context(case: ArbitrationCase) -> dict:
             "event": f"{h.get_from_status_display() or '—'} → {h.get_to_status_display()}",
             "actor": h.actor,
             "note": h.note,
-            "mono": False,
+            "action": "",
         }
         for h in history
-    ] + [{"at": d.at, "event": d.action, "actor": d.actor, "note": d.detail, "mono": True} for d in decisions]
+    ] + [
+        {"at": d.at, "event": DOSSIER_EVENTS.get(d.action, ""), "action": d.action, "actor": d.actor, "note": d.detail}
+        for d in decisions
+    ]
     timeline.sort(key=lambda row: row["at"])
     return {
         "case": case,

@@ -23,6 +23,7 @@ from django.db.models import Count
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.translation import gettext as _
+from django.utils.translation import ngettext
 
 from catalog import services as stock
 from compliance.audit import audit_record
@@ -200,9 +201,12 @@ def dispute_refund(
             ticket=ticket,
             detail=f"{reason} [refund {refund.number}: {len(codes)} code(s), ¥{refund.amount}]",
         )
-        body = _(
-            "Your refund of %(n)d code(s) (¥%(amount)s) was approved and is on its way to where you paid "
-            "(refund %(refund)s).\nReason: %(reason)s"
+        body = ngettext(
+            "Your refund of %(n)d code (¥%(amount)s) was approved and is on its way to where you paid "
+            "(refund %(refund)s).\nReason: %(reason)s",
+            "Your refund of %(n)d codes (¥%(amount)s) was approved and is on its way to where you paid "
+            "(refund %(refund)s).\nReason: %(reason)s",
+            len(codes),
         ) % {"n": len(codes), "amount": refund.amount, "refund": refund.number, "reason": reason}
         _tell_buyer(ticket, staff=staff, body=body, resolve=True)
     log.info("dispute %s: refund %s by staff %s", ticket.number, refund.number, staff.pk)
@@ -228,9 +232,12 @@ def dispute_reject(*, ticket: Ticket, staff, reason: str) -> Ticket:
             user=ticket.user, kind=CreditEvent.Kind.DISPUTE_LOST, reference=ticket.number, detail=reason[:200]
         )
         _audit("reject", staff=staff, ticket=ticket, detail=reason)
-        escalate = _("If you do not accept this decision, you can ask for arbitration by a third party: %(url)s") % {
-            "url": arbitration_url(ticket)
-        }
+        # The address on a line of its own: the buyer's page turns it into a link.
+        escalate = (
+            _("If you do not accept this decision, you can ask for arbitration by a third party:")
+            + "\n"
+            + arbitration_url(ticket)
+        )
         body = _("We cannot approve your request.\nReason: %(reason)s") % {"reason": reason} + "\n\n" + escalate
         tickets.ticket_resolve(ticket=ticket, staff=staff, note=body)
     log.info("dispute %s rejected by staff %s", ticket.number, staff.pk)

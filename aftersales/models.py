@@ -12,6 +12,7 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
+from django.utils.translation import pgettext_lazy
 
 from marketplace.transitions import StateMachine, StatusChange, table
 
@@ -220,12 +221,22 @@ class SlaEvent(models.Model):
     kind = models.CharField(_("event"), max_length=10, choices=Kind.choices)
     at = models.DateTimeField(_("time"), auto_now_add=True)
     detail = models.CharField(_("detail"), max_length=300, blank=True)
+    # When its email went out (warnings and escalations). Still empty some minutes after the event
+    # (the queueing failed, the worker died before sending): the sweep queues it again.
+    notified_at = models.DateTimeField(_("email sent"), null=True, blank=True)
 
     class Meta:
         ordering = ("at", "id")
         verbose_name = _("SLA event")
         verbose_name_plural = _("SLA events")
         constraints = [models.UniqueConstraint(fields=["ticket", "kind"], name="slaevent_once_per_kind")]
+        indexes = [
+            models.Index(
+                fields=["at"],
+                condition=Q(notified_at__isnull=True, kind__in=("warned", "escalated")),
+                name="slaevent_unsent_idx",
+            )
+        ]
 
     def __str__(self):
         return f"{self.ticket_id} {self.kind}"
@@ -247,7 +258,9 @@ class RefundRequest(models.Model):
     user = models.ForeignKey(
         settings.AUTH_USER_MODEL, verbose_name=_("buyer"), related_name="refund_requests", on_delete=models.PROTECT
     )
-    codes = models.ManyToManyField("orders.OrderCode", verbose_name=_("codes"), related_name="refund_requests")
+    codes = models.ManyToManyField(
+        "orders.OrderCode", verbose_name=pgettext_lazy("list of card codes", "codes"), related_name="refund_requests"
+    )
     quantity = models.PositiveIntegerField(_("codes"))
     reason = models.CharField(_("reason"), max_length=500, blank=True)
     status = models.CharField(_("status"), max_length=14, choices=Status.choices)
@@ -291,7 +304,7 @@ class RefundRequest(models.Model):
         ]
 
     def __str__(self):
-        return f"{self.order_id} × {self.quantity}: {self.status}"
+        return _("Refund request %(id)s") % {"id": self.pk}
 
 
 class Reissue(models.Model):
@@ -333,7 +346,7 @@ class ArbitrationCase(models.Model):
         DECIDED = "decided", _("Decided")
 
     class Outcome(models.TextChoices):
-        PENDING = "pending", _("Pending")
+        PENDING = "pending", pgettext_lazy("arbitration outcome", "Pending")
         BUYER = "buyer", _("In the buyer's favour")
         PLATFORM = "platform", _("In the platform's favour")
         PARTIAL = "partial", _("Partly in the buyer's favour")
@@ -348,16 +361,18 @@ class ArbitrationCase(models.Model):
     third_party = models.CharField(_("third party"), max_length=120, blank=True)
     case_number = models.CharField(_("their case number"), max_length=60, blank=True)
     status = models.CharField(_("status"), max_length=10, choices=Status.choices, default=Status.PREPARING)
-    outcome = models.CharField(_("outcome"), max_length=10, choices=Outcome.choices, default=Outcome.PENDING)
+    outcome = models.CharField(
+        pgettext_lazy("arbitration", "outcome"), max_length=10, choices=Outcome.choices, default=Outcome.PENDING
+    )
     outcome_note = models.TextField(_("decision"), max_length=5000, blank=True)
     # Codes the decision refunds (for a partial outcome); the refund is made by the refund service.
     refund_quantity = models.PositiveIntegerField(_("codes to refund"), default=0)
     refund = models.ForeignKey(
         "payments.Refund", verbose_name=_("refund"), null=True, blank=True, related_name="+", on_delete=models.PROTECT
     )
-    created_at = models.DateTimeField(_("opened"), auto_now_add=True)
+    created_at = models.DateTimeField(pgettext_lazy("arbitration", "opened"), auto_now_add=True)
     submitted_at = models.DateTimeField(_("submitted"), null=True, blank=True)
-    decided_at = models.DateTimeField(_("decided"), null=True, blank=True)
+    decided_at = models.DateTimeField(pgettext_lazy("arbitration", "decided"), null=True, blank=True)
     dossier_exported_at = models.DateTimeField(_("dossier exported"), null=True, blank=True)
 
     class Meta:

@@ -42,7 +42,7 @@ log = logging.getLogger(__name__)
 R = RefundRequest.Status
 # A request still holding its codes: they cannot be asked for again meanwhile.
 OPEN_STATUSES = (R.APPROVED, R.UNDER_REVIEW, R.REFUNDED)
-REFUND_REASON = "7-day no-reason refund"
+REFUND_REASON = "no-reason refund of unrevealed codes"
 
 
 class RefundRequestError(Exception):
@@ -318,7 +318,11 @@ def _dispute_open(*, request: RefundRequest, codes: list[OrderCode]) -> Ticket:
     with the buyer's request and why it is reviewed as its first message."""
     order = request.order
     lines = [
-        _("I would like a refund of %(n)s code(s) of order %(number)s (%(product)s).")
+        ngettext(
+            "I would like a refund of %(n)d code of order %(number)s (%(product)s).",
+            "I would like a refund of %(n)d codes of order %(number)s (%(product)s).",
+            len(codes),
+        )
         % {"n": len(codes), "number": order.number, "product": order.product_name},
         _("Reason: %(reason)s") % {"reason": request.reason or _("(none given)")},
         _("For staff review because: %(why)s.") % {"why": request.review_reason},

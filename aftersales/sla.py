@@ -100,6 +100,15 @@ def _lock_due(pk: int, **due) -> Ticket | None:
     )
 
 
+def _when(moment: datetime) -> str:
+    return timezone.localtime(moment).strftime("%Y-%m-%d %H:%M")
+
+
+def _span(delta: timedelta) -> str:
+    minutes = max(0, int(delta.total_seconds() // 60))
+    return f"{minutes // 60}h{minutes % 60:02d}m"
+
+
 def _event_create(ticket: Ticket, kind: str, detail: str) -> SlaEvent | None:
     """The event row, or None if this clock already fired for the ticket (the unique constraint)."""
     try:
@@ -125,7 +134,9 @@ def _warn_one(*, pk: int, now: datetime) -> bool:
         ticket.save(update_fields=["warned_at"])
         left = ticket.first_response_due_at - now
         event = _event_create(
-            ticket, SlaEvent.Kind.WARNED, f"first response due {ticket.first_response_due_at.isoformat()} ({left})"
+            ticket,
+            SlaEvent.Kind.WARNED,
+            f"first response due {_when(ticket.first_response_due_at)} (in {_span(left)})",
         )
         if event is None:
             return False
@@ -143,7 +154,7 @@ def _breach_one(*, pk: int, now: datetime) -> list[str]:
         if ticket.warned_at is None:  # past the deadline already: the breach supersedes the warning
             ticket.warned_at = now
             fields.append("warned_at")
-        old_priority = ticket.get_priority_display()
+        old_priority = Ticket.Priority(ticket.priority).name.lower()  # stored English, as every detail
         if ticket.priority != Ticket.Priority.URGENT:
             ticket.priority = Ticket.Priority.URGENT
             fields.append("priority")
@@ -151,13 +162,13 @@ def _breach_one(*, pk: int, now: datetime) -> list[str]:
         fired = []
         late = now - ticket.first_response_due_at
         if _event_create(
-            ticket, SlaEvent.Kind.BREACHED, f"due {ticket.first_response_due_at.isoformat()}, seen {late} late"
+            ticket, SlaEvent.Kind.BREACHED, f"due {_when(ticket.first_response_due_at)}, seen {_span(late)} late"
         ):
             fired.append("breached")
         escalated = _event_create(
             ticket,
             SlaEvent.Kind.ESCALATED,
-            f"priority {old_priority} -> {Ticket.Priority.URGENT.label}; group {settings.AFTERSALES_SUPERVISOR_GROUP}",
+            f"priority {old_priority} -> urgent; group {settings.AFTERSALES_SUPERVISOR_GROUP}",
         )
         if escalated:
             fired.append("escalated")
@@ -189,14 +200,50 @@ def _ticket_admin_url(ticket: Ticket) -> str:
         return ""
 
 
+NOTIFY_RETRY_AFTER = timedelta(minutes=10)
+NOTIFIED_KINDS = (SlaEvent.Kind.WARNED, SlaEvent.Kind.ESCALATED)
+
+
 def sla_event_notify(*, event_id: int) -> int:
-    """Email the people an SLA event concerns; returns the number of messages sent (0 or 1).
+    """Email the people an SLA event concerns, once; returns the number of messages sent (0 or 1).
 
     warned: the assignee (or the supervisors if nobody is assigned); escalated: the supervisors,
-    with the assignee in copy. Other events send nothing."""
-    event = SlaEvent.objects.select_related("ticket__assignee").filter(pk=event_id).first()
-    if event is None or event.kind == SlaEvent.Kind.BREACHED:
-        return 0
+    with the assignee in copy. Other events send nothing. The event row is locked while sending
+    and marked sent after: a second copy of the task (a re-queue, a redelivery) sends nothing,
+    and a worker killed before the mark leaves it for ``sla_notify_unsent`` (at least once)."""
+    with transaction.atomic():
+        event = (
+            SlaEvent.objects.select_for_update(skip_locked=True, of=("self",))
+            .select_related("ticket__assignee")
+            .filter(pk=event_id, notified_at__isnull=True, kind__in=NOTIFIED_KINDS)
+            .first()
+        )
+        if event is None:  # sent already, being sent, or nothing to send
+            return 0
+        sent = _send(event)
+        SlaEvent.objects.filter(pk=event.pk).update(notified_at=timezone.now())
+    return sent
+
+
+def sla_notify_unsent(*, now: datetime | None = None, limit: int = 200) -> int:
+    """Queue again the emails of events older than NOTIFY_RETRY_AFTER still not sent (the queueing
+    failed after the sweep committed, or the worker died). Served by slaevent_unsent_idx."""
+    from .tasks import sla_notify
+
+    now = now or timezone.now()
+    pks = list(
+        SlaEvent.objects.filter(notified_at__isnull=True, kind__in=NOTIFIED_KINDS, at__lte=now - NOTIFY_RETRY_AFTER)
+        .order_by("at")
+        .values_list("pk", flat=True)[:limit]
+    )
+    for pk in pks:
+        sla_notify.delay(pk)
+    if pks:
+        log.warning("SLA: %d event email(s) not sent after %s, queued again", len(pks), NOTIFY_RETRY_AFTER)
+    return len(pks)
+
+
+def _send(event: SlaEvent) -> int:
     ticket = event.ticket
     assignee = ticket.assignee if ticket.assignee and ticket.assignee.is_active and ticket.assignee.email else None
     supervisors = [u.email for u in sla_supervisors()]
@@ -217,9 +264,9 @@ def sla_event_notify(*, event_id: int) -> int:
         lines = [
             intro % {"due": due},
             "",
-            f"{_('Ticket')}: {ticket.number} — {ticket.subject}",
-            f"{_('Kind')}: {ticket.get_kind_display()}",
-            f"{_('Assigned to')}: {ticket.assignee or _('nobody')}",
+            _("Ticket: %(number)s — %(subject)s") % {"number": ticket.number, "subject": ticket.subject},
+            _("Kind: %(kind)s") % {"kind": ticket.get_kind_display()},
+            _("Assigned to: %(assignee)s") % {"assignee": ticket.assignee or _("nobody")},
         ]
         if url:
             lines.append(url)

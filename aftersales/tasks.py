@@ -9,8 +9,11 @@ from . import sla
 
 @shared_task
 def sla_sweep() -> dict[str, int]:
-    """Every 60 s (marketplace/celery.py): fire the due warnings, breaches and escalations, once each."""
-    return sla.sla_sweep()
+    """Every 60 s (marketplace/celery.py): fire the due warnings, breaches and escalations, once
+    each, and queue again any of their emails still not sent after some minutes."""
+    counts = sla.sla_sweep()
+    counts["emails_requeued"] = sla.sla_notify_unsent()
+    return counts
 
 
 @shared_task(acks_late=True, autoretry_for=(SMTPException, OSError), retry_backoff=True, max_retries=8)

@@ -38,7 +38,7 @@ from PIL import Image
 from compliance.audit import audit_denied
 from orders.models import Order, OrderCode
 
-from .models import TICKET_FLOW, Kind, SlaPolicy, Ticket, TicketAttachment, TicketMessage
+from .models import TICKET_FLOW, ArbitrationCase, Kind, SlaPolicy, Ticket, TicketAttachment, TicketMessage
 
 log = logging.getLogger(__name__)
 
@@ -203,10 +203,30 @@ def attachment_for_user(*, user, pk: int, request=None) -> TicketAttachment:
     return attachment
 
 
+def in_arbitration(ticket: Ticket) -> bool:
+    """The ticket went to a third party: its outcome is theirs, staff no longer reopen it."""
+    return ArbitrationCase.objects.filter(ticket_id=ticket.pk).exists()
+
+
 def can_reopen(ticket: Ticket, *, now: datetime | None = None) -> bool:
     if ticket.status != S.RESOLVED or ticket.resolved_at is None:
         return False
-    return (now or timezone.now()) <= ticket.resolved_at + timedelta(days=settings.TICKET_REOPEN_DAYS)
+    if (now or timezone.now()) > ticket.resolved_at + timedelta(days=settings.TICKET_REOPEN_DAYS):
+        return False
+    return not in_arbitration(ticket)
+
+
+def _refuse_reopen(ticket: Ticket, *, now: datetime) -> None:
+    """Raise the reason a buyer may not reopen this resolved ticket (nothing if they may)."""
+    if in_arbitration(ticket):
+        raise TicketError(
+            _(
+                "This dispute is with the arbitrator: their decision will be posted on this ticket. "
+                "Please open a new ticket for anything else."
+            )
+        )
+    if not can_reopen(ticket, now=now):
+        raise TicketError(_("This ticket was resolved too long ago to reopen. Please open a new ticket."))
 
 
 def reopen_until(ticket: Ticket) -> datetime | None:
@@ -409,8 +429,7 @@ def ticket_reply(
         if ticket.status == S.CLOSED:
             raise TicketError(_("This ticket is closed. Please open a new ticket."))
         if ticket.status == S.RESOLVED and not staff and not internal:
-            if not can_reopen(ticket, now=now):
-                raise TicketError(_("This ticket was resolved too long ago to reopen. Please open a new ticket."))
+            _refuse_reopen(ticket, now=now)
             _reopen(ticket, actor=author)
         message = _add_message(
             ticket, author=author, body=body, images=images, from_staff=staff, internal=internal, plan=resolution_plan
@@ -515,8 +534,7 @@ def ticket_reopen(*, ticket: Ticket, user, body: str = "") -> Ticket:
             raise PermissionDenied
         if ticket.status != S.RESOLVED:
             raise TicketError(_("Only a resolved ticket can be reopened."))
-        if not can_reopen(ticket):
-            raise TicketError(_("This ticket was resolved too long ago to reopen. Please open a new ticket."))
+        _refuse_reopen(ticket, now=timezone.now())
         _reopen(ticket, actor=user)
         if body:
             _add_message(ticket, author=user, body=body, images=[], from_staff=False)

@@ -144,17 +144,9 @@ def ticket_new(request):
             "error": error,
             "max_attachments": tickets.MAX_ATTACHMENTS,
             "max_mb": settings.TICKET_ATTACHMENT_MAX_BYTES // (1024 * 1024),
-            "first_response_hours": _first_response_hours(),
         },
         status=status,
     )
-
-
-def _first_response_hours() -> int:
-    from .models import SlaPolicy
-
-    hours = list(SlaPolicy.objects.values_list("first_response_hours", flat=True))
-    return max(hours) if hours else tickets.DEFAULT_SLA["first_response_hours"]
 
 
 @login_required
@@ -190,6 +182,7 @@ def ticket_detail(request, number):
             "can_reply": ticket.status != Ticket.Status.CLOSED
             and (ticket.status != Ticket.Status.RESOLVED or tickets.can_reopen(ticket)),
             "can_reopen": tickets.can_reopen(ticket),
+            "in_arbitration": tickets.in_arbitration(ticket),
             "reopen_until": tickets.reopen_until(ticket),
             "sla_hours": round((ticket.first_response_due_at - ticket.created_at).total_seconds() / 3600),
             "max_attachments": tickets.MAX_ATTACHMENTS,

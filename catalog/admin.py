@@ -36,7 +36,7 @@ class DefectiveFilter(admin.SimpleListFilter):
     parameter_name = "defective"
 
     def lookups(self, request, model_admin):
-        return (("yes", _("Defective (returned to supplier)")), ("no", _("Not defective")))
+        return (("yes", _("Defective (the supplier owes it)")), ("no", _("Not defective")))
 
     def queryset(self, request, queryset):
         if self.value() == "yes":

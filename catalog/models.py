@@ -5,12 +5,6 @@ from django.db.models import Q
 from django.urls import reverse
 from django.utils.translation import gettext_lazy as _
 
-DEFAULT_REFUND_POLICY = _(
-    "7-day no-reason refund for codes you have not revealed. A revealed code that does not work "
-    "is replaced or refunded after checking with the supplier. Staff answer every complaint "
-    "within 48 hours; if we cannot agree, the case goes to third-party arbitration."
-)
-
 
 class Category(models.Model):
     """Two levels: a top-level category and its sub-categories."""
@@ -112,11 +106,6 @@ class Product(models.Model):
     def get_absolute_url(self):
         return reverse("catalog:product", args=[self.slug])
 
-    @property
-    def refund_policy_text(self) -> str:
-        """The product's own policy, or the platform's standard one in the reader's language."""
-        return self.refund_policy or str(DEFAULT_REFUND_POLICY)
-
 
 class StockBatch(models.Model):
     """One import of card codes: who, when, from whom, at what cost, and what happened."""
@@ -178,7 +167,7 @@ class CardCode(models.Model):
         SOLD = "sold", _("Sold")
         # Reported invalid by a buyer and confirmed by staff: never sold again, owed back by its
         # supplier (batch defect rates show which suppliers deliver bad codes).
-        DEFECTIVE = "defective", _("Defective (returned to supplier)")
+        DEFECTIVE = "defective", _("Defective (the supplier owes it)")
 
     # No single-column indexes on product or batch: the claim query must only ever find
     # its codes through the partial "available" index below (see catalog.services).

@@ -19,6 +19,10 @@ class ReadOnlyInline(admin.TabularInline):
     extra = 0
     can_delete = False
 
+    class Media:
+        # Django captions each existing row with its str() ("1: ∅ → open"): noise in a read-only log.
+        css = {"all": ("css/admin.css",)}
+
     def has_add_permission(self, request, obj=None):
         return False
 

@@ -283,7 +283,11 @@ def orders_stuck_in_paid(*, older_than: timedelta = timedelta(minutes=2)) -> lis
 
 def _email_buyer(order: Order, template: str, subject: str) -> None:
     with translation.override(settings.LANGUAGE_CODE):
-        context = {"order": order, "url": settings.SITE_URL + order.get_absolute_url()}
+        context = {
+            "order": order,
+            "url": settings.SITE_URL + order.get_absolute_url(),
+            "refund_days": settings.REFUND_WINDOW_DAYS,
+        }
         body = render_to_string(template, context)
         send_mail(str(subject) % {"number": order.number}, body, None, [order.buyer.email])
 

@@ -37,6 +37,15 @@ def _tasks_run_inline(request):
 
 
 @pytest.fixture(autouse=True)
+def _fresh_cache():
+    """Each test starts with an empty cache (a test's database rolls back; what it cached must too)."""
+    from django.core.cache import cache
+
+    cache.clear()
+    yield
+
+
+@pytest.fixture(autouse=True)
 def _ledger_stays_sound(request):
     """After every test that touched the database: every entry balances, nothing is overdrawn."""
     uses_db = request.node.get_closest_marker("django_db") or {"db", "transactional_db"} & set(request.fixturenames)

@@ -14,7 +14,7 @@ from django.db import connection
 from django.urls import reverse
 from django.utils import timezone, translation
 
-from aftersales import admin_arbitration, arbitration, disputes  # noqa: F401 (registered even before admin.py imports it)
+from aftersales import admin_arbitration, arbitration, disputes, tickets  # noqa: F401 (registered even before admin.py imports it)
 from aftersales.models import ArbitrationCase, RefundRequest, Ticket, TicketMessage
 from catalog.models import CardCode
 from compliance.credit import credit_summary
@@ -328,6 +328,27 @@ def test_two_staff_deciding_at_once_make_one_refund(buyer, staff):
     assert Refund.objects.filter(order=order).count() == 1
     assert AuditEvent.objects.filter(action="arbitration.decide").count() == 1
     assert CreditEvent.objects.filter(user=buyer, kind=CreditEvent.Kind.ARBITRATION_WON).count() == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_ticket_in_arbitration_is_not_reopened_by_the_buyer(buyer, staff, client):
+    ticket, _order = rejected(buyer, staff)
+    assert tickets.can_reopen(ticket)  # resolved by the rejection, inside the window
+    arbitration.arbitration_open(ticket=ticket, user=buyer, statement="I did not redeem it.")
+    ticket.refresh_from_db()
+    assert not tickets.can_reopen(ticket)
+    with pytest.raises(tickets.TicketError, match="with the arbitrator"):
+        tickets.ticket_reply(ticket=ticket, author=buyer, body="Any news?")
+    with pytest.raises(tickets.TicketError, match="with the arbitrator"):
+        tickets.ticket_reopen(ticket=ticket, user=buyer)
+    ticket.refresh_from_db()
+    assert ticket.status == Ticket.Status.RESOLVED
+    client.force_login(buyer)
+    page = client.get(reverse("aftersales:ticket", args=[ticket.number]), HTTP_ACCEPT_LANGUAGE="en").content.decode()
+    assert "The dispute is with the arbitrator" in page
+    assert 'data-testid="reopen"' not in page and 'data-testid="send-reply"' not in page
+    # The rejection's link to the arbitration page is a link in the thread.
+    assert f'href="{settings.SITE_URL}{reverse("aftersales:arbitration_new", args=[ticket.number])}"' in page
 
 
 # --- the dossier ---------------------------------------------------------------------------------

@@ -133,13 +133,13 @@ def test_ticket_answered_in_admin_then_unused_code_refunded_to_the_balance(brows
     admin_row = admin.locator("#result_list tbody tr", has_text=ticket.number)
     left = admin_row.locator("td.field-time_left [data-sla]")
     assert left.get_attribute("data-sla") == "running"
-    assert re.match(r"4[67] h \d\d min", left.inner_text())
+    assert re.match(r"剩余 4[67] 小时 \d\d 分", left.inner_text())
     shot(admin, "aftersales-05-admin-ticket-queue")
     admin_row.locator("a", has_text=ticket.number).first.click()
     admin.wait_for_url(re.compile(rf"/admin/aftersales/ticket/{ticket.pk}/change/$"))
     assert admin.locator("[data-testid=admin-message]").count() == 1
     assert admin.locator("[data-testid=admin-message] img").count() == 1  # the buyer's screenshot
-    assert "47 h" in admin.locator("[data-testid=ticket-actions]").inner_text()
+    assert "剩余 47 小时" in admin.locator("[data-testid=ticket-actions]").inner_text()
     reply = admin.locator("[data-testid=admin-reply]")
     plan = "已核实：第 1 张卡密在发货前已被使用。我们将为您补发一张新卡密，或按您的意愿退款。"
     reply.locator("textarea[name=body]").fill(plan)

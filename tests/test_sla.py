@@ -189,6 +189,82 @@ class TestSweep:
         assert events(ticket) == ["warned"]
 
 
+class TestEmailDelivery:
+    """Each warning and escalation email goes out once, and is not lost when queueing it fails."""
+
+    def test_an_email_never_queued_is_sent_by_a_later_sweep(self, buyer, agent_staff, supervisors):
+        ticket = make_ticket(buyer, assignee=agent_staff)
+        sla.sla_sweep(now=T0 + 40 * H)  # committed, but the queueing (on commit) never happened
+        event = SlaEvent.objects.get(ticket=ticket, kind=SlaEvent.Kind.WARNED)
+        assert event.notified_at is None and mail.outbox == []
+        assert sla.sla_notify_unsent(now=event.at + timedelta(minutes=9)) == 0  # may still be on its way
+        assert sla.sla_notify_unsent(now=event.at + timedelta(minutes=11)) == 1
+        event.refresh_from_db()
+        assert event.notified_at is not None
+        assert [m.to for m in mail.outbox] == [[agent_staff.email]]
+        assert sla.sla_notify_unsent(now=event.at + timedelta(hours=5)) == 0
+        assert len(mail.outbox) == 1
+
+    def test_a_second_copy_of_the_task_sends_nothing(self, buyer, agent_staff, supervisors):
+        ticket = make_ticket(buyer, assignee=agent_staff)
+        sla.sla_sweep(now=T0 + 50 * H)
+        breach = SlaEvent.objects.get(ticket=ticket, kind=SlaEvent.Kind.BREACHED)
+        escalation = SlaEvent.objects.get(ticket=ticket, kind=SlaEvent.Kind.ESCALATED)
+        assert sla.sla_event_notify(event_id=breach.pk) == 0  # a breach emails nobody (its escalation does)
+        assert sla.sla_event_notify(event_id=escalation.pk) == 1
+        assert sla.sla_event_notify(event_id=escalation.pk) == 0
+        assert len(mail.outbox) == 1
+        assert sla.sla_notify_unsent(now=timezone.now() + 2 * H) == 0
+
+    def test_the_beat_task_reports_requeued_emails(self, buyer, agent_staff, supervisors):
+        ticket = make_ticket(buyer, assignee=agent_staff)
+        sla.sla_sweep(now=T0 + 40 * H)
+        SlaEvent.objects.filter(ticket=ticket).update(at=timezone.now() - H)
+        counts = tasks.sla_sweep()
+        assert counts["emails_requeued"] == 1 and len(mail.outbox) == 1
+
+    def test_event_details_are_readable(self, buyer, agent_staff):
+        ticket = make_ticket(buyer, assignee=agent_staff)
+        sla.sla_sweep(now=T0 + 40 * H)
+        sla.sla_sweep(now=T0 + 49 * H + 5 * timedelta(minutes=1))
+        details = dict(SlaEvent.objects.filter(ticket=ticket).values_list("kind", "detail"))
+        assert details["warned"] == "first response due 2025-03-07 10:00 (in 8h00m)"
+        assert details["breached"] == "due 2025-03-07 10:00, seen 1h05m late"
+        assert details["escalated"].startswith("priority normal -> urgent; group ")
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_a_notification_being_sent_is_not_sent_again_meanwhile(buyer, agent_staff):
+    """Two copies of the task at once (a re-queue while the first is still sending): one email."""
+    from django.db import connections, transaction
+
+    ticket = make_ticket(buyer, assignee=agent_staff)
+    sla.sla_sweep(now=T0 + 40 * H)  # committed: its email went out on commit (tasks run inline here)
+    event = SlaEvent.objects.get(ticket=ticket)
+    SlaEvent.objects.filter(pk=event.pk).update(notified_at=None)  # as if that first copy were still sending
+    mail.outbox.clear()
+    locked, release, results = threading.Event(), threading.Event(), []
+
+    def first_copy():
+        try:
+            with transaction.atomic():
+                SlaEvent.objects.select_for_update().get(pk=event.pk)  # what sla_event_notify holds while sending
+                locked.set()
+                release.wait(10)
+        finally:
+            connections.close_all()
+
+    holder = threading.Thread(target=first_copy)
+    holder.start()
+    assert locked.wait(10)
+    results.append(sla.sla_event_notify(event_id=event.pk))  # the second copy: skips the locked row
+    release.set()
+    holder.join(10)
+    assert results == [0] and mail.outbox == []
+    assert sla.sla_event_notify(event_id=event.pk) == 1 and len(mail.outbox) == 1
+
+
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
 def test_concurrent_sweeps_fire_each_clock_once(supervisors):

@@ -605,3 +605,27 @@ def test_admin_assign_to_me_and_non_staff_cannot_act(client, buyer, staff):
     response = client.post(reverse("admin:aftersales_ticket_reply", args=[ticket.pk]), {"body": "x"})
     assert response.status_code == 403
     assert ticket.messages.count() == 1
+
+
+def test_admin_bulk_action_assigns_a_batch_to_me(client, buyer, staff, mailoutbox):
+    batch = [open_ticket(buyer, subject=f"t{i}") for i in range(3)]
+    other = open_ticket(buyer, subject="not selected")
+    client.force_login(staff)
+    mailoutbox.clear()
+    response = client.post(
+        reverse("admin:aftersales_ticket_changelist"),
+        {"action": "assign_to_me", "_selected_action": [t.pk for t in batch]},
+        HTTP_ACCEPT_LANGUAGE="en",
+    )
+    assert response.status_code == 302
+    assert set(Ticket.objects.filter(assignee=staff).values_list("pk", flat=True)) == {t.pk for t in batch}
+    other.refresh_from_db()
+    assert other.assignee is None
+    assert mailoutbox == []  # nobody is told what they took themselves
+    helper = UserFactory(is_staff=True)  # staff without the change permission: no such action
+    client.force_login(helper)
+    response = client.post(
+        reverse("admin:aftersales_ticket_changelist"), {"action": "assign_to_me", "_selected_action": [other.pk]}
+    )
+    other.refresh_from_db()
+    assert other.assignee is None
