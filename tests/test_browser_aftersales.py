@@ -103,7 +103,10 @@ def test_ticket_answered_in_admin_then_unused_code_refunded_to_the_balance(brows
     assert page.locator("[data-testid=kind-invalid] input").is_checked()  # pre-selected from the link
     page.fill("#id_subject", "卡密提示已被使用")
     page.fill("#id_body", "在游戏充值页面输入卡密，提示“该卡密已被使用”（错误 1032），截图见附件。")
+    picked = page.locator("[data-image-picker] [data-picked]")
+    assert picked.inner_text() == "未选择图片"  # the page's language, not the browser's
     page.set_input_files("#id_attachments", str(screenshot_png(tmp_path)))
+    assert picked.inner_text().endswith(".png")  # the chosen file is named
     shot(page, "aftersales-02-ticket-form")
     page.locator("[data-testid=submit-ticket]").click()
     page.wait_for_url(re.compile(r"/support/T?\w+/$"))

@@ -4,6 +4,7 @@ privately and served only to the parties, and the admin case page with its reply
 
 import io
 import itertools
+import re
 from datetime import timedelta
 from pathlib import Path
 
@@ -629,3 +630,22 @@ def test_admin_bulk_action_assigns_a_batch_to_me(client, buyer, staff, mailoutbo
     )
     other.refresh_from_db()
     assert other.assignee is None
+
+
+def test_admin_my_open_tickets_link(client, buyer, staff):
+    mine = open_ticket(buyer, subject="mine")
+    theirs = open_ticket(buyer, subject="theirs")
+    done = open_ticket(buyer, subject="done")
+    colleague = UserFactory(is_staff=True)
+    tickets.ticket_assign(ticket=mine, assignee=staff, actor=staff)
+    tickets.ticket_assign(ticket=done, assignee=staff, actor=staff)
+    tickets.ticket_assign(ticket=theirs, assignee=colleague, actor=staff)
+    tickets.ticket_close(ticket=done, actor=buyer)
+    client.force_login(staff)
+    changelist = reverse("admin:aftersales_ticket_changelist")
+    html = client.get(changelist).content.decode()
+    link = re.search(r'href="(\?assignee[^"]+)" data-testid="my-tickets"', html).group(1).replace("&amp;", "&")
+    page = client.get(changelist + link)
+    assert page.status_code == 200
+    body = page.content.decode()
+    assert mine.number in body and theirs.number not in body and done.number not in body

@@ -55,3 +55,24 @@ function updateTotal(input) {
     if (event.target.matches && event.target.matches("[data-unit-price]")) updateTotal(event.target);
   });
 });
+
+// Image pickers (templates/aftersales/_image_picker.html): show the chosen file names.
+document.addEventListener("change", function (event) {
+  const input = event.target;
+  if (!input.matches || !input.matches("[data-image-picker] input[type=file]")) return;
+  const shown = input.closest("[data-image-picker]").querySelector("[data-picked]");
+  if (!shown.dataset.none) shown.dataset.none = shown.textContent;
+  const names = Array.from(input.files || []).map((file) => file.name);
+  shown.textContent = names.length ? names.join(", ") : shown.dataset.none;
+});
+// Focus on the hidden input shows on its button.
+document.addEventListener("focusin", function (event) {
+  if (event.target.matches && event.target.matches("[data-image-picker] input[type=file]")) {
+    event.target.nextElementSibling.classList.add("focus-ring");
+  }
+});
+document.addEventListener("focusout", function (event) {
+  if (event.target.matches && event.target.matches("[data-image-picker] input[type=file]")) {
+    event.target.nextElementSibling.classList.remove("focus-ring");
+  }
+});
