@@ -27,7 +27,7 @@ from marketplace.transitions import IllegalTransition
 from orders.models import CodeReveal, OrderCode
 
 from . import arbitration, disputes, tickets
-from .models import Kind, SlaEvent, Ticket, TicketStatusChange
+from .models import Kind, ReplyTemplate, SlaEvent, Ticket, TicketStatusChange
 
 S = Ticket.Status
 CHANGE_PERMISSION = "aftersales.change_ticket"
@@ -165,6 +165,26 @@ def decision_state_key(ticket: Ticket, live_ids) -> str:
     same codes and clicking "refund" at once make one refund (same key), not two."""
     state = f"{ticket.pk}:{','.join(str(i) for i in sorted(live_ids))}"
     return hashlib.sha256(state.encode()).hexdigest()[:32]
+
+
+@admin.register(ReplyTemplate)
+class ReplyTemplateAdmin(admin.ModelAdmin):
+    """Canned replies staff insert on a ticket's page and edit before sending."""
+
+    list_display = ("title", "kind", "is_active", "sort_order", "updated_at")
+    list_editable = ("is_active", "sort_order")
+    list_filter = ("is_active", "kind")
+    search_fields = ("title", "body")
+    fields = ("title", "kind", "body", "is_active", "sort_order")
+
+    def formfield_for_dbfield(self, db_field, request, **kwargs):
+        field = super().formfield_for_dbfield(db_field, request, **kwargs)
+        if db_field.name == "body":
+            field.help_text = _(
+                "Filled in on the ticket: {ticket} its number, {order} the order number, {product} the product, "
+                "{buyer} the buyer, {due} the first-response deadline."
+            )
+        return field
 
 
 @admin.register(Ticket)
@@ -321,6 +341,7 @@ class TicketAdmin(admin.ModelAdmin):
             "case_payments": payments,
             "case_refund_requests": refunds,
             "thread": list(tickets.ticket_messages_for(ticket, staff=True)),
+            "reply_templates": tickets.reply_templates_for(ticket),
             "time_left": time_left_html(ticket),
             "is_open": ticket.status in tickets.OPEN_STATUSES,
             "staff_users": list(tickets.staff_users()),

@@ -242,6 +242,29 @@ class SlaEvent(models.Model):
         return f"{self.ticket_id} {self.kind}"
 
 
+class ReplyTemplate(models.Model):
+    """A canned reply staff insert into the reply box and edit before sending (常用回复).
+
+    The body may name the ticket's facts: {ticket}, {order}, {product}, {buyer}, {due} are
+    filled in on the ticket's page; anything else in braces stays as written."""
+
+    title = models.CharField(_("title"), max_length=60)
+    body = models.TextField(_("text"), max_length=5000)
+    # Offered on tickets of this kind only; empty: on every ticket.
+    kind = models.CharField(_("kind"), max_length=20, choices=Kind.choices, blank=True)
+    is_active = models.BooleanField(_("in use"), default=True)
+    sort_order = models.PositiveIntegerField(_("sort order"), default=0)
+    updated_at = models.DateTimeField(_("updated"), auto_now=True)
+
+    class Meta:
+        ordering = ("sort_order", "title", "id")
+        verbose_name = _("reply template")
+        verbose_name_plural = _("reply templates")
+
+    def __str__(self):
+        return self.title
+
+
 class RefundRequest(models.Model):
     """A buyer's refund of codes of an order: unrevealed within the window is approved at once;
     anything else becomes a dispute for staff (with its ticket)."""

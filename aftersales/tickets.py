@@ -16,6 +16,7 @@ import hashlib
 import io
 import logging
 import os
+import re
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -38,7 +39,16 @@ from PIL import Image
 from compliance.audit import audit_denied
 from orders.models import Order, OrderCode
 
-from .models import TICKET_FLOW, ArbitrationCase, Kind, SlaPolicy, Ticket, TicketAttachment, TicketMessage
+from .models import (
+    TICKET_FLOW,
+    ArbitrationCase,
+    Kind,
+    ReplyTemplate,
+    SlaPolicy,
+    Ticket,
+    TicketAttachment,
+    TicketMessage,
+)
 
 log = logging.getLogger(__name__)
 
@@ -251,6 +261,29 @@ def sla_deadlines(kind: str, start: datetime) -> dict[str, datetime]:
         "warn_at": start + timedelta(hours=hours["warn_after_hours"]),
         "resolution_due_at": start + timedelta(hours=hours["resolution_hours"]),
     }
+
+
+# --- reply templates ---------------------------------------------------------------------------
+
+PLACEHOLDER = re.compile(r"\{(ticket|order|product|buyer|due)\}")
+
+
+def reply_templates_for(ticket: Ticket) -> list[dict[str, str]]:
+    """The canned replies offered on ``ticket`` (its kind's and the general ones, in use), with
+    the ticket's facts filled in: {ticket}, {order}, {product}, {buyer}, {due}."""
+    order = ticket.order
+    facts = {
+        "ticket": ticket.number,
+        "order": order.number if order else "",
+        "product": order.product_name if order else "",
+        "buyer": ticket.user.get_full_name() or ticket.user.email,
+        "due": timezone.localtime(ticket.first_response_due_at).strftime("%Y-%m-%d %H:%M"),
+    }
+    templates = ReplyTemplate.objects.filter(is_active=True).filter(Q(kind="") | Q(kind=ticket.kind))
+    return [
+        {"title": t.title, "body": PLACEHOLDER.sub(lambda m: facts[m.group(1)], t.body)}
+        for t in templates.order_by("sort_order", "title", "id")
+    ]
 
 
 # --- emails --------------------------------------------------------------------------------

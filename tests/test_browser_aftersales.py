@@ -11,7 +11,7 @@ from decimal import Decimal
 import pytest
 from django.utils import timezone
 
-from aftersales.models import Kind, RefundRequest, Ticket, TicketMessage
+from aftersales.models import Kind, RefundRequest, ReplyTemplate, Ticket, TicketMessage
 from catalog.models import CardCode
 from orders.models import Order
 from payments.services import wallet_balance
@@ -131,6 +131,8 @@ def test_ticket_answered_in_admin_then_unused_code_refunded_to_the_balance(brows
     shot(page, "aftersales-04-support-list")
 
     # 4. Staff, on a desktop: the queue shows the time left; they answer with the resolution plan.
+    ReplyTemplate.objects.create(title="已收到，正在核实", body="您好，已收到订单 {order} 的反馈，正在核实。")
+    ReplyTemplate.objects.create(title="仅用于其他问题", body="…", kind=Kind.OTHER)  # not offered on this ticket
     admin = log_in_admin(browser, live_server, staff)
     admin.goto("/admin/aftersales/ticket/")
     admin_row = admin.locator("#result_list tbody tr", has_text=ticket.number)
@@ -144,6 +146,10 @@ def test_ticket_answered_in_admin_then_unused_code_refunded_to_the_balance(brows
     assert admin.locator("[data-testid=admin-message] img").count() == 1  # the buyer's screenshot
     assert "剩余 47 小时" in admin.locator("[data-testid=ticket-actions]").inner_text()
     reply = admin.locator("[data-testid=admin-reply]")
+    # A reply template goes into the box with the ticket's facts filled in, to edit before sending.
+    reply.locator("[data-testid=reply-template]").select_option(label="已收到，正在核实")
+    box_text = reply.locator("textarea[name=body]").input_value()
+    assert f"订单 {order.number}" in box_text and "{order}" not in box_text
     plan = "已核实：第 1 张卡密在发货前已被使用。我们将为您补发一张新卡密，或按您的意愿退款。"
     reply.locator("textarea[name=body]").fill(plan)
     assert reply.locator("input[name=resolution_plan]").is_checked()  # the first answer is the plan

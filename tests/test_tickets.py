@@ -649,3 +649,27 @@ def test_admin_my_open_tickets_link(client, buyer, staff):
     assert page.status_code == 200
     body = page.content.decode()
     assert mine.number in body and theirs.number not in body and done.number not in body
+
+
+def test_reply_templates_offered_by_kind_with_the_tickets_facts(client, buyer, staff):
+    from aftersales.models import ReplyTemplate
+
+    order = delivered_order(buyer)
+    ticket = tickets.ticket_open(user=buyer, kind=Kind.INVALID, subject="bad", body="b", order=order)
+    ReplyTemplate.objects.create(
+        title="general", body="Order {order} ({product}), ticket {ticket}, {buyer}: by {due}. {unknown} {order"
+    )
+    ReplyTemplate.objects.create(title="invalid", body="Code check", kind=Kind.INVALID, sort_order=1)
+    ReplyTemplate.objects.create(title="other kind", body="x", kind=Kind.OTHER)
+    ReplyTemplate.objects.create(title="retired", body="x", is_active=False)
+    offered = tickets.reply_templates_for(ticket)
+    assert [t["title"] for t in offered] == ["general", "invalid"]
+    due = timezone.localtime(ticket.first_response_due_at).strftime("%Y-%m-%d %H:%M")
+    assert offered[0]["body"] == (
+        f"Order {order.number} ({order.product_name}), ticket {ticket.number}, {buyer.email}: by {due}. "
+        "{unknown} {order"
+    )
+    client.force_login(staff)
+    page = client.get(reverse("admin:aftersales_ticket_change", args=[ticket.pk])).content.decode()
+    assert 'id="reply-templates"' in page and order.number in page and "other kind" not in page
+    assert client.get(reverse("admin:aftersales_replytemplate_changelist")).status_code == 200

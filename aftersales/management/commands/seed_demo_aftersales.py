@@ -25,7 +25,26 @@ from orders.services import order_code_reveal, order_fulfil, order_place
 from payments.services import sandbox_pay
 
 from ... import arbitration, disputes, no_reason, tickets
-from ...models import Kind, Ticket, TicketMessage, TicketStatusChange
+from ...models import Kind, ReplyTemplate, Ticket, TicketMessage, TicketStatusChange
+
+REPLY_TEMPLATES = [
+    (
+        "已收到，正在核实",
+        "",
+        "{buyer} 您好，我们已收到您关于订单 {order}（{product}）的反馈，正在与供货商核实，将在 {due} 前给出处理方案。",
+    ),
+    (
+        "卡密无效：补发",
+        Kind.INVALID,
+        "已与供货商核实：订单 {order} 的这张卡密确实无法使用。我们已将其标记为问题卡密，并为您补发了一张新卡密，"
+        "请在订单页面查看。给您带来不便，非常抱歉。",
+    ),
+    (
+        "请提供截图",
+        "",
+        "为了尽快核实，请回复本工单并附上充值页面的报错截图（含时间和错误代码）。",
+    ),
+]
 
 
 def _backdate(ticket: Ticket, hours: float) -> None:
@@ -67,6 +86,8 @@ class Command(BaseCommand):
             return
         supervisors, _ = Group.objects.get_or_create(name=settings.AFTERSALES_SUPERVISOR_GROUP)
         staff.groups.add(supervisors)
+        for order, (title, kind, body) in enumerate(REPLY_TEMPLATES):
+            ReplyTemplate.objects.get_or_create(title=title, defaults={"kind": kind, "body": body, "sort_order": order})
         if not settings.PAYMENTS_SANDBOX_ENABLED:
             self.stdout.write("sandbox payments are off: no demo after-sales")
             return
