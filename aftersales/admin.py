@@ -367,7 +367,7 @@ class TicketAdmin(admin.ModelAdmin):
             "decision_key": decision_state_key(ticket, [oc.pk for oc in live]),
             "decision_stock": stock_count(ticket.order.product_id),
             "decision_reissues": list(ticket.order.reissues.select_related("old_code", "new_code", "staff")),
-            "decision_can_escalate": not hasattr(ticket, "arbitration"),
+            "decision_can_escalate": not tickets.in_arbitration(ticket),
         }
 
     def get_urls(self):
@@ -401,14 +401,16 @@ class TicketAdmin(admin.ModelAdmin):
         return redirect(reverse("admin:aftersales_ticket_change", args=[ticket.pk]))
 
     def _run(self, request, ticket, fn, done) -> None:
+        """Call one service; its refusal (or an illegal move, e.g. resolving a closed ticket) is
+        shown to staff. ``done``: the success message, a text with %(number)s or a function of
+        the service's result."""
         try:
-            fn()
-        except tickets.TicketError as exc:
-            self.message_user(request, f"{ticket.number}: {exc}", messages.ERROR)
-        except IllegalTransition as exc:  # e.g. resolving a closed ticket
+            result = fn()
+        except (tickets.TicketError, disputes.DisputeError, arbitration.ArbitrationError, IllegalTransition) as exc:
             self.message_user(request, f"{ticket.number}: {exc}", messages.ERROR)
         else:
-            self.message_user(request, done % {"number": ticket.number}, messages.SUCCESS)
+            text = done(result) if callable(done) else done % {"number": ticket.number}
+            self.message_user(request, text, messages.SUCCESS)
 
     def reply_view(self, request, pk):
         ticket = self._ticket(request, pk)
@@ -483,14 +485,6 @@ class TicketAdmin(admin.ModelAdmin):
             for error in errors:
                 self.message_user(request, f"{ticket.number}: {error}", messages.ERROR)
 
-    def _decide(self, request, ticket, fn, done) -> None:
-        try:
-            result = fn()
-        except (disputes.DisputeError, tickets.TicketError, IllegalTransition) as exc:
-            self.message_user(request, f"{ticket.number}: {exc}", messages.ERROR)
-        else:
-            self.message_user(request, done(result), messages.SUCCESS)
-
     def dispute_refund_view(self, request, pk):
         ticket = self._ticket(request, pk)
         live_ids = list(disputes.live_codes(ticket.order).values_list("pk", flat=True)) if ticket.order_id else []
@@ -501,7 +495,7 @@ class TicketAdmin(admin.ModelAdmin):
         data = form.cleaned_data
         ids = data["codes"] if data["scope"] == "codes" else None
         key = f"{data['scope']}:{data['key']}" + (f":{','.join(map(str, sorted(ids)))}" if ids else "")
-        self._decide(
+        self._run(
             request,
             ticket,
             lambda: disputes.dispute_refund(
@@ -524,13 +518,11 @@ class TicketAdmin(admin.ModelAdmin):
         if not form.is_valid():
             self._form_errors(request, ticket, form)
             return self._back(ticket)
-        self._decide(
+        self._run(
             request,
             ticket,
             lambda: disputes.dispute_reject(ticket=ticket, staff=request.user, reason=form.cleaned_data["reason"]),
-            lambda _t: (
-                _("%(number)s rejected; the buyer was told and can ask for arbitration.") % {"number": ticket.number}
-            ),
+            _("%(number)s rejected; the buyer was told and can ask for arbitration."),
         )
         return self._back(ticket)
 
@@ -545,7 +537,7 @@ class TicketAdmin(admin.ModelAdmin):
         if order_code is None:
             self.message_user(request, _("Choose the code to replace."), messages.ERROR)
             return self._back(ticket)
-        self._decide(
+        self._run(
             request,
             ticket,
             lambda: disputes.dispute_reissue(
@@ -564,11 +556,11 @@ class TicketAdmin(admin.ModelAdmin):
         if not form.is_valid():
             self._form_errors(request, ticket, form)
             return self._back(ticket)
-        self._decide(
+        self._run(
             request,
             ticket,
             lambda: disputes.dispute_request_info(ticket=ticket, staff=request.user, body=form.cleaned_data["body"]),
-            lambda _m: _("Question sent on %(number)s; the ticket waits for the buyer.") % {"number": ticket.number},
+            _("Question sent on %(number)s; the ticket waits for the buyer."),
         )
         return self._back(ticket)
 
@@ -578,20 +570,13 @@ class TicketAdmin(admin.ModelAdmin):
         if not form.is_valid():
             self._form_errors(request, ticket, form)
             return self._back(ticket)
-
-        def escalate():
-            try:
-                return arbitration.arbitration_open(
-                    ticket=ticket, user=request.user, statement=form.cleaned_data["reason"], request=request
-                )
-            except arbitration.ArbitrationError as exc:
-                raise disputes.DisputeError(str(exc)) from None
-
-        self._decide(
+        self._run(
             request,
             ticket,
-            escalate,
-            lambda _c: _("%(number)s escalated to arbitration.") % {"number": ticket.number},
+            lambda: arbitration.arbitration_open(
+                ticket=ticket, user=request.user, statement=form.cleaned_data["reason"], request=request
+            ),
+            _("%(number)s escalated to arbitration."),
         )
         return self._back(ticket)
 

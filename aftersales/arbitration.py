@@ -136,12 +136,12 @@ def case_for_user(*, user, number: str, request=None) -> ArbitrationCase | None:
 
 def refundable_codes(order) -> list[OrderCode]:
     """The order's codes it still holds (refunded codes leave the order), in the order page's order."""
-    return list(OrderCode.objects.filter(order_id=order.pk, released_at__isnull=True).order_by("pk"))
+    return list(disputes.held_codes(order))
 
 
 def codes_left(order) -> int:
     """How many codes of ``order`` a decision can still refund."""
-    return OrderCode.objects.filter(order_id=order.pk, released_at__isnull=True).count()
+    return disputes.held_codes(order).count()
 
 
 # --- emails ----------------------------------------------------------------------------------

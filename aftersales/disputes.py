@@ -106,14 +106,14 @@ def refund_key(ticket: Ticket, key: str) -> str:
     return f"dispute:{ticket.pk}:{key}"[:120]
 
 
+def held_codes(order: Order):
+    """The order's codes it still holds (refunded or replaced codes leave it), in the order page's order."""
+    return OrderCode.objects.filter(order_id=order.pk, released_at__isnull=True).order_by("pk")
+
+
 def live_codes(order: Order):
     """The order's codes still held by it, with how often each was revealed."""
-    return (
-        OrderCode.objects.filter(order_id=order.pk, released_at__isnull=True)
-        .select_related("code")
-        .annotate(reveal_count=Count("reveals"))
-        .order_by("pk")
-    )
+    return held_codes(order).select_related("code").annotate(reveal_count=Count("reveals"))
 
 
 # --- Decisions ------------------------------------------------------------------------------

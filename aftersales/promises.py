@@ -13,7 +13,6 @@ from django.utils.functional import cached_property
 
 CACHE_KEY = "aftersales:promise:first_response_hours"
 CACHE_SECONDS = 300
-DEFAULT_FIRST_RESPONSE_HOURS = 48
 
 
 def first_response_hours() -> int:
@@ -21,9 +20,10 @@ def first_response_hours() -> int:
 
     def longest() -> int:
         from .models import SlaPolicy
+        from .tickets import DEFAULT_SLA
 
         hours = SlaPolicy.objects.order_by("-first_response_hours").values_list("first_response_hours", flat=True)
-        return hours.first() or DEFAULT_FIRST_RESPONSE_HOURS
+        return hours.first() or DEFAULT_SLA["first_response_hours"]
 
     return cache.get_or_set(CACHE_KEY, longest, CACHE_SECONDS)
 

@@ -25,15 +25,14 @@ from django.urls import NoReverseMatch, reverse
 from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 
-from . import models
-from .models import SlaEvent, Ticket, TicketMessage
+from .models import CLOCK_RUNNING, SlaEvent, Ticket, TicketMessage
+from .tickets import minute
 
 log = logging.getLogger(__name__)
 
 S = Ticket.Status
-# A resolved or closed ticket's clock no longer runs, answered or not (the index predicates'
-# list, so the due queries below match it exactly).
-CLOCK_RUNNING = models.CLOCK_RUNNING
+# CLOCK_RUNNING: a resolved or closed ticket's clock no longer runs, answered or not (the index
+# predicates' list, so the due queries below match it exactly).
 
 
 # ---------------------------------------------------------------------------------------------
@@ -100,10 +99,6 @@ def _lock_due(pk: int, **due) -> Ticket | None:
     )
 
 
-def _when(moment: datetime) -> str:
-    return timezone.localtime(moment).strftime("%Y-%m-%d %H:%M")
-
-
 def _span(delta: timedelta) -> str:
     minutes = max(0, int(delta.total_seconds() // 60))
     return f"{minutes // 60}h{minutes % 60:02d}m"
@@ -136,7 +131,7 @@ def _warn_one(*, pk: int, now: datetime) -> bool:
         event = _event_create(
             ticket,
             SlaEvent.Kind.WARNED,
-            f"first response due {_when(ticket.first_response_due_at)} (in {_span(left)})",
+            f"first response due {minute(ticket.first_response_due_at)} (in {_span(left)})",
         )
         if event is None:
             return False
@@ -162,7 +157,7 @@ def _breach_one(*, pk: int, now: datetime) -> list[str]:
         fired = []
         late = now - ticket.first_response_due_at
         if _event_create(
-            ticket, SlaEvent.Kind.BREACHED, f"due {_when(ticket.first_response_due_at)}, seen {_span(late)} late"
+            ticket, SlaEvent.Kind.BREACHED, f"due {minute(ticket.first_response_due_at)}, seen {_span(late)} late"
         ):
             fired.append("breached")
         escalated = _event_create(
@@ -248,7 +243,7 @@ def _send(event: SlaEvent) -> int:
     assignee = ticket.assignee if ticket.assignee and ticket.assignee.is_active and ticket.assignee.email else None
     supervisors = [u.email for u in sla_supervisors()]
     with translation.override(settings.LANGUAGE_CODE):
-        due = timezone.localtime(ticket.first_response_due_at).strftime("%Y-%m-%d %H:%M")
+        due = minute(ticket.first_response_due_at)
         url = _ticket_admin_url(ticket)
         if event.kind == SlaEvent.Kind.WARNED:
             to, cc = ([assignee.email] if assignee else supervisors), []

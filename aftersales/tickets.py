@@ -218,12 +218,14 @@ def in_arbitration(ticket: Ticket) -> bool:
     return ArbitrationCase.objects.filter(ticket_id=ticket.pk).exists()
 
 
-def can_reopen(ticket: Ticket, *, now: datetime | None = None) -> bool:
+def _reopen_window_open(ticket: Ticket, now: datetime | None) -> bool:
     if ticket.status != S.RESOLVED or ticket.resolved_at is None:
         return False
-    if (now or timezone.now()) > ticket.resolved_at + timedelta(days=settings.TICKET_REOPEN_DAYS):
-        return False
-    return not in_arbitration(ticket)
+    return (now or timezone.now()) <= ticket.resolved_at + timedelta(days=settings.TICKET_REOPEN_DAYS)
+
+
+def can_reopen(ticket: Ticket, *, now: datetime | None = None) -> bool:
+    return _reopen_window_open(ticket, now) and not in_arbitration(ticket)
 
 
 def _refuse_reopen(ticket: Ticket, *, now: datetime) -> None:
@@ -235,8 +237,13 @@ def _refuse_reopen(ticket: Ticket, *, now: datetime) -> None:
                 "Please open a new ticket for anything else."
             )
         )
-    if not can_reopen(ticket, now=now):
+    if not _reopen_window_open(ticket, now):
         raise TicketError(_("This ticket was resolved too long ago to reopen. Please open a new ticket."))
+
+
+def minute(moment: datetime) -> str:
+    """A time as staff and buyers read it in texts and emails: local, to the minute."""
+    return timezone.localtime(moment).strftime("%Y-%m-%d %H:%M")
 
 
 def reopen_until(ticket: Ticket) -> datetime | None:
@@ -277,7 +284,7 @@ def reply_templates_for(ticket: Ticket) -> list[dict[str, str]]:
         "order": order.number if order else "",
         "product": order.product_name if order else "",
         "buyer": ticket.user.get_full_name() or ticket.user.email,
-        "due": timezone.localtime(ticket.first_response_due_at).strftime("%Y-%m-%d %H:%M"),
+        "due": minute(ticket.first_response_due_at),
     }
     templates = ReplyTemplate.objects.filter(is_active=True).filter(Q(kind="") | Q(kind=ticket.kind))
     return [
@@ -323,7 +330,7 @@ def _email(kind: str, ticket_id: int, recipients: list[str]) -> None:
             "staff_note": _("Ticket %(number)s: a new internal note"),
             "staff_assigned": _("Ticket %(number)s is assigned to you"),
         }
-        due = timezone.localtime(ticket.first_response_due_at).strftime("%Y-%m-%d %H:%M")
+        due = minute(ticket.first_response_due_at)
         subject = subjects[kind] % {"number": ticket.number, "subject": ticket.subject, "due": due}
         body = render_to_string("aftersales/email/ticket.txt", {"ticket": ticket, "kind": kind, "url": url, "due": due})
     send_mail(subject, body, None, recipients)

@@ -171,6 +171,7 @@ def ticket_detail(request, number):
             messages.success(request, _("Your message was sent."))
             return redirect("aftersales:ticket", number=ticket.number)
     thread = list(tickets.ticket_messages_for(ticket, staff=False))
+    can_reopen = tickets.can_reopen(ticket)
     return render(
         request,
         "aftersales/ticket_detail.html",
@@ -180,8 +181,8 @@ def ticket_detail(request, number):
             "form": form,
             "error": error,
             "can_reply": ticket.status != Ticket.Status.CLOSED
-            and (ticket.status != Ticket.Status.RESOLVED or tickets.can_reopen(ticket)),
-            "can_reopen": tickets.can_reopen(ticket),
+            and (ticket.status != Ticket.Status.RESOLVED or can_reopen),
+            "can_reopen": can_reopen,
             "in_arbitration": tickets.in_arbitration(ticket),
             "reopen_until": tickets.reopen_until(ticket),
             "sla_hours": round((ticket.first_response_due_at - ticket.created_at).total_seconds() / 3600),

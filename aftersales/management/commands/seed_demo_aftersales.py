@@ -20,7 +20,7 @@ from django.test.utils import override_settings
 
 from catalog import selectors as stock
 from catalog.models import Product
-from orders.models import Order, OrderCode
+from orders.models import Order
 from orders.services import order_code_reveal, order_fulfil, order_place
 from payments.services import sandbox_pay
 
@@ -105,7 +105,7 @@ class Command(BaseCommand):
             orders.append(Order.objects.get(pk=order.pk))
 
         def codes(order):
-            return list(OrderCode.objects.filter(order=order, released_at__isnull=True).order_by("pk"))
+            return list(disputes.held_codes(order))
 
         def reveal(order, oc):
             order_code_reveal(
