@@ -16,6 +16,7 @@ from django.test import override_settings
 from django.urls import reverse
 
 from tests.factories import UserFactory
+from tests.test_browser import browser  # noqa: F401 (fixture)
 
 pytestmark = pytest.mark.django_db
 
@@ -279,3 +280,34 @@ def test_the_locks_hold_in_redis_the_production_cache(client, victim, redis_url)
         for key in connection.scan_iter(f"{prefix}:*"):
             connection.delete(key)
         cache.close()
+
+
+@pytest.mark.browser
+@pytest.mark.django_db(transaction=True)
+def test_the_lock_page_on_a_phone(browser, live_server):
+    """In Chromium, on a phone, in Chinese: the fifth wrong password shows the lock page."""
+    from tests.test_browser import new_page, shot
+
+    user = UserFactory(email="phone-owner@example.com")
+    page = new_page(browser, live_server.url)
+    page.goto(LOGIN)
+    for _ in range(5):
+        page.fill("input[name=login]", user.email)
+        page.fill("input[name=password]", "wrong-guess")
+        page.locator('main form button[type="submit"]').first.click()
+        page.wait_for_load_state()
+        if page.locator('[data-testid="login-locked"]').count():
+            break
+    locked = page.locator('[data-testid="login-locked"]')
+    locked.wait_for(state="visible")
+    assert page.locator("main h1").inner_text().strip() == "登录已暂时锁定"
+    assert page.locator('[data-testid="lock-wait"]').inner_text().strip() == "请在 5 分钟后重试。"
+    reset = page.locator('[data-testid="lock-reset-password"]')
+    assert reset.is_visible()
+    box = reset.bounding_box()
+    assert box["x"] >= 0 and box["x"] + box["width"] <= page.viewport_size["width"]  # no sideways scroll
+    shot(page, "login-locked-phone-zh")
+    reset.click()
+    page.wait_for_url(re.compile(r"/accounts/password/reset/$"))
+    assert not page.js_errors, page.js_errors
+    page.context.close()
