@@ -173,6 +173,17 @@ def test_one_client_spraying_many_accounts_is_locked_for_all_of_them(client, vic
     assert attempt(client, victim.email, PASSWORD, OWNER).status_code == 302
 
 
+def test_a_flood_of_login_posts_gets_the_sites_page_too(client, clock, settings):
+    """allauth's own limit on login posts per minute (before any password) answers in the site's
+    style and language, not with a bare English page."""
+    settings.LOGIN_IP_FAILURE_LIMIT = 100
+    answers = [attempt(client, f"someone{n}@example.com", "guess", ATTACKER) for n in range(31)]
+    assert [a.status_code for a in answers[:30]] == [200] * 30
+    flood = answers[30]
+    assert flood.status_code == 429 and 'data-testid="too-many-requests"' in flood.content.decode()
+    assert "请求过于频繁" in flood.content.decode()
+
+
 def test_client_addresses_come_from_the_trusted_proxies_only(client, victim, clock, settings):
     """Behind one proxy a forged X-Forwarded-For prefix changes nothing; an IPv6 client is its /64."""
     settings.NUM_PROXIES = 1
