@@ -219,6 +219,32 @@ ACCOUNT_SESSION_REMEMBER = None
 ACCOUNT_USER_DISPLAY = "accounts.models.user_display"  # the email, not the generated username
 LOGIN_REDIRECT_URL = "/"
 LOGIN_URL = "account_login"
+# Failed logins (accounts.services): allauth's own "login_failed" limit keys on the email alone,
+# so five wrong passwords from anywhere locked the owner out. It is replaced by three locks, kept
+# in the cache: one account from one client (IP, IPv6 by /64), one client across all accounts
+# (spraying), and one account from everywhere (distributed guessing; the owner is emailed).
+# Each: N failures within WINDOW minutes of the first lock it for LOCK minutes. The admin's
+# login is routed through allauth's (marketplace/urls.py), so these are the only password door.
+ACCOUNT_ADAPTER = "accounts.adapter.AccountAdapter"
+ACCOUNT_RATE_LIMITS = {"login_failed": None}
+
+
+def env_positive(name: str, default: int) -> int:
+    value = int(env(name, str(default)))
+    if value < 1:
+        raise ImproperlyConfigured(f"{name} must be at least 1")
+    return value
+
+
+LOGIN_CLIENT_FAILURE_LIMIT = env_positive("LOGIN_CLIENT_FAILURE_LIMIT", 5)
+LOGIN_CLIENT_WINDOW_MINUTES = env_positive("LOGIN_CLIENT_WINDOW_MINUTES", 5)
+LOGIN_CLIENT_LOCK_MINUTES = env_positive("LOGIN_CLIENT_LOCK_MINUTES", 5)
+LOGIN_IP_FAILURE_LIMIT = env_positive("LOGIN_IP_FAILURE_LIMIT", 30)
+LOGIN_IP_WINDOW_MINUTES = env_positive("LOGIN_IP_WINDOW_MINUTES", 15)
+LOGIN_IP_LOCK_MINUTES = env_positive("LOGIN_IP_LOCK_MINUTES", 15)
+LOGIN_ACCOUNT_FAILURE_LIMIT = env_positive("LOGIN_ACCOUNT_FAILURE_LIMIT", 50)
+LOGIN_ACCOUNT_WINDOW_MINUTES = env_positive("LOGIN_ACCOUNT_WINDOW_MINUTES", 60)
+LOGIN_ACCOUNT_LOCK_MINUTES = env_positive("LOGIN_ACCOUNT_LOCK_MINUTES", 30)
 
 # --- Email ----------------------------------------------------------------------------
 EMAIL_BACKEND = env(

@@ -1,3 +1,4 @@
+from allauth.account.decorators import secure_admin_login
 from django.contrib import admin
 from django.urls import include, path
 from django.utils.translation import gettext_lazy as _
@@ -8,6 +9,9 @@ from accounts import views as account_views
 admin.site.site_header = _("卡盟 · Operations")
 admin.site.site_title = _("卡盟 operations")
 admin.site.index_title = _("Operations")
+# One password door: the admin's login form is replaced by the site's (allauth), so the login
+# locks (accounts.services) cover staff too. Signed-in staff pass; others get a 403.
+admin.site.login = secure_admin_login(admin.site.login)
 
 urlpatterns = [
     path("i18n/setlang/", set_language, name="set_language"),

@@ -35,10 +35,11 @@ def log_in(browser, live_server, user):
 
 def log_in_admin(browser, live_server, user):
     page = new_page(browser, live_server.url, viewport=DESKTOP)
-    page.goto("/admin/login/")
-    page.fill("input[name=username]", user.username)
+    page.goto("/admin/")  # the admin's login is the site's (one password door, with its locks)
+    page.wait_for_url(re.compile(r"/accounts/login/\?next="))
+    page.fill("input[name=login]", user.email)
     page.fill("input[name=password]", PASSWORD)
-    page.locator('#login-form [type="submit"]').click()
+    page.locator('main form button[type="submit"]').first.click()
     page.wait_for_url(live_server.url + "/admin/")
     return page
 
