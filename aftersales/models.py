@@ -288,6 +288,8 @@ class RefundRequest(models.Model):
     codes = models.ManyToManyField(
         "orders.OrderCode", verbose_name=pgettext_lazy("list of card codes", "codes"), related_name="refund_requests"
     )
+    # The request page's address (/support/refunds/<public_id>/): random, not the sequential pk.
+    public_id = models.UUIDField(_("public id"), default=uuid.uuid4, unique=True, editable=False)
     quantity = models.PositiveIntegerField(_("codes"))
     reason = models.CharField(_("reason"), max_length=500, blank=True)
     status = models.CharField(_("status"), max_length=14, choices=Status.choices)
