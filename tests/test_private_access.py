@@ -45,6 +45,11 @@ UNRELATED_PERMISSIONS = ("catalog.change_product", "catalog.view_product", "agen
 
 
 @pytest.fixture(autouse=True)
+def _fast_passwords(settings):
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture(autouse=True)
 def _english(settings):
     settings.LANGUAGE_CODE = "en"
     with translation.override("en"):
