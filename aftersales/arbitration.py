@@ -1,7 +1,8 @@
 """Arbitration: a dispute the buyer did not accept goes to a third party (a consumer association).
 
 Who may escalate (``arbitration_eligibility``):
-- staff: any ticket about an order;
+- staff who may change tickets (``aftersales.change_ticket``, what the ticket admin's escalate
+  button requires): any ticket about an order;
 - the buyer (the ticket's user): only after staff decided against them, within
   ``ARBITRATION_WINDOW_DAYS`` (30) of that decision. A decision against the buyer is a refund
   request of the ticket that was rejected, or the ticket resolved by staff without a refund
@@ -13,7 +14,8 @@ The case moves preparing -> submitted -> decided (``CASE_FLOW``). The decision i
 through the dispute refund service (``aftersales.disputes.dispute_refund``), on the locked case
 row with an idempotency key derived from the case: deciding twice, or two staff at once, makes
 one refund. The dossier (``arbitration_dossier``) is a ZIP staff send to the third party: a
-printable summary.html, CSV files and the ticket's images; never a code's secret.
+printable summary.html, CSV files and the ticket's images; never a code's secret. Submitting,
+deciding and the dossier need the arbitration admin's change permission, not just the staff flag.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ from compliance.audit import audit_denied, audit_record
 from compliance.credit import credit_event_record
 from compliance.models import AuditEvent, CreditEvent
 from marketplace.crypto import mask
+from marketplace.permissions import staff_has_perm
 from marketplace.transitions import StateMachine, table
 from orders.models import CodeReveal, OrderCode
 from payments.models import Refund
@@ -55,6 +58,8 @@ A = ArbitrationCase.Status
 O = ArbitrationCase.Outcome  # noqa: E741
 R = RefundRequest.Status
 S = Ticket.Status
+# What the arbitration admin requires for its buttons and the dossier.
+CHANGE_PERMISSION = "aftersales.change_arbitrationcase"
 # No history table for cases: the ticket's thread and the audit log record every step.
 CASE_FLOW = StateMachine(transitions=table({A.PREPARING: [A.SUBMITTED], A.SUBMITTED: [A.DECIDED], A.DECIDED: []}))
 # How the dossier's timeline names the decisions it lists (the audit action stays beside it;
@@ -107,7 +112,7 @@ def arbitration_eligibility(*, ticket: Ticket, user, now: datetime | None = None
     """May ``user`` escalate ``ticket`` now? (Whether a case exists already is the caller's concern.)"""
     if ticket.order_id is None:
         return Eligibility(False, _("Only a ticket about an order can go to arbitration."))
-    if user.is_staff:
+    if ticket.user_id != user.pk and staff_has_perm(user, tickets.CHANGE_PERMISSION):
         return Eligibility(True)
     if ticket.user_id != user.pk:
         return Eligibility(False, _("This is not your ticket."))
@@ -128,7 +133,7 @@ def arbitration_eligibility(*, ticket: Ticket, user, now: datetime | None = None
 
 
 def case_for_user(*, user, number: str, request=None) -> ArbitrationCase | None:
-    """The case of the user's own ticket (staff: any), None when the ticket has none; 404 and an
+    """The case of the user's own ticket (staff who may view tickets: any), None when the ticket has none; 404 and an
     audit entry when the ticket is someone else's."""
     ticket = tickets.ticket_for_user(user=user, number=number, request=request)
     return ArbitrationCase.objects.filter(ticket=ticket).select_related("ticket", "refund").first()
@@ -206,7 +211,8 @@ def arbitration_open(*, ticket: Ticket, user, statement: str = "", request=None)
     statement = (statement or "").strip()
     if len(statement) > 5000:
         raise ArbitrationError(_("The statement is too long (at most 5,000 characters)."))
-    if ticket.user_id != user.pk and not user.is_staff:  # (the audit row outside the rolled-back transaction)
+    by_staff = ticket.user_id != user.pk
+    if by_staff and not staff_has_perm(user, tickets.CHANGE_PERMISSION):  # (audit outside the transaction)
         audit_denied(
             action="arbitration.open", request=request, actor=user, target=ticket.number, detail="not the ticket's user"
         )
@@ -219,10 +225,9 @@ def arbitration_open(*, ticket: Ticket, user, statement: str = "", request=None)
         eligibility = arbitration_eligibility(ticket=ticket, user=user)
         if not eligibility.allowed:
             raise ArbitrationError(eligibility.reason)
-        if not user.is_staff and not statement:
+        if not by_staff and not statement:
             raise ArbitrationError(_("Tell the arbitrator in a few words why you disagree with our decision."))
         case = ArbitrationCase.objects.create(ticket=ticket, requested_by=user, buyer_statement=statement)
-        by_staff = user.is_staff and ticket.user_id != user.pk
         lines = [
             _("Escalated to arbitration by our team.") if by_staff else _("I escalate this dispute to arbitration.")
         ]
@@ -245,7 +250,7 @@ def arbitration_open(*, ticket: Ticket, user, statement: str = "", request=None)
 
 
 def _require_staff(staff) -> None:
-    if not getattr(staff, "is_staff", False):
+    if not staff_has_perm(staff, CHANGE_PERMISSION):
         raise PermissionDenied
 
 
@@ -488,6 +493,10 @@ def dossier_context(case: ArbitrationCase) -> dict:
     for r in reveals:
         r.code_index = index.get(r.order_code_id)
     messages = list(tickets.ticket_messages_for(ticket, staff=False))
+    # The images' names in the ZIP: numbered within the dossier (no database id leaves the house).
+    images = [a for m in messages for a in m.attachments.all()]
+    for number, a in enumerate(images, start=1):
+        a.dossier_name = f"attachments/{number:02d}-{a.original_name}"
     history = list(ticket.history.select_related("actor"))
     decisions = list(
         AuditEvent.objects.filter(
@@ -575,7 +584,7 @@ def arbitration_dossier(*, case: ArbitrationCase, staff) -> bytes:
                 ["at", "from", "resolution_plan", "body", "attachments"],
                 [
                     [_t(m.created_at), "staff" if m.from_staff else "buyer", "yes" if m.is_resolution_plan else "",
-                     m.body, " ".join(f"attachments/{a.pk}-{a.original_name}" for a in m.attachments.all())]
+                     m.body, " ".join(a.dossier_name for a in m.attachments.all())]
                     for m in ctx["messages"]
                 ],
             ),
@@ -585,9 +594,9 @@ def arbitration_dossier(*, case: ArbitrationCase, staff) -> bytes:
                 try:
                     data = tickets.attachment_path(a).read_bytes()
                 except (OSError, Http404):
-                    log.warning("dossier of case %s: attachment %s missing", case.pk, a.pk)
+                    log.warning("dossier of case %s: attachment %s missing", case.pk, a.public_id)
                     continue
-                zf.writestr(f"attachments/{a.pk}-{a.original_name}", data)
+                zf.writestr(a.dossier_name, data)
     with transaction.atomic():
         ArbitrationCase.objects.filter(pk=case.pk).update(dossier_exported_at=timezone.now())
         audit_record(

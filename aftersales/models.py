@@ -6,6 +6,7 @@ admin through actions that call those services.
 
 import secrets
 import string
+import uuid
 
 from django.conf import settings
 from django.db import models
@@ -193,6 +194,9 @@ class TicketAttachment(models.Model):
     message = models.ForeignKey(
         TicketMessage, verbose_name=_("message"), related_name="attachments", on_delete=models.CASCADE
     )
+    # The attachment's address (/support/attachments/<public_id>/): random, so an address says
+    # nothing about other attachments or how many there are. The sequential pk stays internal.
+    public_id = models.UUIDField(_("public id"), default=uuid.uuid4, unique=True, editable=False)
     path = models.CharField(_("stored as"), max_length=200, editable=False)  # relative to PRIVATE_MEDIA_ROOT
     original_name = models.CharField(_("file name"), max_length=120)
     content_type = models.CharField(_("type"), max_length=40)
@@ -284,6 +288,8 @@ class RefundRequest(models.Model):
     codes = models.ManyToManyField(
         "orders.OrderCode", verbose_name=pgettext_lazy("list of card codes", "codes"), related_name="refund_requests"
     )
+    # The request page's address (/support/refunds/<public_id>/): random, not the sequential pk.
+    public_id = models.UUIDField(_("public id"), default=uuid.uuid4, unique=True, editable=False)
     quantity = models.PositiveIntegerField(_("codes"))
     reason = models.CharField(_("reason"), max_length=500, blank=True)
     status = models.CharField(_("status"), max_length=14, choices=Status.choices)

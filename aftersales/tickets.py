@@ -7,7 +7,8 @@ notes never reach the buyer. Every public reply emails the other party a link (n
 
 Attachments are images only (PNG, JPEG, WebP: decoded with Pillow, not trusted by name or
 declared type), stored under ``PRIVATE_MEDIA_ROOT`` (outside the web root) with a random name
-and served by a view to the ticket's user and staff only.
+and served by a view, under a random public id, to the ticket's user and to staff who may view
+tickets in admin (the model permission, not the staff flag: ``marketplace.permissions``).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import logging
 import os
 import re
 import secrets
+import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -37,6 +39,7 @@ from django.utils.translation import gettext as _
 from PIL import Image
 
 from compliance.audit import audit_denied
+from marketplace.permissions import staff_can_view, staff_has_perm
 from orders.models import Order, OrderCode
 
 from .models import (
@@ -60,6 +63,8 @@ DEFAULT_SLA = {"first_response_hours": 48, "warn_after_hours": 36, "resolution_h
 # Kinds that are about a delivered code: asking for an order makes sense.
 ORDER_KINDS = {Kind.NOT_RECEIVED, Kind.INVALID, Kind.WRONG_ITEM, Kind.REFUND}
 OPEN_STATUSES = (S.OPEN, S.AWAITING_STAFF, S.AWAITING_BUYER)
+# What the ticket admin's buttons require; staff act on others' tickets only with it.
+CHANGE_PERMISSION = "aftersales.change_ticket"
 
 
 class TicketError(Exception):
@@ -174,12 +179,18 @@ def tickets_for_user(user) -> QuerySet[Ticket]:
     return Ticket.objects.filter(user=user).select_related("order").order_by("-last_activity_at", "-id")
 
 
+def staff_may_view(user) -> bool:
+    """Staff who may see any ticket, its thread and images: what the ticket admin requires."""
+    return staff_can_view(user, Ticket)
+
+
 def ticket_for_user(*, user, number: str, request=None) -> Ticket:
-    """The user's own ticket (staff: any ticket), or 404 and an audit entry."""
+    """The user's own ticket (staff with the ticket admin's view permission: any ticket), or 404
+    and an audit entry."""
     ticket = Ticket.objects.select_related("order", "order_code", "user", "assignee").filter(number=number).first()
     if ticket is None:
         raise Http404
-    if ticket.user_id != user.pk and not user.is_staff:
+    if ticket.user_id != user.pk and not staff_may_view(user):
         audit_denied(action="ticket.view", request=request, actor=user, target=number, detail="not the ticket's user")
         raise Http404
     return ticket
@@ -191,22 +202,24 @@ def ticket_messages_for(ticket: Ticket, *, staff: bool) -> QuerySet[TicketMessag
     return messages if staff else messages.filter(internal=False)
 
 
-def attachment_for_user(*, user, pk: int, request=None) -> TicketAttachment:
+def attachment_for_user(*, user, public_id: uuid.UUID, request=None) -> TicketAttachment:
+    """The image for the ticket's user (not on an internal note) or for staff who may view
+    tickets; anyone else gets 404 (the same as for an id that does not exist) and an audit entry."""
     attachment = (
-        TicketAttachment.objects.select_related("message__ticket").filter(pk=pk).first()
-        if isinstance(pk, int)
+        TicketAttachment.objects.select_related("message__ticket").filter(public_id=public_id).first()
+        if isinstance(public_id, uuid.UUID)
         else None
     )
     if attachment is None:
         raise Http404
     message = attachment.message
-    allowed = user.is_staff or (message.ticket.user_id == user.pk and not message.internal)
-    if not allowed:
+    own = message.ticket.user_id == user.pk and not message.internal
+    if not (own or staff_may_view(user)):
         audit_denied(
             action="ticket.attachment",
             request=request,
             actor=user,
-            target=f"{message.ticket.number}/{pk}",
+            target=f"{message.ticket.number}/{public_id}",
             detail="not a party to the ticket",
         )
         raise Http404
@@ -454,7 +467,7 @@ def ticket_reply(
     """Add a message. Buyer -> awaiting staff; staff -> awaiting buyer. Only a staff reply marked as
     the resolution plan stops the first-response clock; internal notes change nothing the buyer sees."""
     body = _clean_body(body)
-    if staff and not author.is_staff:
+    if staff and not staff_has_perm(author, CHANGE_PERMISSION):
         raise PermissionDenied
     if not staff and (internal or resolution_plan or request_info):
         raise TicketError(_("Only staff can post notes, plans or requests for information."))
@@ -505,7 +518,7 @@ def _save(ticket: Ticket, fields: dict[str, object]) -> None:
 
 def ticket_resolve(*, ticket: Ticket, staff, note: str) -> Ticket:
     """Staff resolve with a note the buyer sees. Resolving also counts as the first response."""
-    if not staff.is_staff:
+    if not staff_has_perm(staff, CHANGE_PERMISSION):
         raise PermissionDenied
     note = _clean_body(note)
     now = timezone.now()
@@ -535,7 +548,7 @@ def ticket_close(*, ticket: Ticket, actor, reason: str = "") -> Ticket:
     with transaction.atomic():
         ticket = _locked(ticket)
         own = ticket.user_id == actor.pk
-        if not own and not actor.is_staff:
+        if not own and not staff_has_perm(actor, CHANGE_PERMISSION):
             raise PermissionDenied
         if not own and not reason:
             raise TicketError(_("Give a reason for closing the ticket."))
@@ -584,7 +597,7 @@ def ticket_reopen(*, ticket: Ticket, user, body: str = "") -> Ticket:
 
 def ticket_assign(*, ticket: Ticket, assignee, actor) -> Ticket:
     """Give the ticket to a staff member (who gets an email unless they took it themselves)."""
-    if not actor.is_staff:
+    if not staff_has_perm(actor, CHANGE_PERMISSION):
         raise PermissionDenied
     if assignee is not None and not (assignee.is_staff and assignee.is_active):
         raise TicketError(_("Tickets can only be assigned to active staff."))

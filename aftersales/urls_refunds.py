@@ -6,5 +6,5 @@ from . import views_refunds
 
 urlpatterns = [
     path("order/<str:number>/", views_refunds.refund_new, name="refund_new"),
-    path("<int:pk>/", views_refunds.refund_detail, name="refund_detail"),
+    path("<uuid:public_id>/", views_refunds.refund_detail, name="refund_detail"),
 ]

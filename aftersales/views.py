@@ -221,8 +221,8 @@ def ticket_close(request, number):
 
 @login_required
 @never_cache
-def attachment(request, pk):
-    item = tickets.attachment_for_user(user=request.user, pk=pk, request=request)
+def attachment(request, public_id):
+    item = tickets.attachment_for_user(user=request.user, public_id=public_id, request=request)
     path = tickets.attachment_path(item)
     try:
         handle = open(path, "rb")  # noqa: SIM115 (FileResponse closes it)

@@ -55,7 +55,7 @@ def refund_new(request, number):
                 messages.info(request, _("Your request was sent to our staff for review."))
             else:
                 messages.success(request, _("Refund approved: the money is on its way back."))
-            return redirect("aftersales:refund_detail", pk=refund_request.pk)
+            return redirect("aftersales:refund_detail", public_id=refund_request.public_id)
     options = no_reason.refund_options(order=order, user=request.user)
     selected = {str(x) for x in chosen} if chosen is not None else {str(pk) for pk in options.refundable_ids}
     return render(
@@ -80,17 +80,19 @@ def ticket_url(ticket) -> str:
 
 @login_required
 @never_cache
-def refund_detail(request, pk):
+def refund_detail(request, public_id):
     refund_request = (
         RefundRequest.objects.select_related("order", "order__product", "refund", "refund__payment", "ticket")
         .prefetch_related("codes")
-        .filter(pk=pk)
+        .filter(public_id=public_id)
         .first()
     )
     if refund_request is None:
         raise Http404
     if refund_request.user_id != request.user.pk:
-        audit_denied(action="refund.request", request=request, target=f"refund request {pk}", detail="not the buyer")
+        audit_denied(
+            action="refund.request", request=request, target=f"refund request {public_id}", detail="not the buyer"
+        )
         raise Http404
     order = refund_request.order
     return render(

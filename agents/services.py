@@ -14,6 +14,7 @@ from django.utils.translation import gettext as _
 
 from catalog.models import Category, Product
 from marketplace.money import quantize
+from marketplace.permissions import staff_has_perm
 
 from .models import Agent, AgentLevel, AgentMove, Invitation, LevelPrice, Markup, PriceKind
 
@@ -280,7 +281,7 @@ def agent_move(*, agent: Agent, new_upline: Agent | None, actor, reason: str) ->
     would push any agent of the subtree below ``AGENTS_MAX_DEPTH``. Prices follow the new
     chain for future orders; placed orders keep their snapshot and commissions.
     """
-    if actor is None or not getattr(actor, "is_staff", False):
+    if not staff_has_perm(actor, "agents.change_agent"):  # what the agent admin's move page requires
         raise PermissionDenied(_("Only staff can move agents in the tree."))
     reason = (reason or "").strip()
     if not reason:

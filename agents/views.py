@@ -22,6 +22,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme, urlencode
 from django.utils.translation import gettext as _
+from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from catalog.models import Category, Product
@@ -492,6 +493,7 @@ CSV_KINDS = ("daily", "products", "downline")
 
 @agent_required
 @require_GET
+@never_cache  # the agent's figures: no shared or browser cache keeps a copy
 def reports_csv(request):
     agent = request.agent
     kind = request.GET.get("kind", "daily")

@@ -281,8 +281,14 @@ STORAGES = {
         else "django.contrib.staticfiles.storage.StaticFilesStorage"
     },
 }
-# Private uploads (never under the web root).
+# Private uploads (never under the web root): served only by views that check who asks
+# (aftersales.views.attachment). WhiteNoise serves STATIC_ROOT and STATICFILES_DIRS to anyone,
+# so the private folder may neither lie inside one of them nor contain one.
 PRIVATE_MEDIA_ROOT = Path(env("PRIVATE_MEDIA_ROOT", str(VAR_DIR / "private")))
+for _public in (STATIC_ROOT, *STATICFILES_DIRS):
+    _a, _b = PRIVATE_MEDIA_ROOT.resolve(), Path(_public).resolve()
+    if _a.is_relative_to(_b) or _b.is_relative_to(_a):
+        raise ImproperlyConfigured(f"PRIVATE_MEDIA_ROOT ({_a}) overlaps a folder served as static files ({_b})")
 
 # --- Business rules -------------------------------------------------------------------
 ORDER_PAYMENT_MINUTES = int(env("ORDER_PAYMENT_MINUTES", "15"))

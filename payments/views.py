@@ -157,6 +157,7 @@ def wallet(request):
 
 
 @login_required
+@never_cache  # the user's transactions: no shared or browser cache keeps a copy
 def wallet_export(request):
     """Every payment and balance movement of the user, as CSV (UTF-8 with BOM for Excel)."""
     response = HttpResponse(content_type="text/csv; charset=utf-8")

@@ -209,6 +209,7 @@ def test_csv_exports(world, client):
         response = client.get(url, {"kind": kind, **params})
         assert response.status_code == 200 and response["Content-Type"].startswith("text/csv")
         assert response.content.startswith("\ufeff".encode())
+        assert "no-store" in response["Cache-Control"] and "private" in response["Cache-Control"]
         return list(csv.reader(io.StringIO(response.content.decode("utf-8-sig"))))
 
     products = rows("products")

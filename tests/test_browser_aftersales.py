@@ -191,9 +191,9 @@ def test_ticket_answered_in_admin_then_unused_code_refunded_to_the_balance(brows
     assert page.locator('#refund-outcome [data-outcome="auto"]').is_visible()
     shot(page, "aftersales-09-refund-form")
     page.locator("[data-testid=refund-submit]").click()
-    page.wait_for_url(re.compile(r"/support/refunds/\d+/$"))
+    page.wait_for_url(re.compile(r"/support/refunds/[0-9a-f-]{36}/$"))
     request = RefundRequest.objects.get(order=order)
-    assert page.url.endswith(f"/support/refunds/{request.pk}/")
+    assert page.url.endswith(f"/support/refunds/{request.public_id}/")
     assert page.locator("[data-testid=request-status]").get_attribute("data-status") == "refunded"
     assert page.locator("[data-testid=refund-progress]").get_attribute("data-refund-status") == "succeeded"
     assert page.locator("[data-testid=refund-done]").is_visible()

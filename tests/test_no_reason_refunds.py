@@ -322,17 +322,17 @@ def test_the_buyer_picks_unused_codes_and_follows_the_refund(client, buyer):
         f"/support/refunds/order/{order.number}/", {"codes": [a.pk, b.pk], "idempotency_key": "form-1", "reason": ""}
     )
     req = RefundRequest.objects.get()
-    assert response.status_code == 302 and response["Location"] == f"/support/refunds/{req.pk}/"
+    assert response.status_code == 302 and response["Location"] == f"/support/refunds/{req.public_id}/"
     detail = client.get(response["Location"]).content.decode()
     assert 'data-status="refunded"' in detail and 'data-refund-status="succeeded"' in detail
     assert 'data-testid="refund-done"' in detail
 
     # The same form sent again (back button, double click) changes nothing.
     again = client.post(f"/support/refunds/order/{order.number}/", {"codes": [a.pk, b.pk], "idempotency_key": "form-1"})
-    assert again["Location"] == f"/support/refunds/{req.pk}/" and Refund.objects.count() == 1
+    assert again["Location"] == f"/support/refunds/{req.public_id}/" and Refund.objects.count() == 1
 
     page = client.get(f"/orders/{order.number}/").content.decode()
-    assert 'data-testid="refund-requests"' in page and f"/support/refunds/{req.pk}/" in page
+    assert 'data-testid="refund-requests"' in page and f"/support/refunds/{req.public_id}/" in page
 
 
 @pytest.mark.django_db(transaction=True)
@@ -378,7 +378,7 @@ def test_another_buyers_order_and_request_are_404_and_audited(client, buyer, oth
         f"/support/refunds/order/{order.number}/", {"codes": [c.pk for c in codes_of(order)], "idempotency_key": "x"}
     )
     assert response.status_code == 404
-    assert client.get(f"/support/refunds/{req.pk}/").status_code == 404
+    assert client.get(f"/support/refunds/{req.public_id}/").status_code == 404
     denied = AuditEvent.objects.filter(actor=other_buyer, outcome=AuditEvent.Outcome.DENIED)
     assert denied.count() == 3
     assert set(denied.values_list("action", flat=True)) == {"refund.order", "refund.request"}

@@ -396,7 +396,7 @@ def test_fake_too_big_and_too_many_images_are_refused(buyer, settings):
 def test_attachments_are_served_to_the_owner_and_staff_only(client, buyer, other_buyer, staff):
     ticket = open_ticket(buyer, attachments=[image_file("WEBP", 'x"; evil.webp')])
     item = TicketAttachment.objects.get(message__ticket=ticket)
-    url = reverse("aftersales:attachment", args=[item.pk])
+    url = reverse("aftersales:attachment", args=[item.public_id])
     client.force_login(buyer)
     response = client.get(url)
     assert response.status_code == 200
@@ -420,7 +420,7 @@ def test_attachments_of_internal_notes_are_staff_only(client, buyer, staff):
     tickets.ticket_reply(ticket=ticket, author=staff, body="n", staff=True, internal=True, attachments=[image_file()])
     item = TicketAttachment.objects.get()
     client.force_login(buyer)
-    assert client.get(reverse("aftersales:attachment", args=[item.pk])).status_code == 404
+    assert client.get(reverse("aftersales:attachment", args=[item.public_id])).status_code == 404
 
 
 # --- buyer pages -------------------------------------------------------------------------------
@@ -568,7 +568,7 @@ def test_admin_change_page_shows_the_case_and_reply_works(client, buyer, staff, 
         payment.trade_no,
         "BUYER-TEXT",
         "INTERNAL-TEXT",
-        reverse("aftersales:attachment", args=[TicketAttachment.objects.get().pk]),
+        reverse("aftersales:attachment", args=[TicketAttachment.objects.get().public_id]),
     ):
         assert expected in html
     credit = html.split('data-testid="buyer-credit">')[1].split("</dd>")[0]
