@@ -12,8 +12,17 @@ from django.db import InterfaceError, OperationalError, connection
 log = logging.getLogger(__name__)
 
 
-def connection_lost() -> bool:
-    """Whether the default connection is gone (not merely a statement that failed)."""
+def connection_lost(exc: Exception | None = None) -> bool:
+    """Whether ``exc`` (or the default connection's state) says the connection is gone, not
+    merely that a statement failed. PostgreSQL reports a dropped connection with no SQLSTATE
+    ("server closed the connection unexpectedly"), class 08 or 57P0x (terminated by an
+    administrator, server shutting down); a closed connection used again is InterfaceError."""
+    if isinstance(exc, InterfaceError):
+        return True
+    if isinstance(exc, OperationalError):
+        code = getattr(exc.__cause__, "pgcode", None)
+        if code is None or code.startswith(("08", "57P")):
+            return True
     if connection.connection is None:
         return True
     try:
@@ -34,7 +43,7 @@ def retry_once_if_connection_lost(func):
         try:
             return func(*args, **kwargs)
         except (OperationalError, InterfaceError) as exc:
-            if connection.in_atomic_block or not connection_lost():
+            if connection.in_atomic_block or not connection_lost(exc):
                 raise
             log.warning("database connection lost in %s (%s); retrying once", func.__qualname__, exc)
             connection.close()

@@ -53,11 +53,11 @@ class ServiceFaultMiddleware:
 
     def process_exception(self, request, exception):
         if isinstance(exception, _DATABASE_ERRORS):
-            lost = connection_lost()
-            if not lost and isinstance(exception, OperationalError) and _is_query_error(exception):
+            lost = connection_lost(exception)
+            if not lost:
                 return None  # a failing statement, not an outage: a real 500, reported
             connection.close()
-            if lost and request.method in ("GET", "HEAD") and request.resolver_match is not None:
+            if request.method in ("GET", "HEAD") and request.resolver_match is not None:
                 log.warning("database connection lost during %s %s; retrying once", request.method, request.path)
                 match = request.resolver_match
                 try:
@@ -70,10 +70,3 @@ class ServiceFaultMiddleware:
             log.error("broker unavailable for %s %s: %s", request.method, request.path, exception)
             return service_unavailable(request)
         return None
-
-
-def _is_query_error(exc: OperationalError) -> bool:
-    """PostgreSQL's SQLSTATE classes for a statement's own failure (lock timeout, cancelled,
-    out of resources for it) rather than a connection that is gone (08xxx, 57P0x)."""
-    code = getattr(getattr(exc, "__cause__", None), "pgcode", None) or ""
-    return bool(code) and not code.startswith(("08", "57P"))
