@@ -25,6 +25,8 @@ from django.urls import NoReverseMatch, reverse
 from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 
+from marketplace.celery import publish
+
 from .models import CLOCK_RUNNING, SlaEvent, Ticket, TicketMessage
 from .tickets import minute
 
@@ -117,7 +119,8 @@ def _notify_on_commit(event: SlaEvent) -> None:
     from .tasks import sla_notify
 
     event_id = event.pk
-    transaction.on_commit(lambda: sla_notify.delay(event_id))
+    # With the broker away: logged, and sla_notify_unsent queues it again later.
+    transaction.on_commit(lambda: publish(sla_notify, event_id))
 
 
 def _warn_one(*, pk: int, now: datetime) -> bool:

@@ -23,6 +23,8 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from marketplace.celery import publish
+
 from . import api_keys
 from .models import ApiCallback, ApiKey
 
@@ -135,7 +137,7 @@ def callback_queue(*, order_id: int) -> ApiCallback | None:
         callback.next_attempt_at = timezone.now()
         callback.save(update_fields=["payload", "next_attempt_at"])
         callback_id = callback.pk
-        transaction.on_commit(lambda: send_callback.delay(callback_id))
+        transaction.on_commit(lambda: publish(send_callback, callback_id))
     return callback
 
 
@@ -238,7 +240,7 @@ def callback_resend(*, callback_id: int, agent=None) -> ApiCallback:
             return callback  # the order is not delivered yet: it will be sent then
         callback.status, callback.attempts, callback.next_attempt_at = S.PENDING, 0, timezone.now()
         callback.save(update_fields=["status", "attempts", "next_attempt_at"])
-        transaction.on_commit(lambda: send_callback.delay(callback_id))
+        transaction.on_commit(lambda: publish(send_callback, callback_id))
     return callback
 
 

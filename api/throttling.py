@@ -1,4 +1,11 @@
-"""Requests per minute per API key (``AGENT_API_RATE_PER_MINUTE``), counted in the cache."""
+"""Requests per minute per API key (``AGENT_API_RATE_PER_MINUTE``), counted in the cache.
+
+With Redis away the count is not kept (the cache ignores its errors) and requests pass: the
+limit fails open for the outage. That is deliberate: signatures, nonces (a database table,
+so a replay is refused whatever Redis does), key allow-lists and balances are all checked in
+the database, so only a correctly signing agent could exceed its rate meanwhile, and
+refusing every agent's sales while Redis is down would be worse.
+"""
 
 from django.conf import settings
 from rest_framework.throttling import SimpleRateThrottle

@@ -1,7 +1,10 @@
 """The Celery application. Periodic tasks are declared here, in one place."""
 
+import logging
 import os
 
+import kombu.exceptions
+import redis.exceptions
 from celery import Celery
 from celery.schedules import crontab
 from celery.signals import task_postrun, task_prerun
@@ -11,6 +14,29 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "marketplace.settings")
 app = Celery("marketplace")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+log = logging.getLogger(__name__)
+
+# What a publish raises when the broker is away (refused, timed out, dropped mid-send).
+BROKER_ERRORS = (kombu.exceptions.OperationalError, redis.exceptions.RedisError, OSError)
+
+
+def publish(task, *args) -> bool:
+    """Queue ``task(*args)``; with the broker away, log it and return False instead of raising.
+
+    For after-commit publishes of work the database already records (an order due for
+    delivery, a refund to execute, a callback to send): a sweeper publishes it again, so a
+    broker outage must not turn a committed change into an error page. Eager mode (tests)
+    runs the task in place and lets its errors through.
+    """
+    if task.app.conf.task_always_eager:
+        task.delay(*args)
+        return True
+    try:
+        task.delay(*args)
+    except BROKER_ERRORS as exc:
+        log.warning("could not queue %s%r (a sweeper will): %s", task.name, args, exc)
+        return False
+    return True
 
 
 @task_prerun.connect
@@ -29,8 +55,14 @@ def _close_stale_connections(task=None, **kwargs):
 app.conf.beat_schedule = {
     # Releases the stock of unpaid orders whose 15 minutes are up.
     "orders-expire-due": {"task": "orders.tasks.expire_due_orders", "schedule": 30.0},
-    # Re-queues fulfilment of paid orders whose task was lost (broker wiped, worker died before ack).
-    "orders-redeliver-stuck": {"task": "orders.tasks.redeliver_stuck_orders", "schedule": 120.0},
+    # Paid orders still undelivered at their due time (the publish after payment failed, the
+    # broker was away, the worker died): fulfilment queued again, the next try pushed back.
+    # A tick left in the queue longer than its interval is dropped: the next one does its work.
+    "orders-deliver-due": {
+        "task": "orders.tasks.deliver_due_orders",
+        "schedule": 5.0,
+        "options": {"expires": 5.0},
+    },
     # Refunds not finished at their gateway: asked again, with backoff, until done or FAILED.
     "payments-refunds-retry": {"task": "payments.tasks.refunds_retry_due", "schedule": 60.0},
     # Active query: orders and recharges started at a gateway, asked with backoff (2, 4, 8 ... min),

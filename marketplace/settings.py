@@ -110,6 +110,9 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "allauth.account.middleware.AccountMiddleware",
+    # Last, so it sees a view's exceptions first: a dropped database connection retried
+    # (reads), a database or broker outage answered 503 instead of 500.
+    "marketplace.middleware.ServiceFaultMiddleware",
 ]
 
 ROOT_URLCONF = "marketplace.urls"
@@ -162,9 +165,21 @@ AUTH_USER_MODEL = "accounts.User"
 
 # --- Cache ----------------------------------------------------------------------------
 if env("REDIS_CACHE_URL"):
-    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": env("REDIS_CACHE_URL")}}
-    # Sessions read from the shared cache, written through to the database.
-    SESSION_ENGINE = "django.contrib.sessions.backends.cached_db"
+    # django-redis for IGNORE_EXCEPTIONS: with Redis away a read is a miss and a write is
+    # skipped (logged), so pages, sessions and checkout keep working from the database.
+    # Short socket timeouts: an unreachable Redis costs a request a second, not a hang.
+    CACHES = {
+        "default": {
+            "BACKEND": "django_redis.cache.RedisCache",
+            "LOCATION": env("REDIS_CACHE_URL"),
+            "OPTIONS": {"IGNORE_EXCEPTIONS": True, "SOCKET_CONNECT_TIMEOUT": 1, "SOCKET_TIMEOUT": 1},
+        }
+    }
+    DJANGO_REDIS_LOG_IGNORED_EXCEPTIONS = True
+    # Sessions read from the shared cache, written through to the database (the database
+    # answers when Redis is away; cache entries are short-lived, see marketplace.sessions).
+    SESSION_ENGINE = "marketplace.sessions"
+    SESSION_CACHE_SECONDS = int(env("SESSION_CACHE_SECONDS", "300"))
 else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 
@@ -184,7 +199,15 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
     CELERY_WORKER_ENABLE_REMOTE_CONTROL = False  # the filesystem transport has no fanout
 else:
     # Unacknowledged messages (a worker killed mid-task) come back after this many seconds.
-    CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": int(env("CELERY_VISIBILITY_TIMEOUT", "600"))}
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "visibility_timeout": int(env("CELERY_VISIBILITY_TIMEOUT", "600")),
+        # An unreachable broker fails a publish in about a second instead of hanging a request.
+        "socket_connect_timeout": 1,
+        "socket_timeout": 5,
+    }
+# A publish with the broker away gives up quickly (what must happen is recorded in the
+# database, and a sweeper publishes it again: orders.tasks.deliver_due_orders and the like).
+CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 1, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.2}
 # Celery's Django fix-up closes the database connection around every task unless this is set:
 # a new PostgreSQL connection per task costs more than the task. Connections are kept, and
 # marketplace.celery closes only stale or broken ones (CONN_MAX_AGE, health checks) instead.

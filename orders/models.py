@@ -61,6 +61,10 @@ class Order(models.Model):
     expires_at = models.DateTimeField(_("pay before"))
     paid_at = models.DateTimeField(_("paid"), null=True, blank=True)
     delivered_at = models.DateTimeField(_("delivered"), null=True, blank=True)
+    # A paid order's next delivery check: set in the same UPDATE that marks it paid, pushed
+    # back each time the sweeper queues its fulfilment again, cleared when delivered. The
+    # intent to deliver lives in the payment's own transaction, not in a publish after it.
+    delivery_due_at = models.DateTimeField(_("delivery due"), null=True, blank=True, editable=False)
     buyer_notified_at = models.DateTimeField(_("buyer notified"), null=True, blank=True)
     buyer_ip = models.GenericIPAddressField(_("buyer IP"), null=True, blank=True)
     # Where the sale was made: the platform's own site, an agent's storefront, or an agent's
@@ -106,7 +110,7 @@ class Order(models.Model):
         ]
         indexes = [
             models.Index(fields=["expires_at"], condition=Q(status="pending"), name="order_pending_expiry_idx"),
-            models.Index(fields=["paid_at"], condition=Q(status="paid"), name="order_paid_undelivered_idx"),
+            models.Index(fields=["delivery_due_at"], condition=Q(status="paid"), name="order_delivery_due_idx"),
             models.Index(fields=["agent", "created_at"], name="order_agent_time_idx"),
         ]
 

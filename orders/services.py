@@ -2,6 +2,7 @@
 
 import enum
 import logging
+from collections.abc import Callable
 from datetime import timedelta
 
 from django.conf import settings
@@ -19,6 +20,7 @@ from catalog import selectors as catalog_selectors
 from catalog import services as stock
 from catalog.models import Product
 from ledger import services as ledger
+from marketplace.celery import publish
 from marketplace.money import quantize
 
 from .models import ORDER_FLOW, CodeReveal, Order, OrderCode, OrderShare
@@ -205,13 +207,37 @@ class PaidOutcome(enum.Enum):
     ALREADY_PAID = "already_paid"  # a second, different payment for a paid order
 
 
-def order_mark_paid(*, order: Order, note: str = "") -> PaidOutcome:
-    """Record that ``order`` (locked by the caller, in its transaction) has been paid."""
-    from .tasks import fulfil_order, notify_refund_pending
+# A paid order not delivered this long after payment is queued again by the sweeper
+# (orders.tasks.deliver_due_orders, every few seconds); each further try waits about as long
+# as the order has waited so far (doubling), at most DELIVERY_RETRY_MAX.
+DELIVERY_GRACE = timedelta(seconds=10)
+DELIVERY_RETRY_MAX = timedelta(minutes=5)
 
-    queue_fulfilment = lambda: fulfil_order.delay(order.pk)  # noqa: E731
+
+def _queue_fulfilment(order_id: int) -> None:
+    from .tasks import fulfil_order
+
+    publish(fulfil_order, order_id)
+
+
+def order_delivery_nudge(*, order: Order) -> None:
+    """A paid, undelivered ``order`` (e.g. its payment notified again): fulfilment queued once
+    the caller's transaction commits. Harmless when it is delivered meanwhile."""
+    if order.status == S.PAID:
+        transaction.on_commit(lambda: _queue_fulfilment(order.pk))
+
+
+def order_mark_paid(*, order: Order, note: str = "") -> PaidOutcome:
+    """Record that ``order`` (locked by the caller, in its transaction) has been paid.
+
+    The same UPDATE makes the order due for delivery: if the fulfilment queued after the
+    commit is lost (broker away, worker killed), the sweeper queues it again."""
+    from .tasks import notify_refund_pending
+
+    queue_fulfilment = lambda: _queue_fulfilment(order.pk)  # noqa: E731
+    due = {"delivery_due_at": timezone.now() + DELIVERY_GRACE}
     if order.status == S.PENDING:
-        ORDER_FLOW.apply(order, S.PAID, note=note, on_commit=[queue_fulfilment])
+        ORDER_FLOW.apply(order, S.PAID, note=note, update=due, on_commit=[queue_fulfilment])
         return PaidOutcome.PAID
     if order.status in (S.EXPIRED, S.CANCELLED):
         try:
@@ -223,11 +249,14 @@ def order_mark_paid(*, order: Order, note: str = "") -> PaidOutcome:
                 order,
                 S.REFUND_PENDING,
                 note=f"{note}; paid after {order.status}, out of stock",
-                on_commit=[lambda: notify_refund_pending.delay(order.pk)],
+                on_commit=[lambda: publish(notify_refund_pending, order.pk)],
             )
             return PaidOutcome.REFUND_PENDING
-        ORDER_FLOW.apply(order, S.PAID, note=f"{note}; paid after {order.status}", on_commit=[queue_fulfilment])
+        ORDER_FLOW.apply(
+            order, S.PAID, note=f"{note}; paid after {order.status}", update=due, on_commit=[queue_fulfilment]
+        )
         return PaidOutcome.LATE_PAID
+    order_delivery_nudge(order=order)
     return PaidOutcome.ALREADY_PAID
 
 
@@ -247,7 +276,7 @@ def order_fulfil(*, order_id: int) -> bool:
         after = [lambda: _notify_delivered_now(order.pk)]
         if order.channel == Order.Channel.API:
             after.append(lambda: agent_callbacks.callback_queue(order_id=order.pk))
-        ORDER_FLOW.apply(order, S.DELIVERED, note="codes delivered", on_commit=after)
+        ORDER_FLOW.apply(order, S.DELIVERED, note="codes delivered", update={"delivery_due_at": None}, on_commit=after)
         if order.agent_id is not None:
             commissions.commissions_book(order=order)
     log.info("order %s delivered", order.number)
@@ -273,12 +302,35 @@ def _notify_delivered_now(order_id: int) -> None:
         order_notify(order_id=order_id, kind="delivered")
     except Exception:  # the delivery stands; the email is retried with backoff
         log.warning("delivery email for order %s failed; queued for retry", order_id, exc_info=True)
-        notify_delivered.delay(order_id)
+        publish(notify_delivered, order_id)
 
 
-def orders_stuck_in_paid(*, older_than: timedelta = timedelta(minutes=2)) -> list[int]:
-    cutoff = timezone.now() - older_than
-    return list(Order.objects.filter(status=S.PAID, paid_at__lte=cutoff).values_list("pk", flat=True)[:500])
+def orders_delivery_requeue(*, queue: Callable[[int], object], limit: int = 100) -> int:
+    """Paid orders past their delivery due time: ``queue(order_id)`` for each, and the next
+    try pushed back (about as long as the order has waited, at least DELIVERY_GRACE, at most
+    DELIVERY_RETRY_MAX), so a slow worker under a burst is not flooded with duplicates.
+
+    Queued inside the transaction: if queueing fails (the broker is away) the transaction
+    rolls back and nothing is pushed back, so the next run takes the same orders. Rows being
+    fulfilled (locked) are skipped. Returns how many were queued."""
+    now = timezone.now()
+    with transaction.atomic():
+        due = list(
+            Order.objects.select_for_update(skip_locked=True, of=("self",))
+            .filter(status=S.PAID, delivery_due_at__lte=now)
+            .order_by("delivery_due_at")
+            .only("pk", "paid_at", "delivery_due_at")[:limit]
+        )
+        if not due:
+            return 0
+        for order in due:
+            waited = now - (order.paid_at or now)
+            order.delivery_due_at = now + min(max(waited, DELIVERY_GRACE), DELIVERY_RETRY_MAX)
+        Order.objects.bulk_update(due, ["delivery_due_at"])
+        for order in due:
+            queue(order.pk)
+    log.info("queued delivery again for %d paid order(s)", len(due))
+    return len(due)
 
 
 def _email_buyer(order: Order, template: str, subject: str) -> None:

@@ -2,10 +2,13 @@ from smtplib import SMTPException
 
 from celery import shared_task
 
+from marketplace.db import retry_once_if_connection_lost
+
 from . import services
 
 
 @shared_task(acks_late=True, reject_on_worker_lost=True, autoretry_for=(OSError,), retry_backoff=True, max_retries=8)
+@retry_once_if_connection_lost
 def fulfil_order(order_id: int) -> bool:
     return services.order_fulfil(order_id=order_id)
 
@@ -26,8 +29,6 @@ def expire_due_orders() -> int:
 
 
 @shared_task
-def redeliver_stuck_orders() -> int:
-    ids = services.orders_stuck_in_paid()
-    for order_id in ids:
-        fulfil_order.delay(order_id)
-    return len(ids)
+def deliver_due_orders() -> int:
+    """Beat, every few seconds: fulfilment queued again for paid orders past their due time."""
+    return services.orders_delivery_requeue(queue=fulfil_order.delay)

@@ -12,12 +12,14 @@ from django.views.decorators.http import require_POST
 
 from agents import selectors as agent_selectors
 from catalog import selectors as catalog
+from marketplace.db import retry_once_if_connection_lost
 from marketplace.http import client_ip
 
 from . import selectors, services
 from .models import Order, OrderCode
 
 
+@retry_once_if_connection_lost  # placing is idempotent (the form's token): safe to run again
 @login_required
 def checkout(request, slug):
     product = get_object_or_404(catalog.products_on_sale(), slug=slug)

@@ -24,6 +24,7 @@ from django.utils.translation import gettext as _
 
 from agents import commissions
 from ledger import services as ledger
+from marketplace.celery import publish
 from marketplace.money import quantize
 from orders import services as order_services
 from orders.models import ORDER_FLOW, Order
@@ -100,7 +101,7 @@ def refund_request(
                 memo=reason[:200],
                 idempotency_key=f"refund_decided:{refund.number}",
             )
-        transaction.on_commit(lambda: refund_execute.delay(refund.pk))
+        transaction.on_commit(lambda: publish(refund_execute, refund.pk))
     log.info("refund %s requested: %s of payment %s", refund.number, amount, payment.pk)
     return refund
 
@@ -257,7 +258,7 @@ def refund_succeeded(*, refund_id: int, gateway_refund_id: str = "") -> bool:
         refund.save(update_fields=["status", "succeeded_at", "next_attempt_at", "gateway_refund_id"])
         if refund.order_id:
             _close_order_if_fully_refunded(refund.order_id)
-        transaction.on_commit(lambda: refund_notify.delay(refund.pk))
+        transaction.on_commit(lambda: publish(refund_notify, refund.pk))
     log.info("refund %s succeeded", refund.number)
     return True
 
@@ -283,7 +284,7 @@ def refund_confirmed_by_gateway(*, gateway_code: str, refund_no: str) -> str:
     if refund.status == S.SUCCEEDED:
         return "already refunded"
     Refund.objects.filter(pk=refund.pk, status__in=[S.REQUESTED, S.PROCESSING]).update(next_attempt_at=timezone.now())
-    transaction.on_commit(lambda: refund_execute.delay(refund.pk))
+    transaction.on_commit(lambda: publish(refund_execute, refund.pk))
     return "checking with the gateway"
 
 
@@ -296,7 +297,7 @@ def refund_retry(*, refund_id: int, staff) -> bool:
             status=S.PROCESSING, attempts=1, next_attempt_at=timezone.now(), last_error=f"retried by {staff}"[:300]
         )
         if updated:
-            transaction.on_commit(lambda: refund_execute.delay(refund_id))
+            transaction.on_commit(lambda: publish(refund_execute, refund_id))
     return bool(updated)
 
 

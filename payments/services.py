@@ -202,6 +202,10 @@ def _replay(existing: Payment, paid_for, record: Notification):
         raise _Reject("trade number already used for another order")
     record.outcome, record.reason, record.payment = Outcome.REPLAY, "already applied", existing
     record.save()
+    if not isinstance(paid_for, Recharge):
+        # The gateway resends until it hears success: a paid order still undelivered (its
+        # first queuing lost) is queued again now rather than at the sweeper's next turn.
+        orders.order_delivery_nudge(order=paid_for)
     return Outcome.REPLAY, "already applied", existing
 
 

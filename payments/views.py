@@ -12,6 +12,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
+from marketplace.db import retry_once_if_connection_lost
 from marketplace.http import client_ip
 
 from . import selectors, services
@@ -192,9 +193,13 @@ def wallet_export(request):
 @csrf_exempt
 @require_POST
 def notify(request, gateway):
-    """Gateways' asynchronous notifications: verified by signature, applied once."""
+    """Gateways' asynchronous notifications: verified by signature, applied once.
+
+    The answer is what has committed: success once the payment is recorded (queuing its
+    delivery after the commit cannot fail the request), and the pipeline, safe to repeat,
+    runs once more if the database connection was dropped under it."""
     gw = get_gateway(gateway)  # 404 for an unknown or disabled channel
-    result = services.notification_receive(
+    result = retry_once_if_connection_lost(services.notification_receive)(
         gateway_code=gateway, headers=request.headers, body=request.body, remote_addr=client_ip(request)
     )
     return gw.reply(ok=result.ok)

@@ -79,8 +79,11 @@ def broker(app, url: str, *, visibility_timeout: int) -> Iterator[None]:
 class Worker:
     """One ``celery worker`` process; stdout and stderr go to a file shown when a test fails."""
 
-    def __init__(self, *, broker_url: str, visibility_timeout: int, label: str):
+    def __init__(
+        self, *, broker_url: str, visibility_timeout: int, label: str, beat: bool = False, env: dict | None = None
+    ):
         self.name = f"test-{label}-{uuid.uuid4().hex[:8]}"
+        self.beat = beat  # run celery beat inside the worker (-B): the periodic sweepers
         self.env = {
             **os.environ,
             "DJANGO_SETTINGS_MODULE": "marketplace.settings",
@@ -89,6 +92,7 @@ class Worker:
             "CELERY_VISIBILITY_TIMEOUT": str(visibility_timeout),
             "PYTHONPATH": str(ROOT),
             "PYTHONUNBUFFERED": "1",
+            **(env or {}),
         }
         self.log = tempfile.NamedTemporaryFile(prefix=f"{self.name}-", suffix=".log", delete=False)  # noqa: SIM115
         self.proc: subprocess.Popen | None = None
@@ -114,6 +118,8 @@ class Worker:
             "--without-gossip",
             "--without-mingle",
         ]
+        if self.beat:
+            cmd += ["-B", "-s", self.log.name + ".beat-schedule"]
         self.started_at = time.monotonic()
         self.proc = subprocess.Popen(
             cmd,
@@ -164,8 +170,9 @@ class Worker:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 self.proc.wait(timeout=10)
         self.log.close()
-        with contextlib.suppress(OSError):
-            os.unlink(self.log.name)
+        for path in Path(self.log.name).parent.glob(Path(self.log.name).name + "*"):
+            with contextlib.suppress(OSError):
+                path.unlink()
 
 
 @contextlib.contextmanager

@@ -1,0 +1,72 @@
+"""What a request gets when a service behind it fails: a retry where that is safe, otherwise
+a clear 503 (a page, or the API's JSON error) instead of a 500.
+
+- The database connection was dropped by the server: a GET or HEAD runs once more on a new
+  connection (reads are safe to repeat); anything else, or a second failure, gets a 503.
+- The database or the Celery broker cannot be reached where the request needs it (and
+  nothing else can do the work): a 503 with Retry-After.
+
+The cache never gets here: it treats Redis errors as misses (settings.CACHES).
+"""
+
+import logging
+
+import kombu.exceptions
+import redis.exceptions
+from django.db import InterfaceError, OperationalError, connection
+from django.http import HttpResponse, JsonResponse
+from django.template.loader import render_to_string
+from django.utils.translation import gettext as _
+
+from .db import connection_lost
+
+log = logging.getLogger(__name__)
+
+RETRY_AFTER_SECONDS = 30
+_DATABASE_ERRORS = (OperationalError, InterfaceError)
+_BROKER_ERRORS = (kombu.exceptions.OperationalError, redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
+
+
+def service_unavailable(request) -> HttpResponse:
+    if request.path.startswith("/api/"):
+        response = JsonResponse(
+            {
+                "code": "service_unavailable",
+                "message": _("The service is briefly unavailable: try again in a minute."),
+                "retry_after": RETRY_AFTER_SECONDS,
+            },
+            status=503,
+        )
+    else:
+        # Rendered without context processors or base.html: they may need the database.
+        response = HttpResponse(render_to_string("503.html"), status=503)
+    response["Retry-After"] = str(RETRY_AFTER_SECONDS)
+    return response
+
+
+class ServiceFaultMiddleware:
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        return self.get_response(request)
+
+    def process_exception(self, request, exception):
+        if isinstance(exception, _DATABASE_ERRORS):
+            lost = connection_lost(exception)
+            if not lost:
+                return None  # a failing statement, not an outage: a real 500, reported
+            connection.close()
+            if request.method in ("GET", "HEAD") and request.resolver_match is not None:
+                log.warning("database connection lost during %s %s; retrying once", request.method, request.path)
+                match = request.resolver_match
+                try:
+                    return match.func(request, *match.args, **match.kwargs)
+                except _DATABASE_ERRORS as again:
+                    exception = again
+            log.error("database unavailable for %s %s: %s", request.method, request.path, exception)
+            return service_unavailable(request)
+        if isinstance(exception, _BROKER_ERRORS):
+            log.error("broker unavailable for %s %s: %s", request.method, request.path, exception)
+            return service_unavailable(request)
+        return None
