@@ -4,6 +4,10 @@ from django.utils.translation import gettext_lazy as _
 from rest_framework import serializers
 
 AGENT_ORDER_NO_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,59}$"
+# Our order numbers (``orders.models.new_order_number``: 28 of A-Z 0-9), with room to spare.
+ORDER_NUMBER_PATTERN = r"^[A-Za-z0-9_-]{1,32}$"
+# Ids are PostgreSQL bigints: a larger number names nothing (and must not reach the database).
+MAX_ID = 2**63 - 1
 
 
 class ErrorSerializer(serializers.Serializer):
@@ -37,7 +41,7 @@ class ProductSerializer(serializers.Serializer):
 
 
 class OrderCreateSerializer(serializers.Serializer):
-    product_id = serializers.IntegerField(min_value=1)
+    product_id = serializers.IntegerField(min_value=1, max_value=MAX_ID)
     quantity = serializers.IntegerField(min_value=1, max_value=10_000)
     agent_order_no = serializers.RegexField(
         AGENT_ORDER_NO_PATTERN,
@@ -49,7 +53,8 @@ class OrderCreateSerializer(serializers.Serializer):
         required=False,
         allow_blank=True,
         max_length=300,
-        help_text="Where to POST the signed 'order.delivered' callback (default: the key's callback URL).",
+        help_text="Where to POST the signed 'order.delivered' callback (default: the key's callback URL). "
+        "Part of the order: the same agent_order_no with another callback_url is a conflict (409).",
     )
 
     def validate_callback_url(self, value: str) -> str:
