@@ -272,7 +272,9 @@ class ProductPagination(PageNumberPagination):
             return {"name": name, "required": False, "in": "query", "description": description, "schema": schema}
 
         return [
-            integer(self.page_query_param, "Page number, from 1; a page past the last one answers 404."),
+            integer(
+                self.page_query_param, "Page number, from 1; a page past the last one answers 404.", maximum=MAX_ID
+            ),
             integer(self.page_size_query_param, "Products per page (default 50).", maximum=self.max_page_size),
         ]
 
