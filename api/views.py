@@ -12,6 +12,7 @@ import re
 
 from django.conf import settings
 from django.core import signals
+from django.core.exceptions import RequestDataTooBig, SuspiciousOperation, TooManyFieldsSent
 from django.core.paginator import EmptyPage, Paginator
 from django.db.models import Q
 from django.http import JsonResponse
@@ -150,6 +151,13 @@ def api_exception_handler(exc, context):
     unexpected is logged and answered with a JSON 500 (never Django's HTML page)."""
     if isinstance(exc, services.ApiError):
         return Response({"code": exc.code, "message": exc.message, **exc.extra}, status=exc.status)
+    # Django's own refusals of a request (SuspiciousOperation) would be its HTML 400 page.
+    if isinstance(exc, RequestDataTooBig):
+        exc = PayloadTooLarge(_("The request body is larger than %(n)d bytes.") % {"n": MAX_BODY_BYTES})
+    elif isinstance(exc, TooManyFieldsSent):
+        exc = exceptions.ValidationError({"query": [_("Too many query parameters.")]})
+    elif isinstance(exc, SuspiciousOperation):
+        exc = exceptions.ValidationError({"request": [_("The request is malformed.")]})
     response = exception_handler(exc, context)
     if response is None:
         request = context.get("request")

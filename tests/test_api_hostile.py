@@ -301,6 +301,12 @@ def test_a_missing_trailing_slash_is_explained_not_redirected():
     assert "/api/v1/orders/" in body["message"]
 
 
+def test_too_many_query_parameters_are_a_400_not_a_django_page(shop):
+    query = "&".join(f"p{i}=1" for i in range(1200))  # over DATA_UPLOAD_MAX_NUMBER_FIELDS
+    body = api_error(shop.get(f"/api/v1/products/?{query}"), 400, "invalid_request")
+    assert list(body["details"]) == ["query"]
+
+
 def test_a_three_megabyte_body_is_413_json_before_it_is_read(shop):
     body = b'{"x": "' + b"a" * (3 * 1024 * 1024) + b'"}'
     api_error(shop.call("POST", "/api/v1/orders/", raw_body=body), 413, "payload_too_large")
