@@ -30,7 +30,7 @@ from rest_framework.parsers import JSONParser
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
-from rest_framework.views import APIView, exception_handler
+from rest_framework.views import APIView, exception_handler, set_rollback
 
 from agents import selectors as agent_selectors
 from catalog import selectors as catalog_selectors
@@ -162,6 +162,7 @@ def api_exception_handler(exc, context):
     if response is None:
         request = context.get("request")
         log.exception("Unexpected error in the API", exc_info=exc)
+        set_rollback()  # as DRF does for the errors it handles (matters under ATOMIC_REQUESTS)
         if request is not None:  # error reporting, and the test client, listen to this
             signals.got_request_exception.send(sender=None, request=request._request)
         return Response(
