@@ -4,8 +4,13 @@ signature they verify (also used to sign our callbacks to the agent's shop).
 A key is a public ``key_id`` and a secret shown once when issued (or rotated) and kept
 encrypted (``marketplace.crypto``). Every request is signed::
 
-    string_to_sign = "\\n".join([METHOD, path_with_query, timestamp, nonce, sha256_hex(body)])
+    string_to_sign = "\\n".join([METHOD, canonical_target(path_with_query), timestamp, nonce,
+                                sha256_hex(body)])
     X-Signature = hex(HMAC-SHA256(secret, string_to_sign))
+
+``canonical_target`` is one form of the path and query that the client and the server compute
+the same way whatever re-encoding happened on the way (an HTTP library, a proxy, a WSGI server
+that hands us the path already decoded): see its docstring and api/schema_description.md.
 
 After a rotation the previous secret keeps working for ``ROTATION_GRACE`` so a shop can
 switch without downtime; revoking ends both at once.
@@ -17,6 +22,7 @@ import ipaddress
 import re
 import secrets
 from datetime import timedelta
+from urllib.parse import quote, unquote_to_bytes
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -34,11 +40,61 @@ MAX_ACTIVE_KEYS = 10
 MAX_ALLOWLIST_ENTRIES = 50
 LAST_USED_RESOLUTION = timedelta(minutes=1)
 NONCE_RE = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
+# Whole seconds in ASCII digits (str.isdigit() also admits "²" and other Unicode digits).
+TIMESTAMP_RE = re.compile(r"^[0-9]{1,12}$")
+# What a key ID can look like (the ones we issue are ak_ and 24 hex digits): anything else is
+# refused before a query, so a NUL or a megabyte of text never reaches the database.
+KEY_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,40}$")
 KEY_ID_PREFIX = "ak_"
 SECRET_PREFIX = "sk_"
 
 
 # --- The signature ------------------------------------------------------------------------
+
+
+# RFC 3986: unreserved characters (an escape of one means the character itself), and the
+# reserved characters a query may carry as they are (an escape of one is a different query).
+_UNRESERVED = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~"
+_QUERY_TOKEN = re.compile(rb"%[0-9A-Fa-f]{2}|[^-A-Za-z0-9._~!$&'()*+,;=:@/?]")
+
+
+def _query_token(match: re.Match) -> bytes:
+    token = match.group()
+    if len(token) == 3:  # an escape: an unreserved character itself, anything else in capitals
+        byte = int(token[1:], 16)
+        return bytes([byte]) if byte in _UNRESERVED else b"%%%02X" % byte
+    return b"%%%02X" % token[0]  # a byte that may not appear as it is (a lone % included)
+
+
+def canonical_path_bytes(decoded: bytes) -> str:
+    """The signed form of a path already percent-decoded (what a WSGI server gives us): every
+    byte but A-Z a-z 0-9 - . _ ~ and / percent-encoded, with capital hex digits."""
+    return quote(decoded, safe="/")
+
+
+def canonical_query(query: str | bytes) -> str:
+    """The signed form of a query string as sent (RFC 3986 normalisation, section 6.2.2):
+    an escape of an unreserved character becomes the character, any other escape gets capital
+    hex digits, and every byte (of the UTF-8 text) that is neither unreserved nor one of
+    ``! $ & ' ( ) * + , ; = : @ / ?`` is percent-encoded (a ``%`` not starting an escape too).
+    The meaning never changes: ``%26`` stays ``%26``, distinct from ``&``."""
+    raw = query.encode() if isinstance(query, str) else query
+    return _QUERY_TOKEN.sub(_query_token, raw).decode("ascii")
+
+
+def canonical_target(target: str) -> str:
+    """What the client signs for a path with its query (the part of the URL after the host).
+
+    Path: percent-decode it, then percent-encode every byte (of the UTF-8 text) except
+    A-Z a-z 0-9 - . _ ~ and /, with capital hex digits. Query (after the first ``?``):
+    ``canonical_query``; an empty query is no query (no ``?``). So ``/api/v1/orders/%41BC/``,
+    ``/api/v1/orders/ABC/`` and ``/api/v1/orders/%61BC/`` sign ``/api/v1/orders/ABC/``,
+    ``/api/v1/orders/%61BC/`` ``/api/v1/orders/aBC/``, and ``/api/v1/orders/订单/``
+    ``/api/v1/orders/%E8%AE%A2%E5%8D%95/``. The server computes the same string from the path
+    it receives (decoded, by the WSGI contract) and the query (undecoded)."""
+    path, _sep, query = target.partition("?")
+    out = canonical_path_bytes(unquote_to_bytes(path))
+    return out + ("?" + canonical_query(query) if query else "")
 
 
 def body_digest(body: bytes) -> str:
@@ -55,7 +111,9 @@ def signature_compute(*, secret: str, method: str, path: str, timestamp: str, no
 
 
 def signature_headers(*, key_id: str, secret: str, method: str, path: str, body: bytes) -> dict[str, str]:
-    """The four headers of a signed request (a fresh timestamp and nonce)."""
+    """The four headers of a signed request (a fresh timestamp and nonce) to ``path`` (with its
+    query), signed in its canonical form."""
+    path = canonical_target(path)
     timestamp = str(int(timezone.now().timestamp()))
     nonce = secrets.token_urlsafe(18)
     signature = signature_compute(secret=secret, method=method, path=path, timestamp=timestamp, nonce=nonce, body=body)
@@ -241,15 +299,23 @@ def request_verify(
     path: str,
     body: bytes,
     ip: str | None,
+    path_as_sent: str = "",
 ) -> ApiKey:
     """Check one signed request; returns its key (with ``agent`` and ``agent.user``) or raises
     ``Refused``. The checks run cheapest first, and a nonce is recorded only for a request
-    whose signature is good, so junk cannot fill the nonce table."""
+    whose signature is good, so junk cannot fill the nonce table.
+
+    ``path`` is the canonical path and query (``canonical_target``) of the request. When the
+    web server tells us the request target exactly as sent (gunicorn's ``RAW_URI``), a
+    signature of that is accepted too (``path_as_sent``), for clients that sign what they send
+    byte for byte. It weakens nothing: both strings name the same decoded path and the same
+    query, so a signature cannot be carried to another resource, and the nonce is still
+    single-use."""
     if not (key_id and timestamp and nonce and signature):
         raise Refused("missing_credentials", _("Send X-Api-Key, X-Timestamp, X-Nonce and X-Signature."))
     if not NONCE_RE.match(nonce):
         raise Refused("invalid_nonce", _("X-Nonce must be 16 to 64 characters of A-Z, a-z, 0-9, _ or -."))
-    if not timestamp.isdigit() or len(timestamp) > 12:
+    if not TIMESTAMP_RE.fullmatch(timestamp):
         raise Refused("invalid_timestamp", _("X-Timestamp must be Unix time in whole seconds."))
     now = timezone.now()
     if abs(int(now.timestamp()) - int(timestamp)) > settings.AGENT_API_MAX_SKEW:
@@ -258,12 +324,16 @@ def request_verify(
             _("X-Timestamp is more than %(n)d seconds from our clock: check the time on your server.")
             % {"n": settings.AGENT_API_MAX_SKEW},
         )
-    key = ApiKey.objects.select_related("agent__user").filter(key_id=key_id[:40]).first()
+    key = None
+    if KEY_ID_RE.fullmatch(key_id):
+        key = ApiKey.objects.select_related("agent__user").filter(key_id=key_id).first()
     if key is None:
         raise Refused("unknown_key", _("No such API key."))
+    paths = [path] + ([path_as_sent] if path_as_sent and path_as_sent != path else [])
     expected = [
-        signature_compute(secret=s, method=method, path=path, timestamp=timestamp, nonce=nonce, body=body)
+        signature_compute(secret=s, method=method, path=p, timestamp=timestamp, nonce=nonce, body=body)
         for s in _valid_secrets(key, now)
+        for p in paths
     ]
     given = signature.strip().lower().encode()
     # Compare against every valid secret (no early exit), in constant time.

@@ -3,8 +3,11 @@
 Headers: ``X-Api-Key`` (the key ID), ``X-Timestamp`` (Unix seconds), ``X-Nonce`` (16-64 of
 ``[A-Za-z0-9_-]``, never reused) and ``X-Signature``::
 
-    hex(HMAC-SHA256(secret, METHOD + "\\n" + path_with_query + "\\n" + timestamp + "\\n"
-                            + nonce + "\\n" + sha256_hex(body)))
+    hex(HMAC-SHA256(secret, METHOD + "\\n" + canonical_target(path_with_query) + "\\n"
+                            + timestamp + "\\n" + nonce + "\\n" + sha256_hex(body)))
+
+The canonical path is computed here from what every WSGI server gives: the decoded path
+(``PATH_INFO``, bytes as latin-1 text) and the query string as sent (``QUERY_STRING``).
 
 The checks themselves are ``agents.api_keys.request_verify``; this class adapts them to DRF and
 logs every refusal in the audit log. No session and no CSRF: the signature is the credential.
@@ -36,6 +39,27 @@ class Forbidden(exceptions.PermissionDenied):
         self.api_code = code
 
 
+def signed_target(request) -> str:
+    """The canonical path and query of a Django request (``api_keys.canonical_target``)."""
+    meta = request.META
+    script_name = request.path[: len(request.path) - len(request.path_info)]
+    path = script_name.encode() + (_wsgi_bytes(meta, "PATH_INFO") or b"/")
+    query = _wsgi_bytes(meta, "QUERY_STRING")
+    return api_keys.canonical_path_bytes(path) + ("?" + api_keys.canonical_query(query) if query else "")
+
+
+def _wsgi_bytes(meta, key: str) -> bytes:
+    value = meta.get(key, "")
+    try:
+        return value.encode("iso-8859-1")
+    except UnicodeEncodeError:  # not a WSGI server's latin-1 text (ASGI, a test): take it as UTF-8
+        return value.encode()
+
+
+def _printable(text: str) -> str:
+    return "".join(c if c.isprintable() else "?" for c in text[:40])
+
+
 class SignedRequestAuthentication(BaseAuthentication):
     """``request.user`` is the agent's user, ``request.auth`` the ``ApiKey``."""
 
@@ -50,7 +74,9 @@ class SignedRequestAuthentication(BaseAuthentication):
                 nonce=meta.get("HTTP_X_NONCE", "").strip(),
                 signature=meta.get("HTTP_X_SIGNATURE", "").strip(),
                 method=raw.method,
-                path=raw.get_full_path(),
+                path=signed_target(raw),
+                # gunicorn passes the request target exactly as sent; other servers do not.
+                path_as_sent=meta.get("RAW_URI", ""),
                 body=raw.body,
                 ip=client_ip(raw),
             )
@@ -59,7 +85,9 @@ class SignedRequestAuthentication(BaseAuthentication):
                 action="api.auth",
                 request=raw,
                 actor=refusal.key.agent.user if refusal.key is not None else None,
-                target=f"apikey:{(refusal.key.key_id if refusal.key is not None else key_id)[:40] or '?'}",
+                # The key ID as sent is the client's text: printable characters only (a NUL
+                # cannot be stored), at most 40.
+                target=f"apikey:{(refusal.key.key_id if refusal.key is not None else _printable(key_id))[:40] or '?'}",
                 detail=f"{refusal.code}: {refusal.message}",
             )
             if refusal.status == 403:

@@ -1,9 +1,22 @@
 """Shapes of the integration API's requests and answers (money as strings, e.g. "12.30")."""
 
+from django.core.validators import RegexValidator
 from django.utils.translation import gettext_lazy as _
 from rest_framework import serializers
 
 AGENT_ORDER_NO_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,59}$"
+# Our order numbers (``orders.models.new_order_number``: 28 of A-Z 0-9), with room to spare.
+ORDER_NUMBER_PATTERN = r"^[A-Za-z0-9_-]{1,32}$"
+# The callback URLs the API takes, as one pattern the OpenAPI schema can state (Django's URL
+# validator checks the rest): http(s), a host name (two to six labels of at most 40, the last
+# alphabetic or punycode, so never over DNS's 253) or an IPv4 address, an optional port and
+# path; no user:password@, no spaces or control characters.
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,38}[A-Za-z0-9])?"
+_OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])"
+_HOST = rf"(?:{_LABEL}\.){{1,5}}(?:[A-Za-z]{{2,24}}|xn--[A-Za-z0-9]{{1,20}})|(?:{_OCTET}\.){{3}}{_OCTET}|localhost"
+CALLBACK_URL_PATTERN = rf"^https?://(?:{_HOST})(?::[0-9]{{1,5}})?(?:[/?#][!-~]*)?$"
+# Ids are PostgreSQL bigints: a larger number names nothing (and must not reach the database).
+MAX_ID = 2**63 - 1
 
 
 class ErrorSerializer(serializers.Serializer):
@@ -37,7 +50,7 @@ class ProductSerializer(serializers.Serializer):
 
 
 class OrderCreateSerializer(serializers.Serializer):
-    product_id = serializers.IntegerField(min_value=1)
+    product_id = serializers.IntegerField(min_value=1, max_value=MAX_ID)
     quantity = serializers.IntegerField(min_value=1, max_value=10_000)
     agent_order_no = serializers.RegexField(
         AGENT_ORDER_NO_PATTERN,
@@ -49,7 +62,14 @@ class OrderCreateSerializer(serializers.Serializer):
         required=False,
         allow_blank=True,
         max_length=300,
-        help_text="Where to POST the signed 'order.delivered' callback (default: the key's callback URL).",
+        validators=[
+            RegexValidator(
+                CALLBACK_URL_PATTERN,
+                _("Use an http:// or https:// address with a host name or an IPv4 address (and no user name)."),
+            )
+        ],
+        help_text="Where to POST the signed 'order.delivered' callback (default: the key's callback URL). "
+        "Part of the order: the same agent_order_no with another callback_url is a conflict (409).",
     )
 
     def validate_callback_url(self, value: str) -> str:

@@ -31,8 +31,10 @@ def idempotency_key(agent_order_no: str) -> str:
     return f"api:{agent_order_no}"
 
 
-def _same_request(order: Order, product_id: int, quantity: int) -> bool:
-    return order.product_id == product_id and order.quantity == quantity
+def _same_request(order: Order, product_id: int, quantity: int, callback_url: str) -> bool:
+    """A repeat of the request that placed ``order``: the callback URL is part of it (a retry
+    that names another URL would otherwise see its URL silently dropped)."""
+    return order.product_id == product_id and order.quantity == quantity and order.callback_url == callback_url
 
 
 def api_order_place(
@@ -69,11 +71,12 @@ def api_order_place(
             raise ApiError(422, "order_refused", str(exc)) from None
     if order.agent_id != agent.pk or order.buyer_id != buyer.pk:  # pragma: no cover - constraints forbid it
         raise ApiError(409, "agent_order_no_conflict", _("This order number belongs to another order."))
-    if not _same_request(order, product_id, quantity):
+    if not _same_request(order, product_id, quantity, callback_url):
         raise ApiError(
             409,
             "agent_order_no_conflict",
-            _("agent_order_no %(no)s was already used for a different product or quantity.") % {"no": agent_order_no},
+            _("agent_order_no %(no)s was already used for a different product, quantity or callback URL.")
+            % {"no": agent_order_no},
             order_number=order.number,
         )
     callbacks.callback_prepare(order=order, key=key)

@@ -1,7 +1,6 @@
 """The agents' integration API, under /api/. Versioned: v1 lives at /api/v1/."""
 
-from django.urls import path
-from drf_spectacular.views import SpectacularAPIView
+from django.urls import path, re_path
 
 from . import views
 
@@ -13,10 +12,8 @@ urlpatterns = [
     path("v1/orders/by-number/<str:number>/", views.OrderDetailByNumber.as_view(), name="order_by_number"),
     path("v1/orders/<str:agent_order_no>/", views.OrderDetail.as_view(), name="order"),
     path("v1/balance/", views.BalanceView.as_view(), name="balance"),
-    path(
-        "v1/schema/",
-        SpectacularAPIView.as_view(authentication_classes=[], permission_classes=[], throttle_classes=[]),
-        name="schema",
-    ),
+    path("v1/schema/", views.SchemaView.as_view(), name="schema"),
     path("v1/docs/", views.docs, name="docs"),
+    # Anything else under /api/ is the API's JSON 404, not the site's HTML page.
+    re_path(r"^(?P<path>.*)$", views.not_found, name="not_found"),
 ]

@@ -1,22 +1,36 @@
 """The integration API, version 1. Views parse and validate input, call one service, render.
 
 Every endpoint is authenticated by the request signature (``api.auth``), rate limited per
-key (``api.throttling``) and answers errors as ``{"code": ..., "message": ...}``.
+key (``api.throttling``) and answers errors as ``{"code": ..., "message": ...}`` (with
+``details`` for a 400), whatever the input: an unknown URL under /api/, a body too large or
+nested too deep, a control character in the path or the query, a bad page or filter.
 """
 
+import io
+import logging
+import re
+
 from django.conf import settings
+from django.core import signals
+from django.core.exceptions import RequestDataTooBig, SuspiciousOperation, TooManyFieldsSent
+from django.core.paginator import EmptyPage, Paginator
 from django.db.models import Q
+from django.http import JsonResponse
 from django.shortcuts import render
+from django.urls import Resolver404, resolve
 from django.utils.translation import gettext as _
+from django.views.decorators.csrf import csrf_exempt
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema
+from drf_spectacular.views import SpectacularAPIView
 from rest_framework import exceptions, status
 from rest_framework.generics import ListAPIView
 from rest_framework.pagination import PageNumberPagination
 from rest_framework.parsers import JSONParser
 from rest_framework.permissions import IsAuthenticated
+from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
-from rest_framework.views import APIView, exception_handler
+from rest_framework.views import APIView, exception_handler, set_rollback
 
 from agents import selectors as agent_selectors
 from catalog import selectors as catalog_selectors
@@ -26,6 +40,9 @@ from marketplace.http import client_ip
 from . import services
 from .auth import SignedRequestAuthentication
 from .serializers import (
+    AGENT_ORDER_NO_PATTERN,
+    MAX_ID,
+    ORDER_NUMBER_PATTERN,
     BalanceSerializer,
     ErrorSerializer,
     OrderCreateSerializer,
@@ -34,6 +51,88 @@ from .serializers import (
     ValidationErrorSerializer,
 )
 from .throttling import ApiKeyRateThrottle
+
+log = logging.getLogger(__name__)
+
+# --- Input limits ----------------------------------------------------------------------------
+
+# The largest request body the API reads (an order is a few hundred bytes). Checked from
+# Content-Length before the body is read, and again on the bytes read.
+MAX_BODY_BYTES = 64 * 1024
+# The deepest JSON the API parses (an order is one object of scalars). Python's json parser
+# recurses once per level and has no limit of its own.
+MAX_JSON_DEPTH = 20
+
+# ASCII control characters (C0 and DEL): never part of a product id, order number or filter,
+# and a NUL cannot be stored in PostgreSQL at all.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
+_NOT_A_BRACKET = bytes(b for b in range(256) if b not in b"[]{}")
+
+
+class PayloadTooLarge(exceptions.APIException):
+    status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
+    default_code = "payload_too_large"
+
+
+class InvalidCharacters(exceptions.ValidationError):
+    """A control character in the path or the query: 400 ``invalid_characters``."""
+
+
+def json_depth(data: bytes, limit: int) -> int:
+    """The nesting depth of a JSON text, counting up to ``limit + 1`` (enough to refuse it).
+    Strings are removed first so their brackets do not count; one pass over the brackets."""
+    depth = deepest = 0
+    for byte in _JSON_STRING.sub(b"", data).translate(None, _NOT_A_BRACKET):
+        if byte in b"[{":
+            depth += 1
+            deepest = max(deepest, depth)
+            if depth > limit:
+                break
+        else:
+            depth -= 1
+    return deepest
+
+
+class ApiJSONParser(JSONParser):
+    """DRF's strict JSON parser (no NaN or Infinity) behind a depth limit."""
+
+    def parse(self, stream, media_type=None, parser_context=None):
+        data = stream.read() if stream is not None else b""
+        if len(data) > MAX_BODY_BYTES:
+            raise PayloadTooLarge(_("The request body is larger than %(n)d bytes.") % {"n": MAX_BODY_BYTES})
+        if json_depth(data, MAX_JSON_DEPTH) > MAX_JSON_DEPTH:
+            raise exceptions.ParseError(_("The JSON is nested more than %(n)d levels deep.") % {"n": MAX_JSON_DEPTH})
+        return super().parse(io.BytesIO(data), media_type, parser_context)
+
+
+def request_screen(request, kwargs: dict) -> None:
+    """Cheap checks before anything else reads the request (even before the signature): the
+    size of the body, and no control character in a path parameter or the query."""
+    try:
+        length = int(request.META.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        length = 0  # Django reads such a body as empty
+    if length > MAX_BODY_BYTES:
+        raise PayloadTooLarge(_("The request body is larger than %(n)d bytes.") % {"n": MAX_BODY_BYTES})
+    bad = [name for name, value in kwargs.items() if isinstance(value, str) and _CONTROL.search(value)]
+    for name, values in request.GET.lists():
+        if _CONTROL.search(name) or any(_CONTROL.search(v) for v in values):
+            bad.append(_CONTROL.sub("?", name)[:40])
+    if bad:
+        message = _("Control characters (such as NUL) are not allowed here.")
+        raise InvalidCharacters({name: [message] for name in bad}, code="invalid_characters")
+
+
+def query_int(request, name: str, *, default: int | None, maximum: int = MAX_ID) -> int | None:
+    """A whole-number query parameter from 1 to ``maximum`` (ASCII digits only), else 400."""
+    value = request.query_params.get(name)
+    if value is None:
+        return default
+    if not re.fullmatch(r"[0-9]{1,19}", value) or not 1 <= int(value) <= maximum:
+        raise exceptions.ValidationError({name: [_("A whole number from 1 to %(max)d.") % {"max": maximum}]})
+    return int(value)
+
 
 # --- Errors --------------------------------------------------------------------------------
 
@@ -48,15 +147,43 @@ _DEFAULT_CODES = {
 
 
 def api_exception_handler(exc, context):
-    """DRF's handler (status, Retry-After, WWW-Authenticate), with our error body."""
+    """DRF's handler (status, Retry-After, WWW-Authenticate), with our error body. Anything
+    unexpected is logged and answered with a JSON 500 (never Django's HTML page)."""
     if isinstance(exc, services.ApiError):
         return Response({"code": exc.code, "message": exc.message, **exc.extra}, status=exc.status)
+    # Django's own refusals of a request (SuspiciousOperation) would be its HTML 400 page.
+    if isinstance(exc, RequestDataTooBig):
+        exc = PayloadTooLarge(_("The request body is larger than %(n)d bytes.") % {"n": MAX_BODY_BYTES})
+    elif isinstance(exc, TooManyFieldsSent):
+        exc = exceptions.ValidationError({"query": [_("Too many query parameters.")]})
+    elif isinstance(exc, SuspiciousOperation):
+        exc = exceptions.ValidationError({"request": [_("The request is malformed.")]})
     response = exception_handler(exc, context)
     if response is None:
-        return None
-    if isinstance(exc, exceptions.ValidationError):
+        request = context.get("request")
+        log.exception("Unexpected error in the API", exc_info=exc)
+        set_rollback()  # as DRF does for the errors it handles (matters under ATOMIC_REQUESTS)
+        if request is not None:  # error reporting, and the test client, listen to this
+            signals.got_request_exception.send(sender=None, request=request._request)
+        return Response(
+            {"code": "server_error", "message": _("Something went wrong on our side: try again later.")},
+            status=status.HTTP_500_INTERNAL_SERVER_ERROR,
+        )
+    if isinstance(exc, InvalidCharacters):
+        response.data = {
+            "code": "invalid_characters",
+            "message": _("The path or the query contains a control character."),
+            "details": exc.detail,
+        }
+    elif isinstance(exc, exceptions.ValidationError):
         details = exc.detail if isinstance(exc.detail, dict) else {"non_field_errors": exc.detail}
         response.data = {"code": "invalid_request", "message": _("Check the request fields."), "details": details}
+    elif isinstance(exc, exceptions.ParseError):
+        response.data = {
+            "code": "invalid_json",
+            "message": _("The body is not valid JSON."),
+            "details": {"body": [str(exc.detail)]},
+        }
     elif isinstance(exc, exceptions.Throttled):
         wait = int(exc.wait or 1)
         response.data = {
@@ -73,20 +200,35 @@ def api_exception_handler(exc, context):
 
 
 ERRORS = {
+    400: OpenApiResponse(
+        ValidationErrorSerializer,
+        description="`invalid_request` (a field or query parameter; `details` says which), "
+        "`invalid_characters` (a control character such as NUL in the path or the query), "
+        "`invalid_json` (a body that is not JSON, or nested too deep).",
+    ),
     401: OpenApiResponse(ErrorSerializer, description="Signature refused (see `code`)."),
     403: OpenApiResponse(ErrorSerializer, description="IP not in the key's allow-list, or agent disabled."),
     429: OpenApiResponse(ErrorSerializer, description="Rate limit: wait `Retry-After` seconds."),
 }
+NOT_FOUND = {404: OpenApiResponse(ErrorSerializer, description="`not_found`.")}
+BODY_ERRORS = {
+    413: OpenApiResponse(ErrorSerializer, description=f"`payload_too_large`: a body over {MAX_BODY_BYTES} bytes."),
+    415: OpenApiResponse(ErrorSerializer, description="`unsupported_media_type`: send `application/json`."),
+}
 
 
 class ApiView(APIView):
-    parser_classes = [JSONParser]
+    parser_classes = [ApiJSONParser]
     authentication_classes = [SignedRequestAuthentication]
     permission_classes = [IsAuthenticated]
     throttle_classes = [ApiKeyRateThrottle]
 
     def get_exception_handler(self):
         return api_exception_handler
+
+    def initial(self, request, *args, **kwargs):
+        request_screen(request._request, kwargs)
+        super().initial(request, *args, **kwargs)
 
     @property
     def key(self):
@@ -112,9 +254,38 @@ def _priced(agent, products) -> list:
 
 
 class ProductPagination(PageNumberPagination):
+    """``page`` from 1 and ``page_size`` from 1 to 200, strictly: anything else is a 400
+    (not silently the default), a page past the last one a 404."""
+
     page_size = 50
     page_size_query_param = "page_size"
     max_page_size = 200
+
+    def paginate_queryset(self, queryset, request, view=None):
+        size = query_int(request, self.page_size_query_param, default=self.page_size, maximum=self.max_page_size)
+        number = query_int(request, self.page_query_param, default=1)
+        paginator = Paginator(queryset, size)
+        try:
+            self.page = paginator.page(number)
+        except EmptyPage:
+            raise exceptions.NotFound(
+                _("There is no page %(page)d: the last page is %(last)d.")
+                % {"page": number, "last": paginator.num_pages}
+            ) from None
+        self.request = request
+        return list(self.page)
+
+    def get_schema_operation_parameters(self, view):
+        def integer(name: str, description: str, **bounds) -> dict:
+            schema = {"type": "integer", "minimum": 1, **bounds}
+            return {"name": name, "required": False, "in": "query", "description": description, "schema": schema}
+
+        return [
+            integer(
+                self.page_query_param, "Page number, from 1; a page past the last one answers 404.", maximum=MAX_ID
+            ),
+            integer(self.page_size_query_param, "Products per page (default 50).", maximum=self.max_page_size),
+        ]
 
 
 class ProductList(ApiView, ListAPIView):
@@ -123,19 +294,27 @@ class ProductList(ApiView, ListAPIView):
 
     def get_queryset(self):
         rows = catalog_selectors.products_on_sale().order_by("sort_order", "id")
-        category = self.request.query_params.get("category", "").strip()
-        if category:
-            if not category.isdigit():
-                raise exceptions.ValidationError({"category": [_("A category id (a whole number).")]})
-            rows = rows.filter(Q(category_id=int(category)) | Q(category__parent_id=int(category)))
+        category = query_int(self.request, "category", default=None)
+        if category is not None:
+            rows = rows.filter(Q(category_id=category) | Q(category__parent_id=category))
         return rows
 
     @extend_schema(
         operation_id="products_list",
         summary="Products at your price",
         description="Products on sale with what **you** pay per code and the codes in stock now.",
-        parameters=[OpenApiParameter("category", int, description="Only this category (and its sub-categories).")],
-        responses={200: ProductSerializer(many=True), **ERRORS},
+        parameters=[
+            OpenApiParameter(
+                "category",
+                {"type": "integer", "minimum": 1, "maximum": MAX_ID},
+                description="Only this category (and its sub-categories); an unknown one gives an empty list.",
+            )
+        ],
+        responses={
+            200: ProductSerializer(many=True),
+            **ERRORS,
+            404: OpenApiResponse(ErrorSerializer, description="`not_found`: no such page."),
+        },
         tags=["products"],
     )
     def get(self, request, *args, **kwargs):
@@ -147,10 +326,15 @@ class ProductDetail(ApiView):
     @extend_schema(
         operation_id="products_retrieve",
         summary="One product at your price",
-        responses={200: ProductSerializer, 404: OpenApiResponse(ErrorSerializer), **ERRORS},
+        parameters=[
+            OpenApiParameter("product_id", {"type": "integer", "minimum": 1, "maximum": MAX_ID}, OpenApiParameter.PATH)
+        ],
+        responses={200: ProductSerializer, **NOT_FOUND, **ERRORS},
         tags=["products"],
     )
     def get(self, request, product_id: int):
+        if not 1 <= product_id <= MAX_ID:  # the path takes any run of digits: no such id
+            raise exceptions.NotFound(_("No such product on sale."))
         product = catalog_selectors.products_on_sale().filter(pk=product_id).first()
         if product is None:
             raise exceptions.NotFound(_("No such product on sale."))
@@ -176,8 +360,8 @@ class OrderCreate(ApiView):
             "for the signed callback).\n\n"
             "**Idempotent on `agent_order_no`**: sending the same number again (a retry after a "
             "timeout, or many at once) returns the same order with HTTP 200, never a second order or "
-            "charge. 201 means this request placed and paid it. The same number with another product "
-            "or quantity is refused (409 `agent_order_no_conflict`).\n\n"
+            "charge. 201 means this request placed and paid it. The same number with another product, "
+            "quantity or `callback_url` is refused (409 `agent_order_no_conflict`).\n\n"
             "Balance too low: 402 `insufficient_balance`; the order is cancelled at once and its "
             "stock released. Its number stays used: place it again with a new `agent_order_no`."
         ),
@@ -185,11 +369,16 @@ class OrderCreate(ApiView):
         responses={
             201: OpenApiResponse(OrderSerializer, description="Placed and paid by this request."),
             200: OpenApiResponse(OrderSerializer, description="This agent_order_no was placed before."),
-            400: OpenApiResponse(ValidationErrorSerializer, description="Invalid fields."),
             402: OpenApiResponse(ErrorSerializer, description="insufficient_balance (the order is cancelled)."),
             409: OpenApiResponse(ErrorSerializer, description="agent_order_no_conflict / order_closed."),
             422: OpenApiResponse(ErrorSerializer, description="order_refused: product, quantity or stock."),
             **ERRORS,
+            400: OpenApiResponse(
+                ValidationErrorSerializer,
+                description="`invalid_request` (fields: `details` has the messages), `invalid_json` "
+                f"(not JSON, or nested more than {MAX_JSON_DEPTH} levels), `invalid_characters`.",
+            ),
+            **BODY_ERRORS,
         },
         examples=[
             OpenApiExample(
@@ -218,6 +407,7 @@ class OrderCreate(ApiView):
 
 class OrderDetail(ApiView):
     lookup = "agent_order_no"
+    pattern = AGENT_ORDER_NO_PATTERN
 
     @extend_schema(
         operation_id="orders_retrieve",
@@ -226,12 +416,16 @@ class OrderDetail(ApiView):
             "The order's status and, once delivered, its codes in plain text. Every read of the codes "
             "is logged (time, IP, key) like a buyer's reveal on the website."
         ),
-        parameters=[OpenApiParameter("agent_order_no", OpenApiTypes.STR, OpenApiParameter.PATH)],
-        responses={200: OrderSerializer, 404: OpenApiResponse(ErrorSerializer), **ERRORS},
+        parameters=[
+            OpenApiParameter("agent_order_no", OpenApiTypes.STR, OpenApiParameter.PATH, pattern=AGENT_ORDER_NO_PATTERN)
+        ],
+        responses={200: OrderSerializer, **NOT_FOUND, **ERRORS},
         tags=["orders"],
     )
     def get(self, request, **kwargs):
         value = kwargs[self.lookup]
+        if not re.fullmatch(self.pattern, value):  # no order can have such a number
+            raise exceptions.NotFound(_("No such order."))
         lookup = {"number": value} if self.lookup == "number" else {"agent_order_no": value}
         order = services.api_order_find(agent=self.agent, **lookup)
         if order is None:
@@ -250,12 +444,13 @@ class OrderDetail(ApiView):
 
 class OrderDetailByNumber(OrderDetail):
     lookup = "number"
+    pattern = ORDER_NUMBER_PATTERN
 
     @extend_schema(
         operation_id="orders_retrieve_by_number",
         summary="An order by our order number",
-        parameters=[OpenApiParameter("number", OpenApiTypes.STR, OpenApiParameter.PATH)],
-        responses={200: OrderSerializer, 404: OpenApiResponse(ErrorSerializer), **ERRORS},
+        parameters=[OpenApiParameter("number", OpenApiTypes.STR, OpenApiParameter.PATH, pattern=ORDER_NUMBER_PATTERN)],
+        responses={200: OrderSerializer, **NOT_FOUND, **ERRORS},
         tags=["orders"],
     )
     def get(self, request, **kwargs):
@@ -286,11 +481,54 @@ class BalanceView(ApiView):
         )
 
 
-# --- Documentation -------------------------------------------------------------------------
+# --- Documentation and the rest of /api/ -----------------------------------------------------
 
 
+class SchemaView(SpectacularAPIView):
+    """The OpenAPI schema: public, and its errors in the API's shape."""
+
+    authentication_classes = []
+    permission_classes = []
+    throttle_classes = []
+
+    def get_exception_handler(self):
+        return api_exception_handler
+
+    def handle_exception(self, exc):
+        response = super().handle_exception(exc)
+        # An error is JSON, whatever format the schema itself was asked in.
+        self.request.accepted_renderer, self.request.accepted_media_type = JSONRenderer(), "application/json"
+        return response
+
+
+def _json_error(status_code: int, code: str, message: str, **headers) -> JsonResponse:
+    response = JsonResponse({"code": code, "message": message}, status=status_code)
+    for name, value in headers.items():
+        response[name] = value
+    return response
+
+
+@csrf_exempt
+def not_found(request, path: str = ""):
+    """Any other URL under /api/: a JSON 404, saying so when only the trailing slash is missing."""
+    message = _("No such API endpoint.")
+    if not request.path_info.endswith("/"):
+        try:
+            match = resolve(request.path_info + "/")
+        except Resolver404:
+            match = None
+        if match is not None and match.func is not not_found:
+            message = _("No such API endpoint: end the path with a slash (%(path)s/).") % {
+                "path": _CONTROL.sub("?", request.path)[:200]
+            }
+    return _json_error(404, "not_found", message)
+
+
+@csrf_exempt
 def docs(request):
     """Swagger UI from vendored assets (no CDN), reading /api/v1/schema/."""
+    if request.method not in ("GET", "HEAD"):
+        return _json_error(405, "method_not_allowed", _("Use GET."), Allow="GET, HEAD")
     return render(
         request,
         "api/docs.html",

@@ -1,15 +1,18 @@
 """Test helpers for the integration API: agents with keys and balance, and signed requests.
 
-The signature is computed here from the documented recipe (hmac/hashlib directly), not with
-the code under test, so a mistake in the server's canonical string fails the tests.
+The signature is computed here from the documented recipe (hmac/hashlib directly, and the
+canonical path and query as the docs' Python example computes them), not with the code under
+test, so a mistake in the server's canonical string fails the tests.
 """
 
 import hashlib
 import hmac
 import json
+import re
 import secrets
 import time
 from decimal import Decimal
+from urllib.parse import quote, unquote_to_bytes
 
 from django.test import Client
 
@@ -17,6 +20,25 @@ from agents import api_keys, services
 from agents.models import AgentLevel, PriceKind
 from payments import services as payments
 from tests.factories import UserFactory
+
+
+def _query_escape(match: re.Match) -> bytes:
+    token = match.group()
+    if len(token) == 3:
+        char = bytes([int(token[1:], 16)])
+        return char if re.fullmatch(rb"[-A-Za-z0-9._~]", char) else b"%" + token[1:].upper()
+    return b"%%%02X" % token[0]
+
+
+def canonical(target: str) -> str:
+    """The path and query to sign, as api/schema_description.md defines them: the path
+    percent-decoded then re-encoded (all but A-Z a-z 0-9 - . _ ~ /, capital hex); the query with
+    escapes of unreserved characters decoded, other escapes in capitals, and any character
+    outside the unreserved and reserved sets encoded."""
+    path, _sep, query = target.partition("?")
+    path = quote(unquote_to_bytes(path), safe="/")
+    query = re.sub(rb"%[0-9A-Fa-f]{2}|[^-A-Za-z0-9._~!$&'()*+,;=:@/?]", _query_escape, query.encode()).decode()
+    return path + ("?" + query if query else "")
 
 
 def sign(secret: str, method: str, path: str, timestamp: str, nonce: str, body: bytes) -> str:
@@ -44,14 +66,16 @@ class Signed:
         key_id: str | None = None,
         ip: str | None = None,
         headers: dict | None = None,
+        raw_body: bytes | None = None,
+        content_type: str = "application/json",
     ):
-        body = json.dumps(payload).encode() if payload is not None else b""
+        body = raw_body if raw_body is not None else json.dumps(payload).encode() if payload is not None else b""
         timestamp = timestamp or str(int(time.time()))
         nonce = nonce or secrets.token_urlsafe(18)
         signature = sign(
             secret or self.secret,
             method,
-            sign_path if sign_path is not None else path,
+            sign_path if sign_path is not None else canonical(path),
             timestamp,
             nonce,
             sign_body if sign_body is not None else body,
@@ -64,7 +88,7 @@ class Signed:
         }
         sent.update(headers or {})
         return self.client.generic(
-            method, path, data=body, content_type="application/json", headers=sent, REMOTE_ADDR=ip or self.ip
+            method, path, data=body, content_type=content_type, headers=sent, REMOTE_ADDR=ip or self.ip
         )
 
     def get(self, path: str, **kw):
