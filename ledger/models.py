@@ -2,9 +2,12 @@
 
 Lines carry signed amounts: debits positive, credits negative. Entries and lines are never
 updated or deleted (database triggers refuse it); a mistake is corrected by a reversing entry.
-Each account's balance is kept in ``Balance`` by the posting service, in the same transaction,
-as the account's natural balance (debit-normal accounts: debits − credits; credit-normal:
-credits − debits); a CHECK keeps accounts that may not be overdrawn (wallets) at zero or above.
+
+Accounts that may not be overdrawn (wallets, commissions) have a ``Balance`` row holding the
+account's natural balance (debit-normal accounts: debits − credits; credit-normal: credits −
+debits), and a CHECK keeps it at zero or above. The rows are the database's: created with the
+account and moved by every journal line, by triggers (migration 0004), never by the
+application. An account's kind and overdraft rule are fixed when it is created.
 """
 
 import uuid
@@ -93,6 +96,8 @@ class Balance(models.Model):
     account = models.OneToOneField(Account, primary_key=True, related_name="balance", on_delete=models.PROTECT)
     balance = models.DecimalField(_("balance"), max_digits=14, decimal_places=2, default=0)
     allow_negative = models.BooleanField(default=False)  # a copy of the account's, for the CHECK
+    # A copy of the account's side (kind asset or expense), so the line trigger needs one row.
+    debit_normal = models.BooleanField(default=False)
 
     class Meta:
         verbose_name = _("balance")

@@ -1,8 +1,9 @@
 """Posting to the journal. The only code that writes ledger rows.
 
-Accounts that may not be overdrawn (customer wallets, and later commissions) keep a
-``Balance`` row updated in the posting's transaction, where a CHECK refuses a negative
-balance. Platform accounts (gateway clearing, revenue ...) do not: every sale would otherwise
+Accounts that may not be overdrawn (customer wallets, agents' commissions) have a ``Balance``
+row, which the database creates with the account and moves with every line it writes
+(migration 0004): the row's CHECK refuses an overdraft in the statement that writes the
+lines. Platform accounts (gateway clearing, revenue ...) have none: every sale would otherwise
 queue on the same few rows. Their balances are summed from lines when asked.
 """
 
@@ -13,7 +14,6 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from django.db import IntegrityError, transaction
-from django.db.models import Case, F, Value, When
 from django.utils.translation import gettext as _
 
 from marketplace.money import quantize
@@ -103,12 +103,12 @@ def wallet(user) -> AccountSpec:
 
 
 def accounts_get(*specs: AccountSpec) -> dict[str, Account]:
-    """The accounts for these specs, created (with their balance rows) on first use."""
+    """The accounts for these specs, created on first use (the database opens their balance rows)."""
     codes = {spec.code: spec for spec in specs}
     found = {a.code: a for a in Account.objects.filter(code__in=list(codes))}
     for code, spec in codes.items():
         if code not in found:
-            account, created = Account.objects.get_or_create(
+            account, _created = Account.objects.get_or_create(
                 code=code,
                 defaults={
                     "name": spec.name,
@@ -117,8 +117,6 @@ def accounts_get(*specs: AccountSpec) -> dict[str, Account]:
                     "owner_id": spec.owner_id,
                 },
             )
-            if created and not account.allow_negative:
-                Balance.objects.create(account=account, allow_negative=False)
             found[code] = account
     return found
 
@@ -148,14 +146,21 @@ def entry_post(
     lines = {pk: amount for pk, amount in merged.items() if amount}
     if len(lines) < 2 or sum(lines.values()) != 0:
         raise UnbalancedEntry(f"{kind} {reference}: legs {dict(merged)} do not make a balanced entry")
-    floored = {pk: amount for pk, amount in lines.items() if not accounts[pk].allow_negative}
-    if floored:  # first: a refused overdraft then leaves nothing written, even if the caller goes on
-        _move_balances(floored, accounts)
     entry_id = uuid.uuid4()
-    # Lines first, then the entry: writing the entry seals them (see the migration's triggers).
-    Line.objects.bulk_create(
-        [Line(entry_id=entry_id, account_id=pk, amount=amount) for pk, amount in sorted(lines.items())]
-    )
+    # Lines first, then the entry: writing the entry seals them (see the migrations' triggers).
+    # Writing a line moves its account's balance row, where a CHECK refuses an overdraft.
+    rows = [Line(entry_id=entry_id, account_id=pk, amount=amount) for pk, amount in sorted(lines.items())]
+    floored = {pk: amount for pk, amount in lines.items() if not accounts[pk].allow_negative}
+    if not floored:
+        Line.objects.bulk_create(rows)
+    else:
+        try:
+            with transaction.atomic():  # a refused overdraft leaves nothing written, even if the caller goes on
+                Line.objects.bulk_create(rows)
+        except IntegrityError as exc:
+            if OVERDRAWN not in str(exc):
+                raise
+            raise InsufficientFunds(_overdrawn(floored, accounts)) from None
     entry = Entry.objects.create(
         id=entry_id,
         kind=kind,
@@ -167,15 +172,16 @@ def entry_post(
     return entry
 
 
-def _move_balances(lines: dict[int, Decimal], accounts: dict[int, Account]) -> None:
+OVERDRAWN = "ledger_balance_not_overdrawn"  # the CHECK on balance rows
+
+
+def _overdrawn(lines: dict[int, Decimal], accounts: dict[int, Account]) -> Account:
+    """Which account the refused lines would have overdrawn (read after the refusal, so only a
+    refused posting pays for it)."""
     natural = {pk: amount if accounts[pk].debit_normal else -amount for pk, amount in lines.items()}
-    delta = Case(*[When(account_id=pk, then=Value(d)) for pk, d in natural.items()], default=Value(Decimal(0)))
-    try:
-        with transaction.atomic():
-            Balance.objects.filter(account_id__in=sorted(natural)).update(balance=F("balance") + delta)
-    except IntegrityError:
-        shortest = min(natural, key=lambda pk: natural[pk])
-        raise InsufficientFunds(accounts[shortest]) from None
+    have = dict(Balance.objects.filter(account_id__in=list(natural)).values_list("account_id", "balance"))
+    short = [pk for pk, delta in natural.items() if have.get(pk, Decimal(0)) + delta < 0]
+    return accounts[min(short or natural, key=lambda pk: natural[pk])]
 
 
 def entry_reverse(*, entry: Entry, memo: str = "") -> Entry:

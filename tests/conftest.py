@@ -59,6 +59,26 @@ def _ledger_stays_sound(request):
     assert problems() == [], "the ledger is unsound after this test"
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _flush_past_ledger_triggers():
+    """Transactional tests end with Django's ``flush``, a TRUNCATE on PostgreSQL, which the
+    ledger's triggers refuse (ledger migration 0004). The flush runs with
+    ``session_replication_role = replica``, in which ordinary triggers do not fire: a setting
+    only a superuser may change (the tests' database user is one; the application's is not)."""
+    from django.db.backends.postgresql.operations import DatabaseOperations
+
+    original = DatabaseOperations.execute_sql_flush
+
+    def execute_sql_flush(self, sql_list):
+        # SET LOCAL: back to normal when the flush's transaction ends, and explicitly after it.
+        bracket = ["SET LOCAL session_replication_role = replica", *sql_list]
+        original(self, [*bracket, "SET LOCAL session_replication_role = DEFAULT"] if sql_list else sql_list)
+
+    DatabaseOperations.execute_sql_flush = execute_sql_flush
+    yield
+    DatabaseOperations.execute_sql_flush = original
+
+
 @pytest.fixture(autouse=True)
 def _require_services(request):
     if request.node.get_closest_marker("postgres") or request.node.get_closest_marker("worker"):

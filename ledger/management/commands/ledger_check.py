@@ -19,7 +19,8 @@ class Command(BaseCommand):
             f"funds isolation: owed to customers {funds.owed}, held at channels {funds.held}, "
             f"revenue {funds.revenue}: {'covered' if funds.covered else 'NOT COVERED'}"
         )
-        found = selectors.problems()
+        found = selectors.problems()  # includes every balance row against the sum of its lines
+        self.stdout.write(f"balance rows compared with the sum of their lines: {selectors.balance_row_count()}")
         if not funds.covered:
             found.append(f"customers' money ({funds.owed}) is not covered by the channels' ({funds.held})")
         if total_debits != total_credits:
@@ -28,4 +29,8 @@ class Command(BaseCommand):
             for problem in found:
                 self.stderr.write(problem)
             raise CommandError(f"{len(found)} ledger problem(s)")
-        self.stdout.write(self.style.SUCCESS("Ledger OK: every entry balances, no balance is overdrawn."))
+        self.stdout.write(
+            self.style.SUCCESS(
+                "Ledger OK: every entry balances, every balance row equals its lines, none is overdrawn."
+            )
+        )
