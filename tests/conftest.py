@@ -79,6 +79,27 @@ def _flush_past_ledger_triggers():
     DatabaseOperations.execute_sql_flush = original
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _fast_passwords():
+    """Users are made by the hundred: the production hasher's cost is not what any test measures."""
+    from django.test.utils import override_settings
+
+    with override_settings(PASSWORD_HASHERS=["django.contrib.auth.hashers.MD5PasswordHasher"]):
+        yield
+
+
+@pytest.fixture
+def english(settings):
+    """Messages and pages are compared in English (the UI's default is zh-hans): the active
+    language, and what a request without Accept-Language falls back to. A module opts in with
+    ``pytestmark = pytest.mark.usefixtures("english")``."""
+    from django.utils import translation
+
+    settings.LANGUAGE_CODE = "en"
+    with translation.override("en"):
+        yield
+
+
 @pytest.fixture(autouse=True)
 def _require_services(request):
     if request.node.get_closest_marker("postgres") or request.node.get_closest_marker("worker"):
@@ -121,3 +142,108 @@ def staff(db):
     from tests.factories import UserFactory
 
     return UserFactory(is_staff=True, is_superuser=True)
+
+
+@pytest.fixture
+def level(db):
+    """One agent level, 普通 (rank 1)."""
+    from tests.factories import AgentLevelFactory
+
+    return AgentLevelFactory(name="普通", rank=1)
+
+
+@pytest.fixture
+def levels(db):
+    """The four agent levels by name, 普通 (rank 1) to 金牌 (rank 4)."""
+    from tests.factories import AgentLevelFactory
+
+    names = ["普通", "铜牌", "银牌", "金牌"]
+    return {name: AgentLevelFactory(name=name, rank=rank, sort=rank) for rank, name in enumerate(names, start=1)}
+
+
+# --- the payment gateways' fakes -------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def app_key():
+    """The merchant's RSA key for Alipay (the adapter signs with it; the fake checks)."""
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+
+
+@pytest.fixture(scope="session")
+def gateway_key():
+    """Alipay's own RSA key (the fake signs replies and notifications with it)."""
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+
+
+@pytest.fixture
+def fake(app_key, gateway_key):
+    """A running fake Alipay gateway on 127.0.0.1."""
+    from tests.fake_alipay import APP_ID, SELLER_ID, FakeAlipay
+
+    fake = FakeAlipay(gateway_key=gateway_key, app_public_key=app_key.public_key(), app_id=APP_ID, seller_id=SELLER_ID)
+    with fake.running():
+        yield fake
+
+
+@pytest.fixture
+def alipay(settings, fake, app_key):
+    """The project's Alipay adapter, configured against the fake."""
+    from payments.gateways import get_gateway
+    from tests.fake_alipay import APP_ID, PKCS1, SELLER_ID, pem
+
+    settings.ALIPAY_APP_ID = APP_ID
+    settings.ALIPAY_SELLER_ID = SELLER_ID
+    settings.ALIPAY_APP_PRIVATE_KEY = pem(app_key, PKCS1)
+    settings.ALIPAY_PUBLIC_KEY = fake.public_key_b64  # as the Alipay console shows it
+    settings.ALIPAY_SERVER_URL = fake.url
+    settings.PAYMENTS_GATEWAY_TIMEOUT = 5
+    return get_gateway("alipay")
+
+
+@pytest.fixture
+def fake_wechatpay(settings):
+    """A running fake WeChat Pay, with the project configured to use it."""
+    from tests.fake_wechatpay import FakeWeChatPay, configure, generated_keys
+
+    keys = generated_keys()
+    fake = FakeWeChatPay(keys).start()
+    configure(settings, keys, gateway_url=fake.url)
+    yield fake
+    fake.stop()
+
+
+# --- the browser ----------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Debian's Chromium, headless, driven by Playwright's sync API (browser tests)."""
+    from pathlib import Path
+
+    from tests.browser_helpers import CHROMIUM, CHROMIUM_ARGS, SCREENSHOTS
+
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"browser tests need Debian's Chromium at {CHROMIUM}")
+    sync_api = pytest.importorskip("playwright.sync_api")
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    print(f"\nScreenshots: {SCREENSHOTS}")
+    # Playwright's sync API keeps an event loop running in this thread; the ORM calls the tests
+    # make here (factories, assertions) are plain blocking calls, which Django refuses while a
+    # loop runs unless told otherwise. Only for these tests: restored afterwards.
+    previous = os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE")
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+    try:
+        with sync_api.sync_playwright() as pw:
+            chromium = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+            yield chromium
+            chromium.close()
+    finally:
+        if previous is None:
+            os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
+        else:
+            os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = previous

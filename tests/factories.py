@@ -4,6 +4,7 @@ from decimal import Decimal
 import factory
 from django.contrib.auth import get_user_model
 
+from agents.models import AgentLevel
 from catalog import services as stock_services
 from catalog.models import Category, Product, Supplier
 
@@ -21,6 +22,14 @@ class UserFactory(factory.django.DjangoModelFactory):
     def _save(obj, create, extracted, **kwargs):
         if create:
             obj.save()
+
+
+class AgentLevelFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = AgentLevel
+
+    name = factory.Sequence(lambda n: f"Level {n}")
+    rank = factory.Sequence(lambda n: 100 + n)  # unique; clear of the ranks 1-4 tests give by hand
 
 
 class CategoryFactory(factory.django.DjangoModelFactory):

@@ -30,6 +30,10 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 BEIJING = ZoneInfo("Asia/Shanghai")
+APP_ID = "2021004100000001"  # what the tests configure the adapter with (the fake checks it)
+SELLER_ID = "2088102100000001"
+NOTIFY = "/payments/notify/alipay/"  # where the project takes Alipay's notifications
+PKCS1 = serialization.PrivateFormat.TraditionalOpenSSL
 FORMAT = "%Y-%m-%d %H:%M:%S"
 
 
@@ -540,3 +544,12 @@ class FakeAlipay:
 
 def _error(code: str, msg: str, sub_code: str, sub_msg: str) -> dict:
     return {"code": code, "msg": msg, "sub_code": sub_code, "sub_msg": sub_msg}
+
+
+def pem(key: rsa.RSAPrivateKey, fmt) -> str:
+    return key.private_bytes(serialization.Encoding.PEM, fmt, serialization.NoEncryption()).decode()
+
+
+def notify(client, body: bytes, content_type="application/x-www-form-urlencoded; charset=utf-8"):
+    """Post a notification to the project as Alipay would."""
+    return client.post(NOTIFY, data=body, content_type=content_type)

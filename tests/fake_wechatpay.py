@@ -24,7 +24,6 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 from zoneinfo import ZoneInfo
 
-import pytest
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
@@ -482,13 +481,3 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Wechatpay-Signature", sign(key, f"{ts}\n{nonce}\n{text}\n"))
         self.end_headers()
         self.wfile.write(text.encode())
-
-
-@pytest.fixture(name="fake_wechatpay")
-def fake_wechatpay_fixture(settings):
-    """A running fake WeChat Pay, with the project configured to use it."""
-    keys = generated_keys()
-    fake = FakeWeChatPay(keys).start()
-    configure(settings, keys, gateway_url=fake.url)
-    yield fake
-    fake.stop()

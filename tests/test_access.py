@@ -13,11 +13,6 @@ from payments.services import sandbox_pay
 from tests.factories import ProductFactory, add_stock
 
 
-@pytest.fixture(autouse=True)
-def _fast_passwords(settings):
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
 def place(buyer, product, quantity=1, key=None) -> Order:
     key = key or f"k-{Order.objects.count()}-{buyer.pk}"
     return services.order_place(buyer=buyer, product_id=product.pk, quantity=quantity, idempotency_key=key)

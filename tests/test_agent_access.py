@@ -7,27 +7,19 @@ from decimal import Decimal
 import pytest
 from django.db import transaction
 from django.test import Client
-from django.utils import translation
 
 from agents import api_keys, services, withdrawals
-from agents.models import AgentLevel, ApiKey, Invitation, Markup, PriceKind, RetailPrice, Storefront, Withdrawal
+from agents.models import ApiKey, Invitation, Markup, PriceKind, RetailPrice, Storefront, Withdrawal
 from compliance.models import AuditEvent
 from ledger import services as ledger
 from tests.factories import ProductFactory, UserFactory
 
-pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture(autouse=True)
-def _english():
-    with translation.override("en"):
-        yield
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("english")]
 
 
 @pytest.fixture
-def victim(db):
+def victim(level):
     """An agent with one of everything: downline, markup, invitation, storefront price, key, withdrawal."""
-    level = AgentLevel.objects.create(name="普通", rank=1)
     agent = services.agent_create(user=UserFactory(), level=level)
     downline = services.agent_create(user=UserFactory(), level=level, upline=agent)
     product = ProductFactory(price=Decimal("50.00"))

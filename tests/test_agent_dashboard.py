@@ -6,39 +6,16 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
-from django.utils import translation
 
 from agents import selectors, services
-from agents.models import AgentLevel, Markup, PriceKind
+from agents.models import Markup, PriceKind
 from catalog.models import Product
 from compliance.models import AuditEvent
 from ledger import services as ledger
 from tests.factories import CategoryFactory, ProductFactory, UserFactory
 
 D = Decimal
-pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture(autouse=True)
-def _english():
-    with translation.override("en"):
-        yield
-
-
-@pytest.fixture
-def client():
-    """Pages in English (the site's default is zh-hans)."""
-    from django.test import Client
-
-    return Client(HTTP_ACCEPT_LANGUAGE="en")
-
-
-@pytest.fixture
-def levels():
-    return {
-        name: AgentLevel.objects.create(name=name, rank=rank, sort=rank)
-        for rank, name in enumerate(["普通", "铜牌", "银牌", "金牌"], start=1)
-    }
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("english")]
 
 
 @pytest.fixture

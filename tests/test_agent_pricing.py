@@ -8,31 +8,15 @@ import pytest
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, connection, transaction
 from django.test.utils import CaptureQueriesContext
-from django.utils import translation
 
 from agents import selectors, services
-from agents.models import Agent, AgentLevel, Markup, PriceKind
+from agents.models import Agent, Markup, PriceKind
 from catalog.models import Product
 from tests.factories import CategoryFactory, ProductFactory, UserFactory
 
 D = Decimal
 FIXED, PERCENT = PriceKind.FIXED, PriceKind.PERCENT
-pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture(autouse=True)
-def _english():
-    """Error messages are compared in English (the UI's default language is zh-hans)."""
-    with translation.override("en"):
-        yield
-
-
-@pytest.fixture
-def levels():
-    return {
-        name: AgentLevel.objects.create(name=name, rank=rank, sort=rank)
-        for rank, name in enumerate(["普通", "铜牌", "银牌", "金牌"], start=1)
-    }
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("english")]
 
 
 def make_chain(depth, levels, level_names=None):

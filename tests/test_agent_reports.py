@@ -7,10 +7,9 @@ from decimal import Decimal
 
 import pytest
 from django.db import connection
-from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
-from django.utils import timezone, translation
+from django.utils import timezone
 
 from agents import reports, services
 from agents.models import AgentLevel, Commission, PriceKind, Storefront
@@ -21,18 +20,7 @@ from payments.services import sandbox_pay
 from tests.factories import CategoryFactory, ProductFactory, UserFactory, add_stock
 
 D = Decimal
-pytestmark = pytest.mark.django_db(transaction=True)
-
-
-@pytest.fixture(autouse=True)
-def _english():
-    with translation.override("en"):
-        yield
-
-
-@pytest.fixture
-def client():
-    return Client(HTTP_ACCEPT_LANGUAGE="en")
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("english")]
 
 
 def at(day, hour=12):

@@ -1,40 +1,19 @@
 """The agent tree: invitations (create, accept, refuse, race), staff moves with history, admin."""
 
-import threading
 from datetime import timedelta
 
 import pytest
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.db import connection
 from django.urls import reverse
-from django.utils import timezone, translation
+from django.utils import timezone
 
 from agents import services
-from agents.models import Agent, AgentLevel, AgentMove, Invitation
+from agents.models import Agent, AgentMove, Invitation
 from compliance.models import AuditEvent
+from tests.builders import run_concurrently, values_and_errors
 from tests.factories import UserFactory
 
-
-@pytest.fixture(autouse=True)
-def _english():
-    with translation.override("en"):
-        yield
-
-
-@pytest.fixture
-def client():
-    """Pages in English (the site's default is zh-hans)."""
-    from django.test import Client
-
-    return Client(HTTP_ACCEPT_LANGUAGE="en")
-
-
-@pytest.fixture
-def levels(db):
-    return {
-        name: AgentLevel.objects.create(name=name, rank=rank, sort=rank)
-        for rank, name in enumerate(["普通", "铜牌", "银牌", "金牌"], start=1)
-    }
+pytestmark = pytest.mark.usefixtures("english")
 
 
 def chain(levels, depth, level="银牌"):
@@ -149,25 +128,11 @@ def test_concurrent_accepts_of_a_one_use_invitation_make_one_agent(levels):
     (top,) = chain(levels, 1)
     inv = services.invitation_create(upline=top, level=levels["普通"], max_uses=1, expires_at=None)
     users = [UserFactory() for _ in range(8)]
-    barrier = threading.Barrier(len(users))
-    made, refused, errors = [], [], []
-
-    def accept(user):
-        try:
-            barrier.wait()
-            made.append(services.invitation_accept(code=inv.code, user=user))
-        except ValidationError as exc:
-            refused.append(exc)
-        except Exception as exc:
-            errors.append(exc)
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=accept, args=(u,)) for u in users]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    made, raised = values_and_errors(
+        run_concurrently(len(users), lambda i: services.invitation_accept(code=inv.code, user=users[i]))
+    )
+    refused = [e for e in raised if isinstance(e, ValidationError)]
+    errors = [e for e in raised if not isinstance(e, ValidationError)]
     assert errors == []
     assert len(made) == 1 and len(refused) == len(users) - 1
     inv.refresh_from_db()

@@ -9,7 +9,6 @@ signs real requests, the fake checks them, and the adapter verifies real signatu
 import base64
 import json
 import secrets
-import uuid
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from urllib.parse import parse_qsl, unquote_to_bytes, urlencode, urlsplit
@@ -18,28 +17,20 @@ from zoneinfo import ZoneInfo
 import pytest
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
-from django.utils import timezone, translation
+from django.utils import timezone
 
 from catalog.models import CardCode
-from orders import services as order_services
 from orders.models import Order, OrderStatusChange
-from payments.gateways import Device, GatewayError, NotificationRejected, enabled_gateways, get_gateway
+from payments.gateways import Device, GatewayError, NotificationRejected, enabled_gateways
 from payments.gateways.alipay import AlipayGateway, parse_bill
 from payments.models import Notification, Payment
+from tests.builders import place
 from tests.factories import ProductFactory, add_stock
-from tests.fake_alipay import FakeAlipay, request_signature_ok, sign_content
+from tests.fake_alipay import APP_ID, PKCS1, FakeAlipay, notify, pem, request_signature_ok, sign_content
+
+pytestmark = pytest.mark.usefixtures("english")
 
 
-@pytest.fixture(autouse=True)
-def _english():
-    """Messages and names are compared in English (the UI's default language is zh-hans)."""
-    with translation.override("en"):
-        yield
-
-
-NOTIFY = "/payments/notify/alipay/"
-APP_ID = "2021004100000001"
-SELLER_ID = "2088102100000001"
 BEIJING = ZoneInfo("Asia/Shanghai")
 Outcome = Notification.Outcome
 
@@ -52,59 +43,15 @@ def _new_key() -> rsa.RSAPrivateKey:
 
 
 @pytest.fixture(scope="session")
-def app_key() -> rsa.RSAPrivateKey:
-    return _new_key()
-
-
-@pytest.fixture(scope="session")
-def gateway_key() -> rsa.RSAPrivateKey:
-    return _new_key()
-
-
-@pytest.fixture(scope="session")
 def other_key() -> rsa.RSAPrivateKey:
     return _new_key()
-
-
-def pem(key: rsa.RSAPrivateKey, fmt) -> str:
-    return key.private_bytes(serialization.Encoding.PEM, fmt, serialization.NoEncryption()).decode()
 
 
 def bare_base64(key: rsa.RSAPrivateKey, fmt) -> str:
     return base64.b64encode(key.private_bytes(serialization.Encoding.DER, fmt, serialization.NoEncryption())).decode()
 
 
-PKCS1 = serialization.PrivateFormat.TraditionalOpenSSL
 PKCS8 = serialization.PrivateFormat.PKCS8
-
-
-@pytest.fixture
-def fake(app_key, gateway_key):
-    fake = FakeAlipay(gateway_key=gateway_key, app_public_key=app_key.public_key(), app_id=APP_ID, seller_id=SELLER_ID)
-    with fake.running():
-        yield fake
-
-
-@pytest.fixture
-def alipay(settings, fake, app_key) -> AlipayGateway:
-    settings.ALIPAY_APP_ID = APP_ID
-    settings.ALIPAY_SELLER_ID = SELLER_ID
-    settings.ALIPAY_APP_PRIVATE_KEY = pem(app_key, PKCS1)
-    settings.ALIPAY_PUBLIC_KEY = fake.public_key_b64  # as the Alipay console shows it
-    settings.ALIPAY_SERVER_URL = fake.url
-    settings.PAYMENTS_GATEWAY_TIMEOUT = 5
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-    return get_gateway("alipay")
-
-
-def place(buyer, product, quantity: int = 1) -> Order:
-    return order_services.order_place(
-        buyer=buyer, product_id=product.pk, quantity=quantity, idempotency_key=uuid.uuid4().hex
-    )
-
-
-def notify(client, body: bytes, content_type="application/x-www-form-urlencoded; charset=utf-8"):
-    return client.post(NOTIFY, data=body, content_type=content_type)
 
 
 def stock_state(product) -> dict:

@@ -3,17 +3,14 @@ balance and idempotent on the agent's order number, codes read with a log, refus
 rate limits, the OpenAPI schema and its docs page, and the API-keys dashboard."""
 
 import json
-import threading
 import time
 from datetime import timedelta
 from decimal import Decimal
 
 import pytest
-from django.core.cache import cache
 from django.core.management import call_command
-from django.db import connection
 from django.test import Client
-from django.utils import timezone, translation
+from django.utils import timezone
 
 from agents import api_keys, services
 from agents.models import ApiKey, ApiNonce, PriceKind
@@ -25,19 +22,12 @@ from orders.models import CodeReveal, Order
 from payments import services as payments
 from payments.models import Payment
 from tests.api_helpers import Signed, issue_key, level, make_agent, set_level_price, top_up
+from tests.builders import run_concurrently
 from tests.factories import ProductFactory, UserFactory, add_stock
 
+pytestmark = pytest.mark.usefixtures("english")
+
 D = Decimal
-
-
-@pytest.fixture(autouse=True)
-def _english_and_fresh_cache(settings):
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-    settings.LANGUAGE_CODE = "en"  # pages are read in English (requests pick their own language)
-    cache.clear()  # the rate limit counts in the cache
-    with translation.override("en"):
-        yield
-    cache.clear()
 
 
 @pytest.fixture
@@ -193,27 +183,10 @@ def test_fifty_concurrent_posts_with_one_number_give_one_order_and_one_charge(wo
     a, product = world["a"], world["product"]
     top_up(a.user, "1000")
     shop = issue_key(a)
-    barrier = threading.Barrier(50)
-    results: list = [None] * 50
-
-    def worker(i):
-        try:
-            connection.ensure_connection()
-            client = Signed(shop.key_id, shop.secret, Client())
-            barrier.wait(timeout=30)
-            with translation.override("en"):
-                results[i] = client.post("/api/v1/orders/", order_payload(product, "RACE-1", quantity=3))
-        except BaseException as exc:
-            results[i] = exc
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=worker, args=(i,), daemon=True) for i in range(50)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=90)
-    assert not any(t.is_alive() for t in threads)
+    clients = [Signed(shop.key_id, shop.secret, Client()) for _ in range(50)]
+    results = run_concurrently(
+        50, lambda i: clients[i].post("/api/v1/orders/", order_payload(product, "RACE-1", quantity=3)), timeout=90
+    )
 
     errors = [r for r in results if not hasattr(r, "status_code")]
     assert not errors, errors[:3]

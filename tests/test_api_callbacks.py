@@ -11,9 +11,8 @@ from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
-from django.core.cache import cache
 from django.test import Client
-from django.utils import timezone, translation
+from django.utils import timezone
 
 from agents import api_keys, callbacks
 from agents.models import ApiCallback, ApiKey
@@ -23,15 +22,7 @@ from tests.api_helpers import Signed, issue_key, make_agent, top_up
 from tests.factories import ProductFactory, add_stock
 
 S = ApiCallback.Status
-pytestmark = pytest.mark.django_db(transaction=True)
-
-
-@pytest.fixture(autouse=True)
-def _english_and_fresh_cache(settings):
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-    cache.clear()
-    with translation.override("en"):
-        yield
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("english")]
 
 
 class Shop:

@@ -7,26 +7,17 @@ import time
 from decimal import Decimal
 
 import pytest
-from django.core.cache import cache
 from django.test import Client
-from django.utils import translation
 
 from agents.models import ApiNonce
 from orders.models import Order
 from tests.api_helpers import Signed, canonical, issue_key, level, make_agent, set_level_price, top_up
 from tests.factories import CategoryFactory, ProductFactory, add_stock
 
+pytestmark = pytest.mark.usefixtures("english")
+
 D = Decimal
 JSON = "application/json"
-
-
-@pytest.fixture(autouse=True)
-def _english_and_fresh_cache(settings):
-    settings.LANGUAGE_CODE = "en"
-    cache.clear()  # the rate limit counts in the cache
-    with translation.override("en"):
-        yield
-    cache.clear()
 
 
 @pytest.fixture

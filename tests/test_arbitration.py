@@ -4,7 +4,6 @@ exactly once; the dossier ZIP for the third party holds no secret and no interna
 
 import csv
 import io
-import threading
 import zipfile
 from datetime import timedelta
 
@@ -22,16 +21,10 @@ from compliance.models import AuditEvent, CreditEvent
 from marketplace.crypto import decrypt
 from orders.models import CodeReveal, OrderCode
 from payments.models import Refund
+from tests.builders import ask, codes_of, delivered_order, run_concurrently, values_and_errors
 from tests.factories import UserFactory
-from tests.test_no_reason_refunds import ask, codes_of, delivered_order
 
-
-@pytest.fixture(autouse=True)
-def _english(settings):
-    """Messages and pages are compared in English (the UI's default is zh-hans)."""
-    settings.LANGUAGE_CODE = "en"
-    with translation.override("en"):
-        yield
+pytestmark = pytest.mark.usefixtures("english")
 
 
 A = ArbitrationCase.Status
@@ -307,23 +300,15 @@ def test_two_staff_deciding_at_once_make_one_refund(buyer, staff):
     ticket, order = rejected(buyer, staff)
     case = submitted(arbitration.arbitration_open(ticket=ticket, user=buyer, statement="No."), staff)
     colleague = UserFactory(is_staff=True, is_superuser=True)
-    barrier = threading.Barrier(2)
-    errors = []
-
-    def decide(user):
-        try:
-            barrier.wait()
-            arbitration.arbitration_decide(case=case, staff=user, outcome=O.BUYER, note=f"by {user.pk}")
-        except Exception as exc:  # pragma: no cover - reported below
-            errors.append(exc)
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=decide, args=(u,)) for u in (staff, colleague)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    people = [staff, colleague]
+    _, errors = values_and_errors(
+        run_concurrently(
+            2,
+            lambda i: arbitration.arbitration_decide(
+                case=case, staff=people[i], outcome=O.BUYER, note=f"by {people[i].pk}"
+            ),
+        )
+    )
     assert errors == []
     assert Refund.objects.filter(order=order).count() == 1
     assert AuditEvent.objects.filter(action="arbitration.decide").count() == 1

@@ -5,83 +5,19 @@ sees the order delivered, reveals a code and copies it. Every step is saved as a
 under ``test-artifacts/screenshots/`` (kept out of git) so the pages can be looked at.
 """
 
-import os
 import re
 from decimal import Decimal
-from pathlib import Path
 
 import pytest
 
 from catalog.models import Product
 from orders.models import CodeReveal, Order
+from tests.browser_helpers import DESKTOP, SCREENSHOTS, new_page, shot, wait_for_status
 from tests.factories import CategoryFactory, ProductFactory, SupplierFactory, add_stock
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-dev-shm-usage",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-SCREENSHOTS = Path(__file__).resolve().parent.parent / "test-artifacts" / "screenshots"
-PHONE = {"width": 390, "height": 844}
-DESKTOP = {"width": 1280, "height": 800}
 PASSWORD = "Kamen-Test-2024!"
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if not Path(CHROMIUM).exists():
-        pytest.skip(f"browser tests need Debian's Chromium at {CHROMIUM}")
-    sync_api = pytest.importorskip("playwright.sync_api")
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    print(f"\nScreenshots: {SCREENSHOTS}")
-    # Playwright's sync API keeps an event loop running in this thread; the ORM calls the tests
-    # make here (factories, assertions) are plain blocking calls, which Django refuses while a
-    # loop runs unless told otherwise. Only for these tests: restored afterwards.
-    previous = os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE")
-    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
-    try:
-        with sync_api.sync_playwright() as pw:
-            chromium = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-            yield chromium
-            chromium.close()
-    finally:
-        if previous is None:
-            os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
-        else:
-            os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = previous
-
-
-def new_page(browser, base_url, *, viewport=PHONE):
-    phone = viewport == PHONE
-    context = browser.new_context(
-        base_url=base_url,
-        viewport=viewport,
-        is_mobile=phone,
-        has_touch=phone,
-        device_scale_factor=2 if phone else 1,
-        locale="zh-CN",
-        timezone_id="Asia/Shanghai",
-    )
-    context.grant_permissions(["clipboard-read", "clipboard-write"])
-    context.set_default_timeout(15_000)
-    page = context.new_page()
-    errors = []
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
-    page.js_errors = errors
-    return page
-
-
-def shot(page, name):
-    path = SCREENSHOTS / f"{name}.png"
-    page.screenshot(path=str(path), full_page=True)
-    return path
 
 
 def open_nav_if_collapsed(page, target):
@@ -94,21 +30,6 @@ def open_nav_if_collapsed(page, target):
 
 def visible_text(page, text):
     return page.locator(f'text="{text}" >> visible=true')
-
-
-def wait_for_status(page, status, *, attempts=10):
-    """Wait for the order's status badge; reload in case delivery finished after the page was served."""
-    from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
-
-    badge = page.locator(f'[data-testid="order-status"][data-status="{status}"]')
-    for _ in range(attempts):
-        try:
-            badge.first.wait_for(state="visible", timeout=2_000)
-            return
-        except PlaywrightTimeoutError:
-            page.reload()
-    shown = page.locator("[data-testid=order-status]").all_inner_texts()
-    raise AssertionError(f"order never reached {status!r}: {shown}")
 
 
 @pytest.fixture

@@ -15,22 +15,11 @@ from aftersales.models import Kind, RefundRequest, ReplyTemplate, Ticket, Ticket
 from catalog.models import CardCode
 from orders.models import Order
 from payments.services import wallet_balance
+from tests.browser_helpers import DESKTOP, PASSWORD, log_in, new_page, shot, wait_for_status
 from tests.factories import ProductFactory, UserFactory, add_stock
-from tests.test_browser import DESKTOP, browser, new_page, shot, wait_for_status  # noqa: F401 (fixture)
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 D = Decimal
-PASSWORD = "correct-horse-battery"  # tests.factories.UserFactory's
-
-
-def log_in(browser, live_server, user):
-    page = new_page(browser, live_server.url)
-    page.goto("/accounts/login/")
-    page.fill("input[name=login]", user.email)
-    page.fill("input[name=password]", PASSWORD)
-    page.locator('main form button[type="submit"]').first.click()
-    page.wait_for_url(live_server.url + "/")
-    return page
 
 
 def log_in_admin(browser, live_server, user):

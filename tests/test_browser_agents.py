@@ -10,22 +10,11 @@ import pytest
 from agents import services
 from agents.models import AgentLevel, Commission, PriceKind, Storefront
 from orders.models import Order
+from tests.browser_helpers import DESKTOP, log_in, shot, wait_for_status
 from tests.factories import CategoryFactory, ProductFactory, UserFactory, add_stock
-from tests.test_browser import DESKTOP, browser, new_page, shot, wait_for_status  # noqa: F401 (fixture)
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 D = Decimal
-PASSWORD = "correct-horse-battery"  # tests.factories.UserFactory's
-
-
-def log_in(browser, live_server, user, **kwargs):
-    page = new_page(browser, live_server.url, **kwargs)
-    page.goto("/accounts/login/")
-    page.fill("input[name=login]", user.email)
-    page.fill("input[name=password]", PASSWORD)
-    page.locator('main form button[type="submit"]').first.click()
-    page.wait_for_url(live_server.url + "/")
-    return page
 
 
 def test_markup_storefront_price_sale_and_each_levels_earnings(browser, live_server):

@@ -7,8 +7,8 @@ from decimal import Decimal
 import pytest
 
 from orders.models import Order
+from tests.browser_helpers import new_page, shot
 from tests.factories import ProductFactory, UserFactory, add_stock
-from tests.test_browser import browser, new_page, shot  # noqa: F401 (fixture)
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 

@@ -9,8 +9,7 @@ import pytest
 from orders.models import Order
 from orders.services import order_place
 from tests.factories import ProductFactory, add_stock
-from tests.fake_wechatpay import fake_wechatpay_fixture  # noqa: F401 (fixture)
-from tests.test_alipay import alipay, app_key, fake, gateway_key, notify  # noqa: F401 (fixtures)
+from tests.fake_alipay import notify
 
 PHONE = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) Mobile/15E148"
 

@@ -9,44 +9,19 @@ from django.db import transaction
 from django.utils import timezone
 
 from agents import commissions, services
-from agents.models import AgentLevel, Commission, PriceKind, Storefront
+from agents.models import Commission, PriceKind, Storefront
 from ledger import services as ledger
 from ledger.models import Entry
-from ledger.selectors import account_balance
 from marketplace.money import quantize
 from orders.models import Order, OrderShare
 from orders.services import order_place
 from payments import refunds
-from payments import services as payments
-from tests.factories import ProductFactory, UserFactory, add_stock
+from tests.builders import balance_of, chain_of, pay_and_deliver, storefront_order
+from tests.factories import ProductFactory, add_stock
 
 D = Decimal
 FIXED, PERCENT = PriceKind.FIXED, PriceKind.PERCENT
 STOCK_COST = D("90.00")  # what tests.factories.add_stock pays per code
-
-
-def balance_of(spec) -> Decimal:
-    return account_balance(ledger.accounts_get(spec)[spec.code])
-
-
-@pytest.fixture
-def level(db):
-    return AgentLevel.objects.create(name="普通", rank=1)
-
-
-def chain_of(depth, level):
-    chain, upline = [], None
-    for _ in range(depth):
-        upline = services.agent_create(user=UserFactory(), level=level, upline=upline)
-        chain.append(upline)
-    return chain
-
-
-def pay_and_deliver(order):
-    payments.sandbox_pay(order_number=order.number)
-    order.refresh_from_db()
-    assert order.status == Order.Status.DELIVERED
-    return order
 
 
 def hand_costs(top_price, markups):
@@ -138,17 +113,6 @@ def test_a_markup_changed_after_the_order_was_placed_changes_nothing_for_it(leve
     order.refresh_from_db()
     assert order.total == D("53.00")
     assert Commission.objects.get(order=order, agent=a).amount == D("3.00")
-
-
-def storefront_order(level, buyer, *, depth=3, quantity=3):
-    product = ProductFactory(price=D("40.00"))
-    add_stock(product, quantity)
-    chain = chain_of(depth, level)
-    for upline in chain[:-1]:
-        services.markup_set(agent=upline, kind=PERCENT, value="7.5")
-    shop = Storefront.objects.create(agent=chain[-1], slug="shop", name="Shop", default_markup_value=D(20))
-    order = order_place(buyer=buyer, product=product, quantity=quantity, idempotency_key="k", storefront=shop)
-    return chain, pay_and_deliver(order)
 
 
 @pytest.mark.django_db(transaction=True)

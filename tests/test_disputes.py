@@ -2,11 +2,9 @@
 information, each with a reason, an audit row, a credit event and a trace on the ticket; two
 staff clicking at once make one refund or one reissue; batch and supplier defect rates."""
 
-import threading
 from decimal import Decimal
 
 import pytest
-from django.db import connection
 from django.urls import reverse
 from django.utils import translation
 
@@ -19,37 +17,14 @@ from catalog.models import CardCode
 from compliance.models import AuditEvent, CreditEvent
 from ledger import services as ledger
 from ledger.models import Line
-from ledger.selectors import account_balance
-from orders.models import CodeReveal, Order, OrderCode
-from orders.services import order_place
-from payments import services
+from orders.models import Order, OrderCode
 from payments.models import Refund
-from tests.factories import ProductFactory, UserFactory, add_stock
+from tests.builders import balance_of, codes_of, delivered_order, reveal, run_concurrently, values_and_errors
+from tests.factories import UserFactory
 
 D = Decimal
 R = RefundRequest.Status
 COST = D("90.00")  # add_stock's cost per code
-
-
-def delivered_order(buyer, *, price="30.00", quantity=3, spare=0):
-    product = ProductFactory(price=D(price))
-    add_stock(product, quantity)
-    order = order_place(buyer=buyer, product_id=product.pk, quantity=quantity, idempotency_key=f"k{product.pk}")
-    services.sandbox_pay(order_number=order.number)
-    order.refresh_from_db()
-    assert order.status == Order.Status.DELIVERED
-    if spare:
-        add_stock(product, spare)
-    return order
-
-
-def codes_of(order, live=True):
-    qs = OrderCode.objects.filter(order=order).order_by("pk")
-    return list(qs.filter(released_at__isnull=True) if live else qs)
-
-
-def reveal(order_code, user):
-    CodeReveal.objects.create(order_code=order_code, user=user, ip="127.0.0.1")
 
 
 def dispute(buyer, order, codes, key="req-1"):
@@ -69,10 +44,6 @@ def invalid_ticket(buyer, order, oc):
     )
 
 
-def balance_of(spec) -> Decimal:
-    return account_balance(ledger.accounts_get(spec)[spec.code])
-
-
 def payable_of(order) -> Decimal:
     supplier = order.product.supplier
     return balance_of(ledger.supplier_payable(supplier.pk, supplier.name))
@@ -84,7 +55,7 @@ def payable_of(order) -> Decimal:
 @pytest.mark.django_db(transaction=True)
 def test_full_refund_money_back_order_refunded_credit_audit_resolved(buyer, staff, mailoutbox):
     order = delivered_order(buyer)
-    ticket = dispute(buyer, order, codes_of(order)[:1])
+    ticket = dispute(buyer, order, codes_of(order, live=True)[:1])
 
     refund = disputes.dispute_refund(ticket=ticket, staff=staff, reason="supplier confirmed bad batch", key="k1")
 
@@ -94,7 +65,7 @@ def test_full_refund_money_back_order_refunded_credit_audit_resolved(buyer, staf
     assert (refund.amount, refund.quantity, refund.status) == (D("90.00"), 3, Refund.Status.SUCCEEDED)
     assert order.status == Order.Status.REFUNDED and order.refunded_quantity == 3
     assert balance_of(ledger.clearing("sandbox")) == 0
-    assert codes_of(order) == []  # every code left the order
+    assert codes_of(order, live=True) == []  # every code left the order
     req = ticket.refund_requests.get()
     assert (req.status, req.refund_id, req.decided_by_id) == (R.REFUNDED, refund.pk, staff.pk)
     assert req.decided_at is not None
@@ -115,7 +86,7 @@ def test_full_refund_money_back_order_refunded_credit_audit_resolved(buyer, staf
 @pytest.mark.django_db(transaction=True)
 def test_refund_some_codes_unrevealed_back_to_stock_revealed_not(buyer, staff):
     order = delivered_order(buyer)
-    a, b, c = codes_of(order)
+    a, b, c = codes_of(order, live=True)
     ticket = dispute(buyer, order, [a])  # a revealed; b never revealed
     cost_before = balance_of(ledger.COST_OF_SALES)
 
@@ -126,7 +97,7 @@ def test_refund_some_codes_unrevealed_back_to_stock_revealed_not(buyer, staff):
     assert (refund.amount, refund.quantity) == (D("60.00"), 2)
     order.refresh_from_db()
     assert order.status == Order.Status.DELIVERED and order.refunded_quantity == 2
-    assert [oc.pk for oc in codes_of(order)] == [c.pk]
+    assert [oc.pk for oc in codes_of(order, live=True)] == [c.pk]
     assert CardCode.objects.get(pk=a.code_id).status == CardCode.Status.SOLD  # seen: never sold again
     assert CardCode.objects.get(pk=b.code_id).status == CardCode.Status.AVAILABLE  # unseen: back on sale
     assert balance_of(ledger.COST_OF_SALES) == cost_before - COST  # only b's cost is taken back
@@ -138,11 +109,13 @@ def test_refund_some_codes_unrevealed_back_to_stock_revealed_not(buyer, staff):
 @pytest.mark.django_db(transaction=True)
 def test_reason_required_and_permission(buyer, staff):
     order = delivered_order(buyer)
-    ticket = dispute(buyer, order, codes_of(order)[:1])
+    ticket = dispute(buyer, order, codes_of(order, live=True)[:1])
     for call in (
         lambda: disputes.dispute_refund(ticket=ticket, staff=staff, reason="  ", key="k"),
         lambda: disputes.dispute_reject(ticket=ticket, staff=staff, reason=""),
-        lambda: disputes.dispute_reissue(ticket=ticket, order_code=codes_of(order)[0], staff=staff, reason=""),
+        lambda: disputes.dispute_reissue(
+            ticket=ticket, order_code=codes_of(order, live=True)[0], staff=staff, reason=""
+        ),
         lambda: disputes.dispute_request_info(ticket=ticket, staff=staff, body=""),
     ):
         with pytest.raises(disputes.DisputeError):
@@ -161,7 +134,7 @@ def test_reason_required_and_permission(buyer, staff):
 @pytest.mark.django_db(transaction=True)
 def test_reject_credit_event_buyer_told_request_rejected(buyer, staff, mailoutbox):
     order = delivered_order(buyer)
-    ticket = dispute(buyer, order, codes_of(order)[:2])
+    ticket = dispute(buyer, order, codes_of(order, live=True)[:2])
     mailoutbox.clear()
     with translation.override("en"):
         disputes.dispute_reject(ticket=ticket, staff=staff, reason="The codes were used after the reveal")
@@ -182,7 +155,7 @@ def test_reject_credit_event_buyer_told_request_rejected(buyer, staff, mailoutbo
 @pytest.mark.django_db(transaction=True)
 def test_request_info_waits_for_the_buyer(buyer, staff):
     order = delivered_order(buyer)
-    ticket = dispute(buyer, order, codes_of(order)[:1])
+    ticket = dispute(buyer, order, codes_of(order, live=True)[:1])
     disputes.dispute_request_info(ticket=ticket, staff=staff, body="Please send a screenshot of the error.")
     ticket.refresh_from_db()
     assert ticket.status == Ticket.Status.AWAITING_BUYER and ticket.first_responded_at is not None
@@ -195,7 +168,7 @@ def test_request_info_waits_for_the_buyer(buyer, staff):
 @pytest.mark.django_db(transaction=True)
 def test_reissue_delivers_exactly_one_new_code(buyer, staff, mailoutbox, client):
     order = delivered_order(buyer, spare=2)
-    old = codes_of(order)[1]
+    old = codes_of(order, live=True)[1]
     ticket = invalid_ticket(buyer, order, old)
     cost_before, payable_before = balance_of(ledger.COST_OF_SALES), payable_of(order)
     mailoutbox.clear()
@@ -209,7 +182,7 @@ def test_reissue_delivers_exactly_one_new_code(buyer, staff, mailoutbox, client)
     new = reissue.new_code
     assert (reissue.old_code_id, reissue.ticket_id, reissue.staff_id) == (old.pk, ticket.pk, staff.pk)
     assert CardCode.objects.get(pk=new.code_id).status == CardCode.Status.SOLD
-    live = codes_of(order)
+    live = codes_of(order, live=True)
     assert len(live) == 3 and new in live and old not in live
     assert OrderCode.objects.filter(order=order).count() == 4
     assert catalog_selectors.stock_count(order.product_id) == 1
@@ -240,7 +213,7 @@ def test_reissue_delivers_exactly_one_new_code(buyer, staff, mailoutbox, client)
 @pytest.mark.django_db(transaction=True)
 def test_reissue_out_of_stock_changes_nothing(buyer, staff):
     order = delivered_order(buyer)  # no spare stock
-    old = codes_of(order)[0]
+    old = codes_of(order, live=True)[0]
     ticket = invalid_ticket(buyer, order, old)
     with translation.override("en"), pytest.raises(disputes.DisputeError, match="out of stock"):
         disputes.dispute_reissue(ticket=ticket, order_code=old, staff=staff, reason="supplier confirmed")
@@ -255,43 +228,26 @@ def test_reissue_out_of_stock_changes_nothing(buyer, staff):
 def test_reissue_refuses_a_code_of_another_order(buyer, staff):
     order = delivered_order(buyer, spare=1)
     other = delivered_order(buyer, spare=1)
-    ticket = invalid_ticket(buyer, order, codes_of(order)[0])
+    ticket = invalid_ticket(buyer, order, codes_of(order, live=True)[0])
     with pytest.raises(disputes.DisputeError):
-        disputes.dispute_reissue(ticket=ticket, order_code=codes_of(other)[0], staff=staff, reason="r")
+        disputes.dispute_reissue(ticket=ticket, order_code=codes_of(other, live=True)[0], staff=staff, reason="r")
 
 
 # --- Two staff at once -------------------------------------------------------------------------
 
 
 def _race(n, fn):
-    barrier = threading.Barrier(n)
-    results, errors = [], []
-
-    def run(i):
-        try:
-            barrier.wait(timeout=10)
-            results.append(fn(i))
-        except Exception as exc:
-            errors.append(exc)
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(n)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=30)
-    return results, errors
+    return values_and_errors(run_concurrently(n, fn))
 
 
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
 def test_two_staff_refunding_at_once_make_one_refund(buyer, staff):
     order = delivered_order(buyer)
-    ticket = dispute(buyer, order, codes_of(order)[:1])
+    ticket = dispute(buyer, order, codes_of(order, live=True)[:1])
     colleague = UserFactory(is_staff=True, is_superuser=True)
     # Both looked at the same page: the admin derives the same key from what it showed.
-    key = "all:" + decision_state_key(ticket, [oc.pk for oc in codes_of(order)])
+    key = "all:" + decision_state_key(ticket, [oc.pk for oc in codes_of(order, live=True)])
     people = [staff, colleague]
     results, errors = _race(
         2, lambda i: disputes.dispute_refund(ticket=ticket, staff=people[i], reason=f"by {i}", key=key)
@@ -308,8 +264,8 @@ def test_two_staff_refunding_at_once_make_one_refund(buyer, staff):
 @pytest.mark.django_db(transaction=True)
 def test_two_staff_refunding_with_different_keys_cannot_refund_twice(buyer, staff):
     order = delivered_order(buyer)
-    ticket = dispute(buyer, order, codes_of(order)[:1])
-    ids = [oc.pk for oc in codes_of(order)]
+    ticket = dispute(buyer, order, codes_of(order, live=True)[:1])
+    ids = [oc.pk for oc in codes_of(order, live=True)]
     results, errors = _race(
         2, lambda i: disputes.dispute_refund(ticket=ticket, staff=staff, reason="r", order_code_ids=ids, key=f"k{i}")
     )
@@ -321,14 +277,14 @@ def test_two_staff_refunding_with_different_keys_cannot_refund_twice(buyer, staf
 @pytest.mark.django_db(transaction=True)
 def test_two_staff_reissuing_at_once_make_one_reissue(buyer, staff):
     order = delivered_order(buyer, spare=3)
-    old = codes_of(order)[0]
+    old = codes_of(order, live=True)[0]
     ticket = invalid_ticket(buyer, order, old)
     results, errors = _race(
         2, lambda i: disputes.dispute_reissue(ticket=ticket, order_code=old, staff=staff, reason=f"click {i}")
     )
     assert len(results) == 1 and len(errors) == 1 and isinstance(errors[0], disputes.DisputeError), errors
     assert Reissue.objects.count() == 1
-    assert len(codes_of(order)) == 3
+    assert len(codes_of(order, live=True)) == 3
     assert CardCode.objects.filter(product_id=order.product_id, status=CardCode.Status.SOLD).count() == 3
     assert catalog_selectors.stock_count(order.product_id) == 2
 
@@ -339,9 +295,9 @@ def test_two_staff_reissuing_at_once_make_one_reissue(buyer, staff):
 @pytest.mark.django_db(transaction=True)
 def test_batch_and_supplier_defect_rates(buyer, staff, client):
     order = delivered_order(buyer, quantity=4, spare=2)
-    batch_id = CardCode.objects.get(pk=codes_of(order)[0].code_id).batch_id
-    ticket = invalid_ticket(buyer, order, codes_of(order)[0])
-    disputes.dispute_reissue(ticket=ticket, order_code=codes_of(order)[0], staff=staff, reason="bad")
+    batch_id = CardCode.objects.get(pk=codes_of(order, live=True)[0].code_id).batch_id
+    ticket = invalid_ticket(buyer, order, codes_of(order, live=True)[0])
+    disputes.dispute_reissue(ticket=ticket, order_code=codes_of(order, live=True)[0], staff=staff, reason="bad")
     rates = {r.id: r for r in catalog_selectors.batch_defect_rates()}
     first = rates[batch_id]
     assert (first.delivered, first.defective, first.rate) == (4, 1, D("25.0"))
@@ -375,7 +331,7 @@ def _action(ticket, verb):
 @pytest.mark.django_db(transaction=True)
 def test_admin_decision_panel_renders_and_refunds(buyer, staff, client):
     order = delivered_order(buyer, spare=1)
-    a, b, c = codes_of(order)
+    a, b, c = codes_of(order, live=True)
     ticket = dispute(buyer, order, [a])
     client.force_login(staff)
     with translation.override("en"):
@@ -405,7 +361,7 @@ def test_admin_decision_panel_renders_and_refunds(buyer, staff, client):
 @pytest.mark.django_db(transaction=True)
 def test_admin_reject_reissue_info_and_escalate(buyer, staff, client):
     order = delivered_order(buyer, spare=1)
-    old = codes_of(order)[0]
+    old = codes_of(order, live=True)[0]
     ticket = invalid_ticket(buyer, order, old)
     client.force_login(staff)
     assert 'data-testid="decision-panel"' in client.get(_change(ticket)).content.decode()
@@ -437,13 +393,13 @@ def test_admin_reject_reissue_info_and_escalate(buyer, staff, client):
 @pytest.mark.django_db(transaction=True)
 def test_admin_actions_need_the_change_permission(buyer, client):
     order = delivered_order(buyer, spare=1)
-    ticket = dispute(buyer, order, codes_of(order)[:1])
+    ticket = dispute(buyer, order, codes_of(order, live=True)[:1])
     clerk = UserFactory(is_staff=True)
     client.force_login(clerk)
     for verb, data in (
         ("refund", {"scope": "all", "reason": "r", "key": "k"}),
         ("reject", {"reason": "r"}),
-        ("reissue", {"order_code": codes_of(order)[0].pk, "reason": "r"}),
+        ("reissue", {"order_code": codes_of(order, live=True)[0].pk, "reason": "r"}),
         ("info", {"body": "b"}),
         ("escalate", {"reason": "r"}),
     ):

@@ -42,6 +42,7 @@ from orders import services as orders
 from orders.models import Order, OrderCode, OrderStatusChange
 from payments.gateways.sandbox import SandboxGateway
 from payments.models import Notification, Payment
+from tests.builders import place
 from tests.factories import ProductFactory, UserFactory, add_stock
 from tests.worker_utils import RowLock, Worker, backend_exists, broker, terminate_worker_backends, wait_for
 
@@ -51,11 +52,6 @@ S = Order.Status
 DELIVERY_BOUND = 30.0
 # No request may take longer than this while a service is away (no 20-second hangs).
 REQUEST_BOUND = 5.0
-
-
-@pytest.fixture(autouse=True)
-def _fast_passwords(settings):
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
 def free_port() -> int:
@@ -144,10 +140,6 @@ def broker_recorded(monkeypatch):
     sent = []
     monkeypatch.setattr("celery.app.task.Task.delay", lambda self, *args, **kw: sent.append((self.name, args)))
     return sent
-
-
-def place(buyer, product) -> Order:
-    return orders.order_place(buyer=buyer, product_id=product.pk, quantity=1, idempotency_key=uuid.uuid4().hex)
 
 
 @pytest.mark.django_db(transaction=True)

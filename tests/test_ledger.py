@@ -1,7 +1,6 @@
 """The journal: balanced entries only, append-only, enforced by the database itself; balances
 that may not be overdrawn stay at zero or above under concurrency; purchases are booked."""
 
-import threading
 from decimal import Decimal
 
 import pytest
@@ -13,6 +12,7 @@ from ledger.models import Balance, Entry, Line
 from orders.models import Order
 from orders.services import order_place
 from payments.services import sandbox_pay
+from tests.builders import run_concurrently
 from tests.factories import ProductFactory, UserFactory, add_stock
 
 D = Decimal
@@ -121,25 +121,16 @@ def test_concurrent_spending_never_overdraws_a_wallet():
     cash, held = accounts[ledger.clearing("sandbox").code], accounts[ledger.HELD.code]
     with transaction.atomic():
         ledger.entry_post(kind="recharge", legs=[(cash, D("100.00")), (wallet, D("-100.00"))])
-    barrier = threading.Barrier(30)
-    outcomes = []
 
-    def spend():
+    def spend(_i):
         try:
-            barrier.wait()
             with transaction.atomic():
                 ledger.entry_post(kind="spend", legs=[(wallet, D("10.00")), (held, D("-10.00"))])
-            outcomes.append("ok")
+            return "ok"
         except ledger.InsufficientFunds:
-            outcomes.append("refused")
-        finally:
-            connection.close()
+            return "refused"
 
-    threads = [threading.Thread(target=spend) for _ in range(30)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    outcomes = run_concurrently(30, spend)
     assert outcomes.count("ok") == 10 and outcomes.count("refused") == 20
     assert Balance.objects.get(account=wallet).balance == 0
     assert selectors.account_balance(wallet) == 0

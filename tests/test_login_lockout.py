@@ -16,7 +16,6 @@ from django.test import override_settings
 from django.urls import reverse
 
 from tests.factories import UserFactory
-from tests.test_browser import browser  # noqa: F401 (fixture)
 
 pytestmark = pytest.mark.django_db
 
@@ -39,12 +38,6 @@ def clock(monkeypatch):
     fake = Clock()
     monkeypatch.setattr(time, "time", lambda: fake.now)
     return fake
-
-
-@pytest.fixture(autouse=True)
-def _fast_hashing(settings):
-    """Hundreds of password checks here: the real hasher's cost is not what is being tested."""
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
 @pytest.fixture
@@ -297,7 +290,7 @@ def test_the_locks_hold_in_redis_the_production_cache(client, victim, redis_url)
 @pytest.mark.django_db(transaction=True)
 def test_the_lock_page_on_a_phone(browser, live_server):
     """In Chromium, on a phone, in Chinese: the fifth wrong password shows the lock page."""
-    from tests.test_browser import new_page, shot
+    from tests.browser_helpers import new_page, shot
 
     user = UserFactory(email="phone-owner@example.com")
     page = new_page(browser, live_server.url)

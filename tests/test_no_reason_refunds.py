@@ -3,59 +3,37 @@ the money came from and go back on sale; revealed codes, day 8, or a buyer over 
 staff as a dispute; a double click or two tabs make one refund; nobody sees another's request."""
 
 import re
-import threading
 from datetime import timedelta
 from decimal import Decimal
 
 import pytest
-from django.db import connection
 from django.utils import timezone, translation
 
 from aftersales import admin_refunds, no_reason  # admin_refunds: registered even before admin.py imports it
 from aftersales.models import Kind, RefundRequest, Ticket
-from agents.models import AgentLevel, Commission
+from agents.models import Commission
 from catalog.models import CardCode
 from compliance.credit import credit_event_record
 from compliance.models import AuditEvent, CreditEvent
 from ledger import services as ledger
-from ledger.selectors import account_balance
-from orders.models import CodeReveal, Order, OrderCode
+from orders.models import Order
 from orders.services import order_place
 from payments import services
 from payments.models import Refund
-from tests.factories import ProductFactory, UserFactory, add_stock
-from tests.test_commissions import storefront_order
+from tests.builders import (
+    ask,
+    balance_of,
+    codes_of,
+    delivered_order,
+    reveal,
+    run_concurrently,
+    storefront_order,
+    values_and_errors,
+)
+from tests.factories import UserFactory
 
 D = Decimal
 R = RefundRequest.Status
-
-
-def delivered_order(buyer, *, price="30.00", quantity=3, pay=None):
-    product = ProductFactory(price=D(price))
-    add_stock(product, quantity)
-    order = order_place(buyer=buyer, product_id=product.pk, quantity=quantity, idempotency_key=f"k{product.pk}")
-    (pay or services.sandbox_pay)(order_number=order.number)
-    order.refresh_from_db()
-    assert order.status == Order.Status.DELIVERED
-    return order
-
-
-def balance_of(spec) -> Decimal:
-    return account_balance(ledger.accounts_get(spec)[spec.code])
-
-
-def codes_of(order):
-    return list(OrderCode.objects.filter(order=order).order_by("pk"))
-
-
-def reveal(order_code, user):
-    CodeReveal.objects.create(order_code=order_code, user=user, ip="127.0.0.1")
-
-
-def ask(buyer, order, codes, key="key-1", reason=""):
-    return no_reason.refund_request_create(
-        user=buyer, order=order, order_code_ids=[c.pk for c in codes], reason=reason, idempotency_key=key
-    )
 
 
 @pytest.mark.django_db(transaction=True)
@@ -245,31 +223,16 @@ def test_concurrent_requests_for_the_same_code_make_one_refund(buyer, same_key):
     order = delivered_order(buyer)
     code = codes_of(order)[0]
     n = 8
-    barrier = threading.Barrier(n)
-    results, errors = [], []
 
     def click(i):
-        try:
-            barrier.wait()
-            req = no_reason.refund_request_create(
-                user=buyer,
-                order=Order.objects.get(pk=order.pk),
-                order_code_ids=[code.pk],
-                idempotency_key="click" if same_key else f"tab-{i}",
-            )
-            results.append(req.pk)
-        except no_reason.RefundRequestError as exc:
-            errors.append(exc)
-        except Exception as exc:  # anything else fails the test below
-            errors.append(exc)
-        finally:
-            connection.close()
+        return no_reason.refund_request_create(
+            user=buyer,
+            order=Order.objects.get(pk=order.pk),
+            order_code_ids=[code.pk],
+            idempotency_key="click" if same_key else f"tab-{i}",
+        ).pk
 
-    threads = [threading.Thread(target=click, args=(i,)) for i in range(n)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    results, errors = values_and_errors(run_concurrently(n, click))  # anything unexpected fails below
     assert RefundRequest.objects.count() == 1 and Refund.objects.count() == 1
     if same_key:
         assert errors == [] and len(results) == n and len(set(results)) == 1
@@ -284,8 +247,7 @@ def test_concurrent_requests_for_the_same_code_make_one_refund(buyer, same_key):
 
 
 @pytest.mark.django_db(transaction=True)
-def test_agents_commissions_are_reversed_for_the_refunded_codes(buyer):
-    level = AgentLevel.objects.create(name="普通", rank=1)
+def test_agents_commissions_are_reversed_for_the_refunded_codes(buyer, level):
     _chain, order = storefront_order(level, buyer)
     before = {c.agent_id: c.amount for c in Commission.objects.filter(order=order)}
     assert before and balance_of(ledger.COMMISSIONS) > 0

@@ -11,9 +11,9 @@ from marketplace.money import to_fen
 from orders.models import Order
 from orders.services import order_place
 from payments.models import Notification, Payment
+from tests.builders import run_concurrently
 from tests.factories import ProductFactory, add_stock
-from tests.fake_wechatpay import callback, fake_wechatpay_fixture, refund_resource, transaction_resource  # noqa: F401
-from tests.test_alipay import alipay, app_key, fake, gateway_key  # noqa: F401 (fixtures)
+from tests.fake_wechatpay import callback, refund_resource, transaction_resource
 
 
 def post_alipay(client, body):
@@ -149,25 +149,6 @@ def test_a_notification_waits_for_a_transaction_holding_the_order_then_applies_o
     assert to_fen(Payment.objects.get().amount) == 9700
 
 
-def _concurrently(n, fn):
-    barrier = threading.Barrier(n)
-    results = []
-
-    def run():
-        try:
-            barrier.wait()
-            results.append(fn())
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=run) for _ in range(n)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    return results
-
-
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
 def test_each_real_gateways_notification_replayed_concurrently_applies_once(alipay, fake, fake_wechatpay, buyer):
@@ -182,8 +163,8 @@ def test_each_real_gateways_notification_replayed_concurrently_applies_once(alip
     wechat_body, wechat_headers = callback(
         keys, transaction_resource(keys, order_number=by_wechat.number, total_fen=9700)
     )
-    alipay_codes = _concurrently(6, lambda: post_alipay(Client(), alipay_body).status_code)
-    wechat_codes = _concurrently(6, lambda: post_wechat(Client(), wechat_body, wechat_headers).status_code)
+    alipay_codes = run_concurrently(6, lambda _i: post_alipay(Client(), alipay_body).status_code)
+    wechat_codes = run_concurrently(6, lambda _i: post_wechat(Client(), wechat_body, wechat_headers).status_code)
     assert alipay_codes == [200] * 6 and wechat_codes == [204] * 6
     for order, gateway in ((by_alipay, "alipay"), (by_wechat, "wechat")):
         order.refresh_from_db()

@@ -2,14 +2,13 @@
 plan of the claim query on a table full of sold codes."""
 
 import html
-import threading
 from datetime import timedelta
 from decimal import Decimal
 
 import pytest
 from django.db import connection, transaction
 from django.db.models import Count
-from django.utils import timezone, translation
+from django.utils import timezone
 
 from catalog import selectors as catalog_selectors
 from catalog import services as stock_services
@@ -17,49 +16,12 @@ from catalog.models import CardCode, StockBatch
 from orders import services
 from orders.models import Order, OrderCode, OrderStatusChange
 from orders.services import OrderError
+from tests.builders import run_concurrently
 from tests.factories import ProductFactory, UserFactory, add_stock
 
+pytestmark = pytest.mark.usefixtures("english")
+
 Available, Reserved, Sold = CardCode.Status.AVAILABLE, CardCode.Status.RESERVED, CardCode.Status.SOLD
-
-
-@pytest.fixture(autouse=True)
-def _fast_passwords(settings):
-    # Hundreds of users: the production hasher would dominate the runtime.
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
-@pytest.fixture(autouse=True)
-def _english():
-    # Messages are asserted in English whatever translations are installed.
-    with translation.override("en"):
-        yield
-
-
-def run_together(n: int, fn) -> list:
-    """Run ``fn(i)`` in ``n`` threads that start at the same moment; each thread has its own
-    database connection (opened before the barrier, closed at the end). Returns each call's
-    result or the exception it raised."""
-    barrier = threading.Barrier(n)
-    results: list = [None] * n
-
-    def worker(i):
-        try:
-            with translation.override("en"):
-                connection.ensure_connection()
-                barrier.wait(timeout=30)
-                results[i] = fn(i)
-        except BaseException as exc:
-            results[i] = exc
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=worker, args=(i,), daemon=True) for i in range(n)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=60)
-    assert not any(t.is_alive() for t in threads), "a buyer thread hung"
-    return results
 
 
 def code_statuses(product) -> dict[str, int]:
@@ -93,7 +55,7 @@ def test_fifty_buyers_race_for_twenty_codes():
                 buyer=buyers[i], product_id=product.pk, quantity=1, idempotency_key=f"race-{round_no}-{i}"
             )
 
-        results = run_together(50, buy)
+        results = run_concurrently(50, buy)
 
         unexpected = [r for r in results if not isinstance(r, Order | OrderError)]
         assert not unexpected, f"round {round_no}: {unexpected!r}"
@@ -127,7 +89,7 @@ def test_concurrent_double_submit_gives_one_order(stock):
     product = ProductFactory()
     add_stock(product, stock)
 
-    results = run_together(
+    results = run_concurrently(
         10,
         lambda i: services.order_place(buyer=buyer, product_id=product.pk, quantity=3, idempotency_key="same-click"),
     )

@@ -10,8 +10,6 @@ import os
 import secrets
 import subprocess
 import sys
-import threading
-import uuid
 from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -22,7 +20,6 @@ from cryptography.fernet import Fernet
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from django.conf import settings
-from django.db import connections
 from django.test import Client
 from django.utils import timezone
 
@@ -32,6 +29,7 @@ from orders import services as order_services
 from orders.models import Order, OrderCode, OrderStatusChange
 from payments.gateways.sandbox import SandboxGateway, sign_content
 from payments.models import Notification, Payment
+from tests.builders import place, run_concurrently, values_and_errors
 from tests.factories import ProductFactory, add_stock
 
 NOTIFY = "/payments/notify/sandbox/"
@@ -40,17 +38,6 @@ Outcome = Notification.Outcome
 
 
 # --- helpers ----------------------------------------------------------------------------
-
-
-@pytest.fixture(autouse=True)
-def _fast_passwords(settings):
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
-def place(buyer, product, quantity: int = 1) -> Order:
-    return order_services.order_place(
-        buyer=buyer, product_id=product.pk, quantity=quantity, idempotency_key=uuid.uuid4().hex
-    )
 
 
 def notify(client, body: bytes):
@@ -340,25 +327,13 @@ def test_same_notification_from_eight_threads_is_applied_once(buyer):
     order = place(buyer, product)
     body = SandboxGateway.build_notification(order_number=order.number, amount=order.total)
     threads_n = 8
-    barrier = threading.Barrier(threads_n)
-    results, errors = [], []
+    clients = [Client() for _ in range(threads_n)]
 
-    def deliver():
-        try:
-            client = Client()
-            barrier.wait(timeout=30)
-            response = notify(client, body)
-            results.append((response.status_code, response.content))
-        except Exception as exc:  # pragma: no cover - surfaced below
-            errors.append(exc)
-        finally:
-            connections.close_all()
+    def deliver(i):
+        response = notify(clients[i], body)
+        return response.status_code, response.content
 
-    threads = [threading.Thread(target=deliver) for _ in range(threads_n)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
+    results, errors = values_and_errors(run_concurrently(threads_n, deliver))
 
     assert not errors
     assert results == [(200, b"success")] * threads_n

@@ -25,7 +25,6 @@ from django.contrib.admin.sites import site as admin_site
 from django.contrib.auth.models import Permission
 from django.test import RequestFactory
 from django.urls import URLPattern, URLResolver, get_resolver, include, path, reverse
-from django.utils import translation
 from PIL import Image
 
 from aftersales import admin_arbitration, arbitration, disputes, no_reason, tickets  # noqa: F401 (admin registered)
@@ -38,22 +37,10 @@ from payments.models import Payment
 from payments.services import sandbox_pay
 from tests.factories import ProductFactory, UserFactory, add_stock
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("english")]
 
 ROLES = ("staff_none", "staff_unrelated", "staff_right", "owner", "other_buyer", "anonymous")
 UNRELATED_PERMISSIONS = ("catalog.change_product", "catalog.view_product", "agents.view_agent")
-
-
-@pytest.fixture(autouse=True)
-def _fast_passwords(settings):
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
-@pytest.fixture(autouse=True)
-def _english(settings):
-    settings.LANGUAGE_CODE = "en"
-    with translation.override("en"):
-        yield
 
 
 @pytest.fixture(autouse=True)

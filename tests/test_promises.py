@@ -2,26 +2,12 @@
 
 import pytest
 from django.core import mail
-from django.utils import translation
 
 from aftersales import promises
 from aftersales.models import Kind, SlaPolicy
 from tests.factories import ProductFactory
 
-pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture(autouse=True)
-def _english(settings):
-    settings.LANGUAGE_CODE = "en"
-    with translation.override("en"):
-        yield
-
-
-@pytest.fixture
-def client(client):
-    client.defaults["HTTP_ACCEPT_LANGUAGE"] = "en"
-    return client
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("english")]
 
 
 def test_defaults_are_seven_days_and_48_hours(client):
@@ -64,7 +50,7 @@ def test_the_longest_sla_policy_is_the_promise_and_a_change_shows_at_once(client
 
 @pytest.mark.django_db(transaction=True)
 def test_the_delivery_email_states_the_configured_window(settings, buyer):
-    from tests.test_no_reason_refunds import delivered_order
+    from tests.builders import delivered_order
 
     settings.REFUND_WINDOW_DAYS = 14
     mail.outbox.clear()

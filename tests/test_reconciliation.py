@@ -7,8 +7,6 @@ verify those signatures. Nothing is mocked but the clock, moved by editing the r
 
 import io
 import json
-import threading
-import uuid
 from datetime import datetime, time, timedelta
 from decimal import Decimal
 from zoneinfo import ZoneInfo
@@ -16,9 +14,9 @@ from zoneinfo import ZoneInfo
 import pytest
 from django.contrib.auth.models import Permission
 from django.core.management import CommandError, call_command
-from django.db import connection, connections
+from django.db import connection
 from django.urls import reverse
-from django.utils import timezone, translation
+from django.utils import timezone
 
 from marketplace.celery import app as celery_app
 from marketplace.money import to_fen, yuan_str
@@ -28,6 +26,7 @@ from payments import reconciliation, services, tasks
 from payments.gateways import Device, GatewayError
 from payments.gateways.alipay import AlipayGateway
 from payments.models import Mismatch, Notification, Payment, PaymentAttempt, ReconciliationRun, Refund
+from tests.builders import place, run_concurrently, values_and_errors
 from tests.factories import ProductFactory, UserFactory, add_stock
 from tests.fake_alipay import Refund as FakeAlipayRefund
 from tests.fake_alipay import now_beijing
@@ -36,29 +35,16 @@ from tests.fake_wechatpay import (
     bill_row,
     bill_text,
     callback,
-    fake_wechatpay_fixture,  # noqa: F401  (the fake_wechatpay fixture)
     generated_keys,
     transaction_resource,
 )
-from tests.test_alipay import alipay, app_key, fake, gateway_key  # noqa: F401  (the fake Alipay's fixtures)
 
-
-@pytest.fixture(autouse=True)
-def _english(settings):
-    """Messages and names are compared in English (the UI's default language is zh-hans)."""
-    settings.LANGUAGE_CODE = "en"  # what pages fall back to without Accept-Language
-    with translation.override("en"):
-        yield
+pytestmark = pytest.mark.usefixtures("english")
 
 
 BEIJING = ZoneInfo("Asia/Shanghai")
 Kind = Mismatch.Kind
 Outcome = Notification.Outcome
-
-
-@pytest.fixture(autouse=True)
-def _fast_passwords(settings):
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
 # --- the two channels, as the tests script them -------------------------------------------------
@@ -222,12 +208,6 @@ def both(alipay, fake, fake_wechatpay):
 # --- helpers ----------------------------------------------------------------------------------
 
 
-def place(buyer, product, quantity: int = 1) -> Order:
-    return order_services.order_place(
-        buyer=buyer, product_id=product.pk, quantity=quantity, idempotency_key=uuid.uuid4().hex
-    )
-
-
 def start(channel, order) -> PaymentAttempt:
     """The buyer chooses the channel: the attempt is recorded, the trade opened at the fake."""
     services.payment_start(
@@ -298,22 +278,7 @@ def test_every_notification_lost_for_50_paid_orders_all_completed_once_by_the_ac
     travel_to_due()
     if connection.vendor == "postgresql":
         # Four beats at once (two beat processes, overlapping runs): they split the work.
-        barrier, errors = threading.Barrier(4), []
-
-        def beat():
-            try:
-                barrier.wait(timeout=30)
-                tasks.attempts_query_due()
-            except Exception as exc:  # pragma: no cover - surfaced below
-                errors.append(exc)
-            finally:
-                connections.close_all()
-
-        threads = [threading.Thread(target=beat) for _ in range(4)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(timeout=120)
+        _, errors = values_and_errors(run_concurrently(4, lambda i: tasks.attempts_query_due(), timeout=120))
         assert not errors
     else:
         tasks.attempts_query_due()
@@ -485,6 +450,7 @@ def test_a_close_refused_for_a_whole_day_is_given_up_and_shown_to_staff(alipay, 
 def test_paid_at_the_last_moment_before_expiry_is_applied_not_closed(
     channel, buyer, django_capture_on_commit_callbacks
 ):
+
     product = ProductFactory()
     add_stock(product, 1)
     order = place(buyer, product)

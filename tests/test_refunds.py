@@ -1,38 +1,22 @@
 """Refunds: full or by code count, to the channel the money came from, never more than was
 paid, one gateway call however many times it is asked, retried until done, booked in the ledger."""
 
-import threading
 from datetime import timedelta
 from decimal import Decimal
 
 import pytest
-from django.db import connection
 from django.utils import timezone
 
 from ledger import services as ledger
-from ledger.selectors import account_balance
 from orders.models import Order
 from orders.services import order_place
 from payments import refunds, services
 from payments.models import Payment, Refund
+from tests.builders import balance_of, delivered_order, run_concurrently, values_and_errors
 from tests.factories import ProductFactory, UserFactory, add_stock
-from tests.test_alipay import alipay, app_key, fake, gateway_key, notify  # noqa: F401 (fixtures)
+from tests.fake_alipay import notify
 
 D = Decimal
-
-
-def delivered_order(buyer, *, price="30.00", quantity=3, pay=services.sandbox_pay):
-    product = ProductFactory(price=D(price))
-    add_stock(product, quantity)
-    order = order_place(buyer=buyer, product_id=product.pk, quantity=quantity, idempotency_key=f"k{product.pk}")
-    pay(order_number=order.number)
-    order.refresh_from_db()
-    assert order.status == Order.Status.DELIVERED
-    return order
-
-
-def balance_of(spec) -> Decimal:
-    return account_balance(ledger.accounts_get(spec)[spec.code])
 
 
 @pytest.mark.django_db(transaction=True)
@@ -115,31 +99,14 @@ def alipay_delivered_order(client, fake, buyer, quantity=2):
 def test_20_concurrent_refund_requests_make_one_gateway_call(client, alipay, fake):
     buyer = UserFactory()
     order = alipay_delivered_order(client, fake, buyer)
-    barrier = threading.Barrier(20)
-    results, errors = [], []
 
-    def click():
-        try:
-            barrier.wait()
-            # Two staff, many clicks: the same decision ("refund this order in full").
-            results.append(
-                refunds.order_refund(
-                    order=Order.objects.get(pk=order.pk),
-                    quantity=None,
-                    reason="dispute won",
-                    key=f"order:{order.number}:full",
-                ).pk
-            )
-        except Exception as exc:
-            errors.append(exc)
-        finally:
-            connection.close()
+    def click(_i):
+        # Two staff, many clicks: the same decision ("refund this order in full").
+        return refunds.order_refund(
+            order=Order.objects.get(pk=order.pk), quantity=None, reason="dispute won", key=f"order:{order.number}:full"
+        ).pk
 
-    threads = [threading.Thread(target=click) for _ in range(20)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    results, errors = values_and_errors(run_concurrently(20, click))
     assert errors == [] and len(set(results)) == 1
     refund = Refund.objects.get()
     refund.refresh_from_db()

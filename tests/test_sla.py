@@ -15,15 +15,10 @@ from django.utils import timezone, translation
 import aftersales.admin_sla  # noqa: F401  (registers the SLA admin; aftersales/admin.py may not exist yet)
 from aftersales import sla, tasks
 from aftersales.models import Kind, SlaEvent, SlaPolicy, Ticket, TicketMessage
+from tests.builders import run_concurrently, values_and_errors
 from tests.factories import UserFactory
 
-
-@pytest.fixture(autouse=True)
-def _english(settings):
-    """Messages and pages are compared in English (the UI's default is zh-hans)."""
-    settings.LANGUAGE_CODE = "en"
-    with translation.override("en"):
-        yield
+pytestmark = pytest.mark.usefixtures("english")
 
 
 T0 = timezone.make_aware(datetime(2025, 3, 5, 10, 0))  # a Wednesday, Beijing time
@@ -268,30 +263,13 @@ def test_a_notification_being_sent_is_not_sent_again_meanwhile(buyer, agent_staf
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
 def test_concurrent_sweeps_fire_each_clock_once(supervisors):
-    from django.db import connections
 
     buyer = UserFactory()
     assignee = UserFactory(is_staff=True)
     warn = [make_ticket(buyer, assignee=assignee, opened=T0 + i * timedelta(minutes=1)) for i in range(30)]
     breach = [make_ticket(buyer, opened=T0 - 20 * H + i * timedelta(minutes=1)) for i in range(30)]
     now = T0 + 37 * H  # the first 30 are due a warning, the other 30 a breach
-    barrier = threading.Barrier(4)
-    results, errors = [], []
-
-    def run():
-        try:
-            barrier.wait(timeout=10)
-            results.append(sla.sla_sweep(now=now))
-        except Exception as exc:  # pragma: no cover - reported below
-            errors.append(exc)
-        finally:
-            connections.close_all()
-
-    threads = [threading.Thread(target=run) for _ in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(30)
+    results, errors = values_and_errors(run_concurrently(4, lambda i: sla.sla_sweep(now=now)))
     assert errors == []
     assert sum(r["warned"] for r in results) == 30
     assert sum(r["breached"] for r in results) == 30

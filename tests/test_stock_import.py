@@ -12,7 +12,6 @@ from django.contrib.auth.models import Permission
 from django.core.exceptions import PermissionDenied
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.db import connection
-from django.utils import translation
 
 from catalog import importing, selectors, services
 from catalog.importing import Line, Problem, decode_upload, parse
@@ -21,23 +20,13 @@ from marketplace import crypto
 from orders import services as order_services
 from tests.factories import ProductFactory, UserFactory, add_stock
 
+pytestmark = pytest.mark.usefixtures("english")
+
 IMPORT_URL = "/admin/catalog/stockbatch/import/"
 S = CardCode.Status
 
 
 DUPLICATE = "duplicate: already in stock or earlier in the list"
-
-
-@pytest.fixture(autouse=True)
-def _fast_passwords(settings):
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
-@pytest.fixture(autouse=True)
-def _english():
-    """Import reports are written in the active language; these tests read them in English."""
-    with translation.override("en"):
-        yield
 
 
 def token() -> str:

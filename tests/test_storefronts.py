@@ -8,41 +8,17 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from django.core.exceptions import ValidationError
 from django.core.files.uploadedfile import SimpleUploadedFile
-from django.utils import translation
 from PIL import Image, PngImagePlugin
 
 from agents import selectors, services, storefronts
-from agents.models import AgentLevel, PriceKind, RetailPrice, Storefront
+from agents.models import PriceKind, RetailPrice, Storefront
 from compliance.models import AuditEvent
 from orders.models import Order, OrderShare
 from tests.factories import ProductFactory, UserFactory, add_stock
 
 D = Decimal
 FIXED, PERCENT = PriceKind.FIXED, PriceKind.PERCENT
-pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture(autouse=True)
-def _english():
-    with translation.override("en"):
-        yield
-
-
-@pytest.fixture
-def client(client):
-    """Pages in English (the UI's default is zh-hans)."""
-    client.defaults["HTTP_ACCEPT_LANGUAGE"] = "en"
-    return client
-
-
-@pytest.fixture(autouse=True)
-def _fast_passwords(settings):
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
-@pytest.fixture
-def level():
-    return AgentLevel.objects.create(name="普通", rank=1)
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("english")]
 
 
 @pytest.fixture

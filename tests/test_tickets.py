@@ -22,38 +22,17 @@ from aftersales.models import TICKET_FLOW, Kind, SlaPolicy, Ticket, TicketAttach
 from compliance.credit import credit_event_record
 from compliance.models import AuditEvent, CreditEvent
 from marketplace.transitions import IllegalTransition
-from orders.models import Order
-from orders.services import order_place
-from payments.services import sandbox_pay
-from tests.factories import ProductFactory, UserFactory, add_stock
-
-
-@pytest.fixture(autouse=True)
-def _english(settings):
-    """Messages and pages are compared in English (the UI's default is zh-hans)."""
-    settings.LANGUAGE_CODE = "en"
-    with translation.override("en"):
-        yield
-
+from tests.builders import delivered_order
+from tests.factories import UserFactory
 
 S = Ticket.Status
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("english")]
 
 
 @pytest.fixture(autouse=True)
 def _private_root(settings, tmp_path):
     settings.PRIVATE_MEDIA_ROOT = tmp_path / "private"
     return settings.PRIVATE_MEDIA_ROOT
-
-
-def delivered_order(buyer, quantity=2) -> Order:
-    product = ProductFactory()
-    add_stock(product, quantity)
-    order = order_place(buyer=buyer, product_id=product.pk, quantity=quantity, idempotency_key=f"k{product.pk}")
-    sandbox_pay(order_number=order.number)
-    order.refresh_from_db()
-    assert order.status == Order.Status.DELIVERED
-    return order
 
 
 def image_file(fmt="PNG", name="shot.png", size=(40, 30)) -> SimpleUploadedFile:
@@ -137,7 +116,7 @@ def test_open_sets_deadlines_from_the_kinds_policy(buyer, mailoutbox):
     SlaPolicy.objects.update_or_create(
         kind=Kind.INVALID, defaults={"first_response_hours": 24, "warn_after_hours": 12, "resolution_hours": 72}
     )
-    order = delivered_order(buyer)
+    order = delivered_order(buyer, price="97.00", quantity=2)
     code = order.codes.first()
     mailoutbox.clear()
     before = timezone.now()
@@ -166,7 +145,7 @@ def test_open_falls_back_to_48_hours_without_a_policy(buyer):
 
 
 def test_open_on_another_users_order_is_refused_and_audited(buyer, other_buyer):
-    order = delivered_order(other_buyer)
+    order = delivered_order(other_buyer, price="97.00", quantity=2)
     with pytest.raises(PermissionDenied):
         tickets.ticket_open(user=buyer, kind=Kind.INVALID, subject="x", body="y", order=order)
     with pytest.raises(PermissionDenied):
@@ -427,7 +406,7 @@ def test_attachments_of_internal_notes_are_staff_only(client, buyer, staff):
 
 
 def test_buyer_opens_a_ticket_on_an_order_code_and_replies(client, buyer):
-    order = delivered_order(buyer)
+    order = delivered_order(buyer, price="97.00", quantity=2)
     code = order.codes.first()
     client.force_login(buyer)
     with translation.override("en"):
@@ -474,7 +453,7 @@ def test_the_form_shows_errors_and_a_fake_image(client, buyer):
 
 def test_another_users_ticket_and_order_are_404_and_audited(client, buyer, other_buyer):
     ticket = open_ticket(buyer)
-    order = delivered_order(buyer)
+    order = delivered_order(buyer, price="97.00", quantity=2)
     client.force_login(other_buyer)
     assert client.get(reverse("aftersales:ticket", args=[ticket.number])).status_code == 404
     assert client.post(reverse("aftersales:ticket", args=[ticket.number]), {"body": "x"}).status_code == 404
@@ -544,7 +523,7 @@ def test_admin_list_sorts_by_deadline_and_filters_by_sla(client, buyer, staff):
 
 
 def test_admin_change_page_shows_the_case_and_reply_works(client, buyer, staff, mailoutbox):
-    order = delivered_order(buyer)
+    order = delivered_order(buyer, price="97.00", quantity=2)
     code = order.codes.first()
     ticket = tickets.ticket_open(
         user=buyer,
@@ -654,7 +633,7 @@ def test_admin_my_open_tickets_link(client, buyer, staff):
 def test_reply_templates_offered_by_kind_with_the_tickets_facts(client, buyer, staff):
     from aftersales.models import ReplyTemplate
 
-    order = delivered_order(buyer)
+    order = delivered_order(buyer, price="97.00", quantity=2)
     ticket = tickets.ticket_open(user=buyer, kind=Kind.INVALID, subject="bad", body="b", order=order)
     ReplyTemplate.objects.create(
         title="general", body="Order {order} ({product}), ticket {ticket}, {buyer}: by {due}. {unknown} {order"

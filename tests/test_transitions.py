@@ -17,11 +17,6 @@ FORBIDDEN = [(src, dst) for src, dst in ALL_PAIRS if src != dst and (src, dst) n
 REPEATS = [(s, s) for s in S.values]
 
 
-@pytest.fixture(autouse=True)
-def _fast_passwords(settings):
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
 @pytest.fixture
 def order(db):
     product = ProductFactory()

@@ -3,11 +3,9 @@ never overdrawn, and shown to its owner with every payment (and as CSV)."""
 
 import csv
 import io
-import threading
 from decimal import Decimal
 
 import pytest
-from django.db import connection
 
 from ledger import services as ledger
 from ledger.selectors import account_balance
@@ -16,6 +14,7 @@ from orders.services import order_place
 from payments import services
 from payments.gateways.sandbox import SandboxGateway
 from payments.models import Notification, Payment, Recharge
+from tests.builders import run_concurrently
 from tests.factories import ProductFactory, UserFactory, add_stock
 
 D = Decimal
@@ -108,24 +107,15 @@ def test_balance_100_and_50_concurrent_purchases_of_10():
     add_stock(product, 50)
     recharge(buyer, "100")
     orders = [order_place(buyer=buyer, product_id=product.pk, quantity=1, idempotency_key=f"c{i}") for i in range(50)]
-    barrier = threading.Barrier(50)
-    outcomes = []
 
-    def pay(number):
+    def pay(i):
         try:
-            barrier.wait()
-            services.balance_pay(order_number=number, buyer=buyer)
-            outcomes.append("paid")
+            services.balance_pay(order_number=orders[i].number, buyer=buyer)
+            return "paid"
         except services.PaymentError:
-            outcomes.append("refused")
-        finally:
-            connection.close()
+            return "refused"
 
-    threads = [threading.Thread(target=pay, args=(o.number,)) for o in orders]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    outcomes = run_concurrently(len(orders), pay)
     assert outcomes.count("paid") == 10 and outcomes.count("refused") == 40
     assert services.wallet_balance(buyer) == 0
     wallet = ledger.accounts_get(ledger.wallet(buyer))[ledger.wallet(buyer).code]

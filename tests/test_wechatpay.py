@@ -9,7 +9,6 @@ its replies with the platform key.
 import json
 import socket
 import time
-import uuid
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from zoneinfo import ZoneInfo
@@ -20,18 +19,17 @@ from django.utils import timezone
 
 from catalog.models import CardCode
 from marketplace.money import to_fen
-from orders import services as order_services
 from orders.models import Order, OrderStatusChange
 from payments.gateways import Device, GatewayError, NotificationRejected, enabled_gateways
 from payments.gateways.wechat import WeChatPayGateway, parse_bill
 from payments.models import Notification, Payment
+from tests.builders import place
 from tests.factories import ProductFactory, add_stock
 from tests.fake_wechatpay import (
     bill_row,
     bill_text,
     callback,
     configure,
-    fake_wechatpay_fixture,  # noqa: F401  (the fake_wechatpay fixture)
     generated_keys,
     new_key,
     private_pem,
@@ -41,11 +39,6 @@ from tests.fake_wechatpay import (
 
 NOTIFY = "/payments/notify/wechat/"
 Outcome = Notification.Outcome
-
-
-@pytest.fixture(autouse=True)
-def _fast_passwords(settings):
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
 @pytest.fixture
@@ -69,12 +62,6 @@ def no_network(monkeypatch):
 
     monkeypatch.setattr(requests.Session, "send", refuse)
     return calls
-
-
-def place(buyer, product, quantity: int = 1) -> Order:
-    return order_services.order_place(
-        buyer=buyer, product_id=product.pk, quantity=quantity, idempotency_key=uuid.uuid4().hex
-    )
 
 
 def notify(client, body: bytes, headers: dict[str, str]):

@@ -2,13 +2,11 @@
 with real signatures (success, refusal, unknown outcome), manual bank transfers, the agent's
 page, the admin, and 30 concurrent requests that together exceed the balance."""
 
-import threading
 from datetime import timedelta
 from decimal import Decimal
 
 import pytest
-from django.db import connection, transaction
-from django.utils import translation
+from django.db import transaction
 
 from agents import withdrawals
 from agents.models import AgentLevel, Withdrawal, WithdrawalStatusChange
@@ -17,12 +15,13 @@ from agents.withdrawals import WITHDRAWAL_FLOW, WithdrawalError
 from compliance.models import AuditEvent
 from ledger import services as ledger
 from ledger.models import Balance
-from ledger.selectors import account_balance
 from marketplace import crypto
 from marketplace.transitions import IllegalTransition
 from payments import payouts
+from tests.builders import balance_of, run_concurrently
 from tests.factories import UserFactory
-from tests.test_alipay import alipay, app_key, fake, gateway_key  # noqa: F401 (fixtures)
+
+pytestmark = pytest.mark.usefixtures("english")
 
 D = Decimal
 S = Withdrawal.Status
@@ -31,23 +30,10 @@ QUERY = "alipay.fund.trans.common.query"
 
 
 @pytest.fixture(autouse=True)
-def _english():
-    with translation.override("en"):
-        yield
-
-
-@pytest.fixture(autouse=True)
 def _rules(settings):
     settings.WITHDRAWAL_MIN_AMOUNT = "10.00"
     settings.WITHDRAWAL_FEE_PERCENT = "0.5"
     settings.WITHDRAWAL_FEE_MIN = "1.00"
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
-@pytest.fixture
-def client(client):
-    client.defaults["HTTP_ACCEPT_LANGUAGE"] = "en"
-    return client
 
 
 def make_agent(level=None):
@@ -74,10 +60,6 @@ def give(agent, amount) -> None:
 
 def available(agent) -> Decimal:
     return Balance.objects.get(account__code=ledger.commission_available(agent.user).code).balance
-
-
-def balance_of(spec) -> Decimal:
-    return account_balance(ledger.accounts_get(spec)[spec.code])
 
 
 def request(agent, amount="100.00", *, key="k1", method="alipay", account="13800138000", **kwargs) -> Withdrawal:
@@ -421,36 +403,12 @@ def test_alipay_withdrawals_are_not_recorded_as_bank_transfers(agent, staff):
 # --- races ---------------------------------------------------------------------------------
 
 
-def run_together(n: int, fn) -> list:
-    barrier = threading.Barrier(n)
-    results: list = [None] * n
-
-    def worker(i):
-        try:
-            with translation.override("en"):
-                connection.ensure_connection()
-                barrier.wait(timeout=30)
-                results[i] = fn(i)
-        except BaseException as exc:
-            results[i] = exc
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=worker, args=(i,), daemon=True) for i in range(n)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=60)
-    assert not any(t.is_alive() for t in threads), "a thread hung"
-    return results
-
-
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
 def test_30_concurrent_withdrawals_never_exceed_the_available_balance():
     agent = make_agent()
     give(agent, "1000.00")
-    results = run_together(30, lambda i: request(agent, "70.00", key=f"race-{i}"))
+    results = run_concurrently(30, lambda i: request(agent, "70.00", key=f"race-{i}"))
     unexpected = [r for r in results if not isinstance(r, Withdrawal | WithdrawalError)]
     assert not unexpected, unexpected
     accepted = [r for r in results if isinstance(r, Withdrawal)]
@@ -470,7 +428,7 @@ def test_30_concurrent_withdrawals_never_exceed_the_available_balance():
 def test_20_concurrent_clicks_of_one_form_make_one_withdrawal():
     agent = make_agent()
     give(agent, "1000.00")
-    results = run_together(20, lambda i: request(agent, "100.00", key="one-form"))
+    results = run_concurrently(20, lambda i: request(agent, "100.00", key="one-form"))
     assert all(isinstance(r, Withdrawal) for r in results), results
     assert len({r.pk for r in results}) == 1
     assert Withdrawal.objects.count() == 1 and available(agent) == D("900.00")
