@@ -5,6 +5,7 @@ from django.utils.translation import gettext_lazy as _
 from django.views.i18n import set_language
 
 from accounts import views as account_views
+from orders import views as order_views
 
 admin.site.site_header = _("卡盟 · Operations")
 admin.site.site_title = _("卡盟 operations")
@@ -20,7 +21,7 @@ urlpatterns = [
     # The agents' integration API: signed requests, no session, no CSRF.
     path("api/", include("api.urls")),
     path("admin/", admin.site.urls),
-    path("accounts/profile/", account_views.profile, name="profile"),
+    path("accounts/profile/", order_views.profile, name="profile"),
     path("accounts/", include("allauth.urls")),
     path("orders/", include("orders.urls")),
     path("pay/", include("payments.urls")),

@@ -21,6 +21,13 @@ from .models import Order, OrderCode
 
 @retry_once_if_connection_lost  # placing is idempotent (the form's token): safe to run again
 @login_required
+def profile(request):
+    """The account's profile page (/accounts/profile/): it shows the buyer's orders, so it lives
+    here and not in accounts, which sits below orders."""
+    return render(request, "accounts/profile.html", {"counts": selectors.order_counts_for_buyer(request.user)})
+
+
+@login_required
 def checkout(request, slug):
     product = get_object_or_404(catalog.products_on_sale(), slug=slug)
     error = None
