@@ -14,4 +14,5 @@ urlpatterns = [
     path("downline/<int:pk>/", views.downline_detail, name="downline_detail"),
     path("reports/", views.reports_view, name="reports"),
     path("reports/export.csv", views.reports_csv, name="reports_csv"),
+    path("api-keys/callbacks/<int:callback_id>/resend/", views.api_callback_resend, name="api_callback_resend"),
 ]

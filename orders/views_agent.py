@@ -1,4 +1,5 @@
-"""The agent centre's sales pages (/agent/, downline, reports and their CSV export).
+"""The agent centre's pages that read orders: overview, downline, reports and their CSV export,
+and "send again" for a callback (orders.callbacks).
 
 They read orders (the sales reports in ``orders.reports``), so they live here, above
 ``agents``; ``marketplace/urls.py`` mounts them under the ``agents`` namespace beside the
@@ -12,17 +13,18 @@ from django.contrib import messages
 from django.core.paginator import Paginator
 from django.db.models import Q
 from django.http import Http404, HttpResponse, HttpResponseBadRequest
-from django.shortcuts import render
+from django.shortcuts import redirect, render
 from django.utils.translation import gettext as _
 from django.views.decorators.cache import never_cache
-from django.views.decorators.http import require_GET
+from django.views.decorators.http import require_GET, require_POST
 
 from agents import selectors, services
 from agents.models import Agent
 from agents.views import agent_public_name, agent_required
 from compliance.audit import audit_denied
 
-from . import reports
+from . import callbacks, reports
+from .models import ApiCallback
 
 DOWNLINE_PAGE_SIZE = 50
 
@@ -201,3 +203,23 @@ def _csv_text(value: str) -> str:
     """Text cells that a spreadsheet would run as a formula are prefixed with a quote."""
     value = str(value)
     return "'" + value if value[:1] in ("=", "+", "-", "@", "\t", "\r") else value
+
+
+# --- callbacks -----------------------------------------------------------------------------
+
+
+@agent_required
+@require_POST
+def api_callback_resend(request, callback_id: int):
+    try:
+        callbacks.callback_resend(callback_id=callback_id, agent=request.agent)
+    except ApiCallback.DoesNotExist:
+        audit_denied(
+            action="agents.api_callback_resend",
+            request=request,
+            target=f"apicallback:{callback_id}",
+            detail=f"agent {request.agent.pk}: not its own API key/callback",
+        )
+        raise Http404("not found") from None
+    messages.success(request, _("The callback is being sent again."))
+    return redirect("agents:api_keys")
