@@ -19,7 +19,6 @@ from . import selectors, services
 from .models import Order, OrderCode
 
 
-@retry_once_if_connection_lost  # placing is idempotent (the form's token): safe to run again
 @login_required
 def profile(request):
     """The account's profile page (/accounts/profile/): it shows the buyer's orders, so it lives
@@ -27,6 +26,7 @@ def profile(request):
     return render(request, "accounts/profile.html", {"counts": selectors.order_counts_for_buyer(request.user)})
 
 
+@retry_once_if_connection_lost  # placing is idempotent (the form's token): safe to run again
 @login_required
 def checkout(request, slug):
     product = get_object_or_404(catalog.products_on_sale(), slug=slug)
