@@ -1,13 +1,13 @@
 """Admin for the integration API (imported by agents.admin): staff see agents' keys (never a
-secret) and can revoke them; callbacks are read-only, with a "send again" action."""
+secret) and can revoke them. Their callbacks are in orders.admin (orders.callbacks)."""
 
 from django.contrib import admin, messages
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
-from . import api_keys, callbacks
-from .models import ApiCallback, ApiKey
+from . import api_keys
+from .models import ApiKey
 
 
 class KeyState(admin.SimpleListFilter):
@@ -72,51 +72,5 @@ class ApiKeyAdmin(admin.ModelAdmin):
         self.message_user(
             request,
             ngettext("%(n)d key revoked.", "%(n)d keys revoked.", done) % {"n": done},
-            messages.SUCCESS,
-        )
-
-
-@admin.register(ApiCallback)
-class ApiCallbackAdmin(admin.ModelAdmin):
-    list_display = (
-        "id",
-        "event",
-        "order",
-        "agent",
-        "status",
-        "attempts",
-        "last_status_code",
-        "next_attempt_at",
-        "created_at",
-    )
-    list_filter = ("status", "event")
-    list_select_related = ("order", "agent__user")
-    search_fields = ("order__number", "order__agent_order_no", "url", "agent__user__username")
-    date_hierarchy = "created_at"
-    actions = ("send_again",)
-
-    def get_readonly_fields(self, request, obj=None):
-        return [f.name for f in self.model._meta.fields]
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False  # a record of what was sent: view only
-
-    def has_resend_permission(self, request):
-        return request.user.has_perm("agents.change_apicallback")
-
-    @admin.action(description=_("Send again (a new round of attempts)"), permissions=["resend"])
-    def send_again(self, request, queryset):
-        ids = list(queryset.exclude(payload="").values_list("pk", flat=True))
-        for callback_id in ids:
-            callbacks.callback_resend(callback_id=callback_id)
-        self.message_user(
-            request,
-            ngettext("%(n)d callback queued.", "%(n)d callbacks queued.", len(ids)) % {"n": len(ids)},
             messages.SUCCESS,
         )

@@ -477,37 +477,3 @@ class ApiNonce(models.Model):
 
     def __str__(self):
         return self.nonce
-
-
-class ApiCallback(models.Model):
-    """A signed POST to the agent's URL (an order delivered), retried with backoff."""
-
-    class Status(models.TextChoices):
-        PENDING = "pending", _("To send")
-        DELIVERED = "delivered", pgettext_lazy("callback", "Delivered")
-        FAILED = "failed", _("Given up")
-
-    agent = models.ForeignKey(Agent, verbose_name=_("agent"), related_name="callbacks", on_delete=models.CASCADE)
-    key = models.ForeignKey(
-        ApiKey, verbose_name=_("API key"), null=True, blank=True, related_name="callbacks", on_delete=models.SET_NULL
-    )
-    order = models.ForeignKey("orders.Order", verbose_name=_("order"), related_name="+", on_delete=models.PROTECT)
-    event = models.CharField(_("event"), max_length=30)
-    url = models.URLField(_("URL"), max_length=300)
-    payload = models.TextField(_("payload"))
-    status = models.CharField(_("status"), max_length=10, choices=Status.choices, default=Status.PENDING)
-    attempts = models.PositiveSmallIntegerField(_("attempts"), default=0)
-    next_attempt_at = models.DateTimeField(_("next attempt"), null=True, blank=True, db_index=True)
-    last_status_code = models.PositiveSmallIntegerField(_("last HTTP status"), null=True, blank=True)
-    last_error = models.CharField(_("last error"), max_length=300, blank=True)
-    delivered_at = models.DateTimeField(pgettext_lazy("callback", "delivered"), null=True, blank=True)
-    created_at = models.DateTimeField(_("created"), auto_now_add=True)
-
-    class Meta:
-        ordering = ("-id",)
-        verbose_name = _("API callback")
-        verbose_name_plural = _("API callbacks")
-        constraints = [models.UniqueConstraint(fields=["order", "event"], name="apicallback_once_per_event")]
-
-    def __str__(self):
-        return f"{self.event} {self.order_id} → {self.url}"

@@ -1,6 +1,6 @@
 from celery import shared_task
 
-from . import api_keys, callbacks, commissions
+from . import api_keys, commissions
 
 
 @shared_task
@@ -10,21 +10,6 @@ def settle_commissions() -> int:
 
 
 # --- The integration API -----------------------------------------------------------------
-
-
-@shared_task(acks_late=True)
-def send_callback(callback_id: int) -> str:
-    """One attempt at an agent's callback (if due); failures are rescheduled with backoff."""
-    return callbacks.callback_send(callback_id=callback_id)
-
-
-@shared_task
-def send_due_callbacks() -> int:
-    """Queue every callback whose next attempt is due (retries, and sends whose task was lost)."""
-    due = callbacks.callbacks_due()
-    for callback_id in due:
-        send_callback.delay(callback_id)
-    return len(due)
 
 
 @shared_task

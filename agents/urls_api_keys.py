@@ -9,5 +9,4 @@ urlpatterns = [
     path("<int:key_id>/edit/", views.api_key_edit, name="api_key_edit"),
     path("<int:key_id>/rotate/", views.api_key_rotate, name="api_key_rotate"),
     path("<int:key_id>/revoke/", views.api_key_revoke, name="api_key_revoke"),
-    path("callbacks/<int:callback_id>/resend/", views.api_callback_resend, name="api_callback_resend"),
 ]

@@ -1,4 +1,5 @@
-"""The agent's API keys at /agent/api-keys/: issue, rotate, revoke, restrict; recent callbacks.
+"""The agent's API keys at /agent/api-keys/: issue, rotate, revoke, restrict; recent callbacks
+(sending one again is orders.views_agent.api_callback_resend).
 
 A secret is shown exactly once: in the response to the POST that issued or rotated it (marked
 ``no-store``), never stored in plain text, never in a redirect or the session.
@@ -16,8 +17,8 @@ from django.views.decorators.http import require_http_methods, require_POST
 
 from compliance.audit import audit_denied
 
-from . import api_keys, callbacks
-from .models import ApiCallback, ApiKey
+from . import api_keys
+from .models import ApiKey
 from .views import agent_required
 
 RECENT_CALLBACKS = 20
@@ -42,7 +43,8 @@ def _page(request, *, form=None, errors=None, issued=None, status=200):
         key.allowed_ips = key.ip_allowlist.split()
         key.grace_active = bool(key.previous_secret and key.previous_valid_until and key.previous_valid_until > now)
     recent = list(
-        ApiCallback.objects.filter(agent=agent).select_related("order", "key").order_by("-id")[:RECENT_CALLBACKS]
+        # Callbacks belong to orders (orders.callbacks): read through the relation, as sales are.
+        agent.callbacks.select_related("order", "key").order_by("-id")[:RECENT_CALLBACKS]
     )
     context = {
         "section": "api",
@@ -53,7 +55,7 @@ def _page(request, *, form=None, errors=None, issued=None, status=200):
         "form": form or {"name": "", "callback_url": "", "ip_allowlist": ""},
         "errors": errors or [],
         "issued": issued,
-        "max_attempts": callbacks.MAX_ATTEMPTS,
+        "max_attempts": api_keys.CALLBACK_MAX_ATTEMPTS,
         "grace_hours": int(api_keys.ROTATION_GRACE.total_seconds() // 3600),
         "api_base": request.build_absolute_uri("/api/v1/"),
     }
@@ -125,14 +127,3 @@ def api_key_edit(request, key_id: int):
             return redirect("agents:api_keys")
     context = {"section": "api", "key": key, "form": form, "errors": errors}
     return render(request, "agents/api_key_edit.html", context, status=400 if errors else 200)
-
-
-@agent_required
-@require_POST
-def api_callback_resend(request, callback_id: int):
-    try:
-        callbacks.callback_resend(callback_id=callback_id, agent=request.agent)
-    except ApiCallback.DoesNotExist:
-        _deny(request, action="agents.api_callback_resend", target=f"apicallback:{callback_id}")
-    messages.success(request, _("The callback is being sent again."))
-    return redirect("agents:api_keys")

@@ -7,10 +7,10 @@ from decimal import Decimal
 
 from django.utils.translation import gettext as _
 
-from agents import callbacks
 from agents.models import Agent, ApiKey
 from ledger import services as ledger
 from ledger.models import Balance
+from orders import callbacks
 from orders import services as orders
 from orders.models import Order
 from payments import services as payments

@@ -80,7 +80,7 @@ app.conf.beat_schedule = {
         "schedule": crontab(hour=10, minute=30),
     },
     # Agents' API callbacks whose next attempt is due (backoff 1, 2, 4 ... min, at most 8 tries).
-    "agents-callbacks-send-due": {"task": "agents.tasks.send_due_callbacks", "schedule": 60.0},
+    "orders-callbacks-send-due": {"task": "orders.tasks.send_due_callbacks", "schedule": 60.0},
     # API nonces older than the signature window (replays of them are refused by their timestamp).
     "agents-api-nonces-purge": {"task": "agents.tasks.purge_api_nonces", "schedule": 600.0},
     # After-sales SLA clocks: warnings, first-response breaches and escalations that are due.

@@ -5,6 +5,9 @@ from django.utils.translation import gettext_lazy as _
 from django.views.i18n import set_language
 
 from accounts import views as account_views
+from agents import urls as agent_urls
+from orders import urls_agent as agent_sales_urls
+from orders import views as order_views
 
 admin.site.site_header = _("卡盟 · Operations")
 admin.site.site_title = _("卡盟 operations")
@@ -20,12 +23,13 @@ urlpatterns = [
     # The agents' integration API: signed requests, no session, no CSRF.
     path("api/", include("api.urls")),
     path("admin/", admin.site.urls),
-    path("accounts/profile/", account_views.profile, name="profile"),
+    path("accounts/profile/", order_views.profile, name="profile"),
     path("accounts/", include("allauth.urls")),
     path("orders/", include("orders.urls")),
     path("pay/", include("payments.urls")),
     path("wallet/", include("payments.urls_wallet")),
-    path("agent/", include("agents.urls")),
+    # The agent centre: its own pages, and those that read sales (they live in orders).
+    path("agent/", include((agent_sales_urls.urlpatterns + agent_urls.urlpatterns, agent_urls.app_name))),
     path("support/", include("aftersales.urls")),
     path("s/", include("orders.urls_storefront")),
     path("", include("catalog.urls")),

@@ -1,9 +1,11 @@
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.utils.translation import gettext_lazy as _
+from django.utils.translation import ngettext
 
 from marketplace.admin import ReadOnlyAdmin, ReadOnlyInline
 
-from .models import CodeReveal, Order, OrderCode, OrderShare, OrderStatusChange
+from . import callbacks
+from .models import ApiCallback, CodeReveal, Order, OrderCode, OrderShare, OrderStatusChange
 
 
 class StatusChangeInline(ReadOnlyInline):
@@ -112,3 +114,50 @@ class CodeRevealAdmin(ReadOnlyAdmin):
     @admin.display(description=_("order"))
     def order_number(self, obj):
         return obj.order_code.order.number
+
+
+# Signed callbacks to agents' shops (orders.callbacks): read-only, with a "send again" action.
+@admin.register(ApiCallback)
+class ApiCallbackAdmin(admin.ModelAdmin):
+    list_display = (
+        "id",
+        "event",
+        "order",
+        "agent",
+        "status",
+        "attempts",
+        "last_status_code",
+        "next_attempt_at",
+        "created_at",
+    )
+    list_filter = ("status", "event")
+    list_select_related = ("order", "agent__user")
+    search_fields = ("order__number", "order__agent_order_no", "url", "agent__user__username")
+    date_hierarchy = "created_at"
+    actions = ("send_again",)
+
+    def get_readonly_fields(self, request, obj=None):
+        return [f.name for f in self.model._meta.fields]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False  # a record of what was sent: view only
+
+    def has_resend_permission(self, request):
+        return request.user.has_perm("orders.change_apicallback")
+
+    @admin.action(description=_("Send again (a new round of attempts)"), permissions=["resend"])
+    def send_again(self, request, queryset):
+        ids = list(queryset.exclude(payload="").values_list("pk", flat=True))
+        for callback_id in ids:
+            callbacks.callback_resend(callback_id=callback_id)
+        self.message_user(
+            request,
+            ngettext("%(n)d callback queued.", "%(n)d callbacks queued.", len(ids)) % {"n": len(ids)},
+            messages.SUCCESS,
+        )

@@ -7,6 +7,7 @@ from django.db.models import Q
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
+from django.utils.translation import pgettext_lazy
 
 from marketplace.transitions import StateMachine, StatusChange, table
 
@@ -223,3 +224,48 @@ class OrderShare(models.Model):
 
     def __str__(self):
         return f"{self.order_id} · L{self.depth} {self.agent_id}: +{self.unit_earning}"
+
+
+class ApiCallback(models.Model):
+    """A signed POST to the agent's URL (an order delivered), retried with backoff.
+
+    It belongs to the delivery of an order (``orders.callbacks``); it was ``agents.ApiCallback``
+    and keeps its table (``agents_apicallback``) and rows."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", _("To send")
+        DELIVERED = "delivered", pgettext_lazy("callback", "Delivered")
+        FAILED = "failed", _("Given up")
+
+    agent = models.ForeignKey(
+        "agents.Agent", verbose_name=_("agent"), related_name="callbacks", on_delete=models.CASCADE
+    )
+    key = models.ForeignKey(
+        "agents.ApiKey",
+        verbose_name=_("API key"),
+        null=True,
+        blank=True,
+        related_name="callbacks",
+        on_delete=models.SET_NULL,
+    )
+    order = models.ForeignKey(Order, verbose_name=_("order"), related_name="+", on_delete=models.PROTECT)
+    event = models.CharField(_("event"), max_length=30)
+    url = models.URLField(_("URL"), max_length=300)
+    payload = models.TextField(_("payload"))
+    status = models.CharField(_("status"), max_length=10, choices=Status.choices, default=Status.PENDING)
+    attempts = models.PositiveSmallIntegerField(_("attempts"), default=0)
+    next_attempt_at = models.DateTimeField(_("next attempt"), null=True, blank=True, db_index=True)
+    last_status_code = models.PositiveSmallIntegerField(_("last HTTP status"), null=True, blank=True)
+    last_error = models.CharField(_("last error"), max_length=300, blank=True)
+    delivered_at = models.DateTimeField(pgettext_lazy("callback", "delivered"), null=True, blank=True)
+    created_at = models.DateTimeField(_("created"), auto_now_add=True)
+
+    class Meta:
+        db_table = "agents_apicallback"  # the table it had in agents: moved without copying
+        ordering = ("-id",)
+        verbose_name = _("API callback")
+        verbose_name_plural = _("API callbacks")
+        constraints = [models.UniqueConstraint(fields=["order", "event"], name="apicallback_once_per_event")]
+
+    def __str__(self):
+        return f"{self.event} {self.order_id} → {self.url}"

@@ -1,4 +1,4 @@
-from django.db.models import Count, Prefetch
+from django.db.models import Count, Prefetch, Q
 from django.shortcuts import get_object_or_404
 
 from .models import Order, OrderCode
@@ -6,6 +6,15 @@ from .models import Order, OrderCode
 
 def orders_for_buyer(buyer):
     return Order.objects.filter(buyer=buyer).select_related("product").order_by("-id")
+
+
+def order_counts_for_buyer(buyer) -> dict[str, int]:
+    """The buyer's orders on the profile page: all, delivered and awaiting payment."""
+    return Order.objects.filter(buyer=buyer).aggregate(
+        total=Count("id"),
+        delivered=Count("id", filter=Q(status=Order.Status.DELIVERED)),
+        pending=Count("id", filter=Q(status=Order.Status.PENDING)),
+    )
 
 
 def order_for_buyer(buyer, number: str) -> Order:

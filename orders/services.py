@@ -13,7 +13,6 @@ from django.template.loader import render_to_string
 from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 
-from agents import callbacks as agent_callbacks
 from agents import commissions
 from agents import selectors as agent_selectors
 from catalog import selectors as catalog_selectors
@@ -23,6 +22,7 @@ from ledger import services as ledger
 from marketplace.celery import publish
 from marketplace.money import quantize
 
+from . import callbacks as agent_callbacks
 from .models import ORDER_FLOW, CodeReveal, Order, OrderCode, OrderShare
 
 log = logging.getLogger(__name__)

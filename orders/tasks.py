@@ -4,7 +4,7 @@ from celery import shared_task
 
 from marketplace.db import retry_once_if_connection_lost
 
-from . import services
+from . import callbacks, services
 
 
 @shared_task(acks_late=True, reject_on_worker_lost=True, autoretry_for=(OSError,), retry_backoff=True, max_retries=8)
@@ -32,3 +32,21 @@ def expire_due_orders() -> int:
 def deliver_due_orders() -> int:
     """Beat, every few seconds: fulfilment queued again for paid orders past their due time."""
     return services.orders_delivery_requeue(queue=fulfil_order.delay)
+
+
+# --- callbacks to agents' shops (orders.callbacks) ------------------------------------------
+
+
+@shared_task(acks_late=True)
+def send_callback(callback_id: int) -> str:
+    """One attempt at an agent's callback (if due); failures are rescheduled with backoff."""
+    return callbacks.callback_send(callback_id=callback_id)
+
+
+@shared_task
+def send_due_callbacks() -> int:
+    """Queue every callback whose next attempt is due (retries, and sends whose task was lost)."""
+    due = callbacks.callbacks_due()
+    for callback_id in due:
+        send_callback.delay(callback_id)
+    return len(due)

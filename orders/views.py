@@ -19,6 +19,13 @@ from . import selectors, services
 from .models import Order, OrderCode
 
 
+@login_required
+def profile(request):
+    """The account's profile page (/accounts/profile/): it shows the buyer's orders, so it lives
+    here and not in accounts, which sits below orders."""
+    return render(request, "accounts/profile.html", {"counts": selectors.order_counts_for_buyer(request.user)})
+
+
 @retry_once_if_connection_lost  # placing is idempotent (the form's token): safe to run again
 @login_required
 def checkout(request, slug):

@@ -49,11 +49,11 @@ from .models import (
     Refund,
     payable_model,
 )
+from .services import query_delay
 
 log = logging.getLogger(__name__)
 
 BEIJING = ZoneInfo("Asia/Shanghai")  # the gateways' day: bills run from 00:00 to 24:00 Beijing time
-BACKOFF_MINUTES = (2, 4, 8, 16, 32)  # the first query 2 minutes after the start, then 4, 8, 16, 32, 32 ...
 CLOSE_RETRY = timedelta(minutes=1)  # a failed close is tried again at the next run (beat: every minute)
 CLOSE_GIVE_UP = timedelta(days=1)  # after this past expiry an unclosable trade is left to staff (and the bill)
 
@@ -67,11 +67,6 @@ class ReconciliationError(Exception):
 # --- active query --------------------------------------------------------------------------
 
 
-def query_delay(queries: int) -> timedelta:
-    """How long to wait after the ``queries``-th query (0: after the start)."""
-    return timedelta(minutes=BACKOFF_MINUTES[min(queries, len(BACKOFF_MINUTES) - 1)])
-
-
 def _payable(number: str) -> Order | Recharge | None:
     return payable_model(number).objects.filter(number=number).first()
 
@@ -81,16 +76,6 @@ def _open_numbers(now: datetime) -> Q:
     orders = Order.objects.filter(status=Order.Status.PENDING, expires_at__gt=now).values("number")
     recharges = Recharge.objects.filter(status=Recharge.Status.PENDING, expires_at__gt=now).values("number")
     return Q(number__in=orders) | Q(number__in=recharges)
-
-
-def attempt_record(*, number: str, gateway_code: str, expires_at: datetime) -> PaymentAttempt:
-    """Called when a payment is started at a real gateway. Starting again changes nothing."""
-    attempt, _created = PaymentAttempt.objects.get_or_create(
-        number=number,
-        gateway=gateway_code,
-        defaults={"next_query_at": min(timezone.now() + query_delay(0), expires_at)},
-    )
-    return attempt
 
 
 def attempts_due(*, limit: int = 500) -> list[int]:

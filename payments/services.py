@@ -9,7 +9,7 @@ with its reason.
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 
 from django.conf import settings
@@ -26,9 +26,11 @@ from orders import services as orders
 from orders.services import PaidOutcome
 
 from .gateways import Device, NotificationRejected, PaymentStart, RemoteGateway, VerifiedNotification, get_gateway
-from .models import BALANCE, RECHARGE_PREFIX, Notification, Payment, Recharge, payable_model
+from .models import BALANCE, RECHARGE_PREFIX, Notification, Payment, PaymentAttempt, Recharge, payable_model
+from .refunds import payment_refund_unused, refund_confirmed_by_gateway
 
 RECHARGE_MIN, RECHARGE_MAX = Decimal("1.00"), Decimal("5000.00")
+BACKOFF_MINUTES = (2, 4, 8, 16, 32)  # the first query 2 minutes after the start, then 4, 8, 16, 32, 32 ...
 
 log = logging.getLogger(__name__)
 Outcome = Notification.Outcome
@@ -80,8 +82,6 @@ def payment_fact_apply(
         record = Notification(gateway=gateway_code, body="(active query)")
     record.order_number, record.trade_no = verified.order_number[:64], verified.trade_no[:64]
     if verified.refund_no:
-        from .refunds import refund_confirmed_by_gateway
-
         settled = refund_confirmed_by_gateway(gateway_code=gateway_code, refund_no=verified.refund_no)
         return _log(record, Outcome.IGNORED, f"refund {verified.refund_no}: {settled}")
     if not verified.paid:
@@ -133,8 +133,6 @@ def _apply(gateway_code: str, verified: VerifiedNotification, record: Notificati
     )
     _book_payment(payment, order.number)
     if payment.status != Payment.Status.SUCCEEDED:  # money the order cannot use goes straight back
-        from .refunds import payment_refund_unused
-
         payment_refund_unused(payment=payment, reason=f"{payment.get_status_display()}: automatic refund")
     record.outcome, record.reason, record.payment = Outcome.APPLIED, result.value, payment
     record.save()
@@ -293,14 +291,30 @@ def payable_for(*, user, number: str):
     return payable
 
 
+# --- payment attempts (queried by payments.reconciliation when no notification comes) ---------
+
+
+def query_delay(queries: int) -> timedelta:
+    """How long to wait after the ``queries``-th query (0: after the start)."""
+    return timedelta(minutes=BACKOFF_MINUTES[min(queries, len(BACKOFF_MINUTES) - 1)])
+
+
+def attempt_record(*, number: str, gateway_code: str, expires_at: datetime) -> PaymentAttempt:
+    """Called when a payment is started at a real gateway. Starting again changes nothing."""
+    attempt, _created = PaymentAttempt.objects.get_or_create(
+        number=number,
+        gateway=gateway_code,
+        defaults={"next_query_at": min(timezone.now() + query_delay(0), expires_at)},
+    )
+    return attempt
+
+
 def payment_start(*, gateway_code: str, payable, device: Device, client_ip: str, subject: str) -> PaymentStart:
     """Ask the gateway how the buyer pays (its page, or a QR code we show)."""
     gateway = get_gateway(gateway_code)
     if not payable.is_payable:
         raise PaymentError(_("This can no longer be paid."))
     if isinstance(gateway, RemoteGateway):
-        from .reconciliation import attempt_record  # it imports this module
-
         # Recorded first: a start whose reply is lost may still have opened a trade to query.
         attempt_record(number=payable.number, gateway_code=gateway_code, expires_at=payable.expires_at)
         return gateway.start_payment(

@@ -11,8 +11,9 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
-from agents import reports, services
+from agents import services
 from agents.models import AgentLevel, Commission, PriceKind, Storefront
+from orders import reports
 from orders.models import Order
 from orders.services import order_place
 from payments import refunds

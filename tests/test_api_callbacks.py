@@ -14,10 +14,11 @@ import pytest
 from django.test import Client
 from django.utils import timezone
 
-from agents import api_keys, callbacks
-from agents.models import ApiCallback, ApiKey
-from agents.tasks import send_due_callbacks
-from orders.models import Order
+from agents import api_keys
+from agents.models import ApiKey
+from orders import callbacks
+from orders.models import ApiCallback, Order
+from orders.tasks import send_due_callbacks
 from tests.api_helpers import Signed, issue_key, make_agent, top_up
 from tests.factories import ProductFactory, add_stock
 
@@ -285,12 +286,12 @@ def test_staff_see_callbacks_read_only_and_can_send_again(agent_with_stock, shop
     callback = ApiCallback.objects.get()
     client = Client()
     client.force_login(staff)
-    assert client.get("/admin/agents/apicallback/").status_code == 200
-    detail = client.get(f"/admin/agents/apicallback/{callback.pk}/change/")
+    assert client.get("/admin/orders/apicallback/").status_code == 200
+    detail = client.get(f"/admin/orders/apicallback/{callback.pk}/change/")
     assert detail.status_code == 200 and 'name="_save"' not in detail.content.decode()
 
     response = client.post(
-        "/admin/agents/apicallback/", {"action": "send_again", "_selected_action": [callback.pk]}, follow=True
+        "/admin/orders/apicallback/", {"action": "send_again", "_selected_action": [callback.pk]}, follow=True
     )
     assert response.status_code == 200
     assert len(server.received) == 2

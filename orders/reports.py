@@ -6,8 +6,8 @@ agent's own ``Commission`` rows on those orders, net of refunded codes. Margin i
 a share of revenue. Each report is a fixed handful of grouped queries, whatever the number of
 days, products or downline agents.
 
-Orders are reached through the reverse relation ``Agent.sales`` (agents sits below orders and
-does not import it).
+They read orders, so they live in ``orders`` (above ``agents``), with the agent centre's pages
+that show them (``orders.views_agent``).
 """
 
 from __future__ import annotations
@@ -21,21 +21,17 @@ from django.db.models.functions import Coalesce, TruncDate
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
+from agents.models import Agent
 from ledger import services as ledger
 from ledger.models import Balance
 
-from .models import Agent
+from .models import Order
 
 ZERO = Decimal("0.00")
 PRESETS = (7, 30, 90)
 DEFAULT_DAYS = 30
 MAX_DAYS = 366
 MONEY = DecimalField(max_digits=14, decimal_places=2)
-
-
-def order_model():
-    """The orders app's Order, through ``Agent.sales`` (no import of a higher layer)."""
-    return Agent._meta.get_field("sales").related_model
 
 
 # --- the period ----------------------------------------------------------------------------
@@ -167,7 +163,6 @@ def _sales(*, root: Agent, earner: Agent, period: Period):
     """Delivered orders of ``root``'s subtree in ``period``, with ``earner``'s commission joined
     (at most one commission row per order and agent, so the join never multiplies orders)."""
     start, end = period.bounds
-    Order = order_model()
     return (
         Order.objects.filter(
             status=Order.Status.DELIVERED,

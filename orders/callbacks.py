@@ -9,6 +9,10 @@ backoff (1, 2, 4 ... minutes) up to ``MAX_ATTEMPTS``, then given up (FAILED). A 
 what is due, so a lost task or a restart only delays a callback.
 
 The payload never holds codes: the shop fetches them through the API, where each read is logged.
+
+It lives in ``orders`` because the delivery of an order triggers it (``orders.services``); the
+API (above) prepares and discards callbacks, the agent's pages (below) list them through
+``Agent.callbacks``.
 """
 
 import ipaddress
@@ -23,15 +27,16 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from agents import api_keys
+from agents.models import ApiKey
 from marketplace.celery import publish
 
-from . import api_keys
-from .models import ApiCallback, ApiKey
+from .models import ApiCallback, Order
 
 log = logging.getLogger(__name__)
 
 EVENT_DELIVERED = "order.delivered"
-MAX_ATTEMPTS = 8
+MAX_ATTEMPTS = api_keys.CALLBACK_MAX_ATTEMPTS
 BASE_DELAY = timedelta(minutes=1)
 TIMEOUT = (5, 10)  # connect, read (seconds)
 # While one worker waits on the agent's server, the row is not due for anyone else.
@@ -62,11 +67,6 @@ def destination_refusal(url: str) -> str:
         if not address.is_global:
             return f"{host} resolves to {address}, not a public address: callbacks go to public servers only."
     return ""
-
-
-def _order_model():
-    # agents sits below orders: reach the model through the relation instead of importing it.
-    return ApiCallback._meta.get_field("order").related_model
 
 
 def callback_prepare(*, order, key: ApiKey) -> ApiCallback | None:
@@ -119,7 +119,7 @@ def callback_queue(*, order_id: int) -> ApiCallback | None:
     from .tasks import send_callback
 
     with transaction.atomic():
-        order = _order_model().objects.filter(pk=order_id).first()
+        order = Order.objects.filter(pk=order_id).first()
         if order is None or order.agent_id is None:
             return None
         callback = ApiCallback.objects.select_for_update().filter(order_id=order_id, event=EVENT_DELIVERED).first()
