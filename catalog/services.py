@@ -6,7 +6,6 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from django.conf import settings
-from django.core.exceptions import PermissionDenied
 from django.db import IntegrityError, transaction
 from django.db.models import QuerySet
 from django.utils import timezone
@@ -14,6 +13,7 @@ from django.utils.translation import gettext as _
 from django.views.decorators.debug import sensitive_variables
 
 from marketplace import crypto
+from marketplace.errors import Conflict, Forbidden
 from marketplace.money import quantize
 
 from . import importing
@@ -24,7 +24,9 @@ Status = CardCode.Status
 CHUNK = 2000
 
 
-class OutOfStock(Exception):
+class OutOfStock(Conflict):
+    code = "out_of_stock"
+
     def __init__(self, *, requested: int, available: int):
         super().__init__(
             _("Only %(available)d left in stock, you asked for %(requested)d.")
@@ -110,7 +112,7 @@ def code_plaintext(code: CardCode) -> tuple[str, str]:
 
 def code_reveal_for_staff(*, code_id: int, user, ip: str | None, user_agent: str, reason: str) -> tuple[str, str]:
     if not user.has_perm("catalog.reveal_cardcode"):
-        raise PermissionDenied
+        raise Forbidden
     reason = (reason or "").strip()
     if not reason:
         raise ValueError(_("Give a reason for revealing this code."))
@@ -139,7 +141,7 @@ def batch_create(*, request: ImportRequest, user, run_now: bool = False) -> Stoc
     The list is stored encrypted until the import has run, then emptied.
     """
     if not user.has_perm("catalog.import_stock"):
-        raise PermissionDenied
+        raise Forbidden
     line_count = len(importing.split_lines(request.text))
     if line_count > settings.STOCK_IMPORT_MAX_LINES:
         raise ValueError(
