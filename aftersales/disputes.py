@@ -260,8 +260,9 @@ def dispute_reissue(*, ticket: Ticket, order_code: OrderCode, staff, reason: str
         try:
             stock.code_mark_defective(code_id=oc.code_id, note=f"{ticket.number}: {reason}")
             new = order_services.order_code_replace(order=ticket.order, old_order_code_id=oc.pk, actor=staff)
-        except (ValueError, order_services.OrderError) as exc:
-            raise DisputeError(str(exc)) from None
+        except order_services.OrderError as exc:
+            # Staff read it as the dispute's refusal: "out of stock" is about this reissue.
+            raise DisputeError(str(exc), code=exc.code) from None
         try:
             with transaction.atomic():
                 reissue = Reissue.objects.create(
