@@ -9,7 +9,7 @@ from django.shortcuts import redirect, render
 from django.utils.translation import gettext as _
 from django.views.decorators.cache import never_cache
 
-from marketplace.errors import ServiceError
+from marketplace.errors import PASS_THROUGH, ServiceError
 
 from . import arbitration, tickets
 
@@ -31,6 +31,8 @@ def arbitration_detail(request, number):
         statement = request.POST.get("statement", "")
         try:
             case = arbitration.arbitration_open(ticket=ticket, user=request.user, statement=statement, request=request)
+        except PASS_THROUGH:
+            raise
         except ServiceError as exc:
             error = str(exc)
         else:

@@ -12,7 +12,7 @@ from django.utils.translation import gettext_lazy as _
 from django.views.decorators.debug import sensitive_post_parameters, sensitive_variables
 
 from marketplace.admin import ReadOnlyAdmin
-from marketplace.errors import ServiceError
+from marketplace.errors import PASS_THROUGH, ServiceError
 from marketplace.http import client_ip
 
 from . import selectors, services
@@ -167,6 +167,8 @@ class StockBatchAdmin(ReadOnlyAdmin):
                     ),
                     user=request.user,
                 )
+            except PASS_THROUGH:
+                raise
             except ServiceError as exc:  # CatalogError
                 form.add_error(None, str(exc))
             else:

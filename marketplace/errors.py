@@ -102,6 +102,10 @@ class Conflict(ServiceError):
     status = 409
 
 
+# Refusals a catch-all ``except ServiceError`` re-raises: Django answers them 404 and 403.
+PASS_THROUGH = (NotFound, Forbidden)
+
+
 # --- pages ------------------------------------------------------------------------------------
 
 
@@ -153,9 +157,12 @@ def admin_action_run(
 ) -> tuple[bool, Any]:
     """Run one service call for an admin action or view: a refusal becomes an error message on
     the page (prefixed by ``label``, e.g. the ticket's number), success shows ``done`` (a text,
-    or a function of the result). Returns ``(ok, result)``. Anything else propagates (a 500)."""
+    or a function of the result). Returns ``(ok, result)``. NotFound and Forbidden propagate to
+    Django's 404 and 403 pages (as Http404 and PermissionDenied did); anything else is a 500."""
     try:
         result = fn()
+    except PASS_THROUGH:
+        raise
     except ServiceError as exc:
         modeladmin.message_user(request, f"{label}: {exc}" if label else str(exc), messages.ERROR)
         return False, None

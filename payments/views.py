@@ -13,7 +13,7 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
 from marketplace.db import retry_once_if_connection_lost
-from marketplace.errors import ServiceError
+from marketplace.errors import PASS_THROUGH, ServiceError
 from marketplace.http import client_ip
 
 from . import selectors, services
@@ -66,6 +66,8 @@ def start(request, number, gateway):
             client_ip=client_ip(request),
             subject=_subject(payable),
         )
+    except PASS_THROUGH:
+        raise
     except ServiceError as exc:  # PaymentError, GatewayError
         messages.error(request, _("The payment could not be started: %(reason)s") % {"reason": exc})
         return redirect(payable)

@@ -199,6 +199,12 @@ def test_admin_action_run_shows_a_refusal_and_a_success():
     with pytest.raises(RuntimeError):  # not a refusal: a 500, reported
         admin_action_run(model_admin, request, crash)
 
+    def hidden():
+        raise NotFound()
+
+    with pytest.raises(Http404):  # Django's 404 page, as before
+        admin_action_run(model_admin, request, hidden)
+
 
 # --- API -----------------------------------------------------------------------------------------
 
