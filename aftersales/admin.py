@@ -23,7 +23,7 @@ from django.views.decorators.http import require_POST
 from catalog.selectors import stock_count
 from compliance import credit
 from marketplace.admin import ReadOnlyInline
-from marketplace.transitions import IllegalTransition
+from marketplace.errors import admin_action_run
 from orders.models import CodeReveal, OrderCode
 
 from . import arbitration, disputes, tickets
@@ -401,16 +401,16 @@ class TicketAdmin(admin.ModelAdmin):
         return redirect(reverse("admin:aftersales_ticket_change", args=[ticket.pk]))
 
     def _run(self, request, ticket, fn, done) -> None:
-        """Call one service; its refusal (or an illegal move, e.g. resolving a closed ticket) is
-        shown to staff. ``done``: the success message, a text with %(number)s or a function of
-        the service's result."""
-        try:
-            result = fn()
-        except (tickets.TicketError, disputes.DisputeError, arbitration.ArbitrationError, IllegalTransition) as exc:
-            self.message_user(request, f"{ticket.number}: {exc}", messages.ERROR)
-        else:
-            text = done(result) if callable(done) else done % {"number": ticket.number}
-            self.message_user(request, text, messages.SUCCESS)
+        """Call one service; its refusal (any ServiceError, e.g. an illegal move such as resolving
+        a closed ticket) is shown to staff. ``done``: the success message, a text with
+        %(number)s or a function of the service's result."""
+        admin_action_run(
+            self,
+            request,
+            fn,
+            label=ticket.number,
+            done=done if callable(done) else done % {"number": ticket.number},
+        )
 
     def reply_view(self, request, pk):
         ticket = self._ticket(request, pk)

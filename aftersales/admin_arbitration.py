@@ -17,11 +17,9 @@ from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 from django.views.decorators.http import require_POST
 
-from marketplace.transitions import IllegalTransition
-from payments.refunds import RefundError
+from marketplace.errors import admin_action_run
 
 from . import arbitration
-from .disputes import DisputeError
 from .models import ArbitrationCase
 
 CHANGE_PERMISSION = "aftersales.change_arbitrationcase"
@@ -149,13 +147,8 @@ class ArbitrationCaseAdmin(admin.ModelAdmin):
         return redirect(reverse("admin:aftersales_arbitrationcase_change", args=[case.pk]))
 
     def _run(self, request, case, fn, done):
-        try:
-            fn()
-        except (arbitration.ArbitrationError, DisputeError, IllegalTransition, RefundError) as exc:
-            # Refused (the refund service too): shown to staff, nothing half-done (one transaction).
-            self.message_user(request, f"{case.ticket.number}: {exc}", messages.ERROR)
-        else:
-            self.message_user(request, done % {"number": case.ticket.number}, messages.SUCCESS)
+        # Refused (the dispute or refund service too): shown to staff, nothing half-done (one transaction).
+        admin_action_run(self, request, fn, label=case.ticket.number, done=done % {"number": case.ticket.number})
 
     def submit_view(self, request, pk):
         case = self._case(request, pk)

@@ -29,11 +29,10 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.core.exceptions import PermissionDenied
+from django.core.exceptions import PermissionDenied  # noqa: F401 (Forbidden is one; tests name it here)
 from django.core.mail import send_mail
 from django.db import transaction
 from django.db.models import Count, Q
-from django.http import Http404
 from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone, translation
@@ -44,6 +43,7 @@ from compliance.audit import audit_denied, audit_record
 from compliance.credit import credit_event_record
 from compliance.models import AuditEvent, CreditEvent
 from marketplace.crypto import mask
+from marketplace.errors import Forbidden, NotFound, ServiceError
 from marketplace.permissions import staff_has_perm
 from marketplace.transitions import StateMachine, table
 from orders.models import CodeReveal, OrderCode
@@ -75,8 +75,10 @@ DOSSIER_EVENTS = {
 }
 
 
-class ArbitrationError(Exception):
+class ArbitrationError(ServiceError):
     """Refused, with a message for the person who asked."""
+
+    code = "arbitration_refused"
 
 
 # --- reads -----------------------------------------------------------------------------------
@@ -216,7 +218,7 @@ def arbitration_open(*, ticket: Ticket, user, statement: str = "", request=None)
         audit_denied(
             action="arbitration.open", request=request, actor=user, target=ticket.number, detail="not the ticket's user"
         )
-        raise Http404
+        raise NotFound
     with transaction.atomic():
         ticket = Ticket.objects.select_for_update(of=("self",)).select_related("user", "order").get(pk=ticket.pk)
         existing = ArbitrationCase.objects.filter(ticket=ticket).first()
@@ -251,7 +253,7 @@ def arbitration_open(*, ticket: Ticket, user, statement: str = "", request=None)
 
 def _require_staff(staff) -> None:
     if not staff_has_perm(staff, CHANGE_PERMISSION):
-        raise PermissionDenied
+        raise Forbidden
 
 
 def arbitration_submit(
@@ -326,18 +328,16 @@ def _partial_code_ids(case: ArbitrationCase, quantity: int) -> list[int]:
 
 def _refund(case: ArbitrationCase, *, staff, reason: str, order_code_ids):
     """Through the dispute refund service (which records the buyer's ARBITRATION_WON credit event,
-    its audit row and tells the buyer), keyed on the case: one refund per case, ever."""
-    try:
-        return disputes.dispute_refund(
-            ticket=case.ticket,
-            staff=staff,
-            reason=reason,
-            order_code_ids=order_code_ids,
-            key=f"arbitration:{case.pk}",
-            credit_kind=CreditEvent.Kind.ARBITRATION_WON,
-        )
-    except disputes.DisputeError as exc:
-        raise ArbitrationError(str(exc)) from None
+    its audit row and tells the buyer), keyed on the case: one refund per case, ever. Its
+    refusal (a DisputeError or RefundError) reaches the caller as it is."""
+    return disputes.dispute_refund(
+        ticket=case.ticket,
+        staff=staff,
+        reason=reason,
+        order_code_ids=order_code_ids,
+        key=f"arbitration:{case.pk}",
+        credit_kind=CreditEvent.Kind.ARBITRATION_WON,
+    )
 
 
 def arbitration_decide(
@@ -593,7 +593,7 @@ def arbitration_dossier(*, case: ArbitrationCase, staff) -> bytes:
             for a in m.attachments.all():
                 try:
                     data = tickets.attachment_path(a).read_bytes()
-                except (OSError, Http404):
+                except (OSError, NotFound):
                     log.warning("dossier of case %s: attachment %s missing", case.pk, a.public_id)
                     continue
                 zf.writestr(a.dossier_name, data)

@@ -17,7 +17,6 @@ once: the second waits, then sees what the first did), needs a reason, writes an
 import logging
 
 from django.conf import settings
-from django.core.exceptions import PermissionDenied
 from django.db import IntegrityError, transaction
 from django.db.models import Count
 from django.urls import reverse
@@ -29,6 +28,7 @@ from catalog import services as stock
 from compliance.audit import audit_record
 from compliance.credit import credit_event_record
 from compliance.models import AuditEvent, CreditEvent
+from marketplace.errors import Forbidden, ServiceError
 from orders import services as order_services
 from orders.models import Order, OrderCode
 from payments import refunds
@@ -45,8 +45,10 @@ CHANGE_PERMISSION = "aftersales.change_ticket"
 REASON_MAX = 500
 
 
-class DisputeError(Exception):
+class DisputeError(ServiceError):
     """A decision that cannot be made as asked; the message is shown to staff as it is."""
+
+    code = "dispute_refused"
 
 
 # --- Helpers --------------------------------------------------------------------------------
@@ -54,7 +56,7 @@ class DisputeError(Exception):
 
 def _check_staff(staff) -> None:
     if not (getattr(staff, "is_staff", False) and staff.has_perm(CHANGE_PERMISSION)):
-        raise PermissionDenied
+        raise Forbidden
 
 
 def _reason(reason: str, *, limit: int = REASON_MAX) -> str:
@@ -162,16 +164,14 @@ def dispute_refund(
                 )
         if not codes:
             raise DisputeError(_("Every code of this order has already been refunded."))
-        try:
-            refund = refunds.order_refund(
-                order=order,
-                quantity=len(codes),
-                reason=f"dispute {ticket.number}: {reason}"[:200],
-                requested_by=staff,
-                key=rkey,
-            )
-        except refunds.RefundError as exc:
-            raise DisputeError(str(exc)) from None
+        # The refund service's refusal (a RefundError) reaches the caller as it is.
+        refund = refunds.order_refund(
+            order=order,
+            quantity=len(codes),
+            reason=f"dispute {ticket.number}: {reason}"[:200],
+            requested_by=staff,
+            key=rkey,
+        )
         # The refunded codes leave the order; the ones nobody has seen go back on sale.
         order_services.order_codes_release_refunded(order=order, order_code_ids=[c.pk for c in codes])
         unseen = [c.code_id for c in codes if not c.reveal_count]
@@ -260,8 +260,9 @@ def dispute_reissue(*, ticket: Ticket, order_code: OrderCode, staff, reason: str
         try:
             stock.code_mark_defective(code_id=oc.code_id, note=f"{ticket.number}: {reason}")
             new = order_services.order_code_replace(order=ticket.order, old_order_code_id=oc.pk, actor=staff)
-        except (ValueError, order_services.OrderError) as exc:
-            raise DisputeError(str(exc)) from None
+        except order_services.OrderError as exc:
+            # Staff read it as the dispute's refusal: "out of stock" is about this reissue.
+            raise DisputeError(str(exc), code=exc.code) from None
         try:
             with transaction.atomic():
                 reissue = Reissue.objects.create(

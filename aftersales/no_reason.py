@@ -30,6 +30,7 @@ from catalog import services as stock
 from compliance.credit import credit_event_record, credit_events_count
 from compliance.models import CreditEvent
 from ledger import services as ledger
+from marketplace.errors import ServiceError
 from orders import services as order_services
 from orders.models import Order, OrderCode
 from payments import refunds
@@ -45,8 +46,10 @@ OPEN_STATUSES = (R.APPROVED, R.UNDER_REVIEW, R.REFUNDED)
 REFUND_REASON = "no-reason refund of unrevealed codes"
 
 
-class RefundRequestError(Exception):
+class RefundRequestError(ServiceError):
     """A request the buyer can fix; the message is shown to them as it is."""
+
+    code = "refund_request_refused"
 
 
 # --- Reads (the form, the order page) -------------------------------------------------------
@@ -174,8 +177,9 @@ def refund_request_create(
 ) -> RefundRequest:
     """Ask for codes of ``order`` back. Returns the request: refunded at once, or under review.
 
-    Raises ``Order.DoesNotExist`` when the order is not ``user``'s, ``RefundRequestError`` with
-    a message for the buyer when the request cannot be made.
+    Raises ``Order.DoesNotExist`` when the order is not ``user``'s, a ``ServiceError`` with a
+    message for the buyer when the request cannot be made (``RefundRequestError``, or the
+    refund service's ``RefundError``).
     """
     key = (idempotency_key or "").strip()
     if not key or len(key) > 64:
@@ -255,16 +259,14 @@ def refund_request_create(
             log.info("refund request %s of order %s under review: %s", request.pk, order.number, request.review_reason)
             return request
 
-        try:
-            refund = refunds.order_refund(
-                order=order,
-                quantity=len(codes),
-                reason=REFUND_REASON,
-                requested_by=user,
-                key=f"noreason:{request.pk}",
-            )
-        except refunds.RefundError as exc:
-            raise RefundRequestError(str(exc)) from None
+        # The refund service's refusal (a RefundError) reaches the caller as it is.
+        refund = refunds.order_refund(
+            order=order,
+            quantity=len(codes),
+            reason=REFUND_REASON,
+            requested_by=user,
+            key=f"noreason:{request.pk}",
+        )
         code_ids = order_services.order_codes_release_refunded(order=order, order_code_ids=[c.pk for c in codes])
         returned = stock.stock_return(code_ids=code_ids)
         if returned != len(codes):  # never revealed and sold by this order: anything else is a bug

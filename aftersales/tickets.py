@@ -26,11 +26,9 @@ from pathlib import Path
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.core.exceptions import PermissionDenied
 from django.core.mail import send_mail
 from django.db import transaction
 from django.db.models import Q, QuerySet
-from django.http import Http404
 from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone, translation
@@ -39,6 +37,7 @@ from django.utils.translation import gettext as _
 from PIL import Image
 
 from compliance.audit import audit_denied
+from marketplace.errors import Forbidden, NotFound, ServiceError
 from marketplace.permissions import staff_can_view, staff_has_perm
 from orders.models import Order, OrderCode
 
@@ -67,8 +66,10 @@ OPEN_STATUSES = (S.OPEN, S.AWAITING_STAFF, S.AWAITING_BUYER)
 CHANGE_PERMISSION = "aftersales.change_ticket"
 
 
-class TicketError(Exception):
+class TicketError(ServiceError):
     """Refused, with a message for the person who asked."""
+
+    code = "ticket_refused"
 
 
 # --- attachments ---------------------------------------------------------------------------
@@ -152,7 +153,7 @@ def attachment_path(attachment: TicketAttachment) -> Path:
     root = (Path(settings.PRIVATE_MEDIA_ROOT) / "tickets").resolve()
     path = (Path(settings.PRIVATE_MEDIA_ROOT) / attachment.path).resolve()
     if root not in path.parents:
-        raise Http404
+        raise NotFound
     return path
 
 
@@ -189,10 +190,10 @@ def ticket_for_user(*, user, number: str, request=None) -> Ticket:
     and an audit entry."""
     ticket = Ticket.objects.select_related("order", "order_code", "user", "assignee").filter(number=number).first()
     if ticket is None:
-        raise Http404
+        raise NotFound
     if ticket.user_id != user.pk and not staff_may_view(user):
         audit_denied(action="ticket.view", request=request, actor=user, target=number, detail="not the ticket's user")
-        raise Http404
+        raise NotFound
     return ticket
 
 
@@ -211,7 +212,7 @@ def attachment_for_user(*, user, public_id: uuid.UUID, request=None) -> TicketAt
         else None
     )
     if attachment is None:
-        raise Http404
+        raise NotFound
     message = attachment.message
     own = message.ticket.user_id == user.pk and not message.internal
     if not (own or staff_may_view(user)):
@@ -222,7 +223,7 @@ def attachment_for_user(*, user, public_id: uuid.UUID, request=None) -> TicketAt
             target=f"{message.ticket.number}/{public_id}",
             detail="not a party to the ticket",
         )
-        raise Http404
+        raise NotFound
     return attachment
 
 
@@ -381,12 +382,12 @@ def _clean_body(body: str, *, required: bool = True) -> str:
 def _resolve_order(user, order, order_code, request) -> tuple[Order | None, OrderCode | None]:
     def deny(target: str):
         audit_denied(action="ticket.open", request=request, actor=user, target=target, detail="not the user's order")
-        raise PermissionDenied(_("That order is not yours."))
+        raise Forbidden(_("That order is not yours."))
 
     if order is not None and not isinstance(order, Order):
         found = Order.objects.filter(number=str(order)).first()
         if found is None:
-            raise Http404
+            raise NotFound
         order = found
     if order is not None and order.buyer_id != user.pk:
         deny(order.number)
@@ -396,7 +397,7 @@ def _resolve_order(user, order, order_code, request) -> tuple[Order | None, Orde
         except (TypeError, ValueError):
             found_code = None
         if found_code is None:
-            raise Http404
+            raise NotFound
         order_code = found_code
     if order_code is not None:
         if order_code.order.buyer_id != user.pk:
@@ -420,7 +421,7 @@ def ticket_open(
     is_dispute: bool = False,
     priority: int | None = None,
 ) -> Ticket:
-    """Open a ticket on the user's own order or code (else PermissionDenied and an audit entry)."""
+    """Open a ticket on the user's own order or code (else Forbidden and an audit entry)."""
     if kind not in Kind.values:
         raise TicketError(_("Choose what the problem is."))
     subject = (subject or "").strip()
@@ -468,7 +469,7 @@ def ticket_reply(
     the resolution plan stops the first-response clock; internal notes change nothing the buyer sees."""
     body = _clean_body(body)
     if staff and not staff_has_perm(author, CHANGE_PERMISSION):
-        raise PermissionDenied
+        raise Forbidden
     if not staff and (internal or resolution_plan or request_info):
         raise TicketError(_("Only staff can post notes, plans or requests for information."))
     if internal and (resolution_plan or request_info):
@@ -478,7 +479,7 @@ def ticket_reply(
     with transaction.atomic():
         ticket = _locked(ticket)
         if not staff and ticket.user_id != author.pk:
-            raise PermissionDenied
+            raise Forbidden
         if ticket.status == S.CLOSED:
             raise TicketError(_("This ticket is closed. Please open a new ticket."))
         if ticket.status == S.RESOLVED and not staff and not internal:
@@ -519,7 +520,7 @@ def _save(ticket: Ticket, fields: dict[str, object]) -> None:
 def ticket_resolve(*, ticket: Ticket, staff, note: str) -> Ticket:
     """Staff resolve with a note the buyer sees. Resolving also counts as the first response."""
     if not staff_has_perm(staff, CHANGE_PERMISSION):
-        raise PermissionDenied
+        raise Forbidden
     note = _clean_body(note)
     now = timezone.now()
     with transaction.atomic():
@@ -549,7 +550,7 @@ def ticket_close(*, ticket: Ticket, actor, reason: str = "") -> Ticket:
         ticket = _locked(ticket)
         own = ticket.user_id == actor.pk
         if not own and not staff_has_perm(actor, CHANGE_PERMISSION):
-            raise PermissionDenied
+            raise Forbidden
         if not own and not reason:
             raise TicketError(_("Give a reason for closing the ticket."))
         if ticket.status == S.CLOSED:
@@ -584,7 +585,7 @@ def ticket_reopen(*, ticket: Ticket, user, body: str = "") -> Ticket:
     with transaction.atomic():
         ticket = _locked(ticket)
         if ticket.user_id != user.pk:
-            raise PermissionDenied
+            raise Forbidden
         if ticket.status != S.RESOLVED:
             raise TicketError(_("Only a resolved ticket can be reopened."))
         _refuse_reopen(ticket, now=timezone.now())
@@ -598,7 +599,7 @@ def ticket_reopen(*, ticket: Ticket, user, body: str = "") -> Ticket:
 def ticket_assign(*, ticket: Ticket, assignee, actor) -> Ticket:
     """Give the ticket to a staff member (who gets an email unless they took it themselves)."""
     if not staff_has_perm(actor, CHANGE_PERMISSION):
-        raise PermissionDenied
+        raise Forbidden
     if assignee is not None and not (assignee.is_staff and assignee.is_active):
         raise TicketError(_("Tickets can only be assigned to active staff."))
     with transaction.atomic():

@@ -9,6 +9,8 @@ from django.shortcuts import redirect, render
 from django.utils.translation import gettext as _
 from django.views.decorators.cache import never_cache
 
+from marketplace.errors import PASS_THROUGH, ServiceError
+
 from . import arbitration, tickets
 
 
@@ -29,7 +31,9 @@ def arbitration_detail(request, number):
         statement = request.POST.get("statement", "")
         try:
             case = arbitration.arbitration_open(ticket=ticket, user=request.user, statement=statement, request=request)
-        except arbitration.ArbitrationError as exc:
+        except PASS_THROUGH:
+            raise
+        except ServiceError as exc:
             error = str(exc)
         else:
             messages.success(request, _("Your case is escalated to arbitration. We prepare the dossier."))

@@ -11,6 +11,7 @@ from django.utils.translation import gettext as _
 from django.views.decorators.cache import never_cache
 
 from compliance.audit import audit_denied
+from marketplace.errors import PASS_THROUGH, ServiceError
 from orders.models import Order
 from payments.models import Payment
 
@@ -47,7 +48,9 @@ def refund_new(request, number):
             refund_request = no_reason.refund_request_create(
                 user=request.user, order=order, order_code_ids=chosen, reason=reason, idempotency_key=token
             )
-        except no_reason.RefundRequestError as exc:
+        except PASS_THROUGH:
+            raise
+        except ServiceError as exc:  # RefundRequestError, or the refund service's
             error = str(exc)
             token = uuid.uuid4().hex  # a corrected form is a new attempt
         else:

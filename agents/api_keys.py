@@ -32,6 +32,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from marketplace import crypto
+from marketplace.errors import ServiceError
 
 from .models import Agent, ApiKey, ApiNonce
 
@@ -276,8 +277,11 @@ def apikey_secret(key: ApiKey) -> str:
 # --- Verifying a request --------------------------------------------------------------------
 
 
-class Refused(Exception):
+class Refused(ServiceError):
     """A request the API refuses: ``code`` for machines, ``message`` for people."""
+
+    code = "api_key_refused"
+    status = 401
 
     def __init__(self, code: str, message: str, *, status: int = 401, key: ApiKey | None = None):
         super().__init__(f"{code}: {message}")

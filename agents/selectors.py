@@ -14,6 +14,7 @@ from decimal import Decimal
 from django.db.models import Q
 
 from catalog.models import Category, Product
+from marketplace.errors import Conflict
 from marketplace.money import quantize
 
 from .models import Agent, LevelPrice, Markup, PriceKind, RetailPrice, Storefront
@@ -178,8 +179,10 @@ class Quote:
     shares: tuple[Share, ...]
 
 
-class NotForSale(Exception):
+class NotForSale(Conflict):
     """The storefront does not sell this product (closed, or the agent unlisted it)."""
+
+    code = "not_for_sale"
 
 
 def price_quote(*, product: Product, buyer=None, storefront: Storefront | None = None) -> Quote:

@@ -5,7 +5,7 @@ from datetime import datetime
 from decimal import Decimal, InvalidOperation
 
 from django.conf import settings
-from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.db.models import F, Max, Q, Value
 from django.db.models.functions import Concat, Length, Substr
@@ -13,6 +13,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from catalog.models import Category, Product
+from marketplace.errors import Forbidden
 from marketplace.money import quantize
 from marketplace.permissions import staff_has_perm
 
@@ -282,7 +283,7 @@ def agent_move(*, agent: Agent, new_upline: Agent | None, actor, reason: str) ->
     chain for future orders; placed orders keep their snapshot and commissions.
     """
     if not staff_has_perm(actor, "agents.change_agent"):  # what the agent admin's move page requires
-        raise PermissionDenied(_("Only staff can move agents in the tree."))
+        raise Forbidden(_("Only staff can move agents in the tree."))
     reason = (reason or "").strip()
     if not reason:
         raise ValidationError({"reason": _("Give a reason for the move: it is kept in the tree history.")})

@@ -31,6 +31,7 @@ from django.utils.translation import gettext as _
 from ledger import services as ledger
 from ledger.models import Balance
 from marketplace import crypto
+from marketplace.errors import ServiceError
 from marketplace.money import quantize
 from marketplace.transitions import IllegalTransition, StateMachine, table
 
@@ -58,8 +59,10 @@ WITHDRAWAL_FLOW = StateMachine(
 OPEN_STATUSES = (S.REQUESTED, S.APPROVED, S.FAILED)
 
 
-class WithdrawalError(Exception):
+class WithdrawalError(ServiceError):
     """A withdrawal that cannot be made or changed; the message is for the agent or staff."""
+
+    code = "withdrawal_refused"
 
 
 # --- the fee rule ------------------------------------------------------------------------------

@@ -10,6 +10,7 @@ from django.utils.translation import gettext as _
 from agents.models import Agent, ApiKey
 from ledger import services as ledger
 from ledger.models import Balance
+from marketplace.errors import ServiceError
 from orders import callbacks
 from orders import services as orders
 from orders.models import Order
@@ -19,8 +20,10 @@ log = logging.getLogger(__name__)
 S = Order.Status
 
 
-class ApiError(Exception):
+class ApiError(ServiceError):
     """A request the API refuses after authentication: HTTP status, machine code, message."""
+
+    code = "api_refused"
 
     def __init__(self, status: int, code: str, message: str, **extra):
         super().__init__(f"{code}: {message}")
@@ -56,19 +59,17 @@ def api_order_place(
     buyer = agent.user
     order = Order.objects.filter(agent=agent, agent_order_no=agent_order_no).first()
     if order is None:
-        try:
-            order = orders.order_place(
-                buyer=buyer,
-                product_id=product_id,
-                quantity=quantity,
-                idempotency_key=idempotency_key(agent_order_no),
-                ip=ip,
-                channel=Order.Channel.API,
-                agent_order_no=agent_order_no,
-                callback_url=callback_url,
-            )
-        except orders.OrderError as exc:
-            raise ApiError(422, "order_refused", str(exc)) from None
+        # A refusal (OrderError: 422 "order_refused") reaches the API's error handler as it is.
+        order = orders.order_place(
+            buyer=buyer,
+            product_id=product_id,
+            quantity=quantity,
+            idempotency_key=idempotency_key(agent_order_no),
+            ip=ip,
+            channel=Order.Channel.API,
+            agent_order_no=agent_order_no,
+            callback_url=callback_url,
+        )
     if order.agent_id != agent.pk or order.buyer_id != buyer.pk:  # pragma: no cover - constraints forbid it
         raise ApiError(409, "agent_order_no_conflict", _("This order number belongs to another order."))
     if not _same_request(order, product_id, quantity, callback_url):

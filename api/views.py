@@ -35,6 +35,7 @@ from rest_framework.views import APIView, exception_handler, set_rollback
 from agents import selectors as agent_selectors
 from catalog import selectors as catalog_selectors
 from compliance.audit import audit_denied
+from marketplace.errors import ServiceError
 from marketplace.http import client_ip
 
 from . import services
@@ -149,8 +150,10 @@ _DEFAULT_CODES = {
 def api_exception_handler(exc, context):
     """DRF's handler (status, Retry-After, WWW-Authenticate), with our error body. Anything
     unexpected is logged and answered with a JSON 500 (never Django's HTML page)."""
-    if isinstance(exc, services.ApiError):
-        return Response({"code": exc.code, "message": exc.message, **exc.extra}, status=exc.status)
+    # A service's refusal (ApiError, OrderError, NotFound ...): its code, message and status. No
+    # rollback: what a service did before refusing (an ApiError after cancelling) stays done.
+    if isinstance(exc, ServiceError):
+        return Response({"code": exc.code, "message": str(exc.message), **exc.extra}, status=exc.status)
     # Django's own refusals of a request (SuspiciousOperation) would be its HTML 400 page.
     if isinstance(exc, RequestDataTooBig):
         exc = PayloadTooLarge(_("The request body is larger than %(n)d bytes.") % {"n": MAX_BODY_BYTES})

@@ -12,6 +12,7 @@ from django.utils.translation import gettext_lazy as _
 from django.views.decorators.debug import sensitive_post_parameters, sensitive_variables
 
 from marketplace.admin import ReadOnlyAdmin
+from marketplace.errors import PASS_THROUGH, ServiceError
 from marketplace.http import client_ip
 
 from . import selectors, services
@@ -166,7 +167,9 @@ class StockBatchAdmin(ReadOnlyAdmin):
                     ),
                     user=request.user,
                 )
-            except ValueError as exc:
+            except PASS_THROUGH:
+                raise
+            except ServiceError as exc:  # CatalogError
                 form.add_error(None, str(exc))
             else:
                 messages.success(request, _("Import #%(id)s queued.") % {"id": batch.pk})

@@ -6,7 +6,6 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from django.conf import settings
-from django.core.exceptions import PermissionDenied
 from django.db import IntegrityError, transaction
 from django.db.models import QuerySet
 from django.utils import timezone
@@ -14,6 +13,7 @@ from django.utils.translation import gettext as _
 from django.views.decorators.debug import sensitive_variables
 
 from marketplace import crypto
+from marketplace.errors import Conflict, Forbidden, ServiceError
 from marketplace.money import quantize
 
 from . import importing
@@ -24,7 +24,16 @@ Status = CardCode.Status
 CHUNK = 2000
 
 
-class OutOfStock(Exception):
+class CatalogError(ServiceError, ValueError):
+    """A catalog request refused as asked (an empty import, a code that is not sold). Also a
+    ValueError, as these refusals were: the import form and its callers catch that."""
+
+    code = "catalog_refused"
+
+
+class OutOfStock(Conflict):
+    code = "out_of_stock"
+
     def __init__(self, *, requested: int, available: int):
         super().__init__(
             _("Only %(available)d left in stock, you asked for %(requested)d.")
@@ -110,10 +119,10 @@ def code_plaintext(code: CardCode) -> tuple[str, str]:
 
 def code_reveal_for_staff(*, code_id: int, user, ip: str | None, user_agent: str, reason: str) -> tuple[str, str]:
     if not user.has_perm("catalog.reveal_cardcode"):
-        raise PermissionDenied
+        raise Forbidden
     reason = (reason or "").strip()
     if not reason:
-        raise ValueError(_("Give a reason for revealing this code."))
+        raise CatalogError(_("Give a reason for revealing this code."))
     code = CardCode.objects.get(pk=code_id)
     StaffReveal.objects.create(code=code, user=user, ip=ip, user_agent=user_agent[:300], reason=reason[:200])
     log.info("staff reveal: code=%s user=%s", code.pk, user.pk)
@@ -139,15 +148,15 @@ def batch_create(*, request: ImportRequest, user, run_now: bool = False) -> Stoc
     The list is stored encrypted until the import has run, then emptied.
     """
     if not user.has_perm("catalog.import_stock"):
-        raise PermissionDenied
+        raise Forbidden
     line_count = len(importing.split_lines(request.text))
     if line_count > settings.STOCK_IMPORT_MAX_LINES:
-        raise ValueError(
+        raise CatalogError(
             _("At most %(max)d lines per import; this list has %(n)d.")
             % {"max": settings.STOCK_IMPORT_MAX_LINES, "n": line_count}
         )
     if not request.text.strip():
-        raise ValueError(_("The list is empty."))
+        raise CatalogError(_("The list is empty."))
     from .tasks import import_batch
 
     with transaction.atomic():
@@ -285,9 +294,9 @@ def rotate_code_keys(*, chunk: int = 1000) -> int:
 
 def code_mark_defective(*, code_id: int, note: str) -> None:
     """A sold code confirmed invalid: defective, never sold again, owed back by its supplier
-    (in the caller's transaction). Raises ``ValueError`` if the code is not sold."""
+    (in the caller's transaction). Raises ``CatalogError`` if the code is not sold."""
     updated = CardCode.objects.filter(pk=code_id, status=Status.SOLD).update(
         status=Status.DEFECTIVE, defective_at=timezone.now(), defect_note=(note or "")[:300], updated_at=timezone.now()
     )
     if updated != 1:
-        raise ValueError(_("Only a sold code can be marked defective."))
+        raise CatalogError(_("Only a sold code can be marked defective."))

@@ -16,6 +16,7 @@ from decimal import Decimal
 from django.db import IntegrityError, transaction
 from django.utils.translation import gettext as _
 
+from marketplace.errors import Conflict
 from marketplace.money import quantize
 
 from .models import Account, Balance, Entry, Line
@@ -24,10 +25,12 @@ Kind = Account.Kind
 
 
 class UnbalancedEntry(ValueError):
-    pass
+    """A programming error (lines that do not sum to zero), not a refusal: stays a ValueError."""
 
 
-class InsufficientFunds(Exception):
+class InsufficientFunds(Conflict):
+    code = "insufficient_funds"
+
     def __init__(self, account: Account):
         super().__init__(_("Not enough balance in %(account)s.") % {"account": account.name})
         self.account = account

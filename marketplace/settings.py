@@ -110,6 +110,8 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "allauth.account.middleware.AccountMiddleware",
+    # A service's refusal a page view let through: 404/403, or its message (marketplace/errors.py).
+    "marketplace.errors.ServiceErrorMiddleware",
     # Last, so it sees a view's exceptions first: a dropped database connection retried
     # (reads), a database or broker outage answered 503 instead of 500.
     "marketplace.middleware.ServiceFaultMiddleware",

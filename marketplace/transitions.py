@@ -15,8 +15,14 @@ from django.db import models, transaction
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
+from .errors import Conflict
 
-class IllegalTransition(Exception):
+
+class IllegalTransition(Conflict):
+    """A status move the machine does not allow (someone else acted first, or a wrong button)."""
+
+    code = "illegal_transition"
+
     def __init__(self, instance: models.Model, src: str, dst: str):
         super().__init__(f"{type(instance).__name__} {instance.pk}: {src} -> {dst} is not allowed")
         self.src, self.dst = src, dst

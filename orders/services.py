@@ -20,6 +20,7 @@ from catalog import services as stock
 from catalog.models import Product
 from ledger import services as ledger
 from marketplace.celery import publish
+from marketplace.errors import ServiceError
 from marketplace.money import quantize
 
 from . import callbacks as agent_callbacks
@@ -29,8 +30,11 @@ log = logging.getLogger(__name__)
 S = Order.Status
 
 
-class OrderError(Exception):
+class OrderError(ServiceError):
     """A request the buyer can fix; the message is shown to them as it is."""
+
+    code = "order_refused"
+    status = 422  # the API answers a refused order so
 
 
 def _lock(order_id: int) -> Order:

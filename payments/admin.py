@@ -15,6 +15,7 @@ from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 
 from marketplace.admin import ReadOnlyAdmin, ReadOnlyInline
+from marketplace.errors import PASS_THROUGH, ServiceError
 from orders.models import Order
 
 from . import reconciliation, refunds
@@ -144,7 +145,9 @@ def refund_order_view(request, number):
                 requested_by=request.user,
                 key=f"staff:{order.number}:{data['token']}",  # a double click is one refund
             )
-        except refunds.RefundError as exc:
+        except PASS_THROUGH:
+            raise
+        except ServiceError as exc:  # RefundError, or a refusal further down (an illegal move)
             form.add_error(None, str(exc))
         else:
             messages.success(request, _("Refund %(number)s requested.") % {"number": refund.number})

@@ -26,6 +26,7 @@ from agents.models import Withdrawal, WithdrawalStatusChange
 from compliance.audit import audit_record
 from compliance.models import AuditEvent
 from marketplace.admin import ReadOnlyInline
+from marketplace.errors import admin_action_run
 
 from . import payouts
 
@@ -185,13 +186,10 @@ class WithdrawalAdmin(admin.ModelAdmin):
             raise PermissionDenied
 
     def _run(self, request, fn, withdrawal, done_message) -> bool:
-        try:
-            fn()
-        except withdrawals.WithdrawalError as exc:
-            self.message_user(request, f"{withdrawal.number}: {exc}", messages.ERROR)
-            return False
-        self.message_user(request, done_message % {"number": withdrawal.number}, messages.SUCCESS)
-        return True
+        ok, _result = admin_action_run(
+            self, request, fn, label=withdrawal.number, done=done_message % {"number": withdrawal.number}
+        )
+        return ok
 
     @admin.action(description=_("Approve selected (Alipay ones are paid out at once)"), permissions=["change"])
     def approve_selected(self, request, queryset):

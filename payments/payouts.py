@@ -39,6 +39,8 @@ ALIPAY = "alipay"
 class PayoutError(WithdrawalError):
     """A payout that cannot be done as asked; the message is for staff."""
 
+    code = "payout_refused"
+
 
 def _queue(withdrawal: Withdrawal):
     """The side effect of an approval: an Alipay payout is queued; a bank one waits for staff."""

@@ -34,6 +34,7 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
+from marketplace.errors import ServiceError
 from orders.models import Order
 
 from . import services
@@ -60,8 +61,10 @@ CLOSE_GIVE_UP = timedelta(days=1)  # after this past expiry an unclosable trade 
 Kind = Mismatch.Kind
 
 
-class ReconciliationError(Exception):
+class ReconciliationError(ServiceError):
     """A request that cannot be carried out as asked; the message says why."""
+
+    code = "reconciliation_refused"
 
 
 # --- active query --------------------------------------------------------------------------

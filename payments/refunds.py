@@ -25,6 +25,7 @@ from django.utils.translation import gettext as _
 from agents import commissions
 from ledger import services as ledger
 from marketplace.celery import publish
+from marketplace.errors import ServiceError
 from marketplace.money import quantize
 from orders import services as order_services
 from orders.models import ORDER_FLOW, Order
@@ -38,8 +39,10 @@ MAX_ATTEMPTS = 8
 LEASE = timedelta(minutes=2)  # a worker that claimed a refund and died is replaced after this
 
 
-class RefundError(Exception):
+class RefundError(ServiceError):
     """A refund that cannot be made; the message says why (shown to staff or the buyer)."""
+
+    code = "refund_refused"
 
 
 def _open_total(payment: Payment) -> Decimal:

@@ -14,13 +14,13 @@ from decimal import Decimal
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.http import Http404
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from ledger import services as ledger
 from ledger.models import Balance
+from marketplace.errors import NotFound, ServiceError
 from marketplace.money import parse_yuan
 from orders import services as orders
 from orders.services import PaidOutcome
@@ -220,8 +220,10 @@ def sandbox_pay(*, order_number: str, remote_addr: str | None = None) -> Notific
 # --- Balance ----------------------------------------------------------------------------
 
 
-class PaymentError(Exception):
+class PaymentError(ServiceError):
     """A payment the user can fix (or must choose another way for); shown as it is."""
+
+    code = "payment_refused"
 
 
 def wallet_balance(user) -> Decimal:
@@ -235,7 +237,7 @@ def balance_pay(*, order_number: str, buyer) -> Payment:
     with transaction.atomic():
         order = orders.order_lock_by_number(order_number)
         if order is None or order.buyer_id != buyer.pk:
-            raise Http404("no such order")
+            raise NotFound(_("No such order."), code="order_not_found")
         if not order.is_payable:
             raise PaymentError(_("This order can no longer be paid."))
         wallet = ledger.wallet(buyer)
@@ -287,7 +289,7 @@ def payable_for(*, user, number: str):
     owner = {"user": user} if model is Recharge else {"buyer": user}
     payable = model.objects.filter(number=number, **owner).first()
     if payable is None:
-        raise Http404("no such order")
+        raise NotFound(_("No such order."), code="order_not_found")
     return payable
 
 

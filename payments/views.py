@@ -13,10 +13,11 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
 from marketplace.db import retry_once_if_connection_lost
+from marketplace.errors import PASS_THROUGH, ServiceError
 from marketplace.http import client_ip
 
 from . import selectors, services
-from .gateways import Device, GatewayError, enabled_gateways, get_gateway
+from .gateways import Device, enabled_gateways, get_gateway
 from .models import Recharge
 
 MOBILE_HINTS = ("Mobile", "Android", "iPhone", "iPad", "MicroMessenger")
@@ -65,7 +66,9 @@ def start(request, number, gateway):
             client_ip=client_ip(request),
             subject=_subject(payable),
         )
-    except (services.PaymentError, GatewayError) as exc:
+    except PASS_THROUGH:
+        raise
+    except ServiceError as exc:  # PaymentError, GatewayError
         messages.error(request, _("The payment could not be started: %(reason)s") % {"reason": exc})
         return redirect(payable)
     if begun.redirect_url:

@@ -1,6 +1,6 @@
 """Gateway adapters. Each verifies its own notifications; the pipeline does the rest."""
 
-from django.http import Http404
+from marketplace.errors import NotFound
 
 from .alipay import AlipayGateway
 from .base import (
@@ -44,5 +44,5 @@ def enabled_gateways() -> dict[str, Gateway]:
 def get_gateway(code: str) -> Gateway:
     gateway = enabled_gateways().get(code)
     if gateway is None:
-        raise Http404("no such payment channel")
+        raise NotFound(code="no_such_channel")
     return gateway

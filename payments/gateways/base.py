@@ -14,13 +14,19 @@ from decimal import Decimal
 
 from django.http import HttpResponse
 
+from marketplace.errors import ServiceError
+
 
 class NotificationRejected(Exception):
     """A notification that proves nothing; the message is the reason we log."""
 
 
-class GatewayError(Exception):
-    """The gateway could not be reached, or answered with an error (message says which)."""
+class GatewayError(ServiceError):
+    """The gateway could not be reached, or answered with an error (message says which).
+    Shown to the buyer or staff as it is; the API answers it 502."""
+
+    code = "gateway_error"
+    status = 502
 
 
 @dataclass(frozen=True)

@@ -2,8 +2,8 @@ from datetime import date
 
 from django.core.management.base import BaseCommand, CommandError
 
+from marketplace.errors import ServiceError
 from payments import reconciliation
-from payments.gateways import GatewayError
 
 
 def _day(text: str) -> date:
@@ -33,7 +33,7 @@ class Command(BaseCommand):
         for code in codes:
             try:
                 run = reconciliation.reconciliation_run(gateway_code=code, day=day)
-            except (GatewayError, reconciliation.ReconciliationError) as exc:
+            except ServiceError as exc:  # GatewayError, ReconciliationError
                 self.stderr.write(f"{code} {day}: {exc}")
                 failed.append(code)
                 continue
