@@ -35,8 +35,8 @@ class ValidationErrorSerializer(ErrorSerializer):
 
 
 class ProductSerializer(serializers.Serializer):
-    """A product as the calling agent buys it (``orders.selectors.PurchaseInfo``)."""
-
+    # Reads an orders.selectors.PurchaseInfo: the product as the calling agent buys it. (A
+    # comment, not a docstring: drf-spectacular would publish it in the schema.)
     id = serializers.IntegerField(source="product.id")
     name = serializers.CharField(source="product.name")
     category_id = serializers.IntegerField(source="product.category_id")
