@@ -179,6 +179,19 @@ class Quote:
     shares: tuple[Share, ...]
 
 
+def buying_agent(user) -> Agent | None:
+    """The agent ``user`` buys as on the platform (paying its own cost), or None: anonymous,
+    or not an agent."""
+    if user is None or not user.is_authenticated:
+        return None
+    return getattr(user, "agent", None)  # a missing profile raises an AttributeError subclass
+
+
+def storefront_unlisted_ids(*, storefront: Storefront) -> set[int]:
+    """The products the storefront's agent unlisted (``storefront_prices`` leaves them out)."""
+    return set(RetailPrice.objects.filter(storefront=storefront, is_listed=False).values_list("product_id", flat=True))
+
+
 class NotForSale(Conflict):
     """The storefront does not sell this product (closed, or the agent unlisted it)."""
 
@@ -202,7 +215,7 @@ def price_quote(*, product: Product, buyer=None, storefront: Storefront | None =
             raise NotForSale
         unit_price = prices[product.pk][1]
     else:
-        seller = getattr(buyer, "agent", None) if buyer is not None and buyer.is_authenticated else None
+        seller = buying_agent(buyer)
         if seller is None:
             return Quote(unit_price=quantize(product.price), agent=None, shares=())
         unit_price = None

@@ -4,6 +4,10 @@ from django.core.validators import RegexValidator
 from django.utils.translation import gettext_lazy as _
 from rest_framework import serializers
 
+from orders.forms import CheckoutForm
+
+from .services import idempotency_key
+
 AGENT_ORDER_NO_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,59}$"
 # Our order numbers (``orders.models.new_order_number``: 28 of A-Z 0-9), with room to spare.
 ORDER_NUMBER_PATTERN = r"^[A-Za-z0-9_-]{1,32}$"
@@ -31,22 +35,22 @@ class ValidationErrorSerializer(ErrorSerializer):
 
 
 class ProductSerializer(serializers.Serializer):
-    id = serializers.IntegerField()
-    name = serializers.CharField()
-    category_id = serializers.IntegerField()
-    category = serializers.CharField(source="category.name")
-    kind = serializers.CharField()
-    description = serializers.CharField()
+    # Reads an orders.selectors.PurchaseInfo: the product as the calling agent buys it. (A
+    # comment, not a docstring: drf-spectacular would publish it in the schema.)
+    id = serializers.IntegerField(source="product.id")
+    name = serializers.CharField(source="product.name")
+    category_id = serializers.IntegerField(source="product.category_id")
+    category = serializers.CharField(source="product.category.name")
+    kind = serializers.CharField(source="product.kind")
+    description = serializers.CharField(source="product.description")
     face_value = serializers.DecimalField(max_digits=12, decimal_places=2)
-    list_price = serializers.DecimalField(
-        max_digits=12, decimal_places=2, source="price", help_text="The platform's retail price."
-    )
+    list_price = serializers.DecimalField(max_digits=12, decimal_places=2, help_text="The platform's retail price.")
     price = serializers.DecimalField(
-        max_digits=12, decimal_places=2, source="agent_price", help_text="What you pay per code (your level and chain)."
+        max_digits=12, decimal_places=2, help_text="What you pay per code (your level and chain)."
     )
     stock = serializers.IntegerField(help_text="Codes in stock right now.")
-    min_per_order = serializers.IntegerField()
-    max_per_order = serializers.IntegerField()
+    min_per_order = serializers.IntegerField(source="min_quantity")
+    max_per_order = serializers.IntegerField(source="max_quantity")
 
 
 class OrderCreateSerializer(serializers.Serializer):
@@ -76,6 +80,21 @@ class OrderCreateSerializer(serializers.Serializer):
         if value and not value.lower().startswith(("https://", "http://")):
             raise serializers.ValidationError(_("Use an http:// or https:// address."))
         return value
+
+    def validate(self, attrs: dict) -> dict:
+        """Then the checkout's own parsing, as on the website (``orders.forms.CheckoutForm``);
+        the product's limits and stock are ``order_place``'s (422 ``order_refused``)."""
+        form = CheckoutForm(
+            {
+                "product_id": str(attrs["product_id"]),
+                "quantity": str(attrs["quantity"]),
+                "idempotency_key": idempotency_key(attrs["agent_order_no"]),
+            }
+        )
+        if not form.is_valid():
+            fields = {"idempotency_key": "agent_order_no"}
+            raise serializers.ValidationError({fields.get(name, name): errors for name, errors in form.errors.items()})
+        return {**attrs, "product_id": form.cleaned_data["product_id"], "quantity": form.cleaned_data["quantity"]}
 
 
 class CodeSerializer(serializers.Serializer):

@@ -32,11 +32,11 @@ from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 from rest_framework.views import APIView, exception_handler, set_rollback
 
-from agents import selectors as agent_selectors
 from catalog import selectors as catalog_selectors
 from compliance.audit import audit_denied
 from marketplace.errors import ServiceError
 from marketplace.http import client_ip
+from orders import selectors as order_selectors
 
 from . import services
 from .auth import SignedRequestAuthentication
@@ -245,15 +245,10 @@ class ApiView(APIView):
 # --- Products ------------------------------------------------------------------------------
 
 
-def _priced(agent, products) -> list:
-    """Your price and live stock for a page of products, in a constant number of queries."""
-    products = list(products)
-    costs = agent_selectors.agent_costs(agent=agent, products=products)
-    stock = catalog_selectors.stock_counts(p.pk for p in products)
-    for product in products:
-        product.agent_price = costs[product.pk]
-        product.stock = stock.get(product.pk, 0)
-    return products
+def _priced(agent, products) -> list[order_selectors.PurchaseInfo]:
+    """Your price and live stock for a page of products, in a constant number of queries: what
+    the website shows you (``orders.selectors.purchase_infos``) and ``order_place`` charges."""
+    return order_selectors.purchase_infos(products, viewer=agent.user)
 
 
 class ProductPagination(PageNumberPagination):
@@ -341,8 +336,8 @@ class ProductDetail(ApiView):
         product = catalog_selectors.products_on_sale().filter(pk=product_id).first()
         if product is None:
             raise exceptions.NotFound(_("No such product on sale."))
-        (product,) = _priced(self.agent, [product])
-        return Response(ProductSerializer(product).data)
+        (info,) = _priced(self.agent, [product])
+        return Response(ProductSerializer(info).data)
 
 
 # --- Orders --------------------------------------------------------------------------------

@@ -23,14 +23,6 @@ def stock_count(product_id: int) -> int:
     return CardCode.objects.filter(product_id=product_id, status=CardCode.Status.AVAILABLE).count()
 
 
-def with_stock(products) -> list[Product]:
-    products = list(products)
-    counts = stock_counts(p.pk for p in products)
-    for product in products:
-        product.stock = counts.get(product.pk, 0)
-    return products
-
-
 def products_on_sale() -> QuerySet[Product]:
     return Product.objects.filter(is_active=True, category__is_active=True).select_related("category", "supplier")
 
@@ -42,7 +34,7 @@ def product_search(*, query: str = "", category: Category | None = None) -> list
     query = (query or "").strip()[:100]
     if query:
         qs = qs.filter(Q(name__icontains=query) | Q(description__icontains=query) | Q(category__name__icontains=query))
-    return with_stock(qs)
+    return list(qs)
 
 
 def category_tree() -> list[Category]:

@@ -32,7 +32,7 @@ urlpatterns = [
     path("agent/", include((agent_sales_urls.urlpatterns + agent_urls.urlpatterns, agent_urls.app_name))),
     path("support/", include("aftersales.urls")),
     path("s/", include("orders.urls_storefront")),
-    path("", include("catalog.urls")),
+    path("", include("orders.urls_catalog")),
 ]
 
 urlpatterns += [path("healthz", account_views.health, name="health")]

@@ -24,6 +24,7 @@ from marketplace.errors import ServiceError
 from marketplace.money import quantize
 
 from . import callbacks as agent_callbacks
+from . import selectors
 from .models import ORDER_FLOW, CodeReveal, Order, OrderCode, OrderShare
 
 log = logging.getLogger(__name__)
@@ -46,14 +47,9 @@ def order_lock_by_number(number: str) -> Order | None:
     return Order.objects.select_for_update(of=("self",)).filter(number=number).first()
 
 
-def _parse_quantity(raw) -> int:
-    try:
-        quantity = int(str(raw).strip())
-    except (TypeError, ValueError):
-        raise OrderError(_("Quantity must be a whole number.")) from None
-    if quantity < 1:
-        raise OrderError(_("Quantity must be at least 1."))
-    return quantity
+def _refuse(reason: selectors.Reason | None) -> None:
+    if reason is not None:
+        raise OrderError(reason.message)
 
 
 def order_place(
@@ -79,25 +75,23 @@ def order_place(
     first order: the database's unique (buyer, key) constraint decides, so the common path
     spends no query on looking first. API orders are also unique per agent order number.
     """
+    # The rules the pages show (``selectors.purchase_info``) and the checkout form checks,
+    # enforced here with the same functions.
     key = (idempotency_key or "").strip()
-    if not key or len(key) > 64:
-        raise OrderError(_("This form has expired: reload the page and try again."))
-    quantity = _parse_quantity(quantity)
+    _refuse(selectors.key_refusal(key))
+    quantity = selectors.quantity_parse(quantity)
+    _refuse(selectors.quantity_refusal(quantity))
     if product is None:
         try:
             product = Product.objects.select_related("category").get(pk=int(product_id))
         except (Product.DoesNotExist, TypeError, ValueError):
-            raise OrderError(_("This product does not exist.")) from None
-    if not product.is_active or not product.category.is_active:
-        raise OrderError(_("This product is not on sale."))
-    if quantity < product.min_per_order:
-        raise OrderError(_("Buy at least %(n)d of this product per order.") % {"n": product.min_per_order})
-    if quantity > product.max_per_order:
-        raise OrderError(_("Buy at most %(n)d of this product per order.") % {"n": product.max_per_order})
+            raise OrderError(selectors.reason(selectors.ReasonCode.PRODUCT_MISSING).message) from None
+    _refuse(selectors.product_refusal(product))
+    _refuse(selectors.quantity_refusal(quantity, product=product))
     try:
         quote = agent_selectors.price_quote(product=product, buyer=buyer, storefront=storefront)
     except agent_selectors.NotForSale:
-        raise OrderError(_("This shop does not sell this product.")) from None
+        raise OrderError(selectors.reason(selectors.ReasonCode.NOT_FOR_SALE).message) from None
     if storefront is not None:
         channel = Order.Channel.STOREFRONT
     unit_price = quote.unit_price

@@ -1,5 +1,3 @@
-import uuid
-
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
@@ -10,12 +8,12 @@ from django.utils.translation import gettext as _
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
 
-from agents import selectors as agent_selectors
 from catalog import selectors as catalog
 from marketplace.db import retry_once_if_connection_lost
 from marketplace.http import client_ip
 
 from . import selectors, services
+from .forms import CheckoutForm, new_idempotency_key
 from .models import Order, OrderCode
 
 
@@ -30,40 +28,37 @@ def profile(request):
 @login_required
 def checkout(request, slug):
     product = get_object_or_404(catalog.products_on_sale(), slug=slug)
+    form = CheckoutForm(request.POST if request.method == "POST" else request.GET, product=product)
     error = None
-    quantity = request.POST.get("quantity") or request.GET.get("quantity") or product.min_per_order
-    token = request.POST.get("idempotency_key") or uuid.uuid4().hex
     if request.method == "POST":
-        try:
-            # Only product, quantity and the form's token are read: a posted price is ignored.
-            order = services.order_place(
-                buyer=request.user,
-                product=product,
-                quantity=quantity,
-                idempotency_key=token,
-                ip=client_ip(request),
-            )
-        except services.OrderError as exc:
-            error = str(exc)
-            token = uuid.uuid4().hex  # a fixed form is a new attempt
-        else:
-            return redirect("payments:choose", number=order.number)
-    product.stock = catalog.stock_count(product.pk)  # only when the page is shown
+        error = form.error
+        if error is None:
+            try:
+                # Only product, quantity and the form's token are read: a posted price is ignored.
+                order = services.order_place(
+                    buyer=request.user,
+                    product=product,
+                    quantity=form.cleaned_data["quantity"],
+                    idempotency_key=form.cleaned_data["idempotency_key"],
+                    ip=client_ip(request),
+                )
+            except services.OrderError as exc:
+                error = str(exc)
+            else:
+                return redirect("payments:choose", number=order.number)
     # What order_place will charge this buyer: the public price, or an agent's own cost.
-    unit_price = agent_selectors.price_quote(product=product, buyer=request.user).unit_price
-    try:
-        qty = max(1, int(quantity))
-    except (TypeError, ValueError):
-        qty = product.min_per_order
+    info = selectors.purchase_info(product=product, viewer=request.user)
+    quantity = form.quantity_shown
     return render(
         request,
         "orders/checkout.html",
         {
             "product": product,
+            "info": info,
             "quantity": quantity,
-            "unit_price": unit_price,
-            "estimated_total": unit_price * qty,
-            "idempotency_key": token,
+            "unit_price": info.price,
+            "estimated_total": info.price * quantity,
+            "idempotency_key": new_idempotency_key(),  # a fixed form is a new attempt
             "error": error,
             "hold_minutes": settings.ORDER_PAYMENT_MINUTES,
         },

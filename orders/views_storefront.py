@@ -6,7 +6,6 @@ is placed by ``orders.services.order_place`` with the storefront, so it is an or
 on the platform: the buyer pays through the official channels and keeps every protection.
 """
 
-import uuid
 from urllib.parse import urlencode
 
 from django.conf import settings
@@ -23,10 +22,10 @@ from agents import selectors as agent_selectors
 from agents import storefronts
 from agents.models import Storefront
 from catalog import selectors as catalog
-from catalog.models import Product
 from marketplace.http import client_ip
 
-from . import services
+from . import selectors, services
+from .forms import CheckoutForm, new_idempotency_key
 
 PAGE_SIZE = 24
 
@@ -50,18 +49,6 @@ def _not_sold(request, sf: Storefront):
     return render(request, "storefront/not_sold.html", {"shop": sf}, status=404)
 
 
-def _listed(sf: Storefront, products) -> list[Product]:
-    """The products the storefront sells, each with ``retail`` (and ``cost`` left off)."""
-    products = list(products)
-    prices = agent_selectors.storefront_prices(storefront=sf, products=products)
-    out = []
-    for p in products:
-        if p.pk in prices:
-            p.retail = prices[p.pk][1]
-            out.append(p)
-    return out
-
-
 def _top(category):
     return category.parent if category.parent_id else category
 
@@ -71,7 +58,8 @@ def home(request, slug):
         sf = _shop(slug)
     except _Closed:
         return _closed(request, slug)
-    products = _listed(sf, catalog.products_on_sale().select_related("category__parent"))
+    unlisted = agent_selectors.storefront_unlisted_ids(storefront=sf)
+    products = [p for p in catalog.products_on_sale().select_related("category__parent") if p.pk not in unlisted]
     # Categories of what the shop sells, for the chips (top level only).
     categories = {}
     for p in products:
@@ -89,13 +77,14 @@ def home(request, slug):
         needle = query.casefold()
         products = [p for p in products if needle in p.name.casefold() or needle in p.category.name.casefold()]
     page = Paginator(products, PAGE_SIZE).get_page(request.GET.get("page"))
-    items = catalog.with_stock(page.object_list)
+    # Prices and stock for this page only: one price resolution, one stock count.
+    infos = selectors.purchase_infos(page.object_list, viewer=request.user, storefront=sf)
     return render(
         request,
         "storefront/home.html",
         {
             "shop": sf,
-            "products": items,
+            "infos": [info for info in infos if info.listed],
             "page": page,
             "categories": categories,
             "current": current,
@@ -105,29 +94,30 @@ def home(request, slug):
     )
 
 
-def _product_context(sf: Storefront, product: Product, *, quantity, token: str, error: str | None = None) -> dict:
-    product.stock = catalog.stock_count(product.pk)
-    try:
-        qty = max(product.min_per_order, int(quantity))
-    except (TypeError, ValueError):
-        qty = product.min_per_order
+def _product_context(
+    sf: Storefront, info: selectors.PurchaseInfo, form: CheckoutForm, error: str | None = None
+) -> dict:
+    quantity = form.quantity_shown
     return {
         "shop": sf,
-        "product": product,
-        "quantity": qty,
-        "estimated_total": product.retail * qty,
-        "idempotency_key": token,
+        "product": info.product,
+        "info": info,
+        "quantity": quantity,
+        "estimated_total": info.price * quantity,
+        "idempotency_key": new_idempotency_key(),  # a fixed form is a new attempt
         "error": error,
         "hold_minutes": settings.ORDER_PAYMENT_MINUTES,
     }
 
 
-def _product(sf: Storefront, product_slug: str) -> Product | None:
+def _offer(request, sf: Storefront, product_slug: str) -> selectors.PurchaseInfo | None:
+    """The product at ``product_slug`` as this shop offers it to this visitor, or None when the
+    shop does not sell it."""
     product = catalog.products_on_sale().select_related("category__parent").filter(slug=product_slug).first()
     if product is None:
         return None
-    listed = _listed(sf, [product])
-    return listed[0] if listed else None
+    info = selectors.purchase_info(product=product, viewer=request.user, storefront=sf)
+    return info if info.listed else None
 
 
 def product(request, slug, product_slug):
@@ -135,11 +125,11 @@ def product(request, slug, product_slug):
         sf = _shop(slug)
     except _Closed:
         return _closed(request, slug)
-    item = _product(sf, product_slug)
-    if item is None:
+    info = _offer(request, sf, product_slug)
+    if info is None:
         return _not_sold(request, sf)
-    context = _product_context(sf, item, quantity=request.GET.get("quantity"), token=uuid.uuid4().hex)
-    return render(request, "storefront/product.html", context)
+    form = CheckoutForm(request.GET, product=info.product)
+    return render(request, "storefront/product.html", _product_context(sf, info, form))
 
 
 def buy(request, slug, product_slug):
@@ -148,31 +138,34 @@ def buy(request, slug, product_slug):
         sf = _shop(slug)
     except _Closed:
         return _closed(request, slug)
-    item = _product(sf, product_slug)
-    if item is None:
+    info = _offer(request, sf, product_slug)
+    if info is None:
         return _not_sold(request, sf)
+    item = info.product
     page_url = reverse("storefront:product", args=[sf.slug, item.slug])
     if request.method != "POST":
         return redirect(page_url)
-    quantity = request.POST.get("quantity") or item.min_per_order
+    form = CheckoutForm(request.POST, product=item)
     if not request.user.is_authenticated:
         # Log in (or sign up), then back to this product with the chosen quantity.
-        return redirect_to_login(f"{page_url}?{urlencode({'quantity': quantity})}")
-    token = request.POST.get("idempotency_key") or uuid.uuid4().hex
-    try:
-        # Only the product, quantity and the form's token are read: the price is the server's.
-        order = services.order_place(
-            buyer=request.user,
-            product=item,
-            quantity=quantity,
-            idempotency_key=token,
-            ip=client_ip(request),
-            storefront=sf,
-        )
-    except services.OrderError as exc:
-        context = _product_context(sf, item, quantity=quantity, token=uuid.uuid4().hex, error=str(exc))
-        return render(request, "storefront/product.html", context, status=400)
-    return redirect(reverse("payments:choose", args=[order.number]))
+        return redirect_to_login(f"{page_url}?{urlencode({'quantity': form.quantity_shown})}")
+    error = form.error
+    if error is None:
+        try:
+            # Only the product, quantity and the form's token are read: the price is the server's.
+            order = services.order_place(
+                buyer=request.user,
+                product=item,
+                quantity=form.cleaned_data["quantity"],
+                idempotency_key=form.cleaned_data["idempotency_key"],
+                ip=client_ip(request),
+                storefront=sf,
+            )
+        except services.OrderError as exc:
+            error = str(exc)
+        else:
+            return redirect(reverse("payments:choose", args=[order.number]))
+    return render(request, "storefront/product.html", _product_context(sf, info, form, error), status=400)
 
 
 @require_GET

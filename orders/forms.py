@@ -1,0 +1,73 @@
+"""The checkout's input, parsed in one place for the platform's checkout, a storefront's buy
+form and the API's order creation."""
+
+import uuid
+
+from django import forms
+
+from catalog.models import Product
+
+from . import selectors
+
+
+def new_idempotency_key() -> str:
+    """A fresh token for a checkout form: one form shown, one order placed."""
+    return uuid.uuid4().hex
+
+
+class CheckoutForm(forms.Form):
+    """Quantity, the form's idempotency token and (for the API, where the URL names none) the
+    product id. Nothing else posted is read: the price is always the server's.
+
+    Bound with a ``product`` (the pages), the quantity is checked against its limits per order;
+    ``quantity_shown`` is the quantity for the page, clamped into them. The rules and messages
+    are ``orders.selectors``' (``key_refusal``, ``quantity_refusal``), which ``order_place``
+    enforces again; ``error`` is the first refusal in the order ``order_place`` checks them.
+    A post without a token (not from our form) gets a fresh one, so it places a new order.
+    """
+
+    idempotency_key = forms.CharField(required=False, strip=True)
+    quantity = forms.CharField(required=False, strip=True)
+    product_id = forms.CharField(required=False, strip=True)
+
+    def __init__(self, data=None, *, product: Product | None = None, **kwargs):
+        super().__init__(data, **kwargs)
+        self.product = product
+
+    def clean_idempotency_key(self) -> str:
+        key = self.cleaned_data["idempotency_key"] or new_idempotency_key()
+        if (why := selectors.key_refusal(key)) is not None:
+            raise forms.ValidationError(why.message, code=why.code)
+        return key
+
+    def clean_quantity(self) -> int:
+        quantity = selectors.quantity_parse(self.cleaned_data["quantity"])
+        if (why := selectors.quantity_refusal(quantity, product=self.product)) is not None:
+            raise forms.ValidationError(why.message, code=why.code)
+        return quantity
+
+    def clean_product_id(self) -> int | None:
+        if self.product is not None:
+            return self.product.pk
+        raw = self.cleaned_data["product_id"]
+        if not raw.isascii() or not raw.isdigit() or not 1 <= int(raw) <= 2**63 - 1:
+            why = selectors.reason(selectors.ReasonCode.PRODUCT_MISSING)
+            raise forms.ValidationError(why.message, code=why.code)
+        return int(raw)
+
+    @property
+    def error(self) -> str | None:
+        """The first error, in ``order_place``'s order (token, quantity, product), or None."""
+        if self.is_valid():
+            return None
+        for name in ("idempotency_key", "quantity", "product_id"):
+            if name in self.errors:
+                return self.errors[name][0]
+        return next(iter(self.non_field_errors()), None)
+
+    @property
+    def quantity_shown(self) -> int:
+        """The quantity to fill in on the page: the one asked for (a whole number moved into the
+        product's limits), else the product's minimum."""
+        raw = self.data.get("quantity") if self.is_bound else None
+        return selectors.quantity_clamp(raw, product=self.product)
