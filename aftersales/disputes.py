@@ -36,7 +36,6 @@ from payments.models import Refund
 
 from . import tickets
 from .models import RefundRequest, Reissue, Ticket
-from .no_reason import codes_cost_return
 
 log = logging.getLogger(__name__)
 S = Ticket.Status
@@ -155,7 +154,7 @@ def dispute_refund(
         order = ticket.order
         if order is None:
             raise DisputeError(_("This ticket is not about an order: there is nothing to refund."))
-        codes = list(live_codes(order))
+        codes = list(held_codes(order))
         if order_code_ids is not None:
             codes = [c for c in codes if c.pk in set(order_code_ids)]
             if len(codes) != len(order_code_ids):
@@ -164,27 +163,19 @@ def dispute_refund(
                 )
         if not codes:
             raise DisputeError(_("Every code of this order has already been refunded."))
-        # The refund service's refusal (a RefundError) reaches the caller as it is.
+        # The refund service's refusal (a RefundError) reaches the caller as it is. The refunded
+        # codes leave the order; the ones nobody has seen go back on sale like the no-reason refund's.
         refund = refunds.order_refund(
             order=order,
-            quantity=len(codes),
+            order_code_ids=[c.pk for c in codes],
             reason=f"dispute {ticket.number}: {reason}"[:200],
             requested_by=staff,
             key=rkey,
+            restock=order_services.Restock(
+                key="stock_return:dispute:{refund}",
+                memo=f"dispute {ticket.number}: {{n}} unrevealed code(s) back in stock",
+            ),
         )
-        # The refunded codes leave the order; the ones nobody has seen go back on sale.
-        order_services.order_codes_release_refunded(order=order, order_code_ids=[c.pk for c in codes])
-        unseen = [c.code_id for c in codes if not c.reveal_count]
-        if unseen:
-            returned = stock.stock_return(code_ids=unseen)
-            if returned != len(unseen):
-                raise RuntimeError(f"dispute {ticket.number}: {returned} of {len(unseen)} codes went back to stock")
-            codes_cost_return(
-                order_number=order.number,
-                code_ids=unseen,
-                memo=f"dispute {ticket.number}: {len(unseen)} unrevealed code(s) back in stock",
-                idempotency_key=f"stock_return:dispute:{refund.number}",
-            )
         now = timezone.now()
         for request in ticket.refund_requests.select_for_update().filter(status=R.UNDER_REVIEW):
             request.status, request.refund, request.decided_by, request.decided_at = R.REFUNDED, refund, staff, now

@@ -25,11 +25,8 @@ from django.utils import formats, timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import ngettext
 
-from catalog import selectors as catalog_selectors
-from catalog import services as stock
 from compliance.credit import credit_event_record, credit_events_count
 from compliance.models import CreditEvent
-from ledger import services as ledger
 from marketplace.errors import ServiceError
 from orders import services as order_services
 from orders.models import Order, OrderCode
@@ -259,19 +256,19 @@ def refund_request_create(
             log.info("refund request %s of order %s under review: %s", request.pk, order.number, request.review_reason)
             return request
 
-        # The refund service's refusal (a RefundError) reaches the caller as it is.
+        # The refund service's refusal (a RefundError) reaches the caller as it is. The codes
+        # leave the order and, never revealed, go back on sale with their cost.
         refund = refunds.order_refund(
             order=order,
-            quantity=len(codes),
+            order_code_ids=[c.pk for c in codes],
             reason=REFUND_REASON,
             requested_by=user,
             key=f"noreason:{request.pk}",
+            restock=order_services.Restock(
+                key=f"stock_return:refundrequest:{request.pk}",
+                memo=f"no-reason refund request {request.pk}: {{n}} code(s) back in stock",
+            ),
         )
-        code_ids = order_services.order_codes_release_refunded(order=order, order_code_ids=[c.pk for c in codes])
-        returned = stock.stock_return(code_ids=code_ids)
-        if returned != len(codes):  # never revealed and sold by this order: anything else is a bug
-            raise RuntimeError(f"refund request {request.pk}: {returned} of {len(codes)} codes went back to stock")
-        _cost_return(request=request, code_ids=code_ids)
         credit_event_record(
             user=user,
             kind=CreditEvent.Kind.NO_REASON_REFUND,
@@ -283,36 +280,6 @@ def refund_request_create(
         request.save(update_fields=["refund", "status", "decided_at"])
     log.info("refund request %s of order %s refunded automatically: %s", request.pk, order.number, refund.number)
     return request
-
-
-def _cost_return(*, request: RefundRequest, code_ids: list[int]) -> None:
-    """The codes are back in stock, not sold: what delivery booked as their cost (owed to the
-    supplier) is taken back, so selling them again does not owe the supplier twice."""
-    codes_cost_return(
-        order_number=request.order.number,
-        code_ids=code_ids,
-        memo=f"no-reason refund request {request.pk}: {len(code_ids)} code(s) back in stock",
-        idempotency_key=f"stock_return:refundrequest:{request.pk}",
-    )
-
-
-def codes_cost_return(*, order_number: str, code_ids: list[int], memo: str, idempotency_key: str) -> None:
-    """Public for staff decisions (aftersales.disputes) putting unrevealed codes back in stock."""
-    costs = [c for c in catalog_selectors.cost_by_supplier(code_ids) if c["cost"]]
-    if not costs:
-        return
-    payables = [ledger.supplier_payable(c["supplier_id"], c["supplier_name"]) for c in costs]
-    accounts = ledger.accounts_get(ledger.COST_OF_SALES, *payables)
-    legs = []
-    for cost, payable in zip(costs, payables, strict=True):
-        legs += [(accounts[payable.code], cost["cost"]), (accounts[ledger.COST_OF_SALES.code], -cost["cost"])]
-    ledger.entry_post(
-        kind="stock_returned",
-        legs=legs,
-        reference=order_number,
-        memo=memo,
-        idempotency_key=idempotency_key,
-    )
 
 
 def _dispute_open(*, request: RefundRequest, codes: list[OrderCode]) -> Ticket:

@@ -3,6 +3,7 @@
 import enum
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import timedelta
 
 from django.conf import settings
@@ -146,21 +147,68 @@ def order_place(
     return order
 
 
-def order_codes_refunded(*, order: Order, quantity: int) -> None:
-    """Count ``quantity`` more codes of ``order`` as refunded (in the refund's transaction)."""
-    Order.objects.filter(pk=order.pk).update(refunded_quantity=F("refunded_quantity") + quantity)
+@dataclass(frozen=True)
+class Restock:
+    """How a refund records the codes it puts back on sale: the idempotency key and memo of
+    the cost reversal (``_book_cost_return``). Templates: ``{refund}`` is the refund's number,
+    ``{n}`` how many codes went back."""
+
+    key: str = "stock_return:refund:{refund}"
+    memo: str = "refund {refund}: {n} unrevealed code(s) back in stock"
 
 
-def order_codes_release_refunded(*, order: Order, order_code_ids) -> list[int]:
-    """Release refunded codes of ``order`` (in the caller's transaction): the order no longer
-    holds them. Returns the card-code ids released (codes already released are skipped)."""
-    live = OrderCode.objects.filter(order_id=order.pk, pk__in=list(order_code_ids), released_at__isnull=True)
-    code_ids = list(live.order_by("pk").values_list("code_id", flat=True))
-    if code_ids:
-        OrderCode.objects.filter(order_id=order.pk, code_id__in=code_ids, released_at__isnull=True).update(
-            released_at=timezone.now()
+def order_codes_refund(
+    *, order: Order, quantity: int, refund_number: str, order_code_ids=None, restock: Restock | None = None
+) -> list[int]:
+    """The order's side of a refund of ``quantity`` codes of a delivered ``order``, in the
+    refund's transaction (``payments.refunds.order_refund``, the one caller).
+
+    The agents' shares of the codes are taken back (``agents.commissions.commissions_reverse``)
+    and the order counts them refunded. When the refund names its codes (``order_code_ids``),
+    they leave the order; the ones nobody has revealed go back on sale and their cost is taken
+    back from their supplier (``_book_cost_return``, the mirror of ``_book_delivery``); revealed
+    ones stay sold. Without codes (staff refunding by count) the order keeps holding them.
+
+    Raises ``OrderError`` when a named code is not on the order any more (refunded or replaced
+    meanwhile): nothing of the refund is kept. Returns the card-code ids put back on sale.
+    """
+    if not transaction.get_connection().in_atomic_block:
+        raise RuntimeError("order_codes_refund must run inside the refund's transaction")
+    order = _lock(order.pk)
+    codes: list[OrderCode] = []
+    if order_code_ids is not None:
+        ids = sorted({int(pk) for pk in order_code_ids})
+        if len(ids) != quantity:
+            raise ValueError(f"{quantity} code(s) refunded, {len(ids)} named")
+        codes = list(
+            OrderCode.objects.select_for_update()
+            .filter(order_id=order.pk, pk__in=ids, released_at__isnull=True)
+            .order_by("pk")
         )
-    return code_ids
+        if len(codes) != len(ids):
+            raise OrderError(
+                _("Some of the chosen codes are not on this order any more (already refunded?). Reload the page."),
+                code="codes_not_on_order",
+            )
+    # The agents' shares of the refunded codes go back in the same transaction.
+    commissions.commissions_reverse(order=order, quantity=quantity, reason=f"refund {refund_number}")
+    Order.objects.filter(pk=order.pk).update(refunded_quantity=F("refunded_quantity") + quantity)
+    if not codes:
+        return []
+    # The refunded codes leave the order; the ones nobody has seen go back on sale.
+    OrderCode.objects.filter(pk__in=[c.pk for c in codes]).update(released_at=timezone.now())
+    revealed = set(CodeReveal.objects.filter(order_code__in=codes).values_list("order_code_id", flat=True))
+    unseen = [c.code_id for c in codes if c.pk not in revealed]
+    if unseen:
+        returned = stock.stock_return(code_ids=unseen)
+        if returned != len(unseen):  # never revealed and sold by this order: anything else is a bug
+            raise RuntimeError(f"refund {refund_number}: {returned} of {len(unseen)} codes went back to stock")
+        restock = restock or Restock()
+        fields = {"refund": refund_number, "n": len(unseen)}
+        _book_cost_return(
+            order, unseen, memo=restock.memo.format(**fields), idempotency_key=restock.key.format(**fields)
+        )
+    return unseen
 
 
 def _release_codes(order: Order) -> list[int]:
@@ -291,6 +339,26 @@ def _book_delivery(order: Order, code_ids) -> None:
     for cost, payable in zip(costs, payables, strict=True):
         legs += [(accounts[ledger.COST_OF_SALES.code], cost["cost"]), (accounts[payable.code], -cost["cost"])]
     ledger.entry_post(kind="delivery", legs=legs, reference=order.number, idempotency_key=f"delivery:{order.number}")
+
+
+def _book_cost_return(order: Order, code_ids, *, memo: str, idempotency_key: str) -> None:
+    """Refunded codes are back in stock, not sold: what delivery booked as their cost (owed to
+    the supplier) is taken back, so selling them again does not owe the supplier twice."""
+    costs = [c for c in catalog_selectors.cost_by_supplier(code_ids) if c["cost"]]
+    if not costs:
+        return
+    payables = [ledger.supplier_payable(c["supplier_id"], c["supplier_name"]) for c in costs]
+    accounts = ledger.accounts_get(ledger.COST_OF_SALES, *payables)
+    legs = []
+    for cost, payable in zip(costs, payables, strict=True):
+        legs += [(accounts[payable.code], cost["cost"]), (accounts[ledger.COST_OF_SALES.code], -cost["cost"])]
+    ledger.entry_post(
+        kind="stock_returned",
+        legs=legs,
+        reference=order.number,
+        memo=memo,
+        idempotency_key=idempotency_key,
+    )
 
 
 def _notify_delivered_now(order_id: int) -> None:

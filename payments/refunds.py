@@ -22,7 +22,6 @@ from django.urls import reverse
 from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 
-from agents import commissions
 from ledger import services as ledger
 from marketplace.celery import publish
 from marketplace.errors import ServiceError
@@ -109,12 +108,33 @@ def refund_request(
     return refund
 
 
-def order_refund(*, order: Order, quantity: int | None, reason: str, requested_by=None, key: str = "") -> Refund:
-    """Refund a delivered order in full or by code count, to where its money came from.
+def order_refund(
+    *,
+    order: Order,
+    quantity: int | None = None,
+    reason: str,
+    requested_by=None,
+    key: str = "",
+    order_code_ids=None,
+    restock: order_services.Restock | None = None,
+) -> Refund:
+    """Refund a delivered order in full, by code count, or the codes ``order_code_ids`` names,
+    to where its money came from. The one way codes are refunded: no-reason refunds, disputes,
+    arbitration and staff all come here.
+
+    In one transaction: the refund (``refund_request``: revenue to "refunds due", execution
+    queued), then the order's side (``orders.services.order_codes_refund``: commissions taken
+    back, the codes counted refunded; named codes leave the order, unrevealed ones back on sale
+    with their cost taken back from the supplier, recorded as ``restock`` says).
 
     Serialised on the payment's row: a second click with the same ``key`` waits for the first
     and gets its refund back, whatever the first has done to the order meanwhile.
     """
+    if order_code_ids is not None:
+        order_code_ids = sorted({int(pk) for pk in order_code_ids})
+        if quantity is not None and quantity != len(order_code_ids):
+            raise ValueError(f"quantity {quantity} for {len(order_code_ids)} named code(s)")
+        quantity = len(order_code_ids)
     payment = order.payments.filter(status=Payment.Status.SUCCEEDED).order_by("id").first()
     if payment is None:
         raise RefundError(_("Only a delivered, paid order can be refunded here."))
@@ -142,9 +162,13 @@ def order_refund(*, order: Order, quantity: int | None, reason: str, requested_b
             idempotency_key=key,
             requested_by=requested_by,
         )
-        # The agents' shares of the refunded codes go back in the same transaction.
-        commissions.commissions_reverse(order=order, quantity=quantity, reason=f"refund {refund.number}")
-        order_services.order_codes_refunded(order=order, quantity=quantity)
+        order_services.order_codes_refund(
+            order=order,
+            quantity=quantity,
+            refund_number=refund.number,
+            order_code_ids=order_code_ids,
+            restock=restock,
+        )
         return refund
 
 
