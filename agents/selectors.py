@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from django.db.models import Q
+from django.utils.translation import gettext as _
 
 from catalog.models import Category, Product
 from marketplace.errors import Conflict
@@ -183,6 +184,10 @@ class NotForSale(Conflict):
     """The storefront does not sell this product (closed, or the agent unlisted it)."""
 
     code = "not_for_sale"
+
+    @classmethod
+    def default_message(cls) -> str:
+        return _("This shop does not sell this product.")
 
 
 def price_quote(*, product: Product, buyer=None, storefront: Storefront | None = None) -> Quote:

@@ -94,10 +94,7 @@ def order_place(
         raise OrderError(_("Buy at least %(n)d of this product per order.") % {"n": product.min_per_order})
     if quantity > product.max_per_order:
         raise OrderError(_("Buy at most %(n)d of this product per order.") % {"n": product.max_per_order})
-    try:
-        quote = agent_selectors.price_quote(product=product, buyer=buyer, storefront=storefront)
-    except agent_selectors.NotForSale:
-        raise OrderError(_("This shop does not sell this product.")) from None
+    quote = agent_selectors.price_quote(product=product, buyer=buyer, storefront=storefront)  # or NotForSale
     if storefront is not None:
         channel = Order.Channel.STOREFRONT
     unit_price = quote.unit_price
@@ -139,8 +136,6 @@ def order_place(
             code_ids = stock.stock_reserve(product_id=product.pk, quantity=quantity)
             OrderCode.objects.bulk_create([OrderCode(order=order, code_id=cid) for cid in code_ids])
             order.history.create(from_status="", to_status=S.PENDING, actor=buyer, note="placed")
-    except stock.OutOfStock as exc:
-        raise OrderError(str(exc)) from None
     except IntegrityError:
         # The same key committed by a concurrent request: that order is the answer.
         existing = Order.objects.filter(buyer=buyer, idempotency_key=key).first()
@@ -393,8 +388,9 @@ def order_code_replace(*, order: Order, old_order_code_id: int, actor) -> OrderC
     The old code is released from the order (the caller has dealt with it, e.g. marked it
     defective), one code of the same product is claimed from stock and sold to the order, its
     cost is owed to its supplier and the old code's cost is taken back from the old one's
-    supplier (the supplier owes it). Raises ``OrderError`` when the code is not live on the order
-    or the product is out of stock. The buyer gets an email once the caller's transaction commits.
+    supplier (the supplier owes it). Raises ``OrderError`` when the code is not live on the order,
+    ``OutOfStock`` (with a message for staff) when the product is out of stock. The buyer gets an
+    email once the caller's transaction commits.
     """
     if not transaction.get_connection().in_atomic_block:
         raise RuntimeError("order_code_replace must run inside the caller's transaction")
@@ -411,9 +407,11 @@ def order_code_replace(*, order: Order, old_order_code_id: int, actor) -> OrderC
     try:
         code_ids = stock.stock_reserve(product_id=order.product_id, quantity=1)
     except stock.OutOfStock:
-        raise OrderError(
-            _("%(product)s is out of stock: no replacement code is available. Import stock first.")
-            % {"product": order.product_name}
+        raise stock.OutOfStock(
+            requested=1,
+            available=0,
+            message=_("%(product)s is out of stock: no replacement code is available. Import stock first.")
+            % {"product": order.product_name},
         ) from None
     OrderCode.objects.filter(pk=old.pk).update(released_at=timezone.now())
     new = OrderCode.objects.create(order=order, code_id=code_ids[0])

@@ -13,6 +13,7 @@ from django.views.decorators.http import require_POST
 from agents import selectors as agent_selectors
 from catalog import selectors as catalog
 from marketplace.db import retry_once_if_connection_lost
+from marketplace.errors import PASS_THROUGH, ServiceError
 from marketplace.http import client_ip
 
 from . import selectors, services
@@ -43,7 +44,9 @@ def checkout(request, slug):
                 idempotency_key=token,
                 ip=client_ip(request),
             )
-        except services.OrderError as exc:
+        except PASS_THROUGH:
+            raise
+        except ServiceError as exc:  # OrderError, OutOfStock, NotForSale
             error = str(exc)
             token = uuid.uuid4().hex  # a fixed form is a new attempt
         else:

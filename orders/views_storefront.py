@@ -24,6 +24,7 @@ from agents import storefronts
 from agents.models import Storefront
 from catalog import selectors as catalog
 from catalog.models import Product
+from marketplace.errors import PASS_THROUGH, ServiceError
 from marketplace.http import client_ip
 
 from . import services
@@ -169,7 +170,9 @@ def buy(request, slug, product_slug):
             ip=client_ip(request),
             storefront=sf,
         )
-    except services.OrderError as exc:
+    except PASS_THROUGH:
+        raise
+    except ServiceError as exc:  # OrderError, OutOfStock, NotForSale
         context = _product_context(sf, item, quantity=quantity, token=uuid.uuid4().hex, error=str(exc))
         return render(request, "storefront/product.html", context, status=400)
     return redirect(reverse("payments:choose", args=[order.number]))

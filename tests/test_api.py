@@ -173,7 +173,7 @@ def test_invalid_orders_are_refused_with_field_messages(world):
     too_many = shop.post("/api/v1/orders/", order_payload(world["product"], "BIG", quantity=11))
     assert too_many.status_code == 422 and too_many.json()["code"] == "order_refused"
     sold_out = shop.post("/api/v1/orders/", order_payload(world["product"], "OUT", quantity=7))
-    assert sold_out.status_code == 422
+    assert sold_out.status_code == 409 and sold_out.json()["code"] == "out_of_stock"
     assert not Order.objects.exists() and payments.wallet_balance(world["a"].user) == D("500.00")
 
 

@@ -14,6 +14,7 @@ from aftersales.models import Kind, RefundRequest, Reissue, Ticket, TicketMessag
 from aftersales.tickets import ticket_open
 from catalog import selectors as catalog_selectors
 from catalog.models import CardCode
+from catalog.services import OutOfStock
 from compliance.models import AuditEvent, CreditEvent
 from ledger import services as ledger
 from ledger.models import Line
@@ -215,8 +216,9 @@ def test_reissue_out_of_stock_changes_nothing(buyer, staff):
     order = delivered_order(buyer)  # no spare stock
     old = codes_of(order, live=True)[0]
     ticket = invalid_ticket(buyer, order, old)
-    with translation.override("en"), pytest.raises(disputes.DisputeError, match="out of stock"):
+    with translation.override("en"), pytest.raises(OutOfStock, match="out of stock") as refused:
         disputes.dispute_reissue(ticket=ticket, order_code=old, staff=staff, reason="supplier confirmed")
+    assert refused.value.code == "out_of_stock"  # the catalog's refusal, not re-labelled
     old.refresh_from_db()
     assert old.released_at is None
     assert CardCode.objects.get(pk=old.code_id).status == CardCode.Status.SOLD

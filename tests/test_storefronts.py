@@ -13,6 +13,7 @@ from PIL import Image, PngImagePlugin
 from agents import selectors, services, storefronts
 from agents.models import PriceKind, RetailPrice, Storefront
 from compliance.models import AuditEvent
+from orders import services as order_services
 from orders.models import Order, OrderShare
 from tests.factories import ProductFactory, UserFactory, add_stock
 
@@ -223,6 +224,20 @@ def test_buy_errors_are_shown(client, shop, product, buyer):
     response = client.post(f"/s/lucky-star/p/{product.slug}/buy/", {"quantity": 99, "idempotency_key": "k"})
     assert response.status_code == 400
     assert "Buy at most 10" in response.content.decode()
+    assert not Order.objects.exists()
+
+
+def test_refusals_from_below_reach_the_buyer_as_they_are(client, shop, product, buyer):
+    """Stock and the shop's listing refuse with their own errors (not re-labelled by orders):
+    the storefront shows their message on the product page."""
+    client.force_login(buyer)
+    response = client.post(f"/s/lucky-star/p/{product.slug}/buy/", {"quantity": 6, "idempotency_key": "k6"})
+    assert response.status_code == 400
+    assert "Only 5 left in stock, you asked for 6." in response.content.decode()
+    storefronts.product_unlist(storefront=shop, product=product)
+    with pytest.raises(selectors.NotForSale) as refused:
+        order_services.order_place(buyer=buyer, product=product, quantity=1, idempotency_key="k7", storefront=shop)
+    assert (refused.value.code, str(refused.value)) == ("not_for_sale", "This shop does not sell this product.")
     assert not Order.objects.exists()
 
 
