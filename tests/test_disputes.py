@@ -407,3 +407,22 @@ def test_admin_actions_need_the_change_permission(buyer, client):
     ):
         assert client.post(_action(ticket, verb), data).status_code == 403
     assert Refund.objects.count() == 0 and Reissue.objects.count() == 0
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("english")
+def test_admin_decision_form_errors_are_shown_on_the_ticket(buyer, staff, client):
+    """Each decision view goes through one path: the form's errors come back on the ticket's page,
+    prefixed by its number, and nothing is decided; a service's refusal likewise."""
+    order = delivered_order(buyer)  # no spare stock
+    old = codes_of(order, live=True)[0]
+    ticket = invalid_ticket(buyer, order, old)
+    client.force_login(staff)
+    unknown = client.post(_action(ticket, "reissue"), {"order_code": 987654, "reason": "r"}, follow=True)
+    sold_out = client.post(_action(ticket, "reissue"), {"order_code": old.pk, "reason": "r"}, follow=True)
+    assert unknown.redirect_chain[-1][0] == _change(ticket)
+    assert [str(m) for m in unknown.context["messages"]] == [f"{ticket.number}: Choose the code to replace."]
+    assert [str(m) for m in sold_out.context["messages"]] == [
+        f"{ticket.number}: {order.product_name} is out of stock: no replacement code is available. Import stock first."
+    ]
+    assert Reissue.objects.count() == 0
