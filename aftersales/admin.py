@@ -22,7 +22,7 @@ from django.views.decorators.http import require_POST
 
 from catalog.selectors import stock_count
 from compliance import credit
-from marketplace.admin import ReadOnlyInline
+from marketplace.admin import ReadOnlyInline, ReadOnlyMixin
 from marketplace.errors import admin_action_run
 from orders.models import CodeReveal, OrderCode
 
@@ -194,7 +194,7 @@ class ReplyTemplateAdmin(admin.ModelAdmin):
 
 
 @admin.register(Ticket)
-class TicketAdmin(admin.ModelAdmin):
+class TicketAdmin(ReadOnlyMixin, admin.ModelAdmin):
     change_form_template = "admin/aftersales/ticket/change_form.html"
     change_list_template = "admin/aftersales/ticket/change_list.html"
     # The deadline first: a queue staff work from the top.
@@ -263,14 +263,7 @@ class TicketAdmin(admin.ModelAdmin):
     )
 
     # Changed only through the services (the buttons on the change page).
-    def has_add_permission(self, request):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return obj is None and super().has_change_permission(request)
+    acted_on = True
 
     def get_queryset(self, request):
         # Unanswered tickets still open come first, the nearest deadline on top.

@@ -7,6 +7,7 @@ from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.translation import gettext_lazy as _
 
+from marketplace.admin import ReadOnlyAdmin
 from marketplace.errors import admin_action_run
 
 from . import services
@@ -233,17 +234,6 @@ class InvitationAdmin(admin.ModelAdmin):
             services.invitation_revoke(invitation=invitation)
             n += 1
         self.message_user(request, _("%(n)d invitation(s) revoked.") % {"n": n}, messages.SUCCESS)
-
-
-class ReadOnlyAdmin(admin.ModelAdmin):
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
 
 @admin.register(AgentMove)
