@@ -441,24 +441,16 @@ class TicketAdmin(ReadOnlyMixin, admin.ModelAdmin):
         return self._back(ticket)
 
     def resolve_view(self, request, pk):
-        ticket = self._ticket(request, pk)
-        self._run(
-            request,
-            ticket,
-            lambda: tickets.ticket_resolve(ticket=ticket, staff=request.user, note=request.POST.get("note", "")),
-            _("%(number)s resolved; the buyer gets an email."),
-        )
-        return self._back(ticket)
+        def resolve(ticket, _data):
+            return tickets.ticket_resolve(ticket=ticket, staff=request.user, note=request.POST.get("note", ""))
+
+        return self._decide(request, pk, None, resolve, _("%(number)s resolved; the buyer gets an email."))
 
     def close_view(self, request, pk):
-        ticket = self._ticket(request, pk)
-        self._run(
-            request,
-            ticket,
-            lambda: tickets.ticket_close(ticket=ticket, actor=request.user, reason=request.POST.get("reason", "")),
-            _("%(number)s closed."),
-        )
-        return self._back(ticket)
+        def close(ticket, _data):
+            return tickets.ticket_close(ticket=ticket, actor=request.user, reason=request.POST.get("reason", ""))
+
+        return self._decide(request, pk, None, close, _("%(number)s closed."))
 
     def assign_view(self, request, pk):
         ticket = self._ticket(request, pk)
@@ -485,21 +477,23 @@ class TicketAdmin(ReadOnlyMixin, admin.ModelAdmin):
                 self.message_user(request, f"{ticket.number}: {error}", messages.ERROR)
 
     def _decide(self, request, pk, form_class, call, done, *, form_kwargs=None):
-        """One decision of the panel: the ticket, its form (its errors shown on the ticket's
-        page), then ``call(ticket, cleaned_data)`` through ``_run``. ``done``: a text with
-        %(number)s, or a function of the ticket and the service's result."""
+        """One button of the ticket's page: the ticket, its form if any (its errors shown on the
+        ticket's page), then ``call(ticket, cleaned_data)`` through ``_run``. ``done``: a text
+        with %(number)s, or a function of the ticket and the service's result."""
         ticket = self._ticket(request, pk)
-        form = form_class(request.POST, **(form_kwargs(ticket) if form_kwargs else {}))
-        if not form.is_valid():
-            self._form_errors(request, ticket, form)
-        else:
+        data = {}
+        if form_class is not None:
+            form = form_class(request.POST, **(form_kwargs(ticket) if form_kwargs else {}))
+            if not form.is_valid():
+                self._form_errors(request, ticket, form)
+                return self._back(ticket)
             data = form.cleaned_data
-            self._run(
-                request,
-                ticket,
-                lambda: call(ticket, data),
-                (lambda result: done(ticket, result)) if callable(done) else done,
-            )
+        self._run(
+            request,
+            ticket,
+            lambda: call(ticket, data),
+            (lambda result: done(ticket, result)) if callable(done) else done,
+        )
         return self._back(ticket)
 
     def dispute_refund_view(self, request, pk):
