@@ -22,7 +22,7 @@ from django.views.decorators.http import require_POST
 
 from catalog.selectors import stock_count
 from compliance import credit
-from marketplace.admin import ReadOnlyInline
+from marketplace.admin import ReadOnlyInline, ReadOnlyMixin
 from marketplace.errors import admin_action_run
 from orders.models import CodeReveal, OrderCode
 
@@ -147,6 +147,12 @@ class DisputeReissueForm(forms.Form):
     order_code = forms.IntegerField(error_messages={"required": _("Choose the code to replace.")})
     reason = _reason_field()
 
+    def clean_order_code(self):
+        order_code = OrderCode.objects.filter(pk=self.cleaned_data["order_code"]).first()
+        if order_code is None:
+            raise forms.ValidationError(_("Choose the code to replace."))
+        return order_code
+
 
 class DisputeInfoForm(forms.Form):
     body = forms.CharField(
@@ -188,7 +194,7 @@ class ReplyTemplateAdmin(admin.ModelAdmin):
 
 
 @admin.register(Ticket)
-class TicketAdmin(admin.ModelAdmin):
+class TicketAdmin(ReadOnlyMixin, admin.ModelAdmin):
     change_form_template = "admin/aftersales/ticket/change_form.html"
     change_list_template = "admin/aftersales/ticket/change_list.html"
     # The deadline first: a queue staff work from the top.
@@ -257,14 +263,7 @@ class TicketAdmin(admin.ModelAdmin):
     )
 
     # Changed only through the services (the buttons on the change page).
-    def has_add_permission(self, request):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return obj is None and super().has_change_permission(request)
+    acted_on = True
 
     def get_queryset(self, request):
         # Unanswered tickets still open come first, the nearest deadline on top.
@@ -442,24 +441,16 @@ class TicketAdmin(admin.ModelAdmin):
         return self._back(ticket)
 
     def resolve_view(self, request, pk):
-        ticket = self._ticket(request, pk)
-        self._run(
-            request,
-            ticket,
-            lambda: tickets.ticket_resolve(ticket=ticket, staff=request.user, note=request.POST.get("note", "")),
-            _("%(number)s resolved; the buyer gets an email."),
-        )
-        return self._back(ticket)
+        def resolve(ticket, _data):
+            return tickets.ticket_resolve(ticket=ticket, staff=request.user, note=request.POST.get("note", ""))
+
+        return self._decide(request, pk, None, resolve, _("%(number)s resolved; the buyer gets an email."))
 
     def close_view(self, request, pk):
-        ticket = self._ticket(request, pk)
-        self._run(
-            request,
-            ticket,
-            lambda: tickets.ticket_close(ticket=ticket, actor=request.user, reason=request.POST.get("reason", "")),
-            _("%(number)s closed."),
-        )
-        return self._back(ticket)
+        def close(ticket, _data):
+            return tickets.ticket_close(ticket=ticket, actor=request.user, reason=request.POST.get("reason", ""))
+
+        return self._decide(request, pk, None, close, _("%(number)s closed."))
 
     def assign_view(self, request, pk):
         ticket = self._ticket(request, pk)
@@ -485,100 +476,84 @@ class TicketAdmin(admin.ModelAdmin):
             for error in errors:
                 self.message_user(request, f"{ticket.number}: {error}", messages.ERROR)
 
-    def dispute_refund_view(self, request, pk):
+    def _decide(self, request, pk, form_class, call, done, *, form_kwargs=None):
+        """One button of the ticket's page: the ticket, its form if any (its errors shown on the
+        ticket's page), then ``call(ticket, cleaned_data)`` through ``_run``. ``done``: a text
+        with %(number)s, or a function of the ticket and the service's result."""
         ticket = self._ticket(request, pk)
-        live_ids = list(disputes.live_codes(ticket.order).values_list("pk", flat=True)) if ticket.order_id else []
-        form = DisputeRefundForm(request.POST, live_ids=live_ids)
-        if not form.is_valid():
-            self._form_errors(request, ticket, form)
-            return self._back(ticket)
-        data = form.cleaned_data
-        ids = data["codes"] if data["scope"] == "codes" else None
-        key = f"{data['scope']}:{data['key']}" + (f":{','.join(map(str, sorted(ids)))}" if ids else "")
+        data = {}
+        if form_class is not None:
+            form = form_class(request.POST, **(form_kwargs(ticket) if form_kwargs else {}))
+            if not form.is_valid():
+                self._form_errors(request, ticket, form)
+                return self._back(ticket)
+            data = form.cleaned_data
         self._run(
             request,
             ticket,
-            lambda: disputes.dispute_refund(
-                ticket=ticket, staff=request.user, reason=data["reason"], order_code_ids=ids, key=key
-            ),
-            lambda refund: (
-                ngettext(
-                    "Refund %(refund)s of %(n)d code (¥%(amount)s) made on %(number)s.",
-                    "Refund %(refund)s of %(n)d codes (¥%(amount)s) made on %(number)s.",
-                    refund.quantity,
-                )
-                % {"refund": refund.number, "n": refund.quantity, "amount": refund.amount, "number": ticket.number}
-            ),
+            lambda: call(ticket, data),
+            (lambda result: done(ticket, result)) if callable(done) else done,
         )
         return self._back(ticket)
+
+    def dispute_refund_view(self, request, pk):
+        def live_ids(ticket):
+            ids = disputes.live_codes(ticket.order).values_list("pk", flat=True) if ticket.order_id else []
+            return {"live_ids": list(ids)}
+
+        def refund(ticket, data):
+            ids = data["codes"] if data["scope"] == "codes" else None
+            key = f"{data['scope']}:{data['key']}" + (f":{','.join(map(str, sorted(ids)))}" if ids else "")
+            return disputes.dispute_refund(
+                ticket=ticket, staff=request.user, reason=data["reason"], order_code_ids=ids, key=key
+            )
+
+        def done(ticket, refund):
+            return ngettext(
+                "Refund %(refund)s of %(n)d code (¥%(amount)s) made on %(number)s.",
+                "Refund %(refund)s of %(n)d codes (¥%(amount)s) made on %(number)s.",
+                refund.quantity,
+            ) % {"refund": refund.number, "n": refund.quantity, "amount": refund.amount, "number": ticket.number}
+
+        return self._decide(request, pk, DisputeRefundForm, refund, done, form_kwargs=live_ids)
 
     def dispute_reject_view(self, request, pk):
-        ticket = self._ticket(request, pk)
-        form = DisputeRejectForm(request.POST)
-        if not form.is_valid():
-            self._form_errors(request, ticket, form)
-            return self._back(ticket)
-        self._run(
-            request,
-            ticket,
-            lambda: disputes.dispute_reject(ticket=ticket, staff=request.user, reason=form.cleaned_data["reason"]),
-            _("%(number)s rejected; the buyer was told and can ask for arbitration."),
-        )
-        return self._back(ticket)
+        def reject(ticket, data):
+            return disputes.dispute_reject(ticket=ticket, staff=request.user, reason=data["reason"])
+
+        done = _("%(number)s rejected; the buyer was told and can ask for arbitration.")
+        return self._decide(request, pk, DisputeRejectForm, reject, done)
 
     def dispute_reissue_view(self, request, pk):
-        ticket = self._ticket(request, pk)
-        form = DisputeReissueForm(request.POST)
-        if not form.is_valid():
-            self._form_errors(request, ticket, form)
-            return self._back(ticket)
-        data = form.cleaned_data
-        order_code = OrderCode.objects.filter(pk=data["order_code"]).first()
-        if order_code is None:
-            self.message_user(request, _("Choose the code to replace."), messages.ERROR)
-            return self._back(ticket)
-        self._run(
-            request,
-            ticket,
-            lambda: disputes.dispute_reissue(
-                ticket=ticket, order_code=order_code, staff=request.user, reason=data["reason"]
-            ),
-            lambda r: (
-                _("Code #%(old)s marked defective; replacement #%(new)s delivered on %(number)s.")
-                % {"old": r.old_code.code_id, "new": r.new_code.code_id, "number": ticket.number}
-            ),
-        )
-        return self._back(ticket)
+        def reissue(ticket, data):
+            return disputes.dispute_reissue(
+                ticket=ticket, order_code=data["order_code"], staff=request.user, reason=data["reason"]
+            )
+
+        def done(ticket, r):
+            return _("Code #%(old)s marked defective; replacement #%(new)s delivered on %(number)s.") % {
+                "old": r.old_code.code_id,
+                "new": r.new_code.code_id,
+                "number": ticket.number,
+            }
+
+        return self._decide(request, pk, DisputeReissueForm, reissue, done)
 
     def dispute_info_view(self, request, pk):
-        ticket = self._ticket(request, pk)
-        form = DisputeInfoForm(request.POST)
-        if not form.is_valid():
-            self._form_errors(request, ticket, form)
-            return self._back(ticket)
-        self._run(
-            request,
-            ticket,
-            lambda: disputes.dispute_request_info(ticket=ticket, staff=request.user, body=form.cleaned_data["body"]),
-            _("Question sent on %(number)s; the ticket waits for the buyer."),
+        def ask(ticket, data):
+            return disputes.dispute_request_info(ticket=ticket, staff=request.user, body=data["body"])
+
+        return self._decide(
+            request, pk, DisputeInfoForm, ask, _("Question sent on %(number)s; the ticket waits for the buyer.")
         )
-        return self._back(ticket)
 
     def dispute_escalate_view(self, request, pk):
-        ticket = self._ticket(request, pk)
-        form = DisputeEscalateForm(request.POST)
-        if not form.is_valid():
-            self._form_errors(request, ticket, form)
-            return self._back(ticket)
-        self._run(
-            request,
-            ticket,
-            lambda: arbitration.arbitration_open(
-                ticket=ticket, user=request.user, statement=form.cleaned_data["reason"], request=request
-            ),
-            _("%(number)s escalated to arbitration."),
-        )
-        return self._back(ticket)
+        def escalate(ticket, data):
+            return arbitration.arbitration_open(
+                ticket=ticket, user=request.user, statement=data["reason"], request=request
+            )
+
+        return self._decide(request, pk, DisputeEscalateForm, escalate, _("%(number)s escalated to arbitration."))
 
 
 # Registered here so that Django's admin autodiscovery (which imports only admin.py) finds them.

@@ -17,6 +17,7 @@ from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 from django.views.decorators.http import require_POST
 
+from marketplace.admin import ReadOnlyMixin
 from marketplace.errors import admin_action_run
 
 from . import arbitration
@@ -40,7 +41,7 @@ class DecideForm(forms.Form):
 
 
 @admin.register(ArbitrationCase)
-class ArbitrationCaseAdmin(admin.ModelAdmin):
+class ArbitrationCaseAdmin(ReadOnlyMixin, admin.ModelAdmin):
     change_form_template = "admin/aftersales/arbitrationcase/change_form.html"
     list_display = (
         "ticket_link",
@@ -77,14 +78,7 @@ class ArbitrationCaseAdmin(admin.ModelAdmin):
     )
 
     # Cases are opened by the buyer or from a dispute, changed only through the services.
-    def has_add_permission(self, request):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return obj is None and super().has_change_permission(request)
+    acted_on = True
 
     @admin.display(description=_("ticket"), ordering="ticket__number")
     def ticket_link(self, obj):

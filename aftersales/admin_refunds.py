@@ -15,6 +15,7 @@ from django.utils.html import format_html
 from django.utils.translation import gettext, pgettext_lazy
 from django.utils.translation import gettext_lazy as _
 
+from marketplace.admin import ReadOnlyAdmin
 from payments.models import Refund
 
 from .models import RefundRequest
@@ -60,7 +61,7 @@ def _admin_link(obj, label) -> str:
 
 
 @admin.register(RefundRequest)
-class RefundRequestAdmin(admin.ModelAdmin):
+class RefundRequestAdmin(ReadOnlyAdmin):
     class Media:
         css = {"all": ("css/admin.css",)}
 
@@ -96,15 +97,6 @@ class RefundRequestAdmin(admin.ModelAdmin):
         "decided_at",
         "decided_by",
     )
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
     @admin.display(description=_("order"), ordering="order__number")
     def order_link(self, obj):

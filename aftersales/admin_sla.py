@@ -10,6 +10,8 @@ from django.urls import NoReverseMatch, path, reverse
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
+from marketplace.admin import ReadOnlyAdmin
+
 from . import sla
 from .models import SlaEvent, SlaPolicy
 
@@ -25,7 +27,7 @@ class SlaPolicyAdmin(admin.ModelAdmin):
 
 
 @admin.register(SlaEvent)
-class SlaEventAdmin(admin.ModelAdmin):
+class SlaEventAdmin(ReadOnlyAdmin):  # written only by the SLA sweep
     list_display = ("at", "ticket", "kind", "detail")
     list_filter = ("kind", ("at", admin.DateFieldListFilter))
     list_select_related = ("ticket",)
@@ -33,16 +35,6 @@ class SlaEventAdmin(admin.ModelAdmin):
     date_hierarchy = "at"
     fields = readonly_fields = ("ticket", "kind", "at", "detail")
     change_list_template = "admin/aftersales/slaevent/change_list.html"
-
-    # Written only by the SLA sweep.
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
     def get_urls(self):
         return [

@@ -248,12 +248,9 @@ def dispute_reissue(*, ticket: Ticket, order_code: OrderCode, staff, reason: str
             raise DisputeError(_("This code is not on the ticket's order."))
         if oc.released_at is not None or Reissue.objects.filter(old_code_id=oc.pk).exists():
             raise DisputeError(_("This code is no longer on the order (already replaced or refunded)."))
-        try:
-            stock.code_mark_defective(code_id=oc.code_id, note=f"{ticket.number}: {reason}")
-            new = order_services.order_code_replace(order=ticket.order, old_order_code_id=oc.pk, actor=staff)
-        except order_services.OrderError as exc:
-            # Staff read it as the dispute's refusal: "out of stock" is about this reissue.
-            raise DisputeError(str(exc), code=exc.code) from None
+        # A refusal of the replacement (OutOfStock, OrderError) reaches staff as it is.
+        stock.code_mark_defective(code_id=oc.code_id, note=f"{ticket.number}: {reason}")
+        new = order_services.order_code_replace(order=ticket.order, old_order_code_id=oc.pk, actor=staff)
         try:
             with transaction.atomic():
                 reissue = Reissue.objects.create(

@@ -7,6 +7,9 @@ from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.translation import gettext_lazy as _
 
+from marketplace.admin import ReadOnlyAdmin
+from marketplace.errors import admin_action_run
+
 from . import services
 from .models import Agent, AgentLevel, AgentMove, Commission, Invitation, LevelPrice, Markup
 
@@ -129,21 +132,18 @@ class AgentAdmin(admin.ModelAdmin):
                 if new_upline is None:
                     form.add_error("new_upline", _("There is no agent with this ID."))
             if not form.errors:
-                try:
-                    move = services.agent_move(
+                moved, _move = admin_action_run(  # a refusal: its message on this page, the form kept
+                    self,
+                    request,
+                    lambda: services.agent_move(
                         agent=agent, new_upline=new_upline, actor=request.user, reason=form.cleaned_data["reason"]
-                    )
-                except ValidationError as exc:
-                    for msgs in getattr(exc, "message_dict", {None: exc.messages}).values():
-                        for msg in msgs:
-                            form.add_error(None, msg)
-                else:
-                    self.message_user(
-                        request,
+                    ),
+                    done=lambda move: (
                         _("%(agent)s moved: %(old)s → %(new)s, with %(n)d agent(s) of its downline.")
-                        % {"agent": agent.user, "old": move.from_path, "new": move.to_path, "n": move.subtree_size},
-                        messages.SUCCESS,
-                    )
+                        % {"agent": agent.user, "old": move.from_path, "new": move.to_path, "n": move.subtree_size}
+                    ),
+                )
+                if moved:
                     return redirect("admin:agents_agent_change", agent.pk)
         context = {
             **self.admin_site.each_context(request),
@@ -184,12 +184,15 @@ class InvitationForm(forms.ModelForm):
     def clean(self):
         data = super().clean()
         if self.instance.pk is None and data.get("upline") and data.get("level"):
-            services.invitation_check(
-                upline=data["upline"],
-                level=data["level"],
-                max_uses=data.get("max_uses") or 1,
-                expires_at=data.get("expires_at"),
-            )
+            try:
+                services.invitation_check(
+                    upline=data["upline"],
+                    level=data["level"],
+                    max_uses=data.get("max_uses") or 1,
+                    expires_at=data.get("expires_at"),
+                )
+            except services.AgentError as exc:  # the form shows it at its field
+                raise ValidationError({exc.field: exc.message} if exc.field in self.fields else exc.message) from None
         return data
 
 
@@ -231,17 +234,6 @@ class InvitationAdmin(admin.ModelAdmin):
             services.invitation_revoke(invitation=invitation)
             n += 1
         self.message_user(request, _("%(n)d invitation(s) revoked.") % {"n": n}, messages.SUCCESS)
-
-
-class ReadOnlyAdmin(admin.ModelAdmin):
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
 
 @admin.register(AgentMove)

@@ -35,6 +35,7 @@ from marketplace import crypto
 from marketplace.errors import ServiceError
 
 from .models import Agent, ApiKey, ApiNonce
+from .services import AgentError
 
 ROTATION_GRACE = timedelta(hours=24)
 MAX_ACTIVE_KEYS = 10
@@ -129,18 +130,19 @@ def signature_headers(*, key_id: str, secret: str, method: str, path: str, body:
 def ip_allowlist_parse(text: str) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
     """One IP address or CIDR network per line (commas and spaces also separate).
 
-    Raises ValidationError naming the first entry that is neither.
+    Raises ``AgentError`` naming the first entry that is neither.
     """
     entries = [part for part in re.split(r"[\s,;]+", text or "") if part]
     if len(entries) > MAX_ALLOWLIST_ENTRIES:
-        raise ValidationError(_("At most %(n)d addresses or networks.") % {"n": MAX_ALLOWLIST_ENTRIES})
+        raise AgentError(_("At most %(n)d addresses or networks.") % {"n": MAX_ALLOWLIST_ENTRIES}, field="ip_allowlist")
     networks = []
     for entry in entries:
         try:
             networks.append(ipaddress.ip_network(entry, strict=False))
         except ValueError:
-            raise ValidationError(
-                _("“%(entry)s” is not an IP address or a network like 203.0.113.0/24.") % {"entry": entry[:60]}
+            raise AgentError(
+                _("“%(entry)s” is not an IP address or a network like 203.0.113.0/24.") % {"entry": entry[:60]},
+                field="ip_allowlist",
             ) from None
     return networks
 
@@ -154,20 +156,20 @@ def _check_callback_url(url: str) -> str:
     if not url:
         return ""
     if len(url) > 300:
-        raise ValidationError(_("The callback URL is too long (at most 300 characters)."))
+        raise AgentError(_("The callback URL is too long (at most 300 characters)."), field="callback_url")
     try:
         URLValidator(schemes=["https", "http"])(url)
-    except ValidationError:
-        raise ValidationError(_("Enter a full http:// or https:// address for callbacks.")) from None
+    except ValidationError:  # Django's validator
+        raise AgentError(_("Enter a full http:// or https:// address for callbacks."), field="callback_url") from None
     return url
 
 
 def _check_name(name: str) -> str:
     name = (name or "").strip()
     if not name:
-        raise ValidationError(_("Give the key a name, for example the shop that will use it."))
+        raise AgentError(_("Give the key a name, for example the shop that will use it."), field="name")
     if len(name) > 60:
-        raise ValidationError(_("Key names are at most 60 characters."))
+        raise AgentError(_("Key names are at most 60 characters."), field="name")
     return name
 
 
@@ -203,7 +205,7 @@ def apikey_create(*, agent: Agent, name: str, ip_allowlist: str = "", callback_u
         # Serialise one agent's key creation so the cap holds under double submits.
         Agent.objects.select_for_update().filter(pk=agent.pk).first()
         if agent.api_keys.filter(revoked_at__isnull=True).count() >= MAX_ACTIVE_KEYS:
-            raise ValidationError(
+            raise AgentError(
                 _("You already have %(n)d active keys: revoke one you no longer use first.") % {"n": MAX_ACTIVE_KEYS}
             )
         secret = _new_secret()
@@ -228,7 +230,7 @@ def apikey_rotate(*, agent: Agent, key_id: int) -> tuple[ApiKey, str]:
     with transaction.atomic():
         key = _lock_own(agent, key_id)
         if key.revoked_at is not None:
-            raise ValidationError(_("This key has been revoked: create a new one."))
+            raise AgentError(_("This key has been revoked: create a new one."))
         now = timezone.now()
         secret = _new_secret()
         key.previous_secret = key.secret
@@ -263,7 +265,7 @@ def apikey_update(*, agent: Agent, key_id: int, name: str, ip_allowlist: str, ca
     with transaction.atomic():
         key = _lock_own(agent, key_id)
         if key.revoked_at is not None:
-            raise ValidationError(_("This key has been revoked and cannot be changed."))
+            raise AgentError(_("This key has been revoked and cannot be changed."))
         key.name, key.ip_allowlist, key.callback_url = name, allowlist, callback_url
         key.save(update_fields=["name", "ip_allowlist", "callback_url"])
     return key

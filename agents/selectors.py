@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from django.db.models import Q
+from django.utils.translation import gettext as _
 
 from catalog.models import Category, Product
 from marketplace.errors import Conflict
@@ -71,6 +72,24 @@ def agent_costs(*, agent: Agent, products: Iterable[Product]) -> dict[int, Decim
     return {pid: steps[-1] for pid, steps in costs.items()}
 
 
+def _markup_target(m: Markup) -> tuple:
+    """What a markup is for: ("p", product id), ("c", category id) or ("a", None) for everything."""
+    return ("p", m.product_id) if m.product_id else ("c", m.category_id) if m.category_id else ("a", None)
+
+
+def _markup_find(table: dict, owner: tuple, cats: dict, product_id: int, level_id) -> Markup | None:
+    """The markup of ``owner`` for a product sold to a downline of ``level_id``: the first for
+    the product, its category, the category's parent, everything; at each, one for the level
+    before one for any level. ``table`` is keyed ``(*owner, *_markup_target(m), level or None)``."""
+    cat_id, parent_id = cats[product_id]
+    targets = [("p", product_id), ("c", cat_id), *([("c", parent_id)] if parent_id is not None else []), ("a", None)]
+    for target in targets:
+        markup = table.get((*owner, *target, level_id)) or table.get((*owner, *target, None))
+        if markup is not None:
+            return markup
+    return None
+
+
 def agent_chain_costs(*, agent: Agent, products: Iterable[Product]) -> tuple[list[Agent], dict[int, list[Decimal]]]:
     """The chain (top first, ``agent`` last) and, per product, what each agent of it pays.
 
@@ -112,22 +131,12 @@ def agent_chain_costs(*, agent: Agent, products: Iterable[Product]) -> tuple[lis
         Q(scope=Markup.Scope.ALL) | Q(product_id__in=product_ids) | Q(category_id__in=category_ids),
         agent_id__in=[u.pk for u in uplines],
     ).only("agent_id", "scope", "product_id", "category_id", "downline_level_id", "kind", "value"):
-        key = ("p", m.product_id) if m.product_id else ("c", m.category_id) if m.category_id else ("a", None)
-        table[(m.agent_id, *key, m.downline_level_id)] = m
+        table[(m.agent_id, *_markup_target(m), m.downline_level_id)] = m
 
     for upline, buyer in zip(uplines, chain[1:], strict=True):
         level_id = buyer.level_id
         for p in products:
-            cat_id, parent_id = cats[p.pk]
-            targets = [("p", p.pk), ("c", cat_id)]
-            if parent_id is not None:
-                targets.append(("c", parent_id))
-            targets.append(("a", None))
-            markup = None
-            for target in targets:
-                markup = table.get((upline.pk, *target, level_id)) or table.get((upline.pk, *target, None))
-                if markup is not None:
-                    break
+            markup = _markup_find(table, (upline.pk,), cats, p.pk, level_id)
             base = costs[p.pk][-1]
             step = quantize(base + _apply(markup.kind, markup.value, base)) if markup is not None else base
             costs[p.pk].append(step)
@@ -197,6 +206,10 @@ class NotForSale(Conflict):
 
     code = "not_for_sale"
 
+    @classmethod
+    def default_message(cls) -> str:
+        return _("This shop does not sell this product.")
+
 
 def price_quote(*, product: Product, buyer=None, storefront: Storefront | None = None) -> Quote:
     """What a sale of ``product`` costs and how its margin splits along the chain.
@@ -253,22 +266,12 @@ def downline_costs(
     for m in Markup.objects.filter(
         Q(scope=Markup.Scope.ALL) | Q(product_id__in=product_ids) | Q(category_id__in=category_ids), agent=agent
     ).only("scope", "product_id", "category_id", "downline_level_id", "kind", "value"):
-        key = ("p", m.product_id) if m.product_id else ("c", m.category_id) if m.category_id else ("a", None)
-        table[(*key, m.downline_level_id)] = m
+        table[(*_markup_target(m), m.downline_level_id)] = m
     by_level: dict[int, dict[int, Decimal]] = {}
     for level_id in level_ids:
         out = by_level.setdefault(level_id, {})
         for p in products:
-            cat_id, parent_id = cats[p.pk]
-            targets = [("p", p.pk), ("c", cat_id)]
-            if parent_id is not None:
-                targets.append(("c", parent_id))
-            targets.append(("a", None))
-            markup = None
-            for target in targets:
-                markup = table.get((*target, level_id)) or table.get((*target, None))
-                if markup is not None:
-                    break
+            markup = _markup_find(table, (), cats, p.pk, level_id)
             base = own[p.pk]
             out[p.pk] = quantize(base + _apply(markup.kind, markup.value, base)) if markup is not None else base
     return own, by_level

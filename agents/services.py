@@ -5,7 +5,6 @@ from datetime import datetime
 from decimal import Decimal, InvalidOperation
 
 from django.conf import settings
-from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.db.models import F, Max, Q, Value
 from django.db.models.functions import Concat, Length, Substr
@@ -13,11 +12,23 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from catalog.models import Category, Product
-from marketplace.errors import Forbidden
+from marketplace.errors import Forbidden, ServiceError
 from marketplace.money import quantize
 from marketplace.permissions import staff_has_perm
 
 from .models import Agent, AgentLevel, AgentMove, Invitation, LevelPrice, Markup, PriceKind
+
+
+class AgentError(ServiceError):
+    """A request about agents refused as asked (a price, a markup, an invitation, a move, a
+    storefront, an API key); the message is shown as it is. ``field`` names the form field it
+    belongs to, when there is one, so a page can show it next to that field."""
+
+    code = "agent_refused"
+
+    def __init__(self, message=None, *, field: str | None = None, **kwargs):
+        super().__init__(message, **kwargs)
+        self.field = field
 
 
 def max_depth() -> int:
@@ -27,23 +38,23 @@ def max_depth() -> int:
 def _amount(value, *, kind: str, field: str = "value") -> Decimal:
     """A non-negative Decimal; fixed amounts to the fen, percentages to four places."""
     if isinstance(value, float):
-        raise ValidationError({field: _("Give the value as a decimal, not a float.")})
+        raise AgentError(_("Give the value as a decimal, not a float."), field=field)
     if kind not in PriceKind.values:
-        raise ValidationError({"kind": _("Unknown kind %(kind)s.") % {"kind": kind}})
+        raise AgentError(_("Unknown kind %(kind)s.") % {"kind": kind}, field="kind")
     try:
         amount = Decimal(value)
     except (InvalidOperation, TypeError, ValueError):
-        raise ValidationError({field: _("%(value)r is not a number.") % {"value": value}}) from None
+        raise AgentError(_("%(value)r is not a number.") % {"value": value}, field=field) from None
     if not amount.is_finite():
-        raise ValidationError({field: _("%(value)r is not a number.") % {"value": value}})
+        raise AgentError(_("%(value)r is not a number.") % {"value": value}, field=field)
     if amount < 0:
-        raise ValidationError({field: _("Cannot be negative: no agent may buy below its upline's cost.")})
+        raise AgentError(_("Cannot be negative: no agent may buy below its upline's cost."), field=field)
     if kind == PriceKind.FIXED:
         if amount != quantize(amount):
-            raise ValidationError({field: _("A fixed amount has at most two decimal places (fen).")})
+            raise AgentError(_("A fixed amount has at most two decimal places (fen)."), field=field)
         return quantize(amount)
     if amount != amount.quantize(Decimal("0.0001")):
-        raise ValidationError({field: _("A percentage has at most four decimal places.")})
+        raise AgentError(_("A percentage has at most four decimal places."), field=field)
     return amount
 
 
@@ -63,15 +74,14 @@ def agent_create(
     (``actor``: staff in admin, or the user accepting an invitation) and through which invitation.
     """
     if Agent.objects.filter(user=user).exists():
-        raise ValidationError({"user": _("This user is already an agent.")})
+        raise AgentError(_("This user is already an agent."), field="user")
     depth = 1 if upline is None else upline.depth + 1
     limit = max_depth()
     if depth > limit:
-        raise ValidationError(
-            {
-                "upline": _("The agent tree is at most %(max)d levels deep; this agent would be at level %(depth)d.")
-                % {"max": limit, "depth": depth}
-            }
+        raise AgentError(
+            _("The agent tree is at most %(max)d levels deep; this agent would be at level %(depth)d.")
+            % {"max": limit, "depth": depth},
+            field="upline",
         )
     agent = Agent.objects.create(user=user, level=level, upline=upline, depth=depth, path="")
     agent.path = f"{upline.path if upline else '/'}{agent.pk}/"
@@ -106,7 +116,7 @@ def markup_set(
     Affects prices resolved from now on; placed orders keep their snapshot.
     """
     if product is not None and category is not None:
-        raise ValidationError(_("A markup is for one product, one category or everything, not both."))
+        raise AgentError(_("A markup is for one product, one category or everything, not both."))
     amount = _amount(value, kind=kind)
     if product is not None:
         scope, target = Markup.Scope.PRODUCT, {"product": product, "category": None}
@@ -131,7 +141,7 @@ def level_price_set(
 ) -> LevelPrice:
     """The platform price for agents of ``level``: per product, or a rule per category."""
     if (product is None) == (category is None):
-        raise ValidationError(_("A level price is for exactly one product or one category."))
+        raise AgentError(_("A level price is for exactly one product or one category."))
     amount = _amount(value, kind=kind)
     price, _created = LevelPrice.objects.select_for_update().update_or_create(
         level=level, product=product, category=category, defaults={"kind": kind, "value": amount}
@@ -178,18 +188,18 @@ def invitation_check(*, upline: Agent, level: AgentLevel, max_uses, expires_at: 
     try:
         max_uses = int(max_uses)
     except (TypeError, ValueError):
-        raise ValidationError({"max_uses": _("Enter a whole number of uses.")}) from None
+        raise AgentError(_("Enter a whole number of uses."), field="max_uses") from None
     if not 1 <= max_uses <= INVITATION_MAX_USES:
-        raise ValidationError(
-            {"max_uses": _("An invitation can be used 1 to %(max)d times.") % {"max": INVITATION_MAX_USES}}
+        raise AgentError(
+            _("An invitation can be used 1 to %(max)d times.") % {"max": INVITATION_MAX_USES}, field="max_uses"
         )
     if expires_at is not None and expires_at <= timezone.now():
-        raise ValidationError({"expires_at": _("The expiry must be in the future.")})
+        raise AgentError(_("The expiry must be in the future."), field="expires_at")
     if level.rank > upline.level.rank:
-        raise ValidationError({"level": _("You can invite agents at your own level or below.")})
+        raise AgentError(_("You can invite agents at your own level or below."), field="level")
     if upline.depth + 1 > max_depth():
-        raise ValidationError(
-            {"upline": _("Your tier is the deepest the agent tree allows: you cannot invite a downline.")}
+        raise AgentError(
+            _("Your tier is the deepest the agent tree allows: you cannot invite a downline."), field="upline"
         )
     return max_uses
 
@@ -244,7 +254,7 @@ def invitation_accept(*, code: str, user) -> Agent:
     """
     normalised = invitation_code_normalise(code)
     if not normalised:
-        raise ValidationError({"code": _("Enter an invitation code.")})
+        raise AgentError(_("Enter an invitation code."), field="code")
     try:
         with transaction.atomic():
             try:
@@ -255,12 +265,12 @@ def invitation_accept(*, code: str, user) -> Agent:
                 )
             except Invitation.DoesNotExist:
                 message = _("There is no invitation with this code. Check it and try again.")
-                raise ValidationError({"code": message}) from None
+                raise AgentError(message, field="code") from None
             if Agent.objects.filter(user=user).exists():
-                raise ValidationError({"user": _("You are already an agent.")})
+                raise AgentError(_("You are already an agent."), field="user")
             problem = invitation_problem(invitation)
             if problem:
-                raise ValidationError({"code": problem})
+                raise AgentError(problem, field="code")
             agent = agent_create(
                 user=user, level=invitation.level, upline=invitation.upline, actor=user, invitation=invitation
             )
@@ -269,7 +279,7 @@ def invitation_accept(*, code: str, user) -> Agent:
     except IntegrityError:
         # The same user accepting twice at once: the one-agent-per-user constraint decided.
         if Agent.objects.filter(user=user).exists():
-            raise ValidationError({"user": _("You are already an agent.")}) from None
+            raise AgentError(_("You are already an agent."), field="user") from None
         raise
 
 
@@ -286,7 +296,7 @@ def agent_move(*, agent: Agent, new_upline: Agent | None, actor, reason: str) ->
         raise Forbidden(_("Only staff can move agents in the tree."))
     reason = (reason or "").strip()
     if not reason:
-        raise ValidationError({"reason": _("Give a reason for the move: it is kept in the tree history.")})
+        raise AgentError(_("Give a reason for the move: it is kept in the tree history."), field="reason")
     # Lock the subtree and the new upline's chain, in id order (no deadlock with another move).
     lock_q = Q(path__startswith=agent.path)
     if new_upline is not None:
@@ -296,9 +306,9 @@ def agent_move(*, agent: Agent, new_upline: Agent | None, actor, reason: str) ->
     if new_upline is not None:
         new_upline = Agent.objects.get(pk=new_upline.pk)
         if new_upline.pk == agent.pk or new_upline.path.startswith(agent.path):
-            raise ValidationError({"new_upline": _("An agent cannot be moved under itself or its own downline.")})
+            raise AgentError(_("An agent cannot be moved under itself or its own downline."), field="new_upline")
     if (new_upline.pk if new_upline else None) == agent.upline_id:
-        raise ValidationError({"new_upline": _("The agent is already under this upline.")})
+        raise AgentError(_("The agent is already under this upline."), field="new_upline")
 
     old_prefix = agent.path
     new_prefix = f"{new_upline.path if new_upline else '/'}{agent.pk}/"
@@ -308,17 +318,16 @@ def agent_move(*, agent: Agent, new_upline: Agent | None, actor, reason: str) ->
     stats = subtree.aggregate(deepest=Max("depth"), longest=Max(Length("path")))
     limit = max_depth()
     if stats["deepest"] + delta > limit:
-        raise ValidationError(
-            {
-                "new_upline": _(
-                    "The agent tree is at most %(max)d levels deep; this move would put part of this agent's "
-                    "downline at level %(depth)d."
-                )
-                % {"max": limit, "depth": stats["deepest"] + delta}
-            }
+        raise AgentError(
+            _(
+                "The agent tree is at most %(max)d levels deep; this move would put part of this agent's "
+                "downline at level %(depth)d."
+            )
+            % {"max": limit, "depth": stats["deepest"] + delta},
+            field="new_upline",
         )
     if stats["longest"] - len(old_prefix) + len(new_prefix) > Agent._meta.get_field("path").max_length:
-        raise ValidationError({"new_upline": _("This move would make the tree path too long.")})
+        raise AgentError(_("This move would make the tree path too long."), field="new_upline")
     descendants = subtree.exclude(pk=agent.pk)
     size = descendants.count()
     # The agent first (its upline, depth and path change together: the depth CHECK holds),

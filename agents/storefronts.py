@@ -10,7 +10,6 @@ import re
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 
-from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
@@ -21,7 +20,7 @@ from marketplace.money import quantize
 
 from .models import Agent, PriceKind, RetailPrice, Storefront
 from .selectors import agent_costs, storefront_prices
-from .services import _amount
+from .services import AgentError, _amount
 
 SLUG_RE = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
 SLUG_MIN, SLUG_MAX = 3, 40
@@ -103,10 +102,10 @@ LOGO_FORMATS = {"PNG", "JPEG", "WEBP"}
 def _clean_text(value, *, field: str, max_length: int, required: bool = False) -> str:
     text = (value or "").strip()
     if required and not text:
-        raise ValidationError({field: _("This field is required.")})
+        raise AgentError(_("This field is required."), field=field)
     if len(text) > max_length:
-        raise ValidationError(
-            {field: _("At most %(n)d characters (this has %(m)d).") % {"n": max_length, "m": len(text)}}
+        raise AgentError(
+            _("At most %(n)d characters (this has %(m)d).") % {"n": max_length, "m": len(text)}, field=field
         )
     return text
 
@@ -115,24 +114,24 @@ def slug_validate(slug) -> str:
     """The storefront's address: 3 to 40 lowercase letters, digits and single hyphens."""
     slug = (slug or "").strip()
     if not SLUG_MIN <= len(slug) <= SLUG_MAX:
-        raise ValidationError({"slug": _("The address is 3 to 40 characters long.")})
+        raise AgentError(_("The address is 3 to 40 characters long."), field="slug")
     if not SLUG_RE.match(slug):
-        raise ValidationError(
-            {"slug": _("Use lowercase letters a-z, digits and single hyphens; no hyphen at the start or the end.")}
+        raise AgentError(
+            _("Use lowercase letters a-z, digits and single hyphens; no hyphen at the start or the end."), field="slug"
         )
     if slug in RESERVED_SLUGS:
-        raise ValidationError({"slug": _("“%(slug)s” is reserved: choose another address.") % {"slug": slug}})
+        raise AgentError(_("“%(slug)s” is reserved: choose another address.") % {"slug": slug}, field="slug")
     return slug
 
 
 def _markup(kind, value) -> tuple[str, Decimal]:
     if kind not in PriceKind.values:
-        raise ValidationError({"default_markup_kind": _("Choose a fixed amount or a percentage.")})
+        raise AgentError(_("Choose a fixed amount or a percentage."), field="default_markup_kind")
     amount = _amount(value, kind=kind, field="default_markup_value")
     if kind == PriceKind.PERCENT and amount > PERCENT_MAX:
-        raise ValidationError({"default_markup_value": _("A percentage markup is at most 1000%.")})
+        raise AgentError(_("A percentage markup is at most 1000%."), field="default_markup_value")
     if kind == PriceKind.FIXED and amount > PRICE_MAX:
-        raise ValidationError({"default_markup_value": _("This amount is too large.")})
+        raise AgentError(_("This amount is too large."), field="default_markup_value")
     return kind, amount
 
 
@@ -143,13 +142,13 @@ def _price(value) -> Decimal:
         try:
             Decimal(text)
         except (InvalidOperation, ValueError):
-            raise ValidationError({"price": _("Enter a price in yuan, e.g. 9.90.")}) from None
-        raise ValidationError({"price": _("Enter a positive price with at most two decimal places (fen).")})
+            raise AgentError(_("Enter a price in yuan, e.g. 9.90."), field="price") from None
+        raise AgentError(_("Enter a positive price with at most two decimal places (fen)."), field="price")
     price = quantize(Decimal(text))
     if price <= 0:
-        raise ValidationError({"price": _("The price must be more than zero.")})
+        raise AgentError(_("The price must be more than zero."), field="price")
     if price > PRICE_MAX:
-        raise ValidationError({"price": _("This price is too large.")})
+        raise AgentError(_("This price is too large."), field="price")
     return price
 
 
@@ -174,9 +173,9 @@ def storefront_open(
     contact = _clean_text(contact, field="contact", max_length=200)
     kind, value = _markup(default_markup_kind, default_markup_value)
     if Storefront.objects.filter(agent=agent).exists():
-        raise ValidationError(_("You already have a storefront."))
+        raise AgentError(_("You already have a storefront."))
     if Storefront.objects.filter(slug=slug).exists():
-        raise ValidationError({"slug": _("This address is taken: choose another.")})
+        raise AgentError(_("This address is taken: choose another."), field="slug")
     try:
         with transaction.atomic():
             return Storefront.objects.create(
@@ -190,8 +189,8 @@ def storefront_open(
             )
     except IntegrityError:  # a concurrent request took the address (or opened one) first
         if Storefront.objects.filter(agent=agent).exists():
-            raise ValidationError(_("You already have a storefront.")) from None
-        raise ValidationError({"slug": _("This address is taken: choose another.")}) from None
+            raise AgentError(_("You already have a storefront.")) from None
+        raise AgentError(_("This address is taken: choose another."), field="slug") from None
 
 
 @transaction.atomic
@@ -243,11 +242,11 @@ def _logo_png(data: bytes) -> bytes:
             width, height = probe.size
             probe.verify()
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError):
-        raise ValidationError({"logo": _("This file is not an image we can read.")}) from None
+        raise AgentError(_("This file is not an image we can read."), field="logo") from None
     if fmt not in LOGO_FORMATS:
-        raise ValidationError({"logo": _("Upload a PNG, JPEG or WebP image.")})
+        raise AgentError(_("Upload a PNG, JPEG or WebP image."), field="logo")
     if width * height > LOGO_MAX_PIXELS or not width or not height:
-        raise ValidationError({"logo": _("This image is too large in pixels.")})
+        raise AgentError(_("This image is too large in pixels."), field="logo")
     try:
         with Image.open(io.BytesIO(data)) as img:
             img.seek(0)  # the first frame of an animated image
@@ -262,7 +261,7 @@ def _logo_png(data: bytes) -> bytes:
             out = io.BytesIO()
             clean.save(out, format="PNG", optimize=True)
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError):
-        raise ValidationError({"logo": _("This file is not an image we can read.")}) from None
+        raise AgentError(_("This file is not an image we can read."), field="logo") from None
     return out.getvalue()
 
 
@@ -270,15 +269,15 @@ def storefront_logo_set(*, storefront: Storefront, uploaded_file) -> Storefront:
     """Check an uploaded logo (PNG, JPEG or WebP, at most 1 MB, really an image), fit it in
     256x256, strip its metadata and keep it as PNG."""
     if uploaded_file is None:
-        raise ValidationError({"logo": _("Choose an image to upload.")})
+        raise AgentError(_("Choose an image to upload."), field="logo")
     size = getattr(uploaded_file, "size", None)
     if size is not None and size > LOGO_MAX_BYTES:
-        raise ValidationError({"logo": _("The logo is at most 1 MB.")})
+        raise AgentError(_("The logo is at most 1 MB."), field="logo")
     data = uploaded_file.read(LOGO_MAX_BYTES + 1)
     if len(data) > LOGO_MAX_BYTES:
-        raise ValidationError({"logo": _("The logo is at most 1 MB.")})
+        raise AgentError(_("The logo is at most 1 MB."), field="logo")
     if not data:
-        raise ValidationError({"logo": _("The file is empty.")})
+        raise AgentError(_("The file is empty."), field="logo")
     png = _logo_png(data)
     now = timezone.now()
     Storefront.objects.filter(pk=storefront.pk).update(logo=png, logo_updated_at=now, updated_at=now)
@@ -306,11 +305,10 @@ def retail_price_set(*, storefront: Storefront, product: Product, price) -> Reta
     price = _price(price)
     cost = _cost(storefront, product)
     if price < cost:
-        raise ValidationError(
-            {
-                "price": _("¥%(price)s is below your cost of ¥%(cost)s for this product: set at least ¥%(cost)s.")
-                % {"price": price, "cost": cost}
-            }
+        raise AgentError(
+            _("¥%(price)s is below your cost of ¥%(cost)s for this product: set at least ¥%(cost)s.")
+            % {"price": price, "cost": cost},
+            field="price",
         )
     rp, _created = RetailPrice.objects.select_for_update().update_or_create(
         storefront=storefront, product=product, defaults={"price": price}
@@ -325,7 +323,7 @@ def retail_price_clear(*, storefront: Storefront, product: Product) -> None:
     if rp is None:
         return
     if not rp.is_listed:
-        raise ValidationError(_("This product is unlisted: list it again first, then clear its price."))
+        raise AgentError(_("This product is unlisted: list it again first, then clear its price."))
     rp.delete()
 
 

@@ -11,7 +11,7 @@ from decimal import Decimal
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.core.exceptions import ObjectDoesNotExist, ValidationError
+from django.core.exceptions import ObjectDoesNotExist
 from django.core.paginator import Paginator
 from django.db.models import Q
 from django.http import Http404, HttpResponseBadRequest
@@ -88,12 +88,6 @@ def agent_public_name(agent: Agent | None) -> str:
     if storefront is not None and storefront.name:
         return storefront.name
     return mask_email(agent.user.email or agent.user.username)
-
-
-def _first_error(exc: ValidationError) -> str:
-    if hasattr(exc, "message_dict"):
-        return " ".join(m for msgs in exc.message_dict.values() for m in msgs)
-    return " ".join(exc.messages)
 
 
 def _safe_next(request, fallback: str) -> str:
@@ -224,8 +218,8 @@ def markups(request):
     if not error:
         try:
             services.markup_set(agent=agent, kind=kind, value=value, downline_level=level, **target)
-        except ValidationError as exc:
-            error = _first_error(exc)
+        except services.AgentError as exc:
+            error = str(exc)
     if error:
         messages.error(request, error)
         return redirect(back + "#markups")
@@ -273,8 +267,8 @@ def invitations(request):
                 inv = services.invitation_create(
                     upline=agent, level=level, max_uses=form["max_uses"], expires_at=expires
                 )
-            except ValidationError as exc:
-                error = _first_error(exc)
+            except services.AgentError as exc:
+                error = str(exc)
             else:
                 messages.success(
                     request, _("Invitation %(code)s created: share its link or code.") % {"code": inv.code}
@@ -342,11 +336,8 @@ def join(request, code: str):
     if request.method == "POST":
         if not request.user.is_authenticated:
             return redirect(login_url)
-        try:
-            services.invitation_accept(code=normalised, user=request.user)
-        except ValidationError as exc:
-            messages.error(request, _first_error(exc))
-            return redirect("agents:join", code=normalised)
+        # A refusal (AgentError): ServiceErrorMiddleware shows it back on this page.
+        services.invitation_accept(code=normalised, user=request.user)
         messages.success(request, _("Welcome! You are now an agent. Here is your agent centre."))
         return redirect("agents:home")
     is_agent = request.user.is_authenticated and _agent_of(request.user) is not None

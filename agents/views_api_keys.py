@@ -6,7 +6,6 @@ A secret is shown exactly once: in the response to the POST that issued or rotat
 """
 
 from django.contrib import messages
-from django.core.exceptions import ValidationError
 from django.db.models import F
 from django.http import Http404
 from django.shortcuts import redirect, render
@@ -19,13 +18,10 @@ from compliance.audit import audit_denied
 
 from . import api_keys
 from .models import ApiKey
+from .services import AgentError
 from .views import agent_required
 
 RECENT_CALLBACKS = 20
-
-
-def _errors(exc: ValidationError) -> list[str]:
-    return list(exc.messages)
 
 
 def _deny(request, *, action: str, target: str):
@@ -74,8 +70,8 @@ def api_keys_home(request):
     form = {field: request.POST.get(field, "").strip() for field in ("name", "callback_url", "ip_allowlist")}
     try:
         key, secret = api_keys.apikey_create(agent=request.agent, **form)
-    except ValidationError as exc:
-        return _page(request, form=form, errors=_errors(exc), status=400)
+    except AgentError as exc:
+        return _page(request, form=form, errors=[str(exc)], status=400)
     return _page(request, issued={"key": key, "secret": secret, "rotated": False})
 
 
@@ -87,8 +83,8 @@ def api_key_rotate(request, key_id: int):
         key, secret = api_keys.apikey_rotate(agent=request.agent, key_id=key_id)
     except ApiKey.DoesNotExist:
         _deny(request, action="agents.api_key_rotate", target=f"apikey:{key_id}")
-    except ValidationError as exc:
-        messages.error(request, " ".join(_errors(exc)))
+    except AgentError as exc:
+        messages.error(request, str(exc))
         return redirect("agents:api_keys")
     return _page(request, issued={"key": key, "secret": secret, "rotated": True})
 
@@ -120,8 +116,8 @@ def api_key_edit(request, key_id: int):
         form = {field: request.POST.get(field, "").strip() for field in ("name", "callback_url", "ip_allowlist")}
         try:
             api_keys.apikey_update(agent=request.agent, key_id=key.pk, **form)
-        except ValidationError as exc:
-            errors = _errors(exc)
+        except AgentError as exc:
+            errors = [str(exc)]
         else:
             messages.success(request, _("Key “%(name)s” saved.") % {"name": form["name"]})
             return redirect("agents:api_keys")

@@ -9,7 +9,6 @@ from datetime import timedelta
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
 from django.db.models import Count, Q, Sum
 from django.http import Http404
@@ -26,6 +25,7 @@ from compliance.audit import audit_denied
 
 from . import storefronts
 from .models import Agent, PriceKind, RetailPrice, Storefront
+from .services import AgentError
 
 PAGE_SIZE = 30
 
@@ -55,10 +55,8 @@ def _check_posted_storefront(request, storefront: Storefront, action: str) -> No
         raise Http404
 
 
-def _errors(exc: ValidationError) -> dict[str, list[str]]:
-    if hasattr(exc, "error_dict"):
-        return {field: [str(m) for m in msgs] for field, msgs in exc.message_dict.items()}
-    return {"form": [str(m) for m in exc.messages]}
+def _errors(exc: AgentError) -> dict[str, list[str]]:
+    return {exc.field or "form": [str(exc)]}
 
 
 def _public_url(request, storefront: Storefront) -> str:
@@ -98,7 +96,7 @@ def storefront(request):
                 )
                 messages.success(request, _("Storefront settings saved."))
             return redirect("agents:storefront")
-        except ValidationError as exc:
+        except AgentError as exc:
             errors = _errors(exc)
     if sf is None:
         return render(
@@ -161,10 +159,8 @@ def storefront_logo(request):
         return redirect("agents:storefront")
     try:
         storefronts.storefront_logo_set(storefront=sf, uploaded_file=request.FILES.get("logo"))
-    except ValidationError as exc:
-        for msgs in _errors(exc).values():
-            for msg in msgs:
-                messages.error(request, msg)
+    except AgentError as exc:
+        messages.error(request, str(exc))
     else:
         messages.success(request, _("Logo updated."))
     return redirect("agents:storefront")
@@ -245,9 +241,9 @@ def storefront_price(request, product_id: int):
             storefronts.product_relist(storefront=sf, product=product)
             done = _("%(product)s is sold in your storefront again.")
         else:
-            raise ValidationError(_("Unknown action."))
-    except ValidationError as exc:
-        error = " ".join(m for msgs in _errors(exc).values() for m in msgs)
+            raise AgentError(_("Unknown action."))
+    except AgentError as exc:
+        error = str(exc)
         done = None
     if request.headers.get("HX-Request"):
         (row,) = storefronts.storefront_price_rows(

@@ -59,7 +59,8 @@ def api_order_place(
     buyer = agent.user
     order = Order.objects.filter(agent=agent, agent_order_no=agent_order_no).first()
     if order is None:
-        # A refusal (OrderError: 422 "order_refused") reaches the API's error handler as it is.
+        # A refusal (OrderError 422 "order_refused", OutOfStock 409 "out_of_stock") reaches the
+        # API's error handler as it is.
         order = orders.order_place(
             buyer=buyer,
             product_id=product_id,

@@ -150,7 +150,7 @@ _DEFAULT_CODES = {
 def api_exception_handler(exc, context):
     """DRF's handler (status, Retry-After, WWW-Authenticate), with our error body. Anything
     unexpected is logged and answered with a JSON 500 (never Django's HTML page)."""
-    # A service's refusal (ApiError, OrderError, NotFound ...): its code, message and status. No
+    # A service's refusal (ApiError, OrderError, OutOfStock, NotFound ...): its code, message and status. No
     # rollback: what a service did before refusing (an ApiError after cancelling) stays done.
     if isinstance(exc, ServiceError):
         return Response({"code": exc.code, "message": str(exc.message), **exc.extra}, status=exc.status)
@@ -368,8 +368,8 @@ class OrderCreate(ApiView):
             201: OpenApiResponse(OrderSerializer, description="Placed and paid by this request."),
             200: OpenApiResponse(OrderSerializer, description="This agent_order_no was placed before."),
             402: OpenApiResponse(ErrorSerializer, description="insufficient_balance (the order is cancelled)."),
-            409: OpenApiResponse(ErrorSerializer, description="agent_order_no_conflict / order_closed."),
-            422: OpenApiResponse(ErrorSerializer, description="order_refused: product, quantity or stock."),
+            409: OpenApiResponse(ErrorSerializer, description="agent_order_no_conflict / order_closed / out_of_stock."),
+            422: OpenApiResponse(ErrorSerializer, description="order_refused: product or quantity."),
             **ERRORS,
             400: OpenApiResponse(
                 ValidationErrorSerializer,

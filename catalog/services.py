@@ -34,13 +34,15 @@ class CatalogError(ServiceError, ValueError):
 class OutOfStock(Conflict):
     code = "out_of_stock"
 
-    def __init__(self, *, requested: int, available: int):
-        super().__init__(
-            _("Only %(available)d left in stock, you asked for %(requested)d.")
-            % {"available": available, "requested": requested}
-            if available
-            else _("Sold out: no codes left for this product.")
-        )
+    def __init__(self, *, requested: int, available: int, message: str | None = None):
+        if message is None:
+            message = (
+                _("Only %(available)d left in stock, you asked for %(requested)d.")
+                % {"available": available, "requested": requested}
+                if available
+                else _("Sold out: no codes left for this product.")
+            )
+        super().__init__(message)
         self.requested, self.available = requested, available
 
 

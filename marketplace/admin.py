@@ -1,30 +1,36 @@
 from django.contrib import admin
 
 
-class ReadOnlyAdmin(admin.ModelAdmin):
-    """Records of what happened (orders, payments, logs, histories) are changed only by
-    services: staff can look, nobody adds, edits or deletes them here."""
+class ReadOnlyMixin:
+    """For a model admin (or an inline) of records changed only by services: staff can look,
+    nobody adds, edits or deletes them here.
+
+    ``acted_on = True``: staff change these records through admin actions and the buttons of
+    their change page (each a service call). Django lets those through on the change permission
+    asked without an object, so that one is the model's; the change form itself never saves.
+    """
+
+    acted_on = False
 
     def has_add_permission(self, request, obj=None):
         return False
 
     def has_change_permission(self, request, obj=None):
-        return False
+        return self.acted_on and obj is None and super().has_change_permission(request)
 
     def has_delete_permission(self, request, obj=None):
         return False
 
 
-class ReadOnlyInline(admin.TabularInline):
+class ReadOnlyAdmin(ReadOnlyMixin, admin.ModelAdmin):
+    """Records of what happened (orders, payments, logs, histories) are changed only by
+    services: staff can look, nobody adds, edits or deletes them here."""
+
+
+class ReadOnlyInline(ReadOnlyMixin, admin.TabularInline):
     extra = 0
     can_delete = False
 
     class Media:
         # Django captions each existing row with its str() ("1: ∅ → open"): noise in a read-only log.
         css = {"all": ("css/admin.css",)}
-
-    def has_add_permission(self, request, obj=None):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False

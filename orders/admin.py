@@ -118,7 +118,7 @@ class CodeRevealAdmin(ReadOnlyAdmin):
 
 # Signed callbacks to agents' shops (orders.callbacks): read-only, with a "send again" action.
 @admin.register(ApiCallback)
-class ApiCallbackAdmin(admin.ModelAdmin):
+class ApiCallbackAdmin(ReadOnlyAdmin):  # a record of what was sent: view only
     list_display = (
         "id",
         "event",
@@ -138,15 +138,6 @@ class ApiCallbackAdmin(admin.ModelAdmin):
 
     def get_readonly_fields(self, request, obj=None):
         return [f.name for f in self.model._meta.fields]
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False  # a record of what was sent: view only
 
     def has_resend_permission(self, request):
         return request.user.has_perm("orders.change_apicallback")

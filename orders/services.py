@@ -89,10 +89,7 @@ def order_place(
             raise OrderError(selectors.reason(selectors.ReasonCode.PRODUCT_MISSING).message) from None
     _refuse(selectors.product_refusal(product))
     _refuse(selectors.quantity_refusal(quantity, product=product))
-    try:
-        quote = agent_selectors.price_quote(product=product, buyer=buyer, storefront=storefront)
-    except agent_selectors.NotForSale:
-        raise OrderError(selectors.reason(selectors.ReasonCode.NOT_FOR_SALE).message) from None
+    quote = agent_selectors.price_quote(product=product, buyer=buyer, storefront=storefront)  # or NotForSale
     if storefront is not None:
         channel = Order.Channel.STOREFRONT
     unit_price = quote.unit_price
@@ -134,8 +131,6 @@ def order_place(
             code_ids = stock.stock_reserve(product_id=product.pk, quantity=quantity)
             OrderCode.objects.bulk_create([OrderCode(order=order, code_id=cid) for cid in code_ids])
             order.history.create(from_status="", to_status=S.PENDING, actor=buyer, note="placed")
-    except stock.OutOfStock as exc:
-        raise OrderError(str(exc)) from None
     except IntegrityError:
         # The same key committed by a concurrent request: that order is the answer.
         existing = Order.objects.filter(buyer=buyer, idempotency_key=key).first()
@@ -455,8 +450,9 @@ def order_code_replace(*, order: Order, old_order_code_id: int, actor) -> OrderC
     The old code is released from the order (the caller has dealt with it, e.g. marked it
     defective), one code of the same product is claimed from stock and sold to the order, its
     cost is owed to its supplier and the old code's cost is taken back from the old one's
-    supplier (the supplier owes it). Raises ``OrderError`` when the code is not live on the order
-    or the product is out of stock. The buyer gets an email once the caller's transaction commits.
+    supplier (the supplier owes it). Raises ``OrderError`` when the code is not live on the order,
+    ``OutOfStock`` (with a message for staff) when the product is out of stock. The buyer gets an
+    email once the caller's transaction commits.
     """
     if not transaction.get_connection().in_atomic_block:
         raise RuntimeError("order_code_replace must run inside the caller's transaction")
@@ -473,9 +469,11 @@ def order_code_replace(*, order: Order, old_order_code_id: int, actor) -> OrderC
     try:
         code_ids = stock.stock_reserve(product_id=order.product_id, quantity=1)
     except stock.OutOfStock:
-        raise OrderError(
-            _("%(product)s is out of stock: no replacement code is available. Import stock first.")
-            % {"product": order.product_name}
+        raise stock.OutOfStock(
+            requested=1,
+            available=0,
+            message=_("%(product)s is out of stock: no replacement code is available. Import stock first.")
+            % {"product": order.product_name},
         ) from None
     OrderCode.objects.filter(pk=old.pk).update(released_at=timezone.now())
     new = OrderCode.objects.create(order=order, code_id=code_ids[0])

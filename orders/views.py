@@ -10,6 +10,7 @@ from django.views.decorators.http import require_POST
 
 from catalog import selectors as catalog
 from marketplace.db import retry_once_if_connection_lost
+from marketplace.errors import PASS_THROUGH, ServiceError
 from marketplace.http import client_ip
 
 from . import selectors, services
@@ -42,7 +43,9 @@ def checkout(request, slug):
                     idempotency_key=form.cleaned_data["idempotency_key"],
                     ip=client_ip(request),
                 )
-            except services.OrderError as exc:
+            except PASS_THROUGH:
+                raise
+            except ServiceError as exc:  # OrderError, OutOfStock, NotForSale
                 error = str(exc)
             else:
                 return redirect("payments:choose", number=order.number)

@@ -22,6 +22,7 @@ from agents import selectors as agent_selectors
 from agents import storefronts
 from agents.models import Storefront
 from catalog import selectors as catalog
+from marketplace.errors import PASS_THROUGH, ServiceError
 from marketplace.http import client_ip
 
 from . import selectors, services
@@ -161,7 +162,9 @@ def buy(request, slug, product_slug):
                 ip=client_ip(request),
                 storefront=sf,
             )
-        except services.OrderError as exc:
+        except PASS_THROUGH:
+            raise
+        except ServiceError as exc:  # OrderError, OutOfStock, NotForSale
             error = str(exc)
         else:
             return redirect(reverse("payments:choose", args=[order.number]))

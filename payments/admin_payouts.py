@@ -25,7 +25,7 @@ from agents import withdrawals
 from agents.models import Withdrawal, WithdrawalStatusChange
 from compliance.audit import audit_record
 from compliance.models import AuditEvent
-from marketplace.admin import ReadOnlyInline
+from marketplace.admin import ReadOnlyInline, ReadOnlyMixin
 from marketplace.errors import admin_action_run
 
 from . import payouts
@@ -109,7 +109,7 @@ class BankTransferForm(forms.Form):
 
 
 @admin.register(Withdrawal)
-class WithdrawalAdmin(admin.ModelAdmin):
+class WithdrawalAdmin(ReadOnlyMixin, admin.ModelAdmin):
     change_form_template = "admin/agents/withdrawal/change_form.html"
     list_display = ("number", "status", "amount", "pay_to", "agent_user", "created_at")
     list_filter = ("status", "method", AttentionFilter, AmountFilter, ("agent", admin.RelatedOnlyFieldListFilter))
@@ -141,14 +141,7 @@ class WithdrawalAdmin(admin.ModelAdmin):
 
     # Changed only through the services: the change page is for looking; actions and the
     # buttons on it need the change permission (checked for the list, not for one object).
-    def has_add_permission(self, request):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return obj is None and super().has_change_permission(request)
+    acted_on = True
 
     @admin.display(description=_("agent"), ordering="agent__user__username")
     def agent_user(self, obj):

@@ -110,15 +110,9 @@ def _apply(gateway_code: str, verified: VerifiedNotification, record: Notificati
     if verified.order_number.startswith(RECHARGE_PREFIX):
         return _apply_recharge(gateway_code, verified, record)
     order = orders.order_lock_by_number(verified.order_number)
-    if order is None:
-        raise _Reject("unknown order")
-    if verified.currency != order.currency:
-        raise _Reject(f"currency {verified.currency} differs from the order's {order.currency}")
-    if verified.amount != order.total:
-        raise _Reject(f"amount {verified.amount} differs from the order's {order.total}")
-    existing = Payment.objects.filter(gateway=gateway_code, trade_no=verified.trade_no).first()
-    if existing is not None:
-        return _replay(existing, order, record)
+    replayed = _check_fact(gateway_code, verified, order, record, what="order")
+    if replayed is not None:
+        return replayed
     # Deliveries of one notification are serialised by the order's row lock, so the check
     # above sees any earlier one; the unique (gateway, trade_no) constraint backs it up.
     result = orders.order_mark_paid(order=order, note=f"{gateway_code} {verified.trade_no}")
@@ -160,15 +154,9 @@ def _apply_recharge(gateway_code: str, verified: VerifiedNotification, record: N
     Every payment for a recharge is credited, a late or a second one too: it is the user's money.
     """
     recharge = Recharge.objects.select_for_update().filter(number=verified.order_number).first()
-    if recharge is None:
-        raise _Reject("unknown recharge")
-    if verified.currency != recharge.currency:
-        raise _Reject(f"currency {verified.currency} differs from the recharge's {recharge.currency}")
-    if verified.amount != recharge.amount:
-        raise _Reject(f"amount {verified.amount} differs from the recharge's {recharge.amount}")
-    existing = Payment.objects.filter(gateway=gateway_code, trade_no=verified.trade_no).first()
-    if existing is not None:
-        return _replay(existing, recharge, record)
+    replayed = _check_fact(gateway_code, verified, recharge, record, what="recharge")
+    if replayed is not None:
+        return replayed
     payment = Payment.objects.create(
         recharge=recharge,
         gateway=gateway_code,
@@ -193,6 +181,20 @@ def _apply_recharge(gateway_code: str, verified: VerifiedNotification, record: N
     record.outcome, record.reason, record.payment = Outcome.APPLIED, "recharged", payment
     record.save()
     return Outcome.APPLIED, "recharged", payment
+
+
+def _check_fact(gateway_code: str, verified: VerifiedNotification, paid_for, record: Notification, *, what: str):
+    """The checks a paid fact must pass against what it pays for (its order or recharge, locked):
+    it exists, in the same currency, for the same amount. Returns the replay's answer when this
+    trade number was applied already, else None (apply it)."""
+    if paid_for is None:
+        raise _Reject(f"unknown {what}")
+    if verified.currency != paid_for.currency:
+        raise _Reject(f"currency {verified.currency} differs from the {what}'s {paid_for.currency}")
+    if verified.amount != paid_for.total:
+        raise _Reject(f"amount {verified.amount} differs from the {what}'s {paid_for.total}")
+    existing = Payment.objects.filter(gateway=gateway_code, trade_no=verified.trade_no).first()
+    return None if existing is None else _replay(existing, paid_for, record)
 
 
 def _replay(existing: Payment, paid_for, record: Notification):

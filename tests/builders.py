@@ -1,16 +1,18 @@
 """Plain builders the tests share (not fixtures): a sale taken to delivery, balances read back,
-and a runner that starts threads at one moment for the race tests.
+a runner that starts threads at one moment for the race tests, and a thread that holds a
+transaction open (its row locks) while the test acts.
 
 Fixtures live in ``tests/conftest.py``; model factories in ``tests/factories.py``.
 """
 
 import threading
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from decimal import Decimal
 from typing import Any
 
-from django.db import connections
+from django.db import connections, transaction
 from django.utils import translation
 
 from aftersales import no_reason
@@ -63,6 +65,52 @@ def values_and_errors(results: list) -> tuple[list, list[BaseException]]:
     values = [r for r in results if not isinstance(r, BaseException)]
     errors = [r for r in results if isinstance(r, BaseException)]
     return values, errors
+
+
+class Held:
+    """What ``transaction_held`` yields: ``value`` (what its function returned) and ``release()``."""
+
+    def __init__(self):
+        self.value: Any = None
+        self.error: BaseException | None = None
+        self.ready, self.released = threading.Event(), threading.Event()
+
+    def release(self) -> None:
+        self.released.set()
+
+
+@contextmanager
+def transaction_held(fn: Callable[[], Any], *, timeout: float = 10) -> Iterator[Held]:
+    """Run ``fn()`` in another thread, in a transaction that stays open (its locks held, its rows
+    uncommitted) while the with-block runs, until the block ends or ``held.release()`` is called;
+    then it commits and the thread is joined. Raises what ``fn`` raised."""
+    held = Held()
+
+    def hold() -> None:
+        try:
+            with transaction.atomic():
+                held.value = fn()
+                held.ready.set()
+                held.released.wait(timeout)
+        except BaseException as exc:
+            held.error = exc
+        finally:
+            held.ready.set()
+            connections.close_all()
+
+    thread = threading.Thread(target=hold, daemon=True)
+    thread.start()
+    try:
+        assert held.ready.wait(timeout), "the holding thread did not get going"
+        if held.error is not None:
+            raise held.error
+        yield held
+    finally:
+        held.release()
+        thread.join(timeout)
+    assert not thread.is_alive(), "the holding thread hung"
+    if held.error is not None:
+        raise held.error
 
 
 # --- sales -------------------------------------------------------------------------------------

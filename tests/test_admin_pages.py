@@ -55,3 +55,24 @@ def test_every_admin_page_renders_without_secrets(client, staff, sold_order):
         url = reverse(f"admin:{record._meta.app_label}_{record._meta.model_name}_change", args=[record.pk])
         assert 'name="_save"' not in client.get(url).content.decode(), url
         assert client.post(url, {}).status_code == 403, url
+
+
+@pytest.mark.django_db
+def test_read_only_admins_share_one_mixin(rf, staff):
+    """marketplace.admin.ReadOnlyMixin: nobody adds, edits or deletes; an ``acted_on`` admin
+    keeps the change permission for its list (actions, buttons), never for one record's form."""
+    from marketplace.admin import ReadOnlyMixin
+
+    request = rf.get("/admin/")
+    request.user = staff
+    read_only = ["agents.AgentMove", "agents.Commission", "aftersales.SlaEvent", "aftersales.RefundRequest"]
+    read_only += ["orders.ApiCallback", "orders.Order", "payments.Payment"]
+    acted_on = ["aftersales.Ticket", "aftersales.ArbitrationCase", "agents.Withdrawal"]
+    by_label = {model._meta.label: model_admin for model, model_admin in admin.site._registry.items()}
+    for label in read_only + acted_on:
+        model_admin = by_label[label]
+        assert isinstance(model_admin, ReadOnlyMixin), label
+        assert not model_admin.has_add_permission(request), label
+        assert not model_admin.has_delete_permission(request, object()), label
+        assert not model_admin.has_change_permission(request, object()), label
+        assert model_admin.has_change_permission(request) is (label in acted_on), label

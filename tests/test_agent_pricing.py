@@ -5,12 +5,12 @@ import random
 from decimal import Decimal
 
 import pytest
-from django.core.exceptions import ValidationError
 from django.db import IntegrityError, connection, transaction
 from django.test.utils import CaptureQueriesContext
 
 from agents import selectors, services
 from agents.models import Agent, Markup, PriceKind
+from agents.services import AgentError
 from catalog.models import Product
 from tests.factories import CategoryFactory, ProductFactory, UserFactory
 
@@ -49,20 +49,20 @@ def test_path_and_depth_are_kept(levels):
 def test_depth_above_max_is_refused(levels, settings):
     settings.AGENTS_MAX_DEPTH = 3
     *_, bottom = make_chain(3, levels)
-    with pytest.raises(ValidationError, match="at most 3 levels deep"):
+    with pytest.raises(AgentError, match="at most 3 levels deep"):
         services.agent_create(user=UserFactory(), level=levels["普通"], upline=bottom)
     assert Agent.objects.count() == 3
 
 
 def test_default_max_depth_is_five(levels):
     *_, bottom = make_chain(5, levels)
-    with pytest.raises(ValidationError, match="at most 5 levels deep"):
+    with pytest.raises(AgentError, match="at most 5 levels deep"):
         services.agent_create(user=UserFactory(), level=levels["普通"], upline=bottom)
 
 
 def test_user_is_agent_once(levels):
     (a,) = make_chain(1, levels)
-    with pytest.raises(ValidationError, match="already an agent"):
+    with pytest.raises(AgentError, match="already an agent"):
         services.agent_create(user=a.user, level=levels["金牌"])
 
 
@@ -72,20 +72,20 @@ def test_user_is_agent_once(levels):
 @pytest.mark.parametrize("value", [D("-0.01"), "-1", -5])
 def test_negative_markup_refused(levels, value):
     (a,) = make_chain(1, levels)
-    with pytest.raises(ValidationError, match="Cannot be negative"):
+    with pytest.raises(AgentError, match="Cannot be negative"):
         services.markup_set(agent=a, kind=FIXED, value=value)
     assert not Markup.objects.exists()
 
 
 def test_markup_value_checks(levels):
     (a,) = make_chain(1, levels)
-    with pytest.raises(ValidationError, match="not a float"):
+    with pytest.raises(AgentError, match="not a float"):
         services.markup_set(agent=a, kind=PERCENT, value=1.5)
-    with pytest.raises(ValidationError, match="two decimal places"):
+    with pytest.raises(AgentError, match="two decimal places"):
         services.markup_set(agent=a, kind=FIXED, value="0.001")
-    with pytest.raises(ValidationError, match="not a number"):
+    with pytest.raises(AgentError, match="not a number"):
         services.markup_set(agent=a, kind=FIXED, value="abc")
-    with pytest.raises(ValidationError, match="not both"):
+    with pytest.raises(AgentError, match="not both"):
         p = ProductFactory()
         services.markup_set(agent=a, kind=FIXED, value="1", product=p, category=p.category)
 

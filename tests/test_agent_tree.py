@@ -3,12 +3,14 @@
 from datetime import timedelta
 
 import pytest
-from django.core.exceptions import PermissionDenied, ValidationError
+from django.contrib.messages import get_messages
+from django.core.exceptions import PermissionDenied
 from django.urls import reverse
 from django.utils import timezone
 
 from agents import services
 from agents.models import Agent, AgentMove, Invitation
+from agents.services import AgentError
 from compliance.models import AuditEvent
 from tests.builders import run_concurrently, values_and_errors
 from tests.factories import UserFactory
@@ -78,7 +80,7 @@ def test_an_unusable_invitation_is_refused(levels, state, message):
     else:
         services.invitation_accept(code=inv.code, user=UserFactory())
     user = UserFactory()
-    with pytest.raises(ValidationError, match=message):
+    with pytest.raises(AgentError, match=message):
         services.invitation_accept(code=inv.code, user=user)
     assert not Agent.objects.filter(user=user).exists()
 
@@ -87,9 +89,9 @@ def test_an_unusable_invitation_is_refused(levels, state, message):
 def test_unknown_code_and_existing_agent_are_refused(levels):
     top, below = chain(levels, 2)
     inv = services.invitation_create(upline=top, level=levels["普通"], max_uses=5, expires_at=None)
-    with pytest.raises(ValidationError, match="no invitation with this code"):
+    with pytest.raises(AgentError, match="no invitation with this code"):
         services.invitation_accept(code="NOPE2345ABCD", user=UserFactory())
-    with pytest.raises(ValidationError, match="already an agent"):
+    with pytest.raises(AgentError, match="already an agent"):
         services.invitation_accept(code=inv.code, user=below.user)
     inv.refresh_from_db()
     assert inv.uses == 0
@@ -98,16 +100,16 @@ def test_unknown_code_and_existing_agent_are_refused(levels):
 @pytest.mark.django_db
 def test_invitation_create_rules(levels, settings):
     (top,) = chain(levels, 1, level="铜牌")
-    with pytest.raises(ValidationError, match="your own level or below"):
+    with pytest.raises(AgentError, match="your own level or below"):
         services.invitation_create(upline=top, level=levels["金牌"], max_uses=1, expires_at=None)
-    with pytest.raises(ValidationError, match="1 to 1000"):
+    with pytest.raises(AgentError, match="1 to 1000"):
         services.invitation_create(upline=top, level=levels["普通"], max_uses=0, expires_at=None)
-    with pytest.raises(ValidationError, match="in the future"):
+    with pytest.raises(AgentError, match="in the future"):
         services.invitation_create(
             upline=top, level=levels["普通"], max_uses=1, expires_at=timezone.now() - timedelta(minutes=1)
         )
     settings.AGENTS_MAX_DEPTH = 1
-    with pytest.raises(ValidationError, match="deepest the agent tree allows"):
+    with pytest.raises(AgentError, match="deepest the agent tree allows"):
         services.invitation_create(upline=top, level=levels["普通"], max_uses=1, expires_at=None)
 
 
@@ -117,7 +119,7 @@ def test_accepting_beyond_the_depth_limit_is_refused(levels, settings):
     inv = services.invitation_create(upline=bottom, level=levels["普通"], max_uses=1, expires_at=None)
     settings.AGENTS_MAX_DEPTH = 3  # lowered after the invitation was sent
     user = UserFactory()
-    with pytest.raises(ValidationError, match="cannot take on a downline"):
+    with pytest.raises(AgentError, match="cannot take on a downline"):
         services.invitation_accept(code=inv.code, user=user)
     assert not Agent.objects.filter(user=user).exists()
 
@@ -131,8 +133,8 @@ def test_concurrent_accepts_of_a_one_use_invitation_make_one_agent(levels):
     made, raised = values_and_errors(
         run_concurrently(len(users), lambda i: services.invitation_accept(code=inv.code, user=users[i]))
     )
-    refused = [e for e in raised if isinstance(e, ValidationError)]
-    errors = [e for e in raised if not isinstance(e, ValidationError)]
+    refused = [e for e in raised if isinstance(e, AgentError)]
+    errors = [e for e in raised if not isinstance(e, AgentError)]
     assert errors == []
     assert len(made) == 1 and len(refused) == len(users) - 1
     inv.refresh_from_db()
@@ -173,11 +175,11 @@ def test_move_rewrites_the_whole_subtree_and_keeps_history(levels):
 def test_move_refuses_cycles(levels):
     admin_user = staff()
     a, b, c = chain(levels, 3)
-    with pytest.raises(ValidationError, match="under itself or its own downline"):
+    with pytest.raises(AgentError, match="under itself or its own downline"):
         services.agent_move(agent=a, new_upline=c, actor=admin_user, reason="x")
-    with pytest.raises(ValidationError, match="under itself or its own downline"):
+    with pytest.raises(AgentError, match="under itself or its own downline"):
         services.agent_move(agent=b, new_upline=b, actor=admin_user, reason="x")
-    with pytest.raises(ValidationError, match="already under this upline"):
+    with pytest.raises(AgentError, match="already under this upline"):
         services.agent_move(agent=c, new_upline=b, actor=admin_user, reason="x")
     assert Agent.objects.get(pk=c.pk).path == f"/{a.pk}/{b.pk}/{c.pk}/"
     assert AgentMove.objects.exclude(from_path="").count() == 0
@@ -191,7 +193,7 @@ def test_move_refuses_depth_overflow_of_any_subtree_agent(levels, settings):
     _x, y = chain(levels, 2)  # y at depth 2
     # b's subtree (b, c) would be at depths 3 and 4 under y: allowed. Under a deeper z: refused.
     z = services.agent_create(user=UserFactory(), level=levels["普通"], upline=y)  # depth 3
-    with pytest.raises(ValidationError, match=r"at most 4 levels deep.*level 5"):
+    with pytest.raises(AgentError, match=r"at most 4 levels deep.*level 5"):
         services.agent_move(agent=b, new_upline=z, actor=admin_user, reason="x")
     assert Agent.objects.get(pk=c.pk).depth == 3
     services.agent_move(agent=b, new_upline=y, actor=admin_user, reason="fits")
@@ -204,7 +206,7 @@ def test_move_is_for_staff_and_needs_a_reason(levels):
     (x,) = chain(levels, 1)
     with pytest.raises(PermissionDenied):
         services.agent_move(agent=b, new_upline=x, actor=a.user, reason="self-service")
-    with pytest.raises(ValidationError, match="reason"):
+    with pytest.raises(AgentError, match="reason"):
         services.agent_move(agent=b, new_upline=x, actor=staff(), reason="  ")
 
 
@@ -271,6 +273,22 @@ def test_join_page_flow(client, levels):
     assert client.get(reverse("agents:join", args=["ZZZZ"])).status_code == 404
     r = client.get(reverse("agents:join_code"), {"code": f" {inv.code.lower()} "})
     assert r["Location"] == url
+
+
+@pytest.mark.django_db
+def test_a_refused_join_comes_back_to_the_invitation_with_the_message(client, levels):
+    """The join page lets the service's AgentError through: ServiceErrorMiddleware answers it."""
+    (top,) = chain(levels, 1)
+    inv = services.invitation_create(upline=top, level=levels["铜牌"], max_uses=1, expires_at=None)
+    url = reverse("agents:join", args=[inv.code])
+    services.invitation_accept(code=inv.code, user=UserFactory())
+    client.force_login(UserFactory())
+    r = client.post(url, HTTP_REFERER=f"http://testserver{url}")
+    assert r.status_code == 302 and r["Location"] == f"http://testserver{url}"
+    assert [str(m) for m in get_messages(r.wsgi_request)] == [
+        "This invitation has already been used. Ask the agent who invited you for a new one."
+    ]
+    assert Agent.objects.count() == 2
 
 
 @pytest.mark.django_db

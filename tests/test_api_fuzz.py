@@ -55,7 +55,7 @@ CHECKS = {
     "response_headers_conformance": {"enabled": True},
     "negative_data_rejection": {"enabled": True},
     # A well-formed order can still be refused by business rules, not for its shape: a product
-    # not on sale, a quantity over the product's limit or its stock (422 order_refused), more
+    # not on sale, a quantity over the product's limit (422 order_refused) or its stock (409), more
     # than the balance (402). Everything else is schemathesis's default list.
     "positive_data_acceptance": {
         "enabled": True,

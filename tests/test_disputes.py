@@ -14,6 +14,7 @@ from aftersales.models import Kind, RefundRequest, Reissue, Ticket, TicketMessag
 from aftersales.tickets import ticket_open
 from catalog import selectors as catalog_selectors
 from catalog.models import CardCode
+from catalog.services import OutOfStock
 from compliance.models import AuditEvent, CreditEvent
 from ledger import services as ledger
 from ledger.models import Line
@@ -215,8 +216,9 @@ def test_reissue_out_of_stock_changes_nothing(buyer, staff):
     order = delivered_order(buyer)  # no spare stock
     old = codes_of(order, live=True)[0]
     ticket = invalid_ticket(buyer, order, old)
-    with translation.override("en"), pytest.raises(disputes.DisputeError, match="out of stock"):
+    with translation.override("en"), pytest.raises(OutOfStock, match="out of stock") as refused:
         disputes.dispute_reissue(ticket=ticket, order_code=old, staff=staff, reason="supplier confirmed")
+    assert refused.value.code == "out_of_stock"  # the catalog's refusal, not re-labelled
     old.refresh_from_db()
     assert old.released_at is None
     assert CardCode.objects.get(pk=old.code_id).status == CardCode.Status.SOLD
@@ -405,3 +407,22 @@ def test_admin_actions_need_the_change_permission(buyer, client):
     ):
         assert client.post(_action(ticket, verb), data).status_code == 403
     assert Refund.objects.count() == 0 and Reissue.objects.count() == 0
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("english")
+def test_admin_decision_form_errors_are_shown_on_the_ticket(buyer, staff, client):
+    """Each decision view goes through one path: the form's errors come back on the ticket's page,
+    prefixed by its number, and nothing is decided; a service's refusal likewise."""
+    order = delivered_order(buyer)  # no spare stock
+    old = codes_of(order, live=True)[0]
+    ticket = invalid_ticket(buyer, order, old)
+    client.force_login(staff)
+    unknown = client.post(_action(ticket, "reissue"), {"order_code": 987654, "reason": "r"}, follow=True)
+    sold_out = client.post(_action(ticket, "reissue"), {"order_code": old.pk, "reason": "r"}, follow=True)
+    assert unknown.redirect_chain[-1][0] == _change(ticket)
+    assert [str(m) for m in unknown.context["messages"]] == [f"{ticket.number}: Choose the code to replace."]
+    assert [str(m) for m in sold_out.context["messages"]] == [
+        f"{ticket.number}: {order.product_name} is out of stock: no replacement code is available. Import stock first."
+    ]
+    assert Reissue.objects.count() == 0

@@ -5,13 +5,12 @@ import threading
 import time
 
 import pytest
-from django.db import connection, transaction
 
 from marketplace.money import to_fen
 from orders.models import Order
 from orders.services import order_place
 from payments.models import Notification, Payment
-from tests.builders import run_concurrently
+from tests.builders import run_concurrently, transaction_held
 from tests.factories import ProductFactory, add_stock
 from tests.fake_wechatpay import callback, refund_resource, transaction_resource
 
@@ -95,55 +94,28 @@ def test_closed_before_success_and_refund_before_payment_have_one_effect(client,
 def test_a_notification_before_the_order_is_committed_is_refused_then_applied_on_resend(client, alipay, fake, buyer):
     product = ProductFactory()
     add_stock(product, 1)
-    created, release = threading.Event(), threading.Event()
-    holder = {}
-
-    def place_slowly():
-        try:
-            with transaction.atomic():
-                holder["order"] = order_place(buyer=buyer, product_id=product.pk, quantity=1, idempotency_key="slow")
-                created.set()
-                release.wait(10)
-        finally:
-            connection.close()
-
-    thread = threading.Thread(target=place_slowly)
-    thread.start()
-    assert created.wait(10)
-    body = alipay_paid(fake, holder["order"])
-    early = post_alipay(client, body)  # the gateway is faster than our commit
-    assert (early.status_code, early.content) == (400, b"failure")  # so it will resend
-    assert Notification.objects.get().reason == "unknown order"
-    release.set()
-    thread.join()
+    with transaction_held(
+        lambda: order_place(buyer=buyer, product_id=product.pk, quantity=1, idempotency_key="slow")
+    ) as placing:
+        body = alipay_paid(fake, placing.value)
+        early = post_alipay(client, body)  # the gateway is faster than our commit
+        assert (early.status_code, early.content) == (400, b"failure")  # so it will resend
+        assert Notification.objects.get().reason == "unknown order"
     assert post_alipay(client, body).content == b"success"  # the resend
-    order = Order.objects.get(number=holder["order"].number)
+    order = Order.objects.get(number=placing.value.number)
     assert order.status == Order.Status.DELIVERED and Payment.objects.count() == 1
 
 
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
 def test_a_notification_waits_for_a_transaction_holding_the_order_then_applies_once(client, alipay, fake, order):
-    locked, release = threading.Event(), threading.Event()
-
-    def hold_the_order():
-        try:
-            with transaction.atomic():
-                Order.objects.select_for_update().get(pk=order.pk)  # e.g. the expiry sweep at work
-                locked.set()
-                release.wait(10)
-        finally:
-            connection.close()
-
-    thread = threading.Thread(target=hold_the_order)
-    thread.start()
-    assert locked.wait(10)
-    body = alipay_paid(fake, order)
-    threading.Timer(0.5, release.set).start()
-    started = time.monotonic()
-    assert post_alipay(client, body).content == b"success"
-    assert time.monotonic() - started >= 0.4  # it waited for the lock instead of failing
-    thread.join()
+    # The order row held by another transaction (e.g. the expiry sweep at work) for 0.5 s.
+    with transaction_held(lambda: Order.objects.select_for_update().get(pk=order.pk)) as holding:
+        body = alipay_paid(fake, order)
+        threading.Timer(0.5, holding.release).start()
+        started = time.monotonic()
+        assert post_alipay(client, body).content == b"success"
+        assert time.monotonic() - started >= 0.4  # it waited for the lock instead of failing
     order.refresh_from_db()
     assert order.status == Order.Status.DELIVERED and Payment.objects.count() == 1
     assert to_fen(Payment.objects.get().amount) == 9700

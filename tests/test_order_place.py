@@ -57,13 +57,14 @@ def test_fifty_buyers_race_for_twenty_codes():
 
         results = run_concurrently(50, buy)
 
-        unexpected = [r for r in results if not isinstance(r, Order | OrderError)]
+        unexpected = [r for r in results if not isinstance(r, Order | stock_services.OutOfStock)]
         assert not unexpected, f"round {round_no}: {unexpected!r}"
         placed = [r for r in results if isinstance(r, Order)]
-        refused = [r for r in results if isinstance(r, OrderError)]
+        refused = [r for r in results if isinstance(r, stock_services.OutOfStock)]
         assert len(placed) == 20, f"round {round_no}"
         assert len(refused) == 30, f"round {round_no}"
         for exc in refused:
+            assert exc.code == "out_of_stock" and exc.status == 409
             message = str(exc).lower()
             assert "sold out" in message or "in stock" in message, message
 
@@ -249,30 +250,30 @@ def test_checkout_view_ignores_posted_prices(client, buyer):
 
 @pytest.mark.django_db
 @pytest.mark.parametrize(
-    ("kwargs", "message"),
+    ("kwargs", "message", "error"),
     [
-        ({"quantity": 0}, "Quantity must be at least 1."),
-        ({"quantity": -1}, "Quantity must be at least 1."),
-        ({"quantity": "abc"}, "Quantity must be a whole number."),
-        ({"quantity": None}, "Quantity must be a whole number."),
-        ({"quantity": 11}, "Buy at most 10 of this product per order."),
-        ({"quantity": 6}, "Only 5 left in stock, you asked for 6."),
-        ({"product_id": 987654321}, "This product does not exist."),
-        ({"product_id": "abc"}, "This product does not exist."),
-        ({"product_id": None}, "This product does not exist."),
-        ({"idempotency_key": ""}, "This form has expired: reload the page and try again."),
-        ({"idempotency_key": "x" * 65}, "This form has expired: reload the page and try again."),
+        ({"quantity": 0}, "Quantity must be at least 1.", OrderError),
+        ({"quantity": -1}, "Quantity must be at least 1.", OrderError),
+        ({"quantity": "abc"}, "Quantity must be a whole number.", OrderError),
+        ({"quantity": None}, "Quantity must be a whole number.", OrderError),
+        ({"quantity": 11}, "Buy at most 10 of this product per order.", OrderError),
+        ({"quantity": 6}, "Only 5 left in stock, you asked for 6.", stock_services.OutOfStock),
+        ({"product_id": 987654321}, "This product does not exist.", OrderError),
+        ({"product_id": "abc"}, "This product does not exist.", OrderError),
+        ({"product_id": None}, "This product does not exist.", OrderError),
+        ({"idempotency_key": ""}, "This form has expired: reload the page and try again.", OrderError),
+        ({"idempotency_key": "x" * 65}, "This form has expired: reload the page and try again.", OrderError),
     ],
 )
-def test_order_place_refuses_bad_input(buyer, kwargs, message):
+def test_order_place_refuses_bad_input(buyer, kwargs, message, error):
     product = ProductFactory(max_per_order=10)
     add_stock(product, 5)
     call = {"buyer": buyer, "product_id": product.pk, "quantity": 1, "idempotency_key": "f" * 32, **kwargs}
 
-    with pytest.raises(OrderError) as excinfo:
+    with pytest.raises(error) as excinfo:
         services.order_place(**call)
 
-    assert str(excinfo.value) == message
+    assert type(excinfo.value) is error and str(excinfo.value) == message
     assert_nothing_created(product, 5)
 
 

@@ -6,13 +6,14 @@ from decimal import Decimal
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-from django.core.exceptions import ValidationError
 from django.core.files.uploadedfile import SimpleUploadedFile
 from PIL import Image, PngImagePlugin
 
 from agents import selectors, services, storefronts
 from agents.models import PriceKind, RetailPrice, Storefront
+from agents.services import AgentError
 from compliance.models import AuditEvent
+from orders import services as order_services
 from orders.models import Order, OrderShare
 from tests.factories import ProductFactory, UserFactory, add_stock
 
@@ -71,9 +72,9 @@ def png_bytes(size=(600, 300), mode="RGBA", fmt="PNG", **save) -> bytes:
     ["ab", "a" * 41, "Lucky", "my_shop", "-shop", "shop-", "my--shop", "shop 1", "商店店", "admin", "official", ""],
 )
 def test_bad_slugs_are_refused(chain, slug):
-    with pytest.raises(ValidationError) as exc:
+    with pytest.raises(AgentError) as exc:
         storefronts.storefront_open(agent=chain[2], slug=slug, name="Shop")
-    assert "slug" in exc.value.message_dict
+    assert exc.value.field == "slug" and exc.value.code == "agent_refused"
     assert not Storefront.objects.exists()
 
 
@@ -85,20 +86,20 @@ def test_good_slugs_are_accepted(chain, slug):
 
 def test_slug_is_unique_and_one_storefront_per_agent(chain, shop):
     _a, b, c = chain
-    with pytest.raises(ValidationError, match="This address is taken"):
+    with pytest.raises(AgentError, match="This address is taken"):
         storefronts.storefront_open(agent=b, slug="lucky-star", name="Copycat")
-    with pytest.raises(ValidationError, match="already have a storefront"):
+    with pytest.raises(AgentError, match="already have a storefront"):
         storefronts.storefront_open(agent=c, slug="second-shop", name="Second")
     assert Storefront.objects.count() == 1
 
 
 def test_settings_are_validated(shop):
     kwargs = dict(storefront=shop, name="Lucky", default_markup_kind=FIXED, default_markup_value="2", is_open=True)
-    with pytest.raises(ValidationError, match="Cannot be negative"):
+    with pytest.raises(AgentError, match="Cannot be negative"):
         storefronts.storefront_update(**{**kwargs, "default_markup_value": "-1"})
-    with pytest.raises(ValidationError, match="two decimal places"):
+    with pytest.raises(AgentError, match="two decimal places"):
         storefronts.storefront_update(**{**kwargs, "default_markup_value": "1.005"})
-    with pytest.raises(ValidationError, match="required"):
+    with pytest.raises(AgentError, match="required"):
         storefronts.storefront_update(**{**kwargs, "name": "  "})
     sf = storefronts.storefront_update(**kwargs, notice="Open 9-22", contact="QQ 1234")
     sf.refresh_from_db()
@@ -127,11 +128,11 @@ def test_default_markup_applied_and_rounded(shop, product):
 
 
 def test_retail_price_below_cost_refused(shop, product):
-    with pytest.raises(ValidationError, match=r"below your cost of ¥106\.75"):
+    with pytest.raises(AgentError, match=r"below your cost of ¥106\.75"):
         storefronts.retail_price_set(storefront=shop, product=product, price="106.74")
     assert not RetailPrice.objects.exists()
     for bad in ["abc", "0", "-5", "12.345", ""]:
-        with pytest.raises(ValidationError):
+        with pytest.raises(AgentError):
             storefronts.retail_price_set(storefront=shop, product=product, price=bad)
     rp = storefronts.retail_price_set(storefront=shop, product=product, price="106.75")
     assert rp.price == D("106.75")
@@ -162,7 +163,7 @@ def test_unlisted_products_are_not_shown_nor_buyable(client, shop, product, buye
     response = client.post(f"/s/lucky-star/p/{product.slug}/buy/", {"quantity": 1, "idempotency_key": "k1"})
     assert response.status_code == 404
     assert not Order.objects.exists()
-    with pytest.raises(ValidationError, match="unlisted"):
+    with pytest.raises(AgentError, match="unlisted"):
         storefronts.retail_price_clear(storefront=shop, product=product)
     storefronts.product_relist(storefront=shop, product=product)
     assert client.get(f"/s/lucky-star/p/{product.slug}/").status_code == 200
@@ -223,6 +224,20 @@ def test_buy_errors_are_shown(client, shop, product, buyer):
     response = client.post(f"/s/lucky-star/p/{product.slug}/buy/", {"quantity": 99, "idempotency_key": "k"})
     assert response.status_code == 400
     assert "Buy at most 10" in response.content.decode()
+    assert not Order.objects.exists()
+
+
+def test_refusals_from_below_reach_the_buyer_as_they_are(client, shop, product, buyer):
+    """Stock and the shop's listing refuse with their own errors (not re-labelled by orders):
+    the storefront shows their message on the product page."""
+    client.force_login(buyer)
+    response = client.post(f"/s/lucky-star/p/{product.slug}/buy/", {"quantity": 6, "idempotency_key": "k6"})
+    assert response.status_code == 400
+    assert "Only 5 left in stock, you asked for 6." in response.content.decode()
+    storefronts.product_unlist(storefront=shop, product=product)
+    with pytest.raises(selectors.NotForSale) as refused:
+        order_services.order_place(buyer=buyer, product=product, quantity=1, idempotency_key="k7", storefront=shop)
+    assert (refused.value.code, str(refused.value)) == ("not_for_sale", "This shop does not sell this product.")
     assert not Order.objects.exists()
 
 
@@ -301,11 +316,11 @@ def test_jpeg_exif_is_stripped(shop):
 
 def test_text_file_renamed_png_is_refused(shop):
     upload = SimpleUploadedFile("logo.png", b"<?php echo 'hi'; ?>\n" * 20, content_type="image/png")
-    with pytest.raises(ValidationError, match="not an image"):
+    with pytest.raises(AgentError, match="not an image"):
         storefronts.storefront_logo_set(storefront=shop, uploaded_file=upload)
     gif = io.BytesIO()
     Image.new("RGB", (10, 10)).save(gif, format="GIF")
-    with pytest.raises(ValidationError, match="PNG, JPEG or WebP"):
+    with pytest.raises(AgentError, match="PNG, JPEG or WebP"):
         storefronts.storefront_logo_set(storefront=shop, uploaded_file=SimpleUploadedFile("a.png", gif.getvalue()))
     shop.refresh_from_db()
     assert shop.logo is None
@@ -313,7 +328,7 @@ def test_text_file_renamed_png_is_refused(shop):
 
 def test_oversized_logo_is_refused(shop):
     big = png_bytes((10, 10)) + b"\0" * (1024 * 1024)
-    with pytest.raises(ValidationError, match="at most 1 MB"):
+    with pytest.raises(AgentError, match="at most 1 MB"):
         storefronts.storefront_logo_set(storefront=shop, uploaded_file=SimpleUploadedFile("big.png", big))
     shop.refresh_from_db()
     assert shop.logo is None

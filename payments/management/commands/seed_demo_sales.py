@@ -19,8 +19,9 @@ from agents import commissions
 from agents.models import Agent, Commission, Storefront
 from catalog import selectors as stock
 from catalog.models import Product
+from marketplace.errors import ServiceError
 from orders.models import Order
-from orders.services import OrderError, order_fulfil, order_place
+from orders.services import order_fulfil, order_place
 
 from ...services import sandbox_pay
 
@@ -63,7 +64,7 @@ class Command(BaseCommand):
                     idempotency_key=f"demo-sale-{i}",
                     storefront=shop if through_shop else None,
                 )
-            except OrderError:
+            except ServiceError:  # sold out, not listed by the shop ...
                 continue
             sandbox_pay(order_number=order.number)
             order_fulfil(order_id=order.pk)  # now, not when the worker starts: so it can be backdated
