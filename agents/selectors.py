@@ -93,7 +93,7 @@ def agent_chain_costs(*, agent: Agent, products: Iterable[Product]) -> tuple[lis
     ):
         if lp.product_id is not None:
             by_product[lp.product_id] = lp
-        else:
+        elif lp.category_id is not None:  # one of the two is set (levelprice check constraint)
             by_category[lp.category_id] = lp
 
     costs: dict[int, list[Decimal]] = {}
@@ -119,7 +119,7 @@ def agent_chain_costs(*, agent: Agent, products: Iterable[Product]) -> tuple[lis
         level_id = buyer.level_id
         for p in products:
             cat_id, parent_id = cats[p.pk]
-            targets = [("p", p.pk), ("c", cat_id)]
+            targets: list[tuple[str, int | None]] = [("p", p.pk), ("c", cat_id)]
             if parent_id is not None:
                 targets.append(("c", parent_id))
             targets.append(("a", None))
@@ -193,6 +193,7 @@ def price_quote(*, product: Product, buyer=None, storefront: Storefront | None =
     the API): its own cost; its uplines earn their markups. Anyone else: the product's price.
     The platform keeps the rest: the top agent's cost less the stock's cost price.
     """
+    seller: Agent | None
     if storefront is not None:
         if not storefront.is_open:
             raise NotForSale
@@ -247,7 +248,7 @@ def downline_costs(
         out = by_level.setdefault(level_id, {})
         for p in products:
             cat_id, parent_id = cats[p.pk]
-            targets = [("p", p.pk), ("c", cat_id)]
+            targets: list[tuple[str, int | None]] = [("p", p.pk), ("c", cat_id)]
             if parent_id is not None:
                 targets.append(("c", parent_id))
             targets.append(("a", None))
