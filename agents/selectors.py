@@ -112,7 +112,7 @@ def agent_chain_costs(*, agent: Agent, products: Iterable[Product]) -> tuple[lis
     ):
         if lp.product_id is not None:
             by_product[lp.product_id] = lp
-        else:
+        elif lp.category_id is not None:  # one of the two is set (levelprice check constraint)
             by_category[lp.category_id] = lp
 
     costs: dict[int, list[Decimal]] = {}
@@ -219,6 +219,7 @@ def price_quote(*, product: Product, buyer=None, storefront: Storefront | None =
     the API): its own cost; its uplines earn their markups. Anyone else: the product's price.
     The platform keeps the rest: the top agent's cost less the stock's cost price.
     """
+    seller: Agent | None
     if storefront is not None:
         if not storefront.is_open:
             raise NotForSale

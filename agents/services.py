@@ -119,13 +119,18 @@ def markup_set(
         raise AgentError(_("A markup is for one product, one category or everything, not both."))
     amount = _amount(value, kind=kind)
     if product is not None:
-        scope, target = Markup.Scope.PRODUCT, {"product": product, "category": None}
+        scope = Markup.Scope.PRODUCT
     elif category is not None:
-        scope, target = Markup.Scope.CATEGORY, {"product": None, "category": category}
+        scope = Markup.Scope.CATEGORY
     else:
-        scope, target = Markup.Scope.ALL, {"product": None, "category": None}
+        scope = Markup.Scope.ALL
     markup, _created = Markup.objects.select_for_update().update_or_create(
-        agent=agent, scope=scope, downline_level=downline_level, **target, defaults={"kind": kind, "value": amount}
+        agent=agent,
+        scope=scope,
+        downline_level=downline_level,
+        product=product,  # at most one of the two is set (checked above)
+        category=category,
+        defaults={"kind": kind, "value": amount},
     )
     return markup
 

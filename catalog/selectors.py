@@ -4,7 +4,7 @@ from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
 
 from django.db import models
-from django.db.models import Count, OuterRef, Q, QuerySet, Sum
+from django.db.models import Count, OuterRef, Prefetch, Q, QuerySet, Sum
 from django.db.models.functions import Coalesce
 
 from .models import CardCode, Category, Product, StockBatch, Supplier
@@ -38,14 +38,12 @@ def product_search(*, query: str = "", category: Category | None = None) -> list
 
 
 def category_tree() -> list[Category]:
-    tops = list(
+    """Active top-level categories, each with ``active_children`` (a list, in order)."""
+    return list(
         Category.objects.filter(parent__isnull=True, is_active=True)
-        .prefetch_related("children")
+        .prefetch_related(Prefetch("children", Category.objects.filter(is_active=True), to_attr="active_children"))
         .order_by("sort_order", "id")
     )
-    for top in tops:
-        top.active_children = [c for c in top.children.all() if c.is_active]
-    return tops
 
 
 def batch_code_counts(batch) -> dict[str, int]:
@@ -117,7 +115,10 @@ class DefectRate:
 
 def batch_defect_rates(batch_ids=None) -> list[DefectRate]:
     """Per batch: codes delivered, codes defective, rate (worst first)."""
-    batches = StockBatch.objects.select_related("product").annotate(**batch_defect_annotations())
+    counts = batch_defect_annotations()
+    batches = StockBatch.objects.select_related("product").annotate(
+        codes_delivered=counts["codes_delivered"], codes_defective=counts["codes_defective"]
+    )
     if batch_ids is not None:
         batches = batches.filter(pk__in=list(batch_ids))
     rows = [DefectRate(b.pk, f"#{b.pk} {b.product.name}", b.codes_delivered, b.codes_defective) for b in batches]
@@ -126,7 +127,10 @@ def batch_defect_rates(batch_ids=None) -> list[DefectRate]:
 
 def supplier_defect_rates(supplier_ids=None) -> list[DefectRate]:
     """Per supplier: codes delivered, codes defective, rate (worst first)."""
-    suppliers = Supplier.objects.annotate(**supplier_defect_annotations())
+    counts = supplier_defect_annotations()
+    suppliers = Supplier.objects.annotate(
+        codes_delivered=counts["codes_delivered"], codes_defective=counts["codes_defective"]
+    )
     if supplier_ids is not None:
         suppliers = suppliers.filter(pk__in=list(supplier_ids))
     rows = [DefectRate(s.pk, s.name, s.codes_delivered, s.codes_defective) for s in suppliers]

@@ -172,7 +172,8 @@ def batch_create(*, request: ImportRequest, user, run_now: bool = False) -> Stoc
             payload=crypto.encrypt(("csv\n" if request.csv_format else "txt\n") + request.text),
         )
         if not run_now:
-            import_batch.delay_on_commit(batch.pk)
+            # Celery makes a shared task a DjangoTask under Django; celery-types types it as Task.
+            import_batch.delay_on_commit(batch.pk)  # type: ignore[attr-defined]
     if run_now:
         batch_import_run(batch_id=batch.pk)
         batch.refresh_from_db()

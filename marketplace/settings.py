@@ -9,6 +9,7 @@ environment, and nothing unsafe has a default.
 import os
 import secrets
 from pathlib import Path
+from typing import overload
 
 import dj_database_url
 from cryptography.fernet import Fernet
@@ -18,6 +19,10 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(os.environ.get("VAR_DIR", BASE_DIR / "var"))
 
 
+@overload
+def env(name: str, default: str) -> str: ...
+@overload
+def env(name: str, default: None = None) -> str | None: ...
 def env(name: str, default: str | None = None) -> str | None:
     value = os.environ.get(name)
     return value if value not in (None, "") else default

@@ -48,7 +48,7 @@ class StateMachine:
         actor=None,
         note: str = "",
         update: Mapping[str, object] | None = None,
-        on_commit: Iterable[Callable[[], None]] = (),
+        on_commit: Iterable[Callable[[], object]] = (),  # what they return is ignored
     ) -> bool:
         """Move ``instance`` (locked by the caller) to ``dst``.
 
@@ -69,7 +69,7 @@ class StateMachine:
             setattr(instance, name, value)
         instance.save(update_fields=list(fields))
         if self.history_model is not None:
-            self.history_model.objects.create(
+            self.history_model._default_manager.create(
                 **{self.history_fk: instance}, from_status=src, to_status=dst, actor=actor, note=note[:500]
             )
         for callback in on_commit:
@@ -87,6 +87,8 @@ class StatusChange(models.Model):
     ``to_status`` with its own choices."""
 
     subject = ""
+    from_status: str  # each subclass declares these two fields, with its own choices
+    to_status: str
 
     at = models.DateTimeField(_("time"), auto_now_add=True)
     actor = models.ForeignKey(

@@ -314,7 +314,7 @@ def order_fulfil(*, order_id: int) -> bool:
         live = order.codes.filter(released_at__isnull=True)
         stock.stock_mark_sold(code_ids=live.values("code_id"), expected=order.quantity)
         _book_delivery(order, live.values("code_id"))
-        after = [lambda: _notify_delivered_now(order.pk)]
+        after: list[Callable[[], object]] = [lambda: _notify_delivered_now(order.pk)]
         if order.channel == Order.Channel.API:
             after.append(lambda: agent_callbacks.callback_queue(order_id=order.pk))
         ORDER_FLOW.apply(order, S.DELIVERED, note="codes delivered", update={"delivery_due_at": None}, on_commit=after)

@@ -213,9 +213,9 @@ def sandbox_pay(*, order_number: str, remote_addr: str | None = None) -> Notific
     """The sandbox cashier's "pay" button: the gateway side signs, then our pipeline verifies."""
     from .gateways.sandbox import SandboxGateway
 
-    gateway = get_gateway(SandboxGateway.code)  # 404 when the sandbox is disabled
+    get_gateway(SandboxGateway.code)  # 404 when the sandbox is disabled
     payable = payable_model(order_number).objects.get(number=order_number)
-    body = gateway.build_notification(order_number=payable.number, amount=payable.total)
+    body = SandboxGateway.build_notification(order_number=payable.number, amount=payable.total)
     return notification_receive(gateway_code=SandboxGateway.code, headers={}, body=body, remote_addr=remote_addr)
 
 

@@ -110,13 +110,13 @@ class TransferResult:
 # --- transport: the SDK's http.client use, fixed ------------------------------------------
 
 
-class _CheckedResponseMixin:
+class _CheckedResponseMixin(http.client.HTTPConnection):
     """``getresponse`` that raises the SDK's ResponseException on a non-200 status.
 
     The SDK's own check builds its message as ``str + bytes`` and so raises TypeError instead.
     """
 
-    def getresponse(self):
+    def getresponse(self) -> http.client.HTTPResponse:
         response = super().getresponse()
         if response.status != 200:
             response.read(4096)
@@ -139,6 +139,7 @@ def _http_connection(url, query_string, timeout):
     The original always connects to port 80/443, and a URL with a port raises TypeError.
     """
     parts = urlsplit(url)
+    connection: _CheckedResponseMixin
     if parts.scheme == "https":
         connection = _HTTPSConnection(parts.hostname, parts.port or 443, timeout=timeout)
     elif parts.scheme == "http":

@@ -11,10 +11,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
+from typing import TYPE_CHECKING
 
 from django.http import HttpResponse
 
 from marketplace.errors import ServiceError
+
+if TYPE_CHECKING:
+    from django_stubs_ext import StrOrPromise
 
 
 class NotificationRejected(Exception):
@@ -96,7 +100,7 @@ class BillLine:
 
 class Gateway(ABC):
     code: str = ""
-    name: str = ""
+    name: "StrOrPromise" = ""  # a lazily translated label
 
     @classmethod
     def is_enabled(cls) -> bool:

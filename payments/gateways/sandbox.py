@@ -50,6 +50,8 @@ def _keys() -> tuple[rsa.RSAPrivateKey, rsa.RSAPublicKey]:
         tmp.chmod(0o600)
         tmp.replace(private_path)
     private = serialization.load_pem_private_key(private_path.read_bytes(), password=None)
+    if not isinstance(private, rsa.RSAPrivateKey):
+        raise ImproperlyConfigured(f"{private_path} does not hold an RSA private key")
     return private, private.public_key()
 
 
