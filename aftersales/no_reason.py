@@ -302,10 +302,9 @@ def codes_cost_return(*, order_number: str, code_ids: list[int], memo: str, idem
     if not costs:
         return
     payables = [ledger.supplier_payable(c["supplier_id"], c["supplier_name"]) for c in costs]
-    accounts = ledger.accounts_get(ledger.COST_OF_SALES, *payables)
     legs = []
     for cost, payable in zip(costs, payables, strict=True):
-        legs += [(accounts[payable.code], cost["cost"]), (accounts[ledger.COST_OF_SALES.code], -cost["cost"])]
+        legs += [(payable, cost["cost"]), (ledger.COST_OF_SALES, -cost["cost"])]
     ledger.entry_post(
         kind="stock_returned",
         legs=legs,
