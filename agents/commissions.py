@@ -21,7 +21,8 @@ from django.db import transaction
 from django.utils import timezone
 
 from ledger import services as ledger
-from ledger.models import Balance, Entry
+from ledger.models import Entry
+from ledger.selectors import balance_of
 
 from .models import Commission
 
@@ -58,9 +59,8 @@ def commissions_book(*, order) -> list[Commission]:
     ]
     Commission.objects.bulk_create(rows)
     specs = [ledger.commission_pending(s.agent.user) for s in shares]
-    accounts = ledger.accounts_get(ledger.COMMISSIONS, *specs)
-    legs = [(accounts[ledger.COMMISSIONS.code], sum(r.amount for r in rows))]
-    legs += [(accounts[spec.code], -row.amount) for spec, row in zip(specs, rows, strict=True)]
+    legs = [(ledger.COMMISSIONS, sum(r.amount for r in rows))]
+    legs += [(spec, -row.amount) for spec, row in zip(specs, rows, strict=True)]
     ledger.entry_post(
         kind="commission",
         legs=legs,
@@ -98,18 +98,14 @@ def commissions_reverse(*, order, quantity: int, reason: str = "") -> Decimal:
         amount = row.unit_amount * take
         user = row.agent.user
         if row.status == C.PENDING:
-            spec = ledger.commission_pending(user)
-            legs.append((ledger.accounts_get(spec)[spec.code], amount))
+            legs.append((ledger.commission_pending(user), amount))
         else:
             available = ledger.commission_available(user)
-            account = ledger.accounts_get(available)[available.code]
-            have = Balance.objects.get(account=account).balance
-            from_balance = min(have, amount)
+            from_balance = min(balance_of(available), amount)
             if from_balance > 0:
-                legs.append((account, from_balance))
+                legs.append((available, from_balance))
             if amount - from_balance > 0:
-                owed = ledger.agent_receivable(user)
-                legs.append((ledger.accounts_get(owed)[owed.code], amount - from_balance))
+                legs.append((ledger.agent_receivable(user), amount - from_balance))
         row.reversed_quantity += take
         update = ["reversed_quantity"]
         if row.reversed_quantity == row.quantity:
@@ -121,8 +117,7 @@ def commissions_reverse(*, order, quantity: int, reason: str = "") -> Decimal:
         booked = Entry.objects.get(idempotency_key=f"commission:{order.number}")
         ledger.entry_reverse(entry=booked, memo=(reason or "order refunded")[:200])
     elif total:
-        accounts = ledger.accounts_get(ledger.COMMISSIONS)
-        legs.append((accounts[ledger.COMMISSIONS.code], -total))
+        legs.append((ledger.COMMISSIONS, -total))
         ledger.entry_post(
             kind="commission_reversal",
             legs=legs,
@@ -145,11 +140,11 @@ def commission_settle(*, commission_id: int) -> bool:
             return False
         amount = row.net_amount
         if amount > 0:
-            pending, available = ledger.commission_pending(row.agent.user), ledger.commission_available(row.agent.user)
-            accounts = ledger.accounts_get(pending, available)
-            ledger.entry_post(
+            ledger.transfer(
+                debit=ledger.commission_pending(row.agent.user),
+                credit=ledger.commission_available(row.agent.user),
+                amount=amount,
                 kind="commission_settled",
-                legs=[(accounts[pending.code], amount), (accounts[available.code], -amount)],
                 reference=row.order.number,
                 idempotency_key=f"commission_settled:{row.pk}",
             )

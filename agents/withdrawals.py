@@ -29,7 +29,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from ledger import services as ledger
-from ledger.models import Balance
+from ledger.selectors import balance_of, balances_of
 from marketplace import crypto
 from marketplace.errors import ServiceError
 from marketplace.money import quantize
@@ -121,12 +121,6 @@ def amount_check(amount: Decimal) -> tuple[Decimal, Decimal]:
 # --- reads -----------------------------------------------------------------------------------
 
 
-def _balance(spec: ledger.AccountSpec) -> Decimal:
-    """A non-overdraftable account's balance, without creating the account."""
-    value = Balance.objects.filter(account__code=spec.code).values_list("balance", flat=True).first()
-    return quantize(value or 0)
-
-
 @dataclass(frozen=True)
 class Summary:
     pending: Decimal  # inside the refund window: not withdrawable yet
@@ -141,9 +135,11 @@ def withdrawal_summary(*, agent: Agent) -> Summary:
     rows = agent.withdrawals.values("status").annotate(total=Sum("amount"), fees=Sum("fee"))
     by_status = {row["status"]: row for row in rows}
     paid = by_status.get(S.PAID, {})
+    pending, available = ledger.commission_pending(user), ledger.commission_available(user)
+    balances = balances_of(pending, available)
     return Summary(
-        pending=_balance(ledger.commission_pending(user)),
-        available=_balance(ledger.commission_available(user)),
+        pending=balances[pending.code],
+        available=balances[available.code],
         in_progress=quantize(sum((by_status.get(s, {}).get("total") or 0) for s in OPEN_STATUSES)),
         withdrawn=quantize(paid.get("total") or 0),
         fees=quantize(paid.get("fees") or 0),
@@ -235,7 +231,6 @@ def withdrawal_request(
     spec = ledger.commission_available(agent.user)
     try:
         with transaction.atomic():
-            accounts = ledger.accounts_get(spec, ledger.WITHDRAWALS_PAYABLE)
             withdrawal = Withdrawal.objects.create(
                 number=_new_number(),
                 agent=agent,
@@ -248,9 +243,11 @@ def withdrawal_request(
                 bank_name=bank,
                 idempotency_key=key,
             )
-            ledger.entry_post(
+            ledger.transfer(
+                debit=spec,
+                credit=ledger.WITHDRAWALS_PAYABLE,
+                amount=amount,
                 kind="withdrawal_hold",
-                legs=[(accounts[spec.code], amount), (accounts[ledger.WITHDRAWALS_PAYABLE.code], -amount)],
                 reference=withdrawal.number,
                 memo=f"withdrawal requested by agent {agent.pk}",
                 idempotency_key=f"withdrawal_hold:{withdrawal.number}",
@@ -259,7 +256,7 @@ def withdrawal_request(
                 withdrawal=withdrawal, to_status=S.REQUESTED, actor=agent.user, note=_("Requested by the agent")
             )
     except ledger.InsufficientFunds:
-        available = _balance(spec)
+        available = balance_of(spec)
         raise WithdrawalError(
             _("Not enough available commission: you asked for ¥%(amount)s, ¥%(available)s is available.")
             % {"amount": amount, "available": available}
@@ -332,13 +329,11 @@ def withdrawal_reject(*, withdrawal_id: int, actor, reason: str) -> Withdrawal:
             note=reason,
             update={"reject_reason": reason[:300], "reviewed_by": actor, "reviewed_at": timezone.now()},
         )
-        accounts = ledger.accounts_get(spec, ledger.WITHDRAWALS_PAYABLE)
-        ledger.entry_post(
+        ledger.transfer(
+            debit=ledger.WITHDRAWALS_PAYABLE,
+            credit=spec,
+            amount=withdrawal.amount,
             kind="withdrawal_release",
-            legs=[
-                (accounts[ledger.WITHDRAWALS_PAYABLE.code], withdrawal.amount),
-                (accounts[spec.code], -withdrawal.amount),
-            ],
             reference=withdrawal.number,
             memo=reason[:200],
             idempotency_key=f"withdrawal_release:{withdrawal.number}",
@@ -355,16 +350,15 @@ def withdrawal_pay(
         withdrawal = _locked(withdrawal_id)
         if withdrawal.status == S.PAID:
             return False
-        accounts = ledger.accounts_get(ledger.WITHDRAWALS_PAYABLE, ledger.WITHDRAWAL_FEES, paid_from)
         _move(
             withdrawal, S.PAID, actor=actor, note=note, update={"payout_reference": reference[:64], "payout_error": ""}
         )
         ledger.entry_post(
             kind="withdrawal_paid",
             legs=[
-                (accounts[ledger.WITHDRAWALS_PAYABLE.code], withdrawal.amount),
-                (accounts[paid_from.code], -withdrawal.net),
-                (accounts[ledger.WITHDRAWAL_FEES.code], -withdrawal.fee),
+                (ledger.WITHDRAWALS_PAYABLE, withdrawal.amount),
+                (paid_from, -withdrawal.net),
+                (ledger.WITHDRAWAL_FEES, -withdrawal.fee),
             ],
             reference=withdrawal.number,
             memo=f"{withdrawal.method} {reference}"[:200],

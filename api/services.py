@@ -9,7 +9,7 @@ from django.utils.translation import gettext as _
 
 from agents.models import Agent, ApiKey
 from ledger import services as ledger
-from ledger.models import Balance
+from ledger.selectors import balance_of, balances_of
 from marketplace.errors import ServiceError
 from orders import callbacks
 from orders import services as orders
@@ -99,7 +99,7 @@ def api_order_place(
         order.refresh_from_db()
         if order.status not in (S.PENDING, S.CANCELLED, S.EXPIRED):
             return order, False  # a concurrent request with the same number paid it
-        balance = payments.wallet_balance(buyer)
+        balance = balance_of(ledger.wallet(buyer))
         if order.status == S.PENDING and balance < order.total:
             orders.order_cancel(order_id=order.pk, buyer=buyer)
             callbacks.callback_discard(order=order)
@@ -169,13 +169,10 @@ class Balances:
 
 def api_balances(*, agent: Agent) -> Balances:
     user = agent.user
-    pending, available = ledger.commission_pending(user), ledger.commission_available(user)
-    rows = dict(
-        Balance.objects.filter(account__code__in=[pending.code, available.code]).values_list("account__code", "balance")
-    )
-    zero = Decimal("0.00")
+    wallet, pending, available = ledger.wallet(user), ledger.commission_pending(user), ledger.commission_available(user)
+    balances = balances_of(wallet, pending, available)
     return Balances(
-        balance=payments.wallet_balance(user),
-        commission_pending=rows.get(pending.code, zero),
-        commission_available=rows.get(available.code, zero),
+        balance=balances[wallet.code],
+        commission_pending=balances[pending.code],
+        commission_available=balances[available.code],
     )

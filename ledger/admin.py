@@ -17,7 +17,7 @@ class AccountAdmin(ReadOnlyAdmin):
 
     @admin.display(description=_("balance"))
     def current_balance(self, obj):
-        return selectors.account_balance(obj)
+        return selectors.balance_of(obj)
 
 
 class LineInline(ReadOnlyInline):

@@ -1,4 +1,5 @@
-"""Reads of the journal: balances, the trial balance, and the invariants every test checks."""
+"""Reads of the journal: balances (``balance_of``, the one way to read one), the trial balance,
+and the invariants every test checks. Nothing here writes."""
 
 from dataclasses import dataclass
 from decimal import Decimal
@@ -9,12 +10,35 @@ from django.db.models.functions import Round
 from marketplace.money import quantize
 
 from .models import Account, Balance, Entry, Line
+from .services import AccountSpec
 
 
-def account_balance(account: Account) -> Decimal:
-    """The natural balance summed from lines (debit-normal: debits − credits, else the opposite)."""
-    total = quantize(Line.objects.filter(account=account).aggregate(s=Sum("amount"))["s"] or 0)
-    return total if account.debit_normal else -total
+def balance_of(account: AccountSpec | Account) -> Decimal:
+    """The natural balance of one account (debit-normal: debits − credits, else the opposite).
+
+    Reads only: an account not opened yet has a balance of 0 and is not created."""
+    return balances_of(account)[account.code]
+
+
+def balances_of(*accounts: AccountSpec | Account) -> dict[str, Decimal]:
+    """The natural balances of these accounts by code, in at most two queries, reading only.
+
+    An account that may not be overdrawn reads its balance row (the database keeps it, see
+    migration 0004); a platform account has none and sums its lines. An account not opened
+    yet is 0."""
+    wanted = {a.code: a for a in accounts}
+    found = {code: quantize(0) for code in wanted}
+    kept = [code for code, a in wanted.items() if not a.allow_negative]
+    if kept:
+        rows = Balance.objects.filter(account__code__in=kept).values_list("account__code", "balance")
+        found.update((code, quantize(balance)) for code, balance in rows)
+    summed = [code for code, a in wanted.items() if a.allow_negative]
+    if summed:
+        sums = Line.objects.filter(account__code__in=summed).values("account__code").annotate(s=Sum("amount"))
+        for row in sums:
+            net = quantize(row["s"] or 0)  # quantize: SQLite sums decimals inexactly
+            found[row["account__code"]] = net if wanted[row["account__code"]].debit_normal else -net
+    return found
 
 
 @dataclass(frozen=True)

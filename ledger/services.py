@@ -1,5 +1,12 @@
 """Posting to the journal. The only code that writes ledger rows.
 
+Callers name accounts with an ``AccountSpec`` (the helpers below) and post one movement with
+``transfer(debit=..., credit=..., amount=..., kind=..., reference=..., idempotency_key=...)``;
+the few entries with more than two lines (a delivery with its suppliers' costs, the
+commissions of a price chain, a payout with its fee) use ``entry_post``. Both open the
+accounts on first use. Balances are read with ``ledger.selectors.balance_of``, which never
+writes.
+
 Accounts that may not be overdrawn (customer wallets, agents' commissions) have a ``Balance``
 row, which the database creates with the account and moves with every line it writes
 (migration 0004): the row's CHECK refuses an overdraft in the statement that writes the
@@ -43,6 +50,10 @@ class AccountSpec:
     kind: str
     allow_negative: bool = True
     owner_id: int | None = None
+
+    @property
+    def debit_normal(self) -> bool:
+        return self.kind in (Kind.ASSET, Kind.EXPENSE)
 
 
 # Platform accounts. Customers' money (held, refunds due, wallets) is kept apart from revenue.
@@ -124,16 +135,46 @@ def accounts_get(*specs: AccountSpec) -> dict[str, Account]:
     return found
 
 
+def transfer(
+    *,
+    debit: AccountSpec,
+    credit: AccountSpec,
+    amount: Decimal,
+    kind: str,
+    reference: str = "",
+    memo: str = "",
+    idempotency_key: str | None = None,
+) -> Entry:
+    """Post one movement: ``amount`` (above zero) debited to ``debit`` and credited to
+    ``credit``, as one balanced two-line entry. A debit takes from a liability or revenue
+    account (a wallet paying, a commission withdrawn) and adds to an asset or expense one.
+
+    Like ``entry_post``: in the caller's transaction, idempotent on ``idempotency_key``, and
+    ``InsufficientFunds`` when it would overdraw an account that may not go below zero.
+    """
+    if quantize(amount) <= 0:
+        raise UnbalancedEntry(f"{kind} {reference}: a transfer moves an amount above zero, not {amount}")
+    return entry_post(
+        kind=kind,
+        legs=[(debit, amount), (credit, -amount)],
+        reference=reference,
+        memo=memo,
+        idempotency_key=idempotency_key,
+    )
+
+
 def entry_post(
     *,
     kind: str,
-    legs: Sequence[tuple[Account, Decimal]],
+    legs: Sequence[tuple[AccountSpec | Account, Decimal]],
     reference: str = "",
     memo: str = "",
     idempotency_key: str | None = None,
     reverses: Entry | None = None,
 ) -> Entry:
-    """Post one entry: ``legs`` are (account, amount) with debits positive, credits negative.
+    """Post one entry: ``legs`` are (account, amount) with debits positive, credits negative;
+    an account is an ``AccountSpec`` (opened on first use) or an ``Account``. For entries of
+    more than two lines; a movement between two accounts is a ``transfer``.
 
     Runs in the caller's transaction, so the entry stands or falls with the business change it
     records. The database refuses an entry that does not sum to zero and a second entry with
@@ -141,6 +182,9 @@ def entry_post(
     """
     if not transaction.get_connection().in_atomic_block:
         raise RuntimeError("ledger entries are posted inside the transaction of what they record")
+    specs = [account for account, _amount in legs if isinstance(account, AccountSpec)]
+    opened = accounts_get(*specs) if specs else {}
+    legs = [(opened[a.code] if isinstance(a, AccountSpec) else a, amount) for a, amount in legs]
     merged: dict[int, Decimal] = defaultdict(Decimal)
     accounts: dict[int, Account] = {}
     for account, amount in legs:

@@ -23,7 +23,7 @@ from django.utils.translation import gettext as _
 
 from agents.models import Agent
 from ledger import services as ledger
-from ledger.models import Balance
+from ledger.selectors import balances_of
 
 from .models import Order
 
@@ -299,12 +299,12 @@ def latest_commissions(*, agent: Agent, limit: int = 8):
 
 
 def balances(*, user) -> dict[str, Decimal]:
-    """The agent's pending and available commission and its wallet, from ledger balance rows
-    (one query; an account not opened yet is zero)."""
+    """The agent's pending and available commission and its wallet (``balances_of``: one
+    query, reading only; an account not opened yet is zero)."""
     specs = {
-        "pending": ledger.commission_pending(user).code,
-        "available": ledger.commission_available(user).code,
-        "wallet": ledger.wallet(user).code,
+        "pending": ledger.commission_pending(user),
+        "available": ledger.commission_available(user),
+        "wallet": ledger.wallet(user),
     }
-    found = dict(Balance.objects.filter(account__code__in=specs.values()).values_list("account__code", "balance"))
-    return {name: found.get(code, ZERO) for name, code in specs.items()}
+    found = balances_of(*specs.values())
+    return {name: found[spec.code] for name, spec in specs.items()}

@@ -329,10 +329,9 @@ def _book_delivery(order: Order, code_ids) -> None:
     is owed to their suppliers."""
     costs = catalog_selectors.cost_by_supplier(code_ids)
     payables = [ledger.supplier_payable(c["supplier_id"], c["supplier_name"]) for c in costs]
-    accounts = ledger.accounts_get(ledger.HELD, ledger.SALES, ledger.COST_OF_SALES, *payables)
-    legs = [(accounts[ledger.HELD.code], order.total), (accounts[ledger.SALES.code], -order.total)]
+    legs = [(ledger.HELD, order.total), (ledger.SALES, -order.total)]
     for cost, payable in zip(costs, payables, strict=True):
-        legs += [(accounts[ledger.COST_OF_SALES.code], cost["cost"]), (accounts[payable.code], -cost["cost"])]
+        legs += [(ledger.COST_OF_SALES, cost["cost"]), (payable, -cost["cost"])]
     ledger.entry_post(kind="delivery", legs=legs, reference=order.number, idempotency_key=f"delivery:{order.number}")
 
 
@@ -343,10 +342,9 @@ def _book_cost_return(order: Order, code_ids, *, memo: str, idempotency_key: str
     if not costs:
         return
     payables = [ledger.supplier_payable(c["supplier_id"], c["supplier_name"]) for c in costs]
-    accounts = ledger.accounts_get(ledger.COST_OF_SALES, *payables)
     legs = []
     for cost, payable in zip(costs, payables, strict=True):
-        legs += [(accounts[payable.code], cost["cost"]), (accounts[ledger.COST_OF_SALES.code], -cost["cost"])]
+        legs += [(payable, cost["cost"]), (ledger.COST_OF_SALES, -cost["cost"])]
     ledger.entry_post(
         kind="stock_returned",
         legs=legs,
@@ -491,11 +489,12 @@ def _book_replacement(order: Order, *, old: OrderCode, new: OrderCode) -> None:
         if not costs:
             continue
         payable = ledger.supplier_payable(costs[0]["supplier_id"], costs[0]["supplier_name"])
-        accounts = ledger.accounts_get(ledger.COST_OF_SALES, payable)
-        cost = costs[0]["cost"] * sign
-        ledger.entry_post(
+        debit, credit = (ledger.COST_OF_SALES, payable) if sign > 0 else (payable, ledger.COST_OF_SALES)
+        ledger.transfer(
+            debit=debit,
+            credit=credit,
+            amount=costs[0]["cost"],
             kind=kind,
-            legs=[(accounts[ledger.COST_OF_SALES.code], cost), (accounts[payable.code], -cost)],
             reference=order.number,
             memo=f"code {old.code_id} replaced by {new.code_id}",
             idempotency_key=f"{kind}:{old.pk}",

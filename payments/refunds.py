@@ -95,10 +95,11 @@ def refund_request(
             next_attempt_at=timezone.now(),
         )
         if book_revenue:
-            accounts = ledger.accounts_get(ledger.SALES, ledger.REFUNDS_DUE)
-            ledger.entry_post(
+            ledger.transfer(
+                debit=ledger.SALES,
+                credit=ledger.REFUNDS_DUE,
+                amount=amount,
                 kind="refund_decided",
-                legs=[(accounts[ledger.SALES.code], amount), (accounts[ledger.REFUNDS_DUE.code], -amount)],
                 reference=refund.number,
                 memo=reason[:200],
                 idempotency_key=f"refund_decided:{refund.number}",
@@ -272,10 +273,11 @@ def refund_succeeded(*, refund_id: int, gateway_refund_id: str = "") -> bool:
         payment = refund.payment
         balance = payment.gateway == BALANCE
         target = ledger.wallet(payment.payer) if balance else ledger.clearing(payment.gateway)
-        accounts = ledger.accounts_get(ledger.REFUNDS_DUE, target)
-        ledger.entry_post(
+        ledger.transfer(
+            debit=ledger.REFUNDS_DUE,
+            credit=target,
+            amount=refund.amount,
             kind="refund_paid",
-            legs=[(accounts[ledger.REFUNDS_DUE.code], refund.amount), (accounts[target.code], -refund.amount)],
             reference=refund.number,
             memo=f"{payment.gateway} {gateway_refund_id}".strip(),
             idempotency_key=f"refund_paid:{refund.number}",

@@ -19,7 +19,6 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from ledger import services as ledger
-from ledger.models import Balance
 from marketplace.errors import NotFound, ServiceError
 from marketplace.money import parse_yuan
 from orders import services as orders
@@ -138,10 +137,11 @@ def _book_payment(payment: Payment, order_number: str) -> None:
     """Money is at the gateway: held for the order, or owed back when the order cannot use it."""
     clearing = ledger.clearing(payment.gateway)
     owed = ledger.HELD if payment.status == Payment.Status.SUCCEEDED else ledger.REFUNDS_DUE
-    accounts = ledger.accounts_get(clearing, owed)
-    ledger.entry_post(
+    ledger.transfer(
+        debit=clearing,
+        credit=owed,
+        amount=payment.amount,
         kind="payment",
-        legs=[(accounts[clearing.code], payment.amount), (accounts[owed.code], -payment.amount)],
         reference=order_number,
         memo=f"{payment.gateway} {payment.trade_no} {payment.get_status_display()}",
         idempotency_key=f"payment:{payment.gateway}:{payment.trade_no}",
@@ -166,11 +166,11 @@ def _apply_recharge(gateway_code: str, verified: VerifiedNotification, record: N
         status=Payment.Status.SUCCEEDED,
         paid_at=verified.paid_at,
     )
-    clearing, wallet = ledger.clearing(gateway_code), ledger.wallet(recharge.user)
-    accounts = ledger.accounts_get(clearing, wallet)
-    ledger.entry_post(
+    ledger.transfer(
+        debit=ledger.clearing(gateway_code),
+        credit=ledger.wallet(recharge.user),
+        amount=payment.amount,
         kind="recharge",
-        legs=[(accounts[clearing.code], payment.amount), (accounts[wallet.code], -payment.amount)],
         reference=recharge.number,
         memo=f"{gateway_code} {payment.trade_no}",
         idempotency_key=f"payment:{gateway_code}:{payment.trade_no}",
@@ -228,11 +228,6 @@ class PaymentError(ServiceError):
     code = "payment_refused"
 
 
-def wallet_balance(user) -> Decimal:
-    account = ledger.accounts_get(ledger.wallet(user))[ledger.wallet(user).code]
-    return Balance.objects.get(account=account).balance
-
-
 def balance_pay(*, order_number: str, buyer) -> Payment:
     """Pay an order from the buyer's balance, instantly: the debit and the order's move to
     paid are one transaction, and the balance cannot go below zero however many pay at once."""
@@ -242,12 +237,12 @@ def balance_pay(*, order_number: str, buyer) -> Payment:
             raise NotFound(_("No such order."), code="order_not_found")
         if not order.is_payable:
             raise PaymentError(_("This order can no longer be paid."))
-        wallet = ledger.wallet(buyer)
-        accounts = ledger.accounts_get(wallet, ledger.HELD)
         try:
-            ledger.entry_post(
+            ledger.transfer(
+                debit=ledger.wallet(buyer),
+                credit=ledger.HELD,
+                amount=order.total,
                 kind="balance_payment",
-                legs=[(accounts[wallet.code], order.total), (accounts[ledger.HELD.code], -order.total)],
                 reference=order.number,
                 idempotency_key=f"payment:{BALANCE}:{order.number}",
             )

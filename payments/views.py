@@ -12,6 +12,8 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
+from ledger import services as ledger
+from ledger.selectors import balance_of
 from marketplace.db import retry_once_if_connection_lost
 from marketplace.errors import PASS_THROUGH, ServiceError
 from marketplace.http import client_ip
@@ -47,7 +49,7 @@ def choose(request, number):
         {
             "order": order,
             "gateways": enabled_gateways().values(),
-            "balance": services.wallet_balance(request.user),
+            "balance": balance_of(ledger.wallet(request.user)),
             "on_phone": _device(request) == Device.MOBILE,  # a phone cannot scan its own screen
         },
     )
@@ -147,7 +149,7 @@ def wallet(request):
         request,
         "payments/wallet.html",
         {
-            "balance": services.wallet_balance(request.user),
+            "balance": balance_of(ledger.wallet(request.user)),
             "gateways": enabled_gateways().values(),
             "movements": selectors.wallet_movements(request.user, limit=50),
             "payments": selectors.user_payments(request.user, limit=50),

@@ -29,11 +29,11 @@ def victim(level):
     RetailPrice.objects.create(storefront=shop, product=product, price=Decimal("60.00"))
     key, _secret = api_keys.apikey_create(agent=agent, name="shop")
     with transaction.atomic():
-        available = ledger.commission_available(agent.user)
-        accounts = ledger.accounts_get(ledger.COMMISSIONS, available)
-        ledger.entry_post(
+        ledger.transfer(
+            debit=ledger.COMMISSIONS,
+            credit=ledger.commission_available(agent.user),
+            amount=Decimal(100),
             kind="test_commission",
-            legs=[(accounts[ledger.COMMISSIONS.code], Decimal(100)), (accounts[available.code], Decimal(-100))],
         )
     withdrawal = withdrawals.withdrawal_request(
         agent=agent,

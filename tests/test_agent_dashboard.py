@@ -196,13 +196,11 @@ def test_home_shows_level_upline_and_balances(client, setup):
     from django.db import transaction
 
     with transaction.atomic():
-        accounts = ledger.accounts_get(ledger.COMMISSIONS, ledger.commission_pending(b.user))
-        ledger.entry_post(
+        ledger.transfer(
+            debit=ledger.COMMISSIONS,
+            credit=ledger.commission_pending(b.user),
+            amount=D("12.34"),
             kind="commission",
-            legs=[
-                (accounts[ledger.COMMISSIONS.code], D("12.34")),
-                (accounts[ledger.commission_pending(b.user).code], D("-12.34")),
-            ],
             reference="test",
             idempotency_key="test-home-balance",
         )

@@ -19,10 +19,9 @@ from catalog.models import CardCode
 from compliance.models import AuditEvent
 from marketplace import crypto
 from orders.models import CodeReveal, Order
-from payments import services as payments
 from payments.models import Payment
 from tests.api_helpers import Signed, issue_key, level, make_agent, set_level_price, top_up
-from tests.builders import run_concurrently
+from tests.builders import run_concurrently, wallet_balance
 from tests.factories import ProductFactory, UserFactory, add_stock
 
 pytestmark = pytest.mark.usefixtures("english")
@@ -107,7 +106,7 @@ def test_place_pay_and_deliver_from_the_balance(world):
     assert (body["unit_price"], body["total"]) == ("92.00", "184.00")
     delivered = {c["secret"] for c in body["codes"]}
     assert len(delivered) == 2 and delivered <= set(world["codes"])
-    assert payments.wallet_balance(a.user) == D("316.00")
+    assert wallet_balance(a.user) == D("316.00")
     assert Payment.objects.get(order=order).amount == D("184.00")
     reveals = CodeReveal.objects.filter(order_code__order=order)
     key = ApiKey.objects.get(key_id=shop.key_id)
@@ -117,7 +116,7 @@ def test_place_pay_and_deliver_from_the_balance(world):
     again = shop.post("/api/v1/orders/", order_payload(product, "SHOP-1", quantity=2))
     assert again.status_code == 200 and again.json()["order_number"] == order.number
     assert Order.objects.count() == 1 and Payment.objects.filter(order__isnull=False).count() == 1
-    assert payments.wallet_balance(a.user) == D("316.00")
+    assert wallet_balance(a.user) == D("316.00")
     assert reveals.count() == 4
 
     # Reading it, by the agent's number and by ours.
@@ -153,7 +152,7 @@ def test_insufficient_balance_cancels_the_order_and_releases_its_codes(world):
     order = Order.objects.get()
     assert order.status == Order.Status.CANCELLED
     assert CardCode.objects.filter(product=product, status=CardCode.Status.AVAILABLE).count() == 6
-    assert payments.wallet_balance(a.user) == D("100.00") and not Payment.objects.filter(order__isnull=False).exists()
+    assert wallet_balance(a.user) == D("100.00") and not Payment.objects.filter(order__isnull=False).exists()
     # The number is used: a retry says so instead of placing a second order.
     again = shop.post("/api/v1/orders/", order_payload(product, "POOR-1", quantity=2))
     assert again.status_code == 409 and again.json()["code"] == "order_closed"
@@ -174,7 +173,7 @@ def test_invalid_orders_are_refused_with_field_messages(world):
     assert too_many.status_code == 422 and too_many.json()["code"] == "order_refused"
     sold_out = shop.post("/api/v1/orders/", order_payload(world["product"], "OUT", quantity=7))
     assert sold_out.status_code == 409 and sold_out.json()["code"] == "out_of_stock"
-    assert not Order.objects.exists() and payments.wallet_balance(world["a"].user) == D("500.00")
+    assert not Order.objects.exists() and wallet_balance(world["a"].user) == D("500.00")
 
 
 @pytest.mark.postgres
@@ -195,7 +194,7 @@ def test_fifty_concurrent_posts_with_one_number_give_one_order_and_one_charge(wo
     numbers = {r.json()["order_number"] for r in results}
     assert len(numbers) == 1
     assert Order.objects.count() == 1 and Payment.objects.filter(order__isnull=False).count() == 1
-    assert payments.wallet_balance(a.user) == D("1000.00") - D("276.00")
+    assert wallet_balance(a.user) == D("1000.00") - D("276.00")
     order = Order.objects.get()
     assert order.status == Order.Status.DELIVERED
     assert CardCode.objects.filter(product=product, status=CardCode.Status.SOLD).count() == 3

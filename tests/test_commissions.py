@@ -164,13 +164,8 @@ def test_a_refund_after_the_window_takes_it_back_and_books_what_was_withdrawn_as
     seller = Commission.objects.get(order=order, agent=chain[-1])
     available = ledger.commission_available(seller.agent.user)
     with transaction.atomic():  # the seller withdraws all it has
-        accounts = ledger.accounts_get(available, ledger.WITHDRAWALS_PAYABLE)
-        ledger.entry_post(
-            kind="test_withdrawal",
-            legs=[
-                (accounts[available.code], seller.amount),
-                (accounts[ledger.WITHDRAWALS_PAYABLE.code], -seller.amount),
-            ],
+        ledger.transfer(
+            debit=available, credit=ledger.WITHDRAWALS_PAYABLE, amount=seller.amount, kind="test_withdrawal"
         )
     refunds.order_refund(order=order, quantity=None, reason="defective", requested_by=staff)
     assert balance_of(available) == 0

@@ -5,10 +5,11 @@ from decimal import Decimal
 
 import pytest
 from django.db import IntegrityError, connection, transaction
+from django.test.utils import CaptureQueriesContext
 
 from ledger import selectors
 from ledger import services as ledger
-from ledger.models import Balance, Entry, Line
+from ledger.models import Account, Balance, Entry, Line
 from orders.models import Order
 from orders.services import order_place
 from payments.services import sandbox_pay
@@ -29,8 +30,8 @@ def test_a_balanced_entry_is_posted_and_summed():
     with transaction.atomic():
         entry = ledger.entry_post(kind="test", legs=[(cash, D("10.00")), (sales, D("-10.00"))], reference="r1")
     assert sorted(entry.lines.values_list("amount", flat=True)) == [D("-10.00"), D("10.00")]
-    assert selectors.account_balance(cash) == D("10.00")  # an asset: debits - credits
-    assert selectors.account_balance(sales) == D("10.00")  # revenue: credits - debits
+    assert selectors.balance_of(cash) == D("10.00")  # an asset: debits - credits
+    assert selectors.balance_of(sales) == D("10.00")  # revenue: credits - debits
 
 
 @pytest.mark.django_db
@@ -94,7 +95,7 @@ def test_a_reversal_mirrors_the_entry_once():
     with transaction.atomic():
         entry = ledger.entry_post(kind="sale", legs=[(cash, D("3.00")), (sales, D("-3.00"))])
         ledger.entry_reverse(entry=entry, memo="mistake")
-    assert selectors.account_balance(cash) == 0 and selectors.account_balance(sales) == 0
+    assert selectors.balance_of(cash) == 0 and selectors.balance_of(sales) == 0
     with pytest.raises(IntegrityError), transaction.atomic():
         ledger.entry_reverse(entry=entry)
 
@@ -133,7 +134,7 @@ def test_concurrent_spending_never_overdraws_a_wallet():
     outcomes = run_concurrently(30, spend)
     assert outcomes.count("ok") == 10 and outcomes.count("refused") == 20
     assert Balance.objects.get(account=wallet).balance == 0
-    assert selectors.account_balance(wallet) == 0
+    assert selectors.balance_of(wallet) == 0
 
 
 @pytest.mark.django_db(transaction=True)
@@ -144,12 +145,11 @@ def test_a_purchase_is_booked_from_payment_to_revenue_and_supplier_cost(buyer):
     sandbox_pay(order_number=order.number)
     order.refresh_from_db()
     assert order.status == Order.Status.DELIVERED
-    codes = ledger.accounts_get(ledger.clearing("sandbox"), ledger.HELD, ledger.SALES)
-    assert selectors.account_balance(codes["asset:clearing:sandbox"]) == D("194.00")
-    assert selectors.account_balance(codes[ledger.HELD.code]) == 0  # delivered: nothing held any more
-    assert selectors.account_balance(codes[ledger.SALES.code]) == D("194.00")
-    payable = ledger.accounts_get(ledger.supplier_payable(product.supplier_id, product.supplier.name))
-    assert selectors.account_balance(next(iter(payable.values()))) == D("180.00")
+    assert selectors.balance_of(ledger.clearing("sandbox")) == D("194.00")
+    assert selectors.balance_of(ledger.HELD) == 0  # delivered: nothing held any more
+    assert selectors.balance_of(ledger.SALES) == D("194.00")
+    payable = ledger.supplier_payable(product.supplier_id, product.supplier.name)
+    assert selectors.balance_of(payable) == D("180.00")
     assert set(Entry.objects.filter(reference=order.number).values_list("kind", flat=True)) == {"payment", "delivery"}
     rows = selectors.trial_balance()
     assert sum(r.debits for r in rows) == sum(r.credits for r in rows)
@@ -173,12 +173,9 @@ def test_a_payment_that_cannot_be_used_is_owed_back_not_revenue(buyer, other_buy
     assert late.status == Order.Status.REFUNDED  # owed back, then refunded automatically
     kinds = list(Entry.objects.order_by("created_at").values_list("kind", flat=True))
     assert kinds[-2:] == ["payment", "refund_paid"]  # booked as due back, never as revenue
-    due = ledger.accounts_get(ledger.REFUNDS_DUE)[ledger.REFUNDS_DUE.code]
-    assert selectors.account_balance(due) == 0  # owed, then paid back
-    sales = ledger.accounts_get(ledger.SALES)[ledger.SALES.code]
-    assert selectors.account_balance(sales) == D("10.00")  # only the delivered order
-    clearing = ledger.accounts_get(ledger.clearing("sandbox"))[ledger.clearing("sandbox").code]
-    assert selectors.account_balance(clearing) == D("10.00")  # 20 in, 10 back out
+    assert selectors.balance_of(ledger.REFUNDS_DUE) == 0  # owed, then paid back
+    assert selectors.balance_of(ledger.SALES) == D("10.00")  # only the delivered order
+    assert selectors.balance_of(ledger.clearing("sandbox")) == D("10.00")  # 20 in, 10 back out
 
 
 @pytest.mark.django_db(transaction=True)
@@ -218,3 +215,77 @@ def test_funds_isolation_customer_money_is_covered_and_not_revenue(client, staff
     assert funds.covered and funds.owed + funds.revenue == funds.held
     client.force_login(staff)
     assert 'data-testid="funds-covered"' in client.get("/admin/ledger/entry/trial-balance/").content.decode()
+
+
+# --- the interface callers use: transfer and balance_of ----------------------------------------
+
+
+@pytest.mark.django_db
+def test_a_transfer_is_one_balanced_two_line_entry_opening_its_accounts():
+    buyer = UserFactory()
+    with transaction.atomic():
+        entry = ledger.transfer(
+            debit=ledger.clearing("sandbox"),
+            credit=ledger.wallet(buyer),
+            amount=D("25.00"),
+            kind="recharge",
+            reference="R1",
+            memo="sandbox t1",
+            idempotency_key="payment:sandbox:t1",
+        )
+    lines = dict(entry.lines.values_list("account__code", "amount"))
+    assert lines == {"asset:clearing:sandbox": D("25.00"), ledger.wallet(buyer).code: D("-25.00")}
+    assert (entry.kind, entry.reference, entry.memo, entry.idempotency_key) == (
+        "recharge",
+        "R1",
+        "sandbox t1",
+        "payment:sandbox:t1",
+    )
+    assert selectors.balance_of(ledger.wallet(buyer)) == D("25.00")
+    assert selectors.balance_of(ledger.clearing("sandbox")) == D("25.00")
+    with pytest.raises(IntegrityError), transaction.atomic():  # the same business event twice
+        ledger.transfer(
+            debit=ledger.clearing("sandbox"),
+            credit=ledger.wallet(buyer),
+            amount=D("25.00"),
+            kind="recharge",
+            idempotency_key="payment:sandbox:t1",
+        )
+
+
+@pytest.mark.django_db
+def test_a_transfer_refuses_an_overdraft_and_amounts_not_above_zero():
+    buyer = UserFactory()
+    with pytest.raises(ledger.InsufficientFunds), transaction.atomic():
+        ledger.transfer(debit=ledger.wallet(buyer), credit=ledger.HELD, amount=D("0.01"), kind="balance_payment")
+    for amount in (D("0"), D("-5.00"), D("0.001")):
+        with pytest.raises(ledger.UnbalancedEntry), transaction.atomic():
+            ledger.transfer(debit=ledger.clearing("sandbox"), credit=ledger.HELD, amount=amount, kind="payment")
+    assert not Entry.objects.exists()
+
+
+@pytest.mark.django_db
+def test_balance_of_reads_only_and_an_account_not_opened_is_zero(django_assert_max_num_queries):
+    buyer = UserFactory()
+    specs = [ledger.wallet(buyer), ledger.commission_pending(buyer), ledger.SALES, ledger.clearing("x")]
+    accounts = Account.objects.count()
+    with CaptureQueriesContext(connection) as queries:
+        assert selectors.balance_of(ledger.wallet(buyer)) == D("0.00")
+        assert selectors.balance_of(ledger.SALES) == D("0.00")
+        assert selectors.balances_of(*specs) == {spec.code: D("0.00") for spec in specs}
+    assert all(q["sql"].lstrip().upper().startswith("SELECT") for q in queries.captured_queries)
+    assert Account.objects.count() == accounts  # nothing was opened by reading
+    with transaction.atomic():
+        ledger.transfer(debit=ledger.clearing("x"), credit=ledger.wallet(buyer), amount=D("7.00"), kind="recharge")
+        ledger.transfer(debit=ledger.wallet(buyer), credit=ledger.HELD, amount=D("2.50"), kind="balance_payment")
+        ledger.transfer(debit=ledger.HELD, credit=ledger.SALES, amount=D("2.50"), kind="delivery")
+    with django_assert_max_num_queries(2):  # one for balance rows, one for platform accounts' lines
+        found = selectors.balances_of(*specs)
+    assert found == {
+        ledger.wallet(buyer).code: D("4.50"),  # a liability: credits - debits, from its balance row
+        ledger.commission_pending(buyer).code: D("0.00"),
+        ledger.SALES.code: D("2.50"),  # revenue, summed from lines
+        ledger.clearing("x").code: D("7.00"),  # an asset: debits - credits
+    }
+    wallet = Account.objects.get(code=ledger.wallet(buyer).code)
+    assert selectors.balance_of(wallet) == D("4.50")  # an Account reads as its spec does

@@ -29,6 +29,7 @@ from tests.builders import (
     run_concurrently,
     storefront_order,
     values_and_errors,
+    wallet_balance,
 )
 from tests.factories import UserFactory
 
@@ -82,10 +83,10 @@ def test_a_balance_payment_comes_back_to_the_wallet(buyer):
         quantity=2,
         pay=lambda order_number: services.balance_pay(order_number=order_number, buyer=buyer),
     )
-    assert services.wallet_balance(buyer) == D("50.00")
+    assert wallet_balance(buyer) == D("50.00")
     req = ask(buyer, order, codes_of(order)[:1])
     assert req.refund.payment.gateway == "balance"
-    assert services.wallet_balance(buyer) == D("75.00")
+    assert wallet_balance(buyer) == D("75.00")
     assert balance_of(ledger.wallet(buyer)) == D("75.00")
 
 

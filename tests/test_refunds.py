@@ -12,7 +12,7 @@ from orders.models import Order
 from orders.services import order_place
 from payments import refunds, services
 from payments.models import Payment, Refund
-from tests.builders import balance_of, delivered_order, run_concurrently, values_and_errors
+from tests.builders import balance_of, delivered_order, run_concurrently, values_and_errors, wallet_balance
 from tests.factories import ProductFactory, UserFactory, add_stock
 from tests.fake_alipay import notify
 
@@ -66,9 +66,9 @@ def test_a_balance_payment_is_refunded_to_the_balance(buyer, staff):
         quantity=2,
         pay=lambda order_number: services.balance_pay(order_number=order_number, buyer=buyer),
     )
-    assert services.wallet_balance(buyer) == D("50.00")
+    assert wallet_balance(buyer) == D("50.00")
     refunds.order_refund(order=order, quantity=1, reason="one code did not work", requested_by=staff)
-    assert services.wallet_balance(buyer) == D("75.00")
+    assert wallet_balance(buyer) == D("75.00")
     assert balance_of(ledger.wallet(buyer)) == D("75.00")
 
 

@@ -48,18 +48,18 @@ def agent(db):
 
 def give(agent, amount) -> None:
     """Available commission for ``agent`` (as if a sale's refund window had closed)."""
-    spec = ledger.commission_available(agent.user)
     with transaction.atomic():
-        accounts = ledger.accounts_get(ledger.COMMISSIONS, spec)
-        ledger.entry_post(
+        ledger.transfer(
+            debit=ledger.COMMISSIONS,
+            credit=ledger.commission_available(agent.user),
+            amount=D(amount),
             kind="test_commission",
-            legs=[(accounts[ledger.COMMISSIONS.code], D(amount)), (accounts[spec.code], -D(amount))],
             reference="test",
         )
 
 
 def available(agent) -> Decimal:
-    return Balance.objects.get(account__code=ledger.commission_available(agent.user).code).balance
+    return balance_of(ledger.commission_available(agent.user))
 
 
 def request(agent, amount="100.00", *, key="k1", method="alipay", account="13800138000", **kwargs) -> Withdrawal:
