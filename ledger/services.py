@@ -184,10 +184,10 @@ def entry_post(
         raise RuntimeError("ledger entries are posted inside the transaction of what they record")
     specs = [account for account, _amount in legs if isinstance(account, AccountSpec)]
     opened = accounts_get(*specs) if specs else {}
-    legs = [(opened[a.code] if isinstance(a, AccountSpec) else a, amount) for a, amount in legs]
+    resolved = [(opened[a.code] if isinstance(a, AccountSpec) else a, amount) for a, amount in legs]
     merged: dict[int, Decimal] = defaultdict(Decimal)
     accounts: dict[int, Account] = {}
-    for account, amount in legs:
+    for account, amount in resolved:
         merged[account.pk] += quantize(amount)
         accounts[account.pk] = account
     lines = {pk: amount for pk, amount in merged.items() if amount}

@@ -140,7 +140,7 @@ def reason(code: str, **params) -> Reason:
     elif code == ReasonCode.ABOVE_MAXIMUM:
         message = _("Buy at most %(n)d of this product per order.") % params
     else:
-        message = messages[code]
+        message = messages[ReasonCode(code)]
     return Reason(code=code, message=str(message))
 
 

@@ -112,6 +112,7 @@ def _apply(gateway_code: str, verified: VerifiedNotification, record: Notificati
     replayed = _check_fact(gateway_code, verified, order, record, what="order")
     if replayed is not None:
         return replayed
+    assert order is not None  # _check_fact refused a missing order
     # Deliveries of one notification are serialised by the order's row lock, so the check
     # above sees any earlier one; the unique (gateway, trade_no) constraint backs it up.
     result = orders.order_mark_paid(order=order, note=f"{gateway_code} {verified.trade_no}")
@@ -157,6 +158,7 @@ def _apply_recharge(gateway_code: str, verified: VerifiedNotification, record: N
     replayed = _check_fact(gateway_code, verified, recharge, record, what="recharge")
     if replayed is not None:
         return replayed
+    assert recharge is not None  # _check_fact refused a missing recharge
     payment = Payment.objects.create(
         recharge=recharge,
         gateway=gateway_code,
