@@ -20,16 +20,21 @@ import pytest
 from django.apps import apps
 from django.db import connection, models, transaction
 from django.test.utils import CaptureQueriesContext
+from django.urls import reverse
 from django.utils import timezone
 
+from aftersales import arbitration
 from aftersales.models import ArbitrationCase, RefundRequest, Ticket
+from agents import commissions
 from agents import services as agent_services
 from agents.models import Commission, Withdrawal
 from catalog.models import CODE_FLOW, CardCode, StockBatch
 from marketplace.transitions import IllegalTransition, StateMachine, machine_for, machines
+from orders import callbacks as callback_services
 from orders.models import ApiCallback, Order
+from payments import refunds
 from payments.models import Payment, Recharge, ReconciliationRun, Refund
-from tests.builders import place
+from tests.builders import ask, codes_of, delivered_order, place, reveal, storefront_order
 from tests.factories import AgentLevelFactory, ProductFactory, UserFactory, add_stock
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -449,3 +454,106 @@ order.status == "paid"
 Order.objects.filter(status="paid").update(paid_at=now)
 """
     assert [line for line, _what in _status_writes(ast.parse(source))] == [2, 3, 4, 5, 6, 7, 8]
+
+
+# --- the services leave the history -------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_an_import_leaves_the_batchs_history():
+    product = ProductFactory()
+    add_stock(product, 2)
+    batch = StockBatch.objects.get(product=product)
+    assert [(f, t) for f, t, _a, _n in _history(batch)] == [("queued", "running"), ("running", "done")]
+
+
+@pytest.mark.django_db(transaction=True)  # fulfilment runs on commit
+def test_a_no_reason_refund_leaves_the_history_of_request_refund_and_commissions(level, buyer):
+    _chain, order = storefront_order(level, buyer, depth=2, quantity=2)
+    commissions = list(Commission.objects.filter(order=order).order_by("pk"))
+    assert commissions and all(_history(c) == [] for c in commissions)  # booked pending: no move yet
+
+    request = ask(buyer, order, codes_of(order))
+
+    request.refresh_from_db()
+    assert request.status == RefundRequest.Status.REFUNDED
+    assert _history(request) == [("approved", "refunded", buyer.pk, request.refund.number)]
+    assert [(f, t) for f, t, _a, _n in _history(request.refund)] == [
+        ("requested", "processing"),
+        ("processing", "succeeded"),
+    ]
+    for commission in commissions:
+        assert [(f, t) for f, t, _a, _n in _history(commission)] == [("pending", "reversed")]
+
+
+@pytest.mark.django_db(transaction=True)  # fulfilment runs on commit
+def test_settling_a_commission_leaves_its_history(level, buyer):
+    _chain, order = storefront_order(level, buyer, depth=1, quantity=1)
+    commission = Commission.objects.get(order=order)
+    Commission.objects.filter(pk=commission.pk).update(available_at=timezone.now() - timedelta(seconds=1))
+
+    assert commissions.commissions_settle_due() == 1
+
+    commission.refresh_from_db()
+    assert (commission.status, commission.settled_at is not None) == (Commission.Status.AVAILABLE, True)
+    assert _history(commission) == [("pending", "available", None, "refund window closed")]
+
+
+@pytest.mark.django_db
+def test_a_refund_given_up_then_retried_by_staff_leaves_its_history(staff):
+    refund = BUILD[Refund]()
+    Refund.objects.filter(pk=refund.pk).update(status=Refund.Status.PROCESSING, attempts=refunds.MAX_ATTEMPTS - 1)
+    refund.refresh_from_db()
+
+    assert refunds._retry_later(refund, "gateway down") == "failed"
+    assert refunds.refund_retry(refund_id=refund.pk, staff=staff) is True
+    assert refunds.refund_retry(refund_id=refund.pk, staff=staff) is False  # not failed any more
+
+    refund.refresh_from_db()
+    assert (refund.status, refund.attempts) == (Refund.Status.PROCESSING, 1)
+    assert _history(refund) == [
+        ("processing", "failed", None, f"after {refunds.MAX_ATTEMPTS} attempts"),
+        ("failed", "processing", staff.pk, "retried by staff"),
+    ]
+
+
+@pytest.mark.django_db
+def test_a_callback_sent_again_leaves_its_history():
+    callback = BUILD[ApiCallback]()
+    ApiCallback.objects.filter(pk=callback.pk).update(status=ApiCallback.Status.DELIVERED, attempts=2)
+
+    callback_services.callback_resend(callback_id=callback.pk)
+
+    callback.refresh_from_db()
+    assert (callback.status, callback.attempts) == (ApiCallback.Status.PENDING, 0)
+    assert _history(callback) == [("delivered", "pending", None, "sent again by staff")]
+
+
+@pytest.mark.django_db(transaction=True)  # fulfilment runs on commit
+def test_an_arbitration_case_leaves_its_history(buyer, staff):
+    order = delivered_order(buyer, quantity=1)
+    reveal(codes_of(order)[0], buyer)
+    request = ask(buyer, order, codes_of(order), reason="it did not work")  # revealed: a dispute
+    case = arbitration.arbitration_open(ticket=request.ticket, user=staff, statement="")
+
+    arbitration.arbitration_submit(case=case, staff=staff, third_party="Council", case_number="C-1")
+    arbitration.arbitration_decide(case=case, staff=staff, outcome="platform", note="The code was used.")
+
+    assert _history(case) == [("preparing", "submitted", staff.pk, ""), ("submitted", "decided", staff.pk, "")]
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("model", [Refund, RefundRequest, ArbitrationCase, Commission, ApiCallback])
+def test_staff_see_the_history_read_only_on_the_records_page(client, staff, model):
+    machine, obj = machine_for(model), BUILD[model]()
+    src = next(s for s, dsts in machine.transitions.items() if dsts)
+    dst = sorted(machine.transitions[src])[0]
+    _force(obj, src)
+    _apply(obj, dst, actor=staff, note="moved by the history test")
+    client.force_login(staff)
+
+    url = reverse(f"admin:{model._meta.app_label}_{model._meta.model_name}_change", args=[obj.pk])
+    html = client.get(url).content.decode()
+
+    assert "moved by the history test" in html
+    assert 'name="history-0-note"' not in html  # shown, not editable
