@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
 from django.conf import settings
-from django.db import connections, models, transaction
+from django.db import connections, models, router, transaction
 from django.db.models import sql
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
@@ -136,9 +136,10 @@ class StateMachine:
         rows = queryset.filter(**{self.status_field: src})
         if self.history_model is None:
             return rows.update(**values)
-        with transaction.atomic(using=rows.db, savepoint=False):
-            ids = _update_returning_ids(rows, values)
-            self.history_model.objects.using(rows.db).bulk_create(
+        using = queryset._db or router.db_for_write(queryset.model)  # where .update() would write
+        with transaction.atomic(using=using, savepoint=False):
+            ids = _update_returning_ids(rows, values, using)
+            self.history_model.objects.using(using).bulk_create(
                 [
                     self.history_model(
                         **{f"{self.history_fk}_id": pk}, from_status=src, to_status=dst, actor=actor, note=note[:500]
@@ -149,17 +150,17 @@ class StateMachine:
         return len(ids)
 
 
-def _update_returning_ids(queryset: models.QuerySet, values: Mapping[str, object]) -> list:
+def _update_returning_ids(queryset: models.QuerySet, values: Mapping[str, object], using: str) -> list:
     """``queryset.update(**values)``, compiled by Django as it would be, plus ``RETURNING`` the
     primary keys of the rows it changed (PostgreSQL, and SQLite from 3.35)."""
     query = queryset.query.chain(sql.UpdateQuery)
     query.add_update_values(values)
     query.clear_select_clause()
-    statement, params = query.get_compiler(queryset.db).as_sql()
+    statement, params = query.get_compiler(using).as_sql()
     if not statement:
         return []
     pk = queryset.model._meta.pk.column
-    connection = connections[queryset.db]
+    connection = connections[using]
     with connection.cursor() as cursor:
         cursor.execute(f"{statement} RETURNING {connection.ops.quote_name(pk)}", params)
         return [row[0] for row in cursor.fetchall()]
