@@ -17,11 +17,11 @@ from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 from django.views.decorators.http import require_POST
 
-from marketplace.admin import ReadOnlyMixin
+from marketplace.admin import ReadOnlyInline, ReadOnlyMixin
 from marketplace.errors import admin_action_run
 
 from . import arbitration
-from .models import ArbitrationCase
+from .models import ArbitrationCase, ArbitrationCaseStatusChange
 
 CHANGE_PERMISSION = "aftersales.change_arbitrationcase"
 
@@ -38,6 +38,12 @@ class DecideForm(forms.Form):
     )
     note = forms.CharField(max_length=5000)
     refund_quantity = forms.IntegerField(min_value=0, required=False)
+
+
+class HistoryInline(ReadOnlyInline):
+    model = ArbitrationCaseStatusChange
+    fields = readonly_fields = ("at", "from_status", "to_status", "actor", "note")
+    verbose_name_plural = _("status history")
 
 
 @admin.register(ArbitrationCase)
@@ -59,6 +65,7 @@ class ArbitrationCaseAdmin(ReadOnlyMixin, admin.ModelAdmin):
     list_select_related = ("ticket",)
     list_per_page = 50
     date_hierarchy = "created_at"
+    inlines = (HistoryInline,)
     fields = readonly_fields = (
         "ticket_link",
         "order_link",

@@ -15,10 +15,10 @@ from django.utils.html import format_html
 from django.utils.translation import gettext, pgettext_lazy
 from django.utils.translation import gettext_lazy as _
 
-from marketplace.admin import ReadOnlyAdmin
+from marketplace.admin import ReadOnlyAdmin, ReadOnlyInline
 from payments.models import Refund
 
-from .models import RefundRequest
+from .models import RefundRequest, RefundRequestStatusChange
 
 R = RefundRequest.Status
 
@@ -60,6 +60,12 @@ def _admin_link(obj, label) -> str:
     return format_html('<a href="{}">{}</a>', url, label)
 
 
+class HistoryInline(ReadOnlyInline):
+    model = RefundRequestStatusChange
+    fields = readonly_fields = ("at", "from_status", "to_status", "actor", "note")
+    verbose_name_plural = _("status history")
+
+
 @admin.register(RefundRequest)
 class RefundRequestAdmin(ReadOnlyAdmin):
     class Media:
@@ -82,6 +88,7 @@ class RefundRequestAdmin(ReadOnlyAdmin):
     search_fields = ("order__number", "user__username", "user__email", "refund__number", "ticket__number")
     date_hierarchy = "created_at"
     ordering = ("-id",)
+    inlines = (HistoryInline,)
     fields = readonly_fields = (
         "order_link",
         "user",

@@ -45,12 +45,11 @@ from compliance.models import AuditEvent, CreditEvent
 from marketplace.crypto import mask
 from marketplace.errors import Forbidden, NotFound, ServiceError
 from marketplace.permissions import staff_has_perm
-from marketplace.transitions import StateMachine, table
 from orders.models import CodeReveal, OrderCode
 from payments.models import Refund
 
 from . import disputes, tickets
-from .models import ArbitrationCase, RefundRequest, SlaEvent, Ticket, TicketMessage
+from .models import CASE_FLOW, ArbitrationCase, RefundRequest, SlaEvent, Ticket, TicketMessage
 
 log = logging.getLogger(__name__)
 
@@ -60,8 +59,6 @@ R = RefundRequest.Status
 S = Ticket.Status
 # What the arbitration admin requires for its buttons and the dossier.
 CHANGE_PERMISSION = "aftersales.change_arbitrationcase"
-# No history table for cases: the ticket's thread and the audit log record every step.
-CASE_FLOW = StateMachine(transitions=table({A.PREPARING: [A.SUBMITTED], A.SUBMITTED: [A.DECIDED], A.DECIDED: []}))
 # How the dossier's timeline names the decisions it lists (the audit action stays beside it;
 # an action not named here is shown as it is).
 DOSSIER_EVENTS = {

@@ -20,7 +20,6 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import Count
 from django.urls import reverse
-from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import ngettext
 
@@ -35,7 +34,7 @@ from payments import refunds
 from payments.models import Refund
 
 from . import tickets
-from .models import RefundRequest, Reissue, Ticket
+from .models import REFUND_REQUEST_FLOW, RefundRequest, Reissue, Ticket
 
 log = logging.getLogger(__name__)
 S = Ticket.Status
@@ -176,10 +175,10 @@ def dispute_refund(
                 memo=f"dispute {ticket.number}: {{n}} unrevealed code(s) back in stock",
             ),
         )
-        now = timezone.now()
         for request in ticket.refund_requests.select_for_update().filter(status=R.UNDER_REVIEW):
-            request.status, request.refund, request.decided_by, request.decided_at = R.REFUNDED, refund, staff, now
-            request.save(update_fields=["status", "refund", "decided_by", "decided_at"])
+            REFUND_REQUEST_FLOW.apply(
+                request, R.REFUNDED, actor=staff, note=reason, update={"refund": refund, "decided_by": staff}
+            )
         credit_event_record(
             user=ticket.user,
             kind=credit_kind,
@@ -215,10 +214,8 @@ def dispute_reject(*, ticket: Ticket, staff, reason: str) -> Ticket:
                 _("Only an open ticket can be decided (this one is %(status)s).")
                 % {"status": ticket.get_status_display()}
             )
-        now = timezone.now()
         for request in ticket.refund_requests.select_for_update().filter(status=R.UNDER_REVIEW):
-            request.status, request.decided_by, request.decided_at = R.REJECTED, staff, now
-            request.save(update_fields=["status", "decided_by", "decided_at"])
+            REFUND_REQUEST_FLOW.apply(request, R.REJECTED, actor=staff, note=reason, update={"decided_by": staff})
         credit_event_record(
             user=ticket.user, kind=CreditEvent.Kind.DISPUTE_LOST, reference=ticket.number, detail=reason[:200]
         )

@@ -163,6 +163,7 @@ TICKET_FLOW = StateMachine(
     history_model=TicketStatusChange,
     history_fk="ticket",
     entered_at={T.RESOLVED: "resolved_at", T.CLOSED: "closed_at"},
+    model=Ticket,
 )
 
 
@@ -336,6 +337,35 @@ class RefundRequest(models.Model):
         return _("Refund request %(id)s") % {"id": self.pk}
 
 
+class RefundRequestStatusChange(StatusChange):
+    subject = "request"
+
+    request = models.ForeignKey(
+        RefundRequest, verbose_name=_("refund request"), related_name="history", on_delete=models.CASCADE
+    )
+    from_status = models.CharField(_("from"), max_length=14, blank=True, choices=RefundRequest.Status.choices)
+    to_status = models.CharField(_("to"), max_length=14, choices=RefundRequest.Status.choices)
+
+
+RR = RefundRequest.Status
+# A request is created approved (refunded in the same transaction) or under review (a dispute
+# staff decide); refunded means decided and on its way: the buyer follows the refund's status.
+REFUND_REQUEST_FLOW = StateMachine(
+    transitions=table(
+        {
+            RR.APPROVED: [RR.REFUNDED],
+            RR.UNDER_REVIEW: [RR.REFUNDED, RR.REJECTED],
+            RR.REFUNDED: [],
+            RR.REJECTED: [],
+        }
+    ),
+    history_model=RefundRequestStatusChange,
+    history_fk="request",
+    entered_at={RR.REFUNDED: "decided_at", RR.REJECTED: "decided_at"},
+    model=RefundRequest,
+)
+
+
 class Reissue(models.Model):
     """补发: a code reported invalid is marked defective and a replacement from stock delivered."""
 
@@ -411,3 +441,22 @@ class ArbitrationCase(models.Model):
 
     def __str__(self):
         return f"{self.ticket.number} · {self.third_party or '—'} {self.case_number}"
+
+
+class ArbitrationCaseStatusChange(StatusChange):
+    subject = "case"
+
+    case = models.ForeignKey(
+        ArbitrationCase, verbose_name=_("arbitration case"), related_name="history", on_delete=models.CASCADE
+    )
+    from_status = models.CharField(_("from"), max_length=10, blank=True, choices=ArbitrationCase.Status.choices)
+    to_status = models.CharField(_("to"), max_length=10, choices=ArbitrationCase.Status.choices)
+
+
+A = ArbitrationCase.Status
+CASE_FLOW = StateMachine(
+    transitions=table({A.PREPARING: [A.SUBMITTED], A.SUBMITTED: [A.DECIDED], A.DECIDED: []}),
+    history_model=ArbitrationCaseStatusChange,
+    history_fk="case",
+    model=ArbitrationCase,
+)

@@ -33,7 +33,7 @@ from orders.models import Order, OrderCode
 from payments import refunds
 from payments.models import Payment
 
-from .models import Kind, RefundRequest, Ticket
+from .models import REFUND_REQUEST_FLOW, Kind, RefundRequest, Ticket
 from .tickets import ticket_open
 
 log = logging.getLogger(__name__)
@@ -276,8 +276,7 @@ def refund_request_create(
             detail=f"{len(codes)} code(s), refund {refund.number}",
         )
         # The refund is decided and on its way: the buyer follows the refund's own status.
-        request.refund, request.status, request.decided_at = refund, R.REFUNDED, now
-        request.save(update_fields=["refund", "status", "decided_at"])
+        REFUND_REQUEST_FLOW.apply(request, R.REFUNDED, actor=user, note=refund.number, update={"refund": refund})
     log.info("refund request %s of order %s refunded automatically: %s", request.pk, order.number, refund.number)
     return request
 

@@ -7,11 +7,11 @@ from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.translation import gettext_lazy as _
 
-from marketplace.admin import ReadOnlyAdmin
+from marketplace.admin import ReadOnlyAdmin, ReadOnlyInline
 from marketplace.errors import admin_action_run
 
 from . import services
-from .models import Agent, AgentLevel, AgentMove, Commission, Invitation, LevelPrice, Markup
+from .models import Agent, AgentLevel, AgentMove, Commission, CommissionStatusChange, Invitation, LevelPrice, Markup
 
 
 class LevelPriceInline(admin.TabularInline):
@@ -263,6 +263,12 @@ class AgentMoveAdmin(ReadOnlyAdmin):
     date_hierarchy = "at"
 
 
+class CommissionHistoryInline(ReadOnlyInline):
+    model = CommissionStatusChange
+    fields = readonly_fields = ("at", "from_status", "to_status", "actor", "note")
+    verbose_name_plural = _("status history")
+
+
 @admin.register(Commission)
 class CommissionAdmin(ReadOnlyAdmin):
     list_display = (
@@ -281,6 +287,7 @@ class CommissionAdmin(ReadOnlyAdmin):
     list_select_related = ("agent__user", "agent__level", "order")
     search_fields = ("order__number", "agent__user__email", "agent__user__username")
     date_hierarchy = "created_at"
+    inlines = (CommissionHistoryInline,)
 
 
 # Each area registers its own admin classes.

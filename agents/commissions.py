@@ -24,7 +24,7 @@ from ledger import services as ledger
 from ledger.models import Entry
 from ledger.selectors import balance_of
 
-from .models import Commission
+from .models import COMMISSION_FLOW, Commission
 
 log = logging.getLogger(__name__)
 C = Commission.Status
@@ -107,11 +107,10 @@ def commissions_reverse(*, order, quantity: int, reason: str = "") -> Decimal:
             if amount - from_balance > 0:
                 legs.append((ledger.agent_receivable(user), amount - from_balance))
         row.reversed_quantity += take
-        update = ["reversed_quantity"]
         if row.reversed_quantity == row.quantity:
-            row.status = C.REVERSED
-            update.append("status")
-        row.save(update_fields=update)
+            COMMISSION_FLOW.apply(row, C.REVERSED, note=reason, update={"reversed_quantity": row.reversed_quantity})
+        else:
+            row.save(update_fields=["reversed_quantity"])
         total += amount
     if total and mirror:
         booked = Entry.objects.get(idempotency_key=f"commission:{order.number}")
@@ -148,9 +147,7 @@ def commission_settle(*, commission_id: int) -> bool:
                 reference=row.order.number,
                 idempotency_key=f"commission_settled:{row.pk}",
             )
-        row.status = C.AVAILABLE
-        row.settled_at = timezone.now()
-        row.save(update_fields=["status", "settled_at"])
+        COMMISSION_FLOW.apply(row, C.AVAILABLE, note="refund window closed")
     return True
 
 

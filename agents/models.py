@@ -10,7 +10,7 @@ from django.db.models import Q
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import pgettext_lazy
 
-from marketplace.transitions import StatusChange
+from marketplace.transitions import StateMachine, StatusChange, table
 
 
 class PriceKind(models.TextChoices):
@@ -367,6 +367,34 @@ class Commission(models.Model):
         return self.unit_amount * (self.quantity - self.reversed_quantity)
 
 
+class CommissionStatusChange(StatusChange):
+    subject = "commission"
+
+    commission = models.ForeignKey(
+        Commission, verbose_name=_("commission"), related_name="history", on_delete=models.CASCADE
+    )
+    from_status = models.CharField(_("from"), max_length=10, blank=True, choices=Commission.Status.choices)
+    to_status = models.CharField(_("to"), max_length=10, choices=Commission.Status.choices)
+
+
+CS = Commission.Status
+# Booked pending in bulk when the order is delivered (the initial state, no move); then each
+# row on its own, locked: settled when the refund window closes, or reversed by a refund.
+COMMISSION_FLOW = StateMachine(
+    transitions=table(
+        {
+            CS.PENDING: [CS.AVAILABLE, CS.REVERSED],
+            CS.AVAILABLE: [CS.REVERSED],  # refunded after the window: taken back from the balance
+            CS.REVERSED: [],
+        }
+    ),
+    history_model=CommissionStatusChange,
+    history_fk="commission",
+    entered_at={CS.AVAILABLE: "settled_at"},
+    model=Commission,
+)
+
+
 class Withdrawal(models.Model):
     """An agent takes available commission out: requested, reviewed by staff, paid out."""
 
@@ -432,6 +460,25 @@ class WithdrawalStatusChange(StatusChange):
     )
     from_status = models.CharField(_("from"), max_length=10, blank=True, choices=Withdrawal.Status.choices)
     to_status = models.CharField(_("to"), max_length=10, choices=Withdrawal.Status.choices)
+
+
+W = Withdrawal.Status
+WITHDRAWAL_FLOW = StateMachine(
+    transitions=table(
+        {
+            W.REQUESTED: {W.APPROVED, W.REJECTED},
+            # approved -> rejected only for a bank transfer not yet made (see withdrawal_reject)
+            W.APPROVED: {W.PAID, W.FAILED, W.REJECTED},
+            W.FAILED: {W.APPROVED, W.REJECTED},  # retried, or the money goes back to the agent
+            W.PAID: set(),
+            W.REJECTED: set(),
+        }
+    ),
+    history_model=WithdrawalStatusChange,
+    history_fk="withdrawal",
+    entered_at={W.PAID: "paid_at"},
+    model=Withdrawal,
+)
 
 
 class ApiKey(models.Model):

@@ -33,29 +33,14 @@ from ledger.selectors import balance_of, balances_of
 from marketplace import crypto
 from marketplace.errors import ServiceError
 from marketplace.money import quantize
-from marketplace.transitions import IllegalTransition, StateMachine, table
+from marketplace.transitions import IllegalTransition
 
-from .models import Agent, Withdrawal, WithdrawalStatusChange
+from .models import WITHDRAWAL_FLOW, Agent, Withdrawal, WithdrawalStatusChange
 
 log = logging.getLogger(__name__)
 S = Withdrawal.Status
 M = Withdrawal.Method
 
-WITHDRAWAL_FLOW = StateMachine(
-    transitions=table(
-        {
-            S.REQUESTED: {S.APPROVED, S.REJECTED},
-            # approved -> rejected only for a bank transfer not yet made (see withdrawal_reject)
-            S.APPROVED: {S.PAID, S.FAILED, S.REJECTED},
-            S.FAILED: {S.APPROVED, S.REJECTED},  # retried, or the money goes back to the agent
-            S.PAID: set(),
-            S.REJECTED: set(),
-        }
-    ),
-    history_model=WithdrawalStatusChange,
-    history_fk="withdrawal",
-    entered_at={S.PAID: "paid_at"},
-)
 OPEN_STATUSES = (S.REQUESTED, S.APPROVED, S.FAILED)
 
 

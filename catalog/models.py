@@ -5,6 +5,8 @@ from django.db.models import Q
 from django.urls import reverse
 from django.utils.translation import gettext_lazy as _
 
+from marketplace.transitions import StateMachine, StatusChange, table
+
 
 class Category(models.Model):
     """Two levels: a top-level category and its sub-categories."""
@@ -152,6 +154,32 @@ class StockBatch(models.Model):
         return int(100 * self.processed_lines / self.total_lines) if self.total_lines else 0
 
 
+class StockBatchStatusChange(StatusChange):
+    subject = "batch"
+
+    batch = models.ForeignKey(StockBatch, verbose_name=_("batch"), related_name="history", on_delete=models.CASCADE)
+    from_status = models.CharField(_("from"), max_length=10, blank=True, choices=StockBatch.Status.choices)
+    to_status = models.CharField(_("to"), max_length=10, choices=StockBatch.Status.choices)
+
+
+B = StockBatch.Status
+BATCH_FLOW = StateMachine(
+    transitions=table(
+        {
+            # Claimed by the import task; a run killed mid-way is run again in place (running).
+            B.QUEUED: [B.RUNNING],
+            B.RUNNING: [B.DONE, B.REJECTED, B.FAILED],
+            B.DONE: [],
+            B.REJECTED: [],
+            B.FAILED: [],
+        }
+    ),
+    history_model=StockBatchStatusChange,
+    history_fk="batch",
+    model=StockBatch,
+)
+
+
 class CardCode(models.Model):
     """One code: imported, encrypted at rest, reserved, sold exactly once.
 
@@ -202,6 +230,26 @@ class CardCode(models.Model):
 
     def __str__(self):
         return f"{self.product} #{self.pk}"
+
+
+C = CardCode.Status
+# Codes move in bulk, one conditional UPDATE for all the codes of an order (``move_all``; the
+# claim is raw SQL checked with ``require``), so this machine keeps no history: a row per code
+# would cost the purchase path a write per code. A code's story is told by its order's
+# ``OrderCode`` (reserved, released), the reveal log and ``defective_at``.
+CODE_FLOW = StateMachine(
+    transitions=table(
+        {
+            C.IMPORTING: [C.AVAILABLE],  # the whole batch at once when its import is done
+            C.AVAILABLE: [C.RESERVED],  # claimed by an order (catalog.services.claim_sql)
+            C.RESERVED: [C.AVAILABLE, C.SOLD],  # released (unpaid), or delivered
+            # Back on sale when refunded unrevealed; or confirmed invalid (never sold again).
+            C.SOLD: [C.AVAILABLE, C.DEFECTIVE],
+            C.DEFECTIVE: [],
+        }
+    ),
+    model=CardCode,
+)
 
 
 class StaffReveal(models.Model):

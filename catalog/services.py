@@ -17,7 +17,7 @@ from marketplace.errors import Conflict, Forbidden, ServiceError
 from marketplace.money import quantize
 
 from . import importing
-from .models import CardCode, Product, StaffReveal, StockBatch, Supplier
+from .models import BATCH_FLOW, CODE_FLOW, CardCode, Product, StaffReveal, StockBatch, Supplier
 
 log = logging.getLogger(__name__)
 Status = CardCode.Status
@@ -71,6 +71,7 @@ def stock_reserve(*, product_id: int, quantity: int) -> list[int]:
     connection = transaction.get_connection()
     if not connection.in_atomic_block:
         raise RuntimeError("stock_reserve must run inside the order's transaction")
+    CODE_FLOW.require(Status.AVAILABLE, Status.RESERVED)  # the claim's move, in raw SQL
     with connection.cursor() as cursor:
         cursor.execute(
             claim_sql(connection.vendor),
@@ -86,8 +87,8 @@ def stock_reserve(*, product_id: int, quantity: int) -> list[int]:
 
 def stock_release(*, code_ids: Sequence[int]) -> int:
     """Return reserved codes to stock (an unpaid order expired or was cancelled)."""
-    return CardCode.objects.filter(id__in=code_ids, status=Status.RESERVED).update(
-        status=Status.AVAILABLE, updated_at=timezone.now()
+    return CODE_FLOW.move_all(
+        CardCode.objects.filter(id__in=code_ids), Status.RESERVED, Status.AVAILABLE, updated_at=timezone.now()
     )
 
 
@@ -96,8 +97,8 @@ def stock_mark_sold(*, code_ids: Sequence[int] | QuerySet, expected: int) -> Non
 
     ``code_ids`` may be a queryset of ids (one statement with a subquery).
     """
-    updated = CardCode.objects.filter(id__in=code_ids, status=Status.RESERVED).update(
-        status=Status.SOLD, updated_at=timezone.now()
+    updated = CODE_FLOW.move_all(
+        CardCode.objects.filter(id__in=code_ids), Status.RESERVED, Status.SOLD, updated_at=timezone.now()
     )
     if updated != expected:
         raise RuntimeError(f"expected {expected} reserved codes, {updated} were reserved")
@@ -107,8 +108,8 @@ def stock_return(*, code_ids: Sequence[int]) -> int:
     """Sold codes back to available: only for codes proven never revealed (the 7-day
     no-reason refund, which has released them from their order first). One statement; codes
     not sold are left alone. Returns how many went back to stock."""
-    return CardCode.objects.filter(id__in=list(code_ids), status=Status.SOLD).update(
-        status=Status.AVAILABLE, updated_at=timezone.now()
+    return CODE_FLOW.move_all(
+        CardCode.objects.filter(id__in=list(code_ids)), Status.SOLD, Status.AVAILABLE, updated_at=timezone.now()
     )
 
 
@@ -181,7 +182,14 @@ def batch_create(*, request: ImportRequest, user, run_now: bool = False) -> Stoc
 
 
 def _finish(batch_id: int, status: str, **fields) -> None:
-    StockBatch.objects.filter(pk=batch_id).update(status=status, finished_at=timezone.now(), payload="", **fields)
+    BATCH_FLOW.move_all(
+        StockBatch.objects.filter(pk=batch_id),
+        StockBatch.Status.RUNNING,
+        status,
+        finished_at=timezone.now(),
+        payload="",
+        **fields,
+    )
 
 
 @sensitive_variables("text", "lines")
@@ -193,9 +201,10 @@ def batch_import_run(*, batch_id: int) -> str:
     reject the whole batch; duplicates (already in stock, or twice in the list) are skipped
     and reported by line number.
     """
-    claimed = StockBatch.objects.filter(
-        pk=batch_id, status__in=[StockBatch.Status.QUEUED, StockBatch.Status.RUNNING]
-    ).update(status=StockBatch.Status.RUNNING)
+    row = StockBatch.objects.filter(pk=batch_id)
+    claimed = BATCH_FLOW.move_all(row, StockBatch.Status.QUEUED, StockBatch.Status.RUNNING, note="import started")
+    if not claimed:  # or run again after a worker was killed mid-way
+        claimed = row.filter(status=StockBatch.Status.RUNNING).exists()
     if not claimed:
         return "nothing to do"
     batch = StockBatch.objects.get(pk=batch_id)
@@ -222,8 +231,8 @@ def batch_import_run(*, batch_id: int) -> str:
         _finish(batch.pk, StockBatch.Status.FAILED, error=f"{type(exc).__name__}: nothing was imported")
         return "failed"
     with transaction.atomic():
-        CardCode.objects.filter(product_id=batch.product_id, batch_id=batch.pk, status=Status.IMPORTING).update(
-            status=Status.AVAILABLE
+        CODE_FLOW.move_all(
+            CardCode.objects.filter(product_id=batch.product_id, batch_id=batch.pk), Status.IMPORTING, Status.AVAILABLE
         )
         _finish(
             batch.pk,
@@ -298,8 +307,13 @@ def rotate_code_keys(*, chunk: int = 1000) -> int:
 def code_mark_defective(*, code_id: int, note: str) -> None:
     """A sold code confirmed invalid: defective, never sold again, owed back by its supplier
     (in the caller's transaction). Raises ``CatalogError`` if the code is not sold."""
-    updated = CardCode.objects.filter(pk=code_id, status=Status.SOLD).update(
-        status=Status.DEFECTIVE, defective_at=timezone.now(), defect_note=(note or "")[:300], updated_at=timezone.now()
+    updated = CODE_FLOW.move_all(
+        CardCode.objects.filter(pk=code_id),
+        Status.SOLD,
+        Status.DEFECTIVE,
+        defective_at=timezone.now(),
+        defect_note=(note or "")[:300],
+        updated_at=timezone.now(),
     )
     if updated != 1:
         raise CatalogError(_("Only a sold code can be marked defective."))

@@ -1,17 +1,27 @@
 """State machines as data, with one guarded transition function.
 
 A model's status is a ``TextChoices`` field; its allowed moves are a ``StateMachine``
-(a table from each state to the states it may move to). ``StateMachine.apply`` is the only
-way a status changes: the caller has locked the row (``select_for_update``); the function
-refuses an illegal move, is a no-op on a repeat, writes a history row and queues side effects
-for after the commit.
+(a table from each state to the states it may move to), declared next to the model with
+``model=`` (which registers it: ``machine_for``; a test fails on a model with a status and no
+machine). A status changes only through its machine:
+
+- ``StateMachine.apply`` moves one row the caller has locked (``select_for_update``): it
+  refuses an illegal move, is a no-op on a repeat, writes a history row and queues side
+  effects for after the commit;
+- ``StateMachine.move_all`` moves every row of a queryset still in one state with one guarded
+  UPDATE (claims, leases, stock moves): it refuses a move the table forbids before touching
+  anything and writes the history rows in bulk.
+
+Nothing else writes a status (``tests/test_state_machines.py`` scans the source for it).
 """
 
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import cast
 
 from django.conf import settings
-from django.db import models, transaction
+from django.db import connections, models, router, transaction
+from django.db.models import sql
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
@@ -23,9 +33,26 @@ class IllegalTransition(Conflict):
 
     code = "illegal_transition"
 
-    def __init__(self, instance: models.Model, src: str, dst: str):
-        super().__init__(f"{type(instance).__name__} {instance.pk}: {src} -> {dst} is not allowed")
+    def __init__(self, instance: models.Model | type[models.Model], src: str, dst: str):
+        # An instance (``apply``), or the model when rows move in bulk (``move_all``).
+        subject = (
+            f"{instance.__name__} rows" if isinstance(instance, type) else f"{type(instance).__name__} {instance.pk}"
+        )
+        super().__init__(f"{subject}: {src} -> {dst} is not allowed")
         self.src, self.dst = src, dst
+
+
+# Every model's machine, registered by ``StateMachine(model=...)`` when its module is imported
+# (the machines live in the models' own ``models.py``, so they are all here once apps are ready).
+_MACHINES: dict[type[models.Model], "StateMachine"] = {}
+
+
+def machine_for(model: type[models.Model]) -> "StateMachine | None":
+    return _MACHINES.get(model)
+
+
+def machines() -> dict[type[models.Model], "StateMachine"]:
+    return dict(_MACHINES)
 
 
 @dataclass(frozen=True)
@@ -36,9 +63,24 @@ class StateMachine:
     status_field: str = "status"
     # Timestamp fields stamped when a state is entered, e.g. {"paid": "paid_at"}.
     entered_at: Mapping[str, str] = field(default_factory=dict)
+    # The model whose status this machine moves: registers the machine (``machine_for``).
+    model: type[models.Model] | None = None
+
+    def __post_init__(self):
+        if self.model is None:
+            return
+        if _MACHINES.get(self.model, self) is not self:
+            raise RuntimeError(f"{self.model.__name__} has two state machines")
+        _MACHINES[self.model] = self
 
     def can(self, src: str, dst: str) -> bool:
         return dst in self.transitions.get(src, frozenset())
+
+    def require(self, src: str, dst: str) -> None:
+        """Raise ``IllegalTransition`` unless the table allows ``src -> dst`` (for a raw SQL
+        move that cannot go through ``move_all``, such as the stock claim)."""
+        if not self.can(src, dst):
+            raise IllegalTransition(self.model or models.Model, src, dst)
 
     def apply(
         self,
@@ -75,6 +117,54 @@ class StateMachine:
         for callback in on_commit:
             transaction.on_commit(callback)
         return True
+
+    def move_all(self, queryset: models.QuerySet, src: str, dst: str, *, actor=None, note: str = "", **fields) -> int:
+        """Move every row of ``queryset`` that is in ``src`` to ``dst``, setting ``fields`` too,
+        in one guarded UPDATE (``... WHERE status = src``). Returns how many rows moved.
+
+        A move the table forbids raises ``IllegalTransition`` before anything is written; a
+        repeat (``src == dst``) moves nothing. With a history model the UPDATE returns the
+        ids it moved and their history rows are written with one ``bulk_create``; without one
+        it is exactly the ``.update()`` it replaces (no extra query: the purchase path).
+        """
+        if src == dst:
+            return 0
+        if not self.can(src, dst):
+            raise IllegalTransition(queryset.model, src, dst)
+        values = {self.status_field: dst, **fields}
+        if dst in self.entered_at:
+            values.setdefault(self.entered_at[dst], timezone.now())
+        rows = queryset.filter(**{self.status_field: src})
+        if self.history_model is None:
+            return rows.update(**values)
+        using = getattr(queryset, "_db", None) or router.db_for_write(queryset.model)  # where .update() writes
+        with transaction.atomic(using=using, savepoint=False):
+            ids = _update_returning_ids(rows, values, using)
+            self.history_model._default_manager.using(using).bulk_create(
+                [
+                    self.history_model(
+                        **{f"{self.history_fk}_id": pk}, from_status=src, to_status=dst, actor=actor, note=note[:500]
+                    )
+                    for pk in ids
+                ]
+            )
+        return len(ids)
+
+
+def _update_returning_ids(queryset: models.QuerySet, values: dict[str, object], using: str) -> list:
+    """``queryset.update(**values)``, compiled by Django as it would be, plus ``RETURNING`` the
+    primary keys of the rows it changed (PostgreSQL, and SQLite from 3.35)."""
+    query = cast(sql.UpdateQuery, queryset.query.chain(sql.UpdateQuery))
+    query.add_update_values(values)
+    query.clear_select_clause()
+    statement, params = query.get_compiler(using).as_sql()
+    if not statement:
+        return []
+    pk = queryset.model._meta.pk.column
+    connection = connections[using]
+    with connection.cursor() as cursor:
+        cursor.execute(f"{statement} RETURNING {connection.ops.quote_name(pk)}", params)
+        return [row[0] for row in cursor.fetchall()]
 
 
 def table(spec: Mapping[str, Iterable[str]]) -> dict[str, frozenset[str]]:

@@ -5,7 +5,7 @@ from django.utils.translation import ngettext
 from marketplace.admin import ReadOnlyAdmin, ReadOnlyInline
 
 from . import callbacks
-from .models import ApiCallback, CodeReveal, Order, OrderCode, OrderShare, OrderStatusChange
+from .models import ApiCallback, ApiCallbackStatusChange, CodeReveal, Order, OrderCode, OrderShare, OrderStatusChange
 
 
 class StatusChangeInline(ReadOnlyInline):
@@ -116,6 +116,12 @@ class CodeRevealAdmin(ReadOnlyAdmin):
         return obj.order_code.order.number
 
 
+class CallbackHistoryInline(ReadOnlyInline):
+    model = ApiCallbackStatusChange
+    fields = readonly_fields = ("at", "from_status", "to_status", "actor", "note")
+    verbose_name_plural = _("status history")
+
+
 # Signed callbacks to agents' shops (orders.callbacks): read-only, with a "send again" action.
 @admin.register(ApiCallback)
 class ApiCallbackAdmin(ReadOnlyAdmin):  # a record of what was sent: view only
@@ -135,6 +141,7 @@ class ApiCallbackAdmin(ReadOnlyAdmin):  # a record of what was sent: view only
     search_fields = ("order__number", "order__agent_order_no", "url", "agent__user__username")
     date_hierarchy = "created_at"
     actions = ("send_again",)
+    inlines = (CallbackHistoryInline,)
 
     def get_readonly_fields(self, request, obj=None):
         return [f.name for f in self.model._meta.fields]

@@ -31,7 +31,7 @@ from agents import api_keys
 from agents.models import ApiKey
 from marketplace.celery import publish
 
-from .models import ApiCallback, Order
+from .models import CALLBACK_FLOW, ApiCallback, Order
 
 log = logging.getLogger(__name__)
 
@@ -188,14 +188,15 @@ def callback_send(*, callback_id: int, force: bool = False) -> str:
             return "not_due"
         key = callback.key
         if key is None or key.revoked_at is not None:
-            callback.status, callback.next_attempt_at = S.FAILED, None
+            callback.next_attempt_at = None
             callback.last_error = "The API key that placed this order has been revoked: nothing to sign with."
-            callback.save(update_fields=["status", "next_attempt_at", "last_error"])
+            callback.save(update_fields=["next_attempt_at", "last_error"])
+            CALLBACK_FLOW.apply(callback, S.FAILED, note="API key revoked")
             return "failed"
         callback.attempts += 1
-        callback.status = S.PENDING
         callback.next_attempt_at = now + LEASE
-        callback.save(update_fields=["attempts", "status", "next_attempt_at"])
+        callback.save(update_fields=["attempts", "next_attempt_at"])
+        CALLBACK_FLOW.apply(callback, S.PENDING, note="sent again")  # a forced send of a failed one
         secret = api_keys.apikey_secret(key)
 
     body, headers = _signed_request(callback, secret)
@@ -213,16 +214,14 @@ def callback_send(*, callback_id: int, force: bool = False) -> str:
         callback = ApiCallback.objects.select_for_update().get(pk=callback_id)
         callback.last_status_code = status_code
         callback.last_error = error[:300]
-        if not error:
-            callback.status, callback.delivered_at, callback.next_attempt_at = S.DELIVERED, timezone.now(), None
-            outcome = "delivered"
+        if not error or callback.status == S.DELIVERED:  # (another attempt got through meanwhile: it stands)
+            dst, callback.next_attempt_at, outcome = S.DELIVERED, None, "delivered"
         elif callback.attempts >= MAX_ATTEMPTS:
-            callback.status, callback.next_attempt_at = S.FAILED, None
-            outcome = "failed"
+            dst, callback.next_attempt_at, outcome = S.FAILED, None, "failed"
         else:
-            callback.status, callback.next_attempt_at = S.PENDING, timezone.now() + backoff(callback.attempts)
-            outcome = "retry"
-        callback.save(update_fields=["last_status_code", "last_error", "status", "delivered_at", "next_attempt_at"])
+            dst, callback.next_attempt_at, outcome = S.PENDING, timezone.now() + backoff(callback.attempts), "retry"
+        callback.save(update_fields=["last_status_code", "last_error", "next_attempt_at"])
+        CALLBACK_FLOW.apply(callback, dst, note=f"attempt {callback.attempts}" + (f": {error}" if error else ""))
     log.info("callback %s attempt %s: %s %s", callback_id, callback.attempts, outcome, error)
     return outcome
 
@@ -238,8 +237,9 @@ def callback_resend(*, callback_id: int, agent=None) -> ApiCallback:
         callback = rows.get(pk=callback_id)
         if not callback.payload:
             return callback  # the order is not delivered yet: it will be sent then
-        callback.status, callback.attempts, callback.next_attempt_at = S.PENDING, 0, timezone.now()
-        callback.save(update_fields=["status", "attempts", "next_attempt_at"])
+        callback.attempts, callback.next_attempt_at = 0, timezone.now()
+        callback.save(update_fields=["attempts", "next_attempt_at"])
+        CALLBACK_FLOW.apply(callback, S.PENDING, note="sent again by its agent" if agent else "sent again by staff")
         transaction.on_commit(lambda: publish(send_callback, callback_id))
     return callback
 

@@ -152,6 +152,7 @@ ORDER_FLOW = StateMachine(
     history_model=OrderStatusChange,
     history_fk="order",
     entered_at={S.PAID: "paid_at", S.DELIVERED: "delivered_at"},
+    model=Order,
 )
 
 
@@ -269,3 +270,33 @@ class ApiCallback(models.Model):
 
     def __str__(self):
         return f"{self.event} {self.order_id} → {self.url}"
+
+
+class ApiCallbackStatusChange(StatusChange):
+    subject = "callback"
+
+    callback = models.ForeignKey(
+        ApiCallback, verbose_name=_("API callback"), related_name="history", on_delete=models.CASCADE
+    )
+    from_status = models.CharField(_("from"), max_length=10, blank=True, choices=ApiCallback.Status.choices)
+    to_status = models.CharField(_("to"), max_length=10, choices=ApiCallback.Status.choices)
+
+
+CB = ApiCallback.Status
+# A retry stays pending (attempts and next_attempt_at count them): history rows are the
+# outcomes and the resends only.
+CALLBACK_FLOW = StateMachine(
+    transitions=table(
+        {
+            CB.PENDING: [CB.DELIVERED, CB.FAILED],
+            # Sent again (staff, the agent, or a forced send); or a send whose answer came in
+            # after another attempt had given up.
+            CB.FAILED: [CB.PENDING, CB.DELIVERED],
+            CB.DELIVERED: [CB.PENDING],  # sent again on request
+        }
+    ),
+    history_model=ApiCallbackStatusChange,
+    history_fk="callback",
+    entered_at={CB.DELIVERED: "delivered_at"},
+    model=ApiCallback,
+)

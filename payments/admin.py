@@ -20,7 +20,7 @@ from orders.models import Order
 
 from . import reconciliation, refunds
 from .gateways import GATEWAY_CLASSES
-from .models import Mismatch, Notification, Payment, PaymentAttempt, ReconciliationRun, Refund
+from .models import Mismatch, Notification, Payment, PaymentAttempt, ReconciliationRun, Refund, RefundStatusChange
 
 
 class NotificationInline(ReadOnlyInline):
@@ -87,6 +87,12 @@ class RefundStateFilter(admin.SimpleListFilter):
         return queryset
 
 
+class RefundHistoryInline(ReadOnlyInline):
+    model = RefundStatusChange
+    fields = readonly_fields = ("at", "from_status", "to_status", "actor", "note")
+    verbose_name_plural = _("status history")
+
+
 @admin.register(Refund)
 class RefundAdmin(ReadOnlyAdmin):
     list_display = ("number", "created_at", "order", "amount", "quantity", "status", "attempts", "last_error")
@@ -110,6 +116,7 @@ class RefundAdmin(ReadOnlyAdmin):
         "succeeded_at",
     )
     actions = ("retry_failed",)
+    inlines = (RefundHistoryInline,)
 
     def get_urls(self):
         view = self.admin_site.admin_view(refund_order_view)

@@ -8,6 +8,8 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
+from marketplace.transitions import StateMachine, StatusChange, table
+
 # How each channel is named to people (codes stay in URLs, logs and the ledger).
 CHANNEL_NAMES = {
     "alipay": _("Alipay"),
@@ -66,6 +68,23 @@ class Recharge(models.Model):
     @property
     def is_payable(self) -> bool:
         return self.status == self.Status.PENDING and self.expires_at > timezone.now()
+
+
+class RechargeStatusChange(StatusChange):
+    subject = "recharge"
+
+    recharge = models.ForeignKey(Recharge, verbose_name=_("recharge"), related_name="history", on_delete=models.CASCADE)
+    from_status = models.CharField(_("from"), max_length=10, blank=True, choices=Recharge.Status.choices)
+    to_status = models.CharField(_("to"), max_length=10, choices=Recharge.Status.choices)
+
+
+RECHARGE_FLOW = StateMachine(
+    transitions=table({Recharge.Status.PENDING: [Recharge.Status.PAID], Recharge.Status.PAID: []}),
+    history_model=RechargeStatusChange,
+    history_fk="recharge",
+    entered_at={Recharge.Status.PAID: "paid_at"},
+    model=Recharge,
+)
 
 
 def payable_model(number: str):
@@ -170,6 +189,11 @@ class Payment(models.Model):
         return str(CHANNEL_NAMES.get(self.gateway, self.gateway))
 
 
+# A payment's status is what it was recorded as (the money for the order, or money to give
+# back): it never moves. What happens to money given back is its Refund's status.
+PAYMENT_FLOW = StateMachine(transitions=table({s: [] for s in Payment.Status.values}), model=Payment)
+
+
 def new_refund_number() -> str:
     alphabet = string.ascii_uppercase + string.digits
     return "F" + timezone.localtime().strftime("%y%m%d%H%M") + "".join(secrets.choice(alphabet) for _ in range(17))
@@ -227,6 +251,35 @@ class Refund(models.Model):
 
     def __str__(self):
         return self.number
+
+
+class RefundStatusChange(StatusChange):
+    subject = "refund"
+
+    refund = models.ForeignKey(Refund, verbose_name=_("refund"), related_name="history", on_delete=models.CASCADE)
+    from_status = models.CharField(_("from"), max_length=12, blank=True, choices=Refund.Status.choices)
+    to_status = models.CharField(_("to"), max_length=12, choices=Refund.Status.choices)
+
+
+RF = Refund.Status
+REFUND_FLOW = StateMachine(
+    transitions=table(
+        {
+            RF.REQUESTED: [RF.PROCESSING],  # claimed by a worker (refund_execute)
+            # A worker's lease that ran out is taken over in place (processing stays processing).
+            RF.PROCESSING: [RF.SUCCEEDED, RF.FAILED],
+            # Staff send it back to the gateway; or a worker whose gateway call outlasted its lease
+            # learns the refund went through after another worker gave up on it
+            # (the money is back: that is the truth, whatever we thought).
+            RF.FAILED: [RF.PROCESSING, RF.SUCCEEDED],
+            RF.SUCCEEDED: [],
+        }
+    ),
+    history_model=RefundStatusChange,
+    history_fk="refund",
+    entered_at={RF.SUCCEEDED: "succeeded_at"},
+    model=Refund,
+)
 
 
 # --- Reconciliation ------------------------------------------------------------------------
@@ -299,6 +352,34 @@ class ReconciliationRun(models.Model):
     @property
     def mismatch_total(self) -> int:
         return self.missing_here + self.missing_there + self.amount_differs
+
+
+class ReconciliationRunStatusChange(StatusChange):
+    subject = "run"
+
+    run = models.ForeignKey(
+        ReconciliationRun, verbose_name=_("reconciliation run"), related_name="history", on_delete=models.CASCADE
+    )
+    from_status = models.CharField(_("from"), max_length=10, blank=True, choices=ReconciliationRun.Status.choices)
+    to_status = models.CharField(_("to"), max_length=10, choices=ReconciliationRun.Status.choices)
+
+
+RR = ReconciliationRun.Status
+RECONCILIATION_FLOW = StateMachine(
+    transitions=table(
+        {
+            RR.RUNNING: [RR.DONE, RR.FAILED],
+            # A day is run again (a new bill, a fix): its run starts over.
+            RR.DONE: [RR.RUNNING],
+            # ... and a run that compared the bill is done even if a concurrent run of the same
+            # day failed to download it meanwhile.
+            RR.FAILED: [RR.RUNNING, RR.DONE],
+        }
+    ),
+    history_model=ReconciliationRunStatusChange,
+    history_fk="run",
+    model=ReconciliationRun,
+)
 
 
 class Mismatch(models.Model):

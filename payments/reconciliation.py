@@ -41,6 +41,7 @@ from . import services
 from .gateways import BillLine, GatewayError, RemoteGateway, TradeStatus, VerifiedNotification, enabled_gateways
 from .models import (
     RECHARGE_PREFIX,
+    RECONCILIATION_FLOW,
     Mismatch,
     Notification,
     Payment,
@@ -421,14 +422,20 @@ def reconciliation_run(*, gateway_code: str, day: date) -> ReconciliationRun:
     if day >= timezone.now().astimezone(BEIJING).date():
         raise ReconciliationError(_("%(day)s has not ended yet: its bill is not out") % {"day": day.isoformat()})
     run, _created = ReconciliationRun.objects.get_or_create(gateway=gateway_code, day=day)
-    ReconciliationRun.objects.filter(pk=run.pk).update(
-        status=ReconciliationRun.Status.RUNNING, started_at=timezone.now(), finished_at=None, error=""
-    )
+    with transaction.atomic():
+        run = ReconciliationRun.objects.select_for_update().get(pk=run.pk)
+        restart = {"started_at": timezone.now(), "finished_at": None, "error": ""}
+        if not RECONCILIATION_FLOW.apply(run, ReconciliationRun.Status.RUNNING, note="run again", update=restart):
+            ReconciliationRun.objects.filter(pk=run.pk).update(**restart)  # running already (a new run)
     try:
         lines = gateway.bill(day=day)
     except GatewayError as exc:
-        ReconciliationRun.objects.filter(pk=run.pk).update(
-            status=ReconciliationRun.Status.FAILED, finished_at=timezone.now(), error=str(exc)[:300]
+        RECONCILIATION_FLOW.move_all(
+            ReconciliationRun.objects.filter(pk=run.pk),
+            ReconciliationRun.Status.RUNNING,
+            ReconciliationRun.Status.FAILED,
+            finished_at=timezone.now(),
+            error=str(exc)[:300],
         )
         log.warning("%s bill for %s not reconciled: %s", gateway_code, day, exc)
         raise
@@ -447,7 +454,7 @@ def reconciliation_run(*, gateway_code: str, day: date) -> ReconciliationRun:
                 mismatch.resolution_note, mismatch.created_at = earlier.resolution_note, earlier.created_at
         Mismatch.objects.bulk_create(result.found)
         kinds = [m.kind for m in result.found]
-        run.status, run.finished_at, run.error = ReconciliationRun.Status.DONE, timezone.now(), ""
+        run.finished_at, run.error = timezone.now(), ""
         run.bill_lines, run.our_records, run.matched = len(lines), result.ours, result.matched
         run.missing_here, run.missing_there = kinds.count(Kind.MISSING_HERE), kinds.count(Kind.MISSING_THERE)
         run.amount_differs = kinds.count(Kind.AMOUNT_DIFFERS)
@@ -455,7 +462,6 @@ def reconciliation_run(*, gateway_code: str, day: date) -> ReconciliationRun:
         run.our_payments_total, run.our_refunds_total = result.our_payments, result.our_refunds
         run.save(
             update_fields=[
-                "status",
                 "finished_at",
                 "error",
                 "bill_lines",
@@ -470,6 +476,7 @@ def reconciliation_run(*, gateway_code: str, day: date) -> ReconciliationRun:
                 "our_refunds_total",
             ]
         )
+        RECONCILIATION_FLOW.apply(run, ReconciliationRun.Status.DONE, note=f"{len(result.found)} mismatch(es)")
     level = logging.WARNING if result.found else logging.INFO
     log.log(level, "%s bill for %s: %d lines, %d mismatches", gateway_code, day, len(lines), len(result.found))
     return run

@@ -16,7 +16,7 @@ from decimal import Decimal
 from django.conf import settings
 from django.core.mail import send_mail
 from django.db import transaction
-from django.db.models import Q, Sum
+from django.db.models import Sum
 from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone, translation
@@ -30,7 +30,7 @@ from orders import services as order_services
 from orders.models import ORDER_FLOW, Order
 
 from .gateways import GatewayError, RemoteGateway, enabled_gateways
-from .models import BALANCE, Payment, Refund
+from .models import BALANCE, REFUND_FLOW, Payment, Refund
 
 log = logging.getLogger(__name__)
 S = Refund.Status
@@ -188,11 +188,15 @@ def payment_refund_unused(*, payment: Payment, reason: str) -> Refund:
 
 
 def _claim(refund_id: int) -> Refund | None:
-    """Take the refund for this worker, or None when it is done, or another worker has it."""
+    """Take the refund for this worker, or None when it is done, or another worker has it.
+
+    One guarded UPDATE: a requested refund moves to processing; a processing one whose lease
+    ran out (its worker died) is taken over in place."""
     now = timezone.now()
-    claimed = Refund.objects.filter(
-        Q(status=S.REQUESTED) | Q(status=S.PROCESSING, next_attempt_at__lte=now), pk=refund_id
-    ).update(status=S.PROCESSING, next_attempt_at=now + LEASE)
+    refund = Refund.objects.filter(pk=refund_id)
+    claimed = REFUND_FLOW.move_all(refund, S.REQUESTED, S.PROCESSING, note="claimed", next_attempt_at=now + LEASE)
+    if not claimed:
+        claimed = refund.filter(status=S.PROCESSING, next_attempt_at__lte=now).update(next_attempt_at=now + LEASE)
     return (
         Refund.objects.select_related("payment", "payment__order", "payment__recharge").get(pk=refund_id)
         if claimed
@@ -248,8 +252,13 @@ def refund_execute(*, refund_id: int) -> str:
 def _retry_later(refund: Refund, error: str, gateway_refund_id: str = "") -> str:
     attempts = refund.attempts + 1
     if attempts >= MAX_ATTEMPTS:
-        Refund.objects.filter(pk=refund.pk, status=S.PROCESSING).update(
-            status=S.FAILED, last_error=error[:300], next_attempt_at=None
+        REFUND_FLOW.move_all(
+            Refund.objects.filter(pk=refund.pk),
+            S.PROCESSING,
+            S.FAILED,
+            note=f"after {attempts} attempts",
+            last_error=error[:300],
+            next_attempt_at=None,
         )
         log.error("refund %s failed after %d attempts: %s", refund.number, attempts, error)
         return "failed"
@@ -282,9 +291,12 @@ def refund_succeeded(*, refund_id: int, gateway_refund_id: str = "") -> bool:
             memo=f"{payment.gateway} {gateway_refund_id}".strip(),
             idempotency_key=f"refund_paid:{refund.number}",
         )
-        refund.status, refund.succeeded_at, refund.next_attempt_at = S.SUCCEEDED, timezone.now(), None
-        refund.gateway_refund_id = gateway_refund_id[:64] or refund.gateway_refund_id
-        refund.save(update_fields=["status", "succeeded_at", "next_attempt_at", "gateway_refund_id"])
+        REFUND_FLOW.apply(
+            refund,
+            S.SUCCEEDED,
+            note=f"{payment.gateway} {gateway_refund_id}".strip(),
+            update={"next_attempt_at": None, "gateway_refund_id": gateway_refund_id[:64] or refund.gateway_refund_id},
+        )
         if refund.order_id:
             _close_order_if_fully_refunded(refund.order_id)
         transaction.on_commit(lambda: publish(refund_notify, refund.pk))
@@ -322,8 +334,15 @@ def refund_retry(*, refund_id: int, staff) -> bool:
     from .tasks import refund_execute
 
     with transaction.atomic():
-        updated = Refund.objects.filter(pk=refund_id, status=S.FAILED).update(
-            status=S.PROCESSING, attempts=1, next_attempt_at=timezone.now(), last_error=f"retried by {staff}"[:300]
+        updated = REFUND_FLOW.move_all(
+            Refund.objects.filter(pk=refund_id),
+            S.FAILED,
+            S.PROCESSING,
+            actor=staff,
+            note="retried by staff",
+            attempts=1,
+            next_attempt_at=timezone.now(),
+            last_error=f"retried by {staff}"[:300],
         )
         if updated:
             transaction.on_commit(lambda: publish(refund_execute, refund_id))

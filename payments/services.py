@@ -25,7 +25,16 @@ from orders import services as orders
 from orders.services import PaidOutcome
 
 from .gateways import Device, NotificationRejected, PaymentStart, RemoteGateway, VerifiedNotification, get_gateway
-from .models import BALANCE, RECHARGE_PREFIX, Notification, Payment, PaymentAttempt, Recharge, payable_model
+from .models import (
+    BALANCE,
+    RECHARGE_FLOW,
+    RECHARGE_PREFIX,
+    Notification,
+    Payment,
+    PaymentAttempt,
+    Recharge,
+    payable_model,
+)
 from .refunds import payment_refund_unused, refund_confirmed_by_gateway
 
 RECHARGE_MIN, RECHARGE_MAX = Decimal("1.00"), Decimal("5000.00")
@@ -177,9 +186,7 @@ def _apply_recharge(gateway_code: str, verified: VerifiedNotification, record: N
         memo=f"{gateway_code} {payment.trade_no}",
         idempotency_key=f"payment:{gateway_code}:{payment.trade_no}",
     )
-    if recharge.status == Recharge.Status.PENDING:
-        recharge.status, recharge.paid_at = Recharge.Status.PAID, timezone.now()
-        recharge.save(update_fields=["status", "paid_at"])
+    RECHARGE_FLOW.apply(recharge, Recharge.Status.PAID, note=f"{gateway_code} {payment.trade_no}")  # once
     record.outcome, record.reason, record.payment = Outcome.APPLIED, "recharged", payment
     record.save()
     return Outcome.APPLIED, "recharged", payment
