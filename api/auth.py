@@ -16,7 +16,7 @@ logs every refusal in the audit log. No session and no CSRF: the signature is th
 from rest_framework import exceptions
 from rest_framework.authentication import BaseAuthentication
 
-from agents import api_keys
+from agents.services import api_keys
 from compliance.audit import audit_denied
 from marketplace.http import client_ip
 

@@ -443,10 +443,10 @@ def main() -> int:
 
     from catalog.models import Product
     from marketplace.money import yuan_str
-    from orders import services as orders
-    from payments import services
+    from orders.services import orders
     from payments.gateways import enabled_gateways
     from payments.gateways.alipay import AlipayGateway, _alipay_public_key, notify_sign_content
+    from payments.services import payments as services
     from tests.fake_alipay import FakeAlipay
 
     if "alipay" not in enabled_gateways():

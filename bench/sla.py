@@ -99,7 +99,7 @@ def reset_due(due_ids: list[int]) -> None:
 def explain(now) -> str:
     from django.db import connection
 
-    from aftersales import sla
+    from aftersales.services import sla
 
     out = []
     for name, qs in (("warn", sla.sla_warn_due(now=now)), ("breach", sla.sla_breach_due(now=now))):
@@ -114,8 +114,8 @@ def explain(now) -> str:
 def measure(*, total: int, due: int, repeat: int, buyer, staff, now):
     from django.core import mail
 
-    from aftersales import sla
     from aftersales.models import SlaEvent, Ticket
+    from aftersales.services import sla
 
     t0 = time.monotonic()
     fill(total=total, due=due, buyer=buyer, staff=staff, now=now)

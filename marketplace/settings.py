@@ -132,7 +132,7 @@ TEMPLATES = [
                 "django.contrib.messages.context_processors.messages",
                 "django.template.context_processors.i18n",
                 "marketplace.context_processors.site",
-                "aftersales.promises.promises",
+                "aftersales.services.promises.promises",
             ],
         },
     },

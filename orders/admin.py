@@ -4,8 +4,8 @@ from django.utils.translation import ngettext
 
 from marketplace.admin import ReadOnlyAdmin, ReadOnlyInline
 
-from . import callbacks
 from .models import ApiCallback, CodeReveal, Order, OrderCode, OrderShare, OrderStatusChange
+from .services import callbacks
 
 
 class StatusChangeInline(ReadOnlyInline):

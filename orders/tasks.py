@@ -4,7 +4,8 @@ from celery import shared_task
 
 from marketplace.db import retry_once_if_connection_lost
 
-from . import callbacks, services
+from .services import callbacks
+from .services import orders as services
 
 
 @shared_task(acks_late=True, reject_on_worker_lost=True, autoretry_for=(OSError,), retry_backoff=True, max_retries=8)

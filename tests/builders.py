@@ -13,14 +13,14 @@ from typing import Any
 from django.db import connections
 from django.utils import translation
 
-from aftersales import no_reason
-from agents import services as agent_services
+from aftersales.services import no_reason
 from agents.models import PriceKind, Storefront
+from agents.services import agents as agent_services
 from ledger import services as ledger
 from ledger.selectors import account_balance
 from orders.models import CodeReveal, Order, OrderCode
-from orders.services import order_place
-from payments import services as payments
+from orders.services.orders import order_place
+from payments.services import payments
 from tests.factories import ProductFactory, UserFactory, add_stock
 
 # --- threads that start together -------------------------------------------------------------

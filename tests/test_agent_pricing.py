@@ -9,8 +9,9 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, connection, transaction
 from django.test.utils import CaptureQueriesContext
 
-from agents import selectors, services
+from agents import selectors
 from agents.models import Agent, Markup, PriceKind
+from agents.services import agents as services
 from catalog.models import Product
 from tests.factories import CategoryFactory, ProductFactory, UserFactory
 

@@ -7,8 +7,8 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.urls import reverse
 from django.utils import timezone
 
-from agents import services
 from agents.models import Agent, AgentMove, Invitation
+from agents.services import agents as services
 from compliance.models import AuditEvent
 from tests.builders import run_concurrently, values_and_errors
 from tests.factories import UserFactory

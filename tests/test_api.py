@@ -12,15 +12,16 @@ from django.core.management import call_command
 from django.test import Client
 from django.utils import timezone
 
-from agents import api_keys, services
 from agents.models import ApiKey, ApiNonce, PriceKind
+from agents.services import agents as services
+from agents.services import api_keys
 from agents.tasks import purge_api_nonces
 from catalog.models import CardCode
 from compliance.models import AuditEvent
 from marketplace import crypto
 from orders.models import CodeReveal, Order
-from payments import services as payments
 from payments.models import Payment
+from payments.services import payments
 from tests.api_helpers import Signed, issue_key, level, make_agent, set_level_price, top_up
 from tests.builders import run_concurrently
 from tests.factories import ProductFactory, UserFactory, add_stock
@@ -229,7 +230,7 @@ def test_another_agents_order_is_not_found_and_the_attempt_is_logged(world):
 @pytest.mark.django_db(transaction=True)
 def test_a_pending_order_has_no_codes(world):
     a, product = world["a"], world["product"]
-    from orders.services import order_place
+    from orders.services.orders import order_place
 
     order = order_place(
         buyer=a.user,

@@ -14,7 +14,7 @@ from django.utils import timezone
 from aftersales.models import Kind, RefundRequest, ReplyTemplate, Ticket, TicketMessage
 from catalog.models import CardCode
 from orders.models import Order
-from payments.services import wallet_balance
+from payments.services.payments import wallet_balance
 from tests.browser_helpers import DESKTOP, PASSWORD, log_in, new_page, shot, wait_for_status
 from tests.factories import ProductFactory, UserFactory, add_stock
 

@@ -10,8 +10,10 @@ from django.core.exceptions import ValidationError
 from django.core.files.uploadedfile import SimpleUploadedFile
 from PIL import Image, PngImagePlugin
 
-from agents import selectors, services, storefronts
+from agents import selectors
 from agents.models import PriceKind, RetailPrice, Storefront
+from agents.services import agents as services
+from agents.services import storefronts
 from compliance.models import AuditEvent
 from orders.models import Order, OrderShare
 from tests.factories import ProductFactory, UserFactory, add_stock

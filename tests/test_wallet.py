@@ -10,10 +10,10 @@ import pytest
 from ledger import services as ledger
 from ledger.selectors import account_balance
 from orders.models import Order
-from orders.services import order_place
-from payments import services
+from orders.services.orders import order_place
 from payments.gateways.sandbox import SandboxGateway
 from payments.models import Notification, Payment, Recharge
+from payments.services import payments as services
 from tests.builders import run_concurrently
 from tests.factories import ProductFactory, UserFactory, add_stock
 
