@@ -309,7 +309,7 @@ STORAGES = {
     },
 }
 # Private uploads (never under the web root): served only by views that check who asks
-# (aftersales.views.attachment). WhiteNoise serves STATIC_ROOT and STATICFILES_DIRS to anyone,
+# (aftersales.views.tickets.attachment). WhiteNoise serves STATIC_ROOT and STATICFILES_DIRS to anyone,
 # so the private folder may neither lie inside one of them nor contain one.
 PRIVATE_MEDIA_ROOT = Path(env("PRIVATE_MEDIA_ROOT", str(VAR_DIR / "private")))
 for _public in (STATIC_ROOT, *STATICFILES_DIRS):

@@ -116,7 +116,7 @@ class CodeRevealAdmin(ReadOnlyAdmin):
         return obj.order_code.order.number
 
 
-# Signed callbacks to agents' shops (orders.callbacks): read-only, with a "send again" action.
+# Signed callbacks to agents' shops (orders.services.callbacks): read-only, with a "send again" action.
 @admin.register(ApiCallback)
 class ApiCallbackAdmin(admin.ModelAdmin):
     list_display = (

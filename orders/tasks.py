@@ -35,7 +35,7 @@ def deliver_due_orders() -> int:
     return services.orders_delivery_requeue(queue=fulfil_order.delay)
 
 
-# --- callbacks to agents' shops (orders.callbacks) ------------------------------------------
+# --- callbacks to agents' shops (orders.services.callbacks) ---------------------------------
 
 
 @shared_task(acks_late=True)

@@ -127,7 +127,7 @@ def reveal(order_code: OrderCode, user) -> None:
 
 
 def ask(buyer, order: Order, codes: list[OrderCode], key: str = "key-1", reason: str = ""):
-    """The buyer asks for ``codes`` back without a reason (aftersales.no_reason)."""
+    """The buyer asks for ``codes`` back without a reason (aftersales.services.no_reason)."""
     return no_reason.refund_request_create(
         user=buyer, order=order, order_code_ids=[c.pk for c in codes], reason=reason, idempotency_key=key
     )

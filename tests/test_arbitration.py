@@ -13,7 +13,7 @@ from django.db import connection
 from django.urls import reverse
 from django.utils import timezone, translation
 
-from aftersales.admin import arbitration as admin_arbitration  # noqa: F401 (registered even before admin.py imports it)
+from aftersales.admin import arbitration as admin_arbitration  # noqa: F401 (registers the arbitration admin)
 from aftersales.models import ArbitrationCase, RefundRequest, Ticket, TicketMessage
 from aftersales.services import arbitration, disputes, tickets
 from catalog.models import CardCode

@@ -1,4 +1,4 @@
-"""agents.commissions: every level of the chain earns its margin, to the fen; pending until the
+"""agents.services.commissions: every level of the chain earns its margin, to the fen; pending until the
 refund window closes; a refund reverses exactly the refunded codes' share."""
 
 from datetime import timedelta

@@ -9,7 +9,7 @@ from decimal import Decimal
 import pytest
 from django.utils import timezone, translation
 
-from aftersales.admin import refunds as admin_refunds  # admin_refunds: registered even before admin.py imports it
+from aftersales.admin import refunds as admin_refunds  # the refund requests' admin (its filters are tested here)
 from aftersales.models import Kind, RefundRequest, Ticket
 from aftersales.services import no_reason
 from agents.models import Commission

@@ -1,4 +1,4 @@
-"""payments.services.notification_receive through POST /payments/notify/sandbox/.
+"""payments.services.payments.notification_receive through POST /payments/notify/sandbox/.
 
 Every notification here carries a real RSA2 signature: made by the sandbox gateway's own
 key (the "gateway side"), or by a key generated in the test for forgeries. The verifier is

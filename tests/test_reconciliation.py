@@ -1,4 +1,4 @@
-"""Reconciliation (payments.reconciliation): the active query, closing at the gateway, daily bills.
+"""Reconciliation (payments.services.reconciliation): the active query, closing at the gateway, daily bills.
 
 Everything goes through the fake gateways of tests/fake_alipay.py and tests/fake_wechatpay.py:
 the adapters sign real requests, the fakes check them and sign their replies, and the adapters

@@ -1,4 +1,4 @@
-"""The 48-hour SLA clocks (aftersales/sla.py): warning, breach, escalation, once each; the report."""
+"""The 48-hour SLA clocks (aftersales/services/sla.py): warning, breach, escalation, once each; the report."""
 
 import threading
 from datetime import datetime, timedelta
@@ -12,7 +12,7 @@ from django.db import connection
 from django.urls import reverse
 from django.utils import timezone, translation
 
-import aftersales.admin.sla  # noqa: F401  (registers the SLA admin; aftersales/admin.py may not exist yet)
+import aftersales.admin.sla  # noqa: F401  (registers the SLA admin)
 from aftersales import tasks
 from aftersales.models import Kind, SlaEvent, SlaPolicy, Ticket, TicketMessage
 from aftersales.services import sla

@@ -1,4 +1,4 @@
-"""Agents' storefronts: agents.storefronts services, the dashboard pages and the public shop."""
+"""Agents' storefronts: agents.services.storefronts services, the dashboard pages and the public shop."""
 
 import io
 import re

@@ -1,6 +1,6 @@
 """Arbitration cases in admin: the list (status, outcome, third party, dates) and a change page
 whose buttons record the submission, record the decision and download the dossier ZIP. Each is a
-POST to a small admin view calling one service in ``aftersales.arbitration``; the change
+POST to a small admin view calling one service in ``aftersales.services.arbitration``; the change
 permission on arbitration cases is required for all of them.
 """
 

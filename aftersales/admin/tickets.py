@@ -1,6 +1,6 @@
 """Tickets in admin: a queue sorted by the first-response deadline, and the whole case on one page.
 
-A ticket changes only through ``aftersales.tickets`` services: the change page is read-only and
+A ticket changes only through ``aftersales.services.tickets`` services: the change page is read-only and
 carries a reply form (plan / internal note / question to the buyer) and the resolve, close and
 assign buttons, each a POST to a small admin view that calls one service.
 """

@@ -11,7 +11,7 @@ Who may escalate (``arbitration_eligibility``):
 One case per ticket (the database holds it 1:1): escalating again returns the existing case.
 
 The case moves preparing -> submitted -> decided (``CASE_FLOW``). The decision is carried out
-through the dispute refund service (``aftersales.disputes.dispute_refund``), on the locked case
+through the dispute refund service (``aftersales.services.disputes.dispute_refund``), on the locked case
 row with an idempotency key derived from the case: deciding twice, or two staff at once, makes
 one refund. The dossier (``arbitration_dossier``) is a ZIP staff send to the third party: a
 printable summary.html, CSV files and the ticket's images; never a code's secret. Submitting,

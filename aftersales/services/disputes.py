@@ -3,10 +3,10 @@
 Every decision runs in one transaction, serialised on the ticket's row (two staff clicking at
 once: the second waits, then sees what the first did), needs a reason, writes an audit row
 (``dispute.<verb>``) and leaves a trace on the ticket the buyer sees (through
-``aftersales.tickets``, so the first one counts as the resolution plan and the buyer gets an email).
+``aftersales.services.tickets``, so the first one counts as the resolution plan and the buyer gets an email).
 
 - ``dispute_refund``: the whole order or some codes back to where the money came from
-  (``payments.refunds.order_refund``, idempotent on a key derived from the ticket); codes never
+  (``payments.services.refunds.order_refund``, idempotent on a key derived from the ticket); codes never
   revealed go back on sale like the no-reason refund's; the buyer won the dispute.
 - ``dispute_reject``: the buyer lost; told why and that they can ask for arbitration.
 - ``dispute_reissue`` (补发): the code is marked defective (its supplier owes it) and a

@@ -2,7 +2,7 @@
 
 Every code of a delivered order that was never revealed (no ``CodeReveal`` row: nobody has
 seen its secret) can be refunded within ``REFUND_WINDOW_DAYS`` of delivery, no reason asked:
-approved automatically, refunded to the channel the money came from (``payments.refunds``),
+approved automatically, refunded to the channel the money came from (``payments.services.refunds``),
 the code released from the order and put back on sale (nobody has seen it), its cost given
 back to the supplier's account, and a credit event recorded. Anything else (a revealed code,
 after the window, a buyer over the no-reason limit) becomes a dispute for staff: the request
@@ -10,7 +10,7 @@ is kept under review with a ticket explaining why.
 
 One request per (buyer, idempotency key); requests of one buyer are serialised on the buyer's
 row (so the limit holds and a double click or two tabs make one refund), then on the
-payment's and the order's rows, in the order ``payments.refunds`` locks them.
+payment's and the order's rows, in the order ``payments.services.refunds`` locks them.
 """
 
 import logging
@@ -194,7 +194,7 @@ def refund_request_create(
 
     with transaction.atomic():
         # One request of this buyer at a time (double clicks, two tabs, the limit), then the
-        # payment and the order, in the order payments.refunds locks them.
+        # payment and the order, in the order payments.services.refunds locks them.
         get_user_model().objects.select_for_update().filter(pk=user.pk).first()
         existing = RefundRequest.objects.filter(user=user, idempotency_key=key).first()
         if existing is not None:
@@ -297,7 +297,7 @@ def _cost_return(*, request: RefundRequest, code_ids: list[int]) -> None:
 
 
 def codes_cost_return(*, order_number: str, code_ids: list[int], memo: str, idempotency_key: str) -> None:
-    """Public for staff decisions (aftersales.disputes) putting unrevealed codes back in stock."""
+    """Public for staff decisions (aftersales.services.disputes) putting unrevealed codes back in stock."""
     costs = [c for c in catalog_selectors.cost_by_supplier(code_ids) if c["cost"]]
     if not costs:
         return

@@ -1,6 +1,6 @@
 """The buyer's arbitration page: escalate a decided dispute, then follow the case.
 
-Staff work on cases in admin (``aftersales.admin_arbitration``).
+Staff work on cases in admin (``aftersales.admin.arbitration``).
 """
 
 from django.contrib import messages

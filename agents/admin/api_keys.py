@@ -1,5 +1,5 @@
 """Admin for the integration API (imported by agents.admin): staff see agents' keys (never a
-secret) and can revoke them. Their callbacks are in orders.admin (orders.callbacks)."""
+secret) and can revoke them. Their callbacks are in orders.admin (orders.services.callbacks)."""
 
 from django.contrib import admin, messages
 from django.utils import timezone

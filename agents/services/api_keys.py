@@ -48,7 +48,7 @@ TIMESTAMP_RE = re.compile(r"^[0-9]{1,12}$")
 KEY_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,40}$")
 KEY_ID_PREFIX = "ak_"
 SECRET_PREFIX = "sk_"
-# What we promise agents about callbacks (orders.callbacks): tries before giving up.
+# What we promise agents about callbacks (orders.services.callbacks): tries before giving up.
 CALLBACK_MAX_ATTEMPTS = 8
 
 

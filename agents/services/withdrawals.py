@@ -13,7 +13,7 @@ The money moves in the ledger at every step:
 
 Status changes go through ``WITHDRAWAL_FLOW`` (marketplace.transitions) and leave a
 ``WithdrawalStatusChange`` row with the actor and a note. Paying out is the payments app's
-work (payments.payouts): it calls the transitions here and passes the side effects to queue.
+work (payments.services.payouts): it calls the transitions here and passes the side effects to queue.
 """
 
 import logging

@@ -1,5 +1,5 @@
 """The agent's API keys at /agent/api-keys/: issue, rotate, revoke, restrict; recent callbacks
-(sending one again is orders.views_agent.api_callback_resend).
+(sending one again is orders.views.agent_sales.api_callback_resend).
 
 A secret is shown exactly once: in the response to the POST that issued or rotated it (marked
 ``no-store``), never stored in plain text, never in a redirect or the session.
@@ -43,7 +43,7 @@ def _page(request, *, form=None, errors=None, issued=None, status=200):
         key.allowed_ips = key.ip_allowlist.split()
         key.grace_active = bool(key.previous_secret and key.previous_valid_until and key.previous_valid_until > now)
     recent = list(
-        # Callbacks belong to orders (orders.callbacks): read through the relation, as sales are.
+        # Callbacks belong to orders (orders.services.callbacks): read through the relation, as sales are.
         agent.callbacks.select_related("order", "key").order_by("-id")[:RECENT_CALLBACKS]
     )
     context = {

@@ -7,7 +7,7 @@ a share of revenue. Each report is a fixed handful of grouped queries, whatever 
 days, products or downline agents.
 
 They read orders, so they live in ``orders`` (above ``agents``), with the agent centre's pages
-that show them (``orders.views_agent``).
+that show them (``orders.views.agent_sales``).
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 An ``ApiCallback`` row is the durable record of one event for one order (unique per order and
 event). It is prepared when the API places the order (to remember which key placed it and
 where to call), filled in and queued when the order is delivered, and sent by a task:
-a JSON POST signed exactly like API requests (``agents.api_keys``), with that key's current
+a JSON POST signed exactly like API requests (``agents.services.api_keys``), with that key's current
 secret. Success is an HTTP 2xx within ``TIMEOUT``; anything else is retried with exponential
 backoff (1, 2, 4 ... minutes) up to ``MAX_ATTEMPTS``, then given up (FAILED). A beat task sends
 what is due, so a lost task or a restart only delays a callback.

@@ -1,7 +1,7 @@
 """The agent centre's pages that read orders: overview, downline, reports and their CSV export,
-and "send again" for a callback (orders.callbacks).
+and "send again" for a callback (orders.services.callbacks).
 
-They read orders (the sales reports in ``orders.reports``), so they live here, above
+They read orders (the sales reports in ``orders.selectors.reports``), so they live here, above
 ``agents``; ``marketplace/urls.py`` mounts them under the ``agents`` namespace beside the
 agent centre's own pages (same URLs and names as before).
 """

@@ -2,7 +2,7 @@
 
 Anyone may browse; buying needs an account (back to the product after logging in). Prices
 are the storefront's retail prices resolved on the server (``agents.selectors``); the order
-is placed by ``orders.services.order_place`` with the storefront, so it is an ordinary order
+is placed by ``orders.services.orders.order_place`` with the storefront, so it is an ordinary order
 on the platform: the buyer pays through the official channels and keeps every protection.
 """
 

@@ -1,6 +1,6 @@
 """Staff review agents' withdrawals and pay them out.
 
-A withdrawal is changed only by services (agents.withdrawals through payments.payouts): the
+A withdrawal is changed only by services (agents.services.withdrawals through payments.services.payouts): the
 change page is read-only and carries the buttons of what may happen next: approve, reject with
 a reason (an intermediate page, also as a list action), retry or check an Alipay payout, and
 record a manual bank transfer with its bank reference. Accounts show masked; staff holding

@@ -293,7 +293,7 @@ def payable_for(*, user, number: str):
     return payable
 
 
-# --- payment attempts (queried by payments.reconciliation when no notification comes) ---------
+# --- payment attempts (queried by payments.services.reconciliation when no notification comes) ---
 
 
 def query_delay(queries: int) -> timedelta:

@@ -1,7 +1,7 @@
 """Payouts: the money of an approved withdrawal leaves the platform.
 
 Staff approve (or reject) a withdrawal in admin; the state machine and the ledger of a
-withdrawal live in ``agents.withdrawals``, this module does the paying:
+withdrawal live in ``agents.services.withdrawals``, this module does the paying:
 
 - Alipay: a transfer through the adapter (alipay.fund.trans.uni.transfer) whose out_biz_no is the
   withdrawal's number, so Alipay pays at most once however often it is asked. A Celery task does
