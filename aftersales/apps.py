@@ -8,8 +8,8 @@ class AftersalesConfig(AppConfig):
     verbose_name = _("After-sales")
 
     def ready(self):
-        from . import promises
         from .models import SlaPolicy
+        from .services import promises
 
         post_save.connect(promises.forget, sender=SlaPolicy, dispatch_uid="aftersales.promises.save")
         post_delete.connect(promises.forget, sender=SlaPolicy, dispatch_uid="aftersales.promises.delete")

@@ -4,7 +4,7 @@ from smtplib import SMTPException
 
 from celery import shared_task
 
-from . import sla
+from .services import sla
 
 
 @shared_task

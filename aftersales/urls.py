@@ -1,15 +1,20 @@
-from django.urls import include, path
+from django.urls import path
 
-from . import views
+from .views import arbitration, refunds, tickets
 
 app_name = "aftersales"
 urlpatterns = [
-    path("", views.ticket_list, name="tickets"),
-    path("new/", views.ticket_new, name="ticket_new"),
-    path("refunds/", include("aftersales.urls_refunds")),
-    path("attachments/<uuid:public_id>/", views.attachment, name="attachment"),
-    path("<str:number>/", views.ticket_detail, name="ticket"),
-    path("<str:number>/reopen/", views.ticket_reopen, name="ticket_reopen"),
-    path("<str:number>/close/", views.ticket_close, name="ticket_close"),
-    path("<str:number>/arbitration/", include("aftersales.urls_arbitration")),
+    path("", tickets.ticket_list, name="tickets"),
+    path("new/", tickets.ticket_new, name="ticket_new"),
+    # The 7-day no-reason refund pages.
+    path("refunds/order/<str:number>/", refunds.refund_new, name="refund_new"),
+    path("refunds/<uuid:public_id>/", refunds.refund_detail, name="refund_detail"),
+    path("attachments/<uuid:public_id>/", tickets.attachment, name="attachment"),
+    path("<str:number>/", tickets.ticket_detail, name="ticket"),
+    path("<str:number>/reopen/", tickets.ticket_reopen, name="ticket_reopen"),
+    path("<str:number>/close/", tickets.ticket_close, name="ticket_close"),
+    # The buyer's arbitration page of a ticket.
+    path("<str:number>/arbitration/", arbitration.arbitration_detail, name="arbitration"),
+    # The same page under the name the dispute rejection's message links to.
+    path("<str:number>/arbitration/", arbitration.arbitration_detail, name="arbitration_new"),
 ]

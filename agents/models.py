@@ -323,7 +323,7 @@ class RetailPrice(models.Model):
 class Commission(models.Model):
     """What one agent earns on one delivered order: pending until the refund window closes.
 
-    Booked in the ledger (``agents.commissions``); ``reversed_quantity`` codes of it were
+    Booked in the ledger (``agents.services.commissions``); ``reversed_quantity`` codes of it were
     refunded inside the window and their share reversed.
     """
 

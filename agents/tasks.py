@@ -1,6 +1,6 @@
 from celery import shared_task
 
-from . import api_keys, commissions
+from .services import api_keys, commissions
 
 
 @shared_task

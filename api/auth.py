@@ -9,14 +9,14 @@ Headers: ``X-Api-Key`` (the key ID), ``X-Timestamp`` (Unix seconds), ``X-Nonce``
 The canonical path is computed here from what every WSGI server gives: the decoded path
 (``PATH_INFO``, bytes as latin-1 text) and the query string as sent (``QUERY_STRING``).
 
-The checks themselves are ``agents.api_keys.request_verify``; this class adapts them to DRF and
+The checks themselves are ``agents.services.api_keys.request_verify``; this class adapts them to DRF and
 logs every refusal in the audit log. No session and no CSRF: the signature is the credential.
 """
 
 from rest_framework import exceptions
 from rest_framework.authentication import BaseAuthentication
 
-from agents import api_keys
+from agents.services import api_keys
 from compliance.audit import audit_denied
 from marketplace.http import client_ip
 

@@ -11,10 +11,9 @@ from agents.models import Agent, ApiKey
 from ledger import services as ledger
 from ledger.selectors import balance_of, balances_of
 from marketplace.errors import ServiceError
-from orders import callbacks
-from orders import services as orders
 from orders.models import Order
-from payments import services as payments
+from orders.services import callbacks, orders
+from payments.services import payments
 
 log = logging.getLogger(__name__)
 S = Order.Status

@@ -36,7 +36,7 @@ from catalog import selectors as catalog_selectors
 from compliance.audit import audit_denied
 from marketplace.errors import ServiceError
 from marketplace.http import client_ip
-from orders import selectors as order_selectors
+from orders.selectors import orders as order_selectors
 
 from . import services
 from .auth import SignedRequestAuthentication

@@ -8,7 +8,7 @@ What it does (see bench/README.md):
      broker; 11 is the cache) and uses a temporary VAR_DIR, with purchase.py's helpers;
   2. generates an Alipay gateway key and an app key and configures the real AlipayGateway
      through ALIPAY_* environment variables, before django.setup();
-  3. places ``--warmup`` + ``--orders`` + ``--http-orders`` pending orders with ``orders.services.order_place``
+  3. places ``--warmup`` + ``--orders`` + ``--http-orders`` pending orders with ``orders.services.orders.order_place``
      and signs one genuine Alipay notification per order, as Alipay does (tests/fake_alipay.py),
      all before any timing: signing is the gateway's cost, not ours;
   4. applies ``--warmup`` of them first (untimed: a history in the ledger) and runs ANALYZE, as
@@ -16,7 +16,7 @@ What it does (see bench/README.md):
      made on the empty tables and every payment gets slower; ``--no-analyze`` shows that);
   5. in this one process, single-threaded, over the same bodies: (a) AlipayGateway.verify alone
      (parsing, RSA2, the field checks), plus the bare ``cryptography`` RSA verify for reference;
-     (b) payments.services.notification_receive, every body applied once (the fulfilment task is
+     (b) payments.services.payments.notification_receive, every body applied once (the fulfilment task is
      queued to Redis; no worker runs); (c) the same bodies again, every one a replay;
   6. (d) the same over HTTP: POST /payments/notify/alipay/ to gunicorn (4 sync workers) with
      purchase.py's asyncio client, fresh orders applied, then replayed;
@@ -443,10 +443,10 @@ def main() -> int:
 
     from catalog.models import Product
     from marketplace.money import yuan_str
-    from orders import services as orders
-    from payments import services
+    from orders.services import orders
     from payments.gateways import enabled_gateways
     from payments.gateways.alipay import AlipayGateway, _alipay_public_key, notify_sign_content
+    from payments.services import payments as services
     from tests.fake_alipay import FakeAlipay
 
     if "alipay" not in enabled_gateways():

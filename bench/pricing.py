@@ -44,8 +44,8 @@ def recreate_database(url: str) -> None:
 def seed(n_products: int):
     from django.contrib.auth import get_user_model
 
-    from agents import services
     from agents.models import AgentLevel, PriceKind
+    from agents.services import agents as services
     from catalog.models import Category, Product, Supplier
 
     supplier = Supplier.objects.create(name="Bench supplier")

@@ -8,7 +8,7 @@ buyer, 3 staff as assignees, 2 supervisors in settings.AFTERSALES_SUPERVISOR_GRO
 inserts ``--big`` open, unanswered tickets with ``INSERT ... SELECT generate_series`` — all
 but ``--due`` of them opened in the last 30 hours (not yet due a warning), the ``--due`` ones
 opened 49 hours ago (past their 48-hour deadline) — and ``ANALYZE``s. It times
-``aftersales.sla.sla_sweep`` (each run breaches and escalates the due tickets; then the due
+``aftersales.services.sla.sla_sweep`` (each run breaches and escalates the due tickets; then the due
 tickets are reset and their events deleted), ``--repeat`` times, takes the median; then
 empties the table and does the same with ``--small`` tickets, in the same run. It prints both
 times, the ratio (target: near 1) and the EXPLAIN (ANALYZE, BUFFERS) of the two due queries
@@ -99,7 +99,7 @@ def reset_due(due_ids: list[int]) -> None:
 def explain(now) -> str:
     from django.db import connection
 
-    from aftersales import sla
+    from aftersales.services import sla
 
     out = []
     for name, qs in (("warn", sla.sla_warn_due(now=now)), ("breach", sla.sla_breach_due(now=now))):
@@ -114,8 +114,8 @@ def explain(now) -> str:
 def measure(*, total: int, due: int, repeat: int, buyer, staff, now):
     from django.core import mail
 
-    from aftersales import sla
     from aftersales.models import SlaEvent, Ticket
+    from aftersales.services import sla
 
     t0 = time.monotonic()
     fill(total=total, due=due, buyer=buyer, staff=staff, now=now)

@@ -56,8 +56,8 @@ def main() -> int:
     from django.test import Client
     from django.test.utils import CaptureQueriesContext
 
-    from orders import services as orders
     from orders.models import Order
+    from orders.services import orders
     from payments.gateways.sandbox import SandboxGateway
 
     call_command("migrate", verbosity=0)

@@ -63,7 +63,7 @@ SALES = AccountSpec("revenue:sales", "Sales of card codes", Kind.REVENUE)
 COST_OF_SALES = AccountSpec("expense:cost_of_sales", "Cost of card codes sold", Kind.EXPENSE)
 
 
-# Agents' earnings: an expense of the platform, owed to the agents (see agents.commissions).
+# Agents' earnings: an expense of the platform, owed to the agents (see agents.services.commissions).
 COMMISSIONS = AccountSpec("expense:commissions", "Commissions earned by agents", Kind.EXPENSE)
 # Approved-or-requested withdrawals not yet paid out, and the fees charged on them.
 WITHDRAWALS_PAYABLE = AccountSpec(

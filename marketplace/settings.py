@@ -137,7 +137,7 @@ TEMPLATES = [
                 "django.contrib.messages.context_processors.messages",
                 "django.template.context_processors.i18n",
                 "marketplace.context_processors.site",
-                "aftersales.promises.promises",
+                "aftersales.services.promises.promises",
             ],
         },
     },
@@ -314,7 +314,7 @@ STORAGES = {
     },
 }
 # Private uploads (never under the web root): served only by views that check who asks
-# (aftersales.views.attachment). WhiteNoise serves STATIC_ROOT and STATICFILES_DIRS to anyone,
+# (aftersales.views.tickets.attachment). WhiteNoise serves STATIC_ROOT and STATICFILES_DIRS to anyone,
 # so the private folder may neither lie inside one of them nor contain one.
 PRIVATE_MEDIA_ROOT = Path(env("PRIVATE_MEDIA_ROOT", str(VAR_DIR / "private")))
 for _public in (STATIC_ROOT, *STATICFILES_DIRS):

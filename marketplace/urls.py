@@ -6,8 +6,9 @@ from django.views.i18n import set_language
 
 from accounts import views as account_views
 from agents import urls as agent_urls
-from orders import urls_agent as agent_sales_urls
-from orders import views as order_views
+from orders import urls as order_urls
+from orders.views import orders as order_views
+from payments import urls as payment_urls
 
 admin.site.site_header = _("卡盟 · Operations")
 admin.site.site_title = _("卡盟 operations")
@@ -19,7 +20,7 @@ admin.site.login = secure_admin_login(admin.site.login)
 urlpatterns = [
     path("i18n/setlang/", set_language, name="set_language"),
     # Gateways post here: no language prefix, no session, no CSRF (they are verified by signature).
-    path("payments/", include("payments.urls_callbacks")),
+    path("payments/", include(payment_urls.callback_urlpatterns)),
     # The agents' integration API: signed requests, no session, no CSRF.
     path("api/", include("api.urls")),
     path("admin/", admin.site.urls),
@@ -27,12 +28,12 @@ urlpatterns = [
     path("accounts/", include("allauth.urls")),
     path("orders/", include("orders.urls")),
     path("pay/", include("payments.urls")),
-    path("wallet/", include("payments.urls_wallet")),
+    path("wallet/", include((payment_urls.wallet_urlpatterns, "wallet"))),
     # The agent centre: its own pages, and those that read sales (they live in orders).
-    path("agent/", include((agent_sales_urls.urlpatterns + agent_urls.urlpatterns, agent_urls.app_name))),
+    path("agent/", include((order_urls.agent_urlpatterns + agent_urls.urlpatterns, agent_urls.app_name))),
     path("support/", include("aftersales.urls")),
-    path("s/", include("orders.urls_storefront")),
-    path("", include("orders.urls_catalog")),
+    path("s/", include((order_urls.storefront_urlpatterns, "storefront"))),
+    path("", include((order_urls.catalog_urlpatterns, "catalog"))),
 ]
 
 urlpatterns += [path("healthz", account_views.health, name="health")]

@@ -4,8 +4,8 @@ from django.utils.translation import ngettext
 
 from marketplace.admin import ReadOnlyAdmin, ReadOnlyInline
 
-from . import callbacks
 from .models import ApiCallback, ApiCallbackStatusChange, CodeReveal, Order, OrderCode, OrderShare, OrderStatusChange
+from .services import callbacks
 
 
 class StatusChangeInline(ReadOnlyInline):
@@ -122,7 +122,7 @@ class CallbackHistoryInline(ReadOnlyInline):
     verbose_name_plural = _("status history")
 
 
-# Signed callbacks to agents' shops (orders.callbacks): read-only, with a "send again" action.
+# Signed callbacks to agents' shops (orders.services.callbacks): read-only, with a "send again" action.
 @admin.register(ApiCallback)
 class ApiCallbackAdmin(ReadOnlyAdmin):  # a record of what was sent: view only
     list_display = (

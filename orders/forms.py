@@ -7,7 +7,7 @@ from django import forms
 
 from catalog.models import Product
 
-from . import selectors
+from .selectors import orders as selectors
 
 
 def new_idempotency_key() -> str:

@@ -83,7 +83,7 @@ class Order(models.Model):
     # The agent's own order number (API orders): an order is placed once per number.
     agent_order_no = models.CharField(_("agent's order number"), max_length=64, blank=True)
     callback_url = models.URLField(_("callback URL"), max_length=300, blank=True)
-    # Codes of this order refunded or on their way back (decided refunds; kept by payments.refunds).
+    # Codes of this order refunded or on their way back (decided refunds; kept by payments.services.refunds).
     refunded_quantity = models.PositiveIntegerField(_("codes refunded"), default=0)
 
     class Meta:
@@ -230,7 +230,7 @@ class OrderShare(models.Model):
 class ApiCallback(models.Model):
     """A signed POST to the agent's URL (an order delivered), retried with backoff.
 
-    It belongs to the delivery of an order (``orders.callbacks``); it was ``agents.ApiCallback``
+    It belongs to the delivery of an order (``orders.services.callbacks``); it was ``agents.ApiCallback``
     and keeps its table (``agents_apicallback``) and rows."""
 
     class Status(models.TextChoices):

@@ -4,7 +4,8 @@ from celery import shared_task
 
 from marketplace.db import retry_once_if_connection_lost
 
-from . import callbacks, services
+from .services import callbacks
+from .services import orders as services
 
 
 @shared_task(acks_late=True, reject_on_worker_lost=True, autoretry_for=(OSError,), retry_backoff=True, max_retries=8)
@@ -34,7 +35,7 @@ def deliver_due_orders() -> int:
     return services.orders_delivery_requeue(queue=fulfil_order.delay)
 
 
-# --- callbacks to agents' shops (orders.callbacks) ------------------------------------------
+# --- callbacks to agents' shops (orders.services.callbacks) ---------------------------------
 
 
 @shared_task(acks_late=True)

@@ -1,13 +1,46 @@
+"""Orders' URLs, three lists for three places (``marketplace/urls.py`` mounts them).
+
+``urlpatterns``: the buyer's orders at /orders/ (namespace ``orders``).
+``storefront_urlpatterns``: agents' public shops at /s/<slug>/ (namespace ``storefront``).
+``agent_urlpatterns``: the agent centre's pages that read sales, at /agent/, joined with
+``agents.urls`` (the agent centre's own pages) into the ``agents`` namespace.
+``catalog_urlpatterns``: the platform's catalogue at / (namespace ``catalog``: catalog:home ...).
+They live in orders because they show each viewer's price (``orders.selectors.orders.purchase_infos``).
+"""
+
 from django.urls import path
 
-from . import views
+from .views import agent_sales, catalog, orders, storefront
 
 app_name = "orders"
 urlpatterns = [
-    path("", views.order_list, name="list"),
-    path("checkout/<slug:slug>/", views.checkout, name="checkout"),
-    path("<str:number>/", views.order_detail, name="detail"),
-    path("<str:number>/status/", views.order_status, name="status"),
-    path("<str:number>/cancel/", views.order_cancel, name="cancel"),
-    path("<str:number>/codes/<int:code_id>/reveal/", views.code_reveal, name="reveal"),
+    path("", orders.order_list, name="list"),
+    path("checkout/<slug:slug>/", orders.checkout, name="checkout"),
+    path("<str:number>/", orders.order_detail, name="detail"),
+    path("<str:number>/status/", orders.order_status, name="status"),
+    path("<str:number>/cancel/", orders.order_cancel, name="cancel"),
+    path("<str:number>/codes/<int:code_id>/reveal/", orders.code_reveal, name="reveal"),
+]
+
+storefront_urlpatterns = [
+    path("<slug:slug>/", storefront.home, name="home"),
+    path("<slug:slug>/logo.png", storefront.logo, name="logo"),
+    path("<slug:slug>/p/<slug:product_slug>/", storefront.product, name="product"),
+    path("<slug:slug>/p/<slug:product_slug>/buy/", storefront.buy, name="buy"),
+]
+
+agent_urlpatterns = [
+    path("", agent_sales.home, name="home"),
+    path("downline/", agent_sales.downline, name="downline"),
+    path("downline/<int:pk>/", agent_sales.downline_detail, name="downline_detail"),
+    path("reports/", agent_sales.reports_view, name="reports"),
+    path("reports/export.csv", agent_sales.reports_csv, name="reports_csv"),
+    path("api-keys/callbacks/<int:callback_id>/resend/", agent_sales.api_callback_resend, name="api_callback_resend"),
+]
+
+catalog_urlpatterns = [
+    path("", catalog.home, name="home"),
+    path("search/", catalog.search, name="search"),
+    path("c/<slug:slug>/", catalog.category, name="category"),
+    path("p/<slug:slug>/", catalog.product, name="product"),
 ]

@@ -3,8 +3,8 @@ from smtplib import SMTPException
 
 from celery import shared_task
 
-from . import reconciliation, refunds
 from .gateways import GatewayError
+from .services import reconciliation, refunds
 
 
 @shared_task(acks_late=True, reject_on_worker_lost=True)
@@ -78,7 +78,7 @@ def bills_reconcile_yesterday() -> list[str]:
 @shared_task(acks_late=True, reject_on_worker_lost=True)
 def payout_execute(withdrawal_id: int) -> str:
     """Pay an approved withdrawal out (or ask where its payout stands). Safe to run twice."""
-    from . import payouts
+    from .services import payouts
 
     return payouts.payout_execute(withdrawal_id=withdrawal_id)
 
@@ -86,7 +86,7 @@ def payout_execute(withdrawal_id: int) -> str:
 @shared_task
 def payouts_check_due() -> int:
     """Approved Alipay payouts with no known outcome (a timeout, a lost task): asked again."""
-    from . import payouts
+    from .services import payouts
 
     ids = payouts.payouts_due()
     for withdrawal_id in ids:

@@ -18,9 +18,10 @@ from marketplace.db import retry_once_if_connection_lost
 from marketplace.errors import PASS_THROUGH, ServiceError
 from marketplace.http import client_ip
 
-from . import selectors, services
+from . import selectors
 from .gateways import Device, enabled_gateways, get_gateway
 from .models import Recharge
+from .services import payments as services
 
 MOBILE_HINTS = ("Mobile", "Android", "iPhone", "iPad", "MicroMessenger")
 

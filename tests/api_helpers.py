@@ -16,9 +16,10 @@ from urllib.parse import quote, unquote_to_bytes
 
 from django.test import Client
 
-from agents import api_keys, services
 from agents.models import AgentLevel, PriceKind
-from payments import services as payments
+from agents.services import agents as services
+from agents.services import api_keys
+from payments.services import payments
 from tests.factories import UserFactory
 
 

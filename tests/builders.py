@@ -15,14 +15,14 @@ from typing import Any
 from django.db import connections, transaction
 from django.utils import translation
 
-from aftersales import no_reason
-from agents import services as agent_services
+from aftersales.services import no_reason
 from agents.models import PriceKind, Storefront
+from agents.services import agents as agent_services
 from ledger import services as ledger
 from ledger.selectors import balance_of
 from orders.models import CodeReveal, Order, OrderCode
-from orders.services import order_place
-from payments import services as payments
+from orders.services.orders import order_place
+from payments.services import payments
 from tests.factories import ProductFactory, UserFactory, add_stock
 
 # --- threads that start together -------------------------------------------------------------
@@ -175,7 +175,7 @@ def reveal(order_code: OrderCode, user) -> None:
 
 
 def ask(buyer, order: Order, codes: list[OrderCode], key: str = "key-1", reason: str = ""):
-    """The buyer asks for ``codes`` back without a reason (aftersales.no_reason)."""
+    """The buyer asks for ``codes`` back without a reason (aftersales.services.no_reason)."""
     return no_reason.refund_request_create(
         user=buyer, order=order, order_code_ids=[c.pk for c in codes], reason=reason, idempotency_key=key
     )

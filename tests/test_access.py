@@ -6,10 +6,10 @@ from django.db import transaction
 from django.urls import reverse
 
 from catalog.services import code_plaintext
-from orders import services
 from orders.models import CodeReveal, Order, OrderCode
+from orders.services import orders as services
 from payments.models import Notification, Payment
-from payments.services import sandbox_pay
+from payments.services.payments import sandbox_pay
 from tests.factories import ProductFactory, add_stock
 
 

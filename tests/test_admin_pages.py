@@ -7,9 +7,9 @@ from django.urls import reverse
 
 from catalog.models import CardCode, StockBatch
 from orders.models import CodeReveal, Order, OrderStatusChange
-from orders.services import order_code_reveal, order_place
+from orders.services.orders import order_code_reveal, order_place
 from payments.models import Notification, Payment
-from payments.services import sandbox_pay
+from payments.services.payments import sandbox_pay
 from tests.factories import ProductFactory, add_stock
 
 

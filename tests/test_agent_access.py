@@ -8,8 +8,9 @@ import pytest
 from django.db import transaction
 from django.test import Client
 
-from agents import api_keys, services, withdrawals
 from agents.models import ApiKey, Invitation, Markup, PriceKind, RetailPrice, Storefront, Withdrawal
+from agents.services import agents as services
+from agents.services import api_keys, withdrawals
 from compliance.models import AuditEvent
 from ledger import services as ledger
 from tests.factories import ProductFactory, UserFactory

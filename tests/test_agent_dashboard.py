@@ -7,8 +7,9 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
-from agents import selectors, services
+from agents import selectors
 from agents.models import Markup, PriceKind
+from agents.services import agents as services
 from catalog.models import Product
 from compliance.models import AuditEvent
 from ledger import services as ledger

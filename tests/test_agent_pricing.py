@@ -8,9 +8,10 @@ import pytest
 from django.db import IntegrityError, connection, transaction
 from django.test.utils import CaptureQueriesContext
 
-from agents import selectors, services
+from agents import selectors
 from agents.models import Agent, Markup, PriceKind
-from agents.services import AgentError
+from agents.services import agents as services
+from agents.services.agents import AgentError
 from catalog.models import Product
 from tests.factories import CategoryFactory, ProductFactory, UserFactory
 

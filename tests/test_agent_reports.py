@@ -11,13 +11,13 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
-from agents import services
 from agents.models import AgentLevel, Commission, PriceKind, Storefront
-from orders import reports
+from agents.services import agents as services
 from orders.models import Order
-from orders.services import order_place
-from payments import refunds
-from payments.services import sandbox_pay
+from orders.selectors import reports
+from orders.services.orders import order_place
+from payments.services import refunds
+from payments.services.payments import sandbox_pay
 from tests.factories import CategoryFactory, ProductFactory, UserFactory, add_stock
 
 D = Decimal

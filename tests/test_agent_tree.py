@@ -8,9 +8,9 @@ from django.core.exceptions import PermissionDenied
 from django.urls import reverse
 from django.utils import timezone
 
-from agents import services
 from agents.models import Agent, AgentMove, Invitation
-from agents.services import AgentError
+from agents.services import agents as services
+from agents.services.agents import AgentError
 from compliance.models import AuditEvent
 from tests.builders import run_concurrently, values_and_errors
 from tests.factories import UserFactory

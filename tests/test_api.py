@@ -12,8 +12,9 @@ from django.core.management import call_command
 from django.test import Client
 from django.utils import timezone
 
-from agents import api_keys, services
 from agents.models import ApiKey, ApiNonce, PriceKind
+from agents.services import agents as services
+from agents.services import api_keys
 from agents.tasks import purge_api_nonces
 from catalog.models import CardCode
 from compliance.models import AuditEvent
@@ -228,7 +229,7 @@ def test_another_agents_order_is_not_found_and_the_attempt_is_logged(world):
 @pytest.mark.django_db(transaction=True)
 def test_a_pending_order_has_no_codes(world):
     a, product = world["a"], world["product"]
-    from orders.services import order_place
+    from orders.services.orders import order_place
 
     order = order_place(
         buyer=a.user,

@@ -14,10 +14,10 @@ import pytest
 from django.test import Client
 from django.utils import timezone
 
-from agents import api_keys
 from agents.models import ApiKey
-from orders import callbacks
+from agents.services import api_keys
 from orders.models import ApiCallback, Order
+from orders.services import callbacks
 from orders.tasks import send_due_callbacks
 from tests.api_helpers import Signed, issue_key, make_agent, top_up
 from tests.factories import ProductFactory, add_stock

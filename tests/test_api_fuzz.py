@@ -150,7 +150,7 @@ def wsgi_probes(monkeypatch):
 def no_callback_calls(monkeypatch):
     """Orders placed with a generated callback URL are called back on delivery: refuse every
     destination instead of resolving made-up host names (the callbacks have their own tests)."""
-    from orders import callbacks
+    from orders.services import callbacks
 
     monkeypatch.setattr(callbacks, "destination_refusal", lambda url: "not called from the fuzz test")
 

@@ -186,7 +186,7 @@ def test_an_unexpected_error_is_a_json_500(shop, monkeypatch):
     ],
 )
 def test_the_canonical_form_of_a_target(sent, signed):
-    from agents import api_keys
+    from agents.services import api_keys
 
     assert canonical(sent) == signed  # the docs' recipe (tests.api_helpers)
     assert api_keys.canonical_target(sent) == signed  # the server's (it also signs callbacks)

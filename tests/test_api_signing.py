@@ -20,7 +20,7 @@ from django.conf import settings
 from django.db import connection
 from django.test import Client
 
-from agents import api_keys
+from agents.services import api_keys
 from tests.api_helpers import canonical, issue_key, level, make_agent, set_level_price, sign, top_up
 from tests.factories import ProductFactory, add_stock
 

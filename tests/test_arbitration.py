@@ -13,8 +13,9 @@ from django.db import connection
 from django.urls import reverse
 from django.utils import timezone, translation
 
-from aftersales import admin_arbitration, arbitration, disputes, tickets  # noqa: F401 (registered even before admin.py imports it)
+from aftersales.admin import arbitration as admin_arbitration  # noqa: F401 (registers the arbitration admin)
 from aftersales.models import ArbitrationCase, RefundRequest, Ticket, TicketMessage
+from aftersales.services import arbitration, disputes, tickets
 from catalog.models import CardCode
 from compliance.credit import credit_summary
 from compliance.models import AuditEvent, CreditEvent
@@ -343,7 +344,7 @@ def test_a_ticket_in_arbitration_is_not_reopened_by_the_buyer(buyer, staff, clie
 def test_the_dossier_has_everything_but_secrets_and_internal_notes(buyer, staff, tmp_path, settings):
     import base64
 
-    from aftersales import tickets
+    from aftersales.services import tickets
 
     settings.PRIVATE_MEDIA_ROOT = str(tmp_path)
     png = base64.b64decode(
@@ -462,8 +463,8 @@ def test_admin_actions_need_the_change_permission(client, buyer, staff):
 
 @pytest.mark.django_db(transaction=True)
 def test_a_ticket_resolved_without_a_refund_may_be_escalated_one_refunded_may_not(buyer, staff):
-    from aftersales import tickets
     from aftersales.models import Kind
+    from aftersales.services import tickets
 
     order = delivered_order(buyer, quantity=2)
     plain = tickets.ticket_open(user=buyer, kind=Kind.INVALID, subject="Invalid", body="Does not work", order=order)

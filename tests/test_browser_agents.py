@@ -7,8 +7,8 @@ from decimal import Decimal
 
 import pytest
 
-from agents import services
 from agents.models import AgentLevel, Commission, PriceKind, Storefront
+from agents.services import agents as services
 from orders.models import Order
 from tests.browser_helpers import DESKTOP, log_in, shot, wait_for_status
 from tests.factories import CategoryFactory, ProductFactory, UserFactory, add_stock

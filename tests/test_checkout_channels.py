@@ -7,7 +7,7 @@ import re
 import pytest
 
 from orders.models import Order
-from orders.services import order_place
+from orders.services.orders import order_place
 from tests.factories import ProductFactory, add_stock
 from tests.fake_alipay import notify
 

@@ -1,4 +1,4 @@
-"""agents.commissions: every level of the chain earns its margin, to the fen; pending until the
+"""agents.services.commissions: every level of the chain earns its margin, to the fen; pending until the
 refund window closes; a refund reverses exactly the refunded codes' share."""
 
 from datetime import timedelta
@@ -8,14 +8,15 @@ import pytest
 from django.db import transaction
 from django.utils import timezone
 
-from agents import commissions, services
 from agents.models import Commission, PriceKind, Storefront
+from agents.services import agents as services
+from agents.services import commissions
 from ledger import services as ledger
 from ledger.models import Entry
 from marketplace.money import quantize
 from orders.models import Order, OrderShare
-from orders.services import order_place
-from payments import refunds
+from orders.services.orders import order_place
+from payments.services import refunds
 from tests.builders import balance_of, chain_of, pay_and_deliver, storefront_order
 from tests.factories import ProductFactory, add_stock
 

@@ -4,8 +4,8 @@ import pytest
 from django.core.management import call_command
 from django.utils import timezone
 
-from aftersales import sla
 from aftersales.models import ArbitrationCase, RefundRequest, Ticket
+from aftersales.services import sla
 from agents.models import Agent, Commission, Storefront
 from orders.models import Order
 

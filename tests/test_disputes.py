@@ -8,10 +8,10 @@ import pytest
 from django.urls import reverse
 from django.utils import translation
 
-from aftersales import disputes, no_reason
-from aftersales.admin import decision_state_key
+from aftersales.admin.tickets import decision_state_key
 from aftersales.models import Kind, RefundRequest, Reissue, Ticket, TicketMessage
-from aftersales.tickets import ticket_open
+from aftersales.services import disputes, no_reason
+from aftersales.services.tickets import ticket_open
 from catalog import selectors as catalog_selectors
 from catalog.models import CardCode
 from catalog.services import OutOfStock

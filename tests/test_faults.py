@@ -38,8 +38,8 @@ from django.utils import timezone
 from catalog.models import CardCode
 from marketplace import celery_app
 from marketplace.middleware import ServiceFaultMiddleware
-from orders import services as orders
 from orders.models import Order, OrderCode, OrderStatusChange
+from orders.services import orders
 from payments.gateways.sandbox import SandboxGateway
 from payments.models import Notification, Payment
 from tests.builders import place

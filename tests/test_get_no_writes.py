@@ -22,15 +22,16 @@ from django.test import Client
 from django.urls import reverse
 
 from aftersales.models import ArbitrationCase, RefundRequest, Ticket
-from agents import api_keys, services, withdrawals
 from agents.models import Agent, Commission, Invitation, Storefront, Withdrawal
+from agents.services import agents as services
+from agents.services import api_keys, withdrawals
 from catalog.models import Product
 from ledger import services as ledger
 from ledger.models import Account, Entry
 from ledger.selectors import balance_of
 from orders.models import Order
-from payments import services as payments
 from payments.models import Payment, Refund
+from payments.services import payments as payments
 from tests.builders import delivered_order, place
 from tests.factories import ProductFactory, UserFactory, add_stock
 

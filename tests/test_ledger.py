@@ -11,8 +11,8 @@ from ledger import selectors
 from ledger import services as ledger
 from ledger.models import Account, Balance, Entry, Line
 from orders.models import Order
-from orders.services import order_place
-from payments.services import sandbox_pay
+from orders.services.orders import order_place
+from payments.services.payments import sandbox_pay
 from tests.builders import run_concurrently
 from tests.factories import ProductFactory, UserFactory, add_stock
 
@@ -159,7 +159,7 @@ def test_a_purchase_is_booked_from_payment_to_revenue_and_supplier_cost(buyer):
 def test_a_payment_that_cannot_be_used_is_owed_back_not_revenue(buyer, other_buyer):
     from django.utils import timezone
 
-    from orders.services import orders_expire_due
+    from orders.services.orders import orders_expire_due
 
     product = ProductFactory(price=D("10.00"))
     add_stock(product, 1)
@@ -199,7 +199,7 @@ def test_ledger_check_command(db, capsys):
 
 @pytest.mark.django_db(transaction=True)
 def test_funds_isolation_customer_money_is_covered_and_not_revenue(client, staff, buyer):
-    from payments import services as payments
+    from payments.services import payments
 
     recharge = payments.recharge_create(user=buyer, amount="50")
     payments.sandbox_pay(order_number=recharge.number)

@@ -9,17 +9,18 @@ from decimal import Decimal
 import pytest
 from django.utils import timezone, translation
 
-from aftersales import admin_refunds, no_reason  # admin_refunds: registered even before admin.py imports it
+from aftersales.admin import refunds as admin_refunds  # the refund requests' admin (its filters are tested here)
 from aftersales.models import Kind, RefundRequest, Ticket
+from aftersales.services import no_reason
 from agents.models import Commission
 from catalog.models import CardCode
 from compliance.credit import credit_event_record
 from compliance.models import AuditEvent, CreditEvent
 from ledger import services as ledger
 from orders.models import Order
-from orders.services import order_place
-from payments import services
+from orders.services.orders import order_place
 from payments.models import Refund
+from payments.services import payments as services
 from tests.builders import (
     ask,
     balance_of,

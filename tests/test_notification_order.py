@@ -8,7 +8,7 @@ import pytest
 
 from marketplace.money import to_fen
 from orders.models import Order
-from orders.services import order_place
+from orders.services.orders import order_place
 from payments.models import Notification, Payment
 from tests.builders import run_concurrently, transaction_held
 from tests.factories import ProductFactory, add_stock
@@ -149,8 +149,8 @@ def test_each_real_gateways_notification_replayed_concurrently_applies_once(alip
 
 @pytest.mark.django_db(transaction=True)
 def test_wechat_refunds_report_to_their_own_address_and_settle_once(client, fake_wechatpay, buyer):
-    from payments import refunds
     from payments.models import Refund
+    from payments.services import refunds
 
     product = ProductFactory()
     add_stock(product, 1)

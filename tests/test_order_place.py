@@ -13,9 +13,9 @@ from django.utils import timezone
 from catalog import selectors as catalog_selectors
 from catalog import services as stock_services
 from catalog.models import CardCode, StockBatch
-from orders import services
 from orders.models import Order, OrderCode, OrderStatusChange
-from orders.services import OrderError
+from orders.services import orders as services
+from orders.services.orders import OrderError
 from tests.builders import run_concurrently
 from tests.factories import ProductFactory, UserFactory, add_stock
 

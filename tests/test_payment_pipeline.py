@@ -1,4 +1,4 @@
-"""payments.services.notification_receive through POST /payments/notify/sandbox/.
+"""payments.services.payments.notification_receive through POST /payments/notify/sandbox/.
 
 Every notification here carries a real RSA2 signature: made by the sandbox gateway's own
 key (the "gateway side"), or by a key generated in the test for forgeries. The verifier is
@@ -25,8 +25,8 @@ from django.utils import timezone
 
 from catalog.models import CardCode
 from marketplace.money import from_fen, parse_yuan, quantize, to_fen, yuan_str
-from orders import services as order_services
 from orders.models import Order, OrderCode, OrderStatusChange
+from orders.services import orders as order_services
 from payments.gateways.sandbox import SandboxGateway, sign_content
 from payments.models import Notification, Payment
 from tests.builders import place, run_concurrently, values_and_errors

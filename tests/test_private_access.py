@@ -27,14 +27,15 @@ from django.test import RequestFactory
 from django.urls import URLPattern, URLResolver, get_resolver, include, path, reverse
 from PIL import Image
 
-from aftersales import admin_arbitration, arbitration, disputes, no_reason, tickets  # noqa: F401 (admin registered)
+from aftersales.admin import arbitration as admin_arbitration  # noqa: F401 (admin registered)
 from aftersales.models import ArbitrationCase, RefundRequest, Ticket, TicketAttachment
+from aftersales.services import arbitration, disputes, no_reason, tickets
 from catalog.services import code_plaintext
 from marketplace.permissions import staff_can_view
-from orders import services as order_services
 from orders.models import CodeReveal, Order, OrderCode
+from orders.services import orders as order_services
 from payments.models import Payment
-from payments.services import sandbox_pay
+from payments.services.payments import sandbox_pay
 from tests.factories import ProductFactory, UserFactory, add_stock
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("english")]

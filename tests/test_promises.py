@@ -3,8 +3,8 @@
 import pytest
 from django.core import mail
 
-from aftersales import promises
 from aftersales.models import Kind, SlaPolicy
+from aftersales.services import promises
 from tests.factories import ProductFactory
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("english")]

@@ -13,15 +13,16 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import translation
 
-from agents import services as agent_services
-from agents import storefronts
 from agents.models import PriceKind as MarkupKind
 from agents.selectors import NotForSale
+from agents.services import agents as agent_services
+from agents.services import storefronts
 from catalog import selectors as catalog_selectors
 from catalog.services import OutOfStock
-from orders import selectors, services
 from orders.forms import CheckoutForm
-from orders.selectors import PriceKind, ReasonCode, purchase_info, purchase_infos
+from orders.selectors import orders as selectors
+from orders.selectors.orders import PriceKind, ReasonCode, purchase_info, purchase_infos
+from orders.services import orders as services
 from tests.factories import CategoryFactory, ProductFactory, UserFactory, add_stock
 
 D = Decimal

@@ -1,4 +1,4 @@
-"""Reconciliation (payments.reconciliation): the active query, closing at the gateway, daily bills.
+"""Reconciliation (payments.services.reconciliation): the active query, closing at the gateway, daily bills.
 
 Everything goes through the fake gateways of tests/fake_alipay.py and tests/fake_wechatpay.py:
 the adapters sign real requests, the fakes check them and sign their replies, and the adapters
@@ -20,12 +20,14 @@ from django.utils import timezone
 
 from marketplace.celery import app as celery_app
 from marketplace.money import to_fen, yuan_str
-from orders import services as order_services
 from orders.models import Order, OrderStatusChange
-from payments import reconciliation, services, tasks
+from orders.services import orders as order_services
+from payments import tasks
 from payments.gateways import Device, GatewayError
 from payments.gateways.alipay import AlipayGateway
 from payments.models import Mismatch, Notification, Payment, PaymentAttempt, ReconciliationRun, Refund
+from payments.services import payments as services
+from payments.services import reconciliation
 from tests.builders import place, run_concurrently, values_and_errors
 from tests.factories import ProductFactory, UserFactory, add_stock
 from tests.fake_alipay import Refund as FakeAlipayRefund

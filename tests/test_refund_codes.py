@@ -14,10 +14,10 @@ from catalog.models import CardCode
 from ledger import services as ledger
 from ledger.models import Entry
 from marketplace.errors import ServiceError
-from orders import services as order_services
 from orders.models import Order
-from payments import refunds
+from orders.services import orders as order_services
 from payments.models import Refund
+from payments.services import refunds
 from tests.builders import (
     balance_of,
     codes_of,

@@ -9,9 +9,10 @@ from django.utils import timezone
 
 from ledger import services as ledger
 from orders.models import Order
-from orders.services import order_place
-from payments import refunds, services
+from orders.services.orders import order_place
 from payments.models import Payment, Refund
+from payments.services import payments as services
+from payments.services import refunds
 from tests.builders import balance_of, delivered_order, run_concurrently, values_and_errors, wallet_balance
 from tests.factories import ProductFactory, UserFactory, add_stock
 from tests.fake_alipay import notify

@@ -1,4 +1,4 @@
-"""The 48-hour SLA clocks (aftersales/sla.py): warning, breach, escalation, once each; the report."""
+"""The 48-hour SLA clocks (aftersales/services/sla.py): warning, breach, escalation, once each; the report."""
 
 from datetime import datetime, timedelta
 from unittest import mock
@@ -11,9 +11,10 @@ from django.db import connection
 from django.urls import reverse
 from django.utils import timezone, translation
 
-import aftersales.admin_sla  # noqa: F401  (registers the SLA admin; aftersales/admin.py may not exist yet)
-from aftersales import sla, tasks
+import aftersales.admin.sla  # noqa: F401  (registers the SLA admin)
+from aftersales import tasks
 from aftersales.models import Kind, SlaEvent, SlaPolicy, Ticket, TicketMessage
+from aftersales.services import sla
 from tests.builders import run_concurrently, transaction_held, values_and_errors
 from tests.factories import UserFactory
 
@@ -175,9 +176,9 @@ class TestSweep:
             "schedule": 60.0,
         }
         ticket = make_ticket(buyer, assignee=agent_staff)
-        with mock.patch("aftersales.sla.timezone.now", return_value=T0 + 35 * H):
+        with mock.patch("aftersales.services.sla.timezone.now", return_value=T0 + 35 * H):
             assert tasks.sla_sweep.delay().get()["warned"] == 0
-        with mock.patch("aftersales.sla.timezone.now", return_value=T0 + 37 * H):
+        with mock.patch("aftersales.services.sla.timezone.now", return_value=T0 + 37 * H):
             assert tasks.sla_sweep.delay().get()["warned"] == 1
             assert tasks.sla_sweep.delay().get()["warned"] == 0
         assert events(ticket) == ["warned"]

@@ -23,17 +23,17 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
-from aftersales import arbitration
 from aftersales.models import ArbitrationCase, RefundRequest, Ticket
-from agents import commissions
-from agents import services as agent_services
+from aftersales.services import arbitration
 from agents.models import Commission, Withdrawal
+from agents.services import agents as agent_services
+from agents.services import commissions
 from catalog.models import CODE_FLOW, CardCode, StockBatch
 from marketplace.transitions import IllegalTransition, StateMachine, machine_for, machines
-from orders import callbacks as callback_services
 from orders.models import ApiCallback, Order
-from payments import refunds
+from orders.services import callbacks as callback_services
 from payments.models import Payment, Recharge, ReconciliationRun, Refund
+from payments.services import refunds
 from tests.builders import ask, codes_of, delivered_order, place, reveal, storefront_order
 from tests.factories import AgentLevelFactory, ProductFactory, UserFactory, add_stock
 

@@ -17,7 +17,7 @@ from catalog import importing, selectors, services
 from catalog.importing import Line, Problem, decode_upload, parse
 from catalog.models import CardCode, StaffReveal, StockBatch
 from marketplace import crypto
-from orders import services as order_services
+from orders.services import orders as order_services
 from tests.factories import ProductFactory, UserFactory, add_stock
 
 pytestmark = pytest.mark.usefixtures("english")

@@ -1,4 +1,4 @@
-"""Agents' storefronts: agents.storefronts services, the dashboard pages and the public shop."""
+"""Agents' storefronts: agents.services.storefronts services, the dashboard pages and the public shop."""
 
 import io
 import re
@@ -9,12 +9,14 @@ import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from PIL import Image, PngImagePlugin
 
-from agents import selectors, services, storefronts
+from agents import selectors
 from agents.models import PriceKind, RetailPrice, Storefront
-from agents.services import AgentError
+from agents.services import agents as services
+from agents.services import storefronts
+from agents.services.agents import AgentError
 from compliance.models import AuditEvent
-from orders import services as order_services
 from orders.models import Order, OrderShare
+from orders.services import orders as order_services
 from tests.factories import ProductFactory, UserFactory, add_stock
 
 D = Decimal

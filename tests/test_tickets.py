@@ -17,8 +17,8 @@ from django.urls import reverse
 from django.utils import timezone, translation
 from PIL import Image
 
-from aftersales import tickets
 from aftersales.models import TICKET_FLOW, Kind, SlaPolicy, Ticket, TicketAttachment, TicketMessage
+from aftersales.services import tickets
 from compliance.credit import credit_event_record
 from compliance.models import AuditEvent, CreditEvent
 from marketplace.transitions import IllegalTransition

@@ -6,8 +6,8 @@ import pytest
 from django.db import transaction
 
 from marketplace.transitions import IllegalTransition
-from orders import services
 from orders.models import ORDER_FLOW, Order, OrderStatusChange
+from orders.services import orders as services
 from tests.factories import ProductFactory, UserFactory, add_stock
 
 S = Order.Status

@@ -8,10 +8,10 @@ from decimal import Decimal
 import pytest
 
 from orders.models import Order
-from orders.services import order_place
-from payments import services
+from orders.services.orders import order_place
 from payments.gateways.sandbox import SandboxGateway
 from payments.models import Notification, Payment, Recharge
+from payments.services import payments as services
 from tests.builders import run_concurrently, wallet_balance
 from tests.factories import ProductFactory, UserFactory, add_stock
 

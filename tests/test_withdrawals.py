@@ -8,16 +8,16 @@ from decimal import Decimal
 import pytest
 from django.db import transaction
 
-from agents import withdrawals
 from agents.models import AgentLevel, Withdrawal, WithdrawalStatusChange
-from agents.services import agent_create
-from agents.withdrawals import WITHDRAWAL_FLOW, WithdrawalError
+from agents.services import withdrawals
+from agents.services.agents import agent_create
+from agents.services.withdrawals import WITHDRAWAL_FLOW, WithdrawalError
 from compliance.models import AuditEvent
 from ledger import services as ledger
 from ledger.models import Balance
 from marketplace import crypto
 from marketplace.transitions import IllegalTransition
-from payments import payouts
+from payments.services import payouts
 from tests.builders import balance_of, run_concurrently
 from tests.factories import UserFactory
 

@@ -23,10 +23,10 @@ from django.db.models import Count
 
 from catalog.models import CardCode
 from marketplace import celery_app
-from orders import services as orders
 from orders.models import Order, OrderCode, OrderStatusChange
+from orders.services import orders
 from orders.tasks import fulfil_order, notify_delivered
-from payments.services import sandbox_pay
+from payments.services.payments import sandbox_pay
 from tests.factories import ProductFactory, add_stock
 from tests.worker_utils import RowLock, Worker, backend_exists, broker, exclusive, terminate_worker_backends, wait_for
 

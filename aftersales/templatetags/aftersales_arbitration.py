@@ -3,8 +3,8 @@ to arbitration, the case's status once it has."""
 
 from django import template
 
-from aftersales import arbitration
 from aftersales.models import ArbitrationCase
+from aftersales.services import arbitration
 
 register = template.Library()
 

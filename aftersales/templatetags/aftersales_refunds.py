@@ -2,7 +2,7 @@
 
 from django import template
 
-from aftersales import no_reason
+from aftersales.services import no_reason
 
 register = template.Library()
 

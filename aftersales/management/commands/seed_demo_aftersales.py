@@ -21,11 +21,11 @@ from django.test.utils import override_settings
 from catalog import selectors as stock
 from catalog.models import Product
 from orders.models import Order
-from orders.services import order_code_reveal, order_fulfil, order_place
-from payments.services import sandbox_pay
+from orders.services.orders import order_code_reveal, order_fulfil, order_place
+from payments.services.payments import sandbox_pay
 
-from ... import arbitration, disputes, no_reason, tickets
 from ...models import Kind, ReplyTemplate, Ticket, TicketMessage, TicketStatusChange
+from ...services import arbitration, disputes, no_reason, tickets
 
 REPLY_TEMPLATES = [
     (

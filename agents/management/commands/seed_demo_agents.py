@@ -10,8 +10,8 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand
 from django.db import transaction
 
-from agents import services
 from agents.models import Agent, AgentLevel, PriceKind, Storefront
+from agents.services import agents as services
 from catalog.models import Category
 
 PASSWORD = "demo-pass-2026"

@@ -3,7 +3,7 @@ from datetime import date
 from django.core.management.base import BaseCommand, CommandError
 
 from marketplace.errors import ServiceError
-from payments import reconciliation
+from payments.services import reconciliation
 
 
 def _day(text: str) -> date:

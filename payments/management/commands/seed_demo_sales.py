@@ -15,15 +15,15 @@ from django.core.management.base import BaseCommand
 from django.test.utils import override_settings
 from django.utils import timezone
 
-from agents import commissions
 from agents.models import Agent, Commission, Storefront
+from agents.services import commissions
 from catalog import selectors as stock
 from catalog.models import Product
 from marketplace.errors import ServiceError
 from orders.models import Order
-from orders.services import order_fulfil, order_place
+from orders.services.orders import order_fulfil, order_place
 
-from ...services import sandbox_pay
+from ...services.payments import sandbox_pay
 
 
 class Command(BaseCommand):

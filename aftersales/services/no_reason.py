@@ -1,0 +1,311 @@
+"""The 7-day no-reason refund: a buyer gives back codes they never revealed.
+
+Every code of a delivered order that was never revealed (no ``CodeReveal`` row: nobody has
+seen its secret) can be refunded within ``REFUND_WINDOW_DAYS`` of delivery, no reason asked:
+approved automatically, refunded to the channel the money came from (``payments.services.refunds``),
+the code released from the order and put back on sale (nobody has seen it), its cost given
+back to the supplier's account, and a credit event recorded. Anything else (a revealed code,
+after the window, a buyer over the no-reason limit) becomes a dispute for staff: the request
+is kept under review with a ticket explaining why.
+
+One request per (buyer, idempotency key); requests of one buyer are serialised on the buyer's
+row (so the limit holds and a double click or two tabs make one refund), then on the
+payment's and the order's rows, in the order ``payments.services.refunds`` locks them.
+"""
+
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.db import transaction
+from django.db.models import Count, Min
+from django.utils import formats, timezone
+from django.utils.translation import gettext as _
+from django.utils.translation import ngettext
+
+from compliance.credit import credit_event_record, credit_events_count
+from compliance.models import CreditEvent
+from marketplace.errors import ServiceError
+from orders.models import Order, OrderCode
+from orders.services import orders as order_services
+from payments.models import Payment
+from payments.services import refunds
+
+from ..models import REFUND_REQUEST_FLOW, Kind, RefundRequest, Ticket
+from .tickets import ticket_open
+
+log = logging.getLogger(__name__)
+R = RefundRequest.Status
+# A request still holding its codes: they cannot be asked for again meanwhile.
+OPEN_STATUSES = (R.APPROVED, R.UNDER_REVIEW, R.REFUNDED)
+REFUND_REASON = "no-reason refund of unrevealed codes"
+
+
+class RefundRequestError(ServiceError):
+    """A request the buyer can fix; the message is shown to them as it is."""
+
+    code = "refund_request_refused"
+
+
+# --- Reads (the form, the order page) -------------------------------------------------------
+
+
+def refund_window_end(order: Order) -> datetime | None:
+    """When the no-reason window of ``order`` closes (None before delivery)."""
+    if order.delivered_at is None:
+        return None
+    return order.delivered_at + timedelta(days=settings.REFUND_WINDOW_DAYS)
+
+
+def no_reason_limit_reached(user) -> bool:
+    used = credit_events_count(
+        user=user, kind=CreditEvent.Kind.NO_REASON_REFUND, days=settings.NO_REASON_REFUND_LIMIT_DAYS
+    )
+    return used >= settings.NO_REASON_REFUND_LIMIT
+
+
+@dataclass
+class CodeOption:
+    order_code: OrderCode
+    index: int  # 1-based position on the order, as the order page numbers them
+    first_revealed_at: datetime | None
+    reveal_count: int
+    request: RefundRequest | None = None  # an open request already holding this code
+
+    @property
+    def revealed(self) -> bool:
+        return self.reveal_count > 0
+
+    @property
+    def selectable(self) -> bool:
+        return self.request is None
+
+
+@dataclass
+class RefundOptions:
+    order: Order
+    codes: list[CodeOption]
+    window_end: datetime | None
+    window_open: bool
+    limit_reached: bool
+    requests: list[RefundRequest] = field(default_factory=list)
+
+    @property
+    def selectable(self) -> list[CodeOption]:
+        return [c for c in self.codes if c.selectable]
+
+    @property
+    def automatic(self) -> list[CodeOption]:
+        """Codes that would be refunded at once if requested now."""
+        if not self.window_open or self.limit_reached:
+            return []
+        return [c for c in self.selectable if not c.revealed]
+
+    @property
+    def refundable_ids(self) -> set[int]:
+        return {c.order_code.pk for c in self.automatic}
+
+    @property
+    def can_request(self) -> bool:
+        return self.order.status == Order.Status.DELIVERED and bool(self.selectable)
+
+
+def refund_options(*, order: Order, user) -> RefundOptions:
+    """What ``user`` may ask to refund on ``order`` now, code by code (the caller checked ownership)."""
+    # Codes are numbered by their place on the order (refunded ones keep their numbers).
+    codes = list(
+        OrderCode.objects.filter(order_id=order.pk)
+        .annotate(reveal_count=Count("reveals"), first_revealed_at=Min("reveals__at"))
+        .order_by("pk")
+    )
+    requests = list(
+        RefundRequest.objects.filter(order_id=order.pk)
+        .select_related("refund", "ticket")
+        .prefetch_related("codes")
+        .order_by("-pk")
+    )
+    holding = {}
+    for req in requests:
+        if req.status in OPEN_STATUSES:
+            for oc in req.codes.all():
+                holding.setdefault(oc.pk, req)
+    end = refund_window_end(order)
+    return RefundOptions(
+        order=order,
+        codes=[
+            CodeOption(
+                order_code=oc,
+                index=i,
+                first_revealed_at=oc.first_revealed_at,
+                reveal_count=oc.reveal_count,
+                request=holding.get(oc.pk),
+            )
+            for i, oc in enumerate(codes, start=1)
+            if oc.released_at is None
+        ],
+        window_end=end,
+        window_open=order.status == Order.Status.DELIVERED and end is not None and timezone.now() <= end,
+        limit_reached=no_reason_limit_reached(user),
+        requests=requests,
+    )
+
+
+# --- The service ----------------------------------------------------------------------------
+
+
+def _parse_ids(raw) -> list[int]:
+    try:
+        ids = sorted({int(str(x).strip()) for x in (raw or [])})
+    except (TypeError, ValueError):
+        raise RefundRequestError(_("Choose the codes to refund from the list.")) from None
+    if not ids:
+        raise RefundRequestError(_("Choose at least one code to refund."))
+    return ids
+
+
+def _date(value: datetime) -> str:
+    return formats.date_format(timezone.localtime(value), "SHORT_DATETIME_FORMAT")
+
+
+def refund_request_create(
+    *, user, order: Order, order_code_ids, reason: str = "", idempotency_key: str
+) -> RefundRequest:
+    """Ask for codes of ``order`` back. Returns the request: refunded at once, or under review.
+
+    Raises ``Order.DoesNotExist`` when the order is not ``user``'s, a ``ServiceError`` with a
+    message for the buyer when the request cannot be made (``RefundRequestError``, or the
+    refund service's ``RefundError``).
+    """
+    key = (idempotency_key or "").strip()
+    if not key or len(key) > 64:
+        raise RefundRequestError(_("This form has expired: reload the page and try again."))
+    if order.buyer_id != user.pk:
+        raise Order.DoesNotExist
+    existing = RefundRequest.objects.filter(user=user, idempotency_key=key).first()
+    if existing is not None:
+        return existing
+    ids = _parse_ids(order_code_ids)
+    reason = (reason or "").strip()[:500]
+
+    with transaction.atomic():
+        # One request of this buyer at a time (double clicks, two tabs, the limit), then the
+        # payment and the order, in the order payments.services.refunds locks them.
+        get_user_model().objects.select_for_update().filter(pk=user.pk).first()
+        existing = RefundRequest.objects.filter(user=user, idempotency_key=key).first()
+        if existing is not None:
+            return existing
+        payment = order.payments.filter(status=Payment.Status.SUCCEEDED).order_by("id").first()
+        if payment is not None:
+            Payment.objects.select_for_update().filter(pk=payment.pk).first()
+        order = Order.objects.select_for_update(of=("self",)).get(pk=order.pk)
+        if order.status != Order.Status.DELIVERED or payment is None:
+            raise RefundRequestError(_("Only the codes of a delivered, paid order can be refunded."))
+        codes = list(
+            OrderCode.objects.filter(order_id=order.pk, pk__in=ids, released_at__isnull=True)
+            .annotate(reveal_count=Count("reveals"))
+            .order_by("pk")
+        )
+        if len(codes) != len(ids):
+            raise RefundRequestError(
+                _("Some of the chosen codes are not on this order any more (already refunded?). Reload the page.")
+            )
+        if RefundRequest.objects.filter(codes__in=ids, status__in=OPEN_STATUSES).exists():
+            raise RefundRequestError(
+                _("A refund of some of these codes has already been requested. Reload the page to see it.")
+            )
+
+        now = timezone.now()
+        review = []
+        revealed = [c for c in codes if c.reveal_count]
+        if revealed:
+            review.append(
+                ngettext(
+                    "%(n)d code was revealed",
+                    "%(n)d codes were revealed",
+                    len(revealed),
+                )
+                % {"n": len(revealed)}
+            )
+        end = refund_window_end(order)
+        if end is None or now > end:
+            review.append(
+                _("requested after the %(days)d-day window (it ended %(date)s)")
+                % {"days": settings.REFUND_WINDOW_DAYS, "date": _date(end) if end else "-"}
+            )
+        if no_reason_limit_reached(user):
+            review.append(
+                _("more than %(limit)d no-reason refunds in %(days)d days")
+                % {"limit": settings.NO_REASON_REFUND_LIMIT, "days": settings.NO_REASON_REFUND_LIMIT_DAYS}
+            )
+
+        request = RefundRequest.objects.create(
+            order=order,
+            user=user,
+            quantity=len(codes),
+            reason=reason,
+            status=R.UNDER_REVIEW if review else R.APPROVED,
+            review_reason="; ".join(review)[:300],
+            idempotency_key=key,
+        )
+        request.codes.set(codes)
+        if review:
+            request.ticket = _dispute_open(request=request, codes=codes)
+            request.save(update_fields=["ticket"])
+            log.info("refund request %s of order %s under review: %s", request.pk, order.number, request.review_reason)
+            return request
+
+        # The refund service's refusal (a RefundError) reaches the caller as it is. The codes
+        # leave the order and, never revealed, go back on sale with their cost.
+        refund = refunds.order_refund(
+            order=order,
+            order_code_ids=[c.pk for c in codes],
+            reason=REFUND_REASON,
+            requested_by=user,
+            key=f"noreason:{request.pk}",
+            restock=order_services.Restock(
+                key=f"stock_return:refundrequest:{request.pk}",
+                memo=f"no-reason refund request {request.pk}: {{n}} code(s) back in stock",
+            ),
+        )
+        credit_event_record(
+            user=user,
+            kind=CreditEvent.Kind.NO_REASON_REFUND,
+            reference=order.number,
+            detail=f"{len(codes)} code(s), refund {refund.number}",
+        )
+        # The refund is decided and on its way: the buyer follows the refund's own status.
+        REFUND_REQUEST_FLOW.apply(request, R.REFUNDED, actor=user, note=refund.number, update={"refund": refund})
+    log.info("refund request %s of order %s refunded automatically: %s", request.pk, order.number, refund.number)
+    return request
+
+
+def _dispute_open(*, request: RefundRequest, codes: list[OrderCode]) -> Ticket:
+    """A refund dispute ticket for staff (SLA clocks, staff emails: ``tickets.ticket_open``),
+    with the buyer's request and why it is reviewed as its first message."""
+    order = request.order
+    lines = [
+        ngettext(
+            "I would like a refund of %(n)d code of order %(number)s (%(product)s).",
+            "I would like a refund of %(n)d codes of order %(number)s (%(product)s).",
+            len(codes),
+        )
+        % {"n": len(codes), "number": order.number, "product": order.product_name},
+        _("Reason: %(reason)s") % {"reason": request.reason or _("(none given)")},
+        _("For staff review because: %(why)s.") % {"why": request.review_reason},
+    ]
+    subject = ngettext(
+        "Refund of %(n)d code of order %(number)s",
+        "Refund of %(n)d codes of order %(number)s",
+        len(codes),
+    ) % {"n": len(codes), "number": order.number}
+    return ticket_open(
+        user=request.user,
+        kind=Kind.REFUND,
+        subject=subject[:120],
+        body="\n".join(lines)[:5000],
+        order=order,
+        order_code=codes[0] if len(codes) == 1 else None,
+        is_dispute=True,
+    )

@@ -1,0 +1,2 @@
+"""Orders' reads: ``orders`` (the buyer's orders) and ``reports`` (sales reports of an agent's
+subtree)."""

@@ -1,0 +1,253 @@
+from dataclasses import dataclass
+from decimal import Decimal
+
+from django.db import models
+from django.db.models import Count, Prefetch, Q
+from django.shortcuts import get_object_or_404
+from django.utils.translation import gettext as _
+
+from agents import selectors as agent_selectors
+from catalog import selectors as catalog_selectors
+from catalog.models import Product
+from marketplace.money import quantize
+
+from ..models import Order, OrderCode
+
+
+def orders_for_buyer(buyer):
+    return Order.objects.filter(buyer=buyer).select_related("product").order_by("-id")
+
+
+def order_counts_for_buyer(buyer) -> dict[str, int]:
+    """The buyer's orders on the profile page: all, delivered and awaiting payment."""
+    return Order.objects.filter(buyer=buyer).aggregate(
+        total=Count("id"),
+        delivered=Count("id", filter=Q(status=Order.Status.DELIVERED)),
+        pending=Count("id", filter=Q(status=Order.Status.PENDING)),
+    )
+
+
+def order_for_buyer(buyer, number: str) -> Order:
+    """The buyer's own order, or 404: another buyer's order does not exist for them."""
+    codes = OrderCode.objects.filter(released_at__isnull=True).annotate(reveal_count=Count("reveals")).order_by("id")
+    return get_object_or_404(
+        Order.objects.select_related("product", "product__supplier").prefetch_related(
+            Prefetch("codes", queryset=codes, to_attr="live_codes"), "history"
+        ),
+        buyer=buyer,
+        number=number,
+    )
+
+
+# --- What a viewer pays, and whether they can buy -----------------------------------------------
+#
+# One answer for every page that sells (the catalogue, a product, a storefront, the checkout),
+# the API's product list, and ``services.order_place``, which enforces the same rules with the
+# same functions (``product_refusal``, ``quantity_refusal``, ``key_refusal``) and the same
+# price resolution (``agents.selectors``), so a page never offers what the service refuses.
+# It lives in ``orders``: the rules are those of placing an order, and orders sees both the
+# prices (agents) and the stock (catalog).
+
+
+class ReasonCode(models.TextChoices):
+    """Why a viewer cannot buy a product (stable codes, for templates, tests and the API)."""
+
+    INACTIVE = "inactive"  # the product or its category is off sale
+    NOT_FOR_SALE = "not_for_sale"  # the storefront is closed or does not list the product
+    OUT_OF_STOCK = "out_of_stock"  # no code left
+    NOT_ENOUGH_STOCK = "not_enough_stock"  # fewer codes left than the product's minimum per order
+    LOGIN_REQUIRED = "login_required"  # an anonymous visitor (guest checkout does not exist yet)
+    # Checkout input (``quantity_refusal``, ``key_refusal``, the API's product id):
+    PRODUCT_MISSING = "product_missing"
+    QUANTITY_INVALID = "quantity_invalid"
+    BELOW_MINIMUM = "below_minimum"
+    ABOVE_MAXIMUM = "above_maximum"
+    FORM_EXPIRED = "form_expired"
+
+
+class PriceKind(models.TextChoices):
+    PUBLIC = "public"  # the platform's price, for a buyer or a visitor
+    AGENT = "agent"  # an agent buying for itself on the platform: its own cost
+    RETAIL = "retail"  # a storefront's retail price, for whoever buys there
+
+
+@dataclass(frozen=True)
+class Reason:
+    code: str  # a ReasonCode
+    message: str  # translated, for people
+
+    def __str__(self) -> str:
+        return self.message
+
+
+@dataclass(frozen=True)
+class PurchaseInfo:
+    """What ``viewer`` pays for ``product`` (here, on the platform or in a storefront) and
+    whether they can buy it now; ``reason`` says why not (None when they can)."""
+
+    product: Product
+    price: Decimal | None  # per code, for this viewer; None where it is not for sale
+    price_kind: str  # a PriceKind
+    list_price: Decimal  # the platform's public price
+    face_value: Decimal
+    stock: int  # codes available now
+    min_quantity: int
+    max_quantity: int
+    reason: Reason | None
+
+    @property
+    def can_buy(self) -> bool:
+        return self.reason is None
+
+    @property
+    def is_agent_price(self) -> bool:
+        return self.price_kind == PriceKind.AGENT
+
+    @property
+    def agent_price(self) -> Decimal | None:
+        """An agent's own cost, shown beside the public price; None for anyone else."""
+        return self.price if self.is_agent_price else None
+
+    @property
+    def needs_login(self) -> bool:
+        """Only the login stands between this visitor and the purchase (pages offer it)."""
+        return self.reason is not None and self.reason.code == ReasonCode.LOGIN_REQUIRED
+
+    @property
+    def listed(self) -> bool:
+        return self.reason is None or self.reason.code != ReasonCode.NOT_FOR_SALE
+
+
+def reason(code: str, **params) -> Reason:
+    """The reason ``code`` with its message in the active language."""
+    messages = {
+        ReasonCode.INACTIVE: _("This product is not on sale."),
+        ReasonCode.NOT_FOR_SALE: _("This shop does not sell this product."),
+        ReasonCode.OUT_OF_STOCK: _("Sold out: no codes left for this product."),
+        ReasonCode.LOGIN_REQUIRED: _("Log in to buy"),
+        ReasonCode.QUANTITY_INVALID: _("Quantity must be a whole number."),
+        ReasonCode.FORM_EXPIRED: _("This form has expired: reload the page and try again."),
+        ReasonCode.PRODUCT_MISSING: _("This product does not exist."),
+    }
+    if code == ReasonCode.NOT_ENOUGH_STOCK:
+        message = _("Only %(available)d left in stock, fewer than the %(n)d per order minimum.") % params
+    elif code == ReasonCode.BELOW_MINIMUM:
+        message = (
+            _("Quantity must be at least 1.")
+            if params["n"] <= 1
+            else _("Buy at least %(n)d of this product per order.") % params
+        )
+    elif code == ReasonCode.ABOVE_MAXIMUM:
+        message = _("Buy at most %(n)d of this product per order.") % params
+    else:
+        message = messages[ReasonCode(code)]
+    return Reason(code=code, message=str(message))
+
+
+def product_refusal(product: Product) -> Reason | None:
+    """Whether the product is on sale at all (the product and its category are active)."""
+    if not product.is_active or not product.category.is_active:
+        return reason(ReasonCode.INACTIVE)
+    return None
+
+
+def quantity_parse(raw) -> int | None:
+    """A quantity as typed or sent ("2", " 2 ", 2), or None when it is not a whole number."""
+    try:
+        return int(str(raw).strip())
+    except (TypeError, ValueError):
+        return None
+
+
+def quantity_refusal(quantity: int | None, *, product: Product | None = None) -> Reason | None:
+    """A whole number, at least 1 and, for ``product``, within its limits per order."""
+    if quantity is None:
+        return reason(ReasonCode.QUANTITY_INVALID)
+    if quantity < 1:
+        return reason(ReasonCode.BELOW_MINIMUM, n=1)
+    if product is not None:
+        if quantity < product.min_per_order:
+            return reason(ReasonCode.BELOW_MINIMUM, n=product.min_per_order)
+        if quantity > product.max_per_order:
+            return reason(ReasonCode.ABOVE_MAXIMUM, n=product.max_per_order)
+    return None
+
+
+def quantity_clamp(raw, *, product: Product) -> int:
+    """The quantity to show in a form: ``raw`` moved into the product's limits, its minimum
+    when ``raw`` is not a whole number."""
+    quantity = quantity_parse(raw)
+    if quantity is None:
+        return product.min_per_order
+    return max(product.min_per_order, min(product.max_per_order, quantity))
+
+
+IDEMPOTENCY_KEY_MAX = 64  # Order.idempotency_key
+
+
+def key_refusal(key: str) -> Reason | None:
+    """A checkout form's token (stripped): 1 to 64 characters."""
+    if not key or len(key) > IDEMPOTENCY_KEY_MAX:
+        return reason(ReasonCode.FORM_EXPIRED)
+    return None
+
+
+def purchase_infos(products, *, viewer=None, storefront=None) -> list[PurchaseInfo]:
+    """``purchase_info`` for each product (in order), in a constant number of queries: one
+    price resolution (``agents.selectors``) and one stock count for the whole list.
+
+    ``viewer`` is a user, anonymous or not (None counts as anonymous); ``storefront`` the shop
+    the viewer is in, if any. Products come from ``catalog.selectors.products_on_sale()`` (with
+    their category) or at least with their category loaded.
+    """
+    products = list(products)
+    if not products:
+        return []
+    signed_in = viewer is not None and viewer.is_authenticated
+    prices: dict[int, Decimal] = {}
+    if storefront is not None:
+        kind = PriceKind.RETAIL
+        if storefront.is_open:
+            retail = agent_selectors.storefront_prices(storefront=storefront, products=products)
+            prices = {pk: pair[1] for pk, pair in retail.items()}
+    else:
+        agent = agent_selectors.buying_agent(viewer)
+        if agent is not None:
+            kind = PriceKind.AGENT
+            prices = agent_selectors.agent_costs(agent=agent, products=products)
+        else:
+            kind = PriceKind.PUBLIC
+            prices = {p.pk: quantize(p.price) for p in products}
+    stock = catalog_selectors.stock_counts(p.pk for p in products)
+    out = []
+    for p in products:
+        available = stock.get(p.pk, 0)
+        why = product_refusal(p)
+        if why is None and p.pk not in prices:
+            why = reason(ReasonCode.NOT_FOR_SALE)
+        if why is None and not available:
+            why = reason(ReasonCode.OUT_OF_STOCK)
+        if why is None and available < p.min_per_order:
+            why = reason(ReasonCode.NOT_ENOUGH_STOCK, available=available, n=p.min_per_order)
+        if why is None and not signed_in:
+            why = reason(ReasonCode.LOGIN_REQUIRED)
+        out.append(
+            PurchaseInfo(
+                product=p,
+                price=prices.get(p.pk),
+                price_kind=kind,
+                list_price=quantize(p.price),
+                face_value=p.face_value,
+                stock=available,
+                min_quantity=p.min_per_order,
+                max_quantity=p.max_per_order,
+                reason=why,
+            )
+        )
+    return out
+
+
+def purchase_info(*, product: Product, viewer=None, storefront=None) -> PurchaseInfo:
+    """What ``viewer`` pays for ``product`` (in ``storefront``, if given), the codes in stock,
+    the limits per order, and whether they can buy it now, else why not."""
+    return purchase_infos([product], viewer=viewer, storefront=storefront)[0]

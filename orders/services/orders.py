@@ -1,0 +1,522 @@
+"""Order services: placing, paying, expiring, fulfilling, revealing. Each is one transaction."""
+
+import enum
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
+
+from django.conf import settings
+from django.core.mail import send_mail
+from django.db import IntegrityError, transaction
+from django.db.models import F
+from django.template.loader import render_to_string
+from django.utils import timezone, translation
+from django.utils.translation import gettext as _
+
+from agents import selectors as agent_selectors
+from agents.services import commissions
+from catalog import selectors as catalog_selectors
+from catalog import services as stock
+from catalog.models import Product
+from ledger import services as ledger
+from marketplace.celery import publish
+from marketplace.errors import ServiceError
+from marketplace.money import quantize
+
+from ..models import ORDER_FLOW, CodeReveal, Order, OrderCode, OrderShare
+from ..selectors import orders as selectors
+from . import callbacks as agent_callbacks
+
+log = logging.getLogger(__name__)
+S = Order.Status
+
+
+class OrderError(ServiceError):
+    """A request the buyer can fix; the message is shown to them as it is."""
+
+    code = "order_refused"
+    status = 422  # the API answers a refused order so
+
+
+def _lock(order_id: int) -> Order:
+    return Order.objects.select_for_update(of=("self",)).get(pk=order_id)
+
+
+def order_lock_by_number(number: str) -> Order | None:
+    """For the payment pipeline: the order row, locked for the caller's transaction."""
+    return Order.objects.select_for_update(of=("self",)).filter(number=number).first()
+
+
+def _refuse(reason: selectors.Reason | None) -> None:
+    if reason is not None:
+        raise OrderError(reason.message)
+
+
+def order_place(
+    *,
+    buyer,
+    quantity,
+    idempotency_key: str,
+    product_id=None,
+    product: Product | None = None,
+    ip: str | None = None,
+    storefront=None,
+    channel: str = Order.Channel.WEB,
+    agent_order_no: str = "",
+    callback_url: str = "",
+) -> Order:
+    """Reserve ``quantity`` codes of a product for ``buyer`` and open an order awaiting payment.
+
+    The product is given by id, or as a row the caller has just read (with its category).
+    The price is resolved on the server (``agents.selectors.price_quote``): the product's
+    price, an agent's own cost, or a storefront's retail price; the chain's shares of it are
+    snapshotted on the order, so later markup changes affect future orders only.
+    Submitting the same idempotency key twice (a double click, a retried request) returns the
+    first order: the database's unique (buyer, key) constraint decides, so the common path
+    spends no query on looking first. API orders are also unique per agent order number.
+    """
+    # The rules the pages show (``selectors.purchase_info``) and the checkout form checks,
+    # enforced here with the same functions.
+    key = (idempotency_key or "").strip()
+    _refuse(selectors.key_refusal(key))
+    quantity = selectors.quantity_parse(quantity)
+    _refuse(selectors.quantity_refusal(quantity))
+    if product is None:
+        try:
+            product = Product.objects.select_related("category").get(pk=int(product_id))
+        except (Product.DoesNotExist, TypeError, ValueError):
+            raise OrderError(selectors.reason(selectors.ReasonCode.PRODUCT_MISSING).message) from None
+    _refuse(selectors.product_refusal(product))
+    _refuse(selectors.quantity_refusal(quantity, product=product))
+    quote = agent_selectors.price_quote(product=product, buyer=buyer, storefront=storefront)  # or NotForSale
+    if storefront is not None:
+        channel = Order.Channel.STOREFRONT
+    unit_price = quote.unit_price
+    subtotal = quantize(unit_price * quantity)
+    try:
+        with transaction.atomic():
+            # The order row first: its (buyer, key) unique index makes a concurrent request with
+            # the same key wait here for this one, then return its order, instead of racing it
+            # for the codes (and reporting "sold out" for an order that was in fact placed).
+            order = Order.objects.create(
+                buyer=buyer,
+                product=product,
+                product_name=product.name,
+                quantity=quantity,
+                unit_price=unit_price,
+                subtotal=subtotal,
+                total=subtotal,
+                idempotency_key=key,
+                expires_at=timezone.now() + timedelta(minutes=settings.ORDER_PAYMENT_MINUTES),
+                buyer_ip=ip,
+                channel=channel,
+                agent=quote.agent,
+                agent_order_no=agent_order_no,
+                callback_url=callback_url,
+            )
+            if quote.shares:
+                OrderShare.objects.bulk_create(
+                    [
+                        OrderShare(
+                            order=order,
+                            agent=s.agent,
+                            depth=s.depth,
+                            unit_cost=s.unit_cost,
+                            unit_earning=s.unit_earning,
+                        )
+                        for s in quote.shares
+                    ]
+                )
+            code_ids = stock.stock_reserve(product_id=product.pk, quantity=quantity)
+            OrderCode.objects.bulk_create([OrderCode(order=order, code_id=cid) for cid in code_ids])
+            order.history.create(from_status="", to_status=S.PENDING, actor=buyer, note="placed")
+    except IntegrityError:
+        # The same key committed by a concurrent request: that order is the answer.
+        existing = Order.objects.filter(buyer=buyer, idempotency_key=key).first()
+        if existing is None and agent_order_no and quote.agent is not None:
+            existing = Order.objects.filter(agent=quote.agent, agent_order_no=agent_order_no).first()
+        if existing is None:
+            raise
+        return existing
+    return order
+
+
+@dataclass(frozen=True)
+class Restock:
+    """How a refund records the codes it puts back on sale: the idempotency key and memo of
+    the cost reversal (``_book_cost_return``). Templates: ``{refund}`` is the refund's number,
+    ``{n}`` how many codes went back."""
+
+    key: str = "stock_return:refund:{refund}"
+    memo: str = "refund {refund}: {n} unrevealed code(s) back in stock"
+
+
+def order_codes_refund(
+    *, order: Order, quantity: int, refund_number: str, order_code_ids=None, restock: Restock | None = None
+) -> list[int]:
+    """The order's side of a refund of ``quantity`` codes of a delivered ``order``, in the
+    refund's transaction (``payments.refunds.order_refund``, the one caller).
+
+    The agents' shares of the codes are taken back (``agents.commissions.commissions_reverse``)
+    and the order counts them refunded. When the refund names its codes (``order_code_ids``),
+    they leave the order; the ones nobody has revealed go back on sale and their cost is taken
+    back from their supplier (``_book_cost_return``, the mirror of ``_book_delivery``); revealed
+    ones stay sold. Without codes (staff refunding by count) the order keeps holding them.
+
+    Raises ``OrderError`` when a named code is not on the order any more (refunded or replaced
+    meanwhile): nothing of the refund is kept. Returns the card-code ids put back on sale.
+    """
+    if not transaction.get_connection().in_atomic_block:
+        raise RuntimeError("order_codes_refund must run inside the refund's transaction")
+    order = _lock(order.pk)
+    codes: list[OrderCode] = []
+    if order_code_ids is not None:
+        ids = sorted({int(pk) for pk in order_code_ids})
+        if len(ids) != quantity:
+            raise ValueError(f"{quantity} code(s) refunded, {len(ids)} named")
+        codes = list(
+            OrderCode.objects.select_for_update()
+            .filter(order_id=order.pk, pk__in=ids, released_at__isnull=True)
+            .order_by("pk")
+        )
+        if len(codes) != len(ids):
+            raise OrderError(
+                _("Some of the chosen codes are not on this order any more (already refunded?). Reload the page."),
+                code="codes_not_on_order",
+            )
+    # The agents' shares of the refunded codes go back in the same transaction.
+    commissions.commissions_reverse(order=order, quantity=quantity, reason=f"refund {refund_number}")
+    Order.objects.filter(pk=order.pk).update(refunded_quantity=F("refunded_quantity") + quantity)
+    if not codes:
+        return []
+    # The refunded codes leave the order; the ones nobody has seen go back on sale.
+    OrderCode.objects.filter(pk__in=[c.pk for c in codes]).update(released_at=timezone.now())
+    revealed = set(CodeReveal.objects.filter(order_code__in=codes).values_list("order_code_id", flat=True))
+    unseen = [c.code_id for c in codes if c.pk not in revealed]
+    if unseen:
+        returned = stock.stock_return(code_ids=unseen)
+        if returned != len(unseen):  # never revealed and sold by this order: anything else is a bug
+            raise RuntimeError(f"refund {refund_number}: {returned} of {len(unseen)} codes went back to stock")
+        restock = restock or Restock()
+        fields = {"refund": refund_number, "n": len(unseen)}
+        _book_cost_return(
+            order, unseen, memo=restock.memo.format(**fields), idempotency_key=restock.key.format(**fields)
+        )
+    return unseen
+
+
+def _release_codes(order: Order) -> list[int]:
+    now = timezone.now()
+    live = order.codes.filter(released_at__isnull=True)
+    code_ids = list(live.values_list("code_id", flat=True))
+    live.update(released_at=now)
+    stock.stock_release(code_ids=code_ids)
+    return code_ids
+
+
+def order_cancel(*, order_id: int, buyer) -> bool:
+    """The buyer gives up an unpaid order; its codes go back to stock at once."""
+    with transaction.atomic():
+        order = _lock(order_id)
+        if order.buyer_id != buyer.pk:
+            raise Order.DoesNotExist
+        if order.status != S.PENDING:
+            return False
+        _release_codes(order)
+        return ORDER_FLOW.apply(order, S.CANCELLED, actor=buyer, note="cancelled by buyer")
+
+
+def order_expire(*, order_id: int) -> bool:
+    with transaction.atomic():
+        order = _lock(order_id)
+        if order.status != S.PENDING or order.expires_at > timezone.now():
+            return False
+        _release_codes(order)
+        return ORDER_FLOW.apply(order, S.EXPIRED, note="not paid in time")
+
+
+def orders_expire_due(*, limit: int = 1000) -> int:
+    due = Order.objects.filter(status=S.PENDING, expires_at__lte=timezone.now()).order_by("expires_at")
+    return sum(order_expire(order_id=pk) for pk in due.values_list("pk", flat=True)[:limit])
+
+
+class PaidOutcome(enum.Enum):
+    PAID = "paid"  # fulfilment queued
+    LATE_PAID = "late_paid"  # paid after expiry; stock reserved again, fulfilment queued
+    REFUND_PENDING = "refund_pending"  # paid after expiry and the stock is gone
+    ALREADY_PAID = "already_paid"  # a second, different payment for a paid order
+
+
+# A paid order not delivered this long after payment is queued again by the sweeper
+# (orders.tasks.deliver_due_orders, every few seconds); each further try waits about as long
+# as the order has waited so far (doubling), at most DELIVERY_RETRY_MAX.
+DELIVERY_GRACE = timedelta(seconds=10)
+DELIVERY_RETRY_MAX = timedelta(minutes=5)
+
+
+def _queue_fulfilment(order_id: int) -> None:
+    from ..tasks import fulfil_order
+
+    publish(fulfil_order, order_id)
+
+
+def order_delivery_nudge(*, order: Order) -> None:
+    """A paid, undelivered ``order`` (e.g. its payment notified again): fulfilment queued once
+    the caller's transaction commits. Harmless when it is delivered meanwhile."""
+    if order.status == S.PAID:
+        transaction.on_commit(lambda: _queue_fulfilment(order.pk))
+
+
+def order_mark_paid(*, order: Order, note: str = "") -> PaidOutcome:
+    """Record that ``order`` (locked by the caller, in its transaction) has been paid.
+
+    The same UPDATE makes the order due for delivery: if the fulfilment queued after the
+    commit is lost (broker away, worker killed), the sweeper queues it again."""
+    from ..tasks import notify_refund_pending
+
+    queue_fulfilment = lambda: _queue_fulfilment(order.pk)  # noqa: E731
+    due = {"delivery_due_at": timezone.now() + DELIVERY_GRACE}
+    if order.status == S.PENDING:
+        ORDER_FLOW.apply(order, S.PAID, note=note, update=due, on_commit=[queue_fulfilment])
+        return PaidOutcome.PAID
+    if order.status in (S.EXPIRED, S.CANCELLED):
+        try:
+            with transaction.atomic():
+                code_ids = stock.stock_reserve(product_id=order.product_id, quantity=order.quantity)
+                OrderCode.objects.bulk_create([OrderCode(order=order, code_id=cid) for cid in code_ids])
+        except stock.OutOfStock:
+            ORDER_FLOW.apply(
+                order,
+                S.REFUND_PENDING,
+                note=f"{note}; paid after {order.status}, out of stock",
+                on_commit=[lambda: publish(notify_refund_pending, order.pk)],
+            )
+            return PaidOutcome.REFUND_PENDING
+        ORDER_FLOW.apply(
+            order, S.PAID, note=f"{note}; paid after {order.status}", update=due, on_commit=[queue_fulfilment]
+        )
+        return PaidOutcome.LATE_PAID
+    order_delivery_nudge(order=order)
+    return PaidOutcome.ALREADY_PAID
+
+
+def order_fulfil(*, order_id: int) -> bool:
+    """Paid -> delivered: the reserved codes become sold. Safe to run any number of times.
+
+    Runs in the fulfilment task; the buyer's email goes out from the same task once the
+    delivery has committed (a failed send is retried by a task of its own).
+    """
+    with transaction.atomic():
+        order = _lock(order_id)
+        if order.status != S.PAID:
+            return False
+        live = order.codes.filter(released_at__isnull=True)
+        stock.stock_mark_sold(code_ids=live.values("code_id"), expected=order.quantity)
+        _book_delivery(order, live.values("code_id"))
+        after: list[Callable[[], object]] = [lambda: _notify_delivered_now(order.pk)]
+        if order.channel == Order.Channel.API:
+            after.append(lambda: agent_callbacks.callback_queue(order_id=order.pk))
+        ORDER_FLOW.apply(order, S.DELIVERED, note="codes delivered", update={"delivery_due_at": None}, on_commit=after)
+        if order.agent_id is not None:
+            commissions.commissions_book(order=order)
+    log.info("order %s delivered", order.number)
+    return True
+
+
+def _book_delivery(order: Order, code_ids) -> None:
+    """The sale is made: the customer's held payment becomes revenue, and the codes' cost
+    is owed to their suppliers."""
+    costs = catalog_selectors.cost_by_supplier(code_ids)
+    payables = [ledger.supplier_payable(c["supplier_id"], c["supplier_name"]) for c in costs]
+    legs = [(ledger.HELD, order.total), (ledger.SALES, -order.total)]
+    for cost, payable in zip(costs, payables, strict=True):
+        legs += [(ledger.COST_OF_SALES, cost["cost"]), (payable, -cost["cost"])]
+    ledger.entry_post(kind="delivery", legs=legs, reference=order.number, idempotency_key=f"delivery:{order.number}")
+
+
+def _book_cost_return(order: Order, code_ids, *, memo: str, idempotency_key: str) -> None:
+    """Refunded codes are back in stock, not sold: what delivery booked as their cost (owed to
+    the supplier) is taken back, so selling them again does not owe the supplier twice."""
+    costs = [c for c in catalog_selectors.cost_by_supplier(code_ids) if c["cost"]]
+    if not costs:
+        return
+    payables = [ledger.supplier_payable(c["supplier_id"], c["supplier_name"]) for c in costs]
+    legs = []
+    for cost, payable in zip(costs, payables, strict=True):
+        legs += [(payable, cost["cost"]), (ledger.COST_OF_SALES, -cost["cost"])]
+    ledger.entry_post(
+        kind="stock_returned",
+        legs=legs,
+        reference=order.number,
+        memo=memo,
+        idempotency_key=idempotency_key,
+    )
+
+
+def _notify_delivered_now(order_id: int) -> None:
+    from ..tasks import notify_delivered
+
+    try:
+        order_notify(order_id=order_id, kind="delivered")
+    except Exception:  # the delivery stands; the email is retried with backoff
+        log.warning("delivery email for order %s failed; queued for retry", order_id, exc_info=True)
+        publish(notify_delivered, order_id)
+
+
+def orders_delivery_requeue(*, queue: Callable[[int], object], limit: int = 100) -> int:
+    """Paid orders past their delivery due time: ``queue(order_id)`` for each, and the next
+    try pushed back (about as long as the order has waited, at least DELIVERY_GRACE, at most
+    DELIVERY_RETRY_MAX), so a slow worker under a burst is not flooded with duplicates.
+
+    Queued inside the transaction: if queueing fails (the broker is away) the transaction
+    rolls back and nothing is pushed back, so the next run takes the same orders. Rows being
+    fulfilled (locked) are skipped. Returns how many were queued."""
+    now = timezone.now()
+    with transaction.atomic():
+        due = list(
+            Order.objects.select_for_update(skip_locked=True, of=("self",))
+            .filter(status=S.PAID, delivery_due_at__lte=now)
+            .order_by("delivery_due_at")
+            .only("pk", "paid_at", "delivery_due_at")[:limit]
+        )
+        if not due:
+            return 0
+        for order in due:
+            waited = now - (order.paid_at or now)
+            order.delivery_due_at = now + min(max(waited, DELIVERY_GRACE), DELIVERY_RETRY_MAX)
+        Order.objects.bulk_update(due, ["delivery_due_at"])
+        for order in due:
+            queue(order.pk)
+    log.info("queued delivery again for %d paid order(s)", len(due))
+    return len(due)
+
+
+def _email_buyer(order: Order, template: str, subject: str) -> None:
+    with translation.override(settings.LANGUAGE_CODE):
+        context = {
+            "order": order,
+            "url": settings.SITE_URL + order.get_absolute_url(),
+            "refund_days": settings.REFUND_WINDOW_DAYS,
+        }
+        body = render_to_string(template, context)
+        send_mail(str(subject) % {"number": order.number}, body, None, [order.buyer.email])
+
+
+def order_notify(*, order_id: int, kind: str) -> bool:
+    """Email the buyer once: a link to the order, never a secret."""
+    templates = {
+        "delivered": ("orders/email/delivered.txt", S.DELIVERED),
+        "refund_pending": ("orders/email/refund_pending.txt", S.REFUND_PENDING),
+    }
+    template, status = templates[kind]
+    with transaction.atomic():
+        claimed = Order.objects.filter(pk=order_id, status=status, buyer_notified_at__isnull=True).update(
+            buyer_notified_at=timezone.now()
+        )
+        if not claimed:
+            return False
+        order = Order.objects.select_related("buyer").get(pk=order_id)
+        with translation.override(settings.LANGUAGE_CODE):
+            subject = (
+                _("Your order %(number)s has been delivered")
+                if kind == "delivered"
+                else _("Your order %(number)s will be refunded")
+            )
+            _email_buyer(order, template, subject)
+    return True
+
+
+def order_code_reveal(
+    *, buyer, order_number: str, order_code_id: int, ip: str | None, user_agent: str
+) -> tuple[str, str]:
+    """Show one delivered code to its buyer, and log it (time, IP, user agent)."""
+    oc = OrderCode.objects.select_related("code").get(
+        pk=order_code_id,
+        order__number=order_number,
+        order__buyer=buyer,
+        order__status=S.DELIVERED,
+        released_at__isnull=True,
+    )
+    CodeReveal.objects.create(order_code=oc, user=buyer, ip=ip, user_agent=(user_agent or "")[:300])
+    return stock.code_plaintext(oc.code)
+
+
+def order_code_replace(*, order: Order, old_order_code_id: int, actor) -> OrderCode:
+    """补发: deliver a replacement for one code of a delivered order (in the caller's transaction).
+
+    The old code is released from the order (the caller has dealt with it, e.g. marked it
+    defective), one code of the same product is claimed from stock and sold to the order, its
+    cost is owed to its supplier and the old code's cost is taken back from the old one's
+    supplier (the supplier owes it). Raises ``OrderError`` when the code is not live on the order,
+    ``OutOfStock`` (with a message for staff) when the product is out of stock. The buyer gets an
+    email once the caller's transaction commits.
+    """
+    if not transaction.get_connection().in_atomic_block:
+        raise RuntimeError("order_code_replace must run inside the caller's transaction")
+    order = _lock(order.pk)
+    if order.status != S.DELIVERED:
+        raise OrderError(_("Only a code of a delivered order can be replaced."))
+    old = (
+        OrderCode.objects.select_for_update()
+        .filter(pk=old_order_code_id, order_id=order.pk, released_at__isnull=True)
+        .first()
+    )
+    if old is None:
+        raise OrderError(_("This code is not on the order any more (already replaced or refunded?)."))
+    try:
+        code_ids = stock.stock_reserve(product_id=order.product_id, quantity=1)
+    except stock.OutOfStock:
+        raise stock.OutOfStock(
+            requested=1,
+            available=0,
+            message=_("%(product)s is out of stock: no replacement code is available. Import stock first.")
+            % {"product": order.product_name},
+        ) from None
+    OrderCode.objects.filter(pk=old.pk).update(released_at=timezone.now())
+    new = OrderCode.objects.create(order=order, code_id=code_ids[0])
+    stock.stock_mark_sold(code_ids=code_ids, expected=1)
+    _book_replacement(order, old=old, new=new)
+    transaction.on_commit(lambda: _email_replacement(order.pk))
+    log.info("order %s: code %s replaced by %s (by %s)", order.number, old.code_id, new.code_id, actor.pk)
+    return new
+
+
+def _book_replacement(order: Order, *, old: OrderCode, new: OrderCode) -> None:
+    """The new code's cost is owed to its supplier; the defective one's is owed back by its own."""
+    for kind, code_id, sign in (("reissue_delivery", new.code_id, 1), ("defective_return", old.code_id, -1)):
+        costs = [c for c in catalog_selectors.cost_by_supplier([code_id]) if c["cost"]]
+        if not costs:
+            continue
+        payable = ledger.supplier_payable(costs[0]["supplier_id"], costs[0]["supplier_name"])
+        debit, credit = (ledger.COST_OF_SALES, payable) if sign > 0 else (payable, ledger.COST_OF_SALES)
+        ledger.transfer(
+            debit=debit,
+            credit=credit,
+            amount=costs[0]["cost"],
+            kind=kind,
+            reference=order.number,
+            memo=f"code {old.code_id} replaced by {new.code_id}",
+            idempotency_key=f"{kind}:{old.pk}",
+        )
+
+
+def _email_replacement(order_id: int) -> None:
+    order = Order.objects.select_related("buyer").get(pk=order_id)
+    if not order.buyer.email:
+        return
+    try:
+        with translation.override(settings.LANGUAGE_CODE):
+            subject = _("A replacement code for your order %(number)s") % {"number": order.number}
+            body = _(
+                "We replaced a code of your order %(number)s (%(product)s) that did not work.\n"
+                "The new code is on your order page:\n%(url)s\n\n"
+                "For your safety we never send codes by email."
+            ) % {
+                "number": order.number,
+                "product": order.product_name,
+                "url": settings.SITE_URL + order.get_absolute_url(),
+            }
+            send_mail(subject, body, None, [order.buyer.email])
+    except Exception:  # the replacement stands; the order page shows it
+        log.warning("replacement email for order %s failed", order.number, exc_info=True)

@@ -1,0 +1,132 @@
+from django.conf import settings
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.paginator import Paginator
+from django.http import Http404, HttpResponse, JsonResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.utils.translation import gettext as _
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_POST
+
+from catalog import selectors as catalog
+from marketplace.db import retry_once_if_connection_lost
+from marketplace.errors import PASS_THROUGH, ServiceError
+from marketplace.http import client_ip
+
+from ..forms import CheckoutForm, new_idempotency_key
+from ..models import Order, OrderCode
+from ..selectors import orders as selectors
+from ..services import orders as services
+
+
+@login_required
+def profile(request):
+    """The account's profile page (/accounts/profile/): it shows the buyer's orders, so it lives
+    here and not in accounts, which sits below orders."""
+    return render(request, "accounts/profile.html", {"counts": selectors.order_counts_for_buyer(request.user)})
+
+
+@retry_once_if_connection_lost  # placing is idempotent (the form's token): safe to run again
+@login_required
+def checkout(request, slug):
+    product = get_object_or_404(catalog.products_on_sale(), slug=slug)
+    form = CheckoutForm(request.POST if request.method == "POST" else request.GET, product=product)
+    error = None
+    if request.method == "POST":
+        error = form.error
+        if error is None:
+            try:
+                # Only product, quantity and the form's token are read: a posted price is ignored.
+                order = services.order_place(
+                    buyer=request.user,
+                    product=product,
+                    quantity=form.cleaned_data["quantity"],
+                    idempotency_key=form.cleaned_data["idempotency_key"],
+                    ip=client_ip(request),
+                )
+            except PASS_THROUGH:
+                raise
+            except ServiceError as exc:  # OrderError, OutOfStock, NotForSale
+                error = str(exc)
+            else:
+                return redirect("payments:choose", number=order.number)
+    # What order_place will charge this buyer: the public price, or an agent's own cost.
+    info = selectors.purchase_info(product=product, viewer=request.user)
+    quantity = form.quantity_shown
+    return render(
+        request,
+        "orders/checkout.html",
+        {
+            "product": product,
+            "info": info,
+            "quantity": quantity,
+            "unit_price": info.price,
+            "estimated_total": info.price * quantity,
+            "idempotency_key": new_idempotency_key(),  # a fixed form is a new attempt
+            "error": error,
+            "hold_minutes": settings.ORDER_PAYMENT_MINUTES,
+        },
+        status=400 if error else 200,
+    )
+
+
+@login_required
+def order_list(request):
+    page = Paginator(selectors.orders_for_buyer(request.user), 20).get_page(request.GET.get("page"))
+    return render(request, "orders/order_list.html", {"page": page})
+
+
+@login_required
+@never_cache
+def order_detail(request, number):
+    order = selectors.order_for_buyer(request.user, number)
+    # Back from a gateway's cashier: its return link proves nothing, so the page only waits
+    # (polling) for the verified notification or the active query to mark the order paid.
+    confirming = bool(request.GET.get("returned")) and order.status == Order.Status.PENDING
+    return render(request, "orders/order_detail.html", {"order": order, "confirming": confirming})
+
+
+@login_required
+@never_cache
+def order_status(request, number):
+    """Polled by the order page while payment or delivery is under way."""
+    order = selectors.order_for_buyer(request.user, number)
+    if request.headers.get("HX-Request"):
+        if order.status == Order.Status.DELIVERED or request.GET.get("seen", order.status) != order.status:
+            response = HttpResponse()
+            response["HX-Refresh"] = "true"
+            return response
+        return render(request, "orders/_status_badge.html", {"order": order})
+    return JsonResponse({"status": order.status, "label": order.get_status_display()})
+
+
+@login_required
+@require_POST
+def order_cancel(request, number):
+    order = selectors.order_for_buyer(request.user, number)
+    if services.order_cancel(order_id=order.pk, buyer=request.user):
+        messages.success(request, _("Order cancelled; its codes went back to stock."))
+    return redirect(order)
+
+
+@login_required
+@require_POST
+@never_cache
+def code_reveal(request, number, code_id):
+    try:
+        card_number, secret = services.order_code_reveal(
+            buyer=request.user,
+            order_number=number,
+            order_code_id=code_id,
+            ip=client_ip(request),
+            user_agent=request.headers.get("User-Agent", ""),
+        )
+    except OrderCode.DoesNotExist:
+        raise Http404 from None
+    context = {"card_number": card_number, "secret": secret, "code_id": code_id}
+    if request.headers.get("HX-Request"):
+        return render(request, "orders/_revealed_code.html", context)
+    order = selectors.order_for_buyer(request.user, number)
+    for oc in order.live_codes:
+        oc.revealed = context if oc.pk == code_id else None
+    return render(request, "orders/order_detail.html", {"order": order})

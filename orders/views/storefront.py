@@ -1,0 +1,195 @@
+"""Agents' storefronts for end buyers, at /s/<slug>/: browse, buy, the shop's logo.
+
+Anyone may browse; buying needs an account (back to the product after logging in). Prices
+are the storefront's retail prices resolved on the server (``agents.selectors``); the order
+is placed by ``orders.services.orders.order_place`` with the storefront, so it is an ordinary order
+on the platform: the buyer pays through the official channels and keeps every protection.
+"""
+
+from urllib.parse import urlencode
+
+from django.conf import settings
+from django.contrib.auth.views import redirect_to_login
+from django.core.paginator import Paginator
+from django.http import HttpResponse
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.utils.cache import get_conditional_response, patch_cache_control
+from django.utils.http import http_date, quote_etag
+from django.views.decorators.http import require_GET
+
+from agents import selectors as agent_selectors
+from agents.models import Storefront
+from agents.services import storefronts
+from catalog import selectors as catalog
+from marketplace.errors import PASS_THROUGH, ServiceError
+from marketplace.http import client_ip
+
+from ..forms import CheckoutForm, new_idempotency_key
+from ..selectors import orders as selectors
+from ..services import orders as services
+
+PAGE_SIZE = 24
+
+
+class _Closed(Exception):
+    pass
+
+
+def _shop(slug: str) -> Storefront:
+    sf = storefronts.storefront_for_slug(slug)
+    if sf is None:
+        raise _Closed
+    return sf
+
+
+def _closed(request, slug: str):
+    return render(request, "storefront/closed.html", {"slug": slug}, status=404)
+
+
+def _not_sold(request, sf: Storefront):
+    return render(request, "storefront/not_sold.html", {"shop": sf}, status=404)
+
+
+def _top(category):
+    return category.parent if category.parent_id else category
+
+
+def home(request, slug):
+    try:
+        sf = _shop(slug)
+    except _Closed:
+        return _closed(request, slug)
+    unlisted = agent_selectors.storefront_unlisted_ids(storefront=sf)
+    products = [p for p in catalog.products_on_sale().select_related("category__parent") if p.pk not in unlisted]
+    # Categories of what the shop sells, for the chips (top level only).
+    categories = {}
+    for p in products:
+        top = _top(p.category)
+        categories.setdefault(top.pk, top)
+    categories = sorted(categories.values(), key=lambda c: (c.sort_order, c.pk))
+    current = None
+    cat_slug = request.GET.get("c") or ""
+    if cat_slug:
+        current = next((c for c in categories if c.slug == cat_slug), None)
+        if current is not None:
+            products = [p for p in products if _top(p.category).pk == current.pk]
+    query = (request.GET.get("q") or "").strip()[:100]
+    if query:
+        needle = query.casefold()
+        products = [p for p in products if needle in p.name.casefold() or needle in p.category.name.casefold()]
+    page = Paginator(products, PAGE_SIZE).get_page(request.GET.get("page"))
+    # Prices and stock for this page only: one price resolution, one stock count.
+    infos = selectors.purchase_infos(page.object_list, viewer=request.user, storefront=sf)
+    return render(
+        request,
+        "storefront/home.html",
+        {
+            "shop": sf,
+            "infos": [info for info in infos if info.listed],
+            "page": page,
+            "categories": categories,
+            "current": current,
+            "query": query,
+            "total": len(products),
+        },
+    )
+
+
+def _product_context(
+    sf: Storefront, info: selectors.PurchaseInfo, form: CheckoutForm, error: str | None = None
+) -> dict:
+    quantity = form.quantity_shown
+    return {
+        "shop": sf,
+        "product": info.product,
+        "info": info,
+        "quantity": quantity,
+        "estimated_total": info.price * quantity,
+        "idempotency_key": new_idempotency_key(),  # a fixed form is a new attempt
+        "error": error,
+        "hold_minutes": settings.ORDER_PAYMENT_MINUTES,
+    }
+
+
+def _offer(request, sf: Storefront, product_slug: str) -> selectors.PurchaseInfo | None:
+    """The product at ``product_slug`` as this shop offers it to this visitor, or None when the
+    shop does not sell it."""
+    product = catalog.products_on_sale().select_related("category__parent").filter(slug=product_slug).first()
+    if product is None:
+        return None
+    info = selectors.purchase_info(product=product, viewer=request.user, storefront=sf)
+    return info if info.listed else None
+
+
+def product(request, slug, product_slug):
+    try:
+        sf = _shop(slug)
+    except _Closed:
+        return _closed(request, slug)
+    info = _offer(request, sf, product_slug)
+    if info is None:
+        return _not_sold(request, sf)
+    form = CheckoutForm(request.GET, product=info.product)
+    return render(request, "storefront/product.html", _product_context(sf, info, form))
+
+
+def buy(request, slug, product_slug):
+    """POST: place the order at the storefront's retail price, then choose how to pay."""
+    try:
+        sf = _shop(slug)
+    except _Closed:
+        return _closed(request, slug)
+    info = _offer(request, sf, product_slug)
+    if info is None:
+        return _not_sold(request, sf)
+    item = info.product
+    page_url = reverse("storefront:product", args=[sf.slug, item.slug])
+    if request.method != "POST":
+        return redirect(page_url)
+    form = CheckoutForm(request.POST, product=item)
+    if not request.user.is_authenticated:
+        # Log in (or sign up), then back to this product with the chosen quantity.
+        return redirect_to_login(f"{page_url}?{urlencode({'quantity': form.quantity_shown})}")
+    error = form.error
+    if error is None:
+        try:
+            # Only the product, quantity and the form's token are read: the price is the server's.
+            order = services.order_place(
+                buyer=request.user,
+                product=item,
+                quantity=form.cleaned_data["quantity"],
+                idempotency_key=form.cleaned_data["idempotency_key"],
+                ip=client_ip(request),
+                storefront=sf,
+            )
+        except PASS_THROUGH:
+            raise
+        except ServiceError as exc:  # OrderError, OutOfStock, NotForSale
+            error = str(exc)
+        else:
+            return redirect(reverse("payments:choose", args=[order.number]))
+    return render(request, "storefront/product.html", _product_context(sf, info, form, error), status=400)
+
+
+@require_GET
+def logo(request, slug):
+    sf = Storefront.objects.defer("logo").filter(slug=slug, is_open=True).first()
+    if sf is None or sf.logo_updated_at is None:
+        return HttpResponse(status=404)
+    stamp = sf.logo_updated_at
+    etag = quote_etag(f"{sf.pk}-{int(stamp.timestamp() * 1000)}")
+    last_modified = int(stamp.timestamp())
+    response = get_conditional_response(request, etag=etag, last_modified=last_modified)
+    if response is None:
+        data = Storefront.objects.filter(pk=sf.pk).values_list("logo", flat=True).first()
+        if not data:
+            return HttpResponse(status=404)
+        response = HttpResponse(bytes(data), content_type="image/png")
+        response["Content-Length"] = str(len(data))
+    response["ETag"] = etag
+    response["Last-Modified"] = http_date(last_modified)
+    # Cached for a while; a changed logo gets a new ETag (pages link it with ?v=<stamp>).
+    patch_cache_control(response, public=True, max_age=3600)
+    response["Content-Security-Policy"] = "default-src 'none'"
+    return response

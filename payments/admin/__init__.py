@@ -1,0 +1,4 @@
+"""Payments in admin, one module per topic. Django's admin autodiscovery imports this package;
+importing each module registers its ModelAdmins."""
+
+from . import payments, payouts  # noqa: F401
