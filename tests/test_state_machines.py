@@ -367,7 +367,7 @@ ALLOWED_WRITES = {
     # HTTP status codes of refusals (exceptions), not a model's status:
     ("marketplace/errors.py", "self.status = status"): "ServiceError.status, the HTTP status of a refusal",
     (
-        "agents/api_keys.py",
+        "agents/services/api_keys.py",
         "self.code, self.message, self.status, self.key = code, message, status, key",
     ): "Refused.status, the HTTP status of an API key refusal",
     (
