@@ -386,6 +386,35 @@ def test_the_dossier_has_everything_but_secrets_and_internal_notes(buyer, staff,
     assert AuditEvent.objects.filter(action="arbitration.dossier", actor=staff).count() == 1
 
 
+@pytest.mark.django_db(transaction=True)
+def test_the_dossier_numbers_the_reveals_and_names_the_decisions(buyer, staff, settings):
+    ticket, order = rejected(buyer, staff)  # the first of the order's three codes was revealed
+    CodeReveal.objects.create(order_code=codes_of(order)[2], user=buyer, ip="198.51.100.9", user_agent="Other")
+    case = submitted(arbitration.arbitration_open(ticket=ticket, user=buyer, statement="Unfair."), staff)
+
+    ctx = arbitration.dossier_context(case)
+    assert [(r.code_index, r.ip, r.user) for r in ctx["reveals"]] == [
+        (1, "203.0.113.7", buyer),
+        (3, "198.51.100.9", buyer),
+    ]
+    timeline = ctx["timeline"]
+    assert [row.at for row in timeline] == sorted(row.at for row in timeline)
+    assert {"dispute.reject", "arbitration.open", "arbitration.submit"} <= {row.action for row in timeline}
+
+    zf = zipfile.ZipFile(io.BytesIO(arbitration.arbitration_dossier(case=case, staff=staff)))
+    reveals = list(csv.reader(io.StringIO(zf.read("reveals.csv").decode("utf-8-sig"))))
+    assert [(row[0], row[2], row[4]) for row in reveals[1:]] == [
+        ("1", "203.0.113.7", buyer.email),
+        ("3", "198.51.100.9", buyer.email),
+    ]
+    # The summary is in the site's language, whatever the language of the staff who exports it:
+    # the decisions' names are translated when it is rendered, not when its rows are built.
+    settings.LANGUAGE_CODE = "zh-hans"
+    zf = zipfile.ZipFile(io.BytesIO(arbitration.arbitration_dossier(case=case, staff=staff)))
+    summary = zf.read("summary.html").decode()
+    assert "客服驳回申请" in summary and "Claim rejected by staff" not in summary
+
+
 # --- admin ---------------------------------------------------------------------------------------
 
 

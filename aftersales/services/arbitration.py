@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import csv
 import io
+import itertools
 import logging
 import zipfile
 from dataclasses import dataclass
@@ -36,9 +37,11 @@ from django.db.models import Count, Q
 from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone, translation
+from django.utils.functional import Promise
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy, ngettext
 
+from accounts.models import User
 from compliance.audit import audit_denied, audit_record
 from compliance.credit import credit_event_record
 from compliance.models import AuditEvent, CreditEvent
@@ -48,7 +51,7 @@ from marketplace.permissions import staff_has_perm
 from orders.models import CodeReveal, OrderCode
 from payments.models import Refund
 
-from ..models import CASE_FLOW, ArbitrationCase, RefundRequest, SlaEvent, Ticket, TicketMessage
+from ..models import CASE_FLOW, ArbitrationCase, RefundRequest, SlaEvent, Ticket, TicketAttachment, TicketMessage
 from . import disputes, tickets
 
 log = logging.getLogger(__name__)
@@ -457,6 +460,47 @@ def _t(value) -> str:
     return timezone.localtime(value).strftime("%Y-%m-%d %H:%M:%S") if value else ""
 
 
+@dataclass(frozen=True)
+class DossierReveal:
+    """One row of the dossier's reveal log: a ``CodeReveal`` with the code's number on the order."""
+
+    code_index: int | None
+    at: datetime
+    ip: str | None
+    user_agent: str
+    user: User
+
+
+@dataclass(frozen=True)
+class DossierAttachment:
+    """An image of the thread, with its path in the ZIP (numbered: no database id leaves the house)."""
+
+    dossier_name: str
+    attachment: TicketAttachment
+
+
+@dataclass(frozen=True)
+class DossierMessage:
+    """A message of the thread as the dossier shows it, its images named for the ZIP."""
+
+    created_at: datetime
+    from_staff: bool
+    is_resolution_plan: bool
+    body: str
+    attachments: list[DossierAttachment]
+
+
+@dataclass(frozen=True)
+class DossierEvent:
+    """One line of the dossier's timeline: a status change or a decision (an audit row)."""
+
+    at: datetime
+    event: str | Promise  # a decision's name is translated when the summary is rendered
+    actor: User | None
+    note: str
+    action: str
+
+
 def dossier_context(case: ArbitrationCase) -> dict:
     """Everything the dossier shows. Codes are masked by their id; secrets are never decrypted."""
     ticket = case.ticket
@@ -487,13 +531,25 @@ def dossier_context(case: ArbitrationCase) -> dict:
         if order
         else []
     )
-    for r in reveals:
-        r.code_index = index.get(r.order_code_id)
-    messages = list(tickets.ticket_messages_for(ticket, staff=False))
+    reveal_rows = [
+        DossierReveal(code_index=index.get(r.order_code_id), at=r.at, ip=r.ip, user_agent=r.user_agent, user=r.user)
+        for r in reveals
+    ]
     # The images' names in the ZIP: numbered within the dossier (no database id leaves the house).
-    images = [a for m in messages for a in m.attachments.all()]
-    for number, a in enumerate(images, start=1):
-        a.dossier_name = f"attachments/{number:02d}-{a.original_name}"
+    numbers = itertools.count(1)
+    messages = [
+        DossierMessage(
+            created_at=m.created_at,
+            from_staff=m.from_staff,
+            is_resolution_plan=m.is_resolution_plan,
+            body=m.body,
+            attachments=[
+                DossierAttachment(dossier_name=f"attachments/{next(numbers):02d}-{a.original_name}", attachment=a)
+                for a in m.attachments.all()
+            ],
+        )
+        for m in tickets.ticket_messages_for(ticket, staff=False)
+    ]
     history = list(ticket.history.select_related("actor"))
     decisions = list(
         AuditEvent.objects.filter(
@@ -504,19 +560,19 @@ def dossier_context(case: ArbitrationCase) -> dict:
     )
     # One timeline, oldest first: status changes and the decisions (audit rows) between them.
     timeline = [
-        {
-            "at": h.at,
-            "event": f"{h.get_from_status_display() or '—'} → {h.get_to_status_display()}",
-            "actor": h.actor,
-            "note": h.note,
-            "action": "",
-        }
+        DossierEvent(
+            at=h.at,
+            event=f"{h.get_from_status_display() or '—'} → {h.get_to_status_display()}",
+            actor=h.actor,
+            note=h.note,
+            action="",
+        )
         for h in history
     ] + [
-        {"at": d.at, "event": DOSSIER_EVENTS.get(d.action, ""), "action": d.action, "actor": d.actor, "note": d.detail}
+        DossierEvent(at=d.at, event=DOSSIER_EVENTS.get(d.action, ""), action=d.action, actor=d.actor, note=d.detail)
         for d in decisions
     ]
-    timeline.sort(key=lambda row: row["at"])
+    timeline.sort(key=lambda row: row.at)
     return {
         "case": case,
         "ticket": ticket,
@@ -525,7 +581,7 @@ def dossier_context(case: ArbitrationCase) -> dict:
         "refunds": list(order.refunds.order_by("pk")) if order else [],
         "refund_requests": list(ticket.refund_requests.order_by("pk")),
         "codes": code_rows,
-        "reveals": reveals,
+        "reveals": reveal_rows,
         "messages": messages,
         "timeline": timeline,
         "sla_events": list(SlaEvent.objects.filter(ticket=ticket)),
@@ -581,17 +637,17 @@ def arbitration_dossier(*, case: ArbitrationCase, staff) -> bytes:
                 ["at", "from", "resolution_plan", "body", "attachments"],
                 [
                     [_t(m.created_at), "staff" if m.from_staff else "buyer", "yes" if m.is_resolution_plan else "",
-                     m.body, " ".join(a.dossier_name for a in m.attachments.all())]
+                     m.body, " ".join(a.dossier_name for a in m.attachments)]
                     for m in ctx["messages"]
                 ],
             ),
         )  # fmt: skip
         for m in ctx["messages"]:
-            for a in m.attachments.all():
+            for a in m.attachments:
                 try:
-                    data = tickets.attachment_path(a).read_bytes()
+                    data = tickets.attachment_path(a.attachment).read_bytes()
                 except (OSError, NotFound):
-                    log.warning("dossier of case %s: attachment %s missing", case.pk, a.public_id)
+                    log.warning("dossier of case %s: attachment %s missing", case.pk, a.attachment.public_id)
                     continue
                 zf.writestr(a.dossier_name, data)
     with transaction.atomic():

@@ -245,9 +245,11 @@ def dispute_reissue(*, ticket: Ticket, order_code: OrderCode, staff, reason: str
             raise DisputeError(_("This code is not on the ticket's order."))
         if oc.released_at is not None or Reissue.objects.filter(old_code_id=oc.pk).exists():
             raise DisputeError(_("This code is no longer on the order (already replaced or refunded)."))
+        order = ticket.order
+        assert order is not None  # ticket.order_id was checked above (and _lock joined the order)
         # A refusal of the replacement (OutOfStock, OrderError) reaches staff as it is.
         stock.code_mark_defective(code_id=oc.code_id, note=f"{ticket.number}: {reason}")
-        new = order_services.order_code_replace(order=ticket.order, old_order_code_id=oc.pk, actor=staff)
+        new = order_services.order_code_replace(order=order, old_order_code_id=oc.pk, actor=staff)
         try:
             with transaction.atomic():
                 reissue = Reissue.objects.create(
@@ -259,18 +261,18 @@ def dispute_reissue(*, ticket: Ticket, order_code: OrderCode, staff, reason: str
             user=ticket.user,
             kind=CreditEvent.Kind.REISSUE,
             reference=ticket.number,
-            detail=f"order {ticket.order.number}: code {oc.code_id} → {new.code_id}",
+            detail=f"order {order.number}: code {oc.code_id} → {new.code_id}",
         )
         _audit(
             "reissue",
             staff=staff,
             ticket=ticket,
-            detail=f"{reason} [order {ticket.order.number}: code {oc.code_id} defective, {new.code_id} delivered]",
+            detail=f"{reason} [order {order.number}: code {oc.code_id} defective, {new.code_id} delivered]",
         )
         body = _(
             "We marked the code that did not work as defective and delivered a replacement: it is on your "
             "order page (%(url)s).\nReason: %(reason)s"
-        ) % {"url": settings.SITE_URL + ticket.order.get_absolute_url(), "reason": reason}
+        ) % {"url": settings.SITE_URL + order.get_absolute_url(), "reason": reason}
         _tell_buyer(ticket, staff=staff, body=body, resolve=False)
     log.info("dispute %s: code %s reissued as %s by staff %s", ticket.number, oc.code_id, new.code_id, staff.pk)
     return reissue

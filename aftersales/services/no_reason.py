@@ -14,6 +14,7 @@ payment's and the order's rows, in the order ``payments.services.refunds`` locks
 """
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -126,7 +127,7 @@ def refund_options(*, order: Order, user) -> RefundOptions:
         .prefetch_related("codes")
         .order_by("-pk")
     )
-    holding = {}
+    holding: dict[int, RefundRequest] = {}
     for req in requests:
         if req.status in OPEN_STATUSES:
             for oc in req.codes.all():
@@ -281,7 +282,7 @@ def refund_request_create(
     return request
 
 
-def _dispute_open(*, request: RefundRequest, codes: list[OrderCode]) -> Ticket:
+def _dispute_open(*, request: RefundRequest, codes: Sequence[OrderCode]) -> Ticket:
     """A refund dispute ticket for staff (SLA clocks, staff emails: ``tickets.ticket_open``),
     with the buyer's request and why it is reviewed as its first message."""
     order = request.order

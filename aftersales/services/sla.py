@@ -182,8 +182,12 @@ def sla_supervisors() -> list:
     """Active members of the supervisor group (settings.AFTERSALES_SUPERVISOR_GROUP) with an email;
     nobody there → active staff superusers."""
     User = get_user_model()
-    users = User.objects.filter(is_active=True, groups__name=settings.AFTERSALES_SUPERVISOR_GROUP).exclude(email="")
-    users = list(users.distinct().order_by("pk"))
+    users = list(
+        User.objects.filter(is_active=True, groups__name=settings.AFTERSALES_SUPERVISOR_GROUP)
+        .exclude(email="")
+        .distinct()
+        .order_by("pk")
+    )
     if not users:
         users = list(
             User.objects.filter(is_active=True, is_staff=True, is_superuser=True).exclude(email="").order_by("pk")

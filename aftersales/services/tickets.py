@@ -50,6 +50,7 @@ from ..models import (
     Ticket,
     TicketAttachment,
     TicketMessage,
+    TicketStatusChange,
 )
 
 log = logging.getLogger(__name__)
@@ -312,7 +313,7 @@ def reply_templates_for(ticket: Ticket) -> list[dict[str, str]]:
 
 def _staff_recipients(ticket: Ticket, *, exclude=None) -> list[str]:
     """The assignee, or (unassigned) the after-sales group's active staff."""
-    if ticket.assignee_id:
+    if ticket.assignee is not None:  # no query when there is none (assignee_id is None)
         users = [ticket.assignee]
     else:
         users = list(
@@ -447,7 +448,8 @@ def ticket_open(
             last_activity_at=now,
             **sla_deadlines(kind, now),
         )
-        TICKET_FLOW.history_model.objects.create(ticket=ticket, from_status="", to_status=S.OPEN, actor=user)
+        # The ticket is created open: its first history row, as TICKET_FLOW.apply writes the later ones.
+        TicketStatusChange.objects.create(ticket=ticket, from_status="", to_status=S.OPEN, actor=user)
         _add_message(ticket, author=user, body=body, images=images, from_staff=False)
         _email_on_commit("buyer_opened", ticket, [user.email] if user.email else [])
         _email_on_commit("staff_opened", ticket, _staff_recipients(ticket))

@@ -59,7 +59,7 @@ def commissions_book(*, order) -> list[Commission]:
     ]
     Commission.objects.bulk_create(rows)
     specs = [ledger.commission_pending(s.agent.user) for s in shares]
-    legs = [(ledger.COMMISSIONS, sum(r.amount for r in rows))]
+    legs = [(ledger.COMMISSIONS, sum((r.amount for r in rows), Decimal(0)))]
     legs += [(spec, -row.amount) for spec, row in zip(specs, rows, strict=True)]
     ledger.entry_post(
         kind="commission",

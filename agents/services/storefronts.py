@@ -247,6 +247,7 @@ def _logo_png(data: bytes) -> bytes:
         raise AgentError(_("Upload a PNG, JPEG or WebP image."), field="logo")
     if width * height > LOGO_MAX_PIXELS or not width or not height:
         raise AgentError(_("This image is too large in pixels."), field="logo")
+    img: Image.Image  # opened from a file, then transposed and converted: plain images
     try:
         with Image.open(io.BytesIO(data)) as img:
             img.seek(0)  # the first frame of an animated image
@@ -405,6 +406,8 @@ def storefront_price_rows(*, storefront: Storefront, products, stock: dict[int, 
         if p.pk in listed:
             cost, retail = listed[p.pk]
         else:
+            # storefront_prices leaves out only the products the agent unlisted: they have a price row.
+            assert rp is not None
             cost = costs[p.pk]
             retail = max(rp.price, cost)
         rows.append(

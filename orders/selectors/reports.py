@@ -12,9 +12,11 @@ that show them (``orders.views.agent_sales``).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
+from typing import Any, TypeVar
 
 from django.db.models import Count, DecimalField, F, FilteredRelation, Q, Sum, Value
 from django.db.models.functions import Coalesce, TruncDate
@@ -31,7 +33,7 @@ ZERO = Decimal("0.00")
 PRESETS = (7, 30, 90)
 DEFAULT_DAYS = 30
 MAX_DAYS = 366
-MONEY = DecimalField(max_digits=14, decimal_places=2)
+MONEY: DecimalField[Decimal, Decimal] = DecimalField(max_digits=14, decimal_places=2)
 
 
 # --- the period ----------------------------------------------------------------------------
@@ -124,6 +126,9 @@ class Row:
         return (self.earnings * 100 / self.revenue).quantize(Decimal("0.1"))
 
 
+R = TypeVar("R", bound=Row)
+
+
 @dataclass
 class DayRow(Row):
     day: date | None = None
@@ -155,8 +160,12 @@ class Report:
 
     @property
     def most_active(self) -> list[DownlineRow]:
+        def busiest_first(r: DownlineRow) -> tuple[int, Decimal, int]:
+            assert r.agent is not None  # the own row (agent None) is filtered out below
+            return (-r.orders, -r.revenue, r.agent.pk)
+
         rows = [r for r in self.downline if r.agent is not None and r.orders]
-        return sorted(rows, key=lambda r: (-r.orders, -r.revenue, r.agent.pk))[:5]
+        return sorted(rows, key=busiest_first)[:5]
 
 
 def _sales(*, root: Agent, earner: Agent, period: Period):
@@ -193,7 +202,7 @@ def _aggregates():
     }
 
 
-def _fill(row: Row, values: dict) -> Row:
+def _fill(row: R, values: Mapping[str, Any]) -> R:
     row.orders = values["n_orders"]
     row.codes = values["n_codes"]
     row.revenue = Decimal(values["s_revenue"]).quantize(Decimal("0.01"))
@@ -259,7 +268,8 @@ def report_downline(*, agent: Agent, period: Period) -> list[DownlineRow]:
         target = rows.get(ids[index]) if len(ids) > index else None
         if target is not None:
             target.add(row)
-    ordered = sorted(rows.values(), key=lambda r: (-r.revenue, -r.orders, r.agent.pk))
+    # Ties by the agent's pk (the key of ``rows``).
+    ordered = [rows[pk] for pk in sorted(rows, key=lambda pk: (-rows[pk].revenue, -rows[pk].orders, pk))]
     return [own, *ordered]
 
 

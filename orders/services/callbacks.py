@@ -63,7 +63,9 @@ def destination_refusal(url: str) -> str:
     except (socket.gaierror, UnicodeError) as exc:
         return f"Cannot resolve {host}: {exc}"[:300]
     for info in infos:
-        address = ipaddress.ip_address(info[4][0].split("%")[0])
+        # An IPv4 or IPv6 socket address: (host, port, ...) with the host a str. (The stubs
+        # allow an int too, for address families getaddrinfo does not return for a host name.)
+        address = ipaddress.ip_address(str(info[4][0]).split("%")[0])
         if not address.is_global:
             return f"{host} resolves to {address}, not a public address: callbacks go to public servers only."
     return ""
@@ -141,11 +143,11 @@ def callback_queue(*, order_id: int) -> ApiCallback | None:
     return callback
 
 
-def _signed_request(callback: ApiCallback, secret: str) -> tuple[bytes, dict[str, str]]:
+def _signed_request(callback: ApiCallback, key: ApiKey, secret: str) -> tuple[bytes, dict[str, str]]:
     parts = urlsplit(callback.url)
     path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
     body = callback.payload.encode()
-    headers = api_keys.signature_headers(key_id=callback.key.key_id, secret=secret, method="POST", path=path, body=body)
+    headers = api_keys.signature_headers(key_id=key.key_id, secret=secret, method="POST", path=path, body=body)
     headers.update(
         {
             "Content-Type": "application/json; charset=utf-8",
@@ -199,7 +201,7 @@ def callback_send(*, callback_id: int, force: bool = False) -> str:
         CALLBACK_FLOW.apply(callback, S.PENDING, note="sent again")  # a forced send of a failed one
         secret = api_keys.apikey_secret(key)
 
-    body, headers = _signed_request(callback, secret)
+    body, headers = _signed_request(callback, key, secret)
     status_code, error = None, destination_refusal(callback.url)
     try:
         if not error:

@@ -219,7 +219,7 @@ def _day_range(day: date) -> tuple[datetime, datetime]:
 
 
 def _number(payment: Payment) -> str:
-    return payment.recharge.number if payment.recharge_id else payment.order.number
+    return payment.number  # its order's or its recharge's (a check constraint: exactly one of them)
 
 
 @dataclass
@@ -275,10 +275,11 @@ def _compare_payments(gateway_code: str, day: date, lines: list[BillLine], resul
     )
     result.ours += len(ours)
     result.our_payments += sum((p.amount for p in ours), Decimal("0.00"))
-    by_trade = {p.trade_no: p for p in ours}
-    by_number = {_number(p): p for p in ours}
+    by_trade: dict[str, Payment] = {p.trade_no: p for p in ours}
+    by_number: dict[str, Payment] = {_number(p): p for p in ours}
     # Lines for a payment we dated on another day (a payment at midnight): found, not missing.
     strays = [line for line in lines if line.trade_no not in by_trade and line.order_number not in by_number]
+    payment: Payment | None  # a stray's payment below, then each bill line's match (None: not found)
     if strays:
         others = Payment.objects.filter(gateway=gateway_code).select_related("order", "recharge")
         trade_nos = {line.trade_no for line in strays if line.trade_no}
@@ -345,7 +346,7 @@ def _compare_refunds(gateway_code: str, day: date, lines: list[BillLine], result
     )
     result.ours += len(ours)
     result.our_refunds += sum((r.amount for r in ours), Decimal("0.00"))
-    by_number = {r.number: r for r in ours}
+    by_number: dict[str, Refund] = {r.number: r for r in ours}
     strays = {line.refund_no for line in lines if line.refund_no not in by_number}
     others = {r.number: r for r in Refund.objects.filter(number__in=strays).select_related("payment")}
     seen: set[int] = set()
