@@ -149,20 +149,25 @@ class TicketStatusChange(StatusChange):
     to_status = models.CharField(_("to"), max_length=16, choices=Ticket.Status.choices)
 
 
-T = Ticket.Status
+TicketStatus = Ticket.Status
 TICKET_FLOW = StateMachine(
     transitions=table(
         {
-            T.OPEN: [T.AWAITING_STAFF, T.AWAITING_BUYER, T.RESOLVED, T.CLOSED],
-            T.AWAITING_STAFF: [T.AWAITING_BUYER, T.RESOLVED, T.CLOSED],
-            T.AWAITING_BUYER: [T.AWAITING_STAFF, T.RESOLVED, T.CLOSED],
-            T.RESOLVED: [T.CLOSED, T.AWAITING_STAFF],  # reopened within the window
-            T.CLOSED: [],
+            TicketStatus.OPEN: [
+                TicketStatus.AWAITING_STAFF,
+                TicketStatus.AWAITING_BUYER,
+                TicketStatus.RESOLVED,
+                TicketStatus.CLOSED,
+            ],
+            TicketStatus.AWAITING_STAFF: [TicketStatus.AWAITING_BUYER, TicketStatus.RESOLVED, TicketStatus.CLOSED],
+            TicketStatus.AWAITING_BUYER: [TicketStatus.AWAITING_STAFF, TicketStatus.RESOLVED, TicketStatus.CLOSED],
+            TicketStatus.RESOLVED: [TicketStatus.CLOSED, TicketStatus.AWAITING_STAFF],  # reopened within the window
+            TicketStatus.CLOSED: [],
         }
     ),
     history_model=TicketStatusChange,
     history_fk="ticket",
-    entered_at={T.RESOLVED: "resolved_at", T.CLOSED: "closed_at"},
+    entered_at={TicketStatus.RESOLVED: "resolved_at", TicketStatus.CLOSED: "closed_at"},
     model=Ticket,
 )
 
@@ -347,21 +352,21 @@ class RefundRequestStatusChange(StatusChange):
     to_status = models.CharField(_("to"), max_length=14, choices=RefundRequest.Status.choices)
 
 
-RR = RefundRequest.Status
+RequestStatus = RefundRequest.Status
 # A request is created approved (refunded in the same transaction) or under review (a dispute
 # staff decide); refunded means decided and on its way: the buyer follows the refund's status.
 REFUND_REQUEST_FLOW = StateMachine(
     transitions=table(
         {
-            RR.APPROVED: [RR.REFUNDED],
-            RR.UNDER_REVIEW: [RR.REFUNDED, RR.REJECTED],
-            RR.REFUNDED: [],
-            RR.REJECTED: [],
+            RequestStatus.APPROVED: [RequestStatus.REFUNDED],
+            RequestStatus.UNDER_REVIEW: [RequestStatus.REFUNDED, RequestStatus.REJECTED],
+            RequestStatus.REFUNDED: [],
+            RequestStatus.REJECTED: [],
         }
     ),
     history_model=RefundRequestStatusChange,
     history_fk="request",
-    entered_at={RR.REFUNDED: "decided_at", RR.REJECTED: "decided_at"},
+    entered_at={RequestStatus.REFUNDED: "decided_at", RequestStatus.REJECTED: "decided_at"},
     model=RefundRequest,
 )
 
@@ -453,9 +458,15 @@ class ArbitrationCaseStatusChange(StatusChange):
     to_status = models.CharField(_("to"), max_length=10, choices=ArbitrationCase.Status.choices)
 
 
-A = ArbitrationCase.Status
+CaseStatus = ArbitrationCase.Status
 CASE_FLOW = StateMachine(
-    transitions=table({A.PREPARING: [A.SUBMITTED], A.SUBMITTED: [A.DECIDED], A.DECIDED: []}),
+    transitions=table(
+        {
+            CaseStatus.PREPARING: [CaseStatus.SUBMITTED],
+            CaseStatus.SUBMITTED: [CaseStatus.DECIDED],
+            CaseStatus.DECIDED: [],
+        }
+    ),
     history_model=ArbitrationCaseStatusChange,
     history_fk="case",
     model=ArbitrationCase,

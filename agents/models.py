@@ -377,20 +377,22 @@ class CommissionStatusChange(StatusChange):
     to_status = models.CharField(_("to"), max_length=10, choices=Commission.Status.choices)
 
 
-CS = Commission.Status
+CommissionStatus = Commission.Status
 # Booked pending in bulk when the order is delivered (the initial state, no move); then each
 # row on its own, locked: settled when the refund window closes, or reversed by a refund.
 COMMISSION_FLOW = StateMachine(
     transitions=table(
         {
-            CS.PENDING: [CS.AVAILABLE, CS.REVERSED],
-            CS.AVAILABLE: [CS.REVERSED],  # refunded after the window: taken back from the balance
-            CS.REVERSED: [],
+            CommissionStatus.PENDING: [CommissionStatus.AVAILABLE, CommissionStatus.REVERSED],
+            CommissionStatus.AVAILABLE: [
+                CommissionStatus.REVERSED
+            ],  # refunded after the window: taken back from the balance
+            CommissionStatus.REVERSED: [],
         }
     ),
     history_model=CommissionStatusChange,
     history_fk="commission",
-    entered_at={CS.AVAILABLE: "settled_at"},
+    entered_at={CommissionStatus.AVAILABLE: "settled_at"},
     model=Commission,
 )
 
@@ -462,21 +464,24 @@ class WithdrawalStatusChange(StatusChange):
     to_status = models.CharField(_("to"), max_length=10, choices=Withdrawal.Status.choices)
 
 
-W = Withdrawal.Status
+WithdrawalStatus = Withdrawal.Status
 WITHDRAWAL_FLOW = StateMachine(
     transitions=table(
         {
-            W.REQUESTED: {W.APPROVED, W.REJECTED},
+            WithdrawalStatus.REQUESTED: {WithdrawalStatus.APPROVED, WithdrawalStatus.REJECTED},
             # approved -> rejected only for a bank transfer not yet made (see withdrawal_reject)
-            W.APPROVED: {W.PAID, W.FAILED, W.REJECTED},
-            W.FAILED: {W.APPROVED, W.REJECTED},  # retried, or the money goes back to the agent
-            W.PAID: set(),
-            W.REJECTED: set(),
+            WithdrawalStatus.APPROVED: {WithdrawalStatus.PAID, WithdrawalStatus.FAILED, WithdrawalStatus.REJECTED},
+            WithdrawalStatus.FAILED: {
+                WithdrawalStatus.APPROVED,
+                WithdrawalStatus.REJECTED,
+            },  # retried, or the money goes back to the agent
+            WithdrawalStatus.PAID: set(),
+            WithdrawalStatus.REJECTED: set(),
         }
     ),
     history_model=WithdrawalStatusChange,
     history_fk="withdrawal",
-    entered_at={W.PAID: "paid_at"},
+    entered_at={WithdrawalStatus.PAID: "paid_at"},
     model=Withdrawal,
 )
 

@@ -16,7 +16,7 @@ from orders.services import callbacks, orders
 from payments.services import payments
 
 log = logging.getLogger(__name__)
-S = Order.Status
+OrderStatus = Order.Status
 
 
 class ApiError(ServiceError):
@@ -81,7 +81,7 @@ def api_order_place(
             order_number=order.number,
         )
     callbacks.callback_prepare(order=order, key=key)
-    if order.status in (S.CANCELLED, S.EXPIRED):
+    if order.status in (OrderStatus.CANCELLED, OrderStatus.EXPIRED):
         raise ApiError(
             409,
             "order_closed",
@@ -90,16 +90,16 @@ def api_order_place(
             order_number=order.number,
             order_status=order.status,
         )
-    if order.status != S.PENDING:
+    if order.status != OrderStatus.PENDING:
         return order, False
     try:
         payments.balance_pay(order_number=order.number, buyer=buyer)
     except payments.PaymentError as exc:
         order.refresh_from_db()
-        if order.status not in (S.PENDING, S.CANCELLED, S.EXPIRED):
+        if order.status not in (OrderStatus.PENDING, OrderStatus.CANCELLED, OrderStatus.EXPIRED):
             return order, False  # a concurrent request with the same number paid it
         balance = balance_of(ledger.wallet(buyer))
-        if order.status == S.PENDING and balance < order.total:
+        if order.status == OrderStatus.PENDING and balance < order.total:
             orders.order_cancel(order_id=order.pk, buyer=buyer)
             callbacks.callback_discard(order=order)
             raise ApiError(
@@ -144,7 +144,7 @@ def api_order_codes(*, key: ApiKey, order: Order, ip: str | None) -> list[Reveal
     """The codes of a delivered order, each read logged (``CodeReveal``, user agent
     ``api:<key_id>``) through the same service the buyer's order page uses. None until
     the order is delivered (or after it was refunded)."""
-    if order.status != S.DELIVERED:
+    if order.status != OrderStatus.DELIVERED:
         return None
     out = []
     for order_code_id in order.codes.filter(released_at__isnull=True).order_by("id").values_list("id", flat=True):

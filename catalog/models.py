@@ -162,16 +162,16 @@ class StockBatchStatusChange(StatusChange):
     to_status = models.CharField(_("to"), max_length=10, choices=StockBatch.Status.choices)
 
 
-B = StockBatch.Status
+BatchStatus = StockBatch.Status
 BATCH_FLOW = StateMachine(
     transitions=table(
         {
             # Claimed by the import task; a run killed mid-way is run again in place (running).
-            B.QUEUED: [B.RUNNING],
-            B.RUNNING: [B.DONE, B.REJECTED, B.FAILED],
-            B.DONE: [],
-            B.REJECTED: [],
-            B.FAILED: [],
+            BatchStatus.QUEUED: [BatchStatus.RUNNING],
+            BatchStatus.RUNNING: [BatchStatus.DONE, BatchStatus.REJECTED, BatchStatus.FAILED],
+            BatchStatus.DONE: [],
+            BatchStatus.REJECTED: [],
+            BatchStatus.FAILED: [],
         }
     ),
     history_model=StockBatchStatusChange,
@@ -232,7 +232,7 @@ class CardCode(models.Model):
         return f"{self.product} #{self.pk}"
 
 
-C = CardCode.Status
+CodeStatus = CardCode.Status
 # Codes move in bulk, one conditional UPDATE for all the codes of an order (``move_all``; the
 # claim is raw SQL checked with ``require``), so this machine keeps no history: a row per code
 # would cost the purchase path a write per code. A code's story is told by its order's
@@ -240,12 +240,12 @@ C = CardCode.Status
 CODE_FLOW = StateMachine(
     transitions=table(
         {
-            C.IMPORTING: [C.AVAILABLE],  # the whole batch at once when its import is done
-            C.AVAILABLE: [C.RESERVED],  # claimed by an order (catalog.services.claim_sql)
-            C.RESERVED: [C.AVAILABLE, C.SOLD],  # released (unpaid), or delivered
+            CodeStatus.IMPORTING: [CodeStatus.AVAILABLE],  # the whole batch at once when its import is done
+            CodeStatus.AVAILABLE: [CodeStatus.RESERVED],  # claimed by an order (catalog.services.claim_sql)
+            CodeStatus.RESERVED: [CodeStatus.AVAILABLE, CodeStatus.SOLD],  # released (unpaid), or delivered
             # Back on sale when refunded unrevealed; or confirmed invalid (never sold again).
-            C.SOLD: [C.AVAILABLE, C.DEFECTIVE],
-            C.DEFECTIVE: [],
+            CodeStatus.SOLD: [CodeStatus.AVAILABLE, CodeStatus.DEFECTIVE],
+            CodeStatus.DEFECTIVE: [],
         }
     ),
     model=CardCode,

@@ -21,16 +21,16 @@ def credit_summary(*, user) -> list[tuple[str, int]]:
 
     A dispute lost before staff and then won at arbitration (same reference) is not counted as
     lost: the third party found for the user."""
-    K = CreditEvent.Kind
+    Kind = CreditEvent.Kind
     counts: dict[str, int] = {}
     lost: list[str] = []
     overturned: set[str] = set()
     for kind, reference in CreditEvent.objects.filter(user=user).values_list("kind", "reference"):
-        if kind == K.DISPUTE_LOST:
+        if kind == Kind.DISPUTE_LOST:
             lost.append(reference)
             continue
         counts[kind] = counts.get(kind, 0) + 1
-        if kind == K.ARBITRATION_WON and reference:
+        if kind == Kind.ARBITRATION_WON and reference:
             overturned.add(reference)
-    counts[K.DISPUTE_LOST] = sum(1 for reference in lost if not reference or reference not in overturned)
-    return [(label, counts[kind]) for kind, label in K.choices if counts.get(kind)]
+    counts[Kind.DISPUTE_LOST] = sum(1 for reference in lost if not reference or reference not in overturned)
+    return [(label, counts[kind]) for kind, label in Kind.choices if counts.get(kind)]

@@ -134,24 +134,24 @@ class OrderStatusChange(StatusChange):
     to_status = models.CharField(_("to"), max_length=16, choices=Order.Status.choices)
 
 
-S = Order.Status
+OrderStatus = Order.Status
 ORDER_FLOW = StateMachine(
     transitions=table(
         {
-            S.PENDING: [S.PAID, S.EXPIRED, S.CANCELLED],
-            S.PAID: [S.DELIVERED, S.REFUND_PENDING],
+            OrderStatus.PENDING: [OrderStatus.PAID, OrderStatus.EXPIRED, OrderStatus.CANCELLED],
+            OrderStatus.PAID: [OrderStatus.DELIVERED, OrderStatus.REFUND_PENDING],
             # A payment that arrives after the order lapsed: delivered if stock can be
             # reserved again, otherwise refunded.
-            S.EXPIRED: [S.PAID, S.REFUND_PENDING],
-            S.CANCELLED: [S.PAID, S.REFUND_PENDING],
-            S.DELIVERED: [S.REFUNDED],
-            S.REFUND_PENDING: [S.REFUNDED],
-            S.REFUNDED: [],
+            OrderStatus.EXPIRED: [OrderStatus.PAID, OrderStatus.REFUND_PENDING],
+            OrderStatus.CANCELLED: [OrderStatus.PAID, OrderStatus.REFUND_PENDING],
+            OrderStatus.DELIVERED: [OrderStatus.REFUNDED],
+            OrderStatus.REFUND_PENDING: [OrderStatus.REFUNDED],
+            OrderStatus.REFUNDED: [],
         }
     ),
     history_model=OrderStatusChange,
     history_fk="order",
-    entered_at={S.PAID: "paid_at", S.DELIVERED: "delivered_at"},
+    entered_at={OrderStatus.PAID: "paid_at", OrderStatus.DELIVERED: "delivered_at"},
     model=Order,
 )
 
@@ -282,21 +282,21 @@ class ApiCallbackStatusChange(StatusChange):
     to_status = models.CharField(_("to"), max_length=10, choices=ApiCallback.Status.choices)
 
 
-CB = ApiCallback.Status
+CallbackStatus = ApiCallback.Status
 # A retry stays pending (attempts and next_attempt_at count them): history rows are the
 # outcomes and the resends only.
 CALLBACK_FLOW = StateMachine(
     transitions=table(
         {
-            CB.PENDING: [CB.DELIVERED, CB.FAILED],
+            CallbackStatus.PENDING: [CallbackStatus.DELIVERED, CallbackStatus.FAILED],
             # Sent again (staff, the agent, or a forced send); or a send whose answer came in
             # after another attempt had given up.
-            CB.FAILED: [CB.PENDING, CB.DELIVERED],
-            CB.DELIVERED: [CB.PENDING],  # sent again on request
+            CallbackStatus.FAILED: [CallbackStatus.PENDING, CallbackStatus.DELIVERED],
+            CallbackStatus.DELIVERED: [CallbackStatus.PENDING],  # sent again on request
         }
     ),
     history_model=ApiCallbackStatusChange,
     history_fk="callback",
-    entered_at={CB.DELIVERED: "delivered_at"},
+    entered_at={CallbackStatus.DELIVERED: "delivered_at"},
     model=ApiCallback,
 )

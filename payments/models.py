@@ -261,23 +261,23 @@ class RefundStatusChange(StatusChange):
     to_status = models.CharField(_("to"), max_length=12, choices=Refund.Status.choices)
 
 
-RF = Refund.Status
+RefundStatus = Refund.Status
 REFUND_FLOW = StateMachine(
     transitions=table(
         {
-            RF.REQUESTED: [RF.PROCESSING],  # claimed by a worker (refund_execute)
+            RefundStatus.REQUESTED: [RefundStatus.PROCESSING],  # claimed by a worker (refund_execute)
             # A worker's lease that ran out is taken over in place (processing stays processing).
-            RF.PROCESSING: [RF.SUCCEEDED, RF.FAILED],
+            RefundStatus.PROCESSING: [RefundStatus.SUCCEEDED, RefundStatus.FAILED],
             # Staff send it back to the gateway; or a worker whose gateway call outlasted its lease
             # learns the refund went through after another worker gave up on it
             # (the money is back: that is the truth, whatever we thought).
-            RF.FAILED: [RF.PROCESSING, RF.SUCCEEDED],
-            RF.SUCCEEDED: [],
+            RefundStatus.FAILED: [RefundStatus.PROCESSING, RefundStatus.SUCCEEDED],
+            RefundStatus.SUCCEEDED: [],
         }
     ),
     history_model=RefundStatusChange,
     history_fk="refund",
-    entered_at={RF.SUCCEEDED: "succeeded_at"},
+    entered_at={RefundStatus.SUCCEEDED: "succeeded_at"},
     model=Refund,
 )
 
@@ -364,16 +364,16 @@ class ReconciliationRunStatusChange(StatusChange):
     to_status = models.CharField(_("to"), max_length=10, choices=ReconciliationRun.Status.choices)
 
 
-RR = ReconciliationRun.Status
+RunStatus = ReconciliationRun.Status
 RECONCILIATION_FLOW = StateMachine(
     transitions=table(
         {
-            RR.RUNNING: [RR.DONE, RR.FAILED],
+            RunStatus.RUNNING: [RunStatus.DONE, RunStatus.FAILED],
             # A day is run again (a new bill, a fix): its run starts over.
-            RR.DONE: [RR.RUNNING],
+            RunStatus.DONE: [RunStatus.RUNNING],
             # ... and a run that compared the bill is done even if a concurrent run of the same
             # day failed to download it meanwhile.
-            RR.FAILED: [RR.RUNNING, RR.DONE],
+            RunStatus.FAILED: [RunStatus.RUNNING, RunStatus.DONE],
         }
     ),
     history_model=ReconciliationRunStatusChange,

@@ -22,7 +22,7 @@ from orders.tasks import send_due_callbacks
 from tests.api_helpers import Signed, issue_key, make_agent, top_up
 from tests.factories import ProductFactory, add_stock
 
-S = ApiCallback.Status
+CallbackStatus = ApiCallback.Status
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("english")]
 
 
@@ -133,7 +133,7 @@ def test_a_delivered_order_is_called_back_signed_with_the_keys_secret(agent_with
     assert payload["total"] == str(order.total) and payload["quantity"] == 1
     assert "codes" not in payload and "secret" not in request["body"].decode()
     callback = ApiCallback.objects.get()
-    assert (callback.status, callback.attempts, callback.last_status_code) == (S.DELIVERED, 1, 200)
+    assert (callback.status, callback.attempts, callback.last_status_code) == (CallbackStatus.DELIVERED, 1, 200)
     assert callback.key.key_id == shop.key_id and callback.delivered_at is not None
     assert payload["callback_id"] == callback.pk
 
@@ -170,7 +170,7 @@ def test_a_server_error_is_retried_with_backoff(agent_with_stock, shop_server):
     place(shop, product)
 
     callback = ApiCallback.objects.get()
-    assert (callback.status, callback.attempts, callback.last_status_code) == (S.PENDING, 1, 500)
+    assert (callback.status, callback.attempts, callback.last_status_code) == (CallbackStatus.PENDING, 1, 500)
     wait = callback.next_attempt_at - timezone.now()
     assert timedelta(seconds=50) < wait <= timedelta(minutes=1)
     # Not due yet: the beat task leaves it alone.
@@ -181,7 +181,7 @@ def test_a_server_error_is_retried_with_backoff(agent_with_stock, shop_server):
     assert send_due_callbacks() == 1
 
     callback.refresh_from_db()
-    assert (callback.status, callback.attempts, callback.last_status_code) == (S.DELIVERED, 2, 200)
+    assert (callback.status, callback.attempts, callback.last_status_code) == (CallbackStatus.DELIVERED, 2, 200)
     assert len(server.received) == 2
     first, second = (verify(r, shop.secret) for r in server.received)
     assert first == second  # the same body each time; nonces differ
@@ -200,14 +200,18 @@ def test_it_gives_up_after_the_last_attempt(agent_with_stock, shop_server):
     callback = ApiCallback.objects.get()
 
     waits = []
-    while callback.status == S.PENDING:
+    while callback.status == CallbackStatus.PENDING:
         waits.append(round((callback.next_attempt_at - timezone.now()).total_seconds() / 60))
         make_due(callback)
         callbacks.callback_send(callback_id=callback.pk)
         callback.refresh_from_db()
 
     assert waits == [1, 2, 4, 8, 16, 32, 64]
-    assert (callback.status, callback.attempts, callback.next_attempt_at) == (S.FAILED, callbacks.MAX_ATTEMPTS, None)
+    assert (callback.status, callback.attempts, callback.next_attempt_at) == (
+        CallbackStatus.FAILED,
+        callbacks.MAX_ATTEMPTS,
+        None,
+    )
     assert len(server.received) == callbacks.MAX_ATTEMPTS
     assert callback.last_error.startswith("HTTP 503")
     make_due(callback)
@@ -223,7 +227,7 @@ def test_an_unreachable_shop_is_retried(agent_with_stock, shop_server):
     shop = issue_key(agent, callback_url=url)
     place(shop, product)
     callback = ApiCallback.objects.get()
-    assert (callback.status, callback.attempts, callback.last_status_code) == (S.PENDING, 1, None)
+    assert (callback.status, callback.attempts, callback.last_status_code) == (CallbackStatus.PENDING, 1, None)
     assert "ConnectionError" in callback.last_error
 
 
@@ -238,7 +242,7 @@ def test_a_revoked_key_cannot_sign_so_the_callback_fails(agent_with_stock, shop_
     make_due(callback)
     assert callbacks.callback_send(callback_id=callback.pk) == "failed"
     callback.refresh_from_db()
-    assert callback.status == S.FAILED and "revoked" in callback.last_error
+    assert callback.status == CallbackStatus.FAILED and "revoked" in callback.last_error
     assert len(server.received) == 1
 
 
@@ -259,7 +263,7 @@ def test_the_agent_sees_its_callbacks_and_can_send_a_failed_one_again(agent_with
     server = shop_server([500])
     shop = issue_key(agent, callback_url=server.url)
     place(shop, product)
-    ApiCallback.objects.update(status=S.FAILED, attempts=callbacks.MAX_ATTEMPTS, next_attempt_at=None)
+    ApiCallback.objects.update(status=CallbackStatus.FAILED, attempts=callbacks.MAX_ATTEMPTS, next_attempt_at=None)
     client = Client()
     client.force_login(agent.user)
 
@@ -270,7 +274,7 @@ def test_the_agent_sees_its_callbacks_and_can_send_a_failed_one_again(agent_with
     callback = ApiCallback.objects.get()
     assert client.post(f"/agent/api-keys/callbacks/{callback.pk}/resend/").status_code == 302
     callback.refresh_from_db()
-    assert (callback.status, callback.attempts) == (S.DELIVERED, 1)
+    assert (callback.status, callback.attempts) == (CallbackStatus.DELIVERED, 1)
 
     other = make_agent()
     intruder = Client()
@@ -306,7 +310,7 @@ def test_in_production_a_callback_to_a_private_address_is_refused_unsent(agent_w
     place(shop, product)
     callback = ApiCallback.objects.get()
     assert server.received == []  # nothing was sent into our own network
-    assert (callback.status, callback.attempts, callback.last_status_code) == (S.PENDING, 1, None)
+    assert (callback.status, callback.attempts, callback.last_status_code) == (CallbackStatus.PENDING, 1, None)
     assert "not a public address" in callback.last_error
 
 

@@ -28,8 +28,8 @@ from tests.factories import UserFactory
 pytestmark = pytest.mark.usefixtures("english")
 
 
-A = ArbitrationCase.Status
-O = ArbitrationCase.Outcome  # noqa: E741
+CaseStatus = ArbitrationCase.Status
+CaseOutcome = ArbitrationCase.Outcome
 
 
 def dispute(buyer, *, quantity=3, reveal_n=1):
@@ -72,8 +72,8 @@ def test_the_buyer_escalates_a_rejected_dispute_once(buyer, staff, mailoutbox):
     case = arbitration.arbitration_open(ticket=ticket, user=buyer, statement="I never used that code.")
 
     assert (case.status, case.outcome, case.requested_by, case.buyer_statement) == (
-        A.PREPARING,
-        O.PENDING,
+        CaseStatus.PREPARING,
+        CaseOutcome.PENDING,
         buyer,
         "I never used that code.",
     )
@@ -96,7 +96,7 @@ def test_an_open_dispute_cannot_be_escalated_by_the_buyer_but_by_staff(buyer, st
     assert not ArbitrationCase.objects.exists()
 
     case = arbitration.arbitration_open(ticket=ticket, user=staff)
-    assert case.requested_by == staff and case.status == A.PREPARING
+    assert case.requested_by == staff and case.status == CaseStatus.PREPARING
     assert TicketMessage.objects.filter(ticket=ticket, author=staff, from_staff=True).exists()
 
 
@@ -169,7 +169,7 @@ def test_the_ticket_page_offers_escalation_then_shows_the_case(client, buyer, st
         html = client.get(reverse("aftersales:arbitration", args=[ticket.number])).content.decode()
         assert "Submitted to Shanghai Consumer Council on" in html and "SCC-2026-0042" in html
 
-        arbitration.arbitration_decide(case=case, staff=staff, outcome=O.PLATFORM, note="The code was used.")
+        arbitration.arbitration_decide(case=case, staff=staff, outcome=CaseOutcome.PLATFORM, note="The code was used.")
         html = client.get(page).content.decode()
         assert 'data-outcome="platform"' in html and "The code was used." in html
 
@@ -199,7 +199,7 @@ def test_submit_records_the_third_party_and_refuses_bad_input(buyer, staff):
             case=case, staff=staff, third_party="X", case_number="1", submitted_at=timezone.now() + timedelta(days=2)
         )
     with pytest.raises(arbitration.ArbitrationError):  # not submitted yet
-        arbitration.arbitration_decide(case=case, staff=staff, outcome=O.BUYER, note="n")
+        arbitration.arbitration_decide(case=case, staff=staff, outcome=CaseOutcome.BUYER, note="n")
     with pytest.raises(arbitration.PermissionDenied):
         arbitration.arbitration_submit(case=case, staff=buyer, third_party="X", case_number="1")
 
@@ -209,7 +209,7 @@ def test_submit_records_the_third_party_and_refuses_bad_input(buyer, staff):
     )
     case.refresh_from_db()
     assert (case.status, case.third_party, case.case_number, case.submitted_at) == (
-        A.SUBMITTED,
+        CaseStatus.SUBMITTED,
         "Shanghai Consumer Council",
         "SCC-1",
         when,
@@ -229,11 +229,18 @@ def test_buyer_outcome_refunds_the_order_once_even_decided_twice(buyer, staff, m
     lost_before = CreditEvent.objects.filter(user=buyer, kind=CreditEvent.Kind.DISPUTE_LOST).count()
     mailoutbox.clear()
 
-    case = arbitration.arbitration_decide(case=case, staff=staff, outcome=O.BUYER, note="Refund the buyer in full.")
-    again = arbitration.arbitration_decide(case=case, staff=staff, outcome=O.PLATFORM, note="changed my mind")
+    case = arbitration.arbitration_decide(
+        case=case, staff=staff, outcome=CaseOutcome.BUYER, note="Refund the buyer in full."
+    )
+    again = arbitration.arbitration_decide(case=case, staff=staff, outcome=CaseOutcome.PLATFORM, note="changed my mind")
 
     case.refresh_from_db()
-    assert (case.status, case.outcome, case.refund_quantity, again.outcome) == (A.DECIDED, O.BUYER, 3, O.BUYER)
+    assert (case.status, case.outcome, case.refund_quantity, again.outcome) == (
+        CaseStatus.DECIDED,
+        CaseOutcome.BUYER,
+        3,
+        CaseOutcome.BUYER,
+    )
     refunds = list(Refund.objects.filter(order=order))
     assert len(refunds) == 1 and case.refund == refunds[0]
     assert refunds[0].quantity == 3 and refunds[0].amount == order.total
@@ -260,14 +267,16 @@ def test_partial_outcome_refunds_that_many_codes(buyer, staff):
     ticket, order = rejected(buyer, staff)
     case = submitted(arbitration.arbitration_open(ticket=ticket, user=staff), staff)
     with pytest.raises(arbitration.ArbitrationError):
-        arbitration.arbitration_decide(case=case, staff=staff, outcome=O.PARTIAL, note="half", refund_quantity=4)
+        arbitration.arbitration_decide(
+            case=case, staff=staff, outcome=CaseOutcome.PARTIAL, note="half", refund_quantity=4
+        )
     with pytest.raises(arbitration.ArbitrationError):
-        arbitration.arbitration_decide(case=case, staff=staff, outcome=O.PARTIAL, note="", refund_quantity=1)
+        arbitration.arbitration_decide(case=case, staff=staff, outcome=CaseOutcome.PARTIAL, note="", refund_quantity=1)
     case = arbitration.arbitration_decide(
-        case=case, staff=staff, outcome=O.PARTIAL, note="Two of three.", refund_quantity=2
+        case=case, staff=staff, outcome=CaseOutcome.PARTIAL, note="Two of three.", refund_quantity=2
     )
     case.refresh_from_db()
-    assert (case.outcome, case.refund_quantity) == (O.PARTIAL, 2)
+    assert (case.outcome, case.refund_quantity) == (CaseOutcome.PARTIAL, 2)
     refund = Refund.objects.get(order=order)
     assert refund.quantity == 2 and case.refund == refund
     # The code the buyer disputed (the revealed one) is among the refunded ones.
@@ -282,9 +291,16 @@ def test_partial_outcome_refunds_that_many_codes(buyer, staff):
 def test_platform_outcome_refunds_nothing_and_records_a_lost_arbitration(buyer, staff):
     ticket, order = rejected(buyer, staff)
     case = submitted(arbitration.arbitration_open(ticket=ticket, user=buyer, statement="No."), staff)
-    case = arbitration.arbitration_decide(case=case, staff=staff, outcome=O.PLATFORM, note="The code was used.")
+    case = arbitration.arbitration_decide(
+        case=case, staff=staff, outcome=CaseOutcome.PLATFORM, note="The code was used."
+    )
     case.refresh_from_db()
-    assert (case.status, case.outcome, case.refund_id, case.refund_quantity) == (A.DECIDED, O.PLATFORM, None, 0)
+    assert (case.status, case.outcome, case.refund_id, case.refund_quantity) == (
+        CaseStatus.DECIDED,
+        CaseOutcome.PLATFORM,
+        None,
+        0,
+    )
     assert not Refund.objects.filter(order=order).exists()
     # One loss before staff (the rejection), one at arbitration: two kinds, neither counted twice.
     kinds = sorted(CreditEvent.objects.filter(user=buyer, reference=ticket.number).values_list("kind", flat=True))
@@ -306,7 +322,7 @@ def test_two_staff_deciding_at_once_make_one_refund(buyer, staff):
         run_concurrently(
             2,
             lambda i: arbitration.arbitration_decide(
-                case=case, staff=people[i], outcome=O.BUYER, note=f"by {people[i].pk}"
+                case=case, staff=people[i], outcome=CaseOutcome.BUYER, note=f"by {people[i].pk}"
             ),
         )
     )
@@ -436,7 +452,7 @@ def test_admin_list_change_page_and_actions(client, buyer, staff):
         )
         assert response.status_code == 302
         case.refresh_from_db()
-        assert (case.status, case.case_number) == (A.SUBMITTED, "BCA-7")
+        assert (case.status, case.case_number) == (CaseStatus.SUBMITTED, "BCA-7")
         assert 'data-testid="decide-case"' in client.get(change).content.decode()
 
         # Bad input: a clear message, nothing changes.
@@ -445,7 +461,7 @@ def test_admin_list_change_page_and_actions(client, buyer, staff):
             {"outcome": "partial", "note": "x", "refund_quantity": "9"},
         )
         case.refresh_from_db()
-        assert case.status == A.SUBMITTED
+        assert case.status == CaseStatus.SUBMITTED
         messages = [str(m) for m in client.get(change).context["messages"]]
         assert any("between 1 and 3" in m for m in messages)
 
@@ -455,7 +471,7 @@ def test_admin_list_change_page_and_actions(client, buyer, staff):
         )
         assert response.status_code == 302
         case.refresh_from_db()
-        assert (case.status, case.outcome, case.refund.quantity) == (A.DECIDED, O.PARTIAL, 1)
+        assert (case.status, case.outcome, case.refund.quantity) == (CaseStatus.DECIDED, CaseOutcome.PARTIAL, 1)
 
         response = client.post(reverse("admin:aftersales_arbitrationcase_dossier", args=[case.pk]))
         assert response.status_code == 200 and response["Content-Type"] == "application/zip"
@@ -484,7 +500,7 @@ def test_admin_actions_need_the_change_permission(client, buyer, staff):
         )
         assert response.status_code == 403
     case.refresh_from_db()
-    assert case.status == A.PREPARING and case.dossier_exported_at is None
+    assert case.status == CaseStatus.PREPARING and case.dossier_exported_at is None
     # A buyer is sent to the admin login.
     client.force_login(buyer)
     assert client.get(reverse("admin:aftersales_arbitrationcase_changelist")).status_code == 302

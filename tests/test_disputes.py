@@ -24,7 +24,7 @@ from tests.builders import balance_of, codes_of, delivered_order, reveal, run_co
 from tests.factories import UserFactory
 
 D = Decimal
-R = RefundRequest.Status
+RequestStatus = RefundRequest.Status
 COST = D("90.00")  # add_stock's cost per code
 
 
@@ -35,7 +35,7 @@ def dispute(buyer, order, codes, key="req-1"):
     req = no_reason.refund_request_create(
         user=buyer, order=order, order_code_ids=[c.pk for c in codes], reason="did not work", idempotency_key=key
     )
-    assert req.status == R.UNDER_REVIEW and req.ticket.is_dispute
+    assert req.status == RequestStatus.UNDER_REVIEW and req.ticket.is_dispute
     return req.ticket
 
 
@@ -68,7 +68,7 @@ def test_full_refund_money_back_order_refunded_credit_audit_resolved(buyer, staf
     assert balance_of(ledger.clearing("sandbox")) == 0
     assert codes_of(order, live=True) == []  # every code left the order
     req = ticket.refund_requests.get()
-    assert (req.status, req.refund_id, req.decided_by_id) == (R.REFUNDED, refund.pk, staff.pk)
+    assert (req.status, req.refund_id, req.decided_by_id) == (RequestStatus.REFUNDED, refund.pk, staff.pk)
     assert req.decided_at is not None
     assert CreditEvent.objects.filter(user=buyer, kind=CreditEvent.Kind.DISPUTE_WON).count() == 1
     audit = AuditEvent.objects.get(action="dispute.refund")
@@ -142,7 +142,7 @@ def test_reject_credit_event_buyer_told_request_rejected(buyer, staff, mailoutbo
     ticket.refresh_from_db()
     assert ticket.status == Ticket.Status.RESOLVED
     req = ticket.refund_requests.get()
-    assert (req.status, req.decided_by_id, req.refund_id) == (R.REJECTED, staff.pk, None)
+    assert (req.status, req.decided_by_id, req.refund_id) == (RequestStatus.REJECTED, staff.pk, None)
     assert CreditEvent.objects.filter(user=buyer, kind=CreditEvent.Kind.DISPUTE_LOST).count() == 1
     assert AuditEvent.objects.filter(action="dispute.reject", target=ticket.number, actor=staff).exists()
     message = TicketMessage.objects.filter(ticket=ticket, from_staff=True).last()

@@ -47,7 +47,7 @@ from tests.factories import ProductFactory, UserFactory, add_stock
 from tests.worker_utils import RowLock, Worker, backend_exists, broker, terminate_worker_backends, wait_for
 
 NOTIFY = "/payments/notify/sandbox/"
-S = Order.Status
+OrderStatus = Order.Status
 # Every paid order is delivered within this many seconds of the fault's end.
 DELIVERY_BOUND = 30.0
 # No request may take longer than this while a service is away (no 20-second hangs).
@@ -151,7 +151,7 @@ def test_publish_failing_after_the_commit_still_answers_success_and_leaves_the_o
     assert response.status_code == 200 and response.content == b"success"
     assert broker_down == [("orders.tasks.fulfil_order", (order.pk,))]  # tried, failed, not raised
     order.refresh_from_db()
-    assert order.status == S.PAID
+    assert order.status == OrderStatus.PAID
     assert Payment.objects.filter(order=order, status=Payment.Status.SUCCEEDED).count() == 1
     # The intent to deliver was committed with the payment: due shortly after it.
     assert order.paid_at < order.delivery_due_at <= order.paid_at + orders.DELIVERY_GRACE + timedelta(seconds=1)
@@ -176,7 +176,7 @@ def test_replayed_notification_for_a_paid_undelivered_order_queues_delivery_agai
     ]
     assert orders.order_fulfil(order_id=order.pk) is True
     order.refresh_from_db()
-    assert order.status == S.DELIVERED and order.delivery_due_at is None
+    assert order.status == OrderStatus.DELIVERED and order.delivery_due_at is None
 
     sent.clear()  # a replay for a delivered order queues nothing
     assert notify(client, body).content == b"success"
@@ -292,7 +292,7 @@ def test_connection_terminated_under_a_notification_is_retried_and_answers_succe
     assert fired, "the fault was not injected"
     assert response.status_code == 200 and response.content == b"success"
     order.refresh_from_db()
-    assert order.status == S.DELIVERED  # eager fulfilment, after the retried commit
+    assert order.status == OrderStatus.DELIVERED  # eager fulfilment, after the retried commit
     assert Payment.objects.filter(order=order).count() == 1
 
 
@@ -321,7 +321,7 @@ def test_connection_terminated_under_an_unsafe_post_is_a_503_not_a_500(buyer, pr
         response = client.post(f"/orders/{order.number}/cancel/")
     assert fired and response.status_code == 503
     order.refresh_from_db()
-    assert order.status == S.PENDING
+    assert order.status == OrderStatus.PENDING
 
 
 # --- fault tests: a private Redis, real workers with beat -----------------------------------
@@ -439,13 +439,13 @@ class Shopper:
 
 
 def all_delivered(paid: list[Order]) -> bool:
-    return Order.objects.filter(pk__in=[o.pk for o in paid], status=S.DELIVERED).count() == len(paid)
+    return Order.objects.filter(pk__in=[o.pk for o in paid], status=OrderStatus.DELIVERED).count() == len(paid)
 
 
 def assert_each_delivered_exactly_once(paid: list[Order]) -> None:
     ids = [o.pk for o in paid]
     assert all_delivered(paid)
-    deliveries = OrderStatusChange.objects.filter(order_id__in=ids, to_status=S.DELIVERED)
+    deliveries = OrderStatusChange.objects.filter(order_id__in=ids, to_status=OrderStatus.DELIVERED)
     assert deliveries.count() == len(ids)
     assert Payment.objects.filter(order_id__in=ids).count() == len(ids)  # each applied once
     assert not Order.objects.filter(pk__in=ids, delivery_due_at__isnull=False).exists()
@@ -480,7 +480,7 @@ def test_redis_killed_and_restarted_mid_purchase(stack):
     outage_started = time.monotonic()
     during = [shopper.buy() for _ in range(8)]  # checkout, cashier, notification, order page
     shopper.resend(during[0])  # the gateway resends: success again
-    assert Order.objects.filter(pk__in=[o.pk for o in during], status=S.PAID).count() == len(during)
+    assert Order.objects.filter(pk__in=[o.pk for o in during], status=OrderStatus.PAID).count() == len(during)
     time.sleep(max(0.0, 8 - (time.monotonic() - outage_started)))  # Redis away at least 8 s
     server.start()
     back = timezone.now()
@@ -531,7 +531,7 @@ def test_worker_killed_with_fulfilment_in_flight(stack):
     finally:
         lock.release()
     wait_for(lambda: not backend_exists(blocked_pid), timeout=15, what="the killed worker's session to end")
-    assert Order.objects.get(pk=stuck.pk).status == S.PAID
+    assert Order.objects.get(pk=stuck.pk).status == OrderStatus.PAID
 
     start_worker("restarted")
     restarted = timezone.now()

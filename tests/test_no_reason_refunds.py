@@ -35,7 +35,7 @@ from tests.builders import (
 from tests.factories import UserFactory
 
 D = Decimal
-R = RefundRequest.Status
+RequestStatus = RefundRequest.Status
 
 
 @pytest.mark.django_db(transaction=True)
@@ -47,7 +47,7 @@ def test_an_unrevealed_code_within_the_window_is_refunded_at_once_and_goes_back_
     req = ask(buyer, order, [first])
 
     req.refresh_from_db()
-    assert (req.status, req.quantity, req.ticket_id) == (R.REFUNDED, 1, None)
+    assert (req.status, req.quantity, req.ticket_id) == (RequestStatus.REFUNDED, 1, None)
     refund = req.refund
     refund.refresh_from_db()
     assert (refund.amount, refund.quantity, refund.status) == (D("30.00"), 1, Refund.Status.SUCCEEDED)
@@ -96,7 +96,7 @@ def test_two_of_three_then_the_last_one(buyer):
     order = delivered_order(buyer)
     a, b, c = codes_of(order)
     req = ask(buyer, order, [a, b])
-    assert req.status == R.REFUNDED and req.refund.amount == D("60.00") and req.refund.quantity == 2
+    assert req.status == RequestStatus.REFUNDED and req.refund.amount == D("60.00") and req.refund.quantity == 2
     order.refresh_from_db()
     assert order.status == Order.Status.DELIVERED and order.refunded_quantity == 2
     assert list(order.codes.filter(released_at__isnull=True)) == [c]
@@ -119,7 +119,7 @@ def test_a_revealed_code_goes_to_staff_as_a_dispute(buyer):
     with translation.override("en"):
         req = ask(buyer, order, [a, b], reason="the code says already used")
 
-    assert req.status == R.UNDER_REVIEW and req.refund_id is None
+    assert req.status == RequestStatus.UNDER_REVIEW and req.refund_id is None
     assert req.review_reason == "1 code was revealed"
     ticket = req.ticket
     assert ticket.kind == Kind.REFUND and ticket.is_dispute and ticket.order_id == order.pk
@@ -148,7 +148,7 @@ def test_day_8_goes_to_review(buyer):
     Order.objects.filter(pk=order.pk).update(delivered_at=timezone.now() - timedelta(days=8))
     with translation.override("en"):
         req = ask(buyer, Order.objects.get(pk=order.pk), codes_of(order)[:1])
-    assert req.status == R.UNDER_REVIEW and req.ticket.is_dispute
+    assert req.status == RequestStatus.UNDER_REVIEW and req.ticket.is_dispute
     assert req.review_reason.startswith("requested after the 7-day window")
     assert not Refund.objects.exists()
 
@@ -158,7 +158,7 @@ def test_just_inside_the_window_is_still_automatic(buyer):
     order = delivered_order(buyer)
     Order.objects.filter(pk=order.pk).update(delivered_at=timezone.now() - timedelta(days=7) + timedelta(minutes=1))
     req = ask(buyer, Order.objects.get(pk=order.pk), codes_of(order)[:1])
-    assert req.status == R.REFUNDED
+    assert req.status == RequestStatus.REFUNDED
 
 
 @pytest.mark.django_db(transaction=True)
@@ -166,15 +166,15 @@ def test_over_the_no_reason_limit_goes_to_review(buyer, settings):
     settings.NO_REASON_REFUND_LIMIT = 2
     order = delivered_order(buyer)
     a, b, c = codes_of(order)
-    assert ask(buyer, order, [a], key="1").status == R.REFUNDED
-    assert ask(buyer, order, [b], key="2").status == R.REFUNDED
+    assert ask(buyer, order, [a], key="1").status == RequestStatus.REFUNDED
+    assert ask(buyer, order, [b], key="2").status == RequestStatus.REFUNDED
     third = ask(buyer, order, [c], key="3")
-    assert third.status == R.UNDER_REVIEW and third.ticket is not None
+    assert third.status == RequestStatus.UNDER_REVIEW and third.ticket is not None
     assert Refund.objects.count() == 2
     # Old events fall out of the period.
     CreditEvent.objects.update(at=timezone.now() - timedelta(days=settings.NO_REASON_REFUND_LIMIT_DAYS + 1))
     other = delivered_order(buyer, quantity=1)
-    assert ask(buyer, other, codes_of(other), key="4").status == R.REFUNDED
+    assert ask(buyer, other, codes_of(other), key="4").status == RequestStatus.REFUNDED
 
 
 @pytest.mark.django_db(transaction=True)
@@ -182,7 +182,7 @@ def test_the_limit_counts_events_recorded_elsewhere_too(buyer, settings):
     settings.NO_REASON_REFUND_LIMIT = 1
     credit_event_record(user=buyer, kind=CreditEvent.Kind.NO_REASON_REFUND, reference="earlier")
     order = delivered_order(buyer, quantity=1)
-    assert ask(buyer, order, codes_of(order)).status == R.UNDER_REVIEW
+    assert ask(buyer, order, codes_of(order)).status == RequestStatus.UNDER_REVIEW
 
 
 @pytest.mark.django_db(transaction=True)

@@ -23,7 +23,7 @@ from tests.factories import ProductFactory, UserFactory, add_stock
 pytestmark = pytest.mark.usefixtures("english")
 
 IMPORT_URL = "/admin/catalog/stockbatch/import/"
-S = CardCode.Status
+CodeStatus = CardCode.Status
 
 
 DUPLICATE = "duplicate: already in stock or earlier in the list"
@@ -256,7 +256,7 @@ def test_a_killed_run_is_rerun_cleanly(product, importer):
                 batch=batch,
                 secret_enc=crypto.encrypt(s),
                 secret_hash=crypto.keyed_digest(s),
-                status=S.IMPORTING,
+                status=CodeStatus.IMPORTING,
             )
             for s in codes[:3]
         ]
@@ -271,7 +271,7 @@ def test_a_killed_run_is_rerun_cleanly(product, importer):
     assert batch.report == []
     assert batch.payload == ""
     assert sorted(s for _, s in plaintexts(product)) == sorted(codes)
-    assert set(CardCode.objects.filter(product=product).values_list("status", flat=True)) == {S.AVAILABLE}
+    assert set(CardCode.objects.filter(product=product).values_list("status", flat=True)) == {CodeStatus.AVAILABLE}
     assert selectors.stock_count(product.pk) == 6
 
 
@@ -282,7 +282,7 @@ def test_codes_are_not_for_sale_until_the_batch_finishes(product, importer, monk
 
     def write_then_look(batch, lines):
         result = real_write(batch, lines)
-        seen["importing"] = CardCode.objects.filter(batch=batch, status=S.IMPORTING).count()
+        seen["importing"] = CardCode.objects.filter(batch=batch, status=CodeStatus.IMPORTING).count()
         seen["stock"] = selectors.stock_count(product.pk)
         seen["counts"] = selectors.stock_counts([product.pk])
         return result
@@ -556,7 +556,7 @@ def test_product_page_counts_available_codes_only(client, product, importer, buy
             for s in (token(), token())
         ]
     )
-    CardCode.objects.filter(batch=queued).update(status=S.IMPORTING)
+    CardCode.objects.filter(batch=queued).update(status=CodeStatus.IMPORTING)
     assert shown_stock(client, product) == 3
 
     order_services.order_place(buyer=buyer, product_id=product.pk, quantity=3, idempotency_key=uuid.uuid4().hex)

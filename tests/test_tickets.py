@@ -25,7 +25,7 @@ from marketplace.transitions import IllegalTransition
 from tests.builders import delivered_order
 from tests.factories import UserFactory
 
-S = Ticket.Status
+TicketStatus = Ticket.Status
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("english")]
 
 
@@ -49,20 +49,20 @@ def open_ticket(user, **kwargs) -> Ticket:
 
 # --- the transitions table -------------------------------------------------------------------
 
-ALL_MOVES = list(itertools.product(S.values, S.values))
+ALL_MOVES = list(itertools.product(TicketStatus.values, TicketStatus.values))
 ALLOWED = {
-    (S.OPEN, S.AWAITING_STAFF),
-    (S.OPEN, S.AWAITING_BUYER),
-    (S.OPEN, S.RESOLVED),
-    (S.OPEN, S.CLOSED),
-    (S.AWAITING_STAFF, S.AWAITING_BUYER),
-    (S.AWAITING_STAFF, S.RESOLVED),
-    (S.AWAITING_STAFF, S.CLOSED),
-    (S.AWAITING_BUYER, S.AWAITING_STAFF),
-    (S.AWAITING_BUYER, S.RESOLVED),
-    (S.AWAITING_BUYER, S.CLOSED),
-    (S.RESOLVED, S.CLOSED),
-    (S.RESOLVED, S.AWAITING_STAFF),
+    (TicketStatus.OPEN, TicketStatus.AWAITING_STAFF),
+    (TicketStatus.OPEN, TicketStatus.AWAITING_BUYER),
+    (TicketStatus.OPEN, TicketStatus.RESOLVED),
+    (TicketStatus.OPEN, TicketStatus.CLOSED),
+    (TicketStatus.AWAITING_STAFF, TicketStatus.AWAITING_BUYER),
+    (TicketStatus.AWAITING_STAFF, TicketStatus.RESOLVED),
+    (TicketStatus.AWAITING_STAFF, TicketStatus.CLOSED),
+    (TicketStatus.AWAITING_BUYER, TicketStatus.AWAITING_STAFF),
+    (TicketStatus.AWAITING_BUYER, TicketStatus.RESOLVED),
+    (TicketStatus.AWAITING_BUYER, TicketStatus.CLOSED),
+    (TicketStatus.RESOLVED, TicketStatus.CLOSED),
+    (TicketStatus.RESOLVED, TicketStatus.AWAITING_STAFF),
 }
 
 
@@ -124,13 +124,13 @@ def test_open_sets_deadlines_from_the_kinds_policy(buyer, mailoutbox):
         user=buyer, kind=Kind.INVALID, subject="Already used", body="It says used", order=order, order_code=code
     )
     after = timezone.now()
-    assert ticket.status == S.OPEN and ticket.order == order and ticket.order_code == code
+    assert ticket.status == TicketStatus.OPEN and ticket.order == order and ticket.order_code == code
     assert before + timedelta(hours=24) <= ticket.first_response_due_at <= after + timedelta(hours=24)
     assert before + timedelta(hours=12) <= ticket.warn_at <= after + timedelta(hours=12)
     assert before + timedelta(hours=72) <= ticket.resolution_due_at <= after + timedelta(hours=72)
     assert ticket.first_responded_at is None
     assert list(ticket.messages.values_list("body", "from_staff")) == [("It says used", False)]
-    assert ticket.history.get().to_status == S.OPEN
+    assert ticket.history.get().to_status == TicketStatus.OPEN
     assert [m.to for m in mailoutbox] == [[buyer.email]]  # the buyer's receipt (no staff group yet)
     assert reverse("aftersales:ticket", args=[ticket.number]) in mailoutbox[0].body
 
@@ -171,14 +171,14 @@ def test_buyer_and_staff_replies_move_the_status(buyer, staff):
     ticket = open_ticket(buyer)
     tickets.ticket_reply(ticket=ticket, author=staff, body="Looking into it", staff=True)
     ticket.refresh_from_db()
-    assert ticket.status == S.AWAITING_BUYER
+    assert ticket.status == TicketStatus.AWAITING_BUYER
     assert ticket.assignee == staff  # the first staff member to answer takes it
     tickets.ticket_reply(ticket=ticket, author=buyer, body="Thanks, here is more")
     ticket.refresh_from_db()
-    assert ticket.status == S.AWAITING_STAFF
+    assert ticket.status == TicketStatus.AWAITING_STAFF
     tickets.ticket_reply(ticket=ticket, author=buyer, body="And one more thing")
     ticket.refresh_from_db()
-    assert ticket.status == S.AWAITING_STAFF
+    assert ticket.status == TicketStatus.AWAITING_STAFF
     assert ticket.messages.count() == 4
 
 
@@ -187,8 +187,8 @@ def test_only_a_staff_resolution_plan_stops_the_clock(buyer, staff):
     tickets.ticket_reply(ticket=ticket, author=staff, body="note", staff=True, internal=True)
     tickets.ticket_reply(ticket=ticket, author=staff, body="Please send a screenshot", staff=True, request_info=True)
     ticket.refresh_from_db()
-    assert ticket.first_responded_at is None and ticket.status == S.AWAITING_BUYER
-    assert ticket.history.filter(to_status=S.AWAITING_BUYER, note__icontains="more information").exists()
+    assert ticket.first_responded_at is None and ticket.status == TicketStatus.AWAITING_BUYER
+    assert ticket.history.filter(to_status=TicketStatus.AWAITING_BUYER, note__icontains="more information").exists()
     tickets.ticket_reply(ticket=ticket, author=buyer, body="Here it is")
     tickets.ticket_reply(ticket=ticket, author=staff, body="We got it, checking", staff=True)
     ticket.refresh_from_db()
@@ -213,7 +213,7 @@ def test_resolving_counts_as_first_response_and_needs_a_note(buyer, staff, mailo
     mailoutbox.clear()
     tickets.ticket_resolve(ticket=ticket, staff=staff, note="Refunded the code")
     ticket.refresh_from_db()
-    assert ticket.status == S.RESOLVED and ticket.resolved_at and ticket.first_responded_at
+    assert ticket.status == TicketStatus.RESOLVED and ticket.resolved_at and ticket.first_responded_at
     assert [m.to for m in mailoutbox] == [[buyer.email]]
     with pytest.raises(PermissionDenied):
         tickets.ticket_resolve(ticket=ticket, staff=buyer, note="me")
@@ -226,7 +226,7 @@ def test_internal_notes_never_reach_the_buyer(client, buyer, staff, mailoutbox):
         ticket=ticket, author=staff, body="SECRET-NOTE supplier batch is bad", staff=True, internal=True
     )
     ticket.refresh_from_db()
-    assert ticket.status == S.OPEN  # a note changes nothing the buyer sees
+    assert ticket.status == TicketStatus.OPEN  # a note changes nothing the buyer sees
     assert not any(buyer.email in m.to for m in mailoutbox)
     assert not tickets.ticket_messages_for(ticket, staff=False).filter(internal=True).exists()
     client.force_login(buyer)
@@ -272,7 +272,7 @@ def test_reopen_within_the_window_and_not_after(buyer, staff, settings):
     tickets.ticket_resolve(ticket=ticket, staff=staff, note="done")
     tickets.ticket_reopen(ticket=ticket, user=buyer, body="Not fixed")
     ticket.refresh_from_db()
-    assert (ticket.status, ticket.reopened_count, ticket.resolved_at) == (S.AWAITING_STAFF, 1, None)
+    assert (ticket.status, ticket.reopened_count, ticket.resolved_at) == (TicketStatus.AWAITING_STAFF, 1, None)
     tickets.ticket_resolve(ticket=ticket, staff=staff, note="done again")
     Ticket.objects.filter(pk=ticket.pk).update(resolved_at=timezone.now() - timedelta(days=7, minutes=1))
     ticket.refresh_from_db()
@@ -282,7 +282,7 @@ def test_reopen_within_the_window_and_not_after(buyer, staff, settings):
     with pytest.raises(tickets.TicketError):  # a reply does not sneak it open either
         tickets.ticket_reply(ticket=ticket, author=buyer, body="still broken")
     ticket.refresh_from_db()
-    assert (ticket.status, ticket.reopened_count) == (S.RESOLVED, 1)
+    assert (ticket.status, ticket.reopened_count) == (TicketStatus.RESOLVED, 1)
 
 
 def test_a_buyer_reply_on_a_fresh_resolution_reopens(buyer, staff):
@@ -290,7 +290,7 @@ def test_a_buyer_reply_on_a_fresh_resolution_reopens(buyer, staff):
     tickets.ticket_resolve(ticket=ticket, staff=staff, note="done")
     tickets.ticket_reply(ticket=ticket, author=buyer, body="No, it still fails")
     ticket.refresh_from_db()
-    assert (ticket.status, ticket.reopened_count) == (S.AWAITING_STAFF, 1)
+    assert (ticket.status, ticket.reopened_count) == (TicketStatus.AWAITING_STAFF, 1)
 
 
 def test_close_staff_needs_a_reason_closed_is_final(buyer, staff, other_buyer):
@@ -301,7 +301,7 @@ def test_close_staff_needs_a_reason_closed_is_final(buyer, staff, other_buyer):
         tickets.ticket_close(ticket=ticket, actor=other_buyer)
     tickets.ticket_close(ticket=ticket, actor=buyer)
     ticket.refresh_from_db()
-    assert ticket.status == S.CLOSED and ticket.closed_at
+    assert ticket.status == TicketStatus.CLOSED and ticket.closed_at
     with pytest.raises(tickets.TicketError):
         tickets.ticket_reply(ticket=ticket, author=buyer, body="hello?")
     with pytest.raises(tickets.TicketError):
@@ -464,7 +464,7 @@ def test_another_users_ticket_and_order_are_404_and_audited(client, buyer, other
     assert denied.filter(action="ticket.view", target=ticket.number).count() == 4
     assert denied.filter(action="ticket.open", target=order.number).count() == 1
     ticket.refresh_from_db()
-    assert ticket.status == S.OPEN and ticket.messages.count() == 1
+    assert ticket.status == TicketStatus.OPEN and ticket.messages.count() == 1
     assert ticket.number not in client.get(reverse("aftersales:tickets")).content.decode()
 
 
@@ -476,10 +476,10 @@ def test_reopen_and_close_buttons(client, buyer, staff):
     assert 'data-testid="reopen"' in page
     client.post(reverse("aftersales:ticket_reopen", args=[ticket.number]))
     ticket.refresh_from_db()
-    assert ticket.status == S.AWAITING_STAFF
+    assert ticket.status == TicketStatus.AWAITING_STAFF
     client.post(reverse("aftersales:ticket_close", args=[ticket.number]))
     ticket.refresh_from_db()
-    assert ticket.status == S.CLOSED
+    assert ticket.status == TicketStatus.CLOSED
 
 
 def test_pages_need_login(client):
@@ -560,17 +560,17 @@ def test_admin_change_page_shows_the_case_and_reply_works(client, buyer, staff, 
     )
     assert response.status_code == 302
     ticket.refresh_from_db()
-    assert ticket.status == S.AWAITING_BUYER and ticket.first_responded_at and ticket.assignee == staff
+    assert ticket.status == TicketStatus.AWAITING_BUYER and ticket.first_responded_at and ticket.assignee == staff
     message = ticket.messages.get(body="We will replace it")
     assert message.from_staff and message.is_resolution_plan and message.attachments.count() == 1
     assert [m.to for m in mailoutbox] == [[buyer.email]]
     client.post(reverse("admin:aftersales_ticket_resolve", args=[ticket.pk]), {"note": ""})
     ticket.refresh_from_db()
-    assert ticket.status == S.AWAITING_BUYER  # no note, no resolution
+    assert ticket.status == TicketStatus.AWAITING_BUYER  # no note, no resolution
     client.post(reverse("admin:aftersales_ticket_resolve", args=[ticket.pk]), {"note": "Replaced"})
     client.post(reverse("admin:aftersales_ticket_close", args=[ticket.pk]), {"reason": "done"})
     ticket.refresh_from_db()
-    assert ticket.status == S.CLOSED
+    assert ticket.status == TicketStatus.CLOSED
     assert client.get(reverse("admin:aftersales_ticket_change", args=[ticket.pk])).status_code == 200
 
 

@@ -10,11 +10,11 @@ from orders.models import ORDER_FLOW, Order, OrderStatusChange
 from orders.services import orders as services
 from tests.factories import ProductFactory, UserFactory, add_stock
 
-S = Order.Status
-ALL_PAIRS = list(itertools.product(S.values, S.values))
+OrderStatus = Order.Status
+ALL_PAIRS = list(itertools.product(OrderStatus.values, OrderStatus.values))
 ALLOWED = [(src, dst) for src, dst in ALL_PAIRS if dst in ORDER_FLOW.transitions.get(src, ())]
 FORBIDDEN = [(src, dst) for src, dst in ALL_PAIRS if src != dst and (src, dst) not in ALLOWED]
-REPEATS = [(s, s) for s in S.values]
+REPEATS = [(s, s) for s in OrderStatus.values]
 
 
 @pytest.fixture
@@ -35,15 +35,15 @@ def _apply(order: Order, dst: str, **kwargs) -> bool:
 
 
 def test_the_table_covers_every_status():
-    assert set(ORDER_FLOW.transitions) == set(S.values)
+    assert set(ORDER_FLOW.transitions) == set(OrderStatus.values)
     for src, dsts in ORDER_FLOW.transitions.items():
-        assert dsts <= set(S.values), src
+        assert dsts <= set(OrderStatus.values), src
         assert src not in dsts, f"{src} -> {src} would be a repeat, not a move"
     # The moves the business relies on, spelled out (the table is the spec).
-    assert ORDER_FLOW.transitions[S.PENDING] == {S.PAID, S.EXPIRED, S.CANCELLED}
-    assert ORDER_FLOW.transitions[S.PAID] == {S.DELIVERED, S.REFUND_PENDING}
-    assert ORDER_FLOW.transitions[S.REFUNDED] == frozenset()
-    assert len(ALLOWED) + len(FORBIDDEN) + len(REPEATS) == len(S.values) ** 2
+    assert ORDER_FLOW.transitions[OrderStatus.PENDING] == {OrderStatus.PAID, OrderStatus.EXPIRED, OrderStatus.CANCELLED}
+    assert ORDER_FLOW.transitions[OrderStatus.PAID] == {OrderStatus.DELIVERED, OrderStatus.REFUND_PENDING}
+    assert ORDER_FLOW.transitions[OrderStatus.REFUNDED] == frozenset()
+    assert len(ALLOWED) + len(FORBIDDEN) + len(REPEATS) == len(OrderStatus.values) ** 2
 
 
 @pytest.mark.django_db
@@ -94,9 +94,9 @@ def test_repeat_is_a_no_op(order, src, dst):
 
 
 @pytest.mark.django_db
-@pytest.mark.parametrize(("dst", "stamp"), [(S.PAID, "paid_at"), (S.DELIVERED, "delivered_at")])
+@pytest.mark.parametrize(("dst", "stamp"), [(OrderStatus.PAID, "paid_at"), (OrderStatus.DELIVERED, "delivered_at")])
 def test_entering_a_state_stamps_its_time(order, dst, stamp):
-    src = S.PENDING if dst == S.PAID else S.PAID
+    src = OrderStatus.PENDING if dst == OrderStatus.PAID else OrderStatus.PAID
     _force(order, src)
     order.refresh_from_db()
     assert getattr(order, stamp) is None
@@ -112,25 +112,25 @@ def test_entering_a_state_stamps_its_time(order, dst, stamp):
 
 @pytest.mark.django_db
 def test_other_moves_stamp_nothing(order):
-    _apply(order, S.CANCELLED)
+    _apply(order, OrderStatus.CANCELLED)
     order.refresh_from_db()
     assert (order.paid_at, order.delivered_at) == (None, None)
 
 
 @pytest.mark.django_db
 def test_update_fields_are_written_with_the_move(order):
-    _apply(order, S.CANCELLED, update={"buyer_ip": "10.1.2.3"}, note="x" * 600)
+    _apply(order, OrderStatus.CANCELLED, update={"buyer_ip": "10.1.2.3"}, note="x" * 600)
     order.refresh_from_db()
-    assert order.status == S.CANCELLED
+    assert order.status == OrderStatus.CANCELLED
     assert order.buyer_ip == "10.1.2.3"
-    assert len(order.history.get(to_status=S.CANCELLED).note) == 500
+    assert len(order.history.get(to_status=OrderStatus.CANCELLED).note) == 500
 
 
 @pytest.mark.django_db
 def test_side_effects_run_only_after_commit(order, django_capture_on_commit_callbacks):
     ran = []
     with django_capture_on_commit_callbacks(execute=True) as callbacks:
-        _apply(order, S.PAID, on_commit=[lambda: ran.append("fulfil")])
+        _apply(order, OrderStatus.PAID, on_commit=[lambda: ran.append("fulfil")])
         assert ran == []  # not while the transaction is open
     assert len(callbacks) == 1
     assert ran == ["fulfil"]
@@ -140,7 +140,7 @@ def test_side_effects_run_only_after_commit(order, django_capture_on_commit_call
 def test_side_effects_of_a_refused_move_never_run(order, django_capture_on_commit_callbacks):
     ran = []
     with django_capture_on_commit_callbacks(execute=True) as callbacks, pytest.raises(IllegalTransition):
-        _apply(order, S.REFUNDED, on_commit=[lambda: ran.append("x")])
+        _apply(order, OrderStatus.REFUNDED, on_commit=[lambda: ran.append("x")])
     assert callbacks == []
     assert ran == []
 
@@ -153,9 +153,9 @@ def test_apply_outside_a_transaction_is_refused():
     order = Order.objects.get(pk=order.pk)
 
     with pytest.raises(RuntimeError, match="inside a transaction"):
-        ORDER_FLOW.apply(order, S.PAID)
+        ORDER_FLOW.apply(order, OrderStatus.PAID)
 
     order.refresh_from_db()
-    assert order.status == S.PENDING
+    assert order.status == OrderStatus.PENDING
     assert order.paid_at is None
     assert order.history.count() == 1

@@ -24,7 +24,7 @@ from tests.factories import UserFactory
 pytestmark = pytest.mark.usefixtures("english")
 
 D = Decimal
-S = Withdrawal.Status
+WithdrawalStatus = Withdrawal.Status
 TRANSFER = "alipay.fund.trans.uni.transfer"
 QUERY = "alipay.fund.trans.common.query"
 
@@ -122,7 +122,12 @@ def test_a_request_holds_the_amount_and_a_double_click_is_one_withdrawal(agent):
     first = request(agent, "100", key="click")
     again = request(agent, "100", key="click")  # the same form submitted twice
     assert again.pk == first.pk and Withdrawal.objects.count() == 1
-    assert (first.amount, first.fee, first.net, first.status) == (D("100.00"), D("1.00"), D("99.00"), S.REQUESTED)
+    assert (first.amount, first.fee, first.net, first.status) == (
+        D("100.00"),
+        D("1.00"),
+        D("99.00"),
+        WithdrawalStatus.REQUESTED,
+    )
     assert first.number.startswith("W") and len(first.number) <= 32
     assert available(agent) == D("400.00")
     assert balance_of(ledger.WITHDRAWALS_PAYABLE) == D("100.00")
@@ -131,7 +136,7 @@ def test_a_request_holds_the_amount_and_a_double_click_is_one_withdrawal(agent):
     assert crypto.decrypt(first.payee_account) == "13800138000"
     assert withdrawals.payee_account_masked(first) == "•••••••8000"
     history = list(first.history.values_list("from_status", "to_status", "actor"))
-    assert history == [("", S.REQUESTED, agent.user.pk)]
+    assert history == [("", WithdrawalStatus.REQUESTED, agent.user.pk)]
     second = request(agent, "100", key="another click")
     assert second.pk != first.pk and available(agent) == D("300.00")
 
@@ -186,19 +191,19 @@ def test_alipay_email_and_spaced_bank_numbers_are_accepted(agent):
 # --- the state machine --------------------------------------------------------------------------
 
 ALLOWED = {
-    (S.REQUESTED, S.APPROVED),
-    (S.REQUESTED, S.REJECTED),
-    (S.APPROVED, S.PAID),
-    (S.APPROVED, S.FAILED),
-    (S.APPROVED, S.REJECTED),
-    (S.FAILED, S.APPROVED),
-    (S.FAILED, S.REJECTED),
+    (WithdrawalStatus.REQUESTED, WithdrawalStatus.APPROVED),
+    (WithdrawalStatus.REQUESTED, WithdrawalStatus.REJECTED),
+    (WithdrawalStatus.APPROVED, WithdrawalStatus.PAID),
+    (WithdrawalStatus.APPROVED, WithdrawalStatus.FAILED),
+    (WithdrawalStatus.APPROVED, WithdrawalStatus.REJECTED),
+    (WithdrawalStatus.FAILED, WithdrawalStatus.APPROVED),
+    (WithdrawalStatus.FAILED, WithdrawalStatus.REJECTED),
 }
 
 
 @pytest.mark.django_db
-@pytest.mark.parametrize("src", S.values)
-@pytest.mark.parametrize("dst", S.values)
+@pytest.mark.parametrize("src", WithdrawalStatus.values)
+@pytest.mark.parametrize("dst", WithdrawalStatus.values)
 def test_withdrawal_flow_allows_exactly_its_moves(agent, src, dst):
     give(agent, "100")
     w = request(agent, "20")
@@ -227,7 +232,11 @@ def test_reject_returns_the_money_and_the_agent_sees_why(agent, staff):
         payouts.payout_reject(withdrawal_id=w.pk, staff=staff, reason="  ")
     payouts.payout_reject(withdrawal_id=w.pk, staff=staff, reason="Name does not match the account")
     w.refresh_from_db()
-    assert (w.status, w.reject_reason, w.reviewed_by) == (S.REJECTED, "Name does not match the account", staff)
+    assert (w.status, w.reject_reason, w.reviewed_by) == (
+        WithdrawalStatus.REJECTED,
+        "Name does not match the account",
+        staff,
+    )
     assert available(agent) == D("300.00")
     assert balance_of(ledger.WITHDRAWALS_PAYABLE) == 0
     payouts.payout_reject(withdrawal_id=w.pk, staff=staff, reason="twice")  # a repeat is a no-op
@@ -235,7 +244,11 @@ def test_reject_returns_the_money_and_the_agent_sees_why(agent, staff):
     with pytest.raises(WithdrawalError, match="cannot become"):
         payouts.payout_approve(withdrawal_id=w.pk, staff=staff)
     last = w.history.last()
-    assert (last.to_status, last.actor, last.note) == (S.REJECTED, staff, "Name does not match the account")
+    assert (last.to_status, last.actor, last.note) == (
+        WithdrawalStatus.REJECTED,
+        staff,
+        "Name does not match the account",
+    )
 
 
 # --- Alipay payouts through the fake gateway -----------------------------------------------------
@@ -252,7 +265,7 @@ def approved_alipay(agent, staff, amount="200.00", **kwargs) -> Withdrawal:
 @pytest.mark.django_db(transaction=True)
 def test_approve_pays_by_alipay_transfer_once_and_books_it(alipay, fake, agent, staff):
     w = approved_alipay(agent, staff, "200.00")
-    assert w.status == S.PAID, w.payout_error
+    assert w.status == WithdrawalStatus.PAID, w.payout_error
     assert fake.transfers_executed == 1
     transfer = fake.transfers[w.number]  # out_biz_no is the withdrawal's number
     assert (transfer.amount, transfer.payee, transfer.name) == (D("199.00"), "13800138000", "张三")
@@ -265,8 +278,12 @@ def test_approve_pays_by_alipay_transfer_once_and_books_it(alipay, fake, agent, 
     assert balance_of(ledger.WITHDRAWALS_PAYABLE) == 0
     assert balance_of(ledger.clearing("alipay")) == D("-199.00")
     assert balance_of(ledger.WITHDRAWAL_FEES) == D("1.00")
-    assert list(w.history.values_list("to_status", flat=True)) == [S.REQUESTED, S.APPROVED, S.PAID]
-    assert w.history.get(to_status=S.APPROVED).actor == staff
+    assert list(w.history.values_list("to_status", flat=True)) == [
+        WithdrawalStatus.REQUESTED,
+        WithdrawalStatus.APPROVED,
+        WithdrawalStatus.PAID,
+    ]
+    assert w.history.get(to_status=WithdrawalStatus.APPROVED).actor == staff
     # A retried task, the beat, a second approval: nothing more reaches Alipay.
     assert payouts.payout_execute(withdrawal_id=w.pk) == "not due"
     with pytest.raises(WithdrawalError):
@@ -278,27 +295,32 @@ def test_approve_pays_by_alipay_transfer_once_and_books_it(alipay, fake, agent, 
 def test_a_refused_transfer_fails_then_reject_returns_the_money(alipay, fake, agent, staff):
     fake.transfer_error = ("PAYEE_NOT_EXIST", "收款账号不存在")
     w = approved_alipay(agent, staff, "100.00")
-    assert w.status == S.FAILED
+    assert w.status == WithdrawalStatus.FAILED
     assert "PAYEE_NOT_EXIST" in w.payout_error
     assert fake.transfers_executed == 0
     assert available(agent) == D("900.00")  # still held while staff decide
     payouts.payout_reject(withdrawal_id=w.pk, staff=staff, reason="The Alipay account does not exist")
     w.refresh_from_db()
-    assert w.status == S.REJECTED
+    assert w.status == WithdrawalStatus.REJECTED
     assert available(agent) == D("1000.00")
     assert balance_of(ledger.WITHDRAWALS_PAYABLE) == 0 and balance_of(ledger.clearing("alipay")) == 0
-    assert [h.to_status for h in w.history.all()] == [S.REQUESTED, S.APPROVED, S.FAILED, S.REJECTED]
+    assert [h.to_status for h in w.history.all()] == [
+        WithdrawalStatus.REQUESTED,
+        WithdrawalStatus.APPROVED,
+        WithdrawalStatus.FAILED,
+        WithdrawalStatus.REJECTED,
+    ]
 
 
 @pytest.mark.django_db(transaction=True)
 def test_a_failed_payout_can_be_retried_and_pays_once(alipay, fake, agent, staff):
     fake.transfer_error = ("PAYER_BALANCE_NOT_ENOUGH", "付款方余额不足")
     w = approved_alipay(agent, staff, "100.00")
-    assert w.status == S.FAILED
+    assert w.status == WithdrawalStatus.FAILED
     fake.transfer_error = None  # the platform topped up its Alipay balance
     payouts.payout_retry(withdrawal_id=w.pk, staff=staff)
     w.refresh_from_db()
-    assert w.status == S.PAID and fake.transfers_executed == 1
+    assert w.status == WithdrawalStatus.PAID and fake.transfers_executed == 1
     with pytest.raises(WithdrawalError, match="Only a failed payout"):
         payouts.payout_retry(withdrawal_id=w.pk, staff=staff)
 
@@ -308,7 +330,7 @@ def test_a_timeout_leaves_it_approved_and_the_next_run_queries_before_paying(set
     settings.PAYMENTS_GATEWAY_TIMEOUT = 1
     fake.stall[TRANSFER] = 2.5  # Alipay makes the transfer, its answer never arrives in time
     w = approved_alipay(agent, staff, "300.00")
-    assert w.status == S.APPROVED
+    assert w.status == WithdrawalStatus.APPROVED
     assert "unknown" in w.payout_error.lower()
     assert fake.transfers_executed == 1
     # Money may have moved: it cannot be rejected (and returned to the agent) meanwhile.
@@ -319,7 +341,7 @@ def test_a_timeout_leaves_it_approved_and_the_next_run_queries_before_paying(set
     assert payouts.payout_execute(withdrawal_id=w.pk) == "paid"
     assert fake.methods()[calls_before:] == [QUERY]  # asked first, and not sent again
     w.refresh_from_db()
-    assert w.status == S.PAID and w.payout_reference == fake.transfers[w.number].order_id
+    assert w.status == WithdrawalStatus.PAID and w.payout_reference == fake.transfers[w.number].order_id
     assert fake.transfers_executed == 1 and fake.methods().count(TRANSFER) == 1
     assert balance_of(ledger.clearing("alipay")) == D("-298.50")
 
@@ -330,7 +352,7 @@ def test_a_system_error_is_an_unknown_outcome_resolved_by_the_query(alipay, fake
     fake.transfer_error = ("SYSTEM_ERROR", "系统繁忙")
     fake.transfer_error_processed = processed
     w = approved_alipay(agent, staff, "50.00")
-    assert w.status == S.APPROVED and "SYSTEM_ERROR" in w.payout_error
+    assert w.status == WithdrawalStatus.APPROVED and "SYSTEM_ERROR" in w.payout_error
     fake.transfer_error = None
     assert payouts.payouts_due() == []  # the beat waits a little after the approval ...
     Withdrawal.objects.filter(pk=w.pk).update(reviewed_at=w.reviewed_at - timedelta(minutes=5))
@@ -339,7 +361,7 @@ def test_a_system_error_is_an_unknown_outcome_resolved_by_the_query(alipay, fake
 
     assert payouts_check_due() == 1  # what beat runs (the task, in-process)
     w.refresh_from_db()
-    assert w.status == S.PAID
+    assert w.status == WithdrawalStatus.PAID
     assert fake.transfers_executed == 1  # whether or not the first call had moved the money
     assert fake.methods().count(TRANSFER) == (1 if processed else 2)
     assert fake.methods().index(QUERY) < len(fake.methods()) - 1
@@ -349,7 +371,7 @@ def test_a_system_error_is_an_unknown_outcome_resolved_by_the_query(alipay, fake
 def test_a_reply_with_a_forged_signature_pays_nothing_and_stays_unknown(alipay, fake, agent, staff, app_key):
     fake.reply_key = app_key  # not Alipay's key
     w = approved_alipay(agent, staff, "50.00")
-    assert w.status == S.APPROVED and "signature" in w.payout_error
+    assert w.status == WithdrawalStatus.APPROVED and "signature" in w.payout_error
     assert fake.transfers_executed == 0  # the query was answered (forged): nothing was sent
     fake.reply_key = None
     assert payouts.payout_execute(withdrawal_id=w.pk) == "paid"
@@ -364,7 +386,7 @@ def test_approving_an_alipay_payout_needs_alipay_configured(agent, staff, settin
     with pytest.raises(WithdrawalError, match="Alipay is not configured"):
         payouts.payout_approve(withdrawal_id=w.pk, staff=staff)
     w.refresh_from_db()
-    assert w.status == S.REQUESTED
+    assert w.status == WithdrawalStatus.REQUESTED
 
 
 # --- bank transfers recorded by staff --------------------------------------------------------
@@ -376,7 +398,7 @@ def test_a_bank_transfer_recorded_by_staff_pays_it(agent, staff):
     w = request(agent, "500", method="bank", account="6222021234567890", bank_name="ICBC")
     payouts.payout_approve(withdrawal_id=w.pk, staff=staff)
     w.refresh_from_db()
-    assert w.status == S.APPROVED  # waits for staff to make the transfer
+    assert w.status == WithdrawalStatus.APPROVED  # waits for staff to make the transfer
     with pytest.raises(WithdrawalError, match="reference"):
         payouts.payout_record_bank(withdrawal_id=w.pk, staff=staff, reference=" ")
     payouts.payout_record_bank(withdrawal_id=w.pk, staff=staff, reference="ICBC20261124001", note="by hand")
@@ -384,11 +406,11 @@ def test_a_bank_transfer_recorded_by_staff_pays_it(agent, staff):
     with pytest.raises(WithdrawalError, match="already recorded"):
         payouts.payout_record_bank(withdrawal_id=w.pk, staff=staff, reference="ANOTHER")
     w.refresh_from_db()
-    assert (w.status, w.payout_reference) == (S.PAID, "ICBC20261124001")
+    assert (w.status, w.payout_reference) == (WithdrawalStatus.PAID, "ICBC20261124001")
     assert balance_of(ledger.BANK) == D("-497.50")
     assert balance_of(ledger.WITHDRAWAL_FEES) == D("2.50")
     assert balance_of(ledger.WITHDRAWALS_PAYABLE) == 0 and available(agent) == D("500.00")
-    paid = w.history.get(to_status=S.PAID)
+    paid = w.history.get(to_status=WithdrawalStatus.PAID)
     assert paid.actor == staff and "ICBC20261124001" in paid.note and "by hand" in paid.note
 
 
@@ -546,7 +568,7 @@ def test_admin_approve_button_pays_by_alipay(client, alipay, fake, agent, staff)
     response = client.post(f"/admin/agents/withdrawal/{w.pk}/approve/")
     assert response.status_code == 302
     w.refresh_from_db()
-    assert w.status == S.PAID and fake.transfers_executed == 1
+    assert w.status == WithdrawalStatus.PAID and fake.transfers_executed == 1
     assert client.get(f"/admin/agents/withdrawal/{w.pk}/approve/").status_code == 405
 
 
@@ -558,12 +580,14 @@ def test_admin_reject_action_asks_for_a_reason(client, agent, staff):
     data = {"action": "reject_selected", "_selected_action": [a.pk, b.pk]}
     page = client.post("/admin/agents/withdrawal/", data)
     assert page.status_code == 200 and "Reason (the agent sees it)" in page.content.decode()
-    assert Withdrawal.objects.filter(status=S.REJECTED).count() == 0
+    assert Withdrawal.objects.filter(status=WithdrawalStatus.REJECTED).count() == 0
     no_reason = client.post("/admin/agents/withdrawal/", {**data, "apply": "1", "reason": ""})
-    assert no_reason.status_code == 200 and Withdrawal.objects.filter(status=S.REJECTED).count() == 0
+    assert no_reason.status_code == 200 and Withdrawal.objects.filter(status=WithdrawalStatus.REJECTED).count() == 0
     done = client.post("/admin/agents/withdrawal/", {**data, "apply": "1", "reason": "Duplicate requests"})
     assert done.status_code == 302
-    assert set(Withdrawal.objects.values_list("status", "reject_reason")) == {(S.REJECTED, "Duplicate requests")}
+    assert set(Withdrawal.objects.values_list("status", "reject_reason")) == {
+        (WithdrawalStatus.REJECTED, "Duplicate requests")
+    }
     assert available(agent) == D("1000.00")
 
 
@@ -577,7 +601,7 @@ def test_admin_reject_page_for_one_withdrawal(client, agent, staff):
     response = client.post(f"/admin/agents/withdrawal/{w.pk}/reject/", {"reason": "Suspicious activity"})
     assert response.status_code == 302
     w.refresh_from_db()
-    assert (w.status, w.reject_reason) == (S.REJECTED, "Suspicious activity")
+    assert (w.status, w.reject_reason) == (WithdrawalStatus.REJECTED, "Suspicious activity")
     assert w.history.last().actor == staff
 
 
@@ -595,8 +619,12 @@ def test_admin_records_a_bank_transfer_and_logs_the_account_being_shown(client, 
     response = client.post(f"/admin/agents/withdrawal/{w.pk}/bank-transfer/", {"reference": "CMB8899", "note": ""})
     assert response.status_code == 302
     w.refresh_from_db()
-    assert (w.status, w.payout_reference) == (S.PAID, "CMB8899")
-    assert [h.to_status for h in w.history.all()] == [S.REQUESTED, S.APPROVED, S.PAID]
+    assert (w.status, w.payout_reference) == (WithdrawalStatus.PAID, "CMB8899")
+    assert [h.to_status for h in w.history.all()] == [
+        WithdrawalStatus.REQUESTED,
+        WithdrawalStatus.APPROVED,
+        WithdrawalStatus.PAID,
+    ]
     assert balance_of(ledger.BANK) == D("-298.50")
 
 

@@ -39,7 +39,7 @@ pytestmark = [
 # Seconds before Redis hands an unacknowledged message (its worker died) to another consumer.
 VISIBILITY_TIMEOUT = 5
 QUEUE = "celery"  # the default queue: the worker also queues the delivery email there
-S = Order.Status
+OrderStatus = Order.Status
 
 
 @pytest.fixture
@@ -87,23 +87,27 @@ def paid_order(buyer, *, quantity: int) -> tuple[Order, list[str]]:
     result = sandbox_pay(order_number=order.number)  # commits; fulfil_order is published on commit
     assert result.outcome == "applied", result
     order.refresh_from_db()
-    assert order.status == S.PAID
+    assert order.status == OrderStatus.PAID
     return order, secrets
 
 
 def delivered_and_notified(order: Order) -> bool:
     order.refresh_from_db()
-    return order.status == S.DELIVERED and order.buyer_notified_at is not None
+    return order.status == OrderStatus.DELIVERED and order.buyer_notified_at is not None
 
 
 def assert_delivered_once(order: Order) -> None:
     order.refresh_from_db()
-    assert order.status == S.DELIVERED
+    assert order.status == OrderStatus.DELIVERED
     assert order.delivered_at is not None
     assert order.buyer_notified_at is not None
     history = list(order.history.values_list("from_status", "to_status"))
-    assert history == [("", S.PENDING), (S.PENDING, S.PAID), (S.PAID, S.DELIVERED)]
-    assert OrderStatusChange.objects.filter(to_status=S.DELIVERED).count() == 1
+    assert history == [
+        ("", OrderStatus.PENDING),
+        (OrderStatus.PENDING, OrderStatus.PAID),
+        (OrderStatus.PAID, OrderStatus.DELIVERED),
+    ]
+    assert OrderStatusChange.objects.filter(to_status=OrderStatus.DELIVERED).count() == 1
     live = order.codes.filter(released_at__isnull=True)
     assert live.count() == order.quantity
     statuses = CardCode.objects.filter(pk__in=live.values("code_id")).values_list("status", flat=True)
@@ -116,7 +120,7 @@ def assert_delivered_once(order: Order) -> None:
 
 def assert_not_delivered(order: Order) -> None:
     order.refresh_from_db()
-    assert order.status == S.PAID
+    assert order.status == OrderStatus.PAID
     assert not CardCode.objects.filter(status=CardCode.Status.SOLD).exists()
 
 

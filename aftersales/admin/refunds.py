@@ -20,7 +20,7 @@ from payments.models import Refund
 
 from ..models import RefundRequest, RefundRequestStatusChange
 
-R = RefundRequest.Status
+RequestStatus = RefundRequest.Status
 
 
 def business_day_ago(now: datetime) -> datetime:
@@ -34,7 +34,7 @@ def business_day_ago(now: datetime) -> datetime:
 def money_not_back_q(now: datetime | None = None) -> Q:
     """Requests older than one business day whose money is not back with the buyer (rejected ones aside)."""
     cutoff = business_day_ago(now or timezone.now())
-    return Q(created_at__lt=cutoff) & ~Q(status=R.REJECTED) & ~Q(refund__status=Refund.Status.SUCCEEDED)
+    return Q(created_at__lt=cutoff) & ~Q(status=RequestStatus.REJECTED) & ~Q(refund__status=Refund.Status.SUCCEEDED)
 
 
 class MoneyBackOverdueFilter(admin.SimpleListFilter):
@@ -135,7 +135,7 @@ class RefundRequestAdmin(ReadOnlyAdmin):
             text = gettext("%(days)dd %(hours)dh") % {"days": hours // 24, "hours": hours % 24}
         else:
             text = gettext("%(hours)dh") % {"hours": hours}
-        done = obj.status == R.REJECTED or (obj.refund_id and obj.refund.status == Refund.Status.SUCCEEDED)
+        done = obj.status == RequestStatus.REJECTED or (obj.refund_id and obj.refund.status == Refund.Status.SUCCEEDED)
         if not done and obj.created_at < business_day_ago(timezone.now()):
             return format_html('<strong style="color:#b02a37">{}</strong>', text)
         return text

@@ -29,7 +29,7 @@ from orders.models import CodeReveal, OrderCode
 from ..models import Kind, ReplyTemplate, SlaEvent, Ticket, TicketStatusChange
 from ..services import arbitration, disputes, tickets
 
-S = Ticket.Status
+TicketStatus = Ticket.Status
 CHANGE_PERMISSION = "aftersales.change_ticket"
 
 
@@ -47,7 +47,7 @@ class SlaFilter(admin.SimpleListFilter):
 
     def queryset(self, request, queryset):
         now = timezone.now()
-        waiting = Q(first_responded_at__isnull=True) & ~Q(status=S.CLOSED)
+        waiting = Q(first_responded_at__isnull=True) & ~Q(status=TicketStatus.CLOSED)
         value = self.value()
         if value == "overdue":
             return queryset.filter(waiting, first_response_due_at__lte=now)
@@ -78,7 +78,7 @@ def time_left_html(ticket: Ticket, now=None):
         late = ticket.first_responded_at > ticket.first_response_due_at
         color, text = ("#b02a37", _("answered late")) if late else ("#146c43", _("answered"))
         return format_html('<span style="color:{};font-weight:600" data-sla="answered">✓ {}</span>', color, text)
-    if ticket.status == S.CLOSED:
+    if ticket.status == TicketStatus.CLOSED:
         return format_html('<span style="color:#6c757d" data-sla="closed">{}</span>', _("closed unanswered"))
     seconds = int((ticket.first_response_due_at - now).total_seconds())
     hours, minutes = divmod(abs(seconds) // 60, 60)

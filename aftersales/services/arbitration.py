@@ -56,10 +56,10 @@ from . import disputes, tickets
 
 log = logging.getLogger(__name__)
 
-A = ArbitrationCase.Status
-O = ArbitrationCase.Outcome  # noqa: E741
-R = RefundRequest.Status
-S = Ticket.Status
+CaseStatus = ArbitrationCase.Status
+CaseOutcome = ArbitrationCase.Outcome
+RequestStatus = RefundRequest.Status
+TicketStatus = Ticket.Status
 # What the arbitration admin requires for its buttons and the dossier.
 CHANGE_PERMISSION = "aftersales.change_arbitrationcase"
 # How the dossier's timeline names the decisions it lists (the audit action stays beside it;
@@ -94,18 +94,18 @@ class Eligibility:
 def _decision_against_buyer(ticket: Ticket) -> datetime | None:
     """When staff last decided against the buyer on this ticket, or None."""
     requests = list(ticket.refund_requests.all())
-    if any(r.status == R.UNDER_REVIEW for r in requests):
+    if any(r.status == RequestStatus.UNDER_REVIEW for r in requests):
         return None  # still being decided
-    times = [r.decided_at or r.created_at for r in requests if r.status == R.REJECTED]
-    refunded = any(r.status in (R.APPROVED, R.REFUNDED) for r in requests) or (
+    times = [r.decided_at or r.created_at for r in requests if r.status == RequestStatus.REJECTED]
+    refunded = any(r.status in (RequestStatus.APPROVED, RequestStatus.REFUNDED) for r in requests) or (
         ticket.order_id is not None
         and Refund.objects.filter(
             order_id=ticket.order_id, idempotency_key__startswith=f"dispute:{ticket.pk}:"
         ).exists()
     )
-    if ticket.status in (S.RESOLVED, S.CLOSED) and ticket.resolved_at and not refunded:
+    if ticket.status in (TicketStatus.RESOLVED, TicketStatus.CLOSED) and ticket.resolved_at and not refunded:
         times.append(ticket.resolved_at)
-    if ticket.status == S.CLOSED and ticket.closed_at and not refunded and times:
+    if ticket.status == TicketStatus.CLOSED and ticket.closed_at and not refunded and times:
         times.append(ticket.closed_at)  # closed by staff after rejecting: counts from the closing
     return max(times) if times else None
 
@@ -274,9 +274,9 @@ def arbitration_submit(
         raise ArbitrationError(_("The submission date cannot be in the future."))
     with transaction.atomic():
         case = _locked_case(case)
-        if case.status == A.SUBMITTED and (case.third_party, case.case_number) == (third_party, case_number):
+        if case.status == CaseStatus.SUBMITTED and (case.third_party, case.case_number) == (third_party, case_number):
             return case  # the same click twice
-        if case.status != A.PREPARING:
+        if case.status != CaseStatus.PREPARING:
             raise ArbitrationError(
                 _("This case is already %(status)s.") % {"status": case.get_status_display().lower()}
             )
@@ -284,7 +284,7 @@ def arbitration_submit(
             raise ArbitrationError(_("The submission date is before the case was opened."))
         CASE_FLOW.apply(
             case,
-            A.SUBMITTED,
+            CaseStatus.SUBMITTED,
             actor=staff,
             update={"third_party": third_party, "case_number": case_number, "submitted_at": submitted_at},
         )
@@ -317,7 +317,7 @@ def _partial_code_ids(case: ArbitrationCase, quantity: int) -> list[int]:
     live = refundable_codes(ticket.order)
     asked = set(
         RefundRequest.objects.filter(ticket=ticket)
-        .exclude(status__in=(R.APPROVED, R.REFUNDED))
+        .exclude(status__in=(RequestStatus.APPROVED, RequestStatus.REFUNDED))
         .values_list("codes", flat=True)
     )
     if ticket.order_code_id:
@@ -348,7 +348,7 @@ def arbitration_decide(
     Exactly once: the case row is locked and the refund's key is the case's."""
     _require_staff(staff)
     note = (note or "").strip()
-    if outcome not in (O.BUYER, O.PARTIAL, O.PLATFORM):
+    if outcome not in (CaseOutcome.BUYER, CaseOutcome.PARTIAL, CaseOutcome.PLATFORM):
         raise ArbitrationError(_("Choose the outcome of the arbitration."))
     if not note:
         raise ArbitrationError(_("Write down the third party's decision (the buyer sees it)."))
@@ -360,14 +360,14 @@ def arbitration_decide(
         raise ArbitrationError(_("The number of codes to refund must be a whole number.")) from None
     with transaction.atomic():
         case = _locked_case(case)
-        if case.status == A.DECIDED:
+        if case.status == CaseStatus.DECIDED:
             return case  # decided already (a second click, a colleague): nothing more happens
-        if case.status != A.SUBMITTED:
+        if case.status != CaseStatus.SUBMITTED:
             raise ArbitrationError(_("Record the submission to the third party before its decision."))
         ticket = case.ticket
         left = codes_left(ticket.order)
         refund = None
-        if outcome == O.PARTIAL:
+        if outcome == CaseOutcome.PARTIAL:
             if not 1 <= refund_quantity <= left:
                 raise ArbitrationError(
                     ngettext(
@@ -377,7 +377,7 @@ def arbitration_decide(
                     )
                     % {"left": left}
                 )
-        elif outcome == O.BUYER:
+        elif outcome == CaseOutcome.BUYER:
             refund_quantity = left
         else:
             refund_quantity = 0
@@ -387,7 +387,7 @@ def arbitration_decide(
             "note": note,
         }
         if refund_quantity:
-            ids = None if outcome == O.BUYER else _partial_code_ids(case, refund_quantity)
+            ids = None if outcome == CaseOutcome.BUYER else _partial_code_ids(case, refund_quantity)
             if ids is not None and len(ids) < refund_quantity:
                 raise ArbitrationError(
                     ngettext(
@@ -401,7 +401,7 @@ def arbitration_decide(
             refund_quantity = refund.quantity
         CASE_FLOW.apply(
             case,
-            A.DECIDED,
+            CaseStatus.DECIDED,
             actor=staff,
             update={
                 "outcome": outcome,
@@ -412,16 +412,16 @@ def arbitration_decide(
             },
         )
         if refund is None:  # a refund's ARBITRATION_WON is recorded by the refund service, once
-            won = outcome in (O.BUYER, O.PARTIAL)
+            won = outcome in (CaseOutcome.BUYER, CaseOutcome.PARTIAL)
             credit_event_record(
                 user=ticket.user,
                 kind=CreditEvent.Kind.ARBITRATION_WON if won else CreditEvent.Kind.ARBITRATION_LOST,
                 reference=ticket.number,
                 detail=f"arbitration {case.third_party} #{case.case_number}: {outcome}",
             )
-        if outcome == O.PLATFORM:
+        if outcome == CaseOutcome.PLATFORM:
             head = _("The arbitrator decided in our favour: no refund.")
-        elif outcome == O.BUYER:
+        elif outcome == CaseOutcome.BUYER:
             head = _("The arbitrator decided in your favour: the order is refunded to where the money came from.")
         else:
             head = ngettext(
@@ -429,7 +429,7 @@ def arbitration_decide(
                 "The arbitrator decided partly in your favour: %(n)d codes are refunded.",
                 refund_quantity,
             ) % {"n": refund_quantity}
-        if refund is None and outcome == O.BUYER:
+        if refund is None and outcome == CaseOutcome.BUYER:
             head = _("The arbitrator decided in your favour (nothing was left to refund on the order).")
         _trace(ticket, author=staff, body=f"{head}\n\n{note}", from_staff=True, notify_buyer=True)
         audit_record(

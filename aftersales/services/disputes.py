@@ -37,8 +37,8 @@ from ..models import REFUND_REQUEST_FLOW, RefundRequest, Reissue, Ticket
 from . import tickets
 
 log = logging.getLogger(__name__)
-S = Ticket.Status
-R = RefundRequest.Status
+TicketStatus = Ticket.Status
+RequestStatus = RefundRequest.Status
 CHANGE_PERMISSION = "aftersales.change_ticket"
 REASON_MAX = 500
 
@@ -83,7 +83,7 @@ def _audit(verb: str, *, staff, ticket: Ticket, detail: str) -> None:
 def _tell_buyer(ticket: Ticket, *, staff, body: str, resolve: bool) -> None:
     """Resolve with ``body`` (an open ticket), or add it as a reply (resolved: the status stays).
     A closed ticket takes no more messages: the audit row and the records carry the decision."""
-    if ticket.status == S.CLOSED:
+    if ticket.status == TicketStatus.CLOSED:
         return
     if resolve and ticket.status in tickets.OPEN_STATUSES:
         tickets.ticket_resolve(ticket=ticket, staff=staff, note=body)
@@ -175,9 +175,13 @@ def dispute_refund(
                 memo=f"dispute {ticket.number}: {{n}} unrevealed code(s) back in stock",
             ),
         )
-        for request in ticket.refund_requests.select_for_update().filter(status=R.UNDER_REVIEW):
+        for request in ticket.refund_requests.select_for_update().filter(status=RequestStatus.UNDER_REVIEW):
             REFUND_REQUEST_FLOW.apply(
-                request, R.REFUNDED, actor=staff, note=reason, update={"refund": refund, "decided_by": staff}
+                request,
+                RequestStatus.REFUNDED,
+                actor=staff,
+                note=reason,
+                update={"refund": refund, "decided_by": staff},
             )
         credit_event_record(
             user=ticket.user,
@@ -214,8 +218,10 @@ def dispute_reject(*, ticket: Ticket, staff, reason: str) -> Ticket:
                 _("Only an open ticket can be decided (this one is %(status)s).")
                 % {"status": ticket.get_status_display()}
             )
-        for request in ticket.refund_requests.select_for_update().filter(status=R.UNDER_REVIEW):
-            REFUND_REQUEST_FLOW.apply(request, R.REJECTED, actor=staff, note=reason, update={"decided_by": staff})
+        for request in ticket.refund_requests.select_for_update().filter(status=RequestStatus.UNDER_REVIEW):
+            REFUND_REQUEST_FLOW.apply(
+                request, RequestStatus.REJECTED, actor=staff, note=reason, update={"decided_by": staff}
+            )
         credit_event_record(
             user=ticket.user, kind=CreditEvent.Kind.DISPUTE_LOST, reference=ticket.number, detail=reason[:200]
         )
@@ -238,7 +244,7 @@ def dispute_reissue(*, ticket: Ticket, order_code: OrderCode, staff, reason: str
     reason = _reason(reason)
     with transaction.atomic():
         ticket = _lock(ticket)
-        if ticket.status == S.CLOSED:
+        if ticket.status == TicketStatus.CLOSED:
             raise DisputeError(_("This ticket is closed."))
         oc = OrderCode.objects.filter(pk=getattr(order_code, "pk", order_code)).first()
         if ticket.order_id is None or oc is None or oc.order_id != ticket.order_id:
@@ -288,7 +294,7 @@ def dispute_request_info(*, ticket: Ticket, staff, body: str):
         raise DisputeError(_("The text is too long (at most %(max)d characters).") % {"max": 5000})
     with transaction.atomic():
         ticket = _lock(ticket)
-        if ticket.status == S.CLOSED:
+        if ticket.status == TicketStatus.CLOSED:
             raise DisputeError(_("This ticket is closed."))
         message = tickets.ticket_reply(
             ticket=ticket,

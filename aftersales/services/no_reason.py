@@ -38,9 +38,9 @@ from ..models import REFUND_REQUEST_FLOW, Kind, RefundRequest, Ticket
 from .tickets import ticket_open
 
 log = logging.getLogger(__name__)
-R = RefundRequest.Status
+RequestStatus = RefundRequest.Status
 # A request still holding its codes: they cannot be asked for again meanwhile.
-OPEN_STATUSES = (R.APPROVED, R.UNDER_REVIEW, R.REFUNDED)
+OPEN_STATUSES = (RequestStatus.APPROVED, RequestStatus.UNDER_REVIEW, RequestStatus.REFUNDED)
 REFUND_REASON = "no-reason refund of unrevealed codes"
 
 
@@ -246,7 +246,7 @@ def refund_request_create(
             user=user,
             quantity=len(codes),
             reason=reason,
-            status=R.UNDER_REVIEW if review else R.APPROVED,
+            status=RequestStatus.UNDER_REVIEW if review else RequestStatus.APPROVED,
             review_reason="; ".join(review)[:300],
             idempotency_key=key,
         )
@@ -277,7 +277,9 @@ def refund_request_create(
             detail=f"{len(codes)} code(s), refund {refund.number}",
         )
         # The refund is decided and on its way: the buyer follows the refund's own status.
-        REFUND_REQUEST_FLOW.apply(request, R.REFUNDED, actor=user, note=refund.number, update={"refund": refund})
+        REFUND_REQUEST_FLOW.apply(
+            request, RequestStatus.REFUNDED, actor=user, note=refund.number, update={"refund": refund}
+        )
     log.info("refund request %s of order %s refunded automatically: %s", request.pk, order.number, refund.number)
     return request
 

@@ -32,7 +32,7 @@ from .tickets import minute
 
 log = logging.getLogger(__name__)
 
-S = Ticket.Status
+TicketStatus = Ticket.Status
 # CLOCK_RUNNING: a resolved or closed ticket's clock no longer runs, answered or not (the index
 # predicates' list, so the due queries below match it exactly).
 

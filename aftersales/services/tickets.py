@@ -55,14 +55,14 @@ from ..models import (
 
 log = logging.getLogger(__name__)
 
-S = Ticket.Status
+TicketStatus = Ticket.Status
 MAX_ATTACHMENTS = 4
 # Pillow format -> (content type, file extension)
 IMAGE_FORMATS = {"PNG": ("image/png", "png"), "JPEG": ("image/jpeg", "jpg"), "WEBP": ("image/webp", "webp")}
 DEFAULT_SLA = {"first_response_hours": 48, "warn_after_hours": 36, "resolution_hours": 7 * 24}
 # Kinds that are about a delivered code: asking for an order makes sense.
 ORDER_KINDS = {Kind.NOT_RECEIVED, Kind.INVALID, Kind.WRONG_ITEM, Kind.REFUND}
-OPEN_STATUSES = (S.OPEN, S.AWAITING_STAFF, S.AWAITING_BUYER)
+OPEN_STATUSES = (TicketStatus.OPEN, TicketStatus.AWAITING_STAFF, TicketStatus.AWAITING_BUYER)
 # What the ticket admin's buttons require; staff act on others' tickets only with it.
 CHANGE_PERMISSION = "aftersales.change_ticket"
 
@@ -234,7 +234,7 @@ def in_arbitration(ticket: Ticket) -> bool:
 
 
 def _reopen_window_open(ticket: Ticket, now: datetime | None) -> bool:
-    if ticket.status != S.RESOLVED or ticket.resolved_at is None:
+    if ticket.status != TicketStatus.RESOLVED or ticket.resolved_at is None:
         return False
     return (now or timezone.now()) <= ticket.resolved_at + timedelta(days=settings.TICKET_REOPEN_DAYS)
 
@@ -449,7 +449,7 @@ def ticket_open(
             **sla_deadlines(kind, now),
         )
         # The ticket is created open: its first history row, as TICKET_FLOW.apply writes the later ones.
-        TicketStatusChange.objects.create(ticket=ticket, from_status="", to_status=S.OPEN, actor=user)
+        TicketStatusChange.objects.create(ticket=ticket, from_status="", to_status=TicketStatus.OPEN, actor=user)
         _add_message(ticket, author=user, body=body, images=images, from_staff=False)
         _email_on_commit("buyer_opened", ticket, [user.email] if user.email else [])
         _email_on_commit("staff_opened", ticket, _staff_recipients(ticket))
@@ -482,9 +482,9 @@ def ticket_reply(
         ticket = _locked(ticket)
         if not staff and ticket.user_id != author.pk:
             raise Forbidden
-        if ticket.status == S.CLOSED:
+        if ticket.status == TicketStatus.CLOSED:
             raise TicketError(_("This ticket is closed. Please open a new ticket."))
-        if ticket.status == S.RESOLVED and not staff and not internal:
+        if ticket.status == TicketStatus.RESOLVED and not staff and not internal:
             _refuse_reopen(ticket, now=now)
             _reopen(ticket, actor=author)
         message = _add_message(
@@ -501,13 +501,13 @@ def ticket_reply(
                 update["assignee"] = author
             note = _("asked the buyer for more information") if request_info else ""
             moved = ticket.status in OPEN_STATUSES and TICKET_FLOW.apply(
-                ticket, S.AWAITING_BUYER, actor=author, note=note, update=update
+                ticket, TicketStatus.AWAITING_BUYER, actor=author, note=note, update=update
             )
             if not moved:  # already awaiting the buyer, or a word after resolution: the status stays
                 _save(ticket, update)
             _email_on_commit("buyer_reply", ticket, [ticket.user.email] if ticket.user.email else [])
         else:
-            if not TICKET_FLOW.apply(ticket, S.AWAITING_STAFF, actor=author, update=update):
+            if not TICKET_FLOW.apply(ticket, TicketStatus.AWAITING_STAFF, actor=author, update=update):
                 _save(ticket, update)  # a second buyer message in a row: the time still moves
             _email_on_commit("staff_reply", ticket, _staff_recipients(ticket))
     return message
@@ -540,7 +540,7 @@ def ticket_resolve(*, ticket: Ticket, staff, note: str) -> Ticket:
             update["first_responded_at"] = now
         if ticket.assignee_id is None:
             update["assignee"] = staff
-        TICKET_FLOW.apply(ticket, S.RESOLVED, actor=staff, note=note, update=update)
+        TICKET_FLOW.apply(ticket, TicketStatus.RESOLVED, actor=staff, note=note, update=update)
         _email_on_commit("buyer_resolved", ticket, [ticket.user.email] if ticket.user.email else [])
     return ticket
 
@@ -555,11 +555,11 @@ def ticket_close(*, ticket: Ticket, actor, reason: str = "") -> Ticket:
             raise Forbidden
         if not own and not reason:
             raise TicketError(_("Give a reason for closing the ticket."))
-        if ticket.status == S.CLOSED:
+        if ticket.status == TicketStatus.CLOSED:
             return ticket
         TICKET_FLOW.apply(
             ticket,
-            S.CLOSED,
+            TicketStatus.CLOSED,
             actor=actor,
             note=reason or _("closed by the buyer"),
             update={"last_activity_at": timezone.now()},
@@ -570,7 +570,7 @@ def ticket_close(*, ticket: Ticket, actor, reason: str = "") -> Ticket:
 def _reopen(ticket: Ticket, *, actor) -> None:
     TICKET_FLOW.apply(
         ticket,
-        S.AWAITING_STAFF,
+        TicketStatus.AWAITING_STAFF,
         actor=actor,
         note=_("reopened by the buyer"),
         update={
@@ -588,7 +588,7 @@ def ticket_reopen(*, ticket: Ticket, user, body: str = "") -> Ticket:
         ticket = _locked(ticket)
         if ticket.user_id != user.pk:
             raise Forbidden
-        if ticket.status != S.RESOLVED:
+        if ticket.status != TicketStatus.RESOLVED:
             raise TicketError(_("Only a resolved ticket can be reopened."))
         _refuse_reopen(ticket, now=timezone.now())
         _reopen(ticket, actor=user)

@@ -27,7 +27,7 @@ from ledger.selectors import balance_of
 from ..models import COMMISSION_FLOW, Commission
 
 log = logging.getLogger(__name__)
-C = Commission.Status
+CommissionStatus = Commission.Status
 
 
 def refund_window() -> timedelta:
@@ -81,14 +81,16 @@ def commissions_reverse(*, order, quantity: int, reason: str = "") -> Decimal:
     rows = list(
         Commission.objects.select_for_update()
         .filter(order_id=order.pk)
-        .exclude(status=C.REVERSED)
+        .exclude(status=CommissionStatus.REVERSED)
         .select_related("agent__user")
         .order_by("pk")
     )
     if not rows or quantity <= 0:
         return Decimal(0)
     # Everything still pending and all of it refunded at once: the exact mirror of the booking.
-    mirror = all(r.status == C.PENDING and r.reversed_quantity == 0 and quantity >= r.quantity for r in rows)
+    mirror = all(
+        r.status == CommissionStatus.PENDING and r.reversed_quantity == 0 and quantity >= r.quantity for r in rows
+    )
     legs: list = []
     total = Decimal(0)
     for row in rows:
@@ -97,7 +99,7 @@ def commissions_reverse(*, order, quantity: int, reason: str = "") -> Decimal:
             continue
         amount = row.unit_amount * take
         user = row.agent.user
-        if row.status == C.PENDING:
+        if row.status == CommissionStatus.PENDING:
             legs.append((ledger.commission_pending(user), amount))
         else:
             available = ledger.commission_available(user)
@@ -108,7 +110,9 @@ def commissions_reverse(*, order, quantity: int, reason: str = "") -> Decimal:
                 legs.append((ledger.agent_receivable(user), amount - from_balance))
         row.reversed_quantity += take
         if row.reversed_quantity == row.quantity:
-            COMMISSION_FLOW.apply(row, C.REVERSED, note=reason, update={"reversed_quantity": row.reversed_quantity})
+            COMMISSION_FLOW.apply(
+                row, CommissionStatus.REVERSED, note=reason, update={"reversed_quantity": row.reversed_quantity}
+            )
         else:
             row.save(update_fields=["reversed_quantity"])
         total += amount
@@ -132,7 +136,7 @@ def commission_settle(*, commission_id: int) -> bool:
         row = (
             Commission.objects.select_for_update()
             .select_related("agent__user", "order")
-            .filter(pk=commission_id, status=C.PENDING, available_at__lte=timezone.now())
+            .filter(pk=commission_id, status=CommissionStatus.PENDING, available_at__lte=timezone.now())
             .first()
         )
         if row is None:
@@ -147,10 +151,12 @@ def commission_settle(*, commission_id: int) -> bool:
                 reference=row.order.number,
                 idempotency_key=f"commission_settled:{row.pk}",
             )
-        COMMISSION_FLOW.apply(row, C.AVAILABLE, note="refund window closed")
+        COMMISSION_FLOW.apply(row, CommissionStatus.AVAILABLE, note="refund window closed")
     return True
 
 
 def commissions_settle_due(*, limit: int = 1000) -> int:
-    due = Commission.objects.filter(status=C.PENDING, available_at__lte=timezone.now()).order_by("available_at")
+    due = Commission.objects.filter(status=CommissionStatus.PENDING, available_at__lte=timezone.now()).order_by(
+        "available_at"
+    )
     return sum(commission_settle(commission_id=pk) for pk in due.values_list("pk", flat=True)[:limit])

@@ -38,10 +38,10 @@ from marketplace.transitions import IllegalTransition
 from ..models import WITHDRAWAL_FLOW, Agent, Withdrawal, WithdrawalStatusChange
 
 log = logging.getLogger(__name__)
-S = Withdrawal.Status
-M = Withdrawal.Method
+WithdrawalStatus = Withdrawal.Status
+WithdrawalMethod = Withdrawal.Method
 
-OPEN_STATUSES = (S.REQUESTED, S.APPROVED, S.FAILED)
+OPEN_STATUSES = (WithdrawalStatus.REQUESTED, WithdrawalStatus.APPROVED, WithdrawalStatus.FAILED)
 
 
 class WithdrawalError(ServiceError):
@@ -119,7 +119,7 @@ def withdrawal_summary(*, agent: Agent) -> Summary:
     user = agent.user
     rows = agent.withdrawals.values("status").annotate(total=Sum("amount"), fees=Sum("fee"))
     by_status = {row["status"]: row for row in rows}
-    paid = by_status.get(S.PAID, {})
+    paid = by_status.get(WithdrawalStatus.PAID, {})
     pending, available = ledger.commission_pending(user), ledger.commission_available(user)
     balances = balances_of(pending, available)
     return Summary(
@@ -162,7 +162,7 @@ def _new_number() -> str:
 
 
 def _payee(*, method: str, payee_name: str, payee_account: str, bank_name: str) -> tuple[str, str, str]:
-    if method not in M.values:
+    if method not in WithdrawalMethod.values:
         raise WithdrawalError(_("Choose how to be paid: Alipay or bank transfer."))
     name = " ".join((payee_name or "").split())
     account = "".join((payee_account or "").split())
@@ -173,7 +173,7 @@ def _payee(*, method: str, payee_name: str, payee_account: str, bank_name: str) 
         raise WithdrawalError(_("The payee's name is too long (60 characters at most)."))
     if not account:
         raise WithdrawalError(_("Enter the account to pay to."))
-    if method == M.ALIPAY:
+    if method == WithdrawalMethod.ALIPAY:
         is_phone = account.isascii() and account.isdigit() and len(account) == 11 and account.startswith("1")
         is_email = "@" in account and "." in account.rsplit("@", 1)[-1] and len(account) <= 100
         if not (is_phone or is_email):
@@ -238,7 +238,10 @@ def withdrawal_request(
                 idempotency_key=f"withdrawal_hold:{withdrawal.number}",
             )
             WithdrawalStatusChange.objects.create(
-                withdrawal=withdrawal, to_status=S.REQUESTED, actor=agent.user, note=_("Requested by the agent")
+                withdrawal=withdrawal,
+                to_status=WithdrawalStatus.REQUESTED,
+                actor=agent.user,
+                note=_("Requested by the agent"),
             )
     except ledger.InsufficientFunds:
         available = balance_of(spec)
@@ -270,7 +273,11 @@ def _move(withdrawal: Withdrawal, dst: str, **kwargs) -> bool:
     except IllegalTransition:
         raise WithdrawalError(
             _("Withdrawal %(number)s is %(status)s: it cannot become %(target)s.")
-            % {"number": withdrawal.number, "status": withdrawal.get_status_display(), "target": S(dst).label}
+            % {
+                "number": withdrawal.number,
+                "status": withdrawal.get_status_display(),
+                "target": WithdrawalStatus(dst).label,
+            }
         ) from None
 
 
@@ -280,10 +287,10 @@ def withdrawal_approve(
     """Staff approve a request; ``on_commit`` are the payout's side effects (queued by payments)."""
     with transaction.atomic():
         withdrawal = _locked(withdrawal_id)
-        if withdrawal.status != S.APPROVED:
+        if withdrawal.status != WithdrawalStatus.APPROVED:
             _move(
                 withdrawal,
-                S.APPROVED,
+                WithdrawalStatus.APPROVED,
                 actor=actor,
                 note=note or _("Approved"),
                 update={"reviewed_by": actor, "reviewed_at": timezone.now(), "payout_error": ""},
@@ -299,9 +306,9 @@ def withdrawal_reject(*, withdrawal_id: int, actor, reason: str) -> Withdrawal:
         raise WithdrawalError(_("Give the reason for the rejection: the agent will see it."))
     with transaction.atomic():
         withdrawal = _locked(withdrawal_id)
-        if withdrawal.status == S.REJECTED:
+        if withdrawal.status == WithdrawalStatus.REJECTED:
             return withdrawal
-        if withdrawal.status == S.APPROVED and withdrawal.method != M.BANK:
+        if withdrawal.status == WithdrawalStatus.APPROVED and withdrawal.method != WithdrawalMethod.BANK:
             raise WithdrawalError(
                 _("Withdrawal %(number)s is being paid out: wait until it is paid or has failed.")
                 % {"number": withdrawal.number}
@@ -309,7 +316,7 @@ def withdrawal_reject(*, withdrawal_id: int, actor, reason: str) -> Withdrawal:
         spec = ledger.commission_available(withdrawal.agent.user)
         _move(
             withdrawal,
-            S.REJECTED,
+            WithdrawalStatus.REJECTED,
             actor=actor,
             note=reason,
             update={"reject_reason": reason[:300], "reviewed_by": actor, "reviewed_at": timezone.now()},
@@ -333,10 +340,14 @@ def withdrawal_pay(
     """The money reached the payee: book it out of ``paid_from``. False when already paid."""
     with transaction.atomic():
         withdrawal = _locked(withdrawal_id)
-        if withdrawal.status == S.PAID:
+        if withdrawal.status == WithdrawalStatus.PAID:
             return False
         _move(
-            withdrawal, S.PAID, actor=actor, note=note, update={"payout_reference": reference[:64], "payout_error": ""}
+            withdrawal,
+            WithdrawalStatus.PAID,
+            actor=actor,
+            note=note,
+            update={"payout_reference": reference[:64], "payout_error": ""},
         )
         ledger.entry_post(
             kind="withdrawal_paid",
@@ -357,30 +368,30 @@ def withdrawal_fail(*, withdrawal_id: int, error: str, actor=None) -> bool:
     """The payout definitely did not happen: staff retry or reject. False when not approved."""
     with transaction.atomic():
         withdrawal = _locked(withdrawal_id)
-        if withdrawal.status != S.APPROVED:
+        if withdrawal.status != WithdrawalStatus.APPROVED:
             return False
-        _move(withdrawal, S.FAILED, actor=actor, note=error, update={"payout_error": error[:300]})
+        _move(withdrawal, WithdrawalStatus.FAILED, actor=actor, note=error, update={"payout_error": error[:300]})
     log.warning("withdrawal %s payout failed: %s", withdrawal.number, error)
     return True
 
 
 def withdrawal_note_error(*, withdrawal_id: int, error: str) -> None:
     """An approved payout whose outcome is not known yet: say so where staff look."""
-    Withdrawal.objects.filter(pk=withdrawal_id, status=S.APPROVED).update(payout_error=error[:300])
+    Withdrawal.objects.filter(pk=withdrawal_id, status=WithdrawalStatus.APPROVED).update(payout_error=error[:300])
 
 
 def withdrawal_retry(*, withdrawal_id: int, actor, on_commit: Iterable[Callable[[], None]] = ()) -> Withdrawal:
     """Staff send a failed payout again (after fixing what made it fail)."""
     with transaction.atomic():
         withdrawal = _locked(withdrawal_id)
-        if withdrawal.status != S.FAILED:
+        if withdrawal.status != WithdrawalStatus.FAILED:
             raise WithdrawalError(
                 _("Only a failed payout can be retried; %(number)s is %(status)s.")
                 % {"number": withdrawal.number, "status": withdrawal.get_status_display()}
             )
         _move(
             withdrawal,
-            S.APPROVED,
+            WithdrawalStatus.APPROVED,
             actor=actor,
             note=_("Payout retried after: %(error)s") % {"error": withdrawal.payout_error},
             update={"payout_error": ""},

@@ -43,7 +43,7 @@ TIMEOUT = (5, 10)  # connect, read (seconds)
 LEASE = timedelta(minutes=2)
 USER_AGENT = "kamarket-callback/1.0"
 
-S = ApiCallback.Status
+CallbackStatus = ApiCallback.Status
 
 
 def destination_refusal(url: str) -> str:
@@ -88,7 +88,7 @@ def callback_prepare(*, order, key: ApiKey) -> ApiCallback | None:
 def callback_discard(*, order) -> int:
     """The order was never paid (cancelled): drop its prepared, never-queued callback."""
     deleted, _rows = ApiCallback.objects.filter(
-        order=order, status=S.PENDING, next_attempt_at__isnull=True, attempts=0, payload=""
+        order=order, status=CallbackStatus.PENDING, next_attempt_at__isnull=True, attempts=0, payload=""
     ).delete()
     return deleted
 
@@ -181,11 +181,15 @@ def callback_send(*, callback_id: int, force: bool = False) -> str:
         )
         if callback is None:
             return "busy"
-        if callback.status == S.DELIVERED:
+        if callback.status == CallbackStatus.DELIVERED:
             return "done"
         if not callback.payload:
             return "not_ready"
-        due = callback.status == S.PENDING and callback.next_attempt_at is not None and callback.next_attempt_at <= now
+        due = (
+            callback.status == CallbackStatus.PENDING
+            and callback.next_attempt_at is not None
+            and callback.next_attempt_at <= now
+        )
         if not (due or force):
             return "not_due"
         key = callback.key
@@ -193,12 +197,12 @@ def callback_send(*, callback_id: int, force: bool = False) -> str:
             callback.next_attempt_at = None
             callback.last_error = "The API key that placed this order has been revoked: nothing to sign with."
             callback.save(update_fields=["next_attempt_at", "last_error"])
-            CALLBACK_FLOW.apply(callback, S.FAILED, note="API key revoked")
+            CALLBACK_FLOW.apply(callback, CallbackStatus.FAILED, note="API key revoked")
             return "failed"
         callback.attempts += 1
         callback.next_attempt_at = now + LEASE
         callback.save(update_fields=["attempts", "next_attempt_at"])
-        CALLBACK_FLOW.apply(callback, S.PENDING, note="sent again")  # a forced send of a failed one
+        CALLBACK_FLOW.apply(callback, CallbackStatus.PENDING, note="sent again")  # a forced send of a failed one
         secret = api_keys.apikey_secret(key)
 
     body, headers = _signed_request(callback, key, secret)
@@ -216,12 +220,18 @@ def callback_send(*, callback_id: int, force: bool = False) -> str:
         callback = ApiCallback.objects.select_for_update().get(pk=callback_id)
         callback.last_status_code = status_code
         callback.last_error = error[:300]
-        if not error or callback.status == S.DELIVERED:  # (another attempt got through meanwhile: it stands)
-            dst, callback.next_attempt_at, outcome = S.DELIVERED, None, "delivered"
+        if (
+            not error or callback.status == CallbackStatus.DELIVERED
+        ):  # (another attempt got through meanwhile: it stands)
+            dst, callback.next_attempt_at, outcome = CallbackStatus.DELIVERED, None, "delivered"
         elif callback.attempts >= MAX_ATTEMPTS:
-            dst, callback.next_attempt_at, outcome = S.FAILED, None, "failed"
+            dst, callback.next_attempt_at, outcome = CallbackStatus.FAILED, None, "failed"
         else:
-            dst, callback.next_attempt_at, outcome = S.PENDING, timezone.now() + backoff(callback.attempts), "retry"
+            dst, callback.next_attempt_at, outcome = (
+                CallbackStatus.PENDING,
+                timezone.now() + backoff(callback.attempts),
+                "retry",
+            )
         callback.save(update_fields=["last_status_code", "last_error", "next_attempt_at"])
         CALLBACK_FLOW.apply(callback, dst, note=f"attempt {callback.attempts}" + (f": {error}" if error else ""))
     log.info("callback %s attempt %s: %s %s", callback_id, callback.attempts, outcome, error)
@@ -241,11 +251,15 @@ def callback_resend(*, callback_id: int, agent=None) -> ApiCallback:
             return callback  # the order is not delivered yet: it will be sent then
         callback.attempts, callback.next_attempt_at = 0, timezone.now()
         callback.save(update_fields=["attempts", "next_attempt_at"])
-        CALLBACK_FLOW.apply(callback, S.PENDING, note="sent again by its agent" if agent else "sent again by staff")
+        CALLBACK_FLOW.apply(
+            callback, CallbackStatus.PENDING, note="sent again by its agent" if agent else "sent again by staff"
+        )
         transaction.on_commit(lambda: publish(send_callback, callback_id))
     return callback
 
 
 def callbacks_due(*, limit: int = 500) -> list[int]:
-    rows = ApiCallback.objects.filter(status=S.PENDING, next_attempt_at__lte=timezone.now()).exclude(payload="")
+    rows = ApiCallback.objects.filter(status=CallbackStatus.PENDING, next_attempt_at__lte=timezone.now()).exclude(
+        payload=""
+    )
     return list(rows.order_by("next_attempt_at").values_list("pk", flat=True)[:limit])

@@ -29,7 +29,7 @@ from ..selectors import orders as selectors
 from . import callbacks as agent_callbacks
 
 log = logging.getLogger(__name__)
-S = Order.Status
+OrderStatus = Order.Status
 
 
 class OrderError(ServiceError):
@@ -130,7 +130,7 @@ def order_place(
                 )
             code_ids = stock.stock_reserve(product_id=product.pk, quantity=quantity)
             OrderCode.objects.bulk_create([OrderCode(order=order, code_id=cid) for cid in code_ids])
-            order.history.create(from_status="", to_status=S.PENDING, actor=buyer, note="placed")
+            order.history.create(from_status="", to_status=OrderStatus.PENDING, actor=buyer, note="placed")
     except IntegrityError:
         # The same key committed by a concurrent request: that order is the answer.
         existing = Order.objects.filter(buyer=buyer, idempotency_key=key).first()
@@ -221,23 +221,23 @@ def order_cancel(*, order_id: int, buyer) -> bool:
         order = _lock(order_id)
         if order.buyer_id != buyer.pk:
             raise Order.DoesNotExist
-        if order.status != S.PENDING:
+        if order.status != OrderStatus.PENDING:
             return False
         _release_codes(order)
-        return ORDER_FLOW.apply(order, S.CANCELLED, actor=buyer, note="cancelled by buyer")
+        return ORDER_FLOW.apply(order, OrderStatus.CANCELLED, actor=buyer, note="cancelled by buyer")
 
 
 def order_expire(*, order_id: int) -> bool:
     with transaction.atomic():
         order = _lock(order_id)
-        if order.status != S.PENDING or order.expires_at > timezone.now():
+        if order.status != OrderStatus.PENDING or order.expires_at > timezone.now():
             return False
         _release_codes(order)
-        return ORDER_FLOW.apply(order, S.EXPIRED, note="not paid in time")
+        return ORDER_FLOW.apply(order, OrderStatus.EXPIRED, note="not paid in time")
 
 
 def orders_expire_due(*, limit: int = 1000) -> int:
-    due = Order.objects.filter(status=S.PENDING, expires_at__lte=timezone.now()).order_by("expires_at")
+    due = Order.objects.filter(status=OrderStatus.PENDING, expires_at__lte=timezone.now()).order_by("expires_at")
     return sum(order_expire(order_id=pk) for pk in due.values_list("pk", flat=True)[:limit])
 
 
@@ -264,7 +264,7 @@ def _queue_fulfilment(order_id: int) -> None:
 def order_delivery_nudge(*, order: Order) -> None:
     """A paid, undelivered ``order`` (e.g. its payment notified again): fulfilment queued once
     the caller's transaction commits. Harmless when it is delivered meanwhile."""
-    if order.status == S.PAID:
+    if order.status == OrderStatus.PAID:
         transaction.on_commit(lambda: _queue_fulfilment(order.pk))
 
 
@@ -277,10 +277,10 @@ def order_mark_paid(*, order: Order, note: str = "") -> PaidOutcome:
 
     queue_fulfilment = lambda: _queue_fulfilment(order.pk)  # noqa: E731
     due = {"delivery_due_at": timezone.now() + DELIVERY_GRACE}
-    if order.status == S.PENDING:
-        ORDER_FLOW.apply(order, S.PAID, note=note, update=due, on_commit=[queue_fulfilment])
+    if order.status == OrderStatus.PENDING:
+        ORDER_FLOW.apply(order, OrderStatus.PAID, note=note, update=due, on_commit=[queue_fulfilment])
         return PaidOutcome.PAID
-    if order.status in (S.EXPIRED, S.CANCELLED):
+    if order.status in (OrderStatus.EXPIRED, OrderStatus.CANCELLED):
         try:
             with transaction.atomic():
                 code_ids = stock.stock_reserve(product_id=order.product_id, quantity=order.quantity)
@@ -288,13 +288,13 @@ def order_mark_paid(*, order: Order, note: str = "") -> PaidOutcome:
         except stock.OutOfStock:
             ORDER_FLOW.apply(
                 order,
-                S.REFUND_PENDING,
+                OrderStatus.REFUND_PENDING,
                 note=f"{note}; paid after {order.status}, out of stock",
                 on_commit=[lambda: publish(notify_refund_pending, order.pk)],
             )
             return PaidOutcome.REFUND_PENDING
         ORDER_FLOW.apply(
-            order, S.PAID, note=f"{note}; paid after {order.status}", update=due, on_commit=[queue_fulfilment]
+            order, OrderStatus.PAID, note=f"{note}; paid after {order.status}", update=due, on_commit=[queue_fulfilment]
         )
         return PaidOutcome.LATE_PAID
     order_delivery_nudge(order=order)
@@ -309,7 +309,7 @@ def order_fulfil(*, order_id: int) -> bool:
     """
     with transaction.atomic():
         order = _lock(order_id)
-        if order.status != S.PAID:
+        if order.status != OrderStatus.PAID:
             return False
         live = order.codes.filter(released_at__isnull=True)
         stock.stock_mark_sold(code_ids=live.values("code_id"), expected=order.quantity)
@@ -317,7 +317,9 @@ def order_fulfil(*, order_id: int) -> bool:
         after: list[Callable[[], object]] = [lambda: _notify_delivered_now(order.pk)]
         if order.channel == Order.Channel.API:
             after.append(lambda: agent_callbacks.callback_queue(order_id=order.pk))
-        ORDER_FLOW.apply(order, S.DELIVERED, note="codes delivered", update={"delivery_due_at": None}, on_commit=after)
+        ORDER_FLOW.apply(
+            order, OrderStatus.DELIVERED, note="codes delivered", update={"delivery_due_at": None}, on_commit=after
+        )
         if order.agent_id is not None:
             commissions.commissions_book(order=order)
     log.info("order %s delivered", order.number)
@@ -376,7 +378,7 @@ def orders_delivery_requeue(*, queue: Callable[[int], object], limit: int = 100)
     with transaction.atomic():
         due = list(
             Order.objects.select_for_update(skip_locked=True, of=("self",))
-            .filter(status=S.PAID, delivery_due_at__lte=now)
+            .filter(status=OrderStatus.PAID, delivery_due_at__lte=now)
             .order_by("delivery_due_at")
             .only("pk", "paid_at", "delivery_due_at")[:limit]
         )
@@ -406,8 +408,8 @@ def _email_buyer(order: Order, template: str, subject: str) -> None:
 def order_notify(*, order_id: int, kind: str) -> bool:
     """Email the buyer once: a link to the order, never a secret."""
     templates = {
-        "delivered": ("orders/email/delivered.txt", S.DELIVERED),
-        "refund_pending": ("orders/email/refund_pending.txt", S.REFUND_PENDING),
+        "delivered": ("orders/email/delivered.txt", OrderStatus.DELIVERED),
+        "refund_pending": ("orders/email/refund_pending.txt", OrderStatus.REFUND_PENDING),
     }
     template, status = templates[kind]
     with transaction.atomic():
@@ -435,7 +437,7 @@ def order_code_reveal(
         pk=order_code_id,
         order__number=order_number,
         order__buyer=buyer,
-        order__status=S.DELIVERED,
+        order__status=OrderStatus.DELIVERED,
         released_at__isnull=True,
     )
     CodeReveal.objects.create(order_code=oc, user=buyer, ip=ip, user_agent=(user_agent or "")[:300])
@@ -455,7 +457,7 @@ def order_code_replace(*, order: Order, old_order_code_id: int, actor) -> OrderC
     if not transaction.get_connection().in_atomic_block:
         raise RuntimeError("order_code_replace must run inside the caller's transaction")
     order = _lock(order.pk)
-    if order.status != S.DELIVERED:
+    if order.status != OrderStatus.DELIVERED:
         raise OrderError(_("Only a code of a delivered order can be replaced."))
     old = (
         OrderCode.objects.select_for_update()

@@ -30,7 +30,7 @@ from marketplace.errors import admin_action_run
 
 from ..services import payouts
 
-S = Withdrawal.Status
+WithdrawalStatus = Withdrawal.Status
 REVEAL_PERMISSION = "agents.reveal_payee_account"
 CHANGE_PERMISSION = "agents.change_withdrawal"
 
@@ -87,13 +87,15 @@ class AttentionFilter(admin.SimpleListFilter):
     def queryset(self, request, queryset):
         value = self.value()
         if value == "review":
-            return queryset.filter(status=S.REQUESTED)
+            return queryset.filter(status=WithdrawalStatus.REQUESTED)
         if value == "bank":
-            return queryset.filter(status=S.APPROVED, method=Withdrawal.Method.BANK)
+            return queryset.filter(status=WithdrawalStatus.APPROVED, method=Withdrawal.Method.BANK)
         if value == "unknown":
-            return queryset.filter(status=S.APPROVED, method=Withdrawal.Method.ALIPAY).exclude(payout_error="")
+            return queryset.filter(status=WithdrawalStatus.APPROVED, method=Withdrawal.Method.ALIPAY).exclude(
+                payout_error=""
+            )
         if value == "failed":
-            return queryset.filter(status=S.FAILED)
+            return queryset.filter(status=WithdrawalStatus.FAILED)
         return queryset
 
 
@@ -186,14 +188,14 @@ class WithdrawalAdmin(ReadOnlyMixin, admin.ModelAdmin):
 
     @admin.action(description=_("Approve selected (Alipay ones are paid out at once)"), permissions=["change"])
     def approve_selected(self, request, queryset):
-        for withdrawal in queryset.filter(status=S.REQUESTED).order_by("pk"):
+        for withdrawal in queryset.filter(status=WithdrawalStatus.REQUESTED).order_by("pk"):
             self._run(
                 request,
                 lambda w=withdrawal: payouts.payout_approve(withdrawal_id=w.pk, staff=request.user),
                 withdrawal,
                 _("%(number)s approved."),
             )
-        skipped = queryset.exclude(status=S.REQUESTED).count()
+        skipped = queryset.exclude(status=WithdrawalStatus.REQUESTED).count()
         if skipped:
             self.message_user(
                 request, _("%(n)d withdrawal(s) were not awaiting review and were left as they are.") % {"n": skipped}
@@ -217,7 +219,7 @@ class WithdrawalAdmin(ReadOnlyMixin, admin.ModelAdmin):
 
     @admin.action(description=_("Retry failed Alipay payouts"), permissions=["change"])
     def retry_failed(self, request, queryset):
-        for withdrawal in queryset.filter(status=S.FAILED).order_by("pk"):
+        for withdrawal in queryset.filter(status=WithdrawalStatus.FAILED).order_by("pk"):
             self._run(
                 request,
                 lambda w=withdrawal: payouts.payout_retry(withdrawal_id=w.pk, staff=request.user),
@@ -322,7 +324,10 @@ class WithdrawalAdmin(ReadOnlyMixin, admin.ModelAdmin):
             )
             if done:
                 return redirect(self._change_url(withdrawal))
-        reveal = request.user.has_perm(REVEAL_PERMISSION) and withdrawal.status in (S.REQUESTED, S.APPROVED)
+        reveal = request.user.has_perm(REVEAL_PERMISSION) and withdrawal.status in (
+            WithdrawalStatus.REQUESTED,
+            WithdrawalStatus.APPROVED,
+        )
         if reveal:
             account = withdrawals.payee_account(withdrawal)
             audit_record(

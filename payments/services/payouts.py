@@ -31,7 +31,7 @@ from ..gateways import GatewayError, enabled_gateways
 from ..gateways.alipay import AlipayGateway
 
 log = logging.getLogger(__name__)
-S = Withdrawal.Status
+WithdrawalStatus = Withdrawal.Status
 M = Withdrawal.Method
 ALIPAY = "alipay"
 
@@ -55,7 +55,11 @@ def _queue(withdrawal: Withdrawal):
 def payout_approve(*, withdrawal_id: int, staff, note: str = "") -> Withdrawal:
     """Staff approve a withdrawal: an Alipay one is paid out by a task after the commit."""
     withdrawal = Withdrawal.objects.get(pk=withdrawal_id)
-    if withdrawal.status == S.REQUESTED and withdrawal.method == M.ALIPAY and not AlipayGateway.is_enabled():
+    if (
+        withdrawal.status == WithdrawalStatus.REQUESTED
+        and withdrawal.method == M.ALIPAY
+        and not AlipayGateway.is_enabled()
+    ):
         raise PayoutError(_("Alipay is not configured: it cannot pay %(number)s out.") % {"number": withdrawal.number})
     return withdrawals.withdrawal_approve(
         withdrawal_id=withdrawal_id, actor=staff, note=note, on_commit=_queue(withdrawal)
@@ -78,7 +82,7 @@ def payout_retry(*, withdrawal_id: int, staff) -> Withdrawal:
 def payout_check(*, withdrawal_id: int) -> None:
     """Ask again about an approved Alipay payout (e.g. after a timeout): queued now."""
     withdrawal = Withdrawal.objects.get(pk=withdrawal_id)
-    if withdrawal.status != S.APPROVED or withdrawal.method != M.ALIPAY:
+    if withdrawal.status != WithdrawalStatus.APPROVED or withdrawal.method != M.ALIPAY:
         raise PayoutError(_("Only an approved Alipay payout can be checked."))
     for callback in _queue(withdrawal):
         transaction.on_commit(callback)
@@ -95,14 +99,14 @@ def payout_record_bank(*, withdrawal_id: int, staff, reference: str, note: str =
         withdrawal = Withdrawal.objects.select_for_update(of=("self",)).get(pk=withdrawal_id)
         if withdrawal.method != M.BANK:
             raise PayoutError(_("%(number)s is paid by Alipay, not by bank transfer.") % {"number": withdrawal.number})
-        if withdrawal.status == S.PAID:
+        if withdrawal.status == WithdrawalStatus.PAID:
             if withdrawal.payout_reference == reference:
                 return withdrawal  # the same record twice (a double click)
             raise PayoutError(
                 _("%(number)s was already recorded as paid (reference %(reference)s).")
                 % {"number": withdrawal.number, "reference": withdrawal.payout_reference}
             )
-        if withdrawal.status == S.REQUESTED:
+        if withdrawal.status == WithdrawalStatus.REQUESTED:
             withdrawals.withdrawal_approve(
                 withdrawal_id=withdrawal.pk, actor=staff, note=_("Approved for bank transfer")
             )
@@ -133,7 +137,7 @@ def payout_execute(*, withdrawal_id: int) -> str:
         )
         if withdrawal is None:
             return "busy"  # another run has it (or it does not exist)
-        if withdrawal.status != S.APPROVED or withdrawal.method != M.ALIPAY:
+        if withdrawal.status != WithdrawalStatus.APPROVED or withdrawal.method != M.ALIPAY:
             return "not due"
         gateway = enabled_gateways().get(ALIPAY)
         if not isinstance(gateway, AlipayGateway):
@@ -180,7 +184,7 @@ def payouts_due(*, limit: int = 100) -> list[int]:
     """Approved Alipay payouts whose outcome is not known a while after approval: ask again."""
     cutoff = timezone.now() - timedelta(minutes=2)
     return list(
-        Withdrawal.objects.filter(status=S.APPROVED, method=M.ALIPAY, reviewed_at__lte=cutoff)
+        Withdrawal.objects.filter(status=WithdrawalStatus.APPROVED, method=M.ALIPAY, reviewed_at__lte=cutoff)
         .order_by("reviewed_at")
         .values_list("pk", flat=True)[:limit]
     )

@@ -33,7 +33,7 @@ from ..gateways import GatewayError, RemoteGateway, enabled_gateways
 from ..models import BALANCE, REFUND_FLOW, Payment, Refund
 
 log = logging.getLogger(__name__)
-S = Refund.Status
+RefundStatus = Refund.Status
 MAX_ATTEMPTS = 8
 LEASE = timedelta(minutes=2)  # a worker that claimed a refund and died is replaced after this
 
@@ -46,7 +46,7 @@ class RefundError(ServiceError):
 
 def _open_total(payment: Payment) -> Decimal:
     """What is refunded or on its way back for this payment (failed attempts excluded)."""
-    total = payment.refunds.exclude(status=S.FAILED).aggregate(s=Sum("amount"))["s"]
+    total = payment.refunds.exclude(status=RefundStatus.FAILED).aggregate(s=Sum("amount"))["s"]
     return total or Decimal(0)
 
 
@@ -146,7 +146,7 @@ def order_refund(
         order = Order.objects.get(pk=order.pk)
         if order.status not in (Order.Status.DELIVERED, Order.Status.REFUNDED):
             raise RefundError(_("Only a delivered, paid order can be refunded here."))
-        refunded = order.refunds.exclude(status=S.FAILED).aggregate(q=Sum("quantity"))["q"] or 0
+        refunded = order.refunds.exclude(status=RefundStatus.FAILED).aggregate(q=Sum("quantity"))["q"] or 0
         left = order.quantity - refunded
         quantity = left if quantity is None else int(quantity)
         if not 1 <= quantity <= left:
@@ -194,9 +194,13 @@ def _claim(refund_id: int) -> Refund | None:
     ran out (its worker died) is taken over in place."""
     now = timezone.now()
     refund = Refund.objects.filter(pk=refund_id)
-    claimed = REFUND_FLOW.move_all(refund, S.REQUESTED, S.PROCESSING, note="claimed", next_attempt_at=now + LEASE)
+    claimed = REFUND_FLOW.move_all(
+        refund, RefundStatus.REQUESTED, RefundStatus.PROCESSING, note="claimed", next_attempt_at=now + LEASE
+    )
     if not claimed:
-        claimed = refund.filter(status=S.PROCESSING, next_attempt_at__lte=now).update(next_attempt_at=now + LEASE)
+        claimed = refund.filter(status=RefundStatus.PROCESSING, next_attempt_at__lte=now).update(
+            next_attempt_at=now + LEASE
+        )
     return (
         Refund.objects.select_related("payment", "payment__order", "payment__recharge").get(pk=refund_id)
         if claimed
@@ -254,8 +258,8 @@ def _retry_later(refund: Refund, error: str, gateway_refund_id: str = "") -> str
     if attempts >= MAX_ATTEMPTS:
         REFUND_FLOW.move_all(
             Refund.objects.filter(pk=refund.pk),
-            S.PROCESSING,
-            S.FAILED,
+            RefundStatus.PROCESSING,
+            RefundStatus.FAILED,
             note=f"after {attempts} attempts",
             last_error=error[:300],
             next_attempt_at=None,
@@ -266,7 +270,7 @@ def _retry_later(refund: Refund, error: str, gateway_refund_id: str = "") -> str
     fields = {"last_error": error[:300], "next_attempt_at": timezone.now() + delay}
     if gateway_refund_id:
         fields["gateway_refund_id"] = gateway_refund_id[:64]
-    Refund.objects.filter(pk=refund.pk, status=S.PROCESSING).update(**fields)
+    Refund.objects.filter(pk=refund.pk, status=RefundStatus.PROCESSING).update(**fields)
     log.warning("refund %s not finished (%s); next check in %s", refund.number, error, delay)
     return "retry"
 
@@ -277,7 +281,7 @@ def refund_succeeded(*, refund_id: int, gateway_refund_id: str = "") -> bool:
 
     with transaction.atomic():
         refund = Refund.objects.select_for_update().select_related("payment").get(pk=refund_id)
-        if refund.status == S.SUCCEEDED:
+        if refund.status == RefundStatus.SUCCEEDED:
             return False
         payment = refund.payment
         balance = payment.gateway == BALANCE
@@ -293,7 +297,7 @@ def refund_succeeded(*, refund_id: int, gateway_refund_id: str = "") -> bool:
         )
         REFUND_FLOW.apply(
             refund,
-            S.SUCCEEDED,
+            RefundStatus.SUCCEEDED,
             note=f"{payment.gateway} {gateway_refund_id}".strip(),
             update={"next_attempt_at": None, "gateway_refund_id": gateway_refund_id[:64] or refund.gateway_refund_id},
         )
@@ -307,7 +311,7 @@ def refund_succeeded(*, refund_id: int, gateway_refund_id: str = "") -> bool:
 def _close_order_if_fully_refunded(order_id: int) -> None:
     order = Order.objects.select_for_update().get(pk=order_id)
     paid = order.payments.aggregate(s=Sum("amount"))["s"] or Decimal(0)
-    back = order.refunds.filter(status=S.SUCCEEDED).aggregate(s=Sum("amount"))["s"] or Decimal(0)
+    back = order.refunds.filter(status=RefundStatus.SUCCEEDED).aggregate(s=Sum("amount"))["s"] or Decimal(0)
     if back >= paid and ORDER_FLOW.can(order.status, Order.Status.REFUNDED):
         ORDER_FLOW.apply(order, Order.Status.REFUNDED, note="refunded in full")
 
@@ -322,9 +326,11 @@ def refund_confirmed_by_gateway(*, gateway_code: str, refund_no: str) -> str:
     refund = Refund.objects.filter(number=refund_no, payment__gateway=gateway_code).first()
     if refund is None:
         return "unknown refund"
-    if refund.status == S.SUCCEEDED:
+    if refund.status == RefundStatus.SUCCEEDED:
         return "already refunded"
-    Refund.objects.filter(pk=refund.pk, status__in=[S.REQUESTED, S.PROCESSING]).update(next_attempt_at=timezone.now())
+    Refund.objects.filter(pk=refund.pk, status__in=[RefundStatus.REQUESTED, RefundStatus.PROCESSING]).update(
+        next_attempt_at=timezone.now()
+    )
     transaction.on_commit(lambda: publish(refund_execute, refund.pk))
     return "checking with the gateway"
 
@@ -336,8 +342,8 @@ def refund_retry(*, refund_id: int, staff) -> bool:
     with transaction.atomic():
         updated = REFUND_FLOW.move_all(
             Refund.objects.filter(pk=refund_id),
-            S.FAILED,
-            S.PROCESSING,
+            RefundStatus.FAILED,
+            RefundStatus.PROCESSING,
             actor=staff,
             note="retried by staff",
             attempts=1,
@@ -352,7 +358,7 @@ def refund_retry(*, refund_id: int, staff) -> bool:
 def refunds_due(*, limit: int = 200) -> list[int]:
     now = timezone.now()
     return list(
-        Refund.objects.filter(status__in=[S.REQUESTED, S.PROCESSING], next_attempt_at__lte=now)
+        Refund.objects.filter(status__in=[RefundStatus.REQUESTED, RefundStatus.PROCESSING], next_attempt_at__lte=now)
         .order_by("next_attempt_at")
         .values_list("pk", flat=True)[:limit]
     )
