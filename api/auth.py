@@ -17,7 +17,7 @@ from rest_framework import exceptions
 from rest_framework.authentication import BaseAuthentication
 
 from agents.services import api_keys
-from compliance.audit import audit_denied
+from compliance.services import audit_denied
 from marketplace.http import client_ip
 
 AUTH_SCHEME = "X-Signature"

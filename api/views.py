@@ -33,7 +33,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView, exception_handler, set_rollback
 
 from catalog import selectors as catalog_selectors
-from compliance.audit import audit_denied
+from compliance.services import audit_denied
 from marketplace.errors import ServiceError
 from marketplace.http import client_ip
 from orders.selectors import orders as order_selectors

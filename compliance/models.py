@@ -1,6 +1,6 @@
 """The audit log: security-relevant events (refused access, key changes, staff decisions).
 
-Append-only by convention; written only through ``compliance.audit.audit_record``.
+Append-only by convention; written only through ``compliance.services.audit_record``.
 """
 
 from django.conf import settings
@@ -42,10 +42,10 @@ class CreditEvent(models.Model):
     """What a user did that bears on their credit: the risk rating reads these later.
 
     Written by the services where they happen (after-sales: no-reason refunds, disputes won or
-    lost, reissues, arbitration outcomes), through ``compliance.credit.credit_event_record``.
+    lost, reissues, arbitration outcomes), through ``compliance.services.credit_event_record``.
     The reference ties the events of one case together: a staff rejection (``dispute_lost``)
     that a third party later overturns (``arbitration_won``, same ticket number) no longer
-    counts against the user (``compliance.credit.credit_summary``).
+    counts against the user (``compliance.selectors.credit_summary``).
     """
 
     class Kind(models.TextChoices):

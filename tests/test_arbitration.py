@@ -17,8 +17,8 @@ from aftersales.admin import arbitration as admin_arbitration  # noqa: F401 (reg
 from aftersales.models import ArbitrationCase, RefundRequest, Ticket, TicketMessage
 from aftersales.services import arbitration, disputes, tickets
 from catalog.models import CardCode
-from compliance.credit import credit_summary
 from compliance.models import AuditEvent, CreditEvent
+from compliance.selectors import credit_summary
 from marketplace.crypto import decrypt
 from orders.models import CodeReveal, OrderCode
 from payments.models import Refund

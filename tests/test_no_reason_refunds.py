@@ -14,8 +14,8 @@ from aftersales.models import Kind, RefundRequest, Ticket
 from aftersales.services import no_reason
 from agents.models import Commission
 from catalog.models import CardCode
-from compliance.credit import credit_event_record
 from compliance.models import AuditEvent, CreditEvent
+from compliance.services import credit_event_record
 from ledger import services as ledger
 from orders.models import Order
 from orders.services.orders import order_place

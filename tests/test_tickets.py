@@ -19,8 +19,8 @@ from PIL import Image
 
 from aftersales.models import TICKET_FLOW, Kind, SlaPolicy, Ticket, TicketAttachment, TicketMessage
 from aftersales.services import tickets
-from compliance.credit import credit_event_record
 from compliance.models import AuditEvent, CreditEvent
+from compliance.services import credit_event_record
 from marketplace.transitions import IllegalTransition
 from tests.builders import delivered_order
 from tests.factories import UserFactory

@@ -21,7 +21,7 @@ from django.utils.translation import gettext_lazy as _
 from django.views.decorators.http import require_POST
 
 from catalog.selectors import stock_count
-from compliance import credit
+from compliance import selectors as credit
 from marketplace.admin import ReadOnlyInline, ReadOnlyMixin
 from marketplace.errors import admin_action_run
 from orders.models import CodeReveal, OrderCode

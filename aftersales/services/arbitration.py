@@ -42,9 +42,8 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy, ngettext
 
 from accounts.models import User
-from compliance.audit import audit_denied, audit_record
-from compliance.credit import credit_event_record
 from compliance.models import AuditEvent, CreditEvent
+from compliance.services import audit_denied, audit_record, credit_event_record
 from marketplace.crypto import mask
 from marketplace.errors import Forbidden, NotFound, ServiceError
 from marketplace.permissions import staff_has_perm

@@ -24,9 +24,8 @@ from django.utils.translation import gettext as _
 from django.utils.translation import ngettext
 
 from catalog import services as stock
-from compliance.audit import audit_record
-from compliance.credit import credit_event_record
 from compliance.models import AuditEvent, CreditEvent
+from compliance.services import audit_record, credit_event_record
 from marketplace.errors import Forbidden, ServiceError
 from orders.models import Order, OrderCode
 from orders.services import orders as order_services

@@ -26,8 +26,9 @@ from django.utils import formats, timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import ngettext
 
-from compliance.credit import credit_event_record, credit_events_count
 from compliance.models import CreditEvent
+from compliance.selectors import credit_events_count
+from compliance.services import credit_event_record
 from marketplace.errors import ServiceError
 from orders.models import Order, OrderCode
 from orders.services import orders as order_services

@@ -36,7 +36,7 @@ from django.utils.text import get_valid_filename
 from django.utils.translation import gettext as _
 from PIL import Image
 
-from compliance.audit import audit_denied
+from compliance.services import audit_denied
 from marketplace.errors import Forbidden, NotFound, ServiceError
 from marketplace.permissions import staff_can_view, staff_has_perm
 from orders.models import Order, OrderCode

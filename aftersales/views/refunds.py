@@ -10,7 +10,7 @@ from django.urls import reverse
 from django.utils.translation import gettext as _
 from django.views.decorators.cache import never_cache
 
-from compliance.audit import audit_denied
+from compliance.services import audit_denied
 from marketplace.errors import PASS_THROUGH, ServiceError
 from orders.models import Order
 from payments.models import Payment

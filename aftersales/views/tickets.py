@@ -13,7 +13,7 @@ from django.utils.translation import gettext_lazy
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
 
-from compliance.audit import audit_denied
+from compliance.services import audit_denied
 from orders.models import Order
 
 from ..models import Kind, Ticket

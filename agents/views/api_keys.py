@@ -14,7 +14,7 @@ from django.utils.translation import gettext as _
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods, require_POST
 
-from compliance.audit import audit_denied
+from compliance.services import audit_denied
 
 from ..models import ApiKey
 from ..services import api_keys

@@ -23,7 +23,7 @@ from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from catalog.models import Category, Product
-from compliance.audit import audit_denied
+from compliance.services import audit_denied
 
 from .. import selectors
 from ..models import Agent, AgentLevel, Invitation, Markup, PriceKind

@@ -21,7 +21,7 @@ from django.views.decorators.http import require_POST
 
 from catalog import selectors as catalog
 from catalog.models import Category
-from compliance.audit import audit_denied
+from compliance.services import audit_denied
 
 from ..models import Agent, PriceKind, RetailPrice, Storefront
 from ..services import storefronts

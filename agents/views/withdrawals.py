@@ -11,7 +11,7 @@ from django.utils.translation import gettext as _
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods
 
-from compliance.audit import audit_denied
+from compliance.services import audit_denied
 
 from ..models import Agent, Withdrawal
 from ..services import withdrawals

@@ -22,7 +22,7 @@ from agents import selectors
 from agents.models import Agent
 from agents.services import agents as services
 from agents.views.dashboard import agent_public_name, agent_required
-from compliance.audit import audit_denied
+from compliance.services import audit_denied
 
 from ..models import ApiCallback
 from ..selectors import reports

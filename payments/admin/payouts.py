@@ -23,8 +23,8 @@ from django.views.decorators.http import require_POST
 
 from agents.models import Withdrawal, WithdrawalStatusChange
 from agents.services import withdrawals
-from compliance.audit import audit_record
 from compliance.models import AuditEvent
+from compliance.services import audit_record
 from marketplace.admin import ReadOnlyInline, ReadOnlyMixin
 from marketplace.errors import admin_action_run
 

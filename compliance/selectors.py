@@ -1,14 +1,10 @@
-"""Credit events: recorded where they happen, counted by the rules that read them."""
+"""Compliance's reads: credit events counted by the rules that read them."""
 
 from datetime import timedelta
 
 from django.utils import timezone
 
 from .models import CreditEvent
-
-
-def credit_event_record(*, user, kind: str, reference: str = "", detail: str = "") -> CreditEvent:
-    return CreditEvent.objects.create(user=user, kind=kind, reference=reference[:40], detail=detail[:300])
 
 
 def credit_events_count(*, user, kind: str, days: int) -> int:
@@ -33,4 +29,4 @@ def credit_summary(*, user) -> list[tuple[str, int]]:
         if kind == Kind.ARBITRATION_WON and reference:
             overturned.add(reference)
     counts[Kind.DISPUTE_LOST] = sum(1 for reference in lost if not reference or reference not in overturned)
-    return [(label, counts[kind]) for kind, label in Kind.choices if counts.get(kind)]
+    return [(str(label), counts[kind]) for kind, label in Kind.choices if counts.get(kind)]

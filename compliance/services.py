@@ -1,10 +1,11 @@
-"""One call to record a security-relevant event, in the audit table and the security log."""
+"""Compliance's writes: the audit log (one call records a security-relevant event, in the audit
+table and the security log) and credit events (recorded where they happen)."""
 
 import logging
 
 from marketplace.http import client_ip
 
-from .models import AuditEvent
+from .models import AuditEvent, CreditEvent
 
 log = logging.getLogger("marketplace.security")
 
@@ -37,3 +38,7 @@ def audit_denied(*, action: str, request=None, actor=None, target: str = "", det
     return audit_record(
         action=action, outcome=AuditEvent.Outcome.DENIED, actor=actor, target=target, request=request, detail=detail
     )
+
+
+def credit_event_record(*, user, kind: str, reference: str = "", detail: str = "") -> CreditEvent:
+    return CreditEvent.objects.create(user=user, kind=kind, reference=reference[:40], detail=detail[:300])
