@@ -134,6 +134,8 @@ TEMPLATES = [
                 "marketplace.context_processors.site",
                 "aftersales.promises.promises",
             ],
+            # ``money`` and ``order_no``: how amounts and order numbers are shown, everywhere.
+            "builtins": ["marketplace.templatetags.display"],
         },
     },
 ]
