@@ -22,7 +22,7 @@ from django.views.decorators.http import require_POST
 
 from catalog.selectors import stock_count
 from compliance import credit
-from marketplace.admin import ReadOnlyInline
+from marketplace.admin import NumberSearchMixin, ReadOnlyInline
 from marketplace.errors import admin_action_run
 from orders.models import CodeReveal, OrderCode
 
@@ -188,7 +188,7 @@ class ReplyTemplateAdmin(admin.ModelAdmin):
 
 
 @admin.register(Ticket)
-class TicketAdmin(admin.ModelAdmin):
+class TicketAdmin(NumberSearchMixin, admin.ModelAdmin):
     change_form_template = "admin/aftersales/ticket/change_form.html"
     change_list_template = "admin/aftersales/ticket/change_list.html"
     # The deadline first: a queue staff work from the top.

@@ -1,5 +1,3 @@
-import csv
-
 import segno
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
@@ -16,7 +14,7 @@ from marketplace.db import retry_once_if_connection_lost
 from marketplace.errors import PASS_THROUGH, ServiceError
 from marketplace.http import client_ip
 
-from . import selectors, services
+from . import exports, selectors, services
 from .gateways import Device, enabled_gateways, get_gateway
 from .models import Recharge
 
@@ -167,29 +165,7 @@ def wallet_export(request):
     response = HttpResponse(content_type="text/csv; charset=utf-8")
     response["Content-Disposition"] = f'attachment; filename="transactions-{timezone.localdate():%Y%m%d}.csv"'
     response.write("\ufeff")
-    writer = csv.writer(response)
-    writer.writerow(["time", "type", "reference", "channel", "gateway trade number", "amount", "status"])
-    for p in selectors.user_payments(request.user, limit=None):
-        reference = p.number
-        kind = "payment" if p.order_id else "recharge"
-        writer.writerow(
-            [timezone.localtime(p.created_at).isoformat(), kind, reference, p.gateway, p.trade_no, p.amount, p.status]
-        )
-    for r in selectors.user_refunds(request.user, limit=None):
-        reference = r.order.number if r.order_id else r.number
-        writer.writerow(
-            [
-                timezone.localtime(r.created_at).isoformat(),
-                "refund",
-                reference,
-                r.payment.gateway,
-                r.payment.trade_no,
-                -r.amount,
-                r.status,
-            ]
-        )
-    for m in selectors.wallet_movements(request.user, limit=None):
-        writer.writerow([timezone.localtime(m.at).isoformat(), f"balance:{m.kind}", m.reference, "", "", m.amount, ""])
+    exports.wallet_csv_write(response, request.user)
     return response
 
 
