@@ -147,8 +147,8 @@ def wallet(request):
         {
             "balance": services.wallet_balance(request.user),
             "gateways": enabled_gateways().values(),
-            "movements": selectors.wallet_movements(request.user, limit=50),
-            "payments": selectors.user_payments(request.user, limit=50),
+            "movements": selectors.wallet_movements_page(request.user, request.GET.get("page")),
+            "payments": selectors.user_payments_page(request.user, request.GET.get("payments_page")),
             "refunds": selectors.user_refunds(request.user, limit=50),
             "error": error,
             "amount": amount,
