@@ -28,6 +28,7 @@ from orders.models import CodeReveal, OrderCode
 
 from . import arbitration, disputes, tickets
 from .models import Kind, ReplyTemplate, SlaEvent, Ticket, TicketStatusChange
+from .sla_text import sla_detail_text
 
 S = Ticket.Status
 CHANGE_PERMISSION = "aftersales.change_ticket"
@@ -68,7 +69,11 @@ class StatusHistoryInline(ReadOnlyInline):
 
 class SlaEventInline(ReadOnlyInline):
     model = SlaEvent
-    fields = readonly_fields = ("at", "kind", "detail")
+    fields = readonly_fields = ("at", "kind", "detail_text")
+
+    @admin.display(description=_("detail"))
+    def detail_text(self, obj):
+        return sla_detail_text(obj)
 
 
 def time_left_html(ticket: Ticket, now=None):

@@ -12,6 +12,7 @@ from django.utils.translation import gettext_lazy as _
 
 from . import sla
 from .models import SlaEvent, SlaPolicy
+from .sla_text import sla_detail_text
 
 REPORT_PERIODS = (4, 12)
 
@@ -26,13 +27,17 @@ class SlaPolicyAdmin(admin.ModelAdmin):
 
 @admin.register(SlaEvent)
 class SlaEventAdmin(admin.ModelAdmin):
-    list_display = ("at", "ticket", "kind", "detail")
+    list_display = ("at", "ticket", "kind", "detail_text")
     list_filter = ("kind", ("at", admin.DateFieldListFilter))
     list_select_related = ("ticket",)
     search_fields = ("ticket__number",)
     date_hierarchy = "at"
-    fields = readonly_fields = ("ticket", "kind", "at", "detail")
+    fields = readonly_fields = ("ticket", "kind", "at", "detail_text")
     change_list_template = "admin/aftersales/slaevent/change_list.html"
+
+    @admin.display(description=_("detail"))
+    def detail_text(self, obj):
+        return sla_detail_text(obj)
 
     # Written only by the SLA sweep.
     def has_add_permission(self, request):
