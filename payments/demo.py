@@ -7,8 +7,11 @@ so an order is never younger than its payment, its reveals or a ticket about it.
 
 import contextlib
 from datetime import datetime
+from types import SimpleNamespace
+from unittest import mock
 
 from django.db.models import F
+from django.utils import timezone
 
 from agents.models import Commission
 from marketplace.celery import app as celery_app
@@ -31,6 +34,18 @@ def tasks_inline():
         yield
     finally:
         conf.task_always_eager, conf.task_eager_propagates = saved
+
+
+@contextlib.contextmanager
+def numbered_as_of(when: datetime):
+    """Orders placed inside get a number that starts with ``when``'s date and time, as the
+    order placed then would have had (numbers begin with the minute they were made)."""
+
+    def localtime(value=None, *args):
+        return timezone.localtime(when if value is None else value, *args)
+
+    with mock.patch("orders.models.timezone", SimpleNamespace(localtime=localtime, now=timezone.now)):
+        yield
 
 
 def sale_backdate(*, order_id: int, when: datetime) -> None:

@@ -23,7 +23,7 @@ from catalog import selectors as stock
 from catalog.models import Product
 from orders.models import Order
 from orders.services import order_code_reveal, order_fulfil, order_place
-from payments.demo import sale_backdate, tasks_inline
+from payments.demo import numbered_as_of, sale_backdate, tasks_inline
 from payments.services import sandbox_pay
 
 from ... import arbitration, disputes, no_reason, tickets
@@ -103,9 +103,10 @@ class Command(BaseCommand):
         now = timezone.now()
         orders = []
         for i in range(6):
-            order = order_place(
-                buyer=buyer, product=products[i % len(products)], quantity=2, idempotency_key=f"demo-aftersales-{i}"
-            )
+            with numbered_as_of(now - timedelta(hours=placed_hours_ago[i])):
+                order = order_place(
+                    buyer=buyer, product=products[i % len(products)], quantity=2, idempotency_key=f"demo-aftersales-{i}"
+                )
             sandbox_pay(order_number=order.number)
             order_fulfil(order_id=order.pk)
             orders.append(Order.objects.get(pk=order.pk))

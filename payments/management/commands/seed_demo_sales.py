@@ -24,7 +24,7 @@ from catalog.models import Product
 from orders.models import Order
 from orders.services import OrderError, order_fulfil, order_place
 
-from ...demo import sale_backdate, tasks_inline
+from ...demo import numbered_as_of, sale_backdate, tasks_inline
 from ...services import sandbox_pay
 
 
@@ -60,19 +60,21 @@ class Command(BaseCommand):
                 continue
             through_shop = i % 3 != 2
             user = buyer if through_shop else rng.choice(sellers).user
+            when = now - timedelta(days=days_ago[i])
             try:
-                order = order_place(
-                    buyer=user,
-                    product=product,
-                    quantity=rng.choice([1, 1, 1, 2, 3]),
-                    idempotency_key=f"demo-sale-{i}",
-                    storefront=shop if through_shop else None,
-                )
+                with numbered_as_of(when):
+                    order = order_place(
+                        buyer=user,
+                        product=product,
+                        quantity=rng.choice([1, 1, 1, 2, 3]),
+                        idempotency_key=f"demo-sale-{i}",
+                        storefront=shop if through_shop else None,
+                    )
             except OrderError:
                 continue
             sandbox_pay(order_number=order.number)
             order_fulfil(order_id=order.pk)  # delivered now (a no-op if the inline task did): so it can be backdated
-            sale_backdate(order_id=order.pk, when=now - timedelta(days=days_ago[i]))
+            sale_backdate(order_id=order.pk, when=when)
             made += 1
         settled = commissions.commissions_settle_due()
         self.stdout.write(self.style.SUCCESS(f"Demo sales: {made} orders delivered, {settled} commissions available."))
