@@ -44,7 +44,7 @@ def wallet_csv_write(response, user) -> None:
     for p in selectors.user_payments(user, limit=None):
         kind = pgettext("wallet export", "payment") if p.order_id else pgettext("wallet export", "recharge")
         writer.writerow(
-            [_when(p.created_at), kind, p.number, p.channel_name, p.trade_no, p.amount, p.get_status_display()]
+            [_when(p.created_at), kind, p.number, p.gateway, p.trade_no, p.amount, p.get_status_display()]
         )
     for r in selectors.user_refunds(user, limit=None):
         reference = r.order.number if r.order_id else r.number
@@ -53,7 +53,7 @@ def wallet_csv_write(response, user) -> None:
                 _when(r.created_at),
                 pgettext("wallet export", "refund"),
                 reference,
-                r.payment.channel_name,
+                r.payment.gateway,
                 r.payment.trade_no,
                 -r.amount,
                 r.get_status_display(),
