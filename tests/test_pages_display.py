@@ -355,3 +355,43 @@ def test_wallet_export_speaks_chinese_to_a_chinese_reader(client, buyer):
         assert re.fullmatch(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}", row[0])  # no microseconds, no offset
     statuses = {row[6] for row in rows[1:] if row[6]}
     assert statuses and all(not re.search("[a-z]", s) for s in statuses)
+
+
+def test_sla_event_details_and_ledger_account_names_are_said_in_chinese():
+    from aftersales.models import SlaEvent
+    from aftersales.sla_text import sla_detail_text
+    from ledger.models import Account
+    from ledger.names import account_name
+
+    events = [
+        (
+            SlaEvent.Kind.WARNED,
+            "first response due 2026-12-03 18:00 (in 1h05m)",
+            "首次响应截止 2026-12-03 18:00（还剩 1 小时 05 分）",
+        ),
+        (
+            SlaEvent.Kind.BREACHED,
+            "due 2026-12-03 18:00, seen 0h03m late",
+            "截止 2026-12-03 18:00，发现时已超时 0 小时 03 分",
+        ),
+        (
+            SlaEvent.Kind.ESCALATED,
+            "priority normal -> urgent; group supervisors",
+            "优先级 普通 → 紧急；升级至 supervisors 组",
+        ),
+        (SlaEvent.Kind.WARNED, "written by hand", "written by hand"),  # any other form: as stored
+    ]
+    accounts = [
+        (Account(code="liability:wallet:7", name="Wallet of buyer@demo.local"), "buyer@demo.local 的余额账户"),
+        (Account(code="revenue:sales", name="Sales of card codes"), "卡密销售收入"),
+        (Account(code="asset:clearing:alipay", name="Gateway clearing: alipay"), "支付渠道待结算：alipay"),
+        (Account(code="liability:other", name="Something new"), "Something new"),
+    ]
+    with translation.override("zh-hans"):
+        assert [sla_detail_text(SlaEvent(kind=k, detail=d)) for k, d, _ in events] == [z for _, _, z in events]
+        assert [account_name(a) for a, _ in accounts] == [z for _, z in accounts]
+    with translation.override("en"):
+        assert (
+            sla_detail_text(SlaEvent(kind=events[0][0], detail=events[0][1]))
+            == "first response due 2026-12-03 18:00 (in 1h 05m)"
+        )
