@@ -2,20 +2,23 @@
 
 ``{{ amount|money }}`` gives ``¥5,612.76`` (``−¥12.30`` below zero) and
 ``{{ amount|money:"plain" }}`` the same without the currency sign, for a template that styles
-the ``¥`` itself or puts it in a translated sentence. ``{{ order.number|order_no }}`` groups a
-number in fours so a person can read it out to support; support's search accepts it as shown.
+the ``¥`` itself or puts it in a translated sentence. ``{{ order.number|order_no }}`` shows a
+number in groups of four so a person can read it out to support: the groups are spans set
+apart by CSS, so a copied number has no spaces in it (``|order_no:"text"`` where HTML cannot
+go, such as a page title); support's search accepts it either way.
 """
 
 from decimal import Decimal, InvalidOperation
 
 from django import template
 from django.utils.formats import get_format
+from django.utils.html import format_html, format_html_join
 
 from marketplace.money import quantize
 
 register = template.Library()
 
-MINUS = "\u2212"  # a real minus sign: a hyphen before ¥ is easy to miss
+MINUS = "-"  # ASCII, so an amount copied into a spreadsheet stays a number
 
 
 def money_format(value, arg: str = "") -> str:
@@ -53,6 +56,13 @@ def order_no_parse(text: str) -> str:
     return "".join(ch for ch in (text or "") if ch.isalnum()).upper()
 
 
-@register.filter(is_safe=True)
-def order_no(value) -> str:
-    return order_no_format(value)
+@register.filter
+def order_no(value, arg: str = ""):
+    if arg == "text":
+        return order_no_format(value)
+    groups = order_no_format(value).split()
+    return format_html(
+        '<span class="order-no" title="{}">{}</span>',
+        "".join(groups),
+        format_html_join("", "<span>{}</span>", ((g,) for g in groups)),
+    )

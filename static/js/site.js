@@ -44,7 +44,7 @@ document.addEventListener("click", function (event) {
 
 // An amount in fen as the money template filter shows it: "¥5,612.76".
 function formatFen(cents) {
-  const sign = cents < 0 ? "\u2212" : "";
+  const sign = cents < 0 ? "-" : "";
   const text = (Math.abs(cents) / 100).toLocaleString("en-US", { minimumFractionDigits: 2, maximumFractionDigits: 2 });
   return sign + "¥" + text;
 }
