@@ -7,13 +7,18 @@ from marketplace.admin import ReadOnlyAdmin, ReadOnlyInline
 
 from . import selectors
 from .models import Account, Entry, Line
+from .names import account_name
 
 
 @admin.register(Account)
 class AccountAdmin(ReadOnlyAdmin):
-    list_display = ("code", "name", "kind", "owner", "allow_negative", "current_balance")
+    list_display = ("code", "name_shown", "kind", "owner", "allow_negative", "current_balance")
     list_filter = ("kind", "allow_negative")
     search_fields = ("code", "name", "owner__email")
+
+    @admin.display(description=_("name"), ordering="name")
+    def name_shown(self, obj):
+        return account_name(obj)
 
     @admin.display(description=_("balance"))
     def current_balance(self, obj):

@@ -1,4 +1,20 @@
+import re
+
 from django.contrib import admin
+
+# An order (or ticket, refund) number as pages show it, in groups of four (``order_no``).
+_GROUPED_NUMBER = re.compile(r"[A-Za-z0-9]{1,4}(?: [A-Za-z0-9]{1,4}){2,}")
+
+
+class NumberSearchMixin:
+    """Support can paste a number as the buyer read it out (``2612 0323 10AB …``): the search
+    looks for the number without its spaces, not for each group on its own."""
+
+    def get_search_results(self, request, queryset, search_term):
+        term = " ".join(search_term.split())
+        if _GROUPED_NUMBER.fullmatch(term):
+            search_term = term.replace(" ", "")
+        return super().get_search_results(request, queryset, search_term)
 
 
 class ReadOnlyMixin:
@@ -22,7 +38,7 @@ class ReadOnlyMixin:
         return False
 
 
-class ReadOnlyAdmin(ReadOnlyMixin, admin.ModelAdmin):
+class ReadOnlyAdmin(NumberSearchMixin, ReadOnlyMixin, admin.ModelAdmin):
     """Records of what happened (orders, payments, logs, histories) are changed only by
     services: staff can look, nobody adds, edits or deletes them here."""
 

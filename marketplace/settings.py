@@ -139,6 +139,8 @@ TEMPLATES = [
                 "marketplace.context_processors.site",
                 "aftersales.services.promises.promises",
             ],
+            # ``money`` and ``order_no``: how amounts and order numbers are shown, everywhere.
+            "builtins": ["marketplace.templatetags.display"],
         },
     },
 ]

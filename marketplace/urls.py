@@ -1,7 +1,9 @@
 from allauth.account.decorators import secure_admin_login
+from django.conf import settings
 from django.contrib import admin
 from django.urls import include, path
 from django.utils.translation import gettext_lazy as _
+from django.views.generic import RedirectView
 from django.views.i18n import set_language
 
 from accounts import views as account_views
@@ -37,3 +39,5 @@ urlpatterns = [
 ]
 
 urlpatterns += [path("healthz", account_views.health, name="health")]
+# Browsers and feed readers ask for /favicon.ico whatever the page links.
+urlpatterns += [path("favicon.ico", RedirectView.as_view(url=f"{settings.STATIC_URL}img/favicon.ico"))]

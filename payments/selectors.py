@@ -1,10 +1,12 @@
 """Reads for a user's money pages: their payments and their wallet's movements."""
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 
+from django.core.paginator import Page, Paginator
 from django.db.models import Q
+from django.utils import timezone
 
 from ledger import services as ledger
 from ledger.models import Line
@@ -48,3 +50,36 @@ def wallet_movements(user, limit: int | None = 200) -> list[Movement]:
         lines = lines[:limit]
     # A wallet is owed to the user: a credit (negative line) puts money in.
     return [Movement(line.entry.created_at, line.entry.kind, line.entry.reference, -line.amount) for line in lines]
+
+
+PAGE_SIZE = 20
+
+
+def wallet_movements_page(user, number, per_page: int = PAGE_SIZE) -> Page:
+    """One page of the wallet's movements, newest first; a page past the end shows the last."""
+    lines = (
+        Line.objects.filter(account__code=ledger.wallet(user).code)
+        .select_related("entry")
+        .order_by("-entry__created_at", "-pk")
+    )
+    page = Paginator(lines, per_page).get_page(number)
+    page.object_list = [Movement(ln.entry.created_at, ln.entry.kind, ln.entry.reference, -ln.amount) for ln in page]
+    return page
+
+
+def user_payments_page(user, number, per_page: int = PAGE_SIZE) -> Page:
+    return Paginator(user_payments(user, limit=None).order_by("-created_at", "-pk"), per_page).get_page(number)
+
+
+def one_business_day_before(now: datetime) -> datetime:
+    """The same time one working day (Monday to Friday) earlier: Monday 10:00 → Friday 10:00."""
+    day = timezone.localtime(now) - timedelta(days=1)
+    while day.weekday() >= 5:
+        day -= timedelta(days=1)
+    return day
+
+
+def refunds_overdue(now: datetime | None = None):
+    """Refunds still on their way to the buyer one business day after they were asked for."""
+    cutoff = one_business_day_before(now or timezone.now())
+    return Refund.objects.filter(status__in=[Refund.Status.REQUESTED, Refund.Status.PROCESSING], created_at__lte=cutoff)

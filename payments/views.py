@@ -8,6 +8,7 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.translation import gettext as _
+from django.utils.translation import pgettext
 from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
@@ -152,8 +153,8 @@ def wallet(request):
         {
             "balance": balance_of(ledger.wallet(request.user)),
             "gateways": enabled_gateways().values(),
-            "movements": selectors.wallet_movements(request.user, limit=50),
-            "payments": selectors.user_payments(request.user, limit=50),
+            "movements": selectors.wallet_movements_page(request.user, request.GET.get("page")),
+            "payments": selectors.user_payments_page(request.user, request.GET.get("payments_page")),
             "refunds": selectors.user_refunds(request.user, limit=50),
             "error": error,
             "amount": amount,
@@ -170,29 +171,7 @@ def wallet_export(request):
     response = HttpResponse(content_type="text/csv; charset=utf-8")
     response["Content-Disposition"] = f'attachment; filename="transactions-{timezone.localdate():%Y%m%d}.csv"'
     response.write("\ufeff")
-    writer = csv.writer(response)
-    writer.writerow(["time", "type", "reference", "channel", "gateway trade number", "amount", "status"])
-    for p in selectors.user_payments(request.user, limit=None):
-        reference = p.number
-        kind = "payment" if p.order_id else "recharge"
-        writer.writerow(
-            [timezone.localtime(p.created_at).isoformat(), kind, reference, p.gateway, p.trade_no, p.amount, p.status]
-        )
-    for r in selectors.user_refunds(request.user, limit=None):
-        reference = r.order.number if r.order_id else r.number
-        writer.writerow(
-            [
-                timezone.localtime(r.created_at).isoformat(),
-                "refund",
-                reference,
-                r.payment.gateway,
-                r.payment.trade_no,
-                -r.amount,
-                r.status,
-            ]
-        )
-    for m in selectors.wallet_movements(request.user, limit=None):
-        writer.writerow([timezone.localtime(m.at).isoformat(), f"balance:{m.kind}", m.reference, "", "", m.amount, ""])
+    wallet_csv_write(response, request.user)
     return response
 
 
@@ -209,3 +188,55 @@ def notify(request, gateway):
         gateway_code=gateway, headers=request.headers, body=request.body, remote_addr=client_ip(request)
     )
     return gw.reply(ok=result.ok)
+
+
+# --- A user's transactions as a CSV file, in the user's language (``payments.views.wallet_export``).
+# Headers, kinds and statuses are translated; times are local, to the second; amounts stay plain
+# numbers (``-12.30``) so a spreadsheet can add them up.
+def _when(at) -> str:
+    return timezone.localtime(at).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def movement_label(kind: str) -> str:
+    """A wallet movement's kind (a ledger entry kind) as the wallet page names it."""
+    labels = {
+        "recharge": pgettext("wallet export", "recharge"),
+        "balance_payment": pgettext("wallet export", "order paid from balance"),
+        "refund_paid": pgettext("wallet export", "refund to balance"),
+    }
+    return labels.get(kind, pgettext("wallet export", "balance adjustment"))
+
+
+def wallet_csv_write(response, user) -> None:
+    """Every payment, refund and balance movement of ``user``, as CSV rows into ``response``."""
+    writer = csv.writer(response)
+    writer.writerow(
+        [
+            pgettext("wallet export", "time"),
+            pgettext("wallet export", "type"),
+            pgettext("wallet export", "reference"),
+            pgettext("wallet export", "channel"),
+            pgettext("wallet export", "gateway trade number"),
+            pgettext("wallet export", "amount"),
+            pgettext("wallet export", "status"),
+        ]
+    )
+    for p in selectors.user_payments(user, limit=None):
+        kind = pgettext("wallet export", "payment") if p.order_id else pgettext("wallet export", "recharge")
+        writer.writerow([_when(p.created_at), kind, p.number, p.gateway, p.trade_no, p.amount, p.get_status_display()])
+    for r in selectors.user_refunds(user, limit=None):
+        reference = r.order.number if r.order_id else r.number
+        writer.writerow(
+            [
+                _when(r.created_at),
+                pgettext("wallet export", "refund"),
+                reference,
+                r.payment.gateway,
+                r.payment.trade_no,
+                -r.amount,
+                r.get_status_display(),
+            ]
+        )
+    balance = _("balance")
+    for m in selectors.wallet_movements(user, limit=None):
+        writer.writerow([_when(m.at), f"{balance}:{movement_label(m.kind)}", m.reference, "", "", m.amount, ""])

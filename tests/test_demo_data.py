@@ -37,3 +37,42 @@ def test_demo_data_loads_agents_and_sales_and_runs_again_without_change(settings
     counts = (Agent.objects.count(), Order.objects.count(), Commission.objects.count(), Ticket.objects.count())
     load()
     assert (Agent.objects.count(), Order.objects.count(), Commission.objects.count(), Ticket.objects.count()) == counts
+
+
+@pytest.mark.django_db
+def test_demo_data_looks_like_a_shop_that_has_been_trading(settings):
+    """Issue 12: no placeholder links or example names, dates that agree with each other, lists
+    in date order, and nothing left in the broker for the worker's first run."""
+    from unittest import mock
+
+    from catalog.models import Product, Supplier
+    from marketplace.celery import app as celery_app
+    from orders.models import CodeReveal
+    from payments.models import Payment
+
+    settings.PAYMENTS_SANDBOX_ENABLED = True
+    celery_app.conf.task_always_eager = False  # as under `dev.py up`: a publish would go to the broker
+    try:
+        with mock.patch.object(type(celery_app), "send_task") as sent:
+            load()
+    finally:
+        celery_app.conf.task_always_eager = True
+    assert sent.call_count == 0  # every delivery, email and refund ran while the demo was made
+    assert celery_app.conf.task_always_eager is True
+
+    assert not Supplier.objects.filter(authorisation_lookup_url__icontains="example.com").exists()
+    assert not Product.objects.filter(name__contains="示例").exists()
+    assert not Order.objects.exclude(status=Order.Status.DELIVERED).exists()
+
+    orders = list(Order.objects.order_by("-id"))
+    dates = [o.created_at for o in orders]
+    assert dates == sorted(dates, reverse=True)  # the lists (newest id first) are in date order
+    for order in orders:
+        assert order.number.startswith(timezone.localtime(order.created_at).strftime("%y%m%d%H%M"))
+        assert order.created_at <= order.paid_at <= order.delivered_at <= timezone.now()
+        for payment in Payment.objects.filter(order=order):
+            assert payment.created_at >= order.created_at
+    for ticket in Ticket.objects.select_related("order"):
+        assert ticket.order.created_at < ticket.created_at, ticket.subject
+    for reveal in CodeReveal.objects.select_related("order_code__order"):
+        assert reveal.order_code.order.delivered_at <= reveal.at

@@ -204,7 +204,7 @@ def test_staff_can_retry_a_failed_refund(client, alipay, fake, buyer, staff):
 
 
 @pytest.mark.django_db(transaction=True)
-def test_the_buyer_sees_refunds_in_their_history_and_csv(client, buyer, staff):
+def test_the_buyer_sees_refunds_in_their_history_and_csv(client, buyer, staff, english):
     order = delivered_order(buyer)
     refund = refunds.order_refund(order=order, quantity=1, reason="x", requested_by=staff)
     client.force_login(buyer)

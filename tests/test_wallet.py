@@ -122,7 +122,7 @@ def test_balance_100_and_50_concurrent_purchases_of_10():
 
 
 @pytest.mark.django_db(transaction=True)
-def test_wallet_page_recharge_through_the_sandbox_and_csv_export(client, buyer):
+def test_wallet_page_recharge_through_the_sandbox_and_csv_export(client, buyer, english):
     client.force_login(buyer)
     page = client.get("/wallet/")
     assert page.status_code == 200 and 'data-testid="wallet-balance"' in page.content.decode()

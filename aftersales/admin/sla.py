@@ -14,6 +14,7 @@ from marketplace.admin import ReadOnlyAdmin
 
 from ..models import SlaEvent, SlaPolicy
 from ..services import sla
+from .sla_text import sla_detail_text
 
 REPORT_PERIODS = (4, 12)
 
@@ -28,13 +29,17 @@ class SlaPolicyAdmin(admin.ModelAdmin):
 
 @admin.register(SlaEvent)
 class SlaEventAdmin(ReadOnlyAdmin):  # written only by the SLA sweep
-    list_display = ("at", "ticket", "kind", "detail")
+    list_display = ("at", "ticket", "kind", "detail_text")
     list_filter = ("kind", ("at", admin.DateFieldListFilter))
     list_select_related = ("ticket",)
     search_fields = ("ticket__number",)
     date_hierarchy = "at"
-    fields = readonly_fields = ("ticket", "kind", "at", "detail")
+    fields = readonly_fields = ("ticket", "kind", "at", "detail_text")
     change_list_template = "admin/aftersales/slaevent/change_list.html"
+
+    @admin.display(description=_("detail"))
+    def detail_text(self, obj):
+        return sla_detail_text(obj)
 
     def get_urls(self):
         return [

@@ -22,12 +22,13 @@ from django.views.decorators.http import require_POST
 
 from catalog.selectors import stock_count
 from compliance import selectors as credit
-from marketplace.admin import ReadOnlyInline, ReadOnlyMixin
+from marketplace.admin import NumberSearchMixin, ReadOnlyInline, ReadOnlyMixin
 from marketplace.errors import admin_action_run
 from orders.models import CodeReveal, OrderCode
 
 from ..models import Kind, ReplyTemplate, SlaEvent, Ticket, TicketStatusChange
 from ..services import arbitration, disputes, tickets
+from .sla_text import sla_detail_text
 
 TicketStatus = Ticket.Status
 CHANGE_PERMISSION = "aftersales.change_ticket"
@@ -68,7 +69,11 @@ class StatusHistoryInline(ReadOnlyInline):
 
 class SlaEventInline(ReadOnlyInline):
     model = SlaEvent
-    fields = readonly_fields = ("at", "kind", "detail")
+    fields = readonly_fields = ("at", "kind", "detail_text")
+
+    @admin.display(description=_("detail"))
+    def detail_text(self, obj):
+        return sla_detail_text(obj)
 
 
 def time_left_html(ticket: Ticket, now=None):
@@ -194,7 +199,7 @@ class ReplyTemplateAdmin(admin.ModelAdmin):
 
 
 @admin.register(Ticket)
-class TicketAdmin(ReadOnlyMixin, admin.ModelAdmin):
+class TicketAdmin(NumberSearchMixin, ReadOnlyMixin, admin.ModelAdmin):
     change_form_template = "admin/aftersales/ticket/change_form.html"
     change_list_template = "admin/aftersales/ticket/change_list.html"
     # The deadline first: a queue staff work from the top.

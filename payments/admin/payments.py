@@ -18,6 +18,7 @@ from marketplace.admin import ReadOnlyAdmin, ReadOnlyInline
 from marketplace.errors import PASS_THROUGH, ServiceError
 from orders.models import Order
 
+from .. import selectors
 from ..gateways import GATEWAY_CLASSES
 from ..models import Mismatch, Notification, Payment, PaymentAttempt, ReconciliationRun, Refund, RefundStatusChange
 from ..services import reconciliation, refunds
@@ -74,14 +75,11 @@ class RefundStateFilter(admin.SimpleListFilter):
     parameter_name = "attention"
 
     def lookups(self, request, model_admin):
-        return [("late", _("Not refunded after a day")), ("failed", _("Failed"))]
+        return [("late", _("Not back after one business day")), ("failed", _("Failed"))]
 
     def queryset(self, request, queryset):
         if self.value() == "late":
-            return queryset.filter(
-                status__in=[Refund.Status.REQUESTED, Refund.Status.PROCESSING],
-                created_at__lte=timezone.now() - timedelta(days=1),
-            )
+            return queryset.filter(pk__in=selectors.refunds_overdue().values("pk"))
         if self.value() == "failed":
             return queryset.filter(status=Refund.Status.FAILED)
         return queryset

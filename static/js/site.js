@@ -42,13 +42,21 @@ document.addEventListener("click", function (event) {
   input.dispatchEvent(new Event("change", { bubbles: true }));
 });
 
+// An amount in fen as the money template filter shows it: "¥5,612.76".
+function formatFen(cents) {
+  const sign = cents < 0 ? "-" : "";
+  const text = (Math.abs(cents) / 100).toLocaleString("en-US", { minimumFractionDigits: 2, maximumFractionDigits: 2 });
+  return sign + "¥" + text;
+}
+window.formatFen = formatFen;
+
 // Checkout: show the estimated total as the quantity changes (the server's price is final).
 function updateTotal(input) {
   const out = document.querySelector(input.dataset.totalTarget);
   const qty = parseInt(input.value, 10);
   if (!out || !(qty > 0)) return;
   const cents = Math.round(parseFloat(input.dataset.unitPrice) * 100) * qty;
-  out.textContent = "¥" + (cents / 100).toFixed(2);
+  out.textContent = formatFen(cents);
 }
 ["input", "change"].forEach(function (type) {
   document.addEventListener(type, function (event) {

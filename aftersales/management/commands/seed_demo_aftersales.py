@@ -17,11 +17,13 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.core.management.base import BaseCommand
 from django.test.utils import override_settings
+from django.utils import timezone
 
 from catalog import selectors as stock
 from catalog.models import Product
 from orders.models import Order
 from orders.services.orders import order_code_reveal, order_fulfil, order_place
+from payments.management.demo import numbered_as_of, sale_backdate, tasks_inline
 from payments.services.payments import sandbox_pay
 
 from ...models import Kind, ReplyTemplate, Ticket, TicketMessage, TicketStatusChange
@@ -72,7 +74,7 @@ class Command(BaseCommand):
 
     def handle(self, *args, **options):
         # The demo's notification emails would only flood the console.
-        with override_settings(EMAIL_BACKEND="django.core.mail.backends.locmem.EmailBackend"):
+        with override_settings(EMAIL_BACKEND="django.core.mail.backends.locmem.EmailBackend"), tasks_inline():
             self._seed()
 
     def _seed(self):
@@ -95,11 +97,16 @@ class Command(BaseCommand):
         if not products:
             self.stdout.write("run seed_demo first (no product has stock)")
             return
+        # Hours ago each order was placed: before its ticket (40, 50 and 20 hours ago, the
+        # disputes 3 hours ago) and after the demo sales (3 days ago and older), oldest first.
+        placed_hours_ago = (60, 55, 30, 10, 6, 4)
+        now = timezone.now()
         orders = []
         for i in range(6):
-            order = order_place(
-                buyer=buyer, product=products[i % len(products)], quantity=2, idempotency_key=f"demo-aftersales-{i}"
-            )
+            with numbered_as_of(now - timedelta(hours=placed_hours_ago[i])):
+                order = order_place(
+                    buyer=buyer, product=products[i % len(products)], quantity=2, idempotency_key=f"demo-aftersales-{i}"
+                )
             sandbox_pay(order_number=order.number)
             order_fulfil(order_id=order.pk)
             orders.append(Order.objects.get(pk=order.pk))
@@ -193,6 +200,8 @@ class Command(BaseCommand):
         arbitration.arbitration_submit(
             case=case, staff=staff, third_party="市消费者协会", case_number="XF-2026-1124-031"
         )
+        for order, hours in zip(orders, placed_hours_ago, strict=True):
+            sale_backdate(order_id=order.pk, when=now - timedelta(hours=hours))
         self.stdout.write(
             self.style.SUCCESS(
                 f"Demo after-sales: {Ticket.objects.count()} tickets (one at risk, one overdue, "

@@ -28,10 +28,12 @@ CATEGORIES = [
     ("membership", "会员卡", [("video", "视频会员"), ("music", "音乐会员")]),
 ]
 
+# No lookup links: the demo's certificate numbers are made up, and a link to a page that does
+# not verify them would teach buyers to trust any link.
 SUPPLIERS = [
-    ("网易官方授权分销商", True, "NE-AUTH-2026-0153", "https://example.com/verify/NE-AUTH-2026-0153"),
-    ("腾讯充值渠道商", True, "TX-QB-2026-8812", "https://example.com/verify/TX-QB-2026-8812"),
-    ("正版软件总代理", True, "SW-LIC-2026-0042", "https://example.com/verify/SW-LIC-2026-0042"),
+    ("网易官方授权分销商", True, "NE-AUTH-2026-0153", ""),
+    ("腾讯充值渠道商", True, "TX-QB-2026-8812", ""),
+    ("正版软件总代理", True, "SW-LIC-2026-0042", ""),
     ("数字会员批发商", False, "", ""),
 ]
 
@@ -48,7 +50,7 @@ PRODUCTS = [
     ("video-vip-month", "视频会员 月卡", "membership", "video", 3, "25", "19.80", 1, 10, 100, False),
     ("video-vip-year", "视频会员 年卡", "membership", "video", 3, "248", "198.00", 1, 3, 20, False),
     ("music-vip-quarter", "音乐会员 季卡", "membership", "music", 3, "45", "39.00", 1, 10, 50, False),
-    ("netease-500", "网易一卡通 500 点（已售罄示例）", "game_card", "netease", 0, "500", "485.00", 1, 2, 0, True),
+    ("netease-500", "网易一卡通 500 点", "game_card", "netease", 0, "500", "485.00", 1, 2, 0, True),
 ]
 
 DESCRIPTIONS = {
@@ -84,6 +86,8 @@ class Command(BaseCommand):
                 name=name,
                 defaults={"is_authorised": authorised, "authorisation_cert_no": cert, "authorisation_lookup_url": url},
             )
+            if supplier.authorisation_lookup_url.startswith("https://example.com/"):  # an older demo's
+                Supplier.objects.filter(pk=supplier.pk).update(authorisation_lookup_url="")
             suppliers.append(supplier)
         products = []
         for i, (slug, name, kind, cat, sup, face, price, lo, hi, stock, numbered) in enumerate(PRODUCTS):
@@ -102,6 +106,8 @@ class Command(BaseCommand):
                     "sort_order": i,
                 },
             )
+            if product.name != name and product.name.startswith(name):  # an older demo's "sold-out example"
+                Product.objects.filter(pk=product.pk).update(name=name)
             products.append((product, stock, numbered))
         return products
 

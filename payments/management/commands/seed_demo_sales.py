@@ -1,9 +1,11 @@
 """Demo sales: a few weeks of orders through the demo storefront and by the demo agents, paid in
 the sandbox and delivered, so the agents' dashboards and reports have something to show.
 
-Runs once (does nothing when storefront orders exist). Orders are backdated over the last 20
-days; commissions of orders older than the refund window are made available, so the demo agent
-has a balance to withdraw. Needs the sandbox gateway (development only).
+Runs once (does nothing when storefront orders exist). Orders are backdated over 20 to 3 days
+ago, the later an order was placed the more recent its date (lists come out in date order);
+commissions of orders older than the refund window are made available, so the demo agent has a
+balance to withdraw. Tasks run in place, so no delivery task is left for the worker. Needs the
+sandbox gateway (development only).
 """
 
 import random
@@ -15,7 +17,7 @@ from django.core.management.base import BaseCommand
 from django.test.utils import override_settings
 from django.utils import timezone
 
-from agents.models import Agent, Commission, Storefront
+from agents.models import Agent, Storefront
 from agents.services import commissions
 from catalog import selectors as stock
 from catalog.models import Product
@@ -24,6 +26,7 @@ from orders.models import Order
 from orders.services.orders import order_fulfil, order_place
 
 from ...services.payments import sandbox_pay
+from ..demo import numbered_as_of, sale_backdate, tasks_inline
 
 
 class Command(BaseCommand):
@@ -31,7 +34,7 @@ class Command(BaseCommand):
 
     def handle(self, *args, **options):
         # The demo buyers' delivery emails would only flood the console.
-        with override_settings(EMAIL_BACKEND="django.core.mail.backends.locmem.EmailBackend"):
+        with override_settings(EMAIL_BACKEND="django.core.mail.backends.locmem.EmailBackend"), tasks_inline():
             self._sell()
 
     def _sell(self):
@@ -49,6 +52,8 @@ class Command(BaseCommand):
         products = [p for p in Product.objects.filter(is_active=True).select_related("category")]
         sellers = list(Agent.objects.filter(user__email__in=["agent2@demo.local", "agent3@demo.local"]))
         now = timezone.now()
+        # Oldest first: order numbers and dates rise together.
+        days_ago = sorted((rng.uniform(3, 20) for _ in range(36)), reverse=True)
         made = 0
         for i in range(36):
             product = rng.choice(products)
@@ -56,24 +61,21 @@ class Command(BaseCommand):
                 continue
             through_shop = i % 3 != 2
             user = buyer if through_shop else rng.choice(sellers).user
+            when = now - timedelta(days=days_ago[i])
             try:
-                order = order_place(
-                    buyer=user,
-                    product=product,
-                    quantity=rng.choice([1, 1, 1, 2, 3]),
-                    idempotency_key=f"demo-sale-{i}",
-                    storefront=shop if through_shop else None,
-                )
+                with numbered_as_of(when):
+                    order = order_place(
+                        buyer=user,
+                        product=product,
+                        quantity=rng.choice([1, 1, 1, 2, 3]),
+                        idempotency_key=f"demo-sale-{i}",
+                        storefront=shop if through_shop else None,
+                    )
             except ServiceError:  # sold out, not listed by the shop ...
                 continue
             sandbox_pay(order_number=order.number)
-            order_fulfil(order_id=order.pk)  # now, not when the worker starts: so it can be backdated
-            when = now - timedelta(days=rng.uniform(0, 20))
-            Order.objects.filter(pk=order.pk).update(
-                created_at=when, paid_at=when + timedelta(minutes=1), delivered_at=when + timedelta(minutes=1)
-            )
-            window = timedelta(days=settings.REFUND_WINDOW_DAYS)
-            Commission.objects.filter(order_id=order.pk).update(created_at=when, available_at=when + window)
+            order_fulfil(order_id=order.pk)  # delivered now (a no-op if the inline task did): so it can be backdated
+            sale_backdate(order_id=order.pk, when=when)
             made += 1
         settled = commissions.commissions_settle_due()
         self.stdout.write(self.style.SUCCESS(f"Demo sales: {made} orders delivered, {settled} commissions available."))

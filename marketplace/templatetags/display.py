@@ -1,0 +1,68 @@
+"""How amounts and order numbers are shown to people: one filter each, built into every template.
+
+``{{ amount|money }}`` gives ``¥5,612.76`` (``−¥12.30`` below zero) and
+``{{ amount|money:"plain" }}`` the same without the currency sign, for a template that styles
+the ``¥`` itself or puts it in a translated sentence. ``{{ order.number|order_no }}`` shows a
+number in groups of four so a person can read it out to support: the groups are spans set
+apart by CSS, so a copied number has no spaces in it (``|order_no:"text"`` where HTML cannot
+go, such as a page title); support's search accepts it either way.
+"""
+
+from decimal import Decimal, InvalidOperation
+
+from django import template
+from django.utils.formats import get_format
+from django.utils.html import format_html, format_html_join
+
+from marketplace.money import quantize
+
+register = template.Library()
+
+MINUS = "-"  # ASCII, so an amount copied into a spreadsheet stays a number
+
+
+def money_format(value, arg: str = "") -> str:
+    """An amount, rounded half up to the fen, grouped in thousands, with the locale's decimal mark."""
+    if value is None or value == "":
+        return "—"
+    if isinstance(value, float):
+        value = Decimal(str(value))
+    try:
+        amount = quantize(value)
+    except (TypeError, ValueError, InvalidOperation):
+        return str(value)
+    text = f"{abs(amount):,.2f}"
+    decimal_mark = get_format("DECIMAL_SEPARATOR")
+    if decimal_mark != ".":
+        text = text.replace(".", decimal_mark)
+    sign = MINUS if amount < 0 else ""
+    symbol = "" if arg == "plain" else "¥"
+    return f"{sign}{symbol}{text}"
+
+
+@register.filter(is_safe=True)
+def money(value, arg: str = "") -> str:
+    return money_format(value, arg)
+
+
+def order_no_format(number) -> str:
+    """``2612031508ABCD…`` → ``2612 0315 08AB CD…``: groups of four, as on a bank card."""
+    text = str(number or "")
+    return " ".join(text[i : i + 4] for i in range(0, len(text), 4))
+
+
+def order_no_parse(text: str) -> str:
+    """What a person typed or copied (grouped, lower case, with dashes) back to the stored number."""
+    return "".join(ch for ch in (text or "") if ch.isalnum()).upper()
+
+
+@register.filter
+def order_no(value, arg: str = ""):
+    if arg == "text":
+        return order_no_format(value)
+    groups = order_no_format(value).split()
+    return format_html(
+        '<span class="order-no" title="{}">{}</span>',
+        "".join(groups),
+        format_html_join("", "<span>{}</span>", ((g,) for g in groups)),
+    )

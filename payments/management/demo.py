@@ -1,0 +1,65 @@
+"""Helpers for the demo data (``seed_demo_sales``, ``seed_demo_aftersales``), never for real sales.
+
+The demo places real orders through the real services, then moves them into the past so the
+shop looks like one that has been trading: every timestamp of a sale moves by the same amount,
+so an order is never younger than its payment, its reveals or a ticket about it.
+"""
+
+import contextlib
+from datetime import datetime
+from types import SimpleNamespace
+from unittest import mock
+
+from django.db.models import F
+from django.utils import timezone
+
+from agents.models import Commission
+from marketplace.celery import app as celery_app
+from orders.models import CodeReveal, Order, OrderStatusChange
+
+from ..models import Payment
+
+
+@contextlib.contextmanager
+def tasks_inline():
+    """Run the tasks the demo's sales queue (delivery, emails, refunds) in place, as the tests do.
+
+    Otherwise each demo order leaves a delivery task in the broker that the demo itself already
+    did, and the first run of the worker is spent discarding them.
+    """
+    conf = celery_app.conf
+    saved = conf.task_always_eager, conf.task_eager_propagates
+    conf.task_always_eager, conf.task_eager_propagates = True, True
+    try:
+        yield
+    finally:
+        conf.task_always_eager, conf.task_eager_propagates = saved
+
+
+@contextlib.contextmanager
+def numbered_as_of(when: datetime):
+    """Orders placed inside get a number that starts with ``when``'s date and time, as the
+    order placed then would have had (numbers begin with the minute they were made)."""
+
+    def localtime(value=None, *args):
+        return timezone.localtime(when if value is None else value, *args)
+
+    with mock.patch("orders.models.timezone", SimpleNamespace(localtime=localtime, now=timezone.now)):
+        yield
+
+
+def sale_backdate(*, order_id: int, when: datetime) -> None:
+    """Move a delivered demo order, its payment, history, reveals and commissions to ``when``."""
+    order = Order.objects.get(pk=order_id)
+    delta = order.created_at - when
+    moved = {
+        f: F(f) - delta
+        for f in ("created_at", "expires_at", "paid_at", "delivered_at", "delivery_due_at", "buyer_notified_at")
+    }
+    Order.objects.filter(pk=order_id).update(**moved)
+    OrderStatusChange.objects.filter(order_id=order_id).update(at=F("at") - delta)
+    CodeReveal.objects.filter(order_code__order_id=order_id).update(at=F("at") - delta)
+    Payment.objects.filter(order_id=order_id).update(created_at=F("created_at") - delta, paid_at=F("paid_at") - delta)
+    Commission.objects.filter(order_id=order_id).update(
+        created_at=F("created_at") - delta, available_at=F("available_at") - delta
+    )
