@@ -56,14 +56,16 @@ PAGE_SIZE = 20
 
 
 def wallet_movements_page(user, number, per_page: int = PAGE_SIZE) -> Page:
-    """One page of the wallet's movements, newest first; a page past the end shows the last."""
+    """One page of the wallet's movements (``Movement`` rows), newest first; a page past the
+    end shows the last."""
     lines = (
         Line.objects.filter(account__code=ledger.wallet(user).code)
         .select_related("entry")
         .order_by("-entry__created_at", "-pk")
     )
     page = Paginator(lines, per_page).get_page(number)
-    page.object_list = [Movement(ln.entry.created_at, ln.entry.kind, ln.entry.reference, -ln.amount) for ln in page]
+    movements = [Movement(ln.entry.created_at, ln.entry.kind, ln.entry.reference, -ln.amount) for ln in page]
+    page.object_list = movements  # type: ignore[assignment]  # the page shows movements, not ledger lines
     return page
 
 
