@@ -316,7 +316,7 @@ def test_signup_password_errors_are_in_chinese(db):
 @pytest.mark.django_db
 def test_order_list_pages_by_twenty_and_shows_grouped_numbers(client, buyer, product):
     from orders.models import Order
-    from orders.services import order_place
+    from orders.services.orders import order_place
 
     for i in range(23):
         order_place(buyer=buyer, product=product, quantity=1, idempotency_key=f"page-{i}")
@@ -334,7 +334,7 @@ def test_order_list_pages_by_twenty_and_shows_grouped_numbers(client, buyer, pro
 
 @pytest.mark.django_db
 def test_admin_search_finds_an_order_by_the_number_as_shown(client, staff, buyer, product):
-    from orders.services import order_place
+    from orders.services.orders import order_place
 
     order = order_place(buyer=buyer, product=product, quantity=1, idempotency_key="search-me")
     order_place(buyer=buyer, product=product, quantity=1, idempotency_key="not-me")

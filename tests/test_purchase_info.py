@@ -1,4 +1,4 @@
-"""What a viewer pays, computed once: orders.selectors.purchase_info(s) and orders.forms.CheckoutForm.
+"""What a viewer pays, computed once: orders.selectors.orders.purchase_info(s) and orders.forms.CheckoutForm.
 
 The pages, the API and order_place read the same answer: these tests pin each reason, the
 price for each kind of viewer, that the page's price is what order_place charges, the
@@ -263,7 +263,7 @@ def test_storefront_product_page_offers_the_login_to_a_visitor(client, product, 
     client.force_login(buyer)
     page = client.get(f"/s/lucky-star/p/{product.slug}/?quantity=99").content.decode()
     assert "Buy now" in page and 'value="10"' in page  # the quantity clamped to the maximum
-    assert "¥1147.60" in page
+    assert "¥1,147.60" in page
 
 
 def test_api_products_show_what_purchase_info_says(product, chain):
