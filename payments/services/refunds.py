@@ -367,7 +367,8 @@ def refunds_due(*, limit: int = 200) -> list[int]:
 def refund_notify(*, refund_id: int) -> None:
     refund = Refund.objects.select_related("payment__order__buyer", "payment__recharge__user").get(pk=refund_id)
     payment = refund.payment
-    user = payment.payer
+    # A guest order's payment has no payer: its refund notice goes to the guest address.
+    email = payment.order.buyer_email if payment.order_id else payment.recharge.user.email
     with translation.override(settings.LANGUAGE_CODE):
         body = render_to_string(
             "payments/email/refunded.txt", {"refund": refund, "payment": payment, "site": settings.SITE_URL}
@@ -376,4 +377,4 @@ def refund_notify(*, refund_id: int) -> None:
             "number": refund.number,
             "amount": refund.amount,
         }
-        send_mail(subject, body, None, [user.email])
+        send_mail(subject, body, None, [email])
