@@ -146,6 +146,8 @@ def sandbox_cashier(request, number):
             messages.error(request, _("The payment was refused: %(reason)s") % {"reason": result.reason})
         elif isinstance(payable, Recharge):
             messages.success(request, _("¥%(amount)s added to your balance.") % {"amount": payable.amount})
+        elif payable.status == payable.Status.DELIVERED and payable.is_guest:
+            messages.success(request, _("Payment received. Confirm it is you below to see your codes."))
         elif payable.status == payable.Status.DELIVERED:
             messages.success(request, _("Payment received. Your codes are ready below."))
         else:

@@ -368,7 +368,11 @@ def refund_notify(*, refund_id: int) -> None:
     refund = Refund.objects.select_related("payment__order__buyer", "payment__recharge__user").get(pk=refund_id)
     payment = refund.payment
     # A guest order's payment has no payer: its refund notice goes to the guest address.
-    email = payment.order.buyer_email if payment.order_id else payment.recharge.user.email
+    if payment.order is not None:
+        email = payment.order.buyer_email
+    else:
+        assert payment.recharge is not None  # a payment is for an order or a recharge (constraint)
+        email = payment.recharge.user.email
     with translation.override(settings.LANGUAGE_CODE):
         body = render_to_string(
             "payments/email/refunded.txt", {"refund": refund, "payment": payment, "site": settings.SITE_URL}
