@@ -321,3 +321,25 @@ def test_nobody_else_reaches_a_guest_order_and_numbers_cannot_be_probed(client, 
     guessed = order.number[:-4] + "ZZZZ"
     assert stranger.get(f"/orders/guest/{guessed}/").status_code == 404
     assert len(mail.outbox) == 1  # no code was sent to the guest by anyone else
+
+
+def test_the_guest_pages_speak_chinese_to_a_chinese_reader(product, settings):
+    from tests.test_pages_display import english_fragments, visible_text
+
+    settings.LANGUAGE_CODE = "zh-hans"  # the emails' language
+    fragments = english_fragments()
+    client = Client(HTTP_ACCEPT_LANGUAGE="zh-hans")
+    pages = [client.get(f"/orders/checkout/{product.slug}/")]
+    pages.append(client.post(f"/orders/checkout/{product.slug}/", guest_post(guest_email_confirm="x@example.net")))
+    order = buy_as_guest(client, product, password="secret-pw")
+    pages.append(client.get(f"/pay/{Order.objects.get().number}/"))
+    pages.append(client.get(f"/orders/guest/{order.number}/"))
+    client.post(f"/orders/guest/{order.number}/unlock/", {"query_password": "secret-pw"})
+    pages.append(client.get(f"/orders/guest/{order.number}/"))
+    english = []
+    for response in pages:
+        text = visible_text(response.content.decode())
+        english += [f for f in fragments if f in text]
+    assert "免注册购买" in visible_text(pages[0].content.decode())
+    assert english == []
+    assert "链接" in mail.outbox[0].body and "天内有效" in mail.outbox[0].body  # the email too
