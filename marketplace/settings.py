@@ -341,6 +341,7 @@ GUEST_LINK_MAX_AGE_DAYS = int(env("GUEST_LINK_MAX_AGE_DAYS", "30"))
 GUEST_CODE_MINUTES = int(env("GUEST_CODE_MINUTES", "10"))
 GUEST_CODE_MAX_ATTEMPTS = int(env("GUEST_CODE_MAX_ATTEMPTS", "5"))
 GUEST_CODES_PER_HOUR = int(env("GUEST_CODES_PER_HOUR", "5"))
+GUEST_PASSWORD_MAX_FAILURES = int(env("GUEST_PASSWORD_MAX_FAILURES", "10"))  # per order, an hour
 GUEST_PROOF_MINUTES = int(env("GUEST_PROOF_MINUTES", "60"))
 # After-sales: staff in this group get escalated tickets (SLA breaches); a buyer with more than
 # this many no-reason refunds in the period goes to staff review instead of automatic approval.

@@ -238,6 +238,7 @@ def test_an_emailed_one_time_code_unlocks_once_within_its_attempts_and_time(clie
     assert order.query_password == ""
     page = client.get(f"/orders/guest/{order.number}/").content.decode()
     assert 'data-testid="password-form"' not in page and 'data-testid="send-code"' in page
+    assert "gu***@example.net" in page and STORED not in page  # the address, hinted only
     send = f"/orders/guest/{order.number}/code/send/"
     check = f"/orders/guest/{order.number}/code/check/"
 
@@ -343,3 +344,15 @@ def test_the_guest_pages_speak_chinese_to_a_chinese_reader(product, settings):
     assert "免注册购买" in visible_text(pages[0].content.decode())
     assert english == []
     assert "链接" in mail.outbox[0].body and "天内有效" in mail.outbox[0].body  # the email too
+
+
+def test_wrong_query_passwords_are_limited_per_order(client, product, settings):
+    settings.GUEST_PASSWORD_MAX_FAILURES = 3
+    order = buy_as_guest(client, product, password="secret-pw")
+    unlock = f"/orders/guest/{order.number}/unlock/"
+    for _ in range(3):
+        client.post(unlock, {"query_password": "guess-123"})
+    client.post(unlock, {"query_password": "secret-pw"})  # right, but too late this hour
+    assert reveal(client, order).status_code == 403
+    denied = AuditEvent.objects.filter(action="guest_order.password", target=order.number)
+    assert denied.count() == 4 and denied.filter(detail="throttled").count() == 1

@@ -19,6 +19,7 @@ from django.urls import reverse
 from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 
+from compliance import selectors as audit_log
 from compliance import services as compliance
 from marketplace.errors import Forbidden, NotFound, ServiceError
 
@@ -77,14 +78,21 @@ def guest_order(*, number: str) -> Order:
     return order
 
 
+PASSWORD_ACTION = "guest_order.password"
+
+
 def guest_password_check(*, order: Order, password: str, request=None) -> None:
     """The guest's query password for ``order``; ``GuestProofError`` (audited) when wrong or
-    when the order has none."""
+    when the order has none. After GUEST_PASSWORD_MAX_FAILURES wrong ones in an hour, even the
+    right one is refused for the rest of the hour (``TooManyCodes``; the emailed code still works)."""
+    since = timezone.now() - timedelta(hours=1)
+    failures = audit_log.audit_denied_count(action=PASSWORD_ACTION, target=order.number, since=since)
+    if failures >= settings.GUEST_PASSWORD_MAX_FAILURES:
+        compliance.audit_denied(action=PASSWORD_ACTION, request=request, target=order.number, detail="throttled")
+        raise TooManyCodes(_("Too many wrong passwords for this order. Use a code sent by email, or try again later."))
     if order.query_password and password and check_password(password, order.query_password):
         return
-    compliance.audit_denied(
-        action="guest_order.password", request=request, target=order.number, detail="wrong query password"
-    )
+    compliance.audit_denied(action=PASSWORD_ACTION, request=request, target=order.number, detail="wrong query password")
     raise GuestProofError(_("The query password is not right."))
 
 

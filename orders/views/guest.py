@@ -56,6 +56,12 @@ def _may_reveal(request, number: str) -> bool:
     return _grants(request).get(number, 0) > time.time()
 
 
+def email_hint(email: str) -> str:
+    """An address as the page shows it to whoever holds the link: ``gu***@example.net``."""
+    local, _at, domain = email.partition("@")
+    return f"{local[:2]}***@{domain}"
+
+
 def _order(request, number: str) -> Order:
     if not guest_may_view(request, number):
         raise Http404
@@ -76,7 +82,12 @@ def detail(request, number):
     return render(
         request,
         "orders/guest_order.html",
-        {"order": order, "confirming": confirming, "unlocked": _may_reveal(request, number)},
+        {
+            "order": order,
+            "confirming": confirming,
+            "unlocked": _may_reveal(request, number),
+            "email_hint": email_hint(order.guest_email),
+        },
     )
 
 
@@ -165,4 +176,8 @@ def code_reveal(request, number, code_id):
     order = selectors.order_for_guest(number)
     for oc in order.live_codes:
         oc.revealed = context if oc.pk == code_id else None
-    return render(request, "orders/guest_order.html", {"order": order, "unlocked": True})
+    return render(
+        request,
+        "orders/guest_order.html",
+        {"order": order, "unlocked": True, "email_hint": email_hint(order.guest_email)},
+    )
