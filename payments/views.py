@@ -77,7 +77,8 @@ def choose(request, number):
         {
             "order": order,
             "gateways": enabled_gateways().values(),
-            "balance": balance_of(ledger.wallet(request.user)) if order.buyer_id else None,
+            # A guest pays through the gateways only: paying from a balance needs an account.
+            "balance": None if getattr(order, "is_guest", False) else balance_of(ledger.wallet(request.user)),
             "on_phone": _device(request) == Device.MOBILE,  # a phone cannot scan its own screen
         },
     )
