@@ -182,6 +182,7 @@ def test_a_guest_refund_goes_back_to_the_original_channel_and_the_guest_address(
     assert (refund.amount, refund.status, refund.payment.gateway) == (D("100.00"), Refund.Status.SUCCEEDED, "sandbox")
     assert order.status == Order.Status.REFUNDED
     assert len(mail.outbox) == 1 and mail.outbox[0].to == [STORED]
+    assert LINK.search(mail.outbox[0].body)  # the signed link: a guest has no account to log in to
 
 
 def test_a_concurrent_double_submit_makes_one_order(product):
