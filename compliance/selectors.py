@@ -1,10 +1,10 @@
-"""Compliance's reads: credit events counted by the rules that read them."""
+"""Compliance's reads: credit events and audited refusals counted by the rules that read them."""
 
 from datetime import timedelta
 
 from django.utils import timezone
 
-from .models import CreditEvent
+from .models import AuditEvent, CreditEvent
 
 
 def credit_events_count(*, user, kind: str, days: int) -> int:
@@ -30,3 +30,10 @@ def credit_summary(*, user) -> list[tuple[str, int]]:
             overturned.add(reference)
     counts[Kind.DISPUTE_LOST] = sum(1 for reference in lost if not reference or reference not in overturned)
     return [(str(label), counts[kind]) for kind, label in Kind.choices if counts.get(kind)]
+
+
+def audit_denied_count(*, action: str, target: str, since) -> int:
+    """Refusals of ``action`` on ``target`` audited since ``since`` (e.g. wrong passwords)."""
+    return AuditEvent.objects.filter(
+        action=action, target=str(target)[:120], outcome=AuditEvent.Outcome.DENIED, at__gte=since
+    ).count()

@@ -334,6 +334,15 @@ STOCK_IMPORT_MAX_LINES = int(env("STOCK_IMPORT_MAX_LINES", "200000"))
 AGENTS_MAX_DEPTH = int(env("AGENTS_MAX_DEPTH", "5"))
 # The no-reason refund window: commissions stay pending until it closes.
 REFUND_WINDOW_DAYS = int(env("REFUND_WINDOW_DAYS", "7"))
+# Guest orders: how long the emailed, signed link to the order works; how long an emailed
+# one-time code lives and how many wrong tries it takes; how long a proof (query password
+# or code) lets one browser reveal the order's codes.
+GUEST_LINK_MAX_AGE_DAYS = int(env("GUEST_LINK_MAX_AGE_DAYS", "30"))
+GUEST_CODE_MINUTES = int(env("GUEST_CODE_MINUTES", "10"))
+GUEST_CODE_MAX_ATTEMPTS = int(env("GUEST_CODE_MAX_ATTEMPTS", "5"))
+GUEST_CODES_PER_HOUR = int(env("GUEST_CODES_PER_HOUR", "5"))
+GUEST_PASSWORD_MAX_FAILURES = int(env("GUEST_PASSWORD_MAX_FAILURES", "10"))  # per order, an hour
+GUEST_PROOF_MINUTES = int(env("GUEST_PROOF_MINUTES", "60"))
 # After-sales: staff in this group get escalated tickets (SLA breaches); a buyer with more than
 # this many no-reason refunds in the period goes to staff review instead of automatic approval.
 AFTERSALES_SUPERVISOR_GROUP = env("AFTERSALES_SUPERVISOR_GROUP", "after-sales supervisors")

@@ -65,13 +65,14 @@ class OrderAdmin(ReadOnlyAdmin):
         "paid_at",
     )
     list_filter = ("status", "channel", "created_at")
-    search_fields = ("number", "buyer__email", "product_name", "agent_order_no", "agent__user__email")
+    search_fields = ("number", "buyer__email", "guest_email", "product_name", "agent_order_no", "agent__user__email")
     list_select_related = ("buyer", "agent__user", "agent__level")
     date_hierarchy = "created_at"
     inlines = (OrderCodeInline, OrderShareInline, StatusChangeInline)
     readonly_fields = (
         "number",
         "buyer",
+        "guest_email",
         "product",
         "product_name",
         "quantity",

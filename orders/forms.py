@@ -4,6 +4,7 @@ form and the API's order creation."""
 import uuid
 
 from django import forms
+from django.utils.translation import gettext_lazy as _
 
 from catalog.models import Product
 
@@ -71,3 +72,31 @@ class CheckoutForm(forms.Form):
         product's limits), else the product's minimum."""
         raw = self.data.get("quantity") if self.is_bound else None
         return selectors.quantity_clamp(raw, product=self.product)
+
+
+class GuestForm(forms.Form):
+    """What a visitor without an account adds to the checkout: the email the order goes to
+    (typed twice, and the two must match) and an optional query password."""
+
+    guest_email = forms.EmailField(max_length=254, label=_("Email"))
+    guest_email_confirm = forms.EmailField(max_length=254, label=_("Email again"))
+    query_password = forms.CharField(
+        required=False, strip=False, min_length=6, max_length=64, label=_("Query password (optional)")
+    )
+
+    def clean(self):
+        data = super().clean()
+        one, two = data.get("guest_email"), data.get("guest_email_confirm")
+        if one and two and one.strip().lower() != two.strip().lower():
+            self.add_error("guest_email_confirm", _("The two email addresses do not match."))
+        return data
+
+    @property
+    def error(self) -> str | None:
+        """The first error (email, confirmation, password), or None."""
+        if self.is_valid():
+            return None
+        for name in ("guest_email", "guest_email_confirm", "query_password"):
+            if name in self.errors:
+                return self.errors[name][0]
+        return next(iter(self.non_field_errors()), None)

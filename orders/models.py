@@ -42,9 +42,20 @@ class Order(models.Model):
         REFUNDED = "refunded", _("Refunded")
 
     number = models.CharField(_("order number"), max_length=32, unique=True, default=new_order_number, editable=False)
+    # A member's order has a buyer; a guest's has none and a guest email instead (never both).
     buyer = models.ForeignKey(
-        settings.AUTH_USER_MODEL, verbose_name=_("buyer"), related_name="orders", on_delete=models.PROTECT
+        settings.AUTH_USER_MODEL,
+        verbose_name=_("buyer"),
+        null=True,
+        blank=True,
+        related_name="orders",
+        on_delete=models.PROTECT,
     )
+    # A guest's email, normalised (stripped, lower case): where the delivery email goes, and
+    # how the guest finds the order again.
+    guest_email = models.EmailField(_("guest email"), max_length=254, blank=True, db_index=True)
+    # The guest's optional query password, only as a Django password hash (empty: none set).
+    query_password = models.CharField(_("query password"), max_length=128, blank=True, editable=False)
     product = models.ForeignKey(
         "catalog.Product", verbose_name=_("product"), related_name="+", on_delete=models.PROTECT
     )
@@ -93,6 +104,15 @@ class Order(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["buyer", "idempotency_key"], name="order_idempotent_per_buyer"),
             models.UniqueConstraint(
+                fields=["guest_email", "idempotency_key"],
+                condition=Q(buyer__isnull=True),
+                name="order_idempotent_per_guest",
+            ),
+            models.CheckConstraint(
+                condition=(Q(buyer__isnull=False) & Q(guest_email="")) | (Q(buyer__isnull=True) & ~Q(guest_email="")),
+                name="order_buyer_or_guest",
+            ),
+            models.UniqueConstraint(
                 fields=["agent", "agent_order_no"],
                 condition=~Q(agent_order_no=""),
                 name="order_once_per_agent_order_no",
@@ -119,7 +139,18 @@ class Order(models.Model):
         return self.number
 
     def get_absolute_url(self):
+        if self.buyer_id is None:
+            return reverse("orders:guest_detail", args=[self.number])
         return reverse("orders:detail", args=[self.number])
+
+    @property
+    def is_guest(self) -> bool:
+        return self.buyer_id is None
+
+    @property
+    def buyer_email(self) -> str:
+        """Where the buyer's emails go: the member's address, or the guest's."""
+        return self.guest_email if self.buyer_id is None else self.buyer.email
 
     @property
     def is_payable(self) -> bool:
@@ -184,8 +215,14 @@ class CodeReveal(models.Model):
     """Every time a buyer shows a code's secret. A code with no row here was never seen."""
 
     order_code = models.ForeignKey(OrderCode, verbose_name=_("code"), related_name="reveals", on_delete=models.PROTECT)
+    # None: the order's guest, who proved it in this browser (query password or emailed code).
     user = models.ForeignKey(
-        settings.AUTH_USER_MODEL, verbose_name=_("user"), related_name="+", on_delete=models.PROTECT
+        settings.AUTH_USER_MODEL,
+        verbose_name=_("user"),
+        null=True,
+        blank=True,
+        related_name="+",
+        on_delete=models.PROTECT,
     )
     at = models.DateTimeField(_("time"), auto_now_add=True)
     ip = models.GenericIPAddressField(_("IP"), null=True, blank=True)
@@ -197,7 +234,7 @@ class CodeReveal(models.Model):
         verbose_name_plural = _("code reveal log")
 
     def __str__(self):
-        return f"{self.user} @ {self.at:%Y-%m-%d %H:%M}"
+        return f"{self.user or 'guest'} @ {self.at:%Y-%m-%d %H:%M}"
 
 
 class OrderShare(models.Model):
@@ -300,3 +337,24 @@ CALLBACK_FLOW = StateMachine(
     entered_at={CallbackStatus.DELIVERED: "delivered_at"},
     model=ApiCallback,
 )
+
+
+class GuestAccessCode(models.Model):
+    """A one-time code emailed to a guest's address, proving the guest may reveal an order's
+    codes in this browser. Only its hash is stored; short-lived, single use, few attempts."""
+
+    order = models.ForeignKey(Order, verbose_name=_("order"), related_name="+", on_delete=models.CASCADE)
+    code_hash = models.CharField(max_length=128, editable=False)
+    created_at = models.DateTimeField(_("created"), auto_now_add=True)
+    expires_at = models.DateTimeField(_("expires"))
+    attempts = models.PositiveSmallIntegerField(_("failed attempts"), default=0)
+    used_at = models.DateTimeField(_("used"), null=True, blank=True)
+
+    class Meta:
+        ordering = ("-id",)
+        verbose_name = _("guest access code")
+        verbose_name_plural = _("guest access codes")
+        indexes = [models.Index(fields=["order", "created_at"], name="guest_code_order_time_idx")]
+
+    def __str__(self):
+        return f"{self.order_id} @ {self.created_at:%Y-%m-%d %H:%M}"

@@ -10,12 +10,21 @@ They live in orders because they show each viewer's price (``orders.selectors.or
 
 from django.urls import path
 
-from .views import agent_sales, catalog, orders, storefront
+from .views import agent_sales, catalog, guest, orders, storefront
 
 app_name = "orders"
 urlpatterns = [
     path("", orders.order_list, name="list"),
     path("checkout/<slug:slug>/", orders.checkout, name="checkout"),
+    # A guest's order (no account): the emailed signed link, then the page this browser may see.
+    path("g/<str:token>/", guest.link, name="guest_link"),
+    path("guest/<str:number>/", guest.detail, name="guest_detail"),
+    path("guest/<str:number>/status/", guest.status, name="guest_status"),
+    path("guest/<str:number>/unlock/", guest.unlock, name="guest_unlock"),
+    path("guest/<str:number>/code/send/", guest.code_send, name="guest_code_send"),
+    path("guest/<str:number>/code/check/", guest.code_check, name="guest_code_check"),
+    path("guest/<str:number>/cancel/", guest.cancel, name="guest_cancel"),
+    path("guest/<str:number>/codes/<int:code_id>/reveal/", guest.code_reveal, name="guest_reveal"),
     path("<str:number>/", orders.order_detail, name="detail"),
     path("<str:number>/status/", orders.order_status, name="status"),
     path("<str:number>/cancel/", orders.order_cancel, name="cancel"),

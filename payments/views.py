@@ -1,8 +1,10 @@
 import csv
+from functools import wraps
 
 import segno
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.contrib.auth.views import redirect_to_login
 from django.http import HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -18,6 +20,7 @@ from ledger.selectors import balance_of
 from marketplace.db import retry_once_if_connection_lost
 from marketplace.errors import PASS_THROUGH, ServiceError
 from marketplace.http import client_ip
+from orders.views.guest import guest_may_view
 
 from . import selectors
 from .gateways import Device, enabled_gateways, get_gateway
@@ -32,17 +35,40 @@ def _device(request) -> Device:
     return Device.MOBILE if any(hint in agent for hint in MOBILE_HINTS) else Device.DESKTOP
 
 
+def member_or_guest(view):
+    """``login_required`` that also lets in a guest's browser for the guest order it placed or
+    opened (``orders.views.guest``). Any other visitor goes to the login page, whatever the
+    number, as before: nothing tells a number that exists from one that does not."""
+
+    @wraps(view)
+    def wrapped(request, number, *args, **kwargs):
+        if not request.user.is_authenticated and not guest_may_view(request, number):
+            return redirect_to_login(request.get_full_path())
+        return view(request, number, *args, **kwargs)
+
+    return wrapped
+
+
+def _payable(request, number: str):
+    """The member's own order or recharge, or a guest order this browser placed or opened
+    (``orders.views.guest``); otherwise 404, alike for every other number."""
+    if request.user.is_authenticated:
+        return services.payable_for(user=request.user, number=number)
+    return services.guest_payable_for(number=number, allowed=guest_may_view(request, number))
+
+
 def _subject(payable) -> str:
     if isinstance(payable, Recharge):
         return _("Balance recharge")
     return f"{payable.product_name} × {payable.quantity}"
 
 
-@login_required
+@member_or_guest
 @never_cache
 def choose(request, number):
-    """Choose how to pay. Lives here, not in orders: paying is this app's concern."""
-    order = services.payable_for(user=request.user, number=number)
+    """Choose how to pay. Lives here, not in orders: paying is this app's concern. A guest
+    pays through the gateways only (paying from a balance needs an account)."""
+    order = _payable(request, number)
     if not order.is_payable:
         return redirect(order)
     return render(
@@ -51,17 +77,18 @@ def choose(request, number):
         {
             "order": order,
             "gateways": enabled_gateways().values(),
-            "balance": balance_of(ledger.wallet(request.user)),
+            # A guest pays through the gateways only: paying from a balance needs an account.
+            "balance": None if getattr(order, "is_guest", False) else balance_of(ledger.wallet(request.user)),
             "on_phone": _device(request) == Device.MOBILE,  # a phone cannot scan its own screen
         },
     )
 
 
-@login_required
+@member_or_guest
 @require_POST
 def start(request, number, gateway):
     """Send the buyer to the gateway's cashier, or show its QR code on our page."""
-    payable = services.payable_for(user=request.user, number=number)
+    payable = _payable(request, number)
     try:
         begun = services.payment_start(
             gateway_code=gateway,
@@ -85,11 +112,11 @@ def start(request, number, gateway):
     )
 
 
-@login_required
+@member_or_guest
 @never_cache
 def payable_status(request, number):
     """Polled by the QR page: once the channel has told us (verified), go to the result."""
-    payable = services.payable_for(user=request.user, number=number)
+    payable = _payable(request, number)
     response = JsonResponse({"status": payable.status})
     if payable.status != payable.Status.PENDING:
         response["HX-Redirect"] = payable.get_absolute_url()
@@ -108,11 +135,11 @@ def pay_with_balance(request, number):
     return redirect("orders:detail", number=number)
 
 
-@login_required
+@member_or_guest
 @never_cache
 def sandbox_cashier(request, number):
     get_gateway("sandbox")  # 404 when disabled (always in production)
-    payable = services.payable_for(user=request.user, number=number)
+    payable = _payable(request, number)
     if request.method == "POST":
         result = services.sandbox_pay(order_number=payable.number, remote_addr=client_ip(request))
         payable.refresh_from_db(fields=["status"])
@@ -120,6 +147,8 @@ def sandbox_cashier(request, number):
             messages.error(request, _("The payment was refused: %(reason)s") % {"reason": result.reason})
         elif isinstance(payable, Recharge):
             messages.success(request, _("¥%(amount)s added to your balance.") % {"amount": payable.amount})
+        elif payable.status == payable.Status.DELIVERED and payable.is_guest:
+            messages.success(request, _("Payment received. Confirm it is you below to see your codes."))
         elif payable.status == payable.Status.DELIVERED:
             messages.success(request, _("Payment received. Your codes are ready below."))
         else:

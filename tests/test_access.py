@@ -105,12 +105,13 @@ def test_anonymous_is_sent_to_login(client, delivered_order, step):
 
 
 @pytest.mark.django_db
-def test_anonymous_order_list_and_checkout_go_to_login(client, product):
-    for url in ("/orders/", f"/orders/checkout/{product.slug}/"):
-        response = client.get(url)
-        assert response.status_code == 302
-        assert response["Location"].startswith(reverse("account_login"))
-    assert client.post(f"/orders/checkout/{product.slug}/", {"quantity": 1}).status_code == 302
+def test_anonymous_order_list_goes_to_login_and_checkout_asks_for_a_guest_email(client, product):
+    response = client.get("/orders/")
+    assert response.status_code == 302
+    assert response["Location"].startswith(reverse("account_login"))
+    # Issue 12: the checkout serves guests; without the guest email nothing is placed.
+    assert 'data-testid="guest-email"' in client.get(f"/orders/checkout/{product.slug}/").content.decode()
+    assert client.post(f"/orders/checkout/{product.slug}/", {"quantity": 1}).status_code == 400
     assert Order.objects.count() == 0
 
 

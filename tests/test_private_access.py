@@ -568,6 +568,17 @@ NOT_BUYER_PRIVATE = {
     "storefront:logo": "an agent's public storefront logo",
     "storefront:product": "an agent's public storefront product",
     "storefront:buy": "an agent's public storefront product's buy form",
+    # Guests' orders (no account): served only to a browser whose session holds the order (it
+    # placed it or opened its signed link), codes only after a proof; otherwise 404 for every
+    # visitor and member alike (tests/test_guest_checkout.py).
+    "orders:guest_link": "a signed, expiring link to a guest order (tests/test_guest_checkout.py)",
+    "orders:guest_detail": "a guest order, for the browser that holds it (tests/test_guest_checkout.py)",
+    "orders:guest_status": "a guest order's status, for the browser that holds it (tests/test_guest_checkout.py)",
+    "orders:guest_unlock": "a guest order's proof, for the browser that holds it (tests/test_guest_checkout.py)",
+    "orders:guest_code_send": "a guest order's proof, for the browser that holds it (tests/test_guest_checkout.py)",
+    "orders:guest_code_check": "a guest order's proof, for the browser that holds it (tests/test_guest_checkout.py)",
+    "orders:guest_cancel": "a guest order, for the browser that holds it (tests/test_guest_checkout.py)",
+    "orders:guest_reveal": "a proved guest order's code, for the browser that holds it (tests/test_guest_checkout.py)",
     "payments-notify": "gateway callbacks, verified by signature",
     "payments-notify-refund": "gateway callbacks, verified by signature",
     "api:product": "the agents' API: public product data",

@@ -3,7 +3,6 @@
 import io
 import re
 from decimal import Decimal
-from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
@@ -243,12 +242,11 @@ def test_refusals_from_below_reach_the_buyer_as_they_are(client, shop, product, 
     assert not Order.objects.exists()
 
 
-def test_anonymous_buy_redirects_to_login_and_back(client, shop, product):
+def test_anonymous_buy_without_guest_email_is_refused_and_places_nothing(client, shop, product):
+    # Issue 12: a visitor buys as a guest; without the guest email nothing is placed.
     response = client.post(f"/s/lucky-star/p/{product.slug}/buy/", {"quantity": 2, "idempotency_key": "k"})
-    assert response.status_code == 302
-    location = urlsplit(response["Location"])
-    assert location.path == "/accounts/login/"
-    assert parse_qs(location.query)["next"] == ["/s/lucky-star/p/steam-100/?quantity=2"]
+    assert response.status_code == 400
+    assert 'data-testid="guest-email"' in response.content.decode()
     assert not Order.objects.exists()
 
 

@@ -467,7 +467,7 @@ class DossierReveal:
     at: datetime
     ip: str | None
     user_agent: str
-    user: User
+    user: User | None  # None: the order's guest, after proving it (orders.services.guest)
 
 
 @dataclass(frozen=True)
@@ -627,7 +627,7 @@ def arbitration_dossier(*, case: ArbitrationCase, staff) -> bytes:
             "reveals.csv",
             _csv(
                 ["code", "at", "ip", "user_agent", "user"],
-                [[r.code_index, _t(r.at), r.ip, r.user_agent, r.user.email] for r in ctx["reveals"]],
+                [[r.code_index, _t(r.at), r.ip, r.user_agent, r.user.email if r.user else ""] for r in ctx["reveals"]],
             ),
         )
         zf.writestr(

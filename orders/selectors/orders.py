@@ -27,16 +27,22 @@ def order_counts_for_buyer(buyer) -> dict[str, int]:
     )
 
 
+def _order_page_rows():
+    codes = OrderCode.objects.filter(released_at__isnull=True).annotate(reveal_count=Count("reveals")).order_by("id")
+    return Order.objects.select_related("product", "product__supplier").prefetch_related(
+        Prefetch("codes", queryset=codes, to_attr="live_codes"), "history"
+    )
+
+
 def order_for_buyer(buyer, number: str) -> Order:
     """The buyer's own order, or 404: another buyer's order does not exist for them."""
-    codes = OrderCode.objects.filter(released_at__isnull=True).annotate(reveal_count=Count("reveals")).order_by("id")
-    return get_object_or_404(
-        Order.objects.select_related("product", "product__supplier").prefetch_related(
-            Prefetch("codes", queryset=codes, to_attr="live_codes"), "history"
-        ),
-        buyer=buyer,
-        number=number,
-    )
+    return get_object_or_404(_order_page_rows(), buyer=buyer, number=number)
+
+
+def order_for_guest(number: str) -> Order:
+    """A guest order for its page, or 404 (a member's order is never one). The caller has
+    checked that this browser may see it (placed here, or opened from its signed link)."""
+    return get_object_or_404(_order_page_rows(), buyer__isnull=True, number=number)
 
 
 # --- What a viewer pays, and whether they can buy -----------------------------------------------
@@ -56,7 +62,9 @@ class ReasonCode(models.TextChoices):
     NOT_FOR_SALE = "not_for_sale"  # the storefront is closed or does not list the product
     OUT_OF_STOCK = "out_of_stock"  # no code left
     NOT_ENOUGH_STOCK = "not_enough_stock"  # fewer codes left than the product's minimum per order
-    LOGIN_REQUIRED = "login_required"  # an anonymous visitor (guest checkout does not exist yet)
+    # An account is required (no longer for buying: anyone may buy as a guest; kept for pages
+    # that need one).
+    LOGIN_REQUIRED = "login_required"
     # Checkout input (``quantity_refusal``, ``key_refusal``, the API's product id):
     PRODUCT_MISSING = "product_missing"
     QUANTITY_INVALID = "quantity_invalid"
@@ -66,7 +74,7 @@ class ReasonCode(models.TextChoices):
 
 
 class PriceKind(models.TextChoices):
-    PUBLIC = "public"  # the platform's price, for a buyer or a visitor
+    PUBLIC = "public"  # the platform's price, for a buyer or a visitor (a guest buys at it)
     AGENT = "agent"  # an agent buying for itself on the platform: its own cost
     RETAIL = "retail"  # a storefront's retail price, for whoever buys there
 
@@ -203,7 +211,6 @@ def purchase_infos(products, *, viewer=None, storefront=None) -> list[PurchaseIn
     products = list(products)
     if not products:
         return []
-    signed_in = viewer is not None and viewer.is_authenticated
     prices: dict[int, Decimal] = {}
     if storefront is not None:
         kind = PriceKind.RETAIL
@@ -229,8 +236,6 @@ def purchase_infos(products, *, viewer=None, storefront=None) -> list[PurchaseIn
             why = reason(ReasonCode.OUT_OF_STOCK)
         if why is None and available < p.min_per_order:
             why = reason(ReasonCode.NOT_ENOUGH_STOCK, available=available, n=p.min_per_order)
-        if why is None and not signed_in:
-            why = reason(ReasonCode.LOGIN_REQUIRED)
         out.append(
             PurchaseInfo(
                 product=p,

@@ -7,7 +7,10 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from django.conf import settings
+from django.contrib.auth.hashers import make_password
+from django.core.exceptions import ValidationError
 from django.core.mail import send_mail
+from django.core.validators import validate_email
 from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.template.loader import render_to_string
@@ -27,6 +30,7 @@ from marketplace.money import quantize
 from ..models import ORDER_FLOW, CodeReveal, Order, OrderCode, OrderShare
 from ..selectors import orders as selectors
 from . import callbacks as agent_callbacks
+from . import guest
 
 log = logging.getLogger(__name__)
 OrderStatus = Order.Status
@@ -65,8 +69,15 @@ def order_place(
     channel: str = Order.Channel.WEB,
     agent_order_no: str = "",
     callback_url: str = "",
+    guest_email: str = "",
+    query_password: str = "",
 ) -> Order:
     """Reserve ``quantity`` codes of a product for ``buyer`` and open an order awaiting payment.
+
+    A guest (no account) buys with ``buyer=None`` and a ``guest_email`` (normalised here), and
+    optionally a ``query_password`` (kept only as a Django password hash). Everything else is
+    the same path: the same price for an anonymous viewer (public, or the storefront's retail
+    price), the same limits, reservation and idempotency (unique per guest email and key).
 
     The product is given by id, or as a row the caller has just read (with its category).
     The price is resolved on the server (``agents.selectors.price_quote``): the product's
@@ -80,6 +91,14 @@ def order_place(
     # enforced here with the same functions.
     key = (idempotency_key or "").strip()
     _refuse(selectors.key_refusal(key))
+    guest_email = (guest_email or "").strip().lower() if buyer is None else ""
+    if buyer is None:
+        try:
+            validate_email(guest_email)
+        except ValidationError:
+            raise OrderError(_("Enter a valid email address: your order is sent there."), code="guest_email") from None
+    if buyer is not None and query_password:
+        raise ValueError("a query password is for guests' orders")
     quantity = selectors.quantity_parse(quantity)
     _refuse(selectors.quantity_refusal(quantity))
     if product is None:
@@ -101,6 +120,8 @@ def order_place(
             # for the codes (and reporting "sold out" for an order that was in fact placed).
             order = Order.objects.create(
                 buyer=buyer,
+                guest_email=guest_email,
+                query_password=make_password(query_password) if query_password else "",
                 product=product,
                 product_name=product.name,
                 quantity=quantity,
@@ -133,7 +154,10 @@ def order_place(
             order.history.create(from_status="", to_status=OrderStatus.PENDING, actor=buyer, note="placed")
     except IntegrityError:
         # The same key committed by a concurrent request: that order is the answer.
-        existing = Order.objects.filter(buyer=buyer, idempotency_key=key).first()
+        if buyer is None:
+            existing = Order.objects.filter(buyer__isnull=True, guest_email=guest_email, idempotency_key=key).first()
+        else:
+            existing = Order.objects.filter(buyer=buyer, idempotency_key=key).first()
         if existing is None and agent_order_no and quote.agent is not None:
             existing = Order.objects.filter(agent=quote.agent, agent_order_no=agent_order_no).first()
         if existing is None:
@@ -216,10 +240,11 @@ def _release_codes(order: Order) -> list[int]:
 
 
 def order_cancel(*, order_id: int, buyer) -> bool:
-    """The buyer gives up an unpaid order; its codes go back to stock at once."""
+    """The buyer gives up an unpaid order; its codes go back to stock at once. ``buyer=None``:
+    the guest of a guest order (the caller has checked this browser placed or opened it)."""
     with transaction.atomic():
         order = _lock(order_id)
-        if order.buyer_id != buyer.pk:
+        if order.buyer_id != (buyer.pk if buyer is not None else None):
             raise Order.DoesNotExist
         if order.status != OrderStatus.PENDING:
             return False
@@ -394,15 +419,23 @@ def orders_delivery_requeue(*, queue: Callable[[int], object], limit: int = 100)
     return len(due)
 
 
+def _order_url(order: Order) -> str:
+    """The link to the order in an email: a guest's is signed and expires (``guest``)."""
+    if order.is_guest:
+        return guest.guest_link_url(order=order)
+    return settings.SITE_URL + order.get_absolute_url()
+
+
 def _email_buyer(order: Order, template: str, subject: str) -> None:
     with translation.override(settings.LANGUAGE_CODE):
         context = {
             "order": order,
-            "url": settings.SITE_URL + order.get_absolute_url(),
+            "url": _order_url(order),
             "refund_days": settings.REFUND_WINDOW_DAYS,
+            "link_days": settings.GUEST_LINK_MAX_AGE_DAYS,
         }
         body = render_to_string(template, context)
-        send_mail(str(subject) % {"number": order.number}, body, None, [order.buyer.email])
+        send_mail(str(subject) % {"number": order.number}, body, None, [order.buyer_email])
 
 
 def order_notify(*, order_id: int, kind: str) -> bool:
@@ -432,11 +465,15 @@ def order_notify(*, order_id: int, kind: str) -> bool:
 def order_code_reveal(
     *, buyer, order_number: str, order_code_id: int, ip: str | None, user_agent: str
 ) -> tuple[str, str]:
-    """Show one delivered code to its buyer, and log it (time, IP, user agent)."""
+    """Show one delivered code to its buyer, and log it (time, IP, user agent).
+
+    ``buyer=None``: the guest of a guest order, who has proved it in this browser (query
+    password or emailed code; the guest views check it); the log row has no user."""
+    owner = {"order__buyer": buyer} if buyer is not None else {"order__buyer__isnull": True}
     oc = OrderCode.objects.select_related("code").get(
         pk=order_code_id,
         order__number=order_number,
-        order__buyer=buyer,
+        **owner,
         order__status=OrderStatus.DELIVERED,
         released_at__isnull=True,
     )
@@ -505,7 +542,7 @@ def _book_replacement(order: Order, *, old: OrderCode, new: OrderCode) -> None:
 
 def _email_replacement(order_id: int) -> None:
     order = Order.objects.select_related("buyer").get(pk=order_id)
-    if not order.buyer.email:
+    if not order.buyer_email:
         return
     try:
         with translation.override(settings.LANGUAGE_CODE):
@@ -517,8 +554,8 @@ def _email_replacement(order_id: int) -> None:
             ) % {
                 "number": order.number,
                 "product": order.product_name,
-                "url": settings.SITE_URL + order.get_absolute_url(),
+                "url": _order_url(order),
             }
-            send_mail(subject, body, None, [order.buyer.email])
+            send_mail(subject, body, None, [order.buyer_email])
     except Exception:  # the replacement stands; the order page shows it
         log.warning("replacement email for order %s failed", order.number, exc_info=True)

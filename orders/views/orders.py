@@ -13,10 +13,11 @@ from marketplace.db import retry_once_if_connection_lost
 from marketplace.errors import PASS_THROUGH, ServiceError
 from marketplace.http import client_ip
 
-from ..forms import CheckoutForm, new_idempotency_key
+from ..forms import CheckoutForm, GuestForm, new_idempotency_key
 from ..models import Order, OrderCode
 from ..selectors import orders as selectors
 from ..services import orders as services
+from .guest import guest_allow_view
 
 
 @login_required
@@ -26,30 +27,54 @@ def profile(request):
     return render(request, "accounts/profile.html", {"counts": selectors.order_counts_for_buyer(request.user)})
 
 
+def guest_fields(request) -> tuple[GuestForm | None, str | None, dict]:
+    """A visitor's guest fields (email twice, optional query password) for ``order_place``:
+    the form to show again, its first error, and the keyword arguments (``buyer=None`` ...).
+    A member has none: ``(None, None, {"buyer": user})``."""
+    if request.user.is_authenticated:
+        return None, None, {"buyer": request.user}
+    form = GuestForm(request.POST if request.method == "POST" else None)
+    if request.method != "POST":
+        return form, None, {}
+    error = form.error
+    if error is not None:
+        return form, error, {}
+    data = form.cleaned_data
+    return form, None, {"buyer": None, "guest_email": data["guest_email"], "query_password": data["query_password"]}
+
+
+def placed(request, order):
+    """After placing: a guest's browser may see its order (and pay it); then choose how to pay."""
+    if order.is_guest:
+        guest_allow_view(request, order.number)
+    return redirect("payments:choose", number=order.number)
+
+
 @retry_once_if_connection_lost  # placing is idempotent (the form's token): safe to run again
-@login_required
 def checkout(request, slug):
+    """The checkout, for a member or a guest (email and optional query password): one path."""
     product = get_object_or_404(catalog.products_on_sale(), slug=slug)
     form = CheckoutForm(request.POST if request.method == "POST" else request.GET, product=product)
+    guest_form, guest_error, who = guest_fields(request)
     error = None
     if request.method == "POST":
-        error = form.error
+        error = form.error or guest_error
         if error is None:
             try:
                 # Only product, quantity and the form's token are read: a posted price is ignored.
                 order = services.order_place(
-                    buyer=request.user,
                     product=product,
                     quantity=form.cleaned_data["quantity"],
                     idempotency_key=form.cleaned_data["idempotency_key"],
                     ip=client_ip(request),
+                    **who,
                 )
             except PASS_THROUGH:
                 raise
             except ServiceError as exc:  # OrderError, OutOfStock, NotForSale
                 error = str(exc)
             else:
-                return redirect("payments:choose", number=order.number)
+                return placed(request, order)
     # What order_place will charge this buyer: the public price, or an agent's own cost.
     info = selectors.purchase_info(product=product, viewer=request.user)
     quantity = form.quantity_shown
@@ -64,6 +89,7 @@ def checkout(request, slug):
             "estimated_total": info.price * quantity,
             "idempotency_key": new_idempotency_key(),  # a fixed form is a new attempt
             "error": error,
+            "guest_form": guest_form,
             "hold_minutes": settings.ORDER_PAYMENT_MINUTES,
         },
         status=400 if error else 200,

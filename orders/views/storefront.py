@@ -1,15 +1,13 @@
 """Agents' storefronts for end buyers, at /s/<slug>/: browse, buy, the shop's logo.
 
-Anyone may browse; buying needs an account (back to the product after logging in). Prices
+Anyone may browse and buy, with an account or as a guest (an email, an optional query
+password: ``orders.views.orders.guest_fields``). Prices
 are the storefront's retail prices resolved on the server (``agents.selectors``); the order
 is placed by ``orders.services.orders.order_place`` with the storefront, so it is an ordinary order
 on the platform: the buyer pays through the official channels and keeps every protection.
 """
 
-from urllib.parse import urlencode
-
 from django.conf import settings
-from django.contrib.auth.views import redirect_to_login
 from django.core.paginator import Paginator
 from django.http import HttpResponse
 from django.shortcuts import redirect, render
@@ -28,6 +26,7 @@ from marketplace.http import client_ip
 from ..forms import CheckoutForm, new_idempotency_key
 from ..selectors import orders as selectors
 from ..services import orders as services
+from .orders import guest_fields, placed
 
 PAGE_SIZE = 24
 
@@ -97,10 +96,11 @@ def home(request, slug):
 
 
 def _product_context(
-    sf: Storefront, info: selectors.PurchaseInfo, form: CheckoutForm, error: str | None = None
+    sf: Storefront, info: selectors.PurchaseInfo, form: CheckoutForm, error: str | None = None, guest_form=None
 ) -> dict:
     quantity = form.quantity_shown
     return {
+        "guest_form": guest_form,
         "shop": sf,
         "product": info.product,
         "info": info,
@@ -131,7 +131,8 @@ def product(request, slug, product_slug):
     if info is None:
         return _not_sold(request, sf)
     form = CheckoutForm(request.GET, product=info.product)
-    return render(request, "storefront/product.html", _product_context(sf, info, form))
+    guest_form, _error, _who = guest_fields(request)
+    return render(request, "storefront/product.html", _product_context(sf, info, form, guest_form=guest_form))
 
 
 def buy(request, slug, product_slug):
@@ -148,28 +149,26 @@ def buy(request, slug, product_slug):
     if request.method != "POST":
         return redirect(page_url)
     form = CheckoutForm(request.POST, product=item)
-    if not request.user.is_authenticated:
-        # Log in (or sign up), then back to this product with the chosen quantity.
-        return redirect_to_login(f"{page_url}?{urlencode({'quantity': form.quantity_shown})}")
-    error = form.error
+    guest_form, guest_error, who = guest_fields(request)
+    error = form.error or guest_error
     if error is None:
         try:
             # Only the product, quantity and the form's token are read: the price is the server's.
             order = services.order_place(
-                buyer=request.user,
                 product=item,
                 quantity=form.cleaned_data["quantity"],
                 idempotency_key=form.cleaned_data["idempotency_key"],
                 ip=client_ip(request),
                 storefront=sf,
+                **who,
             )
         except PASS_THROUGH:
             raise
         except ServiceError as exc:  # OrderError, OutOfStock, NotForSale
             error = str(exc)
         else:
-            return redirect(reverse("payments:choose", args=[order.number]))
-    return render(request, "storefront/product.html", _product_context(sf, info, form, error), status=400)
+            return placed(request, order)
+    return render(request, "storefront/product.html", _product_context(sf, info, form, error, guest_form), status=400)
 
 
 @require_GET

@@ -21,6 +21,7 @@ from django.utils.translation import gettext as _
 from ledger import services as ledger
 from marketplace.errors import NotFound, ServiceError
 from marketplace.money import parse_yuan
+from orders.models import Order
 from orders.services import orders
 from orders.services.orders import PaidOutcome
 
@@ -297,6 +298,15 @@ def payable_for(*, user, number: str):
     if payable is None:
         raise NotFound(_("No such order."), code="order_not_found")
     return payable
+
+
+def guest_payable_for(*, number: str, allowed: bool) -> Order:
+    """A guest order with this number, when the caller's browser may see it (``allowed``:
+    it placed the order or opened its signed link), or 404, as for any unknown number."""
+    order = Order.objects.filter(number=number, buyer__isnull=True).first() if allowed else None
+    if order is None:
+        raise NotFound(_("No such order."), code="order_not_found")
+    return order
 
 
 # --- payment attempts (queried by payments.services.reconciliation when no notification comes) ---

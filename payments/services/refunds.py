@@ -27,6 +27,7 @@ from marketplace.celery import publish
 from marketplace.errors import ServiceError
 from marketplace.money import quantize
 from orders.models import ORDER_FLOW, Order
+from orders.services import guest
 from orders.services import orders as order_services
 
 from ..gateways import GatewayError, RemoteGateway, enabled_gateways
@@ -367,13 +368,21 @@ def refunds_due(*, limit: int = 200) -> list[int]:
 def refund_notify(*, refund_id: int) -> None:
     refund = Refund.objects.select_related("payment__order__buyer", "payment__recharge__user").get(pk=refund_id)
     payment = refund.payment
-    user = payment.payer
+    # A guest order's payment has no payer: its refund notice goes to the guest address.
+    if payment.order is not None:
+        email = payment.order.buyer_email
+    else:
+        assert payment.recharge is not None  # a payment is for an order or a recharge (constraint)
+        email = payment.recharge.user.email
     with translation.override(settings.LANGUAGE_CODE):
+        # A guest's order page is reached through its signed link (no account to log in to).
+        guest_url = guest.guest_link_url(order=payment.order) if payment.order and payment.order.is_guest else ""
         body = render_to_string(
-            "payments/email/refunded.txt", {"refund": refund, "payment": payment, "site": settings.SITE_URL}
+            "payments/email/refunded.txt",
+            {"refund": refund, "payment": payment, "site": settings.SITE_URL, "guest_url": guest_url},
         )
         subject = _("Refund %(number)s: ¥%(amount)s is on its way back") % {
             "number": refund.number,
             "amount": refund.amount,
         }
-        send_mail(subject, body, None, [user.email])
+        send_mail(subject, body, None, [email])

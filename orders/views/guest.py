@@ -1,0 +1,183 @@
+"""A guest's order pages (no account): the signed link from the delivery email, the order
+page, the proofs (query password, emailed one-time code) and revealing codes.
+
+What a browser may do with a guest order is kept in its session: ``view`` once it placed the
+order here or opened the signed link, ``reveal`` until a time after a proof. Anything else is
+404, the same as an order that does not exist (order numbers cannot be probed).
+"""
+
+import time
+
+from django.conf import settings
+from django.contrib import messages
+from django.http import Http404, HttpResponse
+from django.shortcuts import redirect, render
+from django.utils.translation import gettext as _
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_POST
+
+from marketplace.errors import ServiceError
+from marketplace.http import client_ip
+
+from ..models import Order, OrderCode
+from ..selectors import orders as selectors
+from ..services import guest as guest_services
+from ..services import orders as services
+
+SESSION_KEY = "guest_orders"
+SESSION_MAX_ORDERS = 20
+
+
+def _grants(request) -> dict:
+    return request.session.get(SESSION_KEY) or {}
+
+
+def guest_allow_view(request, number: str) -> None:
+    """This browser placed the order or opened its signed link: it may see it (no codes)."""
+    grants = dict(_grants(request))
+    grants.setdefault(number, 0)
+    while len(grants) > SESSION_MAX_ORDERS:
+        grants.pop(next(iter(grants)))
+    request.session[SESSION_KEY] = grants
+
+
+def guest_may_view(request, number: str) -> bool:
+    return number in _grants(request)
+
+
+def _allow_reveal(request, number: str) -> None:
+    grants = dict(_grants(request))
+    grants[number] = int(time.time()) + settings.GUEST_PROOF_MINUTES * 60
+    request.session[SESSION_KEY] = grants
+    request.session.cycle_key()  # a proof: a new session key, as at a login
+
+
+def _may_reveal(request, number: str) -> bool:
+    return _grants(request).get(number, 0) > time.time()
+
+
+def email_hint(email: str) -> str:
+    """An address as the page shows it to whoever holds the link: ``gu***@example.net``."""
+    local, _at, domain = email.partition("@")
+    return f"{local[:2]}***@{domain}"
+
+
+def _order(request, number: str) -> Order:
+    if not guest_may_view(request, number):
+        raise Http404
+    return selectors.order_for_guest(number)
+
+
+def link(request, token):
+    """The signed link of the delivery email: this browser may see the order, then its page."""
+    number = guest_services.guest_link_number(token=token)  # NotFound: tampered or expired
+    guest_allow_view(request, number)
+    return redirect("orders:guest_detail", number=number)
+
+
+@never_cache
+def detail(request, number):
+    order = _order(request, number)
+    confirming = bool(request.GET.get("returned")) and order.status == Order.Status.PENDING
+    return render(
+        request,
+        "orders/guest_order.html",
+        {
+            "order": order,
+            "confirming": confirming,
+            "unlocked": _may_reveal(request, number),
+            "email_hint": email_hint(order.guest_email),
+        },
+    )
+
+
+@never_cache
+def status(request, number):
+    """Polled by the guest order page while payment or delivery is under way."""
+    order = _order(request, number)
+    if order.status == Order.Status.DELIVERED or request.GET.get("seen", order.status) != order.status:
+        response = HttpResponse()
+        response["HX-Refresh"] = "true"
+        return response
+    return render(request, "orders/_status_badge.html", {"order": order})
+
+
+@require_POST
+def unlock(request, number):
+    """Prove the order with its query password."""
+    order = _order(request, number)
+    try:
+        guest_services.guest_password_check(
+            order=order, password=request.POST.get("query_password", ""), request=request
+        )
+    except ServiceError as exc:
+        messages.error(request, str(exc))
+    else:
+        _allow_reveal(request, number)
+        messages.success(request, _("Thank you. You can reveal your codes now."))
+    return redirect("orders:guest_detail", number=number)
+
+
+@require_POST
+def code_send(request, number):
+    """Email a one-time code to the order's guest address."""
+    order = _order(request, number)
+    try:
+        guest_services.guest_code_send(order=order)
+    except ServiceError as exc:
+        messages.error(request, str(exc))
+    else:
+        messages.success(request, _("We sent a one-time code to the email address of this order."))
+    return redirect("orders:guest_detail", number=number)
+
+
+@require_POST
+def code_check(request, number):
+    """Prove the order with the emailed one-time code."""
+    order = _order(request, number)
+    try:
+        guest_services.guest_code_check(order=order, code=request.POST.get("code", ""), request=request)
+    except ServiceError as exc:
+        messages.error(request, str(exc))
+    else:
+        _allow_reveal(request, number)
+        messages.success(request, _("Thank you. You can reveal your codes now."))
+    return redirect("orders:guest_detail", number=number)
+
+
+@require_POST
+def cancel(request, number):
+    order = _order(request, number)
+    if services.order_cancel(order_id=order.pk, buyer=None):
+        messages.success(request, _("Order cancelled; its codes went back to stock."))
+    return redirect(order)
+
+
+@require_POST
+@never_cache
+def code_reveal(request, number, code_id):
+    """One code of a proved guest order, logged like a member's reveal (IP, user agent)."""
+    order = _order(request, number)
+    if not _may_reveal(request, number):
+        raise guest_services.guest_reveal_refused(order=order, request=request)
+    try:
+        card_number, secret = services.order_code_reveal(
+            buyer=None,
+            order_number=number,
+            order_code_id=code_id,
+            ip=client_ip(request),
+            user_agent=request.headers.get("User-Agent", ""),
+        )
+    except OrderCode.DoesNotExist:
+        raise Http404 from None
+    context = {"card_number": card_number, "secret": secret, "code_id": code_id}
+    if request.headers.get("HX-Request"):
+        return render(request, "orders/_revealed_code.html", context)
+    order = selectors.order_for_guest(number)
+    for oc in order.live_codes:
+        oc.revealed = context if oc.pk == code_id else None
+    return render(
+        request,
+        "orders/guest_order.html",
+        {"order": order, "unlocked": True, "email_hint": email_hint(order.guest_email)},
+    )

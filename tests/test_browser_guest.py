@@ -1,0 +1,105 @@
+"""A guest buys on the platform in a real browser (Debian's Chromium): no account, an email
+typed twice and a query password; pays in the sandbox cashier; the order page shows no code
+until the query password is entered; then a code is revealed. The emailed link, opened in a
+desktop browser, shows the order, and the password unlocks it there too. Screenshots at 390 px
+and 1366 px of the guest checkout and the guest order page.
+"""
+
+import re
+from decimal import Decimal
+from urllib.parse import urlsplit
+
+import pytest
+from django.core import mail
+
+from catalog.services import code_plaintext
+from orders.models import CodeReveal, Order
+from tests.browser_helpers import new_page, shot, wait_for_status
+from tests.factories import CategoryFactory, ProductFactory, SupplierFactory, add_stock
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+WIDE = {"width": 1366, "height": 900}
+EMAIL = "guest.buyer@example.net"
+QUERY_PASSWORD = "cha-xun-2024"
+
+
+@pytest.fixture
+def product(settings):
+    settings.PAYMENTS_SANDBOX_ENABLED = True
+    games = CategoryFactory(name="游戏点卡", slug="games")
+    p = ProductFactory(
+        name="王者荣耀 100点券",
+        slug="wzry-100",
+        category=games,
+        supplier=SupplierFactory(name="腾讯游戏授权经销商", authorisation_cert_no="TX-AUTH-2024-0088"),
+        face_value=Decimal("10.00"),
+        price=Decimal("9.50"),
+    )
+    add_stock(p, 5, numbered=True)
+    return p
+
+
+def test_a_guest_buys_pays_and_reveals_with_the_query_password(browser, live_server, product):
+    page = new_page(browser, live_server.url)
+    page.goto(f"/p/{product.slug}/")
+    page.locator('[data-testid="buy-now"]').click()
+    page.wait_for_url(re.compile(r"/orders/checkout/"))
+    page.fill('[data-testid="guest-email"]', EMAIL)
+    page.fill('[data-testid="guest-email-confirm"]', "other@example.net")
+    page.locator('[data-step="1"]').click()
+    page.locator('[data-testid="place-order"]').click()
+    # Two different addresses: refused, nothing placed, the form keeps what was typed.
+    assert page.locator('[data-testid="order-error"]').is_visible()
+    assert not Order.objects.exists()
+    page.fill('[data-testid="guest-email-confirm"]', EMAIL)
+    page.fill('[data-testid="query-password"]', QUERY_PASSWORD)
+    assert page.locator("#quantity").input_value() == "2"  # kept from the refused attempt
+    shot(page, "guest-01-checkout-390")
+    page.locator('[data-testid="place-order"]').click()
+
+    page.wait_for_url(re.compile(r"/pay/[A-Z0-9]+/$"))
+    assert page.locator('[data-testid="pay-balance"]').count() == 0  # balance is for members
+    assert EMAIL in page.locator('[data-testid="guest-email-note"]').inner_text()
+    shot(page, "guest-02-choose-390")
+    page.locator('[data-testid="gateway-sandbox"]').click()
+    page.wait_for_url(re.compile(r"/pay/sandbox/"))
+    page.locator('[data-testid="sandbox-confirm"]').click()
+    page.wait_for_url(re.compile(r"/orders/guest/"))
+    wait_for_status(page, "delivered")
+    order = Order.objects.get()
+    assert order.buyer is None and order.guest_email == EMAIL and order.quantity == 2
+    secrets = [code_plaintext(oc.code)[1] for oc in order.codes.select_related("code").order_by("id")]
+    # Delivered, but no code before the proof.
+    assert page.locator('[data-testid="guest-proof"]').is_visible()
+    assert page.locator('[data-testid="reveal"]').count() == 0
+    assert not any(s in page.content() for s in secrets)
+    shot(page, "guest-03-order-locked-390")
+
+    page.fill('[data-testid="password-form"] [data-testid="query-password"]', QUERY_PASSWORD)
+    page.locator('[data-testid="unlock"]').click()
+    page.locator('[data-testid="reveal"]').first.click()
+    page.locator('[data-testid="revealed-secret"]').first.wait_for()
+    assert page.locator('[data-testid="revealed-secret"]').first.inner_text() == secrets[0]
+    assert secrets[1] not in page.content()
+    assert CodeReveal.objects.count() == 1
+    shot(page, "guest-04-order-revealed-390")
+    assert not page.js_errors
+
+    # The emailed link in a desktop browser: the order, and the codes after the password.
+    (message,) = mail.outbox
+    link = re.search(r"https?://\S+/orders/g/\S+/", message.body).group(0)
+    desk = new_page(browser, live_server.url, viewport=WIDE)
+    desk.goto(urlsplit(link).path)
+    desk.wait_for_url(re.compile(rf"/orders/guest/{order.number}/$"))
+    assert desk.locator('[data-testid="order-total"]').inner_text().strip() == "¥19.00"
+    assert not any(s in desk.content() for s in secrets)
+    shot(desk, "guest-05-order-locked-1366")
+    desk.fill('[data-testid="password-form"] [data-testid="query-password"]', QUERY_PASSWORD)
+    desk.locator('[data-testid="unlock"]').click()
+    desk.locator('[data-testid="reveal"]').nth(1).click()
+    desk.locator('[data-testid="revealed-secret"]').first.wait_for()
+    shot(desk, "guest-06-order-revealed-1366")
+    desk.goto(f"/orders/checkout/{product.slug}/")
+    desk.fill('[data-testid="guest-email"]', EMAIL)
+    shot(desk, "guest-07-checkout-1366")
+    assert not desk.js_errors
