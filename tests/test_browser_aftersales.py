@@ -74,6 +74,7 @@ def test_ticket_answered_in_admin_then_unused_code_refunded_to_the_balance(brows
     page.locator("[data-testid=place-order]").click()
     page.wait_for_url(re.compile(r"/pay/\w+/$"))
     page.locator("[data-testid=pay-balance]").click()
+    page.locator("[data-testid=pay-balance-confirm]").click()  # the balance payment's confirmation
     page.wait_for_url(re.compile(r"/orders/\w+/$"))
     wait_for_status(page, "delivered")
     order = Order.objects.get(buyer=buyer)
