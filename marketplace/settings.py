@@ -138,6 +138,7 @@ TEMPLATES = [
                 "django.template.context_processors.i18n",
                 "marketplace.context_processors.site",
                 "aftersales.services.promises.promises",
+                "payments.selectors.pay_channels_context",
             ],
             # ``money`` and ``order_no``: how amounts and order numbers are shown, everywhere.
             "builtins": ["marketplace.templatetags.display"],

@@ -70,8 +70,13 @@ class CheckoutForm(forms.Form):
     def quantity_shown(self) -> int:
         """The quantity to fill in on the page: the one asked for (a whole number moved into the
         product's limits), else the product's minimum."""
+        return self.quantity_within(None)
+
+    def quantity_within(self, stock: int | None) -> int:
+        """``quantity_shown``, and no more than the ``stock`` (``order_place`` would refuse
+        more): the quantity and the total a page shows are always ones that can be bought."""
         raw = self.data.get("quantity") if self.is_bound else None
-        return selectors.quantity_clamp(raw, product=self.product)
+        return selectors.quantity_clamp(raw, product=self.product, stock=stock)
 
 
 class GuestForm(forms.Form):

@@ -165,6 +165,24 @@ class OrderStatusChange(StatusChange):
     to_status = models.CharField(_("to"), max_length=16, choices=Order.Status.choices)
 
 
+# A code replaced on a delivered order (补发) is a row in the order's history whose status does
+# not change (delivered → delivered), its note naming the two order codes. The order page reads
+# it (``orders.selectors.orders.order_for_buyer``): the outcome, and which code is the replacement.
+REISSUE_NOTE_PREFIX = "reissue:"
+
+
+def reissue_note(old_id: int, new_id: int) -> str:
+    return f"{REISSUE_NOTE_PREFIX}{old_id}:{new_id}"
+
+
+def reissue_parse(note: str) -> tuple[int, int] | None:
+    """(old order code id, new order code id) of a reissue's history note, else None."""
+    if not note.startswith(REISSUE_NOTE_PREFIX):
+        return None
+    old, _sep, new = note.removeprefix(REISSUE_NOTE_PREFIX).partition(":")
+    return (int(old), int(new)) if old.isdigit() and new.isdigit() else None
+
+
 OrderStatus = Order.Status
 ORDER_FLOW = StateMachine(
     transitions=table(

@@ -7,11 +7,14 @@ from decimal import Decimal
 from django.core.paginator import Page, Paginator
 from django.db.models import Q
 from django.utils import timezone
+from django.utils.functional import SimpleLazyObject
+from django.utils.translation import gettext as _
 
 from ledger import services as ledger
 from ledger.models import Line
 
-from .models import Payment, Refund
+from .gateways import enabled_gateways
+from .models import BALANCE, Payment, Refund
 
 
 def user_payments(user, limit: int | None = 200):
@@ -85,3 +88,35 @@ def refunds_overdue(now: datetime | None = None):
     """Refunds still on their way to the buyer one business day after they were asked for."""
     cutoff = one_business_day_before(now or timezone.now())
     return Refund.objects.filter(status__in=[Refund.Status.REQUESTED, Refund.Status.PROCESSING], created_at__lte=cutoff)
+
+
+# --- The payment channels a page may name ---------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PayChannel:
+    code: str
+    name: str
+
+
+def pay_channels(user=None) -> list[PayChannel]:
+    """The channels a buyer can pay with now: each gateway that is configured (live), in the
+    order the cashier lists them, then the balance for a member (a guest has none)."""
+    channels = [PayChannel(code, str(gateway.name)) for code, gateway in enabled_gateways().items()]
+    if user is not None and user.is_authenticated:
+        channels.append(PayChannel(BALANCE, _("Balance")))
+    return channels
+
+
+def pay_channels_context(request) -> dict:
+    """Context processor: ``{{ PAY_CHANNELS }}``, the live channels, computed only by a page
+    that names them. Pages of lower apps (the product page and the checkout in ``orders``)
+    may not import ``payments``; they read this instead of a fixed sentence."""
+    return {"PAY_CHANNELS": SimpleLazyObject(lambda: pay_channels(getattr(request, "user", None)))}
+
+
+def paid_from_balance(user, number: str) -> bool:
+    """Whether ``user``'s order ``number`` is already paid from the balance."""
+    return Payment.objects.filter(
+        order__number=number, order__buyer=user, gateway=BALANCE, status=Payment.Status.SUCCEEDED
+    ).exists()

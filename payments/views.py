@@ -124,11 +124,25 @@ def payable_status(request, number):
 
 
 @login_required
-@require_POST
+@never_cache
 def pay_with_balance(request, number):
+    """GET: the confirmation (the amount, the balance before and after); POST: pay. A second
+    post of the same confirmation (a double click) finds the order paid and goes to it."""
+    if request.method != "POST":
+        order = services.payable_for(user=request.user, number=number)
+        if isinstance(order, Recharge) or not order.is_payable:
+            return redirect(order)
+        balance = balance_of(ledger.wallet(request.user))
+        return render(
+            request,
+            "payments/balance_confirm.html",
+            {"order": order, "balance": balance, "balance_after": balance - order.total},
+        )
     try:
         services.balance_pay(order_number=number, buyer=request.user)
     except services.PaymentError as exc:
+        if selectors.paid_from_balance(request.user, number):
+            return redirect("orders:detail", number=number)
         messages.error(request, str(exc))
         return redirect("payments:choose", number=number)
     messages.success(request, _("Paid from your balance. Your codes are being delivered."))

@@ -149,6 +149,7 @@ def test_buyer_signs_up_buys_pays_and_reveals_on_a_phone(browser, live_server, c
 
     # Reveal the first code through htmx: the secret is one that was imported, and it is logged.
     reveal_buttons.first.click()
+    page.locator('[data-testid="reveal-confirm-go"]').click()  # revealing is confirmed first
     secret = page.locator('[data-testid="revealed-secret"]')
     secret.wait_for(state="visible")
     revealed = secret.inner_text().strip()

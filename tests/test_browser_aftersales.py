@@ -74,6 +74,7 @@ def test_ticket_answered_in_admin_then_unused_code_refunded_to_the_balance(brows
     page.locator("[data-testid=place-order]").click()
     page.wait_for_url(re.compile(r"/pay/\w+/$"))
     page.locator("[data-testid=pay-balance]").click()
+    page.locator("[data-testid=pay-balance-confirm]").click()  # the balance payment's confirmation
     page.wait_for_url(re.compile(r"/orders/\w+/$"))
     wait_for_status(page, "delivered")
     order = Order.objects.get(buyer=buyer)
@@ -81,6 +82,7 @@ def test_ticket_answered_in_admin_then_unused_code_refunded_to_the_balance(brows
     revealed_oc, unused_oc = list(order.codes.order_by("id"))
     assert page.locator("[data-testid=refund-entry]").is_visible()  # the 7-day refund is offered
     page.locator("[data-testid=reveal]").first.click()
+    page.locator("[data-testid=reveal-confirm-go]").click()  # revealing is confirmed first
     page.locator("[data-testid=revealed-secret]").wait_for(state="visible")
     assert page.locator("[data-testid=reveal]").count() == 1
     assert page.locator("[data-testid=report-problem]").is_visible()

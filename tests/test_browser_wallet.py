@@ -46,6 +46,11 @@ def test_recharge_then_pay_from_the_balance(browser, live_server):
     page.wait_for_url(re.compile(r"/pay/\w+/$"))
     shot(page, "wallet-03-choose-balance")
     page.locator("[data-testid=pay-balance]").click()
+    page.wait_for_url(re.compile(r"/pay/\w+/balance/"))
+    assert page.locator("[data-testid=balance-before]").inner_text().strip() == "¥100.00"
+    assert page.locator("[data-testid=balance-after]").inner_text().strip() == "¥50.00"
+    shot(page, "wallet-03b-confirm-balance")
+    page.locator("[data-testid=pay-balance-confirm]").click()
     page.wait_for_url(re.compile(r"/orders/\w+/$"))
     page.locator('[data-testid=order-status][data-status="delivered"]').wait_for(timeout=15_000)
     shot(page, "wallet-04-paid-from-balance")

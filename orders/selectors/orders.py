@@ -1,4 +1,5 @@
 from dataclasses import dataclass
+from datetime import datetime
 from decimal import Decimal
 
 from django.db import models
@@ -11,7 +12,7 @@ from catalog import selectors as catalog_selectors
 from catalog.models import Product
 from marketplace.money import quantize
 
-from ..models import Order, OrderCode
+from ..models import Order, OrderCode, reissue_parse
 
 
 def orders_for_buyer(buyer):
@@ -35,14 +36,74 @@ def _order_page_rows():
 
 
 def order_for_buyer(buyer, number: str) -> Order:
-    """The buyer's own order, or 404: another buyer's order does not exist for them."""
-    return get_object_or_404(_order_page_rows(), buyer=buyer, number=number)
+    """The buyer's own order, or 404: another buyer's order does not exist for them.
+
+    For its page: ``live_codes`` in their places (``code_places``), each with ``number`` and,
+    for a replacement, ``replaces`` (the number of the code it replaced); ``reissues`` and
+    ``timeline`` (``Reissued`` rows and the history as it is shown)."""
+    return order_page_extras(get_object_or_404(_order_page_rows(), buyer=buyer, number=number))
 
 
 def order_for_guest(number: str) -> Order:
     """A guest order for its page, or 404 (a member's order is never one). The caller has
     checked that this browser may see it (placed here, or opened from its signed link)."""
-    return get_object_or_404(_order_page_rows(), buyer__isnull=True, number=number)
+    return order_page_extras(get_object_or_404(_order_page_rows(), buyer__isnull=True, number=number))
+
+
+def order_page_extras(order: Order) -> Order:
+    """Set what the order page shows beyond the row (see ``order_for_buyer``) on an order
+    fetched with its ``live_codes`` and ``history``; returns it."""
+    history = list(order.history.all())
+    pairs = [pair for h in history if (pair := reissue_parse(h.note)) is not None]
+    places = code_places(order, pairs) if pairs else {}
+    replaced = {new: old for old, new in pairs}
+    live = getattr(order, "live_codes", [])
+    # Page-only attributes of the fetched rows (no fields): set by name.
+    for i, oc in enumerate(live, start=1):
+        setattr(oc, "number", places.get(oc.pk, i))  # noqa: B010
+        setattr(oc, "replaces", places.get(replaced[oc.pk]) if oc.pk in replaced else None)  # noqa: B010
+    live.sort(key=lambda oc: oc.number)
+    reissues = []
+    timeline = []
+    for h in history:
+        pair = reissue_parse(h.note)
+        if pair is None:
+            timeline.append(TimelineEntry(at=h.at, label=h.get_to_status_display()))
+            continue
+        done = Reissued(at=h.at, number=places.get(pair[0], 0))
+        reissues.append(done)
+        timeline.append(
+            TimelineEntry(at=h.at, label=_("Code #%(n)s replaced (reissue)") % {"n": done.number}, reissue=True)
+        )
+    setattr(order, "reissues_done", reissues)  # noqa: B010
+    setattr(order, "timeline", timeline)  # noqa: B010
+    return order
+
+
+@dataclass(frozen=True)
+class Reissued:
+    """A code of the order replaced after a dispute: when, and the place (number) it had."""
+
+    at: datetime
+    number: int
+
+
+@dataclass(frozen=True)
+class TimelineEntry:
+    at: datetime
+    label: str
+    reissue: bool = False
+
+
+def code_places(order: Order, reissues: list[tuple[int, int]]) -> dict[int, int]:
+    """Each of the order's codes' number on its page (1, 2 ...) by id: a replacement takes the
+    number of the code it replaced, a refunded code keeps its own."""
+    replaced = {new: old for old, new in reissues}
+    places: dict[int, int] = {}
+    for pk in OrderCode.objects.filter(order_id=order.pk).order_by("id").values_list("pk", flat=True):
+        old = replaced.get(pk)
+        places[pk] = places[old] if old in places else len(set(places.values())) + 1
+    return places
 
 
 # --- What a viewer pays, and whether they can buy -----------------------------------------------
@@ -181,13 +242,22 @@ def quantity_refusal(quantity: int | None, *, product: Product | None = None) ->
     return None
 
 
-def quantity_clamp(raw, *, product: Product) -> int:
-    """The quantity to show in a form: ``raw`` moved into the product's limits, its minimum
-    when ``raw`` is not a whole number."""
+def quantity_clamp(raw, *, product: Product, stock: int | None = None) -> int:
+    """The quantity to show in a form: ``raw`` moved into the product's limits (and, given
+    the ``stock``, no more than it when it covers the minimum), its minimum when ``raw`` is
+    not a whole number."""
     quantity = quantity_parse(raw)
     if quantity is None:
         return product.min_per_order
-    return max(product.min_per_order, min(product.max_per_order, quantity))
+    return max(product.min_per_order, min(quantity_max(product=product, stock=stock), quantity))
+
+
+def quantity_max(*, product: Product, stock: int | None = None) -> int:
+    """The most one order can take now: the product's maximum, or the stock when it is less
+    (but never below the minimum: with less stock than that, nothing can be bought)."""
+    if stock is None or stock < product.min_per_order:
+        return product.max_per_order
+    return min(product.max_per_order, stock)
 
 
 IDEMPOTENCY_KEY_MAX = 64  # Order.idempotency_key

@@ -27,7 +27,7 @@ from marketplace.celery import publish
 from marketplace.errors import ServiceError
 from marketplace.money import quantize
 
-from ..models import ORDER_FLOW, CodeReveal, Order, OrderCode, OrderShare
+from ..models import ORDER_FLOW, CodeReveal, Order, OrderCode, OrderShare, reissue_note
 from ..selectors import orders as selectors
 from . import callbacks as agent_callbacks
 from . import guest
@@ -516,6 +516,13 @@ def order_code_replace(*, order: Order, old_order_code_id: int, actor) -> OrderC
     new = OrderCode.objects.create(order=order, code_id=code_ids[0])
     stock.stock_mark_sold(code_ids=code_ids, expected=1)
     _book_replacement(order, old=old, new=new)
+    # The order's history records it; its status stays delivered.
+    order.history.create(
+        from_status=OrderStatus.DELIVERED,
+        to_status=OrderStatus.DELIVERED,
+        actor=actor,
+        note=reissue_note(old.pk, new.pk),
+    )
     transaction.on_commit(lambda: _email_replacement(order.pk))
     log.info("order %s: code %s replaced by %s (by %s)", order.number, old.code_id, new.code_id, actor.pk)
     return new

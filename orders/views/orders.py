@@ -77,7 +77,7 @@ def checkout(request, slug):
                 return placed(request, order)
     # What order_place will charge this buyer: the public price, or an agent's own cost.
     info = selectors.purchase_info(product=product, viewer=request.user)
-    quantity = form.quantity_shown
+    quantity = form.quantity_within(info.stock)
     return render(
         request,
         "orders/checkout.html",
@@ -85,6 +85,7 @@ def checkout(request, slug):
             "product": product,
             "info": info,
             "quantity": quantity,
+            "quantity_max": selectors.quantity_max(product=product, stock=info.stock),
             "unit_price": info.price,
             "estimated_total": info.price * quantity,
             "idempotency_key": new_idempotency_key(),  # a fixed form is a new attempt
@@ -150,9 +151,10 @@ def code_reveal(request, number, code_id):
     except OrderCode.DoesNotExist:
         raise Http404 from None
     context = {"card_number": card_number, "secret": secret, "code_id": code_id}
-    if request.headers.get("HX-Request"):
-        return render(request, "orders/_revealed_code.html", context)
     order = selectors.order_for_buyer(request.user, number)
+    if request.headers.get("HX-Request"):
+        # The code, and the no-reason refund offer updated in place (one code fewer to refund).
+        return render(request, "orders/_reveal_response.html", {**context, "order": order})
     for oc in order.live_codes:
         oc.revealed = context if oc.pk == code_id else None
     return render(request, "orders/order_detail.html", {"order": order})

@@ -98,13 +98,14 @@ def home(request, slug):
 def _product_context(
     sf: Storefront, info: selectors.PurchaseInfo, form: CheckoutForm, error: str | None = None, guest_form=None
 ) -> dict:
-    quantity = form.quantity_shown
+    quantity = form.quantity_within(info.stock)
     return {
         "guest_form": guest_form,
         "shop": sf,
         "product": info.product,
         "info": info,
         "quantity": quantity,
+        "quantity_max": selectors.quantity_max(product=info.product, stock=info.stock),
         "estimated_total": info.price * quantity,
         "idempotency_key": new_idempotency_key(),  # a fixed form is a new attempt
         "error": error,

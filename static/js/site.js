@@ -84,3 +84,23 @@ document.addEventListener("focusout", function (event) {
     event.target.nextElementSibling.classList.remove("focus-ring");
   }
 });
+
+// A confirmation in a Bootstrap modal before an htmx request: <form data-confirm-modal="#id">.
+// The modal's [data-confirm-go] button sends the request; closing it sends nothing.
+document.addEventListener("htmx:confirm", function (event) {
+  const elt = event.detail.elt;
+  const selector = elt && elt.dataset ? elt.dataset.confirmModal : null;
+  const modalEl = selector ? document.querySelector(selector) : null;
+  if (!modalEl || !window.bootstrap) return;
+  event.preventDefault();
+  const modal = bootstrap.Modal.getOrCreateInstance(modalEl);
+  const go = modalEl.querySelector("[data-confirm-go]");
+  go.disabled = false;
+  go.onclick = function () {
+    go.disabled = true;  // one confirmation, one request
+    go.onclick = null;
+    modal.hide();
+    event.detail.issueRequest(true);
+  };
+  modal.show();
+});
