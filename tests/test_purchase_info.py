@@ -262,8 +262,9 @@ def test_storefront_product_page_offers_the_login_to_a_visitor(client, product, 
     assert 'data-testid="buy-now" >' in page and "Log in to buy" in page and "114.76" in page
     client.force_login(buyer)
     page = client.get(f"/s/lucky-star/p/{product.slug}/?quantity=99").content.decode()
-    assert "Buy now" in page and 'value="10"' in page  # the quantity clamped to the maximum
-    assert "¥1,147.60" in page
+    # The quantity clamped to what can be bought: the maximum per order (10), but only 5 in stock.
+    assert "Buy now" in page and 'value="5"' in page
+    assert "¥573.80" in page
 
 
 def test_api_products_show_what_purchase_info_says(product, chain):
