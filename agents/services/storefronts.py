@@ -406,10 +406,10 @@ def storefront_price_rows(*, storefront: Storefront, products, stock: dict[int, 
         if p.pk in listed:
             cost, retail = listed[p.pk]
         else:
-            # storefront_prices leaves out only the products the agent unlisted: they have a price row.
-            assert rp is not None
+            # storefront_prices leaves out only the products the agent unlisted, which have a price
+            # row; one unlisted between the two reads has no row in ``own`` yet: it sells at cost.
             cost = costs[p.pk]
-            retail = max(rp.price, cost)
+            retail = max(rp.price, cost) if rp is not None else cost
         rows.append(
             PriceRow(
                 product=p,
