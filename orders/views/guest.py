@@ -10,7 +10,7 @@ import time
 
 from django.conf import settings
 from django.contrib import messages
-from django.http import Http404, HttpResponse
+from django.http import Http404
 from django.shortcuts import redirect, render
 from django.utils.translation import gettext as _
 from django.views.decorators.cache import never_cache
@@ -23,6 +23,7 @@ from ..models import Order, OrderCode
 from ..selectors import orders as selectors
 from ..services import guest as guest_services
 from ..services import orders as services
+from .orders import status_badge_or_refresh
 
 SESSION_KEY = "guest_orders"
 SESSION_MAX_ORDERS = 20
@@ -94,12 +95,7 @@ def detail(request, number):
 @never_cache
 def status(request, number):
     """Polled by the guest order page while payment or delivery is under way."""
-    order = _order(request, number)
-    if order.status == Order.Status.DELIVERED or request.GET.get("seen", order.status) != order.status:
-        response = HttpResponse()
-        response["HX-Refresh"] = "true"
-        return response
-    return render(request, "orders/_status_badge.html", {"order": order})
+    return status_badge_or_refresh(request, _order(request, number))
 
 
 @require_POST

@@ -113,17 +113,23 @@ def order_detail(request, number):
     return render(request, "orders/order_detail.html", {"order": order, "confirming": confirming})
 
 
+def status_badge_or_refresh(request, order: Order) -> HttpResponse:
+    """The polling answer of an order page (members' and guests'): the fresh status badge, or
+    a full reload once the order is delivered or its status moved since the page was drawn."""
+    if order.status == Order.Status.DELIVERED or request.GET.get("seen", order.status) != order.status:
+        response = HttpResponse()
+        response["HX-Refresh"] = "true"
+        return response
+    return render(request, "orders/_status_badge.html", {"order": order})
+
+
 @login_required
 @never_cache
 def order_status(request, number):
     """Polled by the order page while payment or delivery is under way."""
     order = selectors.order_for_buyer(request.user, number)
     if request.headers.get("HX-Request"):
-        if order.status == Order.Status.DELIVERED or request.GET.get("seen", order.status) != order.status:
-            response = HttpResponse()
-            response["HX-Refresh"] = "true"
-            return response
-        return render(request, "orders/_status_badge.html", {"order": order})
+        return status_badge_or_refresh(request, order)
     return JsonResponse({"status": order.status, "label": order.get_status_display()})
 
 
