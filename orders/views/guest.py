@@ -23,7 +23,7 @@ from ..models import Order, OrderCode
 from ..selectors import orders as selectors
 from ..services import guest as guest_services
 from ..services import orders as services
-from .orders import status_badge_or_refresh
+from .polling import status_badge_or_refresh
 
 SESSION_KEY = "guest_orders"
 SESSION_MAX_ORDERS = 20

@@ -2,7 +2,7 @@ from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
-from django.http import Http404, HttpResponse, JsonResponse
+from django.http import Http404, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.translation import gettext as _
 from django.views.decorators.cache import never_cache
@@ -18,6 +18,7 @@ from ..models import Order, OrderCode
 from ..selectors import orders as selectors
 from ..services import orders as services
 from .guest import guest_allow_view
+from .polling import status_badge_or_refresh
 
 
 @login_required
@@ -111,16 +112,6 @@ def order_detail(request, number):
     # (polling) for the verified notification or the active query to mark the order paid.
     confirming = bool(request.GET.get("returned")) and order.status == Order.Status.PENDING
     return render(request, "orders/order_detail.html", {"order": order, "confirming": confirming})
-
-
-def status_badge_or_refresh(request, order: Order) -> HttpResponse:
-    """The polling answer of an order page (members' and guests'): the fresh status badge, or
-    a full reload once the order is delivered or its status moved since the page was drawn."""
-    if order.status == Order.Status.DELIVERED or request.GET.get("seen", order.status) != order.status:
-        response = HttpResponse()
-        response["HX-Refresh"] = "true"
-        return response
-    return render(request, "orders/_status_badge.html", {"order": order})
 
 
 @login_required
