@@ -12,6 +12,7 @@ from django.utils.translation import gettext as _
 
 from ledger import services as ledger
 from ledger.models import Line
+from ledger.selectors import balance_of
 
 from .gateways import enabled_gateways
 from .models import BALANCE, Payment, Refund
@@ -97,6 +98,7 @@ def refunds_overdue(now: datetime | None = None):
 class PayChannel:
     code: str
     name: str
+    available: Decimal | None = None  # the balance's: what the member has in the wallet
 
 
 def pay_channels(user=None) -> list[PayChannel]:
@@ -104,7 +106,7 @@ def pay_channels(user=None) -> list[PayChannel]:
     order the cashier lists them, then the balance for a member (a guest has none)."""
     channels = [PayChannel(code, str(gateway.name)) for code, gateway in enabled_gateways().items()]
     if user is not None and user.is_authenticated:
-        channels.append(PayChannel(BALANCE, _("Balance")))
+        channels.append(PayChannel(BALANCE, _("Balance"), balance_of(ledger.wallet(user))))
     return channels
 
 

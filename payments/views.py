@@ -89,6 +89,9 @@ def choose(request, number):
 def start(request, number, gateway):
     """Send the buyer to the gateway's cashier, or show its QR code on our page."""
     payable = _payable(request, number)
+    if gateway not in enabled_gateways():  # e.g. chosen on a checkout page before it went off
+        messages.error(request, _("This payment method is not available right now. Please choose another."))
+        return redirect("payments:choose", number=number)
     try:
         begun = services.payment_start(
             gateway_code=gateway,

@@ -63,11 +63,10 @@ def test_markup_storefront_price_sale_and_each_levels_earnings(browser, live_ser
     assert page.locator('[data-testid="qualifications"]').is_visible()  # every platform protection shown
     page.fill("#quantity", "2")
     shot(page, "agents-04-storefront-product")
+    page.locator('[data-testid="channel-sandbox"] input').check()
     page.locator('[data-testid="buy-now"]').click()
-    page.wait_for_url(re.compile(r"/pay/[^/]+/$"))
-    assert page.locator('[data-testid="amount-due"]').inner_text().strip() == "¥217.60"
-    page.locator('[data-testid="gateway-sandbox"]').click()
     page.wait_for_url(re.compile(r"/pay/sandbox/"))
+    assert page.locator('[data-testid="sandbox-amount"]').inner_text().strip() == "¥217.60"
     page.locator('[data-testid="sandbox-confirm"]').click()
     page.wait_for_url(re.compile(r"/orders/[^/]+/$"))
     wait_for_status(page, "delivered")

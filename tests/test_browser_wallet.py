@@ -42,10 +42,9 @@ def test_recharge_then_pay_from_the_balance(browser, live_server):
 
     # Buy two codes and pay from the balance: instant.
     page.goto(f"/orders/checkout/{product.slug}/?quantity=2")
-    page.locator("[data-testid=place-order]").click()
-    page.wait_for_url(re.compile(r"/pay/\w+/$"))
+    page.locator("[data-testid=channel-balance] input").check()  # the channel is chosen on the checkout
     shot(page, "wallet-03-choose-balance")
-    page.locator("[data-testid=pay-balance]").click()
+    page.locator("[data-testid=place-order]").click()
     page.wait_for_url(re.compile(r"/pay/\w+/balance/"))
     assert page.locator("[data-testid=balance-before]").inner_text().strip() == "¥100.00"
     assert page.locator("[data-testid=balance-after]").inner_text().strip() == "¥50.00"

@@ -95,3 +95,64 @@ def test_staff_see_each_channels_state_without_secrets(client, staff, alipay, se
     wechat_row = page.split('data-testid="channel-wechat"')[1].split("</tr>")[0]
     assert "●" in alipay_row and "○" in wechat_row and "WECHATPAY_MCHID" in wechat_row
     assert settings.ALIPAY_APP_PRIVATE_KEY.splitlines()[1] not in page  # never a key
+
+
+# --- The checkout chooses the channel itself -------------------------------------------------
+
+
+@pytest.mark.django_db(transaction=True)
+def test_checkout_lists_the_live_channels_and_hands_the_choice_to_the_cashier(client, alipay, fake, buyer):
+    product = ProductFactory()
+    add_stock(product, 3)
+    client.force_login(buyer)
+    page = client.get(f"/orders/checkout/{product.slug}/").content.decode()
+    assert 'data-testid="channel-alipay"' in page and 'data-testid="channel-balance"' in page
+    radios = re.findall(r'name="channel" value="(\w+)" ?(checked)?', page)
+    assert [checked for _code, checked in radios] == ["checked"] + [""] * (len(radios) - 1)  # the first live one
+    form = {"quantity": "1", "idempotency_key": "k-alipay", "channel": "alipay"}
+    placed = client.post(f"/orders/checkout/{product.slug}/", form)
+    order = Order.objects.get(buyer=buyer)
+    # 307: the same post (with its CSRF token) goes on to the cashier, which starts the payment.
+    assert placed.status_code == 307 and placed["Location"] == f"/pay/{order.number}/start/alipay/"
+    started = client.post(placed["Location"], form)
+    assert started.status_code == 302 and "alipay.trade.page.pay" in started["Location"]
+    # A double click places nothing new and leads to the same cashier.
+    again = client.post(f"/orders/checkout/{product.slug}/", form)
+    assert again["Location"] == placed["Location"] and Order.objects.filter(buyer=buyer).count() == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_balance_goes_to_its_confirmation_and_a_bad_channel_to_the_choice(client, alipay, buyer, english):
+    product = ProductFactory()
+    add_stock(product, 3)
+    client.force_login(buyer)
+    url = f"/orders/checkout/{product.slug}/"
+    by_balance = client.post(url, {"quantity": "1", "idempotency_key": "k-b", "channel": "balance"})
+    first = Order.objects.get(buyer=buyer, idempotency_key="k-b")
+    assert by_balance.status_code == 302 and by_balance["Location"] == f"/pay/{first.number}/balance/"
+    confirm = client.get(by_balance["Location"])
+    assert confirm.status_code == 200 and 'data-testid="balance-after"' in confirm.content.decode()
+    assert first.status == Order.Status.PENDING  # nothing is paid before the confirmation
+    odd = client.post(url, {"quantity": "1", "idempotency_key": "k-x", "channel": "../../admin"})
+    second = Order.objects.get(buyer=buyer, idempotency_key="k-x")
+    assert odd["Location"] == f"/pay/{second.number}/"
+    # A channel that is not live: the cashier says so and offers the others; the order waits.
+    off = client.post(url, {"quantity": "1", "idempotency_key": "k-w", "channel": "wechat"})
+    third = Order.objects.get(buyer=buyer, idempotency_key="k-w")
+    refused = client.post(off["Location"], {"channel": "wechat"}, follow=True)
+    assert refused.redirect_chain[0][0] == f"/pay/{third.number}/"
+    assert "not available right now" in refused.content.decode()
+    third.refresh_from_db()
+    assert third.status == Order.Status.PENDING
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_guest_is_offered_no_balance_and_a_posted_balance_choice_asks_again(client, alipay):
+    product = ProductFactory()
+    add_stock(product, 3)
+    page = client.get(f"/orders/checkout/{product.slug}/").content.decode()
+    assert 'data-testid="channel-alipay"' in page and 'data-testid="channel-balance"' not in page
+    guest = {"guest_email": "g@example.net", "guest_email_confirm": "g@example.net", "quantity": "1"}
+    placed = client.post(f"/orders/checkout/{product.slug}/", {**guest, "idempotency_key": "g1", "channel": "balance"})
+    order = Order.objects.get(guest_email="g@example.net")
+    assert placed["Location"] == f"/pay/{order.number}/"

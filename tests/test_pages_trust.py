@@ -24,7 +24,12 @@ pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("english")]
 
 
 def channels(html: str) -> set[str]:
-    """The channels a page names, from its ``payments/_live_channels.html``."""
+    """The channels a page names: the choice on a checkout (``payments/_channel_choice.html``),
+    else the line of ``payments/_live_channels.html``."""
+    choice = re.search(r'data-testid="channel-choice">(.*?)</fieldset>', html, re.S)
+    if choice:
+        found = set(re.findall(r'data-testid="channel-(\w+)"', choice.group(1)))
+        return found or set(re.findall(r'data-channel="(\w+)"', choice.group(1)))
     block = re.search(r'data-testid="pay-channels">(.*?)</span>\s*</p>', html, re.S)
     assert block, "the page names no payment channels"
     return set(re.findall(r'data-channel="(\w+)"', block.group(1)))

@@ -1,9 +1,12 @@
+import re
+
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
-from django.http import Http404, JsonResponse
+from django.http import Http404, HttpResponseRedirect, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
 from django.utils.translation import gettext as _
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
@@ -44,10 +47,28 @@ def guest_fields(request) -> tuple[GuestForm | None, str | None, dict]:
     return form, None, {"buyer": None, "guest_email": data["guest_email"], "query_password": data["query_password"]}
 
 
-def placed(request, order):
-    """After placing: a guest's browser may see its order (and pay it); then choose how to pay."""
+CHANNEL_RE = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
+
+
+def channel_chosen(request) -> str:
+    """The channel the checkout form shows as chosen: the one posted (a form shown again), or
+    ``?channel=`` of a link; empty for the first live one."""
+    return (request.POST.get("channel") or request.GET.get("channel") or "")[:32]
+
+
+def placed(request, order, *, channel: str = ""):
+    """After placing: a guest's browser may see its order (and pay it); then pay the way the
+    checkout chose. The balance goes to its confirmation page; a gateway gets the same post
+    again (307 keeps the method and body, so its CSRF token) at ``payments:start``, which
+    checks the channel and starts the payment; without a choice, the page to choose one."""
     if order.is_guest:
         guest_allow_view(request, order.number)
+    if channel == "balance" and not order.is_guest:
+        return redirect("payments:balance", number=order.number)
+    if channel and channel != "balance" and CHANNEL_RE.match(channel):
+        return HttpResponseRedirect(
+            reverse("payments:start", kwargs={"number": order.number, "gateway": channel}), status=307
+        )
     return redirect("payments:choose", number=order.number)
 
 
@@ -75,7 +96,7 @@ def checkout(request, slug):
             except ServiceError as exc:  # OrderError, OutOfStock, NotForSale
                 error = str(exc)
             else:
-                return placed(request, order)
+                return placed(request, order, channel=request.POST.get("channel", ""))
     # What order_place will charge this buyer: the public price, or an agent's own cost.
     info = selectors.purchase_info(product=product, viewer=request.user)
     quantity = form.quantity_within(info.stock)
@@ -93,6 +114,7 @@ def checkout(request, slug):
             "error": error,
             "guest_form": guest_form,
             "hold_minutes": settings.ORDER_PAYMENT_MINUTES,
+            "channel": channel_chosen(request),
         },
         status=400 if error else 200,
     )

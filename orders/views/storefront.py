@@ -26,7 +26,7 @@ from marketplace.http import client_ip
 from ..forms import CheckoutForm, new_idempotency_key
 from ..selectors import orders as selectors
 from ..services import orders as services
-from .orders import guest_fields, placed
+from .orders import channel_chosen, guest_fields, placed
 
 PAGE_SIZE = 24
 
@@ -96,7 +96,12 @@ def home(request, slug):
 
 
 def _product_context(
-    sf: Storefront, info: selectors.PurchaseInfo, form: CheckoutForm, error: str | None = None, guest_form=None
+    sf: Storefront,
+    info: selectors.PurchaseInfo,
+    form: CheckoutForm,
+    error: str | None = None,
+    guest_form=None,
+    channel: str = "",
 ) -> dict:
     quantity = form.quantity_within(info.stock)
     return {
@@ -110,6 +115,7 @@ def _product_context(
         "idempotency_key": new_idempotency_key(),  # a fixed form is a new attempt
         "error": error,
         "hold_minutes": settings.ORDER_PAYMENT_MINUTES,
+        "channel": channel,
     }
 
 
@@ -133,7 +139,11 @@ def product(request, slug, product_slug):
         return _not_sold(request, sf)
     form = CheckoutForm(request.GET, product=info.product)
     guest_form, _error, _who = guest_fields(request)
-    return render(request, "storefront/product.html", _product_context(sf, info, form, guest_form=guest_form))
+    return render(
+        request,
+        "storefront/product.html",
+        _product_context(sf, info, form, guest_form=guest_form, channel=channel_chosen(request)),
+    )
 
 
 def buy(request, slug, product_slug):
@@ -168,8 +178,13 @@ def buy(request, slug, product_slug):
         except ServiceError as exc:  # OrderError, OutOfStock, NotForSale
             error = str(exc)
         else:
-            return placed(request, order)
-    return render(request, "storefront/product.html", _product_context(sf, info, form, error, guest_form), status=400)
+            return placed(request, order, channel=request.POST.get("channel", ""))
+    return render(
+        request,
+        "storefront/product.html",
+        _product_context(sf, info, form, error, guest_form, channel_chosen(request)),
+        status=400,
+    )
 
 
 @require_GET
