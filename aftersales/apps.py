@@ -8,8 +8,15 @@ class AftersalesConfig(AppConfig):
     verbose_name = _("After-sales")
 
     def ready(self):
+        from allauth.account.signals import email_confirmed
+        from django.contrib.auth.signals import user_logged_in
+
         from .models import SlaPolicy
-        from .services import promises
+        from .services import claims, promises
 
         post_save.connect(promises.forget, sender=SlaPolicy, dispatch_uid="aftersales.promises.save")
         post_delete.connect(promises.forget, sender=SlaPolicy, dispatch_uid="aftersales.promises.delete")
+        # The account hooks (allauth's for a verified address, Django's for every login, the admin's
+        # too): a verified address claims its guest orders (services.claims).
+        email_confirmed.connect(claims.on_email_confirmed, dispatch_uid="aftersales.claims.confirmed")
+        user_logged_in.connect(claims.on_user_logged_in, dispatch_uid="aftersales.claims.login")

@@ -169,6 +169,9 @@ class OrderStatusChange(StatusChange):
 # not change (delivered → delivered), its note naming the two order codes. The order page reads
 # it (``orders.selectors.orders.order_for_buyer``): the outcome, and which code is the replacement.
 REISSUE_NOTE_PREFIX = "reissue:"
+# A guest order that joined an account (``orders.services.attach``): a history row whose status
+# does not change either, its note naming the address it was bought with.
+ATTACH_NOTE_PREFIX = "attached:"
 
 
 def reissue_note(old_id: int, new_id: int) -> str:

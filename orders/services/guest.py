@@ -23,7 +23,7 @@ from compliance import selectors as audit_log
 from compliance import services as compliance
 from marketplace.errors import Forbidden, NotFound, ServiceError
 
-from ..models import GuestAccessCode, Order
+from ..models import ATTACH_NOTE_PREFIX, GuestAccessCode, Order, OrderStatusChange
 
 LINK_SALT = "orders.guest.link"
 CODE_DIGITS = 6
@@ -68,6 +68,27 @@ def guest_link_number(*, token: str) -> str:
     if not Order.objects.filter(number=number, buyer__isnull=True).exists():
         raise NotFound(_("This link is not valid or has expired."), code="guest_link_invalid")
     return number
+
+
+def guest_link_resolve(*, token: str) -> tuple[str, bool]:
+    """The order number of a signed link, and whether the order has since joined the account
+    of its address (``orders.services.attach``): its page is then the member's, behind the
+    login. ``NotFound`` for a tampered or expired link, as ``guest_link_number``."""
+    try:
+        return guest_link_number(token=token), False
+    except NotFound:
+        try:
+            number = signing.TimestampSigner(salt=LINK_SALT).unsign(
+                token, max_age=timedelta(days=settings.GUEST_LINK_MAX_AGE_DAYS)
+            )
+        except signing.BadSignature:
+            number = ""
+        if (
+            number
+            and OrderStatusChange.objects.filter(order__number=number, note__startswith=ATTACH_NOTE_PREFIX).exists()
+        ):
+            return number, True
+        raise
 
 
 def guest_order(*, number: str) -> Order:

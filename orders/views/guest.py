@@ -70,8 +70,11 @@ def _order(request, number: str) -> Order:
 
 
 def link(request, token):
-    """The signed link of the delivery email: this browser may see the order, then its page."""
-    number = guest_services.guest_link_number(token=token)  # NotFound: tampered or expired
+    """The signed link of the delivery email: this browser may see the order, then its page.
+    An order that joined its buyer's account since is on the member's page (after login)."""
+    number, attached = guest_services.guest_link_resolve(token=token)  # NotFound: tampered or expired
+    if attached:
+        return redirect("orders:detail", number=number)
     guest_allow_view(request, number)
     return redirect("orders:guest_detail", number=number)
 
