@@ -145,7 +145,9 @@ class Ticket(models.Model):
         ]
         constraints = [
             # A guest's ticket (no user) must name its order: the order is who the guest is.
-            models.CheckConstraint(condition=Q(user__isnull=False) | Q(order__isnull=False), name="ticket_user_or_order"),
+            models.CheckConstraint(
+                condition=Q(user__isnull=False) | Q(order__isnull=False), name="ticket_user_or_order"
+            ),
         ]
 
     def __str__(self):

@@ -1,6 +1,7 @@
 """Compliance's reads: credit events and audited refusals counted by the rules that read them."""
 
 from datetime import timedelta
+from typing import Any, TypedDict
 
 from django.db.models import Q
 from django.utils import timezone
@@ -11,6 +12,14 @@ from .models import AuditEvent, CreditEvent
 def credit_email_normalise(email: str) -> str:
     """A guest's address as credit events key it: stripped, lower case (as guest orders store it)."""
     return (email or "").strip().lower()
+
+
+class CreditOwnerKeys(TypedDict):
+    """One owner as the keywords of ``credit_event_record`` and the counts: a member (``user``,
+    email empty) or a guest (``user`` None, their address)."""
+
+    user: Any
+    email: str
 
 
 def credit_owner(*, user=None, email: str = "") -> Q:

@@ -287,7 +287,8 @@ def test_another_browser_member_or_guest_cannot_see_the_guest_ticket(client, pro
     order = buy_as_guest(client, product)
     prove(client, order)
     client.post(
-        base(order) + "/tickets/new/", {"kind": "other", "subject": "Mine", "body": "Private words", "attachments": png()}
+        base(order) + "/tickets/new/",
+        {"kind": "other", "subject": "Mine", "body": "Private words", "attachments": png()},
     )
     ticket = Ticket.objects.get()
     image = TicketAttachment.objects.get()
@@ -408,3 +409,27 @@ def test_the_database_holds_a_guests_records_to_their_order_and_address(product)
         RefundRequest.objects.create(order=guest_order, quantity=1, status="approved", idempotency_key="same")
     with pytest.raises(ValueError):
         no_reason.no_reason_limit_reached(None)  # nobody: neither a member nor a guest address
+
+
+def test_the_guest_after_sales_pages_speak_chinese_to_a_chinese_reader(product, settings):
+    from tests.test_pages_display import english_fragments, visible_text
+
+    settings.LANGUAGE_CODE = "zh-hans"
+    fragments = english_fragments()
+    client = Client(HTTP_ACCEPT_LANGUAGE="zh-hans")
+    order = buy_as_guest(client, product)
+    pages = [client.get(base(order) + "/")]  # locked: the proof form says after-sales needs it
+    prove(client, order)
+    client.post(base(order) + "/tickets/new/", {"kind": "other", "subject": "问题", "body": "你好"})
+    ticket = Ticket.objects.get()
+    client.post(base(order) + "/refund/", {"codes": [codes(order)[0].pk], "idempotency_key": uuid.uuid4().hex})
+    request = RefundRequest.objects.get()
+    for suffix in ("/", "/refund/", "/tickets/new/", f"/tickets/{ticket.number}/", f"/refunds/{request.public_id}/"):
+        pages.append(client.get(base(order) + suffix))
+    english = []
+    for response in pages:
+        assert response.status_code == 200
+        text = visible_text(response.content.decode())
+        english += [f for f in fragments if f in text]
+    assert english == []
+    assert "售后" in visible_text(pages[0].content.decode())

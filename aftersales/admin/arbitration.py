@@ -61,8 +61,14 @@ class ArbitrationCaseAdmin(ReadOnlyMixin, admin.ModelAdmin):
         "dossier_exported_at",
     )
     list_filter = ("status", "outcome", "third_party", ("created_at", admin.DateFieldListFilter))
-    search_fields = ("ticket__number", "case_number", "third_party", "ticket__user__email", "ticket__order__guest_email",
-                     "ticket__order__number")  # fmt: skip
+    search_fields = (
+        "ticket__number",
+        "case_number",
+        "third_party",
+        "ticket__user__email",
+        "ticket__order__guest_email",
+        "ticket__order__number",
+    )
     list_select_related = ("ticket",)
     list_per_page = 50
     date_hierarchy = "created_at"

@@ -231,7 +231,10 @@ class TicketAdmin(NumberSearchMixin, ReadOnlyMixin, admin.ModelAdmin):
     date_hierarchy = "created_at"
     inlines = (SlaEventInline, StatusHistoryInline)
     fieldsets = (
-        (None, {"fields": (("number", "status", "priority", "is_dispute"), ("kind", "subject"), ("buyer", "assignee"))}),
+        (
+            None,
+            {"fields": (("number", "status", "priority", "is_dispute"), ("kind", "subject"), ("buyer", "assignee"))},
+        ),
         (
             _("SLA"),
             {

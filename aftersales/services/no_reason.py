@@ -32,7 +32,7 @@ from django.utils.translation import gettext as _
 from django.utils.translation import ngettext
 
 from compliance.models import CreditEvent
-from compliance.selectors import credit_events_count
+from compliance.selectors import CreditOwnerKeys, credit_events_count
 from compliance.services import credit_event_record
 from marketplace.errors import ServiceError
 from orders.models import Order, OrderCode
@@ -75,9 +75,9 @@ def no_reason_limit_reached(user=None, *, email: str = "") -> bool:
     return used >= settings.NO_REASON_REFUND_LIMIT
 
 
-def _credit_owner(*, user, order: Order) -> dict[str, object]:
+def _credit_owner(*, user, order: Order) -> CreditOwnerKeys:
     """Whose no-reason refunds count: the member, or the guest by the order's email address."""
-    return {"user": user} if user is not None else {"user": None, "email": order.guest_email}
+    return {"user": user, "email": ""} if user is not None else {"user": None, "email": order.guest_email}
 
 
 @dataclass

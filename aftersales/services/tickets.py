@@ -42,6 +42,7 @@ from django.utils.text import get_valid_filename
 from django.utils.translation import gettext as _
 from PIL import Image
 
+from compliance.selectors import CreditOwnerKeys
 from compliance.services import audit_denied
 from marketplace.errors import Forbidden, NotFound, ServiceError
 from marketplace.permissions import staff_can_view, staff_has_perm
@@ -93,23 +94,23 @@ def is_buyer(ticket: Ticket, user) -> bool:
 
 def buyer_email(ticket: Ticket) -> str:
     """Where the buyer's emails about ``ticket`` go: the member's address, or the guest order's."""
-    if ticket.user_id is not None:
+    if ticket.user is not None:
         return ticket.user.email or ""
-    return ticket.order.guest_email if ticket.order_id is not None else ""
+    return ticket.order.guest_email if ticket.order is not None else ""
 
 
 def buyer_label(ticket: Ticket) -> str:
     """The buyer as staff read it: the member's email (or name), or "guest <email>"."""
-    if ticket.user_id is not None:
+    if ticket.user is not None:
         return ticket.user.email or ticket.user.get_username()
     return _("guest %(email)s") % {"email": buyer_email(ticket)}
 
 
-def credit_owner(ticket: Ticket) -> dict[str, object]:
+def credit_owner(ticket: Ticket) -> CreditOwnerKeys:
     """Whose credit events a decision on ``ticket`` writes (``credit_event_record``'s keywords):
     the member, or the guest by the order's email address."""
     if ticket.user_id is not None:
-        return {"user": ticket.user}
+        return {"user": ticket.user, "email": ""}
     return {"user": None, "email": buyer_email(ticket)}
 
 
@@ -396,7 +397,7 @@ def reply_templates_for(ticket: Ticket) -> list[dict[str, str]]:
         "ticket": ticket.number,
         "order": order.number if order else "",
         "product": order.product_name if order else "",
-        "buyer": (ticket.user.get_full_name() or ticket.user.email) if ticket.user_id else buyer_email(ticket),
+        "buyer": (ticket.user.get_full_name() or ticket.user.email) if ticket.user is not None else buyer_email(ticket),
         "due": minute(ticket.first_response_due_at),
     }
     templates = ReplyTemplate.objects.filter(is_active=True).filter(Q(kind="") | Q(kind=ticket.kind))

@@ -135,4 +135,6 @@ def arbitration(request, order, ticket):
 @never_cache
 @proved_guest(page=False)
 def attachment(request, order, public_id: uuid.UUID):
-    return ticket_views.attachment_response(tickets.attachment_for_guest(order=order, public_id=public_id, request=request))
+    return ticket_views.attachment_response(
+        tickets.attachment_for_guest(order=order, public_id=public_id, request=request)
+    )
