@@ -76,8 +76,15 @@ class Ticket(models.Model):
     Kind = Kind
 
     number = models.CharField(_("ticket number"), max_length=20, unique=True, default=new_ticket_number, editable=False)
+    # The member who opened it; empty for a guest order's ticket (the order names the guest:
+    # its guest_email, and the guest's browser proved it, ``orders.views.guest``).
     user = models.ForeignKey(
-        settings.AUTH_USER_MODEL, verbose_name=_("opened by"), related_name="tickets", on_delete=models.PROTECT
+        settings.AUTH_USER_MODEL,
+        verbose_name=_("opened by"),
+        null=True,
+        blank=True,
+        related_name="tickets",
+        on_delete=models.PROTECT,
     )
     order = models.ForeignKey(
         "orders.Order", verbose_name=_("order"), null=True, blank=True, related_name="tickets", on_delete=models.PROTECT
@@ -136,9 +143,20 @@ class Ticket(models.Model):
                 name="ticket_breach_due_idx",
             ),
         ]
+        constraints = [
+            # A guest's ticket (no user) must name its order: the order is who the guest is.
+            models.CheckConstraint(
+                condition=Q(user__isnull=False) | Q(order__isnull=False), name="ticket_user_or_order"
+            ),
+        ]
 
     def __str__(self):
         return self.number
+
+    @property
+    def is_guest(self) -> bool:
+        """Opened on a guest order (no account): the buyer is the order's guest email."""
+        return self.user_id is None
 
 
 class TicketStatusChange(StatusChange):
@@ -174,8 +192,14 @@ TICKET_FLOW = StateMachine(
 
 class TicketMessage(models.Model):
     ticket = models.ForeignKey(Ticket, verbose_name=_("ticket"), related_name="messages", on_delete=models.CASCADE)
+    # Empty: the guest of the ticket's order wrote it (staff messages always name their author).
     author = models.ForeignKey(
-        settings.AUTH_USER_MODEL, verbose_name=_("author"), related_name="+", on_delete=models.PROTECT
+        settings.AUTH_USER_MODEL,
+        verbose_name=_("author"),
+        null=True,
+        blank=True,
+        related_name="+",
+        on_delete=models.PROTECT,
     )
     from_staff = models.BooleanField(_("from staff"), default=False)
     # Staff's notes to each other: never shown to the buyer.
@@ -189,6 +213,11 @@ class TicketMessage(models.Model):
         ordering = ("created_at", "id")
         verbose_name = _("message")
         verbose_name_plural = _("messages")
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(from_staff=False) | Q(author__isnull=False), name="ticketmessage_staff_has_author"
+            ),
+        ]
 
     def __str__(self):
         return f"{self.ticket_id} · {self.author_id} @ {self.created_at:%Y-%m-%d %H:%M}"
@@ -288,8 +317,14 @@ class RefundRequest(models.Model):
     order = models.ForeignKey(
         "orders.Order", verbose_name=_("order"), related_name="refund_requests", on_delete=models.PROTECT
     )
+    # Empty for a guest order: the order is the guest's (its guest_email).
     user = models.ForeignKey(
-        settings.AUTH_USER_MODEL, verbose_name=_("buyer"), related_name="refund_requests", on_delete=models.PROTECT
+        settings.AUTH_USER_MODEL,
+        verbose_name=_("buyer"),
+        null=True,
+        blank=True,
+        related_name="refund_requests",
+        on_delete=models.PROTECT,
     )
     codes = models.ManyToManyField(
         "orders.OrderCode", verbose_name=pgettext_lazy("list of card codes", "codes"), related_name="refund_requests"
@@ -335,6 +370,12 @@ class RefundRequest(models.Model):
         verbose_name_plural = _("refund requests")
         constraints = [
             models.UniqueConstraint(fields=["user", "idempotency_key"], name="refundrequest_idempotent_per_user"),
+            # A guest has no user row: the same form twice is one request per order.
+            models.UniqueConstraint(
+                fields=["order", "idempotency_key"],
+                condition=Q(user__isnull=True),
+                name="refundrequest_idempotent_per_guest_order",
+            ),
             models.CheckConstraint(condition=Q(quantity__gte=1), name="refundrequest_quantity_positive"),
         ]
 
@@ -418,8 +459,14 @@ class ArbitrationCase(models.Model):
     ticket = models.OneToOneField(
         Ticket, verbose_name=_("ticket"), related_name="arbitration", on_delete=models.PROTECT
     )
+    # Empty: the guest of the ticket's order asked for it.
     requested_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, verbose_name=_("requested by"), related_name="+", on_delete=models.PROTECT
+        settings.AUTH_USER_MODEL,
+        verbose_name=_("requested by"),
+        null=True,
+        blank=True,
+        related_name="+",
+        on_delete=models.PROTECT,
     )
     buyer_statement = models.TextField(_("buyer's statement"), max_length=5000, blank=True)
     third_party = models.CharField(_("third party"), max_length=120, blank=True)

@@ -1,4 +1,5 @@
 from django.contrib import admin
+from django.utils.translation import gettext as _
 
 from marketplace.admin import ReadOnlyAdmin
 
@@ -15,7 +16,12 @@ class AuditEventAdmin(ReadOnlyAdmin):
 
 @admin.register(CreditEvent)
 class CreditEventAdmin(ReadOnlyAdmin):
-    list_display = ("at", "user", "kind", "reference", "detail")
+    list_display = ("at", "owner", "kind", "reference", "detail")
     list_filter = ("kind",)
-    search_fields = ("user__email", "reference")
+    search_fields = ("user__email", "email", "reference")
     date_hierarchy = "at"
+
+    @admin.display(description=_("user"), ordering="user__email")
+    def owner(self, obj):
+        """The member, or "guest <email>" for a guest's event."""
+        return obj.user if obj.user_id else _("guest %(email)s") % {"email": obj.email}

@@ -5,6 +5,7 @@ Append-only by convention; written only through ``compliance.services.audit_reco
 
 from django.conf import settings
 from django.db import models
+from django.db.models import Q
 from django.utils.translation import gettext_lazy as _
 
 
@@ -56,9 +57,17 @@ class CreditEvent(models.Model):
         ARBITRATION_WON = "arbitration_won", _("Arbitration decided for the user")
         ARBITRATION_LOST = "arbitration_lost", _("Arbitration decided against the user")
 
+    # Whose event: a member (``user``), or a guest known only by the normalised email address
+    # of their orders (``email``, user empty). Exactly one of the two.
     user = models.ForeignKey(
-        settings.AUTH_USER_MODEL, verbose_name=_("user"), related_name="credit_events", on_delete=models.PROTECT
+        settings.AUTH_USER_MODEL,
+        verbose_name=_("user"),
+        null=True,
+        blank=True,
+        related_name="credit_events",
+        on_delete=models.PROTECT,
     )
+    email = models.CharField(_("guest email"), max_length=254, blank=True)
     kind = models.CharField(_("event"), max_length=20, choices=Kind.choices)
     at = models.DateTimeField(_("time"), auto_now_add=True)
     reference = models.CharField(_("reference"), max_length=40, blank=True)  # order or ticket number
@@ -68,7 +77,18 @@ class CreditEvent(models.Model):
         ordering = ("-at", "-id")
         verbose_name = _("credit event")
         verbose_name_plural = _("credit events")
-        indexes = [models.Index(fields=["user", "kind", "at"], name="creditevent_user_kind_at_idx")]
+        indexes = [
+            models.Index(fields=["user", "kind", "at"], name="creditevent_user_kind_at_idx"),
+            models.Index(
+                fields=["email", "kind", "at"], condition=Q(user__isnull=True), name="creditevent_email_kind_at_idx"
+            ),
+        ]
+        constraints = [
+            models.CheckConstraint(
+                condition=(Q(user__isnull=False) & Q(email="")) | (Q(user__isnull=True) & ~Q(email="")),
+                name="creditevent_user_or_guest_email",
+            ),
+        ]
 
     def __str__(self):
-        return f"{self.user_id} {self.kind} {self.at:%Y-%m-%d}"
+        return f"{self.user_id or self.email} {self.kind} {self.at:%Y-%m-%d}"

@@ -6,6 +6,7 @@ import logging
 from marketplace.http import client_ip
 
 from .models import AuditEvent, CreditEvent
+from .selectors import credit_email_normalise
 
 log = logging.getLogger("marketplace.security")
 
@@ -40,5 +41,9 @@ def audit_denied(*, action: str, request=None, actor=None, target: str = "", det
     )
 
 
-def credit_event_record(*, user, kind: str, reference: str = "", detail: str = "") -> CreditEvent:
-    return CreditEvent.objects.create(user=user, kind=kind, reference=reference[:40], detail=detail[:300])
+def credit_event_record(*, user=None, email: str = "", kind: str, reference: str = "", detail: str = "") -> CreditEvent:
+    """An event of a member (``user``) or, with no user, of the guest known by ``email``."""
+    email = "" if user is not None else credit_email_normalise(email)
+    if user is None and not email:
+        raise ValueError("a credit event belongs to a user or to a guest email")
+    return CreditEvent.objects.create(user=user, email=email, kind=kind, reference=reference[:40], detail=detail[:300])

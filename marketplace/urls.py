@@ -7,6 +7,7 @@ from django.views.generic import RedirectView
 from django.views.i18n import set_language
 
 from accounts import views as account_views
+from aftersales import urls as aftersales_urls
 from agents import urls as agent_urls
 from orders import urls as order_urls
 from orders.views import orders as order_views
@@ -28,6 +29,8 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("accounts/profile/", order_views.profile, name="profile"),
     path("accounts/", include("allauth.urls")),
+    # A guest order's after-sales pages, under its order page (the guest's proof is checked there).
+    path("orders/guest/<str:number>/", include((aftersales_urls.guest_urlpatterns, "aftersales_guest"))),
     path("orders/", include("orders.urls")),
     path("pay/", include("payments.urls")),
     path("wallet/", include((payment_urls.wallet_urlpatterns, "wallet"))),

@@ -3,6 +3,10 @@ typed twice and a query password; pays in the sandbox cashier; the order page sh
 until the query password is entered; then a code is revealed. The emailed link, opened in a
 desktop browser, shows the order, and the password unlocks it there too. Screenshots at 390 px
 and 1366 px of the guest checkout and the guest order page.
+
+After-sales on the guest order page: locked until the proof, then the no-reason refund of an
+unrevealed code (to the sandbox channel), a ticket about a code with a screenshot, its thread.
+Screenshots guest-1x-*.png at 390 and 1366 px.
 """
 
 import re
@@ -12,8 +16,13 @@ from urllib.parse import urlsplit
 import pytest
 from django.core import mail
 
+from aftersales.models import RefundRequest, Ticket
 from catalog.services import code_plaintext
 from orders.models import CodeReveal, Order
+from orders.services import guest as guest_services
+from orders.services import orders as order_services
+from payments.models import Refund
+from payments.services.payments import sandbox_pay
 from tests.browser_helpers import new_page, shot, wait_for_status
 from tests.factories import CategoryFactory, ProductFactory, SupplierFactory, add_stock
 
@@ -74,6 +83,7 @@ def test_a_guest_buys_pays_and_reveals_with_the_query_password(browser, live_ser
     page.fill('[data-testid="password-form"] [data-testid="query-password"]', QUERY_PASSWORD)
     page.locator('[data-testid="unlock"]').click()
     page.locator('[data-testid="reveal"]').first.click()
+    page.locator('[data-testid="reveal-confirm-go"]').click()  # revealing is confirmed first
     page.locator('[data-testid="revealed-secret"]').first.wait_for()
     assert page.locator('[data-testid="revealed-secret"]').first.inner_text() == secrets[0]
     assert secrets[1] not in page.content()
@@ -93,9 +103,91 @@ def test_a_guest_buys_pays_and_reveals_with_the_query_password(browser, live_ser
     desk.fill('[data-testid="password-form"] [data-testid="query-password"]', QUERY_PASSWORD)
     desk.locator('[data-testid="unlock"]').click()
     desk.locator('[data-testid="reveal"]').nth(1).click()
+    desk.locator('[data-testid="reveal-confirm-go"]').click()
     desk.locator('[data-testid="revealed-secret"]').first.wait_for()
     shot(desk, "guest-06-order-revealed-1366")
     desk.goto(f"/orders/checkout/{product.slug}/")
     desk.fill('[data-testid="guest-email"]', EMAIL)
     shot(desk, "guest-07-checkout-1366")
+    assert not desk.js_errors
+
+
+def _screenshot_png(tmp_path):
+    from PIL import Image, ImageDraw
+
+    image = Image.new("RGB", (320, 200), "white")
+    ImageDraw.Draw(image).text((20, 90), "ERROR 0x1F: code already used", fill="red")
+    path = tmp_path / "error.png"
+    image.save(path)
+    return path
+
+
+def test_a_guest_uses_after_sales_on_the_order_page(browser, live_server, product, tmp_path):
+    order = order_services.order_place(
+        buyer=None, guest_email=EMAIL, query_password=QUERY_PASSWORD, product=product, quantity=2, idempotency_key="g"
+    )
+    sandbox_pay(order_number=order.number)
+    order.refresh_from_db()
+    assert order.status == Order.Status.DELIVERED
+    _first, second = order.codes.order_by("id")
+    link = guest_services.guest_link_url(order=order)
+
+    # The emailed link on a phone: the order, and after-sales waits for the proof.
+    page = new_page(browser, live_server.url)
+    page.goto(urlsplit(link).path)
+    page.wait_for_url(re.compile(rf"/orders/guest/{order.number}/$"))
+    assert page.locator('[data-testid="guest-aftersales-locked"]').is_visible()
+    assert page.locator('[data-testid="refund-entry"]').count() == 0
+    shot(page, "guest-10-aftersales-locked-390")
+    page.fill('[data-testid="password-form"] [data-testid="query-password"]', QUERY_PASSWORD)
+    page.locator('[data-testid="unlock"]').click()
+    page.locator('[data-testid="refund-entry"]').wait_for()
+    assert page.locator('[data-testid="code-refundable"]').count() == 2
+    assert page.locator('[data-testid="report-problem"]').is_visible()
+    shot(page, "guest-11-aftersales-390")
+
+    # The no-reason refund of one unrevealed code: chosen, confirmed, approved at once.
+    page.locator('[data-testid="refund-unused"]').click()
+    page.wait_for_url(re.compile(rf"/orders/guest/{order.number}/refund/$"))
+    page.locator(f"#code-{second.pk}").uncheck()
+    assert page.locator("[data-testid=refund-total]").inner_text().strip() == "¥9.50"
+    shot(page, "guest-12-refund-form-390")
+    page.locator("[data-testid=refund-submit]").click()
+    page.wait_for_url(re.compile(rf"/orders/guest/{order.number}/refunds/[0-9a-f-]{{36}}/$"))
+    assert page.locator("[data-testid=request-status]").get_attribute("data-status") == "refunded"
+    shot(page, "guest-13-refunded-390")
+    refund = Refund.objects.get()
+    assert refund.payment.gateway == "sandbox" and RefundRequest.objects.get().user is None
+
+    # A ticket about the other code, with a screenshot.
+    page.goto(f"/orders/guest/{order.number}/")
+    page.locator('[data-testid="report-code"]').first.click()
+    page.wait_for_url(re.compile(rf"/orders/guest/{order.number}/tickets/new/"))
+    assert page.locator("[data-testid=kind-invalid] input").is_checked()
+    page.fill("#id_subject", "充值提示卡密已使用")
+    page.fill("#id_body", "在游戏内兑换时提示：卡密已被使用。")
+    page.set_input_files("#id_attachments", str(_screenshot_png(tmp_path)))
+    page.locator("[data-testid=submit-ticket]").click()
+    page.wait_for_url(re.compile(rf"/orders/guest/{order.number}/tickets/T[A-Z0-9]+/$"))
+    ticket = Ticket.objects.get()
+    assert ticket.user is None and ticket.order_code_id == second.pk
+    assert page.locator(".thumbs img").count() == 1
+    shot(page, "guest-14-ticket-390")
+    page.goto(f"/orders/guest/{order.number}/")
+    assert page.locator('[data-testid="guest-ticket"]').count() == 1
+    shot(page, "guest-15-aftersales-after-390")
+    assert not page.js_errors
+
+    # The same on a desktop.
+    desk = new_page(browser, live_server.url, viewport=WIDE)
+    desk.goto(urlsplit(link).path)
+    desk.wait_for_url(re.compile(rf"/orders/guest/{order.number}/$"))
+    shot(desk, "guest-16-aftersales-locked-1366")
+    desk.fill('[data-testid="password-form"] [data-testid="query-password"]', QUERY_PASSWORD)
+    desk.locator('[data-testid="unlock"]').click()
+    desk.locator('[data-testid="guest-ticket"]').wait_for()
+    shot(desk, "guest-17-aftersales-1366")
+    desk.locator('[data-testid="guest-ticket"]').click()
+    desk.wait_for_url(re.compile(r"/tickets/T[A-Z0-9]+/$"))
+    shot(desk, "guest-18-ticket-1366")
     assert not desk.js_errors

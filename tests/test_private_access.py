@@ -579,6 +579,22 @@ NOT_BUYER_PRIVATE = {
     "orders:guest_code_check": "a guest order's proof, for the browser that holds it (tests/test_guest_checkout.py)",
     "orders:guest_cancel": "a guest order, for the browser that holds it (tests/test_guest_checkout.py)",
     "orders:guest_reveal": "a proved guest order's code, for the browser that holds it (tests/test_guest_checkout.py)",
+    # A guest order's after-sales (no account): only for the browser that holds the order and
+    # proved it (query password or emailed code); the ticket, request or image must be of that
+    # order; 404 for everyone else, 403 for a POST without the proof (tests/test_guest_aftersales.py).
+    **{
+        f"aftersales_guest:{name}": "a proved guest order's after-sales (tests/test_guest_aftersales.py)"
+        for name in (
+            "refund_new",
+            "refund_detail",
+            "ticket_new",
+            "ticket",
+            "ticket_reopen",
+            "ticket_close",
+            "arbitration",
+            "attachment",
+        )
+    },
     "payments-notify": "gateway callbacks, verified by signature",
     "payments-notify-refund": "gateway callbacks, verified by signature",
     "api:product": "the agents' API: public product data",

@@ -21,7 +21,7 @@ from marketplace.admin import ReadOnlyInline, ReadOnlyMixin
 from marketplace.errors import admin_action_run
 
 from ..models import ArbitrationCase, ArbitrationCaseStatusChange
-from ..services import arbitration
+from ..services import arbitration, tickets
 
 CHANGE_PERMISSION = "aftersales.change_arbitrationcase"
 
@@ -61,7 +61,14 @@ class ArbitrationCaseAdmin(ReadOnlyMixin, admin.ModelAdmin):
         "dossier_exported_at",
     )
     list_filter = ("status", "outcome", "third_party", ("created_at", admin.DateFieldListFilter))
-    search_fields = ("ticket__number", "case_number", "third_party", "ticket__user__email", "ticket__order__number")
+    search_fields = (
+        "ticket__number",
+        "case_number",
+        "third_party",
+        "ticket__user__email",
+        "ticket__order__guest_email",
+        "ticket__order__number",
+    )
     list_select_related = ("ticket",)
     list_per_page = 50
     date_hierarchy = "created_at"
@@ -69,7 +76,7 @@ class ArbitrationCaseAdmin(ReadOnlyMixin, admin.ModelAdmin):
     fields = readonly_fields = (
         "ticket_link",
         "order_link",
-        "requested_by",
+        "requested_by_label",
         "status",
         "outcome",
         "third_party",
@@ -86,6 +93,13 @@ class ArbitrationCaseAdmin(ReadOnlyMixin, admin.ModelAdmin):
 
     # Cases are opened by the buyer or from a dispute, changed only through the services.
     acted_on = True
+
+    @admin.display(description=_("requested by"))
+    def requested_by_label(self, obj):
+        """The staff member or member who escalated; "guest <email>" for a guest order's guest."""
+        if obj.requested_by_id is not None:
+            return obj.requested_by
+        return tickets.buyer_label(obj.ticket)
 
     @admin.display(description=_("ticket"), ordering="ticket__number")
     def ticket_link(self, obj):

@@ -71,6 +71,13 @@ class RefundRequestAdmin(ReadOnlyAdmin):
     class Media:
         css = {"all": ("css/admin.css",)}
 
+    @admin.display(description=_("buyer"), ordering="user__email")
+    def buyer(self, obj: RefundRequest):
+        """The member, or "guest <email>" for a guest order's request."""
+        if obj.user_id is not None:
+            return obj.user
+        return gettext("guest %(email)s") % {"email": obj.order.guest_email}
+
     # What staff act on first (where the money stands, how old) before who and which order.
     list_display = (
         "id",
@@ -78,20 +85,27 @@ class RefundRequestAdmin(ReadOnlyAdmin):
         "refund_status",
         "age",
         "quantity",
-        "user",
+        "buyer",
         "order_link",
         "ticket_link",
         "refund_link",
     )
     list_filter = ("status", MoneyBackOverdueFilter, ("created_at", admin.DateFieldListFilter))
     list_select_related = ("order", "user", "refund", "ticket")
-    search_fields = ("order__number", "user__username", "user__email", "refund__number", "ticket__number")
+    search_fields = (
+        "order__number",
+        "user__username",
+        "user__email",
+        "order__guest_email",
+        "refund__number",
+        "ticket__number",
+    )
     date_hierarchy = "created_at"
     ordering = ("-id",)
     inlines = (HistoryInline,)
     fields = readonly_fields = (
         "order_link",
-        "user",
+        "buyer",
         "quantity",
         "codes_list",
         "reason",

@@ -24,7 +24,7 @@ from catalog.selectors import stock_count
 from compliance import selectors as credit
 from marketplace.admin import NumberSearchMixin, ReadOnlyInline, ReadOnlyMixin
 from marketplace.errors import admin_action_run
-from orders.models import CodeReveal, OrderCode
+from orders.models import CodeReveal, Order, OrderCode
 
 from ..models import Kind, ReplyTemplate, SlaEvent, Ticket, TicketStatusChange
 from ..services import arbitration, disputes, tickets
@@ -210,7 +210,7 @@ class TicketAdmin(NumberSearchMixin, ReadOnlyMixin, admin.ModelAdmin):
         "priority",
         "kind",
         "short_subject",
-        "user",
+        "buyer",
         "short_order",
         "assignee",
         "created_at",
@@ -223,7 +223,7 @@ class TicketAdmin(NumberSearchMixin, ReadOnlyMixin, admin.ModelAdmin):
         SlaFilter,
         ("assignee", admin.RelatedOnlyFieldListFilter),
     )
-    search_fields = ("number", "user__email", "order__number")
+    search_fields = ("number", "user__email", "order__guest_email", "order__number")
     list_select_related = ("user", "order", "assignee")
     list_per_page = 50
     actions = ("assign_to_me",)
@@ -231,7 +231,10 @@ class TicketAdmin(NumberSearchMixin, ReadOnlyMixin, admin.ModelAdmin):
     date_hierarchy = "created_at"
     inlines = (SlaEventInline, StatusHistoryInline)
     fieldsets = (
-        (None, {"fields": (("number", "status", "priority", "is_dispute"), ("kind", "subject"), ("user", "assignee"))}),
+        (
+            None,
+            {"fields": (("number", "status", "priority", "is_dispute"), ("kind", "subject"), ("buyer", "assignee"))},
+        ),
         (
             _("SLA"),
             {
@@ -251,7 +254,7 @@ class TicketAdmin(NumberSearchMixin, ReadOnlyMixin, admin.ModelAdmin):
         "is_dispute",
         "kind",
         "subject",
-        "user",
+        "buyer",
         "assignee",
         "created_at",
         "last_activity_at",
@@ -269,6 +272,11 @@ class TicketAdmin(NumberSearchMixin, ReadOnlyMixin, admin.ModelAdmin):
 
     # Changed only through the services (the buttons on the change page).
     acted_on = True
+
+    @admin.display(description=_("opened by"), ordering="user__email")
+    def buyer(self, obj: Ticket) -> str:
+        """The member, or "guest <email>" for a guest order's ticket."""
+        return tickets.buyer_label(obj)
 
     def get_queryset(self, request):
         # Unanswered tickets still open come first, the nearest deadline on top.
@@ -337,6 +345,15 @@ class TicketAdmin(NumberSearchMixin, ReadOnlyMixin, admin.ModelAdmin):
             payments = list(order.payments.all())
             refunds = list(order.refund_requests.all())
         user = ticket.user
+        if user is not None:
+            others = Ticket.objects.filter(user=user)
+            orders_count = user.orders.count()
+            credit_record = credit.credit_summary(user=user)
+        else:  # a guest: their other guest orders and tickets under the same address
+            email = tickets.buyer_email(ticket)
+            others = Ticket.objects.filter(user__isnull=True, order__guest_email=email)
+            orders_count = Order.objects.filter(buyer__isnull=True, guest_email=email).count()
+            credit_record = credit.credit_summary(email=email)
         return {
             "can_act": request.user.has_perm(CHANGE_PERMISSION),
             "case_order": order,
@@ -349,10 +366,12 @@ class TicketAdmin(NumberSearchMixin, ReadOnlyMixin, admin.ModelAdmin):
             "time_left": time_left_html(ticket),
             "is_open": ticket.status in tickets.OPEN_STATUSES,
             "staff_users": list(tickets.staff_users()),
-            "buyer_tickets": Ticket.objects.filter(user=user).exclude(pk=ticket.pk).order_by("-id")[:10],
-            "buyer_orders_count": user.orders.count(),
-            "buyer_disputes_count": Ticket.objects.filter(user=user, is_dispute=True).count(),
-            "buyer_credit": credit.credit_summary(user=user),
+            "buyer_tickets": others.exclude(pk=ticket.pk).order_by("-id")[:10],
+            "buyer_orders_count": orders_count,
+            "buyer_disputes_count": others.filter(is_dispute=True).count(),
+            "buyer_credit": credit_record,
+            "buyer_email": tickets.buyer_email(ticket),
+            "buyer_label": tickets.buyer_label(ticket),
             **self._decision(ticket),
         }
 

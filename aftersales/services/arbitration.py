@@ -110,12 +110,14 @@ def _decision_against_buyer(ticket: Ticket) -> datetime | None:
 
 
 def arbitration_eligibility(*, ticket: Ticket, user, now: datetime | None = None) -> Eligibility:
-    """May ``user`` escalate ``ticket`` now? (Whether a case exists already is the caller's concern.)"""
+    """May ``user`` escalate ``ticket`` now? (Whether a case exists already is the caller's concern.)
+    ``user`` None: the guest of the ticket's guest order (the caller checked the guest's proof)."""
     if ticket.order_id is None:
         return Eligibility(False, _("Only a ticket about an order can go to arbitration."))
-    if ticket.user_id != user.pk and staff_has_perm(user, tickets.CHANGE_PERMISSION):
+    own = tickets.is_buyer(ticket, user)
+    if not own and staff_has_perm(user, tickets.CHANGE_PERMISSION):
         return Eligibility(True)
-    if ticket.user_id != user.pk:
+    if not own:
         return Eligibility(False, _("This is not your ticket."))
     decided = _decision_against_buyer(ticket)
     if decided is None:
@@ -194,8 +196,8 @@ def _trace(ticket: Ticket, *, author, body: str, from_staff: bool, notify_buyer:
     """A message on the ticket's thread (the buyer sees it), and the ticket's activity time."""
     message = TicketMessage.objects.create(ticket=ticket, author=author, from_staff=from_staff, body=body[:5000])
     Ticket.objects.filter(pk=ticket.pk).update(last_activity_at=timezone.now())
-    if notify_buyer and ticket.user.email:
-        tickets._email_on_commit("buyer_reply", ticket, [ticket.user.email])
+    if notify_buyer and tickets.buyer_email(ticket):
+        tickets._email_on_commit("buyer_reply", ticket, [tickets.buyer_email(ticket)])
     return message
 
 
@@ -208,11 +210,12 @@ def _locked_case(case: ArbitrationCase) -> ArbitrationCase:
 
 
 def arbitration_open(*, ticket: Ticket, user, statement: str = "", request=None) -> ArbitrationCase:
-    """Escalate ``ticket`` to arbitration (see the module's rule). A second call returns the case."""
+    """Escalate ``ticket`` to arbitration (see the module's rule). A second call returns the case.
+    ``user`` None: the guest of the ticket's guest order (the caller checked the guest's proof)."""
     statement = (statement or "").strip()
     if len(statement) > 5000:
         raise ArbitrationError(_("The statement is too long (at most 5,000 characters)."))
-    by_staff = ticket.user_id != user.pk
+    by_staff = not tickets.is_buyer(ticket, user)
     if by_staff and not staff_has_perm(user, tickets.CHANGE_PERMISSION):  # (audit outside the transaction)
         audit_denied(
             action="arbitration.open", request=request, actor=user, target=ticket.number, detail="not the ticket's user"
@@ -413,7 +416,7 @@ def arbitration_decide(
         if refund is None:  # a refund's ARBITRATION_WON is recorded by the refund service, once
             won = outcome in (CaseOutcome.BUYER, CaseOutcome.PARTIAL)
             credit_event_record(
-                user=ticket.user,
+                **tickets.credit_owner(ticket),
                 kind=CreditEvent.Kind.ARBITRATION_WON if won else CreditEvent.Kind.ARBITRATION_LOST,
                 reference=ticket.number,
                 detail=f"arbitration {case.third_party} #{case.case_number}: {outcome}",
@@ -575,6 +578,7 @@ def dossier_context(case: ArbitrationCase) -> dict:
     return {
         "case": case,
         "ticket": ticket,
+        "buyer": tickets.buyer_label(ticket),
         "order": order,
         "payments": list(order.payments.order_by("pk")) if order else [],
         "refunds": list(order.refunds.order_by("pk")) if order else [],
@@ -607,7 +611,7 @@ def arbitration_dossier(*, case: ArbitrationCase, staff) -> bytes:
                 [
                     [order.number, order.product_name, order.quantity, order.unit_price, order.total, order.status,
                      order.refunded_quantity, _t(order.created_at), _t(getattr(order, "paid_at", None)),
-                     _t(order.delivered_at), case.ticket.user.email]
+                     _t(order.delivered_at), tickets.buyer_email(case.ticket)]
                 ]
                 if order
                 else [],

@@ -29,6 +29,7 @@ from compliance.services import audit_record, credit_event_record
 from marketplace.errors import Forbidden, ServiceError
 from orders.models import Order, OrderCode
 from orders.services import orders as order_services
+from orders.services.guest import guest_link_url
 from payments.models import Refund
 from payments.services import refunds
 
@@ -97,8 +98,15 @@ def _tell_buyer(ticket: Ticket, *, staff, body: str, resolve: bool) -> None:
 
 
 def arbitration_url(ticket: Ticket) -> str:
-    """Where the buyer asks for arbitration."""
+    """Where the buyer asks for arbitration (a guest: under their order's page)."""
+    if ticket.user_id is None and ticket.order is not None:
+        return settings.SITE_URL + reverse("aftersales_guest:arbitration", args=[ticket.order.number, ticket.number])
     return settings.SITE_URL + reverse("aftersales:arbitration_new", args=[ticket.number])
+
+
+def order_url(order: Order) -> str:
+    """The buyer's order page, for a message: a guest's through the order's signed link."""
+    return guest_link_url(order=order) if order.is_guest else settings.SITE_URL + order.get_absolute_url()
 
 
 def refund_key(ticket: Ticket, key: str) -> str:
@@ -183,7 +191,7 @@ def dispute_refund(
                 update={"refund": refund, "decided_by": staff},
             )
         credit_event_record(
-            user=ticket.user,
+            **tickets.credit_owner(ticket),
             kind=credit_kind,
             reference=ticket.number,
             detail=f"{len(codes)} code(s), refund {refund.number}",
@@ -222,7 +230,10 @@ def dispute_reject(*, ticket: Ticket, staff, reason: str) -> Ticket:
                 request, RequestStatus.REJECTED, actor=staff, note=reason, update={"decided_by": staff}
             )
         credit_event_record(
-            user=ticket.user, kind=CreditEvent.Kind.DISPUTE_LOST, reference=ticket.number, detail=reason[:200]
+            **tickets.credit_owner(ticket),
+            kind=CreditEvent.Kind.DISPUTE_LOST,
+            reference=ticket.number,
+            detail=reason[:200],
         )
         _audit("reject", staff=staff, ticket=ticket, detail=reason)
         # The address on a line of its own: the buyer's page turns it into a link.
@@ -263,7 +274,7 @@ def dispute_reissue(*, ticket: Ticket, order_code: OrderCode, staff, reason: str
         except IntegrityError:
             raise DisputeError(_("This code has already been replaced.")) from None
         credit_event_record(
-            user=ticket.user,
+            **tickets.credit_owner(ticket),
             kind=CreditEvent.Kind.REISSUE,
             reference=ticket.number,
             detail=f"order {order.number}: code {oc.code_id} → {new.code_id}",
@@ -277,7 +288,7 @@ def dispute_reissue(*, ticket: Ticket, order_code: OrderCode, staff, reason: str
         body = _(
             "We marked the code that did not work as defective and delivered a replacement: it is on your "
             "order page (%(url)s).\nReason: %(reason)s"
-        ) % {"url": settings.SITE_URL + order.get_absolute_url(), "reason": reason}
+        ) % {"url": order_url(order), "reason": reason}
         _tell_buyer(ticket, staff=staff, body=body, resolve=False)
     log.info("dispute %s: code %s reissued as %s by staff %s", ticket.number, oc.code_id, new.code_id, staff.pk)
     return reissue

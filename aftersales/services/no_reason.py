@@ -11,6 +11,11 @@ is kept under review with a ticket explaining why.
 One request per (buyer, idempotency key); requests of one buyer are serialised on the buyer's
 row (so the limit holds and a double click or two tabs make one refund), then on the
 payment's and the order's rows, in the order ``payments.services.refunds`` locks them.
+
+A guest order's guest asks through the same service with ``user=None`` (the guest views check
+the guest's proof): one request per (order, idempotency key), serialised on a lock named after
+the guest's email address, and the no-reason limit counts the guest's credit events by that
+address. A guest paid through a gateway (a guest has no balance), so the refund goes back there.
 """
 
 import logging
@@ -20,14 +25,14 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Count, Min
 from django.utils import formats, timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import ngettext
 
 from compliance.models import CreditEvent
-from compliance.selectors import credit_events_count
+from compliance.selectors import CreditOwnerKeys, credit_events_count
 from compliance.services import credit_event_record
 from marketplace.errors import ServiceError
 from orders.models import Order, OrderCode
@@ -61,11 +66,18 @@ def refund_window_end(order: Order) -> datetime | None:
     return order.delivered_at + timedelta(days=settings.REFUND_WINDOW_DAYS)
 
 
-def no_reason_limit_reached(user) -> bool:
+def no_reason_limit_reached(user=None, *, email: str = "") -> bool:
+    """``user`` (or, with no user, the guest ``email``) has had the most no-reason refunds allowed
+    in the last NO_REASON_REFUND_LIMIT_DAYS days."""
     used = credit_events_count(
-        user=user, kind=CreditEvent.Kind.NO_REASON_REFUND, days=settings.NO_REASON_REFUND_LIMIT_DAYS
+        user=user, email=email, kind=CreditEvent.Kind.NO_REASON_REFUND, days=settings.NO_REASON_REFUND_LIMIT_DAYS
     )
     return used >= settings.NO_REASON_REFUND_LIMIT
+
+
+def _credit_owner(*, user, order: Order) -> CreditOwnerKeys:
+    """Whose no-reason refunds count: the member, or the guest by the order's email address."""
+    return {"user": user, "email": ""} if user is not None else {"user": None, "email": order.guest_email}
 
 
 @dataclass
@@ -115,7 +127,8 @@ class RefundOptions:
 
 
 def refund_options(*, order: Order, user) -> RefundOptions:
-    """What ``user`` may ask to refund on ``order`` now, code by code (the caller checked ownership)."""
+    """What ``user`` may ask to refund on ``order`` now, code by code (the caller checked ownership;
+    ``user`` None: the guest of the guest order)."""
     # Codes are numbered by their place on the order (refunded ones keep their numbers).
     codes = list(
         OrderCode.objects.filter(order_id=order.pk)
@@ -149,7 +162,7 @@ def refund_options(*, order: Order, user) -> RefundOptions:
         ],
         window_end=end,
         window_open=order.status == Order.Status.DELIVERED and end is not None and timezone.now() <= end,
-        limit_reached=no_reason_limit_reached(user),
+        limit_reached=no_reason_limit_reached(**_credit_owner(user=user, order=order)),
         requests=requests,
     )
 
@@ -176,16 +189,17 @@ def refund_request_create(
 ) -> RefundRequest:
     """Ask for codes of ``order`` back. Returns the request: refunded at once, or under review.
 
-    Raises ``Order.DoesNotExist`` when the order is not ``user``'s, a ``ServiceError`` with a
-    message for the buyer when the request cannot be made (``RefundRequestError``, or the
-    refund service's ``RefundError``).
+    ``user`` None: the guest of the guest order ``order`` asks (the caller checked the guest's
+    proof). Raises ``Order.DoesNotExist`` when the order is not ``user``'s (not a guest order
+    for None), a ``ServiceError`` with a message for the buyer when the request cannot be made
+    (``RefundRequestError``, or the refund service's ``RefundError``).
     """
     key = (idempotency_key or "").strip()
     if not key or len(key) > 64:
         raise RefundRequestError(_("This form has expired: reload the page and try again."))
-    if order.buyer_id != user.pk:
+    if order.buyer_id != getattr(user, "pk", None):
         raise Order.DoesNotExist
-    existing = RefundRequest.objects.filter(user=user, idempotency_key=key).first()
+    existing = _existing(user=user, order=order, key=key)
     if existing is not None:
         return existing
     ids = _parse_ids(order_code_ids)
@@ -194,8 +208,8 @@ def refund_request_create(
     with transaction.atomic():
         # One request of this buyer at a time (double clicks, two tabs, the limit), then the
         # payment and the order, in the order payments.services.refunds locks them.
-        get_user_model().objects.select_for_update().filter(pk=user.pk).first()
-        existing = RefundRequest.objects.filter(user=user, idempotency_key=key).first()
+        _lock_buyer(user=user, order=order)
+        existing = _existing(user=user, order=order, key=key)
         if existing is not None:
             return existing
         payment = order.payments.filter(status=Payment.Status.SUCCEEDED).order_by("id").first()
@@ -236,7 +250,7 @@ def refund_request_create(
                 _("requested after the %(days)d-day window (it ended %(date)s)")
                 % {"days": settings.REFUND_WINDOW_DAYS, "date": _date(end) if end else "-"}
             )
-        if no_reason_limit_reached(user):
+        if no_reason_limit_reached(**_credit_owner(user=user, order=order)):
             review.append(
                 _("more than %(limit)d no-reason refunds in %(days)d days")
                 % {"limit": settings.NO_REASON_REFUND_LIMIT, "days": settings.NO_REASON_REFUND_LIMIT_DAYS}
@@ -272,7 +286,7 @@ def refund_request_create(
             ),
         )
         credit_event_record(
-            user=user,
+            **_credit_owner(user=user, order=order),
             kind=CreditEvent.Kind.NO_REASON_REFUND,
             reference=order.number,
             detail=f"{len(codes)} code(s), refund {refund.number}",
@@ -283,6 +297,23 @@ def refund_request_create(
         )
     log.info("refund request %s of order %s refunded automatically: %s", request.pk, order.number, refund.number)
     return request
+
+
+def _existing(*, user, order: Order, key: str) -> RefundRequest | None:
+    if user is not None:
+        return RefundRequest.objects.filter(user=user, idempotency_key=key).first()
+    return RefundRequest.objects.filter(user__isnull=True, order_id=order.pk, idempotency_key=key).first()
+
+
+def _lock_buyer(*, user, order: Order) -> None:
+    """Serialise the requests of one buyer: the member's row; for a guest (no row of their own),
+    a transaction lock named after the guest's address (SQLite's immediate transactions are
+    serialised anyway)."""
+    if user is not None:
+        get_user_model().objects.select_for_update().filter(pk=user.pk).first()
+    elif connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", [f"refundrequest:guest:{order.guest_email}"])
 
 
 def _dispute_open(*, request: RefundRequest, codes: Sequence[OrderCode]) -> Ticket:

@@ -9,6 +9,12 @@ Attachments are images only (PNG, JPEG, WebP: decoded with Pillow, not trusted b
 declared type), stored under ``PRIVATE_MEDIA_ROOT`` (outside the web root) with a random name
 and served by a view, under a random public id, to the ticket's user and to staff who may view
 tickets in admin (the model permission, not the staff flag: ``marketplace.permissions``).
+
+A guest order's ticket has no user: the buyer is the order's guest (``Order.guest_email``). The
+services take ``user=None`` (``author=None``, ``actor=None``) for that guest, on a ticket of a guest
+order; proving that the caller is the guest (the query password or an emailed code, remembered
+by the browser's session) is the guest views' part (``aftersales.views.guest``), as a login is the
+member views'. Emails to the buyer go to ``buyer_email(ticket)``.
 """
 
 from __future__ import annotations
@@ -36,10 +42,12 @@ from django.utils.text import get_valid_filename
 from django.utils.translation import gettext as _
 from PIL import Image
 
+from compliance.selectors import CreditOwnerKeys
 from compliance.services import audit_denied
 from marketplace.errors import Forbidden, NotFound, ServiceError
 from marketplace.permissions import staff_can_view, staff_has_perm
 from orders.models import Order, OrderCode
+from orders.services.guest import guest_link_url
 
 from ..models import (
     TICKET_FLOW,
@@ -71,6 +79,52 @@ class TicketError(ServiceError):
     """Refused, with a message for the person who asked."""
 
     code = "ticket_refused"
+
+
+# --- the buyer: a member, or a guest order's guest -------------------------------------------
+
+
+def is_buyer(ticket: Ticket, user) -> bool:
+    """``user`` is the ticket's buyer: the member who opened it, or (``user`` None) the guest of
+    the guest order it is about (the caller has checked the guest's proof)."""
+    if user is None:
+        return ticket.user_id is None and ticket.order_id is not None
+    return ticket.user_id is not None and ticket.user_id == user.pk
+
+
+def buyer_email(ticket: Ticket) -> str:
+    """Where the buyer's emails about ``ticket`` go: the member's address, or the guest order's."""
+    if ticket.user is not None:
+        return ticket.user.email or ""
+    return ticket.order.guest_email if ticket.order is not None else ""
+
+
+def buyer_label(ticket: Ticket) -> str:
+    """The buyer as staff read it: the member's email (or name), or "guest <email>"."""
+    if ticket.user is not None:
+        return ticket.user.email or ticket.user.get_username()
+    return _("guest %(email)s") % {"email": buyer_email(ticket)}
+
+
+def credit_owner(ticket: Ticket) -> CreditOwnerKeys:
+    """Whose credit events a decision on ``ticket`` writes (``credit_event_record``'s keywords):
+    the member, or the guest by the order's email address."""
+    if ticket.user_id is not None:
+        return {"user": ticket.user, "email": ""}
+    return {"user": None, "email": buyer_email(ticket)}
+
+
+def buyer_url(ticket: Ticket) -> str:
+    """The buyer's way to the ticket, for emails: the member's ticket page; for a guest, the
+    signed link to the order (the ticket is in its after-sales block, after the guest's proof)."""
+    if ticket.user_id is None and ticket.order is not None:
+        return guest_link_url(order=ticket.order)
+    return settings.SITE_URL + reverse("aftersales:ticket", args=[ticket.number])
+
+
+def _buyer_recipients(ticket: Ticket) -> list[str]:
+    email = buyer_email(ticket)
+    return [email] if email else []
 
 
 # --- attachments ---------------------------------------------------------------------------
@@ -186,13 +240,35 @@ def staff_may_view(user) -> bool:
     return staff_can_view(user, Ticket)
 
 
+def tickets_for_guest_order(order: Order) -> QuerySet[Ticket]:
+    """The guest's tickets on a guest order (its page lists them: a guest has no ticket list)."""
+    if order.buyer_id is not None:
+        return Ticket.objects.none()
+    return Ticket.objects.filter(order=order, user__isnull=True).order_by("-last_activity_at", "-id")
+
+
+def ticket_for_guest(*, order: Order, number: str, request=None) -> Ticket:
+    """A ticket of the guest order ``order`` (whose proof the caller checked), or 404 and an audit
+    entry: a member's ticket, or one of another order, does not exist here."""
+    ticket = (
+        Ticket.objects.select_related("order", "order_code", "user", "assignee")
+        .filter(number=number, order_id=order.pk, order__buyer__isnull=True, user__isnull=True)
+        .first()
+    )
+    if ticket is None:
+        if Ticket.objects.filter(number=number).exists():
+            audit_denied(action="ticket.view", request=request, target=number, detail=f"not a ticket of {order.number}")
+        raise NotFound
+    return ticket
+
+
 def ticket_for_user(*, user, number: str, request=None) -> Ticket:
     """The user's own ticket (staff with the ticket admin's view permission: any ticket), or 404
     and an audit entry."""
     ticket = Ticket.objects.select_related("order", "order_code", "user", "assignee").filter(number=number).first()
     if ticket is None:
         raise NotFound
-    if ticket.user_id != user.pk and not staff_may_view(user):
+    if not is_buyer(ticket, user) and not staff_may_view(user):
         audit_denied(action="ticket.view", request=request, actor=user, target=number, detail="not the ticket's user")
         raise NotFound
     return ticket
@@ -202,6 +278,29 @@ def ticket_messages_for(ticket: Ticket, *, staff: bool) -> QuerySet[TicketMessag
     """The thread; the buyer's view never includes internal notes."""
     messages = ticket.messages.select_related("author").prefetch_related("attachments")
     return messages if staff else messages.filter(internal=False)
+
+
+def attachment_for_guest(*, order: Order, public_id: uuid.UUID, request=None) -> TicketAttachment:
+    """An image of a guest's ticket on ``order`` (whose proof the caller checked), not on an
+    internal note; anything else 404 and an audit entry."""
+    attachment = (
+        TicketAttachment.objects.select_related("message__ticket").filter(public_id=public_id).first()
+        if isinstance(public_id, uuid.UUID)
+        else None
+    )
+    if attachment is None:
+        raise NotFound
+    message = attachment.message
+    ticket = message.ticket
+    if ticket.order_id != order.pk or ticket.user_id is not None or order.buyer_id is not None or message.internal:
+        audit_denied(
+            action="ticket.attachment",
+            request=request,
+            target=f"{ticket.number}/{public_id}",
+            detail=f"not an image of a guest ticket of {order.number}",
+        )
+        raise NotFound
+    return attachment
 
 
 def attachment_for_user(*, user, public_id: uuid.UUID, request=None) -> TicketAttachment:
@@ -215,7 +314,7 @@ def attachment_for_user(*, user, public_id: uuid.UUID, request=None) -> TicketAt
     if attachment is None:
         raise NotFound
     message = attachment.message
-    own = message.ticket.user_id == user.pk and not message.internal
+    own = is_buyer(message.ticket, user) and not message.internal
     if not (own or staff_may_view(user)):
         audit_denied(
             action="ticket.attachment",
@@ -298,7 +397,7 @@ def reply_templates_for(ticket: Ticket) -> list[dict[str, str]]:
         "ticket": ticket.number,
         "order": order.number if order else "",
         "product": order.product_name if order else "",
-        "buyer": ticket.user.get_full_name() or ticket.user.email,
+        "buyer": (ticket.user.get_full_name() or ticket.user.email) if ticket.user is not None else buyer_email(ticket),
         "due": minute(ticket.first_response_due_at),
     }
     templates = ReplyTemplate.objects.filter(is_active=True).filter(Q(kind="") | Q(kind=ticket.kind))
@@ -328,13 +427,13 @@ def _staff_recipients(ticket: Ticket, *, exclude=None) -> list[str]:
 def _email(kind: str, ticket_id: int, recipients: list[str]) -> None:
     if not recipients:
         return
-    ticket = Ticket.objects.select_related("user").get(pk=ticket_id)
+    ticket = Ticket.objects.select_related("user", "order").get(pk=ticket_id)
     with translation.override(settings.LANGUAGE_CODE):
         to_staff = kind.startswith("staff_")
-        url = settings.SITE_URL + (
-            reverse("admin:aftersales_ticket_change", args=[ticket.pk])
+        url = (
+            settings.SITE_URL + reverse("admin:aftersales_ticket_change", args=[ticket.pk])
             if to_staff
-            else reverse("aftersales:ticket", args=[ticket.number])
+            else buyer_url(ticket)
         )
         subjects = {
             "buyer_opened": _("Ticket %(number)s received: we answer by %(due)s"),
@@ -347,7 +446,10 @@ def _email(kind: str, ticket_id: int, recipients: list[str]) -> None:
         }
         due = minute(ticket.first_response_due_at)
         subject = subjects[kind] % {"number": ticket.number, "subject": ticket.subject, "due": due}
-        body = render_to_string("aftersales/email/ticket.txt", {"ticket": ticket, "kind": kind, "url": url, "due": due})
+        body = render_to_string(
+            "aftersales/email/ticket.txt",
+            {"ticket": ticket, "kind": kind, "url": url, "due": due, "guest": ticket.is_guest},
+        )
     send_mail(subject, body, None, recipients)
 
 
@@ -368,7 +470,7 @@ def _email_on_commit(kind: str, ticket: Ticket, recipients: list[str]) -> None:
 
 def _locked(ticket: Ticket | int) -> Ticket:
     pk = ticket.pk if isinstance(ticket, Ticket) else ticket
-    return Ticket.objects.select_for_update(of=("self",)).select_related("user", "assignee").get(pk=pk)
+    return Ticket.objects.select_for_update(of=("self",)).select_related("user", "order", "assignee").get(pk=pk)
 
 
 def _clean_body(body: str, *, required: bool = True) -> str:
@@ -390,7 +492,8 @@ def _resolve_order(user, order, order_code, request) -> tuple[Order | None, Orde
         if found is None:
             raise NotFound
         order = found
-    if order is not None and order.buyer_id != user.pk:
+    owner = getattr(user, "pk", None)  # None: the guest of a guest order
+    if order is not None and order.buyer_id != owner:
         deny(order.number)
     if order_code is not None and not isinstance(order_code, OrderCode):
         try:
@@ -401,7 +504,7 @@ def _resolve_order(user, order, order_code, request) -> tuple[Order | None, Orde
             raise NotFound
         order_code = found_code
     if order_code is not None:
-        if order_code.order.buyer_id != user.pk:
+        if order_code.order.buyer_id != owner:
             deny(f"code {order_code.pk}")
         if order is not None and order_code.order_id != order.pk:
             raise TicketError(_("That code does not belong to this order."))
@@ -422,7 +525,8 @@ def ticket_open(
     is_dispute: bool = False,
     priority: int | None = None,
 ) -> Ticket:
-    """Open a ticket on the user's own order or code (else Forbidden and an audit entry)."""
+    """Open a ticket on the user's own order or code (else Forbidden and an audit entry).
+    ``user`` None: the guest of the guest order ``order`` (or ``order_code``'s) opens it."""
     if kind not in Kind.values:
         raise TicketError(_("Choose what the problem is."))
     subject = (subject or "").strip()
@@ -432,7 +536,7 @@ def ticket_open(
         raise TicketError(_("The subject is too long (at most 120 characters)."))
     body = _clean_body(body)
     order, order_code = _resolve_order(user, order, order_code, request)
-    if kind in (Kind.NOT_RECEIVED, Kind.INVALID) and order is None:
+    if (user is None or kind in (Kind.NOT_RECEIVED, Kind.INVALID)) and order is None:
         raise TicketError(_("Choose the order this is about."))
     images = attachments_check(attachments)
     now = timezone.now()
@@ -451,7 +555,7 @@ def ticket_open(
         # The ticket is created open: its first history row, as TICKET_FLOW.apply writes the later ones.
         TicketStatusChange.objects.create(ticket=ticket, from_status="", to_status=TicketStatus.OPEN, actor=user)
         _add_message(ticket, author=user, body=body, images=images, from_staff=False)
-        _email_on_commit("buyer_opened", ticket, [user.email] if user.email else [])
+        _email_on_commit("buyer_opened", ticket, _buyer_recipients(ticket))
         _email_on_commit("staff_opened", ticket, _staff_recipients(ticket))
     return ticket
 
@@ -468,7 +572,8 @@ def ticket_reply(
     request_info: bool = False,
 ) -> TicketMessage:
     """Add a message. Buyer -> awaiting staff; staff -> awaiting buyer. Only a staff reply marked as
-    the resolution plan stops the first-response clock; internal notes change nothing the buyer sees."""
+    the resolution plan stops the first-response clock; internal notes change nothing the buyer sees.
+    ``author`` None (not staff): the guest of the ticket's guest order."""
     body = _clean_body(body)
     if staff and not staff_has_perm(author, CHANGE_PERMISSION):
         raise Forbidden
@@ -480,7 +585,7 @@ def ticket_reply(
     now = timezone.now()
     with transaction.atomic():
         ticket = _locked(ticket)
-        if not staff and ticket.user_id != author.pk:
+        if not staff and not is_buyer(ticket, author):
             raise Forbidden
         if ticket.status == TicketStatus.CLOSED:
             raise TicketError(_("This ticket is closed. Please open a new ticket."))
@@ -505,7 +610,7 @@ def ticket_reply(
             )
             if not moved:  # already awaiting the buyer, or a word after resolution: the status stays
                 _save(ticket, update)
-            _email_on_commit("buyer_reply", ticket, [ticket.user.email] if ticket.user.email else [])
+            _email_on_commit("buyer_reply", ticket, _buyer_recipients(ticket))
         else:
             if not TICKET_FLOW.apply(ticket, TicketStatus.AWAITING_STAFF, actor=author, update=update):
                 _save(ticket, update)  # a second buyer message in a row: the time still moves
@@ -541,16 +646,17 @@ def ticket_resolve(*, ticket: Ticket, staff, note: str) -> Ticket:
         if ticket.assignee_id is None:
             update["assignee"] = staff
         TICKET_FLOW.apply(ticket, TicketStatus.RESOLVED, actor=staff, note=note, update=update)
-        _email_on_commit("buyer_resolved", ticket, [ticket.user.email] if ticket.user.email else [])
+        _email_on_commit("buyer_resolved", ticket, _buyer_recipients(ticket))
     return ticket
 
 
 def ticket_close(*, ticket: Ticket, actor, reason: str = "") -> Ticket:
-    """The buyer closes their own ticket; staff close any ticket, with a reason."""
+    """The buyer closes their own ticket (``actor`` None: the guest of a guest order's ticket);
+    staff close any ticket, with a reason."""
     reason = (reason or "").strip()
     with transaction.atomic():
         ticket = _locked(ticket)
-        own = ticket.user_id == actor.pk
+        own = is_buyer(ticket, actor)
         if not own and not staff_has_perm(actor, CHANGE_PERMISSION):
             raise Forbidden
         if not own and not reason:
@@ -586,7 +692,7 @@ def ticket_reopen(*, ticket: Ticket, user, body: str = "") -> Ticket:
     body = _clean_body(body, required=False)
     with transaction.atomic():
         ticket = _locked(ticket)
-        if ticket.user_id != user.pk:
+        if not is_buyer(ticket, user):
             raise Forbidden
         if ticket.status != TicketStatus.RESOLVED:
             raise TicketError(_("Only a resolved ticket can be reopened."))

@@ -4,7 +4,7 @@ to arbitration, the case's status once it has."""
 from django import template
 
 from aftersales.models import ArbitrationCase
-from aftersales.services import arbitration
+from aftersales.services import arbitration, tickets
 
 register = template.Library()
 
@@ -13,8 +13,9 @@ register = template.Library()
 def arbitration_box(context):
     ticket = context.get("ticket")
     request = context.get("request")
-    user = getattr(request, "user", None)
-    if ticket is None or user is None or ticket.user_id != user.pk:
+    # On a guest order's ticket page (``guest_number``) the buyer is the guest (user None).
+    user = None if context.get("guest_number") else getattr(request, "user", None)
+    if ticket is None or (user is None and not context.get("guest_number")) or not tickets.is_buyer(ticket, user):
         return {"show": False}
     case = ArbitrationCase.objects.filter(ticket=ticket).first()
     eligibility = None if case else arbitration.arbitration_eligibility(ticket=ticket, user=user)
@@ -24,4 +25,5 @@ def arbitration_box(context):
         "case": case,
         "eligibility": eligibility,
         "csrf_token": context.get("csrf_token"),
+        "guest_number": context.get("guest_number"),
     }

@@ -1,4 +1,7 @@
-"""Buyer pages of the 7-day no-reason refund: choose codes of an order, follow a request."""
+"""Buyer pages of the 7-day no-reason refund: choose codes of an order, follow a request.
+
+``refund_new_page`` and ``refund_detail_page`` serve a member (``user``) and, from
+``aftersales.views.guest``, a guest order's guest (``user`` None, ``guest_number``)."""
 
 import uuid
 
@@ -17,6 +20,7 @@ from payments.models import Payment
 
 from ..models import RefundRequest
 from ..services import no_reason
+from .tickets import ticket_url
 
 
 def _own_order(request, number: str) -> Order:
@@ -36,7 +40,17 @@ def _paid_with(order: Order) -> Payment | None:
 @login_required
 @never_cache
 def refund_new(request, number):
-    order = _own_order(request, number)
+    return refund_new_page(request, _own_order(request, number), user=request.user)
+
+
+def refund_detail_url(refund_request: RefundRequest, guest_number: str | None = None) -> str:
+    if guest_number:
+        return reverse("aftersales_guest:refund_detail", args=[guest_number, refund_request.public_id])
+    return reverse("aftersales:refund_detail", args=[refund_request.public_id])
+
+
+def refund_new_page(request, order: Order, *, user, guest_number: str | None = None):
+    """Choose codes of ``order`` and ask for them back (POST)."""
     error = None
     token = request.POST.get("idempotency_key") or uuid.uuid4().hex
     chosen = None
@@ -46,7 +60,7 @@ def refund_new(request, number):
         reason = request.POST.get("reason", "")
         try:
             refund_request = no_reason.refund_request_create(
-                user=request.user, order=order, order_code_ids=chosen, reason=reason, idempotency_key=token
+                user=user, order=order, order_code_ids=chosen, reason=reason, idempotency_key=token
             )
         except PASS_THROUGH:
             raise
@@ -58,8 +72,8 @@ def refund_new(request, number):
                 messages.info(request, _("Your request was sent to our staff for review."))
             else:
                 messages.success(request, _("Refund approved: the money is on its way back."))
-            return redirect("aftersales:refund_detail", public_id=refund_request.public_id)
-    options = no_reason.refund_options(order=order, user=request.user)
+            return redirect(refund_detail_url(refund_request, guest_number))
+    options = no_reason.refund_options(order=order, user=user)
     selected = {str(x) for x in chosen} if chosen is not None else {str(pk) for pk in options.refundable_ids}
     return render(
         request,
@@ -72,13 +86,10 @@ def refund_new(request, number):
             "idempotency_key": token,
             "error": error,
             "payment": _paid_with(order),
+            "guest_number": guest_number,
         },
         status=400 if error else 200,
     )
-
-
-def ticket_url(ticket) -> str:
-    return reverse("aftersales:ticket", args=[ticket.number])
 
 
 @login_required
@@ -97,6 +108,10 @@ def refund_detail(request, public_id):
             action="refund.request", request=request, target=f"refund request {public_id}", detail="not the buyer"
         )
         raise Http404
+    return refund_detail_page(request, refund_request)
+
+
+def refund_detail_page(request, refund_request: RefundRequest, *, guest_number: str | None = None):
     order = refund_request.order
     return render(
         request,
@@ -106,8 +121,9 @@ def refund_detail(request, public_id):
             "order": order,
             "refund": refund_request.refund,
             "payment": refund_request.refund.payment if refund_request.refund else _paid_with(order),
-            "ticket_url": ticket_url(refund_request.ticket) if refund_request.ticket else "",
+            "ticket_url": ticket_url(refund_request.ticket, guest_number) if refund_request.ticket else "",
             "code_numbers": _code_numbers(refund_request),
+            "guest_number": guest_number,
         },
     )
 

@@ -1,4 +1,8 @@
-"""Buyer pages of after-sales: my tickets, open a ticket, the thread. Staff work in admin."""
+"""Buyer pages of after-sales: my tickets, open a ticket, the thread. Staff work in admin.
+
+The form and the thread are rendered by ``ticket_new_page`` and ``ticket_page`` for a member
+(``user``) and, from ``aftersales.views.guest``, for a guest order's guest (``user`` None,
+``guest_number`` the order: the addresses are the guest's, ``aftersales_urls``)."""
 
 from django import forms
 from django.conf import settings
@@ -8,6 +12,7 @@ from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.http import FileResponse, Http404
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 from django.views.decorators.cache import never_cache
@@ -85,9 +90,21 @@ def ticket_list(request):
     return render(request, "aftersales/ticket_list.html", {"page": page})
 
 
+def ticket_url(ticket: Ticket, guest_number: str | None = None) -> str:
+    """The buyer's page of ``ticket``: the member's, or the guest's under their order."""
+    if guest_number:
+        return reverse("aftersales_guest:ticket", args=[guest_number, ticket.number])
+    return reverse("aftersales:ticket", args=[ticket.number])
+
+
 @login_required
 def ticket_new(request):
     order = _order_for(request, request.POST.get("order") or request.GET.get("order"))
+    return ticket_new_page(request, user=request.user, order=order)
+
+
+def ticket_new_page(request, *, user, order: Order | None, guest_number: str | None = None):
+    """Open a ticket, on ``order`` (or one of its codes, ``?code=``) when given."""
     code_id = request.POST.get("code") or request.GET.get("code")
     code = None
     if order is not None and code_id:
@@ -106,7 +123,7 @@ def ticket_new(request):
         data = form.cleaned_data
         try:
             ticket = tickets.ticket_open(
-                user=request.user,
+                user=user,
                 kind=data["kind"],
                 subject=data["subject"],
                 body=data["body"],
@@ -123,8 +140,8 @@ def ticket_new(request):
             messages.success(
                 request, _("Your ticket %(number)s is open. We will answer here.") % {"number": ticket.number}
             )
-            return redirect("aftersales:ticket", number=ticket.number)
-    recent_orders = [] if order else list(Order.objects.filter(buyer=request.user).order_by("-id")[:10])
+            return redirect(ticket_url(ticket, guest_number))
+    recent_orders = [] if order or user is None else list(Order.objects.filter(buyer=user).order_by("-id")[:10])
     kinds = [(value, label, KIND_HELP[value], KIND_ICONS[value]) for value, label in Kind.choices]
     status = 400 if request.method == "POST" else 200
     return render(
@@ -144,6 +161,7 @@ def ticket_new(request):
             "error": error,
             "max_attachments": tickets.MAX_ATTACHMENTS,
             "max_mb": settings.TICKET_ATTACHMENT_MAX_BYTES // (1024 * 1024),
+            "guest_number": guest_number,
         },
         status=status,
     )
@@ -153,15 +171,20 @@ def ticket_new(request):
 @never_cache
 def ticket_detail(request, number):
     ticket = tickets.ticket_for_user(user=request.user, number=number, request=request)
-    if ticket.user_id != request.user.pk:  # staff work on tickets in admin
+    if not tickets.is_buyer(ticket, request.user):  # staff work on tickets in admin
         return redirect("admin:aftersales_ticket_change", ticket.pk)
+    return ticket_page(request, ticket, user=request.user)
+
+
+def ticket_page(request, ticket: Ticket, *, user, guest_number: str | None = None):
+    """The thread of the buyer's ``ticket``, and (POST) the buyer's reply."""
     form = ReplyForm(request.POST or None, request.FILES or None)
     error = None
     if request.method == "POST" and form.is_valid():
         try:
             tickets.ticket_reply(
                 ticket=ticket,
-                author=request.user,
+                author=user,
                 body=form.cleaned_data["body"],
                 attachments=form.cleaned_data["attachments"],
             )
@@ -169,7 +192,7 @@ def ticket_detail(request, number):
             error = str(exc)
         else:
             messages.success(request, _("Your message was sent."))
-            return redirect("aftersales:ticket", number=ticket.number)
+            return redirect(ticket_url(ticket, guest_number))
     thread = list(tickets.ticket_messages_for(ticket, staff=False))
     can_reopen = tickets.can_reopen(ticket)
     return render(
@@ -188,6 +211,7 @@ def ticket_detail(request, number):
             "sla_hours": round((ticket.first_response_due_at - ticket.created_at).total_seconds() / 3600),
             "max_attachments": tickets.MAX_ATTACHMENTS,
             "max_mb": settings.TICKET_ATTACHMENT_MAX_BYTES // (1024 * 1024),
+            "guest_number": guest_number,
         },
         status=400 if request.method == "POST" else 200,
     )
@@ -197,32 +221,45 @@ def ticket_detail(request, number):
 @require_POST
 def ticket_reopen(request, number):
     ticket = tickets.ticket_for_user(user=request.user, number=number, request=request)
-    if ticket.user_id != request.user.pk:
+    if not tickets.is_buyer(ticket, request.user):
         raise Http404
+    return ticket_reopen_answer(request, ticket, user=request.user)
+
+
+def ticket_reopen_answer(request, ticket: Ticket, *, user, guest_number: str | None = None):
     try:
-        tickets.ticket_reopen(ticket=ticket, user=request.user, body=request.POST.get("body", ""))
+        tickets.ticket_reopen(ticket=ticket, user=user, body=request.POST.get("body", ""))
     except tickets.TicketError as exc:
         messages.error(request, str(exc))
     else:
         messages.success(request, _("Ticket reopened. We will get back to you."))
-    return redirect("aftersales:ticket", number=ticket.number)
+    return redirect(ticket_url(ticket, guest_number))
 
 
 @login_required
 @require_POST
 def ticket_close(request, number):
     ticket = tickets.ticket_for_user(user=request.user, number=number, request=request)
-    if ticket.user_id != request.user.pk:
+    if not tickets.is_buyer(ticket, request.user):
         raise Http404
-    tickets.ticket_close(ticket=ticket, actor=request.user)
+    return ticket_close_answer(request, ticket, user=request.user)
+
+
+def ticket_close_answer(request, ticket: Ticket, *, user, guest_number: str | None = None):
+    tickets.ticket_close(ticket=ticket, actor=user)
     messages.success(request, _("Ticket closed. Thank you for letting us know."))
-    return redirect("aftersales:ticket", number=ticket.number)
+    return redirect(ticket_url(ticket, guest_number))
 
 
 @login_required
 @never_cache
 def attachment(request, public_id):
     item = tickets.attachment_for_user(user=request.user, public_id=public_id, request=request)
+    return attachment_response(item)
+
+
+def attachment_response(item):
+    """The image itself, never cached, never sniffed, never run."""
     path = tickets.attachment_path(item)
     try:
         handle = open(path, "rb")  # noqa: SIM115 (FileResponse closes it)

@@ -55,7 +55,9 @@ def order_page_extras(order: Order) -> Order:
     fetched with its ``live_codes`` and ``history``; returns it."""
     history = list(order.history.all())
     pairs = [pair for h in history if (pair := reissue_parse(h.note)) is not None]
-    places = code_places(order, pairs) if pairs else {}
+    # Every code keeps its place: after a refund the codes left are numbered as the refund form
+    # and the refund request number them (#2 stays #2).
+    places = code_places(order, pairs)
     replaced = {new: old for old, new in pairs}
     live = getattr(order, "live_codes", [])
     # Page-only attributes of the fetched rows (no fields): set by name.

@@ -57,6 +57,12 @@ def _may_reveal(request, number: str) -> bool:
     return _grants(request).get(number, 0) > time.time()
 
 
+def guest_may_reveal(request, number: str) -> bool:
+    """This browser proved the guest order a short while ago: it may reveal its codes and use
+    its after-sales (``aftersales.views.guest``)."""
+    return _may_reveal(request, number)
+
+
 def email_hint(email: str) -> str:
     """An address as the page shows it to whoever holds the link: ``gu***@example.net``."""
     local, _at, domain = email.partition("@")
@@ -170,9 +176,10 @@ def code_reveal(request, number, code_id):
     except OrderCode.DoesNotExist:
         raise Http404 from None
     context = {"card_number": card_number, "secret": secret, "code_id": code_id}
-    if request.headers.get("HX-Request"):
-        return render(request, "orders/_revealed_code.html", context)
     order = selectors.order_for_guest(number)
+    if request.headers.get("HX-Request"):
+        # The code, and the no-reason refund offer updated in place (one code fewer to refund).
+        return render(request, "orders/_reveal_response.html", {**context, "order": order})
     for oc in order.live_codes:
         oc.revealed = context if oc.pk == code_id else None
     return render(

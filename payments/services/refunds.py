@@ -73,6 +73,10 @@ def refund_request(
     amount = quantize(amount)
     if amount <= 0:
         raise RefundError(_("A refund must be more than zero."))
+    if payment.gateway == BALANCE and payment.order is not None and payment.order.buyer_id is None:
+        # Money goes back where it came from; a guest has no balance, so a guest's payment is
+        # never one (the cashier offers guests the gateways only): refuse rather than guess.
+        raise RefundError(_("A guest order paid from a balance cannot be refunded here."))
     from ..tasks import refund_execute
 
     with transaction.atomic():
