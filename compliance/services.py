@@ -47,3 +47,11 @@ def credit_event_record(*, user=None, email: str = "", kind: str, reference: str
     if user is None and not email:
         raise ValueError("a credit event belongs to a user or to a guest email")
     return CreditEvent.objects.create(user=user, email=email, kind=kind, reference=reference[:40], detail=detail[:300])
+
+
+def credit_events_attach(*, email: str, user) -> int:
+    """A guest's credit events (by their normalised ``email``) become ``user``'s, once the
+    address is verified as the user's (``aftersales.services.claims``); how many moved."""
+    if not email or user is None:
+        return 0
+    return CreditEvent.objects.filter(user__isnull=True, email=email).update(user=user, email="")

@@ -131,3 +131,33 @@ def test_a_tampered_or_expired_link_still_says_not_valid(client, settings):
     assert client.get(f"/orders/g/{token}x/").status_code == 404
     settings.GUEST_LINK_MAX_AGE_DAYS = -1
     assert client.get(f"/orders/g/{token}/").status_code == 404
+
+
+def test_the_guests_after_sales_join_the_account_with_the_orders(client):
+    from aftersales.models import RefundRequest, Ticket, TicketMessage
+    from aftersales.services import no_reason, tickets
+    from compliance.models import CreditEvent
+
+    order = guest_order()
+    ticket = tickets.ticket_open(user=None, kind="other", subject="Where is it?", body="Hello", order=order)
+    code = order.codes.order_by("id").first()
+    request = no_reason.refund_request_create(
+        user=None, order=order, order_code_ids=[str(code.pk)], idempotency_key=uuid.uuid4().hex
+    )
+    assert CreditEvent.objects.filter(user__isnull=True, email=GUEST).exists()
+    user = UserFactory(email=GUEST)
+    user.set_password(PASSWORD)
+    user.save()
+    EmailAddress.objects.create(user=user, email=GUEST, verified=True, primary=True)
+    client.post("/accounts/login/", {"login": GUEST, "password": PASSWORD})
+    ticket.refresh_from_db()
+    assert ticket.user == user
+    assert set(TicketMessage.objects.filter(ticket=ticket, from_staff=False).values_list("author", flat=True)) == {
+        user.pk
+    }
+    assert RefundRequest.objects.get(pk=request.pk).user == user
+    assert not CreditEvent.objects.filter(email=GUEST).exists()
+    assert CreditEvent.objects.filter(user=user).exists()
+    # The member's own pages show them now.
+    assert client.get(f"/support/{ticket.number}/").status_code == 200
+    assert Ticket.objects.filter(user__isnull=True).count() == 0

@@ -13,6 +13,9 @@ from django.utils.translation import ngettext
 
 from compliance import services as compliance
 from orders.services.attach import guest_orders_attach
+from orders.services.guest import guest_email_normalise
+
+from ..models import ArbitrationCase, RefundRequest, Ticket, TicketMessage
 
 
 def guest_history_claim(*, user, email: str, request=None) -> list[str]:
@@ -20,6 +23,15 @@ def guest_history_claim(*, user, email: str, request=None) -> list[str]:
     first (none: nothing to do). Audited when anything moved."""
     with transaction.atomic():
         numbers = guest_orders_attach(user=user, email=email)
+        # What the guest did on those orders is the member's now: tickets (and the guest's own
+        # messages in them), refund requests, arbitration cases, and the credit events of the
+        # address (the next issue's rating reads them by user).
+        tickets = Ticket.objects.filter(user__isnull=True, order__number__in=numbers)
+        TicketMessage.objects.filter(ticket__in=tickets, author__isnull=True, from_staff=False).update(author=user)
+        ArbitrationCase.objects.filter(ticket__in=tickets, requested_by__isnull=True).update(requested_by=user)
+        RefundRequest.objects.filter(user__isnull=True, order__number__in=numbers).update(user=user)
+        tickets.update(user=user)
+        compliance.credit_events_attach(email=guest_email_normalise(email), user=user)
         if numbers:
             compliance.audit_record(
                 action="guest_orders.attach",
