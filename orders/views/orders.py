@@ -18,6 +18,7 @@ from ..models import Order, OrderCode
 from ..selectors import orders as selectors
 from ..services import orders as services
 from .guest import guest_allow_view
+from .guest_browser import browser_remember
 from .polling import status_badge_or_refresh
 
 
@@ -46,9 +47,11 @@ def guest_fields(request) -> tuple[GuestForm | None, str | None, dict]:
 
 def placed(request, order):
     """After placing: a guest's browser may see its order (and pay it); then choose how to pay."""
+    response = redirect("payments:choose", number=order.number)
     if order.is_guest:
         guest_allow_view(request, order.number)
-    return redirect("payments:choose", number=order.number)
+        browser_remember(request, response, [order])  # "my recent orders" in this browser
+    return response
 
 
 @retry_once_if_connection_lost  # placing is idempotent (the form's token): safe to run again
