@@ -83,6 +83,8 @@ app.conf.beat_schedule = {
     "orders-callbacks-send-due": {"task": "orders.tasks.send_due_callbacks", "schedule": 60.0},
     # API nonces older than the signature window (replays of them are refused by their timestamp).
     "agents-api-nonces-purge": {"task": "agents.tasks.purge_api_nonces", "schedule": 600.0},
+    # Guests' one-time lookup links past their expiry, browsers not seen for a cookie's lifetime.
+    "orders-guest-lookups-purge": {"task": "orders.tasks.purge_guest_lookups", "schedule": crontab(hour=4, minute=10)},
     # After-sales SLA clocks: warnings, first-response breaches and escalations that are due.
     "aftersales-sla-sweep": {"task": "aftersales.tasks.sla_sweep", "schedule": 60.0},
 }

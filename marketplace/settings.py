@@ -344,6 +344,22 @@ GUEST_CODE_MAX_ATTEMPTS = int(env("GUEST_CODE_MAX_ATTEMPTS", "5"))
 GUEST_CODES_PER_HOUR = int(env("GUEST_CODES_PER_HOUR", "5"))
 GUEST_PASSWORD_MAX_FAILURES = int(env("GUEST_PASSWORD_MAX_FAILURES", "10"))  # per order, an hour
 GUEST_PROOF_MINUTES = int(env("GUEST_PROOF_MINUTES", "60"))
+# Guest order lookup (orders.services.guest_lookup): attempts (any outcome) per client (IP, IPv6
+# by /64), per email and per order number within a window of minutes, then 429 with Retry-After.
+# The one-time emailed link's lifetime; links emailed per address an hour (past it none is sent,
+# silently: the answer never tells); how many of an email's newest guest orders a query password
+# is checked against. The browser's "my recent orders" cookie: lifetime, orders listed.
+GUEST_LOOKUP_IP_LIMIT = env_positive("GUEST_LOOKUP_IP_LIMIT", 30)
+GUEST_LOOKUP_IP_WINDOW_MINUTES = env_positive("GUEST_LOOKUP_IP_WINDOW_MINUTES", 15)
+GUEST_LOOKUP_EMAIL_LIMIT = env_positive("GUEST_LOOKUP_EMAIL_LIMIT", 10)
+GUEST_LOOKUP_EMAIL_WINDOW_MINUTES = env_positive("GUEST_LOOKUP_EMAIL_WINDOW_MINUTES", 60)
+GUEST_LOOKUP_NUMBER_LIMIT = env_positive("GUEST_LOOKUP_NUMBER_LIMIT", 10)
+GUEST_LOOKUP_NUMBER_WINDOW_MINUTES = env_positive("GUEST_LOOKUP_NUMBER_WINDOW_MINUTES", 60)
+GUEST_LOOKUP_LINK_MINUTES = env_positive("GUEST_LOOKUP_LINK_MINUTES", 30)
+GUEST_LOOKUP_LINKS_PER_HOUR = env_positive("GUEST_LOOKUP_LINKS_PER_HOUR", 3)
+GUEST_LOOKUP_EMAIL_MAX_ORDERS = env_positive("GUEST_LOOKUP_EMAIL_MAX_ORDERS", 20)
+GUEST_BROWSER_COOKIE_DAYS = env_positive("GUEST_BROWSER_COOKIE_DAYS", 180)
+GUEST_BROWSER_MAX_ORDERS = env_positive("GUEST_BROWSER_MAX_ORDERS", 20)
 # After-sales: staff in this group get escalated tickets (SLA breaches); a buyer with more than
 # this many no-reason refunds in the period goes to staff review instead of automatic approval.
 AFTERSALES_SUPERVISOR_GROUP = env("AFTERSALES_SUPERVISOR_GROUP", "after-sales supervisors")

@@ -4,11 +4,15 @@ form and the API's order creation."""
 import uuid
 
 from django import forms
+from django.core.validators import validate_email
 from django.utils.translation import gettext_lazy as _
 
 from catalog.models import Product
+from marketplace.templatetags.display import order_no_parse
 
 from .selectors import orders as selectors
+from .services.guest import guest_email_normalise
+from .services.guest_lookup import EMAIL, NUMBER, LookupQuery
 
 
 def new_idempotency_key() -> str:
@@ -105,3 +109,34 @@ class GuestForm(forms.Form):
             if name in self.errors:
                 return self.errors[name][0]
         return next(iter(self.non_field_errors()), None)
+
+
+class GuestLookupForm(forms.Form):
+    """The order lookup: an order number or an email in one box, and an optional query password
+    (none, or ``send_link`` pressed: a one-time link is emailed instead)."""
+
+    query = forms.CharField(max_length=254, label=_("Order number or email"))
+    query_password = forms.CharField(required=False, strip=False, max_length=64, label=_("Query password"))
+
+    def clean_query(self):
+        text = self.cleaned_data["query"].strip()
+        if "@" in text:
+            email = guest_email_normalise(text)
+            try:
+                validate_email(email)
+            except forms.ValidationError:
+                raise forms.ValidationError(_("Enter a valid email address.")) from None
+            return LookupQuery(EMAIL, email)
+        number = order_no_parse(text)
+        if not 10 <= len(number) <= 32:
+            raise forms.ValidationError(_("Enter the order number (letters and digits) or the order's email."))
+        return LookupQuery(NUMBER, number)
+
+    @property
+    def error(self) -> str | None:
+        if self.is_valid():
+            return None
+        for name in ("query", "query_password"):
+            if name in self.errors:
+                return self.errors[name][0]
+        return None

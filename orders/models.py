@@ -379,3 +379,44 @@ class GuestAccessCode(models.Model):
 
     def __str__(self):
         return f"{self.order_id} @ {self.created_at:%Y-%m-%d %H:%M}"
+
+
+class GuestLookupLink(models.Model):
+    """A one-time link emailed by the order lookup (no query password at hand): opening it and
+    confirming shows ``orders`` in that browser, with their codes. Only the SHA-256 of its
+    random token is stored; short-lived, used once."""
+
+    token_hash = models.CharField(max_length=64, unique=True, editable=False)
+    email = models.EmailField(_("sent to"), max_length=254, db_index=True)
+    orders = models.ManyToManyField(Order, verbose_name=_("orders"), related_name="+")
+    created_at = models.DateTimeField(_("created"), auto_now_add=True)
+    expires_at = models.DateTimeField(_("expires"))
+    used_at = models.DateTimeField(_("used"), null=True, blank=True)
+
+    class Meta:
+        ordering = ("-id",)
+        verbose_name = _("guest lookup link")
+        verbose_name_plural = _("guest lookup links")
+        indexes = [models.Index(fields=["email", "created_at"], name="guest_lookup_email_time_idx")]
+
+    def __str__(self):
+        return f"{self.email} @ {self.created_at:%Y-%m-%d %H:%M}"
+
+
+class GuestBrowser(models.Model):
+    """A guest's browser, known by a long-lived random cookie of which only the SHA-256 is kept:
+    the guest orders placed or proved in it ("my recent orders"), which it may see again (never
+    their codes without a fresh proof)."""
+
+    token_hash = models.CharField(max_length=64, unique=True, editable=False)
+    orders = models.ManyToManyField(Order, verbose_name=_("orders"), related_name="+")
+    created_at = models.DateTimeField(_("created"), auto_now_add=True)
+    last_seen_at = models.DateTimeField(_("last seen"), auto_now=True)
+
+    class Meta:
+        ordering = ("-id",)
+        verbose_name = _("guest browser")
+        verbose_name_plural = _("guest browsers")
+
+    def __str__(self):
+        return f"{self.token_hash[:8]}… @ {self.created_at:%Y-%m-%d %H:%M}"

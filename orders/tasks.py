@@ -4,7 +4,7 @@ from celery import shared_task
 
 from marketplace.db import retry_once_if_connection_lost
 
-from .services import callbacks
+from .services import callbacks, guest_lookup
 from .services import orders as services
 
 
@@ -22,6 +22,19 @@ def notify_delivered(order_id: int) -> bool:
 @shared_task(acks_late=True, autoretry_for=(SMTPException, OSError), retry_backoff=True, max_retries=8)
 def notify_refund_pending(order_id: int) -> bool:
     return services.order_notify(order_id=order_id, kind="refund_pending")
+
+
+@shared_task(autoretry_for=(SMTPException, OSError), retry_backoff=True, max_retries=3)
+def send_lookup_link(kind: str, value: str) -> bool:
+    """A guest's order lookup without a password: find the orders, email a one-time link (in the
+    worker, so that the page answers alike and as fast whether or not anything was found)."""
+    return guest_lookup.guest_lookup_link_send(kind=kind, value=value)
+
+
+@shared_task
+def purge_guest_lookups() -> int:
+    """Daily: expired lookup links and browsers not seen for a cookie's lifetime."""
+    return guest_lookup.guest_lookup_purge()
 
 
 @shared_task

@@ -10,7 +10,7 @@ They live in orders because they show each viewer's price (``orders.selectors.or
 
 from django.urls import path
 
-from .views import agent_sales, catalog, guest, orders, storefront
+from .views import agent_sales, catalog, guest, guest_lookup, orders, storefront
 
 app_name = "orders"
 urlpatterns = [
@@ -18,6 +18,11 @@ urlpatterns = [
     path("checkout/<slug:slug>/", orders.checkout, name="checkout"),
     # A guest's order (no account): the emailed signed link, then the page this browser may see.
     path("g/<str:token>/", guest.link, name="guest_link"),
+    # Finding guest orders again: by number or email with the query password, or a one-time
+    # emailed link; and this browser's recent guest orders.
+    path("lookup/", guest_lookup.lookup, name="guest_lookup"),
+    path("lookup/link/<str:token>/", guest_lookup.link, name="guest_lookup_link"),
+    path("lookup/forget/", guest_lookup.forget, name="guest_lookup_forget"),
     path("guest/<str:number>/", guest.detail, name="guest_detail"),
     path("guest/<str:number>/status/", guest.status, name="guest_status"),
     path("guest/<str:number>/unlock/", guest.unlock, name="guest_unlock"),

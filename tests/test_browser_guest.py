@@ -190,4 +190,79 @@ def test_a_guest_uses_after_sales_on_the_order_page(browser, live_server, produc
     desk.locator('[data-testid="guest-ticket"]').click()
     desk.wait_for_url(re.compile(r"/tickets/T[A-Z0-9]+/$"))
     shot(desk, "guest-18-ticket-1366")
+
+
+def test_a_guest_finds_orders_again_on_the_lookup_page(browser, live_server, product, settings):
+    """The lookup page from the header, on a phone: the order number and the query password
+    open the order; the list of this browser's orders. On a desktop: an email alone sends the
+    one-time link, whose page asks before using it; then the orders it found, listed."""
+    import uuid
+
+    from orders.services import orders as order_services
+    from tests.builders import pay_and_deliver
+
+    def guest_order(password=QUERY_PASSWORD):
+        order = order_services.order_place(
+            buyer=None,
+            product_id=product.pk,
+            quantity=1,
+            idempotency_key=uuid.uuid4().hex,
+            guest_email=EMAIL,
+            query_password=password,
+        )
+        return pay_and_deliver(order)
+
+    first, second = guest_order(), guest_order(password="")
+    mail.outbox.clear()
+    page = new_page(browser, live_server.url)
+    page.goto("/")
+    page.locator('[data-testid="nav-lookup-icon"]').click()
+    page.wait_for_url(re.compile(r"/orders/lookup/$"))
+    assert page.locator('[data-testid="recent-empty"]').is_visible()
+    shot(page, "lookup-01-empty-390")
+    # A wrong password: the one refusal, which says nothing about the order.
+    page.fill('[data-testid="lookup-query"]', first.number)
+    page.fill('[data-testid="lookup-password"]', "not-it")
+    page.locator('[data-testid="lookup-submit"]').click()
+    assert page.locator('[data-testid="lookup-error"]').is_visible()
+    shot(page, "lookup-02-refused-390")
+    page.fill('[data-testid="lookup-password"]', QUERY_PASSWORD)
+    page.locator('[data-testid="lookup-submit"]').click()
+    page.wait_for_url(re.compile(rf"/orders/guest/{first.number}/$"))
+    page.locator('[data-testid="reveal"]').first.click()
+    page.locator('[data-testid="revealed-secret"]').first.wait_for()
+    page.locator('[data-testid="guest-lookup-link"]').click()
+    page.wait_for_url(re.compile(r"/orders/lookup/$"))
+    assert page.locator('[data-testid="recent-order"]').count() == 1
+    shot(page, "lookup-03-recent-390")
+    # Past the limit for this network: the 429 page, in Chinese, with the time to wait.
+    settings.GUEST_LOOKUP_IP_LIMIT = 2
+    page.fill('[data-testid="lookup-query"]', "someone@example.org")
+    page.fill('[data-testid="lookup-password"]', "guess")
+    page.locator('[data-testid="lookup-submit"]').click()
+    assert page.locator('[data-testid="too-many-requests"]').is_visible()
+    assert "分钟后重试" in page.locator('[data-testid="retry-wait"]').inner_text()
+    shot(page, "lookup-07-throttled-390")
+    settings.GUEST_LOOKUP_IP_LIMIT = 30
+    assert not page.js_errors
+
+    desk = new_page(browser, live_server.url, viewport=WIDE)
+    desk.goto("/orders/lookup/")
+    desk.fill('[data-testid="lookup-query"]', EMAIL)
+    desk.locator('[data-testid="lookup-send-link"]').click()
+    desk.wait_for_url(re.compile(r"/orders/lookup/$"))
+    assert "一次性" in desk.locator(".alert-info").inner_text()
+    shot(desk, "lookup-04-link-sent-1366")
+    (message,) = mail.outbox
+    link = re.search(r"https?://\S+/orders/lookup/link/\S+/", message.body).group(0)
+    desk.goto(urlsplit(link).path)
+    assert desk.locator('[data-testid="lookup-link-confirm"]').is_visible()
+    shot(desk, "lookup-05-link-confirm-1366")
+    desk.locator('[data-testid="lookup-link-confirm"]').click()
+    desk.wait_for_url(re.compile(r"/orders/lookup/$"))
+    assert desk.locator('[data-testid="recent-order"]').count() == 2
+    shot(desk, "lookup-06-recent-1366")
+    desk.locator('[data-testid="recent-order"]').nth(0).click()
+    desk.wait_for_url(re.compile(rf"/orders/guest/{second.number}/$"))
+    assert desk.locator('[data-testid="reveal"]').count() == 1  # the link proved it: codes here
     assert not desk.js_errors

@@ -20,9 +20,11 @@ from marketplace.errors import ServiceError
 from marketplace.http import client_ip
 
 from ..models import Order, OrderCode
+from ..selectors import guest as guest_selectors
 from ..selectors import orders as selectors
 from ..services import guest as guest_services
 from ..services import orders as services
+from .guest_browser import browser_remember, browser_token
 from .polling import status_badge_or_refresh
 
 SESSION_KEY = "guest_orders"
@@ -43,14 +45,31 @@ def guest_allow_view(request, number: str) -> None:
 
 
 def guest_may_view(request, number: str) -> bool:
-    return number in _grants(request)
+    """Granted in this session, or remembered by this browser's cookie (then granted here too)."""
+    if number in _grants(request):
+        return True
+    if guest_selectors.guest_browser_has_order(token=browser_token(request), number=number):
+        guest_allow_view(request, number)
+        return True
+    return False
+
+
+def guest_allow_reveal(request, numbers: list[str]) -> None:
+    """A fresh proof for these orders (query password, emailed code or link): this browser may
+    see them and reveal their codes for GUEST_PROOF_MINUTES."""
+    grants = dict(_grants(request))
+    until = int(time.time()) + settings.GUEST_PROOF_MINUTES * 60
+    for number in numbers:
+        grants.pop(number, None)  # to the end: the newest are kept when the session trims
+        grants[number] = until
+    while len(grants) > max(SESSION_MAX_ORDERS, len(numbers)):
+        grants.pop(next(iter(grants)))
+    request.session[SESSION_KEY] = grants
+    request.session.cycle_key()  # a proof: a new session key, as at a login
 
 
 def _allow_reveal(request, number: str) -> None:
-    grants = dict(_grants(request))
-    grants[number] = int(time.time()) + settings.GUEST_PROOF_MINUTES * 60
-    request.session[SESSION_KEY] = grants
-    request.session.cycle_key()  # a proof: a new session key, as at a login
+    guest_allow_reveal(request, [number])
 
 
 def _may_reveal(request, number: str) -> bool:
@@ -120,6 +139,7 @@ def unlock(request, number):
     else:
         _allow_reveal(request, number)
         messages.success(request, _("Thank you. You can reveal your codes now."))
+        return browser_remember(request, redirect("orders:guest_detail", number=number), [order])
     return redirect("orders:guest_detail", number=number)
 
 
@@ -147,6 +167,7 @@ def code_check(request, number):
     else:
         _allow_reveal(request, number)
         messages.success(request, _("Thank you. You can reveal your codes now."))
+        return browser_remember(request, redirect("orders:guest_detail", number=number), [order])
     return redirect("orders:guest_detail", number=number)
 
 

@@ -21,6 +21,7 @@ from ..models import Order, OrderCode
 from ..selectors import orders as selectors
 from ..services import orders as services
 from .guest import guest_allow_view
+from .guest_browser import browser_remember
 from .polling import status_badge_or_refresh
 
 
@@ -57,19 +58,23 @@ def channel_chosen(request) -> str:
 
 
 def placed(request, order, *, channel: str = ""):
-    """After placing: a guest's browser may see its order (and pay it); then pay the way the
-    checkout chose. The balance goes to its confirmation page; a gateway gets the same post
-    again (307 keeps the method and body, so its CSRF token) at ``payments:start``, which
-    checks the channel and starts the payment; without a choice, the page to choose one."""
-    if order.is_guest:
-        guest_allow_view(request, order.number)
+    """After placing: a guest's browser may see its order (and pay it) and keeps it in "my
+    recent orders"; then pay the way the checkout chose. The balance goes to its confirmation
+    page; a gateway gets the same post again (307 keeps the method and body, so its CSRF token)
+    at ``payments:start``, which checks the channel and starts the payment; without a choice,
+    the page to choose one."""
     if channel == "balance" and not order.is_guest:
-        return redirect("payments:balance", number=order.number)
-    if channel and channel != "balance" and CHANNEL_RE.match(channel):
-        return HttpResponseRedirect(
+        response = redirect("payments:balance", number=order.number)
+    elif channel and channel != "balance" and CHANNEL_RE.match(channel):
+        response = HttpResponseRedirect(
             reverse("payments:start", kwargs={"number": order.number, "gateway": channel}), status=307
         )
-    return redirect("payments:choose", number=order.number)
+    else:
+        response = redirect("payments:choose", number=order.number)
+    if order.is_guest:
+        guest_allow_view(request, order.number)
+        browser_remember(request, response, [order])  # "my recent orders" in this browser
+    return response
 
 
 @retry_once_if_connection_lost  # placing is idempotent (the form's token): safe to run again
