@@ -230,6 +230,7 @@ def test_a_guest_finds_orders_again_on_the_lookup_page(browser, live_server, pro
     page.locator('[data-testid="lookup-submit"]').click()
     page.wait_for_url(re.compile(rf"/orders/guest/{first.number}/$"))
     page.locator('[data-testid="reveal"]').first.click()
+    page.locator('[data-testid="reveal-confirm-go"]').click()
     page.locator('[data-testid="revealed-secret"]').first.wait_for()
     page.locator('[data-testid="guest-lookup-link"]').click()
     page.wait_for_url(re.compile(r"/orders/lookup/$"))

@@ -579,6 +579,7 @@ NOT_BUYER_PRIVATE = {
     "orders:guest_code_check": "a guest order's proof, for the browser that holds it (tests/test_guest_checkout.py)",
     "orders:guest_cancel": "a guest order, for the browser that holds it (tests/test_guest_checkout.py)",
     "orders:guest_reveal": "a proved guest order's code, for the browser that holds it (tests/test_guest_checkout.py)",
+    "orders:guest_lookup_link": "a one-time, hashed, expiring lookup link (tests/test_guest_lookup.py)",
     # A guest order's after-sales (no account): only for the browser that holds the order and
     # proved it (query password or emailed code); the ticket, request or image must be of that
     # order; 404 for everyone else, 403 for a POST without the proof (tests/test_guest_aftersales.py).
