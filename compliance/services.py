@@ -42,3 +42,23 @@ def audit_denied(*, action: str, request=None, actor=None, target: str = "", det
 
 def credit_event_record(*, user, kind: str, reference: str = "", detail: str = "") -> CreditEvent:
     return CreditEvent.objects.create(user=user, kind=kind, reference=reference[:40], detail=detail[:300])
+
+
+def mfa_reset_by_staff(*, user, by, request=None) -> int:
+    """Staff take away every authenticator of ``user`` (a lost phone and lost recovery codes):
+    the account signs in with its password again and, if staff, must set up a new one before
+    anything else. Audited as ``mfa_reset_by_staff``; the number of authenticators removed."""
+    from allauth.mfa.models import Authenticator  # type: ignore[import-untyped]
+
+    authenticators = list(Authenticator.objects.filter(user_id=user.pk).order_by("pk"))
+    kinds = ", ".join(sorted({str(a.type) for a in authenticators}))
+    Authenticator.objects.filter(pk__in=[a.pk for a in authenticators]).delete()
+    audit_record(
+        action="mfa_reset_by_staff",
+        outcome=AuditEvent.Outcome.ALLOWED,
+        actor=by,
+        target=user.email,
+        request=request,
+        detail=f"removed: {kinds or 'none'}",
+    )
+    return len(authenticators)
