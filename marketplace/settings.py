@@ -472,7 +472,7 @@ X_FRAME_OPTIONS = "DENY"
 # same policy as Report-Only (the browser logs what it would block) unless CSP_REPORT_ONLY=0.
 from csp.constants import NONE, SELF, UNSAFE_INLINE  # noqa: E402
 
-CSP_FORM_ACTION_EXTRA = env_list("CSP_FORM_ACTION_EXTRA", "https://*.alipay.com,https://*.tenpay.com")
+_csp_form_action_extra = env_list("CSP_FORM_ACTION_EXTRA", "https://*.alipay.com,https://*.tenpay.com")
 _CSP = {
     "DIRECTIVES": {
         "default-src": [SELF],
@@ -484,13 +484,13 @@ _CSP = {
         "object-src": [NONE],
         "base-uri": [SELF],
         "frame-ancestors": [NONE],
-        "form-action": [SELF, *CSP_FORM_ACTION_EXTRA],
+        "form-action": [SELF, *_csp_form_action_extra],
     }
 }
-CSP_REPORT_ONLY = env_bool("CSP_REPORT_ONLY", default=not PRODUCTION)
-if PRODUCTION and CSP_REPORT_ONLY:
+_csp_report_only = env_bool("CSP_REPORT_ONLY", default=not PRODUCTION)
+if PRODUCTION and _csp_report_only:
     raise ImproperlyConfigured("CSP_REPORT_ONLY cannot be on with DJANGO_PRODUCTION=1")
-if CSP_REPORT_ONLY:
+if _csp_report_only:
     CONTENT_SECURITY_POLICY_REPORT_ONLY = _CSP
 else:
     CONTENT_SECURITY_POLICY = _CSP
