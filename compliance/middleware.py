@@ -57,6 +57,16 @@ def _has_authenticator(user) -> bool:
     ).exists()
 
 
+def staff_session_begin(request) -> None:
+    """A staff member signed in (compliance.receivers, on Django's user_logged_in): start the
+    session's clock and shorten its cookie."""
+    now = time.time()
+    request.session[SINCE_KEY] = now
+    request.session[SEEN_KEY] = now
+    # The cookie and the stored session last this long from their last write (see _expired).
+    request.session.set_expiry(settings.STAFF_SESSION_MINUTES * 60)
+
+
 class StaffSessionMiddleware:
     def __init__(self, get_response):
         self.get_response = get_response
@@ -72,17 +82,13 @@ class StaffSessionMiddleware:
                 return self._refuse(request)
         response = self.get_response(request)
         user = getattr(request, "user", None)  # a login in this request changed it
-        if user is not None and user.is_authenticated and user.is_staff and SINCE_KEY not in request.session:
-            self._begin(request)
+        if user is not None and user.is_authenticated and user.is_staff:
+            if SINCE_KEY not in request.session:  # made staff while signed in
+                staff_session_begin(request)
+            elif request.session.get("_session_expiry") != settings.STAFF_SESSION_MINUTES * 60:
+                # allauth's login form sets its own expiry ("remember me") after signing in.
+                request.session.set_expiry(settings.STAFF_SESSION_MINUTES * 60)
         return response
-
-    @staticmethod
-    def _begin(request) -> None:
-        now = time.time()
-        request.session[SINCE_KEY] = now
-        request.session[SEEN_KEY] = now
-        # The cookie and the stored session last this long from their last write (see _expired).
-        request.session.set_expiry(settings.STAFF_SESSION_MINUTES * 60)
 
     def _expired(self, request):
         session = request.session

@@ -16,12 +16,13 @@ passwords and authenticator changes only through signals, and this module writes
 from allauth.account.authentication import get_authentication_records
 from allauth.account.signals import user_logged_in
 from allauth.mfa import signals as mfa_signals
+from django.contrib.auth.signals import user_logged_in as django_user_logged_in
 from django.contrib.auth.signals import user_login_failed
 from django.dispatch import receiver
 
 from accounts.selectors import user_by_login
 
-from .middleware import MFA_ACTIVATED_KEY
+from .middleware import MFA_ACTIVATED_KEY, staff_session_begin
 from .models import AuditEvent
 from .services import audit_denied, audit_record
 
@@ -44,6 +45,14 @@ def staff_logged_in(sender, request, user, **kwargs) -> None:
         request=request,
         detail="factors: " + (", ".join(factors) or "unknown"),
     )
+
+
+@receiver(django_user_logged_in, dispatch_uid="staff_session_begin")
+def staff_session_clock(sender, request, user, **kwargs) -> None:
+    """Every way of signing in (allauth's forms, a password reset, admin's force_login in tests)
+    starts a staff session's clock (compliance.middleware). Not an audit: allauth's signal is."""
+    if user.is_staff and request is not None and hasattr(request, "session"):
+        staff_session_begin(request)
 
 
 @receiver(user_login_failed, dispatch_uid="audit_staff_login_failed")

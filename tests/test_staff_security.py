@@ -295,3 +295,28 @@ def test_staff_sessions_end_after_max_hours_whatever_the_activity(client, clock)
     assert client.get("/admin/").status_code == 302
     assert not logged_in(client)
     assert audits("staff_session_end").get().detail == "longer than 2 h"
+
+
+def test_key_rotation_re_encrypts_two_factor_secrets(settings):
+    """``rotate_card_keys`` covers the TOTP secrets too: after it, the old key can be dropped."""
+    from io import StringIO
+
+    from cryptography.fernet import Fernet
+    from django.core.management import call_command
+
+    old, new = Fernet.generate_key().decode(), Fernet.generate_key().decode()
+    settings.CARD_CODE_KEYS = [old]
+    crypto.reset_key_cache()
+    try:
+        staff = with_totp(make_staff())
+        settings.CARD_CODE_KEYS = [new, old]
+        crypto.reset_key_cache()
+        out = StringIO()
+        call_command("rotate_card_keys", stdout=out)
+        assert "1 two-factor secrets" in out.getvalue()
+        settings.CARD_CODE_KEYS = [new]
+        crypto.reset_key_cache()
+        stored = Authenticator.objects.get(user=staff).data["secret"]
+        assert crypto.decrypt(stored) == SECRET
+    finally:
+        crypto.reset_key_cache()
