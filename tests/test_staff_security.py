@@ -138,7 +138,20 @@ def test_codes_cannot_be_guessed_without_end(client):
         client.post("/accounts/2fa/authenticate/", {"code": wrong})
     response = client.post("/accounts/2fa/authenticate/", {"code": right})
     assert not logged_in(client)
-    assert response.status_code in (200, 429)
+    assert "登录失败次数过多" in response.content.decode()
+
+
+@STAFF_MFA
+def test_a_few_wrong_codes_do_not_lock_the_owner_out(client):
+    """The control for the test above: four wrong codes, then the right one signs in."""
+    staff = with_totp(make_staff())
+    password_login(client, staff)
+    right = totp(SECRET)
+    wrong = f"{(int(right) + 1) % 10**6:06d}"
+    for _ in range(4):
+        client.post("/accounts/2fa/authenticate/", {"code": wrong})
+    client.post("/accounts/2fa/authenticate/", {"code": right})
+    assert logged_in(client)
 
 
 @STAFF_MFA
