@@ -1,10 +1,18 @@
-"""allauth, adapted: client addresses from the trusted proxies only, and the login locks."""
+"""allauth, adapted: client addresses from the trusted proxies only, the login locks, and
+two-factor authentication's secrets encrypted at rest."""
 
+import io
+
+import segno
 from allauth.account.adapter import DefaultAccountAdapter
 from allauth.core import context
 from allauth.core.exceptions import ImmediateHttpResponse
+from allauth.mfa.adapter import DefaultMFAAdapter
+from allauth.mfa.models import Authenticator
+from django.conf import settings
 from django.core.exceptions import PermissionDenied
 
+from marketplace import crypto
 from marketplace.http import client_ip
 
 from . import selectors, services
@@ -48,3 +56,34 @@ class AccountAdapter(DefaultAccountAdapter):
         super().set_password(user, password)
         request = context.request
         services.login_locks_clear(login=user.email, ip=client_ip(request) if request else None)
+
+
+class MFAAdapter(DefaultMFAAdapter):
+    """allauth.mfa with the TOTP secret and the recovery codes' seed encrypted like card codes
+    (CARD_CODE_KEYS, rotatable), QR codes drawn by segno (already used by the cashier), and a
+    staff member's last authenticator kept while a second factor is required of staff."""
+
+    def encrypt(self, text: str) -> str:
+        return crypto.encrypt(text)
+
+    def decrypt(self, encrypted_text: str) -> str:
+        return crypto.decrypt(encrypted_text)
+
+    def build_totp_svg(self, url: str) -> str:
+        """A standalone SVG (allauth shows it as a data: URI image)."""
+        out = io.BytesIO()
+        segno.make(url, error="m").save(out, kind="svg", scale=5, border=2, xmldecl=False)
+        return out.getvalue().decode()
+
+    def can_delete_authenticator(self, authenticator: Authenticator) -> bool:
+        """Staff cannot remove the authenticator that admin needs (another staff member with the
+        permission can reset it in admin, see compliance.admin)."""
+        user = authenticator.user
+        if not (settings.STAFF_MFA_REQUIRED and user.is_staff):
+            return True
+        if authenticator.type == Authenticator.Type.RECOVERY_CODES:
+            return True
+        others = Authenticator.objects.filter(
+            user_id=user.pk, type__in=[Authenticator.Type.TOTP, Authenticator.Type.WEBAUTHN]
+        ).exclude(pk=authenticator.pk)
+        return others.exists()

@@ -8,6 +8,8 @@ from dataclasses import dataclass
 
 from django.core.cache import cache
 
+from .models import User
+
 # The three locks, in the order a page names them when several hold (the widest first).
 ACCOUNT, CLIENT, IP = "account", "client", "ip"
 TIERS = (ACCOUNT, CLIENT, IP)
@@ -68,3 +70,11 @@ def login_lock_find(*, login: str, ip: str | None) -> LoginLock | None:
     if not locks:
         return None
     return max(locks, key=lambda lock: (lock.until, -TIERS.index(lock.kind)))
+
+
+def user_by_login(*, login: str) -> User | None:
+    """The account a login form's email names (case-insensitive), or None."""
+    login = login.strip()
+    if not login:
+        return None
+    return User.objects.filter(email__iexact=login).first()

@@ -55,3 +55,23 @@ def credit_events_attach(*, email: str, user) -> int:
     if not email or user is None:
         return 0
     return CreditEvent.objects.filter(user__isnull=True, email=email).update(user=user, email="")
+
+
+def mfa_reset_by_staff(*, user, by, request=None) -> int:
+    """Staff take away every authenticator of ``user`` (a lost phone and lost recovery codes):
+    the account signs in with its password again and, if staff, must set up a new one before
+    anything else. Audited as ``mfa_reset_by_staff``; the number of authenticators removed."""
+    from allauth.mfa.models import Authenticator  # type: ignore[import-untyped]
+
+    authenticators = list(Authenticator.objects.filter(user_id=user.pk).order_by("pk"))
+    kinds = ", ".join(sorted({str(a.type) for a in authenticators}))
+    Authenticator.objects.filter(pk__in=[a.pk for a in authenticators]).delete()
+    audit_record(
+        action="mfa_reset_by_staff",
+        outcome=AuditEvent.Outcome.ALLOWED,
+        actor=by,
+        target=user.email,
+        request=request,
+        detail=f"removed: {kinds or 'none'}",
+    )
+    return len(authenticators)

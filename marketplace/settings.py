@@ -92,6 +92,8 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "allauth",
     "allauth.account",
+    "allauth.mfa",
+    "csp",
     "marketplace",
     "accounts",
     "ledger",
@@ -106,6 +108,8 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # Content-Security-Policy on every answer (the policy is under "Security" below).
+    "csp.middleware.CSPMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.locale.LocaleMiddleware",
@@ -115,6 +119,8 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "allauth.account.middleware.AccountMiddleware",
+    # Staff sessions: a second factor before anything but setting one up, shorter lifetimes.
+    "compliance.middleware.StaffSessionMiddleware",
     # A service's refusal a page view let through: 404/403, or its message (marketplace/errors.py).
     "marketplace.errors.ServiceErrorMiddleware",
     # Last, so it sees a view's exceptions first: a dropped database connection retried
@@ -261,7 +267,13 @@ LOGIN_URL = "account_login"
 # Each: N failures within WINDOW minutes of the first lock it for LOCK minutes. The admin's
 # login is routed through allauth's (marketplace/urls.py), so these are the only password door.
 ACCOUNT_ADAPTER = "accounts.adapter.AccountAdapter"
-ACCOUNT_RATE_LIMITS = {"login_failed": None}
+# "login_failed" no longer counts passwords (accounts.adapter does not call allauth's
+# pre_authenticate): allauth.mfa alone reads it, keyed on the user, for second-factor codes.
+# MFA_FAILURE_LIMIT codes a user may try within MFA_FAILURE_WINDOW_MINUTES (a success gives its
+# try back): a six-digit code cannot be guessed. Without it, codes could be tried without end.
+MFA_FAILURE_LIMIT = int(env("MFA_FAILURE_LIMIT", "5"))
+MFA_FAILURE_WINDOW_MINUTES = int(env("MFA_FAILURE_WINDOW_MINUTES", "5"))
+ACCOUNT_RATE_LIMITS = {"login_failed": f"{MFA_FAILURE_LIMIT}/{MFA_FAILURE_WINDOW_MINUTES * 60}s/key"}
 
 
 def env_positive(name: str, default: int) -> int:
@@ -280,6 +292,25 @@ LOGIN_IP_LOCK_MINUTES = env_positive("LOGIN_IP_LOCK_MINUTES", 15)
 LOGIN_ACCOUNT_FAILURE_LIMIT = env_positive("LOGIN_ACCOUNT_FAILURE_LIMIT", 50)
 LOGIN_ACCOUNT_WINDOW_MINUTES = env_positive("LOGIN_ACCOUNT_WINDOW_MINUTES", 60)
 LOGIN_ACCOUNT_LOCK_MINUTES = env_positive("LOGIN_ACCOUNT_LOCK_MINUTES", 30)
+
+# --- Staff accounts (issue 13) ----------------------------------------------------------
+# Two-factor authentication (allauth.mfa): an authenticator app (TOTP), security keys
+# (WebAuthn) and one-time recovery codes. Anyone may turn it on at /accounts/2fa/; staff must
+# (STAFF_MFA_REQUIRED): a staff session that has not passed a second factor reaches nothing but
+# the pages that set one up or ask for it (compliance.middleware), admin included.
+MFA_ADAPTER = "accounts.adapter.MFAAdapter"  # secrets encrypted with CARD_CODE_KEYS, QR by segno
+MFA_SUPPORTED_TYPES = ["totp", "webauthn", "recovery_codes"]
+MFA_TOTP_ISSUER = env("MFA_TOTP_ISSUER", "卡盟")
+MFA_TOTP_TOLERANCE = 1  # one 30-second step either side: a phone's clock is rarely exact
+MFA_WEBAUTHN_ALLOW_INSECURE_ORIGIN = not PRODUCTION  # http://localhost in development
+MFA_RECOVERY_CODE_COUNT = 10
+STAFF_MFA_REQUIRED = env_bool("STAFF_MFA_REQUIRED", default=PRODUCTION)
+if PRODUCTION and not STAFF_MFA_REQUIRED:
+    raise ImproperlyConfigured("STAFF_MFA_REQUIRED cannot be off with DJANGO_PRODUCTION=1")
+# A staff session ends after this many minutes without a request, and in any case this many
+# hours after signing in (a shift); buyers keep Django's two weeks.
+STAFF_SESSION_MINUTES = env_positive("STAFF_SESSION_MINUTES", 30)
+STAFF_SESSION_MAX_HOURS = env_positive("STAFF_SESSION_MAX_HOURS", 10)
 
 # --- Email ----------------------------------------------------------------------------
 EMAIL_BACKEND = env(
@@ -449,6 +480,36 @@ PAYMENTS_GATEWAY_TIMEOUT = int(env("PAYMENTS_GATEWAY_TIMEOUT", "15"))
 SESSION_COOKIE_HTTPONLY = True
 CSRF_COOKIE_HTTPONLY = False
 X_FRAME_OPTIONS = "DENY"
+# Content-Security-Policy (django-csp): scripts only from this site's files, never inline (no
+# <script> without src, no onclick=), so an injected tag cannot run. Styles allow inline
+# style attributes (Bootstrap's and Swagger UI's, progress widths): CSS cannot run code.
+# Forms may post to this site and to the payment gateways the cashier sends buyers to (a
+# redirect after a form counts for form-action). Production enforces it; development sends the
+# same policy as Report-Only (the browser logs what it would block) unless CSP_REPORT_ONLY=0.
+from csp.constants import NONE, SELF, UNSAFE_INLINE  # noqa: E402
+
+_csp_form_action_extra = env_list("CSP_FORM_ACTION_EXTRA", "https://*.alipay.com,https://*.tenpay.com")
+_CSP = {
+    "DIRECTIVES": {
+        "default-src": [SELF],
+        "script-src": [SELF],
+        "style-src": [SELF, UNSAFE_INLINE],
+        "img-src": [SELF, "data:", "blob:"],  # data: Bootstrap's icons in CSS; blob: logo preview
+        "font-src": [SELF],
+        "connect-src": [SELF],
+        "object-src": [NONE],
+        "base-uri": [SELF],
+        "frame-ancestors": [NONE],
+        "form-action": [SELF, *_csp_form_action_extra],
+    }
+}
+_csp_report_only = env_bool("CSP_REPORT_ONLY", default=not PRODUCTION)
+if PRODUCTION and _csp_report_only:
+    raise ImproperlyConfigured("CSP_REPORT_ONLY cannot be on with DJANGO_PRODUCTION=1")
+if _csp_report_only:
+    CONTENT_SECURITY_POLICY_REPORT_ONLY = _CSP
+else:
+    CONTENT_SECURITY_POLICY = _CSP
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 if PRODUCTION:

@@ -36,6 +36,8 @@ def new_page(browser, base_url, *, viewport=PHONE):
     page = context.new_page()
     errors = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
+    # What the Content-Security-Policy refused (an inline script, a handler, an eval).
+    page.on("console", lambda msg: "Content Security Policy" in msg.text and errors.append(msg.text))
     page.js_errors = errors
     return page
 

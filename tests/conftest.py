@@ -220,6 +220,22 @@ def fake_wechatpay(settings):
 # --- the browser ----------------------------------------------------------------------------
 
 
+@pytest.fixture(autouse=True)
+def _browser_pages_under_the_enforced_policy(request):
+    """Browser tests see production's Content-Security-Policy enforced (development only reports
+    it), so a page that needs an inline script fails here; tests.browser_helpers.new_page counts
+    the browser's CSP refusals as page errors."""
+    if not request.node.get_closest_marker("browser"):
+        yield
+        return
+    settings = request.getfixturevalue("settings")
+    policy = getattr(settings, "CONTENT_SECURITY_POLICY_REPORT_ONLY", None)
+    if policy:
+        settings.CONTENT_SECURITY_POLICY = policy
+        settings.CONTENT_SECURITY_POLICY_REPORT_ONLY = None
+    yield
+
+
 @pytest.fixture(scope="module")
 def browser():
     """Debian's Chromium, headless, driven by Playwright's sync API (browser tests)."""

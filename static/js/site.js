@@ -104,3 +104,63 @@ document.addEventListener("htmx:confirm", function (event) {
   };
   modal.show();
 });
+
+// One click, one request: <form data-submit-once> disables its submit button once sent (the
+// server deduplicates as well); data-submit-once="spinner" also shows a spinner on it. Disabled
+// after the event, so the button's own name and value are still sent.
+document.addEventListener("submit", function (event) {
+  const form = event.target;
+  if (!form.matches || !form.matches("form[data-submit-once]") || event.defaultPrevented) return;
+  const button = form.querySelector("button[type=submit], button:not([type])");
+  if (!button) return;
+  setTimeout(function () {
+    button.disabled = true;
+    if (form.dataset.submitOnce === "spinner") {
+      button.innerHTML = '<span class="spinner-border spinner-border-sm"></span> ' + button.textContent;
+    }
+  }, 0);
+});
+
+// A confirmation before a destructive submit: <button data-confirm="Revoke this key?">.
+document.addEventListener("click", function (event) {
+  const button = event.target.closest ? event.target.closest("[data-confirm]") : null;
+  if (button && !window.confirm(button.dataset.confirm)) event.preventDefault();
+}, true);
+
+// A select that submits its form when changed: <select data-autosubmit>.
+document.addEventListener("change", function (event) {
+  if (event.target.matches && event.target.matches("select[data-autosubmit]")) event.target.form.submit();
+});
+
+// Preset buttons that fill a field: <button data-fill-target="#amount" data-fill-value="50">.
+document.addEventListener("click", function (event) {
+  const button = event.target.closest ? event.target.closest("[data-fill-target]") : null;
+  if (!button) return;
+  const field = document.querySelector(button.dataset.fillTarget);
+  if (field) { field.value = button.dataset.fillValue; field.dispatchEvent(new Event("input", { bubbles: true })); }
+});
+
+// An htmx form that goes away once its request succeeded (a reveal button): data-remove-after-success.
+document.addEventListener("htmx:afterRequest", function (event) {
+  const elt = event.detail.elt;
+  if (event.detail.successful && elt && elt.matches && elt.matches("[data-remove-after-success]")) elt.remove();
+});
+
+// Refund request: the count, total and expected outcome follow the codes ticked.
+(function () {
+  const form = document.getElementById("refund-form");
+  if (!form) return;
+  const unit = parseFloat(form.dataset.unitPrice);
+  const update = function () {
+    const n = form.querySelectorAll("input.refund-code:checked").length;
+    document.getElementById("refund-count").textContent = n;
+    document.getElementById("refund-total").textContent = n ? formatFen(Math.round(unit * 100) * n) : "";
+    const box = document.getElementById("refund-outcome");
+    const revealed = form.querySelectorAll('input.refund-code:checked[data-revealed="1"]').length;
+    const review = box.dataset.automatic !== "1" || revealed > 0;
+    box.querySelector('[data-outcome="auto"]').classList.toggle("d-none", review || !n);
+    box.querySelector('[data-outcome="review"]').classList.toggle("d-none", !review || !n);
+  };
+  form.addEventListener("change", update);
+  update();
+})();
