@@ -139,7 +139,7 @@ def mfa_secrets_rotate() -> int:
     """Re-encrypt two-factor secrets (TOTP secrets, recovery codes' seeds; accounts.adapter.
     MFAAdapter encrypts them with CARD_CODE_KEYS) under the primary key, with the card codes
     (``manage.py rotate_card_keys``). The number of authenticators re-encrypted."""
-    from allauth.mfa.models import Authenticator  # type: ignore[import-untyped]
+    from allauth.mfa.models import Authenticator
     from django.db import transaction
 
     from marketplace import crypto

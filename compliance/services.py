@@ -61,7 +61,7 @@ def mfa_reset_by_staff(*, user, by, request=None) -> int:
     """Staff take away every authenticator of ``user`` (a lost phone and lost recovery codes):
     the account signs in with its password again and, if staff, must set up a new one before
     anything else. Audited as ``mfa_reset_by_staff``; the number of authenticators removed."""
-    from allauth.mfa.models import Authenticator  # type: ignore[import-untyped]
+    from allauth.mfa.models import Authenticator
 
     authenticators = list(Authenticator.objects.filter(user_id=user.pk).order_by("pk"))
     kinds = ", ".join(sorted({str(a.type) for a in authenticators}))
