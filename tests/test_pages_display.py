@@ -292,6 +292,72 @@ def test_main_pages_show_money_one_way_and_no_english_in_chinese(demo_shop):
     assert any(f in home for f in fragments)
 
 
+def guest_pages(on_commit) -> tuple[Client, list[str]]:
+    """A guest's browser (no account) and every page it reaches: the checkouts, the cashier's
+    choice, the lookup, the order page proved with the query password and its after-sales."""
+    import uuid
+
+    from aftersales.services import no_reason, tickets
+    from catalog.models import Product
+    from orders.services import guest as guest_services
+    from orders.services.orders import order_place
+    from payments.services.payments import sandbox_pay
+
+    product = Product.objects.filter(is_active=True).order_by("id").first()
+
+    def bought(password: str, pay: bool = True):
+        order = order_place(
+            buyer=None,
+            guest_email="lookup.me@demo.local",
+            query_password=password,
+            product_id=product.pk,
+            quantity=2,
+            idempotency_key=uuid.uuid4().hex,
+        )
+        if pay:
+            with on_commit(execute=True):  # payment, then delivery, as after their commits
+                sandbox_pay(order_number=order.number)
+        order.refresh_from_db()
+        return order
+
+    order, waiting = bought("cha-xun-1"), bought("", pay=False)
+    assert order.status == "delivered"
+    ticket = tickets.ticket_open(user=None, kind="other", subject="到账了吗", body="你好", order=order)
+    code = order.codes.order_by("id").first()
+    request = no_reason.refund_request_create(
+        user=None, order=order, order_code_ids=[str(code.pk)], idempotency_key=uuid.uuid4().hex
+    )
+    client = client_for(None)
+    for o in (order, waiting):
+        assert client.get(reverse("orders:guest_link", args=[guest_services.guest_link_token(number=o.number)]))
+    client.post(reverse("orders:guest_unlock", args=[order.number]), {"query_password": "cha-xun-1"})
+    guest = "aftersales_guest:"
+    return client, [
+        reverse("orders:checkout", args=[product.slug]),
+        f"/s/jinpai/p/{product.slug}/",
+        reverse("orders:guest_lookup"),
+        reverse("payments:choose", args=[waiting.number]),
+        reverse("orders:guest_detail", args=[waiting.number]),
+        reverse("orders:guest_detail", args=[order.number]),
+        reverse(guest + "refund_new", kwargs={"number": order.number}),
+        reverse(guest + "refund_detail", kwargs={"number": order.number, "public_id": request.public_id}),
+        reverse(guest + "ticket_new", kwargs={"number": order.number}),
+        reverse(guest + "ticket", kwargs={"number": order.number, "ticket": ticket.number}),
+    ]
+
+
+@pytest.mark.django_db
+def test_a_guests_pages_say_everything_in_chinese(demo_shop, django_capture_on_commit_callbacks):
+    fragments = english_fragments()
+    client, urls = guest_pages(django_capture_on_commit_callbacks)
+    for url in urls:
+        response = client.get(url)
+        assert response.status_code == 200, (url, response.status_code)
+        text = visible_text(response.content.decode())
+        assert [f for f in fragments if f in text] == [], url
+        assert re.search("[\u4e00-\u9fff]{4}", text), url  # Chinese, not an empty page
+
+
 @pytest.mark.django_db
 def test_storefront_page_shows_its_30_day_sales_through_the_filter(demo_shop):
     """The page that showed ``¥5612.76000000000``: a sum of a product of decimals."""
