@@ -85,4 +85,9 @@ app.conf.beat_schedule = {
     "agents-api-nonces-purge": {"task": "agents.tasks.purge_api_nonces", "schedule": 600.0},
     # After-sales SLA clocks: warnings, first-response breaches and escalations that are due.
     "aftersales-sla-sweep": {"task": "aftersales.tasks.sla_sweep", "schedule": 60.0},
+    # Qualifications whose validity ends within 30 or 7 days, or has ended: staff emailed once each.
+    "compliance-qualifications-warn": {
+        "task": "compliance.tasks.qualifications_warn_expiring",
+        "schedule": crontab(hour=9, minute=0),
+    },
 }
