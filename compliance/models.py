@@ -6,6 +6,7 @@ Append-only by convention; written only through ``compliance.services.audit_reco
 from django.conf import settings
 from django.db import models
 from django.utils.translation import gettext_lazy as _
+from django.utils.translation import pgettext_lazy
 
 
 class AuditEvent(models.Model):
@@ -94,7 +95,7 @@ class Qualification(models.Model):
 
     kind = models.CharField(_("kind"), max_length=30, choices=Kind.choices)
     number = models.CharField(
-        _("number"),
+        pgettext_lazy("qualification", "number"),
         max_length=60,
         help_text=_(
             "Business licence: the unified social credit code (18 characters). ICP filing: e.g. 京ICP备2024012345号-1. "
@@ -102,7 +103,7 @@ class Qualification(models.Model):
         ),
     )
     company_name = models.CharField(_("company name"), max_length=100, blank=True)
-    scope = models.TextField(_("scope"), max_length=2000, blank=True)
+    scope = models.TextField(pgettext_lazy("qualification", "scope"), max_length=2000, blank=True)
     valid_from = models.DateField(_("valid from"), null=True, blank=True)
     valid_until = models.DateField(
         _("valid until"), null=True, blank=True, help_text=_("The last day it is valid. Empty: without end (长期).")

@@ -5,6 +5,7 @@ import re
 from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import cast
+from urllib.parse import urlsplit
 
 from django.core.cache import cache
 from django.utils import timezone
@@ -87,6 +88,10 @@ class ShownQualification:
         return ""
 
     @property
+    def link_host(self) -> str:
+        return urlsplit(self.link).hostname or ""
+
+    @property
     def is_business_licence(self) -> bool:
         return self.kind == Qualification.Kind.BUSINESS_LICENCE
 
@@ -146,6 +151,6 @@ def qualification_image(*, pk: int, staff_preview: bool = False) -> tuple[bytes,
     if not staff_preview:
         rows = rows.filter(is_shown=True)
     row = rows.values_list("image", "image_updated_at").first()
-    if row is None or not row[0]:
+    if row is None or not row[0] or row[1] is None:
         return None
     return bytes(row[0]), int(row[1].timestamp())

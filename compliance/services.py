@@ -236,12 +236,14 @@ def qualification_save(*, actor, qualification_id: int | None, values: dict, ima
     from .selectors import qualifications_forget
 
     with transaction.atomic():
+        old: dict | None = None
         if qualification_id is None:
-            qualification, old = Qualification(), None
+            qualification = Qualification()
         else:
-            qualification = Qualification.objects.select_for_update().filter(pk=qualification_id).first()
-            if qualification is None:
+            found = Qualification.objects.select_for_update().filter(pk=qualification_id).first()
+            if found is None:
                 raise NotFound
+            qualification = found
             old = {name: getattr(qualification, name) for name in QUALIFICATION_FIELDS}
         has_image = bool(qualification.image) if image is KEEP else bool(image)
         values = qualification_clean({name: values.get(name) for name in QUALIFICATION_FIELDS}, has_image=has_image)
@@ -322,12 +324,13 @@ def qualification_expiry_warn(*, today: date | None = None) -> int:
         .defer("image")
         .order_by("valid_until", "pk")
     )
+    order: list[str] = [str(s) for s, _days in WARNING_STAGES] + [str(QualificationWarning.Stage.EXPIRED)]
     for qualification in candidates:
+        assert qualification.valid_until is not None  # filtered above
         days_left = (qualification.valid_until - today).days
         stage = _due_stage(days_left)
         if stage is None:
             continue
-        order = [s for s, _days in WARNING_STAGES] + [QualificationWarning.Stage.EXPIRED]
         with transaction.atomic():
             warning, created = QualificationWarning.objects.get_or_create(
                 qualification=qualification, valid_until=qualification.valid_until, stage=stage
@@ -355,7 +358,7 @@ def qualification_expiry_warn(*, today: date | None = None) -> int:
 def _send_expiry_warning(qualification: Qualification, days_left: int, recipients: list[str]) -> None:
     with translation.override(settings.LANGUAGE_CODE):
         label = qualification.get_kind_display()
-        end = qualification.valid_until.isoformat()
+        end = qualification.valid_until.isoformat() if qualification.valid_until else ""
         if days_left < 0:
             subject = _("[Qualification expired] %(kind)s %(number)s ended on %(date)s")
             intro = _(
