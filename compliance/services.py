@@ -124,12 +124,6 @@ IMAGE_FORMATS = {"PNG", "JPEG", "WEBP"}
 KEEP = object()  # qualification_save(image=KEEP): the image stays as it is
 
 
-def public_security_code(number: str) -> str:
-    """The 14-digit record code of a public-security filing number (京公网安备11010502000001号)."""
-    match = _PUBLIC_SECURITY_RE.match(number or "")
-    return match.group(1) if match else ""
-
-
 def qualification_clean(values: dict, *, has_image: bool) -> dict:
     """Each kind's rules over the submitted ``values`` (QUALIFICATION_FIELDS); returns them
     normalised (spaces dropped from numbers, text stripped) or raises a QualificationError."""
