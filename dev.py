@@ -141,6 +141,7 @@ def cmd_up() -> int:
     manage("seed_demo_agents", env=env)
     manage("seed_demo_sales", env=env)
     manage("seed_demo_aftersales", env=env)
+    manage("seed_demo_compliance", env=env)
 
     VAR.mkdir(parents=True, exist_ok=True)
     celery = (PYTHON, "-m", "celery", "-A", "marketplace")

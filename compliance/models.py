@@ -7,6 +7,7 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 from django.utils.translation import gettext_lazy as _
+from django.utils.translation import pgettext_lazy
 
 
 class AuditEvent(models.Model):
@@ -92,3 +93,122 @@ class CreditEvent(models.Model):
 
     def __str__(self):
         return f"{self.user_id or self.email} {self.kind} {self.at:%Y-%m-%d}"
+
+
+class Qualification(models.Model):
+    """A licence or filing the platform holds and must show: the business licence, the ICP filing,
+    the value-added telecom business licence, the public-security filing.
+
+    Shown on every page's footer and on the public qualifications page (电子商务法 第十五条;
+    see ``compliance.selectors.qualifications_shown``). Written only through
+    ``compliance.services.qualification_save``, which checks each kind's rules and keeps every
+    change as a ``QualificationChange``. Never deleted: a retired one is hidden (``is_shown``).
+    The licence image is kept here (re-encoded JPEG, no metadata), never under MEDIA: it is served
+    by ``compliance.views.qualification_image`` only while the record exists and is shown.
+    """
+
+    class Kind(models.TextChoices):
+        BUSINESS_LICENCE = "business_licence", _("Business licence")
+        ICP_FILING = "icp_filing", _("ICP filing number")
+        TELECOM_LICENCE = "telecom_licence", _("Value-added telecom business licence")
+        PUBLIC_SECURITY_FILING = "public_security_filing", _("Public security filing number")
+
+    kind = models.CharField(_("kind"), max_length=30, choices=Kind.choices)
+    number = models.CharField(
+        pgettext_lazy("qualification", "number"),
+        max_length=60,
+        help_text=_(
+            "Business licence: the unified social credit code (18 characters). ICP filing: e.g. 京ICP备2024012345号-1. "
+            "Telecom licence: e.g. 京B2-20240123. Public security filing: e.g. 京公网安备11010502000001号."
+        ),
+    )
+    company_name = models.CharField(_("company name"), max_length=100, blank=True)
+    scope = models.TextField(pgettext_lazy("qualification", "scope"), max_length=2000, blank=True)
+    valid_from = models.DateField(_("valid from"), null=True, blank=True)
+    valid_until = models.DateField(
+        _("valid until"), null=True, blank=True, help_text=_("The last day it is valid. Empty: without end (长期).")
+    )
+    image = models.BinaryField(_("image"), null=True, blank=True, editable=False)
+    image_updated_at = models.DateTimeField(null=True, blank=True, editable=False)
+    is_shown = models.BooleanField(_("shown on the site"), default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ("kind", "pk")
+        verbose_name = _("qualification")
+        verbose_name_plural = _("qualifications")
+        constraints = [
+            models.UniqueConstraint(fields=["kind", "number"], name="qualification_kind_number_uniq"),
+            models.CheckConstraint(
+                condition=models.Q(valid_until__isnull=True)
+                | models.Q(valid_from__isnull=True)
+                | models.Q(valid_until__gte=models.F("valid_from")),
+                name="qualification_valid_until_after_from",
+            ),
+        ]
+
+    def __str__(self):
+        return f"{self.get_kind_display()} {self.number}"
+
+
+class QualificationChange(models.Model):
+    """One save of a qualification: who, when, and each changed field's old and new value
+    (the image by its size and SHA-256, not its bytes). Written by ``qualification_save`` only."""
+
+    class Action(models.TextChoices):
+        CREATED = "created", _("Created")
+        CHANGED = "changed", _("Changed")
+
+    qualification = models.ForeignKey(
+        Qualification, verbose_name=_("qualification"), related_name="changes", on_delete=models.PROTECT
+    )
+    at = models.DateTimeField(_("time"), auto_now_add=True)
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        verbose_name=_("who"),
+        null=True,
+        blank=True,
+        related_name="+",
+        on_delete=models.PROTECT,
+    )
+    action = models.CharField(_("action"), max_length=10, choices=Action.choices)
+    changes = models.JSONField(_("changes"), default=dict)  # {field: [old, new]}
+
+    class Meta:
+        ordering = ("-at", "-id")
+        verbose_name = _("qualification change")
+        verbose_name_plural = _("qualification history")
+
+    def __str__(self):
+        return f"{self.qualification_id} {self.action} {self.at:%Y-%m-%d %H:%M}"
+
+
+class QualificationWarning(models.Model):
+    """An expiry warning emailed to staff: one per qualification, validity end and stage, so the
+    beat task (``compliance.tasks.qualifications_warn_expiring``) sends each once. A renewed
+    qualification (a new end date) is warned about afresh."""
+
+    class Stage(models.TextChoices):
+        DAYS_30 = "30d", _("30 days before")
+        DAYS_7 = "7d", _("7 days before")
+        EXPIRED = "expired", _("Expired")
+
+    qualification = models.ForeignKey(Qualification, related_name="warnings", on_delete=models.PROTECT)
+    valid_until = models.DateField()
+    stage = models.CharField(max_length=10, choices=Stage.choices)
+    sent_at = models.DateTimeField(auto_now_add=True)
+    recipients = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ("-sent_at", "-id")
+        verbose_name = _("qualification expiry warning")
+        verbose_name_plural = _("qualification expiry warnings")
+        constraints = [
+            models.UniqueConstraint(
+                fields=["qualification", "valid_until", "stage"], name="qualificationwarning_once_uniq"
+            ),
+        ]
+
+    def __str__(self):
+        return f"{self.qualification_id} {self.stage} {self.valid_until}"

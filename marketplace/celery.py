@@ -87,4 +87,9 @@ app.conf.beat_schedule = {
     "orders-guest-lookups-purge": {"task": "orders.tasks.purge_guest_lookups", "schedule": crontab(hour=4, minute=10)},
     # After-sales SLA clocks: warnings, first-response breaches and escalations that are due.
     "aftersales-sla-sweep": {"task": "aftersales.tasks.sla_sweep", "schedule": 60.0},
+    # Qualifications whose validity ends within 30 or 7 days, or has ended: staff emailed once each.
+    "compliance-qualifications-warn": {
+        "task": "compliance.tasks.qualifications_warn_expiring",
+        "schedule": crontab(hour=9, minute=0),
+    },
 }

@@ -145,6 +145,7 @@ TEMPLATES = [
                 "marketplace.context_processors.site",
                 "aftersales.services.promises.promises",
                 "payments.selectors.pay_channels_context",
+                "compliance.selectors.qualifications_context",
             ],
             # ``money`` and ``order_no``: how amounts and order numbers are shown, everywhere.
             "builtins": ["marketplace.templatetags.display"],
@@ -394,6 +395,9 @@ GUEST_BROWSER_MAX_ORDERS = env_positive("GUEST_BROWSER_MAX_ORDERS", 20)
 # After-sales: staff in this group get escalated tickets (SLA breaches); a buyer with more than
 # this many no-reason refunds in the period goes to staff review instead of automatic approval.
 AFTERSALES_SUPERVISOR_GROUP = env("AFTERSALES_SUPERVISOR_GROUP", "after-sales supervisors")
+# Who is warned 30 and 7 days before a qualification's validity ends (and when it has ended),
+# besides the staff who may change qualifications in admin: comma-separated addresses.
+COMPLIANCE_EMAILS = env_list("COMPLIANCE_EMAILS")
 NO_REASON_REFUND_LIMIT = int(env("NO_REASON_REFUND_LIMIT", "5"))
 NO_REASON_REFUND_LIMIT_DAYS = int(env("NO_REASON_REFUND_LIMIT_DAYS", "30"))
 # A resolved ticket may be reopened by the buyer for this many days; attachments' size limit.

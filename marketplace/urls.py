@@ -38,6 +38,8 @@ urlpatterns = [
     path("agent/", include((order_urls.agent_urlpatterns + agent_urls.urlpatterns, agent_urls.app_name))),
     path("support/", include("aftersales.urls")),
     path("s/", include((order_urls.storefront_urlpatterns, "storefront"))),
+    # The trust pages: the platform's qualifications (电子商务法 第十五条).
+    path("trust/", include("compliance.urls")),
     path("", include((order_urls.catalog_urlpatterns, "catalog"))),
 ]
 

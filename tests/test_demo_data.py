@@ -15,6 +15,7 @@ def load():
     call_command("seed_demo_agents", "--quiet")
     call_command("seed_demo_sales")
     call_command("seed_demo_aftersales")
+    call_command("seed_demo_compliance", verbosity=0)
 
 
 @pytest.mark.django_db

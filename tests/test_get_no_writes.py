@@ -26,6 +26,7 @@ from agents.models import Agent, Commission, Invitation, Storefront, Withdrawal
 from agents.services import agents as services
 from agents.services import api_keys, withdrawals
 from catalog.models import Product
+from compliance.models import Qualification
 from ledger import services as ledger
 from ledger.models import Account, Entry
 from ledger.selectors import balance_of
@@ -57,6 +58,7 @@ def world(settings):
     call_command("seed_demo_agents", "--quiet")
     call_command("seed_demo_sales")
     call_command("seed_demo_aftersales")
+    call_command("seed_demo_compliance", verbosity=0)
     users = {u.email: u for u in get_user_model().objects.filter(email__endswith="@demo.local")}
     agent = Agent.objects.select_related("user").get(user=users["agent@demo.local"])
     # A buyer who never had a wallet: its account must not be opened by looking at it.
@@ -184,6 +186,7 @@ def admin_pages(world) -> list[str]:
         Invitation.objects.first(),
         Account.objects.filter(code__startswith="liability:wallet:").first(),
         Entry.objects.first(),
+        Qualification.objects.first(),
     ]
     records = [r for r in records if type(r) in admin.site._registry]
     pages += [reverse(f"admin:{r._meta.app_label}_{r._meta.model_name}_change", args=[r.pk]) for r in records]
@@ -194,6 +197,11 @@ def admin_pages(world) -> list[str]:
         reverse("admin:payments_refund_order", args=[world["delivered"].number]),
     ]
     return pages
+
+
+def qualification_images() -> list[str]:
+    shown = Qualification.objects.filter(image_updated_at__isnull=False)
+    return [reverse("compliance:qualification_image", args=[q.pk]) for q in shown]
 
 
 def writes_of(client: Client, pages: list[str]) -> tuple[dict[str, list[str]], dict[str, int]]:
@@ -215,7 +223,15 @@ def test_no_page_view_writes_to_the_database(world):
     users = world["users"]
     accounts_before = Account.objects.count()
     visits = {
-        "visitor": (None, [reverse("catalog:home"), *storefront_pages(Storefront.objects.get(slug="jinpai"))]),
+        "visitor": (
+            None,
+            [
+                reverse("catalog:home"),
+                reverse("compliance:qualifications"),
+                *qualification_images(),
+                *storefront_pages(Storefront.objects.get(slug="jinpai")),
+            ],
+        ),
         "demo buyer": (users["buyer@demo.local"], buyer_pages(users["buyer@demo.local"], world)),
         "new buyer": (world["newcomer"], buyer_pages(world["newcomer"], world)),
         "agent": (users["agent@demo.local"], agent_pages(world)),

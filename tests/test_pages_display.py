@@ -211,16 +211,19 @@ def demo_shop(db, settings):
     settings.PAYMENTS_SANDBOX_ENABLED = True
     for command in ("seed_demo", "seed_demo_agents", "seed_demo_sales", "seed_demo_aftersales"):
         call_command(command, "--quiet") if command in ("seed_demo", "seed_demo_agents") else call_command(command)
+    call_command("seed_demo_compliance", verbosity=0)
 
 
 def main_pages():
     from aftersales.models import Ticket
     from catalog.models import Product
+    from compliance.models import Qualification
     from orders.models import Order
 
     buyer_order = Order.objects.filter(buyer__email="buyer@demo.local").order_by("-id").first()
     ticket = Ticket.objects.order_by("id").first()
     product = Product.objects.filter(is_active=True).order_by("id").first()
+    qualification = Qualification.objects.order_by("id").first()
     return {
         None: [
             "/",
@@ -228,6 +231,7 @@ def main_pages():
             "/s/jinpai/",
             "/accounts/login/",
             "/accounts/signup/",
+            reverse("compliance:qualifications"),
         ],
         "buyer@demo.local": [
             "/",
@@ -261,6 +265,8 @@ def main_pages():
             reverse("admin:catalog_stockbatch_import"),
             reverse("admin:orders_order_changelist"),
             reverse("admin:payments_refund_changelist"),
+            reverse("admin:compliance_qualification_changelist"),
+            reverse("admin:compliance_qualification_change", args=[qualification.pk]),
         ],
     }
 
