@@ -28,6 +28,9 @@ def test_demo_data_loads_agents_and_sales_and_runs_again_without_change(settings
     delivered = Order.objects.filter(status=Order.Status.DELIVERED)
     assert delivered.filter(channel=Order.Channel.STOREFRONT).count() >= 10
     assert Commission.objects.filter(status=Commission.Status.AVAILABLE).exists()
+    # A guest of the demo (no account): two orders, found at the lookup with the printed password.
+    guest = Order.objects.filter(buyer__isnull=True, guest_email="guest@demo.local", status="delivered")
+    assert guest.count() == 2 and guest.filter(channel=Order.Channel.STOREFRONT).count() == 1
     # The support queue: one ticket at risk, one overdue, a dispute under review, one in arbitration.
     assert Ticket.objects.count() == 5
     assert RefundRequest.objects.filter(status=RefundRequest.Status.REFUNDED).count() == 1

@@ -28,6 +28,10 @@ from orders.services.orders import order_fulfil, order_place
 from ...services.payments import sandbox_pay
 from ..demo import numbered_as_of, sale_backdate, tasks_inline
 
+# A guest (no account) of the demo: bought twice, finds the orders with these at /orders/lookup/.
+DEMO_GUEST_EMAIL = "guest@demo.local"
+DEMO_GUEST_PASSWORD = "demo-chaxun"
+
 
 class Command(BaseCommand):
     help = "Backdated demo sales through the demo storefront and agents (sandbox payments)."
@@ -79,3 +83,33 @@ class Command(BaseCommand):
             made += 1
         settled = commissions.commissions_settle_due()
         self.stdout.write(self.style.SUCCESS(f"Demo sales: {made} orders delivered, {settled} commissions available."))
+        self._sell_to_a_guest(shop, products, now)
+
+    def _sell_to_a_guest(self, shop, products, now):
+        """Two orders bought without an account (one on the platform, one at the demo shop), so
+        the order lookup has something to find: the email and query password are printed."""
+        made = []
+        for i, (product, where) in enumerate(zip(products[:2], (None, shop), strict=False)):
+            when = now - timedelta(days=3) + timedelta(hours=1 + i)  # after the sales, before after-sales
+            try:
+                with numbered_as_of(when):
+                    order = order_place(
+                        buyer=None,
+                        guest_email=DEMO_GUEST_EMAIL,
+                        query_password=DEMO_GUEST_PASSWORD,
+                        product=product,
+                        quantity=1,
+                        idempotency_key=f"demo-guest-{i}",
+                        storefront=where,
+                    )
+            except ServiceError:
+                continue
+            sandbox_pay(order_number=order.number)
+            order_fulfil(order_id=order.pk)
+            sale_backdate(order_id=order.pk, when=when)
+            made.append(order.number)
+        if made:
+            self.stdout.write(
+                f"  guest orders       {DEMO_GUEST_EMAIL} / query password {DEMO_GUEST_PASSWORD} "
+                f"(find them at /orders/lookup/)"
+            )
