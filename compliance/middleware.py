@@ -30,6 +30,8 @@ from django.shortcuts import render
 from django.utils.cache import add_never_cache_headers
 from django.utils.translation import gettext as _
 
+from marketplace.middleware import user_loaded
+
 from .models import AuditEvent
 from .services import audit_denied, audit_record
 
@@ -72,6 +74,8 @@ class StaffSessionMiddleware:
         self.get_response = get_response
 
     def __call__(self, request):
+        if (fault := user_loaded(request)) is not None:  # the first statement of most requests
+            return fault
         user = getattr(request, "user", None)
         if user is not None and user.is_authenticated and user.is_staff:
             ended = self._expired(request)

@@ -44,6 +44,29 @@ def service_unavailable(request) -> HttpResponse:
     return response
 
 
+def user_loaded(request) -> HttpResponse | None:
+    """Load ``request.user`` now (its session and user rows) for a middleware that needs it
+    before the view: ``None`` once loaded, else the 503 to answer. An exception there, outside
+    the view, reaches no ``process_exception``. A dropped connection is retried once whatever
+    the method: these are reads and nothing of the request has run yet; a second loss is a 503.
+    """
+    for attempt in (1, 2):
+        try:
+            request.user.is_authenticated  # noqa: B018 - evaluates the lazy user (session, user rows)
+            return None
+        except _DATABASE_ERRORS as exc:
+            if not connection_lost(exc):
+                raise
+            connection.close()
+            if attempt == 2:
+                log.error("database unavailable for %s %s: %s", request.method, request.path, exc)
+                return service_unavailable(request)
+            log.warning(
+                "database connection lost loading the user of %s %s; retrying once", request.method, request.path
+            )
+    return None
+
+
 class ServiceFaultMiddleware:
     def __init__(self, get_response):
         self.get_response = get_response
