@@ -5,6 +5,7 @@ reason shown; a clean buyer's order costs one statement more, no more."""
 
 from datetime import datetime, timedelta
 from decimal import Decimal
+from importlib import import_module
 from unittest import mock
 
 import pytest
@@ -20,11 +21,19 @@ from compliance.services import credit_event_record
 from orders.models import Order
 from orders.services import orders as order_services
 from tests.api_helpers import issue_key, make_agent, top_up
-from tests.factories import ProductFactory, UserFactory, add_stock
+from tests.factories import ProductFactory, add_stock
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("english")]
 Kind = CreditEvent.Kind
 NOW = timezone.make_aware(datetime(2026, 6, 1, 12, 0))
+
+
+@pytest.fixture(autouse=True)
+def seeded_levels(db):
+    """The levels the migration seeds (a transactional test elsewhere may have flushed them)."""
+    for values in import_module("compliance.migrations.0006_credit_rating").LEVELS:
+        CreditLevel.objects.get_or_create(name=values["name"], defaults=values)
+    rating.credit_levels_forget()
 
 
 def event(owner=None, kind=Kind.NO_REASON_REFUND, *, days_ago=0.0, email="", reference="", weight=None):
@@ -108,7 +117,15 @@ def test_guests_are_rated_by_their_normalised_email(rules):
 
 @pytest.mark.parametrize(
     ("score", "name"),
-    [(0, "Good"), (2.99, "Good"), (3, "Watch"), (5.99, "Watch"), (6, "Restricted"), (9.99, "Restricted"), (10, "Blocked")],
+    [
+        (0, "Good"),
+        (2.99, "Good"),
+        (3, "Watch"),
+        (5.99, "Watch"),
+        (6, "Restricted"),
+        (9.99, "Restricted"),
+        (10, "Blocked"),
+    ],
 )
 def test_thresholds_map_scores_to_levels(db, score, name):
     assert rating.level_for_score(score).name == name
@@ -136,7 +153,11 @@ def test_staff_edits_to_the_levels_apply_at_once(buyer, rules):
 def test_an_override_applies_until_it_expires_and_is_audited(buyer, staff):
     with frozen():
         rating.credit_override_set(
-            by=staff, user=buyer, level=level("Blocked"), reason="stolen card report", expires_at=NOW + timedelta(days=7)
+            by=staff,
+            user=buyer,
+            level=level("Blocked"),
+            reason="stolen card report",
+            expires_at=NOW + timedelta(days=7),
         )
     r = rating.credit_rating(user=buyer, now=NOW + timedelta(days=6))
     assert (r.level.name, r.computed_level.name, r.is_overridden) == ("Blocked", "Good", True)
@@ -338,3 +359,84 @@ def test_the_refusal_is_in_chinese_for_a_chinese_buyer(client, buyer, product, s
     )
     text = response.content.decode()
     assert "您的账户信用等级为“受限”：每单最多 1 件" in text, text[:3000]
+
+
+# --- refunds, profile, staff ------------------------------------------------------------------
+
+
+@pytest.mark.django_db(transaction=True)  # fulfilment runs after the commit
+def test_watch_sends_no_reason_refunds_to_staff_review(buyer):
+    from aftersales.models import RefundRequest
+    from tests.builders import ask, codes_of, delivered_order
+
+    order = delivered_order(buyer, quantity=1)
+    force(buyer, "Watch")
+    request = ask(buyer, order, codes_of(order))
+    assert request.status == RefundRequest.Status.UNDER_REVIEW and request.ticket.is_dispute
+    assert "your credit level is “Watch”" in request.review_reason
+
+
+def test_the_profile_shows_the_level_its_limits_the_events_and_an_appeal_link(client, buyer):
+    credit_event_record(user=buyer, kind=Kind.NO_REASON_REFUND, reference="O-1")
+    force(buyer, "Restricted")
+    client.force_login(buyer)
+    text = client.get("/accounts/profile/").content.decode()
+    assert "Restricted" in text and "at most 1 code per order" in text and "pay with the account balance only" in text
+    assert "No-reason refund" in text and "O-1" in text and "1.00" in text
+    assert "/support/new/?kind=credit_appeal" in text
+
+
+def test_a_clean_profile_says_nothing_is_limited(client, buyer):
+    client.force_login(buyer)
+    text = client.get("/accounts/profile/").content.decode()
+    assert "Nothing is limited" in text and "Appeal this level" not in text
+
+
+def test_staff_see_the_panel_and_override_from_the_user_admin(client, staff, buyer):
+    credit_event_record(user=buyer, kind=Kind.DISPUTE_LOST, reference="T-9")
+    client.force_login(staff)
+    page = client.get(f"/admin/accounts/user/{buyer.pk}/change/").content.decode()
+    assert "Dispute decided against the user" in page and "T-9" in page
+    url = f"/admin/accounts/user/{buyer.pk}/credit/"
+    assert client.get(url).status_code == 200
+    until = (timezone.localtime() + timedelta(days=3)).strftime("%Y-%m-%d %H:%M")
+    response = client.post(
+        url, {"do": "override", "level": level("Blocked").pk, "expires_at": until, "reason": "chargeback"}
+    )
+    assert response.status_code == 302
+    assert rating.credit_rating(user=buyer).level.name == "Blocked"
+    assert AuditEvent.objects.filter(action="credit_override", actor=staff, detail__contains="chargeback").exists()
+    response = client.post(url, {"do": "adjust", "weight": "-2", "reason": "goodwill"})
+    assert response.status_code == 302 and CreditEvent.objects.filter(kind=Kind.STAFF_ADJUSTMENT).exists()
+    # Without a reason: the form is shown again, nothing set.
+    response = client.post(url, {"do": "override", "level": level("Good").pk, "expires_at": until, "reason": ""})
+    assert response.status_code == 200 and CreditOverride.objects.count() == 1
+
+
+def test_the_order_admin_shows_the_buyers_rating(client, staff, buyer, product):
+    order = place(buyer, product)
+    credit_event_record(user=buyer, kind=Kind.REISSUE, reference=order.number)
+    client.force_login(staff)
+    page = client.get(f"/admin/orders/order/{order.pk}/change/").content.decode()
+    assert "Code reissued" in page
+
+
+def test_editing_a_level_in_admin_applies_at_once(client, staff, buyer, product):
+    client.force_login(staff)
+    good = level("Good")
+    response = client.post(
+        f"/admin/compliance/creditlevel/{good.pk}/change/",
+        {
+            "name": "Good",
+            "min_score": "0",
+            "may_purchase": "on",
+            "max_codes_per_order": "1",
+            "max_codes_per_day": "",
+            "may_buy_high_risk": "on",
+            "may_withdraw": "on",
+        },
+    )
+    assert response.status_code == 302, response.content.decode()[:2000]
+    with pytest.raises(CreditRestricted, match="at most 1 code per order"):
+        place(buyer, product, quantity=2)
+    assert AuditEvent.objects.filter(action="credit_level_save").exists()

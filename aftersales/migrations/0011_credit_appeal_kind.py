@@ -3,6 +3,14 @@
 from django.db import migrations, models
 
 
+def sla_policy(apps, schema_editor):
+    """Appeals get the same 48-hour first response as every other kind."""
+    SlaPolicy = apps.get_model("aftersales", "SlaPolicy")
+    SlaPolicy.objects.get_or_create(
+        kind="credit_appeal", defaults={"first_response_hours": 48, "warn_after_hours": 36, "resolution_hours": 168}
+    )
+
+
 class Migration(migrations.Migration):
 
     dependencies = [
@@ -25,4 +33,5 @@ class Migration(migrations.Migration):
             name='kind',
             field=models.CharField(choices=[('not_received', 'Code not received'), ('invalid', 'Code invalid or already used'), ('wrong_item', 'Wrong item'), ('refund', 'Refund request'), ('credit_appeal', 'Credit level appeal'), ('other', 'Other')], max_length=20, verbose_name='kind'),
         ),
+        migrations.RunPython(sla_policy, migrations.RunPython.noop),
     ]
