@@ -32,6 +32,7 @@ class Kind(models.TextChoices):
     INVALID = "invalid", _("Code invalid or already used")
     WRONG_ITEM = "wrong_item", _("Wrong item")
     REFUND = "refund", _("Refund request")
+    CREDIT_APPEAL = "credit_appeal", _("Credit level appeal")
     OTHER = "other", _("Other")
 
 

@@ -74,7 +74,7 @@ class SupplierAdmin(admin.ModelAdmin):
 @admin.register(Product)
 class ProductAdmin(admin.ModelAdmin):
     list_display = ("name", "category", "kind", "price", "face_value", "available_stock", "is_active")
-    list_filter = ("is_active", "kind", "category", "supplier")
+    list_filter = ("is_active", "is_high_risk", "kind", "category", "supplier")
     list_editable = ("is_active",)
     search_fields = ("name", "slug")
     prepopulated_fields = {"slug": ("name",)}

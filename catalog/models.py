@@ -84,6 +84,12 @@ class Product(models.Model):
         _("refund policy"), blank=True, help_text=_("Leave empty for the platform's standard policy.")
     )
     is_active = models.BooleanField(_("on sale"), default=True)
+    # Goods thieves prefer (easily resold, e.g. large-value cards): a credit level may forbid them.
+    is_high_risk = models.BooleanField(
+        _("high-risk goods"),
+        default=False,
+        help_text=_("Users whose credit level forbids high-risk goods cannot buy this product."),
+    )
     sort_order = models.PositiveIntegerField(_("sort order"), default=0)
     created_at = models.DateTimeField(_("created"), auto_now_add=True)
     updated_at = models.DateTimeField(_("updated"), auto_now=True)

@@ -1,16 +1,29 @@
 from allauth.mfa.models import Authenticator
 from django import forms
 from django.contrib import admin, messages
-from django.urls import reverse
+from django.contrib.auth import get_user_model
+from django.core.exceptions import PermissionDenied
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
+from accounts.admin import UserAdmin
 from marketplace.admin import ReadOnlyAdmin, ReadOnlyInline
+from marketplace.errors import admin_action_run
 
-from . import services
-from .models import AuditEvent, CreditEvent, Qualification, QualificationChange, QualificationWarning
+from . import rating, services
+from .models import (
+    AuditEvent,
+    CreditEvent,
+    CreditLevel,
+    CreditOverride,
+    Qualification,
+    QualificationChange,
+    QualificationWarning,
+)
 from .services import mfa_reset_by_staff
 
 
@@ -200,3 +213,209 @@ class QualificationAdmin(admin.ModelAdmin):
         )
         obj.pk = saved.pk
         obj._state.adding = False
+
+
+# --- the credit rating (compliance.rating) ----------------------------------------------------
+
+
+def credit_panel(*, user=None, email: str = ""):
+    """A read-only panel for staff: the level (forced or computed), the score and each event
+    behind it with its weight then and now. Shown on the user, order and ticket pages."""
+    if user is None and not email:
+        return "—"
+    r = rating.credit_rating(user=user, email=email)
+    head = format_html(
+        "<div><b>{}</b> · {} {}</div>",
+        r.level.label or _("Good"),
+        _("score"),
+        r.score_display,
+    )
+    if r.override is not None:
+        head += format_html(
+            "<div>{}</div>",
+            _("Forced by staff until %(until)s (computed: %(level)s): %(reason)s")
+            % {
+                "until": timezone.localtime(r.override.expires_at).strftime("%Y-%m-%d %H:%M"),
+                "level": r.computed_level.label or _("Good"),
+                "reason": r.override.reason,
+            },
+        )
+    if r.level.limits:
+        head += format_html("<div>{}</div>", _(", ").join(r.level.limits))
+    rows = format_html_join(
+        "",
+        "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+        (
+            (
+                timezone.localtime(e.at).strftime("%Y-%m-%d %H:%M"),
+                e.label + (f" ({_('overturned at arbitration')})" if e.cancelled else ""),
+                e.reference,
+                f"{e.weight:.2f}",
+                f"{e.now_weight:.2f}",
+            )
+            for e in r.events[:50]
+        ),
+    )
+    table = format_html(
+        '<table style="margin-top:.5em"><thead><tr><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th></tr>'
+        "</thead><tbody>{}</tbody></table>",
+        _("time"),
+        _("event"),
+        _("reference"),
+        _("weight"),
+        _("weight now"),
+        rows,
+    )
+    return head + (table if r.events else format_html("<div>{}</div>", _("No credit events.")))
+
+
+@admin.register(CreditLevel)
+class CreditLevelAdmin(admin.ModelAdmin):
+    """The levels staff edit: a change applies to the next check (the cached table is forgotten)."""
+
+    list_display = (
+        "name",
+        "min_score",
+        "may_purchase",
+        "max_codes_per_order",
+        "max_codes_per_day",
+        "may_buy_high_risk",
+        "balance_only",
+        "refunds_reviewed",
+        "may_withdraw",
+    )
+
+    def save_model(self, request, obj, form, change):
+        super().save_model(request, obj, form, change)
+        rating.credit_levels_forget()
+        services.audit_record(
+            action="credit_level_save",
+            outcome=AuditEvent.Outcome.ALLOWED,
+            actor=request.user,
+            target=obj.name,
+            request=request,
+            detail=", ".join(f"{name}={form.cleaned_data.get(name)}" for name in form.changed_data)[:500],
+        )
+
+    def delete_model(self, request, obj):
+        super().delete_model(request, obj)
+        rating.credit_levels_forget()
+
+    def delete_queryset(self, request, queryset):
+        super().delete_queryset(request, queryset)
+        rating.credit_levels_forget()
+
+
+@admin.register(CreditOverride)
+class CreditOverrideAdmin(ReadOnlyAdmin):
+    """Overrides are set from the user's page (audited); here they are listed and revoked."""
+
+    list_display = ("created_at", "user", "email", "level", "expires_at", "revoked_at", "created_by", "reason")
+    list_filter = ("level",)
+    search_fields = ("user__email", "email", "reason")
+    actions = ("revoke",)
+
+    def has_revoke_permission(self, request) -> bool:
+        return request.user.has_perm("compliance.add_creditoverride")
+
+    @admin.action(description=_("Revoke these overrides"), permissions=["revoke"])
+    def revoke(self, request, queryset):
+        for override in queryset.select_related("user", "level").order_by("pk"):
+            rating.credit_override_revoke(by=request.user, override=override, request=request)
+        self.message_user(request, _("Revoked."), messages.SUCCESS)
+
+
+class CreditOverrideForm(forms.Form):
+    level = forms.ModelChoiceField(label=_("level"), queryset=CreditLevel.objects.all())
+    expires_at = forms.DateTimeField(
+        label=_("until"), help_text=_("e.g. 2026-12-31 23:59"), widget=forms.DateTimeInput(attrs={"size": 20})
+    )
+    reason = forms.CharField(label=_("reason"), max_length=300, widget=forms.TextInput(attrs={"size": 60}))
+
+
+class CreditAdjustForm(forms.Form):
+    weight = forms.DecimalField(
+        label=_("points"), max_digits=6, decimal_places=2, help_text=_("Positive lowers the credit, negative lifts it.")
+    )
+    reason = forms.CharField(label=_("reason"), max_length=300, widget=forms.TextInput(attrs={"size": 60}))
+
+
+User = get_user_model()
+admin.site.unregister(User)
+
+
+@admin.register(User)
+class CreditUserAdmin(UserAdmin):
+    """accounts' user admin with the credit panel, and a page to override the level or adjust
+    the score (compliance sits above accounts, so it extends the admin here)."""
+
+    readonly_fields = (*UserAdmin.readonly_fields, "credit")
+    fieldsets = (*UserAdmin.fieldsets, (_("Credit"), {"fields": ("credit",)}))
+
+    @admin.display(description=_("credit rating"))
+    def credit(self, obj):
+        if obj is None or not obj.pk:
+            return "—"
+        link = format_html(
+            '<p><a class="button" href="{}">{}</a></p>',
+            reverse("admin:accounts_user_credit", args=[obj.pk]),
+            _("Override the level or adjust the score"),
+        )
+        return credit_panel(user=obj) + link
+
+    def get_urls(self):
+        return [
+            path(
+                "<int:pk>/credit/",
+                self.admin_site.admin_view(self.credit_view),
+                name="accounts_user_credit",
+            ),
+            *super().get_urls(),
+        ]
+
+    def credit_view(self, request, pk: int):
+        target = get_object_or_404(User, pk=pk)
+        if not request.user.has_perm("compliance.add_creditoverride"):
+            raise PermissionDenied
+        override_form = CreditOverrideForm(request.POST if request.POST.get("do") == "override" else None)
+        adjust_form = CreditAdjustForm(request.POST if request.POST.get("do") == "adjust" else None)
+        if request.method == "POST":
+            if request.POST.get("do") == "override" and override_form.is_valid():
+                data = override_form.cleaned_data
+                ok, _result = admin_action_run(
+                    self,
+                    request,
+                    lambda: rating.credit_override_set(
+                        by=request.user,
+                        user=target,
+                        level=data["level"],
+                        reason=data["reason"],
+                        expires_at=data["expires_at"],
+                        request=request,
+                    ),
+                    done=_("Level set."),
+                )
+                if ok:
+                    return redirect(request.path)
+            if request.POST.get("do") == "adjust" and adjust_form.is_valid():
+                data = adjust_form.cleaned_data
+                ok, _result = admin_action_run(
+                    self,
+                    request,
+                    lambda: rating.credit_adjust(
+                        by=request.user, user=target, weight=data["weight"], reason=data["reason"], request=request
+                    ),
+                    done=_("Score adjusted."),
+                )
+                if ok:
+                    return redirect(request.path)
+        context = {
+            **self.admin_site.each_context(request),
+            "title": _("Credit of %(email)s") % {"email": target.email},
+            "target": target,
+            "panel": credit_panel(user=target),
+            "override_form": override_form,
+            "adjust_form": adjust_form,
+            "opts": self.model._meta,
+        }
+        return render(request, "admin/compliance/credit.html", context)

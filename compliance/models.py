@@ -57,6 +57,10 @@ class CreditEvent(models.Model):
         REISSUE = "reissue", _("Code reissued")
         ARBITRATION_WON = "arbitration_won", _("Arbitration decided for the user")
         ARBITRATION_LOST = "arbitration_lost", _("Arbitration decided against the user")
+        ORDER_EXPIRED = "order_expired", _("Unpaid order held stock until it expired")
+        PAYMENT_FAILED = "payment_failed", _("Payment failed or reversed")
+        ANOMALY = "anomaly", _("Anomaly detected")
+        STAFF_ADJUSTMENT = "staff_adjustment", _("Adjusted by staff")
 
     # Whose event: a member (``user``), or a guest known only by the normalised email address
     # of their orders (``email``, user empty). Exactly one of the two.
@@ -73,6 +77,9 @@ class CreditEvent(models.Model):
     at = models.DateTimeField(_("time"), auto_now_add=True)
     reference = models.CharField(_("reference"), max_length=40, blank=True)  # order or ticket number
     detail = models.CharField(_("detail"), max_length=300, blank=True)
+    # A staff adjustment's own weight in points (negative lifts the score); other kinds weigh
+    # what settings.CREDIT_RULES says (empty here).
+    weight = models.DecimalField(_("weight"), max_digits=6, decimal_places=2, null=True, blank=True)
 
     class Meta:
         ordering = ("-at", "-id")
@@ -93,6 +100,89 @@ class CreditEvent(models.Model):
 
     def __str__(self):
         return f"{self.user_id or self.email} {self.kind} {self.at:%Y-%m-%d}"
+
+
+class CreditLevel(models.Model):
+    """A band of the credit score and what it limits (edited by staff in admin).
+
+    A user's level is the one with the highest ``min_score`` at or below their score (or the
+    level staff forced with a ``CreditOverride``). Read through ``compliance.rating`` (cached;
+    the admin forgets the cache on save). Empty limits mean no limit."""
+
+    name = models.CharField(
+        _("name"), max_length=40, unique=True, help_text=_("Shown to the user, e.g. Good, Watch, Restricted, Blocked.")
+    )
+    min_score = models.DecimalField(
+        _("from score"),
+        max_digits=8,
+        decimal_places=2,
+        unique=True,
+        help_text=_("The level applies from this score up."),
+    )
+    may_purchase = models.BooleanField(_("may purchase"), default=True)
+    max_codes_per_order = models.PositiveIntegerField(_("max codes per order"), null=True, blank=True)
+    max_codes_per_day = models.PositiveIntegerField(_("max codes per day"), null=True, blank=True)
+    may_buy_high_risk = models.BooleanField(_("may buy high-risk goods"), default=True)
+    balance_only = models.BooleanField(
+        _("balance only"), default=False, help_text=_("Pays with the account balance only (no gateway).")
+    )
+    refunds_reviewed = models.BooleanField(
+        _("no-reason refunds to staff review"),
+        default=False,
+        help_text=_("No-reason refunds are not approved at once."),
+    )
+    may_withdraw = models.BooleanField(_("may withdraw commission"), default=True)
+
+    class Meta:
+        ordering = ("min_score",)
+        verbose_name = _("credit level")
+        verbose_name_plural = _("credit levels")
+
+    def __str__(self):
+        return self.name
+
+
+class CreditOverride(models.Model):
+    """A level staff forced on a member (or a guest email) until ``expires_at``, with a reason.
+    Written by ``compliance.rating.credit_override_set`` (audited); ended early by revoking."""
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        verbose_name=_("user"),
+        null=True,
+        blank=True,
+        related_name="credit_overrides",
+        on_delete=models.PROTECT,
+    )
+    email = models.CharField(_("guest email"), max_length=254, blank=True)
+    level = models.ForeignKey(CreditLevel, verbose_name=_("level"), related_name="+", on_delete=models.PROTECT)
+    reason = models.CharField(_("reason"), max_length=300)
+    expires_at = models.DateTimeField(_("until"))
+    created_at = models.DateTimeField(_("time"), auto_now_add=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, verbose_name=_("by"), null=True, related_name="+", on_delete=models.PROTECT
+    )
+    revoked_at = models.DateTimeField(_("revoked at"), null=True, blank=True)
+
+    class Meta:
+        ordering = ("-created_at", "-id")
+        verbose_name = _("credit level override")
+        verbose_name_plural = _("credit level overrides")
+        indexes = [
+            models.Index(fields=["user", "expires_at"], name="creditoverride_user_exp_idx"),
+            models.Index(
+                fields=["email", "expires_at"], condition=Q(user__isnull=True), name="creditoverride_email_exp_idx"
+            ),
+        ]
+        constraints = [
+            models.CheckConstraint(
+                condition=(Q(user__isnull=False) & Q(email="")) | (Q(user__isnull=True) & ~Q(email="")),
+                name="creditoverride_user_or_guest_email",
+            ),
+        ]
+
+    def __str__(self):
+        return f"{self.user_id or self.email} -> {self.level_id} until {self.expires_at:%Y-%m-%d}"
 
 
 class Qualification(models.Model):

@@ -56,12 +56,17 @@ def audit_denied(*, action: str, request=None, actor=None, target: str = "", det
     )
 
 
-def credit_event_record(*, user=None, email: str = "", kind: str, reference: str = "", detail: str = "") -> CreditEvent:
-    """An event of a member (``user``) or, with no user, of the guest known by ``email``."""
+def credit_event_record(
+    *, user=None, email: str = "", kind: str, reference: str = "", detail: str = "", weight=None
+) -> CreditEvent:
+    """An event of a member (``user``) or, with no user, of the guest known by ``email``
+    (``weight``: a staff adjustment's own points; other kinds weigh what settings say)."""
     email = "" if user is not None else credit_email_normalise(email)
     if user is None and not email:
         raise ValueError("a credit event belongs to a user or to a guest email")
-    return CreditEvent.objects.create(user=user, email=email, kind=kind, reference=reference[:40], detail=detail[:300])
+    return CreditEvent.objects.create(
+        user=user, email=email, kind=kind, reference=reference[:40], detail=detail[:300], weight=weight
+    )
 
 
 def credit_events_attach(*, email: str, user) -> int:

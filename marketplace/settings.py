@@ -400,6 +400,25 @@ AFTERSALES_SUPERVISOR_GROUP = env("AFTERSALES_SUPERVISOR_GROUP", "after-sales su
 COMPLIANCE_EMAILS = env_list("COMPLIANCE_EMAILS")
 NO_REASON_REFUND_LIMIT = int(env("NO_REASON_REFUND_LIMIT", "5"))
 NO_REASON_REFUND_LIMIT_DAYS = int(env("NO_REASON_REFUND_LIMIT_DAYS", "30"))
+
+# The credit rating (compliance.rating): each kind of credit event weighs ``weight`` points,
+# halving every ``half_life_days`` (score = sum of weight * 0.5 ** (age / half-life)); the
+# levels that the score maps to are edited by staff in admin (compliance.CreditLevel). A staff
+# adjustment carries its own weight (positive or negative). Events older than
+# CREDIT_HORIZON_DAYS are not read at all.
+CREDIT_RULES = {
+    "no_reason_refund": {"weight": 1.0, "half_life_days": 90},
+    "dispute_lost": {"weight": 2.0, "half_life_days": 180},
+    "dispute_won": {"weight": 0.0, "half_life_days": 90},
+    "reissue": {"weight": 0.5, "half_life_days": 90},
+    "arbitration_won": {"weight": 0.0, "half_life_days": 180},
+    "arbitration_lost": {"weight": 3.0, "half_life_days": 180},
+    "order_expired": {"weight": 0.5, "half_life_days": 30},
+    "payment_failed": {"weight": 1.0, "half_life_days": 30},
+    "anomaly": {"weight": 2.0, "half_life_days": 30},
+    "staff_adjustment": {"weight": 0.0, "half_life_days": 365},
+}
+CREDIT_HORIZON_DAYS = int(env("CREDIT_HORIZON_DAYS", "1095"))
 # A resolved ticket may be reopened by the buyer for this many days; attachments' size limit.
 TICKET_REOPEN_DAYS = int(env("TICKET_REOPEN_DAYS", "7"))
 TICKET_ATTACHMENT_MAX_BYTES = int(env("TICKET_ATTACHMENT_MAX_BYTES", str(5 * 1024 * 1024)))

@@ -2,6 +2,7 @@ from django.contrib import admin, messages
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
+from compliance.admin import credit_panel
 from marketplace.admin import ReadOnlyAdmin, ReadOnlyInline
 
 from .models import ApiCallback, ApiCallbackStatusChange, CodeReveal, Order, OrderCode, OrderShare, OrderStatusChange
@@ -93,8 +94,13 @@ class OrderAdmin(ReadOnlyAdmin):
         "agent_order_no",
         "callback_url",
         "refunded_quantity",
+        "buyer_credit",
     )
     fields = readonly_fields
+
+    @admin.display(description=_("buyer's credit rating"))
+    def buyer_credit(self, obj):
+        return credit_panel(user=obj.buyer, email=obj.guest_email)
 
 
 @admin.register(OrderStatusChange)

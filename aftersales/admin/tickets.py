@@ -22,6 +22,7 @@ from django.views.decorators.http import require_POST
 
 from catalog.selectors import stock_count
 from compliance import selectors as credit
+from compliance.admin import credit_panel
 from marketplace.admin import NumberSearchMixin, ReadOnlyInline, ReadOnlyMixin
 from marketplace.errors import admin_action_run
 from orders.models import CodeReveal, Order, OrderCode
@@ -345,6 +346,7 @@ class TicketAdmin(NumberSearchMixin, ReadOnlyMixin, admin.ModelAdmin):
             payments = list(order.payments.all())
             refunds = list(order.refund_requests.all())
         user = ticket.user
+        email = ""
         if user is not None:
             others = Ticket.objects.filter(user=user)
             orders_count = user.orders.count()
@@ -370,6 +372,7 @@ class TicketAdmin(NumberSearchMixin, ReadOnlyMixin, admin.ModelAdmin):
             "buyer_orders_count": orders_count,
             "buyer_disputes_count": others.filter(is_dispute=True).count(),
             "buyer_credit": credit_record,
+            "buyer_credit_panel": credit_panel(user=user, email=email),
             "buyer_email": tickets.buyer_email(ticket),
             "buyer_label": tickets.buyer_label(ticket),
             **self._decision(ticket),

@@ -31,6 +31,7 @@ from django.utils import formats, timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import ngettext
 
+from compliance import rating
 from compliance.models import CreditEvent
 from compliance.selectors import CreditOwnerKeys, credit_events_count
 from compliance.services import credit_event_record
@@ -162,7 +163,8 @@ def refund_options(*, order: Order, user) -> RefundOptions:
         ],
         window_end=end,
         window_open=order.status == Order.Status.DELIVERED and end is not None and timezone.now() <= end,
-        limit_reached=no_reason_limit_reached(**_credit_owner(user=user, order=order)),
+        limit_reached=no_reason_limit_reached(**_credit_owner(user=user, order=order))
+        or bool(rating.refund_review_reason(**_credit_owner(user=user, order=order))),
         requests=requests,
     )
 
@@ -255,6 +257,10 @@ def refund_request_create(
                 _("more than %(limit)d no-reason refunds in %(days)d days")
                 % {"limit": settings.NO_REASON_REFUND_LIMIT, "days": settings.NO_REASON_REFUND_LIMIT_DAYS}
             )
+        # A credit level that sends no-reason refunds to staff (e.g. "Watch"): reviewed, not refused.
+        credit_reason = rating.refund_review_reason(**_credit_owner(user=user, order=order))
+        if credit_reason:
+            review.append(credit_reason)
 
         request = RefundRequest.objects.create(
             order=order,

@@ -29,6 +29,7 @@ KIND_HELP = {
     Kind.INVALID: gettext_lazy("The code is rejected where you redeem it, or says it was already used."),
     Kind.WRONG_ITEM: gettext_lazy("You received a different product, value or region than you ordered."),
     Kind.REFUND: gettext_lazy("You want your money back for codes of an order."),
+    Kind.CREDIT_APPEAL: gettext_lazy("You think your credit level limits you wrongly: tell us why."),
     Kind.OTHER: gettext_lazy("Anything else about your account, a payment or our service."),
 }
 KIND_ICONS = {
@@ -36,6 +37,7 @@ KIND_ICONS = {
     Kind.INVALID: "bi-x-octagon",
     Kind.WRONG_ITEM: "bi-arrow-left-right",
     Kind.REFUND: "bi-arrow-counterclockwise",
+    Kind.CREDIT_APPEAL: "bi-shield-exclamation",
     Kind.OTHER: "bi-chat-dots",
 }
 

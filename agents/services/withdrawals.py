@@ -28,6 +28,7 @@ from django.db.models import Sum
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
+from compliance import rating
 from ledger import services as ledger
 from ledger.selectors import balance_of, balances_of
 from marketplace import crypto
@@ -210,6 +211,7 @@ def withdrawal_request(
     existing = Withdrawal.objects.filter(agent=agent, idempotency_key=key).first()
     if existing is not None:
         return existing
+    rating.withdraw_check(user=agent.user)  # a credit level may hold withdrawals (CreditRestricted)
     amount = parse_amount(amount)
     fee, net = amount_check(amount)
     name, account, bank = _payee(method=method, payee_name=payee_name, payee_account=payee_account, bank_name=bank_name)

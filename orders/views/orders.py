@@ -12,6 +12,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
 
 from catalog import selectors as catalog
+from compliance import rating
 from marketplace.db import retry_once_if_connection_lost
 from marketplace.errors import PASS_THROUGH, ServiceError
 from marketplace.http import client_ip
@@ -29,7 +30,15 @@ from .polling import status_badge_or_refresh
 def profile(request):
     """The account's profile page (/accounts/profile/): it shows the buyer's orders, so it lives
     here and not in accounts, which sits below orders."""
-    return render(request, "accounts/profile.html", {"counts": selectors.order_counts_for_buyer(request.user)})
+    return render(
+        request,
+        "accounts/profile.html",
+        {
+            "counts": selectors.order_counts_for_buyer(request.user),
+            # The credit level, what it limits and the events behind it (compliance.rating).
+            "credit": rating.credit_rating(user=request.user),
+        },
+    )
 
 
 def guest_fields(request) -> tuple[GuestForm | None, str | None, dict]:

@@ -18,6 +18,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
+from compliance import rating
 from ledger import services as ledger
 from marketplace.errors import NotFound, ServiceError
 from marketplace.money import parse_yuan
@@ -332,6 +333,9 @@ def payment_start(*, gateway_code: str, payable, device: Device, client_ip: str,
     gateway = get_gateway(gateway_code)
     if not payable.is_payable:
         raise PaymentError(_("This can no longer be paid."))
+    if isinstance(payable, Order):
+        # A credit level may allow the balance only (CreditRestricted says so); a recharge is fine.
+        rating.channel_check(user=payable.buyer, email=payable.guest_email, balance=False)
     if isinstance(gateway, RemoteGateway):
         # Recorded first: a start whose reply is lost may still have opened a trade to query.
         attempt_record(number=payable.number, gateway_code=gateway_code, expires_at=payable.expires_at)
