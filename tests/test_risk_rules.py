@@ -246,16 +246,6 @@ def test_signup_refuses_disposable_and_blacklisted_emails(settings):
     assert response.status_code == 200 and "paused" in response.content.decode()
 
 
-def test_a_blacklisted_payout_account_refuses_the_withdrawal_request():
-    from agents.services import withdrawals
-
-    agent_user = UserFactory()
-    risk.block_add(kind="payout", value="13800000000", reason="mule account", scope="withdrawal")
-    with pytest.raises(risk.RiskRefused):
-        risk.withdrawal_screen(user=agent_user, payout_account=" 138 0000 0000 ")
-    assert withdrawals  # the service calls the screen (tests/test_withdrawals.py)
-
-
 def test_staff_block_from_an_alert_bars_every_subject_and_is_audited(product):
     from compliance.models import AuditEvent
 
