@@ -68,16 +68,25 @@ class AlertAdmin(ReadOnlyAdmin):
     @admin.action(description=_("Dismiss (false alarm: lift what the rule did)"), permissions=["change"])
     def dismiss(self, request, queryset):
         self._each(
-            request, queryset,
+            request,
+            queryset,
             lambda a: services.alert_dismiss(alert_id=a.pk, by=request.user, request=request),
             lambda n: ngettext("%(n)d alert dismissed.", "%(n)d alerts dismissed.", n) % {"n": n},
         )
 
     def _block(self, request, queryset, days):
         self._each(
-            request, queryset,
+            request,
+            queryset,
             lambda a: services.alert_block(alert_id=a.pk, by=request.user, days=days, request=request),
-            lambda n: ngettext("%(n)d alert actioned: its subjects are blocked.", "%(n)d alerts actioned: their subjects are blocked.", n) % {"n": n},
+            lambda n: (
+                ngettext(
+                    "%(n)d alert actioned: its subjects are blocked.",
+                    "%(n)d alerts actioned: their subjects are blocked.",
+                    n,
+                )
+                % {"n": n}
+            ),
         )
 
     @admin.action(description=_("Block email, IP and device for 1 day"), permissions=["change"])
@@ -143,8 +152,11 @@ class BlockEntryAdmin(admin.ModelAdmin):
             obj.created_by = request.user
         super().save_model(request, obj, form, change)
         audit_record(
-            action="risk_block_changed" if change else "risk_block_added", outcome="allowed", request=request,
-            target=f"blacklist #{obj.pk}", detail=f"{obj.kind} {obj.value} until {obj.expires_at or '-'}: {obj.reason}",
+            action="risk_block_changed" if change else "risk_block_added",
+            outcome="allowed",
+            request=request,
+            target=f"blacklist #{obj.pk}",
+            detail=f"{obj.kind} {obj.value} until {obj.expires_at or '-'}: {obj.reason}",
         )
 
     def has_delete_permission(self, request, obj=None):
@@ -152,5 +164,8 @@ class BlockEntryAdmin(admin.ModelAdmin):
 
     @admin.action(description=_("Lift now"), permissions=["change"])
     def lift(self, request, queryset):
-        n = sum(services.block_lift(entry_id=pk, by=request.user, request=request) for pk in queryset.values_list("pk", flat=True))
+        n = sum(
+            services.block_lift(entry_id=pk, by=request.user, request=request)
+            for pk in queryset.values_list("pk", flat=True)
+        )
         self.message_user(request, ngettext("%(n)d entry lifted.", "%(n)d entries lifted.", n) % {"n": n})

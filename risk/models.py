@@ -106,7 +106,9 @@ class BlockEntry(models.Model):
     value = models.CharField(
         _("value"),
         max_length=254,
-        help_text=_("An address or CIDR range (1.2.3.0/24, 2001:db8::/64), an email, a domain, a device id, an account."),
+        help_text=_(
+            "An address or CIDR range (1.2.3.0/24, 2001:db8::/64), an email, a domain, a device id, an account."
+        ),
     )
     scope = models.CharField(_("applies to"), max_length=10, choices=Scope.choices, default=Scope.ALL)
     reason = models.CharField(_("reason"), max_length=300)

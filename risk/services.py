@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+from collections.abc import Sequence
 from datetime import timedelta
 from functools import cache as memoise
 from pathlib import Path
@@ -117,7 +118,7 @@ def _subject_word(kind: str) -> str:
         Kind.DOMAIN: _("email domain"),
         Kind.DEVICE: _("device"),
         Kind.PAYOUT: _("payout account"),
-    }.get(kind, _("account"))
+    }.get(BlockEntry.Kind(kind), _("account"))
 
 
 def block_add(
@@ -130,7 +131,13 @@ def block_add(
     if not (reason or "").strip():
         raise ServiceError(_("Give a reason."), code="block_reason")
     return BlockEntry.objects.create(
-        kind=kind, value=value, reason=reason.strip()[:300], scope=scope, expires_at=expires_at, created_by=by, alert=alert
+        kind=kind,
+        value=value,
+        reason=reason.strip()[:300],
+        scope=scope,
+        expires_at=expires_at,
+        created_by=by,
+        alert=alert,
     )
 
 
@@ -139,7 +146,9 @@ def block_lift(*, entry_id: int, by, request=None) -> bool:
     now = timezone.now()
     lifted = BlockEntry.objects.filter(Q(pk=entry_id), active_entries(now)).update(expires_at=now)
     if lifted:
-        audit_record(action="risk_block_lifted", outcome="allowed", actor=by, request=request, target=f"blacklist #{entry_id}")
+        audit_record(
+            action="risk_block_lifted", outcome="allowed", actor=by, request=request, target=f"blacklist #{entry_id}"
+        )
     return bool(lifted)
 
 
@@ -151,7 +160,7 @@ def _rule(name: str) -> dict:
 
 
 def _run_rules(
-    hits: list[tuple[str, str, str, str]], *, scope: str, user=None, email: str = "", ip=None, device: str = ""
+    hits: Sequence[tuple[str, str, str, str]], *, scope: str, user=None, email: str = "", ip=None, device: str = ""
 ) -> None:
     """Count ``hits`` ((rule, kind, value, label): the subject a hold or block would bar) in one
     round-trip; raise the alerts and take the actions of those past their thresholds."""
@@ -165,11 +174,20 @@ def _run_rules(
         action = spec["action"]
         if count == spec["limit"] + 1:  # one alert per window: the hit that passes the threshold
             evidence = {
-                "count": count, "limit": spec["limit"], "window_seconds": spec["window"], kind: value,
+                "count": count,
+                "limit": spec["limit"],
+                "window_seconds": spec["window"],
+                kind: value,
                 "counter": counter.key,
             }
             alert_raise(
-                rule=rule, action=action, user=user, email=email, ip=ip, device=device, evidence=evidence,
+                rule=rule,
+                action=action,
+                user=user,
+                email=email,
+                ip=ip,
+                device=device,
+                evidence=evidence,
                 bar=(kind, value, scope),
             )
         if action != Action.LOG:
@@ -179,7 +197,10 @@ def _run_rules(
         window = _rule(rule)["window"]
         audit_denied(action=f"risk_{rule}", actor=user, target=label, detail=f"ip={ip} device={device}")
         raise RiskRefused(
-            _("Too many attempts from your %(what)s in a short time. Please try again later, or contact customer service.")
+            _(
+                "Too many attempts from your %(what)s in a short time. "
+                "Please try again later, or contact customer service."
+            )
             % {"what": label},
             code="too_many",
             status=429,
@@ -194,14 +215,25 @@ def alert_raise(
     (``bar``: kind, value, scope)."""
     with transaction.atomic():
         alert = Alert.objects.create(
-            rule=rule, action=action, user=user if getattr(user, "pk", None) else None, email=email or "",
-            ip=ip or None, device=device or "", evidence=evidence,
+            rule=rule,
+            action=action,
+            user=user if getattr(user, "pk", None) else None,
+            email=email or "",
+            ip=ip or None,
+            device=device or "",
+            evidence=evidence,
         )
         if bar is not None and action in (Action.HOLD, Action.BLOCK):
             kind, value, scope = bar
-            expires = timezone.now() + timedelta(minutes=settings.RISK_BLOCK_MINUTES) if action == Action.BLOCK else None
+            expires = (
+                timezone.now() + timedelta(minutes=settings.RISK_BLOCK_MINUTES) if action == Action.BLOCK else None
+            )
             block_add(
-                kind=kind, value=value, scope=scope, expires_at=expires, alert=alert,
+                kind=kind,
+                value=value,
+                scope=scope,
+                expires_at=expires,
+                alert=alert,
                 reason=f"{Rule(rule).label}: {evidence.get('count')} > {evidence.get('limit')} (alert #{alert.pk})",
             )
     log.warning("risk alert #%s %s %s %s", alert.pk, rule, action, evidence)
@@ -217,8 +249,10 @@ def signup_check(*, email: str, ip: str | None, device: str) -> None:
     if settings.RISK_REFUSE_DISPOSABLE_EMAIL and email_disposable(email):
         audit_denied(action="risk_signup_disposable_email", target=email.rsplit("@", 1)[-1])
         raise RiskRefused(
-            _("Addresses of disposable-mail services cannot be used here: your orders and codes are sent to your "
-              "email. Use an address you keep."),
+            _(
+                "Addresses of disposable-mail services cannot be used here: your orders and codes are sent to your "
+                "email. Use an address you keep."
+            ),
             code="disposable_email",
             status=400,
         )
@@ -270,8 +304,15 @@ def hogging_alert(*, user=None, email: str, ip: str | None, device: str, evidenc
 
     subject = email or device or str(ip)
     if cache.add(f"risk:hogging-alerted:{subject}", 1, timeout=3600):
-        alert_raise(rule=Rule.STOCK_HOGGING, action=Action.REFUSE, user=user, email=email, ip=ip, device=device,
-                    evidence=evidence)
+        alert_raise(
+            rule=Rule.STOCK_HOGGING,
+            action=Action.REFUSE,
+            user=user,
+            email=email,
+            ip=ip,
+            device=device,
+            evidence=evidence,
+        )
     audit_denied(action="risk_stock_hogging", actor=user, target=subject, detail=str(evidence)[:500])
 
 
@@ -289,7 +330,9 @@ def alert_dismiss(*, alert_id: int, by, note: str = "", request=None) -> bool:
         moved = ALERT_FLOW.apply(alert, AlertStatus.DISMISSED, actor=by, note=note or "dismissed")
         if moved:
             BlockEntry.objects.filter(active_entries(), alert=alert).update(expires_at=timezone.now())
-            audit_record(action="risk_alert_dismissed", outcome="allowed", actor=by, request=request, target=f"alert #{alert.pk}")
+            audit_record(
+                action="risk_alert_dismissed", outcome="allowed", actor=by, request=request, target=f"alert #{alert.pk}"
+            )
     if moved and (counter := (alert.evidence or {}).get("counter")):
         counter_reset(counter)  # the subject starts afresh
     return moved
@@ -306,11 +349,17 @@ def alert_block(*, alert_id: int, by, days: int, request=None) -> bool:
             until = timezone.now() + timedelta(days=days)
             reason = f"{alert.get_rule_display()} (alert #{alert.pk})"
             subjects = [(Kind.EMAIL, alert.email), (Kind.NETWORK, alert.ip or ""), (Kind.DEVICE, alert.device)]
-            if alert.user_id and not alert.email:
+            if alert.user is not None and not alert.email:
                 subjects.append((Kind.EMAIL, alert.user.email))
             for kind, value in subjects:
                 if value:
                     block_add(kind=kind, value=value, reason=reason, expires_at=until, by=by, alert=alert)
-            audit_record(action="risk_alert_blocked", outcome="allowed", actor=by, request=request,
-                         target=f"alert #{alert.pk}", detail=f"{days} day(s)")
+            audit_record(
+                action="risk_alert_blocked",
+                outcome="allowed",
+                actor=by,
+                request=request,
+                target=f"alert #{alert.pk}",
+                detail=f"{days} day(s)",
+            )
     return moved

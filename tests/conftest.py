@@ -58,7 +58,10 @@ def _risk_limits_relaxed(request):
 
     big = 10**6
     rules = {name: {**rule, "limit": big} for name, rule in conf.RISK_RULES.items()}
-    caps = {name: big for name in ("RISK_HOLD_PRODUCT_ORDERS", "RISK_HOLD_PRODUCT_CODES", "RISK_HOLD_ORDERS", "RISK_HOLD_CODES")}
+    caps = {
+        name: big
+        for name in ("RISK_HOLD_PRODUCT_ORDERS", "RISK_HOLD_PRODUCT_CODES", "RISK_HOLD_ORDERS", "RISK_HOLD_CODES")
+    }
     with override_settings(RISK_RULES=rules, **caps):
         yield
 

@@ -40,8 +40,13 @@ def product(db):
 
 def place(product, quantity, *, buyer=None, email="", ip="203.0.113.7", device="dev-a"):
     return order_services.order_place(
-        buyer=buyer, guest_email=email, product=product, quantity=quantity,
-        idempotency_key=uuid.uuid4().hex, ip=ip, device=device,
+        buyer=buyer,
+        guest_email=email,
+        product=product,
+        quantity=quantity,
+        idempotency_key=uuid.uuid4().hex,
+        ip=ip,
+        device=device,
     )
 
 
@@ -219,7 +224,9 @@ def test_blacklisted_network_email_domain_and_device_refuse_checkout(product, bu
         place(product, 1, buyer=buyer, ip="192.0.2.77")
     assert refused.value.code == "blacklisted" and "network" in str(refused.value)
     place(product, 1, buyer=buyer, ip="192.0.3.1")  # outside the range
-    risk.block_add(kind="domain", value="bad.example", reason="fraud ring", expires_at=timezone.now() + timedelta(days=1))
+    risk.block_add(
+        kind="domain", value="bad.example", reason="fraud ring", expires_at=timezone.now() + timedelta(days=1)
+    )
     with pytest.raises(risk.RiskRefused):
         place(product, 1, email="a@mail.bad.example", ip="198.51.100.1", device="x")
     risk.block_add(kind="device", value="stolen-phone", reason="chargebacks")
@@ -229,19 +236,23 @@ def test_blacklisted_network_email_domain_and_device_refuse_checkout(product, bu
     risk.block_add(kind="network", value="2001:db8:1::/48", reason="abuse")
     with pytest.raises(risk.RiskRefused):
         place(product, 1, buyer=buyer, ip="2001:db8:1:2::5")
-    entry = risk.block_add(kind="email", value="Old@Example.com", reason="x", expires_at=timezone.now() - timedelta(seconds=1))
+    entry = risk.block_add(
+        kind="email", value="Old@Example.com", reason="x", expires_at=timezone.now() - timedelta(seconds=1)
+    )
     assert entry.value == "old@example.com"
     place(product, 1, email="old@example.com", ip="198.51.100.3", device="y")
 
 
 def test_signup_refuses_disposable_and_blacklisted_emails(settings):
     response = Client().post(
-        "/accounts/signup/", {"email": "me@mailinator.com", "password1": "a-Long-pass-123", "password2": "a-Long-pass-123"}
+        "/accounts/signup/",
+        {"email": "me@mailinator.com", "password1": "a-Long-pass-123", "password2": "a-Long-pass-123"},
     )
     assert response.status_code == 200 and "disposable" in response.content.decode()
     risk.block_add(kind="email", value="spam@example.com", reason="spam", scope="signup")
     response = Client().post(
-        "/accounts/signup/", {"email": "spam@example.com", "password1": "a-Long-pass-123", "password2": "a-Long-pass-123"}
+        "/accounts/signup/",
+        {"email": "spam@example.com", "password1": "a-Long-pass-123", "password2": "a-Long-pass-123"},
     )
     assert response.status_code == 200 and "paused" in response.content.decode()
 
@@ -249,8 +260,9 @@ def test_signup_refuses_disposable_and_blacklisted_emails(settings):
 def test_staff_block_from_an_alert_bars_every_subject_and_is_audited(product):
     from compliance.models import AuditEvent
 
-    alert = risk.alert_raise(rule="order_burst_ip", action="log", email="z@example.net", ip="192.0.2.5",
-                             device="dz", evidence={"count": 31})
+    alert = risk.alert_raise(
+        rule="order_burst_ip", action="log", email="z@example.net", ip="192.0.2.5", device="dz", evidence={"count": 31}
+    )
     staff = UserFactory(is_staff=True)
     assert risk.alert_block(alert_id=alert.pk, by=staff, days=7)
     assert BlockEntry.objects.filter(alert=alert).count() == 3

@@ -192,8 +192,13 @@ def test_a_blacklisted_payout_account_or_network_is_refused_and_writes_nothing(a
     risk.block_add(kind="network", value="192.0.2.0/24", reason="abuse")
     with pytest.raises(WithdrawalError, match="network"):
         withdrawals.withdrawal_request(
-            agent=agent, amount="100.00", method="alipay", payee_name="张三", payee_account="13900000000",
-            idempotency_key="k9", ip="192.0.2.8",
+            agent=agent,
+            amount="100.00",
+            method="alipay",
+            payee_name="张三",
+            payee_account="13900000000",
+            idempotency_key="k9",
+            ip="192.0.2.8",
         )
     assert not Withdrawal.objects.exists() and available(agent) == D("500.00")
     assert request(agent, account="13900000000").status == Withdrawal.Status.REQUESTED

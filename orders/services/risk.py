@@ -34,7 +34,7 @@ def _holdings(*, product_id: int, who: Q, ip: str | None, device: str) -> dict[s
         subjects["ip"] = Q(buyer_ip=ip)
     if device:
         subjects["device"] = Q(buyer_device=device)
-    aggregates = {}
+    aggregates: dict[str, Count | Sum] = {}
     for name, q in subjects.items():
         here = q & Q(product_id=product_id)
         aggregates[f"{name}_product_orders"] = Count("pk", filter=here)
@@ -72,8 +72,14 @@ def order_risk_screen(
             if name_key in held and held[name_key] + adding > cap:
                 if key and Order.objects.filter(who, idempotency_key=key).exists():
                     return  # a repeat of a placed order (a double click): order_place returns that order
-                evidence = {"subject": name, "measure": measure, "held": held[name_key], "adding": adding, "cap": cap,
-                            "product": product.pk}
+                evidence = {
+                    "subject": name,
+                    "measure": measure,
+                    "held": held[name_key],
+                    "adding": adding,
+                    "cap": cap,
+                    "product": product.pk,
+                }
                 risk.hogging_alert(user=buyer, email=email, ip=ip, device=device, evidence=evidence)
                 if measure.endswith("orders"):
                     message = _(
