@@ -271,3 +271,44 @@ def test_staff_block_from_an_alert_bars_every_subject_and_is_audited(product):
     assert AuditEvent.objects.filter(action="risk_alert_blocked").exists()
     alert.refresh_from_db()
     assert alert.status == "actioned" and alert.history.count() == 1
+
+
+# --- counting in Redis ------------------------------------------------------------------------
+
+
+def _redis_cache(url):
+    return {
+        "default": {
+            "BACKEND": "django_redis.cache.RedisCache",
+            "LOCATION": url,
+            "OPTIONS": {"IGNORE_EXCEPTIONS": True, "SOCKET_CONNECT_TIMEOUT": 1, "SOCKET_TIMEOUT": 1},
+        }
+    }
+
+
+def test_a_checkout_adds_one_redis_round_trip_and_counts_there(settings, redis_url, product, buyer):
+    from django.core.cache import cache
+    from redis.client import Pipeline
+
+    settings.CACHES = _redis_cache(redis_url)
+    cache.clear()
+    settings.RISK_RULES = {**settings.RISK_RULES, "order_burst_buyer": {"limit": 2, "window": 600, "action": "refuse"}}
+    trips = []
+    original = Pipeline.execute
+    Pipeline.execute = lambda self, *a, **k: trips.append(len(self.command_stack)) or original(self, *a, **k)
+    try:
+        place(product, 1, buyer=buyer)
+    finally:
+        Pipeline.execute = original
+    assert trips == [6]  # SET NX + INCR for buyer, IP and device: one round-trip
+    place(product, 1, buyer=buyer)
+    with pytest.raises(risk.RiskRefused):
+        place(product, 1, buyer=buyer)
+    cache.clear()
+
+
+def test_with_redis_away_nothing_is_counted_and_checkout_works(settings, product, buyer):
+    settings.CACHES = _redis_cache("redis://127.0.0.1:1/0")  # nobody listens
+    settings.RISK_RULES = {**settings.RISK_RULES, "order_burst_buyer": {"limit": 1, "window": 600, "action": "refuse"}}
+    for _ in range(3):
+        assert place(product, 1, buyer=buyer).status == Order.Status.PENDING
