@@ -98,6 +98,7 @@ INSTALLED_APPS = [
     "accounts",
     "ledger",
     "compliance",
+    "risk",
     "agents",
     "catalog",
     "orders",
@@ -119,6 +120,8 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "allauth.account.middleware.AccountMiddleware",
+    # The device identifier (a signed cookie id plus the user agent's hash): request.device_id.
+    "risk.middleware.DeviceMiddleware",
     # Staff sessions: a second factor before anything but setting one up, shorter lifetimes.
     "compliance.middleware.StaffSessionMiddleware",
     # A service's refusal a page view let through: 404/403, or its message (marketplace/errors.py).
@@ -267,7 +270,9 @@ LOGIN_URL = "account_login"
 # (spraying), and one account from everywhere (distributed guessing; the owner is emailed).
 # Each: N failures within WINDOW minutes of the first lock it for LOCK minutes. The admin's
 # login is routed through allauth's (marketplace/urls.py), so these are the only password door.
-ACCOUNT_ADAPTER = "accounts.adapter.AccountAdapter"
+# risk.adapter's subclass of accounts.adapter.AccountAdapter: sign-ups screened by the
+# blacklist and the registration rules (risk sits above accounts in the layers).
+ACCOUNT_ADAPTER = "risk.adapter.RiskAccountAdapter"
 # "login_failed" no longer counts passwords (accounts.adapter does not call allauth's
 # pre_authenticate): allauth.mfa alone reads it, keyed on the user, for second-factor codes.
 # MFA_FAILURE_LIMIT codes a user may try within MFA_FAILURE_WINDOW_MINUTES (a success gives its
@@ -293,6 +298,46 @@ LOGIN_IP_LOCK_MINUTES = env_positive("LOGIN_IP_LOCK_MINUTES", 15)
 LOGIN_ACCOUNT_FAILURE_LIMIT = env_positive("LOGIN_ACCOUNT_FAILURE_LIMIT", 50)
 LOGIN_ACCOUNT_WINDOW_MINUTES = env_positive("LOGIN_ACCOUNT_WINDOW_MINUTES", 60)
 LOGIN_ACCOUNT_LOCK_MINUTES = env_positive("LOGIN_ACCOUNT_LOCK_MINUTES", 30)
+
+# --- Risk control (issue 13): anomaly rules, stock-hogging caps, blacklists -----------------
+def env_rule(name: str, default: str) -> dict:
+    """A rule's threshold and action: "<limit>/<window seconds> <action>", e.g. "10/3600 hold".
+    Actions: log (an alert only), refuse (refused until the window ends), hold (refused, and the
+    subject held until staff review the alert), block (refused, and blocked RISK_BLOCK_MINUTES)."""
+    text = env(name, default)
+    try:
+        counts, action = text.split()
+        limit, window = (int(part) for part in counts.split("/"))
+    except ValueError:
+        raise ImproperlyConfigured(f'{name} must look like "10/3600 hold", not {text!r}') from None
+    if limit < 1 or window < 1 or action not in {"log", "refuse", "hold", "block"}:
+        raise ImproperlyConfigured(f"{name}: limit and window at least 1, action log|refuse|hold|block")
+    return {"limit": limit, "window": window, "action": action}
+
+
+RISK_RULES = {
+    # Registrations (counted when a sign-up passes its form's checks).
+    "signup_ip": env_rule("RISK_RULE_SIGNUP_IP", "10/3600 hold"),
+    "signup_network": env_rule("RISK_RULE_SIGNUP_NETWORK", "30/3600 refuse"),  # IPv4 /24, IPv6 /64
+    "signup_device": env_rule("RISK_RULE_SIGNUP_DEVICE", "3/86400 hold"),
+    # Orders placed (pages and storefronts; the signed API has its per-key limit instead).
+    "order_burst_buyer": env_rule("RISK_RULE_ORDER_BURST_BUYER", "10/600 refuse"),  # member or guest email
+    "order_burst_ip": env_rule("RISK_RULE_ORDER_BURST_IP", "30/600 refuse"),
+    "order_burst_device": env_rule("RISK_RULE_ORDER_BURST_DEVICE", "10/600 refuse"),
+}
+RISK_BLOCK_MINUTES = env_positive("RISK_BLOCK_MINUTES", 24 * 60)
+# Stock hogging: unpaid orders (and the codes they reserve) one client may hold at once, per
+# product and over all products. A client is a member or guest email, and a device; an IP
+# (shared by many behind carrier NAT) may hold RISK_HOLD_IP_FACTOR times as much.
+RISK_HOLD_PRODUCT_ORDERS = env_positive("RISK_HOLD_PRODUCT_ORDERS", 3)
+RISK_HOLD_PRODUCT_CODES = env_positive("RISK_HOLD_PRODUCT_CODES", 20)
+RISK_HOLD_ORDERS = env_positive("RISK_HOLD_ORDERS", 5)
+RISK_HOLD_CODES = env_positive("RISK_HOLD_CODES", 50)
+RISK_HOLD_IP_FACTOR = env_positive("RISK_HOLD_IP_FACTOR", 3)
+# Sign-ups with an address at a disposable-mail domain (risk/data/disposable_email_domains.txt).
+RISK_REFUSE_DISPOSABLE_EMAIL = env_bool("RISK_REFUSE_DISPOSABLE_EMAIL", True)
+# The device cookie (a random id, signed): a security measure, kept two years.
+RISK_DEVICE_COOKIE = env("RISK_DEVICE_COOKIE", "mk_device")
 
 # --- Staff accounts (issue 13) ----------------------------------------------------------
 # Two-factor authentication (allauth.mfa): an authenticator app (TOTP), security keys

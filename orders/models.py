@@ -79,6 +79,8 @@ class Order(models.Model):
     delivery_due_at = models.DateTimeField(_("delivery due"), null=True, blank=True, editable=False)
     buyer_notified_at = models.DateTimeField(_("buyer notified"), null=True, blank=True)
     buyer_ip = models.GenericIPAddressField(_("buyer IP"), null=True, blank=True)
+    # The browser's device identifier (risk.middleware: a hash, never the cookie), "" if none.
+    buyer_device = models.CharField(_("buyer device"), max_length=40, blank=True)
     # Where the sale was made: the platform's own site, an agent's storefront, or an agent's
     # shop through the integration API. ``agent`` is the selling agent (the storefront's owner,
     # or the agent buying at its own cost on the site or through the API).
@@ -133,6 +135,10 @@ class Order(models.Model):
             models.Index(fields=["expires_at"], condition=Q(status="pending"), name="order_pending_expiry_idx"),
             models.Index(fields=["delivery_due_at"], condition=Q(status="paid"), name="order_delivery_due_idx"),
             models.Index(fields=["agent", "created_at"], name="order_agent_time_idx"),
+            # Unpaid orders held by one client (risk's stock-hogging cap, orders.services.risk).
+            models.Index(fields=["buyer_ip"], condition=Q(status="pending"), name="order_pending_ip_idx"),
+            models.Index(fields=["buyer_device"], condition=Q(status="pending"), name="order_pending_device_idx"),
+            models.Index(fields=["guest_email"], condition=Q(status="pending"), name="order_pending_guest_idx"),
         ]
 
     def __str__(self):

@@ -46,6 +46,32 @@ def _fresh_cache():
 
 
 @pytest.fixture(autouse=True)
+def _risk_limits_relaxed(request):
+    """Risk control's caps and rules (order bursts, unpaid orders held, sign-ups per IP) would
+    refuse the many orders and sign-ups one test's client makes: relaxed for every test but
+    those that ask for ``risk_limits`` (the settings' own values, tests/test_risk_rules.py)."""
+    if "risk_limits" in request.fixturenames:
+        yield
+        return
+    from django.conf import settings as conf
+    from django.test.utils import override_settings
+
+    big = 10**6
+    rules = {name: {**rule, "limit": big} for name, rule in conf.RISK_RULES.items()}
+    caps = {
+        name: big
+        for name in ("RISK_HOLD_PRODUCT_ORDERS", "RISK_HOLD_PRODUCT_CODES", "RISK_HOLD_ORDERS", "RISK_HOLD_CODES")
+    }
+    with override_settings(RISK_RULES=rules, **caps):
+        yield
+
+
+@pytest.fixture
+def risk_limits():
+    """Risk control's caps and rules as the settings say (see ``_risk_limits_relaxed``)."""
+
+
+@pytest.fixture(autouse=True)
 def _ledger_stays_sound(request):
     """After every test that touched the database: every entry balances, nothing is overdrawn."""
     uses_db = request.node.get_closest_marker("django_db") or {"db", "transactional_db"} & set(request.fixturenames)

@@ -181,6 +181,29 @@ def test_bad_payee_details_are_refused(agent, kwargs, message):
 
 
 @pytest.mark.django_db
+def test_a_blacklisted_payout_account_or_network_is_refused_and_writes_nothing(agent):
+    from risk import services as risk
+
+    give(agent, "500.00")
+    risk.block_add(kind="payout", value="13800000000", reason="mule account", scope="withdrawal")
+    with pytest.raises(WithdrawalError, match="payout account") as refused:
+        request(agent, account="138 0000 0000")
+    assert refused.value.code == "blacklisted"
+    risk.block_add(kind="network", value="192.0.2.0/24", reason="abuse")
+    with pytest.raises(WithdrawalError, match="network"):
+        withdrawals.withdrawal_request(
+            agent=agent,
+            amount="100.00",
+            method="alipay",
+            payee_name="张三",
+            payee_account="13900000000",
+            idempotency_key="k9",
+            ip="192.0.2.8",
+        )
+    assert not Withdrawal.objects.exists() and available(agent) == D("500.00")
+    assert request(agent, account="13900000000").status == Withdrawal.Status.REQUESTED
+
+
 def test_alipay_email_and_spaced_bank_numbers_are_accepted(agent):
     give(agent, "100")
     assert request(agent, "20", key="a", account=" agent@example.com ").method == "alipay"

@@ -35,6 +35,7 @@ from marketplace import crypto
 from marketplace.errors import ServiceError
 from marketplace.money import quantize
 from marketplace.transitions import IllegalTransition
+from risk import services as risk
 
 from ..models import WITHDRAWAL_FLOW, Agent, Withdrawal, WithdrawalStatusChange
 
@@ -199,6 +200,7 @@ def withdrawal_request(
     payee_account: str,
     bank_name: str = "",
     idempotency_key: str,
+    ip: str | None = None,
 ) -> Withdrawal:
     """Ask to withdraw ``amount`` of the agent's available commission; it is held at once.
 
@@ -215,6 +217,10 @@ def withdrawal_request(
     amount = parse_amount(amount)
     fee, net = amount_check(amount)
     name, account, bank = _payee(method=method, payee_name=payee_name, payee_account=payee_account, bank_name=bank_name)
+    try:  # the blacklist: the payout account, the agent's email, the IP
+        risk.withdrawal_screen(user=agent.user, ip=ip, payout_account=account)
+    except risk.RiskRefused as exc:
+        raise WithdrawalError(str(exc), code=exc.code, status=exc.status) from None
     spec = ledger.commission_available(agent.user)
     try:
         with transaction.atomic():

@@ -12,6 +12,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods
 
 from compliance.services import audit_denied
+from marketplace.http import client_ip
 
 from ..models import Agent, Withdrawal
 from ..services import withdrawals
@@ -53,6 +54,7 @@ def withdrawal_list(request):
                 payee_account=data["payee_account"],
                 bank_name=data["bank_name"],
                 idempotency_key=data["token"],
+                ip=client_ip(request),
             )
         except withdrawals.WithdrawalError as exc:
             error = str(exc)

@@ -34,6 +34,7 @@ from ..models import ORDER_FLOW, CodeReveal, Order, OrderCode, OrderShare, reiss
 from ..selectors import orders as selectors
 from . import callbacks as agent_callbacks
 from . import guest
+from .risk import order_risk_screen
 
 log = logging.getLogger(__name__)
 OrderStatus = Order.Status
@@ -82,6 +83,7 @@ def order_place(
     product_id=None,
     product: Product | None = None,
     ip: str | None = None,
+    device: str = "",
     storefront=None,
     channel: str = Order.Channel.WEB,
     agent_order_no: str = "",
@@ -137,6 +139,11 @@ def order_place(
     quote = agent_selectors.price_quote(product=product, buyer=buyer, storefront=storefront)  # or NotForSale
     if storefront is not None:
         channel = Order.Channel.STOREFRONT
+    # Risk control: blacklists, order bursts, the stock-hogging cap (orders/services/risk.py).
+    order_risk_screen(
+        buyer=buyer, guest_email=guest_email, ip=ip, device=device, product=product, quantity=quantity, channel=channel,
+        key=key,
+    )
     unit_price = quote.unit_price
     subtotal = quantize(unit_price * quantity)
     try:
@@ -157,6 +164,7 @@ def order_place(
                 idempotency_key=key,
                 expires_at=timezone.now() + timedelta(minutes=settings.ORDER_PAYMENT_MINUTES),
                 buyer_ip=ip,
+                buyer_device=device[:40],
                 channel=channel,
                 agent=quote.agent,
                 agent_order_no=agent_order_no,

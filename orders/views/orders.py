@@ -16,6 +16,7 @@ from compliance import rating
 from marketplace.db import retry_once_if_connection_lost
 from marketplace.errors import PASS_THROUGH, ServiceError
 from marketplace.http import client_ip
+from risk.middleware import device_id
 
 from ..forms import CheckoutForm, GuestForm, new_idempotency_key
 from ..models import Order, OrderCode
@@ -103,6 +104,7 @@ def checkout(request, slug):
                     quantity=form.cleaned_data["quantity"],
                     idempotency_key=form.cleaned_data["idempotency_key"],
                     ip=client_ip(request),
+                    device=device_id(request),
                     **who,
                 )
             except PASS_THROUGH:

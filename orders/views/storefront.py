@@ -22,6 +22,7 @@ from agents.services import storefronts
 from catalog import selectors as catalog
 from marketplace.errors import PASS_THROUGH, ServiceError
 from marketplace.http import client_ip
+from risk.middleware import device_id
 
 from ..forms import CheckoutForm, new_idempotency_key
 from ..selectors import orders as selectors
@@ -170,6 +171,7 @@ def buy(request, slug, product_slug):
                 quantity=form.cleaned_data["quantity"],
                 idempotency_key=form.cleaned_data["idempotency_key"],
                 ip=client_ip(request),
+                device=device_id(request),
                 storefront=sf,
                 **who,
             )

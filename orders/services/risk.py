@@ -1,0 +1,95 @@
+"""The order's side of risk control: one call from ``order_place`` (``order_risk_screen``).
+
+- risk's checkout screen: the blacklist (IP and networks, email and domain, device) and the
+  order-burst rules per buyer, IP and device (counted in Redis: one round-trip);
+- the stock-hogging cap, counted here from the orders themselves (one query): the unpaid
+  orders and the codes they reserve, held by this buyer (member or guest email), this device
+  and this IP, for this product and over all products. One client can never reserve a
+  product's whole stock: the rest stays buyable by others.
+
+The signed API is screened by the blacklist only: its orders are paid from the agent's balance
+in the same request (they never hold stock unpaid) and its keys have their own rate limit.
+The cap is read before the order's transaction: two orders of one client racing each other
+could both pass it once (a burst the order-burst rule counts), never a whole stock.
+"""
+
+from django.conf import settings
+from django.db.models import Count, Q, Sum
+from django.utils.translation import gettext as _
+
+from risk import services as risk
+
+from ..models import Order
+
+
+class StockHogging(risk.RiskRefused):
+    code = "unpaid_orders_held"
+    status = 409
+
+
+def _holdings(*, product_id: int, who: Q, ip: str | None, device: str) -> dict[str, int]:
+    """Unpaid orders and reserved codes per client (who / ip / device), for the product and in all."""
+    subjects = {"who": who}
+    if ip:
+        subjects["ip"] = Q(buyer_ip=ip)
+    if device:
+        subjects["device"] = Q(buyer_device=device)
+    aggregates: dict[str, Count | Sum] = {}
+    for name, q in subjects.items():
+        here = q & Q(product_id=product_id)
+        aggregates[f"{name}_product_orders"] = Count("pk", filter=here)
+        aggregates[f"{name}_product_codes"] = Sum("quantity", filter=here)
+        aggregates[f"{name}_orders"] = Count("pk", filter=q)
+        aggregates[f"{name}_codes"] = Sum("quantity", filter=q)
+    any_of = Q()
+    for q in subjects.values():
+        any_of |= q
+    row = Order.objects.filter(any_of, status=Order.Status.PENDING).aggregate(**aggregates)
+    return {k: int(v or 0) for k, v in row.items()}
+
+
+def order_risk_screen(
+    *, buyer, guest_email: str, ip: str | None, device: str, product, quantity: int, channel: str, key: str = ""
+) -> None:
+    """Raise ``risk.RiskRefused`` (403 blacklisted, 429 too many orders at once) or
+    ``StockHogging`` (409) if this order may not be placed; nothing otherwise."""
+    email = buyer.email.lower() if buyer is not None else guest_email
+    api = channel == Order.Channel.API
+    risk.checkout_screen(user=buyer, email=email, ip=ip, device=device, count=not api)
+    if api:
+        return
+    who = Q(buyer=buyer) if buyer is not None else Q(buyer__isnull=True, guest_email=guest_email)
+    held = _holdings(product_id=product.pk, who=who, ip=ip, device=device)
+    for name, factor in (("who", 1), ("device", 1), ("ip", settings.RISK_HOLD_IP_FACTOR)):
+        caps = {
+            "product_orders": (settings.RISK_HOLD_PRODUCT_ORDERS * factor, 1),
+            "product_codes": (settings.RISK_HOLD_PRODUCT_CODES * factor, quantity),
+            "orders": (settings.RISK_HOLD_ORDERS * factor, 1),
+            "codes": (settings.RISK_HOLD_CODES * factor, quantity),
+        }
+        for measure, (cap, adding) in caps.items():
+            name_key = f"{name}_{measure}"
+            if name_key in held and held[name_key] + adding > cap:
+                if key and Order.objects.filter(who, idempotency_key=key).exists():
+                    return  # a repeat of a placed order (a double click): order_place returns that order
+                evidence = {
+                    "subject": name,
+                    "measure": measure,
+                    "held": held[name_key],
+                    "adding": adding,
+                    "cap": cap,
+                    "product": product.pk,
+                }
+                risk.hogging_alert(user=buyer, email=email, ip=ip, device=device, evidence=evidence)
+                if measure.endswith("orders"):
+                    message = _(
+                        "There are already %(held)d unpaid orders from you (at most %(cap)d at a time). Pay or "
+                        "cancel them first (My orders), or wait until they expire."
+                    ) % {"held": held[name_key], "cap": cap}
+                else:
+                    message = _(
+                        "Your unpaid orders already hold %(held)d codes; with these %(adding)d that is more than "
+                        "the %(cap)d you can reserve at a time. Pay or cancel them first (My orders), or wait "
+                        "until they expire."
+                    ) % {"held": held[name_key], "adding": adding, "cap": cap}
+                raise StockHogging(message)

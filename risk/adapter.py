@@ -1,0 +1,54 @@
+"""Sign-up screened by risk control, through allauth's adapter (settings.ACCOUNT_ADAPTER).
+
+accounts sits below risk in the layers (accounts imports only marketplace), so the hook is
+this subclass of ``accounts.adapter.AccountAdapter`` in risk, named by the setting: accounts
+knows nothing of it, and nothing imports upwards.
+
+- the email field's check: blacklisted email, domain, IP or device, and disposable-mail domains
+  refuse with a message on the form (``risk.services.signup_check``);
+- saving the account: the registration rules count it per IP, network and device; past a
+  threshold the sign-up is refused with a 429 page, and held or blocked as the rule says
+  (``risk.services.signup_count``).
+"""
+
+from allauth.core import context
+from allauth.core.exceptions import ImmediateHttpResponse
+from django.core.exceptions import ValidationError
+from django.utils.translation import gettext as _
+
+from accounts.adapter import AccountAdapter
+from marketplace.http import client_ip
+from marketplace.ratelimit import Throttled, too_many_requests
+
+from . import services
+from .middleware import device_id
+
+
+class RiskAccountAdapter(AccountAdapter):
+    def clean_email(self, email: str) -> str:
+        email = super().clean_email(email)
+        request = context.request
+        ip = client_ip(request) if request is not None else None
+        device = device_id(request) if request is not None else ""
+        try:
+            services.signup_check(email=email, ip=ip, device=device)
+        except services.RiskRefused as exc:
+            raise ValidationError(str(exc), code=exc.code) from None
+        return email
+
+    def save_user(self, request, user, form, commit=True):
+        email = (form.cleaned_data.get("email") or "").strip().lower()
+        try:
+            services.signup_count(email=email, ip=client_ip(request), device=device_id(request))
+        except services.RiskRefused as exc:
+            retry = int(exc.extra.get("retry_after") or 60)
+            reason = _(
+                "Too many accounts were registered from your network or device in a short time. To protect "
+                "the platform, sign-ups from it are paused; our risk team reviews them."
+            )
+            hint = _("If you already have an account, you can sign in.")
+            throttled = Throttled("signup", "", retry)
+            raise ImmediateHttpResponse(
+                too_many_requests(request, throttled, context={"reason": reason, "hint": hint})
+            ) from None
+        return super().save_user(request, user, form, commit)

@@ -1,0 +1,58 @@
+"""The device identifier: a random id in a signed cookie, plus a hash of the user agent.
+
+``request.device_id`` is ``"<cookie hash>.<user-agent hash>"`` (29 characters, nothing the
+client could read back as its cookie), or "" when the request brought no valid cookie (a first
+visit, a client that drops cookies, the signed API): such a request is counted by its IP and
+account only. A missing or forged cookie is replaced on the answer. Views pass the id to the
+services as a plain string, like ``ip=client_ip(request)``: ``device=device_id(request)``.
+"""
+
+import hashlib
+import secrets
+
+from django.conf import settings
+from django.core import signing
+
+SALT = "risk.device"
+MAX_AGE = 2 * 365 * 24 * 3600
+
+
+def _hash(text: str, length: int) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:length]
+
+
+def device_of(token: str, user_agent: str) -> str:
+    return f"{_hash(token, 20)}.{_hash(user_agent, 8)}"
+
+
+def device_id(request) -> str:
+    return getattr(request, "device_id", "")
+
+
+class DeviceMiddleware:
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        name = settings.RISK_DEVICE_COOKIE
+        token = None
+        raw = request.COOKIES.get(name)
+        if raw:
+            try:
+                token = signing.Signer(salt=SALT).unsign(raw)
+            except signing.BadSignature:
+                token = None
+        user_agent = request.META.get("HTTP_USER_AGENT", "")[:500]
+        request.device_id = device_of(token, user_agent) if token else ""
+        response = self.get_response(request)
+        if token is None and not request.path.startswith("/api/"):
+            value = signing.Signer(salt=SALT).sign(secrets.token_urlsafe(16))
+            response.set_cookie(
+                name,
+                value,
+                max_age=MAX_AGE,
+                httponly=True,
+                samesite="Lax",
+                secure=settings.SESSION_COOKIE_SECURE,
+            )
+        return response

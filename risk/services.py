@@ -1,0 +1,365 @@
+"""Risk control's services: the screens that run where an event happens (sign-up, checkout,
+withdrawal request), the alerts they raise and staff's decisions on them.
+
+A screen checks the blacklist (one query) and counts the event for its rules (one Redis
+round-trip, ``counters``). A rule past its threshold raises ONE alert per window (the hit that
+passes it), and then does what its setting says (RISK_RULES): log only; refuse while the window
+lasts; hold the subject (refused until staff review the alert); block it for RISK_BLOCK_MINUTES.
+Holds and blocks are blacklist entries pointing at their alert, so staff undo them by
+dismissing the alert (or lifting the entry): nothing is silently blocked, all of it reversible.
+Every refusal says why in words the person understands, and is audited.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+from collections.abc import Sequence
+from datetime import timedelta
+from functools import cache as memoise
+from pathlib import Path
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+from django.utils.translation import gettext as _
+
+from compliance.services import audit_denied, audit_record
+from marketplace.errors import ServiceError
+from marketplace.ratelimit import client_network
+
+from .counters import Counter, counter_reset, counters_hit
+from .models import ALERT_FLOW, Action, Alert, AlertStatus, BlockEntry, Rule, active_entries, block_value_normalise
+
+log = logging.getLogger(__name__)
+Kind, Scope = BlockEntry.Kind, BlockEntry.Scope
+DATA = Path(__file__).resolve().parent / "data"
+
+
+class RiskRefused(ServiceError):
+    """Refused by risk control: blacklisted (403), too many at once (429), too much stock held (409)."""
+
+    code = "risk_refused"
+    status = 403
+
+
+# --- the blacklist ----------------------------------------------------------------------------
+
+
+@memoise
+def disposable_domains() -> frozenset[str]:
+    lines = (DATA / "disposable_email_domains.txt").read_text().splitlines()
+    return frozenset(line.strip() for line in lines if line.strip() and not line.startswith("#"))
+
+
+def _parents(domain: str) -> list[str]:
+    """mail.example.com -> [mail.example.com, example.com] (not the bare top-level domain)."""
+    parts = domain.split(".")
+    return [".".join(parts[i:]) for i in range(len(parts) - 1)]
+
+
+def email_disposable(email: str) -> bool:
+    domain = (email or "").rsplit("@", 1)[-1].lower().strip(".")
+    return any(d in disposable_domains() for d in _parents(domain))
+
+
+def _networks(ip: str | None) -> list[str]:
+    """Every network that holds ``ip`` (its /32 up to /0, or /128 up to /0), as stored."""
+    try:
+        address = ipaddress.ip_address(ip or "")
+    except ValueError:
+        return []
+    bits = address.max_prefixlen
+    return [str(ipaddress.ip_network(f"{address}/{n}", strict=False)) for n in range(bits, -1, -1)]
+
+
+def blacklist_match(
+    *, scope: str, ip: str | None = None, email: str = "", device: str = "", payout: str = ""
+) -> BlockEntry | None:
+    """The active entry that bars this ``scope`` (signup / checkout / withdrawal) to any of the
+    subjects given, or None. One query."""
+    q = Q()
+    if nets := _networks(ip):
+        q |= Q(kind=Kind.NETWORK, value__in=nets)
+    email = (email or "").strip().lower()
+    if "@" in email:
+        q |= Q(kind=Kind.EMAIL, value=email) | Q(kind=Kind.DOMAIN, value__in=_parents(email.rsplit("@", 1)[1]))
+    if device:
+        q |= Q(kind=Kind.DEVICE, value=device)
+    if payout:
+        q |= Q(kind=Kind.PAYOUT, value=block_value_normalise(Kind.PAYOUT, payout))
+    if not q:
+        return None
+    scopes = [Scope.ALL, scope]
+    return BlockEntry.objects.filter(q, active_entries(), scope__in=scopes).order_by("expires_at").first()
+
+
+def _refuse_entry(entry: BlockEntry, *, action: str, what: str) -> None:
+    audit_denied(action=action, target=f"blacklist #{entry.pk}", detail=f"{entry.kind} {what}")
+    if entry.expires_at is not None:
+        until = timezone.localtime(entry.expires_at).strftime("%Y-%m-%d %H:%M")
+        message = _(
+            "For your account's and other buyers' safety, this is paused for your %(what)s until %(until)s. "
+            "If you think this is a mistake, contact customer service."
+        ) % {"what": what, "until": until}
+    else:
+        message = _(
+            "For your account's and other buyers' safety, this is paused for your %(what)s while our risk team "
+            "reviews it. If you think this is a mistake, contact customer service."
+        ) % {"what": what}
+    raise RiskRefused(message, code="blacklisted")
+
+
+def _subject_word(kind: str) -> str:
+    return {
+        Kind.NETWORK: _("network"),
+        Kind.EMAIL: _("email address"),
+        Kind.DOMAIN: _("email domain"),
+        Kind.DEVICE: _("device"),
+        Kind.PAYOUT: _("payout account"),
+    }.get(BlockEntry.Kind(kind), _("account"))
+
+
+def block_add(
+    *, kind: str, value: str, reason: str, scope: str = Scope.ALL, expires_at=None, by=None, alert=None
+) -> BlockEntry:
+    try:
+        value = block_value_normalise(kind, value)
+    except ValueError:
+        raise ServiceError(_("This is not a valid value for that kind of entry."), code="block_value") from None
+    if not (reason or "").strip():
+        raise ServiceError(_("Give a reason."), code="block_reason")
+    return BlockEntry.objects.create(
+        kind=kind,
+        value=value,
+        reason=reason.strip()[:300],
+        scope=scope,
+        expires_at=expires_at,
+        created_by=by,
+        alert=alert,
+    )
+
+
+def block_lift(*, entry_id: int, by, request=None) -> bool:
+    """End an entry now (kept, with its end, as the record)."""
+    now = timezone.now()
+    lifted = BlockEntry.objects.filter(Q(pk=entry_id), active_entries(now)).update(expires_at=now)
+    if lifted:
+        audit_record(
+            action="risk_block_lifted", outcome="allowed", actor=by, request=request, target=f"blacklist #{entry_id}"
+        )
+    return bool(lifted)
+
+
+# --- rules ------------------------------------------------------------------------------------
+
+
+def _rule(name: str) -> dict:
+    return settings.RISK_RULES[name]
+
+
+def _run_rules(
+    hits: Sequence[tuple[str, str, str, str]], *, scope: str, user=None, email: str = "", ip=None, device: str = ""
+) -> None:
+    """Count ``hits`` ((rule, kind, value, label): the subject a hold or block would bar) in one
+    round-trip; raise the alerts and take the actions of those past their thresholds."""
+    counters = [Counter(rule, f"{kind}:{value}", _rule(rule)["window"]) for rule, kind, value, _label in hits]
+    counts = counters_hit(counters)
+    refused: list[tuple[str, str]] = []
+    for (rule, kind, value, label), count, counter in zip(hits, counts, counters, strict=True):
+        spec = _rule(rule)
+        if count is None or count <= spec["limit"]:
+            continue
+        action = spec["action"]
+        if count == spec["limit"] + 1:  # one alert per window: the hit that passes the threshold
+            evidence = {
+                "count": count,
+                "limit": spec["limit"],
+                "window_seconds": spec["window"],
+                kind: value,
+                "counter": counter.key,
+            }
+            alert_raise(
+                rule=rule,
+                action=action,
+                user=user,
+                email=email,
+                ip=ip,
+                device=device,
+                evidence=evidence,
+                bar=(kind, value, scope),
+            )
+        if action != Action.LOG:
+            refused.append((rule, label))
+    if refused:
+        rule, label = refused[0]
+        window = _rule(rule)["window"]
+        audit_denied(action=f"risk_{rule}", actor=user, target=label, detail=f"ip={ip} device={device}")
+        raise RiskRefused(
+            _(
+                "Too many attempts from your %(what)s in a short time. "
+                "Please try again later, or contact customer service."
+            )
+            % {"what": label},
+            code="too_many",
+            status=429,
+            retry_after=window,
+        )
+
+
+def alert_raise(
+    *, rule: str, action: str, user=None, email: str = "", ip=None, device: str = "", evidence: dict, bar=None
+) -> Alert:
+    """An alert in the risk queue; for a hold or block, the blacklist entry that enforces it
+    (``bar``: kind, value, scope)."""
+    with transaction.atomic():
+        alert = Alert.objects.create(
+            rule=rule,
+            action=action,
+            user=user if getattr(user, "pk", None) else None,
+            email=email or "",
+            ip=ip or None,
+            device=device or "",
+            evidence=evidence,
+        )
+        if bar is not None and action in (Action.HOLD, Action.BLOCK):
+            kind, value, scope = bar
+            expires = (
+                timezone.now() + timedelta(minutes=settings.RISK_BLOCK_MINUTES) if action == Action.BLOCK else None
+            )
+            block_add(
+                kind=kind,
+                value=value,
+                scope=scope,
+                expires_at=expires,
+                alert=alert,
+                reason=f"{Rule(rule).label}: {evidence.get('count')} > {evidence.get('limit')} (alert #{alert.pk})",
+            )
+    log.warning("risk alert #%s %s %s %s", alert.pk, rule, action, evidence)
+    return alert
+
+
+def signup_check(*, email: str, ip: str | None, device: str) -> None:
+    """Before an account is made (the sign-up form's email check): the blacklist, and
+    disposable-mail domains (RISK_REFUSE_DISPOSABLE_EMAIL)."""
+    entry = blacklist_match(scope=Scope.SIGNUP, ip=ip, email=email, device=device)
+    if entry is not None:
+        _refuse_entry(entry, action="risk_signup_blacklisted", what=_subject_word(entry.kind))
+    if settings.RISK_REFUSE_DISPOSABLE_EMAIL and email_disposable(email):
+        audit_denied(action="risk_signup_disposable_email", target=email.rsplit("@", 1)[-1])
+        raise RiskRefused(
+            _(
+                "Addresses of disposable-mail services cannot be used here: your orders and codes are sent to your "
+                "email. Use an address you keep."
+            ),
+            code="disposable_email",
+            status=400,
+        )
+
+
+def signup_count(*, email: str, ip: str | None, device: str) -> None:
+    """A sign-up about to be saved: counted per IP, per network and per device."""
+    hits = []
+    if ip:
+        net = client_network(ip)
+        prefix = 64 if ":" in ip else 24
+        network = str(ipaddress.ip_network(f"{ip}/{prefix}", strict=False)) if net != "unknown" else ""
+        hits.append((Rule.SIGNUP_IP, Kind.NETWORK, str(ipaddress.ip_network(ip)), _("network")))
+        if network:
+            hits.append((Rule.SIGNUP_NETWORK, Kind.NETWORK, network, _("network")))
+    if device:
+        hits.append((Rule.SIGNUP_DEVICE, Kind.DEVICE, device, _("device")))
+    _run_rules(hits, scope=Scope.SIGNUP, email=email, ip=ip, device=device)
+
+
+def checkout_screen(*, user=None, email: str, ip: str | None, device: str, count: bool = True) -> None:
+    """An order about to be placed: the blacklist, and (``count``) the order-burst rules."""
+    entry = blacklist_match(scope=Scope.CHECKOUT, ip=ip, email=email, device=device)
+    if entry is not None:
+        _refuse_entry(entry, action="risk_checkout_blacklisted", what=_subject_word(entry.kind))
+    if not count:
+        return
+    hits = []
+    if email:
+        hits.append((Rule.ORDER_BURST_BUYER, Kind.EMAIL, email, _("account")))
+    if ip:
+        hits.append((Rule.ORDER_BURST_IP, Kind.NETWORK, str(ipaddress.ip_network(ip)), _("network")))
+    if device:
+        hits.append((Rule.ORDER_BURST_DEVICE, Kind.DEVICE, device, _("device")))
+    _run_rules(hits, scope=Scope.CHECKOUT, user=user, email=email, ip=ip, device=device)
+
+
+def withdrawal_screen(*, user, ip: str | None = None, payout_account: str) -> None:
+    """A withdrawal about to be requested: the blacklist (the payout account, the agent's email, the IP)."""
+    entry = blacklist_match(scope=Scope.WITHDRAWAL, ip=ip, email=getattr(user, "email", ""), payout=payout_account)
+    if entry is not None:
+        _refuse_entry(entry, action="risk_withdrawal_blacklisted", what=_subject_word(entry.kind))
+
+
+def hogging_alert(*, user=None, email: str, ip: str | None, device: str, evidence: dict) -> None:
+    """A client refused for holding too much unpaid stock: one alert (log only: the cap itself
+    is the action) per client and hour."""
+    from django.core.cache import cache
+
+    subject = email or device or str(ip)
+    if cache.add(f"risk:hogging-alerted:{subject}", 1, timeout=3600):
+        alert_raise(
+            rule=Rule.STOCK_HOGGING,
+            action=Action.REFUSE,
+            user=user,
+            email=email,
+            ip=ip,
+            device=device,
+            evidence=evidence,
+        )
+    audit_denied(action="risk_stock_hogging", actor=user, target=subject, detail=str(evidence)[:500])
+
+
+# --- staff decisions --------------------------------------------------------------------------
+
+
+def _lock(alert_id: int) -> Alert:
+    return Alert.objects.select_for_update(of=("self",)).get(pk=alert_id)
+
+
+def alert_dismiss(*, alert_id: int, by, note: str = "", request=None) -> bool:
+    """A false alarm: closed, and what its rule did automatically (a hold, a block) lifted."""
+    with transaction.atomic():
+        alert = _lock(alert_id)
+        moved = ALERT_FLOW.apply(alert, AlertStatus.DISMISSED, actor=by, note=note or "dismissed")
+        if moved:
+            BlockEntry.objects.filter(active_entries(), alert=alert).update(expires_at=timezone.now())
+            audit_record(
+                action="risk_alert_dismissed", outcome="allowed", actor=by, request=request, target=f"alert #{alert.pk}"
+            )
+    if moved and (counter := (alert.evidence or {}).get("counter")):
+        counter_reset(counter)  # the subject starts afresh
+    return moved
+
+
+def alert_block(*, alert_id: int, by, days: int, request=None) -> bool:
+    """Block the alert's subjects (email, IP, device) from everything for ``days``."""
+    if days < 1:
+        raise ServiceError(_("Block for at least one day."), code="block_days")
+    with transaction.atomic():
+        alert = _lock(alert_id)
+        moved = ALERT_FLOW.apply(alert, AlertStatus.ACTIONED, actor=by, note=f"blocked for {days} day(s)")
+        if moved:
+            until = timezone.now() + timedelta(days=days)
+            reason = f"{alert.get_rule_display()} (alert #{alert.pk})"
+            subjects = [(Kind.EMAIL, alert.email), (Kind.NETWORK, alert.ip or ""), (Kind.DEVICE, alert.device)]
+            if alert.user is not None and not alert.email:
+                subjects.append((Kind.EMAIL, alert.user.email))
+            for kind, value in subjects:
+                if value:
+                    block_add(kind=kind, value=value, reason=reason, expires_at=until, by=by, alert=alert)
+            audit_record(
+                action="risk_alert_blocked",
+                outcome="allowed",
+                actor=by,
+                request=request,
+                target=f"alert #{alert.pk}",
+                detail=f"{days} day(s)",
+            )
+    return moved
