@@ -4,9 +4,9 @@ snapshot replaced by a recompute; empty periods said in words, never 0%; the cer
 (found, not found, throttled); the footer links."""
 
 import re
-from html import unescape as html_unescape
 from datetime import datetime, timedelta
 from decimal import Decimal
+from html import unescape as html_unescape
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -18,7 +18,7 @@ from compliance.models import AuditEvent
 from ledger import services as ledger
 from payments.models import Payment, Recharge, Refund
 from tests.builders import place
-from tests.factories import ProductFactory, SupplierFactory, UserFactory, add_stock
+from tests.factories import ProductFactory, SupplierFactory, add_stock
 from trust import services
 from trust.models import TrustFigure
 from trust.views import CERTIFICATE_THROTTLED_ACTION
@@ -75,7 +75,7 @@ def case(on_ticket, created, outcome):
 def records(buyer):
     """Known records around NOW; the expected figures are worked out by hand in each test."""
     # Tickets: (opened, first answer after); the first answer is due 48 h after opening.
-    t1 = ticket(buyer, NOW - 2 * DAY, answered_after=3 * H)  # on time, 3 h
+    ticket(buyer, NOW - 2 * DAY, answered_after=3 * H)  # on time, 3 h
     t2 = ticket(buyer, NOW - 5 * DAY, answered_after=50 * H)  # late, 50 h
     t3 = ticket(buyer, NOW - 10 * DAY)  # never answered, due long ago: late
     ticket(buyer, NOW - 1 * H)  # not answered, not yet due: not counted
@@ -103,10 +103,10 @@ def records(buyer):
     refund_request(order, NOW - 8 * DAY, S.REJECTED, came_from=S.UNDER_REVIEW)  # a dispute
     refund_request(order, NOW - 45 * DAY, S.REFUNDED, came_from=S.UNDER_REVIEW)  # a dispute (90 days only)
 
-    O = ArbitrationCase.Outcome
-    case(t2, NOW - 5 * DAY, O.BUYER)
-    case(t3, NOW - 9 * DAY, O.PENDING)
-    case(t5, NOW - 50 * DAY, O.PLATFORM)
+    Outcome = ArbitrationCase.Outcome
+    case(t2, NOW - 5 * DAY, Outcome.BUYER)
+    case(t3, NOW - 9 * DAY, Outcome.PENDING)
+    case(t5, NOW - 50 * DAY, Outcome.PLATFORM)
 
     ledger.transfer(debit=ledger.clearing("alipay"), credit=ledger.wallet(buyer), amount=D("100.00"), kind="t")
     ledger.transfer(debit=ledger.clearing("alipay"), credit=ledger.HELD, amount=D("30.00"), kind="t")
@@ -144,7 +144,11 @@ def test_the_beat_task_computes_the_figures_of_a_hand_computation(records):
     assert figure("requests_automatic", 30).value == D("0.5")
     assert figure("requests_automatic", 90).value == D("0.4")
     # Arbitration: 2 in 30 days (one for the buyer, one pending), 3 in 90 (plus one for the platform).
-    assert [figure(k, 30).sample for k in ("arbitration_cases", "arbitration_buyer", "arbitration_pending")] == [2, 1, 1]
+    assert [figure(k, 30).sample for k in ("arbitration_cases", "arbitration_buyer", "arbitration_pending")] == [
+        2,
+        1,
+        1,
+    ]
     assert figure("arbitration_platform", 30).sample == 0
     assert [figure(k, 90).sample for k in ("arbitration_cases", "arbitration_platform")] == [3, 1]
     # Funds: owed 100 + 30 + 20 = 150; held: Alipay 130, WeChat Pay 20 + 45.50 = 65.50.
@@ -249,15 +253,15 @@ def test_certificate_lookup_says_when_nobody_holds_the_number(client, authorised
 def test_certificate_lookup_is_limited_per_client(settings, authorised):
     settings.TRUST_CERTIFICATE_LOOKUP_LIMIT = 3
     client = Client(REMOTE_ADDR="198.51.100.7")
-    statuses = [
-        client.get(reverse("trust:certificate_lookup"), {"number": f"N{i}"}).status_code for i in range(5)
-    ]
+    statuses = [client.get(reverse("trust:certificate_lookup"), {"number": f"N{i}"}).status_code for i in range(5)]
     assert statuses == [200, 200, 200, 429, 429]
     response = client.get(reverse("trust:certificate_lookup"), {"number": "AUTH-2026-0042"})
     assert response.status_code == 429 and 0 < int(response["Retry-After"]) <= 600
     assert AuditEvent.objects.filter(action=CERTIFICATE_THROTTLED_ACTION).count() == 3
     # Another network is not held back; the empty form is not a lookup and is never limited.
-    assert Client(REMOTE_ADDR="203.0.113.9").get(reverse("trust:certificate_lookup"), {"number": "X"}).status_code == 200
+    assert (
+        Client(REMOTE_ADDR="203.0.113.9").get(reverse("trust:certificate_lookup"), {"number": "X"}).status_code == 200
+    )
     assert client.get(reverse("trust:certificate_lookup")).status_code == 200
 
 

@@ -8,8 +8,7 @@ from decimal import Decimal
 from django.db.models import Count, Q
 from django.utils import timezone
 from django.utils.translation import gettext as _
-from django.utils.translation import gettext_lazy
-from django.utils.translation import ngettext
+from django.utils.translation import gettext_lazy, ngettext
 
 from aftersales.models import ArbitrationCase
 from catalog.models import Product, Supplier
@@ -24,7 +23,7 @@ from .services import FUNDS_PERIOD, PERIODS
 
 def duration_text(seconds: Decimal | int | float) -> str:
     """A duration as people say it: "45 min", "3 h 20 min", "2 d 5 h"."""
-    total = int(round(float(seconds) / 60))  # minutes
+    total = round(float(seconds) / 60)  # minutes
     if total < 60:
         return _("%(m)d min") % {"m": max(total, 1) if seconds else 0}
     hours, minutes = divmod(total, 60)
@@ -260,7 +259,9 @@ def certificate_find(*, number: str) -> CertificateAnswer | None:
     if supplier is None:
         return None
     products = list(
-        Product.objects.filter(supplier=supplier, is_active=True).order_by("sort_order", "id").values_list("name", flat=True)
+        Product.objects.filter(supplier=supplier, is_active=True)
+        .order_by("sort_order", "id")
+        .values_list("name", flat=True)
     )
     return CertificateAnswer(
         number=supplier.authorisation_cert_no,

@@ -91,7 +91,9 @@ def _period_figures(*, days: int, now: datetime) -> dict[str, tuple[Decimal | No
     )
     back = [(created, done) for created, done, status in refunds if status == Refund.Status.SUCCEEDED and done]
     figures["refund_median"] = (_median_seconds(done - created for created, done in back), len(back))
-    known = [(created, done) for created, done, _s in refunds if done is not None or business_day_deadline(created) <= now]
+    known = [
+        (created, done) for created, done, _s in refunds if done is not None or business_day_deadline(created) <= now
+    ]
     in_time = sum(1 for created, done in known if done is not None and done <= business_day_deadline(created))
     figures["refunds_in_business_day"] = (_share(in_time, len(known)), len(known))
 
@@ -99,10 +101,9 @@ def _period_figures(*, days: int, now: datetime) -> dict[str, tuple[Decimal | No
     # Created approved: still approved, or refunded from approved (a reviewed one went
     # under_review → refunded or rejected).
     approved = RefundRequest.Status.APPROVED
-    automatic = (
-        requests.filter(Q(status=approved) | Q(pk__in=RefundRequestStatusChange.objects.filter(from_status=approved).values("request")))
-        .count()
-    )
+    automatic = requests.filter(
+        Q(status=approved) | Q(pk__in=RefundRequestStatusChange.objects.filter(from_status=approved).values("request"))
+    ).count()
     total_requests = requests.count()
     figures["requests_automatic"] = (_share(automatic, total_requests), total_requests)
 
