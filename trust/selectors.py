@@ -22,10 +22,12 @@ from .services import FUNDS_PERIOD, PERIODS
 
 
 def duration_text(seconds: Decimal | int | float) -> str:
-    """A duration as people say it: "45 min", "3 h 20 min", "2 d 5 h"."""
+    """A duration as people say it: "under 1 min", "45 min", "3 h 20 min", "2 d 5 h"."""
+    if float(seconds) < 60:
+        return _("under 1 min")
     total = round(float(seconds) / 60)  # minutes
     if total < 60:
-        return _("%(m)d min") % {"m": max(total, 1) if seconds else 0}
+        return _("%(m)d min") % {"m": total}
     hours, minutes = divmod(total, 60)
     if hours < 48:
         return _("%(h)d h %(m)d min") % {"h": hours, "m": minutes} if minutes else _("%(h)d h") % {"h": hours}
