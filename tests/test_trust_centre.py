@@ -288,3 +288,13 @@ def test_the_page_lists_suppliers_channels_and_the_payee(client, settings, autho
     assert re.search(r'data-testid="trust-channels">.*data-channel="sandbox"', html)
     assert "杭州卡盟数字科技有限公司" in re.search(r'data-testid="trust-payee">(.*?)</dd>', html, re.S).group(1)
     assert f'href="{reverse("compliance:qualifications")}"' in html
+
+
+def test_beat_runs_the_computation_hourly(records):
+    from marketplace.celery import app
+    from trust.tasks import figures_compute
+
+    entry = app.conf.beat_schedule["trust-figures-compute"]
+    assert entry["task"] == figures_compute.name == "trust.tasks.figures_compute"
+    assert len(entry["schedule"].hour) == 24  # every hour (at least daily, as the issue asks)
+    assert figures_compute.delay().get() == TrustFigure.objects.count() > 0
