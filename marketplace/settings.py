@@ -105,6 +105,7 @@ INSTALLED_APPS = [
     "payments",
     "aftersales",
     "api",
+    "trust",
 ]
 
 MIDDLEWARE = [
@@ -437,6 +438,10 @@ GUEST_LOOKUP_LINKS_PER_HOUR = env_positive("GUEST_LOOKUP_LINKS_PER_HOUR", 3)
 GUEST_LOOKUP_EMAIL_MAX_ORDERS = env_positive("GUEST_LOOKUP_EMAIL_MAX_ORDERS", 20)
 GUEST_BROWSER_COOKIE_DAYS = env_positive("GUEST_BROWSER_COOKIE_DAYS", 180)
 GUEST_BROWSER_MAX_ORDERS = env_positive("GUEST_BROWSER_MAX_ORDERS", 20)
+# The trust centre's authorisation-certificate lookup (trust.views): lookups per client (IP, IPv6
+# by /64) within a window of minutes, then 429 with Retry-After.
+TRUST_CERTIFICATE_LOOKUP_LIMIT = env_positive("TRUST_CERTIFICATE_LOOKUP_LIMIT", 20)
+TRUST_CERTIFICATE_LOOKUP_WINDOW_MINUTES = env_positive("TRUST_CERTIFICATE_LOOKUP_WINDOW_MINUTES", 10)
 # After-sales: staff in this group get escalated tickets (SLA breaches); a buyer with more than
 # this many no-reason refunds in the period goes to staff review instead of automatic approval.
 AFTERSALES_SUPERVISOR_GROUP = env("AFTERSALES_SUPERVISOR_GROUP", "after-sales supervisors")

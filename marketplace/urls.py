@@ -38,7 +38,9 @@ urlpatterns = [
     path("agent/", include((order_urls.agent_urlpatterns + agent_urls.urlpatterns, agent_urls.app_name))),
     path("support/", include("aftersales.urls")),
     path("s/", include((order_urls.storefront_urlpatterns, "storefront"))),
-    # The trust pages: the platform's qualifications (电子商务法 第十五条).
+    # The trust pages: the trust centre (every claim checkable, trust.views) and the platform's
+    # qualifications (电子商务法 第十五条, compliance.views).
+    path("trust/", include("trust.urls")),
     path("trust/", include("compliance.urls")),
     path("", include((order_urls.catalog_urlpatterns, "catalog"))),
 ]

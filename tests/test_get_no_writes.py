@@ -59,6 +59,7 @@ def world(settings):
     call_command("seed_demo_sales")
     call_command("seed_demo_aftersales")
     call_command("seed_demo_compliance", verbosity=0)
+    call_command("trust_compute", verbosity=0)
     users = {u.email: u for u in get_user_model().objects.filter(email__endswith="@demo.local")}
     agent = Agent.objects.select_related("user").get(user=users["agent@demo.local"])
     # A buyer who never had a wallet: its account must not be opened by looking at it.
@@ -229,6 +230,8 @@ def test_no_page_view_writes_to_the_database(world):
                 reverse("catalog:home"),
                 reverse("compliance:qualifications"),
                 *qualification_images(),
+                reverse("trust:index"),
+                reverse("trust:certificate_lookup") + "?number=NO-SUCH-CERT",
                 *storefront_pages(Storefront.objects.get(slug="jinpai")),
             ],
         ),

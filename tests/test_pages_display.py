@@ -212,6 +212,7 @@ def demo_shop(db, settings):
     for command in ("seed_demo", "seed_demo_agents", "seed_demo_sales", "seed_demo_aftersales"):
         call_command(command, "--quiet") if command in ("seed_demo", "seed_demo_agents") else call_command(command)
     call_command("seed_demo_compliance", verbosity=0)
+    call_command("trust_compute", verbosity=0)
 
 
 def main_pages():
@@ -232,6 +233,8 @@ def main_pages():
             "/accounts/login/",
             "/accounts/signup/",
             reverse("compliance:qualifications"),
+            reverse("trust:index"),
+            reverse("trust:certificate_lookup") + "?number=NO-SUCH-CERT",
         ],
         "buyer@demo.local": [
             "/",
