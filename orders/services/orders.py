@@ -12,7 +12,7 @@ from django.core.exceptions import ValidationError
 from django.core.mail import send_mail
 from django.core.validators import validate_email
 from django.db import IntegrityError, transaction
-from django.db.models import F, Sum
+from django.db.models import F
 from django.template.loader import render_to_string
 from django.utils import timezone, translation
 from django.utils.translation import gettext as _
@@ -22,7 +22,6 @@ from agents.services import commissions
 from catalog import selectors as catalog_selectors
 from catalog import services as stock
 from catalog.models import Product
-from compliance import rating
 from compliance.models import CreditEvent
 from compliance.services import credit_event_record
 from ledger import services as ledger
@@ -59,20 +58,6 @@ def order_lock_by_number(number: str) -> Order | None:
 def _refuse(reason: selectors.Reason | None) -> None:
     if reason is not None:
         raise OrderError(reason.message)
-
-
-def codes_ordered_today(*, buyer, guest_email: str = "") -> int:
-    """The codes a member (or the guest ``guest_email``) has ordered since midnight (Beijing),
-    counting every order not cancelled or expired: what a credit level's daily cap counts."""
-    start = timezone.localtime().replace(hour=0, minute=0, second=0, microsecond=0)
-    orders = Order.objects.filter(created_at__gte=start).exclude(
-        status__in=(OrderStatus.CANCELLED, OrderStatus.EXPIRED)
-    )
-    if buyer is not None:
-        orders = orders.filter(buyer=buyer)
-    else:
-        orders = orders.filter(buyer__isnull=True, guest_email=guest_email)
-    return int(orders.aggregate(n=Sum("quantity"))["n"] or 0)
 
 
 def order_place(
@@ -127,21 +112,20 @@ def order_place(
             raise OrderError(selectors.reason(selectors.ReasonCode.PRODUCT_MISSING).message) from None
     _refuse(selectors.product_refusal(product))
     _refuse(selectors.quantity_refusal(quantity, product=product))
-    # The credit rating (one query for a clean buyer): a level may forbid buying, cap the codes
-    # per order or per day, or forbid high-risk goods. Raises CreditRestricted saying why.
-    rating.purchase_check(
-        user=buyer,
-        email=guest_email,
-        product=product,
-        quantity=quantity,
-        codes_today=lambda: codes_ordered_today(buyer=buyer, guest_email=guest_email),
-    )
     quote = agent_selectors.price_quote(product=product, buyer=buyer, storefront=storefront)  # or NotForSale
     if storefront is not None:
         channel = Order.Channel.STOREFRONT
-    # Risk control: blacklists, order bursts, the stock-hogging cap (orders/services/risk.py).
+    # Risk control, one call (orders/services/risk.py): the credit level (may forbid buying, cap
+    # the codes per order or day, forbid high-risk goods), blacklists, order bursts, the cap on
+    # the stock one client may hold unpaid. Each refusal says why, in the buyer's words.
     order_risk_screen(
-        buyer=buyer, guest_email=guest_email, ip=ip, device=device, product=product, quantity=quantity, channel=channel,
+        buyer=buyer,
+        guest_email=guest_email,
+        ip=ip,
+        device=device,
+        product=product,
+        quantity=quantity,
+        channel=channel,
         key=key,
     )
     unit_price = quote.unit_price

@@ -1,5 +1,7 @@
 """The order's side of risk control: one call from ``order_place`` (``order_risk_screen``).
 
+- the credit rating's limits (``compliance.rating.purchase_check``): a level may forbid buying,
+  cap the codes per order and per day, forbid high-risk goods;
 - risk's checkout screen: the blacklist (IP and networks, email and domain, device) and the
   order-burst rules per buyer, IP and device (counted in Redis: one round-trip);
 - the stock-hogging cap, counted here from the orders themselves (one query): the unpaid
@@ -15,8 +17,10 @@ could both pass it once (a burst the order-burst rule counts), never a whole sto
 
 from django.conf import settings
 from django.db.models import Count, Q, Sum
+from django.utils import timezone
 from django.utils.translation import gettext as _
 
+from compliance import rating
 from risk import services as risk
 
 from ..models import Order
@@ -48,11 +52,34 @@ def _holdings(*, product_id: int, who: Q, ip: str | None, device: str) -> dict[s
     return {k: int(v or 0) for k, v in row.items()}
 
 
+def codes_ordered_today(*, buyer, guest_email: str = "") -> int:
+    """The codes a member (or the guest ``guest_email``) has ordered since midnight (Beijing),
+    counting every order not cancelled or expired: what a credit level's daily cap counts."""
+    start = timezone.localtime().replace(hour=0, minute=0, second=0, microsecond=0)
+    orders = Order.objects.filter(created_at__gte=start).exclude(
+        status__in=(Order.Status.CANCELLED, Order.Status.EXPIRED)
+    )
+    if buyer is not None:
+        orders = orders.filter(buyer=buyer)
+    else:
+        orders = orders.filter(buyer__isnull=True, guest_email=guest_email)
+    return int(orders.aggregate(n=Sum("quantity"))["n"] or 0)
+
+
 def order_risk_screen(
     *, buyer, guest_email: str, ip: str | None, device: str, product, quantity: int, channel: str, key: str = ""
 ) -> None:
-    """Raise ``risk.RiskRefused`` (403 blacklisted, 429 too many orders at once) or
-    ``StockHogging`` (409) if this order may not be placed; nothing otherwise."""
+    """Raise if this order may not be placed, nothing otherwise: ``CreditRestricted`` (403, the
+    credit level's limits: ``compliance.rating``), ``risk.RiskRefused`` (403 blacklisted, 429 too
+    many orders at once) or ``StockHogging`` (409)."""
+    # One query for a clean buyer; the day's codes are counted only for a capped level.
+    rating.purchase_check(
+        user=buyer,
+        email=guest_email,
+        product=product,
+        quantity=quantity,
+        codes_today=lambda: codes_ordered_today(buyer=buyer, guest_email=guest_email),
+    )
     email = buyer.email.lower() if buyer is not None else guest_email
     api = channel == Order.Channel.API
     risk.checkout_screen(user=buyer, email=email, ip=ip, device=device, count=not api)
