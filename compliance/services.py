@@ -69,6 +69,30 @@ def credit_event_record(
     )
 
 
+def credit_events_cancel(*, kind: str, reference: str, by=None, reason: str, request=None) -> int:
+    """Take back the events of ``kind`` recorded under ``reference`` (staff found the case was a
+    false alarm: a dismissed risk alert). The rows stay, as the record, with a weight of 0 (the
+    rating counts their own weight: ``compliance.rating``) and the reason in their detail;
+    audited. How many were cancelled (0 on a repeat)."""
+    if not reference:
+        return 0
+    events = list(CreditEvent.objects.filter(kind=kind, reference=reference).exclude(weight=0).order_by("pk"))
+    for event in events:
+        event.weight = 0
+        event.detail = f"[cancelled] {reason}: {event.detail}"[:300]
+        event.save(update_fields=["weight", "detail"])
+    if events:
+        audit_record(
+            action="credit_event_cancelled",
+            outcome=AuditEvent.Outcome.ALLOWED,
+            actor=by,
+            request=request,
+            target=reference,
+            detail=f"{kind} x{len(events)}: {reason}"[:300],
+        )
+    return len(events)
+
+
 def credit_events_attach(*, email: str, user) -> int:
     """A guest's credit events (by their normalised ``email``) become ``user``'s, once the
     address is verified as the user's (``aftersales.services.claims``); how many moved."""

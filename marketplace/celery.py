@@ -95,4 +95,6 @@ app.conf.beat_schedule = {
     # The trust centre's figures (after-sales over 30 and 90 days, the funds statement): computed
     # from the records and the stored snapshot replaced, hourly (the issue asks at least daily).
     "trust-figures-compute": {"task": "trust.tasks.figures_compute", "schedule": crontab(minute=20)},
+    # Risk control: many accounts sharing one device, IP or payout account (orders.services.risk).
+    "risk-clusters-scan": {"task": "orders.tasks.risk_clusters_scan", "schedule": 900.0},
 }

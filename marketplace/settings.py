@@ -300,6 +300,7 @@ LOGIN_ACCOUNT_FAILURE_LIMIT = env_positive("LOGIN_ACCOUNT_FAILURE_LIMIT", 50)
 LOGIN_ACCOUNT_WINDOW_MINUTES = env_positive("LOGIN_ACCOUNT_WINDOW_MINUTES", 60)
 LOGIN_ACCOUNT_LOCK_MINUTES = env_positive("LOGIN_ACCOUNT_LOCK_MINUTES", 30)
 
+
 # --- Risk control (issue 13): anomaly rules, stock-hogging caps, blacklists -----------------
 def env_rule(name: str, default: str) -> dict:
     """A rule's threshold and action: "<limit>/<window seconds> <action>", e.g. "10/3600 hold".
@@ -325,7 +326,32 @@ RISK_RULES = {
     "order_burst_buyer": env_rule("RISK_RULE_ORDER_BURST_BUYER", "10/600 refuse"),  # member or guest email
     "order_burst_ip": env_rule("RISK_RULE_ORDER_BURST_IP", "30/600 refuse"),
     "order_burst_device": env_rule("RISK_RULE_ORDER_BURST_DEVICE", "10/600 refuse"),
+    # Payments that ended unpaid (the trade closed at its gateway: the active query) per buyer
+    # (member or guest email), IP and device. Counted in a beat task: nothing to refuse there;
+    # hold and block bar the subject's checkout (until review, or RISK_BLOCK_MINUTES).
+    "payment_failed_buyer": env_rule("RISK_RULE_PAYMENT_FAILED_BUYER", "5/3600 log"),
+    "payment_failed_ip": env_rule("RISK_RULE_PAYMENT_FAILED_IP", "20/3600 log"),
+    "payment_failed_device": env_rule("RISK_RULE_PAYMENT_FAILED_DEVICE", "5/3600 log"),
+    # Refund requests per buyer, IP and device (of the order). A refund request is never refused
+    # by a rule (消费者权益保护法 第二十五条: the 7-day return is the buyer's right): past a threshold
+    # with any action but log it goes to staff review; hold and block also bar the subject's checkout
+    # ("对频繁发起无理由退款……的用户限制购买权限", the product brief).
+    "refund_velocity_buyer": env_rule("RISK_RULE_REFUND_VELOCITY_BUYER", "5/86400 hold"),
+    "refund_velocity_ip": env_rule("RISK_RULE_REFUND_VELOCITY_IP", "15/86400 log"),
+    "refund_velocity_device": env_rule("RISK_RULE_REFUND_VELOCITY_DEVICE", "5/86400 log"),
+    # Clusters, found by the beat task risk-clusters-scan: more than <limit> distinct accounts
+    # (members or guest emails) on one device, one IP or one payout account within <window>
+    # seconds. One alert per cluster while it is open; hold and block bar the device or IP
+    # (never by default: one IP may be a whole carrier's NAT).
+    "shared_device": env_rule("RISK_RULE_SHARED_DEVICE", "3/86400 log"),
+    "shared_ip": env_rule("RISK_RULE_SHARED_IP", "20/86400 log"),
+    "shared_payout": env_rule("RISK_RULE_SHARED_PAYOUT", "2/2592000 log"),
 }
+# Alerts of these rules (comma-separated names) record a credit event of kind "anomaly" when
+# raised (cancelled if staff dismiss the alert); the others only when staff block their subject.
+RISK_CREDIT_ON_ALERT = frozenset(r for r in env("RISK_CREDIT_ON_ALERT", "").replace(" ", "").split(",") if r)
+if unknown := RISK_CREDIT_ON_ALERT - set(RISK_RULES) - {"stock_hogging"}:
+    raise ImproperlyConfigured(f"RISK_CREDIT_ON_ALERT names unknown rules: {sorted(unknown)}")
 RISK_BLOCK_MINUTES = env_positive("RISK_BLOCK_MINUTES", 24 * 60)
 # Stock hogging: unpaid orders (and the codes they reserve) one client may hold at once, per
 # product and over all products. A client is a member or guest email, and a device; an IP

@@ -6,6 +6,7 @@ from marketplace.db import retry_once_if_connection_lost
 
 from .services import callbacks, guest_lookup
 from .services import orders as services
+from .services import risk as risk_services
 
 
 @shared_task(acks_late=True, reject_on_worker_lost=True, autoretry_for=(OSError,), retry_backoff=True, max_retries=8)
@@ -64,3 +65,9 @@ def send_due_callbacks() -> int:
     for callback_id in due:
         send_callback.delay(callback_id)
     return len(due)
+
+
+@shared_task
+def risk_clusters_scan() -> int:
+    """Risk control: devices, IPs and payout accounts shared by many accounts (one alert each)."""
+    return risk_services.clusters_scan()

@@ -51,4 +51,6 @@ class RiskAccountAdapter(AccountAdapter):
             raise ImmediateHttpResponse(
                 too_many_requests(request, throttled, context={"reason": reason, "hint": hint})
             ) from None
-        return super().save_user(request, user, form, commit)
+        user = super().save_user(request, user, form, commit)
+        services.signup_record(user=user, ip=client_ip(request), device=device_id(request))
+        return user

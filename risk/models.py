@@ -25,6 +25,17 @@ class Rule(models.TextChoices):
     ORDER_BURST_IP = "order_burst_ip", _("Order burst per IP")
     ORDER_BURST_DEVICE = "order_burst_device", _("Order burst per device")
     STOCK_HOGGING = "stock_hogging", _("Unpaid orders holding stock")
+    # Velocity: payments that ended unpaid (the trade closed at its gateway) and refund requests.
+    PAYMENT_FAILED_BUYER = "payment_failed_buyer", _("Failed payments per buyer")
+    PAYMENT_FAILED_IP = "payment_failed_ip", _("Failed payments per IP")
+    PAYMENT_FAILED_DEVICE = "payment_failed_device", _("Failed payments per device")
+    REFUND_VELOCITY_BUYER = "refund_velocity_buyer", _("Refund requests per buyer")
+    REFUND_VELOCITY_IP = "refund_velocity_ip", _("Refund requests per IP")
+    REFUND_VELOCITY_DEVICE = "refund_velocity_device", _("Refund requests per device")
+    # Clusters (the beat task): many accounts sharing one device, IP or payout account.
+    SHARED_DEVICE = "shared_device", _("Accounts sharing a device")
+    SHARED_IP = "shared_ip", _("Accounts sharing an IP")
+    SHARED_PAYOUT = "shared_payout", _("Accounts sharing a payout account")
 
 
 class Action(models.TextChoices):
@@ -163,3 +174,23 @@ def block_value_normalise(kind: str, value: str) -> str:
 def active_entries(now=None) -> Q:
     now = now or timezone.now()
     return Q(expires_at__isnull=True) | Q(expires_at__gt=now)
+
+
+class Signup(models.Model):
+    """Where an account was made (IP, device): what the shared-device rule reads besides orders.
+    Kept like the orders' buyer IP and device, for the same purpose (risk control)."""
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, verbose_name=_("user"), related_name="+", on_delete=models.CASCADE
+    )
+    created_at = models.DateTimeField(_("time"), default=timezone.now, db_index=True)
+    ip = models.GenericIPAddressField(_("IP"), null=True, blank=True)
+    device = models.CharField(_("device"), max_length=40, blank=True)
+
+    class Meta:
+        ordering = ("-created_at", "-id")
+        verbose_name = _("sign-up")
+        verbose_name_plural = _("sign-ups")
+
+    def __str__(self):
+        return f"{self.user_id} {self.created_at:%Y-%m-%d}"

@@ -25,12 +25,23 @@ from django.db.models import Q
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from compliance.services import audit_denied, audit_record
+from compliance.models import CreditEvent
+from compliance.services import audit_denied, audit_record, credit_event_record, credit_events_cancel
 from marketplace.errors import ServiceError
 from marketplace.ratelimit import client_network
 
 from .counters import Counter, counter_reset, counters_hit
-from .models import ALERT_FLOW, Action, Alert, AlertStatus, BlockEntry, Rule, active_entries, block_value_normalise
+from .models import (
+    ALERT_FLOW,
+    Action,
+    Alert,
+    AlertStatus,
+    BlockEntry,
+    Rule,
+    Signup,
+    active_entries,
+    block_value_normalise,
+)
 
 log = logging.getLogger(__name__)
 Kind, Scope = BlockEntry.Kind, BlockEntry.Scope
@@ -236,6 +247,8 @@ def alert_raise(
                 alert=alert,
                 reason=f"{Rule(rule).label}: {evidence.get('count')} > {evidence.get('limit')} (alert #{alert.pk})",
             )
+        if rule in settings.RISK_CREDIT_ON_ALERT:
+            alert_credit_record(alert=alert)
     log.warning("risk alert #%s %s %s %s", alert.pk, rule, action, evidence)
     return alert
 
@@ -330,6 +343,9 @@ def alert_dismiss(*, alert_id: int, by, note: str = "", request=None) -> bool:
         moved = ALERT_FLOW.apply(alert, AlertStatus.DISMISSED, actor=by, note=note or "dismissed")
         if moved:
             BlockEntry.objects.filter(active_entries(), alert=alert).update(expires_at=timezone.now())
+            credit_events_cancel(
+                kind=CreditEvent.Kind.ANOMALY, reference=_credit_reference(alert), by=by, reason="alert dismissed"
+            )
             audit_record(
                 action="risk_alert_dismissed", outcome="allowed", actor=by, request=request, target=f"alert #{alert.pk}"
             )
@@ -351,9 +367,11 @@ def alert_block(*, alert_id: int, by, days: int, request=None) -> bool:
             subjects = [(Kind.EMAIL, alert.email), (Kind.NETWORK, alert.ip or ""), (Kind.DEVICE, alert.device)]
             if alert.user is not None and not alert.email:
                 subjects.append((Kind.EMAIL, alert.user.email))
-            for kind, value in subjects:
+            subjects += [(Kind.EMAIL, email) for email in _cluster_emails(alert)]  # a cluster's accounts
+            for kind, value in dict.fromkeys(subjects):
                 if value:
                     block_add(kind=kind, value=value, reason=reason, expires_at=until, by=by, alert=alert)
+            alert_credit_record(alert=alert)  # staff confirmed it: it counts in the credit rating
             audit_record(
                 action="risk_alert_blocked",
                 outcome="allowed",
@@ -363,3 +381,180 @@ def alert_block(*, alert_id: int, by, days: int, request=None) -> bool:
                 detail=f"{days} day(s)",
             )
     return moved
+
+
+# --- the credit rating: alerts that count ----------------------------------------------------
+# An alert records a credit event (kind "anomaly", the alert's rule as detail) when staff block
+# its subjects, or at once for the rules in settings.RISK_CREDIT_ON_ALERT. Unreviewed alerts of
+# the other rules count for nothing: an automatic suspicion must not lower a rating (and so
+# restrict purchases) without a person having looked; dismissing an alert cancels its events
+# (weight 0, kept and audited: compliance.services.credit_events_cancel).
+
+
+def _credit_reference(alert: Alert) -> str:
+    return f"risk-alert:{alert.pk}"
+
+
+def _cluster_members(alert: Alert) -> tuple[list[int], list[str]]:
+    evidence = alert.evidence or {}
+    return [int(pk) for pk in evidence.get("members", [])], [str(e) for e in evidence.get("guests", [])]
+
+
+def _cluster_emails(alert: Alert) -> list[str]:
+    from django.contrib.auth import get_user_model
+
+    members, guests = _cluster_members(alert)
+    users = get_user_model().objects.filter(pk__in=members).order_by("pk")
+    return [u.email.lower() for u in users if u.email] + guests
+
+
+def alert_credit_record(*, alert: Alert) -> int:
+    """The alert's owners (its member or guest email; a cluster's accounts) each get one
+    "anomaly" credit event under the alert's reference; none twice. How many were recorded."""
+    from django.contrib.auth import get_user_model
+
+    reference = _credit_reference(alert)
+    members, guests = _cluster_members(alert)
+    owners: list[tuple[object, str]] = []
+    if alert.user_id is not None:
+        owners.append((alert.user, ""))
+    elif alert.email:
+        owners.append((None, alert.email))
+    owners += [(u, "") for u in get_user_model().objects.filter(pk__in=members).order_by("pk")]
+    owners += [(None, email) for email in guests]
+    done: set[tuple[int | None, str]] = set(
+        CreditEvent.objects.filter(kind=CreditEvent.Kind.ANOMALY, reference=reference).values_list("user_id", "email")
+    )
+    recorded = 0
+    for user, email in owners:
+        if (getattr(user, "pk", None), email.strip().lower()) in done:
+            continue
+        credit_event_record(
+            user=user, email=email, kind=CreditEvent.Kind.ANOMALY, reference=reference, detail=alert.get_rule_display()
+        )
+        done.add((getattr(user, "pk", None), email.strip().lower()))
+        recorded += 1
+    return recorded
+
+
+# --- velocity: payments that ended unpaid, refund requests ----------------------------------
+
+VELOCITY = {
+    "payment_failed": (Rule.PAYMENT_FAILED_BUYER, Rule.PAYMENT_FAILED_IP, Rule.PAYMENT_FAILED_DEVICE),
+    "refund_request": (Rule.REFUND_VELOCITY_BUYER, Rule.REFUND_VELOCITY_IP, Rule.REFUND_VELOCITY_DEVICE),
+}
+
+
+def velocity_count(
+    *, event: str, user=None, email: str = "", ip: str | None = None, device: str = "", reference: str = ""
+) -> list[str]:
+    """One ``event`` ("payment_failed": a trade closed unpaid; "refund_request") of a buyer
+    (member ``user`` or guest ``email``), from ``ip`` and ``device``: counted per buyer, IP and
+    device in one Redis round-trip. A rule past its threshold raises one alert per window (with
+    the count, the limit, the window and ``reference``, the order's number) and, for hold or
+    block, bars the subject's checkout (until review / for RISK_BLOCK_MINUTES). Never refuses
+    the event itself: returns the rules past their threshold whose action is not "log", so the
+    caller can send the case to staff (a refund request goes to review)."""
+    buyer_rule, ip_rule, device_rule = VELOCITY[event]
+    email = ((getattr(user, "email", "") if user is not None else email) or "").strip().lower()
+    hits: list[tuple[str, str, str]] = []
+    if email:
+        hits.append((buyer_rule, Kind.EMAIL, email))
+    try:
+        if ip:
+            hits.append((ip_rule, Kind.NETWORK, str(ipaddress.ip_network(ip))))
+    except ValueError:
+        ip = None
+    if device:
+        hits.append((device_rule, Kind.DEVICE, device))
+    counters = [Counter(rule, f"{kind}:{value}", _rule(rule)["window"]) for rule, kind, value in hits]
+    passed = []
+    for (rule, kind, value), count, counter in zip(hits, counters_hit(counters), counters, strict=True):
+        spec = _rule(rule)
+        if count is None or count <= spec["limit"]:
+            continue
+        if count == spec["limit"] + 1:  # one alert per window: the event that passes the threshold
+            evidence = {
+                "event": event,
+                "count": count,
+                "limit": spec["limit"],
+                "window_seconds": spec["window"],
+                kind: value,
+                "reference": reference,
+                "counter": counter.key,
+            }
+            alert_raise(
+                rule=rule,
+                action=spec["action"],
+                user=user,
+                email=email,
+                ip=ip,
+                device=device,
+                evidence=evidence,
+                bar=(kind, value, Scope.CHECKOUT),
+            )
+        if spec["action"] != Action.LOG:
+            passed.append(rule)
+    return passed
+
+
+# --- clusters: many accounts on one device, IP or payout account ----------------------------
+
+
+def signup_record(*, user, ip: str | None, device: str) -> None:
+    """Where an account was made, for the shared-device and shared-IP rules."""
+    if getattr(user, "pk", None) is None:
+        return
+    try:
+        ip = str(ipaddress.ip_address(ip)) if ip else None
+    except ValueError:
+        ip = None
+    Signup.objects.get_or_create(user=user, defaults={"ip": ip, "device": device or ""})
+
+
+def signups_since(since) -> list[tuple[str, str | None, int]]:
+    """(device, ip, user id) of the sign-ups since ``since``: the clusters' scan reads them."""
+    rows = Signup.objects.filter(created_at__gte=since).values_list("device", "ip", "user_id")
+    return [(d, ip, pk) for d, ip, pk in rows]
+
+
+def account_key(*, user_id: int | None, email: str = "") -> str:
+    """One account in a cluster: a member ("u:<id>") or a guest email ("g:<email>")."""
+    return f"u:{user_id}" if user_id is not None else f"g:{(email or '').strip().lower()}"
+
+
+def cluster_alert(
+    *, rule: str, subject: str, accounts: set[str], ip=None, device: str = "", extra=None
+) -> Alert | None:
+    """An alert for a cluster (``subject``: the device id, the IP, a payout account's hash)
+    shared by ``accounts`` (``account_key``), when they are more than the rule's limit. Not
+    again while an alert of this cluster is open, nor after staff decided one that already
+    named all of these accounts (a dismissed cluster alerts again only when it grows)."""
+    spec = _rule(rule)
+    if len(accounts) <= spec["limit"]:
+        return None
+    earlier = Alert.objects.filter(rule=rule, evidence__subject=subject).order_by("-pk")
+    if earlier.filter(status=AlertStatus.OPEN).exists():
+        return None
+    last = earlier.first()
+    if last is not None and accounts <= set((last.evidence or {}).get("accounts", [])):
+        return None
+    ordered = sorted(accounts)
+    members = [int(a[2:]) for a in ordered if a.startswith("u:")]
+    guests = [a[2:] for a in ordered if a.startswith("g:")]
+    evidence = {
+        "subject": subject,
+        "count": len(accounts),
+        "limit": spec["limit"],
+        "window_seconds": spec["window"],
+        "accounts": ordered[:200],
+        "members": members[:200],
+        "guests": guests[:200],
+        **(extra or {}),
+    }
+    bar = None
+    if device:
+        bar = (Kind.DEVICE, device, Scope.ALL)
+    elif ip:
+        bar = (Kind.NETWORK, str(ip), Scope.ALL)
+    return alert_raise(rule=rule, action=spec["action"], ip=ip, device=device, evidence=evidence, bar=bar)

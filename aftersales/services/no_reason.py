@@ -40,6 +40,7 @@ from orders.models import Order, OrderCode
 from orders.services import orders as order_services
 from payments.models import Payment
 from payments.services import refunds
+from risk import services as risk
 
 from ..models import REFUND_REQUEST_FLOW, Kind, RefundRequest, Ticket
 from .tickets import ticket_open
@@ -261,6 +262,17 @@ def refund_request_create(
         credit_reason = rating.refund_review_reason(**_credit_owner(user=user, order=order))
         if credit_reason:
             review.append(credit_reason)
+        # Risk control's refund velocity (per buyer, IP and device, counted in Redis): past a
+        # threshold the request goes to staff, never refused.
+        if risk.velocity_count(
+            event="refund_request",
+            user=user,
+            email=order.guest_email,
+            ip=order.buyer_ip,
+            device=order.buyer_device,
+            reference=order.number,
+        ):
+            review.append(_("many refund requests in a short time"))
 
         request = RefundRequest.objects.create(
             order=order,

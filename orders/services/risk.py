@@ -15,13 +15,21 @@ The cap is read before the order's transaction: two orders of one client racing 
 could both pass it once (a burst the order-burst rule counts), never a whole stock.
 """
 
+import hashlib
+from collections import defaultdict
+from datetime import timedelta
+
 from django.conf import settings
 from django.db.models import Count, Q, Sum
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
+from agents.models import Withdrawal
+from agents.services.withdrawals import payee_account
 from compliance import rating
+from marketplace import crypto
 from risk import services as risk
+from risk.models import Rule
 
 from ..models import Order
 
@@ -120,3 +128,57 @@ def order_risk_screen(
                         "until they expire."
                     ) % {"held": held[name_key], "adding": adding, "cap": cap}
                 raise StockHogging(message)
+
+
+# --- clusters: many accounts on one device, IP or payout account (a beat task) ----------------
+# Here, not in risk: this is the lowest layer that sees the orders (buyer IP and device) and the
+# agents' payout accounts; risk keeps the sign-ups and raises the alerts (``risk.cluster_alert``).
+
+
+def clusters_scan() -> int:
+    """Devices and IPs used by more than the rule's limit of distinct accounts (members or guest
+    emails; orders and sign-ups) within its window, and payout accounts named by more than the
+    limit of agents: one alert per cluster (``risk.cluster_alert`` makes it idempotent). Returns
+    how many alerts were raised. Reads the window's distinct (subject, account) pairs only."""
+    now = timezone.now()
+    raised = 0
+
+    def since(rule: str):
+        return now - timedelta(seconds=settings.RISK_RULES[rule]["window"])
+
+    by_device: dict[str, set[str]] = defaultdict(set)
+    orders = Order.objects.filter(created_at__gte=since(Rule.SHARED_DEVICE)).exclude(buyer_device="")
+    for device, buyer_id, email in orders.values_list("buyer_device", "buyer_id", "guest_email").distinct():
+        by_device[device].add(risk.account_key(user_id=buyer_id, email=email))
+    for device, _ip, user_id in risk.signups_since(since(Rule.SHARED_DEVICE)):
+        if device:
+            by_device[device].add(risk.account_key(user_id=user_id))
+    for device, accounts in sorted(by_device.items()):
+        raised += bool(risk.cluster_alert(rule=Rule.SHARED_DEVICE, subject=device, accounts=accounts, device=device))
+
+    by_ip: dict[str, set[str]] = defaultdict(set)
+    orders = Order.objects.filter(created_at__gte=since(Rule.SHARED_IP), buyer_ip__isnull=False)
+    for ip, buyer_id, email in orders.values_list("buyer_ip", "buyer_id", "guest_email").distinct():
+        by_ip[str(ip)].add(risk.account_key(user_id=buyer_id, email=email))
+    for _device, ip, user_id in risk.signups_since(since(Rule.SHARED_IP)):
+        if ip:
+            by_ip[ip].add(risk.account_key(user_id=user_id))
+    for ip, accounts in sorted(by_ip.items()):
+        raised += bool(risk.cluster_alert(rule=Rule.SHARED_IP, subject=ip, accounts=accounts, ip=ip))
+
+    # Payout accounts are encrypted at rest (no index can group them): the window's withdrawals
+    # are decrypted here and grouped by a hash; the alert shows the account masked.
+    by_payout: dict[str, set[str]] = defaultdict(set)
+    masked: dict[str, str] = {}
+    withdrawals = Withdrawal.objects.filter(created_at__gte=since(Rule.SHARED_PAYOUT)).select_related("agent")
+    for withdrawal in withdrawals.order_by("pk"):
+        account = "".join(payee_account(withdrawal).split()).lower()
+        digest = "payout:" + hashlib.sha256(account.encode()).hexdigest()[:32]
+        by_payout[digest].add(risk.account_key(user_id=withdrawal.agent.user_id))
+        masked[digest] = f"{withdrawal.get_method_display()} {crypto.mask(account)}"
+    for digest, accounts in sorted(by_payout.items()):
+        alert = risk.cluster_alert(
+            rule=Rule.SHARED_PAYOUT, subject=digest, accounts=accounts, extra={"payout": masked[digest]}
+        )
+        raised += bool(alert)
+    return raised

@@ -36,6 +36,7 @@ from django.utils.translation import gettext as _
 
 from marketplace.errors import ServiceError
 from orders.models import Order
+from risk import services as risk
 
 from ..gateways import BillLine, GatewayError, RemoteGateway, TradeStatus, VerifiedNotification, enabled_gateways
 from ..models import (
@@ -118,6 +119,24 @@ def _finish(attempt: PaymentAttempt, *, state: str | None = None, error: str = "
     PaymentAttempt.objects.filter(pk=attempt.pk).update(**fields)
 
 
+def _closed_unpaid(payable, attempt: PaymentAttempt) -> None:
+    """A trade closed at its gateway without being paid (here or any other way): a failed
+    payment, counted by risk control's velocity rules per buyer, IP and device."""
+    if payable.paid_at is not None:
+        return  # paid another way (another gateway, the balance): not a failure
+    if isinstance(payable, Order):
+        risk.velocity_count(
+            event="payment_failed",
+            user=payable.buyer,
+            email=payable.guest_email,
+            ip=payable.buyer_ip,
+            device=payable.buyer_device,
+            reference=f"{attempt.gateway}:{attempt.number}",
+        )
+    else:
+        risk.velocity_count(event="payment_failed", user=payable.user, reference=f"{attempt.gateway}:{attempt.number}")
+
+
 def attempt_check(*, attempt_id: int) -> str:
     """One turn for one attempt: query while it can be paid, close once it cannot.
 
@@ -166,6 +185,7 @@ def attempt_check(*, attempt_id: int) -> str:
         return "waiting"
     if status.closed:
         _finish(attempt, state=state, closed=True)
+        _closed_unpaid(payable, attempt)
         return "closed"
     try:
         gateway.close(order_number=attempt.number)
@@ -173,6 +193,7 @@ def attempt_check(*, attempt_id: int) -> str:
         _note(attempt, state=state, error=f"close: {exc}")
         return "close failed"
     _finish(attempt, state=f"closed ({state})", closed=True)
+    _closed_unpaid(payable, attempt)
     log.info("%s trade %s closed: it can no longer be paid", attempt.gateway, attempt.number)
     return "closed"
 
