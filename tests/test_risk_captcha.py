@@ -202,3 +202,24 @@ def test_the_key_is_derived_from_the_secret_key_unless_set(settings):
     assert derived and settings.SECRET_KEY.encode() not in derived
     settings.RISK_CAPTCHA_HMAC_KEY = "configured"
     assert captcha.hmac_key() == b"configured"
+
+
+def test_a_signup_past_the_threshold_shows_the_challenge_and_a_solution_passes(settings):
+    from accounts.models import User
+
+    settings.ACCOUNT_RATE_LIMITS = {**settings.ACCOUNT_RATE_LIMITS, "signup": False}
+    settings.RISK_RULES = {**settings.RISK_RULES, "signup_ip": {"limit": 1, "window": 600, "action": "captcha"}}
+
+    def signup(n, **extra):
+        data = {"email": f"new{n}@example.com", "password1": "a-Long-pass-123", "password2": "a-Long-pass-123"}
+        return Client(HTTP_USER_AGENT=f"{UA} {n}").post("/accounts/signup/", {**data, **extra}, REMOTE_ADDR="203.0.113.9")
+
+    assert "altcha-widget" not in Client().get("/accounts/signup/").content.decode()
+    assert signup(1).status_code == 302
+    refused = signup(2)
+    page = refused.content.decode()
+    assert refused.status_code == 400 and "complete the verification" in page
+    assert 'data-testid="captcha"' in page and 'value="new2@example.com"' in page
+    assert not User.objects.filter(email="new2@example.com").exists()
+    assert signup(2, altcha=solved()).status_code == 302
+    assert User.objects.filter(email="new2@example.com").exists()
