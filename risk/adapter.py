@@ -45,7 +45,10 @@ class RiskAccountAdapter(AccountAdapter):
         email = (form.cleaned_data.get("email") or "").strip().lower()
         try:
             services.signup_count(
-                email=email, ip=client_ip(request), device=device_id(request), captcha=request.POST.get(CAPTCHA_FIELD, "")
+                email=email,
+                ip=client_ip(request),
+                device=device_id(request),
+                captcha=request.POST.get(CAPTCHA_FIELD, ""),
             )
         except CaptchaRequired as exc:  # a rule asks for a solved challenge: the form again, with it
             form.add_error(None, str(exc))

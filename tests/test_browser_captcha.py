@@ -22,7 +22,10 @@ EMAIL = "captcha.buyer@example.net"
 def product(settings):
     settings.PAYMENTS_SANDBOX_ENABLED = True
     # Orders per device (the browser's cookie): past 1 in 10 minutes, a captcha.
-    settings.RISK_RULES = {**settings.RISK_RULES, "order_burst_device": {"limit": 1, "window": 600, "action": "captcha"}}
+    settings.RISK_RULES = {
+        **settings.RISK_RULES,
+        "order_burst_device": {"limit": 1, "window": 600, "action": "captcha"},
+    }
     p = ProductFactory(name="王者荣耀 100点券", slug="wzry-100", face_value=Decimal("10.00"), price=Decimal("9.50"))
     add_stock(p, 5)
     return p

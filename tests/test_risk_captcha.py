@@ -42,7 +42,8 @@ def product(db):
 @pytest.fixture
 def device_rule(settings):
     """Orders per device: past 2 in 10 minutes, a captcha."""
-    settings.RISK_RULES = {**settings.RISK_RULES, "order_burst_device": {"limit": 2, "window": 600, "action": "captcha"}}
+    rule = {"limit": 2, "window": 600, "action": "captcha"}
+    settings.RISK_RULES = {**settings.RISK_RULES, "order_burst_device": rule}
 
 
 def solved(challenge: dict | None = None) -> str:
@@ -212,7 +213,8 @@ def test_a_signup_past_the_threshold_shows_the_challenge_and_a_solution_passes(s
 
     def signup(n, **extra):
         data = {"email": f"new{n}@example.com", "password1": "a-Long-pass-123", "password2": "a-Long-pass-123"}
-        return Client(HTTP_USER_AGENT=f"{UA} {n}").post("/accounts/signup/", {**data, **extra}, REMOTE_ADDR="203.0.113.9")
+        client = Client(HTTP_USER_AGENT=f"{UA} {n}")
+        return client.post("/accounts/signup/", {**data, **extra}, REMOTE_ADDR="203.0.113.9")
 
     assert "altcha-widget" not in Client().get("/accounts/signup/").content.decode()
     assert signup(1).status_code == 302
