@@ -304,16 +304,17 @@ LOGIN_ACCOUNT_LOCK_MINUTES = env_positive("LOGIN_ACCOUNT_LOCK_MINUTES", 30)
 # --- Risk control (issue 13): anomaly rules, stock-hogging caps, blacklists -----------------
 def env_rule(name: str, default: str) -> dict:
     """A rule's threshold and action: "<limit>/<window seconds> <action>", e.g. "10/3600 hold".
-    Actions: log (an alert only), refuse (refused until the window ends), hold (refused, and the
-    subject held until staff review the alert), block (refused, and blocked RISK_BLOCK_MINUTES)."""
+    Actions: log (an alert only), captcha (a solved proof-of-work challenge needed until the window
+    ends: risk/captcha.py), refuse (refused until the window ends), hold (refused, and the subject
+    held until staff review the alert), block (refused, and blocked RISK_BLOCK_MINUTES)."""
     text = env(name, default)
     try:
         counts, action = text.split()
         limit, window = (int(part) for part in counts.split("/"))
     except ValueError:
         raise ImproperlyConfigured(f'{name} must look like "10/3600 hold", not {text!r}') from None
-    if limit < 1 or window < 1 or action not in {"log", "refuse", "hold", "block"}:
-        raise ImproperlyConfigured(f"{name}: limit and window at least 1, action log|refuse|hold|block")
+    if limit < 1 or window < 1 or action not in {"log", "captcha", "refuse", "hold", "block"}:
+        raise ImproperlyConfigured(f"{name}: limit and window at least 1, action log|captcha|refuse|hold|block")
     return {"limit": limit, "window": window, "action": action}
 
 
@@ -363,6 +364,14 @@ RISK_HOLD_CODES = env_positive("RISK_HOLD_CODES", 50)
 RISK_HOLD_IP_FACTOR = env_positive("RISK_HOLD_IP_FACTOR", 3)
 # Sign-ups with an address at a disposable-mail domain (risk/data/disposable_email_domains.txt).
 RISK_REFUSE_DISPOSABLE_EMAIL = env_bool("RISK_REFUSE_DISPOSABLE_EMAIL", True)
+# The captcha a rule with the action "captcha" asks for: an ALTCHA proof-of-work, self-hosted (no
+# third-party service, so it works inside China; risk/captcha.py). Challenges are signed with
+# RISK_CAPTCHA_HMAC_KEY (derived from SECRET_KEY when unset), expire after
+# RISK_CAPTCHA_EXPIRES_SECONDS and are accepted once. RISK_CAPTCHA_COST: PBKDF2 iterations per try
+# (a phone solves the default in about a second; higher is slower for bots and people alike).
+RISK_CAPTCHA_HMAC_KEY = env("RISK_CAPTCHA_HMAC_KEY", "")
+RISK_CAPTCHA_EXPIRES_SECONDS = env_positive("RISK_CAPTCHA_EXPIRES_SECONDS", 600)
+RISK_CAPTCHA_COST = env_positive("RISK_CAPTCHA_COST", 5000)
 # The device cookie (a random id, signed): a security measure, kept two years.
 RISK_DEVICE_COOKIE = env("RISK_DEVICE_COOKIE", "mk_device")
 

@@ -42,6 +42,7 @@ urlpatterns = [
     # qualifications (电子商务法 第十五条, compliance.views).
     path("trust/", include("trust.urls")),
     path("trust/", include("compliance.urls")),
+    path("risk/", include("risk.urls")),  # the captcha's challenges
     path("", include((order_urls.catalog_urlpatterns, "catalog"))),
 ]
 

@@ -8,12 +8,15 @@ knows nothing of it, and nothing imports upwards.
   refuse with a message on the form (``risk.services.signup_check``);
 - saving the account: the registration rules count it per IP, network and device; past a
   threshold the sign-up is refused with a 429 page, and held or blocked as the rule says
-  (``risk.services.signup_count``).
+  (``risk.services.signup_count``); a rule whose action is "captcha" shows the form again with
+  the challenge (risk/captcha.py) until it is solved.
 """
 
 from allauth.core import context
 from allauth.core.exceptions import ImmediateHttpResponse
 from django.core.exceptions import ValidationError
+from django.shortcuts import render
+from django.urls import reverse
 from django.utils.translation import gettext as _
 
 from accounts.adapter import AccountAdapter
@@ -21,6 +24,8 @@ from marketplace.http import client_ip
 from marketplace.ratelimit import Throttled, too_many_requests
 
 from . import services
+from .captcha import FIELD as CAPTCHA_FIELD
+from .captcha import CaptchaRequired
 from .middleware import device_id
 
 
@@ -39,7 +44,16 @@ class RiskAccountAdapter(AccountAdapter):
     def save_user(self, request, user, form, commit=True):
         email = (form.cleaned_data.get("email") or "").strip().lower()
         try:
-            services.signup_count(email=email, ip=client_ip(request), device=device_id(request))
+            services.signup_count(
+                email=email,
+                ip=client_ip(request),
+                device=device_id(request),
+                captcha=request.POST.get(CAPTCHA_FIELD, ""),
+            )
+        except CaptchaRequired as exc:  # a rule asks for a solved challenge: the form again, with it
+            form.add_error(None, str(exc))
+            context = {"form": form, "captcha": True, "login_url": reverse("account_login")}
+            raise ImmediateHttpResponse(render(request, "account/signup.html", context, status=400)) from None
         except services.RiskRefused as exc:
             retry = int(exc.extra.get("retry_after") or 60)
             reason = _(

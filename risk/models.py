@@ -42,6 +42,7 @@ class Action(models.TextChoices):
     """What a rule does past its threshold (settings: RISK_RULE_<NAME>)."""
 
     LOG = "log", _("Log only")
+    CAPTCHA = "captcha", _("Require a captcha")
     REFUSE = "refuse", _("Refuse while the window lasts")
     HOLD = "hold", _("Hold for review")
     BLOCK = "block", _("Block for a period")

@@ -30,6 +30,7 @@ from compliance.services import audit_denied, audit_record, credit_event_record,
 from marketplace.errors import ServiceError
 from marketplace.ratelimit import client_network
 
+from .captcha import captcha_check
 from .counters import Counter, counter_reset, counters_hit
 from .models import (
     ALERT_FLOW,
@@ -171,13 +172,22 @@ def _rule(name: str) -> dict:
 
 
 def _run_rules(
-    hits: Sequence[tuple[str, str, str, str]], *, scope: str, user=None, email: str = "", ip=None, device: str = ""
+    hits: Sequence[tuple[str, str, str, str]],
+    *,
+    scope: str,
+    user=None,
+    email: str = "",
+    ip=None,
+    device: str = "",
+    captcha: str = "",
 ) -> None:
     """Count ``hits`` ((rule, kind, value, label): the subject a hold or block would bar) in one
-    round-trip; raise the alerts and take the actions of those past their thresholds."""
+    round-trip; raise the alerts and take the actions of those past their thresholds. A rule
+    whose action is "captcha" needs ``captcha``, the form's solved challenge (risk/captcha.py)."""
     counters = [Counter(rule, f"{kind}:{value}", _rule(rule)["window"]) for rule, kind, value, _label in hits]
     counts = counters_hit(counters)
     refused: list[tuple[str, str]] = []
+    wants_captcha = False
     for (rule, kind, value, label), count, counter in zip(hits, counts, counters, strict=True):
         spec = _rule(rule)
         if count is None or count <= spec["limit"]:
@@ -201,8 +211,12 @@ def _run_rules(
                 evidence=evidence,
                 bar=(kind, value, scope),
             )
-        if action != Action.LOG:
+        if action == Action.CAPTCHA:
+            wants_captcha = True
+        elif action != Action.LOG:
             refused.append((rule, label))
+    if wants_captcha and not refused:  # or CaptchaRequired: the page shows the challenge
+        captcha_check(payload=captcha, audit=lambda code: audit_denied(action=f"risk_{code}", actor=user, target=email))
     if refused:
         rule, label = refused[0]
         window = _rule(rule)["window"]
@@ -271,8 +285,9 @@ def signup_check(*, email: str, ip: str | None, device: str) -> None:
         )
 
 
-def signup_count(*, email: str, ip: str | None, device: str) -> None:
-    """A sign-up about to be saved: counted per IP, per network and per device."""
+def signup_count(*, email: str, ip: str | None, device: str, captcha: str = "") -> None:
+    """A sign-up about to be saved: counted per IP, per network and per device (``captcha``:
+    the form's solved challenge, for a rule that asks for one)."""
     hits = []
     if ip:
         net = client_network(ip)
@@ -283,11 +298,14 @@ def signup_count(*, email: str, ip: str | None, device: str) -> None:
             hits.append((Rule.SIGNUP_NETWORK, Kind.NETWORK, network, _("network")))
     if device:
         hits.append((Rule.SIGNUP_DEVICE, Kind.DEVICE, device, _("device")))
-    _run_rules(hits, scope=Scope.SIGNUP, email=email, ip=ip, device=device)
+    _run_rules(hits, scope=Scope.SIGNUP, email=email, ip=ip, device=device, captcha=captcha)
 
 
-def checkout_screen(*, user=None, email: str, ip: str | None, device: str, count: bool = True) -> None:
-    """An order about to be placed: the blacklist, and (``count``) the order-burst rules."""
+def checkout_screen(
+    *, user=None, email: str, ip: str | None, device: str, count: bool = True, captcha: str = ""
+) -> None:
+    """An order about to be placed: the blacklist, and (``count``) the order-burst rules
+    (``captcha``: the form's solved challenge, for a rule that asks for one)."""
     entry = blacklist_match(scope=Scope.CHECKOUT, ip=ip, email=email, device=device)
     if entry is not None:
         _refuse_entry(entry, action="risk_checkout_blacklisted", what=_subject_word(entry.kind))
@@ -300,7 +318,7 @@ def checkout_screen(*, user=None, email: str, ip: str | None, device: str, count
         hits.append((Rule.ORDER_BURST_IP, Kind.NETWORK, str(ipaddress.ip_network(ip)), _("network")))
     if device:
         hits.append((Rule.ORDER_BURST_DEVICE, Kind.DEVICE, device, _("device")))
-    _run_rules(hits, scope=Scope.CHECKOUT, user=user, email=email, ip=ip, device=device)
+    _run_rules(hits, scope=Scope.CHECKOUT, user=user, email=email, ip=ip, device=device, captcha=captcha)
 
 
 def withdrawal_screen(*, user, ip: str | None = None, payout_account: str) -> None:

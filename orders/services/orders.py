@@ -75,6 +75,7 @@ def order_place(
     callback_url: str = "",
     guest_email: str = "",
     query_password: str = "",
+    captcha: str = "",
 ) -> Order:
     """Reserve ``quantity`` codes of a product for ``buyer`` and open an order awaiting payment.
 
@@ -90,6 +91,8 @@ def order_place(
     Submitting the same idempotency key twice (a double click, a retried request) returns the
     first order: the database's unique (buyer, key) constraint decides, so the common path
     spends no query on looking first. API orders are also unique per agent order number.
+    ``captcha`` is the checkout form's solved challenge, needed only while a risk rule asks for
+    one (``risk.captcha.CaptchaRequired`` otherwise; the page then shows the challenge).
     """
     # The rules the pages show (``selectors.purchase_info``) and the checkout form checks,
     # enforced here with the same functions.
@@ -127,6 +130,7 @@ def order_place(
         quantity=quantity,
         channel=channel,
         key=key,
+        captcha=captcha,
     )
     unit_price = quote.unit_price
     subtotal = quantize(unit_price * quantity)

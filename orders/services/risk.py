@@ -75,11 +75,21 @@ def codes_ordered_today(*, buyer, guest_email: str = "") -> int:
 
 
 def order_risk_screen(
-    *, buyer, guest_email: str, ip: str | None, device: str, product, quantity: int, channel: str, key: str = ""
+    *,
+    buyer,
+    guest_email: str,
+    ip: str | None,
+    device: str,
+    product,
+    quantity: int,
+    channel: str,
+    key: str = "",
+    captcha: str = "",
 ) -> None:
     """Raise if this order may not be placed, nothing otherwise: ``CreditRestricted`` (403, the
     credit level's limits: ``compliance.rating``), ``risk.RiskRefused`` (403 blacklisted, 429 too
-    many orders at once) or ``StockHogging`` (409)."""
+    many orders at once), ``CaptchaRequired`` (429: a rule asks for a solved ``captcha``, the
+    checkout form's ``altcha`` field, risk/captcha.py) or ``StockHogging`` (409)."""
     # One query for a clean buyer; the day's codes are counted only for a capped level.
     rating.purchase_check(
         user=buyer,
@@ -90,7 +100,7 @@ def order_risk_screen(
     )
     email = buyer.email.lower() if buyer is not None else guest_email
     api = channel == Order.Channel.API
-    risk.checkout_screen(user=buyer, email=email, ip=ip, device=device, count=not api)
+    risk.checkout_screen(user=buyer, email=email, ip=ip, device=device, count=not api, captcha=captcha)
     if api:
         return
     who = Q(buyer=buyer) if buyer is not None else Q(buyer__isnull=True, guest_email=guest_email)

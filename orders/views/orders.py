@@ -16,6 +16,8 @@ from compliance import rating
 from marketplace.db import retry_once_if_connection_lost
 from marketplace.errors import PASS_THROUGH, ServiceError
 from marketplace.http import client_ip
+from risk.captcha import FIELD as CAPTCHA_FIELD
+from risk.captcha import CaptchaRequired
 from risk.middleware import device_id
 
 from ..forms import CheckoutForm, GuestForm, new_idempotency_key
@@ -94,6 +96,7 @@ def checkout(request, slug):
     form = CheckoutForm(request.POST if request.method == "POST" else request.GET, product=product)
     guest_form, guest_error, who = guest_fields(request)
     error = None
+    captcha = False  # a risk rule asks for a solved challenge: the form shows it (risk/captcha.py)
     if request.method == "POST":
         error = form.error or guest_error
         if error is None:
@@ -105,12 +108,14 @@ def checkout(request, slug):
                     idempotency_key=form.cleaned_data["idempotency_key"],
                     ip=client_ip(request),
                     device=device_id(request),
+                    captcha=request.POST.get(CAPTCHA_FIELD, ""),
                     **who,
                 )
             except PASS_THROUGH:
                 raise
-            except ServiceError as exc:  # OrderError, OutOfStock, NotForSale
+            except ServiceError as exc:  # OrderError, OutOfStock, NotForSale, CaptchaRequired
                 error = str(exc)
+                captcha = isinstance(exc, CaptchaRequired)
             else:
                 return placed(request, order, channel=request.POST.get("channel", ""))
     # What order_place will charge this buyer: the public price, or an agent's own cost.
@@ -131,6 +136,7 @@ def checkout(request, slug):
             "guest_form": guest_form,
             "hold_minutes": settings.ORDER_PAYMENT_MINUTES,
             "channel": channel_chosen(request),
+            "captcha": captcha,
         },
         status=400 if error else 200,
     )

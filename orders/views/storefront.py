@@ -22,6 +22,8 @@ from agents.services import storefronts
 from catalog import selectors as catalog
 from marketplace.errors import PASS_THROUGH, ServiceError
 from marketplace.http import client_ip
+from risk.captcha import FIELD as CAPTCHA_FIELD
+from risk.captcha import CaptchaRequired
 from risk.middleware import device_id
 
 from ..forms import CheckoutForm, new_idempotency_key
@@ -163,6 +165,7 @@ def buy(request, slug, product_slug):
     form = CheckoutForm(request.POST, product=item)
     guest_form, guest_error, who = guest_fields(request)
     error = form.error or guest_error
+    captcha = False  # a risk rule asks for a solved challenge: the form shows it (risk/captcha.py)
     if error is None:
         try:
             # Only the product, quantity and the form's token are read: the price is the server's.
@@ -173,20 +176,18 @@ def buy(request, slug, product_slug):
                 ip=client_ip(request),
                 device=device_id(request),
                 storefront=sf,
+                captcha=request.POST.get(CAPTCHA_FIELD, ""),
                 **who,
             )
         except PASS_THROUGH:
             raise
-        except ServiceError as exc:  # OrderError, OutOfStock, NotForSale
+        except ServiceError as exc:  # OrderError, OutOfStock, NotForSale, CaptchaRequired
             error = str(exc)
+            captcha = isinstance(exc, CaptchaRequired)
         else:
             return placed(request, order, channel=request.POST.get("channel", ""))
-    return render(
-        request,
-        "storefront/product.html",
-        _product_context(sf, info, form, error, guest_form, channel_chosen(request)),
-        status=400,
-    )
+    context = _product_context(sf, info, form, error, guest_form, channel_chosen(request))
+    return render(request, "storefront/product.html", {**context, "captcha": captcha}, status=400)
 
 
 @require_GET
