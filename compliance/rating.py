@@ -23,6 +23,7 @@ Guests are rated by their normalised email address, exactly as their credit even
 from __future__ import annotations
 
 import math
+import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -129,16 +130,34 @@ def _levels_load() -> list[Level]:
     ]
 
 
+# The table is read on every checkout: kept in this process for a few seconds too, so that a
+# checkout costs no Redis round-trip for it (issue 13: the risk hook adds at most one). A change
+# by staff applies at once in the process that saved it, within LEVELS_LOCAL_SECONDS elsewhere.
+LEVELS_LOCAL_SECONDS = 10.0
+_local: dict[str, object] = {}
+
+
 def credit_levels() -> list[Level]:
     """The levels by score, lowest first (cached; ``credit_levels_forget`` after a change)."""
-    return cast(list[Level], cache.get_or_set(LEVELS_CACHE_KEY, _levels_load, LEVELS_CACHE_SECONDS))
+    now = time.monotonic()
+    if _local and now - cast(float, _local["at"]) < LEVELS_LOCAL_SECONDS:
+        return cast(list[Level], _local["levels"])
+    levels = cast(list[Level], cache.get_or_set(LEVELS_CACHE_KEY, _levels_load, LEVELS_CACHE_SECONDS))
+    _local.update(levels=levels, at=now)
+    return levels
+
+
+def credit_levels_forget_local() -> None:
+    """Drop this process's copy (``credit_levels_forget`` does; tests do between tests)."""
+    _local.clear()
 
 
 def credit_levels_forget() -> None:
     """After staff change a level: now, and again when the change commits (a reader between
     the two would cache the old table)."""
+    _local.clear()
     cache.delete(LEVELS_CACHE_KEY)
-    transaction.on_commit(lambda: cache.delete(LEVELS_CACHE_KEY))
+    transaction.on_commit(lambda: (_local.clear(), cache.delete(LEVELS_CACHE_KEY)))
 
 
 def level_for_score(score: float, levels: list[Level] | None = None) -> Level:

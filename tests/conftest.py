@@ -41,7 +41,10 @@ def _fresh_cache():
     """Each test starts with an empty cache (a test's database rolls back; what it cached must too)."""
     from django.core.cache import cache
 
+    from compliance.rating import credit_levels_forget_local
+
     cache.clear()
+    credit_levels_forget_local()  # the credit levels' per-process copy (compliance.rating)
     yield
 
 

@@ -24,9 +24,7 @@ HANDLER = re.compile(r"<[a-z][^>]*\s(on[a-z]+|hx-on[:\w-]*)\s*=", re.I)
 
 
 def inline_code(page: str) -> list[str]:
-    return [m.group(0)[:120] for m in INLINE_SCRIPT.finditer(page)] + [
-        m.group(0)[-80:] for m in HANDLER.finditer(page)
-    ]
+    return [m.group(0)[:120] for m in INLINE_SCRIPT.finditer(page)] + [m.group(0)[-80:] for m in HANDLER.finditer(page)]
 
 
 def test_the_checks_can_fail():
