@@ -22,6 +22,7 @@ from compliance.services import audit_denied
 from orders.models import Order
 
 from ..models import Kind, Ticket
+from .limits import ticket_limited
 from ..services import tickets
 
 KIND_HELP = {
@@ -100,6 +101,7 @@ def ticket_url(ticket: Ticket, guest_number: str | None = None) -> str:
 
 
 @login_required
+@ticket_limited
 def ticket_new(request):
     order = _order_for(request, request.POST.get("order") or request.GET.get("order"))
     return ticket_new_page(request, user=request.user, order=order)

@@ -28,6 +28,7 @@ from ..forms import CheckoutForm, new_idempotency_key
 from ..selectors import orders as selectors
 from ..services import orders as services
 from .orders import channel_chosen, guest_fields, placed
+from .limits import checkout_limited
 
 PAGE_SIZE = 24
 
@@ -147,6 +148,7 @@ def product(request, slug, product_slug):
     )
 
 
+@checkout_limited
 def buy(request, slug, product_slug):
     """POST: place the order at the storefront's retail price, then choose how to pay."""
     try:
