@@ -202,7 +202,9 @@ def rate_limited(
             if request.method == "POST":
                 throttled = rate_limits_hit(request_limits(request, action, subject(request, *args, **kwargs)))
                 if throttled is not None:
-                    log.warning("rate limit %s refused a request (retry after %ss)", throttled.scope, throttled.retry_after)
+                    log.warning(
+                        "rate limit %s refused a request (retry after %ss)", throttled.scope, throttled.retry_after
+                    )
                     context = {"reason": reason, "hint": hint}
                     return too_many_requests(request, throttled, context=context)
             return view(request, *args, **kwargs)
@@ -265,7 +267,7 @@ def _allauth_retry_after(request: HttpRequest) -> int:
     for name in actions:
         for rate in allauth_ratelimit.get_rates(app="allauth.account", action=name, config=config):
             windows.append(rate.duration)
-            if rate.per == "key" and not email or rate.per == "user" and not (user and user.is_authenticated):
+            if (rate.per == "key" and not email) or (rate.per == "user" and not (user and user.is_authenticated)):
                 continue
             key_of = allauth_ratelimit.get_cache_key(
                 request, app="allauth.account", action=name, rate=rate, key=email or None

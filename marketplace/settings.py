@@ -357,6 +357,7 @@ ACCOUNT_RATE_LIMITS = {
     "confirm_email": f"{_CONFIRM[0]}/{_CONFIRM[1]}s/key",
 }
 
+
 # --- Risk control (issue 13): anomaly rules, stock-hogging caps, blacklists -----------------
 def env_rule(name: str, default: str) -> dict:
     """A rule's threshold and action: "<limit>/<window seconds> <action>", e.g. "10/3600 hold".

@@ -22,8 +22,8 @@ from compliance.services import audit_denied
 from orders.models import Order
 
 from ..models import Kind, Ticket
-from .limits import ticket_limited
 from ..services import tickets
+from .limits import ticket_limited
 
 KIND_HELP = {
     Kind.NOT_RECEIVED: gettext_lazy("You paid, but the order shows no codes or is still delivering."),

@@ -27,8 +27,8 @@ from risk.middleware import device_id
 from ..forms import CheckoutForm, new_idempotency_key
 from ..selectors import orders as selectors
 from ..services import orders as services
-from .orders import channel_chosen, guest_fields, placed
 from .limits import checkout_limited
+from .orders import channel_chosen, guest_fields, placed
 
 PAGE_SIZE = 24
 
