@@ -131,8 +131,9 @@ def _redis_hits(client, limits: list[RateLimit]) -> list[Throttled | None]:
     Atomic, so a count never outlives its window (an INCR on an expired key would keep it)."""
     now = time.time()
     pipe = client.pipeline(transaction=True)
+    named = caches["default"].make_key  # the cache's own names (KEY_PREFIX, version)
     for limit in limits:
-        count_key, end_key = _keys(limit.scope, limit.subject)
+        count_key, end_key = (named(key) for key in _keys(limit.scope, limit.subject))
         pipe.set(end_key, now + limit.window, ex=limit.window, nx=True)
         pipe.set(count_key, 0, ex=limit.window, nx=True)
         pipe.incr(count_key)
