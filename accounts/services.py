@@ -6,7 +6,7 @@ owner out too. Instead (all limits are settings, see README):
 - ``client``: one account from one client (its IP address, IPv6 by /64), 5 failures / 5 min.
   The owner, coming from elsewhere, still gets in.
 - ``ip``: one client across all accounts, against one address spraying many accounts.
-- ``account``: one account from every client, far above the first (50 failures an hour), the
+- ``account``: one account from every client, far above the first (30 failures an hour), the
   last line against distributed guessing. It locks the account for everyone for a while and
   emails the owner once per lockout, with a link to reset the password.
 

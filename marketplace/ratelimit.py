@@ -10,6 +10,15 @@ refused until the window ends. Subjects are hashed into the keys: the cache hold
     if throttled:
         return too_many_requests(request, throttled)
 
+A view limited by ``settings.RATE_LIMITS`` (per client network, and per account or another
+subject) takes one line, ``@rate_limited("checkout", subject=..., reason=...)``. An htmx request
+past a limit gets a fragment (``_too_many_requests.html``), still 429: static/js/site.js swaps
+429 answers in where the content would have gone. allauth's limits (ACCOUNT_RATE_LIMITS) answer
+with the same page through ``allauth_429`` (marketplace.urls.handler429).
+
+With Redis as the cache, all the limits of one request are counted in one round-trip (one
+MULTI/EXEC pipeline); with another cache, through the cache API.
+
 Counting here, not with django-ratelimit: its windows are fixed clock buckets (a burst across a
 bucket's end gets twice the limit), its Retry-After must be derived, and failing open or closed
 is one global setting. This is the counter that accounts' login locks use, plus the window's end.
@@ -26,14 +35,18 @@ import ipaddress
 import logging
 import math
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from functools import wraps
 from typing import Any
 
-from django.core.cache import cache
+from django.conf import settings
+from django.core.cache import cache, caches
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.utils.cache import add_never_cache_headers
+
+from .http import client_ip
 
 log = logging.getLogger(__name__)
 
@@ -100,11 +113,106 @@ def rate_limit_hit(limit: RateLimit) -> Throttled | None:
     return Throttled(limit.scope, limit.subject, max(1, min(retry_after, limit.window)))
 
 
+def _redis():
+    """The raw client of django-redis when the cache is Redis, else None."""
+    try:
+        from django_redis import get_redis_connection
+        from django_redis.cache import RedisCache
+    except ImportError:  # pragma: no cover - django-redis is a dependency
+        return None
+    if not isinstance(caches["default"], RedisCache):
+        return None
+    return get_redis_connection("default")
+
+
+def _redis_hits(client, limits: list[RateLimit]) -> list[Throttled | None]:
+    """Every limit counted in one MULTI/EXEC round-trip: per limit, the window's end and a zero
+    count are set if absent (both expiring with the window), the count incremented, the end read.
+    Atomic, so a count never outlives its window (an INCR on an expired key would keep it)."""
+    now = time.time()
+    pipe = client.pipeline(transaction=True)
+    named = caches["default"].make_key  # the cache's own names (KEY_PREFIX, version)
+    for limit in limits:
+        count_key, end_key = (named(key) for key in _keys(limit.scope, limit.subject))
+        pipe.set(end_key, now + limit.window, ex=limit.window, nx=True)
+        pipe.set(count_key, 0, ex=limit.window, nx=True)
+        pipe.incr(count_key)
+        pipe.get(end_key)
+    results = pipe.execute()
+    answers: list[Throttled | None] = []
+    for n, limit in enumerate(limits):
+        count, end = results[4 * n + 2], results[4 * n + 3]
+        if int(count) <= limit.limit:
+            answers.append(None)
+            continue
+        retry_after = math.ceil(float(end) - now) if end is not None else limit.window
+        answers.append(Throttled(limit.scope, limit.subject, max(1, min(retry_after, limit.window))))
+    return answers
+
+
 def rate_limits_hit(limits: Iterable[RateLimit]) -> Throttled | None:
     """Count one hit on each limit (all of them, so that every subject's count is true); the
     refusal that lasts longest, if any refuses."""
-    refusals = [t for limit in limits if (t := rate_limit_hit(limit)) is not None]
+    limits = list(limits)
+    client = _redis() if limits else None
+    if client is not None:
+        try:
+            answers = _redis_hits(client, limits)
+        except Exception as exc:  # redis.RedisError, OSError: an outage counts nothing, refuses nothing
+            log.warning("rate limits not counted, Redis is away: %s", exc)
+            return None
+    else:
+        answers = [rate_limit_hit(limit) for limit in limits]
+    refusals = [t for t in answers if t is not None]
     return max(refusals, key=lambda t: t.retry_after, default=None)
+
+
+def request_limits(request: HttpRequest, action: str, subject: str | None = None) -> list[RateLimit]:
+    """The limits of ``settings.RATE_LIMITS[action]`` for this request: its client's network,
+    and ``subject`` (an account, a guest's email or order) when there is one."""
+    spec = settings.RATE_LIMITS[action]
+    limit, window = spec["network"]
+    limits = [RateLimit(f"{action}.network", client_network(client_ip(request)), limit, window)]
+    if subject:
+        limit, window = spec["subject"]
+        limits.append(RateLimit(f"{action}.subject", subject, limit, window))
+    return limits
+
+
+def member_subject(request: HttpRequest, *args: Any, **kwargs: Any) -> str | None:
+    """The default subject of a limit: the signed-in account (none for a visitor)."""
+    user = getattr(request, "user", None)
+    return f"user:{user.pk}" if user is not None and user.is_authenticated else None
+
+
+def rate_limited(
+    action: str,
+    *,
+    subject: Callable[..., str | None] = member_subject,
+    reason: Any = None,
+    hint: Any = None,
+) -> Callable:
+    """A view's POSTs counted against ``settings.RATE_LIMITS[action]``: per client network and
+    per ``subject(request, *args, **kwargs)`` (by default the signed-in account). Past a limit
+    the view does not run: 429 with Retry-After, ``reason`` and ``hint`` on the page (lazy
+    translations, read in the reader's language). Other methods pass uncounted."""
+
+    def decorator(view: Callable) -> Callable:
+        @wraps(view)
+        def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+            if request.method == "POST":
+                throttled = rate_limits_hit(request_limits(request, action, subject(request, *args, **kwargs)))
+                if throttled is not None:
+                    log.warning(
+                        "rate limit %s refused a request (retry after %ss)", throttled.scope, throttled.retry_after
+                    )
+                    context = {"reason": reason, "hint": hint}
+                    return too_many_requests(request, throttled, context=context)
+            return view(request, *args, **kwargs)
+
+        return wrapped
+
+    return decorator
 
 
 def too_many_requests(
@@ -116,10 +224,69 @@ def too_many_requests(
 ) -> HttpResponse:
     """The page past a limit: 429, Retry-After, never cached. ``429.html`` says how long to wait
     (``wait_minutes``) and takes ``reason`` (a sentence on what was limited) and ``way_out_url``
-    / ``way_out_label`` (what to do instead of waiting) in ``context``."""
+    / ``way_out_label`` (what to do instead of waiting) in ``context``. To an htmx request, the
+    same as a fragment (``_too_many_requests.html``) that the page shows in place."""
+    if template == "429.html" and request.headers.get("HX-Request"):
+        template = "_too_many_requests.html"
     data = {"throttled": throttled, "wait_minutes": throttled.minutes if throttled else None, **(context or {})}
     response = render(request, template, data, status=429)
     if throttled is not None:
         response["Retry-After"] = str(throttled.retry_after)
     add_never_cache_headers(response)
     return response
+
+
+# allauth's views by URL name, and the limit (ACCOUNT_RATE_LIMITS' action) each can hit.
+ALLAUTH_ACTIONS = {
+    "account_signup": "signup",
+    "account_login": "login",
+    "account_reset_password": "reset_password",
+    "account_reset_password_from_key": "reset_password_from_key",
+    "account_email": "manage_email",
+    "account_change_password": "change_password",
+    "account_set_password": "change_password",
+    "account_reauthenticate": "reauthenticate",
+}
+
+
+def _allauth_retry_after(request: HttpRequest) -> int:
+    """Seconds until allauth's full limit for this request lets one through: its counts are
+    lists of hit times (newest first) in the cache; the limit frees when the oldest of its last
+    ``amount`` hits leaves the window. The longest window of the action if none is found full."""
+    from allauth.account import app_settings
+    from allauth.core.internal import ratelimit as allauth_ratelimit
+
+    config = app_settings.RATE_LIMITS
+    match = getattr(request, "resolver_match", None)
+    action = ALLAUTH_ACTIONS.get(getattr(match, "url_name", "") or "")
+    actions = [action] if action else [name for name, rates in config.items() if rates]
+    email = (request.POST.get("email") or request.POST.get("login") or "").strip().lower()
+    user = getattr(request, "user", None)
+    now = time.time()
+    waits: list[float] = []
+    windows: list[float] = []
+    for name in actions:
+        for rate in allauth_ratelimit.get_rates(app="allauth.account", action=name, config=config):
+            windows.append(rate.duration)
+            if (rate.per == "key" and not email) or (rate.per == "user" and not (user and user.is_authenticated)):
+                continue
+            key_of = allauth_ratelimit.get_cache_key(
+                request, app="allauth.account", action=name, rate=rate, key=email or None
+            )
+            hits = [t for t in cache.get(key_of, []) if t > now - rate.duration]
+            if len(hits) >= rate.amount:
+                waits.append(hits[rate.amount - 1] + rate.duration - now)
+    if waits:
+        return max(1, math.ceil(max(waits)))
+    return max(1, math.ceil(max(windows))) if action and windows else 60
+
+
+def allauth_429(request: HttpRequest) -> HttpResponse:
+    """allauth's answer past one of its limits (sign-up, password reset, login posts ...): the
+    site's 429 page in the reader's language, with Retry-After (allauth sends none)."""
+    try:
+        retry_after = _allauth_retry_after(request)
+    except Exception:  # allauth's internals moved: the page still answers, with a minute to wait
+        log.exception("allauth rate limit: no Retry-After computed")
+        retry_after = 60
+    return too_many_requests(request, Throttled("allauth", "", retry_after))

@@ -49,3 +49,7 @@ urlpatterns = [
 urlpatterns += [path("healthz", account_views.health, name="health")]
 # Browsers and feed readers ask for /favicon.ico whatever the page links.
 urlpatterns += [path("favicon.ico", RedirectView.as_view(url=f"{settings.STATIC_URL}img/favicon.ico"))]
+
+# allauth past one of its limits (ACCOUNT_RATE_LIMITS) renders this: the site's 429 page, with
+# Retry-After (allauth.core.internal.ratelimit.respond_429 looks it up here).
+handler429 = "marketplace.ratelimit.allauth_429"

@@ -93,7 +93,13 @@ AlertStatus = Alert.Status
 # Staff decide an open alert once: dismissed (a false alarm: what the rule did automatically is
 # lifted) or actioned (blocked for a period). A decision is final; a new alert is a new row.
 ALERT_FLOW = StateMachine(
-    transitions=table({AlertStatus.OPEN: {AlertStatus.DISMISSED, AlertStatus.ACTIONED}}),
+    transitions=table(
+        {
+            AlertStatus.OPEN: {AlertStatus.DISMISSED, AlertStatus.ACTIONED},
+            AlertStatus.DISMISSED: set(),
+            AlertStatus.ACTIONED: set(),
+        }
+    ),
     history_model=AlertStatusChange,
     history_fk="alert",
     model=Alert,

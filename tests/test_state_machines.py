@@ -34,6 +34,7 @@ from orders.models import ApiCallback, Order
 from orders.services import callbacks as callback_services
 from payments.models import Payment, Recharge, ReconciliationRun, Refund
 from payments.services import refunds
+from risk.models import Alert
 from tests.builders import ask, codes_of, delivered_order, place, reveal, storefront_order
 from tests.factories import AgentLevelFactory, ProductFactory, UserFactory, add_stock
 
@@ -178,6 +179,7 @@ BUILD = {
         order=_order(), user=UserFactory(), quantity=1, status=RefundRequest.Status.APPROVED, idempotency_key="k"
     ),
     ArbitrationCase: lambda: ArbitrationCase.objects.create(ticket=_ticket(), requested_by=UserFactory()),
+    Alert: lambda: Alert.objects.create(rule="signup_ip", action="log", email="a@example.net"),
 }
 
 

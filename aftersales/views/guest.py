@@ -31,6 +31,7 @@ from ..services import tickets
 from . import arbitration as arbitration_views
 from . import refunds as refund_views
 from . import tickets as ticket_views
+from .limits import guest_ticket_limited
 
 
 def proved_guest(*, page: bool = True):
@@ -97,6 +98,7 @@ def refund_detail(request, order, public_id):
     return refund_views.refund_detail_page(request, refund_request, guest_number=order.number)
 
 
+@guest_ticket_limited
 @proved_guest()
 def ticket_new(request, order):
     return ticket_views.ticket_new_page(request, user=None, order=order, guest_number=order.number)

@@ -23,6 +23,7 @@ from orders.models import Order
 
 from ..models import Kind, Ticket
 from ..services import tickets
+from .limits import ticket_limited
 
 KIND_HELP = {
     Kind.NOT_RECEIVED: gettext_lazy("You paid, but the order shows no codes or is still delivering."),
@@ -100,6 +101,7 @@ def ticket_url(ticket: Ticket, guest_number: str | None = None) -> str:
 
 
 @login_required
+@ticket_limited
 def ticket_new(request):
     order = _order_for(request, request.POST.get("order") or request.GET.get("order"))
     return ticket_new_page(request, user=request.user, order=order)

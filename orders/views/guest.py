@@ -25,6 +25,7 @@ from ..selectors import orders as selectors
 from ..services import guest as guest_services
 from ..services import orders as services
 from .guest_browser import browser_remember, browser_token
+from .limits import guest_reveal_limited
 from .polling import status_badge_or_refresh
 
 SESSION_KEY = "guest_orders"
@@ -181,6 +182,7 @@ def cancel(request, number):
 
 @require_POST
 @never_cache
+@guest_reveal_limited
 def code_reveal(request, number, code_id):
     """One code of a proved guest order, logged like a member's reveal (IP, user agent)."""
     order = _order(request, number)

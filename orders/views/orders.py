@@ -26,6 +26,7 @@ from ..selectors import orders as selectors
 from ..services import orders as services
 from .guest import guest_allow_view
 from .guest_browser import browser_remember
+from .limits import checkout_limited, reveal_limited
 from .polling import status_badge_or_refresh
 
 
@@ -89,6 +90,7 @@ def placed(request, order, *, channel: str = ""):
     return response
 
 
+@checkout_limited
 @retry_once_if_connection_lost  # placing is idempotent (the form's token): safe to run again
 def checkout(request, slug):
     """The checkout, for a member or a guest (email and optional query password): one path."""
@@ -180,6 +182,7 @@ def order_cancel(request, number):
 @login_required
 @require_POST
 @never_cache
+@reveal_limited
 def code_reveal(request, number, code_id):
     try:
         card_number, secret = services.order_code_reveal(

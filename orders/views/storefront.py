@@ -29,6 +29,7 @@ from risk.middleware import device_id
 from ..forms import CheckoutForm, new_idempotency_key
 from ..selectors import orders as selectors
 from ..services import orders as services
+from .limits import checkout_limited
 from .orders import channel_chosen, guest_fields, placed
 
 PAGE_SIZE = 24
@@ -149,6 +150,7 @@ def product(request, slug, product_slug):
     )
 
 
+@checkout_limited
 def buy(request, slug, product_slug):
     """POST: place the order at the storefront's retail price, then choose how to pay."""
     try:

@@ -140,6 +140,13 @@ document.addEventListener("click", function (event) {
   if (field) { field.value = button.dataset.fillValue; field.dispatchEvent(new Event("input", { bubbles: true })); }
 });
 
+// Past a rate limit the server answers 429 with a fragment that says how long to wait
+// (marketplace.ratelimit): shown where the answer would have gone. It stays an error, so a
+// data-remove-after-success form stays, to try again later. Other errors are not swapped.
+document.addEventListener("htmx:beforeSwap", function (event) {
+  if (event.detail.xhr && event.detail.xhr.status === 429) event.detail.shouldSwap = true;
+});
+
 // An htmx form that goes away once its request succeeded (a reveal button): data-remove-after-success.
 document.addEventListener("htmx:afterRequest", function (event) {
   const elt = event.detail.elt;

@@ -1,0 +1,46 @@
+"""The rate limits of orders' pages (``marketplace.ratelimit.rate_limited``, thresholds in
+settings.RATE_LIMITS): placing orders and revealing codes, per client network and per account,
+guest email or guest order. Each limited view takes one decorator line from here."""
+
+from django.utils.translation import gettext_lazy as _
+
+from marketplace.ratelimit import member_subject, rate_limited
+
+from ..services.guest import guest_email_normalise
+
+
+def _checkout_subject(request, *args, **kwargs) -> str | None:
+    """The account placing the order; for a guest, the email the order is for."""
+    member = member_subject(request)
+    if member:
+        return member
+    email = guest_email_normalise(request.POST.get("guest_email") or "")
+    return f"email:{email}" if email else None
+
+
+def _guest_order_subject(request, number, *args, **kwargs) -> str:
+    return f"order:{number}"
+
+
+checkout_limited = rate_limited(
+    "checkout",
+    subject=_checkout_subject,
+    reason=_(
+        "There were too many orders placed from your network or for your account in a short time. "
+        "To keep stock available to every buyer, checkout is paused for a while."
+    ),
+    hint=_("Orders you have already placed are not affected: they can still be paid."),
+)
+
+reveal_limited = rate_limited(
+    "reveal",
+    reason=_("There were too many code reveals from your network or account in a short time."),
+    hint=_("Your codes stay in your order: you can reveal them later."),
+)
+
+guest_reveal_limited = rate_limited(
+    "reveal",
+    subject=_guest_order_subject,
+    reason=_("There were too many code reveals from your network or for this order in a short time."),
+    hint=_("Your codes stay in your order: you can reveal them later."),
+)
