@@ -8,6 +8,7 @@ a real Celery worker process against Redis; ``browser`` tests drive Debian's Chr
 import os
 
 import pytest
+import rest_framework.throttling  # noqa: F401  # imported before any test patches the clock: DRF keeps time.time as its timer
 
 from marketplace import celery_app
 
