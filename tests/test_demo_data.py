@@ -44,7 +44,7 @@ def test_demo_data_loads_agents_and_sales_and_runs_again_without_change(settings
 
 
 @pytest.mark.django_db
-def test_demo_data_looks_like_a_shop_that_has_been_trading(settings):
+def test_demo_data_looks_like_a_shop_that_has_been_trading(settings, risk_limits):
     """Issue 12: no placeholder links or example names, dates that agree with each other, lists
     in date order, and nothing left in the broker for the worker's first run."""
     from unittest import mock
@@ -67,6 +67,10 @@ def test_demo_data_looks_like_a_shop_that_has_been_trading(settings):
     assert not Supplier.objects.filter(authorisation_lookup_url__icontains="example.com").exists()
     assert not Product.objects.filter(name__contains="示例").exists()
     assert not Order.objects.exclude(status=Order.Status.DELIVERED).exists()
+    # With risk control as configured: the demo's weeks of sales in a minute raise no alert.
+    from risk.models import Alert, BlockEntry
+
+    assert not Alert.objects.exists() and not BlockEntry.objects.exists()
 
     orders = list(Order.objects.order_by("-id"))
     dates = [o.created_at for o in orders]

@@ -23,7 +23,7 @@ from catalog import selectors as stock
 from catalog.models import Product
 from orders.models import Order
 from orders.services.orders import order_code_reveal, order_fulfil, order_place
-from payments.management.demo import numbered_as_of, sale_backdate, tasks_inline
+from payments.management.demo import numbered_as_of, risk_relaxed, sale_backdate, tasks_inline
 from payments.services.payments import sandbox_pay
 
 from ...models import Kind, ReplyTemplate, Ticket, TicketMessage, TicketStatusChange
@@ -74,7 +74,11 @@ class Command(BaseCommand):
 
     def handle(self, *args, **options):
         # The demo's notification emails would only flood the console.
-        with override_settings(EMAIL_BACKEND="django.core.mail.backends.locmem.EmailBackend"), tasks_inline():
+        with (
+            override_settings(EMAIL_BACKEND="django.core.mail.backends.locmem.EmailBackend"),
+            tasks_inline(),
+            risk_relaxed(),
+        ):
             self._seed()
 
     def _seed(self):
