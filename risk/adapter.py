@@ -6,6 +6,8 @@ knows nothing of it, and nothing imports upwards.
 
 - the email field's check: blacklisted email, domain, IP or device, and disposable-mail domains
   refuse with a message on the form (``risk.services.signup_check``);
+- a login lock (accounts) that refuses a staff account is audited here, where compliance may
+  be imported (``staff_login_locked``);
 - saving the account: the registration rules count it per IP, network and device; past a
   threshold the sign-up is refused with a 429 page, and held or blocked as the rule says
   (``risk.services.signup_count``); a rule whose action is "captcha" shows the form again with
@@ -14,12 +16,14 @@ knows nothing of it, and nothing imports upwards.
 
 from allauth.core import context
 from allauth.core.exceptions import ImmediateHttpResponse
+from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.shortcuts import render
 from django.urls import reverse
 from django.utils.translation import gettext as _
 
 from accounts.adapter import AccountAdapter
+from compliance.services import audit_denied
 from marketplace.http import client_ip
 from marketplace.ratelimit import Throttled, too_many_requests
 
@@ -29,7 +33,29 @@ from .captcha import CaptchaRequired
 from .middleware import device_id
 
 
+def _audit_staff_lock(request, credentials: dict, detail: str) -> None:
+    """A login lock that refused a staff account's sign-in goes to the audit log (issue 13: the
+    audit log records staff logins and failed ones); a buyer's lock is in the login locks only."""
+    login = (credentials.get("email") or credentials.get("username") or "").strip()
+    if login and get_user_model().objects.filter(email__iexact=login, is_staff=True).exists():
+        audit_denied(action="staff_login_locked", request=request, target=login.lower()[:120], detail=detail)
+
+
 class RiskAccountAdapter(AccountAdapter):
+    def pre_authenticate(self, request, **credentials) -> None:
+        try:
+            super().pre_authenticate(request, **credentials)
+        except ImmediateHttpResponse:
+            _audit_staff_lock(request, credentials, "locked: refused before the password was checked")
+            raise
+
+    def authentication_failed(self, request, **credentials) -> None:
+        try:
+            super().authentication_failed(request, **credentials)
+        except ImmediateHttpResponse:
+            _audit_staff_lock(request, credentials, "locked by this failure")
+            raise
+
     def clean_email(self, email: str) -> str:
         email = super().clean_email(email)
         request = context.request

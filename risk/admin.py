@@ -17,7 +17,7 @@ from marketplace.admin import ReadOnlyAdmin, ReadOnlyInline
 from marketplace.errors import admin_action_run
 
 from . import services
-from .models import Alert, AlertStatusChange, BlockEntry, block_value_normalise
+from .models import Alert, AlertStatusChange, BlockEntry, Signup, block_value_normalise
 
 
 class AlertHistoryInline(ReadOnlyInline):
@@ -169,3 +169,13 @@ class BlockEntryAdmin(admin.ModelAdmin):
             for pk in queryset.values_list("pk", flat=True)
         )
         self.message_user(request, ngettext("%(n)d entry lifted.", "%(n)d entries lifted.", n) % {"n": n})
+
+
+@admin.register(Signup)
+class SignupAdmin(ReadOnlyAdmin):
+    """Where each account was made (IP, device): what the shared-device scan reads besides
+    orders. Read-only: recorded by the sign-up adapter."""
+
+    list_display = ("created_at", "user", "ip", "device")
+    search_fields = ("user__email", "ip", "device")
+    date_hierarchy = "created_at"

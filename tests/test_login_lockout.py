@@ -338,3 +338,21 @@ def test_the_lock_page_on_a_phone(browser, live_server):
     page.wait_for_url(re.compile(r"/accounts/password/reset/$"))
     assert not page.js_errors, page.js_errors
     page.context.close()
+
+
+def test_a_lock_refusing_a_staff_account_is_audited(client, clock, settings):
+    """Issue 13: the audit log records staff logins and failed ones, the lock's refusals too."""
+    from compliance.models import AuditEvent
+
+    staff = UserFactory(email="ops@example.com", is_staff=True)
+    for _ in range(4):
+        attempt(client, staff.email, "guess", ATTACKER)
+    assert lock_of(attempt(client, staff.email, "guess", ATTACKER)) == "client"
+    assert lock_of(attempt(client, staff.email, PASSWORD, ATTACKER)) == "client"
+    rows = AuditEvent.objects.filter(action="staff_login_locked", target=staff.email).order_by("id")
+    assert [r.detail for r in rows] == ["locked by this failure", "locked: refused before the password was checked"]
+    assert all(r.outcome == AuditEvent.Outcome.DENIED and r.ip == ATTACKER for r in rows)
+    # A buyer's lock is in the login locks, not the audit log.
+    for _ in range(5):
+        attempt(client, "buyer@example.com", "guess", OWNER)
+    assert not AuditEvent.objects.filter(action="staff_login_locked", target="buyer@example.com").exists()
