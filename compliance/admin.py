@@ -273,17 +273,7 @@ def credit_panel(*, user=None, email: str = ""):
 class CreditLevelAdmin(admin.ModelAdmin):
     """The levels staff edit: a change applies to the next check (the cached table is forgotten)."""
 
-    list_display = (
-        "name",
-        "min_score",
-        "may_purchase",
-        "max_codes_per_order",
-        "max_codes_per_day",
-        "may_buy_high_risk",
-        "balance_only",
-        "refunds_reviewed",
-        "may_withdraw",
-    )
+    list_display = rating.LEVEL_FIELDS[1:]  # the level's fields, as the rating reads them (not pk)
 
     def save_model(self, request, obj, form, change):
         super().save_model(request, obj, form, change)

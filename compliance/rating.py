@@ -110,7 +110,7 @@ class Level:
 
 
 UNRESTRICTED = Level(pk=None, name="", min_score=Decimal(0))
-_LEVEL_FIELDS = (
+LEVEL_FIELDS = (
     "pk",
     "name",
     "min_score",
@@ -126,7 +126,7 @@ _LEVEL_FIELDS = (
 
 def _levels_load() -> list[Level]:
     return [
-        Level(**dict(zip(_LEVEL_FIELDS, row, strict=True))) for row in CreditLevel.objects.values_list(*_LEVEL_FIELDS)
+        Level(**dict(zip(LEVEL_FIELDS, row, strict=True))) for row in CreditLevel.objects.values_list(*LEVEL_FIELDS)
     ]
 
 

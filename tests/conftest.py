@@ -293,3 +293,26 @@ def browser():
             os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
         else:
             os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = previous
+
+
+class Clock:
+    """A time.time the test moves (``clock.advance(seconds)``)."""
+
+    def __init__(self):
+        import time
+
+        self.now = time.time()
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+@pytest.fixture
+def clock(monkeypatch):
+    """time.time under the test's control: login locks' and rate limits' windows, the cache's
+    expiry, allauth's limits."""
+    import time
+
+    fake = Clock()
+    monkeypatch.setattr(time, "time", lambda: fake.now)
+    return fake

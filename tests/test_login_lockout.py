@@ -7,7 +7,6 @@ Time travels by a patched clock (the locmem cache reads time.time too), never by
 """
 
 import re
-import time
 import uuid
 
 import pytest
@@ -22,22 +21,6 @@ pytestmark = pytest.mark.django_db
 PASSWORD = "correct-horse-battery"  # tests.factories.UserFactory's
 ATTACKER, OWNER = "203.0.113.66", "198.51.100.7"
 LOGIN = "/accounts/login/"
-
-
-class Clock:
-    def __init__(self):
-        self.now = time.time()
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
-
-
-@pytest.fixture
-def clock(monkeypatch):
-    """time.time under the test's control: the locks' expiry, the cache's, allauth's limits."""
-    fake = Clock()
-    monkeypatch.setattr(time, "time", lambda: fake.now)
-    return fake
 
 
 @pytest.fixture

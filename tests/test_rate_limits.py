@@ -9,7 +9,6 @@ by a patched clock (the locmem cache and allauth read time.time too), never by s
 """
 
 import re
-import time
 import uuid
 from decimal import Decimal
 
@@ -37,21 +36,6 @@ LIMITS = {
 }
 GUEST_EMAIL = "guest.buyer@example.net"
 PASSWORD = "cha-xun-2024"
-
-
-class Clock:
-    def __init__(self):
-        self.now = time.time()
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
-
-
-@pytest.fixture
-def clock(monkeypatch):
-    fake = Clock()
-    monkeypatch.setattr(time, "time", lambda: fake.now)
-    return fake
 
 
 @pytest.fixture(autouse=True)

@@ -265,18 +265,6 @@ def test_staff_login_without_mfa_requirement_is_audited_with_its_factors(client)
 # --- Staff sessions -----------------------------------------------------------------------
 
 
-class Clock:
-    def __init__(self):
-        self.now = time.time()
-
-
-@pytest.fixture
-def clock(monkeypatch):
-    fake = Clock()
-    monkeypatch.setattr(time, "time", lambda: fake.now)
-    return fake
-
-
 @override_settings(STAFF_SESSION_MINUTES=30, STAFF_SESSION_MAX_HOURS=10)
 def test_staff_sessions_end_after_idle_minutes(client, clock):
     staff = make_staff(is_superuser=True)
