@@ -1,12 +1,13 @@
 """Reads for accounts: the login locks that hold for an attempt (see ``accounts.services``)."""
 
 import hashlib
-import ipaddress
 import math
 import time
 from dataclasses import dataclass
 
 from django.core.cache import cache
+
+from marketplace.ratelimit import client_network
 
 from .models import User
 
@@ -35,17 +36,6 @@ class LoginLock:
 def login_key(login: str) -> str:
     """The login as typed (an email, any case), hashed: keys hold no addresses."""
     return hashlib.sha256(login.strip().lower().encode()).hexdigest()[:32]
-
-
-def client_network(ip: str | None) -> str:
-    """The client a lock is about: its IPv4 address, or its IPv6 /64 (one subscriber's share)."""
-    try:
-        address = ipaddress.ip_address(ip or "")
-    except ValueError:
-        return "unknown"
-    if address.version == 6:
-        return str(ipaddress.IPv6Network(f"{address}/64", strict=False).network_address)
-    return str(address)
 
 
 def lock_subject(kind: str, *, login: str, ip: str | None) -> str:

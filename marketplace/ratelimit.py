@@ -113,8 +113,8 @@ def rate_limit_hit(limit: RateLimit) -> Throttled | None:
     return Throttled(limit.scope, limit.subject, max(1, min(retry_after, limit.window)))
 
 
-def _redis():
-    """The raw client of django-redis when the cache is Redis, else None."""
+def cache_redis():
+    """The raw client of django-redis when the cache is Redis, else None (risk's counters too)."""
     try:
         from django_redis import get_redis_connection
         from django_redis.cache import RedisCache
@@ -154,7 +154,7 @@ def rate_limits_hit(limits: Iterable[RateLimit]) -> Throttled | None:
     """Count one hit on each limit (all of them, so that every subject's count is true); the
     refusal that lasts longest, if any refuses."""
     limits = list(limits)
-    client = _redis() if limits else None
+    client = cache_redis() if limits else None
     if client is not None:
         try:
             answers = _redis_hits(client, limits)

@@ -15,7 +15,9 @@ import hashlib
 import logging
 from dataclasses import dataclass
 
-from django.core.cache import cache, caches
+from django.core.cache import cache
+
+from marketplace.ratelimit import cache_redis
 
 log = logging.getLogger(__name__)
 
@@ -31,23 +33,11 @@ class Counter:
         return f"risk:{self.rule}:{hashlib.sha256(self.subject.encode()).hexdigest()[:32]}"
 
 
-def _redis():
-    """The raw client of django-redis when the cache is Redis, else None."""
-    try:
-        from django_redis import get_redis_connection
-        from django_redis.cache import RedisCache
-    except ImportError:  # pragma: no cover - django-redis is a dependency
-        return None
-    if not isinstance(caches["default"], RedisCache):
-        return None
-    return get_redis_connection("default")
-
-
 def counters_hit(counters: list[Counter]) -> list[int | None]:
     """Count one hit on each counter; the counts after it (None: not counted, the cache is away)."""
     if not counters:
         return []
-    client = _redis()
+    client = cache_redis()
     if client is not None:
         try:
             pipe = client.pipeline(transaction=False)
@@ -72,7 +62,7 @@ def counters_hit(counters: list[Counter]) -> list[int | None]:
 
 def counter_reset(key: str) -> None:
     """Forget a counter (staff dismissed its alert: the subject starts afresh)."""
-    client = _redis()
+    client = cache_redis()
     try:
         if client is not None:
             client.delete(key)
