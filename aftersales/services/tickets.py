@@ -280,9 +280,8 @@ def ticket_messages_for(ticket: Ticket, *, staff: bool) -> QuerySet[TicketMessag
     return messages if staff else messages.filter(internal=False)
 
 
-def attachment_for_guest(*, order: Order, public_id: uuid.UUID, request=None) -> TicketAttachment:
-    """An image of a guest's ticket on ``order`` (whose proof the caller checked), not on an
-    internal note; anything else 404 and an audit entry."""
+def _attachment(public_id) -> TicketAttachment:
+    """The image with this public id and its ticket, or NotFound (a malformed id too)."""
     attachment = (
         TicketAttachment.objects.select_related("message__ticket").filter(public_id=public_id).first()
         if isinstance(public_id, uuid.UUID)
@@ -290,6 +289,13 @@ def attachment_for_guest(*, order: Order, public_id: uuid.UUID, request=None) ->
     )
     if attachment is None:
         raise NotFound
+    return attachment
+
+
+def attachment_for_guest(*, order: Order, public_id: uuid.UUID, request=None) -> TicketAttachment:
+    """An image of a guest's ticket on ``order`` (whose proof the caller checked), not on an
+    internal note; anything else 404 and an audit entry."""
+    attachment = _attachment(public_id)
     message = attachment.message
     ticket = message.ticket
     if ticket.order_id != order.pk or ticket.user_id is not None or order.buyer_id is not None or message.internal:
@@ -306,13 +312,7 @@ def attachment_for_guest(*, order: Order, public_id: uuid.UUID, request=None) ->
 def attachment_for_user(*, user, public_id: uuid.UUID, request=None) -> TicketAttachment:
     """The image for the ticket's user (not on an internal note) or for staff who may view
     tickets; anyone else gets 404 (the same as for an id that does not exist) and an audit entry."""
-    attachment = (
-        TicketAttachment.objects.select_related("message__ticket").filter(public_id=public_id).first()
-        if isinstance(public_id, uuid.UUID)
-        else None
-    )
-    if attachment is None:
-        raise NotFound
+    attachment = _attachment(public_id)
     message = attachment.message
     own = is_buyer(message.ticket, user) and not message.internal
     if not (own or staff_may_view(user)):

@@ -56,17 +56,26 @@ def guest_link_url(*, order: Order) -> str:
     return settings.SITE_URL + reverse("orders:guest_link", args=[guest_link_token(number=order.number)])
 
 
-def guest_link_number(*, token: str) -> str:
-    """The order number a link was signed for; ``NotFound`` when it is tampered with, expired
-    or names no guest order (all alike: a link proves nothing else)."""
+def _link_invalid() -> NotFound:
+    return NotFound(_("This link is not valid or has expired."), code="guest_link_invalid")
+
+
+def _link_unsigned(token: str) -> str:
+    """The order number a link was signed for, or ``NotFound`` when tampered with or expired."""
     try:
-        number = signing.TimestampSigner(salt=LINK_SALT).unsign(
+        return signing.TimestampSigner(salt=LINK_SALT).unsign(
             token, max_age=timedelta(days=settings.GUEST_LINK_MAX_AGE_DAYS)
         )
     except signing.BadSignature:  # SignatureExpired is one
-        raise NotFound(_("This link is not valid or has expired."), code="guest_link_invalid") from None
-    if not Order.objects.filter(number=number, buyer__isnull=True).exists():
-        raise NotFound(_("This link is not valid or has expired."), code="guest_link_invalid")
+        raise _link_invalid() from None
+
+
+def guest_link_number(*, token: str) -> str:
+    """The order number a link was signed for; ``NotFound`` when it is tampered with, expired
+    or names no guest order (all alike: a link proves nothing else)."""
+    number, attached = guest_link_resolve(token=token)
+    if attached:
+        raise _link_invalid()
     return number
 
 
@@ -74,21 +83,12 @@ def guest_link_resolve(*, token: str) -> tuple[str, bool]:
     """The order number of a signed link, and whether the order has since joined the account
     of its address (``orders.services.attach``): its page is then the member's, behind the
     login. ``NotFound`` for a tampered or expired link, as ``guest_link_number``."""
-    try:
-        return guest_link_number(token=token), False
-    except NotFound:
-        try:
-            number = signing.TimestampSigner(salt=LINK_SALT).unsign(
-                token, max_age=timedelta(days=settings.GUEST_LINK_MAX_AGE_DAYS)
-            )
-        except signing.BadSignature:
-            number = ""
-        if (
-            number
-            and OrderStatusChange.objects.filter(order__number=number, note__startswith=ATTACH_NOTE_PREFIX).exists()
-        ):
-            return number, True
-        raise
+    number = _link_unsigned(token)
+    if Order.objects.filter(number=number, buyer__isnull=True).exists():
+        return number, False
+    if OrderStatusChange.objects.filter(order__number=number, note__startswith=ATTACH_NOTE_PREFIX).exists():
+        return number, True
+    raise _link_invalid()
 
 
 def guest_order(*, number: str) -> Order:
