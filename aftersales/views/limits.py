@@ -4,15 +4,12 @@ settings.RATE_LIMITS["ticket"]): per client network and per account, or per gues
 from django.utils.translation import gettext_lazy as _
 
 from marketplace.ratelimit import rate_limited
+from orders.views.limits import guest_order_subject
 
 REASON = _("There were too many tickets opened from your network or for your account in a short time.")
 HINT = _("Your open tickets are in your ticket list: you can add to them at any time.")
 GUEST_HINT = _("Your open tickets are on your order page: you can add to them at any time.")
 
 
-def _guest_order_subject(request, number, *args, **kwargs) -> str:
-    return f"order:{number}"
-
-
 ticket_limited = rate_limited("ticket", reason=REASON, hint=HINT)
-guest_ticket_limited = rate_limited("ticket", subject=_guest_order_subject, reason=REASON, hint=GUEST_HINT)
+guest_ticket_limited = rate_limited("ticket", subject=guest_order_subject, reason=REASON, hint=GUEST_HINT)

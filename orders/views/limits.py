@@ -18,7 +18,8 @@ def _checkout_subject(request, *args, **kwargs) -> str | None:
     return f"email:{email}" if email else None
 
 
-def _guest_order_subject(request, number, *args, **kwargs) -> str:
+def guest_order_subject(request, number, *args, **kwargs) -> str:
+    """A guest order's limits count per order (a guest has no account); after-sales' too."""
     return f"order:{number}"
 
 
@@ -40,7 +41,7 @@ reveal_limited = rate_limited(
 
 guest_reveal_limited = rate_limited(
     "reveal",
-    subject=_guest_order_subject,
+    subject=guest_order_subject,
     reason=_("There were too many code reveals from your network or for this order in a short time."),
     hint=_("Your codes stay in your order: you can reveal them later."),
 )
