@@ -18,6 +18,7 @@ from django.db import connection
 from django.urls import reverse
 from django.utils import timezone
 
+from compliance.models import CreditEvent
 from marketplace.celery import app as celery_app
 from marketplace.money import to_fen, yuan_str
 from orders.models import Order, OrderStatusChange
@@ -384,6 +385,35 @@ def test_expired_unpaid_order_is_closed_at_the_gateway_and_then_left_alone(chann
 
 
 @pytest.mark.django_db
+@pytest.mark.parametrize(("state", "weighs"), [("PAYERROR", True), ("NOTPAY", False)])
+def test_a_payment_the_gateway_says_failed_is_a_credit_event_one_left_unpaid_is_not(
+    fake_wechatpay, buyer, state, weighs
+):
+    """WeChat Pay's PAYERROR (the bank refused the payment) weighs on the payer's credit once,
+    however often the trade is looked at; a trade merely left unpaid does not (the order's own
+    expiry is the event for that)."""
+    channel = WeChatChannel(fake_wechatpay)
+    product = ProductFactory()
+    add_stock(product, 1)
+    order = place(buyer, product)
+    start(channel, order)
+    fake_wechatpay.trades[order.number]["state"] = state
+    expire(order)
+    order_services.orders_expire_due()
+    assert tasks.attempts_close_expired() == 1
+    tasks.attempts_close_expired()
+
+    failed = CreditEvent.objects.filter(kind=CreditEvent.Kind.PAYMENT_FAILED)
+    if weighs:
+        [event] = failed
+        assert (event.user, event.reference) == (buyer, f"wechat:{order.number}")
+        assert "PAYERROR" in event.detail
+    else:
+        assert not failed.exists()
+    assert CreditEvent.objects.filter(kind=CreditEvent.Kind.ORDER_EXPIRED, user=buyer).count() == 1
+
+
+@pytest.mark.django_db
 def test_a_close_that_fails_is_retried_at_the_next_run(channel, buyer):
     product = ProductFactory()
     add_stock(product, 1)
@@ -650,6 +680,12 @@ def test_refund_lines_are_matched_by_refund_number(fake_wechatpay, buyer):
     assert notes[processing.number] == "our refund is At the gateway"
     assert notes["FNOTOURS00000000000000001"] == "no refund has this number"
     assert run.matched == 2  # the payment and one refund
+    # The refund nobody here made took the money back at the gateway: the payer's credit
+    # records one reversed payment, however often the day is reconciled.
+    reconciliation.reconciliation_run(gateway_code="wechat", day=day)
+    [reversed_] = CreditEvent.objects.filter(kind=CreditEvent.Kind.PAYMENT_FAILED)
+    assert (reversed_.user, reversed_.reference) == (buyer, "rev:FNOTOURS00000000000000001")
+    assert "9.00" in reversed_.detail
 
 
 @pytest.mark.django_db

@@ -34,6 +34,8 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
+from compliance.models import CreditEvent
+from compliance.services import credit_event_record
 from marketplace.errors import ServiceError
 from orders.models import Order
 from risk import services as risk
@@ -119,11 +121,39 @@ def _finish(attempt: PaymentAttempt, *, state: str | None = None, error: str = "
     PaymentAttempt.objects.filter(pk=attempt.pk).update(**fields)
 
 
-def _closed_unpaid(payable, attempt: PaymentAttempt) -> None:
+# Trade states in which a gateway says the payment itself failed (WeChat Pay: the bank refused
+# it, or a payment-code trade was revoked), as opposed to a trade left unpaid until it closed.
+FAILED_STATES = frozenset({"PAYERROR", "REVOKED"})
+
+
+def _payment_failed_credit(payable, *, reference: str, detail: str) -> bool:
+    """A payment that failed at its gateway, or was reversed there, weighs on the payer's credit
+    (``CreditEvent.Kind.PAYMENT_FAILED``); once per ``reference`` (queries and bills run again)."""
+    user = payable.buyer if isinstance(payable, Order) else payable.user
+    email = payable.guest_email if isinstance(payable, Order) else ""
+    if user is None and not email:
+        return False
+    if CreditEvent.objects.filter(kind=CreditEvent.Kind.PAYMENT_FAILED, reference=reference[:40]).exists():
+        return False
+    credit_event_record(
+        user=user, email=email, kind=CreditEvent.Kind.PAYMENT_FAILED, reference=reference, detail=detail
+    )
+    return True
+
+
+def _closed_unpaid(payable, attempt: PaymentAttempt, *, state: str = "") -> None:
     """A trade closed at its gateway without being paid (here or any other way): a failed
-    payment, counted by risk control's velocity rules per buyer, IP and device."""
+    payment, counted by risk control's velocity rules per buyer, IP and device. When the
+    gateway says the payment failed (not merely that it was left unpaid, which the order's
+    expiry already records), it is also a credit event of the payer."""
     if payable.paid_at is not None:
         return  # paid another way (another gateway, the balance): not a failure
+    if state in FAILED_STATES:
+        _payment_failed_credit(
+            payable,
+            reference=f"{attempt.gateway}:{attempt.number}",
+            detail=f"payment failed at {attempt.gateway} ({state})",
+        )
     if isinstance(payable, Order):
         risk.velocity_count(
             event="payment_failed",
@@ -185,7 +215,7 @@ def attempt_check(*, attempt_id: int) -> str:
         return "waiting"
     if status.closed:
         _finish(attempt, state=state, closed=True)
-        _closed_unpaid(payable, attempt)
+        _closed_unpaid(payable, attempt, state=state)
         return "closed"
     try:
         gateway.close(order_number=attempt.number)
@@ -193,7 +223,7 @@ def attempt_check(*, attempt_id: int) -> str:
         _note(attempt, state=state, error=f"close: {exc}")
         return "close failed"
     _finish(attempt, state=f"closed ({state})", closed=True)
-    _closed_unpaid(payable, attempt)
+    _closed_unpaid(payable, attempt, state=state)
     log.info("%s trade %s closed: it can no longer be paid", attempt.gateway, attempt.number)
     return "closed"
 
@@ -252,6 +282,9 @@ class _Comparison:
     bill_refunds: Decimal = Decimal("0.00")
     our_payments: Decimal = Decimal("0.00")
     our_refunds: Decimal = Decimal("0.00")
+    # Refunds on the bill that no refund of ours made: money taken back at the gateway (a
+    # payer's complaint there, a refund from the merchant portal).
+    reversals: list[BillLine] = field(default_factory=list)
 
     def add(self, kind: str, *, ours=None, theirs=None, order_number="", trade_no="", refund_no="", note="") -> None:
         self.found.append(
@@ -381,6 +414,7 @@ def _compare_refunds(gateway_code: str, day: date, lines: list[BillLine], result
             else:
                 if other is None:
                     why = _("no refund has this number")
+                    result.reversals.append(line)
                 elif other.payment.gateway != gateway_code:
                     why = _("our refund with this number went through %(gateway)s") % {"gateway": other.payment.gateway}
                 else:
@@ -499,9 +533,29 @@ def reconciliation_run(*, gateway_code: str, day: date) -> ReconciliationRun:
             ]
         )
         RECONCILIATION_FLOW.apply(run, ReconciliationRun.Status.DONE, note=f"{len(result.found)} mismatch(es)")
+    for line in result.reversals:
+        _reversal_credit(gateway_code, line)
     level = logging.WARNING if result.found else logging.INFO
     log.log(level, "%s bill for %s: %d lines, %d mismatches", gateway_code, day, len(lines), len(result.found))
     return run
+
+
+def _reversal_credit(gateway_code: str, line: BillLine) -> None:
+    """A refund on the bill that we never made, of a payment we have: the payment was reversed
+    at the gateway, a credit event of whoever paid (staff see the mismatch; the rating sees the
+    payer). Once per bill refund number."""
+    match = Q(trade_no=line.trade_no) if line.trade_no else Q(pk__in=[])
+    if line.order_number:
+        match |= Q(order__number=line.order_number) | Q(recharge__number=line.order_number)
+    payment = Payment.objects.filter(match, gateway=gateway_code).select_related("order", "recharge").first()
+    if payment is None:
+        return
+    payable = payment.order or payment.recharge
+    _payment_failed_credit(
+        payable,
+        reference=f"rev:{line.refund_no or line.trade_no}"[:40],
+        detail=f"payment reversed at {gateway_code}: {line.amount} refunded there, not by us",
+    )
 
 
 def mismatch_resolve(*, mismatch_ids: Iterable[int], user, note: str) -> int:
