@@ -442,6 +442,7 @@ RISK_DEVICE_COOKIE = env("RISK_DEVICE_COOKIE", "mk_device")
 # (STAFF_MFA_REQUIRED): a staff session that has not passed a second factor reaches nothing but
 # the pages that set one up or ask for it (compliance.middleware), admin included.
 MFA_ADAPTER = "accounts.adapter.MFAAdapter"  # secrets encrypted with CARD_CODE_KEYS, QR by segno
+MFA_FORMS = {"add_webauthn": "accounts.forms.KeyAddForm", "edit_webauthn": "accounts.forms.KeyEditForm"}
 MFA_SUPPORTED_TYPES = ["totp", "webauthn", "recovery_codes"]
 MFA_TOTP_ISSUER = env("MFA_TOTP_ISSUER", "卡盟")
 MFA_TOTP_TOLERANCE = 1  # one 30-second step either side: a phone's clock is rarely exact

@@ -44,3 +44,62 @@ def test_staff_sets_up_two_factor_before_admin(browser, live_server, settings):
     assert page.locator("#site-name").is_visible()
     shot(page, "staff-admin-after-mfa")
     assert not page.js_errors, page.js_errors
+
+
+def _virtual_security_key(page):
+    """A security key for this page's browser: Chromium's virtual authenticator (DevTools'
+    WebAuthn domain), which answers navigator.credentials like a real USB key would."""
+    cdp = page.context.new_cdp_session(page)
+    cdp.send("WebAuthn.enable")
+    options = {
+        "protocol": "ctap2",
+        "transport": "usb",
+        "hasResidentKey": True,
+        "hasUserVerification": True,
+        "isUserVerified": True,
+        "automaticPresenceSimulation": True,
+    }
+    authenticator = cdp.send("WebAuthn.addVirtualAuthenticator", {"options": options})["authenticatorId"]
+    return cdp, authenticator
+
+
+def test_staff_signs_in_to_admin_with_a_security_key(browser, live_server, settings):
+    """WebAuthn end to end: a staff member registers a security key (allauth.mfa's page, its
+    own scripts under the enforced CSP), signs out, signs in again with password and key, and
+    reaches admin; the audit log has the key's registration and the logins."""
+    from compliance.models import AuditEvent
+
+    settings.STAFF_MFA_REQUIRED = True
+    staff = UserFactory(email="keys@example.com", is_staff=True, is_superuser=True)
+    EmailAddress.objects.create(user=staff, email=staff.email, verified=True, primary=True)
+
+    page = log_in(browser, live_server, staff, viewport=DESKTOP)
+    cdp, authenticator = _virtual_security_key(page)
+    page.goto("/accounts/2fa/webauthn/add/")
+    if "/accounts/reauthenticate/" in page.url:
+        page.fill("input[name=password]", PASSWORD)
+        page.locator("form:has(input[name=password]) button[type=submit]").click()
+    page.wait_for_url(re.compile(r".*/accounts/2fa/webauthn/add/"))
+    page.fill("input[name=name]", "YubiKey")
+    shot(page, "staff-webauthn-add")
+    page.click("#mfa_webauthn_add")
+    page.wait_for_url(lambda url: "/webauthn/add/" not in url)
+    credentials = cdp.send("WebAuthn.getCredentials", {"authenticatorId": authenticator})["credentials"]
+    assert len(credentials) == 1  # the key holds the credential; the server keeps its public half
+    assert staff.authenticator_set.filter(type="webauthn").count() == 1
+
+    page.goto("/accounts/logout/")
+    page.locator("main form button[type=submit]").first.click()
+    page.goto("/accounts/login/?next=/admin/")
+    page.fill("input[name=login]", staff.email)
+    page.fill("input[name=password]", PASSWORD)
+    page.locator('main form button[type="submit"]').first.click()
+    page.wait_for_url(re.compile(r".*/accounts/2fa/authenticate/"))
+    shot(page, "staff-webauthn-authenticate")
+    page.click("#mfa_webauthn_authenticate")
+    page.wait_for_url(lambda url: "/2fa/authenticate/" not in url)
+    page.goto("/admin/")
+    assert page.locator("#site-name").is_visible()
+    assert not page.js_errors, page.js_errors
+    actions = set(AuditEvent.objects.filter(actor=staff).values_list("action", flat=True))
+    assert {"staff_login", "mfa_added"} <= actions, actions
