@@ -17,7 +17,7 @@ from marketplace.admin import ReadOnlyAdmin, ReadOnlyInline
 from marketplace.errors import admin_action_run
 
 from . import services
-from .models import Alert, AlertStatusChange, BlockEntry, Signup, block_value_normalise
+from .models import Alert, AlertStatusChange, BlockEntry, Signup, block_value_normalise, block_value_shown
 
 
 class AlertHistoryInline(ReadOnlyInline):
@@ -111,7 +111,10 @@ class BlockEntryForm(forms.ModelForm):
         data = super().clean()
         if data.get("kind") and data.get("value"):
             try:
-                data["value"] = block_value_normalise(data["kind"], data["value"])
+                raw = data["value"]
+                data["value"] = block_value_normalise(data["kind"], raw)
+                if data["value"] != self.instance.value or data["kind"] != self.instance.kind:
+                    self.instance.shown = block_value_shown(data["kind"], raw)
             except ValueError:
                 self.add_error("value", _("This is not a valid value for that kind of entry."))
         return data
@@ -137,11 +140,23 @@ class ActiveFilter(admin.SimpleListFilter):
 @admin.register(BlockEntry)
 class BlockEntryAdmin(admin.ModelAdmin):
     form = BlockEntryForm
-    list_display = ("kind", "value", "scope", "reason", "expires_at", "is_active", "created_by", "alert")
+    list_display = ("kind", "entry_value", "scope", "reason", "expires_at", "is_active", "created_by", "alert")
     list_filter = (ActiveFilter, "kind", "scope")
     search_fields = ("value", "reason")
-    readonly_fields = ("created_at", "created_by", "alert")
+    readonly_fields = ("shown", "created_at", "created_by", "alert")
     actions = ("lift",)
+
+    @admin.display(description=_("value"), ordering="value")
+    def entry_value(self, obj):
+        return obj.shown or obj.value
+
+    def get_search_results(self, request, queryset, search_term):
+        """A payout account typed in clear finds its entry (kept as a keyed digest)."""
+        results, duplicates = super().get_search_results(request, queryset, search_term)
+        if search_term.strip():
+            digest = block_value_normalise(BlockEntry.Kind.PAYOUT, search_term)
+            results = results | queryset.filter(kind=BlockEntry.Kind.PAYOUT, value=digest)
+        return results, duplicates
 
     @admin.display(description=_("active"), boolean=True)
     def is_active(self, obj):
@@ -156,7 +171,7 @@ class BlockEntryAdmin(admin.ModelAdmin):
             outcome="allowed",
             request=request,
             target=f"blacklist #{obj.pk}",
-            detail=f"{obj.kind} {obj.value} until {obj.expires_at or '-'}: {obj.reason}",
+            detail=f"{obj.kind} {obj.shown or obj.value} until {obj.expires_at or '-'}: {obj.reason}",
         )
 
     def has_delete_permission(self, request, obj=None):

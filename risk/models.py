@@ -7,6 +7,7 @@ at its alert: lifting the entry, or dismissing the alert, undoes it. Nothing is 
 """
 
 import ipaddress
+import re
 
 from django.conf import settings
 from django.db import models
@@ -14,7 +15,10 @@ from django.db.models import Q
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
+from marketplace import crypto
 from marketplace.transitions import StateMachine, StatusChange, table
+
+PAYOUT_DIGEST = re.compile(r"hmac:[0-9a-f]{64}")
 
 
 class Rule(models.TextChoices):
@@ -128,6 +132,8 @@ class BlockEntry(models.Model):
             "An address or CIDR range (1.2.3.0/24, 2001:db8::/64), an email, a domain, a device id, an account."
         ),
     )
+    # A payout account's entry keeps a keyed digest as its value; this is its masked form.
+    shown = models.CharField(_("shown as"), max_length=60, blank=True, editable=False)
     scope = models.CharField(_("applies to"), max_length=10, choices=Scope.choices, default=Scope.ALL)
     reason = models.CharField(_("reason"), max_length=300)
     expires_at = models.DateTimeField(_("expires"), null=True, blank=True, help_text=_("Empty: until lifted."))
@@ -151,7 +157,7 @@ class BlockEntry(models.Model):
         indexes = [models.Index(fields=["kind", "value"], name="risk_block_kind_value")]
 
     def __str__(self):
-        return f"{self.get_kind_display()} {self.value}"
+        return f"{self.get_kind_display()} {self.shown or self.value}"
 
     @property
     def active(self) -> bool:
@@ -171,11 +177,22 @@ def block_value_normalise(kind: str, value: str) -> str:
             value = value.rsplit("@", 1)[-1]
             if "." not in value:
                 raise ValueError("not a domain")
-    if kind == BlockEntry.Kind.PAYOUT:
-        value = value.lower()
     if not value:
         raise ValueError("empty")
+    if kind == BlockEntry.Kind.PAYOUT:
+        # Payout accounts are secrets like the withdrawals' own (encrypted there): an entry keeps
+        # only a keyed digest, which a withdrawal's account is compared with, and a masked form
+        # for staff (``block_value_shown``).
+        return value if PAYOUT_DIGEST.fullmatch(value) else "hmac:" + crypto.keyed_digest(value.lower())
     return value
+
+
+def block_value_shown(kind: str, value: str) -> str:
+    """What staff see of an entry's value where it is not kept in clear (a payout account)."""
+    value = "".join((value or "").split())
+    if kind == BlockEntry.Kind.PAYOUT and value and not PAYOUT_DIGEST.fullmatch(value):
+        return crypto.mask(value.lower())
+    return ""
 
 
 def active_entries(now=None) -> Q:

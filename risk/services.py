@@ -42,6 +42,7 @@ from .models import (
     Signup,
     active_entries,
     block_value_normalise,
+    block_value_shown,
 )
 
 log = logging.getLogger(__name__)
@@ -134,17 +135,28 @@ def _subject_word(kind: str) -> str:
 
 
 def block_add(
-    *, kind: str, value: str, reason: str, scope: str = Scope.ALL, expires_at=None, by=None, alert=None
+    *,
+    kind: str,
+    value: str,
+    reason: str,
+    scope: str = Scope.ALL,
+    expires_at=None,
+    by=None,
+    alert=None,
+    shown: str = "",
 ) -> BlockEntry:
+    """A blacklist entry (``shown``: how staff see a value kept as a digest, when the caller
+    knows better than the value itself, e.g. a payout account's method and masked number)."""
     try:
-        value = block_value_normalise(kind, value)
+        normalised = block_value_normalise(kind, value)
     except ValueError:
         raise ServiceError(_("This is not a valid value for that kind of entry."), code="block_value") from None
     if not (reason or "").strip():
         raise ServiceError(_("Give a reason."), code="block_reason")
     return BlockEntry.objects.create(
         kind=kind,
-        value=value,
+        value=normalised,
+        shown=(shown or block_value_shown(kind, value))[:60],
         reason=reason.strip()[:300],
         scope=scope,
         expires_at=expires_at,
@@ -259,6 +271,7 @@ def alert_raise(
                 scope=scope,
                 expires_at=expires,
                 alert=alert,
+                shown=str(evidence.get("payout", "")) if kind == Kind.PAYOUT else "",
                 reason=f"{Rule(rule).label}: {evidence.get('count')} > {evidence.get('limit')} (alert #{alert.pk})",
             )
         if rule in settings.RISK_CREDIT_ON_ALERT:
@@ -542,7 +555,7 @@ def account_key(*, user_id: int | None, email: str = "") -> str:
 
 
 def cluster_alert(
-    *, rule: str, subject: str, accounts: set[str], ip=None, device: str = "", extra=None
+    *, rule: str, subject: str, accounts: set[str], ip=None, device: str = "", payout: str = "", extra=None
 ) -> Alert | None:
     """An alert for a cluster (``subject``: the device id, the IP, a payout account's hash)
     shared by ``accounts`` (``account_key``), when they are more than the rule's limit. Not
@@ -575,4 +588,6 @@ def cluster_alert(
         bar = (Kind.DEVICE, device, Scope.ALL)
     elif ip:
         bar = (Kind.NETWORK, str(ip), Scope.ALL)
+    elif payout:  # the shared payout account (its digest): no withdrawal to it while held
+        bar = (Kind.PAYOUT, payout, Scope.WITHDRAWAL)
     return alert_raise(rule=rule, action=spec["action"], ip=ip, device=device, evidence=evidence, bar=bar)

@@ -262,3 +262,44 @@ def test_velocity_counts_in_one_redis_round_trip(settings, redis_url):
         cache.clear()
     assert trips == [6, 6]
     assert Alert.objects.get().rule == "payment_failed_ip"
+
+
+@pytest.mark.django_db
+def test_a_payout_cluster_under_a_block_rule_bars_withdrawals_to_that_account_only(settings):
+    """A shared payout account whose rule says block: the account itself is blacklisted for
+    withdrawals (kept as a keyed digest, shown masked), at once and without staff; another
+    account of the same agents is still paid; lifting the entry reverses it."""
+    from agents.services.withdrawals import WithdrawalError
+
+    rule(settings, "shared_payout", 1, "block", window=86400)
+    first, second = make_agent(), make_agent()
+    for agent in (first, second):
+        give(agent, "300.00")
+    request(first, account="13800138000")
+    request(second, account="138 0013 8000")
+    assert clusters_scan() == 1
+    alert = Alert.objects.get(rule="shared_payout")
+    [entry] = BlockEntry.objects.filter(alert=alert)
+    assert entry.kind == BlockEntry.Kind.PAYOUT and entry.scope == BlockEntry.Scope.WITHDRAWAL
+    assert "13800138000" not in entry.value and entry.value.startswith("hmac:")
+    assert entry.shown.endswith("8000") and "13800138000" not in entry.shown
+    assert entry.expires_at is not None  # a block lasts RISK_BLOCK_MINUTES, then ends by itself
+
+    with pytest.raises(WithdrawalError) as refused:
+        request(first, account="13800138000", key="k2")
+    assert refused.value.code == "blacklisted"
+    assert "payout account" in str(refused.value)
+    request(first, account="13700137000", key="k3")  # another account of the same agent: paid
+
+    assert risk.block_lift(entry_id=entry.pk, by=UserFactory(is_staff=True))
+    request(first, account="13800138000", key="k4")
+
+
+@pytest.mark.django_db
+def test_a_payout_account_blacklisted_by_staff_is_kept_as_a_digest_and_still_matches():
+    entry = risk.block_add(
+        kind=BlockEntry.Kind.PAYOUT, value="Pay@Example.com ", reason="chargebacks", scope=BlockEntry.Scope.WITHDRAWAL
+    )
+    assert entry.value.startswith("hmac:") and "example" not in entry.value.lower()
+    assert entry.shown.endswith(".com") and "pay@" not in entry.shown.lower()
+    assert risk.blacklist_match(scope=BlockEntry.Scope.WITHDRAWAL, payout="pay@example.com") == entry

@@ -15,7 +15,6 @@ The cap is read before the order's transaction: two orders of one client racing 
 could both pass it once (a burst the order-burst rule counts), never a whole stock.
 """
 
-import hashlib
 from collections import defaultdict
 from datetime import timedelta
 
@@ -29,7 +28,7 @@ from agents.services.withdrawals import payee_account
 from compliance import rating
 from marketplace import crypto
 from risk import services as risk
-from risk.models import Rule
+from risk.models import BlockEntry, Rule, block_value_normalise
 
 from ..models import Order
 
@@ -183,12 +182,16 @@ def clusters_scan() -> int:
     withdrawals = Withdrawal.objects.filter(created_at__gte=since(Rule.SHARED_PAYOUT)).select_related("agent")
     for withdrawal in withdrawals.order_by("pk"):
         account = "".join(payee_account(withdrawal).split()).lower()
-        digest = "payout:" + hashlib.sha256(account.encode()).hexdigest()[:32]
+        digest = block_value_normalise(BlockEntry.Kind.PAYOUT, account)  # keyed: the blacklist's form
         by_payout[digest].add(risk.account_key(user_id=withdrawal.agent.user_id))
         masked[digest] = f"{withdrawal.get_method_display()} {crypto.mask(account)}"
     for digest, accounts in sorted(by_payout.items()):
         alert = risk.cluster_alert(
-            rule=Rule.SHARED_PAYOUT, subject=digest, accounts=accounts, extra={"payout": masked[digest]}
+            rule=Rule.SHARED_PAYOUT,
+            subject="payout:" + digest[5:37],
+            accounts=accounts,
+            payout=digest,
+            extra={"payout": masked[digest]},
         )
         raised += bool(alert)
     return raised
