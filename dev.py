@@ -135,6 +135,8 @@ def cmd_up() -> int:
         return 1
     ensure_venv()
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    # Links in emails (SLA reminders, guest links) point at this server unless set otherwise.
+    env.setdefault("SITE_URL", f"http://127.0.0.1:{port}")
     compile_messages(env)
     manage("migrate", "--noinput", env=env)
     manage("seed_demo", env=env)
