@@ -7,6 +7,9 @@ import pytest
 
 from compliance.identity import IdNumberError, age_on, id_check_char, id_number_validate
 
+# The refusals are compared in English; the UI speaks zh-hans by default.
+pytestmark = pytest.mark.usefixtures("english")
+
 # Published sample numbers whose check characters are correct (GB 11643-1999's own example,
 # 11010519491231002X, ends in X).
 GOOD = ["11010519491231002X", "110101199003074514", "440524199001010018", "310104200807150027"]
