@@ -18,6 +18,12 @@ class Category(models.Model):
     slug = models.SlugField(_("slug"), unique=True, max_length=60)
     sort_order = models.PositiveIntegerField(_("sort order"), default=0)
     is_active = models.BooleanField(_("active"), default=True)
+    # Real-name rule for a whole category (a product can also require it on its own).
+    requires_real_name = models.BooleanField(
+        _("requires a verified real name"),
+        default=False,
+        help_text=_("Every product in this category (and its sub-categories) needs a buyer with a verified real name."),
+    )
 
     class Meta:
         ordering = ("sort_order", "id")
@@ -46,6 +52,8 @@ class Supplier(models.Model):
     authorisation_lookup_url = models.URLField(_("authorisation lookup link"), blank=True)
     authorised_until = models.DateField(_("authorised until"), null=True, blank=True)
     contact = models.CharField(_("contact"), max_length=200, blank=True)
+    # Where rights holders' notices are forwarded (电子商务法 Art. 43).
+    contact_email = models.EmailField(_("contact email"), blank=True)
 
     class Meta:
         ordering = ("name",)
@@ -90,6 +98,22 @@ class Product(models.Model):
         default=False,
         help_text=_("Users whose credit level forbids high-risk goods cannot buy this product."),
     )
+    requires_real_name = models.BooleanField(
+        _("requires a verified real name"),
+        default=False,
+        help_text=_("Only buyers who verified their real name can buy this product."),
+    )
+    # Game top-ups follow the national limits on minors' spending (国家新闻出版署 2019 通知).
+    is_game_topup = models.BooleanField(
+        _("game top-up"),
+        default=False,
+        help_text=_("Minors' spending limits apply, which needs a verified real name."),
+    )
+    # The copyright/authorisation review ledger: the product may be on sale until this date
+    # (the approved review's validity); empty means no approved review.
+    sale_authorised_until = models.DateField(_("sale authorised until"), null=True, blank=True, editable=False)
+    # Why the product is held off sale whatever is_active says (a rights holder's notice).
+    sale_hold = models.CharField(_("held off sale"), max_length=200, blank=True, editable=False)
     sort_order = models.PositiveIntegerField(_("sort order"), default=0)
     created_at = models.DateTimeField(_("created"), auto_now_add=True)
     updated_at = models.DateTimeField(_("updated"), auto_now=True)
