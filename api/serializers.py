@@ -76,6 +76,25 @@ class OrderCreateSerializer(serializers.Serializer):
         "Part of the order: the same agent_order_no with another callback_url is a conflict (409).",
     )
 
+    real_name = serializers.CharField(
+        required=False,
+        allow_blank=True,
+        max_length=60,
+        help_text="The end user's name as on their resident identity card. Required (with id_number) for products "
+        "that need a verified real name and for game top-ups (the product's `requires_real_name`); ignored "
+        "otherwise. Verified once by the platform's two-element check; without it such an order is refused "
+        "(403 `real_name_required`).",
+    )
+    id_number = serializers.CharField(
+        required=False,
+        allow_blank=True,
+        max_length=40,
+        help_text="The end user's 18-character resident identity card number (GB 11643-1999, checked locally "
+        "first: 400 `id_number_invalid`). A mismatch or no record is 400 `real_name_refused`; the provider "
+        "unavailable is 503 `real_name_unavailable` (try again later). Game top-ups follow the national "
+        "limits on minors' spending by the verified age (403 `minor_limit`). Stored encrypted, never returned.",
+    )
+
     def validate_callback_url(self, value: str) -> str:
         if value and not value.lower().startswith(("https://", "http://")):
             raise serializers.ValidationError(_("Use an http:// or https:// address."))

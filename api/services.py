@@ -40,7 +40,15 @@ def _same_request(order: Order, product_id: int, quantity: int, callback_url: st
 
 
 def api_order_place(
-    *, key: ApiKey, product_id: int, quantity: int, agent_order_no: str, callback_url: str = "", ip: str | None = None
+    *,
+    key: ApiKey,
+    product_id: int,
+    quantity: int,
+    agent_order_no: str,
+    callback_url: str = "",
+    ip: str | None = None,
+    real_name: str = "",
+    id_number: str = "",
 ) -> tuple[Order, bool]:
     """Place an order for the key's agent and pay it from the agent's balance.
 
@@ -69,6 +77,9 @@ def api_order_place(
             channel=Order.Channel.API,
             agent_order_no=agent_order_no,
             callback_url=callback_url,
+            # The end user's real name, for products that need one (compliance.realname).
+            real_name=real_name,
+            id_number=id_number,
         )
     if order.agent_id != agent.pk or order.buyer_id != buyer.pk:  # pragma: no cover - constraints forbid it
         raise ApiError(409, "agent_order_no_conflict", _("This order number belongs to another order."))

@@ -361,7 +361,14 @@ class OrderCreate(ApiView):
             "charge. 201 means this request placed and paid it. The same number with another product, "
             "quantity or `callback_url` is refused (409 `agent_order_no_conflict`).\n\n"
             "Balance too low: 402 `insufficient_balance`; the order is cancelled at once and its "
-            "stock released. Its number stays used: place it again with a new `agent_order_no`."
+            "stock released. Its number stays used: place it again with a new `agent_order_no`.\n\n"
+            "**Real name**: products that need a verified real name, and game top-ups, are sold only "
+            "with the end user's `real_name` and `id_number` (checked locally, then by the platform's "
+            "two-element provider; a match is reused). Missing: 403 `real_name_required`; a bad number: "
+            "400 `id_number_invalid`; mismatch or no record: 400 `real_name_refused`; provider down: 503 "
+            "`real_name_unavailable` (nothing is placed, try again later). Game top-ups then follow the "
+            "national limits on minors' spending (国家新闻出版署 2019): 403 `minor_no_purchase` / "
+            "`minor_per_payment` / `minor_per_month`, the message naming the limit."
         ),
         request=OrderCreateSerializer,
         responses={
@@ -371,6 +378,14 @@ class OrderCreate(ApiView):
             409: OpenApiResponse(ErrorSerializer, description="agent_order_no_conflict / order_closed / out_of_stock."),
             422: OpenApiResponse(ErrorSerializer, description="order_refused: product or quantity."),
             **ERRORS,
+            403: OpenApiResponse(
+                ErrorSerializer,
+                description="IP not in the key's allow-list, or agent disabled; `real_name_required`; "
+                "`minor_no_purchase` / `minor_per_payment` / `minor_per_month` (minors' limits on game top-ups).",
+            ),
+            503: OpenApiResponse(
+                ErrorSerializer, description="`real_name_unavailable`: the real-name provider did not answer."
+            ),
             400: OpenApiResponse(
                 ValidationErrorSerializer,
                 description="`invalid_request` (fields: `details` has the messages), `invalid_json` "
@@ -398,6 +413,8 @@ class OrderCreate(ApiView):
             agent_order_no=data["agent_order_no"],
             callback_url=data.get("callback_url", ""),
             ip=client_ip(request._request),
+            real_name=data.get("real_name", ""),
+            id_number=data.get("id_number", ""),
         )
         codes = services.api_order_codes(key=self.key, order=order, ip=client_ip(request._request))
         return Response(_order_body(order, codes), status=status.HTTP_201_CREATED if paid_now else status.HTTP_200_OK)

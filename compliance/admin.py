@@ -14,15 +14,17 @@ from accounts.admin import UserAdmin
 from marketplace.admin import ReadOnlyAdmin, ReadOnlyInline
 from marketplace.errors import admin_action_run
 
-from . import rating, services
+from . import rating, realname, services
 from .models import (
     AuditEvent,
     CreditEvent,
     CreditLevel,
     CreditOverride,
+    MinorLimit,
     Qualification,
     QualificationChange,
     QualificationWarning,
+    RealNameVerification,
 )
 from .services import mfa_reset_by_staff
 
@@ -409,3 +411,86 @@ class CreditUserAdmin(UserAdmin):
             "opts": self.model._meta,
         }
         return render(request, "admin/compliance/credit.html", context)
+
+
+@admin.register(RealNameVerification)
+class RealNameVerificationAdmin(ReadOnlyAdmin):
+    """Every answer of the real-name provider, masked. The full name and number are shown only on
+    the reveal page (a POST), to staff holding ``reveal_id_number``, each time audited."""
+
+    list_display = ("checked_at", "owner", "source", "masked_name", "masked_number", "birth_date", "result", "provider")
+    list_filter = ("result", "source", "provider")
+    search_fields = ("user__email", "email")
+    date_hierarchy = "checked_at"
+    fields = (
+        "user",
+        "email",
+        "source",
+        "masked_name",
+        "masked_number",
+        "birth_date",
+        "result",
+        "provider",
+        "checked_at",
+        "reveal",
+    )
+    readonly_fields = fields
+
+    @admin.display(description=_("who"))
+    def owner(self, obj):
+        return obj.user or obj.email or obj.get_source_display()
+
+    @admin.display(description=_("name"))
+    def masked_name(self, obj):
+        return obj.name_masked
+
+    @admin.display(description=_("identity card number"))
+    def masked_number(self, obj):
+        return obj.id_number_masked
+
+    @admin.display(description=_("full name and number"))
+    def reveal(self, obj):
+        if obj is None or not obj.pk:
+            return "—"
+        return format_html(
+            '<a class="button" href="{}">{}</a>',
+            reverse("admin:compliance_realnameverification_reveal", args=[obj.pk]),
+            _("Reveal (audited)"),
+        )
+
+    def get_urls(self):
+        return [
+            path(
+                "<int:pk>/reveal/",
+                self.admin_site.admin_view(self.reveal_view),
+                name="compliance_realnameverification_reveal",
+            ),
+            *super().get_urls(),
+        ]
+
+    def reveal_view(self, request, pk: int):
+        """GET: a confirmation (nothing shown, nothing written); POST: the full values, audited.
+        Without the permission: 403, and the refusal is audited too."""
+        row = get_object_or_404(RealNameVerification, pk=pk)
+        shown = None
+        if request.method == "POST":
+            shown = realname.realname_reveal(actor=request.user, verification_id=row.pk, request=request)
+        elif not request.user.has_perm("compliance.reveal_id_number"):
+            raise PermissionDenied
+        context = {
+            **self.admin_site.each_context(request),
+            "title": _("Real-name verification %(pk)s") % {"pk": row.pk},
+            "row": row,
+            "shown": shown,
+            "opts": self.model._meta,
+        }
+        return render(request, "admin/compliance/realname_reveal.html", context)
+
+
+@admin.register(MinorLimit)
+class MinorLimitAdmin(admin.ModelAdmin):
+    """The minors' limits on game top-ups (国家新闻出版署 2019 通知 第三条), edited by staff."""
+
+    list_display = ("age_from", "age_to", "allowed", "per_payment", "per_month")
+    list_editable = ("allowed", "per_payment", "per_month")
+    ordering = ("age_from",)

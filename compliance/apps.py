@@ -7,4 +7,4 @@ class ComplianceConfig(AppConfig):
     verbose_name = _("Compliance")
 
     def ready(self):
-        from . import receivers  # noqa: F401  (the audit of staff sign-ins and two-factor changes)
+        from . import checks, receivers  # noqa: F401  (system checks; the audit of staff sign-ins and two-factor changes)

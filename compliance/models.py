@@ -302,3 +302,149 @@ class QualificationWarning(models.Model):
 
     def __str__(self):
         return f"{self.qualification_id} {self.stage} {self.valid_until}"
+
+
+class RealNameVerification(models.Model):
+    """One answer of the real-name provider (name + identity number, 二要素): a match, a
+    mismatch or no record. Written only by ``compliance.realname.realname_verify``.
+
+    Whose: a member (``user``), a guest (``email``), or an agent API order's end user (neither;
+    the order links it). The name and the number are encrypted with the card codes' key ring
+    (``marketplace.crypto``); the number's keyed digest finds equal numbers without decrypting.
+    Shown masked (first and last character); the full values only to staff holding
+    ``reveal_id_number``, each time audited (``compliance.realname.realname_reveal``)."""
+
+    class Result(models.TextChoices):
+        MATCH = "match", _("Match")
+        MISMATCH = "mismatch", _("Name and number do not match")
+        NO_RECORD = "no_record", _("No record")
+
+    class Source(models.TextChoices):
+        MEMBER = "member", _("Member")
+        GUEST = "guest", _("Guest checkout")
+        API = "api", _("Agent API end user")
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        verbose_name=_("user"),
+        null=True,
+        blank=True,
+        related_name="realname_verifications",
+        on_delete=models.PROTECT,
+    )
+    email = models.CharField(_("guest email"), max_length=254, blank=True)
+    source = models.CharField(_("source"), max_length=10, choices=Source.choices, default=Source.MEMBER)
+    name_encrypted = models.TextField(editable=False)
+    id_number_encrypted = models.TextField(editable=False)
+    id_digest = models.CharField(max_length=64, db_index=True, editable=False)
+    birth_date = models.DateField(_("birth date"))
+    result = models.CharField(_("result"), max_length=10, choices=Result.choices)
+    provider = models.CharField(_("provider"), max_length=20)
+    checked_at = models.DateTimeField(_("checked"), auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ("-checked_at", "-id")
+        verbose_name = _("real-name verification")
+        verbose_name_plural = _("real-name verifications")
+        permissions = [("reveal_id_number", _("Can reveal full names and identity numbers"))]
+        constraints = [
+            # A member verifies once, and an identity number verifies one account.
+            models.UniqueConstraint(fields=["user"], condition=Q(result="match"), name="realname_one_match_per_user"),
+            models.UniqueConstraint(
+                fields=["id_digest"],
+                condition=Q(result="match", user__isnull=False),
+                name="realname_number_one_account",
+            ),
+            models.CheckConstraint(condition=Q(user__isnull=True) | Q(email=""), name="realname_user_or_guest_email"),
+        ]
+
+    def __str__(self):
+        return f"{self.name_masked} {self.id_number_masked} {self.result}"
+
+    @property
+    def name(self) -> str:
+        from marketplace.crypto import decrypt
+
+        return decrypt(self.name_encrypted) if self.name_encrypted else ""
+
+    @name.setter
+    def name(self, value: str) -> None:
+        from marketplace.crypto import encrypt
+
+        self.name_encrypted = encrypt(value)
+
+    @property
+    def id_number(self) -> str:
+        from marketplace.crypto import decrypt
+
+        return decrypt(self.id_number_encrypted) if self.id_number_encrypted else ""
+
+    @id_number.setter
+    def id_number(self, value: str) -> None:
+        from marketplace.crypto import encrypt
+
+        self.id_number_encrypted = encrypt(value)
+
+    @property
+    def name_masked(self) -> str:
+        from .realname import mask_ends
+
+        return mask_ends(self.name)
+
+    @property
+    def id_number_masked(self) -> str:
+        from .realname import mask_ends
+
+        return mask_ends(self.id_number)
+
+    @property
+    def is_verified(self) -> bool:
+        return self.result == self.Result.MATCH
+
+
+class MinorLimit(models.Model):
+    """What a minor may spend on game top-ups, by age (edited by staff in admin; seeded with the
+    national values by migration 0008).
+
+    国家新闻出版署《关于防止未成年人沉迷网络游戏的通知》(国新出发〔2019〕34号) 第三条: 未满8周岁
+    的用户不得提供游戏付费服务; 8周岁以上未满16周岁的用户, 单次充值金额不得超过50元人民币, 每月
+    充值金额累计不得超过200元人民币; 16周岁以上未满18周岁的用户, 单次充值金额不得超过100元人民币,
+    每月充值金额累计不得超过400元人民币. "不得超过" is "at most": exactly the limit is allowed.
+    Ages are full years (``compliance.identity.age_on``), ``age_from`` included, ``age_to`` not."""
+
+    age_from = models.PositiveSmallIntegerField(_("from age"))
+    age_to = models.PositiveSmallIntegerField(_("under age"))
+    allowed = models.BooleanField(_("may buy game top-ups"), default=True)
+    per_payment = models.DecimalField(
+        _("at most per payment"),
+        max_digits=10,
+        decimal_places=2,
+        null=True,
+        blank=True,
+        help_text=_("Empty: no limit."),
+    )
+    per_month = models.DecimalField(
+        _("at most per calendar month"),
+        max_digits=10,
+        decimal_places=2,
+        null=True,
+        blank=True,
+        help_text=_("Empty: no limit."),
+    )
+
+    class Meta:
+        ordering = ("age_from",)
+        verbose_name = _("minors' spending limit")
+        verbose_name_plural = _("minors' spending limits")
+        constraints = [
+            models.CheckConstraint(condition=Q(age_to__gt=models.F("age_from")), name="minorlimit_age_range"),
+            models.CheckConstraint(
+                condition=Q(per_payment__isnull=True) | Q(per_payment__gte=0), name="minorlimit_per_payment_ge_0"
+            ),
+            models.CheckConstraint(
+                condition=Q(per_month__isnull=True) | Q(per_month__gte=0), name="minorlimit_per_month_ge_0"
+            ),
+        ]
+
+    def __str__(self):
+        return f"{self.age_from}–{self.age_to}"

@@ -1,11 +1,17 @@
-"""The public qualifications page (part of the trust pages at /trust/) and the licence image."""
+"""The public qualifications page (part of the trust pages at /trust/) and the licence image; the
+buyer's real-name verification page (/accounts/realname/)."""
 
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpResponse
-from django.shortcuts import render
+from django.shortcuts import redirect, render
 from django.utils.cache import patch_cache_control
 from django.utils.http import http_date, quote_etag
+from django.utils.translation import gettext as _
+from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
+from marketplace.errors import PASS_THROUGH, ServiceError
 from marketplace.permissions import staff_can_view
 
 from . import selectors
@@ -36,3 +42,44 @@ def qualification_image(request, pk: int):
     # record hidden or removed must stop being served.
     patch_cache_control(response, private=True, max_age=3600)
     return response
+
+
+@login_required
+@never_cache
+def realname(request):
+    """The buyer's real-name verification (/accounts/realname/): a name and an identity number,
+    checked locally first (GB 11643-1999), then by the provider. Once verified, shown masked.
+    ``?next=`` (a page of this site) is where the buyer goes back to once verified."""
+    from django.utils.http import url_has_allowed_host_and_scheme
+
+    from . import realname as service
+
+    next_url = request.POST.get("next") or request.GET.get("next") or ""
+    if not url_has_allowed_host_and_scheme(
+        next_url, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    ):
+        next_url = ""
+    verification = service.realname_of(user=request.user)
+    error = None
+    name = ""
+    if request.method == "POST" and verification is None:
+        name = request.POST.get("real_name", "")[:100]
+        try:
+            verification = service.realname_verify(
+                subject=service.Subject(user=request.user),
+                name=name,
+                id_number=request.POST.get("id_number", "")[:40],
+            )
+        except PASS_THROUGH:
+            raise
+        except ServiceError as exc:  # IdNumberError, RealNameError, RealNameUnavailable, Conflict
+            error = exc
+        else:
+            messages.success(request, _("Your real name is verified."))
+            return redirect(next_url or "realname")
+    return render(
+        request,
+        "compliance/realname.html",
+        {"verification": verification, "error": error, "name": name, "next": next_url},
+        status=400 if error is not None else 200,
+    )

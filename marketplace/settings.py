@@ -616,6 +616,7 @@ PAYMENTS_SANDBOX_ENABLED = env_bool("PAYMENTS_SANDBOX_ENABLED", default=not PROD
 if PRODUCTION and PAYMENTS_SANDBOX_ENABLED:
     raise ImproperlyConfigured("The sandbox payment gateway cannot be enabled in production")
 PAYMENTS_SANDBOX_APP_ID = "sandbox-app"
+
 PAYMENTS_SANDBOX_KEY_DIR = VAR_DIR / "keys"
 
 
@@ -645,6 +646,16 @@ WECHATPAY_GATEWAY_URL = env("WECHATPAY_GATEWAY_URL", "")  # empty: the SDK's own
 # Refuse notifications whose Wechatpay-Timestamp is older (or newer) than this (replays).
 WECHATPAY_MAX_CLOCK_SKEW = int(env("WECHATPAY_MAX_CLOCK_SKEW", "300"))
 PAYMENTS_GATEWAY_TIMEOUT = int(env("PAYMENTS_GATEWAY_TIMEOUT", "15"))
+
+# --- Real-name verification (compliance.realname) ----------------------------------------
+# "http": the two-element (name + identity number) check over HTTPS, signed Alibaba Cloud API
+# Gateway style with the app key and secret; "sandbox": deterministic answers for development,
+# refused in production (a system check error, compliance.checks, and at run time).
+REALNAME_PROVIDER = env("REALNAME_PROVIDER", "http" if PRODUCTION else "sandbox")
+REALNAME_URL = env("REALNAME_URL", "")
+REALNAME_APP_KEY = env("REALNAME_APP_KEY", "")
+REALNAME_APP_SECRET = env_secret("REALNAME_APP_SECRET")
+REALNAME_TIMEOUT = float(env("REALNAME_TIMEOUT", "8"))
 
 # --- Security -------------------------------------------------------------------------
 SESSION_COOKIE_HTTPONLY = True

@@ -92,6 +92,9 @@ class GuestForm(forms.Form):
     query_password = forms.CharField(
         required=False, strip=False, min_length=6, max_length=64, label=_("Query password (optional)")
     )
+    # For products that need a verified real name (compliance.realname): checked by order_place.
+    real_name = forms.CharField(required=False, max_length=60, label=_("Name"))
+    id_number = forms.CharField(required=False, max_length=40, label=_("Identity card number"))
 
     def clean(self):
         data = super().clean()

@@ -98,6 +98,17 @@ class Order(models.Model):
     callback_url = models.URLField(_("callback URL"), max_length=300, blank=True)
     # Codes of this order refunded or on their way back (decided refunds; kept by payments.services.refunds).
     refunded_quantity = models.PositiveIntegerField(_("codes refunded"), default=0)
+    # The real-name verification the order was placed with (products that need one: the
+    # buyer's, a guest's, or an API order's end user's; compliance.realname).
+    realname_verification = models.ForeignKey(
+        "compliance.RealNameVerification",
+        verbose_name=_("real-name verification"),
+        null=True,
+        blank=True,
+        related_name="+",
+        on_delete=models.PROTECT,
+        editable=False,
+    )
 
     class Meta:
         ordering = ("-id",)

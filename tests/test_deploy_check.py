@@ -12,7 +12,17 @@ from cryptography.fernet import Fernet
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 # Variables of the calling shell that would change what the production settings see.
-_SCRUB = ("DJANGO_", "DATABASE_URL", "CARD_CODE_KEYS", "STOCK_HASH_KEY", "PAYMENTS_", "SECURE_", "VAR_DIR", "CELERY_")
+_SCRUB = (
+    "DJANGO_",
+    "DATABASE_URL",
+    "CARD_CODE_KEYS",
+    "STOCK_HASH_KEY",
+    "PAYMENTS_",
+    "SECURE_",
+    "VAR_DIR",
+    "CELERY_",
+    "REALNAME_",
+)
 
 
 def production_env(tmp_path, **overrides) -> dict[str, str]:
@@ -27,6 +37,9 @@ def production_env(tmp_path, **overrides) -> dict[str, str]:
             "DATABASE_URL": f"sqlite:///{tmp_path / 'deploy.db'}",
             "DJANGO_ALLOWED_HOSTS": "shop.example.com",
             "VAR_DIR": str(tmp_path / "var"),
+            "REALNAME_URL": "https://realname.example.com/idcard/verify",
+            "REALNAME_APP_KEY": "203000000",
+            "REALNAME_APP_SECRET": secrets.token_hex(16),
         }
     )
     for name, value in overrides.items():
@@ -76,3 +89,17 @@ def test_production_refuses_debug(tmp_path):
     result = manage(production_env(tmp_path, DJANGO_DEBUG="1"), "check")
     assert result.returncode != 0
     assert "DJANGO_DEBUG cannot be on with DJANGO_PRODUCTION=1" in result.stderr
+
+
+def test_production_refuses_the_sandbox_realname_provider(tmp_path):
+    """The sandbox answers "match" to made-up people: a system check error in production."""
+    result = manage(production_env(tmp_path, REALNAME_PROVIDER="sandbox"), "check", "--deploy")
+    assert result.returncode != 0
+    assert "compliance.E001" in result.stdout + result.stderr
+
+
+def test_production_needs_the_realname_provider_configured(tmp_path):
+    result = manage(production_env(tmp_path, REALNAME_APP_SECRET=None), "check", "--deploy")
+    assert result.returncode != 0
+    assert "compliance.E002" in result.stdout + result.stderr
+    assert "REALNAME_APP_SECRET" in result.stdout + result.stderr

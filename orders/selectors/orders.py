@@ -328,3 +328,36 @@ def purchase_info(*, product: Product, viewer=None, storefront=None) -> Purchase
     """What ``viewer`` pays for ``product`` (in ``storefront``, if given), the codes in stock,
     the limits per order, and whether they can buy it now, else why not."""
     return purchase_infos([product], viewer=viewer, storefront=storefront)[0]
+
+
+def game_topup_month_spent(*, id_digest: str, start: datetime, end: datetime, exclude_order_id=None) -> Decimal:
+    """What the person with this identity number (by its keyed digest, whatever account, guest
+    email or agent's API carried the verification) spent on game top-ups in [start, end), for the
+    minors' monthly limit (compliance.minors).
+
+    Counted: orders awaiting payment (not past their deadline), paid, delivered or in a refund,
+    less the codes a decided refund gives back (``refunded_quantity``). Not counted: expired and
+    cancelled orders (never paid) and refunded ones. The decision on refunds: money returned is
+    not spending, and a refunded code is one nobody revealed (the no-reason refund's rule), so
+    nothing was topped up with it; the minor may spend that amount again this month."""
+    from django.db.models import DecimalField, ExpressionWrapper, F, Sum, Value
+    from django.db.models.functions import Coalesce, Greatest
+    from django.utils import timezone
+
+    S = Order.Status
+    rows = Order.objects.filter(
+        Q(status=S.PENDING, expires_at__gt=timezone.now()) | Q(status__in=[S.PAID, S.DELIVERED, S.REFUND_PENDING]),
+        product__is_game_topup=True,
+        realname_verification__id_digest=id_digest,
+        created_at__gte=start,
+        created_at__lt=end,
+    )
+    if exclude_order_id is not None:
+        rows = rows.exclude(pk=exclude_order_id)
+    money = DecimalField(max_digits=12, decimal_places=2)
+    kept = Greatest(
+        ExpressionWrapper(F("total") - F("unit_price") * F("refunded_quantity"), output_field=money),
+        Value(Decimal("0"), output_field=money),
+    )
+    total = rows.aggregate(spent=Coalesce(Sum(kept), Value(Decimal("0"), output_field=money)))["spent"]
+    return quantize(total)

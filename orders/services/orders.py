@@ -22,7 +22,8 @@ from agents.services import commissions
 from catalog import selectors as catalog_selectors
 from catalog import services as stock
 from catalog.models import Product
-from compliance.models import CreditEvent
+from compliance import minors, realname
+from compliance.models import CreditEvent, RealNameVerification
 from compliance.services import credit_event_record
 from ledger import services as ledger
 from marketplace.celery import publish
@@ -76,6 +77,8 @@ def order_place(
     guest_email: str = "",
     query_password: str = "",
     captcha: str = "",
+    real_name: str = "",
+    id_number: str = "",
 ) -> Order:
     """Reserve ``quantity`` codes of a product for ``buyer`` and open an order awaiting payment.
 
@@ -93,6 +96,14 @@ def order_place(
     spends no query on looking first. API orders are also unique per agent order number.
     ``captcha`` is the checkout form's solved challenge, needed only while a risk rule asks for
     one (``risk.captcha.CaptchaRequired`` otherwise; the page then shows the challenge).
+
+    Products that need a verified real name (``compliance.realname.product_needs_real_name``:
+    the product, its category or parent category, or a game top-up) are sold only with one: a
+    member's own (``RealNameRequired`` asks them to verify first), or the ``real_name`` and
+    ``id_number`` a guest or an agent's API order gives for its end user, verified here. The order
+    keeps the verification. Game top-ups then follow the minors' limits (``compliance.minors``),
+    checked with the order's row written and the person's verifications locked, so two
+    concurrent orders cannot both take the month's last allowance.
     """
     # The rules the pages show (``selectors.purchase_info``) and the checkout form checks,
     # enforced here with the same functions.
@@ -132,6 +143,15 @@ def order_place(
         key=key,
         captcha=captcha,
     )
+    # Real name (and the provider's call) after the cheaper refusals above.
+    verification = realname.realname_for_purchase(
+        product=product,
+        buyer=buyer,
+        guest_email=guest_email,
+        real_name=real_name,
+        id_number=id_number,
+        api=channel == Order.Channel.API,
+    )
     unit_price = quote.unit_price
     subtotal = quantize(unit_price * quantity)
     try:
@@ -139,6 +159,14 @@ def order_place(
             # The order row first: its (buyer, key) unique index makes a concurrent request with
             # the same key wait here for this one, then return its order, instead of racing it
             # for the codes (and reporting "sold out" for an order that was in fact placed).
+            if verification is not None and product.is_game_topup:
+                # One person's top-ups are checked one at a time (all their verifications locked).
+                list(
+                    RealNameVerification.objects.select_for_update()
+                    .filter(id_digest=verification.id_digest)
+                    .order_by("pk")
+                    .values_list("pk", flat=True)
+                )
             order = Order.objects.create(
                 buyer=buyer,
                 guest_email=guest_email,
@@ -157,7 +185,20 @@ def order_place(
                 agent=quote.agent,
                 agent_order_no=agent_order_no,
                 callback_url=callback_url,
+                realname_verification=verification,
             )
+            if verification is not None and product.is_game_topup:
+                window = minors.month_window()
+                minors.minor_limit_check(
+                    birth_date=verification.birth_date,
+                    amount=order.total,
+                    month_spent=selectors.game_topup_month_spent(
+                        id_digest=verification.id_digest,
+                        start=window.start,
+                        end=window.end,
+                        exclude_order_id=order.pk,
+                    ),
+                )  # or MinorLimitError: the order row above is rolled back
             if quote.shares:
                 OrderShare.objects.bulk_create(
                     [

@@ -7,12 +7,13 @@ from django.core.paginator import Paginator
 from django.http import Http404, HttpResponseRedirect, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
+from django.utils.http import urlencode
 from django.utils.translation import gettext as _
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
 
 from catalog import selectors as catalog
-from compliance import rating
+from compliance import rating, realname
 from marketplace.db import retry_once_if_connection_lost
 from marketplace.errors import PASS_THROUGH, ServiceError
 from marketplace.http import client_ip
@@ -58,7 +59,20 @@ def guest_fields(request) -> tuple[GuestForm | None, str | None, dict]:
     if error is not None:
         return form, error, {}
     data = form.cleaned_data
-    return form, None, {"buyer": None, "guest_email": data["guest_email"], "query_password": data["query_password"]}
+    who = {"buyer": None, "guest_email": data["guest_email"], "query_password": data["query_password"]}
+    if data.get("real_name") or data.get("id_number"):  # products that need a verified real name
+        who.update(real_name=data["real_name"], id_number=data["id_number"])
+    return form, None, who
+
+
+def realname_context(request, product) -> dict:
+    """What the checkout shows about real names for ``product``: whether it needs one, the
+    member's verification (shown masked), and the link to verify (back to this page after)."""
+    if not realname.product_needs_real_name(product):
+        return {"realname_needed": False}
+    verification = realname.realname_of(user=request.user)
+    verify_url = reverse("realname") + "?" + urlencode({"next": request.get_full_path()})
+    return {"realname_needed": True, "realname_verification": verification, "realname_verify_url": verify_url}
 
 
 CHANNEL_RE = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
@@ -139,6 +153,7 @@ def checkout(request, slug):
             "hold_minutes": settings.ORDER_PAYMENT_MINUTES,
             "channel": channel_chosen(request),
             "captcha": captcha,
+            **realname_context(request, product),
         },
         status=400 if error else 200,
     )

@@ -30,7 +30,7 @@ from ..forms import CheckoutForm, new_idempotency_key
 from ..selectors import orders as selectors
 from ..services import orders as services
 from .limits import checkout_limited
-from .orders import channel_chosen, guest_fields, placed
+from .orders import channel_chosen, guest_fields, placed, realname_context
 
 PAGE_SIZE = 24
 
@@ -143,11 +143,8 @@ def product(request, slug, product_slug):
         return _not_sold(request, sf)
     form = CheckoutForm(request.GET, product=info.product)
     guest_form, _error, _who = guest_fields(request)
-    return render(
-        request,
-        "storefront/product.html",
-        _product_context(sf, info, form, guest_form=guest_form, channel=channel_chosen(request)),
-    )
+    context = _product_context(sf, info, form, guest_form=guest_form, channel=channel_chosen(request))
+    return render(request, "storefront/product.html", {**context, **realname_context(request, info.product)})
 
 
 @checkout_limited
@@ -189,7 +186,8 @@ def buy(request, slug, product_slug):
         else:
             return placed(request, order, channel=request.POST.get("channel", ""))
     context = _product_context(sf, info, form, error, guest_form, channel_chosen(request))
-    return render(request, "storefront/product.html", {**context, "captcha": captcha}, status=400)
+    context.update(realname_context(request, item), captcha=captcha)
+    return render(request, "storefront/product.html", context, status=400)
 
 
 @require_GET
