@@ -37,7 +37,8 @@ import logging
 import time
 import uuid
 from dataclasses import dataclass
-from typing import Protocol
+from datetime import timedelta
+from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 import requests
@@ -249,7 +250,7 @@ def _name_clean(name: str) -> str:
 class Subject:
     """Whose verification: a member, a guest's email, or an agent API's end user (neither)."""
 
-    user: object | None = None
+    user: Any = None  # a User, or None
     email: str = ""
     source: str = "member"
 
@@ -257,7 +258,7 @@ class Subject:
 def _failures_today(subject: Subject):
     from .models import RealNameVerification
 
-    since = timezone.now() - timezone.timedelta(days=1)
+    since = timezone.now() - timedelta(days=1)
     rows = RealNameVerification.objects.filter(checked_at__gte=since).exclude(result=Result.MATCH)
     if subject.user is not None:
         return rows.filter(user=subject.user).count()

@@ -9,7 +9,6 @@ from django.views.i18n import set_language
 from accounts import views as account_views
 from aftersales import urls as aftersales_urls
 from agents import urls as agent_urls
-from compliance import views as compliance_views
 from orders import urls as order_urls
 from orders.views import orders as order_views
 from payments import urls as payment_urls
@@ -29,7 +28,7 @@ urlpatterns = [
     path("api/", include("api.urls")),
     path("admin/", admin.site.urls),
     path("accounts/profile/", order_views.profile, name="profile"),
-    path("accounts/realname/", compliance_views.realname, name="realname"),
+    path("accounts/realname/", include("compliance.account_urls")),  # real-name verification
     path("accounts/", include("allauth.urls")),
     # A guest order's after-sales pages, under its order page (the guest's proof is checked there).
     path("orders/guest/<str:number>/", include((aftersales_urls.guest_urlpatterns, "aftersales_guest"))),

@@ -76,7 +76,7 @@ def test_a_verified_15_year_old_is_refused_a_60_yuan_top_up():
 
 def test_the_payment_is_the_order_total_not_the_unit_price():
     buyer = verified(15)
-    with pytest.raises(MinorLimitError, match="this payment: ¥60.00"):
+    with pytest.raises(MinorLimitError, match=r"this payment: ¥60\.00"):
         place(buyer, topup("30.00"), quantity=2)
 
 
@@ -89,7 +89,8 @@ def test_four_50_yuan_top_ups_a_month_pass_and_a_fifth_is_refused():
     with pytest.raises(MinorLimitError) as refused:
         place(buyer, product)
     assert str(refused.value) == (
-        "Users under 16 may top up at most ¥200.00 per calendar month (this month so far: ¥200.00, this payment: ¥50.00)."
+        "Users under 16 may top up at most ¥200.00 per calendar month "
+        "(this month so far: ¥200.00, this payment: ¥50.00)."
     )
     # A cancelled order is not spending: its allowance comes back.
     order_services.order_cancel(order_id=orders[0].pk, buyer=buyer)
@@ -108,7 +109,7 @@ def test_last_month_and_expired_orders_do_not_count():
     place(buyer, product)
     place(buyer, product)
     place(buyer, product)
-    with pytest.raises(MinorLimitError, match="so far: ¥200.00"):
+    with pytest.raises(MinorLimitError, match=r"so far: ¥200\.00"):
         place(buyer, product)
 
 
@@ -151,7 +152,7 @@ def test_adults_and_ordinary_products_have_no_limit():
 
 def test_staff_edit_the_table_and_order_place_follows_it():
     MinorLimit.objects.filter(age_from=8).update(per_payment=D("30.00"))
-    with pytest.raises(MinorLimitError, match="at most ¥30.00 per payment"):
+    with pytest.raises(MinorLimitError, match=r"at most ¥30\.00 per payment"):
         place(verified(15), topup("40.00"))
 
 

@@ -354,7 +354,7 @@ def game_topup_month_spent(*, id_digest: str, start: datetime, end: datetime, ex
     )
     if exclude_order_id is not None:
         rows = rows.exclude(pk=exclude_order_id)
-    money = DecimalField(max_digits=12, decimal_places=2)
+    money: DecimalField = DecimalField(max_digits=12, decimal_places=2)
     kept = Greatest(
         ExpressionWrapper(F("total") - F("unit_price") * F("refunded_quantity"), output_field=money),
         Value(Decimal("0"), output_field=money),

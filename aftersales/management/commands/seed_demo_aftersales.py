@@ -97,7 +97,9 @@ class Command(BaseCommand):
         if not settings.PAYMENTS_SANDBOX_ENABLED:
             self.stdout.write("sandbox payments are off: no demo after-sales")
             return
-        products = [p for p in Product.objects.filter(is_active=True).order_by("pk") if stock.stock_count(p.pk) >= 8]
+        # Not the game top-up (it needs a verified real name the demo buyer does not have).
+        open_to_all = Product.objects.filter(is_active=True, requires_real_name=False, is_game_topup=False)
+        products = [p for p in open_to_all.order_by("pk") if stock.stock_count(p.pk) >= 8]
         if not products:
             self.stdout.write("run seed_demo first (no product has stock)")
             return

@@ -51,7 +51,12 @@ PRODUCTS = [
     ("video-vip-year", "视频会员 年卡", "membership", "video", 3, "248", "198.00", 1, 3, 20, False),
     ("music-vip-quarter", "音乐会员 季卡", "membership", "music", 3, "45", "39.00", 1, 10, 50, False),
     ("netease-500", "网易一卡通 500 点", "game_card", "netease", 0, "500", "485.00", 1, 2, 0, True),
+    ("kings-topup-60", "王者荣耀 点券 60 元（游戏充值）", "game_card", "tencent", 1, "60", "58.80", 1, 5, 30, True),
 ]
+
+# A game top-up: a verified real name is needed, and minors' limits apply (compliance.realname,
+# compliance.minors). In development the sandbox provider verifies any valid identity number.
+GAME_TOPUPS = {"kings-topup-60"}
 
 DESCRIPTIONS = {
     "game_card": "官方渠道点卡，付款后自动发货。请在对应游戏的官方充值页面使用卡号和密码充值。",
@@ -106,6 +111,8 @@ class Command(BaseCommand):
                     "sort_order": i,
                 },
             )
+            if slug in GAME_TOPUPS and not (product.is_game_topup and product.requires_real_name):
+                Product.objects.filter(pk=product.pk).update(is_game_topup=True, requires_real_name=True)
             if product.name != name and product.name.startswith(name):  # an older demo's "sold-out example"
                 Product.objects.filter(pk=product.pk).update(name=name)
             products.append((product, stock, numbered))
