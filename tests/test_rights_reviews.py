@@ -313,3 +313,23 @@ def test_selector_ledger_rows_match_the_reviews():
     review = submit(ProductFactory(name="Xbox 50"))
     rows = selectors.ledger_rows()
     assert rows[0][0] == review.pk and rows[0][1] == "Xbox 50" and rows[0][12] == "Submitted, awaiting review"
+
+
+@pytest.mark.django_db
+def test_demo_data_puts_every_demo_product_under_an_approved_review(settings):
+    from django.core.management import call_command
+
+    from catalog.models import Product
+
+    settings.PAYMENTS_SANDBOX_ENABLED = True
+    call_command("seed_demo", "--quiet")
+    call_command("seed_demo_rights", verbosity=0)
+    products = Product.objects.all()
+    assert products.exists()
+    for product in products:
+        assert product.sale_authorised_until and product.sale_authorised_until > timezone.localdate()
+        assert services.product_sale_refusal(product=product) is None
+    count = AuthorisationReview.objects.count()
+    call_command("seed_demo_rights", verbosity=0)  # again: nothing new
+    assert AuthorisationReview.objects.count() == count
+    assert not AuthorisationReview.objects.exclude(status=S.APPROVED).exists()
