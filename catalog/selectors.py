@@ -1,11 +1,13 @@
 """Reads for catalogue pages. Stock is always counted from codes really available."""
 
 from dataclasses import dataclass
+from datetime import date
 from decimal import ROUND_HALF_UP, Decimal
 
 from django.db import models
 from django.db.models import Count, OuterRef, Prefetch, Q, QuerySet, Sum
 from django.db.models.functions import Coalesce
+from django.utils import timezone
 
 from .models import CardCode, Category, Product, StockBatch, Supplier
 
@@ -23,8 +25,20 @@ def stock_count(product_id: int) -> int:
     return CardCode.objects.filter(product_id=product_id, status=CardCode.Status.AVAILABLE).count()
 
 
+def sale_allowed_q(today: date | None = None) -> Q:
+    """Products not held off sale by a rights holder's notice and whose sale authorisation (the
+    review ledger, ``rights``) has not lapsed. An empty ``sale_authorised_until`` is a product from
+    before the ledger: not enforced here (activating one needs an approved review: rights.admin)."""
+    today = today or timezone.localdate()
+    return Q(sale_hold="") & (Q(sale_authorised_until__isnull=True) | Q(sale_authorised_until__gte=today))
+
+
 def products_on_sale() -> QuerySet[Product]:
-    return Product.objects.filter(is_active=True, category__is_active=True).select_related("category", "supplier")
+    return (
+        Product.objects.filter(is_active=True, category__is_active=True)
+        .filter(sale_allowed_q())
+        .select_related("category", "supplier")
+    )
 
 
 def product_search(*, query: str = "", category: Category | None = None) -> list[Product]:

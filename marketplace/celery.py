@@ -92,6 +92,13 @@ app.conf.beat_schedule = {
         "task": "compliance.tasks.qualifications_warn_expiring",
         "schedule": crontab(hour=9, minute=0),
     },
+    # The authorisation ledger (rights): approved reviews past their validity expire and their
+    # products leave sale, just after midnight Beijing time; staff warned 30 and 7 days before.
+    "rights-reviews-expire": {"task": "rights.tasks.reviews_expire", "schedule": crontab(hour=0, minute=5)},
+    "rights-reviews-warn": {"task": "rights.tasks.reviews_warn_expiring", "schedule": crontab(hour=9, minute=5)},
+    # Rights notices: products restored 15 days after the counter-notice reached the rights holder
+    # with no complaint or lawsuit reported (电子商务法 第四十三条: 及时终止所采取的措施), checked hourly.
+    "rights-notices-restore": {"task": "rights.tasks.notices_restore", "schedule": crontab(minute=35)},
     # The trust centre's figures (after-sales over 30 and 90 days, the funds statement): computed
     # from the records and the stored snapshot replaced, hourly (the issue asks at least daily).
     "trust-figures-compute": {"task": "trust.tasks.figures_compute", "schedule": crontab(minute=20)},

@@ -106,6 +106,7 @@ INSTALLED_APPS = [
     "aftersales",
     "api",
     "trust",
+    "rights",
 ]
 
 MIDDLEWARE = [
@@ -336,6 +337,12 @@ RATE_LIMITS = {
     "ticket": {
         "subject": env_rate("RATE_TICKET_ACCOUNT", "20/3600"),
         "network": env_rate("RATE_TICKET_NETWORK", "60/3600"),
+    },
+    # Rights holders' notices (rights.views.notice_new): each takes a product down at once, so a
+    # script must not file them by the hundred. Subject: the notifier's email.
+    "rights_notice": {
+        "subject": env_rate("RATE_RIGHTS_NOTICE_EMAIL", "5/3600"),
+        "network": env_rate("RATE_RIGHTS_NOTICE_NETWORK", "10/3600"),
     },
 }
 # allauth's own limits, set here rather than left to its defaults, counted in the same cache

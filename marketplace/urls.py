@@ -44,6 +44,8 @@ urlpatterns = [
     path("trust/", include("trust.urls")),
     path("trust/", include("compliance.urls")),
     path("risk/", include("risk.urls")),  # the captcha's challenges
+    # Rights holders' notices (电子商务法 第四十二条) and the ledger's private documents (staff).
+    path("rights/", include("rights.urls")),
     path("", include((order_urls.catalog_urlpatterns, "catalog"))),
 ]
 

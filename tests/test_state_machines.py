@@ -34,13 +34,14 @@ from orders.models import ApiCallback, Order
 from orders.services import callbacks as callback_services
 from payments.models import Payment, Recharge, ReconciliationRun, Refund
 from payments.services import refunds
+from rights.models import AuthorisationReview, RightsNotice
 from risk.models import Alert
 from tests.builders import ask, codes_of, delivered_order, place, reveal, storefront_order
 from tests.factories import AgentLevelFactory, ProductFactory, UserFactory, add_stock
 
 ROOT = Path(__file__).resolve().parent.parent
 APP_PACKAGES = ("marketplace", "accounts", "ledger", "compliance", "catalog", "agents", "orders", "payments")
-APP_PACKAGES += ("aftersales", "api")
+APP_PACKAGES += ("aftersales", "api", "rights")
 
 # Machines without a history table, and why (every other machine must have one).
 NO_HISTORY = {
@@ -180,6 +181,21 @@ BUILD = {
     ),
     ArbitrationCase: lambda: ArbitrationCase.objects.create(ticket=_ticket(), requested_by=UserFactory()),
     Alert: lambda: Alert.objects.create(rule="signup_ip", action="log", email="a@example.net"),
+    AuthorisationReview: lambda: AuthorisationReview.objects.create(
+        supplier=ProductFactory().supplier,
+        certificate_no="C-1",
+        submitted_by=UserFactory(),
+        valid_until=date(2030, 1, 1),
+    ),
+    RightsNotice: lambda: RightsNotice.objects.create(
+        product=ProductFactory(),
+        product_reference="p",
+        notifier_name="A",
+        notifier_email="a@example.net",
+        right_claimed="copyright",
+        evidence="e",
+        declaration_accepted_at=timezone.now(),
+    ),
 }
 
 

@@ -5,6 +5,7 @@ from decimal import Decimal
 from django.db import models
 from django.db.models import Count, Prefetch, Q
 from django.shortcuts import get_object_or_404
+from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from agents import selectors as agent_selectors
@@ -134,6 +135,10 @@ class ReasonCode(models.TextChoices):
     BELOW_MINIMUM = "below_minimum"
     ABOVE_MAXIMUM = "above_maximum"
     FORM_EXPIRED = "form_expired"
+    # The rights ledger (rights.services): a rights holder's notice holds the product (电子商务法
+    # 第四十二条), or its supply authorisation's validity has ended.
+    SALE_HELD = "sale_held"
+    AUTHORISATION_LAPSED = "authorisation_lapsed"
 
 
 class PriceKind(models.TextChoices):
@@ -186,7 +191,11 @@ class PurchaseInfo:
 
     @property
     def listed(self) -> bool:
-        return self.reason is None or self.reason.code != ReasonCode.NOT_FOR_SALE
+        return self.reason is None or self.reason.code not in UNLISTED
+
+
+# Reasons that take the product off the lists, not merely off the buy button.
+UNLISTED = frozenset({ReasonCode.NOT_FOR_SALE, ReasonCode.SALE_HELD, ReasonCode.AUTHORISATION_LAPSED})
 
 
 def reason(code: str, **params) -> Reason:
@@ -199,6 +208,10 @@ def reason(code: str, **params) -> Reason:
         ReasonCode.QUANTITY_INVALID: _("Quantity must be a whole number."),
         ReasonCode.FORM_EXPIRED: _("This form has expired: reload the page and try again."),
         ReasonCode.PRODUCT_MISSING: _("This product does not exist."),
+        ReasonCode.SALE_HELD: _("This product is off sale while a rights holder's notice about it is handled."),
+        ReasonCode.AUTHORISATION_LAPSED: _(
+            "This product is off sale: its supply authorisation has ended and awaits renewal."
+        ),
     }
     if code == ReasonCode.NOT_ENOUGH_STOCK:
         message = _("Only %(available)d left in stock, fewer than the %(n)d per order minimum.") % params
@@ -219,6 +232,13 @@ def product_refusal(product: Product) -> Reason | None:
     """Whether the product is on sale at all (the product and its category are active)."""
     if not product.is_active or not product.category.is_active:
         return reason(ReasonCode.INACTIVE)
+    # A hold (a rights holder's notice) or a lapsed authorisation refuses whatever is_active says.
+    # An empty sale_authorised_until is a product from before the review ledger: not enforced here
+    # (rights.services explains; activating a product needs an approved review).
+    if product.sale_hold:
+        return reason(ReasonCode.SALE_HELD)
+    if product.sale_authorised_until is not None and product.sale_authorised_until < timezone.localdate():
+        return reason(ReasonCode.AUTHORISATION_LAPSED)
     return None
 
 
