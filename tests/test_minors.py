@@ -74,6 +74,22 @@ def test_a_verified_15_year_old_is_refused_a_60_yuan_top_up():
     assert not Order.objects.exists()
 
 
+def test_a_refusal_is_kept_for_the_monthly_report():
+    """The order is rolled back, the refusal is not: the compliance report counts them."""
+    from compliance.models import AuditEvent
+
+    buyer = verified(15)
+    product = topup("60.00")
+    with pytest.raises(MinorLimitError):
+        place(buyer, product, ip="203.0.113.9")
+    event = AuditEvent.objects.get(action="minors.refused")
+    assert event.outcome == AuditEvent.Outcome.DENIED
+    assert event.actor == buyer
+    assert event.target == f"product:{product.pk}"
+    assert str(event.ip) == "203.0.113.9"
+    assert "minor_per_payment" in event.detail and "amount=60.00" in event.detail
+
+
 def test_the_payment_is_the_order_total_not_the_unit_price():
     buyer = verified(15)
     with pytest.raises(MinorLimitError, match=r"this payment: ¥60\.00"):

@@ -23,8 +23,8 @@ from catalog import selectors as catalog_selectors
 from catalog import services as stock
 from catalog.models import Product
 from compliance import minors, realname
-from compliance.models import CreditEvent, RealNameVerification
-from compliance.services import credit_event_record
+from compliance.models import AuditEvent, CreditEvent, RealNameVerification
+from compliance.services import audit_record, credit_event_record
 from ledger import services as ledger
 from marketplace.celery import publish
 from marketplace.errors import ServiceError
@@ -215,6 +215,18 @@ def order_place(
             code_ids = stock.stock_reserve(product_id=product.pk, quantity=quantity)
             OrderCode.objects.bulk_create([OrderCode(order=order, code_id=cid) for cid in code_ids])
             order.history.create(from_status="", to_status=OrderStatus.PENDING, actor=buyer, note="placed")
+    except minors.MinorLimitError as refused:
+        # The order was rolled back; the refusal itself is kept (outside that transaction) for
+        # the monthly compliance report's "minors refused" figure.
+        audit_record(
+            action="minors.refused",
+            outcome=AuditEvent.Outcome.DENIED,
+            actor=buyer,
+            target=f"product:{product.pk}",
+            ip=ip or None,
+            detail=f"{refused.code} amount={subtotal} channel={channel}",
+        )
+        raise
     except IntegrityError:
         # The same key committed by a concurrent request: that order is the answer.
         if buyer is None:
