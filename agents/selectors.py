@@ -283,6 +283,11 @@ def downline_costs(
 # --- storefront operators (网络交易监督管理办法 第二十四条、第二十五条) -------------------------------
 
 
+# 网络交易监督管理办法 第八条第三款: an individual's sporadic small-value sales stay under ¥100,000 a
+# year (the shops on the platform added together); past it, registration is due and the report marks them.
+SMALL_SALES_YEARLY_LIMIT = Decimal("100000.00")
+
+
 def operator_identity_of(agent: Agent) -> OperatorIdentity | None:
     return OperatorIdentity.objects.filter(agent=agent).defer("licence_image").first()
 

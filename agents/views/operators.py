@@ -8,7 +8,7 @@ from django.shortcuts import redirect, render
 from django.utils.translation import gettext as _
 
 from ..models import OperatorIdentity, Storefront
-from ..selectors import id_number_masked, operator_identity_of
+from ..selectors import SMALL_SALES_YEARLY_LIMIT, id_number_masked, operator_identity_of
 from ..services import operators
 from ..services.agents import AgentError
 from .storefront_manage import _agent, _errors
@@ -77,6 +77,7 @@ def operator_identity(request):
             "values": values,
             "errors": errors,
             "kinds": OperatorIdentity.Kind.choices,
+            "small_sales_limit": SMALL_SALES_YEARLY_LIMIT,
             "storefront": Storefront.objects.filter(agent=agent).defer("logo").first(),
         },
         status=400 if errors else 200,

@@ -20,13 +20,11 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from agents.models import OperatorIdentity
-from agents.selectors import OperatorReportRow, operators_report_rows
+from agents.selectors import SMALL_SALES_YEARLY_LIMIT, OperatorReportRow, operators_report_rows
 
 from ..models import Channel, Order
 
 ZERO = Decimal("0.00")
-# 网络交易监督管理办法 第八条第三款: an individual's sporadic small-value sales stay under ¥100,000 a year.
-SMALL_SALES_YEARLY_LIMIT = Decimal("100000.00")
 MONEY: DecimalField[Decimal, Decimal] = DecimalField(max_digits=14, decimal_places=2)
 # Orders that were paid (a sale took place), whatever happened after; refunds are reported apart.
 SOLD = (Order.Status.PAID, Order.Status.DELIVERED, Order.Status.REFUND_PENDING, Order.Status.REFUNDED)
