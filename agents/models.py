@@ -529,3 +529,108 @@ class ApiNonce(models.Model):
 
     def __str__(self):
         return self.nonce
+
+
+class OperatorIdentity(models.Model):
+    """Who runs a storefront: the platform's register of its in-platform operators.
+
+    网络交易监督管理办法 第二十四条: the platform collects each operator's true identity, address,
+    contact details (and licences), verifies and registers them, and re-checks them at least every
+    six months; 第二十五条: it reports them to the provincial market regulator every January and
+    July (``agents.selectors.operators_report_rows``). A registered business gives its name, its
+    统一社会信用代码 and its licence; an individual not registered as a market entity gives the
+    name and ID number and declares why no registration is needed (电子商务法 第十条: 零星小额交易).
+
+    One per agent, written only by ``agents.services.operators``: submitted by the agent, verified
+    or rejected by staff (``OPERATOR_IDENTITY_FLOW``); a change after verification is submitted
+    again. A storefront opens, and its public pages answer, only while this is verified.
+    The ID number is encrypted (``marketplace.crypto``), shown masked; the full number needs
+    ``agents.reveal_operator_id_number`` and each look is audited. The licence image is kept here
+    (re-encoded JPEG, no metadata), never under MEDIA: only staff's admin view serves it.
+    """
+
+    class Kind(models.TextChoices):
+        INDIVIDUAL = "individual", _("Individual (not registered as a business)")
+        BUSINESS = "business", _("Registered business (company or sole proprietorship)")
+
+    class Status(models.TextChoices):
+        SUBMITTED = "submitted", _("Awaiting verification")
+        VERIFIED = "verified", _("Verified")
+        REJECTED = "rejected", _("Rejected")
+
+    agent = models.OneToOneField(
+        Agent, verbose_name=_("agent"), related_name="operator_identity", on_delete=models.PROTECT
+    )
+    kind = models.CharField(_("operator type"), max_length=10, choices=Kind.choices)
+    # The individual's legal name, or the business's legal representative (法定代表人/经营者).
+    legal_name = models.CharField(_("legal name"), max_length=60)
+    id_number = models.TextField(_("ID number (encrypted)"), blank=True)  # marketplace.crypto
+    id_number_digest = models.CharField(max_length=64, blank=True, db_index=True, editable=False)
+    company_name = models.CharField(_("company name"), max_length=100, blank=True)
+    credit_code = models.CharField(_("unified social credit code"), max_length=18, blank=True, db_index=True)
+    # 网络交易监督管理办法 第十二条、第二十五条: the actual place of business and a contact.
+    address = models.CharField(_("actual business address"), max_length=200)
+    phone = models.CharField(_("contact phone"), max_length=20)
+    # 网络交易监督管理办法 第二十五条(二): an unregistered individual's self-declaration of why
+    # registration is not needed (电子商务法 第十条: sporadic small-value transactions).
+    small_sales_declared = models.BooleanField(_("declares sporadic small-value sales"), default=False)
+    licence_image = models.BinaryField(_("business licence image"), null=True, blank=True, editable=False)
+    status = models.CharField(_("status"), max_length=10, choices=Status.choices, default=Status.SUBMITTED)
+    submitted_at = models.DateTimeField(_("submitted"), null=True, blank=True)
+    verified_at = models.DateTimeField(_("verified"), null=True, blank=True)
+    reviewed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        verbose_name=_("reviewed by"),
+        null=True,
+        blank=True,
+        related_name="+",
+        on_delete=models.PROTECT,
+    )
+    reviewed_at = models.DateTimeField(_("reviewed"), null=True, blank=True)
+    reject_reason = models.CharField(_("reason for rejection"), max_length=300, blank=True)
+    created_at = models.DateTimeField(_("created"), auto_now_add=True)
+    updated_at = models.DateTimeField(_("updated"), auto_now=True)
+
+    class Meta:
+        ordering = ("-submitted_at", "-id")
+        verbose_name = _("storefront operator identity")
+        verbose_name_plural = _("storefront operator identities")
+        permissions = [("reveal_operator_id_number", _("Can see storefront operators' full ID numbers"))]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(kind="individual", company_name="", credit_code="") & ~Q(id_number="")
+                | Q(kind="business", id_number="") & ~Q(company_name="") & ~Q(credit_code=""),
+                name="operatoridentity_kind_fields",
+            ),
+        ]
+
+    def __str__(self):
+        return self.company_name or self.legal_name
+
+
+class OperatorIdentityStatusChange(StatusChange):
+    subject = "identity"
+
+    identity = models.ForeignKey(
+        OperatorIdentity, verbose_name=_("operator identity"), related_name="history", on_delete=models.CASCADE
+    )
+    from_status = models.CharField(_("from"), max_length=10, blank=True, choices=OperatorIdentity.Status.choices)
+    to_status = models.CharField(_("to"), max_length=10, choices=OperatorIdentity.Status.choices)
+
+
+OperatorStatus = OperatorIdentity.Status
+# Submitted by the agent (the initial state), decided by staff; a verified or rejected identity
+# the agent changes is submitted again (网络交易监督管理办法 第二十四条: verified on every update).
+OPERATOR_IDENTITY_FLOW = StateMachine(
+    transitions=table(
+        {
+            OperatorStatus.SUBMITTED: [OperatorStatus.VERIFIED, OperatorStatus.REJECTED],
+            OperatorStatus.VERIFIED: [OperatorStatus.SUBMITTED],
+            OperatorStatus.REJECTED: [OperatorStatus.SUBMITTED],
+        }
+    ),
+    history_model=OperatorIdentityStatusChange,
+    history_fk="identity",
+    entered_at={OperatorStatus.SUBMITTED: "submitted_at", OperatorStatus.VERIFIED: "verified_at"},
+    model=OperatorIdentity,
+)

@@ -9,16 +9,18 @@ more in total, not one each.
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import datetime
 from decimal import Decimal
 
 from django.db.models import Q
 from django.utils.translation import gettext as _
 
 from catalog.models import Category, Product
+from marketplace import crypto
 from marketplace.errors import Conflict
 from marketplace.money import quantize
 
-from .models import Agent, LevelPrice, Markup, PriceKind, RetailPrice, Storefront
+from .models import Agent, LevelPrice, Markup, OperatorIdentity, PriceKind, RetailPrice, Storefront
 
 HUNDRED = Decimal(100)
 
@@ -276,3 +278,117 @@ def downline_costs(
             base = own[p.pk]
             out[p.pk] = quantize(base + _apply(markup.kind, markup.value, base)) if markup is not None else base
     return own, by_level
+
+
+# --- storefront operators (网络交易监督管理办法 第二十四条、第二十五条) -------------------------------
+
+
+# 网络交易监督管理办法 第八条第三款: an individual's sporadic small-value sales stay under ¥100,000 a
+# year (the shops on the platform added together); past it, registration is due and the report marks them.
+SMALL_SALES_YEARLY_LIMIT = Decimal("100000.00")
+
+
+def operator_identity_of(agent: Agent) -> OperatorIdentity | None:
+    return OperatorIdentity.objects.filter(agent=agent).defer("licence_image").first()
+
+
+def id_number_of(identity: OperatorIdentity) -> str:
+    """The full ID number, decrypted: for the regulator's report and the audited reveal only."""
+    return crypto.decrypt(identity.id_number) if identity.id_number else ""
+
+
+def id_number_masked(identity: OperatorIdentity) -> str:
+    """First and last character, the rest hidden: 1••••••••••••••••X."""
+    if not identity.id_number:
+        return ""
+    try:
+        number = id_number_of(identity)
+    except ValueError:
+        return "••••"
+    return number[0] + "•" * (len(number) - 2) + number[-1]
+
+
+@dataclass(frozen=True)
+class OperatorReportRow:
+    """One storefront operator as the half-yearly report lists it (网络交易监督管理办法 第二十五条):
+    a registered business by its name and credit code; an unregistered individual by name, ID
+    number and the self-declaration of why no registration is needed."""
+
+    agent_id: int
+    storefront_id: int
+    operator_type: str  # OperatorIdentity.Kind value, "" when the agent never submitted one
+    operator_type_label: str
+    name: str  # the company's name, or the individual's
+    legal_name: str  # the individual, or the business's legal representative
+    number: str  # the FULL ID number or credit code (see operators_report_rows)
+    address: str
+    phone: str
+    small_sales_declared: bool
+    storefront_name: str
+    storefront_path: str  # /s/<slug>/; the report prefixes the site's address
+    opened_at: datetime
+    is_open: bool
+    status: str  # OperatorIdentity.Status value, "" when none was submitted
+    status_label: str
+    verified_at: datetime | None
+
+
+def operators_report_rows(*, start: datetime, end: datetime) -> list[OperatorReportRow]:
+    """Every storefront operator active in ``[start, end)`` — a storefront opened before ``end`` —
+    with the identity information 第二十五条 asks the platform to report each January and July.
+
+    The ID number and credit code are returned IN FULL, decrypted: the regulator needs the real
+    numbers. Only callers behind a dedicated permission may use this (the operator report's
+    download, itself audited); never show these rows on a page or in a log. Storefronts whose
+    operator never submitted an identity are listed too (status ""), so the report shows the gap
+    rather than hiding it. Sales in the period are ``orders.selectors.operators.operator_sales``
+    (orders sit above agents, so this module cannot read them). Two queries in all.
+    """
+    storefronts = list(
+        Storefront.objects.filter(created_at__lt=end).select_related("agent").defer("logo").order_by("created_at", "pk")
+    )
+    identities = {
+        identity.agent_id: identity
+        for identity in OperatorIdentity.objects.filter(agent_id__in=[sf.agent_id for sf in storefronts]).defer(
+            "licence_image"
+        )
+    }
+    rows = []
+    for sf in storefronts:
+        identity = identities.get(sf.agent_id)
+        if identity is None:
+            kind = status = legal_name = number = address = phone = name = ""
+            kind_label = status_label = ""
+            declared, verified_at = False, None
+        else:
+            kind, kind_label = identity.kind, identity.get_kind_display()
+            business = identity.kind == OperatorIdentity.Kind.BUSINESS
+            name = identity.company_name if business else identity.legal_name
+            legal_name = identity.legal_name
+            number = identity.credit_code if business else id_number_of(identity)
+            address, phone = identity.address, identity.phone
+            declared = identity.small_sales_declared
+            status, status_label = identity.status, identity.get_status_display()
+            verified_at = identity.verified_at
+        rows.append(
+            OperatorReportRow(
+                agent_id=sf.agent_id,
+                storefront_id=sf.pk,
+                operator_type=kind,
+                operator_type_label=str(kind_label),
+                name=name,
+                legal_name=legal_name,
+                number=number,
+                address=address,
+                phone=phone,
+                small_sales_declared=declared,
+                storefront_name=sf.name,
+                storefront_path=f"/s/{sf.slug}/",
+                opened_at=sf.created_at,
+                is_open=sf.is_open,
+                status=status,
+                status_label=str(status_label),
+                verified_at=verified_at,
+            )
+        )
+    return rows

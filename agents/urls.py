@@ -5,7 +5,7 @@ The pages that read sales (overview, downline, reports) are ``orders.urls.agent_
 
 from django.urls import path
 
-from .views import api_keys, dashboard, storefront_manage, withdrawals
+from .views import api_keys, dashboard, operators, storefront_manage, withdrawals
 
 app_name = "agents"
 urlpatterns = [
@@ -18,6 +18,8 @@ urlpatterns = [
     # The agent's storefront settings and retail prices.
     path("storefront/", storefront_manage.storefront, name="storefront"),
     path("storefront/logo/", storefront_manage.storefront_logo, name="storefront_logo"),
+    # Who runs the storefront (网络交易监督管理办法 第二十四条): submitted here, verified by staff.
+    path("storefront/operator/", operators.operator_identity, name="operator_identity"),
     path("storefront/prices/", storefront_manage.storefront_prices, name="storefront_prices"),
     path("storefront/prices/<int:product_id>/", storefront_manage.storefront_price, name="storefront_price"),
     # The agent's keys for the integration API.

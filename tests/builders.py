@@ -16,14 +16,14 @@ from django.db import connections, transaction
 from django.utils import translation
 
 from aftersales.services import no_reason
-from agents.models import PriceKind, Storefront
+from agents.models import PriceKind
 from agents.services import agents as agent_services
 from ledger import services as ledger
 from ledger.selectors import balance_of
 from orders.models import CodeReveal, Order, OrderCode
 from orders.services.orders import order_place
 from payments.services import payments
-from tests.factories import ProductFactory, UserFactory, add_stock
+from tests.factories import ProductFactory, UserFactory, add_stock, storefront_create
 
 # --- threads that start together -------------------------------------------------------------
 
@@ -159,7 +159,7 @@ def storefront_order(level, buyer, *, depth: int = 3, quantity: int = 3):
     chain = chain_of(depth, level)
     for upline in chain[:-1]:
         agent_services.markup_set(agent=upline, kind=PriceKind.PERCENT, value="7.5")
-    shop = Storefront.objects.create(agent=chain[-1], slug="shop", name="Shop", default_markup_value=Decimal(20))
+    shop = storefront_create(agent=chain[-1], slug="shop", name="Shop", default_markup_value=Decimal(20))
     order = order_place(buyer=buyer, product=product, quantity=quantity, idempotency_key="k", storefront=shop)
     return chain, pay_and_deliver(order)
 

@@ -3,10 +3,13 @@ from decimal import Decimal
 
 import factory
 from django.contrib.auth import get_user_model
+from django.utils import timezone
 
-from agents.models import AgentLevel
+from agents.models import AgentLevel, OperatorIdentity, Storefront
 from catalog import services as stock_services
 from catalog.models import Category, Product, Supplier
+from compliance.identity import id_check_char
+from marketplace import crypto
 
 
 class UserFactory(factory.django.DjangoModelFactory):
@@ -84,3 +87,40 @@ def add_stock(product: Product, count: int, *, user=None, numbered: bool = False
     )
     assert batch.status == batch.Status.DONE, batch.error
     return secrets_list
+
+
+def id_number_for(serial: int, *, born: str = "19900307", region: str = "110101") -> str:
+    """A well-formed resident identity number (GB 11643-1999 check character) for tests."""
+    first17 = f"{region}{born}{serial % 1000:03d}"
+    return first17 + id_check_char(first17)
+
+
+class OperatorIdentityFactory(factory.django.DjangoModelFactory):
+    """A storefront operator's identity, verified (an individual unless told otherwise): what a
+    storefront needs to open and answer buyers (agents.services.operators)."""
+
+    class Meta:
+        model = OperatorIdentity
+
+    kind = OperatorIdentity.Kind.INDIVIDUAL
+    legal_name = "张三"
+    id_number = factory.Sequence(lambda n: crypto.encrypt(id_number_for(n)))
+    id_number_digest = factory.LazyAttribute(lambda o: crypto.keyed_digest(crypto.decrypt(o.id_number)))
+    address = "北京市东城区东长安街 1 号"
+    phone = "13800138000"
+    small_sales_declared = True
+    status = OperatorIdentity.Status.VERIFIED
+    submitted_at = factory.LazyFunction(timezone.now)
+    verified_at = factory.LazyFunction(timezone.now)
+
+
+def verified_operator(agent) -> OperatorIdentity:
+    """``agent``'s verified operator identity (created if it has none)."""
+    existing = OperatorIdentity.objects.filter(agent=agent).first()
+    return existing or OperatorIdentityFactory(agent=agent)
+
+
+def storefront_create(*, agent, **fields) -> Storefront:
+    """A storefront row as tests make them, its operator verified so that it answers buyers."""
+    verified_operator(agent)
+    return Storefront.objects.create(agent=agent, **fields)

@@ -8,12 +8,12 @@ import pytest
 from django.db import transaction
 from django.test import Client
 
-from agents.models import ApiKey, Invitation, Markup, PriceKind, RetailPrice, Storefront, Withdrawal
+from agents.models import ApiKey, Invitation, Markup, PriceKind, RetailPrice, Withdrawal
 from agents.services import agents as services
 from agents.services import api_keys, withdrawals
 from compliance.models import AuditEvent
 from ledger import services as ledger
-from tests.factories import ProductFactory, UserFactory
+from tests.factories import ProductFactory, UserFactory, storefront_create
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("english")]
 
@@ -26,7 +26,7 @@ def victim(level):
     product = ProductFactory(price=Decimal("50.00"))
     markup = services.markup_set(agent=agent, kind=PriceKind.FIXED, value="2.00")
     invitation = services.invitation_create(upline=agent, level=level, max_uses=3)
-    shop = Storefront.objects.create(agent=agent, slug="victim-shop", name="Victim")
+    shop = storefront_create(agent=agent, slug="victim-shop", name="Victim")
     RetailPrice.objects.create(storefront=shop, product=product, price=Decimal("60.00"))
     key, _secret = api_keys.apikey_create(agent=agent, name="shop")
     with transaction.atomic():
@@ -62,7 +62,7 @@ def victim(level):
 def intruder(victim):
     """An agent of another tree, with a storefront of its own, logged in."""
     agent = services.agent_create(user=UserFactory(), level=victim["level"])
-    Storefront.objects.create(agent=agent, slug="intruder-shop", name="Intruder")
+    storefront_create(agent=agent, slug="intruder-shop", name="Intruder")
     client = Client()
     client.force_login(agent.user)
     return client

@@ -11,14 +11,14 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
-from agents.models import AgentLevel, Commission, PriceKind, Storefront
+from agents.models import AgentLevel, Commission, PriceKind
 from agents.services import agents as services
 from orders.models import Order
 from orders.selectors import reports
 from orders.services.orders import order_place
 from payments.services import refunds
 from payments.services.payments import sandbox_pay
-from tests.factories import CategoryFactory, ProductFactory, UserFactory, add_stock
+from tests.factories import CategoryFactory, ProductFactory, UserFactory, add_stock, storefront_create
 
 D = Decimal
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("english")]
@@ -67,7 +67,7 @@ def world():
     x = services.agent_create(user=UserFactory(), level=levels["普通"])
     services.markup_set(agent=a, kind=PriceKind.PERCENT, value="10")
     services.markup_set(agent=b, kind=PriceKind.FIXED, value="2.00")
-    shop = Storefront.objects.create(
+    shop = storefront_create(
         agent=a, slug="a-shop", name="A shop", default_markup_kind=PriceKind.PERCENT, default_markup_value=D("10")
     )
     today = timezone.localdate()

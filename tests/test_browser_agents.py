@@ -7,11 +7,11 @@ from decimal import Decimal
 
 import pytest
 
-from agents.models import AgentLevel, Commission, PriceKind, Storefront
+from agents.models import AgentLevel, Commission, PriceKind
 from agents.services import agents as services
 from orders.models import Order
 from tests.browser_helpers import DESKTOP, log_in, shot, wait_for_status
-from tests.factories import CategoryFactory, ProductFactory, UserFactory, add_stock
+from tests.factories import CategoryFactory, ProductFactory, UserFactory, add_stock, storefront_create
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 D = Decimal
@@ -26,7 +26,7 @@ def test_markup_storefront_price_sale_and_each_levels_earnings(browser, live_ser
     services.level_price_set(level=level, product=product, kind=PriceKind.FIXED, value="92.00")
     top = services.agent_create(user=UserFactory(email="top@example.com"), level=level)
     seller = services.agent_create(user=UserFactory(email="seller@example.com"), level=level, upline=top)
-    Storefront.objects.create(agent=seller, slug="lucky-star", name="幸运星数码卡铺", notice="自动发货，售后无忧。")
+    storefront_create(agent=seller, slug="lucky-star", name="幸运星数码卡铺", notice="自动发货，售后无忧。")
     buyer = UserFactory(email="shopper@example.com")
 
     # The top agent: every downline agent pays 3.00 over its cost.

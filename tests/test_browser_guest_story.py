@@ -12,13 +12,12 @@ from urllib.parse import urlsplit
 import pytest
 from django.core import mail
 
-from agents.models import Storefront
 from catalog.services import code_plaintext
 from orders.models import CodeReveal, Order
 from payments.models import Refund
 from tests.browser_helpers import new_page, shot, wait_for_status
 from tests.builders import chain_of
-from tests.factories import CategoryFactory, ProductFactory, SupplierFactory, add_stock
+from tests.factories import CategoryFactory, ProductFactory, SupplierFactory, add_stock, storefront_create
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 WIDE = {"width": 1366, "height": 900}
@@ -45,7 +44,7 @@ def product(settings):
 @pytest.fixture
 def shop(level):
     agent = chain_of(1, level)[0]
-    return Storefront.objects.create(agent=agent, slug="star-cards", name="星辰卡铺", default_markup_value=Decimal(5))
+    return storefront_create(agent=agent, slug="star-cards", name="星辰卡铺", default_markup_value=Decimal(5))
 
 
 def guest_checkout(page, *, quantity_steps: int = 0):

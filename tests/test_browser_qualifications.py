@@ -8,11 +8,11 @@ import pytest
 from django.core.management import call_command
 from django.utils import timezone
 
-from agents.models import Storefront
 from compliance import services
 from compliance.models import Qualification
 from tests.browser_helpers import PHONE, SCREENSHOTS, new_page, shot
 from tests.builders import chain_of
+from tests.factories import storefront_create
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 WIDE = {"width": 1366, "height": 860}
@@ -20,7 +20,7 @@ WIDE = {"width": 1366, "height": 860}
 
 def test_footer_and_qualifications_page_at_phone_and_desktop_widths(browser, live_server, level, staff):
     call_command("seed_demo_compliance", verbosity=0)
-    Storefront.objects.create(agent=chain_of(1, level)[0], slug="lucky-star", name="幸运星数码卡铺")
+    storefront_create(agent=chain_of(1, level)[0], slug="lucky-star", name="幸运星数码卡铺")
     for name, viewport in (("phone", PHONE), ("desktop", WIDE)):
         page = new_page(browser, live_server.url, viewport=viewport)
         for where, url in (("home", "/"), ("storefront", "/s/lucky-star/")):

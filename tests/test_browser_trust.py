@@ -10,12 +10,11 @@ import pytest
 from aftersales.models import Kind
 from aftersales.services import disputes
 from aftersales.services.tickets import ticket_open
-from agents.models import Storefront
 from orders.models import CodeReveal
 from payments.services import payments
 from tests.browser_helpers import PHONE, log_in, shot
 from tests.builders import chain_of, codes_of, delivered_order, place
-from tests.factories import ProductFactory, UserFactory, add_stock
+from tests.factories import ProductFactory, UserFactory, add_stock, storefront_create
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 D = Decimal
@@ -78,7 +77,7 @@ def test_trust_pages_at_phone_and_desktop_widths(browser, live_server, level, st
     product = ProductFactory(name="Steam 钱包充值卡 100 元", price=D("105.00"), face_value=D("100.00"))
     add_stock(product, 3)
     agent = chain_of(1, level)[0]
-    shop = Storefront.objects.create(agent=agent, slug="trusty", name="Trusty 卡铺", default_markup_value=D(20))
+    shop = storefront_create(agent=agent, slug="trusty", name="Trusty 卡铺", default_markup_value=D(20))
     coins = ProductFactory(name="腾讯 Q 币 30 元", price=D("29.50"), face_value=D("30.00"))
     add_stock(coins, 2)
     pending = place(buyer, coins)

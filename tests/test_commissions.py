@@ -8,7 +8,7 @@ import pytest
 from django.db import transaction
 from django.utils import timezone
 
-from agents.models import Commission, PriceKind, Storefront
+from agents.models import Commission, PriceKind
 from agents.services import agents as services
 from agents.services import commissions
 from ledger import services as ledger
@@ -18,7 +18,7 @@ from orders.models import Order, OrderShare
 from orders.services.orders import order_place
 from payments.services import refunds
 from tests.builders import balance_of, chain_of, pay_and_deliver, storefront_order
-from tests.factories import ProductFactory, add_stock
+from tests.factories import ProductFactory, add_stock, storefront_create
 
 D = Decimal
 FIXED, PERCENT = PriceKind.FIXED, PriceKind.PERCENT
@@ -46,7 +46,7 @@ def test_storefront_sale_pays_each_level_its_margin_and_the_sum_is_exact(depth, 
     value = D("1.07") if kind == FIXED else D("3.333")
     for upline in chain[:-1]:
         services.markup_set(agent=upline, kind=kind, value=value)
-    shop = Storefront.objects.create(
+    shop = storefront_create(
         agent=chain[-1],
         slug=f"shop-{depth}-{kind}",
         name="Shop",

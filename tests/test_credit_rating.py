@@ -21,7 +21,7 @@ from compliance.services import credit_event_record
 from orders.models import Order
 from orders.services import orders as order_services
 from tests.api_helpers import issue_key, make_agent, top_up
-from tests.factories import ProductFactory, add_stock
+from tests.factories import ProductFactory, add_stock, verified_operator
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("english")]
 Kind = CreditEvent.Kind
@@ -327,6 +327,7 @@ def test_the_guest_checkout_shows_the_refusal(client, product):
 
 def test_the_storefront_buy_shows_the_refusal(client, buyer, product):
     agent = make_agent()
+    verified_operator(agent)
     storefronts.storefront_open(agent=agent, slug="lucky", name="Lucky")
     force(buyer, "Restricted")
     client.force_login(buyer)

@@ -28,7 +28,7 @@ from orders.services import orders as order_services
 from payments.models import Payment, Refund
 from payments.services import refunds
 from tests.builders import run_concurrently
-from tests.factories import ProductFactory, UserFactory, add_stock
+from tests.factories import ProductFactory, UserFactory, add_stock, verified_operator
 
 D = Decimal
 # Transactional: payment, fulfilment and the emails run after their commits, as in production.
@@ -147,6 +147,7 @@ def test_a_guest_buys_on_the_platform_pays_in_the_sandbox_and_gets_the_signed_li
 def test_a_guest_buys_on_a_storefront_at_its_retail_price(client, product, level):
     agent_services.level_price_set(level=level, product=product, kind=PriceKind.FIXED, value="40.00")
     agent = agent_services.agent_create(user=UserFactory(), level=level)
+    verified_operator(agent)
     storefronts.storefront_open(
         agent=agent, slug="lucky", name="Lucky", default_markup_kind=PriceKind.FIXED, default_markup_value="5"
     )

@@ -11,13 +11,12 @@ import pytest
 from aftersales.models import Kind
 from aftersales.services import disputes
 from aftersales.services.tickets import ticket_open
-from agents.models import Storefront
 from orders.models import Order, OrderStatusChange
 from orders.services.orders import order_place
 from payments.models import Payment
 from payments.services import payments
 from tests.builders import chain_of, codes_of, delivered_order, place, wallet_balance
-from tests.factories import ProductFactory, add_stock
+from tests.factories import ProductFactory, add_stock, storefront_create
 
 D = Decimal
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("english")]
@@ -38,7 +37,7 @@ def channels(html: str) -> set[str]:
 @pytest.fixture
 def shop(level):
     agent = chain_of(1, level)[0]
-    return Storefront.objects.create(agent=agent, slug="trusty", name="Trusty", default_markup_value=D(20))
+    return storefront_create(agent=agent, slug="trusty", name="Trusty", default_markup_value=D(20))
 
 
 # --- 1. The live payment channels -----------------------------------------------------------

@@ -23,7 +23,7 @@ from orders.forms import CheckoutForm
 from orders.selectors import orders as selectors
 from orders.selectors.orders import PriceKind, ReasonCode, purchase_info, purchase_infos
 from orders.services import orders as services
-from tests.factories import CategoryFactory, ProductFactory, UserFactory, add_stock
+from tests.factories import CategoryFactory, ProductFactory, UserFactory, add_stock, verified_operator
 
 D = Decimal
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("english")]
@@ -51,6 +51,7 @@ def chain(level, product):
 @pytest.fixture
 def shop(chain):
     """C's shop: 7.5% over C's cost of 106.75 is 114.76."""
+    verified_operator(chain[2])
     return storefronts.storefront_open(
         agent=chain[2], slug="lucky-star", name="Lucky Star", default_markup_kind="percent", default_markup_value="7.5"
     )

@@ -12,11 +12,10 @@ from django.urls import reverse
 from django.utils import timezone
 from PIL import Image
 
-from agents.models import Storefront
 from compliance import selectors, services
 from compliance.models import Qualification, QualificationChange, QualificationWarning
 from tests.builders import chain_of
-from tests.factories import UserFactory
+from tests.factories import UserFactory, storefront_create
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("english")]
 Kind = Qualification.Kind
@@ -241,7 +240,7 @@ def footer(html: str) -> str:
 
 
 def test_the_footer_of_platform_and_storefront_pages_shows_them_with_their_links(client, all_four, level):
-    Storefront.objects.create(agent=chain_of(1, level)[0], slug="trusty", name="Trusty")
+    storefront_create(agent=chain_of(1, level)[0], slug="trusty", name="Trusty")
     for url in ("/", "/accounts/login/", "/s/trusty/", reverse("compliance:qualifications")):
         line = footer(client.get(url).content.decode())
         assert f"杭州卡盟数字科技有限公司 · Unified social credit code {USCC}" in line, url

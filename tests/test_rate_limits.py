@@ -17,13 +17,12 @@ import rest_framework.throttling  # noqa: F401  # before any clock is patched: D
 from django.core.cache import cache
 from django.test import Client, override_settings
 
-from agents.models import Storefront
 from marketplace.ratelimit import RateLimit, rate_limits_hit
 from orders.models import Order
 from orders.services import orders as order_services
 from tests.api_helpers import issue_key, make_agent, top_up
 from tests.builders import chain_of, delivered_order, pay_and_deliver
-from tests.factories import ProductFactory, UserFactory, add_stock
+from tests.factories import ProductFactory, UserFactory, add_stock, storefront_create
 
 pytestmark = pytest.mark.django_db(transaction=True)
 D = Decimal
@@ -145,7 +144,7 @@ def test_the_limit_ends_with_its_window(product, clock):
 
 def test_storefront_buying_counts_as_checkout(product, level):
     agent = chain_of(1, level)[0]
-    shop = Storefront.objects.create(agent=agent, slug="shop", name="Shop", default_markup_value=D(10))
+    shop = storefront_create(agent=agent, slug="shop", name="Shop", default_markup_value=D(10))
     client = member_client(UserFactory())
     url = f"/s/{shop.slug}/p/{product.slug}/buy/"
     statuses = [client.post(url, buy_post()).status_code for _ in range(3)]

@@ -20,7 +20,7 @@ from orders.models import Order
 from orders.services import orders as order_services
 from risk import captcha
 from risk.models import Alert
-from tests.factories import ProductFactory, UserFactory, add_stock
+from tests.factories import ProductFactory, UserFactory, add_stock, verified_operator
 
 D = Decimal
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("english", "risk_limits", "cheap_captcha")]
@@ -100,6 +100,7 @@ def test_past_the_threshold_the_form_shows_the_challenge_and_a_solution_passes_o
 def test_the_storefront_form_shows_it_too(device_rule, product, level):
     agent_services.level_price_set(level=level, product=product, kind=PriceKind.FIXED, value="8.00")
     agent = agent_services.agent_create(user=UserFactory(), level=level)
+    verified_operator(agent)
     storefronts.storefront_open(
         agent=agent, slug="lucky", name="Lucky", default_markup_kind=PriceKind.FIXED, default_markup_value="1"
     )

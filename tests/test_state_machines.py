@@ -25,7 +25,7 @@ from django.utils import timezone
 
 from aftersales.models import ArbitrationCase, RefundRequest, Ticket
 from aftersales.services import arbitration
-from agents.models import Commission, Withdrawal
+from agents.models import Commission, OperatorIdentity, Withdrawal
 from agents.services import agents as agent_services
 from agents.services import commissions
 from catalog.models import CODE_FLOW, CardCode, StockBatch
@@ -37,7 +37,7 @@ from payments.services import refunds
 from rights.models import AuthorisationReview, RightsNotice
 from risk.models import Alert
 from tests.builders import ask, codes_of, delivered_order, place, reveal, storefront_order
-from tests.factories import AgentLevelFactory, ProductFactory, UserFactory, add_stock
+from tests.factories import AgentLevelFactory, OperatorIdentityFactory, ProductFactory, UserFactory, add_stock
 
 ROOT = Path(__file__).resolve().parent.parent
 APP_PACKAGES = ("marketplace", "accounts", "ledger", "compliance", "catalog", "agents", "orders", "payments")
@@ -196,6 +196,7 @@ BUILD = {
         evidence="e",
         declaration_accepted_at=timezone.now(),
     ),
+    OperatorIdentity: lambda: OperatorIdentityFactory(agent=_agent(), status=OperatorIdentity.Status.SUBMITTED),
 }
 
 

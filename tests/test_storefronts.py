@@ -16,7 +16,7 @@ from agents.services.agents import AgentError
 from compliance.models import AuditEvent
 from orders.models import Order, OrderShare
 from orders.services import orders as order_services
-from tests.factories import ProductFactory, UserFactory, add_stock
+from tests.factories import ProductFactory, UserFactory, add_stock, verified_operator
 
 D = Decimal
 FIXED, PERCENT = PriceKind.FIXED, PriceKind.PERCENT
@@ -39,6 +39,8 @@ def chain(level, product):
     c = services.agent_create(user=UserFactory(), level=level, upline=b)
     services.markup_set(agent=a, kind=PERCENT, value="10")
     services.markup_set(agent=b, kind=FIXED, value="5.55")
+    for agent in (a, b, c):
+        verified_operator(agent)
     return a, b, c
 
 
@@ -422,6 +424,7 @@ def test_settings_form_saves(client, chain, shop):
 def test_agent_cannot_edit_another_agents_storefront(client, level, chain, shop, product):
     storefronts.retail_price_set(storefront=shop, product=product, price="115")
     intruder = services.agent_create(user=UserFactory(), level=level)
+    verified_operator(intruder)
     own = storefronts.storefront_open(agent=intruder, slug="intruder", name="Intruder")
     client.force_login(intruder.user)
     before = AuditEvent.objects.filter(outcome=AuditEvent.Outcome.DENIED).count()

@@ -18,7 +18,7 @@ from compliance.models import AuditEvent
 from ledger import services as ledger
 from payments.models import Payment, Recharge, Refund
 from tests.builders import place
-from tests.factories import ProductFactory, SupplierFactory, add_stock
+from tests.factories import ProductFactory, SupplierFactory, add_stock, storefront_create
 from trust import services
 from trust.models import TrustFigure
 from trust.views import CERTIFICATE_THROTTLED_ACTION
@@ -266,10 +266,9 @@ def test_certificate_lookup_is_limited_per_client(settings, authorised):
 
 
 def test_every_page_and_storefront_footer_links_the_trust_centre(client, level):
-    from agents.models import Storefront
     from tests.builders import chain_of
 
-    Storefront.objects.create(agent=chain_of(1, level)[0], slug="lucky", name="Lucky")
+    storefront_create(agent=chain_of(1, level)[0], slug="lucky", name="Lucky")
     for url in ("/", "/s/lucky/", reverse("trust:index")):
         html = client.get(url).content.decode()
         assert f'href="{reverse("trust:index")}"' in html, url

@@ -18,9 +18,10 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from catalog.models import Product
 from marketplace.money import quantize
 
-from ..models import Agent, PriceKind, RetailPrice, Storefront
+from ..models import Agent, OperatorIdentity, PriceKind, RetailPrice, Storefront
 from ..selectors import agent_costs, storefront_prices
 from .agents import AgentError, _amount
+from .operators import OperatorNotVerified
 
 SLUG_RE = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
 SLUG_MIN, SLUG_MAX = 3, 40
@@ -166,7 +167,12 @@ def storefront_open(
     default_markup_kind: str = PriceKind.PERCENT,
     default_markup_value: Decimal | int | str = 10,
 ) -> Storefront:
-    """Open ``agent``'s storefront at /s/<slug>/ (one per agent; the address is unique and kept)."""
+    """Open ``agent``'s storefront at /s/<slug>/ (one per agent; the address is unique and kept).
+
+    Only once the agent's operator identity is verified (网络交易监督管理办法 第二十四条: the platform
+    verifies and registers an operator before it sells on the platform)."""
+    if not OperatorIdentity.objects.filter(agent=agent, status=OperatorIdentity.Status.VERIFIED).exists():
+        raise OperatorNotVerified
     slug = slug_validate(slug)
     name = _clean_text(name, field="name", max_length=60, required=True)
     notice = _clean_text(notice, field="notice", max_length=2000)
@@ -357,9 +363,16 @@ def product_relist(*, storefront: Storefront, product: Product) -> RetailPrice |
 # --- reads ---------------------------------------------------------------------------------------
 
 
+def storefronts_public():
+    """Storefronts buyers may see and buy from: open, and their operator's identity verified
+    (网络交易监督管理办法 第二十四条). An identity changed after verification is checked again
+    before the shop answers again."""
+    return Storefront.objects.filter(is_open=True, agent__operator_identity__status=OperatorIdentity.Status.VERIFIED)
+
+
 def storefront_for_slug(slug: str) -> Storefront | None:
-    """The open storefront at /s/<slug>/, or None (unknown or closed)."""
-    return Storefront.objects.select_related("agent").defer("logo").filter(slug=slug, is_open=True).first()
+    """The public storefront at /s/<slug>/, or None (unknown, closed, or its operator unverified)."""
+    return storefronts_public().select_related("agent").defer("logo").filter(slug=slug).first()
 
 
 @dataclass

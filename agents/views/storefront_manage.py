@@ -24,6 +24,7 @@ from catalog.models import Category
 from compliance.services import audit_denied
 
 from ..models import Agent, PriceKind, RetailPrice, Storefront
+from ..selectors import operator_identity_of
 from ..services import storefronts
 from ..services.agents import AgentError
 
@@ -70,6 +71,8 @@ def storefront(request):
     sf = _own_storefront(agent)
     errors: dict[str, list[str]] = {}
     values = request.POST if request.method == "POST" else None
+    identity = operator_identity_of(agent)
+    operator_status = identity.status if identity is not None else ""
     if request.method == "POST":
         try:
             if sf is None:
@@ -109,6 +112,7 @@ def storefront(request):
                 "kinds": PriceKind.choices,
                 "slug_example": f"shop{agent.pk}",
                 "public_base": request.build_absolute_uri("/").rstrip("/"),
+                "operator_status": operator_status,
             },
             status=400 if errors else 200,
         )
@@ -140,6 +144,7 @@ def storefront(request):
             "public_url": _public_url(request, sf),
             "sales": sales,
             "own_prices": own_prices,
+            "operator_status": operator_status,
         },
         status=400 if errors else 200,
     )

@@ -192,7 +192,7 @@ def buy(request, slug, product_slug):
 
 @require_GET
 def logo(request, slug):
-    sf = Storefront.objects.defer("logo").filter(slug=slug, is_open=True).first()
+    sf = storefronts.storefronts_public().defer("logo").filter(slug=slug).first()
     if sf is None or sf.logo_updated_at is None:
         return HttpResponse(status=404)
     stamp = sf.logo_updated_at

@@ -1,18 +1,25 @@
-"""Demo agents: four levels with platform prices, a three-level chain with markups, a storefront.
+"""Demo agents: four levels with platform prices, a three-level chain with markups, their operator
+identities (two verified, one awaiting staff), a storefront.
 
 Safe to run again: existing rows are kept. Run after ``seed_demo`` (it needs the catalogue and
 the demo logins).
 """
 
+import io
 from decimal import Decimal
 
 from django.contrib.auth import get_user_model
+from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.management.base import BaseCommand
 from django.db import transaction
+from PIL import Image, ImageDraw
 
-from agents.models import Agent, AgentLevel, PriceKind, Storefront
+from agents.models import Agent, AgentLevel, OperatorIdentity, PriceKind, Storefront
 from agents.services import agents as services
+from agents.services import operators
 from catalog.models import Category
+from compliance.identity import id_check_char
+from compliance.services import uscc_check_char
 
 PASSWORD = "demo-pass-2026"
 LEVELS = [("普通", 1), ("铜牌", 2), ("银牌", 3), ("金牌", 4)]
@@ -28,6 +35,54 @@ CHAIN = [
     ("agent2@demo.local", "银牌", "agent@demo.local"),
     ("agent3@demo.local", "普通", "agent2@demo.local"),
 ]
+
+
+def _id_number(first17: str) -> str:
+    return first17 + id_check_char(first17)
+
+
+def _licence_png() -> SimpleUploadedFile:
+    img = Image.new("RGB", (900, 620), "white")
+    draw = ImageDraw.Draw(img)
+    draw.rectangle((20, 20, 880, 600), outline=(160, 20, 20), width=6)
+    draw.text((60, 60), "BUSINESS LICENCE (demo)", fill=(160, 20, 20))
+    out = io.BytesIO()
+    img.save(out, format="PNG")
+    return SimpleUploadedFile("licence.png", out.getvalue(), content_type="image/png")
+
+
+# The operators (网络交易监督管理办法 第二十四条): the top agent is a registered company, the second an
+# individual, both verified; the third waits in the staff's queue.
+DEMO_USCC = "91110105MA01XK7P3"
+OPERATORS = {
+    "agent@demo.local": dict(
+        kind=OperatorIdentity.Kind.BUSINESS,
+        legal_name="王金牌",
+        company_name="北京金牌数码科技有限公司",
+        credit_code=DEMO_USCC + uscc_check_char(DEMO_USCC),
+        address="北京市朝阳区建国路 88 号 SOHO 现代城 2 号楼 1203 室",
+        phone="010-65881234",
+        verify=True,
+    ),
+    "agent2@demo.local": dict(
+        kind=OperatorIdentity.Kind.INDIVIDUAL,
+        legal_name="李银",
+        id_number=_id_number("31010419880512302"),
+        small_sales_declared=True,
+        address="上海市徐汇区漕溪北路 398 号",
+        phone="13912345678",
+        verify=True,
+    ),
+    "agent3@demo.local": dict(
+        kind=OperatorIdentity.Kind.INDIVIDUAL,
+        legal_name="赵普",
+        id_number=_id_number("44030519950820161"),
+        small_sales_declared=True,
+        address="广东省深圳市福田区深南大道 6008 号",
+        phone="13600001111",
+        verify=False,
+    ),
+}
 
 
 class Command(BaseCommand):
@@ -67,8 +122,19 @@ class Command(BaseCommand):
         if games is not None:
             services.markup_set(agent=middle, kind=PriceKind.FIXED, value="1.00", category=games)
 
+        for email, details in OPERATORS.items():
+            agent = agents[email]
+            if OperatorIdentity.objects.filter(agent=agent).exists():
+                continue
+            fields = {k: v for k, v in details.items() if k != "verify"}
+            if fields["kind"] == OperatorIdentity.Kind.BUSINESS:
+                fields["licence_image"] = _licence_png()
+            identity = operators.operator_identity_submit(agent=agent, **fields)
+            if details["verify"]:
+                operators.operator_identity_verify(identity_id=identity.pk, by=None)
+
         if not Storefront.objects.filter(agent=top).exists():
-            Storefront.objects.create(
+            Storefront.objects.create(  # its operator is verified above
                 agent=top,
                 slug="jinpai",
                 name="金牌数码卡铺",
