@@ -1,5 +1,6 @@
-"""The public form for rights holders' notices (电子商务法 第四十二条) and the staff-only download
-of the ledger's documents (private storage, never under MEDIA)."""
+"""The public form for rights holders' notices (电子商务法 第四十二条), the public register of the
+notices and how each went (第四十四条), and the staff-only download of the ledger's documents
+(private storage, never under MEDIA)."""
 
 from django import forms
 from django.http import FileResponse, Http404
@@ -150,6 +151,36 @@ def notice_filed(request):
     if notice is None:
         return redirect("rights:notice_new")
     return render(request, "rights/notice_filed.html", {"notice": notice})
+
+
+@require_GET
+def notice_list(request):
+    """The public register of notices (电子商务法 第四十四条: 及时公示 the notices, the counter-notices
+    and the outcomes): newest first, 30 a page, filtered by status and searched by reference or
+    product name. Only public fields (``rights.selectors.PublicNotice``)."""
+    status = request.GET.get("status", "")
+    query = request.GET.get("q", "").strip()
+    page, notices = selectors.notices_public_page(status=status, query=query, page=request.GET.get("page"))
+    return render(
+        request,
+        "rights/notice_list.html",
+        {
+            "page": page,
+            "notices": notices,
+            "status": status if status in RightsNotice.Status.values else "",
+            "query": query[:100],
+            "statuses": RightsNotice.Status.choices,
+        },
+    )
+
+
+@require_GET
+def notice_detail(request, number: str):
+    """One notice of the register with its timeline (the status history, timestamped)."""
+    notice = selectors.notice_public(number=number)
+    if notice is None:
+        raise Http404
+    return render(request, "rights/notice_detail.html", {"notice": notice})
 
 
 @require_GET
