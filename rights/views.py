@@ -168,7 +168,7 @@ def notice_list(request):
             "page": page,
             "notices": notices,
             "status": status if status in RightsNotice.Status.values else "",
-            "query": query[:100],
+            "search": query[:100],  # not "query": base.html fills the site search with that
             "statuses": RightsNotice.Status.choices,
         },
     )

@@ -232,6 +232,7 @@ def test_no_page_view_writes_to_the_database(world):
                 *qualification_images(),
                 reverse("trust:index"),
                 reverse("trust:certificate_lookup") + "?number=NO-SUCH-CERT",
+                reverse("rights:notice_list") + "?status=taken_down&q=RN",
                 *storefront_pages(Storefront.objects.get(slug="jinpai")),
             ],
         ),

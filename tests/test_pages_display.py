@@ -235,6 +235,7 @@ def main_pages():
             reverse("compliance:qualifications"),
             reverse("trust:index"),
             reverse("trust:certificate_lookup") + "?number=NO-SUCH-CERT",
+            reverse("rights:notice_list"),
         ],
         "buyer@demo.local": [
             "/",
