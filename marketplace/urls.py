@@ -42,7 +42,9 @@ urlpatterns = [
     # qualifications (电子商务法 第十五条, compliance.views).
     path("trust/", include("trust.urls")),
     path("trust/", include("compliance.urls")),
-    path("risk/", include("risk.urls")),  # the captcha's challenges
+    path("risk/", include("risk.urls")),
+    # The agreements and policies, their versions, and the page to accept new ones (legal).
+    path("legal/", include("legal.urls")),  # the captcha's challenges
     path("", include((order_urls.catalog_urlpatterns, "catalog"))),
 ]
 
