@@ -28,6 +28,7 @@ urlpatterns = [
     path("api/", include("api.urls")),
     path("admin/", admin.site.urls),
     path("accounts/profile/", order_views.profile, name="profile"),
+    path("accounts/close/", include((aftersales_urls.account_urlpatterns, "account_close"))),
     path("accounts/", include("allauth.urls")),
     # A guest order's after-sales pages, under its order page (the guest's proof is checked there).
     path("orders/guest/<str:number>/", include((aftersales_urls.guest_urlpatterns, "aftersales_guest"))),
