@@ -3,7 +3,7 @@ from django import forms
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 from django.utils.translation import gettext as _
-from django.utils.translation import gettext_lazy
+from django.utils.translation import gettext_lazy, pgettext
 
 from . import selectors, services
 
@@ -13,7 +13,7 @@ FIELD = "accept_agreements"
 def agreements_label(versions) -> SafeString:
     """ "I have read and agree to 《…》 and 《…》", each title a link that opens in a new tab."""
     links = format_html_join(
-        _("、"),
+        pgettext("list separator", ", "),
         '<a href="{}" target="_blank" rel="noopener">《{}》</a>',
         ((v.url, v.label) for v in versions),
     )
