@@ -54,10 +54,13 @@ def published_versions() -> list[Published]:
     rows = cache.get(CACHE_KEY)
     if rows is None:
         rows = [
-            Published(*row)
-            for row in AgreementVersion.objects.filter(published_at__isnull=False)
+            Published(id=pk, kind=kind, version=label, title=title, effective_at=effective, published_at=published)
+            for pk, kind, label, title, effective, published in AgreementVersion.objects.filter(
+                published_at__isnull=False
+            )
             .order_by("-effective_at", "-published_at", "-id")
             .values_list("id", "kind", "version", "title", "effective_at", "published_at")
+            if published is not None
         ]
         cache.set(CACHE_KEY, rows, CACHE_SECONDS)
     return rows
