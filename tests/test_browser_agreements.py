@@ -76,3 +76,28 @@ def test_banner_sign_up_box_and_accept_page(browser, live_server, agreements, na
     page.wait_for_url(re.compile(r"/orders/$"))
     assert AgreementAcceptance.objects.filter(user=member).count() == 2
     assert page.js_errors == []
+
+
+@pytest.mark.parametrize(("name", "viewport"), [("phone", PHONE), ("desktop", WIDE)])
+def test_closing_the_account_from_the_profile_page(browser, live_server, name, viewport):
+    member = UserFactory()
+    page = new_page(browser, live_server.url, viewport=viewport)
+    page.goto("/accounts/login/")
+    page.fill("input[name=login]", member.email)
+    page.fill("input[name=password]", PASSWORD)
+    page.locator('main form button[type="submit"]').first.click()
+    page.wait_for_url(live_server.url + "/")
+    page.goto("/accounts/profile/")
+    page.locator("[data-testid=profile-close-account]").click()
+    page.wait_for_url("**/accounts/close/")
+    page.fill("[data-testid=account-close-password]", "wrong-password")
+    page.locator("[data-testid=account-close-submit]").click()
+    page.locator("text=密码不正确").wait_for()
+    page.fill("[data-testid=account-close-password]", PASSWORD)
+    shot(page, f"agreements-05-close-account-{name}")
+    page.locator("[data-testid=account-close-submit]").click()
+    page.wait_for_url(live_server.url + "/")
+    assert "您的账号已注销" in page.locator("main").inner_text()
+    member.refresh_from_db()
+    assert not member.is_active and member.email == f"closed-{member.pk}@closed.invalid"
+    assert page.js_errors == []
