@@ -9,6 +9,7 @@ from decimal import Decimal
 
 import pytest
 from django.db import DatabaseError, connection, transaction
+from django.urls import reverse
 from django.utils import timezone, translation
 
 from agents.services.agents import agent_create
@@ -229,3 +230,30 @@ def test_guest_checkout_without_versions_has_no_box(client, product):
     assert "accept_agreements" not in client.get(url).content.decode()
     assert client.post(url, _guest_post()).status_code == 302
     assert Order.objects.count() == 1 and not AgreementAcceptance.objects.exists()
+
+
+# --- admin -----------------------------------------------------------------------------------------
+
+
+def test_staff_publish_from_admin_and_a_published_version_is_read_only(client, staff):
+    client.force_login(staff)
+    first = publish(Kind.REFUND, "1")
+    draft = services.agreement_version_create(
+        kind=Kind.REFUND, version="2", title="t", body="b", effective_at=timezone.now() + timedelta(days=3)
+    )
+    url = reverse("admin:legal_agreementversion_changelist")
+    response = client.post(url, {"action": "publish", "_selected_action": [draft.pk]}, follow=True)
+    assert "at least 7 days before it takes effect" in response.content.decode()
+    draft.refresh_from_db()
+    assert draft.published_at is None
+    AgreementVersion.objects.filter(pk=draft.pk).update(effective_at=timezone.now() + timedelta(days=8))
+    response = client.post(url, {"action": "publish", "_selected_action": [draft.pk]}, follow=True)
+    assert "1 version published." in response.content.decode()
+    draft.refresh_from_db()
+    assert draft.is_published
+    # Published: the change form shows the text but has no field to change it, and no delete.
+    page = client.get(reverse("admin:legal_agreementversion_change", args=[first.pk])).content.decode()
+    assert 'name="body"' not in page and "deletelink" not in page
+    client.post(reverse("admin:legal_agreementversion_change", args=[first.pk]), {"title": "changed", "body": "x"})
+    first.refresh_from_db()
+    assert first.title != "changed"
