@@ -145,6 +145,7 @@ def cmd_up() -> int:
     manage("seed_demo_aftersales", env=env)
     manage("seed_demo_compliance", env=env)
     manage("seed_demo_rights", env=env)  # approved authorisation reviews for the demo products
+    manage("seed_demo_legal", env=env)
     manage("trust_compute", env=env)  # the trust centre's figures over the demo data (then hourly by beat)
 
     VAR.mkdir(parents=True, exist_ok=True)

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from .views import arbitration, guest, refunds, tickets
+from .views import accounts, arbitration, guest, refunds, tickets
 
 app_name = "aftersales"
 urlpatterns = [
@@ -31,3 +31,6 @@ guest_urlpatterns = [
     path("tickets/<str:ticket>/arbitration/", guest.arbitration, name="arbitration"),
     path("attachments/<uuid:public_id>/", guest.attachment, name="attachment"),
 ]
+
+# Closing one's own account (mounted at /accounts/close/ by marketplace.urls).
+account_urlpatterns = [path("", accounts.close, name="close")]

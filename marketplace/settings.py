@@ -98,6 +98,7 @@ INSTALLED_APPS = [
     "accounts",
     "ledger",
     "compliance",
+    "legal",
     "risk",
     "agents",
     "catalog",
@@ -126,6 +127,8 @@ MIDDLEWARE = [
     "risk.middleware.DeviceMiddleware",
     # Staff sessions: a second factor before anything but setting one up, shorter lifetimes.
     "compliance.middleware.StaffSessionMiddleware",
+    # A member who has not accepted the agreements in force is sent to accept them (legal/middleware.py).
+    "legal.middleware.AgreementAcceptMiddleware",
     # A service's refusal a page view let through: 404/403, or its message (marketplace/errors.py).
     "marketplace.errors.ServiceErrorMiddleware",
     # Last, so it sees a view's exceptions first: a dropped database connection retried
@@ -151,6 +154,7 @@ TEMPLATES = [
                 "aftersales.services.promises.promises",
                 "payments.selectors.pay_channels_context",
                 "compliance.selectors.qualifications_context",
+                "legal.selectors.legal_context",
             ],
             # ``money`` and ``order_no``: how amounts and order numbers are shown, everywhere.
             "builtins": ["marketplace.templatetags.display"],
@@ -275,6 +279,8 @@ LOGIN_URL = "account_login"
 # risk.adapter's subclass of accounts.adapter.AccountAdapter: sign-ups screened by the
 # blacklist and the registration rules (risk sits above accounts in the layers).
 ACCOUNT_ADAPTER = "risk.adapter.RiskAccountAdapter"
+# Sign-up asks for the acceptance of the user agreement and privacy policy in force (legal.forms).
+ACCOUNT_FORMS = {"signup": "legal.forms.SignupForm"}
 # "login_failed" no longer counts passwords (accounts.adapter does not call allauth's
 # pre_authenticate): allauth.mfa alone reads it, keyed on the user, for second-factor codes.
 # MFA_FAILURE_LIMIT codes a user may try within MFA_FAILURE_WINDOW_MINUTES (a success gives its

@@ -29,6 +29,7 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("accounts/profile/", order_views.profile, name="profile"),
     path("accounts/realname/", include("compliance.account_urls")),  # real-name verification
+    path("accounts/close/", include((aftersales_urls.account_urlpatterns, "account_close"))),
     path("accounts/", include("allauth.urls")),
     # A guest order's after-sales pages, under its order page (the guest's proof is checked there).
     path("orders/guest/<str:number>/", include((aftersales_urls.guest_urlpatterns, "aftersales_guest"))),
@@ -46,6 +47,8 @@ urlpatterns = [
     path("risk/", include("risk.urls")),  # the captcha's challenges
     # Rights holders' notices (电子商务法 第四十二条) and the ledger's private documents (staff).
     path("rights/", include("rights.urls")),
+    # The agreements and policies, their versions, and the page to accept new ones (legal).
+    path("legal/", include("legal.urls")),
     path("", include((order_urls.catalog_urlpatterns, "catalog"))),
 ]
 

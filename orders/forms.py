@@ -8,6 +8,8 @@ from django.core.validators import validate_email
 from django.utils.translation import gettext_lazy as _
 
 from catalog.models import Product
+from legal.forms import FIELD as AGREEMENTS_FIELD
+from legal.forms import guest_agreements_field
 from marketplace.templatetags.display import order_no_parse
 
 from .selectors import orders as selectors
@@ -96,6 +98,12 @@ class GuestForm(forms.Form):
     real_name = forms.CharField(required=False, max_length=60, label=_("Name"))
     id_number = forms.CharField(required=False, max_length=40, label=_("Identity card number"))
 
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        # A required box accepting the user agreement, refund policy and privacy policy in force
+        # (none published: no box). orders.views.orders.placed records the acceptance.
+        self.agreements = guest_agreements_field(self)
+
     def clean(self):
         data = super().clean()
         one, two = data.get("guest_email"), data.get("guest_email_confirm")
@@ -108,7 +116,7 @@ class GuestForm(forms.Form):
         """The first error (email, confirmation, password), or None."""
         if self.is_valid():
             return None
-        for name in ("guest_email", "guest_email_confirm", "query_password"):
+        for name in ("guest_email", "guest_email_confirm", "query_password", AGREEMENTS_FIELD):
             if name in self.errors:
                 return self.errors[name][0]
         return next(iter(self.non_field_errors()), None)

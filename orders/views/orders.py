@@ -14,6 +14,8 @@ from django.views.decorators.http import require_POST
 
 from catalog import selectors as catalog
 from compliance import rating, realname
+from legal import selectors as legal_selectors
+from legal import services as legal
 from marketplace.db import retry_once_if_connection_lost
 from marketplace.errors import PASS_THROUGH, ServiceError
 from marketplace.http import client_ip
@@ -99,6 +101,16 @@ def placed(request, order, *, channel: str = ""):
     else:
         response = redirect("payments:choose", number=order.number)
     if order.is_guest:
+        # The guest ticked the agreements in force (orders.forms.GuestForm): recorded against
+        # the order and its email. Members accepted theirs at sign-up (legal.middleware asks
+        # again for new versions); API orders are covered by the agent's acceptance of the
+        # agent agreement, so api.views records nothing per order.
+        legal.agreements_accept(
+            versions=legal_selectors.required_for(kinds=legal_selectors.GUEST_KINDS),
+            email=order.guest_email,
+            order=order,
+            request=request,
+        )
         guest_allow_view(request, order.number)
         browser_remember(request, response, [order])  # "my recent orders" in this browser
     return response

@@ -1,0 +1,60 @@
+from allauth.account.forms import SignupForm as AllauthSignupForm
+from django import forms
+from django.utils.html import format_html, format_html_join
+from django.utils.safestring import SafeString
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy, pgettext
+
+from . import selectors, services
+
+FIELD = "accept_agreements"
+
+
+def agreements_label(versions) -> SafeString:
+    """ "I have read and agree to 《…》 and 《…》", each title a link that opens in a new tab."""
+    links = format_html_join(
+        pgettext("list separator", ", "),
+        '<a href="{}" target="_blank" rel="noopener">《{}》</a>',
+        ((v.url, v.label) for v in versions),
+    )
+    return format_html("{} {}", _("I have read and agree to"), links)
+
+
+class SignupForm(AllauthSignupForm):
+    """allauth's sign-up (settings.ACCOUNT_FORMS) with the acceptance of the user agreement and
+    the privacy policy in force; recorded with the IP when the account is made. With none
+    published, there is nothing to accept and no box."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.agreements = selectors.required_for(kinds=selectors.MEMBER_KINDS)
+        if self.agreements:
+            self.fields[FIELD] = forms.BooleanField(
+                required=True,
+                label=agreements_label(self.agreements),
+                error_messages={"required": gettext_lazy("Please read and accept the agreements to sign up.")},
+            )
+
+    def signup(self, request, user) -> None:
+        if self.agreements:
+            services.agreements_accept(versions=self.agreements, user=user, request=request)
+
+
+class AcceptForm(forms.Form):
+    accept = forms.BooleanField(
+        required=True, error_messages={"required": gettext_lazy("Please tick the box to accept the new versions.")}
+    )
+    next = forms.CharField(required=False, max_length=2000)
+
+
+def guest_agreements_field(form: forms.Form) -> list:
+    """Add the guest checkout's acceptance box to ``form`` while versions are in force (the
+    user agreement, refund policy and privacy policy); the versions to record."""
+    versions = selectors.required_for(kinds=selectors.GUEST_KINDS)
+    if versions:
+        form.fields[FIELD] = forms.BooleanField(
+            required=True,
+            label=agreements_label(versions),
+            error_messages={"required": gettext_lazy("Please read and accept the agreements to place the order.")},
+        )
+    return versions
