@@ -16,12 +16,24 @@ def load():
     call_command("seed_demo_sales")
     call_command("seed_demo_aftersales")
     call_command("seed_demo_compliance", verbosity=0)
+    call_command("seed_demo_rights", verbosity=0)
+    call_command("seed_demo_legal", verbosity=0)
 
 
 @pytest.mark.django_db
 def test_demo_data_loads_agents_and_sales_and_runs_again_without_change(settings):
     settings.PAYMENTS_SANDBOX_ENABLED = True
     load()
+    # Issue 14's parts: every demo product on sale has an approved authorisation, the four
+    # agreements are in force (a new user agreement announced ahead), storefronts' operators
+    # are verified.
+    from catalog.models import Product
+    from legal.models import AgreementVersion
+
+    on_sale = Product.objects.filter(is_active=True)
+    assert on_sale.exists() and not on_sale.filter(sale_authorised_until__isnull=True).exists()
+    assert AgreementVersion.objects.filter(published_at__isnull=False).values("kind").distinct().count() == 4
+    assert Storefront.objects.get(slug="jinpai").agent.operator_identity.status == "verified"
     chain = Agent.objects.order_by("depth")
     assert [a.depth for a in chain] == [1, 2, 3]
     assert Storefront.objects.get(slug="jinpai").agent == chain[0]

@@ -23,7 +23,7 @@ from compliance.realname import RealNameRequired, Subject
 from orders.models import Order
 from orders.services import orders as order_services
 from tests.api_helpers import issue_key, make_agent, set_level_price, top_up
-from tests.factories import CategoryFactory, ProductFactory, UserFactory, add_stock
+from tests.factories import CategoryFactory, ProductFactory, UserFactory, add_stock, verified_operator
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("english")]
 D = Decimal
@@ -223,6 +223,7 @@ def test_the_checkout_page_refuses_and_links_to_the_verify_page(client):
 def shop_selling(product, level, *, cost: str, markup: str):
     agent_services.level_price_set(level=level, product=product, kind=PriceKind.FIXED, value=cost)
     agent = agent_services.agent_create(user=UserFactory(), level=level)
+    verified_operator(agent)  # a storefront opens only for a verified operator
     storefronts.storefront_open(
         agent=agent, slug="games", name="Games", default_markup_kind=PriceKind.FIXED, default_markup_value=markup
     )

@@ -571,6 +571,8 @@ NOT_BUYER_PRIVATE = {
     "compliance:qualification_image": "a licence image, public while shown (tests/test_qualifications.py)",
     "rights:document": "a review's or notice's document: staff with the model permission only, 404 to anyone "
     "else (tests/test_rights_reviews.py)",
+    "rights:notice_detail": "a rights notice's public record (电子商务法 第四十四条), nothing private on it "
+    "(tests/test_rights_publication.py)",
     "legal:document": "a published agreement, public (tests/test_agreements.py)",
     "legal:version": "a published agreement's version, public (tests/test_agreements.py)",
     # Guests' orders (no account): served only to a browser whose session holds the order (it
