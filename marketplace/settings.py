@@ -106,6 +106,7 @@ INSTALLED_APPS = [
     "aftersales",
     "api",
     "trust",
+    "reports",
 ]
 
 MIDDLEWARE = [
