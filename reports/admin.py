@@ -13,8 +13,9 @@ from django.utils.translation import gettext_lazy as _
 
 from compliance.models import AuditEvent
 from compliance.services import audit_denied, audit_record
+from marketplace.admin import ReadOnlyInline
 
-from .models import Report
+from .models import Report, ReportStatusChange
 
 PERMISSION = "reports.download_report"
 FORMATS = {
@@ -24,8 +25,14 @@ FORMATS = {
 AUDIT_ACTION = "report_download"
 
 
+class HistoryInline(ReadOnlyInline):
+    model = ReportStatusChange
+    fields = ("at", "from_status", "to_status", "actor", "note")
+
+
 @admin.register(Report)
 class ReportAdmin(admin.ModelAdmin):
+    inlines = [HistoryInline]
     list_display = ("kind", "period_shown", "status", "generated_at", "generator", "downloads")
     list_filter = ("kind", "status")
     date_hierarchy = "period_start"

@@ -14,6 +14,8 @@ from django.conf import settings
 from django.db import models
 from django.utils.translation import gettext_lazy as _
 
+from marketplace.transitions import StateMachine, StatusChange, table
+
 
 class Report(models.Model):
     class Kind(models.TextChoices):
@@ -71,3 +73,28 @@ class Report(models.Model):
 
     def filename(self, fmt: str) -> str:
         return f"{self.kind}_{self.period_start:%Y%m%d}-{self.period_end:%Y%m%d}.{fmt}"
+
+
+class ReportStatusChange(StatusChange):
+    subject = "report"
+
+    report = models.ForeignKey(Report, verbose_name=_("report"), related_name="history", on_delete=models.CASCADE)
+    from_status = models.CharField(_("from"), max_length=12, blank=True, choices=Report.Status.choices)
+    to_status = models.CharField(_("to"), max_length=12, choices=Report.Status.choices)
+
+
+ReportStatus = Report.Status
+# A report is generated once: ready is final (its files are what was filed). A failed run goes
+# back to generating when it is retried (the next beat run, the task's retry, or the command).
+REPORT_FLOW = StateMachine(
+    transitions=table(
+        {
+            ReportStatus.GENERATING: {ReportStatus.READY, ReportStatus.FAILED},
+            ReportStatus.FAILED: {ReportStatus.GENERATING},
+            ReportStatus.READY: set(),
+        }
+    ),
+    history_model=ReportStatusChange,
+    history_fk="report",
+    model=Report,
+)

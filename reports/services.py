@@ -13,7 +13,7 @@ from django.utils.translation import gettext as _
 from accounts.models import user_display
 from compliance.models import Qualification
 
-from .models import Report
+from .models import REPORT_FLOW, Report
 from .periods import Period
 from .render import Document, pdf, xlsx
 from .sections import SECTIONS
@@ -59,46 +59,67 @@ def report_generate(*, kind: str, start: date, end: date, generated_by=None, now
             report = Report.objects.select_for_update().get(pk=report.pk)
             if report.status == Report.Status.READY:  # another run finished it while we waited
                 return report
+            if report.status == Report.Status.FAILED:
+                REPORT_FLOW.apply(report, Report.Status.GENERATING, actor=generated_by, note="retry")
             now = now or timezone.now()
-            period = Period(start=start, end=end, now=now)
-            # Reports go to Chinese regulators: written in the site's language whoever asks.
-            with translation.override(settings.LANGUAGE_CODE):
-                tables = [section(period) for section in SECTIONS[kind].values()]
-                company, credit_code = _company()
-                doc = Document(
-                    title=str(Report.Kind(kind).label),
-                    company=company,
-                    credit_code=credit_code,
-                    period=_("%(start)s to %(end)s") % {"start": f"{start:%Y-%m-%d}", "end": f"{end:%Y-%m-%d}"},
-                    generated_at=now,
-                    generated_by=user_display(generated_by) if generated_by is not None else _("the schedule"),
-                    tables=tables,
-                )
-                pdf_bytes, xlsx_bytes = pdf.render(doc), xlsx.render(doc)
-            report.pdf, report.xlsx = pdf_bytes, xlsx_bytes
-            report.summary = {name: t.summary for name, t in zip(SECTIONS[kind], tables, strict=True)}
-            report.status, report.generated_at, report.generated_by = Report.Status.READY, now, generated_by
-            report.attempts += 1
-            report.last_error = ""
-            report.save(
-                update_fields=[
-                    "pdf",
-                    "xlsx",
-                    "summary",
-                    "status",
-                    "generated_at",
-                    "generated_by",
-                    "attempts",
-                    "last_error",
-                ]
+            files, summary = _render(kind, start, end, generated_by=generated_by, now=now)
+            REPORT_FLOW.apply(
+                report,
+                Report.Status.READY,
+                actor=generated_by,
+                update={
+                    "pdf": files["pdf"],
+                    "xlsx": files["xlsx"],
+                    "summary": summary,
+                    "generated_by": generated_by,
+                    "generated_at": now,
+                    "attempts": report.attempts + 1,
+                    "last_error": "",
+                },
             )
     except Exception as exc:
-        Report.objects.filter(pk=report.pk).exclude(status=Report.Status.READY).update(
-            status=Report.Status.FAILED, attempts=report.attempts + 1, last_error=f"{type(exc).__name__}: {exc}"[:300]
-        )
-        log.exception("report %s %s–%s failed", kind, start, end)
+        _failed(report.pk, exc, actor=generated_by)
+        log.exception("report %s %s to %s failed", kind, start, end)
         raise
-    log.info(
-        "report %s %s–%s generated (%d bytes PDF, %d bytes XLSX)", kind, start, end, len(pdf_bytes), len(xlsx_bytes)
-    )
+    log.info("report %s %s to %s generated (%d bytes PDF)", kind, start, end, len(files["pdf"]))
     return report
+
+
+def _failed(pk: int, exc: Exception, *, actor) -> None:
+    """Record the failure (its own transaction: the run's was rolled back) for the retry."""
+    with transaction.atomic():
+        report = Report.objects.select_for_update().get(pk=pk)
+        if report.status == Report.Status.FAILED:  # it was failed before this retry's move rolled back
+            Report.objects.filter(pk=pk).update(
+                attempts=report.attempts + 1, last_error=f"{type(exc).__name__}: {exc}"[:300]
+            )
+            return
+        if report.status != Report.Status.GENERATING:
+            return
+        REPORT_FLOW.apply(
+            report,
+            Report.Status.FAILED,
+            actor=actor,
+            note=f"{type(exc).__name__}"[:100],
+            update={"attempts": report.attempts + 1, "last_error": f"{type(exc).__name__}: {exc}"[:300]},
+        )
+
+
+def _render(kind: str, start: date, end: date, *, generated_by, now: datetime) -> tuple[dict[str, bytes], dict]:
+    """Read every section of the period and render both files."""
+    period = Period(start=start, end=end, now=now)
+    # Reports go to Chinese regulators: written in the site's language whoever asks.
+    with translation.override(settings.LANGUAGE_CODE):
+        tables = [section(period) for section in SECTIONS[kind].values()]
+        company, credit_code = _company()
+        doc = Document(
+            title=str(Report.Kind(kind).label),
+            company=company,
+            credit_code=credit_code,
+            period=_("%(start)s to %(end)s") % {"start": f"{start:%Y-%m-%d}", "end": f"{end:%Y-%m-%d}"},
+            generated_at=now,
+            generated_by=user_display(generated_by) if generated_by is not None else _("the schedule"),
+            tables=tables,
+        )
+        files = {"pdf": pdf.render(doc), "xlsx": xlsx.render(doc)}
+    return files, {name: t.summary for name, t in zip(SECTIONS[kind], tables, strict=True)}

@@ -257,6 +257,12 @@ def test_a_failed_run_is_marked_and_retried_in_place(db, monkeypatch):
     report = services.report_generate(kind=MONTHLY, start=start, end=end)
     assert report.pk == failed.pk and report.status == Report.Status.READY and report.attempts == 2
     assert report.last_error == "" and bytes(report.pdf).startswith(b"%PDF")
+    S = Report.Status
+    assert list(report.history.order_by("pk").values_list("from_status", "to_status")) == [
+        (S.GENERATING, S.FAILED),
+        (S.FAILED, S.GENERATING),
+        (S.GENERATING, S.READY),
+    ]
 
 
 def test_the_schedule_runs_monthly_and_in_january_and_july():

@@ -34,6 +34,7 @@ from orders.models import ApiCallback, Order
 from orders.services import callbacks as callback_services
 from payments.models import Payment, Recharge, ReconciliationRun, Refund
 from payments.services import refunds
+from reports.models import Report
 from risk.models import Alert
 from tests.builders import ask, codes_of, delivered_order, place, reveal, storefront_order
 from tests.factories import AgentLevelFactory, ProductFactory, UserFactory, add_stock
@@ -100,6 +101,9 @@ def test_the_table_is_the_models_statuses(model, machine):
 
 
 # --- one instance of each model, in any status --------------------------------------------------
+
+
+_DAYS = itertools.count()  # one report per period: each built one has its own
 
 
 def _agent():
@@ -180,6 +184,11 @@ BUILD = {
     ),
     ArbitrationCase: lambda: ArbitrationCase.objects.create(ticket=_ticket(), requested_by=UserFactory()),
     Alert: lambda: Alert.objects.create(rule="signup_ip", action="log", email="a@example.net"),
+    Report: lambda: Report.objects.create(
+        kind=Report.Kind.MONTHLY_COMPLIANCE,
+        period_start=(d := date(2000, 1, 1) + timedelta(days=next(_DAYS))),
+        period_end=d,
+    ),
 }
 
 

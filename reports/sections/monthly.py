@@ -205,7 +205,7 @@ def complaints(period: Period) -> Table:
         title=_("Complaints and after-sales response"),
         columns=[
             Column(_("Ticket kind"), width=30),
-            Column(_("Opened"), Unit.COUNT),
+            Column(_("Tickets opened"), Unit.COUNT),
             Column(_("Answered"), Unit.COUNT),
             Column(_("Answered within the promised time"), Unit.SHARE, 18),
             Column(_("Median first response (hours)"), Unit.HOURS, 18),

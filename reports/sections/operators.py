@@ -7,6 +7,7 @@ from decimal import Decimal
 from django.db.models import Count, Sum
 from django.utils import timezone
 from django.utils.translation import gettext as _
+from django.utils.translation import pgettext
 
 from accounts.models import user_display
 from agents.models import Storefront
@@ -49,7 +50,7 @@ def operators(period: Period) -> Table:
                 shop.name,
                 f"/s/{shop.slug}/",
                 timezone.localdate(shop.created_at),
-                _("Open") if shop.is_open else _("Closed"),
+                pgettext("storefront", "Open") if shop.is_open else pgettext("storefront", "Closed"),
                 sold["n"],
                 quantize(sold["gross"] or 0),
             ]
@@ -59,13 +60,13 @@ def operators(period: Period) -> Table:
         title=_("Storefront operators"),
         columns=[
             Column(_("Operator account"), width=28),
-            Column(_("Agent level"), width=14),
-            Column(_("Storefront name"), width=24),
-            Column(_("Address"), width=18),
-            Column(_("Opened"), Unit.DATE, 12),
+            Column(_("Agent level"), width=12),
+            Column(_("Storefront name"), width=22),
+            Column(_("Address"), width=16),
+            Column(_("Opened on"), Unit.DATE, 15),
             Column(_("Status"), width=10),
-            Column(_("Orders paid in the period"), Unit.COUNT, 14),
-            Column(_("Sales in the period (CNY)"), Unit.MONEY, 16),
+            Column(_("Orders paid in the period"), Unit.COUNT, 13),
+            Column(_("Sales in the period (CNY)"), Unit.MONEY, 15),
         ],
         rows=rows,
         totals=[_("Total"), "", "", "", "", "", sum(r[6] for r in rows), gross],
