@@ -211,6 +211,9 @@ def test_staff_with_the_permission_list_and_download_each_audited(client, ready)
     client.force_login(officer)
     listing = client.get(reverse("admin:reports_report_changelist"))
     assert listing.status_code == 200 and ready.period_label in listing.content.decode()
+    page = client.get(reverse("admin:reports_report_change", args=[ready.pk]))
+    assert page.status_code == 200
+    assert "balanced = True" in page.content.decode() and "Generating" in page.content.decode()  # totals, history
     assert reverse("admin:reports_report_changelist") in client.get(reverse("admin:index")).content.decode()
 
     pdf = client.get(reverse("admin:reports_report_download", args=[ready.pk, "pdf"]), REMOTE_ADDR="198.51.100.4")
