@@ -1,7 +1,9 @@
 """Reads of the journal: balances (``balance_of``, the one way to read one), the trial balance,
 and the invariants every test checks. Nothing here writes."""
 
+from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import datetime
 from decimal import Decimal
 
 from django.db.models import Count, OuterRef, Q, Subquery, Sum
@@ -146,3 +148,31 @@ def funds_isolation() -> FundsIsolation:
     holdings = {k.removeprefix("asset:clearing:"): v for k, v in balances.items() if k.startswith("asset:clearing:")}
     revenue = sum((v for k, v in balances.items() if k.startswith("revenue:")), Decimal(0))
     return FundsIsolation(customer, holdings, revenue)
+
+
+@dataclass(frozen=True)
+class Movements:
+    entries: int
+    amount: Decimal
+
+
+def movements_total(
+    *, kinds: Iterable[str], start: datetime, end: datetime, account: AccountSpec | Account | None = None
+) -> Movements:
+    """What the journal entries of ``kinds`` posted in [start, end) moved: how many, and how much.
+
+    Without ``account``: the entries' size (the sum of their debit lines; an entry's lines sum to
+    zero, so that is the money moved). With ``account``: only the lines on that account, as the
+    change of its natural balance (a liability credited by a payment counts positive), over the
+    entries that touch it. Reversing entries have their own kind (``reversal:<kind>``): asked for
+    by that name, not folded in. Regulator reports reconcile their figures with this."""
+    entries = Entry.objects.filter(kind__in=list(kinds), created_at__gte=start, created_at__lt=end)
+    lines = Line.objects.filter(entry__in=entries)
+    if account is None:
+        row = lines.filter(amount__gt=0).aggregate(s=Sum("amount", default=Decimal(0)), n=Count("entry", distinct=True))
+        return Movements(entries=row["n"], amount=quantize(row["s"]))
+    row = lines.filter(account__code=account.code).aggregate(
+        s=Sum("amount", default=Decimal(0)), n=Count("entry", distinct=True)
+    )
+    net = quantize(row["s"])
+    return Movements(entries=row["n"], amount=net if account.debit_normal else -net)

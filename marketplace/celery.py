@@ -102,6 +102,17 @@ app.conf.beat_schedule = {
     # The trust centre's figures (after-sales over 30 and 90 days, the funds statement): computed
     # from the records and the stored snapshot replaced, hourly (the issue asks at least daily).
     "trust-figures-compute": {"task": "trust.tasks.figures_compute", "schedule": crontab(minute=20)},
+    # Reports to regulators (reports.tasks; CELERY_TIMEZONE is Beijing time): last month's compliance
+    # report on the 1st at 02:00; the operators of the half year just ended on 1 January and 1 July
+    # (网络交易监督管理办法 第二十五条). Idempotent: a ready report is not made again.
+    "reports-monthly-compliance": {
+        "task": "reports.tasks.monthly_compliance_generate",
+        "schedule": crontab(day_of_month=1, hour=2, minute=0),
+    },
+    "reports-operators-halfyear": {
+        "task": "reports.tasks.operators_halfyear_generate",
+        "schedule": crontab(month_of_year="1,7", day_of_month=1, hour=2, minute=30),
+    },
     # Risk control: many accounts sharing one device, IP or payout account (orders.services.risk).
     "risk-clusters-scan": {"task": "orders.tasks.risk_clusters_scan", "schedule": 900.0},
 }

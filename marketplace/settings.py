@@ -108,6 +108,7 @@ INSTALLED_APPS = [
     "api",
     "trust",
     "rights",
+    "reports",
 ]
 
 MIDDLEWARE = [

@@ -34,6 +34,7 @@ from orders.models import ApiCallback, Order
 from orders.services import callbacks as callback_services
 from payments.models import Payment, Recharge, ReconciliationRun, Refund
 from payments.services import refunds
+from reports.models import Report
 from rights.models import AuthorisationReview, RightsNotice
 from risk.models import Alert
 from tests.builders import ask, codes_of, delivered_order, place, reveal, storefront_order
@@ -101,6 +102,9 @@ def test_the_table_is_the_models_statuses(model, machine):
 
 
 # --- one instance of each model, in any status --------------------------------------------------
+
+
+_DAYS = itertools.count()  # one report per period: each built one has its own
 
 
 def _agent():
@@ -197,6 +201,11 @@ BUILD = {
         declaration_accepted_at=timezone.now(),
     ),
     OperatorIdentity: lambda: OperatorIdentityFactory(agent=_agent(), status=OperatorIdentity.Status.SUBMITTED),
+    Report: lambda: Report.objects.create(
+        kind=Report.Kind.MONTHLY_COMPLIANCE,
+        period_start=(d := date(2000, 1, 1) + timedelta(days=next(_DAYS))),
+        period_end=d,
+    ),
 }
 
 

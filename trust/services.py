@@ -23,8 +23,6 @@ What each figure counts (the page says the same in words):
 - The funds statement: the ledger's balances now (``ledger.selectors.funds_isolation``).
 """
 
-import statistics
-from collections.abc import Iterable
 from datetime import datetime, timedelta
 from decimal import Decimal
 
@@ -32,7 +30,8 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from aftersales.models import ArbitrationCase, RefundRequest, RefundRequestStatusChange, Ticket
+from aftersales.models import RefundRequest, RefundRequestStatusChange
+from aftersales.selectors import arbitration_outcomes, median_seconds, share, ticket_sla
 from ledger.selectors import funds_isolation
 from payments.models import Refund
 
@@ -40,7 +39,6 @@ from .models import TrustFigure
 
 PERIODS = (30, 90)
 FUNDS_PERIOD = 0  # a balance on the date computed, not a period
-SHARE_PLACES = Decimal("0.0001")
 
 
 def business_day_deadline(start: datetime) -> datetime:
@@ -59,30 +57,16 @@ def business_day_deadline(start: datetime) -> datetime:
     return deadline
 
 
-def _share(part: int, whole: int) -> Decimal | None:
-    return (Decimal(part) / Decimal(whole)).quantize(SHARE_PLACES) if whole else None
-
-
-def _median_seconds(durations: Iterable[timedelta]) -> Decimal | None:
-    seconds = [d.total_seconds() for d in durations]
-    return Decimal(str(round(statistics.median(seconds)))) if seconds else None
-
-
 def _period_figures(*, days: int, now: datetime) -> dict[str, tuple[Decimal | None, int]]:
     """Each figure of one period as (value, records counted); value None: nothing to count."""
     since = now - timedelta(days=days)
     figures: dict[str, tuple[Decimal | None, int]] = {}
 
-    tickets = list(
-        Ticket.objects.filter(created_at__gte=since, created_at__lte=now).values_list(
-            "created_at", "first_responded_at", "first_response_due_at"
-        )
-    )
-    decided = [t for t in tickets if t[1] is not None or t[2] <= now]
-    on_time = sum(1 for _opened, answered, due in decided if answered is not None and answered <= due)
-    figures["tickets_on_time"] = (_share(on_time, len(decided)), len(decided))
-    answered = [answered - opened for opened, answered, _due in tickets if answered is not None]
-    figures["first_response_median"] = (_median_seconds(answered), len(answered))
+    # One definition with the regulator reports' (aftersales.selectors); a ticket opened at
+    # ``now`` itself is left to the next computation.
+    sla = ticket_sla(start=since, end=now, now=now)
+    figures["tickets_on_time"] = (sla.on_time_share, sla.decided)
+    figures["first_response_median"] = (sla.median_first_response, sla.answered)
 
     refunds = list(
         Refund.objects.filter(created_at__gte=since, created_at__lte=now).values_list(
@@ -90,12 +74,12 @@ def _period_figures(*, days: int, now: datetime) -> dict[str, tuple[Decimal | No
         )
     )
     back = [(created, done) for created, done, status in refunds if status == Refund.Status.SUCCEEDED and done]
-    figures["refund_median"] = (_median_seconds(done - created for created, done in back), len(back))
+    figures["refund_median"] = (median_seconds(done - created for created, done in back), len(back))
     known = [
         (created, done) for created, done, _s in refunds if done is not None or business_day_deadline(created) <= now
     ]
     in_time = sum(1 for created, done in known if done is not None and done <= business_day_deadline(created))
-    figures["refunds_in_business_day"] = (_share(in_time, len(known)), len(known))
+    figures["refunds_in_business_day"] = (share(in_time, len(known)), len(known))
 
     requests = RefundRequest.objects.filter(created_at__gte=since, created_at__lte=now)
     # Created approved: still approved, or refunded from approved (a reviewed one went
@@ -105,14 +89,12 @@ def _period_figures(*, days: int, now: datetime) -> dict[str, tuple[Decimal | No
         Q(status=approved) | Q(pk__in=RefundRequestStatusChange.objects.filter(from_status=approved).values("request"))
     ).count()
     total_requests = requests.count()
-    figures["requests_automatic"] = (_share(automatic, total_requests), total_requests)
+    figures["requests_automatic"] = (share(automatic, total_requests), total_requests)
 
-    cases = list(
-        ArbitrationCase.objects.filter(created_at__gte=since, created_at__lte=now).values_list("outcome", flat=True)
-    )
-    figures["arbitration_cases"] = (Decimal(len(cases)), len(cases))
-    for outcome in ArbitrationCase.Outcome.values:
-        count = sum(1 for o in cases if o == outcome)
+    outcomes = arbitration_outcomes(start=since, end=now)
+    total_cases = sum(outcomes.values())
+    figures["arbitration_cases"] = (Decimal(total_cases), total_cases)
+    for outcome, count in outcomes.items():
         figures[f"arbitration_{outcome}"] = (Decimal(count), count)
     return figures
 
