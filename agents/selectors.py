@@ -465,7 +465,7 @@ def storefront_operator_public(*, storefront: Storefront) -> OperatorPublicInfo 
             credit_code=identity.credit_code,
             legal_representative=identity.legal_name,
             address=identity.address,
-            has_licence=bool(identity.has_licence),  # type: ignore[attr-defined]
+            has_licence=bool(identity.has_licence),
             verified_on=verified_on,
         )
     return OperatorPublicInfo(
@@ -492,7 +492,7 @@ def storefront_operator_licence(*, storefront: Storefront) -> tuple[bytes, int] 
         .values_list("licence_image", "verified_at", "updated_at")
         .first()
     )
-    if row is None or not row[0]:
+    if row is None or row[0] is None or not row[0]:
         return None
     data, verified_at, updated_at = row
-    return bytes(data), int(max(verified_at or updated_at, updated_at).timestamp() * 1000)
+    return bytes(data or b""), int(max(verified_at or updated_at, updated_at).timestamp() * 1000)
