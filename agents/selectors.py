@@ -439,11 +439,21 @@ class OperatorPublicInfo:
     legal_representative: str  # "" for an individual
     address: str  # a business's registered address; an individual's province and city only
     has_licence: bool
+    licence_version: int  # changes with the identity (the licence image's ?v=), 0 without a licence
     verified_on: date  # when the platform last verified the identity
 
 
 # The columns read: never the ID number (nor its digest) or the phone.
-_PUBLIC_COLUMNS = ("kind", "legal_name", "company_name", "credit_code", "address", "verified_at", "status")
+_PUBLIC_COLUMNS = (
+    "kind",
+    "legal_name",
+    "company_name",
+    "credit_code",
+    "address",
+    "verified_at",
+    "updated_at",
+    "status",
+)
 
 
 def storefront_operator_public(*, storefront: Storefront) -> OperatorPublicInfo | None:
@@ -466,6 +476,7 @@ def storefront_operator_public(*, storefront: Storefront) -> OperatorPublicInfo 
             legal_representative=identity.legal_name,
             address=identity.address,
             has_licence=bool(identity.has_licence),
+            licence_version=_licence_version(identity.verified_at, identity.updated_at) if identity.has_licence else 0,
             verified_on=verified_on,
         )
     return OperatorPublicInfo(
@@ -475,8 +486,13 @@ def storefront_operator_public(*, storefront: Storefront) -> OperatorPublicInfo 
         legal_representative="",
         address=address_region(identity.address),
         has_licence=False,
+        licence_version=0,
         verified_on=verified_on,
     )
+
+
+def _licence_version(verified_at: datetime | None, updated_at: datetime) -> int:
+    return int(max(verified_at or updated_at, updated_at).timestamp() * 1000)
 
 
 def storefront_operator_licence(*, storefront: Storefront) -> tuple[bytes, int] | None:
@@ -495,4 +511,4 @@ def storefront_operator_licence(*, storefront: Storefront) -> tuple[bytes, int] 
     if row is None or row[0] is None or not row[0]:
         return None
     data, verified_at, updated_at = row
-    return bytes(data or b""), int(max(verified_at or updated_at, updated_at).timestamp() * 1000)
+    return bytes(data or b""), _licence_version(verified_at, updated_at)

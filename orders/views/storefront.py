@@ -229,15 +229,7 @@ def operator(request, slug):
     info = agent_selectors.storefront_operator_public(storefront=sf)
     if info is None:  # verified between the two reads no longer: as closed
         return _closed(request, slug)
-    licence_version = None
-    if info.has_licence:
-        found = agent_selectors.storefront_operator_licence(storefront=sf)
-        licence_version = found[1] if found else None
-    return render(
-        request,
-        "storefront/operator.html",
-        {"shop": sf, "operator": info, "licence_version": licence_version},
-    )
+    return render(request, "storefront/operator.html", {"shop": sf, "operator": info})
 
 
 @require_GET
