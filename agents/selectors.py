@@ -7,12 +7,14 @@ Products should come with ``select_related("category")``; any that do not cost o
 more in total, not one each.
 """
 
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
 
 from django.db.models import Q
+from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from catalog.models import Category, Product
@@ -392,3 +394,121 @@ def operators_report_rows(*, start: datetime, end: datetime) -> list[OperatorRep
             )
         )
     return rows
+
+
+# --- what a storefront shows of its operator (电子商务法 第十五条; 网络交易监督管理办法 第十二条) --------
+
+# A Chinese address down to the city: an optional province (省, 自治区, 特别行政区) then a city-level
+# unit (市, 自治州, 地区, 盟). 北京市东城区… → 北京市; 浙江省杭州市西湖区… → 浙江省杭州市.
+_REGION_RE = re.compile(
+    r"^\s*(?P<province>[^\s\d省市]{2,10}?(?:省|自治区|特别行政区))?\s*"
+    r"(?P<city>[^\s\d省市]{1,12}?(?:市|自治州|地区|盟))?"
+)
+
+
+def address_region(address: str) -> str:
+    """The province and city of an address, or "" when it names neither (nothing is published then)."""
+    found = _REGION_RE.match(address or "")
+    if found is None:
+        return ""
+    return "".join(part for part in (found["province"], found["city"]) if part)
+
+
+def name_masked(name: str) -> str:
+    """The surname (first character) and two stars whatever the length: 张三 → 张**."""
+    name = (name or "").strip()
+    return f"{name[0]}**" if name else ""
+
+
+@dataclass(frozen=True)
+class OperatorPublicInfo:
+    """What a storefront publishes of its operator, and nothing more: templates get this, never the
+    ``OperatorIdentity`` row, so the encrypted ID number, an individual's home address and every
+    phone number are out of their reach.
+
+    电子商务法 第十五条 and 网络交易监督管理办法 第十二条: a registered business shows its licence
+    information (name, 统一社会信用代码, legal representative, address, the licence); an individual
+    exempt from registration (电子商务法 第十条: 零星小额交易) shows a statement of that instead.
+    For an individual, 个人信息保护法 第六条 (minimisation): the name masked to the surname and the
+    region (province and city) only; never the ID number, the full home address or the phone.
+    """
+
+    is_business: bool
+    name: str  # the company's name, or the individual's name masked (张**)
+    credit_code: str  # "" for an individual
+    legal_representative: str  # "" for an individual
+    address: str  # a business's registered address; an individual's province and city only
+    has_licence: bool
+    licence_version: int  # changes with the identity (the licence image's ?v=), 0 without a licence
+    verified_on: date  # when the platform last verified the identity
+
+
+# The columns read: never the ID number (nor its digest) or the phone.
+_PUBLIC_COLUMNS = (
+    "kind",
+    "legal_name",
+    "company_name",
+    "credit_code",
+    "address",
+    "verified_at",
+    "updated_at",
+    "status",
+)
+
+
+def storefront_operator_public(*, storefront: Storefront) -> OperatorPublicInfo | None:
+    """The public operator information of ``storefront``, or None unless its identity is verified.
+    One query; the licence image is not loaded (``storefront_operator_licence`` serves it)."""
+    identity = (
+        OperatorIdentity.objects.filter(agent_id=storefront.agent_id, status=OperatorIdentity.Status.VERIFIED)
+        .only(*_PUBLIC_COLUMNS)
+        .annotate(has_licence=Q(licence_image__isnull=False))
+        .first()
+    )
+    if identity is None or identity.verified_at is None:
+        return None
+    verified_on = timezone.localdate(identity.verified_at)
+    if identity.kind == OperatorIdentity.Kind.BUSINESS:
+        return OperatorPublicInfo(
+            is_business=True,
+            name=identity.company_name,
+            credit_code=identity.credit_code,
+            legal_representative=identity.legal_name,
+            address=identity.address,
+            has_licence=bool(identity.has_licence),
+            licence_version=_licence_version(identity.verified_at, identity.updated_at) if identity.has_licence else 0,
+            verified_on=verified_on,
+        )
+    return OperatorPublicInfo(
+        is_business=False,
+        name=name_masked(identity.legal_name),
+        credit_code="",
+        legal_representative="",
+        address=address_region(identity.address),
+        has_licence=False,
+        licence_version=0,
+        verified_on=verified_on,
+    )
+
+
+def _licence_version(verified_at: datetime | None, updated_at: datetime) -> int:
+    return int(max(verified_at or updated_at, updated_at).timestamp() * 1000)
+
+
+def storefront_operator_licence(*, storefront: Storefront) -> tuple[bytes, int] | None:
+    """The business licence image of ``storefront``'s verified business operator and a version
+    (the verification time, in ms), or None: an individual, unverified, or no image."""
+    row = (
+        OperatorIdentity.objects.filter(
+            agent_id=storefront.agent_id,
+            status=OperatorIdentity.Status.VERIFIED,
+            kind=OperatorIdentity.Kind.BUSINESS,
+            licence_image__isnull=False,
+        )
+        .values_list("licence_image", "verified_at", "updated_at")
+        .first()
+    )
+    if row is None or row[0] is None or not row[0]:
+        return None
+    data, verified_at, updated_at = row
+    return bytes(data or b""), _licence_version(verified_at, updated_at)

@@ -39,6 +39,8 @@ urlpatterns = [
 storefront_urlpatterns = [
     path("<slug:slug>/", storefront.home, name="home"),
     path("<slug:slug>/logo.png", storefront.logo, name="logo"),
+    path("<slug:slug>/operator/", storefront.operator, name="operator"),
+    path("<slug:slug>/operator/licence.jpg", storefront.operator_licence, name="operator_licence"),
     path("<slug:slug>/p/<slug:product_slug>/", storefront.product, name="product"),
     path("<slug:slug>/p/<slug:product_slug>/buy/", storefront.buy, name="buy"),
 ]

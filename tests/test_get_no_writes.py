@@ -140,6 +140,7 @@ def storefront_pages(shop: Storefront) -> list[str]:
     return [
         reverse("storefront:home", args=[shop.slug]),
         reverse("storefront:product", args=[shop.slug, product.slug]),
+        reverse("storefront:operator", args=[shop.slug]),
     ]
 
 

@@ -568,6 +568,9 @@ NOT_BUYER_PRIVATE = {
     "storefront:logo": "an agent's public storefront logo",
     "storefront:product": "an agent's public storefront product",
     "storefront:buy": "an agent's public storefront product's buy form",
+    "storefront:operator": "an agent's public storefront's operator information (public fields only)",
+    "storefront:operator_licence": "a storefront operator's business licence, public while the shop is "
+    "(tests/test_storefront_operator_info.py)",
     "compliance:qualification_image": "a licence image, public while shown (tests/test_qualifications.py)",
     "rights:document": "a review's or notice's document: staff with the model permission only, 404 to anyone "
     "else (tests/test_rights_reviews.py)",

@@ -1,4 +1,5 @@
-"""Agents' storefronts for end buyers, at /s/<slug>/: browse, buy, the shop's logo.
+"""Agents' storefronts for end buyers, at /s/<slug>/: browse, buy, the shop's logo, and who
+runs the shop (its operator's public information and business licence, /s/<slug>/operator/).
 
 Anyone may browse and buy, with an account or as a guest (an email, an optional query
 password: ``orders.views.orders.guest_fields``). Prices
@@ -95,6 +96,7 @@ def home(request, slug):
             "current": current,
             "query": query,
             "total": len(products),
+            "operator": agent_selectors.storefront_operator_public(storefront=sf),
         },
     )
 
@@ -120,6 +122,7 @@ def _product_context(
         "error": error,
         "hold_minutes": settings.ORDER_PAYMENT_MINUTES,
         "channel": channel,
+        "operator": agent_selectors.storefront_operator_public(storefront=sf),
     }
 
 
@@ -210,4 +213,43 @@ def logo(request, slug):
     # Cached for a while; a changed logo gets a new ETag (pages link it with ?v=<stamp>).
     patch_cache_control(response, public=True, max_age=3600)
     response["Content-Security-Policy"] = "default-src 'none'"
+    return response
+
+
+@require_GET
+def operator(request, slug):
+    """Who runs this shop, in full as far as it is public (电子商务法 第十五条; 网络交易监督管理办法
+    第十二条): the operator's licence information, or an exempt individual's statement. Only the
+    public fields (``agents.selectors.OperatorPublicInfo``) reach the page; 404 unless the shop is
+    public (open, its operator verified)."""
+    try:
+        sf = _shop(slug)
+    except _Closed:
+        return _closed(request, slug)
+    info = agent_selectors.storefront_operator_public(storefront=sf)
+    if info is None:  # verified between the two reads no longer: as closed
+        return _closed(request, slug)
+    return render(request, "storefront/operator.html", {"shop": sf, "operator": info})
+
+
+@require_GET
+def operator_licence(request, slug):
+    """The business licence image of a public storefront's operator (电子商务法 第十五条: shown on
+    the shop). Served from the database only while the shop is public and its operator verified
+    as a business; never an individual's document. Not in shared caches: a shop closed or an
+    identity changed must stop being served at once."""
+    sf = storefronts.storefront_for_slug(slug)
+    found = agent_selectors.storefront_operator_licence(storefront=sf) if sf is not None else None
+    if found is None:
+        return HttpResponse(status=404)
+    data, version = found
+    etag = quote_etag(f"{sf.pk}-{version}")
+    response = get_conditional_response(request, etag=etag)
+    if response is None:
+        response = HttpResponse(data, content_type="image/jpeg")
+        response["Content-Length"] = str(len(data))
+    response["ETag"] = etag
+    response["X-Content-Type-Options"] = "nosniff"
+    response["Content-Security-Policy"] = "default-src 'none'"
+    patch_cache_control(response, private=True, no_cache=True)
     return response
