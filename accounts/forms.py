@@ -11,9 +11,7 @@ class KeyAddForm(AddWebAuthnForm):
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.fields["name"].label = KEY_NAME
-        self.fields["name"].help_text = _(
-            "So you can tell your keys apart, for example \u201cYubiKey at the office\u201d."
-        )
+        self.fields["name"].help_text = _("So you can tell your keys apart, for example “YubiKey at the office”.")
 
 
 class KeyEditForm(EditWebAuthnForm):
