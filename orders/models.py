@@ -109,6 +109,9 @@ class Order(models.Model):
         on_delete=models.PROTECT,
         editable=False,
     )
+    # Where the buyer came from, for the agents' share tools and the marketing reports: a
+    # poster or share link ("poster:<id>"), a campaign; empty when unknown. Set once at placing.
+    source = models.CharField(_("source"), max_length=40, blank=True, editable=False, db_index=True)
 
     class Meta:
         ordering = ("-id",)
