@@ -4,7 +4,7 @@ code refunded, an arbitration decided for the buyer, tickets, a risk alert, qual
 renders a PDF and an XLSX whose totals are the hand-computed ones and equal the ledger's; only
 staff with the dedicated permission list and download them, each download audited; the beat
 task is idempotent and a failed run is retried; the half-yearly operator report lists the
-storefronts."""
+storefronts. The real-name, minors' and rights sections: tests/test_reports_compliance_sections.py."""
 
 import io
 import os
@@ -160,7 +160,7 @@ def test_the_monthly_report_renders_its_totals_and_they_equal_the_ledger(sales):
     text = pdf_text(report)
     assert COMPANY in text and f"{start:%Y-%m-%d}" in text
     assert f"{gross:,.2f}" in text and "115.00" in text
-    assert "Page 1 of 3" in text and "Page 3 of 3" in text
+    assert "Page 1 of 5" in text and "Page 5 of 5" in text
     # The XLSX: the orders sheet's totals row and the reconciliation sheet's pairs.
     orders_rows = sheet_rows(report, "1 ")
     total_row = orders_rows[-1]
@@ -176,9 +176,14 @@ def test_the_operator_report_lists_every_storefront_with_its_sales(buyer, level)
     start, end = this_month()
     report = services.report_generate(kind=Report.Kind.OPERATORS_HALFYEAR, start=start, end=end)
     order.refresh_from_db()
-    assert report.summary["operators"] == {"operators": "1", "gross": str(order.total)}
+    assert report.summary["operators"] == {
+        "operators": "1",
+        "orders": "1",
+        "gross": str(order.total),
+        "over_limit": "0",
+    }
     rows = sheet_rows(report, "1 ")
-    assert rows[3][2] == "Shop" and rows[3][6] == 1
+    assert rows[3][8] == "Shop (Open)" and rows[3][11] == 1
     assert "/s/shop/" in pdf_text(report)
 
 

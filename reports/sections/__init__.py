@@ -1,7 +1,7 @@
 """The sections of each kind of report: a registry, name → function(period) → ``Table``.
 
 The renderers (``reports.render``) draw whatever tables the registry lists, in its order. To add
-a section (real-name checks and minors refused, takedowns ...), write a function of the period
+a section, write a function of the period
 returning a ``Table`` in its own module and add one line to the kind's dict below; nothing else
 changes."""
 
@@ -9,7 +9,7 @@ from collections.abc import Callable
 
 from ..models import Report
 from ..periods import Period
-from . import monthly, operators
+from . import monthly, operators, realname, takedowns
 from .table import Column, Table, Unit
 
 Section = Callable[[Period], Table]
@@ -23,6 +23,11 @@ MONTHLY_COMPLIANCE: dict[str, Section] = {
     "arbitration": monthly.arbitration,
     "qualifications": monthly.qualifications,
     "risk": monthly.risk,
+    "realname": realname.realname_checks,
+    "minors": realname.minors_refused,
+    "takedowns": takedowns.takedowns,
+    "takedown_notices": takedowns.takedown_notices,
+    "authorisation_reviews": takedowns.authorisation_reviews,
 }
 
 OPERATORS_HALFYEAR: dict[str, Section] = {
