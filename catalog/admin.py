@@ -17,7 +17,7 @@ from marketplace.http import client_ip
 
 from . import selectors, services
 from .forms import RevealForm, StockImportForm
-from .models import CardCode, Category, Product, StaffReveal, StockBatch, Supplier
+from .models import CardCode, Category, Product, RestockSubscription, StaffReveal, StockBatch, Supplier
 
 
 def _defect_rate_html(obj):
@@ -251,3 +251,27 @@ class StaffRevealAdmin(ReadOnlyAdmin):
     list_display = ("at", "user", "code", "ip", "reason")
     list_filter = ("user",)
     readonly_fields = ("at", "user", "code", "ip", "user_agent", "reason")
+
+
+@admin.register(RestockSubscription)
+class RestockSubscriptionAdmin(ReadOnlyAdmin):
+    """Who waits for which product, and what became of it (catalog.services' restock alerts)."""
+
+    list_display = ("id", "product", "email", "user", "created_at", "confirmed_at", "notified_at", "unsubscribed_at")
+    list_filter = ("product",)
+    list_select_related = ("product", "user")
+    search_fields = ("email",)
+    readonly_fields = (
+        "product",
+        "user",
+        "email",
+        "page_path",
+        "created_at",
+        "confirmed_at",
+        "claimed_at",
+        "notified_at",
+        "notified_batch",
+        "unsubscribed_at",
+        "ip",
+    )
+    fields = readonly_fields

@@ -303,3 +303,74 @@ class StaffReveal(models.Model):
 
     def __str__(self):
         return f"{self.user} → {self.code_id} @ {self.at:%Y-%m-%d %H:%M}"
+
+
+class RestockSubscription(models.Model):
+    """ "Tell me when it is back": a member's (confirmed at once) or a guest's email (confirmed by a
+    signed link emailed to it). One alert per subscription: the restock email ends it (to hear of
+    the next restock, subscribe again), so a product that sells out and comes back every day
+    cannot turn one click into a daily mailing. Unsubscribing (the link in every email) ends it too.
+
+    Sending is claimed row by row (``claim``/``claimed_at``, then ``notified_at``): see
+    ``catalog.services.restock_notify_run`` for why each subscriber is emailed exactly once.
+    """
+
+    product = models.ForeignKey(
+        Product, verbose_name=_("product"), related_name="restock_subscriptions", on_delete=models.CASCADE
+    )
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        verbose_name=_("member"),
+        null=True,
+        blank=True,
+        related_name="+",
+        on_delete=models.CASCADE,
+    )
+    # Stripped and lower case (catalog.services.restock_email_normalise); a member's address when
+    # they subscribed.
+    email = models.EmailField(_("email"))
+    # The unsubscribe link's key (and, signed, the confirmation link's): unguessable.
+    token = models.CharField(max_length=64, unique=True, editable=False)
+    created_at = models.DateTimeField(_("subscribed"), auto_now_add=True)
+    confirmed_at = models.DateTimeField(_("confirmed"), null=True, blank=True)
+    # Which sending run holds the row (its Celery task id) and since when: see restock_notify_run.
+    claim = models.CharField(max_length=64, blank=True, editable=False)
+    claimed_at = models.DateTimeField(null=True, blank=True, editable=False)
+    notified_at = models.DateTimeField(_("notified"), null=True, blank=True)
+    # The import that brought the stock the alert announced (empty: found in stock by the sweeper).
+    notified_batch = models.ForeignKey(
+        StockBatch, verbose_name=_("restock batch"), null=True, blank=True, related_name="+", on_delete=models.SET_NULL
+    )
+    unsubscribed_at = models.DateTimeField(_("unsubscribed"), null=True, blank=True)
+    ip = models.GenericIPAddressField(_("IP"), null=True, blank=True)
+    # The page the subscriber asked on (a storefront's product page, or the platform's): the alert
+    # links back to it. Set by the view from its own URL, never from the client.
+    page_path = models.CharField(_("page"), max_length=200, blank=True)
+
+    class Meta:
+        ordering = ("-id",)
+        verbose_name = _("restock alert")
+        verbose_name_plural = _("restock alerts")
+        constraints = [
+            # One live subscription per product and address (live: neither notified nor unsubscribed).
+            models.UniqueConstraint(
+                fields=["product", "email"],
+                condition=Q(notified_at__isnull=True, unsubscribed_at__isnull=True),
+                name="restock_one_live_per_email",
+            ),
+        ]
+        indexes = [
+            # The sender's scan: live, confirmed subscriptions of one product, in id order.
+            models.Index(
+                fields=["product", "id"],
+                condition=Q(notified_at__isnull=True, unsubscribed_at__isnull=True, confirmed_at__isnull=False),
+                name="restock_due_idx",
+            ),
+        ]
+
+    def __str__(self):
+        return f"{self.product} → {self.email}"
+
+    @property
+    def is_live(self) -> bool:
+        return self.notified_at is None and self.unsubscribed_at is None

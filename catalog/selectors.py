@@ -1,15 +1,17 @@
 """Reads for catalogue pages. Stock is always counted from codes really available."""
 
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 
+from django.conf import settings
+from django.core import signing
 from django.db import models
 from django.db.models import Count, OuterRef, Prefetch, Q, QuerySet, Sum
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from .models import CardCode, Category, Product, StockBatch, Supplier
+from .models import CardCode, Category, Product, RestockSubscription, StockBatch, Supplier
 
 
 def stock_counts(product_ids) -> dict[int, int]:
@@ -149,3 +151,54 @@ def supplier_defect_rates(supplier_ids=None) -> list[DefectRate]:
         suppliers = suppliers.filter(pk__in=list(supplier_ids))
     rows = [DefectRate(s.pk, s.name, s.codes_delivered, s.codes_defective) for s in suppliers]
     return sorted(rows, key=lambda r: (-(r.rate or 0), r.id))
+
+
+# --- Restock alerts -----------------------------------------------------------------------------
+
+RESTOCK_CONFIRM_SALT = "catalog.restock.confirm"
+
+
+def restock_due(product_id: int) -> QuerySet[RestockSubscription]:
+    """Live, confirmed subscriptions of a product not yet alerted (claimed by a run or not)."""
+    return RestockSubscription.objects.filter(
+        product_id=product_id, notified_at__isnull=True, unsubscribed_at__isnull=True, confirmed_at__isnull=False
+    )
+
+
+def restock_products_due() -> list[int]:
+    """Products on sale, in stock, with confirmed subscribers still waiting for their alert."""
+    waiting = RestockSubscription.objects.filter(
+        notified_at__isnull=True, unsubscribed_at__isnull=True, confirmed_at__isnull=False
+    ).values("product_id")
+    in_stock = CardCode.objects.filter(status=CardCode.Status.AVAILABLE).values("product_id")
+    return list(
+        products_on_sale().filter(pk__in=waiting).filter(pk__in=in_stock).order_by("pk").values_list("pk", flat=True)
+    )
+
+
+def restock_subscription_for_token(token: str) -> RestockSubscription | None:
+    """The subscription an unsubscribe link names (its unguessable token)."""
+    if not token or len(token) > 64:
+        return None
+    return RestockSubscription.objects.select_related("product").filter(token=token).first()
+
+
+def restock_subscription_from_confirm_link(signed: str) -> RestockSubscription | None:
+    """The subscription a guest's confirmation link names, while the link is valid
+    (RESTOCK_CONFIRM_DAYS; signed by catalog.services.restock_confirm_token)."""
+    try:
+        token = signing.TimestampSigner(salt=RESTOCK_CONFIRM_SALT).unsign(
+            signed[:200], max_age=timedelta(days=settings.RESTOCK_CONFIRM_DAYS)
+        )
+    except signing.BadSignature:
+        return None
+    return restock_subscription_for_token(token)
+
+
+def restock_member_subscribed(*, product_id: int, user) -> bool:
+    """Whether a signed-in member already waits for this product's restock."""
+    if user is None or not user.is_authenticated:
+        return False
+    return RestockSubscription.objects.filter(
+        product_id=product_id, user=user, notified_at__isnull=True, unsubscribed_at__isnull=True
+    ).exists()

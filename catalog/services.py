@@ -1,23 +1,41 @@
 """Catalogue and stock services: the only code that changes card codes."""
 
 import logging
-from collections.abc import Sequence
+import secrets
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 from decimal import Decimal
 
 from django.conf import settings
+from django.core import signing
+from django.core.exceptions import ValidationError
+from django.core.mail import EmailMultiAlternatives
+from django.core.validators import validate_email
 from django.db import IntegrityError, transaction
-from django.db.models import QuerySet
-from django.utils import timezone
+from django.db.models import Q, QuerySet
+from django.template.loader import render_to_string
+from django.urls import reverse
+from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 from django.views.decorators.debug import sensitive_variables
 
 from marketplace import crypto
+from marketplace.context_processors import site
 from marketplace.errors import Conflict, Forbidden, ServiceError
 from marketplace.money import quantize
 
-from . import importing
-from .models import BATCH_FLOW, CODE_FLOW, CardCode, Product, StaffReveal, StockBatch, Supplier
+from . import importing, selectors
+from .models import (
+    BATCH_FLOW,
+    CODE_FLOW,
+    CardCode,
+    Product,
+    RestockSubscription,
+    StaffReveal,
+    StockBatch,
+    Supplier,
+)
 
 log = logging.getLogger(__name__)
 Status = CardCode.Status
@@ -242,6 +260,8 @@ def batch_import_run(*, batch_id: int) -> str:
             duplicate_count=len(duplicates),
             report=[p.as_dict() for p in duplicates[:1000]],
         )
+        if imported:
+            restock_alerts_queue(product_id=batch.product_id, batch_id=batch.pk)
     return "done"
 
 
@@ -317,3 +337,210 @@ def code_mark_defective(*, code_id: int, note: str) -> None:
     )
     if updated != 1:
         raise CatalogError(_("Only a sold code can be marked defective."))
+
+
+# --- Restock alerts ("notify me when it is back") ---------------------------------------------
+
+RESTOCK_CONFIRM_SALT = selectors.RESTOCK_CONFIRM_SALT
+
+
+class RestockError(CatalogError):
+    code = "restock_refused"
+
+
+def restock_email_normalise(email: str) -> str:
+    """An address as stored and compared: stripped, lower case (as guests' order emails)."""
+    return (email or "").strip().lower()
+
+
+def restock_confirm_token(subscription: RestockSubscription) -> str:
+    """The signed, timestamped key of a guest's confirmation link (read by
+    ``selectors.restock_subscription_from_confirm_link``)."""
+    return signing.TimestampSigner(salt=RESTOCK_CONFIRM_SALT).sign(subscription.token)
+
+
+def _live(product_id: int, email: str) -> QuerySet[RestockSubscription]:
+    return RestockSubscription.objects.filter(
+        product_id=product_id, email=email, notified_at__isnull=True, unsubscribed_at__isnull=True
+    )
+
+
+def restock_subscribe(
+    *, product: Product, user=None, email: str = "", ip: str | None = None, page_path: str = ""
+) -> tuple[RestockSubscription, str]:
+    """Subscribe to ``product``'s next restock: a member (``user``, confirmed at once, their
+    account's address) or a guest's ``email`` (a confirmation link is emailed; unconfirmed
+    subscriptions are never alerted). Asking again changes nothing but resends a guest's link.
+
+    Returns the live subscription and what happened: "subscribed" (new and confirmed),
+    "already" (confirmed before) or "confirm_sent" (a guest's link emailed). ``RestockError``
+    for a product in stock or an address that is not one.
+    """
+    member = user if user is not None and user.is_authenticated else None
+    if selectors.stock_count(product.pk) > 0:
+        raise RestockError(_("This product is in stock: you can buy it now."))
+    email = restock_email_normalise(member.email if member is not None else email)
+    try:
+        validate_email(email)
+    except ValidationError:
+        raise RestockError(_("Enter a valid email address.")) from None
+    now = timezone.now()
+    with transaction.atomic():
+        sub = _live(product.pk, email).select_for_update().first()
+        created = sub is None
+        if sub is None:
+            try:
+                with transaction.atomic():
+                    sub = RestockSubscription.objects.create(
+                        product=product,
+                        user=member,
+                        email=email,
+                        token=secrets.token_urlsafe(32),
+                        confirmed_at=now if member is not None else None,
+                        ip=ip or None,
+                        page_path=page_path[:200],
+                    )
+            except IntegrityError:  # the same address subscribed at the same moment
+                sub = _live(product.pk, email).select_for_update().get()
+                created = False
+        if member is not None and (sub.confirmed_at is None or sub.user_id is None):
+            # A member asks for an address they once gave as a guest: theirs, so confirmed.
+            sub.user, sub.confirmed_at = member, sub.confirmed_at or now
+            sub.save(update_fields=["user", "confirmed_at"])
+        if sub.confirmed_at is not None:
+            return sub, "subscribed" if created else "already"
+        pk = sub.pk
+        transaction.on_commit(lambda: _email_restock_confirm(subscription_id=pk))
+    return sub, "confirm_sent"
+
+
+def restock_confirm(*, subscription: RestockSubscription) -> bool:
+    """A guest opened their confirmation link and confirmed: True if this confirmed it."""
+    return bool(
+        _live(subscription.product_id, subscription.email)
+        .filter(pk=subscription.pk, confirmed_at__isnull=True)
+        .update(confirmed_at=timezone.now())
+    )
+
+
+def restock_unsubscribe(*, subscription: RestockSubscription) -> bool:
+    """The unsubscribe link: no alert for this subscription any more. True if this ended it."""
+    return bool(
+        RestockSubscription.objects.filter(
+            pk=subscription.pk, notified_at__isnull=True, unsubscribed_at__isnull=True
+        ).update(unsubscribed_at=timezone.now())
+    )
+
+
+def _site_url(path: str) -> str:
+    return settings.SITE_URL + path
+
+
+def _unsubscribe_url(sub: RestockSubscription) -> str:
+    return _site_url(reverse("catalog:restock_unsubscribe", args=[sub.token]))
+
+
+def _send(*, to: str, subject: str, template: str, context: dict, headers: dict | None = None) -> None:
+    """One email as text and HTML (templates/catalog/email/<template>.txt and .html)."""
+    context = {**site(None), "SITE_URL": settings.SITE_URL, **context}
+    text = render_to_string(f"catalog/email/{template}.txt", context)
+    html = render_to_string(f"catalog/email/{template}.html", context)
+    message = EmailMultiAlternatives(subject, text, None, [to], headers=headers or {})
+    message.attach_alternative(html, "text/html")
+    message.send()
+
+
+def _email_restock_confirm(*, subscription_id: int) -> None:
+    sub = RestockSubscription.objects.select_related("product").filter(pk=subscription_id).first()
+    if sub is None or sub.confirmed_at is not None or not sub.is_live:
+        return
+    url = _site_url(reverse("catalog:restock_confirm", args=[restock_confirm_token(sub)]))
+    with translation.override(settings.LANGUAGE_CODE):
+        subject = _("Confirm your restock alert for %(product)s") % {"product": sub.product.name}
+        _send(
+            to=sub.email,
+            subject=subject,
+            template="restock_confirm",
+            context={"product": sub.product, "url": url, "days": settings.RESTOCK_CONFIRM_DAYS},
+        )
+
+
+def restock_email_alert(subscription: RestockSubscription) -> None:
+    """The alert itself: the product is back, with a one-click unsubscribe link (and the
+    List-Unsubscribe headers of RFC 2369 and RFC 8058, which mail apps show as a button)."""
+    product = subscription.product
+    unsubscribe = _unsubscribe_url(subscription)
+    page = _site_url(subscription.page_path or product.get_absolute_url())
+    with translation.override(settings.LANGUAGE_CODE):
+        _send(
+            to=subscription.email,
+            subject=_("Back in stock: %(product)s") % {"product": product.name},
+            template="restock_alert",
+            context={"product": product, "url": page, "unsubscribe_url": unsubscribe},
+            headers={"List-Unsubscribe": f"<{unsubscribe}>", "List-Unsubscribe-Post": "List-Unsubscribe=One-Click"},
+        )
+
+
+def restock_alerts_queue(*, product_id: int, batch_id: int | None) -> None:
+    """After new stock of ``product_id`` is committed: queue the sending run if anyone waits."""
+    if not selectors.restock_due(product_id).exists():
+        return
+    from marketplace.celery import publish
+
+    from .tasks import restock_notify
+
+    transaction.on_commit(lambda: publish(restock_notify, product_id, batch_id))
+
+
+def restock_notify_run(
+    *,
+    product_id: int,
+    run_id: str,
+    batch_id: int | None = None,
+    send: Callable[[RestockSubscription], None] | None = None,
+) -> tuple[int, bool]:
+    """Email up to RESTOCK_ALERT_BATCH confirmed subscribers of ``product_id`` that it is back;
+    returns (emails sent, whether more are waiting for another run).
+
+    Each row goes through three steps, each committed on its own:
+      1. claim: one transaction takes the batch's rows (``FOR UPDATE SKIP LOCKED``, so two runs
+         never take the same row) and writes ``claim = run_id, claimed_at = now``;
+      2. send the email;
+      3. mark: ``notified_at`` set by a conditional UPDATE (still ours, not yet notified).
+    A run killed mid-way (the worker SIGKILLed, the task retried or its message redelivered
+    under the same task id, which is ``run_id``) finds its own claimed rows again and sends
+    only those not marked; rows claimed by another run are taken over only once the claim is
+    RESTOCK_ALERT_CLAIM_MINUTES old (that run is dead, not slow). Nobody is skipped: a claimed
+    row stays due until marked.
+
+    At-least-once, not at-most-once, for the one email in flight at the moment of a kill (sent
+    by the mail server, the mark not yet committed): that subscriber may get the alert twice,
+    while marking before sending would lose it for good, unseen by anyone. Everyone else gets
+    it exactly once. A lost "back in stock" email is a sale missed and a customer who thinks
+    the shop ignored them; a rare duplicate is harmless (tests/test_restock_alerts.py kills a
+    run between emails and retries it).
+    """
+    if not selectors.products_on_sale().filter(pk=product_id).exists() or not selectors.stock_count(product_id):
+        return 0, False  # off sale or sold out again: the subscriptions wait for the next restock
+    now = timezone.now()
+    stale = now - timedelta(minutes=settings.RESTOCK_ALERT_CLAIM_MINUTES)
+    due = selectors.restock_due(product_id)
+    claimable = due.filter(Q(claimed_at__isnull=True) | Q(claim=run_id) | Q(claimed_at__lt=stale))
+    with transaction.atomic():
+        ids = list(
+            claimable.order_by("pk")
+            .select_for_update(skip_locked=True)
+            .values_list("pk", flat=True)[: settings.RESTOCK_ALERT_BATCH]
+        )
+        RestockSubscription.objects.filter(pk__in=ids).update(claim=run_id, claimed_at=now)
+    send = send or restock_email_alert
+    sent = 0
+    rows = due.filter(pk__in=ids, claim=run_id).select_related("product").order_by("pk")
+    for sub in rows:
+        send(sub)
+        RestockSubscription.objects.filter(pk=sub.pk, claim=run_id, notified_at__isnull=True).update(
+            notified_at=timezone.now(), notified_batch_id=batch_id
+        )
+        sent += 1
+    log.info("restock alerts: product=%s run=%s sent=%s", product_id, run_id, sent)
+    return sent, claimable.exists()

@@ -1,8 +1,45 @@
+import uuid
+from smtplib import SMTPException
+
 from celery import shared_task
 
-from . import services
+from marketplace.celery import publish
+
+from . import selectors, services
 
 
 @shared_task(acks_late=True, reject_on_worker_lost=True)
 def import_batch(batch_id: int) -> str:
     return services.batch_import_run(batch_id=batch_id)
+
+
+@shared_task(
+    bind=True,
+    acks_late=True,
+    reject_on_worker_lost=True,
+    # A mail server that refuses or is away: the same run (same task id, so its own claimed rows
+    # are taken again at once) tries later, a bounded number of times; then the beat sweeper's
+    # run takes the rows over once the claim is stale (catalog.services.restock_notify_run).
+    autoretry_for=(SMTPException, OSError),
+    max_retries=5,
+    retry_backoff=60,
+    retry_backoff_max=1800,
+    retry_jitter=True,
+)
+def restock_notify(self, product_id: int, batch_id: int | None = None) -> int:
+    """One batch of restock alerts for a product; the next batch is queued as another run."""
+    run_id = self.request.id or uuid.uuid4().hex
+    sent, more = services.restock_notify_run(product_id=product_id, batch_id=batch_id, run_id=run_id)
+    if more:
+        publish(restock_notify, product_id, batch_id)
+    return sent
+
+
+@shared_task
+def restock_alerts_sweep() -> int:
+    """Beat: products in stock whose confirmed subscribers were not alerted (the run's publish
+    failed, its worker died): a sending run each."""
+    products = selectors.restock_products_due()
+    for product_id in products:
+        publish(restock_notify, product_id, None)
+    return len(products)

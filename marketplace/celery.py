@@ -113,6 +113,13 @@ app.conf.beat_schedule = {
         "task": "reports.tasks.operators_halfyear_generate",
         "schedule": crontab(month_of_year="1,7", day_of_month=1, hour=2, minute=30),
     },
+    # Restock alerts whose run was never queued or died (broker away, worker killed): products in
+    # stock with confirmed subscribers not yet told get a sending run (catalog.tasks).
+    "catalog-restock-alerts-sweep": {
+        "task": "catalog.tasks.restock_alerts_sweep",
+        "schedule": 600.0,
+        "options": {"expires": 600.0},
+    },
     # Risk control: many accounts sharing one device, IP or payout account (orders.services.risk).
     "risk-clusters-scan": {"task": "orders.tasks.risk_clusters_scan", "schedule": 900.0},
 }

@@ -351,7 +351,19 @@ RATE_LIMITS = {
         "subject": env_rate("RATE_RIGHTS_NOTICE_EMAIL", "5/3600"),
         "network": env_rate("RATE_RIGHTS_NOTICE_NETWORK", "10/3600"),
     },
+    # Restock alerts' "notify me" form (orders.views.restock): each guest subscription emails a
+    # confirmation link, so per address and per client network. Subject: the account or email.
+    "restock": {
+        "subject": env_rate("RATE_RESTOCK_SUBJECT", "5/3600"),
+        "network": env_rate("RATE_RESTOCK_NETWORK", "30/3600"),
+    },
 }
+# Restock alerts (catalog.services.restock_notify_run): emails per task run (the next run is
+# queued for the rest), how long a run's claim on a row holds before another run may take it
+# over (a worker killed mid-way), and how long a guest's confirmation link works.
+RESTOCK_ALERT_BATCH = env_positive("RESTOCK_ALERT_BATCH", 100)
+RESTOCK_ALERT_CLAIM_MINUTES = env_positive("RESTOCK_ALERT_CLAIM_MINUTES", 10)
+RESTOCK_CONFIRM_DAYS = env_positive("RESTOCK_CONFIRM_DAYS", 3)
 # allauth's own limits, set here rather than left to its defaults, counted in the same cache
 # (ACCOUNT_RATE_LIMITS: "<n>/<seconds>s/<ip|key|user>"; "ip" is allauth's client, IPv6 by /64,
 # through accounts.adapter.get_client_ip). Past one, allauth answers with the project's 429

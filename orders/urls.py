@@ -10,7 +10,7 @@ They live in orders because they show each viewer's price (``orders.selectors.or
 
 from django.urls import path
 
-from .views import agent_sales, catalog, guest, guest_lookup, orders, storefront
+from .views import agent_sales, catalog, guest, guest_lookup, orders, restock, storefront
 
 app_name = "orders"
 urlpatterns = [
@@ -43,6 +43,7 @@ storefront_urlpatterns = [
     path("<slug:slug>/operator/licence.jpg", storefront.operator_licence, name="operator_licence"),
     path("<slug:slug>/p/<slug:product_slug>/", storefront.product, name="product"),
     path("<slug:slug>/p/<slug:product_slug>/buy/", storefront.buy, name="buy"),
+    path("<slug:slug>/p/<slug:product_slug>/notify/", restock.storefront_subscribe, name="restock_subscribe"),
 ]
 
 agent_urlpatterns = [
@@ -59,4 +60,8 @@ catalog_urlpatterns = [
     path("search/", catalog.search, name="search"),
     path("c/<slug:slug>/", catalog.category, name="category"),
     path("p/<slug:slug>/", catalog.product, name="product"),
+    # Restock alerts (到货通知): ask on a sold-out product; a guest's confirmation link; unsubscribe.
+    path("p/<slug:slug>/notify/", restock.subscribe, name="restock_subscribe"),
+    path("restock/confirm/<str:token>/", restock.confirm, name="restock_confirm"),
+    path("restock/unsubscribe/<str:token>/", restock.unsubscribe, name="restock_unsubscribe"),
 ]

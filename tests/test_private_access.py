@@ -568,6 +568,11 @@ NOT_BUYER_PRIVATE = {
     "storefront:logo": "an agent's public storefront logo",
     "storefront:product": "an agent's public storefront product",
     "storefront:buy": "an agent's public storefront product's buy form",
+    "storefront:restock_subscribe": "a public product's restock alert form (tests/test_restock_alerts.py)",
+    "catalog:restock_subscribe": "a public product's restock alert form (tests/test_restock_alerts.py)",
+    "catalog:restock_confirm": "a signed, expiring confirmation link of a restock alert (tests/test_restock_alerts.py)",
+    "catalog:restock_unsubscribe": "an alert's unguessable unsubscribe token, the alert's own email and product only "
+    "(tests/test_restock_alerts.py)",
     "storefront:operator": "an agent's public storefront's operator information (public fields only)",
     "storefront:operator_licence": "a storefront operator's business licence, public while the shop is "
     "(tests/test_storefront_operator_info.py)",

@@ -42,4 +42,5 @@ def category(request, slug):
 def product(request, slug):
     item = get_object_or_404(catalog.products_on_sale(), slug=slug)
     info = selectors.purchase_info(product=item, viewer=request.user)
-    return render(request, "catalog/product.html", {"product": item, "info": info})
+    subscribed = not info.stock and catalog.restock_member_subscribed(product_id=item.pk, user=request.user)
+    return render(request, "catalog/product.html", {"product": item, "info": info, "restock_subscribed": subscribed})

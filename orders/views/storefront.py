@@ -147,6 +147,9 @@ def product(request, slug, product_slug):
     form = CheckoutForm(request.GET, product=info.product)
     guest_form, _error, _who = guest_fields(request)
     context = _product_context(sf, info, form, guest_form=guest_form, channel=channel_chosen(request))
+    context["restock_subscribed"] = not info.stock and catalog.restock_member_subscribed(
+        product_id=info.product.pk, user=request.user
+    )
     return render(request, "storefront/product.html", {**context, **realname_context(request, info.product)})
 
 
