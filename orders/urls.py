@@ -10,7 +10,7 @@ They live in orders because they show each viewer's price (``orders.selectors.or
 
 from django.urls import path
 
-from .views import agent_sales, catalog, guest, guest_lookup, orders, restock, storefront
+from .views import agent_sales, catalog, guest, guest_lookup, orders, restock, share, storefront
 
 app_name = "orders"
 urlpatterns = [
@@ -52,6 +52,11 @@ agent_urlpatterns = [
     path("downline/<int:pk>/", agent_sales.downline_detail, name="downline_detail"),
     path("reports/", agent_sales.reports_view, name="reports"),
     path("reports/export.csv", agent_sales.reports_csv, name="reports_csv"),
+    path("reports/sources/", agent_sales.reports_sources, name="reports_sources"),
+    # The share tools (推广海报): the storefront's and its products' posters.
+    path("storefront/posters/", share.posters, name="posters"),
+    path("storefront/posters/shop.<str:kind>", share.poster, name="poster_shop"),
+    path("storefront/posters/p/<int:product_id>.<str:kind>", share.poster, name="poster_product"),
     path("api-keys/callbacks/<int:callback_id>/resend/", agent_sales.api_callback_resend, name="api_callback_resend"),
 ]
 

@@ -256,6 +256,8 @@ def main_pages():
             reverse("agents:pricing"),
             reverse("agents:storefront"),
             reverse("agents:storefront_prices"),
+            reverse("agents:posters"),
+            reverse("agents:reports_sources"),
             reverse("agents:withdrawals"),
         ],
         "admin@demo.local": [

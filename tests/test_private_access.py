@@ -582,6 +582,11 @@ NOT_BUYER_PRIVATE = {
     "rights:notice_detail": "a rights notice's public record (电子商务法 第四十四条), nothing private on it "
     "(tests/test_rights_publication.py)",
     "legal:document": "a published agreement, public (tests/test_agreements.py)",
+    # The agent's own storefront's posters: the storefront is the signed-in agent's, never an id
+    # in the address; the product id is a public catalogue product, 404 unless the agent's shop
+    # sells it (tests/test_share_tools.py).
+    "agents:poster_shop": "the signed-in agent's own storefront poster (tests/test_share_tools.py)",
+    "agents:poster_product": "a public product's poster for the signed-in agent's own shop (tests/test_share_tools.py)",
     "legal:version": "a published agreement's version, public (tests/test_agreements.py)",
     # Guests' orders (no account): served only to a browser whose session holds the order (it
     # placed it or opened its signed link), codes only after a proof; otherwise 404 for every

@@ -32,6 +32,7 @@ from marketplace.money import quantize
 
 from ..models import ORDER_FLOW, CodeReveal, Order, OrderCode, OrderShare, reissue_note
 from ..selectors import orders as selectors
+from ..selectors import share
 from . import callbacks as agent_callbacks
 from . import guest
 from .risk import order_risk_screen
@@ -79,6 +80,7 @@ def order_place(
     captcha: str = "",
     real_name: str = "",
     id_number: str = "",
+    source: str = "",
 ) -> Order:
     """Reserve ``quantity`` codes of a product for ``buyer`` and open an order awaiting payment.
 
@@ -104,7 +106,13 @@ def order_place(
     keeps the verification. Game top-ups then follow the minors' limits (``compliance.minors``),
     checked with the order's row written and the person's verifications locked, so two
     concurrent orders cannot both take the month's last allowance.
+
+    ``source`` is where the buyer came from (``orders.selectors.share``: "poster:storefront",
+    "poster:<product id>", "coupon:<code>"), decided by the server (the storefront's signed
+    landing), never taken from the buyer's form; kept on the order for the share reports.
     """
+    if not share.source_valid(source):
+        raise ValueError(f"not an order source: {source!r}")
     # The rules the pages show (``selectors.purchase_info``) and the checkout form checks,
     # enforced here with the same functions.
     key = (idempotency_key or "").strip()
@@ -186,6 +194,7 @@ def order_place(
                 agent_order_no=agent_order_no,
                 callback_url=callback_url,
                 realname_verification=verification,
+                source=source,
             )
             if verification is not None and product.is_game_topup:
                 window = minors.month_window()

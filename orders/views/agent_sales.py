@@ -157,7 +157,35 @@ def reports_view(request):
     return render(request, "agents/reports.html", context)
 
 
-CSV_KINDS = ("daily", "products", "downline")
+@agent_required
+@require_GET
+def reports_sources(request):
+    """推广效果: the agent's own sales by share source (posters now, coupons as they come), over a
+    chosen period, with the CSV export (``kind=sources``)."""
+    agent = request.agent
+    period, error = reports.period_parse(request.GET)
+    if error:
+        messages.error(request, error)
+    rows = reports.report_sources(agent=agent, period=period)
+    totals, shared = reports.Row(), reports.Row()
+    for row in rows:
+        totals.add(row)
+        if row.source:
+            shared.add(row)
+    context = {
+        "section": "reports",
+        "agent": agent,
+        "rows": rows,
+        "totals": totals,
+        "shared": shared,
+        "period": period,
+        "presets": reports.PRESETS,
+        "period_query": period.query(),
+    }
+    return render(request, "agents/reports_sources.html", context)
+
+
+CSV_KINDS = ("daily", "products", "downline", "sources")
 
 
 @agent_required
@@ -167,7 +195,7 @@ def reports_csv(request):
     agent = request.agent
     kind = request.GET.get("kind", "daily")
     if kind not in CSV_KINDS:
-        return HttpResponseBadRequest(_("Unknown export: choose daily, products or downline."))
+        return HttpResponseBadRequest(_("Unknown export: choose daily, products, downline or sources."))
     period, error = reports.period_parse(request.GET)
     if error:
         return HttpResponseBadRequest(error)
@@ -189,6 +217,10 @@ def reports_csv(request):
         writer.writerow([_("Product"), *tail])
         for row in reports.report_products(root=agent, earner=agent, period=period):
             writer.writerow([_csv_text(row.name), *numbers(row)])
+    elif kind == "sources":
+        writer.writerow([_("Source"), _("Source code"), *tail])
+        for row in reports.report_sources(agent=agent, period=period):
+            writer.writerow([_csv_text(row.label), _csv_text(row.source), *numbers(row)])
     else:
         writer.writerow([_("Downline agent"), _("Level"), _("Agents in their team"), *tail])
         for row in reports.report_downline(agent=agent, period=period):

@@ -32,6 +32,7 @@ from ..selectors import orders as selectors
 from ..services import orders as services
 from .limits import checkout_limited
 from .orders import channel_chosen, guest_fields, placed, realname_context
+from .share import landing_note, landing_source
 
 PAGE_SIZE = 24
 
@@ -64,6 +65,7 @@ def home(request, slug):
         sf = _shop(slug)
     except _Closed:
         return _closed(request, slug)
+    landing_note(request, sf)  # a visit from the shop's poster (?src=s)
     unlisted = agent_selectors.storefront_unlisted_ids(storefront=sf)
     products = [p for p in catalog.products_on_sale().select_related("category__parent") if p.pk not in unlisted]
     # Categories of what the shop sells, for the chips (top level only).
@@ -144,6 +146,7 @@ def product(request, slug, product_slug):
     info = _offer(request, sf, product_slug)
     if info is None:
         return _not_sold(request, sf)
+    landing_note(request, sf, listed_ids=[info.product.pk])  # from a poster (?src=s or p<id>)
     form = CheckoutForm(request.GET, product=info.product)
     guest_form, _error, _who = guest_fields(request)
     context = _product_context(sf, info, form, guest_form=guest_form, channel=channel_chosen(request))
@@ -182,6 +185,8 @@ def buy(request, slug, product_slug):
                 device=device_id(request),
                 storefront=sf,
                 captcha=request.POST.get(CAPTCHA_FIELD, ""),
+                # Where the buyer came from: the server's signed note of their landing, never a field.
+                source=landing_source(request, sf),
                 **who,
             )
         except PASS_THROUGH:
