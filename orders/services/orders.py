@@ -5,6 +5,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
+from decimal import Decimal
 
 from django.conf import settings
 from django.contrib.auth.hashers import make_password
@@ -26,6 +27,7 @@ from compliance import minors, realname
 from compliance.models import AuditEvent, CreditEvent, RealNameVerification
 from compliance.services import audit_record, credit_event_record
 from ledger import services as ledger
+from marketing.services import coupons
 from marketplace.celery import publish
 from marketplace.errors import ServiceError
 from marketplace.money import quantize
@@ -79,6 +81,7 @@ def order_place(
     captcha: str = "",
     real_name: str = "",
     id_number: str = "",
+    coupon_code: str = "",
 ) -> Order:
     """Reserve ``quantity`` codes of a product for ``buyer`` and open an order awaiting payment.
 
@@ -104,6 +107,11 @@ def order_place(
     keeps the verification. Game top-ups then follow the minors' limits (``compliance.minors``),
     checked with the order's row written and the person's verifications locked, so two
     concurrent orders cannot both take the month's last allowance.
+
+    ``coupon_code``: a coupon (``marketing``) checked here (``coupon_quote``) and its use taken
+    in this transaction (``marketing.services.coupons.coupon_redeem``: the coupon row locked, a
+    conditional UPDATE), so a refused coupon refuses the order with its reason. The discount is
+    snapshotted (``discount``, ``total = subtotal − discount``), with who funds it.
     """
     # The rules the pages show (``selectors.purchase_info``) and the checkout form checks,
     # enforced here with the same functions.
@@ -154,6 +162,20 @@ def order_place(
     )
     unit_price = quote.unit_price
     subtotal = quantize(unit_price * quantity)
+    offer = (
+        coupon_quote(
+            code=coupon_code,
+            product=product,
+            quantity=quantity,
+            buyer=buyer,
+            guest_email=guest_email,
+            quote=quote,
+            storefront=storefront,
+        )
+        if (coupon_code or "").strip()
+        else None
+    )
+    discount = offer.discount if offer is not None else Decimal("0.00")
     try:
         with transaction.atomic():
             # The order row first: its (buyer, key) unique index makes a concurrent request with
@@ -176,7 +198,9 @@ def order_place(
                 quantity=quantity,
                 unit_price=unit_price,
                 subtotal=subtotal,
-                total=subtotal,
+                discount=discount,
+                total=subtotal - discount,
+                discount_funder=offer.funder if offer is not None else None,
                 idempotency_key=key,
                 expires_at=timezone.now() + timedelta(minutes=settings.ORDER_PAYMENT_MINUTES),
                 buyer_ip=ip,
@@ -187,6 +211,8 @@ def order_place(
                 callback_url=callback_url,
                 realname_verification=verification,
             )
+            if offer is not None:  # or CouponError: the order row above is rolled back
+                coupons.coupon_redeem(offer=offer, order=order, buyer=buyer, email=guest_email)
             if verification is not None and product.is_game_topup:
                 window = minors.month_window()
                 minors.minor_limit_check(
@@ -239,6 +265,46 @@ def order_place(
             raise
         return existing
     return order
+
+
+def coupon_quote(
+    *, code: str, product: Product, quantity: int, buyer, guest_email: str, quote, storefront=None
+) -> coupons.Offer:
+    """What ``code`` takes off this order, or ``CouponError`` saying why not: the checkout's
+    preview before payment and ``order_place``'s own check. The orders' side of the rules: is
+    the buyer new (no paid order yet), and the selling agent's margin on the order (an agent's
+    coupon may not take more)."""
+    seller = [s for s in quote.shares if quote.agent is not None and s.agent.pk == quote.agent.pk]
+    margin = quantize(seller[-1].unit_earning * quantity) if seller else None
+    return coupons.coupon_offer(
+        code=code,
+        product=product,
+        quantity=quantity,
+        unit_price=quote.unit_price,
+        storefront=storefront,
+        buyer=buyer,
+        email=guest_email,
+        new_buyer=not selectors.has_paid_order(buyer=buyer, email=guest_email),
+        agent_margin=margin,
+    )
+
+
+def order_coupon_preview(
+    *, code: str, product: Product, quantity, buyer=None, guest_email: str = "", storefront=None
+) -> coupons.Offer:
+    """The checkout's "apply" button: the discount ``code`` would give (nothing is taken)."""
+    quantity = selectors.quantity_parse(quantity)
+    _refuse(selectors.quantity_refusal(quantity, product=product))
+    quote = agent_selectors.price_quote(product=product, buyer=buyer, storefront=storefront)
+    return coupon_quote(
+        code=code,
+        product=product,
+        quantity=quantity,
+        buyer=buyer,
+        guest_email=(guest_email or "").strip().lower() if buyer is None else "",
+        quote=quote,
+        storefront=storefront,
+    )
 
 
 @dataclass(frozen=True)
@@ -324,6 +390,7 @@ def order_cancel(*, order_id: int, buyer) -> bool:
         if order.status != OrderStatus.PENDING:
             return False
         _release_codes(order)
+        coupons.coupon_use_release(order_id=order.pk, reason="cancelled")
         return ORDER_FLOW.apply(order, OrderStatus.CANCELLED, actor=buyer, note="cancelled by buyer")
 
 
@@ -333,6 +400,7 @@ def order_expire(*, order_id: int) -> bool:
         if order.status != OrderStatus.PENDING or order.expires_at > timezone.now():
             return False
         _release_codes(order)
+        coupons.coupon_use_release(order_id=order.pk, reason="expired")  # the use comes back
         expired = ORDER_FLOW.apply(order, OrderStatus.EXPIRED, note="not paid in time")
         if expired:
             # An unpaid order that held stock until it lapsed weighs on the buyer's credit.
@@ -391,6 +459,9 @@ def order_mark_paid(*, order: Order, note: str = "") -> PaidOutcome:
         ORDER_FLOW.apply(order, OrderStatus.PAID, note=note, update=due, on_commit=[queue_fulfilment])
         return PaidOutcome.PAID
     if order.status in (OrderStatus.EXPIRED, OrderStatus.CANCELLED):
+        # Paid at the discounted total after its coupon use came back: take it again if one is
+        # left; if not, the buyer paid what they were shown and the sale stands.
+        coupons.coupon_use_retake(order_id=order.pk)
         try:
             with transaction.atomic():
                 code_ids = stock.stock_reserve(product_id=order.product_id, quantity=order.quantity)
