@@ -352,7 +352,13 @@ def order_codes_refund(
             )
     # The agents' shares of the refunded codes go back in the same transaction.
     commissions.commissions_reverse(order=order, quantity=quantity, reason=f"refund {refund_number}")
+    _book_discount_return(
+        order, discount=order.discount_slots(order.refunded_quantity, quantity), refund_number=refund_number
+    )
     Order.objects.filter(pk=order.pk).update(refunded_quantity=F("refunded_quantity") + quantity)
+    if order.refunded_quantity + quantity == order.quantity:
+        # Refunded in full: the coupon use comes back, but only while the coupon is still valid.
+        coupons.coupon_use_release(order_id=order.pk, reason="refunded", only_if_valid=True)
     if not codes:
         return []
     # The refunded codes leave the order; the ones nobody has seen go back on sale.
@@ -512,10 +518,35 @@ def _book_delivery(order: Order, code_ids) -> None:
     is owed to their suppliers."""
     costs = catalog_selectors.cost_by_supplier(code_ids)
     payables = [ledger.supplier_payable(c["supplier_id"], c["supplier_name"]) for c in costs]
-    legs = [(ledger.HELD, order.total), (ledger.SALES, -order.total)]
+    legs = [(ledger.HELD, order.total), (ledger.SALES, -order.subtotal)]
+    if order.discount:
+        # A coupon's discount: contra-revenue of whoever funds it (the agent's is cleared by its
+        # commission entry, agents.services.commissions).
+        legs.append((_discount_account(order), order.discount))
     for cost, payable in zip(costs, payables, strict=True):
         legs += [(ledger.COST_OF_SALES, cost["cost"]), (payable, -cost["cost"])]
     ledger.entry_post(kind="delivery", legs=legs, reference=order.number, idempotency_key=f"delivery:{order.number}")
+
+
+def _discount_account(order: Order) -> ledger.AccountSpec:
+    return ledger.AGENT_COUPON_DISCOUNTS if order.discount_funder_id else ledger.COUPON_DISCOUNTS
+
+
+def _book_discount_return(order: Order, *, discount: Decimal, refund_number: str) -> None:
+    """A refund of discounted codes: the refund (``refund_request``) took back what was paid;
+    their share of the discount is taken back from its contra-revenue account, so the sale's
+    gross is reversed whole."""
+    if discount <= 0:
+        return
+    ledger.transfer(
+        debit=ledger.SALES,
+        credit=_discount_account(order),
+        amount=discount,
+        kind="refund_discount",
+        reference=order.number,
+        memo=f"refund {refund_number}: coupon discount of the refunded codes",
+        idempotency_key=f"refund_discount:{refund_number}",
+    )
 
 
 def _book_cost_return(order: Order, code_ids, *, memo: str, idempotency_key: str) -> None:
