@@ -364,7 +364,13 @@ class Commission(models.Model):
 
     @property
     def net_amount(self):
-        return self.unit_amount * (self.quantity - self.reversed_quantity)
+        """What is still owed: the codes not refunded, less their share of the agent's own coupon
+        on the order (``Order.discount_slots``), if it funded one."""
+        left = self.quantity - self.reversed_quantity
+        net = self.unit_amount * left
+        if left and self.order.discount_funder_id == self.agent_id:
+            net -= self.order.discount_slots(self.reversed_quantity, left)
+        return net
 
 
 class CommissionStatusChange(StatusChange):

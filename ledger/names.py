@@ -28,6 +28,16 @@ _NAMES = [
         _("Withdrawals requested, not yet paid out"),
     ),
     (r"revenue:withdrawal_fees", "Fees on agents' withdrawals", _("Fees on agents' withdrawals")),
+    (
+        r"revenue:coupon_discounts",
+        "Coupon discounts funded by the platform",
+        _("Coupon discounts funded by the platform"),
+    ),
+    (
+        r"revenue:agent_coupon_discounts",
+        "Coupon discounts funded by agents' earnings",
+        _("Coupon discounts funded by agents' earnings"),
+    ),
     (r"asset:bank", "Bank account (manual transfers)", _("Bank account (manual transfers)")),
     (r"liability:commission_pending:\d+", "Pending commission of {x}", _("Pending commission of %(x)s")),
     (r"liability:commission:\d+", "Available commission of {x}", _("Available commission of %(x)s")),

@@ -70,6 +70,13 @@ WITHDRAWALS_PAYABLE = AccountSpec(
     "liability:withdrawals_payable", "Withdrawals requested, not yet paid out", Kind.LIABILITY
 )
 WITHDRAWAL_FEES = AccountSpec("revenue:withdrawal_fees", "Fees on agents' withdrawals", Kind.REVENUE)
+# Coupon discounts (marketing): contra-revenue, booked against the sale at delivery. The
+# platform's own coupons stay here as its cost; an agent's coupons are booked to the second
+# account and cleared by the agent's commission entry (its earnings fund them).
+COUPON_DISCOUNTS = AccountSpec("revenue:coupon_discounts", "Coupon discounts funded by the platform", Kind.REVENUE)
+AGENT_COUPON_DISCOUNTS = AccountSpec(
+    "revenue:agent_coupon_discounts", "Coupon discounts funded by agents' earnings", Kind.REVENUE
+)
 # Money paid out by bank transfer that staff made by hand (recorded with its reference).
 BANK = AccountSpec("asset:bank", "Bank account (manual transfers)", Kind.ASSET)
 

@@ -41,3 +41,15 @@ def to_fen(amount: Decimal) -> int:
 
 def from_fen(fen: int) -> Decimal:
     return quantize(Decimal(fen) / 100)
+
+
+def split(amount: Decimal, parts: int) -> list[Decimal]:
+    """``amount`` in ``parts`` shares to the fen: equal shares, the remainder on the last one.
+
+    The shares sum to ``amount`` exactly (a coupon's discount over an order's codes)."""
+    if parts < 1:
+        raise ValueError("split into at least one part")
+    fen = int(quantize(amount) * 100)
+    base = fen // parts
+    shares = [from_fen(base)] * (parts - 1)
+    return [*shares, from_fen(fen - base * (parts - 1))]

@@ -102,6 +102,7 @@ INSTALLED_APPS = [
     "risk",
     "agents",
     "catalog",
+    "marketing",
     "orders",
     "payments",
     "aftersales",

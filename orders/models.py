@@ -1,5 +1,6 @@
 import secrets
 import string
+from decimal import Decimal
 
 from django.conf import settings
 from django.db import models
@@ -9,6 +10,7 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import pgettext_lazy
 
+from marketplace.money import quantize, split
 from marketplace.transitions import StateMachine, StatusChange, table
 
 _ALPHABET = string.ascii_uppercase + string.digits
@@ -112,6 +114,17 @@ class Order(models.Model):
     # Where the buyer came from, for the agents' share tools and the marketing reports: a
     # poster or share link ("poster:<id>"), a campaign; empty when unknown. Set once at placing.
     source = models.CharField(_("source"), max_length=40, blank=True, editable=False, db_index=True)
+    # Who pays the coupon discount (``discount``): the issuing agent, out of its earnings on the
+    # order; none: the platform. The use itself is marketing's ``CouponUse`` (``order.coupon_use``).
+    discount_funder = models.ForeignKey(
+        "agents.Agent",
+        verbose_name=_("discount funded by"),
+        null=True,
+        blank=True,
+        related_name="+",
+        on_delete=models.PROTECT,
+        editable=False,
+    )
 
     class Meta:
         ordering = ("-id",)
@@ -171,6 +184,21 @@ class Order(models.Model):
     def buyer_email(self) -> str:
         """Where the buyer's emails go: the member's address, or the guest's."""
         return self.guest_email if self.buyer_id is None else self.buyer.email
+
+    def discount_slots(self, start: int, count: int) -> Decimal:
+        """The discount on ``count`` of the order's codes from position ``start``: the order's
+        discount split over its codes to the fen, the remainder on the last (``money.split``).
+        The codes of one order are interchangeable (one product, one price), so refunds take
+        the positions in the order they refund codes: what each refund pays back sums, over a
+        full refund, to exactly what was paid."""
+        if not self.discount or count <= 0:
+            return Decimal("0.00")
+        return sum(split(self.discount, self.quantity)[start : start + count], Decimal("0.00"))
+
+    def paid_for(self, start: int, count: int) -> Decimal:
+        """What was paid for ``count`` codes from position ``start``: their price less their
+        share of the discount."""
+        return quantize(self.unit_price * count) - self.discount_slots(start, count)
 
     @property
     def is_payable(self) -> bool:

@@ -45,6 +45,8 @@ def commissions_book(*, order) -> list[Commission]:
     if Commission.objects.filter(order_id=order.pk).exists():
         return list(Commission.objects.filter(order_id=order.pk))
     available_at = (order.delivered_at or timezone.now()) + refund_window()
+    # An agent's own coupon (order.discount_funder) is paid out of its earnings on the order.
+    funded = order.discount if order.discount_funder_id else Decimal(0)
     rows = [
         Commission(
             order_id=order.pk,
@@ -52,15 +54,19 @@ def commissions_book(*, order) -> list[Commission]:
             depth=s.depth,
             unit_amount=s.unit_earning,
             quantity=order.quantity,
-            amount=s.unit_earning * order.quantity,
+            amount=s.unit_earning * order.quantity - (funded if s.agent_id == order.discount_funder_id else 0),
             available_at=available_at,
         )
         for s in shares
     ]
+    if any(r.amount < 0 for r in rows):
+        raise RuntimeError(f"order {order.number}: a coupon takes an agent below its cost")
     Commission.objects.bulk_create(rows)
     specs = [ledger.commission_pending(s.agent.user) for s in shares]
-    legs = [(ledger.COMMISSIONS, sum((r.amount for r in rows), Decimal(0)))]
-    legs += [(spec, -row.amount) for spec, row in zip(specs, rows, strict=True)]
+    legs = [(ledger.COMMISSIONS, sum((s.unit_earning * order.quantity for s in shares), Decimal(0)))]
+    legs += [(spec, -row.amount) for spec, row in zip(specs, rows, strict=True) if row.amount]
+    if funded:
+        legs.append((ledger.AGENT_COUPON_DISCOUNTS, -funded))
     ledger.entry_post(
         kind="commission",
         legs=legs,
@@ -93,14 +99,23 @@ def commissions_reverse(*, order, quantity: int, reason: str = "") -> Decimal:
     )
     legs: list = []
     total = Decimal(0)
+    gross = Decimal(0)
+    funded = Decimal(0)
     for row in rows:
         take = min(quantity, row.quantity - row.reversed_quantity)
         if take <= 0:
             continue
+        gross += row.unit_amount * take
         amount = row.unit_amount * take
+        if order.discount_funder_id and row.agent_id == order.discount_funder_id:
+            # The refunded codes' share of the agent's own coupon comes back to it.
+            share = order.discount_slots(row.reversed_quantity, take)
+            amount -= share
+            funded += share
         user = row.agent.user
         if row.status == CommissionStatus.PENDING:
-            legs.append((ledger.commission_pending(user), amount))
+            if amount:
+                legs.append((ledger.commission_pending(user), amount))
         else:
             available = ledger.commission_available(user)
             from_balance = min(balance_of(available), amount)
@@ -119,8 +134,10 @@ def commissions_reverse(*, order, quantity: int, reason: str = "") -> Decimal:
     if total and mirror:
         booked = Entry.objects.get(idempotency_key=f"commission:{order.number}")
         ledger.entry_reverse(entry=booked, memo=(reason or "order refunded")[:200])
-    elif total:
-        legs.append((ledger.COMMISSIONS, -total))
+    elif gross:
+        legs.append((ledger.COMMISSIONS, -gross))
+        if funded:
+            legs.append((ledger.AGENT_COUPON_DISCOUNTS, funded))
         ledger.entry_post(
             kind="commission_reversal",
             legs=legs,

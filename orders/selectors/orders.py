@@ -381,3 +381,16 @@ def game_topup_month_spent(*, id_digest: str, start: datetime, end: datetime, ex
     )
     total = rows.aggregate(spent=Coalesce(Sum(kept), Value(Decimal("0"), output_field=money)))["spent"]
     return quantize(total)
+
+
+def has_paid_order(*, buyer=None, email: str = "") -> bool:
+    """Has this member (or, for a guest, this normalised email, as a guest or a member) ever
+    paid for an order? Coupons for new buyers only ask."""
+    if buyer is not None:
+        return Order.objects.filter(buyer=buyer, paid_at__isnull=False).exists()
+    email = (email or "").strip().lower()
+    if not email:
+        return False
+    return Order.objects.filter(
+        Q(buyer__isnull=True, guest_email=email) | Q(buyer__email__iexact=email), paid_at__isnull=False
+    ).exists()

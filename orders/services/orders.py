@@ -5,6 +5,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
+from decimal import Decimal
 
 from django.conf import settings
 from django.contrib.auth.hashers import make_password
@@ -26,6 +27,7 @@ from compliance import minors, realname
 from compliance.models import AuditEvent, CreditEvent, RealNameVerification
 from compliance.services import audit_record, credit_event_record
 from ledger import services as ledger
+from marketing.services import coupons
 from marketplace.celery import publish
 from marketplace.errors import ServiceError
 from marketplace.money import quantize
@@ -81,6 +83,7 @@ def order_place(
     real_name: str = "",
     id_number: str = "",
     source: str = "",
+    coupon_code: str = "",
 ) -> Order:
     """Reserve ``quantity`` codes of a product for ``buyer`` and open an order awaiting payment.
 
@@ -110,6 +113,10 @@ def order_place(
     ``source`` is where the buyer came from (``orders.selectors.share``: "poster:storefront",
     "poster:<product id>", "coupon:<code>"), decided by the server (the storefront's signed
     landing), never taken from the buyer's form; kept on the order for the share reports.
+    ``coupon_code``: a coupon (``marketing``) checked here (``coupon_quote``) and its use taken
+    in this transaction (``marketing.services.coupons.coupon_redeem``: the coupon row locked, a
+    conditional UPDATE), so a refused coupon refuses the order with its reason. The discount is
+    snapshotted (``discount``, ``total = subtotal − discount``), with who funds it.
     """
     if not share.source_valid(source):
         raise ValueError(f"not an order source: {source!r}")
@@ -162,6 +169,20 @@ def order_place(
     )
     unit_price = quote.unit_price
     subtotal = quantize(unit_price * quantity)
+    offer = (
+        coupon_quote(
+            code=coupon_code,
+            product=product,
+            quantity=quantity,
+            buyer=buyer,
+            guest_email=guest_email,
+            quote=quote,
+            storefront=storefront,
+        )
+        if (coupon_code or "").strip()
+        else None
+    )
+    discount = offer.discount if offer is not None else Decimal("0.00")
     try:
         with transaction.atomic():
             # The order row first: its (buyer, key) unique index makes a concurrent request with
@@ -184,7 +205,9 @@ def order_place(
                 quantity=quantity,
                 unit_price=unit_price,
                 subtotal=subtotal,
-                total=subtotal,
+                discount=discount,
+                total=subtotal - discount,
+                discount_funder=offer.funder if offer is not None else None,
                 idempotency_key=key,
                 expires_at=timezone.now() + timedelta(minutes=settings.ORDER_PAYMENT_MINUTES),
                 buyer_ip=ip,
@@ -196,6 +219,8 @@ def order_place(
                 realname_verification=verification,
                 source=source,
             )
+            if offer is not None:  # or CouponError: the order row above is rolled back
+                coupons.coupon_redeem(offer=offer, order=order, buyer=buyer, email=guest_email)
             if verification is not None and product.is_game_topup:
                 window = minors.month_window()
                 minors.minor_limit_check(
@@ -250,6 +275,46 @@ def order_place(
     return order
 
 
+def coupon_quote(
+    *, code: str, product: Product, quantity: int, buyer, guest_email: str, quote, storefront=None
+) -> coupons.Offer:
+    """What ``code`` takes off this order, or ``CouponError`` saying why not: the checkout's
+    preview before payment and ``order_place``'s own check. The orders' side of the rules: is
+    the buyer new (no paid order yet), and the selling agent's margin on the order (an agent's
+    coupon may not take more)."""
+    seller = [s for s in quote.shares if quote.agent is not None and s.agent.pk == quote.agent.pk]
+    margin = quantize(seller[-1].unit_earning * quantity) if seller else None
+    return coupons.coupon_offer(
+        code=code,
+        product=product,
+        quantity=quantity,
+        unit_price=quote.unit_price,
+        storefront=storefront,
+        buyer=buyer,
+        email=guest_email,
+        new_buyer=not selectors.has_paid_order(buyer=buyer, email=guest_email),
+        agent_margin=margin,
+    )
+
+
+def order_coupon_preview(
+    *, code: str, product: Product, quantity, buyer=None, guest_email: str = "", storefront=None
+) -> coupons.Offer:
+    """The checkout's "apply" button: the discount ``code`` would give (nothing is taken)."""
+    quantity = selectors.quantity_parse(quantity)
+    _refuse(selectors.quantity_refusal(quantity, product=product))
+    quote = agent_selectors.price_quote(product=product, buyer=buyer, storefront=storefront)
+    return coupon_quote(
+        code=code,
+        product=product,
+        quantity=quantity,
+        buyer=buyer,
+        guest_email=(guest_email or "").strip().lower() if buyer is None else "",
+        quote=quote,
+        storefront=storefront,
+    )
+
+
 @dataclass(frozen=True)
 class Restock:
     """How a refund records the codes it puts back on sale: the idempotency key and memo of
@@ -295,7 +360,13 @@ def order_codes_refund(
             )
     # The agents' shares of the refunded codes go back in the same transaction.
     commissions.commissions_reverse(order=order, quantity=quantity, reason=f"refund {refund_number}")
+    _book_discount_return(
+        order, discount=order.discount_slots(order.refunded_quantity, quantity), refund_number=refund_number
+    )
     Order.objects.filter(pk=order.pk).update(refunded_quantity=F("refunded_quantity") + quantity)
+    if order.refunded_quantity + quantity == order.quantity:
+        # Refunded in full: the coupon use comes back, but only while the coupon is still valid.
+        coupons.coupon_use_release(order_id=order.pk, reason="refunded", only_if_valid=True)
     if not codes:
         return []
     # The refunded codes leave the order; the ones nobody has seen go back on sale.
@@ -333,6 +404,7 @@ def order_cancel(*, order_id: int, buyer) -> bool:
         if order.status != OrderStatus.PENDING:
             return False
         _release_codes(order)
+        coupons.coupon_use_release(order_id=order.pk, reason="cancelled")
         return ORDER_FLOW.apply(order, OrderStatus.CANCELLED, actor=buyer, note="cancelled by buyer")
 
 
@@ -342,6 +414,7 @@ def order_expire(*, order_id: int) -> bool:
         if order.status != OrderStatus.PENDING or order.expires_at > timezone.now():
             return False
         _release_codes(order)
+        coupons.coupon_use_release(order_id=order.pk, reason="expired")  # the use comes back
         expired = ORDER_FLOW.apply(order, OrderStatus.EXPIRED, note="not paid in time")
         if expired:
             # An unpaid order that held stock until it lapsed weighs on the buyer's credit.
@@ -400,6 +473,9 @@ def order_mark_paid(*, order: Order, note: str = "") -> PaidOutcome:
         ORDER_FLOW.apply(order, OrderStatus.PAID, note=note, update=due, on_commit=[queue_fulfilment])
         return PaidOutcome.PAID
     if order.status in (OrderStatus.EXPIRED, OrderStatus.CANCELLED):
+        # Paid at the discounted total after its coupon use came back: take it again if one is
+        # left; if not, the buyer paid what they were shown and the sale stands.
+        coupons.coupon_use_retake(order_id=order.pk)
         try:
             with transaction.atomic():
                 code_ids = stock.stock_reserve(product_id=order.product_id, quantity=order.quantity)
@@ -450,10 +526,35 @@ def _book_delivery(order: Order, code_ids) -> None:
     is owed to their suppliers."""
     costs = catalog_selectors.cost_by_supplier(code_ids)
     payables = [ledger.supplier_payable(c["supplier_id"], c["supplier_name"]) for c in costs]
-    legs = [(ledger.HELD, order.total), (ledger.SALES, -order.total)]
+    legs = [(ledger.HELD, order.total), (ledger.SALES, -order.subtotal)]
+    if order.discount:
+        # A coupon's discount: contra-revenue of whoever funds it (the agent's is cleared by its
+        # commission entry, agents.services.commissions).
+        legs.append((_discount_account(order), order.discount))
     for cost, payable in zip(costs, payables, strict=True):
         legs += [(ledger.COST_OF_SALES, cost["cost"]), (payable, -cost["cost"])]
     ledger.entry_post(kind="delivery", legs=legs, reference=order.number, idempotency_key=f"delivery:{order.number}")
+
+
+def _discount_account(order: Order) -> ledger.AccountSpec:
+    return ledger.AGENT_COUPON_DISCOUNTS if order.discount_funder_id else ledger.COUPON_DISCOUNTS
+
+
+def _book_discount_return(order: Order, *, discount: Decimal, refund_number: str) -> None:
+    """A refund of discounted codes: the refund (``refund_request``) took back what was paid;
+    their share of the discount is taken back from its contra-revenue account, so the sale's
+    gross is reversed whole."""
+    if discount <= 0:
+        return
+    ledger.transfer(
+        debit=ledger.SALES,
+        credit=_discount_account(order),
+        amount=discount,
+        kind="refund_discount",
+        reference=order.number,
+        memo=f"refund {refund_number}: coupon discount of the refunded codes",
+        idempotency_key=f"refund_discount:{refund_number}",
+    )
 
 
 def _book_cost_return(order: Order, code_ids, *, memo: str, idempotency_key: str) -> None:

@@ -156,7 +156,14 @@ def order_refund(
         quantity = left if quantity is None else int(quantity)
         if not 1 <= quantity <= left:
             raise RefundError(_("%(left)d of this order's codes can still be refunded.") % {"left": left})
-        amount = order.total if quantity == order.quantity else quantize(order.unit_price * quantity)
+        # What was paid for these codes: their price less their share of a coupon's discount
+        # (Order.paid_for: split to the fen, the remainder on the last code); the last refund
+        # of an order pays back exactly what is left of its total.
+        if quantity == left:
+            paid_back = order.refunds.exclude(status=RefundStatus.FAILED).aggregate(s=Sum("amount"))["s"]
+            amount = order.total - (paid_back or 0)
+        else:
+            amount = order.paid_for(refunded, quantity)
         key = key or f"order:{order.number}:{refunded}+{quantity}"
         if (existing := Refund.objects.filter(idempotency_key=key).first()) is not None:
             return existing
