@@ -28,6 +28,7 @@ _NAMES = [
         _("Withdrawals requested, not yet paid out"),
     ),
     (r"revenue:withdrawal_fees", "Fees on agents' withdrawals", _("Fees on agents' withdrawals")),
+    (r"expense:referral_rewards", "Referral rewards (marketing)", _("Referral rewards (marketing)")),
     (r"asset:bank", "Bank account (manual transfers)", _("Bank account (manual transfers)")),
     (r"liability:commission_pending:\d+", "Pending commission of {x}", _("Pending commission of %(x)s")),
     (r"liability:commission:\d+", "Available commission of {x}", _("Available commission of %(x)s")),

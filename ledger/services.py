@@ -70,6 +70,8 @@ WITHDRAWALS_PAYABLE = AccountSpec(
     "liability:withdrawals_payable", "Withdrawals requested, not yet paid out", Kind.LIABILITY
 )
 WITHDRAWAL_FEES = AccountSpec("revenue:withdrawal_fees", "Fees on agents' withdrawals", Kind.REVENUE)
+# Referral rewards credited to inviters' wallets: a marketing expense (referrals.services).
+REFERRAL_REWARDS = AccountSpec("expense:referral_rewards", "Referral rewards (marketing)", Kind.EXPENSE)
 # Money paid out by bank transfer that staff made by hand (recorded with its reference).
 BANK = AccountSpec("asset:bank", "Bank account (manual transfers)", Kind.ASSET)
 

@@ -113,6 +113,9 @@ app.conf.beat_schedule = {
         "task": "reports.tasks.operators_halfyear_generate",
         "schedule": crontab(month_of_year="1,7", day_of_month=1, hour=2, minute=30),
     },
+    # Referrals: invitees' first orders delivered, refunded or past their refund window (the
+    # inviter's reward paid once, under a ledger idempotency key, or cancelled or refused).
+    "referrals-rewards-process": {"task": "referrals.tasks.rewards_process", "schedule": 600.0},
     # Risk control: many accounts sharing one device, IP or payout account (orders.services.risk).
     "risk-clusters-scan": {"task": "orders.tasks.risk_clusters_scan", "schedule": 900.0},
 }
