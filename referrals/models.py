@@ -3,11 +3,12 @@ invited member (the invitee) with its inviter.
 
 One level, by design and by law: a reward is earned for an invitee's own first purchase, never
 for whom the invitee recruits in turn. Rewards that depend on a recruit's recruits are the
-"pyramid selling" (传销) the 禁止传销条例 第七条 forbids (第一项: rewards counted by the number
-of people one develops, directly or indirectly; 第三项: a chain of levels), and the prosecution
-thresholds (最高人民检察院 公安部 《关于公安机关管辖的刑事案件立案追诉标准的规定（二）》
-第七十八条: 组织、领导传销活动, a structure of three levels or more) count exactly those levels.
-So ``Referral`` holds one inviter and one invitee, and nothing reads a referral's own referrals.
+"pyramid selling" (传销) the 禁止传销条例 第七条 names (第一项: pay by the number of people
+one develops directly or indirectly; 第三项: an upline paid on its downline's sales), and the
+prosecution threshold for organising it (最高人民检察院 公安部《关于公安机关管辖的刑事案件立案
+追诉标准的规定（二）》, 组织、领导传销活动案: thirty people or more, in three levels or more)
+counts exactly those levels. So ``Referral`` holds one inviter and one invitee, and nothing
+reads a referral's own referrals.
 """
 
 from django.conf import settings
