@@ -38,6 +38,7 @@ _NAMES = [
         "Coupon discounts funded by agents' earnings",
         _("Coupon discounts funded by agents' earnings"),
     ),
+    (r"expense:referral_rewards", "Referral rewards (marketing)", _("Referral rewards (marketing)")),
     (r"asset:bank", "Bank account (manual transfers)", _("Bank account (manual transfers)")),
     (r"liability:commission_pending:\d+", "Pending commission of {x}", _("Pending commission of %(x)s")),
     (r"liability:commission:\d+", "Available commission of {x}", _("Available commission of %(x)s")),

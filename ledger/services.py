@@ -77,6 +77,8 @@ COUPON_DISCOUNTS = AccountSpec("revenue:coupon_discounts", "Coupon discounts fun
 AGENT_COUPON_DISCOUNTS = AccountSpec(
     "revenue:agent_coupon_discounts", "Coupon discounts funded by agents' earnings", Kind.REVENUE
 )
+# Referral rewards credited to inviters' wallets: a marketing expense (referrals.services).
+REFERRAL_REWARDS = AccountSpec("expense:referral_rewards", "Referral rewards (marketing)", Kind.EXPENSE)
 # Money paid out by bank transfer that staff made by hand (recorded with its reference).
 BANK = AccountSpec("asset:bank", "Bank account (manual transfers)", Kind.ASSET)
 

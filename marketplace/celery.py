@@ -120,6 +120,9 @@ app.conf.beat_schedule = {
         "schedule": 600.0,
         "options": {"expires": 600.0},
     },
+    # Referrals: invitees' first orders delivered, refunded or past their refund window (the
+    # inviter's reward paid once, under a ledger idempotency key, or cancelled or refused).
+    "referrals-rewards-process": {"task": "referrals.tasks.rewards_process", "schedule": 600.0},
     # Risk control: many accounts sharing one device, IP or payout account (orders.services.risk).
     "risk-clusters-scan": {"task": "orders.tasks.risk_clusters_scan", "schedule": 900.0},
 }

@@ -8,6 +8,7 @@ environment, and nothing unsafe has a default.
 
 import os
 import secrets
+from decimal import Decimal
 from pathlib import Path
 from typing import overload
 
@@ -110,6 +111,7 @@ INSTALLED_APPS = [
     "trust",
     "rights",
     "reports",
+    "referrals",
 ]
 
 MIDDLEWARE = [
@@ -280,7 +282,8 @@ LOGIN_URL = "account_login"
 # login is routed through allauth's (marketplace/urls.py), so these are the only password door.
 # risk.adapter's subclass of accounts.adapter.AccountAdapter: sign-ups screened by the
 # blacklist and the registration rules (risk sits above accounts in the layers).
-ACCOUNT_ADAPTER = "risk.adapter.RiskAccountAdapter"
+# risk screens sign-ups; referrals (a subclass of risk's) records who invited the new member.
+ACCOUNT_ADAPTER = "referrals.adapter.ReferralAccountAdapter"
 # Sign-up asks for the acceptance of the user agreement and privacy policy in force (legal.forms).
 ACCOUNT_FORMS = {"signup": "legal.forms.SignupForm"}
 # "login_failed" no longer counts passwords (accounts.adapter does not call allauth's
@@ -537,6 +540,15 @@ STOCK_IMPORT_MAX_LINES = int(env("STOCK_IMPORT_MAX_LINES", "200000"))
 AGENTS_MAX_DEPTH = int(env("AGENTS_MAX_DEPTH", "5"))
 # The no-reason refund window: commissions stay pending until it closes.
 REFUND_WINDOW_DAYS = int(env("REFUND_WINDOW_DAYS", "7"))
+# --- Referrals (referrals; one level only) --------------------------------------------------
+# The inviter's balance credit when an invitee's first order is delivered and its refund window
+# (REFUND_WINDOW_DAYS) has closed; rewards an inviter may earn per day (Beijing time) before the
+# next is refused and alerted; how long the signed invitation cookie from /r/<code>/ lasts.
+REFERRAL_REWARD_AMOUNT = Decimal(env("REFERRAL_REWARD_AMOUNT", "5.00"))
+if REFERRAL_REWARD_AMOUNT <= 0 or REFERRAL_REWARD_AMOUNT.quantize(Decimal("0.01")) != REFERRAL_REWARD_AMOUNT:
+    raise ImproperlyConfigured("REFERRAL_REWARD_AMOUNT is an amount above zero with at most two decimals")
+REFERRAL_DAILY_CAP = env_positive("REFERRAL_DAILY_CAP", 10)
+REFERRAL_COOKIE_DAYS = env_positive("REFERRAL_COOKIE_DAYS", 30)
 # Guest orders: how long the emailed, signed link to the order works; how long an emailed
 # one-time code lives and how many wrong tries it takes; how long a proof (query password
 # or code) lets one browser reveal the order's codes.

@@ -49,6 +49,8 @@ urlpatterns = [
     path("rights/", include("rights.urls")),
     # The agreements and policies, their versions, and the page to accept new ones (legal).
     path("legal/", include("legal.urls")),
+    # A member's invitation link /r/<code>/ and their invitation pages (referrals: one level only).
+    path("", include("referrals.urls")),
     path("", include((order_urls.catalog_urlpatterns, "catalog"))),
 ]
 

@@ -34,6 +34,7 @@ from orders.models import ApiCallback, Order
 from orders.services import callbacks as callback_services
 from payments.models import Payment, Recharge, ReconciliationRun, Refund
 from payments.services import refunds
+from referrals.models import Referral
 from reports.models import Report
 from rights.models import AuthorisationReview, RightsNotice
 from risk.models import Alert
@@ -206,6 +207,7 @@ BUILD = {
         period_start=(d := date(2000, 1, 1) + timedelta(days=next(_DAYS))),
         period_end=d,
     ),
+    Referral: lambda: Referral.objects.create(inviter=UserFactory(), invitee=UserFactory()),
 }
 
 
