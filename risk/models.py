@@ -40,6 +40,9 @@ class Rule(models.TextChoices):
     SHARED_DEVICE = "shared_device", _("Accounts sharing a device")
     SHARED_IP = "shared_ip", _("Accounts sharing an IP")
     SHARED_PAYOUT = "shared_payout", _("Accounts sharing a payout account")
+    # Raised by referrals (its own checks, not a counted rule): an invitee sharing the inviter's
+    # device, IP or payout account, a disposable email, or the inviter's daily cap reached.
+    REFERRAL_ABUSE = "referral_abuse", _("Referral abuse")
 
 
 class Action(models.TextChoices):
