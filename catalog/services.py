@@ -517,8 +517,9 @@ def restock_notify_run(
     by the mail server, the mark not yet committed): that subscriber may get the alert twice,
     while marking before sending would lose it for good, unseen by anyone. Everyone else gets
     it exactly once. A lost "back in stock" email is a sale missed and a customer who thinks
-    the shop ignored them; a rare duplicate is harmless (tests/test_restock_alerts.py kills a
-    run between emails and retries it).
+    the shop ignored them; a rare duplicate is harmless. tests/test_restock_alerts_worker.py
+    SIGKILLs a real worker between two emails (everyone exactly once) and with one email in
+    flight (that one subscriber twice, nobody else); tests/test_restock_alerts.py simulates it.
     """
     if not selectors.products_on_sale().filter(pk=product_id).exists() or not selectors.stock_count(product_id):
         return 0, False  # off sale or sold out again: the subscriptions wait for the next restock
