@@ -365,7 +365,8 @@ class OrderCreate(ApiView):
             "**Real name**: products that need a verified real name, and game top-ups, are sold only "
             "with the end user's `real_name` and `id_number` (checked locally, then by the platform's "
             "two-element provider; a match is reused). Missing: 403 `real_name_required`; a bad number: "
-            "400 `id_number_invalid`; mismatch or no record: 400 `real_name_refused`; provider down: 503 "
+            "not 18 characters: 400 `invalid_request`; its birth date or check character wrong: 422 "
+            "`id_number_invalid`; mismatch or no record: 422 `real_name_refused`; provider down: 503 "
             "`real_name_unavailable` (nothing is placed, try again later). Game top-ups then follow the "
             "national limits on minors' spending (国家新闻出版署 2019): 403 `minor_no_purchase` / "
             "`minor_per_payment` / `minor_per_month`, the message naming the limit."
@@ -376,7 +377,11 @@ class OrderCreate(ApiView):
             200: OpenApiResponse(OrderSerializer, description="This agent_order_no was placed before."),
             402: OpenApiResponse(ErrorSerializer, description="insufficient_balance (the order is cancelled)."),
             409: OpenApiResponse(ErrorSerializer, description="agent_order_no_conflict / order_closed / out_of_stock."),
-            422: OpenApiResponse(ErrorSerializer, description="order_refused: product or quantity."),
+            422: OpenApiResponse(
+                ErrorSerializer,
+                description="order_refused: product or quantity; `id_number_invalid`, `real_name_refused` / "
+                "`real_name_mismatch` / `real_name_no_record`: the end user's real name.",
+            ),
             **ERRORS,
             403: OpenApiResponse(
                 ErrorSerializer,

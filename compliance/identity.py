@@ -21,6 +21,8 @@ class IdNumberError(ServiceError):
     """An identity number refused by the local check; the message says which part is wrong."""
 
     code = "id_number_invalid"
+    # A well-formed request whose number fails the check: unprocessable, like order_refused.
+    status = 422
 
 
 @dataclass(frozen=True)

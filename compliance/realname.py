@@ -72,6 +72,7 @@ class RealNameError(ServiceError):
     """A real-name check refused (mismatch, no record, too many attempts, already used)."""
 
     code = "real_name_refused"
+    status = 422
 
 
 class RealNameRequired(ServiceError):

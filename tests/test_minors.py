@@ -289,13 +289,17 @@ def test_the_api_carries_the_end_users_verification_and_refuses_the_same(level):
     payload = {"product_id": product.pk, "quantity": 1, "agent_order_no": "G-1"}
     missing = shop.post("/api/v1/orders/", payload)
     assert missing.status_code == 403 and missing.json()["code"] == "real_name_required"
-    bad = shop.post("/api/v1/orders/", {**payload, "real_name": "张三", "id_number": "12345"})
-    assert bad.status_code == 400 and bad.json()["code"] == "id_number_invalid"
+    malformed = shop.post("/api/v1/orders/", {**payload, "real_name": "张三", "id_number": "12345"})
+    assert malformed.status_code == 400 and malformed.json()["code"] == "invalid_request"
+    assert "id_number" in malformed.json()["details"]
+    wrong_check = id_for_age(30)[:17] + ("1" if id_for_age(30)[17] != "1" else "2")
+    bad = shop.post("/api/v1/orders/", {**payload, "real_name": "张三", "id_number": wrong_check})
+    assert bad.status_code == 422 and bad.json()["code"] == "id_number_invalid"
     minor = shop.post("/api/v1/orders/", {**payload, "real_name": "张三", "id_number": id_for_age(15)})
     assert minor.status_code == 403 and minor.json()["code"] == "minor_per_payment"
     assert "this payment: ¥60.00" in minor.json()["message"]
     mismatch = shop.post("/api/v1/orders/", {**payload, "real_name": "不符", "id_number": id_for_age(30)})
-    assert mismatch.status_code == 400 and mismatch.json()["code"] == "real_name_mismatch"
+    assert mismatch.status_code == 422 and mismatch.json()["code"] == "real_name_mismatch"
     assert not Order.objects.exists()
     ok = shop.post(
         "/api/v1/orders/", {**payload, "agent_order_no": "G-2", "real_name": "王五", "id_number": id_for_age(30)}
