@@ -113,7 +113,10 @@ def coupon_offer(
     product or shop, minimum spend, per-buyer limit, new buyers only, below the agent's cost.
     """
     normal = code_normalise(code)
-    row = CouponCode.objects.select_related("coupon").filter(code=normal).first() if normal else None
+    # Only what a code can be (4-32 ASCII letters and digits) reaches the database: anything
+    # else, however hostile (NUL bytes, 10 kB), is simply not a code.
+    well_formed = 0 < len(normal) <= 32 and normal.isascii() and normal.isalnum()
+    row = CouponCode.objects.select_related("coupon").filter(code=normal).first() if well_formed else None
     if row is None or not row.coupon.is_active:
         raise CouponError(_("This coupon code does not exist."), code="coupon_unknown")
     coupon = row.coupon
