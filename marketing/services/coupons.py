@@ -376,3 +376,25 @@ def coupon_codes_csv(*, coupon: Coupon) -> str:
     for row in coupon.codes.order_by("pk").values_list("code", "max_uses", "used"):
         writer.writerow([row[0], "" if row[1] is None else row[1], row[2]])
     return out.getvalue()
+
+
+def _cell(text: str) -> str:
+    """A spreadsheet must not read a name as a formula (CSV injection)."""
+    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
+
+
+def coupons_codes_csv(*, coupons) -> str:
+    """Several coupons' codes as one CSV (coupon id and name, code, uses allowed, used)."""
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(["coupon_id", "coupon", "code", "max_uses", "used"])
+    for coupon in coupons:
+        for row in coupon.codes.order_by("pk").values_list("code", "max_uses", "used"):
+            writer.writerow([coupon.pk, _cell(coupon.name), row[0], "" if row[1] is None else row[1], row[2]])
+    return out.getvalue()
+
+
+def coupon_active_set(*, coupon: Coupon, active: bool) -> None:
+    """Pause (or resume) a coupon: a paused one refuses new orders; uses taken stand."""
+    Coupon.objects.filter(pk=coupon.pk).update(is_active=active)
+    coupon.is_active = active
