@@ -98,6 +98,19 @@ class OrderCreateSerializer(serializers.Serializer):
         "limits on minors' spending by the verified age (403 `minor_limit`). Stored encrypted, never returned.",
     )
 
+    coupon_code = serializers.CharField(
+        required=False,
+        allow_blank=True,
+        max_length=40,
+        help_text="A platform coupon code (case-insensitive): its discount is taken off the order's total, "
+        "which is what your balance pays. API orders take platform coupons valid for everything or for the "
+        "product or its category; a storefront's coupons (yours included) are for the shop's buyers and are "
+        "refused. Refusals are 422 with the reason's code: `coupon_unknown`, `coupon_not_started`, "
+        "`coupon_expired`, `coupon_used_up`, `coupon_out_of_scope`, `coupon_min_spend`, `coupon_per_user`, "
+        "`coupon_new_buyers`, `coupon_nothing_off`, `coupon_refused`. Part of the order: the same "
+        "agent_order_no with another coupon is a conflict (409).",
+    )
+
     def validate_callback_url(self, value: str) -> str:
         if value and not value.lower().startswith(("https://", "http://")):
             raise serializers.ValidationError(_("Use an http:// or https:// address."))
@@ -134,7 +147,16 @@ class OrderSerializer(serializers.Serializer):
     product_name = serializers.CharField()
     quantity = serializers.IntegerField()
     unit_price = serializers.DecimalField(max_digits=12, decimal_places=2)
-    total = serializers.DecimalField(max_digits=12, decimal_places=2)
+    subtotal = serializers.DecimalField(max_digits=12, decimal_places=2, help_text="unit_price × quantity.")
+    discount = serializers.DecimalField(
+        max_digits=12, decimal_places=2, help_text="The coupon's discount (0.00 without a coupon)."
+    )
+    coupon_code = serializers.CharField(
+        source="coupon_code_used", help_text="The coupon the order was placed with, upper case; empty if none."
+    )
+    total = serializers.DecimalField(
+        max_digits=12, decimal_places=2, help_text="subtotal − discount: what your balance paid."
+    )
     currency = serializers.CharField()
     callback_url = serializers.CharField()
     created_at = serializers.DateTimeField()

@@ -10,6 +10,8 @@ from django.utils.translation import gettext as _
 from agents.models import Agent, ApiKey
 from ledger import services as ledger
 from ledger.selectors import balance_of, balances_of
+from marketing.models import Coupon, CouponUse
+from marketing.services import coupons
 from marketplace.errors import ServiceError
 from orders.models import Order
 from orders.services import callbacks, orders
@@ -33,10 +35,39 @@ def idempotency_key(agent_order_no: str) -> str:
     return f"api:{agent_order_no}"
 
 
-def _same_request(order: Order, product_id: int, quantity: int, callback_url: str) -> bool:
-    """A repeat of the request that placed ``order``: the callback URL is part of it (a retry
-    that names another URL would otherwise see its URL silently dropped)."""
-    return order.product_id == product_id and order.quantity == quantity and order.callback_url == callback_url
+def _same_request(order: Order, product_id: int, quantity: int, callback_url: str, coupon_code: str = "") -> bool:
+    """A repeat of the request that placed ``order``: the callback URL and the coupon are part of
+    it (a retry that names another would otherwise see it silently dropped)."""
+    return (
+        order.product_id == product_id
+        and order.quantity == quantity
+        and order.callback_url == callback_url
+        and order_coupon_code(order) == coupons.code_normalise(coupon_code)
+    )
+
+
+def order_coupon_code(order: Order) -> str:
+    """The coupon code ``order`` was placed with, or ""."""
+    use = CouponUse.objects.filter(order_id=order.pk).select_related("code").first()
+    return use.code.code if use is not None else ""
+
+
+def _coupon_for_api(*, agent: Agent, coupon_code: str) -> None:
+    """API orders take platform coupons only (valid for everything, chosen products or
+    categories; not one storefront's). An API order is bought at the agent's own cost, so an
+    agent's coupon, its own included, has no margin to be paid from, and it is meant for its
+    shop's buyers: the agent's own is refused here with that reason, another's by the coupon's
+    scope check (``marketing.services.coupons``) like any code not valid here."""
+    normal = coupons.code_normalise(coupon_code)
+    if normal and Coupon.objects.filter(agent=agent, codes__code=normal).exists():
+        raise ApiError(
+            422,
+            "coupon_refused",
+            _(
+                "Your storefront's coupons are for your shop's buyers: API orders are at your cost and take "
+                "platform coupons only."
+            ),
+        )
 
 
 def api_order_place(
@@ -49,6 +80,7 @@ def api_order_place(
     ip: str | None = None,
     real_name: str = "",
     id_number: str = "",
+    coupon_code: str = "",
 ) -> tuple[Order, bool]:
     """Place an order for the key's agent and pay it from the agent's balance.
 
@@ -61,11 +93,15 @@ def api_order_place(
     Not enough balance: the order is cancelled at once (its codes go back to stock) and
     ``ApiError(402, "insufficient_balance")`` raised; the number stays used, so a retry after
     topping up needs a new number.
+
+    ``coupon_code``: a platform coupon (``_coupon_for_api``), checked and its use taken by
+    ``order_place``; a refusal is 422 with the coupon's own code (``coupon_expired``, ...).
     """
     agent = key.agent
     buyer = agent.user
     order = Order.objects.filter(agent=agent, agent_order_no=agent_order_no).first()
     if order is None:
+        _coupon_for_api(agent=agent, coupon_code=coupon_code)
         # A refusal (OrderError 422 "order_refused", OutOfStock 409 "out_of_stock") reaches the
         # API's error handler as it is.
         order = orders.order_place(
@@ -80,14 +116,15 @@ def api_order_place(
             # The end user's real name, for products that need one (compliance.realname).
             real_name=real_name,
             id_number=id_number,
+            coupon_code=coupon_code,
         )
     if order.agent_id != agent.pk or order.buyer_id != buyer.pk:  # pragma: no cover - constraints forbid it
         raise ApiError(409, "agent_order_no_conflict", _("This order number belongs to another order."))
-    if not _same_request(order, product_id, quantity, callback_url):
+    if not _same_request(order, product_id, quantity, callback_url, coupon_code):
         raise ApiError(
             409,
             "agent_order_no_conflict",
-            _("agent_order_no %(no)s was already used for a different product, quantity or callback URL.")
+            _("agent_order_no %(no)s was already used for a different product, quantity, callback URL or coupon.")
             % {"no": agent_order_no},
             order_number=order.number,
         )

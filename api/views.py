@@ -345,6 +345,7 @@ class ProductDetail(ApiView):
 
 def _order_body(order, codes=None) -> dict:
     order.revealed_codes = codes
+    order.coupon_code_used = services.order_coupon_code(order) if order.discount else ""
     return OrderSerializer(order).data
 
 
@@ -369,7 +370,12 @@ class OrderCreate(ApiView):
             "`id_number_invalid`; mismatch or no record: 422 `real_name_refused`; provider down: 503 "
             "`real_name_unavailable` (nothing is placed, try again later). Game top-ups then follow the "
             "national limits on minors' spending (国家新闻出版署 2019): 403 `minor_no_purchase` / "
-            "`minor_per_payment` / `minor_per_month`, the message naming the limit."
+            "`minor_per_payment` / `minor_per_month`, the message naming the limit.\n\n"
+            "**Coupons**: `coupon_code` takes a platform coupon's discount off the total your balance "
+            "pays (the response's `subtotal`, `discount` and `total`). API orders take platform coupons "
+            "valid for everything, the product or its category; storefront coupons (yours too: an API "
+            "order is at your cost, with no margin to fund one) are for the shop's buyers. A refused "
+            "coupon is 422 with its reason's code (`coupon_expired`, `coupon_used_up`, ...), and nothing is placed."
         ),
         request=OrderCreateSerializer,
         responses={
@@ -379,8 +385,9 @@ class OrderCreate(ApiView):
             409: OpenApiResponse(ErrorSerializer, description="agent_order_no_conflict / order_closed / out_of_stock."),
             422: OpenApiResponse(
                 ErrorSerializer,
-                description="order_refused: product or quantity; `id_number_invalid`, `real_name_refused` / "
-                "`real_name_mismatch` / `real_name_no_record`: the end user's real name.",
+                description="order_refused: product or quantity; `coupon_*`: the coupon refused; "
+                "`id_number_invalid`, `real_name_refused` / `real_name_mismatch` / `real_name_no_record`: the "
+                "end user's real name.",
             ),
             **ERRORS,
             403: OpenApiResponse(
@@ -420,6 +427,7 @@ class OrderCreate(ApiView):
             ip=client_ip(request._request),
             real_name=data.get("real_name", ""),
             id_number=data.get("id_number", ""),
+            coupon_code=data.get("coupon_code", ""),
         )
         codes = services.api_order_codes(key=self.key, order=order, ip=client_ip(request._request))
         return Response(_order_body(order, codes), status=status.HTTP_201_CREATED if paid_now else status.HTTP_200_OK)

@@ -9,6 +9,7 @@ from django.views.i18n import set_language
 from accounts import views as account_views
 from aftersales import urls as aftersales_urls
 from agents import urls as agent_urls
+from marketing import urls as marketing_urls
 from orders import urls as order_urls
 from orders.views import orders as order_views
 from payments import urls as payment_urls
@@ -37,7 +38,15 @@ urlpatterns = [
     path("pay/", include("payments.urls")),
     path("wallet/", include((payment_urls.wallet_urlpatterns, "wallet"))),
     # The agent centre: its own pages, and those that read sales (they live in orders).
-    path("agent/", include((order_urls.agent_urlpatterns + agent_urls.urlpatterns, agent_urls.app_name))),
+    path(
+        "agent/",
+        include(
+            (
+                order_urls.agent_urlpatterns + marketing_urls.agent_urlpatterns + agent_urls.urlpatterns,
+                agent_urls.app_name,
+            )
+        ),
+    ),
     path("support/", include("aftersales.urls")),
     path("s/", include((order_urls.storefront_urlpatterns, "storefront"))),
     # The trust pages: the trust centre (every claim checkable, trust.views) and the platform's

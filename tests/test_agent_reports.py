@@ -202,17 +202,27 @@ def test_csv_exports(world, client):
         return list(csv.reader(io.StringIO(response.content.decode("utf-8-sig"))))
 
     products = rows("products")
-    assert products[0] == ["Product", "Orders", "Codes", "Revenue (CNY)", "My earnings (CNY)", "Margin (%)"]
+    assert products[0] == [
+        "Product",
+        "Orders",
+        "Codes",
+        "Gross (CNY)",
+        "Coupon discount (CNY)",
+        "Revenue (CNY)",
+        "My earnings (CNY)",
+        "Margin (%)",
+    ]
     assert products[1:] == [
-        ["Steam 120", "2", "3", "334.00", "30.00", "9.0"],
-        ["王者荣耀 点券 100", "1", "1", "110.00", "10.00", "9.1"],
+        ["Steam 120", "2", "3", "334.00", "0.00", "334.00", "30.00", "9.0"],
+        ["王者荣耀 点券 100", "1", "1", "110.00", "0.00", "110.00", "10.00", "9.1"],
     ]
     daily = rows("daily", days="7")
     assert len(daily) == 1 + 7 and daily[-1][0] == world["today"].isoformat()
-    assert daily[-1][1:5] == ["1", "1", "110.00", "10.00"]
+    assert daily[-1][1:7] == ["1", "1", "110.00", "0.00", "110.00", "10.00"]
     downline = rows("downline")
-    assert downline[1][0] == "My own sales" and downline[1][3:7] == ["1", "1", "110.00", "10.00"]
-    assert downline[2][:3] == [world["b"].user.email, "银牌", "1"] and downline[2][3:7] == ["2", "3", "334.00", "30.00"]
+    assert downline[1][0] == "My own sales" and downline[1][3:9] == ["1", "1", "110.00", "0.00", "110.00", "10.00"]
+    assert downline[2][:3] == [world["b"].user.email, "银牌", "1"]
+    assert downline[2][3:9] == ["2", "3", "334.00", "0.00", "334.00", "30.00"]
     assert client.get(url, {"kind": "secrets"}).status_code == 400
 
 

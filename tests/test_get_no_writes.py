@@ -160,6 +160,7 @@ def agent_pages(world) -> list[str]:
         reverse("agents:storefront_prices"),
         reverse("agents:posters"),
         reverse("agents:poster_shop", args=["svg"]),
+        reverse("agents:coupons"),
         reverse("agents:reports_sources"),
         reverse("agents:reports_csv") + "?kind=sources",
         reverse("agents:api_keys"),

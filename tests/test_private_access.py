@@ -587,6 +587,12 @@ NOT_BUYER_PRIVATE = {
     # sells it (tests/test_share_tools.py).
     "agents:poster_shop": "the signed-in agent's own storefront poster (tests/test_share_tools.py)",
     "agents:poster_product": "a public product's poster for the signed-in agent's own shop (tests/test_share_tools.py)",
+    # The agent's own coupons: another agent's coupon id is a 404 (tests/test_coupons_pages.py).
+    "agents:coupon_detail": "the signed-in agent's own coupon, 404 for another's (tests/test_coupons_pages.py)",
+    "agents:coupon_generate": "the signed-in agent's own coupon, 404 for another's (tests/test_coupons_pages.py)",
+    "agents:coupon_codes_csv": "the signed-in agent's own coupon's codes, 404 for another's "
+    "(tests/test_coupons_pages.py)",
+    "agents:coupon_pause": "the signed-in agent's own coupon, 404 for another's (tests/test_coupons_pages.py)",
     "legal:version": "a published agreement's version, public (tests/test_agreements.py)",
     # Guests' orders (no account): served only to a browser whose session holds the order (it
     # placed it or opened its signed link), codes only after a proof; otherwise 404 for every

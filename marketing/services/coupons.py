@@ -113,7 +113,10 @@ def coupon_offer(
     product or shop, minimum spend, per-buyer limit, new buyers only, below the agent's cost.
     """
     normal = code_normalise(code)
-    row = CouponCode.objects.select_related("coupon").filter(code=normal).first() if normal else None
+    # Only what a code can be (4-32 ASCII letters and digits) reaches the database: anything
+    # else, however hostile (NUL bytes, 10 kB), is simply not a code.
+    well_formed = 0 < len(normal) <= 32 and normal.isascii() and normal.isalnum()
+    row = CouponCode.objects.select_related("coupon").filter(code=normal).first() if well_formed else None
     if row is None or not row.coupon.is_active:
         raise CouponError(_("This coupon code does not exist."), code="coupon_unknown")
     coupon = row.coupon
@@ -373,3 +376,25 @@ def coupon_codes_csv(*, coupon: Coupon) -> str:
     for row in coupon.codes.order_by("pk").values_list("code", "max_uses", "used"):
         writer.writerow([row[0], "" if row[1] is None else row[1], row[2]])
     return out.getvalue()
+
+
+def _cell(text: str) -> str:
+    """A spreadsheet must not read a name as a formula (CSV injection)."""
+    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
+
+
+def coupons_codes_csv(*, coupons) -> str:
+    """Several coupons' codes as one CSV (coupon id and name, code, uses allowed, used)."""
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(["coupon_id", "coupon", "code", "max_uses", "used"])
+    for coupon in coupons:
+        for row in coupon.codes.order_by("pk").values_list("code", "max_uses", "used"):
+            writer.writerow([coupon.pk, _cell(coupon.name), row[0], "" if row[1] is None else row[1], row[2]])
+    return out.getvalue()
+
+
+def coupon_active_set(*, coupon: Coupon, active: bool) -> None:
+    """Pause (or resume) a coupon: a paused one refuses new orders; uses taken stand."""
+    Coupon.objects.filter(pk=coupon.pk).update(is_active=active)
+    coupon.is_active = active

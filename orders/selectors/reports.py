@@ -18,8 +18,8 @@ from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 from typing import Any, TypeVar
 
-from django.db.models import Count, DecimalField, F, FilteredRelation, Q, Sum, Value
-from django.db.models.functions import Coalesce, TruncDate
+from django.db.models import Case, Count, DecimalField, F, FilteredRelation, Q, Sum, Value, When
+from django.db.models.functions import Coalesce, Floor, TruncDate
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
@@ -108,16 +108,23 @@ def period_parse(params, *, today: date | None = None) -> tuple[Period, str]:
 
 @dataclass
 class Row:
+    """``gross``: the codes kept at their price; ``discount``: the coupons' discount on them;
+    ``revenue``: net, what buyers paid for them (gross − discount)."""
+
     orders: int = 0
     codes: int = 0
     revenue: Decimal = ZERO
     earnings: Decimal = ZERO
+    gross: Decimal = ZERO
+    discount: Decimal = ZERO
 
     def add(self, other: Row) -> None:
         self.orders += other.orders
         self.codes += other.codes
         self.revenue += other.revenue
         self.earnings += other.earnings
+        self.gross += other.gross
+        self.discount += other.discount
 
     @property
     def margin(self) -> Decimal | None:
@@ -185,28 +192,37 @@ def _sales(*, root: Agent, earner: Agent, period: Period):
     )
 
 
-def _aggregates():
+def _kept_discount():
+    """The coupon discount on an order's codes kept: the order's discount less what its refunded
+    codes took back (``Order.discount_slots``: the refunded positions come first, each an equal
+    share to the fen, the remainder on the last code, which a partly refunded order still keeps)."""
+    return F("discount") - F("refunded_quantity") * Floor(F("discount") * 100 / F("quantity")) / 100
+
+
+def _aggregates(earner: Agent):
+    earned = F("mine__unit_amount") * (F("mine__quantity") - F("mine__reversed_quantity"))
+    # The earner's own coupon is paid out of its earnings on the order (``Commission.net_amount``).
+    own_coupon = Case(When(discount_funder_id=earner.pk, then=_kept_discount()), default=Value(ZERO))
     return {
         "n_orders": Count("id"),
         # Net of refunds: a partly refunded order counts the codes it kept and what they sold for.
         "n_codes": Coalesce(Sum(F("quantity") - F("refunded_quantity")), 0),
-        "s_revenue": Coalesce(
-            Sum(F("total") - F("unit_price") * F("refunded_quantity"), output_field=MONEY),
+        "s_gross": Coalesce(
+            Sum(F("unit_price") * (F("quantity") - F("refunded_quantity")), output_field=MONEY),
             Value(ZERO),
             output_field=MONEY,
         ),
-        "s_earnings": Coalesce(
-            Sum(F("mine__unit_amount") * (F("mine__quantity") - F("mine__reversed_quantity")), output_field=MONEY),
-            Value(ZERO),
-            output_field=MONEY,
-        ),
+        "s_discount": Coalesce(Sum(_kept_discount(), output_field=MONEY), Value(ZERO), output_field=MONEY),
+        "s_earnings": Coalesce(Sum(earned - own_coupon, output_field=MONEY), Value(ZERO), output_field=MONEY),
     }
 
 
 def _fill(row: R, values: Mapping[str, Any]) -> R:
     row.orders = values["n_orders"]
     row.codes = values["n_codes"]
-    row.revenue = Decimal(values["s_revenue"]).quantize(Decimal("0.01"))
+    row.gross = Decimal(values["s_gross"]).quantize(Decimal("0.01"))
+    row.discount = Decimal(values["s_discount"]).quantize(Decimal("0.01"))
+    row.revenue = row.gross - row.discount  # net: what the buyers paid for the codes kept
     row.earnings = Decimal(values["s_earnings"]).quantize(Decimal("0.01"))
     return row
 
@@ -219,7 +235,7 @@ def report_daily(*, root: Agent, earner: Agent, period: Period) -> list[DayRow]:
         _sales(root=root, earner=earner, period=period)
         .annotate(day=TruncDate("delivered_at", tzinfo=tz))
         .values("day")
-        .annotate(**_aggregates())
+        .annotate(**_aggregates(earner))
     ):
         day = values["day"]
         if isinstance(day, datetime):
@@ -234,7 +250,7 @@ def report_products(*, root: Agent, earner: Agent, period: Period) -> list[Produ
         _fill(ProductRow(product_id=v["product_id"], name=v["product_name"]), v)
         for v in _sales(root=root, earner=earner, period=period)
         .values("product_id", "product_name")
-        .annotate(**_aggregates())
+        .annotate(**_aggregates(earner))
     ]
     # One product sold under two names (renamed in the period) is one row, under its latest name.
     merged: dict[int, ProductRow] = {}
@@ -259,7 +275,7 @@ def report_downline(*, agent: Agent, period: Period) -> list[DownlineRow]:
     rows = {d.pk: DownlineRow(agent=d, team_size=d.team) for d in direct}
     index = agent.depth  # in a descendant's path, the id at this index is the direct downline's
     for values in (
-        _sales(root=agent, earner=agent, period=period).values("agent_id", "agent__path").annotate(**_aggregates())
+        _sales(root=agent, earner=agent, period=period).values("agent_id", "agent__path").annotate(**_aggregates(agent))
     ):
         row = _fill(Row(), values)
         if values["agent_id"] == agent.pk:
@@ -288,7 +304,10 @@ def report_sources(*, agent: Agent, period: Period) -> list[SourceRow]:
     query and one for the products' names. New kinds of source (a coupon's) need no change."""
     rows = []
     for values in (
-        _sales(root=agent, earner=agent, period=period).filter(agent=agent).values("source").annotate(**_aggregates())
+        _sales(root=agent, earner=agent, period=period)
+        .filter(agent=agent)
+        .values("source")
+        .annotate(**_aggregates(agent))
     ):
         rows.append(_fill(SourceRow(source=values["source"]), values))
     names = share.source_names(r.source for r in rows)

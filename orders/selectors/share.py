@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from django.utils.translation import gettext as _
 
 from catalog.models import Product
+from marketing.models import CouponCode
 
 SOURCE_MAX = 40
 POSTER = "poster"
@@ -65,12 +66,14 @@ class SourceName:
 
 def source_names(sources) -> dict[str, SourceName]:
     """How the reports name each source: a product poster by its product's current name (one
-    query for all), a coupon by its code; anything else as it is."""
+    query for all), a coupon by its code and its coupon's name (one query); anything else as it is."""
     sources = set(sources)
     product_ids = {
         int(what) for kind, _sep, what in (s.partition(":") for s in sources) if kind == POSTER and what.isdigit()
     }
     names = dict(Product.objects.filter(pk__in=product_ids).values_list("pk", "name")) if product_ids else {}
+    codes = {what for kind, _sep, what in (s.partition(":") for s in sources) if kind == COUPON and what}
+    coupon_names = dict(CouponCode.objects.filter(code__in=codes).values_list("code", "coupon__name")) if codes else {}
     out = {}
     for source in sources:
         kind, _sep, what = source.partition(":")
@@ -82,7 +85,10 @@ def source_names(sources) -> dict[str, SourceName]:
             name = names.get(int(what)) or _("product #%(id)s") % {"id": what}
             out[source] = SourceName(POSTER, _("Product poster: %(name)s") % {"name": name})
         elif kind == COUPON:
-            out[source] = SourceName(COUPON, _("Coupon %(code)s") % {"code": what})
+            label = _("Coupon %(code)s") % {"code": what}
+            if coupon_names.get(what):
+                label = f"{label} · {coupon_names[what]}"
+            out[source] = SourceName(COUPON, label)
         else:
             out[source] = SourceName(kind, source)
     return out

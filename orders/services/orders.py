@@ -183,6 +183,9 @@ def order_place(
         else None
     )
     discount = offer.discount if offer is not None else Decimal("0.00")
+    if offer is not None and not source:
+        # A sale the coupon brought (no poster before it): the share reports name its code.
+        source = f"{share.COUPON}:{offer.code.code}"[: share.SOURCE_MAX]
     try:
         with transaction.atomic():
             # The order row first: its (buyer, key) unique index makes a concurrent request with

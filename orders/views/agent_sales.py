@@ -204,10 +204,19 @@ def reports_csv(request):
     response["Content-Disposition"] = f'attachment; filename="{filename}"'
     response.write("\ufeff")  # so Excel reads UTF-8 (Chinese product names)
     writer = csv.writer(response)
-    tail = [_("Orders"), _("Codes"), _("Revenue (CNY)"), _("My earnings (CNY)"), _("Margin (%)")]
+    tail = [
+        _("Orders"),
+        _("Codes"),
+        _("Gross (CNY)"),
+        _("Coupon discount (CNY)"),
+        _("Revenue (CNY)"),
+        _("My earnings (CNY)"),
+        _("Margin (%)"),
+    ]
 
     def numbers(row):
-        return [row.orders, row.codes, row.revenue, row.earnings, "" if row.margin is None else row.margin]
+        margin = "" if row.margin is None else row.margin
+        return [row.orders, row.codes, row.gross, row.discount, row.revenue, row.earnings, margin]
 
     if kind == "daily":
         writer.writerow([_("Date"), *tail])

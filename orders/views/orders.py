@@ -16,6 +16,7 @@ from catalog import selectors as catalog
 from compliance import rating, realname
 from legal import selectors as legal_selectors
 from legal import services as legal
+from marketing.services.coupons import CouponError
 from marketplace.db import retry_once_if_connection_lost
 from marketplace.errors import PASS_THROUGH, ServiceError
 from marketplace.http import client_ip
@@ -77,6 +78,52 @@ def realname_context(request, product) -> dict:
     return {"realname_needed": True, "realname_verification": verification, "realname_verify_url": verify_url}
 
 
+COUPON_FIELD = "coupon_code"
+APPLY_COUPON = "apply_coupon"
+
+
+def coupon_typed(request) -> str:
+    """The coupon code the checkout form carries (what the buyer typed, trimmed)."""
+    return (request.POST.get(COUPON_FIELD) or "").strip()[:40] if request.method == "POST" else ""
+
+
+def coupon_context(request, *, product, quantity: int, unit_price, storefront=None) -> dict:
+    """What the checkout shows about the coupon typed in: the code, and either what it takes off
+    (``coupon``: subtotal, discount, total, from ``order_coupon_preview``, nothing taken) or the
+    service's reason it does not apply (``coupon_error``). ``order_place`` checks it again."""
+    code = coupon_typed(request)
+    if not code:
+        return {"coupon_code": ""}
+    buyer = request.user if request.user.is_authenticated else None
+    try:
+        offer = services.order_coupon_preview(
+            code=code,
+            product=product,
+            quantity=quantity,
+            buyer=buyer,
+            guest_email="" if buyer is not None else (request.POST.get("guest_email") or "")[:254],
+            storefront=storefront,
+        )
+    except PASS_THROUGH:
+        raise
+    except ServiceError as exc:  # CouponError, or a refused quantity
+        return {"coupon_code": code, "coupon_error": str(exc)}
+    subtotal = unit_price * quantity
+    return {
+        "coupon_code": offer.code.code,
+        "coupon": {"subtotal": subtotal, "discount": offer.discount, "total": subtotal - offer.discount},
+    }
+
+
+def guest_form_kept(request, guest_form):
+    """The guest fields as typed, without their errors: applying a coupon is not placing."""
+    if guest_form is None:
+        return None
+    kept = GuestForm()
+    kept.data = request.POST
+    return kept
+
+
 CHANNEL_RE = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
 
 
@@ -125,7 +172,9 @@ def checkout(request, slug):
     guest_form, guest_error, who = guest_fields(request)
     error = None
     captcha = False  # a risk rule asks for a solved challenge: the form shows it (risk/captcha.py)
-    if request.method == "POST":
+    coupon_refused = None  # the coupon's own refusal at placing: shown next to its field
+    applying = request.method == "POST" and APPLY_COUPON in request.POST  # "使用优惠券": preview only
+    if request.method == "POST" and not applying:
         error = form.error or guest_error
         if error is None:
             try:
@@ -137,10 +186,13 @@ def checkout(request, slug):
                     ip=client_ip(request),
                     device=device_id(request),
                     captcha=request.POST.get(CAPTCHA_FIELD, ""),
+                    coupon_code=coupon_typed(request),
                     **who,
                 )
             except PASS_THROUGH:
                 raise
+            except CouponError as exc:
+                coupon_refused = str(exc)
             except ServiceError as exc:  # OrderError, OutOfStock, NotForSale, CaptchaRequired
                 error = str(exc)
                 captcha = isinstance(exc, CaptchaRequired)
@@ -149,6 +201,12 @@ def checkout(request, slug):
     # What order_place will charge this buyer: the public price, or an agent's own cost.
     info = selectors.purchase_info(product=product, viewer=request.user)
     quantity = form.quantity_within(info.stock)
+    if applying:
+        guest_form = guest_form_kept(request, guest_form)
+    coupon = coupon_context(request, product=product, quantity=quantity, unit_price=info.price)
+    if coupon_refused:
+        coupon["coupon_error"] = coupon_refused
+        coupon.pop("coupon", None)
     return render(
         request,
         "orders/checkout.html",
@@ -166,8 +224,9 @@ def checkout(request, slug):
             "channel": channel_chosen(request),
             "captcha": captcha,
             **realname_context(request, product),
+            **coupon,
         },
-        status=400 if error else 200,
+        status=400 if error or coupon.get("coupon_error") else 200,
     )
 
 

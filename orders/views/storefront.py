@@ -21,6 +21,7 @@ from agents import selectors as agent_selectors
 from agents.models import Storefront
 from agents.services import storefronts
 from catalog import selectors as catalog
+from marketing.services.coupons import CouponError
 from marketplace.errors import PASS_THROUGH, ServiceError
 from marketplace.http import client_ip
 from risk.captcha import FIELD as CAPTCHA_FIELD
@@ -31,7 +32,16 @@ from ..forms import CheckoutForm, new_idempotency_key
 from ..selectors import orders as selectors
 from ..services import orders as services
 from .limits import checkout_limited
-from .orders import channel_chosen, guest_fields, placed, realname_context
+from .orders import (
+    APPLY_COUPON,
+    channel_chosen,
+    coupon_context,
+    coupon_typed,
+    guest_fields,
+    guest_form_kept,
+    placed,
+    realname_context,
+)
 from .share import landing_note, landing_source
 
 PAGE_SIZE = 24
@@ -172,9 +182,13 @@ def buy(request, slug, product_slug):
         return redirect(page_url)
     form = CheckoutForm(request.POST, product=item)
     guest_form, guest_error, who = guest_fields(request)
-    error = form.error or guest_error
+    applying = APPLY_COUPON in request.POST  # "使用优惠券": show the discount, place nothing
+    error = None if applying else form.error or guest_error
+    if applying:
+        guest_form = guest_form_kept(request, guest_form)
     captcha = False  # a risk rule asks for a solved challenge: the form shows it (risk/captcha.py)
-    if error is None:
+    coupon_refused = None  # the coupon's own refusal at placing: shown next to its field
+    if error is None and not applying:
         try:
             # Only the product, quantity and the form's token are read: the price is the server's.
             order = services.order_place(
@@ -187,18 +201,26 @@ def buy(request, slug, product_slug):
                 captcha=request.POST.get(CAPTCHA_FIELD, ""),
                 # Where the buyer came from: the server's signed note of their landing, never a field.
                 source=landing_source(request, sf),
+                coupon_code=coupon_typed(request),
                 **who,
             )
         except PASS_THROUGH:
             raise
+        except CouponError as exc:
+            coupon_refused = str(exc)
         except ServiceError as exc:  # OrderError, OutOfStock, NotForSale, CaptchaRequired
             error = str(exc)
             captcha = isinstance(exc, CaptchaRequired)
         else:
             return placed(request, order, channel=request.POST.get("channel", ""))
     context = _product_context(sf, info, form, error, guest_form, channel_chosen(request))
-    context.update(realname_context(request, item), captcha=captcha)
-    return render(request, "storefront/product.html", context, status=400)
+    coupon = coupon_context(request, product=item, quantity=context["quantity"], unit_price=info.price, storefront=sf)
+    if coupon_refused:
+        coupon["coupon_error"] = coupon_refused
+        coupon.pop("coupon", None)
+    context.update(realname_context(request, item), captcha=captcha, **coupon)
+    failed = error or coupon.get("coupon_error")
+    return render(request, "storefront/product.html", context, status=400 if failed else 200)
 
 
 @require_GET

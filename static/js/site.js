@@ -57,6 +57,9 @@ function updateTotal(input) {
   if (!out || !(qty > 0)) return;
   const cents = Math.round(parseFloat(input.dataset.unitPrice) * 100) * qty;
   out.textContent = formatFen(cents);
+  // A coupon was applied: its discount was for the old quantity, so say to apply it again.
+  const stale = input.dataset.staleNote && document.querySelector(input.dataset.staleNote);
+  if (stale) stale.hidden = false;
 }
 ["input", "change"].forEach(function (type) {
   document.addEventListener(type, function (event) {
@@ -111,7 +114,8 @@ document.addEventListener("htmx:confirm", function (event) {
 document.addEventListener("submit", function (event) {
   const form = event.target;
   if (!form.matches || !form.matches("form[data-submit-once]") || event.defaultPrevented) return;
-  const button = form.querySelector("button[type=submit], button:not([type])");
+  // The button pressed (a form may have two: the checkout's "apply coupon" and "place order").
+  const button = event.submitter || form.querySelector("button[type=submit], button:not([type])");
   if (!button) return;
   setTimeout(function () {
     button.disabled = true;
