@@ -217,6 +217,42 @@ def test_a_shared_ip_seen_later_in_orders_refuses_the_reward_at_settlement(monke
     assert referral.status == S.REFUSED and referral.reason == "shared_ip" and wallet_balance(inviter) == 0
 
 
+def test_a_shared_payout_account_refuses_the_reward_at_settlement(monkeypatch):
+    """Inviter and invitee both agents withdrawing to one Alipay account (spaces and case aside):
+    one person, so no reward, and the risk queue hears of it."""
+    import uuid
+
+    from agents.models import Withdrawal
+    from agents.services import agents as agent_services
+    from marketplace import crypto
+    from tests.factories import AgentLevelFactory
+
+    inviter = UserFactory()
+    referral = invited(inviter, "payout.twin@example.com", ip="198.51.100.70")
+    assert referral.status == S.PENDING
+    level = AgentLevelFactory()
+    for user, account in ((inviter, "twin@alipay.example"), (referral.invitee, " TWIN@alipay.example ")):
+        agent = agent_services.agent_create(user=user, level=level)
+        Withdrawal.objects.create(
+            number=uuid.uuid4().hex[:20],
+            agent=agent,
+            amount=Decimal(10),
+            net=Decimal(10),
+            method=Withdrawal.Method.ALIPAY,
+            payee_name="A",
+            payee_account=crypto.encrypt(account),
+            idempotency_key=uuid.uuid4().hex,
+        )
+    order = delivered_order(referral.invitee, quantity=1)
+    past_window(monkeypatch, order)
+    rewards_process()
+    referral.refresh_from_db()
+    assert referral.status == S.REFUSED and referral.reason == "shared_payout"
+    assert wallet_balance(inviter) == 0
+    alert = Alert.objects.get(rule=services.ALERT_RULE)
+    assert alert.evidence["reason"] == "shared_payout" and alert.user == inviter
+
+
 def test_a_disposable_email_gets_no_reward(settings):
     settings.RISK_REFUSE_DISPOSABLE_EMAIL = False  # else the sign-up itself is refused
     inviter = UserFactory()
