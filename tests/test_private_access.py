@@ -581,6 +581,8 @@ NOT_BUYER_PRIVATE = {
     "else (tests/test_rights_reviews.py)",
     "rights:notice_detail": "a rights notice's public record (电子商务法 第四十四条), nothing private on it "
     "(tests/test_rights_publication.py)",
+    "referrals:landing": "an invitation link: sets the signed inviter cookie, shows nothing of the inviter "
+    "(tests/test_referrals.py)",
     "legal:document": "a published agreement, public (tests/test_agreements.py)",
     # The agent's own storefront's posters: the storefront is the signed-in agent's, never an id
     # in the address; the product id is a public catalogue product, 404 unless the agent's shop
