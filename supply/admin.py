@@ -15,6 +15,7 @@ from .models import SupplierConnection
 
 
 class SupplierConnectionForm(forms.ModelForm):
+    base_url = forms.URLField(label=_("base URL"), max_length=300, assume_scheme="https")
     new_secret = forms.CharField(
         label=_("new secret"),
         required=False,
@@ -76,7 +77,7 @@ class SupplierConnectionAdmin(admin.ModelAdmin):
         (_("State"), {"fields": ("timeout_seconds", "state", "balance", "balance_at", "last_error", "last_error_at")}),
     )
 
-    @admin.display(description=_("secret"))
+    @admin.display(description=_("API secret"))
     def secret_display(self, obj):
         if obj is None or not obj.secret_encrypted:
             return _("Not set")

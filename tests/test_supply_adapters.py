@@ -212,6 +212,10 @@ def test_callbacks_forged_tampered_replayed_refused_duplicates_recognised(db, bo
         )
     assert SupplierCallback.objects.filter(connection=connection).count() == 1
     assert AuditEvent.objects.filter(action="supply.callback", outcome=AuditEvent.Outcome.DENIED).count() == 3
+    # A disabled connection takes no callbacks, even well signed ones.
+    services.connection_state_set(connection=connection, enabled=False)
+    with pytest.raises(CallbackRejected, match="disabled"):
+        services.callback_accept(connection=connection, headers={}, body=fake.callback("KM0008", notify_id="N4"))
 
 
 def test_secrets_are_encrypted_at_rest_audited_and_never_rendered_in_admin(admin_client, admin_user):

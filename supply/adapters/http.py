@@ -5,6 +5,7 @@ been received)."""
 from typing import Any
 
 import requests
+from urllib3.exceptions import NewConnectionError
 
 from .base import SupplyOutcomeUnknown, SupplyUnavailable
 
@@ -16,6 +17,11 @@ def timeouts(seconds: int) -> tuple[float, float]:
     return (float(min(5, seconds)), float(seconds))
 
 
+def _never_connected(exc: requests.ConnectionError) -> bool:
+    cause = exc.args[0] if exc.args else None
+    return isinstance(cause, NewConnectionError) or isinstance(getattr(cause, "reason", None), NewConnectionError)
+
+
 def send(method: str, url: str, *, timeout: int, **kwargs: Any) -> requests.Response:
     headers = {"User-Agent": USER_AGENT, **kwargs.pop("headers", {})}
     try:
@@ -25,9 +31,9 @@ def send(method: str, url: str, *, timeout: int, **kwargs: Any) -> requests.Resp
     except (requests.ConnectTimeout, requests.exceptions.InvalidURL, requests.exceptions.MissingSchema) as exc:
         raise SupplyUnavailable(f"{type(exc).__name__}: {exc}"[:300]) from exc
     except requests.ConnectionError as exc:
-        # Refused before anything was sent is the common case, but a connection reset after the
-        # request went out is a ConnectionError too: the outcome is unknown either way for a write.
-        if "Connection refused" in str(exc) or "Name or service not known" in str(exc):
+        # No connection made (refused, no such host): nothing was sent. A connection reset after
+        # the request went out is a ConnectionError too, and then the outcome is unknown.
+        if _never_connected(exc):
             raise SupplyUnavailable(f"{type(exc).__name__}: {exc}"[:300]) from exc
         raise SupplyOutcomeUnknown(f"{type(exc).__name__}: {exc}"[:300]) from exc
     except requests.RequestException as exc:  # a read timeout above all
