@@ -112,6 +112,7 @@ INSTALLED_APPS = [
     "rights",
     "reports",
     "referrals",
+    "supply",
 ]
 
 MIDDLEWARE = [
