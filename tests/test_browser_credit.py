@@ -43,7 +43,7 @@ def test_a_restricted_buyer_sees_why_on_the_profile_and_at_checkout(browser, liv
 
     page.goto(f"/orders/checkout/{product.slug}/")
     page.fill("input[name=quantity]", "2")
-    page.locator("main form button[type=submit]").first.click()
+    page.get_by_test_id("place-order").click()
     page.wait_for_load_state()
     assert "您的账户信用等级为“受限”：每单最多 1 件" in page.content()
     shot(page, "credit-02-checkout-refused-phone")
