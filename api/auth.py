@@ -18,6 +18,7 @@ from rest_framework.authentication import BaseAuthentication
 
 from agents.services import api_keys
 from compliance.services import audit_denied
+from marketplace import signing
 from marketplace.http import client_ip
 
 AUTH_SCHEME = "X-Signature"
@@ -40,12 +41,12 @@ class Forbidden(exceptions.PermissionDenied):
 
 
 def signed_target(request) -> str:
-    """The canonical path and query of a Django request (``api_keys.canonical_target``)."""
+    """The canonical path and query of a Django request (``marketplace.signing.canonical_target``)."""
     meta = request.META
     script_name = request.path[: len(request.path) - len(request.path_info)]
     path = script_name.encode() + (_wsgi_bytes(meta, "PATH_INFO") or b"/")
     query = _wsgi_bytes(meta, "QUERY_STRING")
-    return api_keys.canonical_path_bytes(path) + ("?" + api_keys.canonical_query(query) if query else "")
+    return signing.canonical_path_bytes(path) + ("?" + signing.canonical_query(query) if query else "")
 
 
 def _wsgi_bytes(meta, key: str) -> bytes:

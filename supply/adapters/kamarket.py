@@ -5,26 +5,25 @@ documents: ``X-Api-Key``, ``X-Timestamp``, ``X-Nonce`` and ``X-Signature`` = hex
 Its delivery callbacks (orders.services.callbacks on the other side) are signed the same way,
 over the path they are posted to, so ``callback_verify`` needs that ``path``.
 
-The recipe is written out here rather than imported from agents.services.api_keys: this is a
-client of the documented protocol (the other side may run another version), and supply sits
-below agents in the layers.
+The recipe is ``marketplace.signing``'s, the one the API itself verifies with and signs its
+callbacks with (the documented protocol, api/schema_description.md).
 
 Orders are paid from our balance there, idempotent on ``agent_order_no`` = our order number.
 Its replies are not signed (HTTPS carries them); our requests are.
 """
 
-import hashlib
 import hmac
 import json
-import re
 import secrets
 import time
 from collections.abc import Mapping
 from decimal import Decimal, InvalidOperation
 from typing import Any
-from urllib.parse import quote, unquote_to_bytes
+from urllib.parse import quote
 
 from django.utils.translation import gettext as _
+
+from marketplace.signing import canonical_target, signature_compute
 
 from ..models import SupplierConnection
 from . import http
@@ -56,30 +55,12 @@ STATES = {
     "refunded": OrderState.FAILED,
 }
 
-_UNRESERVED = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~"
-_QUERY_TOKEN = re.compile(rb"%[0-9A-Fa-f]{2}|[^-A-Za-z0-9._~!$&'()*+,;=:@/?]")
-
-
-def _query_token(match: re.Match) -> bytes:
-    token = match.group()
-    if len(token) == 3:
-        byte = int(token[1:], 16)
-        return bytes([byte]) if byte in _UNRESERVED else b"%%%02X" % byte
-    return b"%%%02X" % token[0]
-
-
-def canonical_target(target: str) -> str:
-    """The documented canonical form of a path and query (api/schema_description.md)."""
-    path, _sep, query = target.partition("?")
-    out = quote(unquote_to_bytes(path), safe="/")
-    return out + ("?" + _QUERY_TOKEN.sub(_query_token, query.encode()).decode("ascii") if query else "")
-
 
 def request_signature(*, secret: str, method: str, target: str, timestamp: str, nonce: str, body: bytes) -> str:
-    message = "\n".join(
-        [method.upper(), canonical_target(target), timestamp, nonce, hashlib.sha256(body or b"").hexdigest()]
+    """X-Signature of a request to ``target`` (path and query as sent), or of a callback posted there."""
+    return signature_compute(
+        secret=secret, method=method, path=canonical_target(target), timestamp=timestamp, nonce=nonce, body=body
     )
-    return hmac.new(secret.encode(), message.encode(), hashlib.sha256).hexdigest()
 
 
 class KamarketAdapter(SupplierAdapter):
