@@ -21,6 +21,7 @@ from catalog.models import Category, Product
 from marketplace import crypto
 from marketplace.errors import Conflict
 from marketplace.money import quantize
+from marketplace.text import mask_ends
 
 from .models import Agent, LevelPrice, Markup, OperatorIdentity, PriceKind, RetailPrice, Storefront
 
@@ -307,7 +308,7 @@ def id_number_masked(identity: OperatorIdentity) -> str:
         number = id_number_of(identity)
     except ValueError:
         return "••••"
-    return number[0] + "•" * (len(number) - 2) + number[-1]
+    return mask_ends(number, fill="•")
 
 
 @dataclass(frozen=True)

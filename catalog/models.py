@@ -326,7 +326,7 @@ class RestockSubscription(models.Model):
         related_name="+",
         on_delete=models.CASCADE,
     )
-    # Stripped and lower case (catalog.services.restock_email_normalise); a member's address when
+    # Stripped and lower case (marketplace.text.email_normalise); a member's address when
     # they subscribed.
     email = models.EmailField(_("email"))
     # The unsubscribe link's key (and, signed, the confirmation link's): unguessable.

@@ -24,6 +24,7 @@ from marketplace import crypto
 from marketplace.context_processors import site
 from marketplace.errors import Conflict, Forbidden, ServiceError
 from marketplace.money import quantize
+from marketplace.text import email_normalise
 
 from . import importing, selectors
 from .models import (
@@ -348,11 +349,6 @@ class RestockError(CatalogError):
     code = "restock_refused"
 
 
-def restock_email_normalise(email: str) -> str:
-    """An address as stored and compared: stripped, lower case (as guests' order emails)."""
-    return (email or "").strip().lower()
-
-
 def restock_confirm_token(subscription: RestockSubscription) -> str:
     """The signed, timestamped key of a guest's confirmation link (read by
     ``selectors.restock_subscription_from_confirm_link``)."""
@@ -379,7 +375,7 @@ def restock_subscribe(
     member = user if user is not None and user.is_authenticated else None
     if selectors.stock_count(product.pk) > 0:
         raise RestockError(_("This product is in stock: you can buy it now."))
-    email = restock_email_normalise(member.email if member is not None else email)
+    email = email_normalise(member.email if member is not None else email)
     try:
         validate_email(email)
     except ValidationError:

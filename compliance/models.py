@@ -9,6 +9,8 @@ from django.db.models import Q
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import pgettext_lazy
 
+from marketplace.text import mask_ends
+
 
 class AuditEvent(models.Model):
     class Outcome(models.TextChoices):
@@ -387,14 +389,10 @@ class RealNameVerification(models.Model):
 
     @property
     def name_masked(self) -> str:
-        from .realname import mask_ends
-
         return mask_ends(self.name)
 
     @property
     def id_number_masked(self) -> str:
-        from .realname import mask_ends
-
         return mask_ends(self.id_number)
 
     @property

@@ -40,9 +40,10 @@ from django.utils.translation import gettext as _
 from django.utils.translation import ngettext
 
 from marketplace.errors import ServiceError
+from marketplace.text import email_normalise
 
 from .models import AuditEvent, CreditEvent, CreditLevel, CreditOverride
-from .selectors import credit_email_normalise, credit_owner
+from .selectors import credit_owner
 from .services import audit_record, credit_event_record
 
 LEVELS_CACHE_KEY = "compliance:credit_levels:v1"
@@ -259,7 +260,7 @@ def credit_rating(*, user=None, email: str = "", now: datetime | None = None) ->
     if user is not None and not getattr(user, "is_authenticated", True):
         user = None
     if user is None:
-        email = credit_email_normalise(email)
+        email = email_normalise(email)
         if not email:
             return Rating(score=0.0, level=level_for_score(0.0), computed_level=level_for_score(0.0))
     now = now or timezone.now()
@@ -382,7 +383,7 @@ def credit_override_set(
         raise ServiceError(_("Give the reason for the override."), code="reason_required")
     if expires_at <= timezone.now():
         raise ServiceError(_("The override must end in the future."), code="expiry_past")
-    email = "" if user is not None else credit_email_normalise(email)
+    email = "" if user is not None else email_normalise(email)
     owner = credit_owner(user=user, email=email)
     with transaction.atomic():
         now = timezone.now()

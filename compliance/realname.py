@@ -222,19 +222,6 @@ def realname_provider() -> Provider:
     raise ImproperlyConfigured(f"REALNAME_PROVIDER must be {SANDBOX!r} or {HTTP!r}, not {kind!r}")
 
 
-# --- masking ----------------------------------------------------------------------------------
-
-
-def mask_ends(text: str) -> str:
-    """The first and last characters, the rest as *: 1****************X, 张*丰. A two-character
-    name keeps its first only (张*)."""
-    if not text:
-        return ""
-    if len(text) <= 2:
-        return text[0] + "*" * (len(text) - 1)
-    return text[0] + "*" * (len(text) - 2) + text[-1]
-
-
 # --- services ---------------------------------------------------------------------------------
 
 

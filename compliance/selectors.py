@@ -12,12 +12,9 @@ from django.db.models import Q
 from django.utils import timezone
 from django.utils.functional import SimpleLazyObject
 
+from marketplace.text import email_normalise
+
 from .models import AuditEvent, CreditEvent, Qualification
-
-
-def credit_email_normalise(email: str) -> str:
-    """A guest's address as credit events key it: stripped, lower case (as guest orders store it)."""
-    return (email or "").strip().lower()
 
 
 class CreditOwnerKeys(TypedDict):
@@ -33,7 +30,7 @@ def credit_owner(*, user=None, email: str = "") -> Q:
     member's events and a guest's under the same address are different owners."""
     if user is not None:
         return Q(user=user)
-    email = credit_email_normalise(email)
+    email = email_normalise(email)
     if not email:
         raise ValueError("a credit event belongs to a user or to a guest email")
     return Q(user__isnull=True, email=email)

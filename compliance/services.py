@@ -19,9 +19,9 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from marketplace.errors import NotFound, ServiceError
 from marketplace.http import client_ip
+from marketplace.text import email_normalise
 
 from .models import AuditEvent, CreditEvent, Qualification, QualificationChange, QualificationWarning
-from .selectors import credit_email_normalise
 
 log = logging.getLogger("marketplace.security")
 
@@ -61,7 +61,7 @@ def credit_event_record(
 ) -> CreditEvent:
     """An event of a member (``user``) or, with no user, of the guest known by ``email``
     (``weight``: a staff adjustment's own points; other kinds weigh what settings say)."""
-    email = "" if user is not None else credit_email_normalise(email)
+    email = "" if user is not None else email_normalise(email)
     if user is None and not email:
         raise ValueError("a credit event belongs to a user or to a guest email")
     return CreditEvent.objects.create(

@@ -17,6 +17,7 @@ from django.utils.translation import gettext as _
 
 from marketplace.errors import Conflict, ServiceError
 from marketplace.http import client_ip
+from marketplace.text import email_normalise
 
 from . import selectors
 from .models import AgreementAcceptance, AgreementVersion
@@ -100,7 +101,7 @@ def agreements_accept(
                     AgreementAcceptance.objects.create(
                         version_id=version.id,
                         user=user,
-                        email="" if user is not None else email.strip().lower(),
+                        email="" if user is not None else email_normalise(email),
                         order=order,
                         ip=ip,
                         user_agent=agent,

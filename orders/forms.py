@@ -11,9 +11,9 @@ from catalog.models import Product
 from legal.forms import FIELD as AGREEMENTS_FIELD
 from legal.forms import guest_agreements_field
 from marketplace.templatetags.display import order_no_parse
+from marketplace.text import email_normalise
 
 from .selectors import orders as selectors
-from .services.guest import guest_email_normalise
 from .services.guest_lookup import EMAIL, NUMBER, LookupQuery
 
 
@@ -132,7 +132,7 @@ class GuestLookupForm(forms.Form):
     def clean_query(self):
         text = self.cleaned_data["query"].strip()
         if "@" in text:
-            email = guest_email_normalise(text)
+            email = email_normalise(text)
             try:
                 validate_email(email)
             except forms.ValidationError:

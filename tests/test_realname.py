@@ -24,6 +24,7 @@ from compliance.identity import IdNumberError, id_check_char
 from compliance.models import AuditEvent, RealNameVerification
 from compliance.realname import HttpProvider, RealNameError, RealNameUnavailable, Result, Subject
 from marketplace.crypto import keyed_digest
+from marketplace.text import mask_ends
 from tests.factories import UserFactory
 
 pytestmark = pytest.mark.usefixtures("english")
@@ -232,7 +233,7 @@ def test_the_number_and_name_are_encrypted_at_rest_and_found_by_digest():
     ],
 )
 def test_masks_keep_the_first_and_last_character(text, masked):
-    assert realname.mask_ends(text) == masked
+    assert mask_ends(text) == masked
 
 
 @pytest.mark.django_db

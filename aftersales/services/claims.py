@@ -12,8 +12,8 @@ from django.db import transaction
 from django.utils.translation import ngettext
 
 from compliance import services as compliance
+from marketplace.text import email_normalise
 from orders.services.attach import guest_orders_attach
-from orders.services.guest import guest_email_normalise
 
 from ..models import ArbitrationCase, RefundRequest, Ticket, TicketMessage
 
@@ -31,7 +31,7 @@ def guest_history_claim(*, user, email: str, request=None) -> list[str]:
         ArbitrationCase.objects.filter(ticket__in=tickets, requested_by__isnull=True).update(requested_by=user)
         RefundRequest.objects.filter(user__isnull=True, order__number__in=numbers).update(user=user)
         tickets.update(user=user)
-        compliance.credit_events_attach(email=guest_email_normalise(email), user=user)
+        compliance.credit_events_attach(email=email_normalise(email), user=user)
         if numbers:
             compliance.audit_record(
                 action="guest_orders.attach",

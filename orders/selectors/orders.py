@@ -12,6 +12,7 @@ from agents import selectors as agent_selectors
 from catalog import selectors as catalog_selectors
 from catalog.models import Product
 from marketplace.money import quantize
+from marketplace.text import email_normalise
 
 from ..models import Order, OrderCode, reissue_parse
 
@@ -388,7 +389,7 @@ def has_paid_order(*, buyer=None, email: str = "") -> bool:
     paid for an order? Coupons for new buyers only ask."""
     if buyer is not None:
         return Order.objects.filter(buyer=buyer, paid_at__isnull=False).exists()
-    email = (email or "").strip().lower()
+    email = email_normalise(email)
     if not email:
         return False
     return Order.objects.filter(

@@ -9,8 +9,9 @@ checks the verification; this module checks nothing but the address.
 from django.db import transaction
 from django.utils import timezone
 
+from marketplace.text import email_normalise
+
 from ..models import ATTACH_NOTE_PREFIX, GuestAccessCode, Order, OrderStatusChange
-from .guest import guest_email_normalise
 
 
 def guest_orders_attach(*, user, email: str) -> list[str]:
@@ -20,7 +21,7 @@ def guest_orders_attach(*, user, email: str) -> list[str]:
     and unused emailed codes stop working, since the member's login now guards the order.
     Running it again attaches nothing more (an order has one buyer).
     """
-    email = guest_email_normalise(email)
+    email = email_normalise(email)
     if not email or user is None or not user.pk:
         return []
     now = timezone.now()

@@ -41,11 +41,6 @@ class TooManyCodes(ServiceError):
     status = 429
 
 
-def guest_email_normalise(email: str) -> str:
-    """A guest address as stored and compared: stripped, lower case."""
-    return (email or "").strip().lower()
-
-
 def guest_link_token(*, number: str) -> str:
     """The signed, timestamped token of a guest order's link (``guest_link_number`` reads it)."""
     return signing.TimestampSigner(salt=LINK_SALT).sign(number)

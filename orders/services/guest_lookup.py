@@ -44,10 +44,10 @@ from marketplace.celery import publish
 from marketplace.errors import ServiceError
 from marketplace.http import client_ip
 from marketplace.ratelimit import RateLimit, Throttled, client_network, rate_limits_hit
+from marketplace.text import email_normalise
 
 from ..models import GuestBrowser, GuestLookupLink, Order
 from ..selectors.guest import TOKEN_MAX_LENGTH, token_hash
-from .guest import guest_email_normalise
 
 EMAIL, NUMBER = "email", "number"
 PASSWORD_ACTION = "guest_lookup.password"
@@ -195,7 +195,7 @@ def guest_lookup_link_send(*, kind: str, value: str) -> bool:
         orders = list(guests.filter(number=value)[:1])
         email = orders[0].guest_email if orders else ""
     else:
-        email = guest_email_normalise(value)
+        email = email_normalise(value)
         orders = list(guests.filter(guest_email=email).order_by("-id")[:LINK_MAX_ORDERS])
     if not orders:
         return False

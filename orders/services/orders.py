@@ -31,6 +31,7 @@ from marketing.services import coupons
 from marketplace.celery import publish
 from marketplace.errors import ServiceError
 from marketplace.money import quantize
+from marketplace.text import email_normalise
 
 from ..models import ORDER_FLOW, CodeReveal, Order, OrderCode, OrderShare, reissue_note
 from ..selectors import orders as selectors
@@ -124,7 +125,7 @@ def order_place(
     # enforced here with the same functions.
     key = (idempotency_key or "").strip()
     _refuse(selectors.key_refusal(key))
-    guest_email = (guest_email or "").strip().lower() if buyer is None else ""
+    guest_email = email_normalise(guest_email) if buyer is None else ""
     if buyer is None:
         try:
             validate_email(guest_email)
@@ -312,7 +313,7 @@ def order_coupon_preview(
         product=product,
         quantity=quantity,
         buyer=buyer,
-        guest_email=(guest_email or "").strip().lower() if buyer is None else "",
+        guest_email=email_normalise(guest_email) if buyer is None else "",
         quote=quote,
         storefront=storefront,
     )

@@ -5,8 +5,7 @@ guest email or guest order. Each limited view takes one decorator line from here
 from django.utils.translation import gettext_lazy as _
 
 from marketplace.ratelimit import member_subject, rate_limited
-
-from ..services.guest import guest_email_normalise
+from marketplace.text import email_normalise
 
 
 def _checkout_subject(request, *args, **kwargs) -> str | None:
@@ -14,7 +13,7 @@ def _checkout_subject(request, *args, **kwargs) -> str | None:
     member = member_subject(request)
     if member:
         return member
-    email = guest_email_normalise(request.POST.get("guest_email") or "")
+    email = email_normalise(request.POST.get("guest_email") or "")
     return f"email:{email}" if email else None
 
 

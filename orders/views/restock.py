@@ -25,6 +25,7 @@ from catalog.models import Product
 from marketplace.errors import PASS_THROUGH, ServiceError
 from marketplace.http import client_ip
 from marketplace.ratelimit import member_subject, rate_limited
+from marketplace.text import email_normalise
 from risk.services import email_disposable
 
 from ..selectors import orders as selectors
@@ -35,7 +36,7 @@ def _subject(request, *args, **kwargs) -> str | None:
     member = member_subject(request)
     if member:
         return member
-    email = catalog_services.restock_email_normalise(request.POST.get("email") or "")
+    email = email_normalise(request.POST.get("email") or "")
     return f"email:{email}" if email else None
 
 
