@@ -73,6 +73,15 @@ class Product(models.Model):
         GAME_CARD = "game_card", _("Game point card")
         LICENCE_KEY = "licence_key", _("Software licence key")
         MEMBERSHIP = "membership", _("Membership")
+        # 代充: the buyer gives an account (game, phone…) and the supplier credits it; no code
+        # changes hands. The fields the buyer must give are declared in ``topup_fields``.
+        DIRECT_TOPUP = "direct_topup", _("Direct top-up")
+
+    class SupplyMode(models.TextChoices):
+        STOCK = "stock", _("Stock only (imported codes)")
+        UPSTREAM = "upstream", _("Upstream only (bought from the supplier at the moment of sale)")
+        STOCK_FIRST = "stock_first", _("Stock first, then upstream")
+        MANUAL = "manual", _("Manual top-up by staff")
 
     category = models.ForeignKey(
         Category, verbose_name=_("category"), related_name="products", on_delete=models.PROTECT
@@ -115,6 +124,19 @@ class Product(models.Model):
     # Why the product is held off sale whatever is_active says (a rights holder's notice).
     sale_hold = models.CharField(_("held off sale"), max_length=200, blank=True, editable=False)
     sort_order = models.PositiveIntegerField(_("sort order"), default=0)
+    # Where the goods come from (issue 16): imported stock, the supplier's system at the moment of
+    # sale (``supply.UpstreamProduct`` names the connection and the supplier's product), stock
+    # first and upstream when stock cannot cover an order, or (direct top-ups) staff by hand.
+    supply_mode = models.CharField(_("supply"), max_length=12, choices=SupplyMode.choices, default=SupplyMode.STOCK)
+    # A direct top-up's fields, a list of {"name", "label", "pattern", "min_length",
+    # "max_length", "confirm", "help"} (``catalog.topup``): asked at checkout, checked before
+    # payment, kept on the order (``Order.topup_values``), sent to the supplier.
+    topup_fields = models.JSONField(_("top-up fields"), default=list, blank=True)
+    # What one unit costs us when it is not from stock and the supplier does not say (manual
+    # top-ups): booked as owed to the product's supplier on delivery.
+    supply_cost = models.DecimalField(
+        _("cost per unit (manual top-up)"), max_digits=12, decimal_places=2, null=True, blank=True
+    )
     created_at = models.DateTimeField(_("created"), auto_now_add=True)
     updated_at = models.DateTimeField(_("updated"), auto_now=True)
 
@@ -130,6 +152,17 @@ class Product(models.Model):
             models.CheckConstraint(
                 condition=Q(max_per_order__gte=models.F("min_per_order")), name="product_max_ge_min"
             ),
+            models.CheckConstraint(
+                condition=Q(supply_cost__isnull=True) | Q(supply_cost__gte=0), name="product_supply_cost_not_negative"
+            ),
+            # Staff top up by hand only what is a top-up; a top-up never comes from code stock.
+            models.CheckConstraint(
+                condition=~Q(supply_mode="manual") | Q(kind="direct_topup"), name="product_manual_is_topup"
+            ),
+            models.CheckConstraint(
+                condition=~Q(kind="direct_topup") | Q(supply_mode__in=["upstream", "manual"]),
+                name="product_topup_not_from_stock",
+            ),
         ]
 
     def __str__(self):
@@ -137,6 +170,10 @@ class Product(models.Model):
 
     def get_absolute_url(self):
         return reverse("catalog:product", args=[self.slug])
+
+    @property
+    def is_direct_topup(self) -> bool:
+        return self.kind == self.Kind.DIRECT_TOPUP
 
 
 class StockBatch(models.Model):

@@ -30,8 +30,15 @@ class Channel(models.TextChoices):
     API = "api", _("Agent API")
 
 
+class Fulfilment(models.TextChoices):
+    STOCK = "stock", _("Stock")
+    UPSTREAM = "upstream", _("Supplier's system")
+    MANUAL = "manual", _("Manual top-up")
+
+
 class Order(models.Model):
     Channel = Channel
+    Fulfilment = Fulfilment
 
     class Status(models.TextChoices):
         PENDING = "pending", _("Awaiting payment")
@@ -125,6 +132,15 @@ class Order(models.Model):
         on_delete=models.PROTECT,
         editable=False,
     )
+
+    # Where the order's goods come from, decided when it is placed (``catalog.Product.supply_mode``
+    # and the stock then): reserved codes, the supplier's system after payment (``UpstreamOrder``),
+    # or a staff member's manual top-up (``ManualTopup``).
+    fulfilment = models.CharField(
+        _("fulfilled from"), max_length=10, choices=Fulfilment.choices, default=Fulfilment.STOCK, editable=False
+    )
+    # A direct top-up's fields as the buyer gave them (checked against the product's declaration).
+    topup_values = models.JSONField(_("top-up details"), default=dict, blank=True, editable=False)
 
     class Meta:
         ordering = ("-id",)
@@ -468,3 +484,143 @@ class GuestBrowser(models.Model):
 
     def __str__(self):
         return f"{self.token_hash[:8]}… @ {self.created_at:%Y-%m-%d %H:%M}"
+
+
+class UpstreamOrder(models.Model):
+    """The order we place at a supplier for an order fulfilled upstream: one per order (the
+    supplier's idempotency key is our order number), so nothing is ever paid upstream twice.
+
+    ``placing``: a call is (or was) in flight; its outcome is unknown until asked, so the next
+    attempt queries before it places. ``pending``: the supplier accepted and has not finished.
+    """
+
+    class State(models.TextChoices):
+        NEW = "new", _("To be placed")
+        PLACING = "placing", _("Placing (outcome not known yet)")
+        PENDING = "pending", _("Placed, supplier working")
+        DONE = "done", _("Delivered by the supplier")
+        FAILED = "failed", _("Failed (buyer refunded)")
+
+    order = models.OneToOneField(Order, verbose_name=_("order"), related_name="upstream", on_delete=models.PROTECT)
+    connection = models.ForeignKey(
+        "supply.SupplierConnection", verbose_name=_("supplier connection"), related_name="+", on_delete=models.PROTECT
+    )
+    supplier_ref = models.CharField(_("supplier's product"), max_length=100)
+    quantity = models.PositiveIntegerField(_("quantity"))
+    state = models.CharField(_("state"), max_length=10, choices=State.choices, default=State.NEW)
+    supplier_order_no = models.CharField(_("supplier's order number"), max_length=100, blank=True)
+    cost = models.DecimalField(_("cost"), max_digits=12, decimal_places=2, null=True, blank=True)
+    attempts = models.PositiveSmallIntegerField(_("calls made"), default=0)
+    next_check_at = models.DateTimeField(_("next check"), null=True, blank=True)
+    give_up_at = models.DateTimeField(_("refund if not delivered by"), null=True, blank=True)
+    last_error = models.CharField(_("last error"), max_length=300, blank=True)
+    created_at = models.DateTimeField(_("created"), auto_now_add=True)
+    finished_at = models.DateTimeField(_("finished"), null=True, blank=True)
+
+    class Meta:
+        ordering = ("-id",)
+        verbose_name = _("supplier order")
+        verbose_name_plural = _("supplier orders")
+        indexes = [
+            models.Index(
+                fields=["next_check_at"], condition=Q(state__in=["new", "placing", "pending"]), name="upstream_due_idx"
+            ),
+            models.Index(fields=["connection", "created_at"], name="upstream_connection_time_idx"),
+        ]
+        constraints = [
+            models.CheckConstraint(condition=Q(quantity__gte=1), name="upstream_quantity_positive"),
+            models.CheckConstraint(condition=Q(cost__isnull=True) | Q(cost__gte=0), name="upstream_cost_not_negative"),
+        ]
+
+    def __str__(self):
+        return f"{self.order_id} @ {self.connection_id}"
+
+
+class UpstreamOrderStatusChange(StatusChange):
+    subject = "upstream order"
+
+    upstream = models.ForeignKey(
+        UpstreamOrder, verbose_name=_("supplier order"), related_name="history", on_delete=models.CASCADE
+    )
+    from_status = models.CharField(_("from"), max_length=10, blank=True, choices=UpstreamOrder.State.choices)
+    to_status = models.CharField(_("to"), max_length=10, choices=UpstreamOrder.State.choices)
+
+
+UpstreamState = UpstreamOrder.State
+UPSTREAM_FLOW = StateMachine(
+    transitions=table(
+        {
+            UpstreamState.NEW: [UpstreamState.PLACING, UpstreamState.FAILED],
+            # A call in flight: accepted (pending), finished at once (done), refused (failed), or
+            # its outcome unknown (stays placing: asked again before any new call).
+            UpstreamState.PLACING: [UpstreamState.PENDING, UpstreamState.DONE, UpstreamState.FAILED],
+            UpstreamState.PENDING: [UpstreamState.DONE, UpstreamState.FAILED],
+            UpstreamState.DONE: [],
+            UpstreamState.FAILED: [],
+        }
+    ),
+    history_model=UpstreamOrderStatusChange,
+    history_fk="upstream",
+    status_field="state",
+    entered_at={UpstreamState.DONE: "finished_at", UpstreamState.FAILED: "finished_at"},
+    model=UpstreamOrder,
+)
+
+
+class ManualTopup(models.Model):
+    """A direct top-up that staff carry out by hand (``catalog.Product.SupplyMode.MANUAL``): the
+    queue in admin, with its SLA (``due_at``), done or failed with a note. Failed is refunded."""
+
+    class State(models.TextChoices):
+        QUEUED = "queued", _("Waiting for staff")
+        DONE = "done", _("Topped up")
+        FAILED = "failed", _("Failed (buyer refunded)")
+
+    order = models.OneToOneField(Order, verbose_name=_("order"), related_name="manual_topup", on_delete=models.PROTECT)
+    state = models.CharField(_("state"), max_length=10, choices=State.choices, default=State.QUEUED)
+    due_at = models.DateTimeField(_("due"))
+    warned_at = models.DateTimeField(_("warning sent"), null=True, blank=True)
+    breached_at = models.DateTimeField(_("SLA breached"), null=True, blank=True)
+    handled_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        verbose_name=_("handled by"),
+        null=True,
+        blank=True,
+        related_name="+",
+        on_delete=models.PROTECT,
+    )
+    note = models.CharField(_("note"), max_length=300, blank=True)
+    created_at = models.DateTimeField(_("queued"), auto_now_add=True)
+    finished_at = models.DateTimeField(_("finished"), null=True, blank=True)
+
+    class Meta:
+        ordering = ("due_at", "id")
+        verbose_name = _("manual top-up")
+        verbose_name_plural = _("manual top-ups")
+        indexes = [models.Index(fields=["due_at"], condition=Q(state="queued"), name="manual_topup_queued_idx")]
+
+    def __str__(self):
+        return str(self.order_id)
+
+
+class ManualTopupStatusChange(StatusChange):
+    subject = "manual top-up"
+
+    topup = models.ForeignKey(
+        ManualTopup, verbose_name=_("manual top-up"), related_name="history", on_delete=models.CASCADE
+    )
+    from_status = models.CharField(_("from"), max_length=10, blank=True, choices=ManualTopup.State.choices)
+    to_status = models.CharField(_("to"), max_length=10, choices=ManualTopup.State.choices)
+
+
+TopupState = ManualTopup.State
+MANUAL_TOPUP_FLOW = StateMachine(
+    transitions=table(
+        {TopupState.QUEUED: [TopupState.DONE, TopupState.FAILED], TopupState.DONE: [], TopupState.FAILED: []}
+    ),
+    history_model=ManualTopupStatusChange,
+    history_fk="topup",
+    status_field="state",
+    entered_at={TopupState.DONE: "finished_at", TopupState.FAILED: "finished_at"},
+    model=ManualTopup,
+)

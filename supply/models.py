@@ -1,12 +1,15 @@
-"""Connections to suppliers' systems (issue 16, first part): how we reach one supplier, with
-which secret (encrypted with the key ring, never shown again), how its generic API signs, and
-what staff need to see (state, balance, last error). Fulfilment from upstream is not wired yet.
+"""Connections to suppliers' systems (issue 16): how we reach one supplier, with which secret
+(encrypted with the key ring, never shown again), how its generic API signs, and what staff need
+to see (state, balance, last error); which of our products comes from which supplier product
+(``UpstreamProduct``, with the supplier's availability cached); and what the daily
+reconciliation of supplier orders found (``SupplyMismatch``).
 """
 
+from django.conf import settings
 from django.db import models
 from django.utils.translation import gettext_lazy as _
 
-from catalog.models import Supplier
+from catalog.models import Product, Supplier
 
 # Our names for the generic adapter's request and reply fields; a connection maps each to the
 # supplier's own name in ``field_map`` (missing entries keep these names).
@@ -167,3 +170,99 @@ class SupplierCallbackNonce(models.Model):
 
     def __str__(self):
         return self.nonce
+
+
+class UpstreamProduct(models.Model):
+    """Our product ``product`` is bought at the moment of sale from ``connection``'s product
+    ``supplier_ref``. ``cost`` and ``available`` are the supplier's last word (``available_at``);
+    displayed stock is never older than ``supply.services.AVAILABILITY_MAX_AGE``."""
+
+    product = models.OneToOneField(
+        Product, verbose_name=_("product"), related_name="upstream", on_delete=models.CASCADE
+    )
+    connection = models.ForeignKey(
+        SupplierConnection, verbose_name=_("supplier connection"), related_name="products", on_delete=models.PROTECT
+    )
+    supplier_ref = models.CharField(_("supplier's product ID"), max_length=100)
+    cost = models.DecimalField(
+        _("cost per unit"), max_digits=12, decimal_places=2, null=True, blank=True, editable=False
+    )
+    available = models.IntegerField(_("available at the supplier"), null=True, blank=True, editable=False)
+    available_at = models.DateTimeField(_("availability read at"), null=True, blank=True, editable=False)
+
+    class Meta:
+        verbose_name = _("upstream product")
+        verbose_name_plural = _("upstream products")
+        constraints = [
+            models.UniqueConstraint(fields=["connection", "supplier_ref"], name="upstream_product_once"),
+        ]
+
+    def __str__(self):
+        return f"{self.product} ← {self.connection}:{self.supplier_ref}"
+
+
+class SupplyReconciliation(models.Model):
+    """One day's reconciliation of one connection's supplier orders against ours."""
+
+    connection = models.ForeignKey(
+        SupplierConnection,
+        verbose_name=_("supplier connection"),
+        related_name="reconciliations",
+        on_delete=models.PROTECT,
+    )
+    day = models.DateField(_("day"))
+    orders_checked = models.PositiveIntegerField(_("orders checked"), default=0)
+    mismatches = models.PositiveIntegerField(_("mismatches"), default=0)
+    our_cost = models.DecimalField(_("cost by our records"), max_digits=14, decimal_places=2, default=0)
+    supplier_cost = models.DecimalField(_("cost by the supplier"), max_digits=14, decimal_places=2, default=0)
+    finished_at = models.DateTimeField(_("finished"), null=True, blank=True)
+    error = models.CharField(_("error"), max_length=300, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ("-day", "connection")
+        verbose_name = _("supplier reconciliation")
+        verbose_name_plural = _("supplier reconciliations")
+        constraints = [models.UniqueConstraint(fields=["connection", "day"], name="supply_reconciliation_once")]
+
+    def __str__(self):
+        return f"{self.connection} {self.day}"
+
+
+class SupplyMismatch(models.Model):
+    """A difference the reconciliation found, for staff to settle (as payment bills' are)."""
+
+    class Kind(models.TextChoices):
+        MISSING_AT_SUPPLIER = "missing_there", _("Our supplier order is unknown to the supplier")
+        STATE = "state", _("The supplier's state differs from ours")
+        COST = "cost", _("The supplier charged a different amount")
+        UNDELIVERED = "undelivered", _("Done at the supplier, not delivered to our buyer")
+
+    reconciliation = models.ForeignKey(
+        SupplyReconciliation, verbose_name=_("reconciliation"), related_name="items", on_delete=models.CASCADE
+    )
+    kind = models.CharField(_("kind"), max_length=20, choices=Kind.choices)
+    our_number = models.CharField(_("our order number"), max_length=60)
+    ours = models.CharField(_("by our records"), max_length=200, blank=True)
+    theirs = models.CharField(_("by the supplier"), max_length=200, blank=True)
+    resolved_at = models.DateTimeField(_("resolved"), null=True, blank=True)
+    resolved_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        verbose_name=_("resolved by"),
+        null=True,
+        blank=True,
+        related_name="+",
+        on_delete=models.PROTECT,
+    )
+    resolution_note = models.CharField(_("resolution"), max_length=300, blank=True)
+
+    class Meta:
+        ordering = ("-id",)
+        verbose_name = _("supplier mismatch")
+        verbose_name_plural = _("supplier mismatches")
+        constraints = [
+            models.UniqueConstraint(fields=["reconciliation", "our_number", "kind"], name="supply_mismatch_once")
+        ]
+
+    def __str__(self):
+        return f"{self.our_number}: {self.kind}"
