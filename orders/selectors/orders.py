@@ -322,6 +322,9 @@ def purchase_infos(products, *, viewer=None, storefront=None) -> list[PurchaseIn
     out = []
     for p in products:
         available = stock.get(p.pk, 0)
+        if p.supply_mode == Product.SupplyMode.MANUAL:
+            # A manual top-up (代充 by staff) has no codes: as many as one order may take.
+            available = p.max_per_order
         why = product_refusal(p)
         if why is None and p.pk not in prices:
             why = reason(ReasonCode.NOT_FOR_SALE)

@@ -22,6 +22,7 @@ from agents import selectors as agent_selectors
 from agents.services import commissions
 from catalog import selectors as catalog_selectors
 from catalog import services as stock
+from catalog import topup as catalog_topup
 from catalog.models import Product
 from compliance import minors, realname
 from compliance.models import AuditEvent, CreditEvent, RealNameVerification
@@ -85,6 +86,7 @@ def order_place(
     id_number: str = "",
     source: str = "",
     coupon_code: str = "",
+    topup: dict | None = None,
 ) -> Order:
     """Reserve ``quantity`` codes of a product for ``buyer`` and open an order awaiting payment.
 
@@ -118,6 +120,8 @@ def order_place(
     in this transaction (``marketing.services.coupons.coupon_redeem``: the coupon row locked, a
     conditional UPDATE), so a refused coupon refuses the order with its reason. The discount is
     snapshotted (``discount``, ``total = subtotal − discount``), with who funds it.
+    ``topup``: a direct top-up's fields as the buyer gave them (``catalog.topup``), checked here
+    (``TopupValuesError`` per field) and kept on the order; a manual top-up reserves no codes.
     """
     if not share.source_valid(source):
         raise ValueError(f"not an order source: {source!r}")
@@ -142,6 +146,12 @@ def order_place(
             raise OrderError(selectors.reason(selectors.ReasonCode.PRODUCT_MISSING).message) from None
     _refuse(selectors.product_refusal(product))
     _refuse(selectors.quantity_refusal(quantity, product=product))
+    # --- Direct top-ups (代充): the buyer's account fields, checked before anything is taken. ---
+    topup_values = catalog_topup.topup_values_check(product=product, data=topup or {})
+    fulfilment = Order.Fulfilment.STOCK
+    if product.supply_mode == Product.SupplyMode.MANUAL:
+        fulfilment = Order.Fulfilment.MANUAL  # staff top up by hand (orders.services.topup)
+    # --- end of direct top-ups ---
     quote = agent_selectors.price_quote(product=product, buyer=buyer, storefront=storefront)  # or NotForSale
     if storefront is not None:
         channel = Order.Channel.STOREFRONT
@@ -222,6 +232,8 @@ def order_place(
                 callback_url=callback_url,
                 realname_verification=verification,
                 source=source,
+                fulfilment=fulfilment,
+                topup_values=topup_values,
             )
             if offer is not None:  # or CouponError: the order row above is rolled back
                 coupons.coupon_redeem(offer=offer, order=order, buyer=buyer, email=guest_email)
@@ -250,8 +262,9 @@ def order_place(
                         for s in quote.shares
                     ]
                 )
-            code_ids = stock.stock_reserve(product_id=product.pk, quantity=quantity)
-            OrderCode.objects.bulk_create([OrderCode(order=order, code_id=cid) for cid in code_ids])
+            if fulfilment == Order.Fulfilment.STOCK:
+                code_ids = stock.stock_reserve(product_id=product.pk, quantity=quantity)
+                OrderCode.objects.bulk_create([OrderCode(order=order, code_id=cid) for cid in code_ids])
             order.history.create(from_status="", to_status=OrderStatus.PENDING, actor=buyer, note="placed")
     except minors.MinorLimitError as refused:
         # The order was rolled back; the refusal itself is kept (outside that transaction) for
@@ -482,8 +495,9 @@ def order_mark_paid(*, order: Order, note: str = "") -> PaidOutcome:
         coupons.coupon_use_retake(order_id=order.pk)
         try:
             with transaction.atomic():
-                code_ids = stock.stock_reserve(product_id=order.product_id, quantity=order.quantity)
-                OrderCode.objects.bulk_create([OrderCode(order=order, code_id=cid) for cid in code_ids])
+                if order.fulfilment == Order.Fulfilment.STOCK:  # a top-up holds no codes
+                    code_ids = stock.stock_reserve(product_id=order.product_id, quantity=order.quantity)
+                    OrderCode.objects.bulk_create([OrderCode(order=order, code_id=cid) for cid in code_ids])
         except stock.OutOfStock:
             ORDER_FLOW.apply(
                 order,
@@ -509,6 +523,13 @@ def order_fulfil(*, order_id: int) -> bool:
     with transaction.atomic():
         order = _lock(order_id)
         if order.status != OrderStatus.PAID:
+            return False
+        if order.fulfilment == Order.Fulfilment.MANUAL:
+            # A manual top-up: queued for staff (the admin's 人工代充 queue, with its SLA); it
+            # stays paid until they mark it done or failed (orders.services.topup).
+            from .topup import manual_topup_queue
+
+            manual_topup_queue(order=order)
             return False
         live = order.codes.filter(released_at__isnull=True)
         stock.stock_mark_sold(code_ids=live.values("code_id"), expected=order.quantity)
