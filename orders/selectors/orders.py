@@ -10,11 +10,12 @@ from django.utils.translation import gettext as _
 
 from agents import selectors as agent_selectors
 from catalog import selectors as catalog_selectors
+from catalog import topup as catalog_topup
 from catalog.models import Product
 from marketplace.money import quantize
 from marketplace.text import email_normalise
 
-from ..models import Order, OrderCode, reissue_parse
+from ..models import ManualTopup, Order, OrderCode, reissue_parse
 
 
 def orders_for_buyer(buyer):
@@ -81,7 +82,56 @@ def order_page_extras(order: Order) -> Order:
         )
     setattr(order, "reissues_done", reissues)  # noqa: B010
     setattr(order, "timeline", timeline)  # noqa: B010
+    setattr(order, "topup", topup_view(order))  # noqa: B010
     return order
+
+
+@dataclass(frozen=True)
+class TopupView:
+    """A direct top-up on its order page: its state for the buyer and the values they gave."""
+
+    state: str  # TOPUP_STATES' key
+    label: str
+    rows: list[tuple[str, str, str]]  # (name, label, value shown: a phone masked)
+    note: str = ""  # staff's note when it failed
+
+    @property
+    def is_done(self) -> bool:
+        return self.state == "done"
+
+
+def topup_state(order: Order) -> tuple[str, str]:
+    """The buyer's words for where a top-up order is: awaiting payment, waiting for the top-up
+    (queued for staff or the supplier), topping up (the supplier is working), topped up, or
+    failed (refunded, or being refunded)."""
+    status = Order.Status
+    if order.status in (status.PENDING, status.EXPIRED, status.CANCELLED):
+        return "unpaid", order.get_status_display()
+    if order.status == status.DELIVERED:
+        return "done", _("Topped up")
+    if order.status == status.REFUNDED and order.delivered_at is not None:
+        return "done", _("Topped up (refunded)")
+    if order.status in (status.REFUND_PENDING, status.REFUNDED):
+        if order.status == status.REFUNDED:
+            return "failed", _("Failed, refunded")
+        return "failed", _("Failed, being refunded")
+    # Paid: staff's queue has not taken it, or the supplier is working on it.
+    upstream = getattr(order, "upstream", None) if order.fulfilment == Order.Fulfilment.UPSTREAM else None
+    if upstream is not None and upstream.state in ("placing", "pending"):
+        return "working", _("Topping up")
+    return "waiting", _("Waiting for the top-up")
+
+
+def topup_view(order: Order) -> TopupView | None:
+    """The top-up part of ``order``'s page, None for an order of codes."""
+    if order.product is None or not order.product.is_direct_topup:
+        return None
+    manual = ManualTopup.objects.filter(order_id=order.pk).first() if order.fulfilment == Order.Fulfilment.MANUAL else None
+    state, label = topup_state(order)
+    note = manual.note if manual is not None and manual.state == ManualTopup.State.FAILED else ""
+    return TopupView(
+        state=state, label=label, rows=catalog_topup.values_display(order.product, order.topup_values), note=note
+    )
 
 
 @dataclass(frozen=True)

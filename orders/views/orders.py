@@ -3,6 +3,7 @@ import re
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
 from django.http import Http404, HttpResponseRedirect, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
@@ -13,6 +14,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
 
 from catalog import selectors as catalog
+from catalog import topup as catalog_topup
 from compliance import rating, realname
 from legal import selectors as legal_selectors
 from legal import services as legal
@@ -76,6 +78,55 @@ def realname_context(request, product) -> dict:
     verification = realname.realname_of(user=request.user)
     verify_url = reverse("realname") + "?" + urlencode({"next": request.get_full_path()})
     return {"realname_needed": True, "realname_verification": verification, "realname_verify_url": verify_url}
+
+
+TOPUP_PREFIX = "topup_"
+TOPUP_ACK = "topup_ack"
+
+
+def topup_posted(request) -> dict:
+    """A direct top-up's fields as the checkout form posted them (``topup_<name>`` and each
+    ``topup_<name>__confirm``), for ``order_place``, which checks them (``catalog.topup``)."""
+    if request.method != "POST":
+        return {}
+    return {
+        k: v[: catalog_topup.MAX_LENGTH + 1]
+        for k, v in request.POST.items()
+        if k.startswith(TOPUP_PREFIX) and k != TOPUP_ACK
+    }
+
+
+def topup_ack_refusal(request, product) -> str | None:
+    """A direct top-up is bought with the buyer's confirmation that it cannot be returned without
+    reason once topped up (消费者权益保护法 第二十五条: goods unsuitable for return by their
+    nature, so confirmed by the consumer at purchase); None when confirmed or not a top-up."""
+    if not product.is_direct_topup or request.POST.get(TOPUP_ACK):
+        return None
+    return _("Confirm the top-up details and that a completed top-up cannot be returned without reason.")
+
+
+def topup_context(request, product, errors: dict | None = None) -> dict:
+    """The checkout's top-up fields for ``product`` (none unless a direct top-up): each with the
+    value posted and its error (and its confirmation's)."""
+    if not product.is_direct_topup:
+        return {"topup_fields": []}
+    try:
+        specs = catalog_topup.product_fields(product)
+    except ValidationError:
+        specs = []
+    errors = errors or {}
+    posted = request.POST if request.method == "POST" else {}
+    rows = [
+        {
+            "spec": spec,
+            "value": (posted.get(spec.input_name) or "")[: spec.max_length],
+            "confirm_value": (posted.get(spec.confirm_input_name) or "")[: spec.max_length],
+            "error": errors.get(spec.name),
+            "confirm_error": errors.get(spec.name + catalog_topup.CONFIRM_SUFFIX),
+        }
+        for spec in specs
+    ]
+    return {"topup_fields": rows, "topup_ack": bool(posted.get(TOPUP_ACK)), "topup_ack_error": errors.get(TOPUP_ACK)}
 
 
 COUPON_FIELD = "coupon_code"
@@ -174,8 +225,11 @@ def checkout(request, slug):
     captcha = False  # a risk rule asks for a solved challenge: the form shows it (risk/captcha.py)
     coupon_refused = None  # the coupon's own refusal at placing: shown next to its field
     applying = request.method == "POST" and APPLY_COUPON in request.POST  # "使用优惠券": preview only
+    topup_errors: dict[str, str] = {}  # a direct top-up's refused fields, shown at each field
     if request.method == "POST" and not applying:
         error = form.error or guest_error
+        if error is None and (ack := topup_ack_refusal(request, product)):
+            error, topup_errors = ack, {TOPUP_ACK: ack}
         if error is None:
             try:
                 # Only product, quantity and the form's token are read: a posted price is ignored.
@@ -187,12 +241,15 @@ def checkout(request, slug):
                     device=device_id(request),
                     captcha=request.POST.get(CAPTCHA_FIELD, ""),
                     coupon_code=coupon_typed(request),
+                    topup=topup_posted(request),
                     **who,
                 )
             except PASS_THROUGH:
                 raise
             except CouponError as exc:
                 coupon_refused = str(exc)
+            except catalog_topup.TopupValuesError as exc:
+                error, topup_errors = str(exc), exc.errors
             except ServiceError as exc:  # OrderError, OutOfStock, NotForSale, CaptchaRequired
                 error = str(exc)
                 captcha = isinstance(exc, CaptchaRequired)
@@ -224,6 +281,7 @@ def checkout(request, slug):
             "channel": channel_chosen(request),
             "captcha": captcha,
             **realname_context(request, product),
+            **topup_context(request, product, topup_errors),
             **coupon,
         },
         status=400 if error or coupon.get("coupon_error") else 200,

@@ -21,6 +21,7 @@ from agents import selectors as agent_selectors
 from agents.models import Storefront
 from agents.services import storefronts
 from catalog import selectors as catalog
+from catalog import topup as catalog_topup
 from marketing.services.coupons import CouponError
 from marketplace.errors import PASS_THROUGH, ServiceError
 from marketplace.http import client_ip
@@ -34,6 +35,7 @@ from ..services import orders as services
 from .limits import checkout_limited
 from .orders import (
     APPLY_COUPON,
+    TOPUP_ACK,
     channel_chosen,
     coupon_context,
     coupon_typed,
@@ -41,6 +43,9 @@ from .orders import (
     guest_form_kept,
     placed,
     realname_context,
+    topup_ack_refusal,
+    topup_context,
+    topup_posted,
 )
 from .share import landing_note, landing_source
 
@@ -163,7 +168,11 @@ def product(request, slug, product_slug):
     context["restock_subscribed"] = not info.stock and catalog.restock_member_subscribed(
         product_id=info.product.pk, user=request.user
     )
-    return render(request, "storefront/product.html", {**context, **realname_context(request, info.product)})
+    return render(
+        request,
+        "storefront/product.html",
+        {**context, **realname_context(request, info.product), **topup_context(request, info.product)},
+    )
 
 
 @checkout_limited
@@ -184,6 +193,9 @@ def buy(request, slug, product_slug):
     guest_form, guest_error, who = guest_fields(request)
     applying = APPLY_COUPON in request.POST  # "使用优惠券": show the discount, place nothing
     error = None if applying else form.error or guest_error
+    topup_errors: dict[str, str] = {}  # a direct top-up's refused fields, shown at each field
+    if error is None and not applying and (ack := topup_ack_refusal(request, item)):
+        error, topup_errors = ack, {TOPUP_ACK: ack}
     if applying:
         guest_form = guest_form_kept(request, guest_form)
     captcha = False  # a risk rule asks for a solved challenge: the form shows it (risk/captcha.py)
@@ -202,12 +214,15 @@ def buy(request, slug, product_slug):
                 # Where the buyer came from: the server's signed note of their landing, never a field.
                 source=landing_source(request, sf),
                 coupon_code=coupon_typed(request),
+                topup=topup_posted(request),
                 **who,
             )
         except PASS_THROUGH:
             raise
         except CouponError as exc:
             coupon_refused = str(exc)
+        except catalog_topup.TopupValuesError as exc:
+            error, topup_errors = str(exc), exc.errors
         except ServiceError as exc:  # OrderError, OutOfStock, NotForSale, CaptchaRequired
             error = str(exc)
             captcha = isinstance(exc, CaptchaRequired)
@@ -218,7 +233,9 @@ def buy(request, slug, product_slug):
     if coupon_refused:
         coupon["coupon_error"] = coupon_refused
         coupon.pop("coupon", None)
-    context.update(realname_context(request, item), captcha=captcha, **coupon)
+    context.update(
+        realname_context(request, item), captcha=captcha, **topup_context(request, item, topup_errors), **coupon
+    )
     failed = error or coupon.get("coupon_error")
     return render(request, "storefront/product.html", context, status=400 if failed else 200)
 
