@@ -126,7 +126,9 @@ def topup_view(order: Order) -> TopupView | None:
     """The top-up part of ``order``'s page, None for an order of codes."""
     if order.product is None or not order.product.is_direct_topup:
         return None
-    manual = ManualTopup.objects.filter(order_id=order.pk).first() if order.fulfilment == Order.Fulfilment.MANUAL else None
+    manual = None
+    if order.fulfilment == Order.Fulfilment.MANUAL:
+        manual = ManualTopup.objects.filter(order_id=order.pk).first()
     state, label = topup_state(order)
     note = manual.note if manual is not None and manual.state == ManualTopup.State.FAILED else ""
     return TopupView(
