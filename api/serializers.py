@@ -34,6 +34,22 @@ class ValidationErrorSerializer(ErrorSerializer):
     )
 
 
+class TopupFieldSerializer(serializers.Serializer):
+    name = serializers.CharField(help_text="The key to send in the order's `topup` object.")
+    label = serializers.CharField(help_text="What to ask your buyer for (Chinese).")
+    pattern = serializers.CharField(
+        required=False, allow_blank=True, help_text="A regular expression the whole value must match (empty: any)."
+    )
+    min_length = serializers.IntegerField(required=False, default=1)
+    max_length = serializers.IntegerField(required=False, default=64)
+    confirm = serializers.BooleanField(
+        required=False,
+        default=False,
+        help_text="The website asks for it twice; your system should confirm it with your buyer too.",
+    )
+    help = serializers.CharField(required=False, allow_blank=True, default="")
+
+
 class ProductSerializer(serializers.Serializer):
     # Reads an orders.selectors.PurchaseInfo: the product as the calling agent buys it. (A
     # comment, not a docstring: drf-spectacular would publish it in the schema.)
@@ -51,6 +67,12 @@ class ProductSerializer(serializers.Serializer):
     stock = serializers.IntegerField(help_text="Codes in stock right now.")
     min_per_order = serializers.IntegerField(source="min_quantity")
     max_per_order = serializers.IntegerField(source="max_quantity")
+    topup_fields = TopupFieldSerializer(
+        source="product.topup_fields",
+        many=True,
+        help_text="A direct top-up (`kind` `direct_topup`, 代充): the fields the order's `topup` object must "
+        "carry, each checked before payment. Empty for codes.",
+    )
 
 
 class OrderCreateSerializer(serializers.Serializer):
@@ -111,6 +133,15 @@ class OrderCreateSerializer(serializers.Serializer):
         "agent_order_no with another coupon is a conflict (409).",
     )
 
+    topup = serializers.DictField(
+        child=serializers.CharField(max_length=200, allow_blank=True, trim_whitespace=True),
+        required=False,
+        help_text="A direct top-up's fields (the product's `topup_fields`), e.g. "
+        '`{"phone": "13812345678"}`: each required, its length and pattern checked before anything is '
+        "paid (422 `topup_invalid`, `details` naming `topup.<name>`); kept on the order and returned in it. "
+        "Send each value once (no confirmation field). Ignored for products that are not top-ups.",
+    )
+
     def validate_callback_url(self, value: str) -> str:
         if value and not value.lower().startswith(("https://", "http://")):
             raise serializers.ValidationError(_("Use an http:// or https:// address."))
@@ -162,6 +193,13 @@ class OrderSerializer(serializers.Serializer):
     created_at = serializers.DateTimeField()
     paid_at = serializers.DateTimeField(allow_null=True)
     delivered_at = serializers.DateTimeField(allow_null=True)
+    topup = serializers.DictField(
+        source="topup_values",
+        child=serializers.CharField(),
+        help_text="A direct top-up's fields as given (empty for codes). A top-up order is `paid` until it is "
+        "topped up (`delivered`, no codes: `codes` is an empty list) or fails (`refund_pending`, then `refunded`: "
+        "your balance gets the total back).",
+    )
     codes = CodeSerializer(
         source="revealed_codes",
         many=True,

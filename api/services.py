@@ -8,6 +8,7 @@ from decimal import Decimal
 from django.utils.translation import gettext as _
 
 from agents.models import Agent, ApiKey
+from catalog.topup import CONFIRM_SUFFIX
 from ledger import services as ledger
 from ledger.selectors import balance_of, balances_of
 from marketing.models import Coupon, CouponUse
@@ -81,6 +82,7 @@ def api_order_place(
     real_name: str = "",
     id_number: str = "",
     coupon_code: str = "",
+    topup: dict | None = None,
 ) -> tuple[Order, bool]:
     """Place an order for the key's agent and pay it from the agent's balance.
 
@@ -117,6 +119,9 @@ def api_order_place(
             real_name=real_name,
             id_number=id_number,
             coupon_code=coupon_code,
+            # A direct top-up's fields, each sent once: the agent's system confirmed them with
+            # its buyer, so each is its own confirmation here (catalog.topup checks the rest).
+            topup={**(topup or {}), **{f"{k}{CONFIRM_SUFFIX}": v for k, v in (topup or {}).items()}},
         )
     if order.agent_id != agent.pk or order.buyer_id != buyer.pk:  # pragma: no cover - constraints forbid it
         raise ApiError(409, "agent_order_no_conflict", _("This order number belongs to another order."))

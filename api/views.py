@@ -375,7 +375,10 @@ class OrderCreate(ApiView):
             "pays (the response's `subtotal`, `discount` and `total`). API orders take platform coupons "
             "valid for everything, the product or its category; storefront coupons (yours too: an API "
             "order is at your cost, with no margin to fund one) are for the shop's buyers. A refused "
-            "coupon is 422 with its reason's code (`coupon_expired`, `coupon_used_up`, ...), and nothing is placed."
+            "coupon is 422 with its reason's code (`coupon_expired`, `coupon_used_up`, ...), and nothing is placed.\n\n"
+            "**Direct top-ups** (代充, the product's `topup_fields`): send the account details in `topup`; "
+            "they are checked before anything is paid (422 `topup_invalid`, `details` per field). The order "
+            "stays `paid` until the top-up is done (`delivered`, without codes) or fails (refunded in full)."
         ),
         request=OrderCreateSerializer,
         responses={
@@ -385,7 +388,8 @@ class OrderCreate(ApiView):
             409: OpenApiResponse(ErrorSerializer, description="agent_order_no_conflict / order_closed / out_of_stock."),
             422: OpenApiResponse(
                 ErrorSerializer,
-                description="order_refused: product or quantity; `coupon_*`: the coupon refused; "
+                description="order_refused: product or quantity; `topup_invalid`: a top-up field (`details`); "
+                "`coupon_*`: the coupon refused; "
                 "`id_number_invalid`, `real_name_refused` / `real_name_mismatch` / `real_name_no_record`: the "
                 "end user's real name.",
             ),
@@ -410,7 +414,17 @@ class OrderCreate(ApiView):
                 "Order two codes",
                 value={"product_id": 12, "quantity": 2, "agent_order_no": "SHOP-20240501-0001"},
                 request_only=True,
-            )
+            ),
+            OpenApiExample(
+                "Order a direct top-up",
+                value={
+                    "product_id": 31,
+                    "quantity": 1,
+                    "agent_order_no": "SHOP-20240501-0002",
+                    "topup": {"phone": "13812345678"},
+                },
+                request_only=True,
+            ),
         ],
         tags=["orders"],
     )
@@ -428,6 +442,7 @@ class OrderCreate(ApiView):
             real_name=data.get("real_name", ""),
             id_number=data.get("id_number", ""),
             coupon_code=data.get("coupon_code", ""),
+            topup=data.get("topup") or {},
         )
         codes = services.api_order_codes(key=self.key, order=order, ip=client_ip(request._request))
         return Response(_order_body(order, codes), status=status.HTTP_201_CREATED if paid_now else status.HTTP_200_OK)

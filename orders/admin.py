@@ -1,12 +1,31 @@
 from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
+from django.shortcuts import get_object_or_404, redirect
+from django.urls import path, reverse
+from django.utils import timezone
+from django.utils.html import format_html, format_html_join
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
+from django.views.decorators.http import require_POST
 
+from catalog import topup as catalog_topup
 from compliance.admin import credit_panel
 from marketplace.admin import ReadOnlyAdmin, ReadOnlyInline
+from marketplace.errors import admin_action_run
 
-from .models import ApiCallback, ApiCallbackStatusChange, CodeReveal, Order, OrderCode, OrderShare, OrderStatusChange
+from .models import (
+    ApiCallback,
+    ApiCallbackStatusChange,
+    CodeReveal,
+    ManualTopup,
+    ManualTopupStatusChange,
+    Order,
+    OrderCode,
+    OrderShare,
+    OrderStatusChange,
+)
 from .services import callbacks
+from .services import topup as manual_topups
 
 
 class StatusChangeInline(ReadOnlyInline):
@@ -94,9 +113,15 @@ class OrderAdmin(ReadOnlyAdmin):
         "agent_order_no",
         "callback_url",
         "refunded_quantity",
+        "fulfilment",
+        "topup_details",
         "buyer_credit",
     )
     fields = readonly_fields
+
+    @admin.display(description=_("top-up details"))
+    def topup_details(self, obj):
+        return _topup_values_html(obj)
 
     @admin.display(description=_("buyer's credit rating"))
     def buyer_credit(self, obj):
@@ -165,4 +190,160 @@ class ApiCallbackAdmin(ReadOnlyAdmin):  # a record of what was sent: view only
             request,
             ngettext("%(n)d callback queued.", "%(n)d callbacks queued.", len(ids)) % {"n": len(ids)},
             messages.SUCCESS,
+        )
+
+
+def _topup_values_html(order: Order):
+    """The account details the buyer gave for a direct top-up (in full: staff top it up)."""
+    if not order.topup_values:
+        return "—"
+    rows = []
+    for name, label, _shown in catalog_topup.values_display(order.product, order.topup_values):
+        rows.append((label, str(order.topup_values.get(name, ""))))
+    return format_html_join("", '<div><span style="color:#666">{}</span>: <code data-topup-value>{}</code></div>', rows)
+
+
+class ManualTopupHistoryInline(ReadOnlyInline):
+    model = ManualTopupStatusChange
+    fields = ("at", "from_status", "to_status", "actor", "note")
+
+
+class TopupStateFilter(admin.SimpleListFilter):
+    """The queue by default: what waits for staff, most urgent first."""
+
+    title = _("state")
+    parameter_name = "state"
+
+    def lookups(self, request, model_admin):
+        return [("all", _("All")), *ManualTopup.State.choices]
+
+    def choices(self, changelist):
+        value = self.value() or ManualTopup.State.QUEUED
+        for key, label in self.lookup_choices:
+            yield {
+                "selected": value == key,
+                "query_string": changelist.get_query_string({self.parameter_name: key}),
+                "display": label,
+            }
+
+    def queryset(self, request, queryset):
+        value = self.value() or ManualTopup.State.QUEUED
+        return queryset if value == "all" else queryset.filter(state=value)
+
+
+MANUAL_TOPUP_PERMISSION = "orders.change_manualtopup"
+
+
+@admin.register(ManualTopup)
+class ManualTopupAdmin(ReadOnlyAdmin):
+    """人工代充: the queue of direct top-ups staff carry out by hand (queued first, the most
+    urgent on top, overdue in red). Staff with the change permission mark each done (the order
+    is delivered) or failed with a note (the order is refunded), on its page."""
+
+    list_display = (
+        "order_number",
+        "state",
+        "due",
+        "product",
+        "quantity",
+        "amount",
+        "topup_values",
+        "handled_by",
+        "created_at",
+    )
+    list_filter = (TopupStateFilter, "order__product")
+    search_fields = ("order__number", "order__buyer__email", "order__guest_email", "order__product_name")
+    list_select_related = ("order__product", "handled_by")
+    ordering = ("due_at", "id")
+    inlines = (ManualTopupHistoryInline,)
+    readonly_fields = (
+        "order_link",
+        "state",
+        "due",
+        "product",
+        "quantity",
+        "amount",
+        "topup_values",
+        "warned_at",
+        "breached_at",
+        "handled_by",
+        "note",
+        "created_at",
+        "finished_at",
+    )
+    fields = readonly_fields
+    acted_on = True
+
+    @admin.display(description=_("order"), ordering="order__number")
+    def order_number(self, obj):
+        return obj.order.number
+
+    @admin.display(description=_("order"))
+    def order_link(self, obj):
+        url = reverse("admin:orders_order_change", args=[obj.order_id])
+        return format_html('<a href="{}">{}</a> · {}', url, obj.order.number, obj.order.get_status_display())
+
+    @admin.display(description=_("due"), ordering="due_at")
+    def due(self, obj):
+        when = timezone.localtime(obj.due_at).strftime("%Y-%m-%d %H:%M")
+        if obj.state == ManualTopup.State.QUEUED and obj.due_at <= timezone.now():
+            return format_html('<strong style="color:#b02a37" data-overdue="1">{} · {}</strong>', when, _("overdue"))
+        return when
+
+    @admin.display(description=_("product"))
+    def product(self, obj):
+        return obj.order.product_name
+
+    @admin.display(description=_("quantity"))
+    def quantity(self, obj):
+        return obj.order.quantity
+
+    @admin.display(description=_("amount"))
+    def amount(self, obj):
+        return f"¥{obj.order.total}"
+
+    @admin.display(description=_("top-up details"))
+    def topup_values(self, obj):
+        return _topup_values_html(obj.order)
+
+    def get_urls(self):
+        def wrap(view):
+            return self.admin_site.admin_view(require_POST(view))
+
+        return [
+            path("<int:pk>/done/", wrap(self.done_view), name="orders_manualtopup_done"),
+            path("<int:pk>/fail/", wrap(self.fail_view), name="orders_manualtopup_fail"),
+            *super().get_urls(),
+        ]
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        extra = {"can_act": request.user.has_perm(MANUAL_TOPUP_PERMISSION), **(extra_context or {})}
+        return super().change_view(request, object_id, form_url, extra_context=extra)
+
+    def _decide(self, request, pk, service, done):
+        if not request.user.has_perm(MANUAL_TOPUP_PERMISSION):
+            raise PermissionDenied
+        topup = get_object_or_404(ManualTopup.objects.select_related("order"), pk=pk)
+        note = request.POST.get("note", "")
+        ok, changed = admin_action_run(
+            self,
+            request,
+            lambda: service(topup_id=topup.pk, actor=request.user, note=note),
+            label=topup.order.number,
+        )
+        if ok:
+            level = messages.SUCCESS if changed else messages.WARNING
+            text = done if changed else _("Nothing changed: it was already marked so.")
+            self.message_user(request, f"{topup.order.number}: {text}", level)
+            return redirect("admin:orders_manualtopup_changelist")
+        return redirect("admin:orders_manualtopup_change", topup.pk)
+
+    def done_view(self, request, pk):
+        return self._decide(
+            request, pk, manual_topups.manual_topup_done, _("marked topped up; the order is delivered.")
+        )
+
+    def fail_view(self, request, pk):
+        return self._decide(
+            request, pk, manual_topups.manual_topup_fail, _("marked failed; the buyer is refunded in full.")
         )

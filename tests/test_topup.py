@@ -2,6 +2,7 @@
 checked on every door before payment; the manual queue in admin (done: delivered and booked;
 failed: refunded); its SLA on the SLA clocks; no no-reason refund once topped up."""
 
+import uuid
 from datetime import timedelta
 from decimal import Decimal
 
@@ -13,12 +14,13 @@ from django.utils import timezone
 from catalog import topup
 from catalog.models import Product
 from ledger import services as ledger
+from marketplace.errors import Conflict
 from orders.models import ManualTopup, Order
 from orders.services import topup as manual
 from orders.services.orders import order_place
 from payments.services import payments
 from tests.builders import balance_of
-from tests.factories import ProductFactory
+from tests.factories import ProductFactory, UserFactory
 
 D = Decimal
 PHONE = [
@@ -180,3 +182,144 @@ def test_done_is_refused_once_failed_and_for_an_unpaid_order(buyer, staff):
         manual.manual_topup_done(topup_id=row.pk, actor=staff)
     order.refresh_from_db()
     assert order.status == Order.Status.PENDING
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_failed_manual_topup_is_refunded_in_full_automatically(buyer, staff, mailoutbox):
+    from payments.models import Refund
+    from payments.services import refunds
+
+    order = _paid_topup(buyer)
+    queued = ManualTopup.objects.get(order=order)
+    with pytest.raises(manual.TopupError):  # a note is required: the buyer sees it
+        manual.manual_topup_fail(topup_id=queued.pk, actor=staff, note="  ")
+    mailoutbox.clear()
+    assert manual.manual_topup_fail(topup_id=queued.pk, actor=staff, note="账号不存在") is True
+    assert manual.manual_topup_fail(topup_id=queued.pk, actor=staff, note="again") is False  # a double click
+    with pytest.raises(Conflict, match="失败"):  # the other decision after it: refused, says who decided
+        manual.manual_topup_done(topup_id=queued.pk, actor=staff)
+
+    order.refresh_from_db()
+    queued.refresh_from_db()
+    assert order.status == Order.Status.REFUND_PENDING
+    assert (queued.state, queued.note) == (ManualTopup.State.FAILED, "账号不存在")
+    assert balance_of(ledger.HELD) == 0 and balance_of(ledger.REFUNDS_DUE) == D("50.00")
+    assert [m.to for m in mailoutbox] == [[buyer.email]] and "充值未能完成" in mailoutbox[0].body
+
+    # Payments' sweep refunds it to where the money came from, once.
+    assert refunds.refunds_undeliverable_run() == 1
+    assert refunds.refunds_undeliverable_run() == 0
+    order.refresh_from_db()
+    assert order.status == Order.Status.REFUNDED
+    assert Refund.objects.get(order=order).amount == D("50.00")
+    assert balance_of(ledger.REFUNDS_DUE) == 0
+
+
+# --- every door refuses bad values before payment --------------------------------------------
+
+
+def _form(**extra) -> dict:
+    return {"quantity": "1", "idempotency_key": uuid.uuid4().hex, "topup_ack": "1", **extra}
+
+
+GOOD_FORM = {"topup_phone": "13812345678", "topup_phone__confirm": "13812345678"}
+
+
+@pytest.mark.django_db
+def test_the_checkout_page_shows_the_fields_and_refuses_bad_values_before_payment(client, buyer):
+    product = topup_product(slug="mobile-50")
+    client.force_login(buyer)
+    url = f"/orders/checkout/{product.slug}/"
+    page = client.get(url).content.decode()
+    assert 'data-testid="topup-phone"' in page and 'data-testid="topup-phone-confirm"' in page
+    assert 'data-testid="topup-ack"' in page and "直充商品充值成功后不支持七天无理由退款" in page
+    assert "库存 10" not in page  # a top-up has no stock to count
+
+    wrong = client.post(url, _form(topup_phone="13812345678", topup_phone__confirm="13812345670"))
+    assert wrong.status_code == 400
+    body = wrong.content.decode()
+    assert 'data-testid="topup-error-phone-confirm"' in body and "不一致" in body
+    assert 'value="13812345678"' in body  # what was typed is kept
+    bad = client.post(url, _form(topup_phone="12345", topup_phone__confirm="12345"))
+    assert bad.status_code == 400 and 'data-testid="topup-error-phone"' in bad.content.decode()
+    unconfirmed = client.post(url, {**_form(**GOOD_FORM), "topup_ack": ""})
+    assert unconfirmed.status_code == 400 and "请勾选确认" in unconfirmed.content.decode()
+    assert not Order.objects.exists()
+
+    placed = client.post(url, _form(**GOOD_FORM))
+    assert placed.status_code == 302
+    order = Order.objects.get()
+    assert order.topup_values == {"phone": "13812345678"} and order.fulfilment == Order.Fulfilment.MANUAL
+
+
+@pytest.mark.django_db
+def test_a_guest_and_a_storefront_checkout_check_the_values_too(client, level):
+    from agents.models import PriceKind
+    from agents.services import agents as agent_services
+    from agents.services import storefronts
+    from tests.factories import verified_operator
+
+    product = topup_product(slug="mobile-30")
+    guest = {"guest_email": "g@example.net", "guest_email_confirm": "g@example.net"}
+    url = f"/orders/checkout/{product.slug}/"
+    refused = client.post(url, _form(topup_phone="1", topup_phone__confirm="1", **guest))
+    assert refused.status_code == 400 and 'data-testid="topup-error-phone"' in refused.content.decode()
+    assert client.post(url, _form(**GOOD_FORM, **guest)).status_code == 302
+    assert Order.objects.get().topup_values == {"phone": "13812345678"}
+
+    agent_services.level_price_set(level=level, product=product, kind=PriceKind.FIXED, value="48.00")
+    agent = agent_services.agent_create(user=UserFactory(), level=level)
+    verified_operator(agent)
+    storefronts.storefront_open(
+        agent=agent, slug="lucky", name="Lucky", default_markup_kind=PriceKind.FIXED, default_markup_value="1"
+    )
+    page = client.get(f"/s/lucky/p/{product.slug}/").content.decode()
+    assert 'data-testid="topup-phone"' in page and "直充商品充值成功后不支持七天无理由退款" in page
+    buy = f"/s/lucky/p/{product.slug}/buy/"
+    refused = client.post(buy, _form(topup_phone="13812345678", **guest))
+    assert refused.status_code == 400 and 'data-testid="topup-error-phone-confirm"' in refused.content.decode()
+    assert Order.objects.count() == 1
+    assert client.post(buy, _form(**GOOD_FORM, **guest)).status_code == 302
+    sold = Order.objects.get(channel=Order.Channel.STOREFRONT)
+    assert sold.topup_values == {"phone": "13812345678"} and sold.unit_price == D("49.00")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_api_order_carries_the_topup_fields(staff):
+    from tests.api_helpers import issue_key, level, make_agent, set_level_price, top_up
+
+    product = topup_product()
+    gold = level("金牌", 4)
+    agent = make_agent(level_obj=gold)
+    set_level_price(gold, product, "48.00")
+    top_up(agent.user, D("200.00"))
+    shop = issue_key(agent)
+
+    listed = shop.get(f"/api/v1/products/{product.pk}/").json()
+    assert listed["kind"] == "direct_topup" and listed["topup_fields"][0]["name"] == "phone"
+
+    payload = {"product_id": product.pk, "quantity": 1, "agent_order_no": "T-1"}
+    missing = shop.post("/api/v1/orders/", payload)
+    assert missing.status_code == 422 and missing.json()["code"] == "topup_invalid"
+    assert "topup.phone" in missing.json()["details"]
+    bad = shop.post("/api/v1/orders/", {**payload, "agent_order_no": "T-2", "topup": {"phone": "123"}})
+    assert bad.status_code == 422 and bad.json()["details"]["topup.phone"]
+    assert not Order.objects.exists()  # nothing placed, nothing paid
+
+    placed = shop.post("/api/v1/orders/", {**payload, "agent_order_no": "T-3", "topup": {"phone": " 13812345678 "}})
+    assert placed.status_code == 201, placed.json()
+    body = placed.json()
+    assert (body["status"], body["topup"], body["codes"]) == ("paid", {"phone": "13812345678"}, None)
+    queued = ManualTopup.objects.get(order__agent_order_no="T-3")
+    manual.manual_topup_done(topup_id=queued.pk, actor=staff, note="ok")
+    done = shop.get("/api/v1/orders/T-3/").json()
+    assert (done["status"], done["codes"]) == ("delivered", [])
+
+
+@pytest.mark.django_db
+def test_the_openapi_schema_describes_the_topup_fields(client):
+    schema = client.get("/api/v1/schema/?format=json").json()
+    parts = schema["components"]["schemas"]
+    assert parts["OrderCreateRequest"]["properties"]["topup"]["type"] == "object"
+    assert parts["Order"]["properties"]["topup"]["type"] == "object"
+    assert "topup_fields" in parts["Product"]["properties"]

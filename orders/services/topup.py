@@ -35,6 +35,7 @@ from marketplace.money import quantize
 from ..models import MANUAL_TOPUP_FLOW, ORDER_FLOW, ManualTopup, Order
 from . import callbacks as agent_callbacks
 from .orders import _discount_account, _lock, _notify_delivered_now
+from .undeliverable import order_undeliverable
 
 log = logging.getLogger(__name__)
 TopupState = ManualTopup.State
@@ -147,4 +148,32 @@ def manual_topup_done(*, topup_id: int, actor, note: str = "") -> bool:
         if order.agent_id is not None:
             commissions.commissions_book(order=order)
     log.info("order %s: manual top-up done by %s", order.number, getattr(actor, "pk", None))
+    return True
+
+
+def manual_topup_fail(*, topup_id: int, actor, note: str) -> bool:
+    """Staff could not top up (a wrong account, the game's side refused): the order is refunded
+    in full (``order_undeliverable``: refund pending, the money owed back, payments' sweep pays
+    it). ``note`` (why) is required: the buyer sees it. Returns True for the call that did it."""
+    note = _note(note)
+    if not note:
+        raise TopupError(_("Say why the top-up failed: the buyer sees the note."), code="note_required")
+    with transaction.atomic():
+        topup, order = _lock_topup(topup_id)
+        if topup.state == TopupState.FAILED:
+            return False
+        if topup.state != TopupState.QUEUED:
+            raise _already(topup)
+        if order.status != Order.Status.PAID:
+            raise TopupError(
+                _("The order is %(status)s, not paid: it cannot be refunded from here.")
+                % {"status": order.get_status_display()},
+                code="order_not_paid",
+            )
+        MANUAL_TOPUP_FLOW.apply(
+            topup, TopupState.FAILED, actor=actor, note=note, update={"handled_by": actor, "note": note}
+        )
+        if not order_undeliverable(order_id=order.pk, reason=f"manual top-up failed: {note}", actor=actor):
+            raise RuntimeError(f"order {order.number}: paid and locked, yet not moved to refund pending")
+    log.info("order %s: manual top-up failed (%s), to be refunded", order.number, note)
     return True
