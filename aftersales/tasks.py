@@ -13,6 +13,7 @@ def sla_sweep() -> dict[str, int]:
     each, and queue again any of their emails still not sent after some minutes."""
     counts = sla.sla_sweep()
     counts["emails_requeued"] = sla.sla_notify_unsent()
+    counts.update(sla.topup_sla_sweep())  # the manual top-up queue's clocks (人工代充)
     return counts
 
 
@@ -20,3 +21,10 @@ def sla_sweep() -> dict[str, int]:
 def sla_notify(event_id: int) -> int:
     """Email the people an SLA event concerns (queued on commit, only when the event row was created)."""
     return sla.sla_event_notify(event_id=event_id)
+
+
+@shared_task(acks_late=True, autoretry_for=(SMTPException, OSError), retry_backoff=True, max_retries=8)
+def topup_sla_notify(topup_id: int, kind: str) -> int:
+    """Email the supervisors a manual top-up's SLA warning or breach (queued on commit, once: the
+    sweep queues it only when it stamped the clock)."""
+    return sla.topup_sla_notify(topup_id=topup_id, kind=kind)

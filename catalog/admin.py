@@ -16,7 +16,7 @@ from marketplace.errors import PASS_THROUGH, ServiceError
 from marketplace.http import client_ip
 
 from . import selectors, services
-from .forms import RevealForm, StockImportForm
+from .forms import ProductAdminForm, RevealForm, StockImportForm
 from .models import CardCode, Category, Product, RestockSubscription, StaffReveal, StockBatch, Supplier
 
 
@@ -73,6 +73,7 @@ class SupplierAdmin(admin.ModelAdmin):
 
 @admin.register(Product)
 class ProductAdmin(admin.ModelAdmin):
+    form = ProductAdminForm
     list_display = ("name", "category", "kind", "price", "face_value", "available_stock", "is_active")
     list_filter = ("is_active", "is_high_risk", "kind", "category", "supplier")
     list_editable = ("is_active",)

@@ -1,7 +1,7 @@
 from django import forms
 from django.utils.translation import gettext_lazy as _
 
-from . import importing
+from . import importing, topup
 from .models import Product, Supplier
 
 MAX_UPLOAD = 20 * 1024 * 1024
@@ -53,3 +53,55 @@ class StockImportForm(forms.Form):
 
 class RevealForm(forms.Form):
     reason = forms.CharField(label=_("Reason (recorded)"), max_length=200)
+
+
+class ProductAdminForm(forms.ModelForm):
+    """The product in admin, with a direct top-up's fields checked (``catalog.topup``) and the
+    supply mode consistent with the kind (the database's constraints, said in words first)."""
+
+    topup_preset = forms.ChoiceField(
+        label=_("Start from a preset"),
+        required=False,
+        choices=[("", "—"), *topup.preset_choices()],
+        help_text=_("Fills in the top-up fields when they are empty (a direct top-up only); edit them after."),
+    )
+
+    class Meta:
+        model = Product
+        fields = "__all__"  # noqa: DJ007  # the admin lays out the fields (ProductAdmin)
+        help_texts = {
+            "topup_fields": _(
+                'Direct top-ups only: a list of fields, e.g. [{"name": "phone", "label": "手机号码", '
+                '"pattern": "^1[3-9]\\\\d{9}$", "min_length": 11, "max_length": 11, "confirm": true, "help": ""}]. '
+                "name: lower-case letters, digits, _; pattern: a regular expression the whole value must match; "
+                "confirm: the buyer types it twice."
+            ),
+            "supply_cost": _("Manual top-ups: what one unit costs us, owed to the product's supplier when it is done."),
+        }
+
+    def clean(self):
+        data = super().clean()
+        kind, mode = data.get("kind"), data.get("supply_mode")
+        fields = data.get("topup_fields")
+        preset = data.get("topup_preset")
+        Mode = Product.SupplyMode
+        if kind == Product.Kind.DIRECT_TOPUP:
+            if preset and not fields:
+                fields = data["topup_fields"] = topup.preset_fields(preset)
+            if mode not in (Mode.UPSTREAM, Mode.MANUAL):
+                self.add_error(
+                    "supply_mode", _("A direct top-up is supplied upstream or by staff by hand, never from stock.")
+                )
+            try:
+                if not topup.declaration_parse(fields):
+                    self.add_error("topup_fields", _("A direct top-up needs at least one field to ask the buyer."))
+            except forms.ValidationError as exc:
+                self.add_error("topup_fields", exc)
+            if mode == Mode.MANUAL and data.get("supply_cost") is None:
+                self.add_error("supply_cost", _("Give the cost per unit: it is owed to the supplier for each top-up."))
+        else:
+            if mode == Mode.MANUAL:
+                self.add_error("supply_mode", _("Only a direct top-up can be supplied by hand."))
+            if fields:
+                self.add_error("topup_fields", _("Only a direct top-up asks the buyer for top-up fields."))
+        return data

@@ -205,7 +205,7 @@ def _topup_values_html(order: Order):
 
 class ManualTopupHistoryInline(ReadOnlyInline):
     model = ManualTopupStatusChange
-    fields = ("at", "from_status", "to_status", "actor", "note")
+    fields = readonly_fields = ("at", "from_status", "to_status", "actor", "note")
 
 
 class TopupStateFilter(admin.SimpleListFilter):

@@ -604,7 +604,7 @@ class ManualTopup(models.Model):
 
 
 class ManualTopupStatusChange(StatusChange):
-    subject = "manual top-up"
+    subject = "topup"  # the foreign key's name (StatusChange.__str__ reads <subject>_id)
 
     topup = models.ForeignKey(
         ManualTopup, verbose_name=_("manual top-up"), related_name="history", on_delete=models.CASCADE

@@ -19,6 +19,7 @@ from django.utils.html import format_html, format_html_join
 from django.utils.translation import gettext_lazy as _
 
 from catalog.admin import ProductAdmin
+from catalog.forms import ProductAdminForm
 from catalog.models import Product
 from compliance.models import AuditEvent
 from compliance.services import audit_record
@@ -471,9 +472,10 @@ class RightsNoticeAdmin(admin.ModelAdmin):
 # --- the product admin: no activation without an approved authorisation ------------------------
 
 
-class ProductSaleForm(forms.ModelForm):
+class ProductSaleForm(ProductAdminForm):
     """Turning a product on sale (a new one saved on sale, or off → on) needs an approved,
-    unexpired authorisation review and no hold. Products already on sale keep their state."""
+    unexpired authorisation review and no hold. Products already on sale keep their state.
+    (And catalog's checks: a direct top-up's fields and supply mode.)"""
 
     def clean(self):
         cleaned = super().clean()

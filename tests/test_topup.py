@@ -133,7 +133,7 @@ def test_order_place_refuses_bad_values_and_keeps_good_ones_without_stock(buyer)
 
 def _paid_topup(buyer, product=None, quantity=1) -> Order:
     product = product or topup_product()
-    order = order_place(buyer=buyer, product=product, quantity=quantity, idempotency_key="k", topup=GOOD)
+    order = order_place(buyer=buyer, product=product, quantity=quantity, idempotency_key=uuid.uuid4().hex, topup=GOOD)
     payments.sandbox_pay(order_number=order.number)
     order.refresh_from_db()
     return order
@@ -323,3 +323,167 @@ def test_the_openapi_schema_describes_the_topup_fields(client):
     assert parts["OrderCreateRequest"]["properties"]["topup"]["type"] == "object"
     assert parts["Order"]["properties"]["topup"]["type"] == "object"
     assert "topup_fields" in parts["Product"]["properties"]
+
+
+# --- the queue's SLA ---------------------------------------------------------------------------
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_manual_queue_warns_then_breaches_once_each_emailing_the_supervisors(buyer, settings, mailoutbox):
+    from django.conf import settings as conf
+    from django.contrib.auth.models import Group
+
+    from aftersales import tasks as aftersales_tasks
+    from aftersales.services import sla
+
+    settings.MANUAL_TOPUP_SLA_MINUTES = 30
+    group = Group.objects.create(name=conf.AFTERSALES_SUPERVISOR_GROUP)
+    boss = UserFactory(is_staff=True, email="supervisor@example.com")
+    boss.groups.add(group)
+    order = _paid_topup(buyer)
+    row = ManualTopup.objects.get(order=order)
+    queued_at = row.due_at - timedelta(minutes=30)
+    mailoutbox.clear()
+
+    assert sla.topup_sla_sweep(now=queued_at + timedelta(minutes=19)) == {"topups_warned": 0, "topups_breached": 0}
+    assert sla.topup_sla_sweep(now=queued_at + timedelta(minutes=21)) == {"topups_warned": 1, "topups_breached": 0}
+    assert sla.topup_sla_sweep(now=queued_at + timedelta(minutes=25)) == {"topups_warned": 0, "topups_breached": 0}
+    assert len(mailoutbox) == 1 and mailoutbox[0].to == ["supervisor@example.com"]
+    assert "[SLA]" in mailoutbox[0].subject and order.number in mailoutbox[0].subject
+    assert f"/admin/orders/manualtopup/{row.pk}/change/" in mailoutbox[0].body
+
+    assert sla.topup_sla_sweep(now=queued_at + timedelta(minutes=31)) == {"topups_warned": 0, "topups_breached": 1}
+    assert sla.topup_sla_sweep(now=queued_at + timedelta(minutes=50)) == {"topups_warned": 0, "topups_breached": 0}
+    assert len(mailoutbox) == 2 and "超时" in mailoutbox[1].subject
+    row.refresh_from_db()
+    assert row.warned_at == queued_at + timedelta(minutes=21) and row.breached_at == queued_at + timedelta(minutes=31)
+    # The beat task runs this sweep with the tickets' (nothing more is due).
+    counts = aftersales_tasks.sla_sweep()
+    assert (counts["topups_warned"], counts["topups_breached"]) == (0, 0) and len(mailoutbox) == 2
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_topup_found_overdue_gets_the_breach_alone_and_a_decided_one_nothing(buyer, staff, settings, mailoutbox):
+    from aftersales.services import sla
+
+    first, second = _paid_topup(buyer), _paid_topup(buyer)
+    mailoutbox.clear()
+    late = timezone.now() + timedelta(hours=2)
+    manual.manual_topup_done(topup_id=second.manual_topup.pk, actor=staff)
+    mailoutbox.clear()
+    assert sla.topup_sla_sweep(now=late) == {"topups_warned": 0, "topups_breached": 1}
+    row = ManualTopup.objects.get(order=first)
+    assert row.warned_at == row.breached_at == late  # the warning superseded: no late warning
+    assert len(mailoutbox) == 1 and first.number in mailoutbox[0].subject
+    assert mailoutbox[0].to == [staff.email]  # no supervisor group: the superusers
+
+
+# --- after-sales -------------------------------------------------------------------------------
+
+
+@pytest.mark.django_db(transaction=True)
+def test_no_no_reason_refund_for_a_done_topup_but_a_ticket_can_be_opened(client, buyer, staff):
+    from aftersales.services import no_reason
+
+    order = _paid_topup(buyer)
+    manual.manual_topup_done(topup_id=order.manual_topup.pk, actor=staff)
+    order.refresh_from_db()
+    with pytest.raises(no_reason.RefundRequestError) as refused:
+        no_reason.refund_request_create(user=buyer, order=order, order_code_ids=[], idempotency_key="r1")
+    assert refused.value.code == "topup_no_reason_refund" and "不支持七天无理由退款" in str(refused.value)
+    assert not no_reason.refund_options(order=order, user=buyer).can_request
+
+    client.force_login(buyer)
+    page = client.get(f"/orders/{order.number}/").content.decode()
+    assert 'data-testid="topup-state" data-state="done"' in page and "已充值" in page
+    assert "138****5678" in page and "13812345678" not in page  # the phone shown masked
+    assert 'data-testid="refund-entry"' not in page and 'data-testid="report-problem"' in page
+    assert "不支持七天无理由退款" in client.get(f"/support/refunds/order/{order.number}/").content.decode()
+    assert client.get(f"/support/new/?order={order.number}").status_code == 200
+    # After-sales applies: a ticket (and from it a dispute) on the top-up order.
+    from aftersales.models import Kind
+    from aftersales.services.tickets import ticket_open
+
+    ticket = ticket_open(
+        user=buyer, kind=Kind.NOT_RECEIVED, subject="话费未到账", body="充值显示成功但未到账", order=order
+    )
+    assert ticket.order_id == order.pk
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_order_page_shows_the_topup_state_from_waiting_to_failed(client, buyer, staff):
+    client.force_login(buyer)
+    order = _paid_topup(buyer)
+    page = client.get(f"/orders/{order.number}/").content.decode()
+    assert 'data-state="waiting"' in page and "等待充值" in page and "正在为您填写的账号充值" in page
+    manual.manual_topup_fail(topup_id=order.manual_topup.pk, actor=staff, note="账号不存在")
+    page = client.get(f"/orders/{order.number}/").content.decode()
+    assert 'data-state="failed"' in page and "账号不存在" in page
+
+
+# --- admin ------------------------------------------------------------------------------------
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_admin_queue_lists_overdue_first_and_staff_decide_on_the_page(client, buyer, staff):
+    late, fresh = _paid_topup(buyer), _paid_topup(buyer)
+    ManualTopup.objects.filter(order=late).update(due_at=timezone.now() - timedelta(minutes=5))
+    client.force_login(staff)
+    queue = client.get("/admin/orders/manualtopup/").content.decode()
+    assert queue.index(late.number) < queue.index(fresh.number)
+    assert 'data-overdue="1"' in queue and "13812345678" in queue  # staff see the account in full
+
+    row = ManualTopup.objects.get(order=fresh)
+    page = client.get(f"/admin/orders/manualtopup/{row.pk}/change/").content.decode()
+    assert 'data-testid="mark-done"' in page and 'data-testid="mark-failed"' in page
+    no_note = client.post(f"/admin/orders/manualtopup/{row.pk}/fail/", {"note": ""})
+    assert no_note.status_code == 302 and ManualTopup.objects.get(pk=row.pk).state == "queued"
+    done = client.post(f"/admin/orders/manualtopup/{row.pk}/done/", {"note": "流水 88"})
+    again = client.post(f"/admin/orders/manualtopup/{row.pk}/done/", {"note": "流水 88"})  # a double click
+    assert done.status_code == again.status_code == 302
+    row.refresh_from_db()
+    fresh.refresh_from_db()
+    assert (row.state, row.note, fresh.status) == ("done", "流水 88", Order.Status.DELIVERED)
+    assert row.history.filter(to_status="done").count() == 1
+
+    # Without the permission: refused.
+    clerk = UserFactory(is_staff=True)
+    client.force_login(clerk)
+    other = ManualTopup.objects.get(order=late)
+    assert client.post(f"/admin/orders/manualtopup/{other.pk}/done/", {"note": "x"}).status_code == 403
+
+
+@pytest.mark.django_db
+def test_the_product_admin_checks_the_declaration(client, staff):
+    from tests.factories import CategoryFactory, SupplierFactory
+
+    client.force_login(staff)
+    category, supplier = CategoryFactory(), SupplierFactory()
+    base = {
+        "category": category.pk,
+        "supplier": supplier.pk,
+        "name": "话费 50",
+        "slug": "huafei-50",
+        "kind": "direct_topup",
+        "description": "",
+        "face_value": "50.00",
+        "price": "49.50",
+        "min_per_order": "1",
+        "max_per_order": "5",
+        "sort_order": "0",
+        "supply_mode": "manual",
+        "supply_cost": "48.00",
+        "topup_fields": "[]",
+    }
+    empty = client.post("/admin/catalog/product/add/", base)
+    assert empty.status_code == 200 and "至少需要一个" in empty.content.decode()
+    bad = client.post(
+        "/admin/catalog/product/add/", {**base, "topup_fields": '[{"name": "p", "label": "号", "pattern": "("}]'}
+    )
+    assert bad.status_code == 200 and "正则" in bad.content.decode()
+    stock = client.post("/admin/catalog/product/add/", {**base, "supply_mode": "stock", "topup_preset": "phone"})
+    assert stock.status_code == 200 and "不能使用库存卡密" in stock.content.decode()
+    assert not Product.objects.exists()
+    saved = client.post("/admin/catalog/product/add/", {**base, "topup_preset": "phone"})
+    assert saved.status_code == 302, saved.content.decode()[:3000]
+    assert Product.objects.get().topup_fields[0]["pattern"] == r"^1[3-9]\d{9}$"

@@ -58,6 +58,19 @@ class RefundRequestError(ServiceError):
     code = "refund_request_refused"
 
 
+def topup_refusal() -> str:
+    # A direct top-up credited to the buyer's account cannot be given back. 消费者权益保护法
+    # 第二十五条 第二款: goods that by their nature are unsuitable for return, confirmed as such by
+    # the consumer at purchase (the checkout's box, orders/_topup_fields.html), are not subject
+    # to the 7-day no-reason return; 《网络购买商品七日无理由退货暂行办法》 第七条 names goods whose
+    # value is largely lost once activated. A failed top-up is refunded in full automatically
+    # (orders.services.topup); a problem with a done one is a ticket or a dispute.
+    return _(
+        "Direct top-ups cannot be refunded without reason (7 days) once the top-up is done. "
+        "If the amount did not arrive, report a problem from the order page."
+    )
+
+
 # --- Reads (the form, the order page) -------------------------------------------------------
 
 
@@ -125,6 +138,8 @@ class RefundOptions:
 
     @property
     def can_request(self) -> bool:
+        if self.order.product.is_direct_topup:  # no codes to give back (topup_refusal)
+            return False
         return self.order.status == Order.Status.DELIVERED and bool(self.selectable)
 
 
@@ -205,6 +220,8 @@ def refund_request_create(
     existing = _existing(user=user, order=order, key=key)
     if existing is not None:
         return existing
+    if order.product.is_direct_topup:
+        raise RefundRequestError(topup_refusal(), code="topup_no_reason_refund")
     ids = _parse_ids(order_code_ids)
     reason = (reason or "").strip()[:500]
 

@@ -26,6 +26,7 @@ from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 
 from marketplace.celery import publish
+from orders.models import ManualTopup
 
 from ..models import CLOCK_RUNNING, SlaEvent, Ticket, TicketMessage
 from .tickets import minute
@@ -277,6 +278,110 @@ def _send(event: SlaEvent) -> int:
         log.warning("SLA %s for ticket %s: nobody to email (no supervisors, no superusers)", event.kind, ticket.number)
         return 0
     EmailMessage(subject, body, None, to, cc=cc).send()
+    return 1
+
+
+# ---------------------------------------------------------------------------------------------
+# Manual top-ups (orders.ManualTopup, 人工代充): the queue's own SLA on the same clocks
+#
+# A top-up is due by ``due_at`` (queued + settings.MANUAL_TOPUP_SLA_MINUTES). The supervisors are
+# warned once when a third of the time is left (``warned_at``) and told once when it is overdue
+# (``breached_at``; a top-up found overdue gets the breach alone). Each due row is stamped in its
+# own transaction, locked with SKIP LOCKED and checked again under the lock, and its email queued
+# on commit only by the sweep that stamped it. Served by manual_topup_queued_idx (state queued,
+# ordered by due_at).
+
+TOPUP_WARNED, TOPUP_BREACHED = "warned", "breached"
+
+
+def _topup_warn_lead() -> timedelta:
+    return timedelta(minutes=int(getattr(settings, "MANUAL_TOPUP_SLA_MINUTES", 30))) / 3
+
+
+def _topups_due(*, now: datetime, limit: int, **clock):
+    return (
+        ManualTopup.objects.filter(state=ManualTopup.State.QUEUED, **clock)
+        .order_by("due_at")
+        .values_list("pk", flat=True)[:limit]
+    )
+
+
+def topup_sla_sweep(*, now: datetime | None = None, limit: int = 500) -> dict[str, int]:
+    """Fire the manual top-ups' due clocks (breaches first), once each; safe to run concurrently."""
+    now = now or timezone.now()
+    counts = {"topups_warned": 0, "topups_breached": 0}
+    for pk in list(_topups_due(now=now, limit=limit, breached_at__isnull=True, due_at__lte=now)):
+        counts["topups_breached"] += _topup_fire(pk=pk, now=now, kind=TOPUP_BREACHED)
+    lead = _topup_warn_lead()
+    for pk in list(_topups_due(now=now, limit=limit, warned_at__isnull=True, due_at__lte=now + lead)):
+        counts["topups_warned"] += _topup_fire(pk=pk, now=now, kind=TOPUP_WARNED)
+    if any(counts.values()):
+        log.info("manual top-up SLA sweep at %s: %s", now.isoformat(), counts)
+    return counts
+
+
+def _topup_fire(*, pk: int, now: datetime, kind: str) -> int:
+    from ..tasks import topup_sla_notify
+
+    if kind == TOPUP_BREACHED:
+        clock = {"breached_at__isnull": True, "due_at__lte": now}
+    else:
+        clock = {"warned_at__isnull": True, "due_at__lte": now + _topup_warn_lead()}
+    with transaction.atomic():
+        topup = (
+            ManualTopup.objects.select_for_update(skip_locked=True)
+            .filter(pk=pk, state=ManualTopup.State.QUEUED, **clock)
+            .first()
+        )
+        if topup is None:  # another sweep holds it, or staff decided it meanwhile
+            return 0
+        fields = ["breached_at"] if kind == TOPUP_BREACHED else ["warned_at"]
+        if kind == TOPUP_BREACHED and topup.warned_at is None:
+            fields.append("warned_at")  # past the deadline already: the breach supersedes the warning
+        for name in fields:
+            setattr(topup, name, now)
+        topup.save(update_fields=fields)
+        transaction.on_commit(lambda: publish(topup_sla_notify, pk, kind))
+    return 1
+
+
+def _topup_admin_url(topup: ManualTopup) -> str:
+    try:
+        return settings.SITE_URL + reverse("admin:orders_manualtopup_change", args=[topup.pk])
+    except NoReverseMatch:
+        return ""
+
+
+def topup_sla_notify(*, topup_id: int, kind: str) -> int:
+    """Email the supervisors (``sla_supervisors``) about a manual top-up's warning or breach;
+    nothing once staff have decided it. Returns the messages sent (0 or 1)."""
+    topup = ManualTopup.objects.select_related("order").filter(pk=topup_id).first()
+    if topup is None or topup.state != ManualTopup.State.QUEUED:
+        return 0
+    to = [u.email for u in sla_supervisors()]
+    if not to:
+        log.warning("manual top-up SLA %s for order %s: nobody to email", kind, topup.order.number)
+        return 0
+    order = topup.order
+    with translation.override(settings.LANGUAGE_CODE):
+        due = minute(topup.due_at)
+        if kind == TOPUP_BREACHED:
+            subject = _("[SLA breached] Manual top-up of order %(number)s is overdue") % {"number": order.number}
+            intro = _("This manual top-up was due by %(due)s and is still waiting for staff.") % {"due": due}
+        else:
+            subject = _("[SLA] Manual top-up of order %(number)s due %(due)s") % {"number": order.number, "due": due}
+            intro = _("This manual top-up is due by %(due)s and is still waiting for staff.") % {"due": due}
+        lines = [
+            intro,
+            "",
+            _("Order: %(number)s — %(product)s × %(quantity)s (¥%(total)s)")
+            % {"number": order.number, "product": order.product_name, "quantity": order.quantity, "total": order.total},
+        ]
+        url = _topup_admin_url(topup)
+        if url:
+            lines.append(url)
+        body = "\n".join(lines) + "\n"
+    EmailMessage(subject, body, None, to).send()
     return 1
 
 

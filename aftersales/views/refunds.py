@@ -74,6 +74,8 @@ def refund_new_page(request, order: Order, *, user, guest_number: str | None = N
                 messages.success(request, _("Refund approved: the money is on its way back."))
             return redirect(refund_detail_url(refund_request, guest_number))
     options = no_reason.refund_options(order=order, user=user)
+    if error is None and order.product.is_direct_topup:
+        error = no_reason.topup_refusal()  # said before the buyer tries
     selected = {str(x) for x in chosen} if chosen is not None else {str(pk) for pk in options.refundable_ids}
     return render(
         request,
