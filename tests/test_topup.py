@@ -376,6 +376,9 @@ def test_a_topup_found_overdue_gets_the_breach_alone_and_a_decided_one_nothing(b
     assert row.warned_at == row.breached_at == late  # the warning superseded: no late warning
     assert len(mailoutbox) == 1 and first.number in mailoutbox[0].subject
     assert mailoutbox[0].to == [staff.email]  # no supervisor group: the superusers
+    # The SLA report counts the queue: one done in time, one overdue now.
+    report = sla.sla_report(now=late).topups
+    assert (report.due, report.in_time, report.late, report.overdue_now) == (2, 1, 0, 1)
 
 
 # --- after-sales -------------------------------------------------------------------------------

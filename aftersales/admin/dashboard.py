@@ -18,7 +18,7 @@ from django.utils.translation import gettext as _
 
 from catalog.models import CardCode, Product
 from catalog.selectors import stock_counts
-from orders.models import ApiCallback, Order
+from orders.models import ApiCallback, ManualTopup, Order
 from payments.models import Mismatch, Refund
 from payments.selectors import refunds_overdue
 
@@ -54,6 +54,8 @@ class Dashboard:
     refunds_late: Figure | None = None
     mismatches: Figure | None = None
     callbacks_failed: Figure | None = None
+    topups_waiting: Figure | None = None  # the manual top-up queue (人工代充)
+    topups_overdue: int = 0
     tools: list[tuple[str, str]] = field(default_factory=list)
 
 
@@ -88,7 +90,13 @@ def staff_dashboard(*, user, now: datetime | None = None) -> Dashboard:
         ),
     )
     if may_view(Product):
-        products = list(Product.objects.filter(is_active=True).only("id", "name").order_by("sort_order", "id"))
+        # Manual top-ups hold no codes: never "low on stock".
+        products = list(
+            Product.objects.filter(is_active=True)
+            .exclude(supply_mode=Product.SupplyMode.MANUAL)
+            .only("id", "name")
+            .order_by("sort_order", "id")
+        )
         counts = stock_counts([p.pk for p in products])
         low = sorted((counts.get(p.pk, 0), p.pk, p) for p in products if counts.get(p.pk, 0) < LOW_STOCK)
         board.low_stock = [
@@ -115,6 +123,10 @@ def staff_dashboard(*, user, now: datetime | None = None) -> Dashboard:
             ApiCallback.objects.filter(status=ApiCallback.Status.FAILED).count(),
             _admin_list(ApiCallback, "status__exact=failed"),
         )
+    if may_view(ManualTopup):
+        queued = ManualTopup.objects.filter(state=ManualTopup.State.QUEUED)
+        board.topups_waiting = Figure(queued.count(), _admin_list(ManualTopup))
+        board.topups_overdue = queued.filter(due_at__lte=now).count()
     board.tools = _tools(user)
     return board
 

@@ -466,6 +466,39 @@ class SlaReport:
     staff: list[SlaRow]
     total: SlaRow
     overdue_now: int  # all open tickets past their first-response deadline, whenever due
+    topups: TopupSla | None = None  # the manual top-up queue in the same period
+
+
+@dataclass
+class TopupSla:
+    """Manual top-ups (人工代充) due in the period: done or failed by their deadline, after it,
+    and waiting past it now (whenever due)."""
+
+    due: int = 0
+    in_time: int = 0
+    late: int = 0
+    waiting: int = 0  # not decided, deadline not reached
+    overdue_now: int = 0
+
+    @property
+    def share_percent(self) -> str:
+        decided = self.in_time + self.late
+        return "–" if not decided else f"{self.in_time / decided * 100:.1f}%"
+
+
+def topup_sla(*, start: datetime, end: datetime, now: datetime) -> TopupSla:
+    out = TopupSla()
+    rows = ManualTopup.objects.filter(due_at__gte=start, due_at__lt=end).values_list("state", "due_at", "finished_at")
+    for state, due_at, finished_at in rows:
+        out.due += 1
+        if state == ManualTopup.State.QUEUED:
+            out.waiting += due_at > now
+        elif finished_at is not None and finished_at <= due_at:
+            out.in_time += 1
+        else:
+            out.late += 1
+    out.overdue_now = ManualTopup.objects.filter(state=ManualTopup.State.QUEUED, due_at__lte=now).count()
+    return out
 
 
 def week_start(moment: datetime) -> datetime:
@@ -542,4 +575,5 @@ def sla_report(*, weeks: int = 4, now: datetime | None = None) -> SlaReport:
         staff=staff,
         total=total,
         overdue_now=sla_overdue_now(now=now),
+        topups=topup_sla(start=start, end=end, now=now),
     )
