@@ -240,17 +240,7 @@ class ManualTopupAdmin(ReadOnlyAdmin):
     urgent on top, overdue in red). Staff with the change permission mark each done (the order
     is delivered) or failed with a note (the order is refunded), on its page."""
 
-    list_display = (
-        "order_number",
-        "state",
-        "due",
-        "product",
-        "quantity",
-        "amount",
-        "topup_values",
-        "handled_by",
-        "created_at",
-    )
+    list_display = ("order_number", "due", "topup_values", "product", "quantity", "amount", "state", "handled_by")
     list_filter = (TopupStateFilter, "order__product")
     search_fields = ("order__number", "order__buyer__email", "order__guest_email", "order__product_name")
     list_select_related = ("order__product", "handled_by")

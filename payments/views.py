@@ -15,11 +15,13 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
+from catalog.models import Product
 from ledger import services as ledger
 from ledger.selectors import balance_of
 from marketplace.db import retry_once_if_connection_lost
 from marketplace.errors import PASS_THROUGH, ServiceError
 from marketplace.http import client_ip
+from orders.models import Order
 from orders.views.guest import guest_may_view
 
 from . import selectors
@@ -148,7 +150,10 @@ def pay_with_balance(request, number):
             return redirect("orders:detail", number=number)
         messages.error(request, str(exc))
         return redirect("payments:choose", number=number)
-    messages.success(request, _("Paid from your balance. Your codes are being delivered."))
+    if Order.objects.filter(number=number, product__kind=Product.Kind.DIRECT_TOPUP).exists():
+        messages.success(request, _("Paid from your balance. We are topping up the account you gave."))
+    else:
+        messages.success(request, _("Paid from your balance. Your codes are being delivered."))
     return redirect("orders:detail", number=number)
 
 
@@ -164,6 +169,8 @@ def sandbox_cashier(request, number):
             messages.error(request, _("The payment was refused: %(reason)s") % {"reason": result.reason})
         elif isinstance(payable, Recharge):
             messages.success(request, _("¥%(amount)s added to your balance.") % {"amount": payable.amount})
+        elif payable.product.is_direct_topup:
+            messages.success(request, _("Payment received. We are topping up the account you gave."))
         elif payable.status == payable.Status.DELIVERED and payable.is_guest:
             messages.success(request, _("Payment received. Confirm it is you below to see your codes."))
         elif payable.status == payable.Status.DELIVERED:

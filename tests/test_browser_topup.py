@@ -112,3 +112,29 @@ def test_a_buyer_fills_the_topup_fields_pays_and_sees_it_done(browser, live_serv
     )
     assert not page.js_errors, page.js_errors
     page.context.close()
+
+
+def test_staff_see_the_queue_and_mark_a_topup_done_in_admin(browser, live_server, huafei):
+    from orders.services.orders import order_place
+    from payments.services import payments
+
+    buyer = UserFactory()
+    values = {"phone": "13912345678", "phone__confirm": "13912345678"}
+    order = order_place(buyer=buyer, product=huafei, quantity=1, idempotency_key="k1", topup=values)
+    payments.sandbox_pay(order_number=order.number)
+    staff = UserFactory(is_staff=True, is_superuser=True)
+    page = log_in(browser, live_server, staff, viewport=DESKTOP)
+
+    page.goto("/admin/orders/manualtopup/")
+    assert order.number in page.locator("#result_list").inner_text()
+    assert "13912345678" in page.locator("#result_list").inner_text()  # staff see the account in full
+    shot(page, "topup-admin-queue")
+    page.locator("#result_list a", has_text=order.number).first.click()
+    page.fill('[data-testid="done-note"]', "运营商流水 8812")
+    shot(page, "topup-admin-change")
+    page.locator('[data-testid="mark-done"]').click()
+    page.wait_for_url(re.compile(r"/admin/orders/manualtopup/"))
+    assert "已标记为充值成功" in page.locator(".messagelist").inner_text()
+    order.refresh_from_db()
+    assert order.status == Order.Status.DELIVERED
+    page.context.close()
