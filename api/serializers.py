@@ -75,6 +75,23 @@ class ProductSerializer(serializers.Serializer):
     )
 
 
+class TopupValuesField(serializers.DictField):
+    """A direct top-up's values: an object of short strings. Its errors are one list under
+    ``topup`` (the error body's ``details`` maps a field to a list of messages)."""
+
+    MAX_KEYS = 20
+
+    def to_internal_value(self, data):
+        if isinstance(data, dict) and len(data) > self.MAX_KEYS:
+            raise serializers.ValidationError(_("Too many top-up fields."))
+        try:
+            return super().to_internal_value(data)
+        except serializers.ValidationError:
+            raise serializers.ValidationError(
+                _("Send the top-up fields as an object of texts of at most 200 characters.")
+            ) from None
+
+
 class OrderCreateSerializer(serializers.Serializer):
     product_id = serializers.IntegerField(min_value=1, max_value=MAX_ID)
     quantity = serializers.IntegerField(min_value=1, max_value=10_000)
@@ -133,7 +150,7 @@ class OrderCreateSerializer(serializers.Serializer):
         "agent_order_no with another coupon is a conflict (409).",
     )
 
-    topup = serializers.DictField(
+    topup = TopupValuesField(
         child=serializers.CharField(max_length=200, allow_blank=True, trim_whitespace=True),
         required=False,
         help_text="A direct top-up's fields (the product's `topup_fields`), e.g. "

@@ -36,14 +36,17 @@ def idempotency_key(agent_order_no: str) -> str:
     return f"api:{agent_order_no}"
 
 
-def _same_request(order: Order, product_id: int, quantity: int, callback_url: str, coupon_code: str = "") -> bool:
-    """A repeat of the request that placed ``order``: the callback URL and the coupon are part of
-    it (a retry that names another would otherwise see it silently dropped)."""
+def _same_request(
+    order: Order, product_id: int, quantity: int, callback_url: str, coupon_code: str = "", topup: dict | None = None
+) -> bool:
+    """A repeat of the request that placed ``order``: the callback URL, the coupon and a top-up's
+    account are part of it (a retry that names another would otherwise see it silently dropped)."""
     return (
         order.product_id == product_id
         and order.quantity == quantity
         and order.callback_url == callback_url
         and order_coupon_code(order) == coupons.code_normalise(coupon_code)
+        and all(str((topup or {}).get(k, "")).strip() == v for k, v in order.topup_values.items())
     )
 
 
@@ -125,7 +128,7 @@ def api_order_place(
         )
     if order.agent_id != agent.pk or order.buyer_id != buyer.pk:  # pragma: no cover - constraints forbid it
         raise ApiError(409, "agent_order_no_conflict", _("This order number belongs to another order."))
-    if not _same_request(order, product_id, quantity, callback_url, coupon_code):
+    if not _same_request(order, product_id, quantity, callback_url, coupon_code, topup):
         raise ApiError(
             409,
             "agent_order_no_conflict",

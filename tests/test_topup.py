@@ -310,6 +310,10 @@ def test_the_api_order_carries_the_topup_fields(staff):
     assert placed.status_code == 201, placed.json()
     body = placed.json()
     assert (body["status"], body["topup"], body["codes"]) == ("paid", {"phone": "13812345678"}, None)
+    retried = shop.post("/api/v1/orders/", {**payload, "agent_order_no": "T-3", "topup": {"phone": "13812345678"}})
+    assert retried.status_code == 200 and retried.json()["order_number"] == body["order_number"]  # the same order
+    other = shop.post("/api/v1/orders/", {**payload, "agent_order_no": "T-3", "topup": {"phone": "13912345678"}})
+    assert other.status_code == 409 and other.json()["code"] == "agent_order_no_conflict"  # never silently dropped
     queued = ManualTopup.objects.get(order__agent_order_no="T-3")
     manual.manual_topup_done(topup_id=queued.pk, actor=staff, note="ok")
     done = shop.get("/api/v1/orders/T-3/").json()
