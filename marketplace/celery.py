@@ -126,3 +126,11 @@ app.conf.beat_schedule = {
     # Risk control: many accounts sharing one device, IP or payout account (orders.services.risk).
     "risk-clusters-scan": {"task": "orders.tasks.risk_clusters_scan", "schedule": 900.0},
 }
+# Heartbeats (ops/heartbeat.py): one to each queue every 30 s, read by /health/ and /metrics.
+for _queue in app.conf.task_queues or ():
+    app.conf.beat_schedule[f"ops-heartbeat-{_queue.name}"] = {
+        "task": "ops.tasks.heartbeat",
+        "schedule": 30.0,
+        "args": (_queue.name,),
+        "options": {"queue": _queue.name, "expires": 120.0},
+    }

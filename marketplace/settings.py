@@ -15,6 +15,7 @@ from typing import overload
 import dj_database_url
 from cryptography.fernet import Fernet
 from django.core.exceptions import ImproperlyConfigured
+from kombu import Queue
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(os.environ.get("VAR_DIR", BASE_DIR / "var"))
@@ -113,6 +114,8 @@ INSTALLED_APPS = [
     "reports",
     "referrals",
     "supply",
+    "ops",  # the health endpoint, heartbeats, Prometheus metrics (issue 17)
+    "health_check",
 ]
 
 MIDDLEWARE = [
@@ -213,6 +216,17 @@ if env("REDIS_CACHE_URL"):
     SESSION_CACHE_SECONDS = int(env("SESSION_CACHE_SECONDS", "300"))
 else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+# Heartbeats of Celery beat and of each queue's worker (ops/heartbeat.py), read by /health/:
+# shared by every process, so Redis in production and a folder under var/ without it.
+if env("REDIS_CACHE_URL"):
+    CACHES["heartbeat"] = {**CACHES["default"], "KEY_PREFIX": "ops"}
+else:
+    CACHES["heartbeat"] = {
+        "BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
+        "LOCATION": str(VAR_DIR / "heartbeat"),
+    }
+# A heartbeat older than this fails /health/ (they are sent every 30 s: marketplace/celery.py).
+HEARTBEAT_MAX_AGE = int(env("HEARTBEAT_MAX_AGE", "120"))
 
 # --- Celery ---------------------------------------------------------------------------
 CELERY_BROKER_URL = env("CELERY_BROKER_URL", "filesystem://localhost/")
@@ -254,6 +268,48 @@ CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TIMEZONE = "Asia/Shanghai"
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+
+# Queues (issue 17): a flood of emails, callbacks or a long report must not delay deliveries.
+# Every queue is declared, so a worker started without -Q (dev.py, the tests' real worker)
+# consumes all of them; production runs a worker for `fulfilment` alone and one for the rest
+# (docker-compose.yml). Tasks not routed below go to `default`.
+QUEUE_NAMES = ("fulfilment", "notifications", "callbacks", "reports", "default")
+CELERY_TASK_QUEUES = [Queue(name, routing_key=name) for name in QUEUE_NAMES]
+CELERY_TASK_DEFAULT_QUEUE = "default"
+CELERY_TASK_DEFAULT_ROUTING_KEY = "default"
+CELERY_TASK_ROUTES = {
+    # The sale's critical path: delivery, and the sweeper that queues late deliveries again.
+    "orders.tasks.fulfil_order": {"queue": "fulfilment"},
+    "orders.tasks.deliver_due_orders": {"queue": "fulfilment"},
+    # Emails and other messages to people.
+    "orders.tasks.notify_delivered": {"queue": "notifications"},
+    "orders.tasks.notify_refund_pending": {"queue": "notifications"},
+    "orders.tasks.send_lookup_link": {"queue": "notifications"},
+    "payments.tasks.refund_notify": {"queue": "notifications"},
+    "aftersales.tasks.sla_notify": {"queue": "notifications"},
+    "accounts.tasks.warn_login_locked": {"queue": "notifications"},
+    "catalog.tasks.restock_notify": {"queue": "notifications"},
+    "catalog.tasks.restock_alerts_sweep": {"queue": "notifications"},
+    "compliance.tasks.qualifications_warn_expiring": {"queue": "notifications"},
+    "rights.tasks.reviews_warn_expiring": {"queue": "notifications"},
+    # Calls out to other systems that may be slow or down: agents' shops, payment gateways.
+    "orders.tasks.send_callback": {"queue": "callbacks"},
+    "orders.tasks.send_due_callbacks": {"queue": "callbacks"},
+    "payments.tasks.attempt_check": {"queue": "callbacks"},
+    "payments.tasks.attempts_query_due": {"queue": "callbacks"},
+    "payments.tasks.attempts_close_expired": {"queue": "callbacks"},
+    "payments.tasks.refund_execute": {"queue": "callbacks"},
+    "payments.tasks.refunds_retry_due": {"queue": "callbacks"},
+    "payments.tasks.payout_execute": {"queue": "callbacks"},
+    "payments.tasks.payouts_check_due": {"queue": "callbacks"},
+    # Long jobs: reports, bills, imports, scans over many rows.
+    "reports.tasks.*": {"queue": "reports"},
+    "trust.tasks.*": {"queue": "reports"},
+    "payments.tasks.bill_reconcile": {"queue": "reports"},
+    "payments.tasks.bills_reconcile_yesterday": {"queue": "reports"},
+    "catalog.tasks.import_batch": {"queue": "reports"},
+    "orders.tasks.risk_clusters_scan": {"queue": "reports"},
+}
 
 # --- Auth (django-allauth) ------------------------------------------------------------
 AUTHENTICATION_BACKENDS = [
