@@ -6,6 +6,7 @@ SQLite, a filesystem Celery broker and keys generated once under ``var/``.
 environment, and nothing unsafe has a default.
 """
 
+import ipaddress
 import os
 import secrets
 from decimal import Decimal
@@ -116,9 +117,12 @@ INSTALLED_APPS = [
     "supply",
     "ops",  # the health endpoint, heartbeats, Prometheus metrics (issue 17)
     "health_check",
+    "django_prometheus",
 ]
 
 MIDDLEWARE = [
+    # Request latency, counts by view and status for /metrics (django-prometheus; its pair is last).
+    "django_prometheus.middleware.PrometheusBeforeMiddleware",
     "django.middleware.security.SecurityMiddleware",
     # Content-Security-Policy on every answer (the policy is under "Security" below).
     "csp.middleware.CSPMiddleware",
@@ -142,6 +146,7 @@ MIDDLEWARE = [
     # Last, so it sees a view's exceptions first: a dropped database connection retried
     # (reads), a database or broker outage answered 503 instead of 500.
     "marketplace.middleware.ServiceFaultMiddleware",
+    "django_prometheus.middleware.PrometheusAfterMiddleware",
 ]
 
 ROOT_URLCONF = "marketplace.urls"
@@ -227,6 +232,18 @@ else:
     }
 # A heartbeat older than this fails /health/ (they are sent every 30 s: marketplace/celery.py).
 HEARTBEAT_MAX_AGE = int(env("HEARTBEAT_MAX_AGE", "120"))
+
+# --- Metrics (/metrics, ops/views.py) -------------------------------------------------------
+# Prometheus sends "Authorization: Bearer <METRICS_TOKEN>", or scrapes from an address listed in
+# METRICS_ALLOWED_IPS (addresses or networks, comma-separated; the client address as
+# marketplace.http.client_ip sees it). Anyone else gets a 404. Development allows this machine.
+METRICS_TOKEN = env("METRICS_TOKEN", "")
+METRICS_ALLOWED_IPS = env_list("METRICS_ALLOWED_IPS", "" if PRODUCTION else "127.0.0.1,::1")
+for _net in METRICS_ALLOWED_IPS:
+    try:
+        ipaddress.ip_network(_net, strict=False)
+    except ValueError as _exc:
+        raise ImproperlyConfigured(f"METRICS_ALLOWED_IPS: {_net!r} is not an address or network") from _exc
 
 # --- Celery ---------------------------------------------------------------------------
 CELERY_BROKER_URL = env("CELERY_BROKER_URL", "filesystem://localhost/")

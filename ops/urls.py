@@ -1,6 +1,6 @@
 from django.urls import path
 
-from .views import HealthView
+from .views import HealthView, metrics
 
 # /health/: everything a sale needs. The database and the Redis cache, beat, and a worker on the
 # `fulfilment` and `default` queues. The notifications, callbacks and reports queues are left
@@ -20,4 +20,5 @@ WEB_CHECKS = ("health_check.checks.Database", "health_check.checks.Cache")
 urlpatterns = [
     path("health/", HealthView.as_view(checks=SALE_CHECKS), name="ops_health"),
     path("health/web/", HealthView.as_view(checks=WEB_CHECKS), name="ops_health_web"),
+    path("metrics", metrics, name="ops_metrics"),
 ]
