@@ -123,6 +123,8 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     # Request latency, counts by view and status for /metrics (django-prometheus; its pair is last).
     "django_prometheus.middleware.PrometheusBeforeMiddleware",
+    # X-Request-ID: taken from the proxy or made, on every log line of the request and its tasks.
+    "marketplace.middleware.RequestIdMiddleware",
     "django.middleware.security.SecurityMiddleware",
     # Content-Security-Policy on every answer (the policy is under "Security" below).
     "csp.middleware.CSPMiddleware",
@@ -177,7 +179,19 @@ TEMPLATES = [
 
 # --- Database -------------------------------------------------------------------------
 if env("DATABASE_URL"):
-    DATABASES = {"default": dj_database_url.parse(env("DATABASE_URL"), conn_max_age=60, conn_health_checks=True)}
+    # DB_CONN_MAX_AGE: seconds a process keeps its connection (0: one per request). Behind
+    # PgBouncer a kept connection costs PostgreSQL nothing while idle, so keep it.
+    DATABASES = {
+        "default": dj_database_url.parse(
+            env("DATABASE_URL"), conn_max_age=int(env("DB_CONN_MAX_AGE", "60")), conn_health_checks=True
+        )
+    }
+    if env_bool("DB_TRANSACTION_POOLING"):
+        # PgBouncer in transaction mode (docker-compose.yml): a server session lasts only one
+        # transaction, so no server-side cursors (QuerySet.iterator() would lose its cursor) and
+        # nothing session-level (the code uses only transaction-scoped advisory locks). The
+        # database's timezone must stay UTC, or Django would SET it per connection.
+        DATABASES["default"]["DISABLE_SERVER_SIDE_CURSORS"] = True
 elif PRODUCTION:
     raise ImproperlyConfigured("Set DATABASE_URL (PostgreSQL) in production")
 else:
@@ -809,17 +823,29 @@ SECURE_REFERRER_POLICY = "same-origin"
 if PRODUCTION:
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
     SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", True)
+    # The load balancer's health probe and Prometheus' scrape may come over plain HTTP from inside.
+    SECURE_REDIRECT_EXEMPT = [r"^health/", r"^metrics$"]
     SESSION_COOKIE_SECURE = True
     CSRF_COOKIE_SECURE = True
     SECURE_HSTS_SECONDS = int(env("SECURE_HSTS_SECONDS", "31536000"))
     SECURE_HSTS_INCLUDE_SUBDOMAINS = True
     SECURE_HSTS_PRELOAD = True
 
+# LOG_FORMAT=json (production, docker-compose.yml): one JSON object a line, with the request id,
+# order number and payment of the sale the line is about (marketplace/logcontext.py); plain text
+# otherwise. Celery's own handlers get the same (marketplace/celery.py).
+LOG_FORMAT = env("LOG_FORMAT", "plain")
+if LOG_FORMAT not in ("plain", "json"):
+    raise ImproperlyConfigured("LOG_FORMAT is plain or json")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "filters": {"context": {"()": "marketplace.logcontext.ContextFilter"}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s%(context)s"},
+        "json": {"()": "marketplace.logcontext.json_formatter"},
+    },
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT, "filters": ["context"]}},
     "root": {"handlers": ["console"], "level": env("LOG_LEVEL", "INFO")},
     "loggers": {"django.db.backends": {"level": "WARNING"}},
 }
