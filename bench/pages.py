@@ -78,6 +78,7 @@ def main() -> int:
     parser.add_argument("--hot-sold", type=int, default=50)
     parser.add_argument("--buyers", type=int, default=2)
     parser.add_argument("--delivered", type=int, default=10, help="delivered orders of the buyer (orders list)")
+    parser.add_argument("--sql", action="store_true", help="print each page's statements (one warm call)")
     parser.add_argument("--database-url", default="postgres://postgres@127.0.0.1:5432/kamarket_bench_pages")
     parser.add_argument("--broker-url", default="redis://127.0.0.1:6379/9", help="the cache is the db below it")
     args = parser.parse_args()
@@ -142,7 +143,9 @@ def main() -> int:
 
     # (label, client, path, extra headers, content that must be in the answer, target)
     pages = [
-        ("baseline: GET one product by slug", browser, f"/bench/product/{item.slug}/", {}, b" ", None),
+        # The baseline as purchase.py measures it: anonymous (no session to load).
+        ("baseline: GET one product by slug", anonymous, f"/bench/product/{item.slug}/", {}, b" ", None),
+        ("baseline, logged in", browser, f"/bench/product/{item.slug}/", {}, b" ", None),
         ("home page", browser, "/", {}, item.slug.encode(), PAGE),
         ("product page", browser, f"/p/{item.slug}/", {}, b'data-testid="buy-now"', PAGE),
         ("checkout page", browser, f"/orders/checkout/{item.slug}/?quantity=1", {}, b'id="checkout-form"', PAGE),
@@ -169,6 +172,7 @@ def main() -> int:
         cur.execute("ANALYZE")
     say(f"measuring {args.n} calls per page after {args.warmup} warm-up calls")
     rows = []
+    sql: dict[str, list[str]] = {}
 
     def measure(label: str, fn, inputs: list, target) -> None:
         """fn over inputs: the first --warmup untimed, one counted (statements), -n timed."""
@@ -177,6 +181,8 @@ def main() -> int:
         with CaptureQueriesContext(connection) as ctx:
             response = fn(inputs[args.warmup])
         statements = len(ctx.captured_queries)
+        if args.sql:
+            sql[label] = [q["sql"][:160] for q in ctx.captured_queries]
         size = len(getattr(response, "content", b""))
         with connection.cursor() as cur:
             cur.execute("SELECT pg_backend_pid()")
@@ -296,6 +302,10 @@ def main() -> int:
         "issue 17 (>= 0.25 pages, >= 0.5 the poll and anonymous product/catalogue/storefront). Statements of one warm "
         "call, BEGIN/COMMIT included. Redis CPU (sessions, cache) is not counted."
     )
+    for label, statements in sql.items():
+        print(f"\n{label}:")
+        for q in statements:
+            print(f"    {q}")
     shutil.rmtree(var_dir, ignore_errors=True)
     return 0
 
