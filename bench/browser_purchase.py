@@ -31,6 +31,7 @@ import os
 import random
 import re
 import shutil
+import signal
 import statistics
 import sys
 import time
@@ -57,13 +58,11 @@ from bench.purchase import (
     free_port,
     noisy,
     recreate_database,
-    run_load,
     say,
     seed,
     server_ms,
     wait_quiet,
 )
-from bench.purchase import _all_stats as all_stats
 
 TARGET, AIM = 0.03, 0.05
 STEPS = (
@@ -86,36 +85,60 @@ class DatabaseCpuMeter(CpuMeter):
     """purchase.py's CpuMeter, with PostgreSQL narrowed to the backends of this benchmark's
     database: on a shared machine other jobs' test databases run on the same server, and the
     whole-server figure (the postmaster's exited children too) counts their work as ours.
-    Left out: shared background processes (WAL writer, checkpointer) and any of our backends
-    that exit inside the window (``pg conn`` shows how many sessions were opened)."""
+
+    Connections live CONN_MAX_AGE (60 s), so backends end inside a window and their CPU would be
+    lost: a thread reads the backends' ticks every 0.2 s and keeps the last value seen of each
+    (a backend's last 0.2 s before it exits are still missed). Shared background processes
+    (WAL writer, checkpointer) are left out."""
 
     def __init__(self, servers: Servers, database_url: str):
         import dj_database_url
 
         super().__init__(servers, database_url)
         self.marker = f" {dj_database_url.parse(database_url)['NAME']} "
+        self.cmdlines: dict[int, bool] = {}  # pid -> is one of our backends (a pid's title stays)
 
     def _backends(self) -> dict[int, int]:
         out = {}
-        for pid, stat in all_stats().items():
-            if not stat[0].startswith("postgres"):
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
                 continue
+            pid = int(entry)
             try:
-                cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+                if pid not in self.cmdlines:
+                    comm = Path(f"/proc/{pid}/comm").read_text().strip()
+                    cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+                    if comm.startswith("postgres") and not cmdline.startswith("postgres: "):
+                        continue  # forked, its title not set yet: look again next time
+                    self.cmdlines[pid] = comm.startswith("postgres") and self.marker in cmdline
+                if self.cmdlines[pid]:
+                    rest = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+                    out[pid] = int(rest[11]) + int(rest[12])
             except OSError:
                 continue
-            if self.marker in cmdline:
-                out[pid] = stat[2]
         return out
 
+    def _sample(self) -> None:
+        while not self.stopping.wait(0.2):
+            self.seen.update(self._backends())
+
     def start(self) -> None:
+        import threading
+
         super().start()
+        self.cmdlines.clear()  # pids are reused
         self.pg_a = self._backends()
+        self.seen = dict(self.pg_a)
+        self.stopping = threading.Event()
+        self.sampler = threading.Thread(target=self._sample, daemon=True)
+        self.sampler.start()
 
     def stop(self) -> dict[str, float]:
+        self.stopping.set()
+        self.sampler.join()
+        self.seen.update(self._backends())
         out = super().stop()
-        now = self._backends()
-        ticks = sum(own - self.pg_a.get(pid, 0) for pid, own in now.items())
+        ticks = sum(own - self.pg_a.get(pid, 0) for pid, own in self.seen.items())
         out["other"] += out["postgres"] - ticks / CLK_TCK
         out["postgres"] = ticks / CLK_TCK
         return out
@@ -296,19 +319,44 @@ class BrowserBench:
         lat["purchase"] = [time.perf_counter() - t0]
         self.completed.append((time.time(), count["requests"], count["polls"], lat))
 
+    async def drive(self) -> tuple[float, float, dict]:
+        """``--concurrency`` browsers buying in a loop. The window opens once the load is steady
+        (at least --warmup seconds, and every browser has finished a purchase, or --max-warmup):
+        a purchase lasts seconds, so a fixed short warm-up would time the first wave only."""
+        stopping = False
+
+        async def browse():
+            while not stopping:
+                await self.purchase(None)
+
+        celery = self.servers.procs["celery"].pid  # its own process group
+        if self.args.pause_worker:
+            # Orders then wait paid and the browsers poll: the polling path runs (and is checked)
+            # in the warm-up at least, whatever the machine's speed.
+            os.killpg(celery, signal.SIGSTOP)
+            asyncio.get_running_loop().call_later(self.args.pause_worker, os.killpg, celery, signal.SIGCONT)
+        tasks = [asyncio.create_task(browse()) for _ in range(self.args.concurrency)]
+        t0 = time.monotonic()
+        while True:
+            await asyncio.sleep(0.1)
+            waited = time.monotonic() - t0
+            steady = len(self.completed) + len(self.failed) >= self.args.concurrency
+            warm = waited >= max(self.args.warmup, self.args.pause_worker)
+            if (warm and steady) or waited >= self.args.max_warmup:
+                break
+        say(f"warm-up {waited:.1f}s ({len(self.completed)} purchases done); measuring {self.args.duration:g}s")
+        w0 = time.time()
+        self.cpu.start()
+        await asyncio.sleep(self.args.duration)
+        w1 = time.time()
+        cpu = self.cpu.stop()
+        stopping = True
+        await asyncio.gather(*tasks)  # the purchases in flight finish (and are checked)
+        return w0, w1, cpu
+
     def measure(self) -> dict:
         wait_quiet(self.args.quiet_wait)
-        cpu: dict = {}
-        _, w0, w1 = asyncio.run(
-            run_load(
-                self.purchase,
-                self.args.concurrency,
-                self.args.warmup,
-                self.args.duration,
-                on_start=self.cpu.start,
-                on_end=lambda: cpu.update(self.cpu.stop()),
-            )
-        )
+        w0, w1, cpu = asyncio.run(self.drive())
         self.servers.check_alive()
         samples = Samples()
         inside = [c for c in self.completed if w0 <= c[0] < w1]
@@ -328,6 +376,9 @@ class BrowserBench:
             "units": n,
             "requests": [c[1] for c in inside],
             "polls": [c[2] for c in inside],
+            "all_purchases": len(self.completed),
+            "all_polls": sum(c[2] for c in self.completed),
+            "all_reloads": sum(len(c[3].get("reload", [])) for c in self.completed),
         }
 
 
@@ -413,6 +464,10 @@ def report(args, base: dict, buy: dict, problems: list[str]) -> None:
             f"status polls per purchase: mean {polls:.2f} (max {max(buy['polls'])}); "
             f"purchases polling at all: {sum(1 for p in buy['polls'] if p) / n:.0%}"
         )
+    print(
+        f"all purchases, warm-up included: {buy['all_purchases']}, with {buy['all_polls']} status polls and "
+        f"{buy['all_reloads']} reloads after HX-Refresh, every answer checked"
+    )
     ratio = buy["rate"] / base["rate"] if base["rate"] else float("nan")
     cpu_ratio = server_ms(base) / server_ms(buy) if n else float("nan")
     print(f"baseline:   {base['rate']:>9,.0f} req/s")
@@ -462,11 +517,20 @@ def report(args, base: dict, buy: dict, problems: list[str]) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--duration", type=float, default=20, help="measurement window per phase, seconds")
-    parser.add_argument("--warmup", type=float, default=4, help="warm-up before each window, seconds")
-    parser.add_argument("--concurrency", type=int, default=64, help="purchases (browsers) in flight")
+    parser.add_argument("--duration", type=float, default=30, help="measurement window per phase, seconds")
+    parser.add_argument("--warmup", type=float, default=4, help="minimum warm-up before each window, seconds")
+    parser.add_argument(
+        "--max-warmup", type=float, default=60, help="purchases: longest wait for every browser to finish one"
+    )
+    parser.add_argument("--concurrency", type=int, default=32, help="purchases (browsers) in flight")
     parser.add_argument("--baseline-concurrency", type=int, default=8, help="baseline connections (as purchase.py)")
     parser.add_argument("--poll-interval", type=float, default=2.0, help="seconds between status polls (the page: 2)")
+    parser.add_argument(
+        "--pause-worker",
+        type=float,
+        default=0,
+        help="stop the Celery worker for this many seconds at the start of the warm-up (exercises the polls)",
+    )
     parser.add_argument("--workers", type=int, default=4, help="gunicorn sync workers")
     parser.add_argument("--celery-concurrency", type=int, default=2)
     parser.add_argument("--celery-pool", default="prefork", choices=["prefork", "threads", "solo"])
