@@ -533,6 +533,9 @@ for _public in (STATIC_ROOT, *STATICFILES_DIRS):
 
 # --- Business rules -------------------------------------------------------------------
 ORDER_PAYMENT_MINUTES = int(env("ORDER_PAYMENT_MINUTES", "15"))
+# An order fulfilled from a supplier's system and not delivered this long after payment is
+# refunded (orders.services.upstream); a late delivery then goes into stock.
+UPSTREAM_GIVE_UP_MINUTES = int(env("UPSTREAM_GIVE_UP_MINUTES", "30"))
 # Imports with more lines than this run in a Celery task; smaller ones too, but the form waits.
 STOCK_IMPORT_MAX_LINES = int(env("STOCK_IMPORT_MAX_LINES", "200000"))
 
