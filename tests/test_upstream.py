@@ -309,3 +309,15 @@ def test_fifty_concurrent_purchases_make_exactly_fifty_supplier_orders(fake):
     assert OrderStatusChange.objects.filter(to_status=OrderStatus.DELIVERED).count() == 50
     assert CardCode.objects.filter(product=product, status=CardCode.Status.SOLD).count() == 50
     assert fake.products["P100"]["stock"] == 10
+
+
+@pytest.mark.django_db(transaction=True)
+def test_pages_show_the_suppliers_stock_and_say_so(client, fake):
+    product = upstream_product(fake)
+    page = client.get(product.get_absolute_url()).content.decode()
+    assert "上游库存，1分钟内更新" in page and 'data-testid="stock-upstream"' in page and "20" in page
+    stock_only = ProductFactory()
+    add_stock(stock_only, 3)
+    assert "上游库存" not in client.get(stock_only.get_absolute_url()).content.decode()
+    home = client.get(reverse("catalog:home")).content.decode()
+    assert "（上游）" in home
