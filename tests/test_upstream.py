@@ -321,3 +321,20 @@ def test_pages_show_the_suppliers_stock_and_say_so(client, fake):
     assert "上游库存" not in client.get(stock_only.get_absolute_url()).content.decode()
     home = client.get(reverse("catalog:home")).content.decode()
     assert "（上游）" in home
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_direct_topup_from_upstream_is_delivered_without_codes_and_its_cost_owed(buyer, fake):
+    product = upstream_product(fake, price="100.00")
+    Product.objects.filter(pk=product.pk).update(kind=Product.Kind.DIRECT_TOPUP)
+    product.refresh_from_db()
+    order = place(buyer, product)
+    Order.objects.filter(pk=order.pk).update(topup_values={"account": "10086001"})  # the top-up form's part
+    order = pay(order)
+    assert order.status == OrderStatus.DELIVERED
+    assert fake.orders[order.number].extra == {"account": "10086001"}  # sent along, signed
+    assert not CardCode.objects.filter(product=product).exists() and not order.codes.exists()
+    up = supplier_order(order)
+    assert up.state == UState.DONE and up.cost == D("95.50")
+    assert payable_of(up) == D("95.50") and balance_of(ledger.SALES) == D("100.00")
+    assert balance_of(ledger.HELD) == 0
