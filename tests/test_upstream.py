@@ -338,3 +338,15 @@ def test_a_direct_topup_from_upstream_is_delivered_without_codes_and_its_cost_ow
     assert up.state == UState.DONE and up.cost == D("95.50")
     assert payable_of(up) == D("95.50") and balance_of(ledger.SALES) == D("100.00")
     assert balance_of(ledger.HELD) == 0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_staff_see_supplier_orders_their_state_and_last_error(buyer, fake, admin_client):
+    product = upstream_product(fake, ref="PSLOW")
+    order = pay(place(buyer, product))
+    up = supplier_order(order)
+    UpstreamOrder.objects.filter(pk=up.pk).update(last_error="supply_outcome_unknown: read timeout")
+    page = admin_client.get(reverse("admin:orders_upstreamorder_changelist")).content.decode()
+    assert order.number in page and "read timeout" in page
+    detail = admin_client.get(reverse("admin:orders_upstreamorder_change", args=[up.pk]))
+    assert detail.status_code == 200 and up.supplier_order_no in detail.content.decode()

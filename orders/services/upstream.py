@@ -27,6 +27,7 @@ from decimal import Decimal
 
 from django.conf import settings
 from django.db import transaction
+from django.urls import reverse
 from django.utils import timezone
 
 from catalog import services as stock
@@ -131,7 +132,7 @@ def upstream_advance(*, upstream_id: int) -> bool:
                     our_number=order.number,
                     product_ref=upstream.supplier_ref,
                     quantity=upstream.quantity,
-                    fields={str(k): str(v) for k, v in (order.topup_values or {}).items()} or None,
+                    fields=_fields(order, connection),
                 ),
             )
     except SupplyRefused as exc:
@@ -140,6 +141,15 @@ def upstream_advance(*, upstream_id: int) -> bool:
         _later(upstream.pk, f"{exc.code}: {exc}")
         return False
     return upstream_apply(upstream_id=upstream.pk, result=result)
+
+
+def _fields(order: Order, connection: SupplierConnection) -> dict[str, str] | None:
+    """What goes with the placement: the top-up's fields, and for another platform running this
+    product (its agent API) where to call us back."""
+    fields = {str(k): str(v) for k, v in (order.topup_values or {}).items()}
+    if connection.kind == SupplierConnection.Kind.KAMARKET:
+        fields["callback_url"] = settings.SITE_URL + reverse("supply:callback", args=[connection.pk])
+    return fields or None
 
 
 def upstream_apply(*, upstream_id: int, result: SupplierOrder) -> bool:
