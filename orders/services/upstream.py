@@ -33,6 +33,7 @@ from django.utils import timezone
 from catalog import services as stock
 from catalog.models import Product
 from ledger import services as ledger
+from marketplace.celery import publish
 from marketplace.money import quantize
 from supply import services as supply_services
 from supply.adapters.base import OrderState, SupplierOrder, SupplyError, SupplyRefused
@@ -64,8 +65,9 @@ def _lease(connection: SupplierConnection) -> timedelta:
 
 
 def upstream_fulfil(*, order_id: int) -> bool:
-    """A paid upstream order: its supplier order created (once, under the order's lock), then
-    advanced (placed, or asked). Safe to run any number of times, concurrently too."""
+    """A paid upstream order: its supplier order created (once, under the order's lock), and its
+    first step queued (``upstream_advance``: placed, or asked). Safe to run any number of times,
+    concurrently too. Returns False: nothing is delivered here."""
     with transaction.atomic():
         order = _lock(order_id)
         if order.status != OrderStatus.PAID or order.fulfilment != Order.Fulfilment.UPSTREAM:
@@ -84,7 +86,17 @@ def upstream_fulfil(*, order_id: int) -> bool:
                 next_check_at=timezone.now(),
                 give_up_at=(order.paid_at or timezone.now()) + timedelta(minutes=settings.UPSTREAM_GIVE_UP_MINUTES),
             )
-    return upstream_advance(upstream_id=upstream.pk)
+        # The supplier call runs in a task of its own, on the queue of calls to other systems, so
+        # a slow supplier never holds up the fulfilment queue's stock deliveries. If queueing
+        # fails, beat finds the supplier order due (``upstream_due``).
+        transaction.on_commit(lambda: _queue_advance(upstream.pk))
+    return False
+
+
+def _queue_advance(upstream_id: int) -> None:
+    from ..tasks import advance_upstream
+
+    publish(advance_upstream, upstream_id)
 
 
 def upstream_advance(*, upstream_id: int) -> bool:
