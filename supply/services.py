@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import TypeVar
 
+from django.core.cache import cache
 from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
@@ -34,6 +35,9 @@ MAX_SECRET_LENGTH = 500
 AVAILABILITY_MAX_AGE = timedelta(seconds=60)
 # A page or a checkout waits at most this long for the supplier's product list.
 AVAILABILITY_TIMEOUT_SECONDS = 3
+# After a failed read, pages wait this long before asking that supplier again (beat still asks).
+FAILED_PAUSE_SECONDS = 15
+FAILED_KEY = "supply:availability-failed:"
 
 
 def connection_secret(connection: SupplierConnection) -> str:
@@ -189,6 +193,7 @@ def upstream_products_refresh(*, connection_id: int, timeout: int | None = None)
             # product's limits (its refusal then fails the order and refunds it).
             row.available = max(0, found.available) if found.available is not None else 10**6
     UpstreamProduct.objects.bulk_update(rows, ["cost", "available", "available_at"])
+    cache.delete(f"{FAILED_KEY}{connection_id}")
     return len(rows)
 
 
@@ -210,11 +215,17 @@ def upstream_availability(product_ids: Iterable[int], *, refresh: bool = True) -
     }
     if refresh and stale:
         for connection_id in stale:
+            # A supplier that just failed is not asked again by every page view for a while.
+            failed = cache.get(f"{FAILED_KEY}{connection_id}")
+            if failed is not None:
+                failures[connection_id] = failed
+                continue
             try:
                 upstream_products_refresh(connection_id=connection_id, timeout=AVAILABILITY_TIMEOUT_SECONDS)
             except SupplyError as exc:
                 log.warning("availability of connection %s unknown: %s", connection_id, exc)
                 failures[connection_id] = str(exc)[:200]
+                cache.set(f"{FAILED_KEY}{connection_id}", failures[connection_id], FAILED_PAUSE_SECONDS)
         rows = list(UpstreamProduct.objects.filter(pk__in=[r.pk for r in rows]).select_related("connection"))
         now = timezone.now()
     out = {}

@@ -130,6 +130,10 @@ def test_an_unreachable_supplier_means_unknown_availability_and_no_sale(buyer, f
     with pytest.raises(OrderError):
         place(buyer, product)
     fake.fail_next = 0
+    asked = len(fake.requests)
+    assert not supply_services.upstream_availability([product.pk])[product.pk].known  # paused: not asked
+    assert len(fake.requests) == asked
+    supply_services.upstream_connections_refresh()  # beat asks all the same, and ends the pause
     # Fresh enough figures are not asked again.
     assert supply_services.upstream_availability([product.pk])[product.pk].available == 20
     before = len(fake.requests)
