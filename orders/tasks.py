@@ -4,7 +4,7 @@ from celery import shared_task
 
 from marketplace.db import retry_once_if_connection_lost
 
-from .services import callbacks, guest_lookup
+from .services import callbacks, guest_lookup, upstream
 from .services import orders as services
 from .services import risk as risk_services
 
@@ -71,3 +71,22 @@ def send_due_callbacks() -> int:
 def risk_clusters_scan() -> int:
     """Risk control: devices, IPs and payout accounts shared by many accounts (one alert each)."""
     return risk_services.clusters_scan()
+
+
+# --- fulfilment from suppliers' systems (orders.services.upstream) ---------------------------
+
+
+@shared_task(acks_late=True, reject_on_worker_lost=True)
+@retry_once_if_connection_lost
+def advance_upstream(upstream_id: int) -> bool:
+    """One step of a supplier order that is due (its lease keeps two workers from calling)."""
+    return upstream.upstream_advance(upstream_id=upstream_id)
+
+
+@shared_task
+def upstream_due_orders() -> int:
+    """Beat, every 15 s: supplier orders to place again, ask about, or give up on."""
+    due = upstream.upstream_due()
+    for upstream_id in due:
+        advance_upstream.delay(upstream_id)
+    return len(due)

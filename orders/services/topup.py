@@ -18,7 +18,6 @@ machine: a double click, or two staff members at once, carry it out once; the se
 """
 
 import logging
-from collections.abc import Callable
 from datetime import timedelta
 from decimal import Decimal
 
@@ -27,14 +26,11 @@ from django.db import transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from agents.services import commissions
-from ledger import services as ledger
 from marketplace.errors import Conflict, ServiceError
 from marketplace.money import quantize
 
-from ..models import MANUAL_TOPUP_FLOW, ORDER_FLOW, ManualTopup, Order
-from . import callbacks as agent_callbacks
-from .orders import _discount_account, _lock, _notify_delivered_now
+from ..models import MANUAL_TOPUP_FLOW, ManualTopup, Order
+from .orders import _lock, order_deliver
 from .undeliverable import order_undeliverable
 
 log = logging.getLogger(__name__)
@@ -91,23 +87,13 @@ def _cost(order: Order) -> Decimal:
     return quantize((unit or Decimal("0")) * order.quantity)
 
 
-def _book_topup_delivery(order: Order) -> None:
-    """As ``_book_delivery`` for codes: the held payment becomes revenue (less a coupon's
-    discount, booked to whoever funds it), and the top-up's cost is owed to the product's supplier."""
-    legs = [(ledger.HELD, order.total), (ledger.SALES, -order.subtotal)]
-    if order.discount:
-        legs.append((_discount_account(order), order.discount))
+def _costs(order: Order) -> list[dict]:
+    """What the top-up cost us (``supply_cost`` × quantity), owed to the product's supplier."""
     cost = _cost(order)
-    if cost:
-        supplier = order.product.supplier
-        legs += [(ledger.COST_OF_SALES, cost), (ledger.supplier_payable(supplier.pk, supplier.name), -cost)]
-    ledger.entry_post(
-        kind="delivery",
-        legs=[(account, amount) for account, amount in legs if amount],
-        reference=order.number,
-        memo="manual top-up done",
-        idempotency_key=f"delivery:{order.number}",
-    )
+    if not cost:
+        return []
+    supplier = order.product.supplier
+    return [{"supplier_id": supplier.pk, "supplier_name": supplier.name, "cost": cost}]
 
 
 def _note(note: str) -> str:
@@ -133,20 +119,9 @@ def manual_topup_done(*, topup_id: int, actor, note: str = "") -> bool:
         MANUAL_TOPUP_FLOW.apply(
             topup, TopupState.DONE, actor=actor, note=note, update={"handled_by": actor, "note": note}
         )
-        _book_topup_delivery(order)
-        after: list[Callable[[], object]] = [lambda: _notify_delivered_now(order.pk)]
-        if order.channel == Order.Channel.API:
-            after.append(lambda: agent_callbacks.callback_queue(order_id=order.pk))
-        ORDER_FLOW.apply(
-            order,
-            Order.Status.DELIVERED,
-            actor=actor,
-            note="manual top-up done",
-            update={"delivery_due_at": None},
-            on_commit=after,
-        )
-        if order.agent_id is not None:
-            commissions.commissions_book(order=order)
+        # As stock and upstream orders are delivered: the sale and the supplier's cost booked,
+        # the buyer and an API order's shop told, the chain's commissions booked.
+        order_deliver(order=order, code_ids=[], note="manual top-up done", costs=_costs(order))
     log.info("order %s: manual top-up done by %s", order.number, getattr(actor, "pk", None))
     return True
 

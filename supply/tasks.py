@@ -1,0 +1,10 @@
+from celery import shared_task
+
+from . import services
+
+
+@shared_task
+def refresh_upstream_availability() -> int:
+    """Beat, every 30 s: the supplier's availability of every upstream product read again, so
+    the displayed stock (at most a minute old) rarely makes a page wait on a supplier."""
+    return services.upstream_connections_refresh()
