@@ -13,12 +13,13 @@ from django.utils import timezone
 
 from catalog.models import CardCode, Product, StockBatch
 from catalog.services import code_plaintext
+from catalog.topup import TopupValuesError
 from ledger import services as ledger
 from orders.models import Order, OrderCode, OrderStatusChange, UpstreamOrder
 from orders.selectors.orders import purchase_info
 from orders.services import orders as order_services
 from orders.services import upstream as upstream_services
-from orders.services.orders import OrderError
+from orders.services.orders import OrderError, order_place
 from payments.models import Refund
 from payments.services import payments, refunds
 from supply import services as supply_services
@@ -330,10 +331,13 @@ def test_pages_show_the_suppliers_stock_and_say_so(client, fake):
 @pytest.mark.django_db(transaction=True)
 def test_a_direct_topup_from_upstream_is_delivered_without_codes_and_its_cost_owed(buyer, fake):
     product = upstream_product(fake, price="100.00")
-    Product.objects.filter(pk=product.pk).update(kind=Product.Kind.DIRECT_TOPUP)
+    fields = [{"name": "account", "label": "游戏账号", "min_length": 5, "max_length": 20}]
+    Product.objects.filter(pk=product.pk).update(kind=Product.Kind.DIRECT_TOPUP, topup_fields=fields)
     product.refresh_from_db()
-    order = place(buyer, product)
-    Order.objects.filter(pk=order.pk).update(topup_values={"account": "10086001"})  # the top-up form's part
+    with pytest.raises(TopupValuesError):  # checked before payment (catalog.topup)
+        order_place(buyer=buyer, product=product, quantity=1, idempotency_key="k0", topup={"account": "1"})
+    order = order_place(buyer=buyer, product=product, quantity=1, idempotency_key="k1", topup={"account": "10086001"})
+    assert order.topup_values == {"account": "10086001"}
     order = pay(order)
     assert order.status == OrderStatus.DELIVERED
     assert fake.orders[order.number].extra == {"account": "10086001"}  # sent along, signed
