@@ -627,6 +627,9 @@ ORDER_PAYMENT_MINUTES = int(env("ORDER_PAYMENT_MINUTES", "15"))
 # An order fulfilled from a supplier's system and not delivered this long after payment is
 # refunded (orders.services.upstream); a late delivery then goes into stock.
 UPSTREAM_GIVE_UP_MINUTES = int(env("UPSTREAM_GIVE_UP_MINUTES", "30"))
+# A manual top-up (代充 by staff, orders.services.topup) is due this long after payment: the SLA
+# sweep warns the after-sales supervisors with a third of it left and again once it is overdue.
+MANUAL_TOPUP_SLA_MINUTES = int(env("MANUAL_TOPUP_SLA_MINUTES", "30"))
 # Imports with more lines than this run in a Celery task; smaller ones too, but the form waits.
 STOCK_IMPORT_MAX_LINES = int(env("STOCK_IMPORT_MAX_LINES", "200000"))
 

@@ -295,7 +295,7 @@ TOPUP_WARNED, TOPUP_BREACHED = "warned", "breached"
 
 
 def _topup_warn_lead() -> timedelta:
-    return timedelta(minutes=int(getattr(settings, "MANUAL_TOPUP_SLA_MINUTES", 30))) / 3
+    return timedelta(minutes=settings.MANUAL_TOPUP_SLA_MINUTES) / 3
 
 
 def _topups_due(*, now: datetime, limit: int, **clock):

@@ -43,7 +43,7 @@ class TopupError(ServiceError):
 
 
 def sla_minutes() -> int:
-    return int(getattr(settings, "MANUAL_TOPUP_SLA_MINUTES", 30))
+    return settings.MANUAL_TOPUP_SLA_MINUTES
 
 
 def manual_topup_queue(*, order: Order) -> ManualTopup:
