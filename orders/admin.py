@@ -166,3 +166,7 @@ class ApiCallbackAdmin(ReadOnlyAdmin):  # a record of what was sent: view only
             ngettext("%(n)d callback queued.", "%(n)d callbacks queued.", len(ids)) % {"n": len(ids)},
             messages.SUCCESS,
         )
+
+
+# Supplier connections with their orders, and the supplier reconciliation (reads orders and supply).
+from . import admin_supply  # noqa: E402, F401
