@@ -75,16 +75,7 @@ def _ago(when) -> str:
 @admin.register(SupplierConnection)
 class SupplierConnectionAdmin(admin.ModelAdmin):
     form = SupplierConnectionForm
-    list_display = (
-        "name",
-        "supplier",
-        "kind",
-        "state",
-        "balance_shown",
-        "book_shown",
-        "difference_shown",
-        "error_shown",
-    )
+    list_display = ("name_shown", "state", "balance_shown", "book_shown", "difference_shown", "error_shown")
     list_filter = ("state", "kind")
     list_select_related = ("supplier",)
     search_fields = ("name", "supplier__name", "app_id")
@@ -140,18 +131,29 @@ class SupplierConnectionAdmin(admin.ModelAdmin):
             obj._book = services.supplier_book_balances([obj.supplier])[obj.supplier_id]
         return obj._book
 
+    @admin.display(description=_("connection"), ordering="name")
+    def name_shown(self, obj):
+        return format_html("{}<br><small>{} · {}</small>", obj.name, obj.supplier, obj.get_kind_display())
+
     @admin.display(description=_("balance at the supplier"), ordering="balance")
     def balance_shown(self, obj):
         if obj.balance is None:
             return "—"
         return format_html("{}<br><small>{}</small>", obj.balance, _ago(obj.balance_at))
 
-    @admin.display(description=_("our books: owed (+) / prepaid (−)"))
+    @admin.display(description=_("our books"))
     def book_shown(self, obj):
+        """The supplier payable in words: owed (we owe the supplier) or prepaid (it holds ours)."""
         book = self._book(obj)
-        return "—" if book is None else book
+        if book is None:
+            return "—"
+        if book > 0:
+            return _("owed %(amount)s") % {"amount": book}
+        if book < 0:
+            return _("prepaid %(amount)s") % {"amount": -book}
+        return _("settled 0.00")
 
-    @admin.display(description=_("supplier's balance − our prepaid"))
+    @admin.display(description=_("difference"))
     def difference_shown(self, obj):
         """The supplier should hold what our books say we prepaid (−payable): anything else is
         a difference to explain (an order charged there not booked here, a prepayment not
@@ -233,7 +235,7 @@ class SupplierConnectionAdmin(admin.ModelAdmin):
             "title": _("Record a prepayment to %(supplier)s") % {"supplier": connection.supplier.name},
             "opts": self.model._meta,
             "connection": connection,
-            "book": self._book(connection),
+            "book_text": self.book_shown(connection),
             "form": form,
             "action_checkbox_name": admin.helpers.ACTION_CHECKBOX_NAME,
         }

@@ -102,6 +102,15 @@ def _query(connection: SupplierConnection, number: str) -> SupplierOrder:
     raise AssertionError("unreachable")
 
 
+def _theirs(order: SupplierOrder) -> str:
+    words = {
+        OrderState.PENDING: _("processing at the supplier"),
+        OrderState.DONE: _("done at the supplier"),
+        OrderState.FAILED: _("failed at the supplier"),
+    }
+    return f"{words[order.state]} {order.supplier_order_no}".strip()
+
+
 def _money(value: Decimal | None) -> str:
     return "—" if value is None else f"{value:.2f}"
 
@@ -109,7 +118,7 @@ def _money(value: Decimal | None) -> str:
 def _compare(upstream: UpstreamOrder, theirs: SupplierOrder, found: _Findings) -> None:
     order = upstream.order
     number = order.number
-    ours_state = f"{upstream.state} / {order.status}"
+    ours_state = f"{upstream.get_state_display()} / {order.get_status_display()}"
     if upstream.state != S.FAILED and upstream.cost is not None:
         found.our_cost += upstream.cost
     if not theirs.exists:
@@ -120,12 +129,12 @@ def _compare(upstream: UpstreamOrder, theirs: SupplierOrder, found: _Findings) -
         found.supplier_cost += theirs.cost
     expected = EXPECTED[S(upstream.state)]
     if upstream.state == S.NEW or (expected is not None and theirs.state not in expected):
-        found.add(Kind.STATE, number, ours_state, f"{theirs.state} {theirs.supplier_order_no}".strip())
+        found.add(Kind.STATE, number, ours_state, _theirs(theirs))
     charged = theirs.state != OrderState.FAILED and theirs.cost is not None
     if charged and upstream.state != S.FAILED and theirs.cost != upstream.cost:
         found.add(Kind.COST, number, _money(upstream.cost), _money(theirs.cost))
     if theirs.state == OrderState.DONE and order.status not in (Order.Status.DELIVERED, Order.Status.REFUNDED):
-        found.add(Kind.UNDELIVERED, number, ours_state, f"{theirs.state} {theirs.supplier_order_no}".strip())
+        found.add(Kind.UNDELIVERED, number, ours_state, _theirs(theirs))
 
 
 def _key(m: SupplyMismatch) -> tuple:
