@@ -63,6 +63,9 @@ app.conf.beat_schedule = {
         "schedule": 5.0,
         "options": {"expires": 5.0},
     },
+    # Orders that will not be delivered (a supplier failed or was too slow, a manual top-up
+    # failed): refunded in full, once (payments.services.refunds.refunds_undeliverable_run).
+    "payments-refunds-undeliverable": {"task": "payments.tasks.refunds_undeliverable", "schedule": 30.0},
     # Refunds not finished at their gateway: asked again, with backoff, until done or FAILED.
     "payments-refunds-retry": {"task": "payments.tasks.refunds_retry_due", "schedule": 60.0},
     # Active query: orders and recharges started at a gateway, asked with backoff (2, 4, 8 ... min),

@@ -20,6 +20,12 @@ def refunds_retry_due() -> int:
     return len(ids)
 
 
+@shared_task
+def refunds_undeliverable() -> int:
+    """Orders that will not be delivered (a supplier's failure, a failed top-up): refunded in full."""
+    return refunds.refunds_undeliverable_run()
+
+
 @shared_task(acks_late=True, autoretry_for=(SMTPException, OSError), retry_backoff=True, max_retries=8)
 def refund_notify(refund_id: int) -> None:
     refunds.refund_notify(refund_id=refund_id)

@@ -367,6 +367,44 @@ def refund_retry(*, refund_id: int, staff) -> bool:
     return bool(updated)
 
 
+def refunds_undeliverable_run(*, limit: int = 100) -> int:
+    """Orders that will not be delivered (``orders.services.undeliverable``: the supplier failed,
+    a manual top-up failed, nothing came in time): each refunded in full to where its money came
+    from, once (the refund's key is the order's). Their money is already owed back in the ledger
+    (orders held → refunds due), so the refund books no revenue. Orders refunded another way
+    (a late payment's automatic refund) already have a refund and are not taken. Beat, every
+    30 seconds. Returns how many refunds were requested."""
+    due = list(
+        Order.objects.filter(status=Order.Status.REFUND_PENDING)
+        .exclude(pk__in=Refund.objects.filter(order__isnull=False).values("order_id"))
+        .order_by("pk")
+        .values_list("pk", flat=True)[:limit]
+    )
+    made = 0
+    for order_id in due:
+        payment = Payment.objects.filter(order_id=order_id, status=Payment.Status.SUCCEEDED).order_by("pk").first()
+        if payment is None:  # a free order (nothing was paid): nothing to refund, so it is closed
+            with transaction.atomic():
+                order = Order.objects.select_for_update().get(pk=order_id)
+                if order.total == 0 and ORDER_FLOW.can(order.status, Order.Status.REFUNDED):
+                    ORDER_FLOW.apply(order, Order.Status.REFUNDED, note="not delivered; nothing was paid")
+                else:
+                    log.error("order %s is to be refunded but has no succeeded payment", order.number)
+            continue
+        try:
+            refund_request(
+                payment=payment,
+                amount=payment.amount,
+                reason=_("Automatic refund: the order could not be delivered."),
+                idempotency_key=f"undeliverable:{payment.order_id}",
+                book_revenue=False,
+            )
+            made += 1
+        except RefundError:
+            log.exception("order %s: the automatic refund was refused", order_id)
+    return made
+
+
 def refunds_due(*, limit: int = 200) -> list[int]:
     now = timezone.now()
     return list(
