@@ -150,6 +150,8 @@ def cmd_up() -> int:
 
     VAR.mkdir(parents=True, exist_ok=True)
     celery = (PYTHON, "-m", "celery", "-A", "marketplace")
+    # One worker without -Q consumes every queue declared in settings (CELERY_TASK_QUEUES):
+    # fulfilment, notifications, callbacks, reports and default.
     procs = [
         start("web", PYTHON, "manage.py", "runserver", f"127.0.0.1:{port}", env=env),
         start("worker", *celery, "worker", "-l", "info", "--concurrency", "2", "--pool", "prefork", env=env),

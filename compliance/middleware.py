@@ -42,7 +42,7 @@ SEEN_RESOLUTION = 60  # seconds: the session is written at most once a minute to
 
 
 def exempt_prefixes() -> tuple[str, ...]:
-    return ("/accounts/", "/i18n/", settings.STATIC_URL, "/healthz", "/favicon.ico")
+    return ("/accounts/", "/i18n/", settings.STATIC_URL, "/healthz", "/health/", "/metrics", "/favicon.ico")
 
 
 def mfa_passed(request) -> bool:

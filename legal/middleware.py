@@ -26,6 +26,8 @@ EXEMPT_PREFIXES = (
     "/payments/",
     "/i18n/",
     "/healthz",
+    "/health/",
+    "/metrics",
     "/favicon.ico",
     "/risk/",
 )

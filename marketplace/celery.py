@@ -7,7 +7,15 @@ import kombu.exceptions
 import redis.exceptions
 from celery import Celery
 from celery.schedules import crontab
-from celery.signals import task_postrun, task_prerun
+from celery.signals import (
+    after_setup_logger,
+    after_setup_task_logger,
+    before_task_publish,
+    task_postrun,
+    task_prerun,
+)
+
+from . import logcontext
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "marketplace.settings")
 
@@ -50,6 +58,45 @@ def _close_stale_connections(task=None, **kwargs):
     from django.db import close_old_connections
 
     close_old_connections()
+
+
+@before_task_publish.connect
+def _pass_request_id(headers=None, **kwargs):
+    """The request (or task) that queues a task hands it its request id, in a message header."""
+    request_id = logcontext.request_id()
+    if request_id and headers is not None:
+        headers.setdefault(logcontext.TASK_HEADER, request_id)
+
+
+@task_prerun.connect
+def _task_log_context(task=None, **kwargs):
+    """A task's log lines carry the request id it was queued with (the order and payment are set
+    by the service that handles them). Eager tasks run inside their caller's context."""
+    if task is None or getattr(task.request, "is_eager", False):
+        return
+    request_id = getattr(task.request, logcontext.TASK_HEADER, None) or (task.request.headers or {}).get(
+        logcontext.TASK_HEADER
+    )
+    logcontext.log_context_start(request_id=request_id or f"task-{task.request.id}")
+
+
+@task_postrun.connect
+def _task_log_context_end(task=None, **kwargs):
+    if task is not None and not getattr(task.request, "is_eager", False):
+        logcontext.log_context_clear()
+
+
+@after_setup_logger.connect
+@after_setup_task_logger.connect
+def _log_format(logger=None, **kwargs):
+    """Celery replaces the root logger's handlers in a worker: its handlers get the context
+    filter, and the JSON formatter when LOG_FORMAT=json (settings.LOGGING does the rest)."""
+    from django.conf import settings
+
+    for handler in logger.handlers if logger is not None else ():
+        handler.addFilter(logcontext.ContextFilter())
+        if settings.LOG_FORMAT == "json":
+            handler.setFormatter(logcontext.json_formatter())
 
 
 app.conf.beat_schedule = {
@@ -140,3 +187,11 @@ app.conf.beat_schedule = {
         "schedule": crontab(hour=3, minute=30),
     },
 }
+# Heartbeats (ops/heartbeat.py): one to each queue every 30 s, read by /health/ and /metrics.
+for _queue in app.conf.task_queues or ():
+    app.conf.beat_schedule[f"ops-heartbeat-{_queue.name}"] = {
+        "task": "ops.tasks.heartbeat",
+        "schedule": 30.0,
+        "args": (_queue.name,),
+        "options": {"queue": _queue.name, "expires": 120.0},
+    }

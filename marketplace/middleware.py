@@ -19,6 +19,7 @@ from django.template.loader import render_to_string
 from django.utils.translation import gettext as _
 
 from .db import connection_lost
+from .logcontext import REQUEST_ID_HEADER, log_context_start, request_id_clean
 
 log = logging.getLogger(__name__)
 
@@ -93,3 +94,23 @@ class ServiceFaultMiddleware:
             log.error("broker unavailable for %s %s: %s", request.method, request.path, exception)
             return service_unavailable(request)
         return None
+
+
+class RequestIdMiddleware:
+    """A request id for every request: the proxy's X-Request-ID if it sent a sane one, else a new
+    one. Logged on every line of the request (marketplace.logcontext), passed to the tasks it
+    queues, and sent back in the response's X-Request-ID so a complaint can be traced."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        request_id = request_id_clean(request.headers.get(REQUEST_ID_HEADER))
+        request.request_id = request_id
+        # Set, not scoped: Django logs a request's 404s and 500s (django.request) after the
+        # middleware has returned, and those lines must carry the id too. The next request on
+        # this thread sets all three afresh.
+        log_context_start(request_id=request_id)
+        response = self.get_response(request)
+        response[REQUEST_ID_HEADER] = request_id
+        return response

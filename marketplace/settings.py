@@ -6,6 +6,7 @@ SQLite, a filesystem Celery broker and keys generated once under ``var/``.
 environment, and nothing unsafe has a default.
 """
 
+import ipaddress
 import os
 import secrets
 from decimal import Decimal
@@ -15,6 +16,7 @@ from typing import overload
 import dj_database_url
 from cryptography.fernet import Fernet
 from django.core.exceptions import ImproperlyConfigured
+from kombu import Queue
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(os.environ.get("VAR_DIR", BASE_DIR / "var"))
@@ -113,9 +115,16 @@ INSTALLED_APPS = [
     "reports",
     "referrals",
     "supply",
+    "ops",  # the health endpoint, heartbeats, Prometheus metrics (issue 17)
+    "health_check",
+    "django_prometheus",
 ]
 
 MIDDLEWARE = [
+    # Request latency, counts by view and status for /metrics (django-prometheus; its pair is last).
+    "django_prometheus.middleware.PrometheusBeforeMiddleware",
+    # X-Request-ID: taken from the proxy or made, on every log line of the request and its tasks.
+    "marketplace.middleware.RequestIdMiddleware",
     "django.middleware.security.SecurityMiddleware",
     # Content-Security-Policy on every answer (the policy is under "Security" below).
     "csp.middleware.CSPMiddleware",
@@ -139,6 +148,7 @@ MIDDLEWARE = [
     # Last, so it sees a view's exceptions first: a dropped database connection retried
     # (reads), a database or broker outage answered 503 instead of 500.
     "marketplace.middleware.ServiceFaultMiddleware",
+    "django_prometheus.middleware.PrometheusAfterMiddleware",
 ]
 
 ROOT_URLCONF = "marketplace.urls"
@@ -169,7 +179,19 @@ TEMPLATES = [
 
 # --- Database -------------------------------------------------------------------------
 if env("DATABASE_URL"):
-    DATABASES = {"default": dj_database_url.parse(env("DATABASE_URL"), conn_max_age=60, conn_health_checks=True)}
+    # DB_CONN_MAX_AGE: seconds a process keeps its connection (0: one per request). Behind
+    # PgBouncer a kept connection costs PostgreSQL nothing while idle, so keep it.
+    DATABASES = {
+        "default": dj_database_url.parse(
+            env("DATABASE_URL"), conn_max_age=int(env("DB_CONN_MAX_AGE", "60")), conn_health_checks=True
+        )
+    }
+    if env_bool("DB_TRANSACTION_POOLING"):
+        # PgBouncer in transaction mode (docker-compose.yml): a server session lasts only one
+        # transaction, so no server-side cursors (QuerySet.iterator() would lose its cursor) and
+        # nothing session-level (the code uses only transaction-scoped advisory locks). The
+        # database's timezone must stay UTC, or Django would SET it per connection.
+        DATABASES["default"]["DISABLE_SERVER_SIDE_CURSORS"] = True
 elif PRODUCTION:
     raise ImproperlyConfigured("Set DATABASE_URL (PostgreSQL) in production")
 else:
@@ -213,6 +235,29 @@ if env("REDIS_CACHE_URL"):
     SESSION_CACHE_SECONDS = int(env("SESSION_CACHE_SECONDS", "300"))
 else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+# Heartbeats of Celery beat and of each queue's worker (ops/heartbeat.py), read by /health/:
+# shared by every process, so Redis in production and a folder under var/ without it.
+if env("REDIS_CACHE_URL"):
+    CACHES["heartbeat"] = {**CACHES["default"], "KEY_PREFIX": "ops"}
+else:
+    CACHES["heartbeat"] = {
+        "BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
+        "LOCATION": str(VAR_DIR / "heartbeat"),
+    }
+# A heartbeat older than this fails /health/ (they are sent every 30 s: marketplace/celery.py).
+HEARTBEAT_MAX_AGE = int(env("HEARTBEAT_MAX_AGE", "120"))
+
+# --- Metrics (/metrics, ops/views.py) -------------------------------------------------------
+# Prometheus sends "Authorization: Bearer <METRICS_TOKEN>", or scrapes from an address listed in
+# METRICS_ALLOWED_IPS (addresses or networks, comma-separated; the client address as
+# marketplace.http.client_ip sees it). Anyone else gets a 404. Development allows this machine.
+METRICS_TOKEN = env("METRICS_TOKEN", "")
+METRICS_ALLOWED_IPS = env_list("METRICS_ALLOWED_IPS", "" if PRODUCTION else "127.0.0.1,::1")
+for _net in METRICS_ALLOWED_IPS:
+    try:
+        ipaddress.ip_network(_net, strict=False)
+    except ValueError as _exc:
+        raise ImproperlyConfigured(f"METRICS_ALLOWED_IPS: {_net!r} is not an address or network") from _exc
 
 # --- Celery ---------------------------------------------------------------------------
 CELERY_BROKER_URL = env("CELERY_BROKER_URL", "filesystem://localhost/")
@@ -254,6 +299,48 @@ CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TIMEZONE = "Asia/Shanghai"
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+
+# Queues (issue 17): a flood of emails, callbacks or a long report must not delay deliveries.
+# Every queue is declared, so a worker started without -Q (dev.py, the tests' real worker)
+# consumes all of them; production runs a worker for `fulfilment` alone and one for the rest
+# (docker-compose.yml). Tasks not routed below go to `default`.
+QUEUE_NAMES = ("fulfilment", "notifications", "callbacks", "reports", "default")
+CELERY_TASK_QUEUES = [Queue(name, routing_key=name) for name in QUEUE_NAMES]
+CELERY_TASK_DEFAULT_QUEUE = "default"
+CELERY_TASK_DEFAULT_ROUTING_KEY = "default"
+CELERY_TASK_ROUTES = {
+    # The sale's critical path: delivery, and the sweeper that queues late deliveries again.
+    "orders.tasks.fulfil_order": {"queue": "fulfilment"},
+    "orders.tasks.deliver_due_orders": {"queue": "fulfilment"},
+    # Emails and other messages to people.
+    "orders.tasks.notify_delivered": {"queue": "notifications"},
+    "orders.tasks.notify_refund_pending": {"queue": "notifications"},
+    "orders.tasks.send_lookup_link": {"queue": "notifications"},
+    "payments.tasks.refund_notify": {"queue": "notifications"},
+    "aftersales.tasks.sla_notify": {"queue": "notifications"},
+    "accounts.tasks.warn_login_locked": {"queue": "notifications"},
+    "catalog.tasks.restock_notify": {"queue": "notifications"},
+    "catalog.tasks.restock_alerts_sweep": {"queue": "notifications"},
+    "compliance.tasks.qualifications_warn_expiring": {"queue": "notifications"},
+    "rights.tasks.reviews_warn_expiring": {"queue": "notifications"},
+    # Calls out to other systems that may be slow or down: agents' shops, payment gateways.
+    "orders.tasks.send_callback": {"queue": "callbacks"},
+    "orders.tasks.send_due_callbacks": {"queue": "callbacks"},
+    "payments.tasks.attempt_check": {"queue": "callbacks"},
+    "payments.tasks.attempts_query_due": {"queue": "callbacks"},
+    "payments.tasks.attempts_close_expired": {"queue": "callbacks"},
+    "payments.tasks.refund_execute": {"queue": "callbacks"},
+    "payments.tasks.refunds_retry_due": {"queue": "callbacks"},
+    "payments.tasks.payout_execute": {"queue": "callbacks"},
+    "payments.tasks.payouts_check_due": {"queue": "callbacks"},
+    # Long jobs: reports, bills, imports, scans over many rows.
+    "reports.tasks.*": {"queue": "reports"},
+    "trust.tasks.*": {"queue": "reports"},
+    "payments.tasks.bill_reconcile": {"queue": "reports"},
+    "payments.tasks.bills_reconcile_yesterday": {"queue": "reports"},
+    "catalog.tasks.import_batch": {"queue": "reports"},
+    "orders.tasks.risk_clusters_scan": {"queue": "reports"},
+}
 
 # --- Auth (django-allauth) ------------------------------------------------------------
 AUTHENTICATION_BACKENDS = [
@@ -736,17 +823,29 @@ SECURE_REFERRER_POLICY = "same-origin"
 if PRODUCTION:
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
     SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", True)
+    # The load balancer's health probe and Prometheus' scrape may come over plain HTTP from inside.
+    SECURE_REDIRECT_EXEMPT = [r"^health/", r"^metrics$"]
     SESSION_COOKIE_SECURE = True
     CSRF_COOKIE_SECURE = True
     SECURE_HSTS_SECONDS = int(env("SECURE_HSTS_SECONDS", "31536000"))
     SECURE_HSTS_INCLUDE_SUBDOMAINS = True
     SECURE_HSTS_PRELOAD = True
 
+# LOG_FORMAT=json (production, docker-compose.yml): one JSON object a line, with the request id,
+# order number and payment of the sale the line is about (marketplace/logcontext.py); plain text
+# otherwise. Celery's own handlers get the same (marketplace/celery.py).
+LOG_FORMAT = env("LOG_FORMAT", "plain")
+if LOG_FORMAT not in ("plain", "json"):
+    raise ImproperlyConfigured("LOG_FORMAT is plain or json")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "filters": {"context": {"()": "marketplace.logcontext.ContextFilter"}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s%(context)s"},
+        "json": {"()": "marketplace.logcontext.json_formatter"},
+    },
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT, "filters": ["context"]}},
     "root": {"handlers": ["console"], "level": env("LOG_LEVEL", "INFO")},
     "loggers": {"django.db.backends": {"level": "WARNING"}},
 }

@@ -22,6 +22,8 @@ admin.site.index_title = _("Operations")
 admin.site.login = secure_admin_login(admin.site.login)
 
 urlpatterns = [
+    # The load balancer's /health/ and Prometheus' /metrics (issue 17): no session, no language.
+    path("", include("ops.urls")),
     path("i18n/setlang/", set_language, name="set_language"),
     # Gateways post here: no language prefix, no session, no CSRF (they are verified by signature).
     path("payments/", include(payment_urls.callback_urlpatterns)),

@@ -38,6 +38,14 @@ def _tasks_run_inline(request):
 
 
 @pytest.fixture(autouse=True)
+def _fresh_log_context():
+    """No request id, order or payment left on this thread's log lines by the test before."""
+    from marketplace.logcontext import log_context_clear
+
+    log_context_clear()
+
+
+@pytest.fixture(autouse=True)
 def _fresh_cache():
     """Each test starts with an empty cache (a test's database rolls back; what it cached must too)."""
     from django.core.cache import cache

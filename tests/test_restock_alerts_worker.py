@@ -23,6 +23,7 @@ from pathlib import Path
 
 import pytest
 import redis
+from django.conf import settings
 
 from catalog import services as catalog_services
 from catalog.models import RestockSubscription
@@ -37,7 +38,7 @@ pytestmark = [
 ]
 
 VISIBILITY_TIMEOUT = 5  # seconds before Redis hands a dead worker's unacknowledged message out again
-QUEUE = "celery"
+QUEUE = "notifications"  # catalog.tasks.restock_notify's queue (settings.CELERY_TASK_ROUTES)
 TASK = "catalog.tasks.restock_notify"
 SUBSCRIBERS = 12
 BATCH = 5
@@ -105,7 +106,7 @@ def emails_of(rows) -> list[str]:
 
 
 def drained(client: redis.Redis) -> bool:
-    return client.llen(QUEUE) == 0 and client.hlen("unacked") == 0
+    return all(client.llen(queue) == 0 for queue in settings.QUEUE_NAMES) and client.hlen("unacked") == 0
 
 
 @pytest.mark.parametrize("moment", ["between_emails", "email_in_flight"])

@@ -19,6 +19,7 @@ import time
 
 import pytest
 import redis
+from django.conf import settings
 from django.db.models import Count
 
 from catalog.models import CardCode
@@ -38,7 +39,7 @@ pytestmark = [
 
 # Seconds before Redis hands an unacknowledged message (its worker died) to another consumer.
 VISIBILITY_TIMEOUT = 5
-QUEUE = "celery"  # the default queue: the worker also queues the delivery email there
+QUEUE = "fulfilment"  # orders.tasks.fulfil_order's queue (the delivery email goes to `notifications`)
 OrderStatus = Order.Status
 
 
@@ -138,7 +139,7 @@ def snapshot(order: Order) -> dict:
 
 def drained(client: redis.Redis) -> bool:
     """Nothing waiting in the queue and nothing delivered but unacknowledged."""
-    return client.llen(QUEUE) == 0 and client.hlen("unacked") == 0
+    return all(client.llen(queue) == 0 for queue in settings.QUEUE_NAMES) and client.hlen("unacked") == 0
 
 
 def task_result(worker: Worker, task_id: str) -> str | None:

@@ -377,6 +377,13 @@ def sla_overdue_now(*, now: datetime | None = None) -> int:
     ).count()
 
 
+def sla_at_risk_now(*, now: datetime | None = None) -> int:
+    """Tickets past their warning time and still not answered (first response), clock running:
+    those about to breach and those already breached (ops.metrics, for alerts)."""
+    now = now or timezone.now()
+    return Ticket.objects.filter(first_responded_at__isnull=True, warn_at__lte=now, status__in=CLOCK_RUNNING).count()
+
+
 def sla_report(*, weeks: int = 4, now: datetime | None = None) -> SlaReport:
     """Tickets due in the last ``weeks`` ISO weeks (this one included), per week and per staff member.
 

@@ -30,6 +30,7 @@ from ledger import services as ledger
 from marketing.services import coupons
 from marketplace.celery import publish
 from marketplace.errors import ServiceError
+from marketplace.logcontext import log_context, log_context_set
 from marketplace.money import quantize
 from marketplace.text import email_normalise
 
@@ -275,7 +276,11 @@ def order_place(
             existing = Order.objects.filter(agent=quote.agent, agent_order_no=agent_order_no).first()
         if existing is None:
             raise
+        log_context_set(order=existing.number)
         return existing
+    # The rest of this request (or task) logs with the order number (marketplace.logcontext).
+    log_context_set(order=order.number)
+    log.info("order %s placed: product %s x %s, total %s, %s", order.number, product.pk, quantity, order.total, channel)
     return order
 
 
@@ -506,22 +511,24 @@ def order_fulfil(*, order_id: int) -> bool:
     Runs in the fulfilment task; the buyer's email goes out from the same task once the
     delivery has committed (a failed send is retried by a task of its own).
     """
-    with transaction.atomic():
-        order = _lock(order_id)
-        if order.status != OrderStatus.PAID:
-            return False
-        live = order.codes.filter(released_at__isnull=True)
-        stock.stock_mark_sold(code_ids=live.values("code_id"), expected=order.quantity)
-        _book_delivery(order, live.values("code_id"))
-        after: list[Callable[[], object]] = [lambda: _notify_delivered_now(order.pk)]
-        if order.channel == Order.Channel.API:
-            after.append(lambda: agent_callbacks.callback_queue(order_id=order.pk))
-        ORDER_FLOW.apply(
-            order, OrderStatus.DELIVERED, note="codes delivered", update={"delivery_due_at": None}, on_commit=after
-        )
-        if order.agent_id is not None:
-            commissions.commissions_book(order=order)
-    log.info("order %s delivered", order.number)
+    with log_context():  # the order number on every line of the delivery (marketplace.logcontext)
+        with transaction.atomic():
+            order = _lock(order_id)
+            log_context_set(order=order.number)
+            if order.status != OrderStatus.PAID:
+                return False
+            live = order.codes.filter(released_at__isnull=True)
+            stock.stock_mark_sold(code_ids=live.values("code_id"), expected=order.quantity)
+            _book_delivery(order, live.values("code_id"))
+            after: list[Callable[[], object]] = [lambda: _notify_delivered_now(order.pk)]
+            if order.channel == Order.Channel.API:
+                after.append(lambda: agent_callbacks.callback_queue(order_id=order.pk))
+            ORDER_FLOW.apply(
+                order, OrderStatus.DELIVERED, note="codes delivered", update={"delivery_due_at": None}, on_commit=after
+            )
+            if order.agent_id is not None:
+                commissions.commissions_book(order=order)
+        log.info("order %s delivered", order.number)
     return True
 
 

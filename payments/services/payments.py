@@ -21,6 +21,7 @@ from django.utils.translation import gettext as _
 from compliance import rating
 from ledger import services as ledger
 from marketplace.errors import NotFound, ServiceError
+from marketplace.logcontext import log_context
 from marketplace.money import parse_yuan
 from orders.models import Order
 from orders.services import orders
@@ -88,6 +89,11 @@ def payment_fact_apply(
 ) -> NotificationResult:
     """Apply what a gateway has told us, verified: by a notification, or by our own active
     query (reconciliation) when the notification never came. Same checks, applied once."""
+    with log_context(order=verified.order_number[:64], payment=f"{gateway_code}:{verified.trade_no[:64]}"):
+        return _fact_apply(gateway_code, verified, record)
+
+
+def _fact_apply(gateway_code: str, verified: VerifiedNotification, record: Notification | None) -> NotificationResult:
     if record is None:
         record = Notification(gateway=gateway_code, body="(active query)")
     record.order_number, record.trade_no = verified.order_number[:64], verified.trade_no[:64]
@@ -242,7 +248,7 @@ class PaymentError(ServiceError):
 def balance_pay(*, order_number: str, buyer) -> Payment:
     """Pay an order from the buyer's balance, instantly: the debit and the order's move to
     paid are one transaction, and the balance cannot go below zero however many pay at once."""
-    with transaction.atomic():
+    with log_context(order=order_number, payment=f"{BALANCE}:BAL{order_number}"), transaction.atomic():
         order = orders.order_lock_by_number(order_number)
         if order is None or order.buyer_id != buyer.pk:
             raise NotFound(_("No such order."), code="order_not_found")

@@ -1,0 +1,149 @@
+"""Business metrics for Prometheus, read from the records at scrape time (issue 17).
+
+A prometheus_client Collector: every scrape of /metrics asks the database (a handful of
+aggregate queries over indexed columns), the broker and the heartbeat cache, so the figures are
+the same whichever web process answers, with no counters to keep in step across processes.
+Request latency and the like come from django-prometheus' middleware (settings.MIDDLEWARE).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+from django.conf import settings
+from django.db.models import Count, Min
+from django.utils import timezone
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from aftersales.services.sla import sla_at_risk_now, sla_overdue_now
+from orders.models import Order
+from payments.models import Mismatch, Refund
+
+from . import heartbeat
+
+log = logging.getLogger(__name__)
+
+# kombu's Redis transport keeps a message with priority p (p > 0) in "<queue>\x06\x16<p>".
+REDIS_PRIORITY_SEPARATOR = "\x06\x16"
+REDIS_PRIORITY_STEPS = (3, 6, 9)
+
+
+def orders_by_status() -> dict[str, dict[str, int]]:
+    """Per current status: how many orders, how many were ever paid, how many ever delivered."""
+    rows = Order.objects.values("status").annotate(
+        n=Count("id"), paid=Count("paid_at"), delivered=Count("delivered_at")
+    )
+    return {row["status"]: {"n": row["n"], "paid": row["paid"], "delivered": row["delivered"]} for row in rows}
+
+
+def oldest_undelivered_paid_age(now=None) -> float:
+    """Seconds since the oldest order still paid-but-undelivered was paid; 0 when there is none."""
+    now = now or timezone.now()
+    oldest = Order.objects.filter(status=Order.Status.PAID).aggregate(oldest=Min("paid_at"))["oldest"]
+    return max(0.0, (now - oldest).total_seconds()) if oldest else 0.0
+
+
+def queue_lengths() -> dict[str, int] | None:
+    """Messages waiting per Celery queue; None when the broker cannot be asked (it is logged)."""
+    url = settings.CELERY_BROKER_URL
+    queues = settings.QUEUE_NAMES
+    try:
+        if url.startswith(("redis://", "rediss://")):
+            import redis
+
+            client = redis.Redis.from_url(url, socket_connect_timeout=1, socket_timeout=1)
+            try:
+                with client.pipeline(transaction=False) as pipe:
+                    for queue in queues:
+                        pipe.llen(queue)
+                        for step in REDIS_PRIORITY_STEPS:
+                            pipe.llen(f"{queue}{REDIS_PRIORITY_SEPARATOR}{step}")
+                    counts = pipe.execute()
+            finally:
+                client.close()
+            per = 1 + len(REDIS_PRIORITY_STEPS)
+            return {queue: sum(counts[i * per : (i + 1) * per]) for i, queue in enumerate(queues)}
+        if url.startswith("filesystem://"):
+            # The embedded broker: one file per message, "<...>.<queue>.msg".
+            folder = Path(settings.CELERY_BROKER_TRANSPORT_OPTIONS["data_folder_in"])
+            lengths = dict.fromkeys(queues, 0)
+            with os.scandir(folder) as entries:
+                for entry in entries:
+                    parts = entry.name.rsplit(".", 2)
+                    if len(parts) == 3 and parts[2] == "msg" and parts[1] in lengths:
+                        lengths[parts[1]] += 1
+            return lengths
+    except Exception as exc:  # a metric missing is better than /metrics failing
+        log.warning("could not read the queue lengths from the broker: %s", exc)
+    return None
+
+
+class SaleCollector(Collector):
+    def collect(self) -> Iterator[Metric]:
+        now = timezone.now()
+        statuses = orders_by_status()
+
+        placed = CounterMetricFamily("kamarket_orders_placed", "Orders placed (every order ever created)")
+        placed.add_metric([], sum(s["n"] for s in statuses.values()))
+        yield placed
+        paid = CounterMetricFamily("kamarket_orders_paid", "Orders paid (every order that has a payment time)")
+        paid.add_metric([], sum(s["paid"] for s in statuses.values()))
+        yield paid
+        delivered = CounterMetricFamily("kamarket_orders_delivered", "Orders delivered (every order ever delivered)")
+        delivered.add_metric([], sum(s["delivered"] for s in statuses.values()))
+        yield delivered
+        by_status = GaugeMetricFamily("kamarket_orders", "Orders by current status", labels=["status"])
+        for status in Order.Status.values:
+            by_status.add_metric([status], statuses.get(status, {}).get("n", 0))
+        yield by_status
+
+        yield GaugeMetricFamily(
+            "kamarket_oldest_undelivered_paid_order_age_seconds",
+            "Seconds since the oldest paid order still waiting for delivery was paid (0: none waits)",
+            value=oldest_undelivered_paid_age(now),
+        )
+
+        lengths = queue_lengths()
+        if lengths is not None:
+            depth = GaugeMetricFamily(
+                "kamarket_celery_queue_length", "Messages waiting in a Celery queue", labels=["queue"]
+            )
+            for queue, length in lengths.items():
+                depth.add_metric([queue], length)
+            yield depth
+
+        ages = GaugeMetricFamily(
+            "kamarket_heartbeat_age_seconds",
+            "Seconds since beat published, or a worker ran, the last heartbeat of a queue (ops/heartbeat.py)",
+            labels=["source"],
+        )
+        for source in (heartbeat.BEAT, *settings.QUEUE_NAMES):
+            age = heartbeat.heartbeat_age(source=source)
+            if age is not None:
+                ages.add_metric([source], age)
+        yield ages
+
+        yield GaugeMetricFamily(
+            "kamarket_sla_tickets_at_risk",
+            "After-sales tickets past their warning time and not answered yet",
+            value=sla_at_risk_now(now=now),
+        )
+        yield GaugeMetricFamily(
+            "kamarket_sla_tickets_overdue",
+            "After-sales tickets past their first-response deadline and not answered yet",
+            value=sla_overdue_now(now=now),
+        )
+        yield GaugeMetricFamily(
+            "kamarket_refunds_failed",
+            "Refunds the gateway refused, waiting for staff",
+            value=Refund.objects.filter(status=Refund.Status.FAILED).count(),
+        )
+        yield GaugeMetricFamily(
+            "kamarket_reconciliation_mismatches_open",
+            "Differences between gateways' bills and our records not resolved yet",
+            value=Mismatch.objects.filter(resolved_at__isnull=True).count(),
+        )

@@ -1,0 +1,130 @@
+"""/metrics for Prometheus (issue 17): protected, request latency and the sale's figures."""
+
+from datetime import date, timedelta
+from decimal import Decimal
+
+import pytest
+from django.utils import timezone
+from prometheus_client.parser import text_string_to_metric_families
+
+from aftersales.models import Ticket
+from orders.models import Order
+from payments.models import Mismatch, ReconciliationRun, Refund
+from tests.builders import delivered_order, place
+from tests.factories import ProductFactory, UserFactory, add_stock
+
+pytestmark = pytest.mark.django_db
+TOKEN = "s3cret-metrics-token"
+
+
+@pytest.fixture
+def token(settings):
+    settings.METRICS_TOKEN = TOKEN
+    settings.METRICS_ALLOWED_IPS = []
+    return TOKEN
+
+
+def scrape(client) -> dict[tuple[str, tuple], float]:
+    response = client.get("/metrics", HTTP_AUTHORIZATION=f"Bearer {TOKEN}")
+    assert response.status_code == 200
+    assert response["Content-Type"].startswith("text/plain")
+    samples = {}
+    for family in text_string_to_metric_families(response.content.decode()):
+        for sample in family.samples:
+            samples[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+    return samples
+
+
+def test_refused_without_token_or_allowed_address(client, token):
+    assert client.get("/metrics").status_code == 404
+    assert client.get("/metrics", HTTP_AUTHORIZATION="Bearer wrong").status_code == 404
+    assert client.get("/metrics", HTTP_AUTHORIZATION=TOKEN).status_code == 404  # not a bearer header
+
+
+def test_allowed_address_needs_no_token(client, settings):
+    settings.METRICS_TOKEN = ""
+    settings.METRICS_ALLOWED_IPS = ["10.0.0.0/8"]
+    assert client.get("/metrics", REMOTE_ADDR="10.1.2.3").status_code == 200
+    assert client.get("/metrics", REMOTE_ADDR="192.168.1.1").status_code == 404
+    settings.METRICS_ALLOWED_IPS = []
+    assert client.get("/metrics", REMOTE_ADDR="10.1.2.3").status_code == 404
+
+
+@pytest.mark.django_db(transaction=True)  # fulfilment runs on commit
+def test_the_sale_figures(client, token):
+    buyer = UserFactory()
+    delivered_order(buyer, quantity=1)  # placed, paid, delivered
+    product = ProductFactory()
+    add_stock(product, 3)
+    place(buyer, product)  # placed, pending
+    waiting = place(buyer, product)
+    paid_at = timezone.now() - timedelta(seconds=300)
+    Order.objects.filter(pk=waiting.pk).update(status=Order.Status.PAID, paid_at=paid_at)  # paid, not delivered
+
+    now = timezone.now()
+    Ticket.objects.create(
+        user=buyer,
+        kind=Ticket.Kind.OTHER,
+        subject="late",
+        warn_at=now - timedelta(minutes=5),
+        first_response_due_at=now + timedelta(hours=1),
+        resolution_due_at=now + timedelta(days=3),
+    )
+    Ticket.objects.create(
+        user=buyer,
+        kind=Ticket.Kind.OTHER,
+        subject="fine",
+        warn_at=now + timedelta(hours=1),
+        first_response_due_at=now + timedelta(hours=2),
+        resolution_due_at=now + timedelta(days=3),
+    )
+    payment = Order.objects.get(status=Order.Status.DELIVERED).payments.get()
+    refund = Refund.objects.create(payment=payment, amount=Decimal("1.00"), reason="t", idempotency_key="m1")
+    Refund.objects.filter(pk=refund.pk).update(status=Refund.Status.FAILED)
+    run = ReconciliationRun.objects.create(gateway="alipay", day=date(2026, 12, 1))
+    Mismatch.objects.create(run=run, kind=Mismatch.Kind.MISSING_HERE, order_number="N-1", trade_no="T1")
+    Mismatch.objects.create(
+        run=run, kind=Mismatch.Kind.MISSING_HERE, order_number="N-2", trade_no="T2", resolved_at=now
+    )
+
+    samples = scrape(client)
+    assert samples[("kamarket_orders_placed_total", ())] == 3
+    assert samples[("kamarket_orders_paid_total", ())] == 2
+    assert samples[("kamarket_orders_delivered_total", ())] == 1
+    assert samples[("kamarket_orders", (("status", "pending"),))] == 1
+    assert samples[("kamarket_orders", (("status", "paid"),))] == 1
+    assert samples[("kamarket_orders", (("status", "refunded"),))] == 0
+    assert 299 <= samples[("kamarket_oldest_undelivered_paid_order_age_seconds", ())] < 400
+    assert samples[("kamarket_sla_tickets_at_risk", ())] == 1
+    assert samples[("kamarket_sla_tickets_overdue", ())] == 0
+    assert samples[("kamarket_refunds_failed", ())] == 1
+    assert samples[("kamarket_reconciliation_mismatches_open", ())] == 1
+    # The embedded filesystem broker: every queue reported (the eager tests queue nothing).
+    for queue in ("fulfilment", "notifications", "callbacks", "reports", "default"):
+        assert (("kamarket_celery_queue_length", (("queue", queue),))) in samples
+    # django-prometheus' request latency histogram, labelled by view.
+    assert any(name == "django_http_requests_latency_seconds_by_view_method_count" for name, _ in samples)
+
+
+def test_nothing_waiting_is_age_zero(client, token):
+    samples = scrape(client)
+    assert samples[("kamarket_oldest_undelivered_paid_order_age_seconds", ())] == 0
+    assert samples[("kamarket_orders_placed_total", ())] == 0
+
+
+def test_queue_length_from_redis(settings, redis_url):
+    """With a Redis broker: LLEN of each queue (and of its priority lists)."""
+    import redis
+
+    from ops.metrics import queue_lengths
+
+    settings.CELERY_BROKER_URL = redis_url
+    client = redis.Redis.from_url(redis_url)
+    client.delete(*settings.QUEUE_NAMES, "notifications\x06\x163")
+    client.rpush("fulfilment", "a", "b")
+    client.rpush("notifications\x06\x163", "c")
+    try:
+        lengths = queue_lengths()
+    finally:
+        client.delete(*settings.QUEUE_NAMES, "notifications\x06\x163")
+    assert lengths == {"fulfilment": 2, "notifications": 1, "callbacks": 0, "reports": 0, "default": 0}
