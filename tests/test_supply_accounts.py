@@ -164,6 +164,10 @@ def test_beat_schedule_has_the_balance_refresh_and_the_reconciliation():
     assert "supply.tasks.connection_balances_refresh" in tasks
     schedule = tasks["orders.tasks.supply_reconcile_yesterday"]
     assert schedule.hour == {3} and schedule.minute == {30}
+    # Calls out to suppliers stay off the fulfilment queue; the day's run is a long job.
+    route = app.amqp.router.route
+    assert route({}, "supply.tasks.connection_balances_refresh")["queue"].name == "callbacks"
+    assert route({}, "orders.tasks.supply_reconcile")["queue"].name == "reports"
 
 
 # --- the daily reconciliation ---------------------------------------------------------------
