@@ -375,3 +375,23 @@ def test_admin_lists_runs_and_resolves_mismatches_with_a_note(admin_client):
     mismatch.refresh_from_db()
     assert mismatch.resolution_note == "asked the supplier" and mismatch.resolved_at is not None
     assert 'resolved=no">' not in page  # no unresolved mismatch left for the connection
+
+
+def test_admin_reconciles_a_day_again(admin_client):
+    buyer = UserFactory()
+    day = recon.yesterday()
+    with running(FakeSupplier()) as fake:
+        connection = connect(fake)
+        order = pending(buyer)
+        upstream(connection, order, state=S.PENDING, at=day_time(day))
+        run = recon.supply_reconcile(connection_id=connection.pk, day=day)
+        assert run.mismatches == 1
+        seed(fake, order, status="processing")  # found at the supplier after all
+        response = admin_client.post(
+            reverse("admin:supply_supplyreconciliation_changelist"),
+            {"action": "run_again", "_selected_action": [run.pk]},
+            follow=True,
+        )
+    assert "1 orders checked, 0 mismatch(es)" in response.content.decode()
+    run.refresh_from_db()
+    assert run.mismatches == 0 and not run.items.exists()
