@@ -189,8 +189,15 @@ class StockBatch(models.Model):
     product = models.ForeignKey(Product, verbose_name=_("product"), related_name="batches", on_delete=models.PROTECT)
     supplier = models.ForeignKey(Supplier, verbose_name=_("supplier"), related_name="batches", on_delete=models.PROTECT)
     cost_price = models.DecimalField(_("cost price per code"), max_digits=12, decimal_places=2)
+    # Empty for codes received from a supplier's system at the moment of sale (issue 16,
+    # ``batch_receive``): ``source_name`` names the connection and the supplier's order.
     created_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, verbose_name=_("imported by"), related_name="+", on_delete=models.PROTECT
+        settings.AUTH_USER_MODEL,
+        verbose_name=_("imported by"),
+        related_name="+",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
     )
     created_at = models.DateTimeField(_("created"), auto_now_add=True)
     finished_at = models.DateTimeField(_("finished"), null=True, blank=True)

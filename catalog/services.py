@@ -307,6 +307,61 @@ def _write_codes(batch: StockBatch, lines: list[importing.Line]) -> tuple[int, l
     return imported, duplicates
 
 
+@sensitive_variables("codes")
+def batch_receive(
+    *,
+    product_id: int,
+    supplier_id: int,
+    cost_price: Decimal,
+    source_name: str,
+    codes: Sequence[tuple[str, str]],
+    for_order: bool,
+) -> list[int]:
+    """Codes bought from a supplier's system (issue 16), as one batch, done at once: encrypted
+    and digested like imported ones (so the reveal log, refunds and reissue treat them alike).
+    ``codes`` are (card number, secret). ``for_order``: reserved for the order that bought them
+    (the caller attaches and sells them in its transaction); otherwise available stock (a late
+    delivery for an order already refunded). Returns the new codes' ids. A code already in
+    stock for the product raises ``CatalogError`` (nothing is written)."""
+    if not transaction.get_connection().in_atomic_block:
+        raise RuntimeError("batch_receive must run inside the caller's transaction")
+    if not codes:
+        raise CatalogError(_("The supplier returned no codes."))
+    now = timezone.now()
+    batch = StockBatch.objects.create(
+        product_id=product_id,
+        supplier_id=supplier_id,
+        cost_price=quantize(cost_price),
+        created_by=None,
+        source_name=source_name[:200],
+        status=StockBatch.Status.DONE,
+        finished_at=now,
+        total_lines=len(codes),
+        processed_lines=len(codes),
+        imported_count=len(codes),
+    )
+    status = Status.RESERVED if for_order else Status.AVAILABLE
+    rows = [
+        CardCode(
+            product_id=product_id,
+            batch_id=batch.pk,
+            card_number_enc=crypto.encrypt(number) if number else "",
+            secret_enc=crypto.encrypt(secret),
+            secret_hash=crypto.keyed_digest(secret),
+            status=status,
+        )
+        for number, secret in codes
+    ]
+    try:
+        with transaction.atomic():
+            created = CardCode.objects.bulk_create(rows)
+    except IntegrityError as exc:
+        raise CatalogError(_("The supplier returned a code that is already in stock.")) from exc
+    if not for_order:
+        restock_alerts_queue(product_id=product_id, batch_id=batch.pk)
+    return sorted(c.pk for c in created)
+
+
 def rotate_code_keys(*, chunk: int = 1000) -> int:
     """Re-encrypt every secret under the primary key (after a new key was put in front)."""
     count = 0

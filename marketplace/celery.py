@@ -113,6 +113,15 @@ app.conf.beat_schedule = {
     # Orders that will not be delivered (a supplier failed or was too slow, a manual top-up
     # failed): refunded in full, once (payments.services.refunds.refunds_undeliverable_run).
     "payments-refunds-undeliverable": {"task": "payments.tasks.refunds_undeliverable", "schedule": 30.0},
+    # Supplier orders (issue 16) whose outcome is unknown or still pending: asked again, with
+    # backoff; not delivered in time: refunded.
+    "orders-upstream-due": {"task": "orders.tasks.upstream_due_orders", "schedule": 15.0, "options": {"expires": 15.0}},
+    # Suppliers' availability of upstream goods: displayed stock is at most a minute old.
+    "supply-availability-refresh": {
+        "task": "supply.tasks.refresh_upstream_availability",
+        "schedule": 30.0,
+        "options": {"expires": 30.0},
+    },
     # Refunds not finished at their gateway: asked again, with backoff, until done or FAILED.
     "payments-refunds-retry": {"task": "payments.tasks.refunds_retry_due", "schedule": 60.0},
     # Active query: orders and recharges started at a gateway, asked with backoff (2, 4, 8 ... min),

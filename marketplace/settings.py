@@ -326,6 +326,10 @@ CELERY_TASK_ROUTES = {
     # Calls out to other systems that may be slow or down: agents' shops, payment gateways.
     "orders.tasks.send_callback": {"queue": "callbacks"},
     "orders.tasks.send_due_callbacks": {"queue": "callbacks"},
+    # Suppliers' systems (issue 16): placing and asking about supplier orders, availability.
+    "orders.tasks.advance_upstream": {"queue": "callbacks"},
+    "orders.tasks.upstream_due_orders": {"queue": "callbacks"},
+    "supply.tasks.refresh_upstream_availability": {"queue": "callbacks"},
     "payments.tasks.attempt_check": {"queue": "callbacks"},
     "payments.tasks.attempts_query_due": {"queue": "callbacks"},
     "payments.tasks.attempts_close_expired": {"queue": "callbacks"},
@@ -623,6 +627,9 @@ for _public in (STATIC_ROOT, *STATICFILES_DIRS):
 
 # --- Business rules -------------------------------------------------------------------
 ORDER_PAYMENT_MINUTES = int(env("ORDER_PAYMENT_MINUTES", "15"))
+# An order fulfilled from a supplier's system and not delivered this long after payment is
+# refunded (orders.services.upstream); a late delivery then goes into stock.
+UPSTREAM_GIVE_UP_MINUTES = int(env("UPSTREAM_GIVE_UP_MINUTES", "30"))
 # Imports with more lines than this run in a Celery task; smaller ones too, but the form waits.
 STOCK_IMPORT_MAX_LINES = int(env("STOCK_IMPORT_MAX_LINES", "200000"))
 

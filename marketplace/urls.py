@@ -27,6 +27,8 @@ urlpatterns = [
     path("i18n/setlang/", set_language, name="set_language"),
     # Gateways post here: no language prefix, no session, no CSRF (they are verified by signature).
     path("payments/", include(payment_urls.callback_urlpatterns)),
+    # Suppliers' callbacks about our supplier orders: verified by signature, no session, no CSRF.
+    path("supply/", include((order_urls.supply_urlpatterns, "supply"))),
     # The agents' integration API: signed requests, no session, no CSRF.
     path("api/", include("api.urls")),
     path("admin/", admin.site.urls),

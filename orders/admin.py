@@ -5,7 +5,17 @@ from django.utils.translation import ngettext
 from compliance.admin import credit_panel
 from marketplace.admin import ReadOnlyAdmin, ReadOnlyInline
 
-from .models import ApiCallback, ApiCallbackStatusChange, CodeReveal, Order, OrderCode, OrderShare, OrderStatusChange
+from .models import (
+    ApiCallback,
+    ApiCallbackStatusChange,
+    CodeReveal,
+    Order,
+    OrderCode,
+    OrderShare,
+    OrderStatusChange,
+    UpstreamOrder,
+    UpstreamOrderStatusChange,
+)
 from .services import callbacks
 
 
@@ -166,6 +176,40 @@ class ApiCallbackAdmin(ReadOnlyAdmin):  # a record of what was sent: view only
             ngettext("%(n)d callback queued.", "%(n)d callbacks queued.", len(ids)) % {"n": len(ids)},
             messages.SUCCESS,
         )
+
+
+class UpstreamHistoryInline(ReadOnlyInline):
+    model = UpstreamOrderStatusChange
+    fields = readonly_fields = ("at", "from_status", "to_status", "actor", "note")
+    verbose_name_plural = _("status history")
+
+
+# Supplier orders (issue 16, orders.services.upstream): what we bought from which supplier for
+# which order, its state, the calls made, when it is asked again, and the last error. View only:
+# beat and the suppliers' callbacks move them.
+@admin.register(UpstreamOrder)
+class UpstreamOrderAdmin(ReadOnlyAdmin):
+    list_display = (
+        "order",
+        "connection",
+        "supplier_ref",
+        "quantity",
+        "state",
+        "cost",
+        "attempts",
+        "next_check_at",
+        "give_up_at",
+        "last_error",
+        "created_at",
+    )
+    list_filter = ("state", "connection")
+    list_select_related = ("order", "connection")
+    search_fields = ("order__number", "supplier_order_no")
+    date_hierarchy = "created_at"
+    inlines = (UpstreamHistoryInline,)
+
+    def get_readonly_fields(self, request, obj=None):
+        return [f.name for f in self.model._meta.fields]
 
 
 # Supplier connections with their orders, and the supplier reconciliation (reads orders and supply).

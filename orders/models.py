@@ -537,7 +537,7 @@ class UpstreamOrder(models.Model):
 
 
 class UpstreamOrderStatusChange(StatusChange):
-    subject = "upstream order"
+    subject = "upstream"
 
     upstream = models.ForeignKey(
         UpstreamOrder, verbose_name=_("supplier order"), related_name="history", on_delete=models.CASCADE

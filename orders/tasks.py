@@ -6,7 +6,7 @@ from celery import shared_task
 from marketplace.db import retry_once_if_connection_lost
 from supply.adapters.base import SupplyError
 
-from .services import callbacks, guest_lookup, supply_reconciliation
+from .services import callbacks, guest_lookup, supply_reconciliation, upstream
 from .services import orders as services
 from .services import risk as risk_services
 
@@ -98,3 +98,22 @@ def supply_reconcile_yesterday() -> list[int]:
     for connection_id in ids:
         supply_reconcile.delay(connection_id, day)
     return ids
+
+
+# --- fulfilment from suppliers' systems (orders.services.upstream) ---------------------------
+
+
+@shared_task(acks_late=True, reject_on_worker_lost=True)
+@retry_once_if_connection_lost
+def advance_upstream(upstream_id: int) -> bool:
+    """One step of a supplier order that is due (its lease keeps two workers from calling)."""
+    return upstream.upstream_advance(upstream_id=upstream_id)
+
+
+@shared_task
+def upstream_due_orders() -> int:
+    """Beat, every 15 s: supplier orders to place again, ask about, or give up on."""
+    due = upstream.upstream_due()
+    for upstream_id in due:
+        advance_upstream.delay(upstream_id)
+    return len(due)

@@ -10,7 +10,7 @@ They live in orders because they show each viewer's price (``orders.selectors.or
 
 from django.urls import path
 
-from .views import agent_sales, catalog, guest, guest_lookup, orders, restock, share, storefront
+from .views import agent_sales, catalog, guest, guest_lookup, orders, restock, share, storefront, supply
 
 app_name = "orders"
 urlpatterns = [
@@ -70,3 +70,6 @@ catalog_urlpatterns = [
     path("restock/confirm/<str:token>/", restock.confirm, name="restock_confirm"),
     path("restock/unsubscribe/<str:token>/", restock.unsubscribe, name="restock_unsubscribe"),
 ]
+
+# Suppliers' callbacks (issue 16) at /supply/ (namespace ``supply``): signed, no session, no CSRF.
+supply_urlpatterns = [path("callback/<int:connection_id>/", supply.callback, name="callback")]

@@ -1,6 +1,11 @@
 """Supplier connections: their secret (encrypted, write-only), their adapter, the balance and
 errors staff see, and callbacks accepted once.
 
+Upstream availability: the supplier's word on how many units it can sell, cached on
+``UpstreamProduct`` for at most ``AVAILABILITY_MAX_AGE`` (a beat task refreshes it every 30 s, so
+pages rarely wait on a supplier). Placing supplier orders after payment is orders' fulfilment
+(``orders.services.upstream``), which calls the adapters through ``connection_call``.
+
 What we owe or prepaid each supplier is one ledger account, ``ledger.supplier_payable``
 (a liability: deliveries of goods bought from the supplier credit it; a prepayment, our bank
 transfer topping up our balance at the supplier, debits it, so a negative figure is money the
@@ -8,11 +13,14 @@ supplier holds for us). Staff record prepayments here (``supplier_prepayment_rec
 compare our book figure with the balance the supplier reports (``connection_balance_refresh``).
 """
 
-from collections.abc import Callable, Mapping
+import logging
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from datetime import timedelta
 from decimal import Decimal, InvalidOperation
 from typing import TypeVar
 
+from django.core.cache import cache
 from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
@@ -30,10 +38,18 @@ from marketplace.money import quantize
 
 from .adapters import adapter_for
 from .adapters.base import CallbackRejected, SupplierAdapter, SupplierBalance, SupplyError, VerifiedCallback
-from .models import SupplierCallback, SupplierCallbackNonce, SupplierConnection, SupplyMismatch
+from .models import SupplierCallback, SupplierCallbackNonce, SupplierConnection, SupplyMismatch, UpstreamProduct
 
+log = logging.getLogger(__name__)
 T = TypeVar("T")
 MAX_SECRET_LENGTH = 500
+# Displayed stock for upstream goods is never older than this; older, it is read again.
+AVAILABILITY_MAX_AGE = timedelta(seconds=60)
+# A page or a checkout waits at most this long for the supplier's product list.
+AVAILABILITY_TIMEOUT_SECONDS = 3
+# After a failed read, pages wait this long before asking that supplier again (beat still asks).
+FAILED_PAUSE_SECONDS = 15
+FAILED_KEY = "supply:availability-failed:"
 
 
 def connection_secret(connection: SupplierConnection) -> str:
@@ -144,6 +160,129 @@ def connection_state_set(*, connection: SupplierConnection, enabled: bool, actor
         request=request,
         target=f"supplier_connection:{connection.pk}",
         detail=connection.name,
+    )
+
+
+# --- Availability -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Availability:
+    """What the supplier can sell of one of our products now. ``available`` None: unknown (no
+    connection, the connection disabled or unreachable, the product not in its list): not
+    purchasable, and ``reason`` says why (for staff and logs; buyers see "sold out")."""
+
+    available: int | None
+    read_at: object = None  # datetime of the supplier's answer
+    reason: str = ""
+
+    @property
+    def known(self) -> bool:
+        return self.available is not None
+
+
+def upstream_products_refresh(*, connection_id: int, timeout: int | None = None) -> int:
+    """Read the supplier's product list (one call) and store cost and availability on every
+    ``UpstreamProduct`` of the connection. A product the supplier no longer lists is stored as 0
+    available. Raises ``SupplyError`` (recorded on the connection) when the supplier cannot
+    answer. Returns how many upstream products were updated."""
+    connection = SupplierConnection.objects.get(pk=connection_id)
+    if connection.state != SupplierConnection.State.ENABLED:
+        raise SupplyError(_("This supplier connection is disabled."))
+    if timeout is not None:  # this call only: not saved
+        connection.timeout_seconds = max(1, min(connection.timeout_seconds, timeout))
+    listed = {p.ref: p for p in connection_call(connection=connection, call=lambda adapter: adapter.products())}
+    now = timezone.now()
+    rows = list(UpstreamProduct.objects.filter(connection_id=connection_id))
+    for row in rows:
+        found = listed.get(row.supplier_ref)
+        row.available_at = now
+        if found is None:
+            row.available = 0
+        else:
+            row.cost = found.cost
+            # A supplier that does not say how many: sellable, one order at a time within the
+            # product's limits (its refusal then fails the order and refunds it).
+            row.available = max(0, found.available) if found.available is not None else 10**6
+    UpstreamProduct.objects.bulk_update(rows, ["cost", "available", "available_at"])
+    cache.delete(f"{FAILED_KEY}{connection_id}")
+    return len(rows)
+
+
+def upstream_availability(product_ids: Iterable[int], *, refresh: bool = True) -> dict[int, Availability]:
+    """The supplier's availability of each upstream product among ``product_ids`` (products
+    without an ``UpstreamProduct`` are left out), at most ``AVAILABILITY_MAX_AGE`` old: older
+    figures are read again from the supplier (one call per connection, a short timeout) unless
+    ``refresh`` is False. A failed read leaves the figure unknown, with the reason."""
+    rows = list(UpstreamProduct.objects.filter(product_id__in=list(product_ids)).select_related("connection"))
+    if not rows:
+        return {}
+    now = timezone.now()
+    failures: dict[int, str] = {}
+    stale = {
+        r.connection_id
+        for r in rows
+        if r.connection.state == SupplierConnection.State.ENABLED
+        and (r.available_at is None or now - r.available_at > AVAILABILITY_MAX_AGE)
+    }
+    if refresh and stale:
+        for connection_id in stale:
+            # A supplier that just failed is not asked again by every page view for a while.
+            failed = cache.get(f"{FAILED_KEY}{connection_id}")
+            if failed is not None:
+                failures[connection_id] = failed
+                continue
+            try:
+                upstream_products_refresh(connection_id=connection_id, timeout=AVAILABILITY_TIMEOUT_SECONDS)
+            except SupplyError as exc:
+                log.warning("availability of connection %s unknown: %s", connection_id, exc)
+                failures[connection_id] = str(exc)[:200]
+                cache.set(f"{FAILED_KEY}{connection_id}", failures[connection_id], FAILED_PAUSE_SECONDS)
+        rows = list(UpstreamProduct.objects.filter(pk__in=[r.pk for r in rows]).select_related("connection"))
+        now = timezone.now()
+    out = {}
+    for r in rows:
+        if r.connection.state != SupplierConnection.State.ENABLED:
+            out[r.product_id] = Availability(None, reason=_("The supplier connection is disabled."))
+        elif r.connection_id in failures:
+            out[r.product_id] = Availability(
+                None, reason=_("The supplier could not be reached: %(e)s") % {"e": failures[r.connection_id]}
+            )
+        elif r.available_at is None or r.available is None or now - r.available_at > AVAILABILITY_MAX_AGE:
+            out[r.product_id] = Availability(
+                None, read_at=r.available_at, reason=_("The supplier's stock is not known.")
+            )
+        else:
+            out[r.product_id] = Availability(r.available, read_at=r.available_at)
+    return out
+
+
+def upstream_connections_refresh() -> int:
+    """Beat: every enabled connection with upstream products, its availability read again (so
+    pages rarely find it older than a minute). Returns how many connections answered."""
+    ids = (
+        SupplierConnection.objects.filter(state=SupplierConnection.State.ENABLED, products__isnull=False)
+        .values_list("pk", flat=True)
+        .distinct()
+    )
+    answered = 0
+    for connection_id in ids:
+        try:
+            upstream_products_refresh(connection_id=connection_id, timeout=AVAILABILITY_TIMEOUT_SECONDS)
+            answered += 1
+        except SupplyError as exc:
+            log.warning("availability refresh of connection %s failed: %s", connection_id, exc)
+    return answered
+
+
+def upstream_available_take(*, product_id: int, quantity: int) -> bool:
+    """An order placed for ``quantity`` units (in the caller's transaction): the cached figure
+    goes down at once (the next read from the supplier corrects it), so a burst of orders is not
+    all accepted against the same number. False when the figure does not cover ``quantity``."""
+    return bool(
+        UpstreamProduct.objects.filter(product_id=product_id, available__gte=quantity).update(
+            available=F("available") - quantity
+        )
     )
 
 

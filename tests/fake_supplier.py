@@ -74,6 +74,10 @@ class FakeSupplier:
         self.products = {
             "P100": {"name": "游戏点卡 100 元", "cost": Decimal("95.50"), "stock": 20},
             "P50": {"name": "游戏点卡 50 元", "cost": Decimal("48.00"), "stock": 0},
+            # Accepted, then failed at the supplier (its state "failed").
+            "PFAIL": {"name": "总是失败的商品", "cost": Decimal("10.00"), "stock": 50, "status": "failed"},
+            # Accepted and still processing: finished later (``finish``) and called back.
+            "PSLOW": {"name": "慢速商品", "cost": Decimal("10.00"), "stock": 50, "status": "processing"},
         }
         self.balance = Decimal("1000.00")
         self.orders: dict[str, FakeOrder] = {}
@@ -174,6 +178,7 @@ class FakeSupplier:
                     product_id=str(params.get(self.n("product_id"))),
                     quantity=quantity,
                     cost=cost,
+                    status=product.get("status", "success"),
                     codes=[
                         {
                             self.n("card_number"): f"CN{secrets.token_hex(4)}",
@@ -186,6 +191,14 @@ class FakeSupplier:
                 self.orders[number] = order
             delay, self.timeout_next = self.timeout_next, 0.0
         return 200, self.reply("0", "ok", self.order_data(order)), delay
+
+    def finish(self, order_no: str, status: str = "success") -> None:
+        """A processing order finished at the supplier (then ``callback`` tells us)."""
+        self.orders[order_no].status = status
+
+    def placed(self) -> list[dict]:
+        """The order placements this supplier received (answered or not)."""
+        return [params for path, params in self.requests if path == "/order/place"]
 
     def callback(self, order_no: str, *, notify_id: str = "", nonce: str = "", timestamp: int | None = None) -> bytes:
         """The signed notification the supplier would POST about one order."""
@@ -243,9 +256,13 @@ def _handler(fake: FakeSupplier):
     return Handler
 
 
+class _Server(ThreadingHTTPServer):
+    request_queue_size = 128  # the race tests connect by the dozen at once (the default is 5)
+
+
 @contextmanager
 def running(fake: FakeSupplier) -> Iterator[FakeSupplier]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(fake))
+    server = _Server(("127.0.0.1", 0), _handler(fake))
     server.daemon_threads = True
     fake.server = server
     thread = threading.Thread(target=server.serve_forever, daemon=True)

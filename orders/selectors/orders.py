@@ -13,6 +13,7 @@ from catalog import selectors as catalog_selectors
 from catalog.models import Product
 from marketplace.money import quantize
 from marketplace.text import email_normalise
+from supply import services as supply_services
 
 from ..models import Order, OrderCode, reissue_parse
 
@@ -171,6 +172,9 @@ class PurchaseInfo:
     min_quantity: int
     max_quantity: int
     reason: Reason | None
+    # The stock shown includes the supplier's availability (issue 16: upstream or stock-first
+    # goods), read at most a minute ago: pages say so.
+    upstream: bool = False
 
     @property
     def can_buy(self) -> bool:
@@ -319,9 +323,10 @@ def purchase_infos(products, *, viewer=None, storefront=None) -> list[PurchaseIn
             kind = PriceKind.PUBLIC
             prices = {p.pk: quantize(p.price) for p in products}
     stock = catalog_selectors.stock_counts(p.pk for p in products)
+    upstream = _upstream_stock(products)  # no query for stock-only lists
     out = []
     for p in products:
-        available = stock.get(p.pk, 0)
+        available = stock.get(p.pk, 0) + upstream.get(p.pk, 0)
         why = product_refusal(p)
         if why is None and p.pk not in prices:
             why = reason(ReasonCode.NOT_FOR_SALE)
@@ -340,9 +345,22 @@ def purchase_infos(products, *, viewer=None, storefront=None) -> list[PurchaseIn
                 min_quantity=p.min_per_order,
                 max_quantity=p.max_per_order,
                 reason=why,
+                upstream=p.supply_mode in UPSTREAM_MODES,
             )
         )
     return out
+
+
+UPSTREAM_MODES = frozenset({Product.SupplyMode.UPSTREAM, Product.SupplyMode.STOCK_FIRST})
+
+
+def _upstream_stock(products) -> dict[int, int]:
+    """The supplier's availability of the upstream and stock-first products among ``products``
+    (``supply.services.upstream_availability``: at most a minute old; unknown counts as none)."""
+    ids = [p.pk for p in products if p.supply_mode in UPSTREAM_MODES]
+    if not ids:
+        return {}
+    return {pk: a.available or 0 for pk, a in supply_services.upstream_availability(ids).items() if a.known}
 
 
 def purchase_info(*, product: Product, viewer=None, storefront=None) -> PurchaseInfo:

@@ -33,6 +33,7 @@ from marketplace.errors import ServiceError
 from marketplace.logcontext import log_context, log_context_set
 from marketplace.money import quantize
 from marketplace.text import email_normalise
+from supply import services as supply_services
 
 from ..models import ORDER_FLOW, CodeReveal, Order, OrderCode, OrderShare, reissue_note
 from ..selectors import orders as selectors
@@ -169,6 +170,10 @@ def order_place(
         id_number=id_number,
         api=channel == Order.Channel.API,
     )
+    # Where the goods come from (issue 16): stock-only products skip this (no query).
+    fulfilment: str = Order.Fulfilment.STOCK
+    if product.supply_mode != Product.SupplyMode.STOCK:
+        fulfilment = supply_source(product=product, quantity=quantity)
     unit_price = quote.unit_price
     subtotal = quantize(unit_price * quantity)
     offer = (
@@ -223,6 +228,7 @@ def order_place(
                 callback_url=callback_url,
                 realname_verification=verification,
                 source=source,
+                fulfilment=fulfilment,
             )
             if offer is not None:  # or CouponError: the order row above is rolled back
                 coupons.coupon_redeem(offer=offer, order=order, buyer=buyer, email=guest_email)
@@ -251,8 +257,14 @@ def order_place(
                         for s in quote.shares
                     ]
                 )
-            code_ids = stock.stock_reserve(product_id=product.pk, quantity=quantity)
-            OrderCode.objects.bulk_create([OrderCode(order=order, code_id=cid) for cid in code_ids])
+            if fulfilment == Order.Fulfilment.STOCK:
+                code_ids = stock.stock_reserve(product_id=product.pk, quantity=quantity)
+                OrderCode.objects.bulk_create([OrderCode(order=order, code_id=cid) for cid in code_ids])
+            elif fulfilment == Order.Fulfilment.UPSTREAM and not supply_services.upstream_available_take(
+                product_id=product.pk, quantity=quantity
+            ):
+                # Nothing reserved: the supplier's cached figure goes down, or the order is refused.
+                raise OrderError(selectors.reason(selectors.ReasonCode.OUT_OF_STOCK).message, code="out_of_stock")
             order.history.create(from_status="", to_status=OrderStatus.PENDING, actor=buyer, note="placed")
     except minors.MinorLimitError as refused:
         # The order was rolled back; the refusal itself is kept (outside that transaction) for
@@ -282,6 +294,28 @@ def order_place(
     log_context_set(order=order.number)
     log.info("order %s placed: product %s x %s, total %s, %s", order.number, product.pk, quantity, order.total, channel)
     return order
+
+
+def supply_source(*, product: Product, quantity: int) -> str:
+    """Where an order of ``quantity`` units of a product that is not stock-only is served from
+    (one source per order, never split): ``upstream`` (the supplier's availability, at most a
+    minute old, must cover it) or, for stock first, ``stock`` when local stock covers the whole
+    quantity. Raises ``OrderError`` (like sold out) when neither can."""
+    mode = product.supply_mode
+    if mode == Product.SupplyMode.MANUAL:
+        return Order.Fulfilment.MANUAL
+    if mode == Product.SupplyMode.STOCK_FIRST and catalog_selectors.stock_count(product.pk) >= quantity:
+        return Order.Fulfilment.STOCK
+    found = supply_services.upstream_availability([product.pk]).get(product.pk)
+    if found is None or not found.known:
+        if found is not None:
+            log.info("product %s: upstream availability unknown (%s)", product.pk, found.reason)
+        raise OrderError(selectors.reason(selectors.ReasonCode.OUT_OF_STOCK).message, code="out_of_stock")
+    if found.available is not None and found.available < quantity:
+        if found.available <= 0:
+            raise OrderError(selectors.reason(selectors.ReasonCode.OUT_OF_STOCK).message, code="out_of_stock")
+        raise stock.OutOfStock(requested=quantity, available=found.available)
+    return Order.Fulfilment.UPSTREAM
 
 
 def coupon_quote(
@@ -486,9 +520,11 @@ def order_mark_paid(*, order: Order, note: str = "") -> PaidOutcome:
         # left; if not, the buyer paid what they were shown and the sale stands.
         coupons.coupon_use_retake(order_id=order.pk)
         try:
-            with transaction.atomic():
-                code_ids = stock.stock_reserve(product_id=order.product_id, quantity=order.quantity)
-                OrderCode.objects.bulk_create([OrderCode(order=order, code_id=cid) for cid in code_ids])
+            # Only stock orders hold codes; the others ask their supplier (or staff) after payment.
+            if order.fulfilment == Order.Fulfilment.STOCK:
+                with transaction.atomic():
+                    code_ids = stock.stock_reserve(product_id=order.product_id, quantity=order.quantity)
+                    OrderCode.objects.bulk_create([OrderCode(order=order, code_id=cid) for cid in code_ids])
         except stock.OutOfStock:
             ORDER_FLOW.apply(
                 order,
@@ -517,25 +553,39 @@ def order_fulfil(*, order_id: int) -> bool:
             log_context_set(order=order.number)
             if order.status != OrderStatus.PAID:
                 return False
-            live = order.codes.filter(released_at__isnull=True)
-            stock.stock_mark_sold(code_ids=live.values("code_id"), expected=order.quantity)
-            _book_delivery(order, live.values("code_id"))
-            after: list[Callable[[], object]] = [lambda: _notify_delivered_now(order.pk)]
-            if order.channel == Order.Channel.API:
-                after.append(lambda: agent_callbacks.callback_queue(order_id=order.pk))
-            ORDER_FLOW.apply(
-                order, OrderStatus.DELIVERED, note="codes delivered", update={"delivery_due_at": None}, on_commit=after
-            )
-            if order.agent_id is not None:
-                commissions.commissions_book(order=order)
+            if order.fulfilment == Order.Fulfilment.STOCK:
+                live = order.codes.filter(released_at__isnull=True)
+                stock.stock_mark_sold(code_ids=live.values("code_id"), expected=order.quantity)
+                order_deliver(order=order, code_ids=live.values("code_id"), note="codes delivered")
+        if order.fulfilment == Order.Fulfilment.UPSTREAM:
+            from .upstream import upstream_fulfil  # it calls the supplier outside any transaction
+
+            return upstream_fulfil(order_id=order_id)
+        if order.fulfilment != Order.Fulfilment.STOCK:
+            return False
         log.info("order %s delivered", order.number)
     return True
 
 
-def _book_delivery(order: Order, code_ids) -> None:
+def order_deliver(*, order: Order, code_ids, note: str, costs: list[dict] | None = None) -> None:
+    """Paid -> delivered (``order`` locked by the caller, its codes sold): the sale booked, the
+    buyer emailed and the agent's shop called back once the caller commits, commissions booked.
+    Stock and upstream orders alike. ``costs`` (supplier id, name, cost) replace the codes' own
+    (a top-up delivered by a supplier has no codes)."""
+    _book_delivery(order, code_ids, costs=costs)
+    after: list[Callable[[], object]] = [lambda: _notify_delivered_now(order.pk)]
+    if order.channel == Order.Channel.API:
+        after.append(lambda: agent_callbacks.callback_queue(order_id=order.pk))
+    ORDER_FLOW.apply(order, OrderStatus.DELIVERED, note=note, update={"delivery_due_at": None}, on_commit=after)
+    if order.agent_id is not None:
+        commissions.commissions_book(order=order)
+
+
+def _book_delivery(order: Order, code_ids, *, costs: list[dict] | None = None) -> None:
     """The sale is made: the customer's held payment becomes revenue, and the codes' cost
     is owed to their suppliers."""
-    costs = catalog_selectors.cost_by_supplier(code_ids)
+    if costs is None:
+        costs = catalog_selectors.cost_by_supplier(code_ids)
     payables = [ledger.supplier_payable(c["supplier_id"], c["supplier_name"]) for c in costs]
     legs = [(ledger.HELD, order.total), (ledger.SALES, -order.subtotal)]
     if order.discount:
