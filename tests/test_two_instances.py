@@ -2,9 +2,10 @@
 
 B is a second process of this project (gunicorn and a Celery worker with beat, ``tests.instance_b``)
 on a database of its own, seeded with a product and two imported codes and an agent (A) with an
-API key and 100.00 prepaid. A is this test process: its Celery tasks run in place and the test
-plays A's beat (``upstream_due_orders``), which asks B about the supplier order until B has
-delivered. B's processes are killed and its database dropped at the end, pass or fail.
+API key and 100.00 prepaid. A is this test process: its Celery tasks run in place, the test plays
+A's beat (``upstream_due_orders``), and A serves on ``live_server``, where B's signed delivery
+callback arrives (it carries no codes: A asks B for them at once). B's processes are killed and
+its database dropped at the end, pass or fail.
 """
 
 import time
@@ -23,7 +24,7 @@ from orders.tasks import upstream_due_orders
 from payments.services import payments
 from supply import services as supply
 from supply.adapters.base import OrderState
-from supply.models import SupplierConnection, UpstreamProduct
+from supply.models import SupplierCallback, SupplierConnection, UpstreamProduct
 from tests.builders import place
 from tests.factories import ProductFactory, SupplierFactory, UserFactory
 from tests.instance_b import B_PRICE, InstanceB
@@ -107,12 +108,13 @@ def test_a_buys_from_b_through_its_agent_api_and_b_delivers_from_stock(instance_
     assert problems() == []
 
 
-def test_a_buyer_on_a_receives_the_code_b_delivers_and_both_books_agree(instance_b):
+def test_a_buyer_on_a_receives_the_code_b_delivers_and_both_books_agree(instance_b, live_server, settings):
     """The issue's test: A's buyer buys an upstream product and pays; A's fulfilment places the
     supplier order at B through the agent API (paid from A's prepaid balance at B); B delivers from
     its stock; A's beat asks B and delivers the very code to A's buyer. B's stock is one less, both
     ledgers check, A's books say what B holds for A, and the day reconciles with nothing to explain."""
     b, seeded = instance_b
+    settings.SITE_URL = live_server.url  # where B's delivery callback reaches A
     connection = connect_to(b, seeded)
     staff = UserFactory(is_staff=True, is_superuser=True)
     # A topped up its balance at B by bank transfer, and booked it.
@@ -133,6 +135,14 @@ def test_a_buyer_on_a_receives_the_code_b_delivers_and_both_books_agree(instance
 
     after = b_report(b, seeded["product_id"])
     up = UpstreamOrder.objects.get(order=order)
+    # B called A back when it delivered, signed with A's key, over A's callback URL; A verified it.
+    callback = None
+    for _ in range(60):
+        callback = SupplierCallback.objects.filter(connection=connection, our_number=order.number).first()
+        if callback is not None:
+            break
+        time.sleep(0.5)
+    assert callback is not None and callback.state == OrderState.DONE, f"no callback from B:\n{b.output()}"
     assert up.state == UpstreamOrder.State.DONE and up.cost == D(B_PRICE) and up.attempts >= 1
     (b_order,) = after["orders"]
     assert (b_order["agent_order_no"], b_order["status"], b_order["total"]) == (order.number, "delivered", B_PRICE)
