@@ -184,6 +184,17 @@ app.conf.beat_schedule = {
     "referrals-rewards-process": {"task": "referrals.tasks.rewards_process", "schedule": 600.0},
     # Risk control: many accounts sharing one device, IP or payout account (orders.services.risk).
     "risk-clusters-scan": {"task": "orders.tasks.risk_clusters_scan", "schedule": 900.0},
+    # Suppliers (issue 16): our balance at each enabled connection read hourly (staff compare it
+    # with our books); yesterday's supplier orders reconciled at 03:30 Beijing time.
+    "supply-balances-refresh": {
+        "task": "supply.tasks.connection_balances_refresh",
+        "schedule": crontab(minute=15),
+        "options": {"expires": 3000.0},
+    },
+    "supply-reconcile-yesterday": {
+        "task": "orders.tasks.supply_reconcile_yesterday",
+        "schedule": crontab(hour=3, minute=30),
+    },
 }
 # Heartbeats (ops/heartbeat.py): one to each queue every 30 s, read by /health/ and /metrics.
 for _queue in app.conf.task_queues or ():

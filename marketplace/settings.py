@@ -337,11 +337,14 @@ CELERY_TASK_ROUTES = {
     "payments.tasks.refunds_retry_due": {"queue": "callbacks"},
     "payments.tasks.payout_execute": {"queue": "callbacks"},
     "payments.tasks.payouts_check_due": {"queue": "callbacks"},
+    "supply.tasks.connection_balances_refresh": {"queue": "callbacks"},
     # Long jobs: reports, bills, imports, scans over many rows.
     "reports.tasks.*": {"queue": "reports"},
     "trust.tasks.*": {"queue": "reports"},
     "payments.tasks.bill_reconcile": {"queue": "reports"},
     "payments.tasks.bills_reconcile_yesterday": {"queue": "reports"},
+    "orders.tasks.supply_reconcile": {"queue": "reports"},
+    "orders.tasks.supply_reconcile_yesterday": {"queue": "reports"},
     "catalog.tasks.import_batch": {"queue": "reports"},
     "orders.tasks.risk_clusters_scan": {"queue": "reports"},
 }

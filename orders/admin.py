@@ -373,3 +373,7 @@ class UpstreamOrderAdmin(ReadOnlyAdmin):
 
     def get_readonly_fields(self, request, obj=None):
         return [f.name for f in self.model._meta.fields]
+
+
+# Supplier connections with their orders, and the supplier reconciliation (reads orders and supply).
+from . import admin_supply  # noqa: E402, F401

@@ -1,10 +1,12 @@
+from datetime import date
 from smtplib import SMTPException
 
 from celery import shared_task
 
 from marketplace.db import retry_once_if_connection_lost
+from supply.adapters.base import SupplyError
 
-from .services import callbacks, guest_lookup, upstream
+from .services import callbacks, guest_lookup, supply_reconciliation, upstream
 from .services import orders as services
 from .services import risk as risk_services
 
@@ -71,6 +73,31 @@ def send_due_callbacks() -> int:
 def risk_clusters_scan() -> int:
     """Risk control: devices, IPs and payout accounts shared by many accounts (one alert each)."""
     return risk_services.clusters_scan()
+
+
+# --- suppliers: the daily reconciliation of supplier orders (issue 16) -------------------------
+
+
+@shared_task(
+    acks_late=True,
+    autoretry_for=(SupplyError,),  # the supplier unreachable: asked again later
+    retry_backoff=600,
+    retry_backoff_max=3600,
+    retry_jitter=False,
+    max_retries=6,
+)
+def supply_reconcile(connection_id: int, day: str) -> int:
+    run = supply_reconciliation.supply_reconcile(connection_id=connection_id, day=date.fromisoformat(day))
+    return run.mismatches
+
+
+@shared_task
+def supply_reconcile_yesterday() -> list[int]:
+    day = supply_reconciliation.yesterday().isoformat()
+    ids = supply_reconciliation.connections_to_reconcile()
+    for connection_id in ids:
+        supply_reconcile.delay(connection_id, day)
+    return ids
 
 
 # --- fulfilment from suppliers' systems (orders.services.upstream) ---------------------------

@@ -5,12 +5,19 @@ Upstream availability: the supplier's word on how many units it can sell, cached
 ``UpstreamProduct`` for at most ``AVAILABILITY_MAX_AGE`` (a beat task refreshes it every 30 s, so
 pages rarely wait on a supplier). Placing supplier orders after payment is orders' fulfilment
 (``orders.services.upstream``), which calls the adapters through ``connection_call``.
+
+What we owe or prepaid each supplier is one ledger account, ``ledger.supplier_payable``
+(a liability: deliveries of goods bought from the supplier credit it; a prepayment, our bank
+transfer topping up our balance at the supplier, debits it, so a negative figure is money the
+supplier holds for us). Staff record prepayments here (``supplier_prepayment_record``) and
+compare our book figure with the balance the supplier reports (``connection_balance_refresh``).
 """
 
 import logging
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
+from decimal import Decimal, InvalidOperation
 from typing import TypeVar
 
 from django.core.cache import cache
@@ -19,14 +26,19 @@ from django.db.models import F
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
+from catalog.models import Supplier
 from compliance.models import AuditEvent
 from compliance.services import audit_record
+from ledger import selectors as ledger_selectors
+from ledger import services as ledger
+from ledger.models import Entry
 from marketplace import crypto
-from marketplace.errors import Conflict, ServiceError
+from marketplace.errors import Conflict, Forbidden, ServiceError
+from marketplace.money import quantize
 
 from .adapters import adapter_for
 from .adapters.base import CallbackRejected, SupplierAdapter, SupplierBalance, SupplyError, VerifiedCallback
-from .models import SupplierCallback, SupplierCallbackNonce, SupplierConnection, UpstreamProduct
+from .models import SupplierCallback, SupplierCallbackNonce, SupplierConnection, SupplyMismatch, UpstreamProduct
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -271,4 +283,130 @@ def upstream_available_take(*, product_id: int, quantity: int) -> bool:
         UpstreamProduct.objects.filter(product_id=product_id, available__gte=quantity).update(
             available=F("available") - quantity
         )
+    )
+
+
+# --- what we owe or prepaid each supplier (the ledger) -----------------------------------------
+
+PREPAYMENT_KIND = "supplier_prepayment"
+# Recording money paid out takes both: managing the supplier's connections and posting to the journal.
+PREPAYMENT_PERMISSIONS = ("supply.change_supplierconnection", "ledger.add_entry")
+MAX_PREPAYMENT = Decimal("10000000.00")
+
+
+def supplier_payable(supplier: Supplier) -> ledger.AccountSpec:
+    return ledger.supplier_payable(supplier.pk, supplier.name)
+
+
+def supplier_book_balances(suppliers) -> dict[int, Decimal]:
+    """What our ledger says we owe each supplier (negative: prepaid, the supplier holds our
+    money), by supplier id, in one query. Reads only."""
+    specs = {s.pk: supplier_payable(s) for s in suppliers}
+    found = ledger_selectors.balances_of(*specs.values()) if specs else {}
+    return {pk: found[spec.code] for pk, spec in specs.items()}
+
+
+def _prepayment_key(supplier_id: int, reference: str) -> str:
+    return f"supply:prepayment:{supplier_id}:{reference}"
+
+
+def supplier_prepayment_record(
+    *, connection: SupplierConnection, amount, reference: str, memo: str = "", actor, request=None
+) -> Entry:
+    """We topped up our balance at the connection's supplier by bank transfer: the supplier
+    payable is debited (less owed, or more prepaid) and the bank credited. ``reference`` is the
+    bank transfer's reference and makes the record idempotent: the same reference and amount
+    again returns the first entry; the same reference with another amount is refused.
+    Needs ``PREPAYMENT_PERMISSIONS``; audited."""
+    target = f"supplier_connection:{connection.pk}"
+    if actor is None or not actor.has_perms(PREPAYMENT_PERMISSIONS):
+        audit_record(
+            action="supply.prepayment",
+            outcome=AuditEvent.Outcome.DENIED,
+            actor=actor,
+            request=request,
+            target=target,
+            detail="no permission",
+        )
+        raise Forbidden(_("You may not record payments to suppliers."))
+    try:
+        value = Decimal(str(amount).strip())
+    except InvalidOperation:
+        value = Decimal("NaN")
+    if not value.is_finite() or value != quantize(value) or not Decimal("0") < value <= MAX_PREPAYMENT:
+        raise ServiceError(
+            _("Enter the amount transferred, in yuan with at most two decimals (above 0)."), code="supply_amount"
+        )
+    value = quantize(value)
+    reference = (reference or "").strip()
+    if not reference or len(reference) > 60:
+        raise ServiceError(_("Enter the bank transfer's reference (1 to 60 characters)."), code="supply_reference")
+    memo = (memo or "").strip()[:200]
+    supplier = connection.supplier
+    key = _prepayment_key(supplier.pk, reference)
+    with transaction.atomic():
+        earlier = Entry.objects.filter(idempotency_key=key).first()
+        if earlier is None:
+            try:
+                with transaction.atomic():
+                    entry = ledger.transfer(
+                        debit=supplier_payable(supplier),
+                        credit=ledger.BANK,
+                        amount=value,
+                        kind=PREPAYMENT_KIND,
+                        reference=reference,
+                        memo=memo or f"prepayment to {supplier.name}",
+                        idempotency_key=key,
+                    )
+            except IntegrityError:  # recorded at the same moment by someone else
+                earlier = Entry.objects.get(idempotency_key=key)
+        if earlier is not None:
+            recorded = earlier.lines.filter(amount__gt=0).values_list("amount", flat=True).first()
+            if recorded != value:
+                raise Conflict(
+                    _("Reference %(ref)s was already recorded for this supplier with %(amount)s.")
+                    % {"ref": reference, "amount": recorded},
+                    code="supply_prepayment_reference",
+                )
+            return earlier
+        audit_record(
+            action="supply.prepayment",
+            outcome=AuditEvent.Outcome.ALLOWED,
+            actor=actor,
+            request=request,
+            target=target,
+            detail=f"{supplier.name}: {value} by bank transfer {reference}",
+        )
+    return entry
+
+
+def connection_test(*, connection_id: int) -> SupplierBalance:
+    """Staff's "test connection": one signed call (the balance), which also refreshes the
+    balance shown and, on failure, the last error."""
+    return connection_balance_refresh(connection_id=connection_id)
+
+
+def connection_balances_refresh() -> dict[int, str]:
+    """Beat: every enabled connection's balance read again; one supplier down does not stop the
+    others (its error is recorded on its connection). Returns what happened, by connection id."""
+    outcome: dict[int, str] = {}
+    enabled = SupplierConnection.objects.filter(state=SupplierConnection.State.ENABLED).exclude(secret_encrypted="")
+    for pk in enabled.order_by("pk").values_list("pk", flat=True):
+        try:
+            outcome[pk] = str(connection_balance_refresh(connection_id=pk).amount)
+        except ServiceError as exc:
+            outcome[pk] = f"error: {exc}"
+    return outcome
+
+
+# --- the daily reconciliation's findings (the run itself reads our orders: orders.services) ---
+
+
+def mismatch_resolve(*, mismatch_ids, user, note: str) -> int:
+    """Staff say what was done about these supplier mismatches; those already resolved stay as they were."""
+    note = (note or "").strip()
+    if not note:
+        raise ServiceError(_("Say what was done: a note is required."), code="supply_note")
+    return SupplyMismatch.objects.filter(pk__in=list(mismatch_ids), resolved_at__isnull=True).update(
+        resolved_at=timezone.now(), resolved_by=user, resolution_note=note[:300]
     )

@@ -337,4 +337,12 @@ def upstream_callback(*, connection: SupplierConnection, result: SupplierOrder) 
         return False
     if result.state == OrderState.PENDING:
         return False
+    if result.state == OrderState.DONE and not result.codes:
+        topup = Product.objects.filter(pk=upstream.order.product_id, kind=Product.Kind.DIRECT_TOPUP).exists()
+        if not topup:
+            # Delivered, but the codes are not in the callback (another platform running this
+            # product never sends them there): ask for them now rather than at the next check.
+            UpstreamOrder.objects.filter(pk=upstream.pk, state__in=OPEN).update(next_check_at=timezone.now())
+            transaction.on_commit(lambda: _queue_advance(upstream.pk))
+            return False
     return upstream_apply(upstream_id=upstream.pk, result=result)
