@@ -361,6 +361,32 @@ def test_kamarket_adapter_buys_from_this_instance_through_its_signed_api(upstrea
         adapter.order_place(our_number="KM-UP-2", product_ref=str(product.pk), quantity=5)
 
 
+def test_kamarket_adapter_sends_a_direct_topups_fields_as_the_apis_topup_object(upstream):
+    """A 代充 bought from another instance: the account to credit crosses as the API's ``topup``
+    object, checked there before its balance is charged, and kept on its order for its staff."""
+    from catalog.models import Product
+
+    phone = [{"name": "phone", "label": "手机号", "pattern": r"^1[3-9]\d{9}$", "min_length": 11, "max_length": 11}]
+    product = ProductFactory(
+        price=D("50.00"),
+        kind=Product.Kind.DIRECT_TOPUP,
+        supply_mode=Product.SupplyMode.MANUAL,
+        supply_cost=D("45.00"),
+        topup_fields=phone,
+    )
+    adapter = services.connection_adapter(upstream["connection"])
+    with pytest.raises(SupplyRefused):  # checked there: a number that is no phone number
+        adapter.order_place(our_number="KM-TOP-0", product_ref=str(product.pk), quantity=1, fields={"phone": "12"})
+    assert not Order.objects.filter(agent_order_no="KM-TOP-0").exists()
+
+    placed = adapter.order_place(
+        our_number="KM-TOP-1", product_ref=str(product.pk), quantity=1, fields={"phone": "13812345678"}
+    )
+    order = Order.objects.get(agent_order_no="KM-TOP-1")
+    assert order.number == placed.supplier_order_no and order.topup_values == {"phone": "13812345678"}
+    assert placed.state == OrderState.PENDING  # staff there top it up by hand (its manual queue)
+
+
 def test_kamarket_adapter_with_a_wrong_secret_is_refused_by_the_upstream(upstream):
     adapter = adapter_for(upstream["connection"], "sk_wrong")
     with pytest.raises(SupplyRefused, match=r"bad_signature|signature"):

@@ -149,8 +149,13 @@ class KamarketAdapter(SupplierAdapter):
         except ValueError as exc:
             raise SupplyRefused(_("This supplier's product ids are numbers.")) from exc
         payload: dict[str, Any] = {"product_id": product_id, "quantity": quantity, "agent_order_no": our_number}
-        # End users' real name for products that need it, and the callback URL: passed through.
-        payload.update({k: v for k, v in (fields or {}).items() if k in {"real_name", "id_number", "callback_url"}})
+        # End users' real name for products that need it, and the callback URL: passed through;
+        # everything else is a direct top-up's fields, sent as the API's ``topup`` object.
+        passthrough = {"real_name", "id_number", "callback_url"}
+        payload.update({k: v for k, v in (fields or {}).items() if k in passthrough})
+        topup = {k: v for k, v in (fields or {}).items() if k not in passthrough}
+        if topup:
+            payload["topup"] = topup
         status, body = self._request("POST", f"{API}/orders/", payload)
         if status in (200, 201):
             return self._order(our_number, body)
