@@ -34,6 +34,9 @@ def test_demo_data_loads_agents_and_sales_and_runs_again_without_change(settings
     assert on_sale.exists() and not on_sale.filter(sale_authorised_until__isnull=True).exists()
     assert AgreementVersion.objects.filter(published_at__isnull=False).values("kind").distinct().count() == 4
     assert Storefront.objects.get(slug="jinpai").agent.operator_identity.status == "verified"
+    # Direct top-ups (issue 16): topped up by staff by hand, on sale with their fields declared.
+    topups = on_sale.filter(kind=Product.Kind.DIRECT_TOPUP, supply_mode=Product.SupplyMode.MANUAL)
+    assert topups.count() == 2 and all(p.topup_fields and p.supply_cost for p in topups)
     chain = Agent.objects.order_by("depth")
     assert [a.depth for a in chain] == [1, 2, 3]
     assert Storefront.objects.get(slug="jinpai").agent == chain[0]

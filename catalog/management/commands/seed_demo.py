@@ -12,7 +12,7 @@ from django.contrib.auth.models import Group, Permission
 from django.core.management.base import BaseCommand
 from django.db import transaction
 
-from catalog import selectors, services
+from catalog import selectors, services, topup
 from catalog.models import Category, Product, Supplier
 
 DEMO_PASSWORD = "demo-pass-2026"
@@ -26,6 +26,7 @@ CATEGORIES = [
     ("games", "游戏点卡", [("netease", "网易游戏"), ("tencent", "腾讯游戏"), ("steam", "Steam")]),
     ("software", "软件激活码", [("office", "办公软件"), ("security", "安全软件")]),
     ("membership", "会员卡", [("video", "视频会员"), ("music", "音乐会员")]),
+    ("topup", "直充代充", [("mobile", "话费直充"), ("game-direct", "游戏直充")]),
 ]
 
 # No lookup links: the demo's certificate numbers are made up, and a link to a page that does
@@ -52,7 +53,14 @@ PRODUCTS = [
     ("music-vip-quarter", "音乐会员 季卡", "membership", "music", 3, "45", "39.00", 1, 10, 50, False),
     ("netease-500", "网易一卡通 500 点", "game_card", "netease", 0, "500", "485.00", 1, 2, 0, True),
     ("kings-topup-60", "王者荣耀 点券 60 元（游戏充值）", "game_card", "tencent", 1, "60", "58.80", 1, 5, 30, True),
+    # Direct top-ups (代充): no codes; the buyer gives the account, staff top it up by hand (the
+    # admin's 人工代充 queue, with its 30-minute SLA).
+    ("mobile-topup-50", "手机话费直充 50 元", "direct_topup", "mobile", 1, "50", "49.50", 1, 1, 0, False),
+    ("game-direct-qq-30", "QQ 会员直充 1 个月", "direct_topup", "game-direct", 1, "30", "28.00", 1, 3, 0, False),
 ]
+
+# Direct top-ups: the fields the buyer gives (catalog.topup's presets) and what one costs us.
+TOPUP_PRESETS = {"mobile-topup-50": "phone", "game-direct-qq-30": "qq"}
 
 # A game top-up: a verified real name is needed, and minors' limits apply (compliance.realname,
 # compliance.minors). In development the sandbox provider verifies any valid identity number.
@@ -62,6 +70,9 @@ DESCRIPTIONS = {
     "game_card": "官方渠道点卡，付款后自动发货。请在对应游戏的官方充值页面使用卡号和密码充值。",
     "licence_key": "正版激活密钥，一码一机（或以产品说明为准）。请在软件的“激活”页面输入密钥。",
     "membership": "会员兑换码，在官方 App 或网站的“兑换中心”输入即可开通。",
+    "direct_topup": (
+        "直接充值到您填写的账号，无需卡密。付款后由客服人工充值，30 分钟内到账；充值成功后不支持七天无理由退款。"
+    ),
 }
 
 
@@ -109,6 +120,15 @@ class Command(BaseCommand):
                     "max_per_order": hi,
                     "description": DESCRIPTIONS[kind],
                     "sort_order": i,
+                    **(
+                        {
+                            "supply_mode": Product.SupplyMode.MANUAL,
+                            "topup_fields": topup.preset_fields(TOPUP_PRESETS[slug]),
+                            "supply_cost": (Decimal(price) * Decimal("0.95")).quantize(Decimal("0.01")),
+                        }
+                        if kind == Product.Kind.DIRECT_TOPUP
+                        else {}
+                    ),
                 },
             )
             if slug in GAME_TOPUPS and not (product.is_game_topup and product.requires_real_name):
