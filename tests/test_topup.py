@@ -367,6 +367,38 @@ def test_the_manual_queue_warns_then_breaches_once_each_emailing_the_supervisors
 
 
 @pytest.mark.django_db(transaction=True)
+def test_a_warning_whose_email_cannot_be_queued_is_not_stamped_and_fires_at_the_next_sweep(
+    buyer, settings, mailoutbox, monkeypatch
+):
+    import kombu.exceptions
+    from django.conf import settings as conf
+    from django.contrib.auth.models import Group
+
+    from aftersales import tasks as aftersales_tasks
+    from aftersales.services import sla
+
+    settings.MANUAL_TOPUP_SLA_MINUTES = 30
+    Group.objects.create(name=conf.AFTERSALES_SUPERVISOR_GROUP).user_set.add(
+        UserFactory(is_staff=True, email="supervisor@example.com")
+    )
+    order = _paid_topup(buyer)
+    row = ManualTopup.objects.get(order=order)
+    late = row.due_at + timedelta(minutes=1)
+    mailoutbox.clear()
+
+    def broker_away(*args, **kwargs):
+        raise kombu.exceptions.OperationalError("Error 111 connecting to 127.0.0.1:6399. Connection refused.")
+
+    with monkeypatch.context() as m:
+        m.setattr(aftersales_tasks.topup_sla_notify, "delay", broker_away)
+        assert sla.topup_sla_sweep(now=late) == {"topups_warned": 0, "topups_breached": 0}
+    row.refresh_from_db()
+    assert row.breached_at is None and row.warned_at is None and not mailoutbox  # nothing lost: not stamped
+    assert sla.topup_sla_sweep(now=late) == {"topups_warned": 0, "topups_breached": 1}
+    assert len(mailoutbox) == 1 and "超时" in mailoutbox[0].subject
+
+
+@pytest.mark.django_db(transaction=True)
 def test_a_topup_found_overdue_gets_the_breach_alone_and_a_decided_one_nothing(buyer, staff, settings, mailoutbox):
     from aftersales.services import sla
 

@@ -25,7 +25,7 @@ from django.urls import NoReverseMatch, reverse
 from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 
-from marketplace.celery import publish
+from marketplace.celery import BROKER_ERRORS, publish
 from orders.models import ManualTopup
 
 from ..models import CLOCK_RUNNING, SlaEvent, Ticket, TicketMessage
@@ -288,7 +288,7 @@ def _send(event: SlaEvent) -> int:
 # warned once when a third of the time is left (``warned_at``) and told once when it is overdue
 # (``breached_at``; a top-up found overdue gets the breach alone). Each due row is stamped in its
 # own transaction, locked with SKIP LOCKED and checked again under the lock, and its email queued
-# on commit only by the sweep that stamped it. Served by manual_topup_queued_idx (state queued,
+# in that transaction only by the sweep that stamped it. Served by manual_topup_queued_idx (state queued,
 # ordered by due_at).
 
 TOPUP_WARNED, TOPUP_BREACHED = "warned", "breached"
@@ -327,21 +327,29 @@ def _topup_fire(*, pk: int, now: datetime, kind: str) -> int:
         clock = {"breached_at__isnull": True, "due_at__lte": now}
     else:
         clock = {"warned_at__isnull": True, "due_at__lte": now + _topup_warn_lead()}
-    with transaction.atomic():
-        topup = (
-            ManualTopup.objects.select_for_update(skip_locked=True)
-            .filter(pk=pk, state=ManualTopup.State.QUEUED, **clock)
-            .first()
-        )
-        if topup is None:  # another sweep holds it, or staff decided it meanwhile
-            return 0
-        fields = ["breached_at"] if kind == TOPUP_BREACHED else ["warned_at"]
-        if kind == TOPUP_BREACHED and topup.warned_at is None:
-            fields.append("warned_at")  # past the deadline already: the breach supersedes the warning
-        for name in fields:
-            setattr(topup, name, now)
-        topup.save(update_fields=fields)
-        transaction.on_commit(lambda: publish(topup_sla_notify, pk, kind))
+    try:
+        with transaction.atomic():
+            topup = (
+                ManualTopup.objects.select_for_update(skip_locked=True)
+                .filter(pk=pk, state=ManualTopup.State.QUEUED, **clock)
+                .first()
+            )
+            if topup is None:  # another sweep holds it, or staff decided it meanwhile
+                return 0
+            fields = ["breached_at"] if kind == TOPUP_BREACHED else ["warned_at"]
+            if kind == TOPUP_BREACHED and topup.warned_at is None:
+                fields.append("warned_at")  # past the deadline already: the breach supersedes the warning
+            for name in fields:
+                setattr(topup, name, now)
+            topup.save(update_fields=fields)
+            # Queued inside the transaction (the stamp and the email stand or fall together): with the
+            # broker away the stamp rolls back and the next sweep tries again, rather than a stamp
+            # committed whose email was never queued. The email reads nothing the stamp wrote, so a
+            # worker that runs it before the commit sends the same message.
+            topup_sla_notify.delay(pk, kind)
+    except BROKER_ERRORS as exc:  # nothing stamped: the next sweep tries again
+        log.warning("manual top-up %s: SLA %s email not queued (%s); the next sweep tries again", pk, kind, exc)
+        return 0
     return 1
 
 
