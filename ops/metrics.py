@@ -20,8 +20,9 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from aftersales.services.sla import sla_at_risk_now, sla_overdue_now
-from orders.models import Order
+from orders.models import ManualTopup, Order, UpstreamOrder
 from payments.models import Mismatch, Refund
+from supply.models import SupplyMismatch
 
 from . import heartbeat
 
@@ -147,3 +148,44 @@ class SaleCollector(Collector):
             "Differences between gateways' bills and our records not resolved yet",
             value=Mismatch.objects.filter(resolved_at__isnull=True).count(),
         )
+        yield from supply_metrics(now)
+
+
+OPEN_UPSTREAM = (UpstreamOrder.State.NEW, UpstreamOrder.State.PLACING, UpstreamOrder.State.PENDING)
+
+
+def supply_metrics(now) -> Iterator[Metric]:
+    """Upstream supply (issue 16): supplier orders not finished (by state, and the oldest's age),
+    manual top-ups waiting for staff and past their SLA, supplier reconciliation differences."""
+    rows = (
+        UpstreamOrder.objects.filter(state__in=OPEN_UPSTREAM)
+        .values("state")
+        .annotate(n=Count("id"), oldest=Min("created_at"))
+    )
+    by_state = {row["state"]: row for row in rows}
+    open_orders = GaugeMetricFamily(
+        "kamarket_upstream_orders_open", "Supplier orders not finished, by state", labels=["state"]
+    )
+    for state in OPEN_UPSTREAM:
+        open_orders.add_metric([state], by_state.get(state, {}).get("n", 0))
+    yield open_orders
+    oldest = min((row["oldest"] for row in by_state.values()), default=None)
+    yield GaugeMetricFamily(
+        "kamarket_upstream_oldest_open_age_seconds",
+        "Seconds since the oldest unfinished supplier order was created (0: none)",
+        value=max(0.0, (now - oldest).total_seconds()) if oldest else 0.0,
+    )
+    queued = ManualTopup.objects.filter(state=ManualTopup.State.QUEUED)
+    yield GaugeMetricFamily(
+        "kamarket_manual_topups_waiting", "Manual top-ups (人工代充) waiting for staff", value=queued.count()
+    )
+    yield GaugeMetricFamily(
+        "kamarket_manual_topups_overdue",
+        "Manual top-ups waiting past their SLA",
+        value=queued.filter(due_at__lte=now).count(),
+    )
+    yield GaugeMetricFamily(
+        "kamarket_supply_mismatches_open",
+        "Differences between suppliers' records and ours not resolved yet",
+        value=SupplyMismatch.objects.filter(resolved_at__isnull=True).count(),
+    )

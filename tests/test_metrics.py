@@ -99,6 +99,11 @@ def test_the_sale_figures(client, token):
     assert samples[("kamarket_sla_tickets_overdue", ())] == 0
     assert samples[("kamarket_refunds_failed", ())] == 1
     assert samples[("kamarket_reconciliation_mismatches_open", ())] == 1
+    # Upstream supply: nothing open in this test.
+    assert samples[("kamarket_upstream_orders_open", (("state", "placing"),))] == 0
+    assert samples[("kamarket_upstream_oldest_open_age_seconds", ())] == 0
+    assert samples[("kamarket_manual_topups_waiting", ())] == 0
+    assert samples[("kamarket_supply_mismatches_open", ())] == 0
     # The embedded filesystem broker: every queue reported (the eager tests queue nothing).
     for queue in ("fulfilment", "notifications", "callbacks", "reports", "default"):
         assert (("kamarket_celery_queue_length", (("queue", queue),))) in samples
@@ -128,3 +133,33 @@ def test_queue_length_from_redis(settings, redis_url):
     finally:
         client.delete(*settings.QUEUE_NAMES, "notifications\x06\x163")
     assert lengths == {"fulfilment": 2, "notifications": 1, "callbacks": 0, "reports": 0, "default": 0}
+
+
+def test_the_supply_figures(client, token):
+    """Supplier orders not finished, manual top-ups waiting and overdue, supplier differences."""
+    from orders.models import ManualTopup, UpstreamOrder
+    from supply.models import SupplierConnection, SupplyMismatch, SupplyReconciliation
+    from tests.factories import SupplierFactory
+
+    buyer = UserFactory()
+    product = ProductFactory()
+    add_stock(product, 3)
+    first, second, third = (place(buyer, product) for _ in range(3))
+    connection = SupplierConnection.objects.create(
+        supplier=SupplierFactory(), name="up", base_url="https://supplier.example", app_id="a"
+    )
+    now = timezone.now()
+    UpstreamOrder.objects.create(order=first, connection=connection, supplier_ref="1", quantity=1, state="placing")
+    UpstreamOrder.objects.create(order=second, connection=connection, supplier_ref="1", quantity=1, state="done")
+    UpstreamOrder.objects.filter(order=first).update(created_at=now - timedelta(seconds=600))
+    ManualTopup.objects.create(order=third, due_at=now - timedelta(minutes=1))
+    run = SupplyReconciliation.objects.create(connection=connection, day=date(2026, 12, 1))
+    SupplyMismatch.objects.create(reconciliation=run, kind="state", our_number=first.number)
+
+    samples = scrape(client)
+    assert samples[("kamarket_upstream_orders_open", (("state", "placing"),))] == 1
+    assert samples[("kamarket_upstream_orders_open", (("state", "pending"),))] == 0
+    assert 599 <= samples[("kamarket_upstream_oldest_open_age_seconds", ())] < 700
+    assert samples[("kamarket_manual_topups_waiting", ())] == 1
+    assert samples[("kamarket_manual_topups_overdue", ())] == 1
+    assert samples[("kamarket_supply_mismatches_open", ())] == 1
