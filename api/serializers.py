@@ -2,8 +2,10 @@
 
 from django.core.validators import RegexValidator
 from django.utils.translation import gettext_lazy as _
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from catalog.topup import TopupValuesError
 from orders.forms import CheckoutForm
 
 from .services import idempotency_key
@@ -75,6 +77,15 @@ class ProductSerializer(serializers.Serializer):
     )
 
 
+# What the schema promises of a top-up value: text without NUL or lone surrogates (DRF's CharField
+# refuses both), at most 200 characters; at most 20 fields.
+@extend_schema_field(
+    {
+        "type": "object",
+        "maxProperties": 20,
+        "additionalProperties": {"type": "string", "maxLength": 200, "pattern": "^[^\\x00\\ud800-\\udfff]*$"},
+    }
+)
 class TopupValuesField(serializers.DictField):
     """A direct top-up's values: an object of short strings. Its errors are one list under
     ``topup`` (the error body's ``details`` maps a field to a list of messages)."""
@@ -82,13 +93,14 @@ class TopupValuesField(serializers.DictField):
     MAX_KEYS = 20
 
     def to_internal_value(self, data):
+        # Refused as the service refuses top-up values (422 topup_invalid), whatever is wrong.
         if isinstance(data, dict) and len(data) > self.MAX_KEYS:
-            raise serializers.ValidationError(_("Too many top-up fields."))
+            raise TopupValuesError({"topup": str(_("Too many top-up fields."))})
         try:
             return super().to_internal_value(data)
         except serializers.ValidationError:
-            raise serializers.ValidationError(
-                _("Send the top-up fields as an object of texts of at most 200 characters.")
+            raise TopupValuesError(
+                {"topup": str(_("Send the top-up fields as an object of texts of at most 200 characters."))}
             ) from None
 
 

@@ -584,6 +584,8 @@ NOT_BUYER_PRIVATE = {
     "referrals:landing": "an invitation link: sets the signed inviter cookie, shows nothing of the inviter "
     "(tests/test_referrals.py)",
     "legal:document": "a published agreement, public (tests/test_agreements.py)",
+    "supply:callback": "a supplier's signed callback (POST only, verified with the connection's secret; forged "
+    "or replayed: 400, tests/test_upstream.py): no page, nothing of anyone's shown",
     # The agent's own storefront's posters: the storefront is the signed-in agent's, never an id
     # in the address; the product id is a public catalogue product, 404 unless the agent's shop
     # sells it (tests/test_share_tools.py).
