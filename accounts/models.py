@@ -8,6 +8,10 @@ class User(AbstractUser):
 
     email = models.EmailField(_("email address"), unique=True)
     phone = models.CharField(_("phone"), max_length=20, blank=True)
+    # Whether an agents.Agent profile exists for this user, kept by agents' signals (created,
+    # deleted). Every logged-in page asks (the navigation, the viewer's prices): a column of
+    # the row already loaded, instead of a query of the agents table per request.
+    is_agent = models.BooleanField(_("agent"), default=False, editable=False)
 
     class Meta:
         verbose_name = _("user")

@@ -196,8 +196,8 @@ class Quote:
 def buying_agent(user) -> Agent | None:
     """The agent ``user`` buys as on the platform (paying its own cost), or None: anonymous,
     or not an agent."""
-    if user is None or not user.is_authenticated:
-        return None
+    if user is None or not user.is_authenticated or not getattr(user, "is_agent", False):
+        return None  # is_agent: no query of the agents table for a buyer (agents.receivers)
     return getattr(user, "agent", None)  # a missing profile raises an AttributeError subclass
 
 

@@ -3,6 +3,7 @@
 from dataclasses import dataclass
 from datetime import date, timedelta
 from decimal import ROUND_HALF_UP, Decimal
+from typing import cast
 
 from django.conf import settings
 from django.core import signing
@@ -10,6 +11,8 @@ from django.db import models
 from django.db.models import Count, OuterRef, Prefetch, Q, QuerySet, Sum
 from django.db.models.functions import Coalesce
 from django.utils import timezone
+
+from marketplace.localcache import local_forget, local_only
 
 from .models import CardCode, Category, Product, RestockSubscription, StockBatch, Supplier
 
@@ -53,13 +56,27 @@ def product_search(*, query: str = "", category: Category | None = None) -> list
     return list(qs)
 
 
+CATEGORY_TREE_KEY = "catalog:category_tree"
+
+
 def category_tree() -> list[Category]:
-    """Active top-level categories, each with ``active_children`` (a list, in order)."""
-    return list(
-        Category.objects.filter(parent__isnull=True, is_active=True)
-        .prefetch_related(Prefetch("children", Category.objects.filter(is_active=True), to_attr="active_children"))
-        .order_by("sort_order", "id")
-    )
+    """Active top-level categories, each with ``active_children`` (a list, in order). Every
+    catalogue page shows it: kept per process for a few seconds (marketplace.localcache; a
+    category's save or delete forgets it here at once, catalog.apps); treat it as read-only."""
+
+    def load() -> list[Category]:
+        return list(
+            Category.objects.filter(parent__isnull=True, is_active=True)
+            .prefetch_related(Prefetch("children", Category.objects.filter(is_active=True), to_attr="active_children"))
+            .order_by("sort_order", "id")
+        )
+
+    return cast(list[Category], local_only(CATEGORY_TREE_KEY, load))
+
+
+def category_tree_forget(**_kwargs) -> None:
+    """Signal receiver: a category was saved or deleted."""
+    local_forget(CATEGORY_TREE_KEY)
 
 
 def batch_code_counts(batch) -> dict[str, int]:

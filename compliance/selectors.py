@@ -7,11 +7,11 @@ from datetime import date, timedelta
 from typing import Any, TypedDict, cast
 from urllib.parse import urlsplit
 
-from django.core.cache import cache
 from django.db.models import Q
 from django.utils import timezone
 from django.utils.functional import SimpleLazyObject
 
+from marketplace.localcache import local_forget, local_get_or_set
 from marketplace.text import email_normalise
 
 from .models import AuditEvent, CreditEvent, Qualification
@@ -152,12 +152,14 @@ def qualifications_shown() -> list[ShownQualification]:
     (``qualification_save`` forgets the cached list when its change commits)."""
     return cast(
         list[ShownQualification],
-        cache.get_or_set(QUALIFICATIONS_CACHE_KEY, _qualifications_load, QUALIFICATIONS_CACHE_SECONDS),
+        local_get_or_set(QUALIFICATIONS_CACHE_KEY, _qualifications_load, QUALIFICATIONS_CACHE_SECONDS),
     )
 
 
 def qualifications_forget() -> None:
-    cache.delete(QUALIFICATIONS_CACHE_KEY)
+    """At once in this process and the shared cache; other processes' per-process copies end
+    within marketplace.localcache.LOCAL_SECONDS (10 s: 第十五条's 及时更新)."""
+    local_forget(QUALIFICATIONS_CACHE_KEY)
 
 
 def qualifications_context(request) -> dict:

@@ -2,17 +2,20 @@
 
 Every page reads the published versions (the footer's links, the banner of an upcoming
 version, the accept middleware), so they are read once and cached until the next publish
-(``legal.services`` forgets the cache). With none published nothing is required of anyone.
+(``legal.services`` forgets the cache; other processes' copies end within
+marketplace.localcache.LOCAL_SECONDS). With none published nothing is required of anyone.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import cast
 
-from django.core.cache import cache
 from django.utils import timezone
 from django.utils.functional import SimpleLazyObject
+
+from marketplace.localcache import local_forget, local_get_or_set
 
 from .models import AgreementAcceptance, AgreementDocument, AgreementVersion
 
@@ -50,10 +53,11 @@ class Published:
 
 
 def published_versions() -> list[Published]:
-    """Every published version, newest effective first (cached)."""
-    rows = cache.get(CACHE_KEY)
-    if rows is None:
-        rows = [
+    """Every published version, newest effective first (cached: shared, and per process for
+    a few seconds, marketplace.localcache; a publication forgets it)."""
+
+    def load() -> list[Published]:
+        return [
             Published(id=pk, kind=kind, version=label, title=title, effective_at=effective, published_at=published)
             for pk, kind, label, title, effective, published in AgreementVersion.objects.filter(
                 published_at__isnull=False
@@ -62,12 +66,12 @@ def published_versions() -> list[Published]:
             .values_list("id", "kind", "version", "title", "effective_at", "published_at")
             if published is not None
         ]
-        cache.set(CACHE_KEY, rows, CACHE_SECONDS)
-    return rows
+
+    return cast(list[Published], local_get_or_set(CACHE_KEY, load, CACHE_SECONDS))
 
 
 def published_forget() -> None:
-    cache.delete(CACHE_KEY)
+    local_forget(CACHE_KEY)
 
 
 def in_force(*, now: datetime | None = None) -> dict[str, Published]:
@@ -106,8 +110,8 @@ def required_for(*, kinds, now: datetime | None = None) -> list[Published]:
 
 def kinds_for_user(user) -> tuple[str, ...]:
     kinds: tuple[str, ...] = MEMBER_KINDS
-    # The agent profile's reverse one-to-one (agents.Agent.user): no import of agents.
-    if getattr(user, "agent", None) is not None:
+    # User.is_agent follows the agent profile (agents.Agent.user): no import of agents.
+    if getattr(user, "is_agent", False):
         kinds += AGENT_KINDS
     return kinds
 

@@ -1,7 +1,6 @@
 import csv
 from functools import wraps
 
-import segno
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.views import redirect_to_login
@@ -24,7 +23,7 @@ from marketplace.http import client_ip
 from orders.models import Order
 from orders.views.guest import guest_may_view
 
-from . import selectors
+from . import qr, selectors
 from .gateways import Device, enabled_gateways, get_gateway
 from .models import Recharge
 from .services import payments as services
@@ -109,7 +108,7 @@ def start(request, number, gateway):
         return redirect(payable)
     if begun.redirect_url:
         return redirect(begun.redirect_url)
-    qr_svg = segno.make(begun.qr_text, error="m").svg_inline(scale=5, dark="#1f2937")
+    qr_svg = qr.qr_svg(begun.qr_text, 5)
     return render(
         request,
         "payments/qr.html",
@@ -181,7 +180,7 @@ def sandbox_cashier(request, number):
     if not payable.is_payable:
         return redirect(payable)
     pay_url = request.build_absolute_uri(reverse("payments:sandbox", args=[payable.number]))
-    qr_svg = segno.make(pay_url, error="m").svg_inline(scale=4, dark="#1f2937")
+    qr_svg = qr.qr_svg(pay_url, 4)
     return render(
         request, "payments/sandbox.html", {"payable": payable, "qr_svg": qr_svg, "subject": _subject(payable)}
     )

@@ -50,9 +50,15 @@ def _fresh_cache():
     """Each test starts with an empty cache (a test's database rolls back; what it cached must too)."""
     from django.core.cache import cache
 
+    from catalog.templatetags.catalog_cards import product_cards_forget
     from compliance.rating import credit_levels_forget_local
+    from marketplace.localcache import local_clear
+    from orders.templatetags.order_rows import order_rows_forget
 
     cache.clear()
+    local_clear()  # marketplace.localcache: the per-process copies of site-wide values
+    product_cards_forget()  # catalog_cards: the product cards drawn in this process
+    order_rows_forget()  # order_rows: the order list rows drawn in this process
     credit_levels_forget_local()  # the credit levels' per-process copy (compliance.rating)
     yield
 

@@ -19,9 +19,10 @@ address. A guest paid through a gateway (a guest has no balance), so the refund 
 """
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import cached_property
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
@@ -90,6 +91,21 @@ def no_reason_limit_reached(user=None, *, email: str = "") -> bool:
     return used >= settings.NO_REASON_REFUND_LIMIT
 
 
+def refund_held(user=None, *, email: str = "") -> bool:
+    """Would a no-reason refund of this owner go to staff review rather than be made at once:
+    the limit of ``no_reason_limit_reached``, or a credit level whose refunds are reviewed
+    (``rating.refund_review_reason``)? One query (the rating's events count the refunds too)."""
+    days = settings.NO_REASON_REFUND_LIMIT_DAYS
+    if days > settings.CREDIT_HORIZON_DAYS:  # the rating's events would not reach back that far
+        return no_reason_limit_reached(user, email=email) or bool(rating.refund_review_reason(user=user, email=email))
+    rated = rating.credit_rating(user=user, email=email)
+    if rated.level.refunds_reviewed:
+        return True
+    since = timezone.now() - timedelta(days=days)
+    used = sum(1 for e in rated.events if e.kind == CreditEvent.Kind.NO_REASON_REFUND and e.at >= since)
+    return used >= settings.NO_REASON_REFUND_LIMIT
+
+
 def _credit_owner(*, user, order: Order) -> CreditOwnerKeys:
     """Whose no-reason refunds count: the member, or the guest by the order's email address."""
     return {"user": user, "email": ""} if user is not None else {"user": None, "email": order.guest_email}
@@ -118,8 +134,14 @@ class RefundOptions:
     codes: list[CodeOption]
     window_end: datetime | None
     window_open: bool
-    limit_reached: bool
+    # Whether a refund now would go to review (``refund_held``): asked only by ``automatic``,
+    # when some code could be refunded at once (not on every view of an order page).
+    limit_check: Callable[[], bool] = field(default=lambda: False, repr=False)
     requests: list[RefundRequest] = field(default_factory=list)
+
+    @cached_property
+    def limit_reached(self) -> bool:
+        return self.limit_check()
 
     @property
     def selectable(self) -> list[CodeOption]:
@@ -128,9 +150,12 @@ class RefundOptions:
     @property
     def automatic(self) -> list[CodeOption]:
         """Codes that would be refunded at once if requested now."""
-        if not self.window_open or self.limit_reached:
+        if not self.window_open:
             return []
-        return [c for c in self.selectable if not c.revealed]
+        unrevealed = [c for c in self.selectable if not c.revealed]
+        if not unrevealed or self.limit_reached:
+            return []
+        return unrevealed
 
     @property
     def refundable_ids(self) -> set[int]:
@@ -147,11 +172,13 @@ def refund_options(*, order: Order, user) -> RefundOptions:
     """What ``user`` may ask to refund on ``order`` now, code by code (the caller checked ownership;
     ``user`` None: the guest of the guest order)."""
     # Codes are numbered by their place on the order (refunded ones keep their numbers).
-    codes = list(
-        OrderCode.objects.filter(order_id=order.pk)
-        .annotate(reveal_count=Count("reveals"), first_revealed_at=Min("reveals__at"))
-        .order_by("pk")
-    )
+    codes = getattr(order, "all_codes", None)  # fetched so by the order page (orders.selectors)
+    if codes is None:
+        codes = list(
+            OrderCode.objects.filter(order_id=order.pk)
+            .annotate(reveal_count=Count("reveals"), first_revealed_at=Min("reveals__at"))
+            .order_by("pk")
+        )
     requests = list(
         RefundRequest.objects.filter(order_id=order.pk)
         .select_related("refund", "ticket")
@@ -179,8 +206,7 @@ def refund_options(*, order: Order, user) -> RefundOptions:
         ],
         window_end=end,
         window_open=order.status == Order.Status.DELIVERED and end is not None and timezone.now() <= end,
-        limit_reached=no_reason_limit_reached(**_credit_owner(user=user, order=order))
-        or bool(rating.refund_review_reason(**_credit_owner(user=user, order=order))),
+        limit_check=lambda: refund_held(**_credit_owner(user=user, order=order)),
         requests=requests,
     )
 

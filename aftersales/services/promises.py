@@ -10,8 +10,9 @@ that does not show it); saving or deleting a policy forgets it at once.
 from typing import cast
 
 from django.conf import settings
-from django.core.cache import cache
 from django.utils.functional import cached_property
+
+from marketplace.localcache import local_forget, local_get_or_set
 
 CACHE_KEY = "aftersales:promise:first_response_hours"
 CACHE_SECONDS = 300
@@ -29,12 +30,13 @@ def first_response_hours() -> int:
 
     # get_or_set returns what is cached or what longest() returned: an int. The stubs say
     # "Any | None" because a cached None would come back as None; nothing here caches one.
-    return cast(int, cache.get_or_set(CACHE_KEY, longest, CACHE_SECONDS))
+    return cast(int, local_get_or_set(CACHE_KEY, longest, CACHE_SECONDS))
 
 
 def forget(**_kwargs) -> None:
-    """Signal receiver: an SLA policy changed."""
-    cache.delete(CACHE_KEY)
+    """Signal receiver: an SLA policy changed (other processes follow within
+    marketplace.localcache.LOCAL_SECONDS)."""
+    local_forget(CACHE_KEY)
 
 
 class Promises:

@@ -3,7 +3,8 @@ from datetime import datetime
 from decimal import Decimal
 
 from django.db import models
-from django.db.models import Count, Prefetch, Q
+from django.db.models import Count, Min, Prefetch, Q
+from django.http import Http404
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
 from django.utils.translation import gettext as _
@@ -33,9 +34,14 @@ def order_counts_for_buyer(buyer) -> dict[str, int]:
 
 
 def _order_page_rows():
-    codes = OrderCode.objects.filter(released_at__isnull=True).annotate(reveal_count=Count("reveals")).order_by("id")
+    # Every code of the order, released ones too, in one query: the page shows the live ones,
+    # numbers them among all (``code_places``) and the refund offer reads them all
+    # (aftersales' ``refund_options`` takes ``all_codes`` instead of querying them again).
+    codes = OrderCode.objects.annotate(reveal_count=Count("reveals"), first_revealed_at=Min("reveals__at")).order_by(
+        "id"
+    )
     return Order.objects.select_related("product", "product__supplier").prefetch_related(
-        Prefetch("codes", queryset=codes, to_attr="live_codes"), "history"
+        Prefetch("codes", queryset=codes, to_attr="all_codes"), "history"
     )
 
 
@@ -48,6 +54,23 @@ def order_for_buyer(buyer, number: str) -> Order:
     return order_page_extras(get_object_or_404(_order_page_rows(), buyer=buyer, number=number))
 
 
+def order_status_for_buyer(buyer, number: str) -> str:
+    """The status of the buyer's own order (its page's status poll), or 404 like
+    ``order_for_buyer``: one indexed statement, no order loaded."""
+    status = Order.objects.filter(buyer=buyer, number=number).values_list("status", flat=True).first()
+    if status is None:
+        raise Http404
+    return status
+
+
+def order_status_for_guest(number: str) -> str:
+    """The status of a guest order (its page's status poll), or 404 like ``order_for_guest``."""
+    status = Order.objects.filter(buyer__isnull=True, number=number).values_list("status", flat=True).first()
+    if status is None:
+        raise Http404
+    return status
+
+
 def order_for_guest(number: str) -> Order:
     """A guest order for its page, or 404 (a member's order is never one). The caller has
     checked that this browser may see it (placed here, or opened from its signed link)."""
@@ -57,6 +80,9 @@ def order_for_guest(number: str) -> Order:
 def order_page_extras(order: Order) -> Order:
     """Set what the order page shows beyond the row (see ``order_for_buyer``) on an order
     fetched with its ``live_codes`` and ``history``; returns it."""
+    all_codes = getattr(order, "all_codes", None)
+    if all_codes is not None:
+        setattr(order, "live_codes", [oc for oc in all_codes if oc.released_at is None])  # noqa: B010
     history = list(order.history.all())
     pairs = [pair for h in history if (pair := reissue_parse(h.note)) is not None]
     # Every code keeps its place: after a refund the codes left are numbered as the refund form
@@ -157,7 +183,13 @@ def code_places(order: Order, reissues: list[tuple[int, int]]) -> dict[int, int]
     number of the code it replaced, a refunded code keeps its own."""
     replaced = {new: old for old, new in reissues}
     places: dict[int, int] = {}
-    for pk in OrderCode.objects.filter(order_id=order.pk).order_by("id").values_list("pk", flat=True):
+    fetched = getattr(order, "all_codes", None)  # the order page's rows: already fetched, in order
+    ids = (
+        [oc.pk for oc in fetched]
+        if fetched is not None
+        else OrderCode.objects.filter(order_id=order.pk).order_by("id").values_list("pk", flat=True)
+    )
+    for pk in ids:
         old = replaced.get(pk)
         places[pk] = places[old] if old in places else len(set(places.values())) + 1
     return places

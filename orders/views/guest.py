@@ -124,7 +124,9 @@ def detail(request, number):
 @never_cache
 def status(request, number):
     """Polled by the guest order page while payment or delivery is under way."""
-    return status_badge_or_refresh(request, _order(request, number))
+    if not guest_may_view(request, number):
+        raise Http404
+    return status_badge_or_refresh(request, selectors.order_status_for_guest(number))
 
 
 @require_POST

@@ -33,7 +33,7 @@ from ..services import orders as services
 from .guest import guest_allow_view
 from .guest_browser import browser_remember
 from .limits import checkout_limited, reveal_limited
-from .polling import status_badge_or_refresh
+from .polling import StatusOnly, status_badge_or_refresh
 
 
 @login_required
@@ -308,10 +308,10 @@ def order_detail(request, number):
 @never_cache
 def order_status(request, number):
     """Polled by the order page while payment or delivery is under way."""
-    order = selectors.order_for_buyer(request.user, number)
+    status = selectors.order_status_for_buyer(request.user, number)
     if request.headers.get("HX-Request"):
-        return status_badge_or_refresh(request, order)
-    return JsonResponse({"status": order.status, "label": order.get_status_display()})
+        return status_badge_or_refresh(request, status)
+    return JsonResponse({"status": status, "label": StatusOnly(status).get_status_display()})
 
 
 @login_required

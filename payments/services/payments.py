@@ -304,6 +304,7 @@ def payable_for(*, user, number: str):
     payable = model.objects.filter(number=number, **owner).first()
     if payable is None:
         raise NotFound(_("No such order."), code="order_not_found")
+    setattr(payable, next(iter(owner)), user)  # the owner is this user: not loaded again (payment_start)
     return payable
 
 

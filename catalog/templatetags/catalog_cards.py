@@ -1,0 +1,59 @@
+"""``{% product_card info href price agent_price heading %}``: one product card of a grid.
+
+A catalogue, home or storefront page draws up to 50 cards, the same HTML for everyone who
+sees the same product at the same price and stock. Each card is drawn once per process for
+each set of values it shows (kept in a bounded LRU keyed on all of them, language included)
+and reused: nothing it shows can be older than the values passed in, which the page computes
+on every request (the stock included)."""
+
+from collections import OrderedDict
+
+from django import template
+from django.template.loader import get_template
+from django.utils.safestring import mark_safe
+from django.utils.translation import get_language
+
+register = template.Library()
+
+CARD_TEMPLATE = "catalog/_product_card.html"
+MAX_CARDS = 4096
+_cards: OrderedDict[tuple, str] = OrderedDict()
+
+
+def product_cards_forget() -> None:
+    """Forget every card drawn (tests; a template change needs a restart anyway)."""
+    _cards.clear()
+
+
+@register.simple_tag
+def product_card(info, href, price, agent_price=None, heading="h2"):
+    """``info``: an orders.selectors PurchaseInfo (its product with the supplier loaded);
+    ``href`` None: the product's own page (reversed only when the card is drawn)."""
+    p = info.product
+    supplier = p.supplier
+    key = (
+        get_language(),
+        p.pk,
+        p.name,
+        p.kind,
+        p.face_value,
+        supplier.is_authorised if supplier is not None else None,
+        p.slug if href is None else str(href),
+        price,
+        agent_price,
+        info.stock,
+        info.upstream,
+        heading,
+    )
+    html = _cards.get(key)
+    if html is None:
+        if href is None:
+            href = p.get_absolute_url()
+        context = {"info": info, "href": href, "price": price, "agent_price": agent_price, "heading": heading}
+        html = get_template(CARD_TEMPLATE).render(context)
+        _cards[key] = html
+        if len(_cards) > MAX_CARDS:
+            _cards.popitem(last=False)
+    else:
+        _cards.move_to_end(key)
+    return mark_safe(html)  # noqa: S308 (rendered, and escaped, by the template engine)

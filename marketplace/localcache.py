@@ -1,0 +1,73 @@
+"""A per-process copy, for a few seconds, of small site-wide values kept in the shared cache.
+
+Every page's footer and middleware read the same few values (the agreements in force, the
+qualifications shown, the promised response time): from Redis that is a round trip and an
+unpickling each, several per page. Here a process keeps what it read for ``LOCAL_SECONDS``.
+A change applies at once in the process that made it (its ``local_forget`` with the shared
+cache's delete) and within ``LOCAL_SECONDS`` in the others. Tests clear it with the cache."""
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from django.core.cache import cache
+
+LOCAL_SECONDS = 10.0
+_store: dict[str, tuple[float, Any]] = {}
+MAX_ENTRIES = 1000
+FRAGMENT = "fragment:"  # the keys of ``local_fragment``
+
+
+def local_get_or_set(key: str, load: Callable[[], Any], seconds: int) -> Any:
+    """The value of ``key``: this process's copy while fresh, else the shared cache's (``load()``
+    computes and stores it there for ``seconds`` when missing). ``load`` must not return None."""
+    now = time.monotonic()
+    hit = _store.get(key)
+    if hit is not None and hit[0] > now:
+        return hit[1]
+    value = cache.get(key)
+    if value is None:
+        value = load()
+        cache.set(key, value, seconds)
+    _store[key] = (now + LOCAL_SECONDS, value)
+    return value
+
+
+def local_only(key: str, load: Callable[[], Any]) -> Any:
+    """``load()`` kept in this process only, for ``LOCAL_SECONDS`` (values that are cheap to
+    load but read by every page, e.g. model rows that must not be pickled into the shared
+    cache); ``local_forget(key)`` after a change."""
+    now = time.monotonic()
+    hit = _store.get(key)
+    if hit is not None and hit[0] > now:
+        return hit[1]
+    value = load()
+    _store[key] = (now + LOCAL_SECONDS, value)
+    return value
+
+
+def local_forget(key: str) -> None:
+    """Forget ``key`` here and in the shared cache (the others' copies end within LOCAL_SECONDS)."""
+    _store.pop(key, None)
+    for name in [k for k in _store if k.startswith(FRAGMENT)]:  # fragments may show the value
+        _store.pop(name, None)
+    cache.delete(key)
+
+
+def local_clear() -> None:
+    """Forget every per-process copy (tests, with the shared cache's clear)."""
+    _store.clear()
+
+
+def local_fragment(key: str, render: Callable[[], str]) -> str:
+    """A rendered template fragment kept in this process for ``LOCAL_SECONDS`` (the
+    ``{% localcache %}`` tag): what it shows may be that old, like the values above."""
+    now = time.monotonic()
+    hit = _store.get(key)
+    if hit is not None and hit[0] > now:
+        return hit[1]
+    if len(_store) > MAX_ENTRIES:  # keys are few (fragment x language x flags); a bound all the same
+        _store.clear()
+    text = render()
+    _store[key] = (now + LOCAL_SECONDS, text)
+    return text
