@@ -44,7 +44,10 @@ ROOT = Path(__file__).resolve().parent.parent
 BIN = ROOT / ".venv" / "bin"
 HOST = "127.0.0.1"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
-TARGET = 1 / 3
+# Issue 17's targets (the foundation's 0.33 was withdrawn, see README): the critical path
+# (place + notification + delivery) at 0.10, a balance-paid purchase (one API request + the
+# task) at 0.2.
+TARGETS = {"random": 0.10, "hot": 0.10, "balance": 0.20}
 
 
 _T0 = time.monotonic()
@@ -109,6 +112,14 @@ class Buyer:
     session: str
     csrf_cookie: str = ""
     csrf_form: str = ""
+
+
+@dataclass
+class ApiShop:
+    """An agent calling the integration API with one key, its wallet topped up."""
+
+    key_id: str
+    secret: str
 
 
 @dataclass
@@ -202,6 +213,46 @@ def seed(args) -> tuple[list[Item], Item, list[Buyer]]:
         buyers.append(Buyer(session=store.session_key))
     as_item = lambda p: Item(p.pk, p.slug, p.price)  # noqa: E731
     return [as_item(p) for p in normal], as_item(hot), buyers
+
+
+def seed_shops(count: int, per_shop: Decimal) -> list[ApiShop]:
+    """Agents with an API key each and ``per_shop`` yuan in their wallet, topped up the way a
+    buyer does it (recharges paid through the sandbox gateway: ledger entries, not a shortcut).
+    Several agents, as several shops integrate: one agent's purchases all lock its one wallet."""
+    from django.contrib.auth import get_user_model
+
+    from agents.models import AgentLevel
+    from agents.services import agents as agent_services
+    from agents.services import api_keys
+    from payments.services import payments
+
+    level, _ = AgentLevel.objects.get_or_create(rank=1, defaults={"name": "普通", "sort": 1})
+    shops = []
+    for i in range(count):
+        user = get_user_model().objects.create(username=f"shop{i}", email=f"shop{i}@bench.test", password="!unusable")
+        agent = agent_services.agent_create(user=user, level=level, upline=None)
+        key, secret = api_keys.apikey_create(agent=agent, name="bench")
+        left = per_shop
+        while left > 0:
+            amount = min(left, payments.RECHARGE_MAX)
+            recharge = payments.recharge_create(user=user, amount=amount)
+            if not payments.sandbox_pay(order_number=recharge.number).ok:
+                raise RuntimeError(f"recharge {recharge.number} for shop {i} was not applied")
+            left -= amount
+        shops.append(ApiShop(key.key_id, secret))
+    return shops
+
+
+def api_headers(shop: ApiShop, method: str, path: str, body: bytes) -> dict[str, str]:
+    """The integration API's four headers (api/schema_description.md's recipe, hmac directly)."""
+    import hashlib
+    import hmac
+    import secrets
+
+    timestamp, nonce = str(int(time.time())), secrets.token_urlsafe(18)
+    message = "\n".join([method, path, timestamp, nonce, hashlib.sha256(body).hexdigest()])
+    signature = hmac.new(shop.secret.encode(), message.encode(), hashlib.sha256).hexdigest()
+    return {"X-Api-Key": shop.key_id, "X-Timestamp": timestamp, "X-Nonce": nonce, "X-Signature": signature}
 
 
 # --- processes ----------------------------------------------------------------------------
@@ -437,11 +488,19 @@ class Client:
         cookie = f"Cookie: {cookie}\r\n" if cookie else ""
         return f"GET {path} HTTP/1.1\r\n{self.host_header}{cookie}Connection: close\r\n\r\n".encode()
 
-    def post(self, path: str, body: bytes, cookie: str = "") -> bytes:
+    def post(
+        self,
+        path: str,
+        body: bytes,
+        cookie: str = "",
+        content_type: str = "application/x-www-form-urlencoded",
+        headers: dict[str, str] | None = None,
+    ) -> bytes:
         cookie = f"Cookie: {cookie}\r\n" if cookie else ""
+        extra = "".join(f"{k}: {v}\r\n" for k, v in (headers or {}).items())
         head = (
-            f"POST {path} HTTP/1.1\r\n{self.host_header}{cookie}"
-            f"Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {len(body)}\r\n"
+            f"POST {path} HTTP/1.1\r\n{self.host_header}{cookie}{extra}"
+            f"Content-Type: {content_type}\r\nContent-Length: {len(body)}\r\n"
             "Connection: close\r\n\r\n"
         )
         return head.encode() + body
@@ -513,6 +572,7 @@ class Bench:
     def __init__(self, args, servers: Servers, items: list[Item], hot: Item, buyers: list[Buyer]):
         self.args, self.servers, self.items, self.hot, self.buyers = args, servers, items, hot, buyers
         self.client = Client(servers.port)
+        self.shops: list[ApiShop] = []
         self.cpu = CpuMeter(servers, args.database_url)
         from payments.gateways.sandbox import SandboxGateway
 
@@ -567,6 +627,31 @@ class Bench:
 
         return unit
 
+    # a balance-paid purchase: one signed API request (placed and paid from the agent's wallet,
+    # 201) and the worker's delivery, counted in the DB like the others
+    def balance_unit(self, items: list[Item]):
+        import json
+
+        async def unit(samples: Samples | None):
+            item = random.choice(items)
+            shop = random.choice(self.shops)
+            body = json.dumps({"product_id": item.pk, "quantity": 1, "agent_order_no": uuid.uuid4().hex}).encode()
+            headers = api_headers(shop, "POST", "/api/v1/orders/", body)
+            t0 = time.perf_counter()
+            request = self.client.post("/api/v1/orders/", body, content_type="application/json", headers=headers)
+            response = await self.client.send(request)
+            t1 = time.perf_counter()
+            if samples is None:
+                return
+            if status_of(response) != 201:
+                body = response.split(b"\r\n\r\n", 1)[-1][:120]
+                samples.error(f"api {status_of(response)} {body!r}")
+                return
+            samples.add("api", t1 - t0)
+            samples.done += 1
+
+        return unit
+
     async def prepare_buyers(self) -> None:
         """Each buyer opens a checkout page once: proves the session works, gives the CSRF token."""
 
@@ -614,7 +699,8 @@ class Bench:
     def purchases(self, label: str, items: list[Item]) -> dict:
         from django.db import connection
 
-        samples, w0, w1, cpu = self.measure(self.purchase_unit(items))
+        unit = self.balance_unit(items) if label == "balance" else self.purchase_unit(items)
+        samples, w0, w1, cpu = self.measure(unit)
         http_rate = samples.done / (w1 - w0)
         with connection.cursor() as cur:
             cur.execute(
@@ -793,6 +879,7 @@ def report(args, rounds: list[dict], wrk: dict | None, plans_before: str, plans_
         f"{len(rounds)} round(s)."
     )
     print("purchase = POST checkout (302) + POST signed sandbox notification (200) + Celery delivery;")
+    print("balance = one signed POST /api/v1/orders/ paid from an agent's wallet (201) + Celery delivery;")
     print("purchases/s = orders whose delivered_at falls inside the window / window length.")
     print(line)
     print(
@@ -806,14 +893,14 @@ def report(args, rounds: list[dict], wrk: dict | None, plans_before: str, plans_
             cpu_ratio = server_ms(base) / server_ms(buy) if buy["units"] else float("nan")
             by_scenario.setdefault(label, []).append((base, buy, ratio, cpu_ratio))
             print(
-                f"{label:<10}{i:>6}{base['rate']:>16,.0f}{buy['rate']:>13,.1f}{ratio:>8.3f}{TARGET:>8.2f}"
+                f"{label:<10}{i:>6}{base['rate']:>16,.0f}{buy['rate']:>13,.1f}{ratio:>8.3f}{TARGETS[label]:>8.2f}"
                 f"{cpu_ratio:>11.3f}"
             )
     print("-" * 104)
     for label, rows in by_scenario.items():
         ratio = statistics.median(r[2] for r in rows)
         cpu_ratio = statistics.median(r[3] for r in rows)
-        if ratio >= TARGET:
+        if ratio >= TARGETS[label]:
             verdict = "meets the target"
         elif ratio > 0:
             verdict = f"BELOW TARGET: one purchase costs {1 / ratio:.1f} baseline requests"
@@ -821,7 +908,8 @@ def report(args, rounds: list[dict], wrk: dict | None, plans_before: str, plans_
             verdict = "NO PURCHASE COMPLETED: see the errors below"
         print(
             f"{label:<10}{'median':>6}{statistics.median(r[0]['rate'] for r in rows):>16,.0f}"
-            f"{statistics.median(r[1]['rate'] for r in rows):>13,.1f}{ratio:>8.3f}{TARGET:>8.2f}{cpu_ratio:>11.3f}"
+            f"{statistics.median(r[1]['rate'] for r in rows):>13,.1f}{ratio:>8.3f}{TARGETS[label]:>8.2f}"
+            f"{cpu_ratio:>11.3f}"
             f"  {verdict}"
         )
     print("CPU ratio = server CPU of one baseline request / server CPU of one purchase (gunicorn + PostgreSQL")
@@ -840,6 +928,7 @@ def report(args, rounds: list[dict], wrk: dict | None, plans_before: str, plans_
             ("place", "place: POST checkout -> 302"),
             ("sign", "sign notification (client side)"),
             ("pay", "pay: POST notification -> 200"),
+            ("api", "balance: POST /api/v1/orders/ -> 201"),
             ("deliver", "deliver: paid_at -> delivered_at"),
         ):
             print(f"  {label:<8} {what}".ljust(43) + fmt_ms(buy["samples"].lat.get(step, [])))
@@ -893,7 +982,12 @@ def main() -> int:
     parser.add_argument("--hot-codes", type=int, default=40000, help="codes of the hot product")
     parser.add_argument("--hot-sold", type=int, default=20000, help="of which already sold")
     parser.add_argument("--buyers", type=int, default=100)
-    parser.add_argument("--scenarios", default="random,hot")
+    parser.add_argument(
+        "--scenarios",
+        default="random,hot,balance",
+        help="random and hot: place + notification + delivery; balance: one API request paid from an agent's wallet",
+    )
+    parser.add_argument("--shops", type=int, default=16, help="API agents for the balance scenario")
     parser.add_argument("--quiet-wait", type=float, default=5, help="max seconds to wait for an idle machine")
     parser.add_argument("--drain-timeout", type=float, default=120)
     parser.add_argument("--no-wrk", action="store_true", help="skip the extra wrk baseline")
@@ -902,8 +996,8 @@ def main() -> int:
     parser.add_argument("--keep", action="store_true", help="keep the temporary VAR_DIR (keys, server logs)")
     args = parser.parse_args()
     scenarios = [s.strip() for s in args.scenarios.split(",") if s.strip()]
-    if set(scenarios) - {"random", "hot"}:
-        parser.error("--scenarios takes random and/or hot")
+    if set(scenarios) - set(TARGETS):
+        parser.error("--scenarios takes random, hot and/or balance")
 
     var_dir = configure_environment(args)
     say(f"VAR_DIR={var_dir}; recreating {args.database_url}; flushing {args.broker_url}")
@@ -920,6 +1014,7 @@ def main() -> int:
     call_command("migrate", verbosity=0)
     say(f"migrated in {time.perf_counter() - t:.1f}s")
     items, hot, buyers = seed(args)
+    shops = seed_shops(args.shops, Decimal(100_000)) if "balance" in scenarios else []
     plans_before = claim_plans(hot)
     connection.close()
 
@@ -930,9 +1025,10 @@ def main() -> int:
         servers.start(var_dir)
         say(f"gunicorn ({args.workers} workers) on {HOST}:{servers.port}; Celery worker started")
         bench = Bench(args, servers, items, hot, buyers)
+        bench.shops = shops
         asyncio.run(bench.prepare_buyers())
         say(f"{len(buyers)} buyers logged in (session cookies), CSRF tokens fetched")
-        pools = {"random": items, "hot": [hot]}
+        pools = {"random": items, "hot": [hot], "balance": items}
         for _ in range(args.rounds):
             rnd = {}
             for label in scenarios:

@@ -23,3 +23,5 @@ RISK_HOLD_PRODUCT_CODES = RISK_HOLD_CODES = 1_000_000
 RISK_RULES = {name: {**rule, "limit": 1_000_000_000} for name, rule in RISK_RULES.items()}  # noqa: F405
 # Likewise the checkout's rate limits (one buyer, one address, hundreds of checkouts a minute).
 RATE_LIMITS = {**RATE_LIMITS, "checkout": {"subject": (1_000_000_000, 600), "network": (1_000_000_000, 600)}}  # noqa: F405
+# The balance scenario's agents call the API hundreds of times a second (one key each).
+AGENT_API_RATE_PER_MINUTE = 1_000_000_000
