@@ -4,7 +4,6 @@ from decimal import Decimal
 
 from django.db import models
 from django.db.models import Count, Min, Prefetch, Q
-from django.http import Http404
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
 from django.utils.translation import gettext as _
@@ -13,6 +12,7 @@ from agents import selectors as agent_selectors
 from catalog import selectors as catalog_selectors
 from catalog import topup as catalog_topup
 from catalog.models import Product
+from marketplace.errors import NotFound
 from marketplace.money import quantize
 from marketplace.text import email_normalise
 from supply import services as supply_services
@@ -59,7 +59,7 @@ def order_status_for_buyer(buyer, number: str) -> str:
     ``order_for_buyer``: one indexed statement, no order loaded."""
     status = Order.objects.filter(buyer=buyer, number=number).values_list("status", flat=True).first()
     if status is None:
-        raise Http404
+        raise NotFound(_("No such order."), code="order_not_found")
     return status
 
 
@@ -67,7 +67,7 @@ def order_status_for_guest(number: str) -> str:
     """The status of a guest order (its page's status poll), or 404 like ``order_for_guest``."""
     status = Order.objects.filter(buyer__isnull=True, number=number).values_list("status", flat=True).first()
     if status is None:
-        raise Http404
+        raise NotFound(_("No such order."), code="order_not_found")
     return status
 
 
