@@ -85,7 +85,7 @@ HOLDING_KEYS = [
 class ScreenReads:
     """What the screen reads from the database, in one statement (``_screen_read``)."""
 
-    held: dict[str, int]  # _holdings' figures (empty for the API)
+    held: dict[str, int]  # the holdings (``_holdings_sql``) of the subjects given; none for the API
     blacklisted: int | None  # the blacklist entry that bars this checkout
     rated: bool  # the owner has credit events or an override (else: the unrated level)
 
