@@ -104,6 +104,35 @@ def stock_reserve(*, product_id: int, quantity: int) -> list[int]:
     return ids
 
 
+def stock_claim_sql(*, product_id: int, quantity: int) -> tuple[str, list]:
+    """``stock_reserve``'s claim as a statement (and its parameters) for a caller that records
+    the codes in the same round trip: ``WITH claimed AS (<this>) INSERT ... SELECT ... FROM
+    claimed`` (PostgreSQL's data-modifying WITH; ``orders.services.orders.order_place``). The
+    claim is the same statement, with the same plan. Unlike ``stock_reserve`` nothing is
+    released here: when ``stock_claim_check`` finds too few codes, the caller's transaction
+    must be rolled back (its own rows were written with the partial claim)."""
+    connection = transaction.get_connection()
+    if not connection.in_atomic_block or connection.vendor != "postgresql":
+        raise RuntimeError("stock_claim_sql is for PostgreSQL, inside the order's transaction")
+    CODE_FLOW.require(Status.AVAILABLE, Status.RESERVED)  # the claim's move, in raw SQL
+    return claim_sql(connection.vendor), [
+        Status.RESERVED.value,
+        timezone.now(),
+        product_id,
+        Status.AVAILABLE.value,
+        quantity,
+    ]
+
+
+def stock_claim_check(*, code_ids: Sequence[int], quantity: int) -> list[int]:
+    """The codes a ``stock_claim_sql`` claim took, sorted, or ``OutOfStock`` when they are too
+    few (all or none: the caller rolls its transaction back)."""
+    ids = sorted(code_ids)
+    if len(ids) < quantity:
+        raise OutOfStock(requested=quantity, available=len(ids))
+    return ids
+
+
 def stock_release(*, code_ids: Sequence[int]) -> int:
     """Return reserved codes to stock (an unpaid order expired or was cancelled)."""
     return CODE_FLOW.move_all(

@@ -33,7 +33,7 @@ from typing import cast
 
 from django.conf import settings
 from django.core.cache import cache
-from django.db import models, transaction
+from django.db import connection, models, transaction
 from django.db.models import Value
 from django.utils import timezone
 from django.utils.translation import gettext as _
@@ -264,7 +264,36 @@ def credit_rating(*, user=None, email: str = "", now: datetime | None = None) ->
         if not email:
             return Rating(score=0.0, level=level_for_score(0.0), computed_level=level_for_score(0.0))
     now = now or timezone.now()
-    rows = list(_rows(user=user, email=email, now=now))
+    return _rating_of(list(_rows(user=user, email=email, now=now)), now=now)
+
+
+def credit_probe_sql(*, user=None, email: str = "", now: datetime) -> tuple[str, list]:
+    """A boolean SQL expression (constant text, with its parameters) true when the member
+    ``user`` (or the guest ``email``) has anything ``credit_rating`` would read: an event of
+    the horizon or a live override. A caller that reads it within one of its own statements
+    (``orders.services.risk``) knows a clean owner's rating without a query of its own: false
+    means ``credit_rating_unrated``, exactly what ``credit_rating`` would find."""
+    events, overrides = CreditEvent._meta.db_table, CreditOverride._meta.db_table
+    if user is not None and getattr(user, "is_authenticated", True):
+        owner, params = "user_id = %s", [user.pk]
+    else:
+        owner, params = "user_id IS NULL AND email = %s", [email_normalise(email)]
+    adapt = connection.ops.adapt_datetimefield_value
+    since = adapt(now - timedelta(days=settings.CREDIT_HORIZON_DAYS))
+    sql = (
+        f"(EXISTS (SELECT 1 FROM {events} WHERE {owner} AND at >= %s)"  # noqa: S608 (no user input)
+        f" OR EXISTS (SELECT 1 FROM {overrides} WHERE {owner} AND expires_at > %s AND revoked_at IS NULL))"
+    )
+    return sql, [*params, since, *params, adapt(now)]
+
+
+def credit_rating_unrated(now: datetime | None = None) -> Rating:
+    """The rating of an owner with nothing on record (``credit_probe_sql`` false): no query."""
+    return _rating_of([], now=now or timezone.now())
+
+
+def _rating_of(rows: list, *, now: datetime) -> Rating:
+    """The rating from ``_rows``' rows (events and live overrides)."""
     overrides = [r for r in rows if r[0] == OVERRIDE]
     events = sorted((r for r in rows if r[0] != OVERRIDE), key=lambda r: r[1], reverse=True)
     overturned = {ref for kind, _at, ref, _w, _l in events if kind == CreditEvent.Kind.ARBITRATION_WON and ref}
@@ -311,12 +340,21 @@ def _refuse(rating: Rating, limit: str, *, user, email: str, action: str) -> Non
 
 
 def purchase_check(
-    *, user=None, email: str = "", product, quantity: int, codes_today: Callable[[], int] | None = None
+    *,
+    user=None,
+    email: str = "",
+    product,
+    quantity: int,
+    codes_today: Callable[[], int] | None = None,
+    rating: Rating | None = None,
 ) -> Rating:
     """May this member (or guest ``email``) buy ``quantity`` codes of ``product``? Returns the
     rating, or raises ``CreditRestricted`` saying why not. ``codes_today`` counts the codes the
-    owner ordered today (called only when the level has a daily cap)."""
-    rating = credit_rating(user=user, email=email)
+    owner ordered today (called only when the level has a daily cap). ``rating``: the owner's
+    rating when the caller already knows it (``credit_rating_unrated`` after a false
+    ``credit_probe_sql``), else it is read here (one query)."""
+    if rating is None:
+        rating = credit_rating(user=user, email=email)
     level = rating.level
     unlimited = level.max_codes_per_order is None and level.max_codes_per_day is None and level.may_buy_high_risk
     if unlimited and level.may_purchase and not (level.balance_only and user is None):

@@ -12,15 +12,17 @@ Every refusal says why in words the person understands, and is audited.
 
 from __future__ import annotations
 
+import enum
 import ipaddress
 import logging
 from collections.abc import Sequence
 from datetime import timedelta
 from functools import cache as memoise
+from functools import lru_cache
 from pathlib import Path
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 from django.utils.translation import gettext as _
@@ -77,35 +79,75 @@ def email_disposable(email: str) -> bool:
     return any(d in disposable_domains() for d in _parents(domain))
 
 
-def _networks(ip: str | None) -> list[str]:
-    """Every network that holds ``ip`` (its /32 up to /0, or /128 up to /0), as stored."""
+@lru_cache(maxsize=4096)
+def _networks(ip: str | None) -> tuple[str, ...]:
+    """Every network that holds ``ip`` (its /32 up to /0, or /128 up to /0), as stored.
+    Memoised per process: a pure function of the address (33 or 129 network objects)."""
     try:
         address = ipaddress.ip_address(ip or "")
     except ValueError:
-        return []
+        return ()
     bits = address.max_prefixlen
-    return [str(ipaddress.ip_network(f"{address}/{n}", strict=False)) for n in range(bits, -1, -1)]
+    return tuple(str(ipaddress.ip_network(f"{address}/{n}", strict=False)) for n in range(bits, -1, -1))
+
+
+def _placeholders(values: Sequence) -> str:
+    return ", ".join(["%s"] * len(values))
+
+
+def blacklist_sql(
+    *, scope: str, ip: str | None = None, email: str = "", device: str = "", payout: str = ""
+) -> tuple[str, list] | None:
+    """``blacklist_match``'s lookup as a SELECT of the matching entry's id (the earliest to
+    expire, as ``blacklist_match`` orders them), with its parameters; None when no subject is
+    given. Its text depends only on which subjects are given and how many networks and parent
+    domains they have (no ORM compile), so a caller can run it within a statement of its own
+    (``orders.services.risk``) and hand the id to ``checkout_screen``."""
+    where: list[str] = []
+    params: list = []
+    if nets := _networks(ip):
+        where.append(f"(kind = %s AND value IN ({_placeholders(nets)}))")
+        params += [Kind.NETWORK.value, *nets]
+    email = (email or "").strip().lower()
+    if "@" in email:
+        parents = _parents(email.rsplit("@", 1)[1])
+        where.append("(kind = %s AND value = %s)")
+        params += [Kind.EMAIL.value, email]
+        if parents:
+            where.append(f"(kind = %s AND value IN ({_placeholders(parents)}))")
+            params += [Kind.DOMAIN.value, *parents]
+    if device:
+        where.append("(kind = %s AND value = %s)")
+        params += [Kind.DEVICE.value, device]
+    if payout:
+        where.append("(kind = %s AND value = %s)")
+        params += [Kind.PAYOUT.value, block_value_normalise(Kind.PAYOUT, payout)]
+    if not where:
+        return None
+    sql = (
+        f"SELECT id FROM {BlockEntry._meta.db_table} WHERE ({' OR '.join(where)})"  # noqa: S608 (no user input)
+        " AND (expires_at IS NULL OR expires_at > %s) AND scope IN (%s, %s) ORDER BY expires_at ASC LIMIT 1"
+    )
+    params += [connection.ops.adapt_datetimefield_value(timezone.now()), Scope.ALL.value, str(scope)]
+    return sql, params
 
 
 def blacklist_match(
     *, scope: str, ip: str | None = None, email: str = "", device: str = "", payout: str = ""
 ) -> BlockEntry | None:
     """The active entry that bars this ``scope`` (signup / checkout / withdrawal) to any of the
-    subjects given, or None. One query."""
-    q = Q()
-    if nets := _networks(ip):
-        q |= Q(kind=Kind.NETWORK, value__in=nets)
-    email = (email or "").strip().lower()
-    if "@" in email:
-        q |= Q(kind=Kind.EMAIL, value=email) | Q(kind=Kind.DOMAIN, value__in=_parents(email.rsplit("@", 1)[1]))
-    if device:
-        q |= Q(kind=Kind.DEVICE, value=device)
-    if payout:
-        q |= Q(kind=Kind.PAYOUT, value=block_value_normalise(Kind.PAYOUT, payout))
-    if not q:
+    subjects given, or None. One query (two on a match: the entry itself)."""
+    query = blacklist_sql(scope=scope, ip=ip, email=email, device=device, payout=payout)
+    if query is None:
         return None
-    scopes = [Scope.ALL, scope]
-    return BlockEntry.objects.filter(q, active_entries(), scope__in=scopes).order_by("expires_at").first()
+    with connection.cursor() as cursor:
+        cursor.execute(*query)
+        row = cursor.fetchone()
+    return _entry(row[0] if row else None)
+
+
+def _entry(entry_id: int | None) -> BlockEntry | None:
+    return BlockEntry.objects.filter(pk=entry_id).first() if entry_id is not None else None
 
 
 def _refuse_entry(entry: BlockEntry, *, action: str, what: str) -> None:
@@ -314,12 +356,31 @@ def signup_count(*, email: str, ip: str | None, device: str, captcha: str = "") 
     _run_rules(hits, scope=Scope.SIGNUP, email=email, ip=ip, device=device, captcha=captcha)
 
 
+class _NotRead(enum.Enum):
+    NOT_READ = 0
+
+
+NOT_READ = _NotRead.NOT_READ
+
+
 def checkout_screen(
-    *, user=None, email: str, ip: str | None, device: str, count: bool = True, captcha: str = ""
+    *,
+    user=None,
+    email: str,
+    ip: str | None,
+    device: str,
+    count: bool = True,
+    captcha: str = "",
+    blacklisted: int | _NotRead | None = NOT_READ,
 ) -> None:
     """An order about to be placed: the blacklist, and (``count``) the order-burst rules
-    (``captcha``: the form's solved challenge, for a rule that asks for one)."""
-    entry = blacklist_match(scope=Scope.CHECKOUT, ip=ip, email=email, device=device)
+    (``captcha``: the form's solved challenge, for a rule that asks for one). ``blacklisted``:
+    the id ``blacklist_sql`` (scope checkout, the same subjects) found, or None, when the
+    caller has read it already; otherwise the blacklist is read here."""
+    if blacklisted is NOT_READ:
+        entry = blacklist_match(scope=Scope.CHECKOUT, ip=ip, email=email, device=device)
+    else:
+        entry = _entry(blacklisted)
     if entry is not None:
         _refuse_entry(entry, action="risk_checkout_blacklisted", what=_subject_word(entry.kind))
     if not count:

@@ -287,16 +287,23 @@ def test_an_expired_order_is_a_credit_event(buyer, product):
     assert CreditEvent.objects.count() == 1
 
 
-def test_a_clean_buyer_costs_one_statement_more(buyer, product, settings):
-    # The order of a clean buyer, with and without the rating's query.
+def test_a_clean_buyer_costs_no_statement_of_its_own(buyer, product, settings):
+    # A clean buyer's rating is known from a probe inside the risk screen's one statement
+    # (orders.services.risk._screen_read): no query of the rating's own.
     place(buyer, product, key="warm")  # caches the levels, as a running site has them
-    with CaptureQueriesContext(connection) as with_rating:
+    with CaptureQueriesContext(connection) as clean:
         place(buyer, product, key="x1")
     with mock.patch.object(rating, "purchase_check"), CaptureQueriesContext(connection) as without:
         place(buyer, product, key="x2")
-    assert len(with_rating.captured_queries) == len(without.captured_queries) + 1
-    sql = [q["sql"] for q in with_rating.captured_queries if "compliance_creditevent" in q["sql"]]
-    assert len(sql) == 1 and "UNION ALL" in sql[0]
+    assert len(clean.captured_queries) == len(without.captured_queries)
+    sql = [q["sql"] for q in clean.captured_queries if "compliance_creditevent" in q["sql"]]
+    assert len(sql) == 1 and "UNION ALL" not in sql[0] and "EXISTS" in sql[0]
+    # A buyer with an event on record: the rating itself is read (one statement more).
+    event(buyer, Kind.STAFF_ADJUSTMENT, weight=Decimal("0.5"))
+    with CaptureQueriesContext(connection) as rated:
+        place(buyer, product, key="x3")
+    assert len(rated.captured_queries) == len(clean.captured_queries) + 1
+    assert [q for q in rated.captured_queries if "UNION ALL" in q["sql"]]
 
 
 # --- through every door -----------------------------------------------------------------------

@@ -36,7 +36,7 @@ from marketplace.money import quantize
 from marketplace.text import email_normalise
 from supply import services as supply_services
 
-from ..models import ORDER_FLOW, CodeReveal, Order, OrderCode, OrderShare, reissue_note
+from ..models import ORDER_FLOW, CodeReveal, Order, OrderCode, OrderShare, OrderStatusChange, reissue_note
 from ..selectors import orders as selectors
 from ..selectors import share
 from . import callbacks as agent_callbacks
@@ -264,15 +264,19 @@ def order_place(
                         for s in quote.shares
                     ]
                 )
-            if fulfilment == Order.Fulfilment.STOCK:
-                code_ids = stock.stock_reserve(product_id=product.pk, quantity=quantity)
-                OrderCode.objects.bulk_create([OrderCode(order=order, code_id=cid) for cid in code_ids])
-            elif fulfilment == Order.Fulfilment.UPSTREAM and not supply_services.upstream_available_take(
-                product_id=product.pk, quantity=quantity
-            ):
-                # Nothing reserved: the supplier's cached figure goes down, or the order is refused.
-                raise OrderError(selectors.reason(selectors.ReasonCode.OUT_OF_STOCK).message, code="out_of_stock")
-            order.history.create(from_status="", to_status=OrderStatus.PENDING, actor=buyer, note="placed")
+            if fulfilment == Order.Fulfilment.STOCK and transaction.get_connection().vendor == "postgresql":
+                # One round trip: the codes claimed, their order rows and the first history row.
+                _reserve_and_record(order=order, buyer=buyer, product_id=product.pk, quantity=quantity)
+            else:
+                if fulfilment == Order.Fulfilment.STOCK:
+                    code_ids = stock.stock_reserve(product_id=product.pk, quantity=quantity)
+                    OrderCode.objects.bulk_create([OrderCode(order=order, code_id=cid) for cid in code_ids])
+                elif fulfilment == Order.Fulfilment.UPSTREAM and not supply_services.upstream_available_take(
+                    product_id=product.pk, quantity=quantity
+                ):
+                    # Nothing reserved: the supplier's cached figure goes down, or the order is refused.
+                    raise OrderError(selectors.reason(selectors.ReasonCode.OUT_OF_STOCK).message, code="out_of_stock")
+                order.history.create(from_status="", to_status=OrderStatus.PENDING, actor=buyer, note=PLACED_NOTE)
     except minors.MinorLimitError as refused:
         # The order was rolled back; the refusal itself is kept (outside that transaction) for
         # the monthly compliance report's "minors refused" figure.
@@ -301,6 +305,31 @@ def order_place(
     log_context_set(order=order.number)
     log.info("order %s placed: product %s x %s, total %s, %s", order.number, product.pk, quantity, order.total, channel)
     return order
+
+
+PLACED_NOTE = "placed"
+
+
+def _reserve_and_record(*, order: Order, buyer, product_id: int, quantity: int) -> list[int]:
+    """The stock claim (``catalog.services.stock_claim_sql``), the order's codes and its first
+    history row ("" -> pending, as ``order.history.create`` writes it) in ONE statement
+    (PostgreSQL's data-modifying WITH). Too few codes: ``OutOfStock``, and the order's
+    transaction is rolled back (its codes rows with it). Returns the code ids."""
+    claim, params = stock.stock_claim_sql(product_id=product_id, quantity=quantity)
+    now = timezone.now()
+    codes, history = OrderCode._meta.db_table, OrderStatusChange._meta.db_table
+    sql = (
+        f"WITH claimed AS ({claim}),"  # noqa: S608 (no user input)
+        f" placed AS (INSERT INTO {history} (order_id, from_status, to_status, actor_id, note, at)"
+        " VALUES (%s, %s, %s, %s, %s, %s))"
+        f" INSERT INTO {codes} (order_id, code_id, reserved_at, released_at)"
+        " SELECT %s, id, %s, NULL FROM claimed RETURNING code_id"
+    )
+    params += [order.pk, "", OrderStatus.PENDING.value, getattr(buyer, "pk", None), PLACED_NOTE, now, order.pk, now]
+    with transaction.get_connection().cursor() as cursor:
+        cursor.execute(sql, params)
+        ids = [row[0] for row in cursor.fetchall()]
+    return stock.stock_claim_check(code_ids=ids, quantity=quantity)
 
 
 def supply_source(*, product: Product, quantity: int) -> str:

@@ -9,6 +9,10 @@
   and this IP, for this product and over all products. One client can never reserve a
   product's whole stock: the rest stays buyable by others.
 
+The database reads of the three are one statement (``_screen_read``: the credit probe, the
+blacklist lookup and the holdings, constant SQL text); a buyer with credit events on record
+costs one more (the full rating).
+
 The signed API is screened by the blacklist only: its orders are paid from the agent's balance
 in the same request (they never hold stock unpaid) and its keys have their own rate limit.
 The cap is read before the order's transaction: two orders of one client racing each other
@@ -16,10 +20,12 @@ could both pass it once (a burst the order-burst rule counts), never a whole sto
 """
 
 from collections import defaultdict
+from dataclasses import dataclass
 from datetime import timedelta
 
 from django.conf import settings
-from django.db.models import Count, Q, Sum
+from django.db import connection
+from django.db.models import Q, Sum
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
@@ -38,25 +44,76 @@ class StockHogging(risk.RiskRefused):
     status = 409
 
 
-def _holdings(*, product_id: int, who: Q, ip: str | None, device: str) -> dict[str, int]:
-    """Unpaid orders and reserved codes per client (who / ip / device), for the product and in all."""
-    subjects = {"who": who}
-    if ip:
-        subjects["ip"] = Q(buyer_ip=ip)
-    if device:
-        subjects["device"] = Q(buyer_device=device)
-    aggregates: dict[str, Count | Sum] = {}
-    for name, q in subjects.items():
-        here = q & Q(product_id=product_id)
-        aggregates[f"{name}_product_orders"] = Count("pk", filter=here)
-        aggregates[f"{name}_product_codes"] = Sum("quantity", filter=here)
-        aggregates[f"{name}_orders"] = Count("pk", filter=q)
-        aggregates[f"{name}_codes"] = Sum("quantity", filter=q)
-    any_of = Q()
-    for q in subjects.values():
-        any_of |= q
-    row = Order.objects.filter(any_of, status=Order.Status.PENDING).aggregate(**aggregates)
-    return {k: int(v or 0) for k, v in row.items()}
+def _holdings_sql(*, product_id: int, buyer, guest_email: str, ip: str | None, device: str) -> tuple[str, list]:
+    """Unpaid orders and reserved codes per client (who / ip / device), for the product and in
+    all, as a SELECT of 12 figures (constant text: no ORM compile on the checkout's path). An
+    absent subject (no IP, no device) is compared with NULL: it matches nothing."""
+    if buyer is not None:
+        who, who_params = "buyer_id = %s", [buyer.pk]
+    else:
+        who, who_params = "(buyer_id IS NULL AND guest_email = %s)", [guest_email]
+    subjects = [(who, who_params), ("buyer_ip = %s", [ip or None]), ("buyer_device = %s", [device or None])]
+    columns: list[str] = []
+    params: list = []
+    for cond, cond_params in subjects:
+        here = f"{cond} AND product_id = %s"
+        columns += [
+            f"COUNT(*) FILTER (WHERE {here})",
+            f"SUM(quantity) FILTER (WHERE {here})",
+            f"COUNT(*) FILTER (WHERE {cond})",
+            f"SUM(quantity) FILTER (WHERE {cond})",
+        ]
+        params += [*cond_params, product_id, *cond_params, product_id, *cond_params, *cond_params]
+    any_of = " OR ".join(cond for cond, _p in subjects)
+    for _cond, cond_params in subjects:
+        params += cond_params
+    sql = (
+        f"SELECT {', '.join(columns)} FROM {Order._meta.db_table}"  # noqa: S608 (no user input)
+        f" WHERE ({any_of}) AND status = %s"
+    )
+    return sql, [*params, Order.Status.PENDING.value]
+
+
+HOLDING_KEYS = [
+    f"{name}_{measure}"
+    for name in ("who", "ip", "device")
+    for measure in ("product_orders", "product_codes", "orders", "codes")
+]
+
+
+@dataclass(frozen=True)
+class ScreenReads:
+    """What the screen reads from the database, in one statement (``_screen_read``)."""
+
+    held: dict[str, int]  # the holdings (``_holdings_sql``) of the subjects given; none for the API
+    blacklisted: int | None  # the blacklist entry that bars this checkout
+    rated: bool  # the owner has credit events or an override (else: the unrated level)
+
+
+def _screen_read(
+    *, buyer, guest_email: str, email: str, ip: str | None, device: str, product_id: int, api: bool, now
+) -> ScreenReads:
+    """The credit probe, the blacklist lookup and (but for the API) the holdings: one statement."""
+    probe, probe_params = rating.credit_probe_sql(user=buyer, email=guest_email, now=now)
+    black = risk.blacklist_sql(scope=BlockEntry.Scope.CHECKOUT, ip=ip, email=email, device=device)
+    black_sql, black_params = black if black is not None else ("SELECT NULL", [])
+    head = f"({black_sql}), {probe}"
+    if api:
+        sql, params = f"SELECT {head}", [*black_params, *probe_params]
+    else:
+        held_sql, held_params = _holdings_sql(
+            product_id=product_id, buyer=buyer, guest_email=guest_email, ip=ip, device=device
+        )
+        sql = f"SELECT {head}, h.* FROM ({held_sql}) h"  # noqa: S608 (no user input)
+        params = [*black_params, *probe_params, *held_params]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        row = cursor.fetchone()
+    held: dict[str, int] = {}
+    if not api:
+        given = {"who": True, "ip": bool(ip), "device": bool(device)}
+        held = {k: int(v or 0) for k, v in zip(HOLDING_KEYS, row[2:], strict=True) if given[k.split("_", 1)[0]]}
+    return ScreenReads(held=held, blacklisted=row[0], rated=bool(row[1]))
 
 
 def codes_ordered_today(*, buyer, guest_email: str = "") -> int:
@@ -89,21 +146,31 @@ def order_risk_screen(
     credit level's limits: ``compliance.rating``), ``risk.RiskRefused`` (403 blacklisted, 429 too
     many orders at once), ``CaptchaRequired`` (429: a rule asks for a solved ``captcha``, the
     checkout form's ``altcha`` field, risk/captcha.py) or ``StockHogging`` (409)."""
-    # One query for a clean buyer; the day's codes are counted only for a capped level.
+    # One statement for a clean buyer (``_screen_read``): the credit probe, the blacklist and
+    # the holdings; a rated owner's rating is read in full, and the day's codes are counted
+    # only for a capped level. The checks then run in their order: credit, blacklist, bursts,
+    # holdings.
+    email = buyer.email.lower() if buyer is not None else guest_email
+    api = channel == Order.Channel.API
+    now = timezone.now()
+    reads = _screen_read(
+        buyer=buyer, guest_email=guest_email, email=email, ip=ip, device=device, product_id=product.pk, api=api, now=now
+    )
     rating.purchase_check(
         user=buyer,
         email=guest_email,
         product=product,
         quantity=quantity,
         codes_today=lambda: codes_ordered_today(buyer=buyer, guest_email=guest_email),
+        rating=None if reads.rated else rating.credit_rating_unrated(now),
     )
-    email = buyer.email.lower() if buyer is not None else guest_email
-    api = channel == Order.Channel.API
-    risk.checkout_screen(user=buyer, email=email, ip=ip, device=device, count=not api, captcha=captcha)
+    risk.checkout_screen(
+        user=buyer, email=email, ip=ip, device=device, count=not api, captcha=captcha, blacklisted=reads.blacklisted
+    )
     if api:
         return
     who = Q(buyer=buyer) if buyer is not None else Q(buyer__isnull=True, guest_email=guest_email)
-    held = _holdings(product_id=product.pk, who=who, ip=ip, device=device)
+    held = reads.held
     for name, factor in (("who", 1), ("device", 1), ("ip", settings.RISK_HOLD_IP_FACTOR)):
         caps = {
             "product_orders": (settings.RISK_HOLD_PRODUCT_ORDERS * factor, 1),
