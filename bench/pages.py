@@ -13,7 +13,10 @@ calls: Python CPU (time.process_time) plus the CPU of the PostgreSQL backend ser
 (from /proc). Each answer is checked (status and a piece of its content). It prints per page
 the CPU in ms, baselines (page CPU / baseline CPU), the ratio (baseline / page) and the issue's
 target: >= 0.25 for the logged-in pages, >= 0.5 for the status poll and for the anonymous
-product, catalogue and storefront pages. Redis CPU (sessions, cache) is not included.
+product, catalogue and storefront pages. Those are kept PAGE_CACHE_SECONDS per process
+(marketplace/pagecache.py): their rows are hits, and a "(not cached)" row after each times the
+view with the cache off (what one call in PAGE_CACHE_SECONDS costs each worker). Redis CPU
+(sessions, cache) is not included.
 """
 
 from __future__ import annotations
@@ -198,6 +201,8 @@ def main() -> int:
         say(f"{label}: {(cpu + pg) / n * 1000:.2f} ms CPU, {statements} statements")
 
     calls = args.warmup + 1 + args.n
+    from django.test.utils import override_settings
+
     for label, client, path, headers, needle, target in pages:
 
         def get(_, client=client, path=path, headers=headers, needle=needle, label=label):
@@ -207,6 +212,9 @@ def main() -> int:
             return response
 
         measure(label, get, [None] * calls, target)
+        if label.startswith("anonymous:"):  # kept PAGE_CACHE_SECONDS per process: what a miss costs
+            with override_settings(PAGE_CACHE_SECONDS=0):
+                measure(f"{label} (not cached)", get, [None] * calls, None)
 
     # The POSTs of the browser's path and the Celery tasks' bodies, each on orders of its own.
     def check(response, status: int, label: str, needle: bytes = b""):
