@@ -84,6 +84,7 @@ def main() -> int:
     parser.add_argument("--sql", action="store_true", help="print each page's statements (one warm call)")
     parser.add_argument("--only", help="time only the GET rows whose label contains this (and the baselines)")
     parser.add_argument("--profile", action="store_true", help="print cProfile's top functions for each GET row")
+    parser.add_argument("--profile-dump", metavar="PREFIX", help="with --profile: also write PREFIXnn.prof per row")
     parser.add_argument("--database-url", default="postgres://postgres@127.0.0.1:5432/kamarket_bench_pages")
     parser.add_argument("--broker-url", default="redis://127.0.0.1:6379/9", help="the cache is the db below it")
     args = parser.parse_args()
@@ -223,6 +224,8 @@ def main() -> int:
             profiler = cProfile.Profile(time.process_time)  # CPU, not waits
             profiler.runcall(lambda get=get: [get(None) for _ in range(args.n)])
             print(f"\n--- {label}: cProfile over {args.n} calls")
+            if args.profile_dump:
+                profiler.dump_stats(f"{args.profile_dump}{len(rows):02d}.prof")  # pstats / snakeviz
             stats = pstats.Stats(profiler)
             stats.sort_stats("tottime").print_stats(15)
             stats.sort_stats("cumulative").print_stats(r"^(?!.*\.venv).*\.(py|html)", 40)  # the project's code
