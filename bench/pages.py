@@ -13,7 +13,10 @@ calls: Python CPU (time.process_time) plus the CPU of the PostgreSQL backend ser
 (from /proc). Each answer is checked (status and a piece of its content). It prints per page
 the CPU in ms, baselines (page CPU / baseline CPU), the ratio (baseline / page) and the issue's
 target: >= 0.25 for the logged-in pages, >= 0.5 for the status poll and for the anonymous
-product, catalogue and storefront pages. Redis CPU (sessions, cache) is not included.
+product, catalogue and storefront pages. Those are kept PAGE_CACHE_SECONDS per process
+(marketplace/pagecache.py): their rows are hits, and a "(not cached)" row after each times the
+view with the cache off (what one call in PAGE_CACHE_SECONDS costs each worker). Redis CPU
+(sessions, cache) is not included.
 """
 
 from __future__ import annotations
@@ -79,6 +82,9 @@ def main() -> int:
     parser.add_argument("--buyers", type=int, default=2)
     parser.add_argument("--delivered", type=int, default=10, help="delivered orders of the buyer (orders list)")
     parser.add_argument("--sql", action="store_true", help="print each page's statements (one warm call)")
+    parser.add_argument("--only", help="time only the GET rows whose label contains this (and the baselines)")
+    parser.add_argument("--profile", action="store_true", help="print cProfile's top functions for each GET row")
+    parser.add_argument("--profile-dump", metavar="PREFIX", help="with --profile: also write PREFIXnn.prof per row")
     parser.add_argument("--database-url", default="postgres://postgres@127.0.0.1:5432/kamarket_bench_pages")
     parser.add_argument("--broker-url", default="redis://127.0.0.1:6379/9", help="the cache is the db below it")
     args = parser.parse_args()
@@ -198,6 +204,10 @@ def main() -> int:
         say(f"{label}: {(cpu + pg) / n * 1000:.2f} ms CPU, {statements} statements")
 
     calls = args.warmup + 1 + args.n
+    from django.test.utils import override_settings
+
+    if args.only:
+        pages = [page for page in pages if args.only in page[0] or page[0].startswith("baseline")]
     for label, client, path, headers, needle, target in pages:
 
         def get(_, client=client, path=path, headers=headers, needle=needle, label=label):
@@ -207,6 +217,24 @@ def main() -> int:
             return response
 
         measure(label, get, [None] * calls, target)
+        if args.profile:
+            import cProfile
+            import pstats
+
+            profiler = cProfile.Profile(time.process_time)  # CPU, not waits
+            profiler.runcall(lambda get=get: [get(None) for _ in range(args.n)])
+            print(f"\n--- {label}: cProfile over {args.n} calls")
+            if args.profile_dump:
+                profiler.dump_stats(f"{args.profile_dump}{len(rows):02d}.prof")  # pstats / snakeviz
+            stats = pstats.Stats(profiler)
+            stats.sort_stats("tottime").print_stats(15)
+            stats.sort_stats("cumulative").print_stats(r"^(?!.*\.venv).*\.(py|html)", 40)  # the project's code
+        if label.startswith("anonymous:"):  # kept PAGE_CACHE_SECONDS per process: what a miss costs
+            with override_settings(PAGE_CACHE_SECONDS=0):
+                measure(f"{label} (not cached)", get, [None] * calls, None)
+
+    if args.only:
+        return report(rows, sql, args, var_dir)
 
     # The POSTs of the browser's path and the Celery tasks' bodies, each on orders of its own.
     def check(response, status: int, label: str, needle: bytes = b""):
@@ -262,7 +290,10 @@ def main() -> int:
         None,
     )
     broker.flushdb()
+    return report(rows, sql, args, var_dir)
 
+
+def report(rows, sql, args, var_dir) -> int:
     base = rows[0][2] + rows[0][3]
     print()
     print(f"Pages of a purchase, in one process, {args.n} calls each (ms per call; CPU = Python + PostgreSQL)")
@@ -292,11 +323,13 @@ def main() -> int:
         "POST reveal (HX-Request)",
     ]
     whole = sum(cost.get(step, 0.0) for step in path)
-    print(
-        f"\nA browser's purchase without polls (the {len(path)} rows from the product page to the reveal, tasks "
-        f"included): {whole:.1f} ms = {whole / base:.0f} baselines, ratio {base / whole:.3f} (issue: >= 0.03, aim "
-        "0.05); each status poll adds the poll's row. gunicorn's HTTP handling and Celery's messaging come on top."
-    )
+    if not args.only:
+        print(
+            f"\nA browser's purchase without polls (the {len(path)} rows from the product page to the reveal, "
+            f"tasks included): {whole:.1f} ms = {whole / base:.0f} baselines, ratio {base / whole:.3f} (issue: >= "
+            "0.03, aim 0.05); each status poll adds the poll's row. gunicorn's HTTP handling and Celery's messaging "
+            "come on top."
+        )
     print(
         f"baseline CPU {base:.2f} ms; baselines = page CPU / baseline CPU; ratio = baseline / page; targets from "
         "issue 17 (>= 0.25 pages, >= 0.5 the poll and anonymous product/catalogue/storefront). Statements of one warm "

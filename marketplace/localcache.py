@@ -12,6 +12,8 @@ from typing import Any
 
 from django.core.cache import cache
 
+from marketplace.pagecache import pages_forget
+
 LOCAL_SECONDS = 10.0
 _store: dict[str, tuple[float, Any]] = {}
 MAX_ENTRIES = 1000
@@ -51,12 +53,14 @@ def local_forget(key: str) -> None:
     _store.pop(key, None)
     for name in [k for k in _store if k.startswith(FRAGMENT)]:  # fragments may show the value
         _store.pop(name, None)
+    pages_forget()  # whole pages of anonymous visitors (marketplace.pagecache) may show it too
     cache.delete(key)
 
 
 def local_clear() -> None:
     """Forget every per-process copy (tests, with the shared cache's clear)."""
     _store.clear()
+    pages_forget()
 
 
 def local_fragment(key: str, render: Callable[[], str]) -> str:

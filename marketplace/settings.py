@@ -170,6 +170,8 @@ TEMPLATES = [
                 "payments.selectors.pay_channels_context",
                 "compliance.selectors.qualifications_context",
                 "legal.selectors.legal_context",
+                # Last: a page kept for anonymous visitors renders a placeholder CSRF token.
+                "marketplace.pagecache.csrf_placeholder",
             ],
             # ``money`` and ``order_no``: how amounts and order numbers are shown, everywhere.
             "builtins": ["marketplace.templatetags.display"],
@@ -244,6 +246,9 @@ else:
         "BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
         "LOCATION": str(VAR_DIR / "heartbeat"),
     }
+# Anonymous visitors' catalogue, product and storefront pages are kept this many seconds per
+# process (marketplace/pagecache.py): the stock and prices they show are never older. 0: off.
+PAGE_CACHE_SECONDS = int(env("PAGE_CACHE_SECONDS", "3"))
 # A heartbeat older than this fails /health/ (they are sent every 30 s: marketplace/celery.py).
 HEARTBEAT_MAX_AGE = int(env("HEARTBEAT_MAX_AGE", "120"))
 

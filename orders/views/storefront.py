@@ -25,6 +25,7 @@ from catalog import topup as catalog_topup
 from marketing.services.coupons import CouponError
 from marketplace.errors import PASS_THROUGH, ServiceError
 from marketplace.http import client_ip
+from marketplace.pagecache import anonymous_page
 from risk.captcha import FIELD as CAPTCHA_FIELD
 from risk.captcha import CaptchaRequired
 from risk.middleware import device_id
@@ -75,6 +76,7 @@ def _top(category):
     return category.parent if category.parent_id else category
 
 
+@anonymous_page  # a few seconds per process for anonymous visitors; ?src= still noted
 def home(request, slug):
     try:
         sf = _shop(slug)
