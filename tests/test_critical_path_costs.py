@@ -19,7 +19,7 @@ from orders.services import orders
 from payments.models import Notification, Payment
 from payments.services.payments import notification_receive
 from tests.builders import place
-from tests.factories import ProductFactory, add_stock
+from tests.factories import ProductFactory, UserFactory, add_stock
 from tests.test_payment_pipeline import signed
 
 Status = Order.Status
@@ -121,3 +121,36 @@ def test_a_guest_order_email_links_the_signed_page(db, django_capture_on_commit_
     assert order.status == Status.DELIVERED and order.buyer_notified_at is not None
     [message] = [m for m in mail.outbox if order.number in m.subject]
     assert message.to == ["guest@example.com"] and "/orders/g/" in message.body
+
+
+def test_ledger_accounts_are_kept_only_once_committed(db, django_capture_on_commit_callbacks):
+    """The platform's accounts are kept per process, but only rows known to be committed: an
+    account opened by a transaction that rolls back is never remembered (its id would be
+    another row's, or nobody's)."""
+    from django.db import transaction
+
+    from ledger import services as ledger
+    from ledger.models import Account
+
+    gone, kept = ledger.clearing("rolled-back-gateway"), ledger.clearing("kept-gateway")
+    with django_capture_on_commit_callbacks(execute=True):
+        try:
+            with transaction.atomic():
+                ledger.accounts_get(gone)
+                raise RuntimeError("the caller fails")
+        except RuntimeError:
+            pass
+        ledger.accounts_get(kept)
+    assert not Account.objects.filter(code=gone.code).exists()
+    with CaptureQueriesContext(connection) as sql:
+        assert ledger.accounts_get(kept)[kept.code].code == kept.code  # kept: no statement
+    assert sql.captured_queries == []
+    with CaptureQueriesContext(connection) as sql:
+        account = ledger.accounts_get(gone)[gone.code]  # not kept: read (and opened) again
+    assert len(sql.captured_queries) >= 2 and Account.objects.filter(pk=account.pk, code=gone.code).exists()
+    # An owner's account (a wallet) is read each time: its name follows its owner.
+    with django_capture_on_commit_callbacks(execute=True):
+        wallet = ledger.accounts_get(ledger.wallet(UserFactory()))
+    with CaptureQueriesContext(connection) as sql:
+        ledger.accounts_get(ledger.AccountSpec(next(iter(wallet)), "", "liability"))
+    assert len(sql.captured_queries) == 1
