@@ -739,7 +739,18 @@ def order_notify(*, order_id: int, kind: str) -> bool:
 
 # What an email about an order reads of it (``_email_buyer`` and its templates); anything else
 # is loaded on access (the rows are built deferred).
-_NOTIFY_FIELDS = ("id", "number", "buyer_id", "guest_email", "product_id", "product_name", "quantity", "status")
+_NOTIFY_FIELDS = (
+    "id",
+    "number",
+    "buyer_id",
+    "guest_email",
+    "product_id",
+    "product_name",
+    "quantity",
+    "total",
+    "paid_at",
+    "status",
+)
 
 
 def _notify_claim(order_id: int, status: str) -> Order | None:
