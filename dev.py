@@ -154,7 +154,21 @@ def cmd_up() -> int:
     # fulfilment, notifications, callbacks, reports and default.
     procs = [
         start("web", PYTHON, "manage.py", "runserver", f"127.0.0.1:{port}", env=env),
-        start("worker", *celery, "worker", "-l", "info", "--concurrency", "2", "--pool", "prefork", env=env),
+        start(
+            "worker",
+            *celery,
+            "worker",
+            "-l",
+            "info",
+            "--concurrency",
+            "2",
+            "--pool",
+            "prefork",
+            "--without-gossip",  # nothing uses remote control or events (docker-compose.yml too)
+            "--without-mingle",
+            "--without-heartbeat",
+            env=env,
+        ),
         start("beat", *celery, "beat", "-l", "info", "--schedule", VAR / "celerybeat-schedule", env=env),
     ]
 

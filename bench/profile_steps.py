@@ -28,6 +28,7 @@ def main() -> int:
     parser.add_argument("--step", choices=["baseline", "place", "pay", "fulfil"], default="place")
     parser.add_argument("--top", type=int, default=45)
     parser.add_argument("--sort", default="cumulative")
+    parser.add_argument("--callees", default="", help="also print what the functions matching this call")
     parser.add_argument("--products", type=int, default=20)
     parser.add_argument("--codes-per-product", type=int, default=400)
     parser.add_argument("--hot-codes", type=int, default=1000)
@@ -85,6 +86,8 @@ def main() -> int:
     flush_broker(args.broker_url)
     stats = pstats.Stats(profiler)
     stats.sort_stats(args.sort).print_stats(args.top)
+    if args.callees:
+        stats.print_callees(args.callees)
     stats.sort_stats("tottime").print_stats(args.top)
     return 0
 

@@ -152,6 +152,43 @@ def stock_mark_sold(*, code_ids: Sequence[int] | QuerySet, expected: int) -> Non
         raise RuntimeError(f"expected {expected} reserved codes, {updated} were reserved")
 
 
+def sale_sql(codes: str) -> str:
+    """The sale of reserved codes (``stock_sell``; ``codes`` is the SQL of a subquery of their
+    ids): sold, with what each cost and from whom (PostgreSQL)."""
+    code, batch, supplier = CardCode._meta.db_table, StockBatch._meta.db_table, Supplier._meta.db_table
+    return (
+        f"UPDATE {code} SET status = %s, updated_at = %s FROM {batch} JOIN {supplier}"  # noqa: S608 (no user input)
+        f" ON {supplier}.id = {batch}.supplier_id WHERE {code}.id IN ({codes}) AND {code}.status = %s"
+        f" AND {batch}.id = {code}.batch_id RETURNING {batch}.supplier_id, {supplier}.name, {batch}.cost_price"
+    )
+
+
+def stock_sell(*, code_ids: QuerySet, expected: int) -> list[dict]:
+    """``stock_mark_sold`` that also returns what the sold codes cost, per supplier, as
+    ``catalog.selectors.cost_by_supplier`` would read it after: [{"supplier_id",
+    "supplier_name", "cost"}] by supplier. ``code_ids`` is a queryset of ids. On PostgreSQL one
+    ``UPDATE ... FROM ... RETURNING`` (SQLite cannot return the joined rows: two statements)."""
+    connection = transaction.get_connection()
+    if connection.vendor != "postgresql":
+        stock_mark_sold(code_ids=code_ids, expected=expected)
+        return selectors.cost_by_supplier(code_ids)
+    CODE_FLOW.require(Status.RESERVED, Status.SOLD)  # the sale's move, in raw SQL
+    subquery, params = code_ids.query.sql_with_params()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            sale_sql(subquery),
+            [Status.SOLD, timezone.now(), *params, Status.RESERVED],
+        )
+        rows = cursor.fetchall()
+    if len(rows) != expected:
+        raise RuntimeError(f"expected {expected} reserved codes, {len(rows)} were reserved")
+    costs: dict[int, dict] = {}
+    for supplier_id, name, cost in rows:
+        entry = costs.setdefault(supplier_id, {"supplier_id": supplier_id, "supplier_name": name, "cost": Decimal(0)})
+        entry["cost"] += cost
+    return [costs[pk] for pk in sorted(costs)]
+
+
 def stock_return(*, code_ids: Sequence[int]) -> int:
     """Sold codes back to available: only for codes proven never revealed (the 7-day
     no-reason refund, which has released them from their order first). One statement; codes

@@ -125,10 +125,38 @@ def wallet(user) -> AccountSpec:
     )
 
 
+# Accounts without an owner (the platform's, the gateways' clearing, the suppliers' payables)
+# never change once opened: their rows are kept per process, so a sale does not look them up
+# again. Only rows known to be committed are kept (on commit of the transaction that read or
+# opened them): an account opened by a transaction that rolls back is never remembered.
+# Owned accounts (wallets, commissions) are read each time (their names follow the owner).
+_opened: dict[str, Account] = {}
+
+
+def accounts_forget() -> None:
+    """Forget the accounts kept in this process (tests, whose database rolls back)."""
+    _opened.clear()
+
+
+def _remember(accounts: list[Account]) -> None:
+    keep = {a.code: a for a in accounts if a.owner_id is None}
+    if not keep:
+        return
+    connection = transaction.get_connection()
+    if connection.in_atomic_block:
+        transaction.on_commit(lambda: _opened.update(keep))
+    else:
+        _opened.update(keep)
+
+
 def accounts_get(*specs: AccountSpec) -> dict[str, Account]:
     """The accounts for these specs, created on first use (the database opens their balance rows)."""
     codes = {spec.code: spec for spec in specs}
-    found = {a.code: a for a in Account.objects.filter(code__in=list(codes))}
+    found = {code: _opened[code] for code in codes if code in _opened}
+    if len(found) == len(codes):
+        return found
+    read = list(Account.objects.filter(code__in=[code for code in codes if code not in found]))
+    found.update({a.code: a for a in read})
     for code, spec in codes.items():
         if code not in found:
             account, _created = Account.objects.get_or_create(
@@ -141,6 +169,8 @@ def accounts_get(*specs: AccountSpec) -> dict[str, Account]:
                 },
             )
             found[code] = account
+            read.append(account)
+    _remember(read)
     return found
 
 

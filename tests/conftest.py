@@ -52,12 +52,14 @@ def _fresh_cache():
 
     from catalog.templatetags.catalog_cards import product_cards_forget
     from compliance.rating import credit_levels_forget_local
+    from ledger.services import accounts_forget
     from marketplace.localcache import local_clear
     from orders.templatetags.order_rows import order_rows_forget
 
     cache.clear()
     local_clear()  # marketplace.localcache: the per-process copies of site-wide values
     product_cards_forget()  # catalog_cards: the product cards drawn in this process
+    accounts_forget()  # ledger: the platform's accounts kept in this process (ids of rolled-back rows)
     order_rows_forget()  # order_rows: the order list rows drawn in this process
     credit_levels_forget_local()  # the credit levels' per-process copy (compliance.rating)
     yield

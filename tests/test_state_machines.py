@@ -419,6 +419,10 @@ ALLOWED_WRITES = {
         "catalog/services.py",
         'f"UPDATE {table} SET status = %s, updated_at = %s WHERE id IN ("  # noqa: S608 (no user input)',
     ): "the stock claim: one UPDATE ... FOR UPDATE SKIP LOCKED in raw SQL, checked with CODE_FLOW.require",
+    (
+        "catalog/services.py",
+        'f"UPDATE {code} SET status = %s, updated_at = %s FROM {batch} JOIN {supplier}"  # noqa: S608 (no user input)',
+    ): "the sale of an order's codes returning their costs (stock_sell), checked with CODE_FLOW.require",
 }
 
 

@@ -11,6 +11,7 @@ row lock from another database session, so ``order_fulfil`` waits inside its tra
 ``SELECT ... FOR UPDATE`` until the test kills it.
 """
 
+import base64
 import json
 import os
 import signal
@@ -175,6 +176,30 @@ def test_worker_delivers_a_paid_order(buyer, broker_redis, start_worker):
     assert f"To: {order.buyer.email}" in log and f"/orders/{order.number}/" in log
     assert not any(secret in log for secret in secrets)
     wait_for(lambda: drained(broker_redis), timeout=10, what="both messages to be acknowledged")
+
+
+def test_delivery_email_is_its_own_task_on_the_notifications_queue_and_sent_once(buyer, broker_redis, start_worker):
+    """The fulfilment renders and sends nothing: once the delivery commits, the buyer's email is
+    a task on the ``notifications`` queue (its worker in production), sent once however often
+    it runs."""
+    from django.core import mail
+
+    order, _secrets = paid_order(buyer, quantity=1)
+    assert orders.order_fulfil(order_id=order.pk) is True  # the task's body, in this process
+    order.refresh_from_db()
+    assert order.status == OrderStatus.DELIVERED and order.buyer_notified_at is None
+    assert mail.outbox == []
+    [raw] = broker_redis.lrange("notifications", 0, -1)
+    message = json.loads(raw)
+    assert message["headers"]["task"] == "orders.tasks.notify_delivered"
+    assert json.loads(base64.b64decode(message["body"]))[0] == [order.pk]
+
+    worker = start_worker("notify")
+    wait_for(lambda: delivered_and_notified(order), timeout=60, what="the delivery email to be sent")
+    wait_for(lambda: drained(broker_redis), timeout=10, what="the messages to be acknowledged")
+    task_id = notify_delivered.delay(order.pk).id  # again: the claim refuses a second email
+    assert wait_for(lambda: task_result(worker, task_id), timeout=30, what="notify_delivered again") == "False"
+    assert worker.output().count(f"To: {order.buyer.email}") == 1
 
 
 def test_worker_killed_mid_fulfilment_and_restarted_delivers_exactly_once(buyer, broker_redis, start_worker):

@@ -8,6 +8,7 @@ from datetime import timedelta
 from decimal import Decimal
 
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.contrib.auth.hashers import make_password
 from django.core.exceptions import ValidationError
 from django.core.mail import send_mail
@@ -590,9 +591,10 @@ def order_fulfil(*, order_id: int) -> bool:
             if order.status != OrderStatus.PAID:
                 return False
             if order.fulfilment == Order.Fulfilment.STOCK:
-                live = order.codes.filter(released_at__isnull=True)
-                stock.stock_mark_sold(code_ids=live.values("code_id"), expected=order.quantity)
-                order_deliver(order=order, code_ids=live.values("code_id"), note="codes delivered")
+                live = order.codes.filter(released_at__isnull=True).values("code_id")
+                # One statement sells the codes and returns what they cost, per supplier.
+                costs = stock.stock_sell(code_ids=live, expected=order.quantity)
+                order_deliver(order=order, code_ids=live, note="codes delivered", costs=costs)
             elif order.fulfilment == Order.Fulfilment.MANUAL:
                 # A manual top-up: queued for staff (the admin's 人工代充 queue, with its SLA); it
                 # stays paid until they mark it done or failed (orders.services.topup).
@@ -611,11 +613,11 @@ def order_fulfil(*, order_id: int) -> bool:
 
 def order_deliver(*, order: Order, code_ids, note: str, costs: list[dict] | None = None) -> None:
     """Paid -> delivered (``order`` locked by the caller, its codes sold): the sale booked, the
-    buyer emailed and the agent's shop called back once the caller commits, commissions booked.
-    Stock and upstream orders alike. ``costs`` (supplier id, name, cost) replace the codes' own
-    (a top-up delivered by a supplier has no codes)."""
+    buyer's email queued and the agent's shop called back once the caller commits, commissions
+    booked. Stock and upstream orders alike. ``costs`` (supplier id, name, cost) replace the
+    codes' own (a top-up delivered by a supplier has no codes, and a stock sale returns them)."""
     _book_delivery(order, code_ids, costs=costs)
-    after: list[Callable[[], object]] = [lambda: _notify_delivered_now(order.pk)]
+    after: list[Callable[[], object]] = [lambda: _queue_delivery_email(order.pk)]
     if order.channel == Order.Channel.API:
         after.append(lambda: agent_callbacks.callback_queue(order_id=order.pk))
     ORDER_FLOW.apply(order, OrderStatus.DELIVERED, note=note, update={"delivery_due_at": None}, on_commit=after)
@@ -679,14 +681,18 @@ def _book_cost_return(order: Order, code_ids, *, memo: str, idempotency_key: str
     )
 
 
-def _notify_delivered_now(order_id: int) -> None:
+def _queue_delivery_email(order_id: int) -> None:
+    """The buyer's email, by its own task on the ``notifications`` queue (``notify_delivered``:
+    retried with backoff, sent once), so that no rendering or mail server stands between one
+    delivery and the next. With the broker away it is sent from here instead."""
     from ..tasks import notify_delivered
 
+    if publish(notify_delivered, order_id):
+        return
     try:
         order_notify(order_id=order_id, kind="delivered")
-    except Exception:  # the delivery stands; the email is retried with backoff
-        log.warning("delivery email for order %s failed; queued for retry", order_id, exc_info=True)
-        publish(notify_delivered, order_id)
+    except Exception:  # the delivery stands; the order page has the codes
+        log.warning("delivery email for order %s could not be queued nor sent", order_id, exc_info=True)
 
 
 def orders_delivery_requeue(*, queue: Callable[[int], object], limit: int = 100) -> int:
@@ -737,19 +743,19 @@ def _email_buyer(order: Order, template: str, subject: str) -> None:
 
 
 def order_notify(*, order_id: int, kind: str) -> bool:
-    """Email the buyer once: a link to the order, never a secret."""
+    """Email the buyer once: a link to the order, never a secret.
+
+    The claim (``buyer_notified_at``) and the send are one transaction: a failed send leaves
+    the order unclaimed for the task's retry; a sent email is never sent again."""
     templates = {
         "delivered": ("orders/email/delivered.txt", OrderStatus.DELIVERED),
         "refund_pending": ("orders/email/refund_pending.txt", OrderStatus.REFUND_PENDING),
     }
     template, status = templates[kind]
     with transaction.atomic():
-        claimed = Order.objects.filter(pk=order_id, status=status, buyer_notified_at__isnull=True).update(
-            buyer_notified_at=timezone.now()
-        )
-        if not claimed:
+        order = _notify_claim(order_id, status)
+        if order is None:
             return False
-        order = Order.objects.select_related("buyer").get(pk=order_id)
         with translation.override(settings.LANGUAGE_CODE):
             subject = (
                 _("Your order %(number)s has been delivered")
@@ -758,6 +764,51 @@ def order_notify(*, order_id: int, kind: str) -> bool:
             )
             _email_buyer(order, template, subject)
     return True
+
+
+# What an email about an order reads of it (``_email_buyer`` and its templates); anything else
+# is loaded on access (the rows are built deferred).
+_NOTIFY_FIELDS = (
+    "id",
+    "number",
+    "buyer_id",
+    "guest_email",
+    "product_id",
+    "product_name",
+    "quantity",
+    "total",
+    "paid_at",
+    "status",
+)
+
+
+def _notify_claim(order_id: int, status: str) -> Order | None:
+    """Claim the buyer's email of ``order_id`` while in ``status`` (``buyer_notified_at``, once)
+    and read what the email needs, the buyer's address and the product's kind with it: one
+    ``UPDATE ... RETURNING``. None when claimed already (or not in ``status``)."""
+    user_model = get_user_model()
+    table = Order._meta.db_table
+    column = {f.attname: f.column for f in Order._meta.concrete_fields}
+    columns = ", ".join(f"{table}.{column[name]}" for name in _NOTIFY_FIELDS)
+    connection = transaction.get_connection()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {table} SET buyer_notified_at = %s"  # noqa: S608 (no user input)
+            f" WHERE id = %s AND status = %s AND buyer_notified_at IS NULL RETURNING {columns},"
+            f" (SELECT email FROM {user_model._meta.db_table} WHERE id = {table}.buyer_id),"
+            f" (SELECT kind FROM {Product._meta.db_table} WHERE id = {table}.product_id)",
+            [timezone.now(), order_id, status],
+        )
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    *values, email, product_kind = row
+    order = Order.from_db(connection.alias, list(_NOTIFY_FIELDS), values)
+    order.product = Product.from_db(connection.alias, ["id", "kind"], [order.product_id, product_kind])
+    if order.buyer_id is not None:
+        buyer = user_model.from_db(connection.alias, ["id", "email"], [order.buyer_id, email])
+        order.buyer = buyer
+    return order
 
 
 def order_code_reveal(

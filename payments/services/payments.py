@@ -108,9 +108,15 @@ def _fact_apply(gateway_code: str, verified: VerifiedNotification, record: Notif
     except _Reject as exc:
         return _log(record, Outcome.REJECTED, str(exc))
     except IntegrityError:
-        # The same trade number committed for another order meanwhile: nothing was applied.
+        # The trade number is another order's (the unique (gateway, trade_no) index refused the
+        # payment of a pending order, which is not looked up first), or it committed for
+        # another order meanwhile: nothing was applied.
         record.payment = None
-        return _log(record, Outcome.REJECTED, "trade number already used (concurrent notification)")
+        taken = Payment.objects.filter(gateway=gateway_code, trade_no=verified.trade_no).exclude(
+            order__number=verified.order_number
+        )
+        reason = "for another order" if taken.exists() else "(concurrent notification)"
+        return _log(record, Outcome.REJECTED, f"trade number already used {reason}")
     return NotificationResult(outcome, reason, payment)
 
 
@@ -210,6 +216,11 @@ def _check_fact(gateway_code: str, verified: VerifiedNotification, paid_for, rec
         raise _Reject(f"currency {verified.currency} differs from the {what}'s {paid_for.currency}")
     if verified.amount != paid_for.total:
         raise _Reject(f"amount {verified.amount} differs from the {what}'s {paid_for.total}")
+    if isinstance(paid_for, Order) and paid_for.status == Order.Status.PENDING:
+        # Nothing has paid a pending order (no status leads back to pending), so this trade
+        # number is new or another order's: the payment's unique (gateway, trade_no) index
+        # decides, in the INSERT that follows (refused: ``_fact_apply`` rejects it).
+        return None
     existing = Payment.objects.filter(gateway=gateway_code, trade_no=verified.trade_no).first()
     return None if existing is None else _replay(existing, paid_for, record)
 
