@@ -27,7 +27,10 @@ A setting of 0 turns its test off.
 
 from __future__ import annotations
 
+import json
 import logging
+import socket
+import struct
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -37,6 +40,9 @@ from typing import Any
 from django.conf import settings
 from django.core.cache import cache
 from django.http import HttpRequest, HttpResponse
+from django.template.loader import render_to_string
+from django.utils import translation
+from django.utils.cache import add_never_cache_headers
 from django.utils.translation import gettext_lazy as _
 
 from . import queues
@@ -151,3 +157,109 @@ def admission_controlled(view: Callable) -> Callable:
         return view(request, *args, **kwargs)
 
     return wrapped
+
+
+# --- overload: requests that waited too long for a web process ------------------------------
+
+# struct tcp_info (Linux): u32 tcpi_last_data_recv, milliseconds since the last data came in.
+TCP_INFO_SIZE = 104
+TCP_INFO_LAST_DATA_RECV = 52
+
+OVERLOAD_REASON = _(
+    "The site is very busy right now and could not get to your request in time. "
+    "Nothing was changed: please try again in %(seconds)d seconds."
+)
+OVERLOAD_HINT = _("Orders you have already placed are not affected: payments are applied and codes delivered.")
+OVERLOAD_API = _(
+    "The platform is too busy to take this request right now: nothing was done. Try again in %(n)d seconds."
+)
+
+
+def queue_wait(request: HttpRequest) -> float | None:
+    """Seconds since the request's last bytes reached this host, read from the kernel (the
+    client's socket under gunicorn: TCP_INFO's last_data_recv); None where it is not known
+    (another server, another OS). Under gunicorn's sync workers this is the time the request
+    sat in the listen queue while every worker was busy."""
+    sock = request.META.get("gunicorn.socket")
+    if sock is None or not hasattr(socket, "TCP_INFO"):
+        return None
+    try:
+        info = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, TCP_INFO_SIZE)
+        return struct.unpack_from("I", info, TCP_INFO_LAST_DATA_RECV)[0] / 1000
+    except (OSError, struct.error, AttributeError):
+        return None
+
+
+_rendered: dict[tuple[str, str], bytes] = {}
+_shed = {"n": 0, "since": time.monotonic()}
+
+
+def _overload_body(request: HttpRequest, kind: str, retry_after: int) -> tuple[bytes, str]:
+    """The answer's body in the reader's language, rendered once per process and kept."""
+    language = translation.get_language_from_request(request)
+    key = (language, kind)
+    body = _rendered.get(key)
+    if body is None:
+        with translation.override(language):
+            if kind == "json":
+                body = json.dumps(
+                    {"code": BUSY, "message": str(OVERLOAD_API % {"n": retry_after}), "retry_after": retry_after},
+                    ensure_ascii=False,
+                ).encode()
+            else:
+                context = {
+                    "reason": OVERLOAD_REASON % {"seconds": retry_after},
+                    "hint": OVERLOAD_HINT,
+                    "wait_minutes": None,
+                }
+                template = "_too_many_requests.html" if kind == "htmx" else "busy.html"
+                body = render_to_string(template, context).encode()
+        _rendered[key] = body
+    return body, "application/json" if kind == "json" else "text/html; charset=utf-8"
+
+
+class OverloadMiddleware:
+    """Early in the middleware: a request that waited longer than ADMISSION_QUEUE_WAIT_MS for a
+    web process is answered at once with 429 and Retry-After (a page, an htmx fragment or the
+    API's JSON, in the reader's language), before sessions, users or the database are touched.
+    In a burst past the web processes' capacity, this drains the queue in front of them at a
+    fraction of a millisecond a request, so those admitted are served quickly instead of all of
+    them waiting into the clients' timeouts. Payment notifications, health checks and metrics
+    are never refused (ADMISSION_OVERLOAD_EXEMPT)."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        limit = settings.ADMISSION_QUEUE_WAIT_MS
+        if limit:
+            wait = queue_wait(request)
+            exempt = request.path.startswith(settings.ADMISSION_OVERLOAD_EXEMPT)
+            if wait is not None and wait * 1000 > limit and not exempt:
+                return self.refuse(request, wait)
+        return self.get_response(request)
+
+    def refuse(self, request: HttpRequest, wait: float) -> HttpResponse:
+        retry_after = settings.ADMISSION_RETRY_AFTER
+        if request.path.startswith("/api/") or "application/json" in request.headers.get("Accept", ""):
+            kind = "json"
+        elif request.headers.get("HX-Request"):
+            kind = "htmx"
+        else:
+            kind = "html"
+        body, content_type = _overload_body(request, kind, retry_after)
+        response = HttpResponse(body, status=429, content_type=content_type)
+        response["Retry-After"] = str(retry_after)
+        add_never_cache_headers(response)
+        _shed["n"] += 1
+        now = time.monotonic()
+        if now - _shed["since"] >= 60:
+            log.warning(
+                "admission control: %d requests refused in %.0f s, queued longer than %d ms (last %.0f ms)",
+                _shed["n"],
+                now - _shed["since"],
+                settings.ADMISSION_QUEUE_WAIT_MS,
+                wait * 1000,
+            )
+            _shed.update(n=0, since=now)
+        return response

@@ -125,6 +125,8 @@ MIDDLEWARE = [
     "django_prometheus.middleware.PrometheusBeforeMiddleware",
     # X-Request-ID: taken from the proxy or made, on every log line of the request and its tasks.
     "marketplace.middleware.RequestIdMiddleware",
+    # A request that waited too long for a web process (a burst past capacity): 429 at once.
+    "marketplace.admission.OverloadMiddleware",
     "django.middleware.security.SecurityMiddleware",
     # Content-Security-Policy on every answer (the policy is under "Security" below).
     "csp.middleware.CSPMiddleware",
@@ -477,6 +479,14 @@ ADMISSION_CHECKOUTS_PER_SECOND = env_count("ADMISSION_CHECKOUTS_PER_SECOND", 200
 ADMISSION_FULFILMENT_QUEUE_MAX = env_count("ADMISSION_FULFILMENT_QUEUE_MAX", 500)
 ADMISSION_QUEUE_READ_SECONDS = float(env("ADMISSION_QUEUE_READ_SECONDS", "1"))
 ADMISSION_RETRY_AFTER = env_positive("ADMISSION_RETRY_AFTER", 5)
+# Overload (marketplace.admission.OverloadMiddleware): a request that waited longer than this for
+# a web process (the kernel's listen queue, read from the socket) is answered 429 at once, before
+# sessions or the database: a page that cannot start within 200 ms cannot be served within the
+# 300 ms the peak asks for, and working on it would only make every later request later. 0 = off.
+ADMISSION_QUEUE_WAIT_MS = env_count("ADMISSION_QUEUE_WAIT_MS", 200)
+# Never refused for waiting: payment notifications (money already taken), suppliers' callbacks on
+# paid orders, health checks, metrics.
+ADMISSION_OVERLOAD_EXEMPT = ("/payments/notify/", "/supply/callback/", "/health", "/metrics")
 # Restock alerts (catalog.services.restock_notify_run): emails per task run (the next run is
 # queued for the rest), how long a run's claim on a row holds before another run may take it
 # over (a worker killed mid-way), and how long a guest's confirmation link works.

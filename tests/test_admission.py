@@ -7,12 +7,14 @@ refused; with Redis away, admission fails open. Time moves by a patched clock, n
 
 from __future__ import annotations
 
+import json
 import uuid
 from decimal import Decimal
 
 import pytest
 import rest_framework.throttling  # noqa: F401  # before any clock is patched: DRF keeps time.time as its timer
 from django.core.cache import cache
+from django.http import HttpResponse
 from django.test import Client, override_settings
 
 from marketplace import admission
@@ -189,3 +191,84 @@ def test_counted_in_redis_across_processes_and_open_when_redis_is_away(redis_url
     with override_settings(CACHES=away):
         assert [admission.checkout_admit() for _ in range(5)] == [None] * 5  # fails open
         cache.close()
+
+
+# --- overload: requests that waited too long for a web process ------------------------------
+
+
+@pytest.fixture
+def waited_socket():
+    """The server side of a TCP connection whose request arrived ``seconds`` ago, as gunicorn
+    hands it to the application (environ["gunicorn.socket"])."""
+    import socket
+    import time
+
+    opened = []
+
+    def make(seconds: float):
+        server = socket.socket()
+        server.bind(("127.0.0.1", 0))
+        server.listen(1)
+        client = socket.create_connection(server.getsockname())
+        client.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        time.sleep(seconds)
+        accepted, _ = server.accept()
+        opened.extend([server, client, accepted])
+        return accepted
+
+    yield make
+    for s in opened:
+        s.close()
+
+
+def overload_answer(path: str, sock, **headers):
+    from django.test import RequestFactory
+
+    from marketplace.admission import OverloadMiddleware
+
+    ran = []
+    request = RequestFactory().get(path, **headers)
+    request.META["gunicorn.socket"] = sock
+    response = OverloadMiddleware(lambda r: ran.append(r) or HttpResponse("ok"))(request)
+    return response, bool(ran)
+
+
+def test_a_request_that_waited_too_long_is_refused_at_once(settings, waited_socket):
+    settings.ADMISSION_QUEUE_WAIT_MS = 100
+    admission._rendered.clear()
+    late = waited_socket(0.3)
+    assert admission.queue_wait(type("R", (), {"META": {"gunicorn.socket": late}})()) >= 0.25
+    response, ran = overload_answer("/p/steam-50/", late, HTTP_ACCEPT_LANGUAGE="zh-hans")
+    assert not ran and response.status_code == 429 and response["Retry-After"] == str(RETRY)
+    body = response.content.decode()
+    assert 'data-testid="too-many-requests"' in body and "网站此刻非常繁忙" in body and f"{RETRY} 秒后重试" in body
+    # htmx gets the fragment, the API its JSON, in the reader's language.
+    fragment, _ = overload_answer("/orders/x/status/", late, HTTP_HX_REQUEST="true", HTTP_ACCEPT_LANGUAGE="en")
+    assert fragment.status_code == 429 and "<html" not in fragment.content.decode()
+    assert "could not get to your request in time" in fragment.content.decode()
+    api, _ = overload_answer("/api/v1/orders/", late, HTTP_ACCEPT_LANGUAGE="en")
+    assert api.status_code == 429 and api["Content-Type"] == "application/json"
+    assert json.loads(api.content) == {
+        "code": "busy",
+        "message": json.loads(api.content)["message"],
+        "retry_after": RETRY,
+    }
+    assert "too busy" in json.loads(api.content)["message"]
+    # A request served at once passes; so does every request with the check off.
+    assert overload_answer("/p/steam-50/", waited_socket(0))[1]
+    settings.ADMISSION_QUEUE_WAIT_MS = 0
+    assert overload_answer("/p/steam-50/", late)[1]
+
+
+def test_payment_notifications_and_health_checks_are_never_refused_for_waiting(settings, waited_socket):
+    settings.ADMISSION_QUEUE_WAIT_MS = 100
+    late = waited_socket(0.3)
+    for path in ("/payments/notify/sandbox/", "/payments/notify/wechatpay/refund/", "/health/", "/metrics"):
+        assert overload_answer(path, late)[1], path
+    assert not overload_answer("/orders/checkout/steam-50/", late)[1]
+
+
+def test_without_gunicorns_socket_nothing_is_refused(settings, product):
+    """The test client, runserver, another server: the wait is unknown and nothing is refused."""
+    settings.ADMISSION_QUEUE_WAIT_MS = 1
+    assert Client().get(f"/p/{product.slug}/").status_code == 200
