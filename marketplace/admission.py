@@ -229,13 +229,21 @@ class OverloadMiddleware:
 
     def __init__(self, get_response):
         self.get_response = get_response
+        # When this process became able to serve (gunicorn loads the application in each worker
+        # before it accepts). A request that arrived before that waited for the process to
+        # start, not behind an overload: it is served (a restart or a cold start refuses nothing).
+        self.ready = time.monotonic()
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
         limit = settings.ADMISSION_QUEUE_WAIT_MS
         if limit:
             wait = queue_wait(request)
-            exempt = request.path.startswith(settings.ADMISSION_OVERLOAD_EXEMPT)
-            if wait is not None and wait * 1000 > limit and not exempt:
+            if (
+                wait is not None
+                and wait * 1000 > limit
+                and time.monotonic() - wait > self.ready
+                and not request.path.startswith(settings.ADMISSION_OVERLOAD_EXEMPT)
+            ):
                 return self.refuse(request, wait)
         return self.get_response(request)
 

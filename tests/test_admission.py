@@ -2,7 +2,8 @@
 second, or while too many deliveries wait in the fulfilment queue, checkouts (platform, guest,
 storefront, API) are refused at once with 429 + Retry-After and a message in the caller's format;
 admitted again the next second or once the queue is short. Payment notifications are never
-refused; with Redis away, admission fails open. Time moves by a patched clock, never by sleeping.
+refused; with Redis away, admission fails open. Time stands still or moves by a patched clock
+(``clock``), so a count never crosses the edge of a second by chance.
 """
 
 from __future__ import annotations
@@ -83,7 +84,7 @@ def test_past_the_rate_checkouts_are_refused_then_admitted_the_next_second(produ
     assert Order.objects.count() == 3
 
 
-def test_the_htmx_checkout_shows_the_message_in_place(product):
+def test_the_htmx_checkout_shows_the_message_in_place(product, clock):
     client = member(language="en")
     for _ in range(2):
         checkout(client, product)
@@ -93,7 +94,7 @@ def test_the_htmx_checkout_shows_the_message_in_place(product):
     assert "more than we can take at once" in body and f"try again in {RETRY} seconds" in body
 
 
-def test_guest_checkouts_are_admitted_the_same_way(product):
+def test_guest_checkouts_are_admitted_the_same_way(product, clock):
     email = "guest@example.net"
     guest = {
         "quantity": "1",
@@ -107,7 +108,7 @@ def test_guest_checkouts_are_admitted_the_same_way(product):
     assert_busy(Client().post(f"/orders/checkout/{product.slug}/", {**guest, "idempotency_key": uuid.uuid4().hex}))
 
 
-def test_storefront_buy_is_refused_past_the_rate(product, settings):
+def test_storefront_buy_is_refused_past_the_rate(product, settings, clock):
     from tests.builders import chain_of
 
     agent = chain_of(1, AgentLevelFactory(name="一级", rank=1))[0]
@@ -136,7 +137,7 @@ def test_a_deep_fulfilment_queue_sheds_checkouts_until_it_drains(product, settin
     assert checkout(client, product).status_code == 302
 
 
-def test_payment_notifications_are_never_refused(product, settings, monkeypatch):
+def test_payment_notifications_are_never_refused(product, settings, monkeypatch, clock):
     """Over the rate and with a deep queue, a payment is still applied: money already taken."""
     client = member()
     assert [checkout(client, product).status_code for _ in range(2)] == [302, 302]
@@ -152,7 +153,7 @@ def test_payment_notifications_are_never_refused(product, settings, monkeypatch)
     assert Order.objects.exclude(paid_at=None).count() == 2
 
 
-def test_the_api_answers_busy_in_json(product, settings):
+def test_the_api_answers_busy_in_json(product, settings, clock):
     gold = AgentLevelFactory(name="金牌", rank=4)
     agent = make_agent(level_obj=gold)
     set_level_price(gold, product, "45.00")
@@ -221,7 +222,11 @@ def waited_socket():
         s.close()
 
 
-def overload_answer(path: str, sock, **headers):
+def overload_answer(path: str, sock, started_before: float = 60, **headers):
+    """The middleware's answer, in a process that became ready ``started_before`` seconds ago;
+    and whether the view ran."""
+    import time
+
     from django.test import RequestFactory
 
     from marketplace.admission import OverloadMiddleware
@@ -229,7 +234,9 @@ def overload_answer(path: str, sock, **headers):
     ran = []
     request = RequestFactory().get(path, **headers)
     request.META["gunicorn.socket"] = sock
-    response = OverloadMiddleware(lambda r: ran.append(r) or HttpResponse("ok"))(request)
+    middleware = OverloadMiddleware(lambda r: ran.append(r) or HttpResponse("ok"))
+    middleware.ready = time.monotonic() - started_before
+    response = middleware(request)
     return response, bool(ran)
 
 
@@ -256,6 +263,9 @@ def test_a_request_that_waited_too_long_is_refused_at_once(settings, waited_sock
     assert "too busy" in json.loads(api.content)["message"]
     # A request served at once passes; so does every request with the check off.
     assert overload_answer("/p/steam-50/", waited_socket(0))[1]
+    # A request that arrived before the process was ready waited for it to start (a restart, a
+    # cold start), not behind an overload: served.
+    assert overload_answer("/p/steam-50/", late, started_before=0.1)[1]
     settings.ADMISSION_QUEUE_WAIT_MS = 0
     assert overload_answer("/p/steam-50/", late)[1]
 
