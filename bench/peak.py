@@ -447,7 +447,10 @@ def main() -> int:
         for answers in t.answers.values():
             total.update(answers)
     burst = phases[1]
-    page_p95 = P.pct(burst.lat["product page"], 95) if burst.lat.get("product page") else float("inf")
+    # The pages served (2xx): a 429 is not a page; its own latency is printed beside.
+    served_pages = burst.lat.get("product page served", [])
+    page_p95 = P.pct(served_pages, 95) if served_pages else float("inf")
+    all_p95 = P.pct(burst.lat["product page"], 95) if burst.lat.get("product page") else float("inf")
     normal_p95 = P.pct(phases[0].deliver, 95) if phases[0].deliver else float("inf")
     verdict = [
         (
@@ -461,9 +464,10 @@ def main() -> int:
             f"{total[TIMEOUT]} timeouts, {total[CONN_ERROR]} connection errors",
         ),
         (
-            "product pages p95 < 300 ms during the burst",
+            "product pages served p95 < 300 ms during the burst",
             page_p95 < PAGE_P95_TARGET,
-            f"p95 {page_p95 * 1000:,.0f} ms",
+            f"p95 {page_p95 * 1000:,.0f} ms of the {len(served_pages)} pages served "
+            f"(all answers, 429s included: p95 {all_p95 * 1000:,.0f} ms)",
         ),
         (
             f"every paid order delivered within a bounded time (≤ {args.drain_timeout:g}s after the peak)",

@@ -125,12 +125,13 @@ MIDDLEWARE = [
     "django_prometheus.middleware.PrometheusBeforeMiddleware",
     # X-Request-ID: taken from the proxy or made, on every log line of the request and its tasks.
     "marketplace.middleware.RequestIdMiddleware",
-    # A request that waited too long for a web process (a burst past capacity): 429 at once.
-    "marketplace.admission.OverloadMiddleware",
     "django.middleware.security.SecurityMiddleware",
     # Content-Security-Policy on every answer (the policy is under "Security" below).
     "csp.middleware.CSPMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
+    # A request that waited too long for a web process (a burst past capacity): 429 at once,
+    # with the security headers above, before sessions, users or the database.
+    "marketplace.admission.OverloadMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.locale.LocaleMiddleware",
     "django.middleware.common.CommonMiddleware",

@@ -222,7 +222,7 @@ def waited_socket():
         s.close()
 
 
-def overload_answer(path: str, sock, started_before: float = 60, **headers):
+def overload_answer(path: str, sock, started_before: float = 60, method: str = "get", **headers):
     """The middleware's answer, in a process that became ready ``started_before`` seconds ago;
     and whether the view ran."""
     import time
@@ -232,7 +232,7 @@ def overload_answer(path: str, sock, started_before: float = 60, **headers):
     from marketplace.admission import OverloadMiddleware
 
     ran = []
-    request = RequestFactory().get(path, **headers)
+    request = getattr(RequestFactory(), method)(path, **headers)
     request.META["gunicorn.socket"] = sock
     middleware = OverloadMiddleware(lambda r: ran.append(r) or HttpResponse("ok"))
     middleware.ready = time.monotonic() - started_before
@@ -273,7 +273,9 @@ def test_a_request_that_waited_too_long_is_refused_at_once(settings, waited_sock
 def test_payment_notifications_and_health_checks_are_never_refused_for_waiting(settings, waited_socket):
     settings.ADMISSION_QUEUE_WAIT_MS = 100
     late = waited_socket(0.3)
-    for path in ("/payments/notify/sandbox/", "/payments/notify/wechatpay/refund/", "/health/", "/metrics"):
+    for path in ("/payments/notify/sandbox/", "/payments/notify/wechatpay/refund/", "/supply/callback/1/"):
+        assert overload_answer(path, late, method="post")[1], path
+    for path in ("/health/", "/metrics"):
         assert overload_answer(path, late)[1], path
     assert not overload_answer("/orders/checkout/steam-50/", late)[1]
 
