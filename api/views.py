@@ -34,6 +34,7 @@ from rest_framework.views import APIView, exception_handler, set_rollback
 
 from catalog import selectors as catalog_selectors
 from compliance.services import audit_denied
+from marketplace import admission
 from marketplace.errors import ServiceError
 from marketplace.http import client_ip
 from orders.selectors import orders as order_selectors
@@ -74,6 +75,11 @@ _NOT_A_BRACKET = bytes(b for b in range(256) if b not in b"[]{}")
 class PayloadTooLarge(exceptions.APIException):
     status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
     default_code = "payload_too_large"
+
+
+class Busy(exceptions.Throttled):
+    """Admission control (marketplace.admission): the platform takes no more orders this
+    second, whoever asks. 429 ``busy`` with Retry-After."""
 
 
 class InvalidCharacters(exceptions.ValidationError):
@@ -187,6 +193,17 @@ def api_exception_handler(exc, context):
             "message": _("The body is not valid JSON."),
             "details": {"body": [str(exc.detail)]},
         }
+    elif isinstance(exc, Busy):
+        wait = int(exc.wait or 1)
+        response.data = {
+            "code": admission.BUSY,
+            "message": _(
+                "The platform is taking more orders than it can place right now: nothing was placed or charged. "
+                "Try again in %(n)d seconds."
+            )
+            % {"n": wait},
+            "retry_after": wait,
+        }
     elif isinstance(exc, exceptions.Throttled):
         wait = int(exc.wait or 1)
         response.data = {
@@ -211,7 +228,11 @@ ERRORS = {
     ),
     401: OpenApiResponse(ErrorSerializer, description="Signature refused (see `code`)."),
     403: OpenApiResponse(ErrorSerializer, description="IP not in the key's allow-list, or agent disabled."),
-    429: OpenApiResponse(ErrorSerializer, description="Rate limit: wait `Retry-After` seconds."),
+    429: OpenApiResponse(
+        ErrorSerializer,
+        description="`rate_limited`: your key's rate limit; `busy` (order creation): the platform takes no more "
+        "orders for the moment. Wait `Retry-After` seconds.",
+    ),
 }
 NOT_FOUND = {404: OpenApiResponse(ErrorSerializer, description="`not_found`.")}
 BODY_ERRORS = {
@@ -429,6 +450,9 @@ class OrderCreate(ApiView):
         tags=["orders"],
     )
     def post(self, request):
+        refusal = admission.checkout_admit()  # a burst past the platform's capacity: refused at once
+        if refusal is not None:
+            raise Busy(wait=refusal.retry_after)
         form = OrderCreateSerializer(data=request.data)
         form.is_valid(raise_exception=True)
         data = form.validated_data

@@ -270,9 +270,9 @@ class Servers:
         self.procs: dict[str, subprocess.Popen] = {}
         self.logs: dict[str, Path] = {}
 
-    def start(self, var_dir: Path) -> None:
-        env = dict(os.environ)
-        cmds = {
+    def commands(self) -> dict[str, list]:
+        """The processes to run, by name (bench/peak.py runs its own Celery workers)."""
+        return {
             "gunicorn": [
                 BIN / "gunicorn",
                 "marketplace.wsgi:application",
@@ -302,7 +302,10 @@ class Servers:
                 "--without-heartbeat",
             ],
         }
-        for name, cmd in cmds.items():
+
+    def start(self, var_dir: Path) -> None:
+        env = dict(os.environ)
+        for name, cmd in self.commands().items():
             log = var_dir / f"{name}.log"
             self.logs[name] = log
             self.procs[name] = subprocess.Popen(

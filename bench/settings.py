@@ -4,6 +4,8 @@ The environment (DATABASE_URL, CELERY_BROKER_URL, VAR_DIR, DJANGO_DEBUG=0 ...) i
 bench/purchase.py before anything imports this module.
 """
 
+import os
+
 from marketplace.settings import *  # noqa: F403
 from marketplace.settings import LOGGING
 
@@ -25,3 +27,9 @@ RISK_RULES = {name: {**rule, "limit": 1_000_000_000} for name, rule in RISK_RULE
 RATE_LIMITS = {**RATE_LIMITS, "checkout": {"subject": (1_000_000_000, 600), "network": (1_000_000_000, 600)}}  # noqa: F405
 # The balance scenario's agents call the API hundreds of times a second (one key each).
 AGENT_API_RATE_PER_MINUTE = 1_000_000_000
+# Admission control (marketplace.admission) is off in the benchmarks that measure throughput (a
+# closed-loop client keeps more requests in flight than there are web processes, on purpose);
+# bench/peak.py turns it on through the environment, as a deployment would.
+ADMISSION_CHECKOUTS_PER_SECOND = int(os.environ.get("ADMISSION_CHECKOUTS_PER_SECOND") or 0)
+ADMISSION_FULFILMENT_QUEUE_MAX = int(os.environ.get("ADMISSION_FULFILMENT_QUEUE_MAX") or 0)
+ADMISSION_QUEUE_WAIT_MS = int(os.environ.get("ADMISSION_QUEUE_WAIT_MS") or 0)

@@ -129,6 +129,9 @@ MIDDLEWARE = [
     # Content-Security-Policy on every answer (the policy is under "Security" below).
     "csp.middleware.CSPMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
+    # A request that waited too long for a web process (a burst past capacity): 429 at once,
+    # with the security headers above, before sessions, users or the database.
+    "marketplace.admission.OverloadMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.locale.LocaleMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -462,6 +465,34 @@ RATE_LIMITS = {
         "network": env_rate("RATE_RESTOCK_NETWORK", "30/3600"),
     },
 }
+# Admission control (marketplace.admission, issue 17): in a burst past what the platform can
+# place and deliver, checkouts (platform, guest, storefront, the API's order creation) are
+# refused at once with 429 and Retry-After instead of queueing into timeouts. At most this many
+# checkouts per second across every web process (counted in the shared cache), and none while
+# more than this many deliveries wait in the fulfilment queue (read from the broker at most
+# once per ADMISSION_QUEUE_READ_SECONDS per process). 0 turns a test off. Set the rate from a
+# load test of the deployment (bench/peak.py). Payment notifications are never refused.
+
+
+def env_count(name: str, default: int) -> int:
+    value = int(env(name, str(default)))
+    if value < 0:
+        raise ImproperlyConfigured(f"{name} must be 0 (off) or more")
+    return value
+
+
+ADMISSION_CHECKOUTS_PER_SECOND = env_count("ADMISSION_CHECKOUTS_PER_SECOND", 200)
+ADMISSION_FULFILMENT_QUEUE_MAX = env_count("ADMISSION_FULFILMENT_QUEUE_MAX", 500)
+ADMISSION_QUEUE_READ_SECONDS = float(env("ADMISSION_QUEUE_READ_SECONDS", "1"))
+ADMISSION_RETRY_AFTER = env_positive("ADMISSION_RETRY_AFTER", 5)
+# Overload (marketplace.admission.OverloadMiddleware): a request that waited longer than this for
+# a web process (the kernel's listen queue, read from the socket) is answered 429 at once, before
+# sessions or the database: a page that cannot start within 200 ms cannot be served within the
+# 300 ms the peak asks for, and working on it would only make every later request later. 0 = off.
+ADMISSION_QUEUE_WAIT_MS = env_count("ADMISSION_QUEUE_WAIT_MS", 200)
+# Never refused for waiting: payment notifications (money already taken), suppliers' callbacks on
+# paid orders, health checks, metrics.
+ADMISSION_OVERLOAD_EXEMPT = ("/payments/notify/", "/supply/callback/", "/health", "/metrics")
 # Restock alerts (catalog.services.restock_notify_run): emails per task run (the next run is
 # queued for the rest), how long a run's claim on a row holds before another run may take it
 # over (a worker killed mid-way), and how long a guest's confirmation link works.

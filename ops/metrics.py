@@ -9,9 +9,7 @@ Request latency and the like come from django-prometheus' middleware (settings.M
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Iterator
-from pathlib import Path
 
 from django.conf import settings
 from django.db.models import Count, Min
@@ -20,6 +18,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from aftersales.services.sla import sla_at_risk_now, sla_overdue_now
+from marketplace.queues import queue_lengths
 from orders.models import ManualTopup, Order, UpstreamOrder
 from payments.models import Mismatch, Refund
 from supply.models import SupplyMismatch
@@ -27,10 +26,6 @@ from supply.models import SupplyMismatch
 from . import heartbeat
 
 log = logging.getLogger(__name__)
-
-# kombu's Redis transport keeps a message with priority p (p > 0) in "<queue>\x06\x16<p>".
-REDIS_PRIORITY_SEPARATOR = "\x06\x16"
-REDIS_PRIORITY_STEPS = (3, 6, 9)
 
 
 def orders_by_status() -> dict[str, dict[str, int]]:
@@ -46,41 +41,6 @@ def oldest_undelivered_paid_age(now=None) -> float:
     now = now or timezone.now()
     oldest = Order.objects.filter(status=Order.Status.PAID).aggregate(oldest=Min("paid_at"))["oldest"]
     return max(0.0, (now - oldest).total_seconds()) if oldest else 0.0
-
-
-def queue_lengths() -> dict[str, int] | None:
-    """Messages waiting per Celery queue; None when the broker cannot be asked (it is logged)."""
-    url = settings.CELERY_BROKER_URL
-    queues = settings.QUEUE_NAMES
-    try:
-        if url.startswith(("redis://", "rediss://")):
-            import redis
-
-            client = redis.Redis.from_url(url, socket_connect_timeout=1, socket_timeout=1)
-            try:
-                with client.pipeline(transaction=False) as pipe:
-                    for queue in queues:
-                        pipe.llen(queue)
-                        for step in REDIS_PRIORITY_STEPS:
-                            pipe.llen(f"{queue}{REDIS_PRIORITY_SEPARATOR}{step}")
-                    counts = pipe.execute()
-            finally:
-                client.close()
-            per = 1 + len(REDIS_PRIORITY_STEPS)
-            return {queue: sum(counts[i * per : (i + 1) * per]) for i, queue in enumerate(queues)}
-        if url.startswith("filesystem://"):
-            # The embedded broker: one file per message, "<...>.<queue>.msg".
-            folder = Path(settings.CELERY_BROKER_TRANSPORT_OPTIONS["data_folder_in"])
-            lengths = dict.fromkeys(queues, 0)
-            with os.scandir(folder) as entries:
-                for entry in entries:
-                    parts = entry.name.rsplit(".", 2)
-                    if len(parts) == 3 and parts[2] == "msg" and parts[1] in lengths:
-                        lengths[parts[1]] += 1
-            return lengths
-    except Exception as exc:  # a metric missing is better than /metrics failing
-        log.warning("could not read the queue lengths from the broker: %s", exc)
-    return None
 
 
 class SaleCollector(Collector):

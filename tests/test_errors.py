@@ -43,6 +43,7 @@ ALLOWED = {
     "in the gateway's own protocol, never shown to a person",
     "api.views.PayloadTooLarge": "a DRF APIException of the API's transport layer (api_exception_handler)",
     "api.views.InvalidCharacters": "a DRF APIException of the API's transport layer (api_exception_handler)",
+    "api.views.Busy": "a DRF Throttled of the API's transport layer: admission control's 429 (api_exception_handler)",
     "api.auth.Unauthenticated": "DRF's authentication failure (WWW-Authenticate), answered by DRF",
     "api.auth.Forbidden": "DRF's permission refusal of a request, answered by DRF",
 }

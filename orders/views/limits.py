@@ -4,6 +4,7 @@ guest email or guest order. Each limited view takes one decorator line from here
 
 from django.utils.translation import gettext_lazy as _
 
+from marketplace.admission import admission_controlled
 from marketplace.ratelimit import member_subject, rate_limited
 from marketplace.text import email_normalise
 
@@ -22,7 +23,7 @@ def guest_order_subject(request, number, *args, **kwargs) -> str:
     return f"order:{number}"
 
 
-checkout_limited = rate_limited(
+_checkout_rate_limited = rate_limited(
     "checkout",
     subject=_checkout_subject,
     reason=_(
@@ -31,6 +32,14 @@ checkout_limited = rate_limited(
     ),
     hint=_("Orders you have already placed are not affected: they can still be paid."),
 )
+
+
+def checkout_limited(view):
+    """Placing orders: admission control first (a burst past the platform's capacity is refused
+    at once, before anything is counted against the buyer: marketplace.admission), then the
+    buyer's own rate limits."""
+    return admission_controlled(_checkout_rate_limited(view))
+
 
 reveal_limited = rate_limited(
     "reveal",
