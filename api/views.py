@@ -345,7 +345,7 @@ class ProductDetail(ApiView):
 
 def _order_body(order, codes=None) -> dict:
     order.revealed_codes = codes
-    order.coupon_code_used = services.order_coupon_code(order) if order.discount else ""
+    order.coupon_code_used = services.order_coupon_code(order)
     return OrderSerializer(order).data
 
 
