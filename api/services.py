@@ -167,7 +167,7 @@ def api_order_place(
     if order.status != OrderStatus.PENDING:
         return order, False
     try:
-        payment = payments.balance_pay(order_number=order.number, buyer=buyer)
+        payment = payments.balance_pay(order_number=order.number, buyer=buyer, order=order)
     except payments.PaymentError as exc:
         order.refresh_from_db()
         if order.status not in (OrderStatus.PENDING, OrderStatus.CANCELLED, OrderStatus.EXPIRED):

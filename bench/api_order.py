@@ -90,6 +90,7 @@ def main() -> None:
         for _ in range(cli.requests):
             one()
         profile.disable()
+        profile.dump_stats("/tmp/api_prof2.out")
         pstats.Stats(profile).sort_stats("cumulative").print_stats(cli.profile)
     flush_broker(args.broker_url)
 

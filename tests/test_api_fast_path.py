@@ -77,7 +77,8 @@ def test_a_plain_balance_paid_order_costs_its_pinned_statements(
     assert not [s for s in sql if s.lstrip().startswith("SELECT") and '"agents_apikey"' in s]
     assert not [s for s in sql if "marketing_couponuse" in s]
     assert sum(s.startswith("SELECT id FROM orders_order WHERE agent_id") for s in sql) == 1  # a new number
-    assert sum(s.startswith('SELECT "orders_order"."id"') for s in sql) == 1  # balance_pay's lock
+    assert not [s for s in sql if s.startswith('SELECT "orders_order"')]  # never the whole order again
+    assert sum(s.startswith("SELECT status, expires_at, buyer_id FROM orders_order") for s in sql) == 1  # the lock
     # The whole request (order_place's and the ledger's statements included): 24 on 2026-12-05,
     # 29 before issue 17's API work. A change elsewhere on the path changes this figure: update it.
     assert len(sql) == 24, "\n".join(s[:120] for s in sql)
@@ -232,3 +233,26 @@ def test_the_rate_limit_fails_open_with_redis_away(shop, settings, redis_cache):
     with override_settings(CACHES=away):
         assert [signed.get("/api/v1/balance/").status_code for _ in range(3)] == [200] * 3
         cache.close()
+
+
+def test_balance_pay_with_the_callers_order_still_decides_on_the_locked_row(shop):
+    """The caller's instance is stale (the order was cancelled meanwhile): the locked row's status
+    decides, nothing is charged."""
+    from orders.services import orders as order_services
+    from payments.models import Payment
+    from payments.services import payments
+    from tests.builders import wallet_balance
+
+    _signed, agent, product = shop
+    placed = order_services.order_place(buyer=agent.user, product_id=product.pk, quantity=1, idempotency_key="k-1")
+    Order.objects.filter(pk=placed.pk).update(status=Order.Status.CANCELLED)
+    before = wallet_balance(agent.user)
+    with pytest.raises(payments.PaymentError):
+        payments.balance_pay(order_number=placed.number, buyer=agent.user, order=placed)
+    assert placed.status == Order.Status.CANCELLED
+    assert wallet_balance(agent.user) == before and not Payment.objects.filter(order=placed).exists()
+    other = order_services.order_place(buyer=agent.user, product_id=product.pk, quantity=1, idempotency_key="k-2")
+    paid = payments.balance_pay(order_number=other.number, buyer=agent.user, order=other)
+    assert paid.order is other and other.status == Order.Status.PAID
+    assert Order.objects.get(pk=other.pk).status == Order.Status.PAID
+    assert wallet_balance(agent.user) == before - other.total
