@@ -256,3 +256,53 @@ def test_balance_pay_with_the_callers_order_still_decides_on_the_locked_row(shop
     assert paid.order is other and other.status == Order.Status.PAID
     assert Order.objects.get(pk=other.pk).status == Order.Status.PAID
     assert wallet_balance(agent.user) == before - other.total
+
+
+def test_the_order_body_is_what_the_order_serializer_renders(shop, django_capture_on_commit_callbacks):
+    """``api.views._order_body`` builds the response without DRF's serializer: field for field
+    what ``OrderSerializer`` (the documented schema) renders, for orders in every shape."""
+    from datetime import timedelta
+
+    from api import services as api_services
+    from api.serializers import OrderSerializer
+    from api.views import _order_body
+    from marketing.models import Coupon
+    from marketing.services import coupons
+    from orders.services import orders as order_services
+
+    signed, agent, product = shop
+    coupons.coupon_create(
+        name="Promo",
+        kind=Coupon.Kind.FIXED,
+        amount=D("2.50"),
+        ends_at=timezone.now() + timedelta(days=1),
+        public_code="BODY25",
+        per_user_limit=None,
+    )
+    pending = order_services.order_place(
+        buyer=agent.user,
+        product_id=product.pk,
+        quantity=1,
+        idempotency_key="api:B-0",
+        channel=Order.Channel.API,
+        agent_order_no="B-0",
+    )
+    assert pending.status == Order.Status.PENDING
+    with django_capture_on_commit_callbacks(execute=True):  # the delivery, eagerly
+        assert order(signed, product, "B-1").status_code == 201
+    coupon = signed.post(
+        "/api/v1/orders/", {"product_id": product.pk, "quantity": 2, "agent_order_no": "B-2", "coupon_code": "body25"}
+    )
+    assert coupon.status_code == 201 and coupon.json()["coupon_code"] == "BODY25"
+    Order.objects.filter(agent_order_no="B-1").update(topup_values={"phone": "13812345678", "zone": ""})
+    shapes = list(Order.objects.filter(agent=agent).order_by("id"))
+    assert [o.agent_order_no for o in shapes] == ["B-0", "B-1", "B-2"]
+    key = ApiKey.objects.get(key_id=signed.key_id)
+    for placed in [pending, *shapes]:  # as placed (in memory) and as read back
+        codes = api_services.api_order_codes(key=key, order=placed, ip="127.0.0.1")
+        fast = _order_body(placed, codes)
+        placed.revealed_codes = codes
+        placed.coupon_code_used = api_services.order_coupon_code(placed)
+        assert fast == dict(OrderSerializer(placed).data), placed.agent_order_no
+    bodies = [_order_body(o) for o in shapes]
+    assert bodies[0]["paid_at"] is None and bodies[1]["delivered_at"] is not None and bodies[2]["discount"] == "2.50"

@@ -419,6 +419,10 @@ ALLOWED_WRITES = {
         "catalog/services.py",
         'f"UPDATE {table} SET status = %s, updated_at = %s WHERE id IN ("  # noqa: S608 (no user input)',
     ): "the stock claim: one UPDATE ... FOR UPDATE SKIP LOCKED in raw SQL, checked with CODE_FLOW.require",
+    (
+        "payments/services/payments.py",
+        "order.status, order.expires_at, order.buyer_id = row",
+    ): "balance_pay's relock: the locked row's status read into the caller's instance (a read, not a write)",
 }
 
 
