@@ -5,12 +5,37 @@ limit fails open for the outage. That is deliberate: signatures, nonces (a datab
 so a replay is refused whatever Redis does), key allow-lists and balances are all checked in
 the database, so only a correctly signing agent could exceed its rate meanwhile, and
 refusing every agent's sales while Redis is down would be worse.
+
+With Redis (production) the count is a sliding-window counter, one round trip per request: a
+counter per key and minute, and the estimate ``previous minute × the part of it still inside
+the last 60 s + this minute``, the request counted, must not exceed the rate. Without Redis
+(development, tests) DRF's log of request times in the cache does the same job.
 """
 
+import logging
+import math
+import time
+
 from django.conf import settings
+from django.core.cache import caches
 from rest_framework.throttling import SimpleRateThrottle
 
 from agents.models import ApiKey
+
+log = logging.getLogger(__name__)
+WINDOW = 60
+
+
+def _redis_client():
+    """The cache's Redis client (django-redis), or None with another cache backend."""
+    try:
+        from django_redis import get_redis_connection
+        from django_redis.cache import RedisCache
+    except ImportError:  # pragma: no cover - a dependency
+        return None
+    if not isinstance(caches["default"], RedisCache):
+        return None
+    return get_redis_connection("default")
 
 
 class ApiKeyRateThrottle(SimpleRateThrottle):
@@ -25,3 +50,45 @@ class ApiKeyRateThrottle(SimpleRateThrottle):
         if not isinstance(key, ApiKey):
             return None
         return self.cache_format % {"scope": self.scope, "ident": key.key_id}
+
+    def allow_request(self, request, view) -> bool:
+        client = _redis_client()
+        if client is None:
+            return super().allow_request(request, view)
+        ident = self.get_cache_key(request, view)
+        if ident is None:
+            return True
+        limit = settings.AGENT_API_RATE_PER_MINUTE
+        now = time.time()
+        minute = int(now // WINDOW)
+        cache = caches["default"]
+        current, previous = cache.make_key(f"{ident}:{minute}"), cache.make_key(f"{ident}:{minute - 1}")
+        try:
+            pipe = client.pipeline(transaction=False)
+            pipe.incr(current)
+            pipe.expire(current, 2 * WINDOW)
+            pipe.get(previous)
+            count, _expiry, before = pipe.execute()
+        except Exception as exc:  # Redis away: the limit fails open (above)
+            log.warning("API rate limit not counted (Redis): %s", exc)
+            return True
+        before = int(before or 0)
+        remaining = 1 - (now - minute * WINDOW) / WINDOW  # the part of the previous minute still in the last 60 s
+        if before * remaining + count <= limit:
+            return True
+        # Refused, and not counted (DRF's log counts only what it lets through). Retry when this
+        # minute's own count is under the rate, or enough of the previous minute has slid out.
+        if count > limit or not before:
+            self._wait = WINDOW * (minute + 1) - now
+        else:
+            self._wait = max(0.0, remaining * WINDOW - (limit - count) * WINDOW / before)
+        try:
+            client.decr(current)
+        except Exception as exc:  # as above
+            log.warning("API rate limit not uncounted (Redis): %s", exc)
+        return False
+
+    def wait(self):
+        if hasattr(self, "_wait"):
+            return max(1, math.ceil(self._wait))
+        return super().wait()

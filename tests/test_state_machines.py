@@ -423,6 +423,10 @@ ALLOWED_WRITES = {
         "catalog/services.py",
         'f"UPDATE {code} SET status = %s, updated_at = %s FROM {batch} JOIN {supplier}"  # noqa: S608 (no user input)',
     ): "the sale of an order's codes returning their costs (stock_sell), checked with CODE_FLOW.require",
+    (
+        "payments/services/payments.py",
+        "order.status, order.expires_at, order.buyer_id = row",
+    ): "balance_pay's relock: the locked row's status read into the caller's instance (a read, not a write)",
 }
 
 

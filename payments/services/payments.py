@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.translation import gettext as _
@@ -256,11 +256,18 @@ class PaymentError(ServiceError):
     code = "payment_refused"
 
 
-def balance_pay(*, order_number: str, buyer) -> Payment:
+def balance_pay(*, order_number: str, buyer, order: Order | None = None) -> Payment:
     """Pay an order from the buyer's balance, instantly: the debit and the order's move to
-    paid are one transaction, and the balance cannot go below zero however many pay at once."""
+    paid are one transaction, and the balance cannot go below zero however many pay at once.
+
+    ``order``: the order with this number as the caller has just read or placed it (the API).
+    Its row is then locked reading back only what can have changed since (status, expiry,
+    buyer), not the whole order again; the payment's ``order`` is that instance, brought up
+    to date."""
     with log_context(order=order_number, payment=f"{BALANCE}:BAL{order_number}"), transaction.atomic():
-        order = orders.order_lock_by_number(order_number)
+        order = _order_relock(order) if order is not None and order.number == order_number else None
+        if order is None:
+            order = orders.order_lock_by_number(order_number)
         if order is None or order.buyer_id != buyer.pk:
             raise NotFound(_("No such order."), code="order_not_found")
         if not order.is_payable:
@@ -289,6 +296,21 @@ def balance_pay(*, order_number: str, buyer) -> Payment:
         )
         orders.order_mark_paid(order=order, note="balance")
     return payment
+
+
+def _order_relock(order: Order) -> Order | None:
+    """Lock ``order``'s row and refresh what a concurrent change to an order can have changed
+    meanwhile; None if the row is gone. One plain statement (no model built)."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT status, expires_at, buyer_id FROM {Order._meta.db_table} WHERE id = %s FOR UPDATE",  # noqa: S608
+            [order.pk],
+        )
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    order.status, order.expires_at, order.buyer_id = row
+    return order
 
 
 def recharge_create(*, user, amount) -> Recharge:

@@ -1,0 +1,99 @@
+"""One balance-paid API order in one process: its SQL statements and its CPU (issue 17).
+
+Seeds a benchmark database as bench/purchase.py does (it is recreated), then sends signed
+POST /api/v1/orders/ requests through Django's test client (no HTTP server), each placed and
+paid from an agent's wallet; the delivery task is queued to the broker, not run. Prints the
+statements of one warm request, the CPU per request, and optionally a profile (by CPU time).
+
+    .venv/bin/python bench/api_order.py --database-url postgres://postgres@127.0.0.1:5432/<db>_bench \\
+        --broker-url redis://127.0.0.1:<port>/14 [--requests 300] [--profile 40]
+"""
+
+import argparse
+import cProfile
+import json
+import pstats
+import random
+import sys
+import time
+import uuid
+from decimal import Decimal
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.purchase import (
+    api_headers,
+    configure_environment,
+    flush_broker,
+    recreate_database,
+    seed,
+    seed_shops,
+)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--database-url", required=True)
+    parser.add_argument("--broker-url", required=True)
+    parser.add_argument("--requests", type=int, default=300)
+    parser.add_argument("--profile", type=int, default=0, help="print this many lines of a CPU profile")
+    cli = parser.parse_args()
+    args = argparse.Namespace(
+        products=20,
+        codes_per_product=400,
+        hot_codes=1000,
+        hot_sold=0,
+        buyers=2,
+        database_url=cli.database_url,
+        broker_url=cli.broker_url,
+    )
+    configure_environment(args)
+    recreate_database(args.database_url)
+    flush_broker(args.broker_url)
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+    from django.db import connection
+    from django.test import Client
+    from django.test.utils import CaptureQueriesContext
+
+    call_command("migrate", verbosity=0)
+    items, _hot, _buyers = seed(args)
+    shop = seed_shops(1, Decimal(100_000))[0]
+    client = Client(HTTP_HOST="127.0.0.1")
+
+    def one() -> None:
+        item = random.choice(items)
+        body = json.dumps({"product_id": item.pk, "quantity": 1, "agent_order_no": uuid.uuid4().hex}).encode()
+        headers = api_headers(shop, "POST", "/api/v1/orders/", body)
+        response = client.generic(
+            "POST", "/api/v1/orders/", data=body, content_type="application/json", headers=headers
+        )
+        assert response.status_code == 201, response.content
+
+    for _ in range(5):
+        one()
+    with CaptureQueriesContext(connection) as ctx:
+        one()
+    for query in ctx.captured_queries:
+        print(" ".join(query["sql"].split())[:150])
+    print(len(ctx.captured_queries), "statements")
+    start = time.process_time()
+    for _ in range(cli.requests):
+        one()
+    print(f"CPU per request: {(time.process_time() - start) / cli.requests * 1000:.2f} ms ({cli.requests} requests)")
+    if cli.profile:
+        profile = cProfile.Profile(time.process_time)
+        profile.enable()
+        for _ in range(cli.requests):
+            one()
+        profile.disable()
+        profile.dump_stats("/tmp/api_prof2.out")
+        pstats.Stats(profile).sort_stats("cumulative").print_stats(cli.profile)
+    flush_broker(args.broker_url)
+
+
+if __name__ == "__main__":
+    main()
