@@ -11,9 +11,11 @@ from django.utils import timezone
 from django.utils.functional import SimpleLazyObject, cached_property
 from django.utils.translation import gettext as _
 
+from catalog.models import Product
 from ledger import services as ledger
 from ledger.models import Line
 from ledger.selectors import balance_of
+from orders.models import Order
 
 from .gateways import enabled_gateways
 from .models import BALANCE, Payment, Refund
@@ -130,3 +132,10 @@ def paid_from_balance(user, number: str) -> bool:
     return Payment.objects.filter(
         order__number=number, order__buyer=user, gateway=BALANCE, status=Payment.Status.SUCCEEDED
     ).exists()
+
+
+def order_status_and_topup(*, order_id: int) -> tuple[str, bool]:
+    """An order's status and whether its product is a direct top-up (the cashier's message
+    after paying): one statement, no order or product loaded."""
+    status, kind = Order.objects.filter(pk=order_id).values_list("status", "product__kind").get()
+    return status, kind == Product.Kind.DIRECT_TOPUP

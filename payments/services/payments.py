@@ -237,12 +237,15 @@ def _replay(existing: Payment, paid_for, record: Notification):
     return Outcome.REPLAY, "already applied", existing
 
 
-def sandbox_pay(*, order_number: str, remote_addr: str | None = None) -> NotificationResult:
-    """The sandbox cashier's "pay" button: the gateway side signs, then our pipeline verifies."""
+def sandbox_pay(*, order_number: str, remote_addr: str | None = None, payable=None) -> NotificationResult:
+    """The sandbox cashier's "pay" button: the gateway side signs, then our pipeline verifies.
+    ``payable``: the order or recharge the caller has just read (its page), not read again; the
+    notification's amount is its total, and the pipeline checks it against the locked row."""
     from ..gateways.sandbox import SandboxGateway
 
     get_gateway(SandboxGateway.code)  # 404 when the sandbox is disabled
-    payable = payable_model(order_number).objects.get(number=order_number)
+    if payable is None or payable.number != order_number:
+        payable = payable_model(order_number).objects.get(number=order_number)
     body = SandboxGateway.build_notification(order_number=payable.number, amount=payable.total)
     return notification_receive(gateway_code=SandboxGateway.code, headers={}, body=body, remote_addr=remote_addr)
 
