@@ -163,20 +163,18 @@ def sandbox_cashier(request, number):
     payable = _payable(request, number)
     if request.method == "POST":
         result = services.sandbox_pay(order_number=payable.number, remote_addr=client_ip(request), payable=payable)
-        topup = False
-        if isinstance(payable, Recharge):
-            payable.refresh_from_db(fields=["status"])
-        else:  # its status now and whether it is a direct top-up: one statement
-            payable.status, topup = selectors.order_status_and_topup(order_id=payable.pk)
+        status, topup = "", False
+        if not isinstance(payable, Recharge):  # its status now and whether it is a top-up: one statement
+            status, topup = selectors.order_status_and_topup(order_id=payable.pk)
         if not result.ok:
             messages.error(request, _("The payment was refused: %(reason)s") % {"reason": result.reason})
         elif isinstance(payable, Recharge):
             messages.success(request, _("¥%(amount)s added to your balance.") % {"amount": payable.amount})
         elif topup:
             messages.success(request, _("Payment received. We are topping up the account you gave."))
-        elif payable.status == payable.Status.DELIVERED and payable.is_guest:
+        elif status == Order.Status.DELIVERED and payable.is_guest:
             messages.success(request, _("Payment received. Confirm it is you below to see your codes."))
-        elif payable.status == payable.Status.DELIVERED:
+        elif status == Order.Status.DELIVERED:
             messages.success(request, _("Payment received. Your codes are ready below."))
         else:
             messages.success(request, _("Payment received. Your codes are being delivered."))
