@@ -7,6 +7,7 @@ A change applies at once in the process that made it (its ``local_forget`` with 
 cache's delete) and within ``LOCAL_SECONDS`` in the others. Tests clear it with the cache."""
 
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
@@ -75,3 +76,29 @@ def local_fragment(key: str, render: Callable[[], str]) -> str:
     text = render()
     _store[key] = (now + LOCAL_SECONDS, text)
     return text
+
+
+class Drawn:
+    """HTML drawn once per process for each key and reused: at most ``limit`` kept, the least
+    recently used out first. The key must hold everything the HTML shows (language included):
+    nothing is ever stale, only forgotten (the product cards, the order rows)."""
+
+    def __init__(self, limit: int):
+        self.limit = limit
+        self._items: OrderedDict[tuple, str] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def get_or_draw(self, key: tuple, draw: Callable[[], str]) -> str:
+        html = self._items.get(key)
+        if html is None:
+            html = self._items[key] = draw()
+            if len(self._items) > self.limit:
+                self._items.popitem(last=False)
+        else:
+            self._items.move_to_end(key)
+        return html
+
+    def clear(self) -> None:
+        self._items.clear()

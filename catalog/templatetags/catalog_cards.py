@@ -6,18 +6,17 @@ each set of values it shows (kept in a bounded LRU keyed on all of them, languag
 and reused: nothing it shows can be older than the values passed in, which the page computes
 on every request (the stock included)."""
 
-from collections import OrderedDict
-
 from django import template
 from django.template.loader import get_template
 from django.utils.safestring import mark_safe
 from django.utils.translation import get_language
 
+from marketplace.localcache import Drawn
+
 register = template.Library()
 
 CARD_TEMPLATE = "catalog/_product_card.html"
-MAX_CARDS = 4096
-_cards: OrderedDict[tuple, str] = OrderedDict()
+_cards = Drawn(limit=4096)
 
 
 def product_cards_forget() -> None:
@@ -45,15 +44,16 @@ def product_card(info, href, price, agent_price=None, heading="h2"):
         info.upstream,
         heading,
     )
-    html = _cards.get(key)
-    if html is None:
-        if href is None:
-            href = p.get_absolute_url()
-        context = {"info": info, "href": href, "price": price, "agent_price": agent_price, "heading": heading}
-        html = get_template(CARD_TEMPLATE).render(context)
-        _cards[key] = html
-        if len(_cards) > MAX_CARDS:
-            _cards.popitem(last=False)
-    else:
-        _cards.move_to_end(key)
+
+    def draw() -> str:
+        context = {
+            "info": info,
+            "href": p.get_absolute_url() if href is None else href,
+            "price": price,
+            "agent_price": agent_price,
+            "heading": heading,
+        }
+        return get_template(CARD_TEMPLATE).render(context)
+
+    html = _cards.get_or_draw(key, draw)
     return mark_safe(html)  # noqa: S308 (rendered, and escaped, by the template engine)

@@ -5,19 +5,18 @@ is drawn once per process for each set of values it shows (a bounded LRU keyed o
 them, with the language and the time zone) and reused: nothing shown can be older than the
 order row the page has just read."""
 
-from collections import OrderedDict
-
 from django import template
 from django.template.loader import get_template
 from django.utils import timezone
 from django.utils.safestring import mark_safe
 from django.utils.translation import get_language
 
+from marketplace.localcache import Drawn
+
 register = template.Library()
 
 ROW_TEMPLATE = "orders/_order_row.html"
-MAX_ROWS = 4096
-_rows: OrderedDict[tuple, str] = OrderedDict()
+_rows = Drawn(limit=4096)
 
 
 def order_rows_forget() -> None:
@@ -43,13 +42,6 @@ def order_row(order, testid, truncate=False):
         testid,
         bool(truncate),
     )
-    html = _rows.get(key)
-    if html is None:
-        context = {"order": order, "testid": testid, "truncate": truncate}
-        html = get_template(ROW_TEMPLATE).render(context)
-        _rows[key] = html
-        if len(_rows) > MAX_ROWS:
-            _rows.popitem(last=False)
-    else:
-        _rows.move_to_end(key)
+    context = {"order": order, "testid": testid, "truncate": truncate}
+    html = _rows.get_or_draw(key, lambda: get_template(ROW_TEMPLATE).render(context))
     return mark_safe(html)  # noqa: S308 (rendered, and escaped, by the template engine)
