@@ -40,6 +40,12 @@ def retry_once_if_connection_lost(func):
 
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
+        if not connection.in_atomic_block:
+            # CONN_HEALTH_CHECKS would send a ``SELECT 1`` before the first statement of each
+            # request and task: a round trip that only turns a dead connection into a new one.
+            # Here the first statement failing on a dead connection does the same (below), so
+            # the check is skipped (marked done until the next request or task resets it).
+            connection.health_check_done = True
         try:
             return func(*args, **kwargs)
         except (OperationalError, InterfaceError) as exc:

@@ -9,7 +9,7 @@ cache's delete) and within ``LOCAL_SECONDS`` in the others. Tests clear it with 
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from django.core.cache import cache
 
@@ -19,6 +19,7 @@ LOCAL_SECONDS = 10.0
 _store: dict[str, tuple[float, Any]] = {}
 MAX_ENTRIES = 1000
 FRAGMENT = "fragment:"  # the keys of ``local_fragment``
+T = TypeVar("T")
 
 
 def local_get_or_set(key: str, load: Callable[[], Any], seconds: int) -> Any:
@@ -64,9 +65,10 @@ def local_clear() -> None:
     pages_forget()
 
 
-def local_fragment(key: str, render: Callable[[], str]) -> str:
+def local_fragment(key: str, render: Callable[[], T]) -> T:
     """A rendered template fragment kept in this process for ``LOCAL_SECONDS`` (the
-    ``{% localcache %}`` tag): what it shows may be that old, like the values above."""
+    ``{% localcache %}`` tag; the text split at its per-call parts when it has some): what it
+    shows may be that old, like the values above."""
     now = time.monotonic()
     hit = _store.get(key)
     if hit is not None and hit[0] > now:

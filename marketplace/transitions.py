@@ -25,6 +25,7 @@ from django.db.models import sql
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
+from . import rows
 from .errors import Conflict
 
 
@@ -96,6 +97,11 @@ class StateMachine:
 
         Returns False when it is already there (a repeat changes nothing), raises
         ``IllegalTransition`` for a move the table does not allow.
+
+        On PostgreSQL, for plain models (``marketplace.rows.plain``), the row's UPDATE and its
+        history row are one statement, the UPDATE guarded by the status the caller saw: a row
+        moved meanwhile by someone who did not lock it is refused (``IllegalTransition``)
+        rather than moved again from a stale status. Elsewhere ``save()`` and ``create()``.
         """
         if not transaction.get_connection().in_atomic_block:
             raise RuntimeError("transitions run inside a transaction, on a locked row")
@@ -109,11 +115,19 @@ class StateMachine:
             fields[self.entered_at[dst]] = timezone.now()
         for name, value in fields.items():
             setattr(instance, name, value)
-        instance.save(update_fields=list(fields))
-        if self.history_model is not None:
-            self.history_model._default_manager.create(
+        using = instance._state.db or router.db_for_write(type(instance), instance=instance)
+        if self.history_model is not None and rows.one_statement_ok(using, type(instance), self.history_model):
+            history = self.history_model(
                 **{self.history_fk: instance}, from_status=src, to_status=dst, actor=actor, note=note[:500]
             )
+            if not _move_and_record(instance, src, list(fields), history, using):
+                raise IllegalTransition(instance, src, dst)
+        else:
+            instance.save(update_fields=list(fields))
+            if self.history_model is not None:
+                self.history_model._default_manager.create(
+                    **{self.history_fk: instance}, from_status=src, to_status=dst, actor=actor, note=note[:500]
+                )
         for callback in on_commit:
             transaction.on_commit(callback)
         return True
@@ -149,6 +163,37 @@ class StateMachine:
                 ]
             )
         return len(ids)
+
+
+def _move_and_record(instance: models.Model, src: str, names: list[str], history: models.Model, using: str) -> bool:
+    """``instance.save(update_fields=names)`` guarded by ``status = src``, and ``history``
+    inserted only if the row moved, in one statement (PostgreSQL: ``WITH moved AS (UPDATE ...
+    RETURNING) INSERT ... SELECT ... FROM moved``). Values are prepared as ``save()`` does.
+    Returns whether the row moved (and its history row was written)."""
+    connection = connections[using]
+    qn = connection.ops.quote_name
+    meta = instance._meta
+    sets, params = [], []
+    for name in names:
+        field = cast(models.Field, meta.get_field(name))
+        sets.append(f"{qn(field.column)} = %s")
+        params.append(field.get_db_prep_save(field.pre_save(instance, False), connection))
+    status = cast(models.Field, meta.get_field(names[0]))  # the status field comes first (``apply``)
+    pk = qn(meta.pk.column)
+    history_pk = qn(history._meta.pk.column)
+    columns, values, insert_params = rows.insert_parts(history, connection)
+    statement = (
+        f"WITH moved AS (UPDATE {qn(meta.db_table)} SET {', '.join(sets)} "  # noqa: S608 (no user input)
+        f"WHERE {pk} = %s AND {qn(status.column)} IS NOT DISTINCT FROM %s RETURNING {pk}) "
+        f"INSERT INTO {qn(history._meta.db_table)} ({columns}) SELECT {values} FROM moved RETURNING {history_pk}"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(statement, [*params, instance.pk, src, *insert_params])
+        row = cursor.fetchone()
+    if row is None:
+        return False
+    rows.saved(history, row[0], using)
+    return True
 
 
 def _update_returning_ids(queryset: models.QuerySet, values: dict[str, object], using: str) -> list:

@@ -35,7 +35,7 @@ def _warm(buyer, product, django_capture_on_commit_callbacks) -> None:
         assert _apply(place(buyer, product)).outcome == Notification.Outcome.APPLIED
 
 
-def test_a_plain_notification_apply_costs_nine_statements(buyer, django_capture_on_commit_callbacks):
+def test_a_plain_notification_apply_costs_seven_statements(buyer, django_capture_on_commit_callbacks):
     product = ProductFactory(price=Decimal("20.00"))
     add_stock(product, 2)
     _warm(buyer, product, django_capture_on_commit_callbacks)
@@ -44,10 +44,16 @@ def test_a_plain_notification_apply_costs_nine_statements(buyer, django_capture_
     with django_capture_on_commit_callbacks() as after, CaptureQueriesContext(connection) as sql:
         result = _apply(order)
     statements = [q["sql"] for q in sql.captured_queries]
-    # SAVEPOINT; the order locked; moved to paid (the due time with it); its history row; the
-    # payment (its unique trade number is the replay and forgery backstop for a pending order);
-    # the ledger lines in one INSERT, then the entry; the notification's log row; RELEASE.
-    assert len(statements) == 9, "\n".join(statements)
+    # SAVEPOINT; the order locked; moved to paid (the due time with it) and its history row, one
+    # statement; the payment (its unique trade number is the replay and forgery backstop for a
+    # pending order) and the notification's log row, one statement; the ledger lines in one
+    # INSERT, then the entry; RELEASE.
+    assert len(statements) == 7, "\n".join(statements)
+    assert statements[2].startswith("WITH moved AS (UPDATE") and "orders_orderstatuschange" in statements[2]
+    assert (
+        statements[3].startswith('WITH a AS (INSERT INTO "payments_payment"')
+        and "payments_notification" in statements[3]
+    )
     assert not any('FROM "ledger_account"' in s for s in statements)  # accounts kept per process
     assert result.outcome == Notification.Outcome.APPLIED
     order.refresh_from_db()
@@ -73,7 +79,7 @@ def test_a_replayed_notification_still_finds_the_payment(buyer, django_capture_o
     assert Payment.objects.filter(order=order).count() == 1
 
 
-def test_a_plain_fulfilment_costs_eight_statements_and_renders_nothing(buyer, django_capture_on_commit_callbacks):
+def test_a_plain_fulfilment_costs_seven_statements_and_renders_nothing(buyer, django_capture_on_commit_callbacks):
     product = ProductFactory(price=Decimal("20.00"))
     add_stock(product, 3)
     _warm(buyer, product, django_capture_on_commit_callbacks)
@@ -86,8 +92,8 @@ def test_a_plain_fulfilment_costs_eight_statements_and_renders_nothing(buyer, dj
         assert orders.order_fulfil(order_id=order.pk) is True
     statements = [q["sql"] for q in sql.captured_queries]
     # SAVEPOINT; the order locked; its codes sold, returning their costs; the ledger lines in
-    # one INSERT, then the entry; moved to delivered; its history row; RELEASE.
-    assert len(statements) == 8, "\n".join(statements)
+    # one INSERT, then the entry; moved to delivered and its history row, one statement; RELEASE.
+    assert len(statements) == 7, "\n".join(statements)
     assert len(mail.outbox) == sent  # no email rendered or sent by the fulfilment
     order.refresh_from_db()
     assert order.status == Status.DELIVERED and order.buyer_notified_at is None
@@ -154,3 +160,31 @@ def test_ledger_accounts_are_kept_only_once_committed(db, django_capture_on_comm
     with CaptureQueriesContext(connection) as sql:
         ledger.accounts_get(ledger.AccountSpec(next(iter(wallet)), "", "liability"))
     assert len(sql.captured_queries) == 1
+
+
+def test_the_order_lock_builds_the_instance_the_orm_builds(buyer):
+    """``order_lock_by_number`` and the fulfilment's lock read the row with a SELECT of constant
+    text (PostgreSQL): the same instance as the ORM's, every field converted as it converts it."""
+    import pytest
+    from django.db import transaction
+
+    product = ProductFactory(price=Decimal("20.00"))
+    add_stock(product, 1)
+    order = place(buyer, product)
+    Order.objects.filter(pk=order.pk).update(topup_values={"account": "玩家 1", "server": 3})
+    fields = [f.attname for f in Order._meta.concrete_fields]
+    with transaction.atomic():
+        orm = Order.objects.select_for_update().get(pk=order.pk)
+        with CaptureQueriesContext(connection) as sql:
+            by_number = orders.order_lock_by_number(order.number)
+            by_id = orders._lock(order.pk)
+            missing = orders.order_lock_by_number("no-such-order")
+        with pytest.raises(Order.DoesNotExist):
+            orders._lock(-1)
+    assert missing is None
+    for locked in (by_number, by_id):
+        assert type(locked) is Order and not locked._state.adding and locked._state.db == orm._state.db
+        assert {n: getattr(locked, n) for n in fields} == {n: getattr(orm, n) for n in fields}
+    assert by_number.topup_values == {"account": "玩家 1", "server": 3} and by_number.total == Decimal("20.00")
+    if connection.vendor == "postgresql":
+        assert all(q["sql"].endswith("FOR UPDATE") for q in sql.captured_queries)

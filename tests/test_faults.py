@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import socket
 import subprocess
 import sys
@@ -299,6 +300,25 @@ def test_connection_terminated_under_a_notification_is_retried_and_answers_succe
     assert response.status_code == 200 and response.content == b"success"
     order.refresh_from_db()
     assert order.status == OrderStatus.DELIVERED  # eager fulfilment, after the retried commit
+    assert Payment.objects.filter(order=order).count() == 1
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_a_retried_operation_needs_no_health_check_first(client, buyer, product, caplog):
+    """The notification (like the fulfilment task) runs again on a new connection when its
+    first statement finds the connection dead, so the ``SELECT 1`` of CONN_HEALTH_CHECKS is not
+    sent before it: a connection dropped while idle is found by that statement, and retried."""
+    order = place(buyer, product)
+    body = SandboxGateway.build_notification(order_number=order.number, amount=order.total)
+    terminate(connection.connection.get_backend_pid())  # dropped while idle, between requests
+    connection.health_check_done = False  # as at the start of a request or task
+    with caplog.at_level(logging.WARNING, logger="marketplace.db"):
+        response = notify(client, body)
+    assert response.status_code == 200 and response.content == b"success"
+    assert "database connection lost in notification_receive" in caplog.text  # no check found it first
+    order.refresh_from_db()
+    assert order.status == OrderStatus.DELIVERED
     assert Payment.objects.filter(order=order).count() == 1
 
 

@@ -159,3 +159,41 @@ def test_apply_outside_a_transaction_is_refused():
     assert order.status == OrderStatus.PENDING
     assert order.paid_at is None
     assert order.history.count() == 1
+
+
+def test_apply_refuses_a_row_moved_meanwhile_under_a_stale_instance(order):
+    """The row's UPDATE is guarded by the status the caller saw (PostgreSQL: the UPDATE and its
+    history row are one statement): a stale, unlocked instance moves nothing and leaves no
+    history, where a blind save would have written over the other move."""
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        pytest.skip("the one-statement move is PostgreSQL's; elsewhere save() and create()")
+    stale = Order.objects.get(pk=order.pk)  # pending, not locked
+    _apply(order, Order.Status.CANCELLED)  # someone else moved it
+    history = list(OrderStatusChange.objects.filter(order=order).values_list("from_status", "to_status"))
+    with pytest.raises(IllegalTransition), transaction.atomic():
+        ORDER_FLOW.apply(stale, Order.Status.PAID, note="stale")
+    order.refresh_from_db()
+    assert order.status == Order.Status.CANCELLED and order.paid_at is None
+    assert list(OrderStatusChange.objects.filter(order=order).values_list("from_status", "to_status")) == history
+
+
+def test_apply_writes_what_save_writes(order):
+    """The one-statement move writes the fields and the history row ``save()`` and
+    ``create()`` wrote: the entered-at stamp, extra fields, actor and note."""
+    staff = UserFactory(is_staff=True)
+    due = order.expires_at
+    with transaction.atomic():
+        locked = Order.objects.select_for_update().get(pk=order.pk)
+        assert ORDER_FLOW.apply(locked, Order.Status.PAID, actor=staff, note="n" * 600, update={"delivery_due_at": due})
+    fresh = Order.objects.get(pk=order.pk)
+    assert (fresh.status, fresh.paid_at, fresh.delivery_due_at) == (Order.Status.PAID, locked.paid_at, due)
+    row = OrderStatusChange.objects.filter(order=order).latest("id")
+    assert (row.from_status, row.to_status, row.actor_id, row.note) == (
+        Order.Status.PENDING,
+        Order.Status.PAID,
+        staff.pk,
+        "n" * 500,
+    )
+    assert row.at is not None and abs((row.at - fresh.paid_at).total_seconds()) < 5

@@ -210,7 +210,7 @@ def test_worker_killed_mid_fulfilment_and_restarted_delivers_exactly_once(buyer,
         [(blocked_pid, query)] = wait_for(lock.waiters, timeout=30, what="the worker to block on the order's lock")
         # Blocked on our row lock: only a locking read (SELECT ... FOR UPDATE) waits for it. The
         # query's text may be cut before its FOR UPDATE (pg_stat_activity keeps 1024 bytes).
-        assert query.startswith('SELECT "orders_order"."id"')
+        assert query.startswith('SELECT "id", "number"') and 'FROM "orders_order" WHERE "id" = ' in query
         # Delivered to the worker, not acknowledged (acks_late): Redis keeps it in the unacked hash.
         assert broker_redis.llen(QUEUE) == 0
         unacked = broker_redis.zrange("unacked_index", 0, -1, withscores=True)

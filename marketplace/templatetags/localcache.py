@@ -2,9 +2,16 @@
 process every ``marketplace.localcache.LOCAL_SECONDS`` for each language and value of the flags.
 
 For the parts of every page that are the same for everyone who sees them alike (the footer,
-the trust bar): what they show comes from values that are themselves kept that long per
-process (agreements, qualifications, promises). Never around anything personal (a user's
-email, a CSRF token, the current path): vary only on a few plain flags."""
+the trust bar, the navigation): what they show comes from values that are themselves kept that
+long per process (agreements, qualifications, promises). Never around anything personal (a
+user's email, a CSRF token, the current path) unless it is inside ``{% percall %}``: vary only on
+a few plain flags.
+
+``{% percall %}...{% endpercall %}`` inside a fragment is rendered on every call, in the
+caller's context, and put in its place in the kept text: the navigation keeps its links and
+labels per language and kind of viewer, and draws the viewer's own email, CSRF token, search
+query and path each time. Which ``percall`` parts a fragment holds may depend only on the
+fragment's flags (an ``{% if %}`` on anything else around one would be kept as first seen)."""
 
 from django import template
 from django.utils.safestring import mark_safe
@@ -14,17 +21,50 @@ from marketplace.localcache import FRAGMENT, local_fragment
 
 register = template.Library()
 
+HOLE = "\x00percall\x00"  # what a percall part leaves in the kept text (never in a page's own text)
+CAPTURE = "_localcache_percall"  # the context variable of a fragment being kept: its percall parts
+
+
+class PerCallNode(template.Node):
+    def __init__(self, nodelist):
+        self.nodelist = nodelist
+
+    def render(self, context):
+        parts = context.get(CAPTURE)
+        if parts is None:  # outside a fragment being kept: an ordinary render
+            return self.nodelist.render(context)
+        parts.append(self)
+        return HOLE
+
 
 class LocalCacheNode(template.Node):
     def __init__(self, nodelist, name, flags):
         self.nodelist = nodelist
         self.name = name
         self.flags = flags
+        self.has_percall = bool(nodelist.get_nodes_by_type(PerCallNode))
 
     def render(self, context):
         values = [str(bool(f.resolve(context))) for f in self.flags]
         key = FRAGMENT + ":".join([self.name, get_language() or "", *values])
-        return mark_safe(local_fragment(key, lambda: self.nodelist.render(context)))  # noqa: S308 (rendered by the template engine, escaped there)
+        if not self.has_percall:
+            return mark_safe(local_fragment(key, lambda: self.nodelist.render(context)))  # noqa: S308 (rendered by the template engine, escaped there)
+        texts, calls = local_fragment(key, lambda: self._keep(context))
+        out = [texts[0]]
+        for node, text in zip(calls, texts[1:], strict=True):
+            out.append(node.render(context))
+            out.append(text)
+        return mark_safe("".join(out))  # noqa: S308 (the kept text and the percall parts: rendered and escaped by the engine)
+
+    def _keep(self, context) -> tuple[list[str], list[PerCallNode]]:
+        """The fragment's text split at its percall parts, and those parts in order."""
+        calls: list[PerCallNode] = []
+        with context.push({CAPTURE: calls}):
+            text = self.nodelist.render(context)
+        texts = text.split(HOLE)
+        if len(texts) != len(calls) + 1:
+            raise template.TemplateSyntaxError(f"localcache {self.name!r}: its text holds a percall marker")
+        return texts, calls
 
 
 @register.tag("localcache")
@@ -35,3 +75,12 @@ def do_localcache(parser, token):
     nodelist = parser.parse(("endlocalcache",))
     parser.delete_first_token()
     return LocalCacheNode(nodelist, bits[1][1:-1], [parser.compile_filter(b) for b in bits[2:]])
+
+
+@register.tag("percall")
+def do_percall(parser, token):
+    if len(token.split_contents()) != 1:
+        raise template.TemplateSyntaxError("{% percall %} takes no argument")
+    nodelist = parser.parse(("endpercall",))
+    parser.delete_first_token()
+    return PerCallNode(nodelist)

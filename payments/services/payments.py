@@ -13,13 +13,14 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 
 from django.conf import settings
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, connection, router, transaction
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from compliance import rating
 from ledger import services as ledger
+from marketplace import rows
 from marketplace.errors import NotFound, ServiceError
 from marketplace.logcontext import log_context
 from marketplace.money import parse_yuan
@@ -106,18 +107,25 @@ def _fact_apply(gateway_code: str, verified: VerifiedNotification, record: Notif
         with transaction.atomic():
             outcome, reason, payment = _apply(gateway_code, verified, record)
     except _Reject as exc:
+        _unsaved(record)
         return _log(record, Outcome.REJECTED, str(exc))
     except IntegrityError:
         # The trade number is another order's (the unique (gateway, trade_no) index refused the
         # payment of a pending order, which is not looked up first), or it committed for
         # another order meanwhile: nothing was applied.
-        record.payment = None
+        _unsaved(record)
         taken = Payment.objects.filter(gateway=gateway_code, trade_no=verified.trade_no).exclude(
             order__number=verified.order_number
         )
         reason = "for another order" if taken.exists() else "(concurrent notification)"
         return _log(record, Outcome.REJECTED, f"trade number already used {reason}")
     return NotificationResult(outcome, reason, payment)
+
+
+def _unsaved(record: Notification) -> None:
+    """``record`` as before the rolled-back transaction that may have written it: a new row."""
+    record.pk, record.payment = None, None
+    record._state.adding = True
 
 
 def _log(record: Notification, outcome: str, reason: str) -> NotificationResult:
@@ -139,7 +147,7 @@ def _apply(gateway_code: str, verified: VerifiedNotification, record: Notificati
     # Deliveries of one notification are serialised by the order's row lock, so the check
     # above sees any earlier one; the unique (gateway, trade_no) constraint backs it up.
     result = orders.order_mark_paid(order=order, note=f"{gateway_code} {verified.trade_no}")
-    payment = Payment.objects.create(
+    payment = Payment(
         order=order,
         gateway=gateway_code,
         trade_no=verified.trade_no,
@@ -148,11 +156,19 @@ def _apply(gateway_code: str, verified: VerifiedNotification, record: Notificati
         status=_PAYMENT_STATUS[result],
         paid_at=verified.paid_at,
     )
+    # The payment and the notification's log row that applied it: one INSERT statement on
+    # PostgreSQL. In the same transaction as the rest, so the log row stands or falls with it.
+    record.outcome, record.reason, record.payment = Outcome.APPLIED, result.value, payment
+    using = router.db_for_write(Payment)
+    if rows.one_statement_ok(using, Payment, Notification):
+        rows.insert_pair(payment, record, link="payment", using=using)
+    else:
+        payment.save(using=using)
+        record.payment = payment
+        record.save(using=using)
     _book_payment(payment, order.number)
     if payment.status != Payment.Status.SUCCEEDED:  # money the order cannot use goes straight back
         payment_refund_unused(payment=payment, reason=f"{payment.get_status_display()}: automatic refund")
-    record.outcome, record.reason, record.payment = Outcome.APPLIED, result.value, payment
-    record.save()
     log.info("%s payment %s applied to order %s: %s", gateway_code, verified.trade_no, order.number, result.value)
     return Outcome.APPLIED, result.value, payment
 

@@ -1,0 +1,135 @@
+"""Rows written as Django writes them, in fewer statements (PostgreSQL).
+
+Django's ``save()`` and ``create()`` send one statement per row. Where two rows of one business
+change are written together (a status move and its history row, a payment and the
+notification that recorded it), PostgreSQL writes both in one statement with a data-modifying
+``WITH``. The values are prepared exactly as ``save()`` prepares them (each field's
+``pre_save`` then ``get_db_prep_save``: ``auto_now_add`` stamps, defaults, conversions), so
+the rows are the same; only the round trips differ.
+
+Only for plain models: no ``save()`` of their own, no ``pre_save``/``post_save`` receivers
+(which these statements would not run), no multi-table inheritance. ``plain`` says whether a
+model qualifies; callers keep the ORM path for the others and for other databases.
+"""
+
+from typing import TypeVar
+
+from django.db import connections, models
+from django.db.models import signals
+from django.db.transaction import TransactionManagementError
+
+M = TypeVar("M", bound=models.Model)
+
+_PLAIN: dict[type[models.Model], bool] = {}
+
+
+def one_statement_ok(using: str, *model_types: type[models.Model]) -> bool:
+    """Whether rows of these models may be written by this module on database ``using``."""
+    return postgres(using) and all(plain(m) for m in model_types)
+
+
+def postgres(using: str) -> bool:
+    return connections[using].vendor == "postgresql"
+
+
+def plain(model: type[models.Model]) -> bool:
+    known = _PLAIN.get(model)
+    if known is None:
+        meta = model._meta
+        known = _PLAIN[model] = model.save is models.Model.save and not meta.parents and not meta.proxy and meta.managed
+    # Receivers can be connected at any time: asked each call (a dictionary look-up when none).
+    return known and not signals.pre_save.has_listeners(model) and not signals.post_save.has_listeners(model)
+
+
+def insert_parts(obj: models.Model, connection, *, computed: dict[str, str] | None = None) -> tuple[str, str, list]:
+    """(columns, values, params) of ``obj``'s INSERT as ``save()`` would write it: every
+    concrete field but a database-generated primary key. ``computed`` gives SQL expressions
+    (no parameters) for some attnames instead of the object's values."""
+    computed = computed or {}
+    qn = connection.ops.quote_name
+    columns, values, params = [], [], []
+    for field in obj._meta.local_concrete_fields:
+        if field.primary_key and getattr(field, "db_returning", False):
+            continue
+        columns.append(qn(field.column))
+        if field.attname in computed:
+            values.append(computed[field.attname])
+            continue
+        values.append("%s")
+        params.append(field.get_db_prep_save(field.pre_save(obj, True), connection))
+    return ", ".join(columns), ", ".join(values), params
+
+
+def saved(obj: models.Model, pk, using: str) -> None:
+    """Mark ``obj`` as its row, written with primary key ``pk`` (what ``save()`` does after)."""
+    obj.pk = pk
+    obj._state.adding = False
+    obj._state.db = using
+
+
+def insert_pair(first: models.Model, second: models.Model, *, link: str, using: str) -> None:
+    """INSERT ``first``, then ``second`` whose foreign key ``link`` points at ``first``, in one
+    statement; both objects get their primary keys. A constraint either breaks raises as the
+    ORM's INSERT would (IntegrityError), and neither row is written."""
+    connection = connections[using]
+    qn = connection.ops.quote_name
+    a_cols, a_vals, a_params = insert_parts(first, connection)
+    link_field = second._meta.get_field(link)
+    b_cols, b_vals, b_params = insert_parts(second, connection, computed={link_field.attname: "a.pk"})
+    a_pk, b_pk = qn(first._meta.pk.column), qn(second._meta.pk.column)
+    sql = (
+        f"WITH a AS (INSERT INTO {qn(first._meta.db_table)} ({a_cols}) VALUES ({a_vals}) RETURNING {a_pk} AS pk) "  # noqa: S608
+        f"INSERT INTO {qn(second._meta.db_table)} ({b_cols}) SELECT {b_vals} FROM a RETURNING {b_pk}, "
+        f"{qn(link_field.column)}"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, a_params + b_params)
+        second_pk, first_pk = cursor.fetchone()
+    saved(first, first_pk, using)
+    saved(second, second_pk, using)
+    setattr(second, link, first)
+
+
+_LOCK_SQL: dict[tuple[type[models.Model], str, str], tuple] = {}
+
+
+def lock_one(model: type[M], column_of: str, value, *, using: str) -> M | None:
+    """The row of ``model`` whose field ``column_of`` (unique) equals ``value``, locked
+    (``SELECT ... FOR UPDATE``) for the caller's transaction, as the instance
+    ``model.objects.select_for_update().filter(...).first()`` would build (every concrete field
+    loaded, converted as the ORM converts it), or None. PostgreSQL only (``one_statement_ok``):
+    constant text built once per process, where the ORM compiles the query on each call."""
+    connection = connections[using]
+    if not connection.in_atomic_block:  # as the ORM's select_for_update: a lock needs a transaction
+        raise TransactionManagementError("select_for_update cannot be used outside of a transaction.")
+    key = (model, column_of, connection.vendor)
+    prepared = _LOCK_SQL.get(key)
+    if prepared is None:
+        qn = connection.ops.quote_name
+        meta = model._meta
+        fields = list(meta.concrete_fields)
+        where = meta.get_field(column_of)
+        if not (where.primary_key or where.unique):  # type: ignore[union-attr]
+            raise ValueError(f"{model.__name__}.{column_of} is not unique")
+        converters = []
+        for i, field in enumerate(fields):
+            column = field.get_col(meta.db_table)
+            found = connection.ops.get_db_converters(column) + column.get_db_converters(connection)
+            if found:
+                converters.append((i, found, column))
+        statement = (
+            f"SELECT {', '.join(qn(f.column) for f in fields)} FROM {qn(meta.db_table)} "  # noqa: S608 (no user input)
+            f"WHERE {qn(where.column)} = %s FOR UPDATE"  # type: ignore[union-attr]
+        )
+        prepared = _LOCK_SQL[key] = (statement, [f.attname for f in fields], converters, where)
+    statement, names, converters, where = prepared
+    with connection.cursor() as cursor:
+        cursor.execute(statement, [where.get_db_prep_value(value, connection)])
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    values = list(row)
+    for i, found, column in converters:
+        for converter in found:
+            values[i] = converter(values[i], column, connection)
+    return model.from_db(using, names, values)
