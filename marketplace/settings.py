@@ -197,6 +197,16 @@ if env("DATABASE_URL"):
         # nothing session-level (the code uses only transaction-scoped advisory locks). The
         # database's timezone must stay UTC, or Django would SET it per connection.
         DATABASES["default"]["DISABLE_SERVER_SIDE_CURSORS"] = True
+    if env("REPLICA_DATABASE_URL"):
+        # A streaming replica for the heavy readers (regulator reports, trust figures): only the
+        # reads inside marketplace.dbrouter.replica_reads() go there (README, "Read replicas").
+        DATABASES["replica"] = dj_database_url.parse(
+            env("REPLICA_DATABASE_URL"), conn_max_age=int(env("DB_CONN_MAX_AGE", "60")), conn_health_checks=True
+        )
+        DATABASES["replica"]["DISABLE_SERVER_SIDE_CURSORS"] = DATABASES["default"].get(
+            "DISABLE_SERVER_SIDE_CURSORS", False
+        )
+        DATABASES["replica"]["TEST"] = {"MIRROR": "default"}
 elif PRODUCTION:
     raise ImproperlyConfigured("Set DATABASE_URL (PostgreSQL) in production")
 else:
@@ -218,6 +228,7 @@ else:
             },
         }
     }
+DATABASE_ROUTERS = ["marketplace.dbrouter.ReplicaRouter"]
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 AUTH_USER_MODEL = "accounts.User"
 

@@ -12,6 +12,7 @@ from django.utils.translation import gettext as _
 
 from accounts.models import user_display
 from compliance.models import Qualification
+from marketplace.dbrouter import replica_reads
 
 from .models import REPORT_FLOW, Report
 from .periods import Period
@@ -110,8 +111,11 @@ def _render(kind: str, start: date, end: date, *, generated_by, now: datetime) -
     period = Period(start=start, end=end, now=now)
     # Reports go to Chinese regulators: written in the site's language whoever asks.
     with translation.override(settings.LANGUAGE_CODE):
-        tables = [section(period) for section in SECTIONS[kind].values()]
-        company, credit_code = _company()
+        # An ended period: settled records, read from the replica when there is one (the lock on
+        # the report's row stays on the primary, in the caller's transaction).
+        with replica_reads():
+            tables = [section(period) for section in SECTIONS[kind].values()]
+            company, credit_code = _company()
         doc = Document(
             title=str(Report.Kind(kind).label),
             company=company,

@@ -33,6 +33,7 @@ from django.utils import timezone
 from aftersales.models import RefundRequest, RefundRequestStatusChange
 from aftersales.selectors import arbitration_outcomes, median_seconds, share, ticket_sla
 from ledger.selectors import funds_isolation
+from marketplace.dbrouter import replica_reads
 from payments.models import Refund
 
 from .models import TrustFigure
@@ -115,15 +116,18 @@ def trust_figures_compute(*, now: datetime | None = None) -> int:
     transaction (the page never shows half of an old set and half of a new one). Returns the
     number of figures stored. Safe to run at any time, and twice."""
     now = now or timezone.now()
-    rows = [
-        TrustFigure(key=key, period_days=days, value=value, sample=sample, computed_at=now)
-        for days in PERIODS
-        for key, (value, sample) in _period_figures(days=days, now=now).items()
-    ]
-    rows += [
-        TrustFigure(key=key, period_days=FUNDS_PERIOD, value=value, sample=None, computed_at=now)
-        for key, (value, _sample) in _funds_figures().items()
-    ]
+    # Hourly figures over days and months: read from the replica when there is one (seconds
+    # behind at most); the snapshot is written to the primary below.
+    with replica_reads():
+        rows = [
+            TrustFigure(key=key, period_days=days, value=value, sample=sample, computed_at=now)
+            for days in PERIODS
+            for key, (value, sample) in _period_figures(days=days, now=now).items()
+        ]
+        rows += [
+            TrustFigure(key=key, period_days=FUNDS_PERIOD, value=value, sample=None, computed_at=now)
+            for key, (value, _sample) in _funds_figures().items()
+        ]
     with transaction.atomic():
         TrustFigure.objects.all().delete()
         TrustFigure.objects.bulk_create(rows)
