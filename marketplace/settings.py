@@ -184,29 +184,25 @@ TEMPLATES = [
 
 # --- Database -------------------------------------------------------------------------
 if env("DATABASE_URL"):
-    # DB_CONN_MAX_AGE: seconds a process keeps its connection (0: one per request). Behind
-    # PgBouncer a kept connection costs PostgreSQL nothing while idle, so keep it.
-    DATABASES = {
-        "default": dj_database_url.parse(
-            env("DATABASE_URL"), conn_max_age=int(env("DB_CONN_MAX_AGE", "60")), conn_health_checks=True
-        )
-    }
-    if env_bool("DB_TRANSACTION_POOLING"):
-        # PgBouncer in transaction mode (docker-compose.yml): a server session lasts only one
-        # transaction, so no server-side cursors (QuerySet.iterator() would lose its cursor) and
-        # nothing session-level (the code uses only transaction-scoped advisory locks). The
-        # database's timezone must stay UTC, or Django would SET it per connection.
-        DATABASES["default"]["DISABLE_SERVER_SIDE_CURSORS"] = True
+
+    def _postgres(url: str) -> dict:
+        """One alias's settings from its URL; the primary and its replica are set up alike."""
+        # DB_CONN_MAX_AGE: seconds a process keeps its connection (0: one per request). Behind
+        # PgBouncer a kept connection costs PostgreSQL nothing while idle, so keep it.
+        database = dj_database_url.parse(url, conn_max_age=int(env("DB_CONN_MAX_AGE", "60")), conn_health_checks=True)
+        if env_bool("DB_TRANSACTION_POOLING"):
+            # PgBouncer in transaction mode (docker-compose.yml): a server session lasts only one
+            # transaction, so no server-side cursors (QuerySet.iterator() would lose its cursor)
+            # and nothing session-level (the code uses only transaction-scoped advisory locks).
+            # The database's timezone must stay UTC, or Django would SET it per connection.
+            database["DISABLE_SERVER_SIDE_CURSORS"] = True
+        return database
+
+    DATABASES = {"default": _postgres(env("DATABASE_URL", ""))}
     if env("REPLICA_DATABASE_URL"):
         # A streaming replica for the heavy readers (regulator reports, trust figures): only the
         # reads inside marketplace.dbrouter.replica_reads() go there (README, "Read replicas").
-        DATABASES["replica"] = dj_database_url.parse(
-            env("REPLICA_DATABASE_URL"), conn_max_age=int(env("DB_CONN_MAX_AGE", "60")), conn_health_checks=True
-        )
-        DATABASES["replica"]["DISABLE_SERVER_SIDE_CURSORS"] = DATABASES["default"].get(
-            "DISABLE_SERVER_SIDE_CURSORS", False
-        )
-        DATABASES["replica"]["TEST"] = {"MIRROR": "default"}
+        DATABASES["replica"] = {**_postgres(env("REPLICA_DATABASE_URL", "")), "TEST": {"MIRROR": "default"}}
 elif PRODUCTION:
     raise ImproperlyConfigured("Set DATABASE_URL (PostgreSQL) in production")
 else:

@@ -22,13 +22,18 @@ from trust.services import trust_figures_compute
 WRITES = ("INSERT", "UPDATE", "DELETE")
 
 
+def attach_replica() -> None:
+    """Add the ``replica`` alias: another connection to the test database, opened now (Django's
+    test case refuses to open a connection to an alias it was not told of at its set-up, which
+    this one did not exist at, but lets an open one be used)."""
+    connections.databases[REPLICA] = copy.deepcopy(connections.databases["default"])
+    connections[REPLICA].connect()
+
+
 @pytest.fixture
 def replica():
-    """A ``replica`` alias for the duration of a test: another connection to the same database."""
-    connections.databases[REPLICA] = copy.deepcopy(connections.databases["default"])
-    # Connected here: Django's test case refuses to open a connection to an alias it was not told
-    # of at its set-up (the alias did not exist then), but lets an open one be used.
-    connections[REPLICA].connect()
+    """A ``replica`` alias for the duration of a test."""
+    attach_replica()
     try:
         yield connections[REPLICA]
     finally:
@@ -80,8 +85,7 @@ def test_the_monthly_report_reads_its_sections_on_the_replica_with_the_same_tota
     try:
         again = reports.report_generate(kind=MONTHLY, start=start, end=end)
     finally:
-        connections.databases[REPLICA] = copy.deepcopy(connections.databases["default"])
-        connections[REPLICA].connect()
+        attach_replica()
     assert again.summary == with_replica and with_replica["orders"]["orders"] == "5"
 
 
