@@ -10,6 +10,9 @@ the rows are the same; only the round trips differ.
 Only for plain models: no ``save()`` of their own, no ``pre_save``/``post_save`` receivers
 (which these statements would not run), no multi-table inheritance. ``plain`` says whether a
 model qualifies; callers keep the ORM path for the others and for other databases.
+
+Reads by a unique column (``read_one``, and ``lock_one`` with FOR UPDATE) are the other use: a
+statement of constant text built once per process, where the ORM compiles its query on each call.
 """
 
 from typing import TypeVar
@@ -90,7 +93,7 @@ def insert_pair(first: models.Model, second: models.Model, *, link: str, using: 
     setattr(second, link, first)
 
 
-_LOCK_SQL: dict[tuple[type[models.Model], str, str], tuple] = {}
+_SELECT_SQL: dict[tuple[type[models.Model], str, str, bool], tuple] = {}
 
 
 def lock_one(model: type[M], column_of: str, value, *, using: str) -> M | None:
@@ -102,26 +105,24 @@ def lock_one(model: type[M], column_of: str, value, *, using: str) -> M | None:
     connection = connections[using]
     if not connection.in_atomic_block:  # as the ORM's select_for_update: a lock needs a transaction
         raise TransactionManagementError("select_for_update cannot be used outside of a transaction.")
-    key = (model, column_of, connection.vendor)
-    prepared = _LOCK_SQL.get(key)
+    return _select_one(model, column_of, value, using=using, lock=True)
+
+
+def read_one(model: type[M], column_of: str, value, *, using: str) -> M | None:
+    """The row of ``model`` whose field ``column_of`` (unique) equals ``value``, as the instance
+    ``model._default_manager.filter(...).first()`` would build it (every concrete field loaded,
+    converted as the ORM converts it), or None. No lock, no transaction needed. Plain SQL with
+    the connection's quoting (PostgreSQL, SQLite): constant text built once per process, where the
+    ORM compiles the query on each call. The model's default manager must not filter rows."""
+    return _select_one(model, column_of, value, using=using, lock=False)
+
+
+def _select_one(model: type[M], column_of: str, value, *, using: str, lock: bool) -> M | None:
+    connection = connections[using]
+    key = (model, column_of, connection.vendor, lock)
+    prepared = _SELECT_SQL.get(key)
     if prepared is None:
-        qn = connection.ops.quote_name
-        meta = model._meta
-        fields = list(meta.concrete_fields)
-        where = meta.get_field(column_of)
-        if not (where.primary_key or where.unique):  # type: ignore[union-attr]
-            raise ValueError(f"{model.__name__}.{column_of} is not unique")
-        converters = []
-        for i, field in enumerate(fields):
-            column = field.get_col(meta.db_table)
-            found = connection.ops.get_db_converters(column) + column.get_db_converters(connection)
-            if found:
-                converters.append((i, found, column))
-        statement = (
-            f"SELECT {', '.join(qn(f.column) for f in fields)} FROM {qn(meta.db_table)} "  # noqa: S608 (no user input)
-            f"WHERE {qn(where.column)} = %s FOR UPDATE"  # type: ignore[union-attr]
-        )
-        prepared = _LOCK_SQL[key] = (statement, [f.attname for f in fields], converters, where)
+        prepared = _SELECT_SQL[key] = _prepare_select(model, column_of, connection, lock=lock)
     statement, names, converters, where = prepared
     with connection.cursor() as cursor:
         cursor.execute(statement, [where.get_db_prep_value(value, connection)])
@@ -133,3 +134,26 @@ def lock_one(model: type[M], column_of: str, value, *, using: str) -> M | None:
         for converter in found:
             values[i] = converter(values[i], column, connection)
     return model.from_db(using, names, values)
+
+
+def _prepare_select(model: type[models.Model], column_of: str, connection, *, lock: bool) -> tuple:
+    """(statement, attnames, converters by position, the WHERE field) of ``_select_one``."""
+    qn = connection.ops.quote_name
+    meta = model._meta
+    fields = list(meta.concrete_fields)
+    where = meta.get_field(column_of)
+    if not (where.primary_key or where.unique):  # type: ignore[union-attr]
+        raise ValueError(f"{model.__name__}.{column_of} is not unique")
+    converters = []
+    for i, field in enumerate(fields):
+        column = field.get_col(meta.db_table)
+        found = connection.ops.get_db_converters(column) + column.get_db_converters(connection)
+        if found:
+            converters.append((i, found, column))
+    statement = (
+        f"SELECT {', '.join(qn(f.column) for f in fields)} FROM {qn(meta.db_table)} "  # noqa: S608 (no user input)
+        f"WHERE {qn(where.column)} = %s"  # type: ignore[union-attr]
+    )
+    if lock:
+        statement += " FOR UPDATE"
+    return statement, [f.attname for f in fields], converters, where
