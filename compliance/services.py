@@ -352,7 +352,7 @@ def qualification_warning_recipients() -> list[str]:
     included) with an email, and the addresses in settings.COMPLIANCE_EMAILS."""
     User = get_user_model()
     users = User.objects.with_perm(
-        "compliance.change_qualification", include_superusers=True, backend="django.contrib.auth.backends.ModelBackend"
+        "compliance.change_qualification", include_superusers=True, backend="accounts.backends.ModelBackend"
     ).filter(is_active=True, is_staff=True)
     emails = [email for email in users.exclude(email="").order_by("pk").values_list("email", flat=True)]
     for email in getattr(settings, "COMPLIANCE_EMAILS", ()):

@@ -444,7 +444,7 @@ def review_warning_recipients() -> list[str]:
     users = User.objects.with_perm(
         "rights.change_authorisationreview",
         include_superusers=True,
-        backend="django.contrib.auth.backends.ModelBackend",
+        backend="accounts.backends.ModelBackend",
     ).filter(is_active=True, is_staff=True)
     emails = list(users.exclude(email="").order_by("pk").values_list("email", flat=True))
     for email in getattr(settings, "COMPLIANCE_EMAILS", ()):
