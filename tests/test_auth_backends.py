@@ -60,7 +60,7 @@ def test_get_user_refuses_inactive_and_missing_users(backend):
 
 
 def test_settings_name_the_new_backends_in_the_old_order():
-    assert settings.AUTHENTICATION_BACKENDS == list(RENAMED.values())
+    assert list(RENAMED.values()) == settings.AUTHENTICATION_BACKENDS
     assert list(RENAMED) == [
         "django.contrib.auth.backends.ModelBackend",
         "allauth.account.auth_backends.AuthenticationBackend",
@@ -110,13 +110,17 @@ def test_an_unknown_backend_path_is_still_refused(client):
 
 
 @pytest.mark.django_db
-@pytest.mark.parametrize(("path", "written"), [(next(iter(RENAMED)), True), (ModelBackend.__module__ + ".ModelBackend", False)])
+@pytest.mark.parametrize(
+    ("path", "written"), [(next(iter(RENAMED)), True), (ModelBackend.__module__ + ".ModelBackend", False)]
+)
 def test_the_session_is_written_only_when_a_path_changed(path, written):
     from importlib import import_module
 
     member = UserFactory()
     store = import_module(settings.SESSION_ENGINE).SessionStore()
-    store.update({SESSION_KEY: str(member.pk), BACKEND_SESSION_KEY: path, HASH_SESSION_KEY: member.get_session_auth_hash()})
+    store.update(
+        {SESSION_KEY: str(member.pk), BACKEND_SESSION_KEY: path, HASH_SESSION_KEY: member.get_session_auth_hash()}
+    )
     store.create()
     request = RequestFactory().get(PAGE)
     request.session = import_module(settings.SESSION_ENGINE).SessionStore(store.session_key)
@@ -191,7 +195,11 @@ User.objects.filter(pk=u.pk).update(is_active=False)
 assert ModelBackend().get_user(u.pk) is None
 print("sqlite ok")
 """
-    env = {**os.environ, "DATABASE_URL": f"sqlite:///{tmp_path / 'dev.db'}", "DJANGO_SETTINGS_MODULE": "marketplace.settings"}
+    env = {
+        **os.environ,
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'dev.db'}",
+        "DJANGO_SETTINGS_MODULE": "marketplace.settings",
+    }
     result = subprocess.run(
         [sys.executable, "-c", script], cwd=base, env=env, capture_output=True, text=True, timeout=120
     )
