@@ -35,6 +35,8 @@ from typing import cast
 from django.conf import settings
 from django.core.cache import cache
 from django.db import connection, transaction
+from django.db.models import BooleanField
+from django.db.models.expressions import RawSQL
 from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import ngettext
@@ -284,24 +286,41 @@ def credit_rating(*, user=None, email: str = "", now: datetime | None = None) ->
     return _rating_of(_rows(user=user, email=email, now=now), now=now)
 
 
-def credit_probe_sql(*, user=None, email: str = "", now: datetime) -> tuple[str, list]:
+def credit_probe_since(now: datetime) -> datetime:
+    """The first moment of the horizon ``credit_probe_sql`` looks at for ``now`` (its second
+    parameter: a caller that compiles the probe once passes it as a value of its own)."""
+    return now - timedelta(days=settings.CREDIT_HORIZON_DAYS)
+
+
+def credit_probe_sql(*, user=None, email: str = "", now: datetime, user_id: int | None = None) -> tuple[str, list]:
     """A boolean SQL expression (constant text, with its parameters) true when the member
-    ``user`` (or the guest ``email``) has anything ``credit_rating`` would read: an event of
-    the horizon or a live override. A caller that reads it within one of its own statements
-    (``orders.services.risk``) knows a clean owner's rating without a query of its own: false
-    means ``credit_rating_unrated``, exactly what ``credit_rating`` would find."""
+    ``user`` (or ``user_id``; or the guest ``email``) has anything ``credit_rating`` would read:
+    an event of the horizon or a live override. A caller that reads it within one of its own
+    statements (``orders.services.risk``, the order page, the payment's start) knows a clean
+    owner's rating without a query of its own: false means ``credit_rating_unrated``, exactly
+    what ``credit_rating`` would find. Parameters: owner, ``credit_probe_since(now)``, owner,
+    ``now``."""
     events, overrides = CreditEvent._meta.db_table, CreditOverride._meta.db_table
-    if user is not None and getattr(user, "is_authenticated", True):
+    if user_id is not None:
+        owner, params = "user_id = %s", [user_id]
+    elif user is not None and getattr(user, "is_authenticated", True):
         owner, params = "user_id = %s", [user.pk]
     else:
         owner, params = "user_id IS NULL AND email = %s", [email_normalise(email)]
     adapt = connection.ops.adapt_datetimefield_value
-    since = adapt(now - timedelta(days=settings.CREDIT_HORIZON_DAYS))
+    since = adapt(credit_probe_since(now))
     sql = (
         f"(EXISTS (SELECT 1 FROM {events} WHERE {owner} AND at >= %s)"  # noqa: S608 (no user input)
         f" OR EXISTS (SELECT 1 FROM {overrides} WHERE {owner} AND expires_at > %s AND revoked_at IS NULL))"
     )
     return sql, [*params, since, *params, adapt(now)]
+
+
+def credit_probe_annotation(*, user_id: int, now: datetime) -> RawSQL:
+    """``credit_probe_sql`` of the member ``user_id`` as a boolean expression to annotate a row
+    read anyway (``.annotate(credit_rated=...)``): the order page, the payment's start."""
+    probe, params = credit_probe_sql(user_id=user_id, now=now)
+    return RawSQL(probe, params, output_field=BooleanField())  # noqa: S611 (constant text, values bound)
 
 
 def credit_rating_unrated(now: datetime | None = None) -> Rating:
@@ -398,11 +417,14 @@ def purchase_check(
     return rating
 
 
-def channel_check(*, user=None, email: str = "", balance: bool) -> None:
-    """May the owner pay this way (``balance``: from the account balance, else a gateway)?"""
+def channel_check(*, user=None, email: str = "", balance: bool, rating: Rating | None = None) -> None:
+    """May the owner pay this way (``balance``: from the account balance, else a gateway)?
+    ``rating``: the owner's, when the caller knows it (``credit_rating_unrated`` after a false
+    ``credit_probe_sql``), else it is read here (one query)."""
     if balance:
         return
-    rating = credit_rating(user=user, email=email)
+    if rating is None:
+        rating = credit_rating(user=user, email=email)
     if rating.level.balance_only:
         _refuse(rating, _("pay with the account balance only"), user=user, email=email, action="pay")
 

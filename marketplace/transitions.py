@@ -101,7 +101,8 @@ class StateMachine:
         On PostgreSQL, for plain models (``marketplace.rows.plain``), the row's UPDATE and its
         history row are one statement, the UPDATE guarded by the status the caller saw: a row
         moved meanwhile by someone who did not lock it is refused (``IllegalTransition``)
-        rather than moved again from a stale status. Elsewhere ``save()`` and ``create()``.
+        rather than moved again from a stale status, and the instance keeps the values it had
+        (status, stamps, ``update``). Elsewhere ``save()`` and ``create()``.
         """
         if not transaction.get_connection().in_atomic_block:
             raise RuntimeError("transitions run inside a transaction, on a locked row")
@@ -113,6 +114,7 @@ class StateMachine:
         fields = {self.status_field: dst, **(update or {})}
         if dst in self.entered_at:
             fields[self.entered_at[dst]] = timezone.now()
+        before = {name: getattr(instance, name) for name in fields}
         for name, value in fields.items():
             setattr(instance, name, value)
         using = instance._state.db or router.db_for_write(type(instance), instance=instance)
@@ -121,6 +123,9 @@ class StateMachine:
                 **{self.history_fk: instance}, from_status=src, to_status=dst, actor=actor, note=note[:500]
             )
             if not _move_and_record(instance, src, list(fields), history, using):
+                # Refused: the instance says what it said before, not a move that never happened.
+                for name, value in before.items():
+                    setattr(instance, name, value)
                 raise IllegalTransition(instance, src, dst)
         else:
             instance.save(update_fields=list(fields))

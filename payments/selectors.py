@@ -15,6 +15,7 @@ from catalog.models import Product
 from ledger import services as ledger
 from ledger.models import Line
 from ledger.selectors import balance_of
+from marketplace.prepared import Prepared
 from orders.models import Order
 
 from .gateways import enabled_gateways
@@ -137,5 +138,14 @@ def paid_from_balance(user, number: str) -> bool:
 def order_status_and_topup(*, order_id: int) -> tuple[str, bool]:
     """An order's status and whether its product is a direct top-up (the cashier's message
     after paying): one statement, no order or product loaded."""
-    status, kind = Order.objects.filter(pk=order_id).values_list("status", "product__kind").get()
+    found = _status_and_kind.first(order=order_id)
+    if found is None:
+        raise Order.DoesNotExist(f"order {order_id}")
+    status, kind = found
     return status, kind == Product.Kind.DIRECT_TOPUP
+
+
+# After every payment at the cashier: compiled once per process (``marketplace.prepared``).
+_status_and_kind = Prepared(
+    lambda order: Order.objects.filter(pk=order).values_list("status", "product__kind"), order=987654321
+)

@@ -99,3 +99,253 @@ def test_order_row_shows_a_new_status_at_once(client, buyer):
     assert order_rows._rows
     Order.objects.filter(pk=order.pk).update(status=Order.Status.REFUNDED)
     assert 'data-status="refunded"' in client.get("/orders/").content.decode()
+
+
+# --- The order page, the reveal and the cashier: reads compiled once (marketplace.prepared) ---
+
+
+def _orm_page_order(**where) -> Order:
+    """The order page's rows as the ORM read them before (prefetches), for comparison."""
+    from django.db.models import Count, Min, Prefetch
+
+    from orders.models import OrderCode
+
+    codes = OrderCode.objects.annotate(reveal_count=Count("reveals"), first_revealed_at=Min("reveals__at"))
+    return (
+        Order.objects.select_related("product", "product__supplier")
+        .prefetch_related(Prefetch("codes", queryset=codes.order_by("id"), to_attr="all_codes"), "history")
+        .get(**where)
+    )
+
+
+def _row(obj) -> dict:
+    return {f.attname: getattr(obj, f.attname) for f in type(obj)._meta.concrete_fields}
+
+
+def _page_view(order: Order) -> tuple:
+    """What the page shows of an order read by the selector (order, product, supplier, codes in
+    their places, timeline)."""
+    return (
+        _row(order),
+        _row(order.product),
+        _row(order.product.supplier),
+        [(_row(oc), oc.reveal_count, oc.first_revealed_at) for oc in order.all_codes],
+        [(oc.pk, oc.number, oc.replaces) for oc in order.live_codes],
+        [(t.at, str(t.label), t.reissue) for t in order.timeline],
+    )
+
+
+def _postgres_only() -> None:
+    """Statement counts are PostgreSQL's: elsewhere the compiled reads are ORM reads, the
+    one-statement writes are ``save()`` and ``create()``, and the credit rating's query is
+    PostgreSQL's."""
+    if connection.vendor != "postgresql":
+        pytest.skip("statement counts are pinned on PostgreSQL")
+
+
+def _sql(ctx) -> list[str]:
+    """The statements captured, but the session's (the tests keep sessions in the database,
+    production in the cache: ``SESSION_ENGINE``)."""
+    return [q["sql"] for q in ctx.captured_queries if '"django_session"' not in q["sql"]]
+
+
+def _statements(client, path: str, **headers) -> tuple:
+    """The statements of one warm GET (the user loads as on any page)."""
+    client.get(path, **headers)
+    with CaptureQueriesContext(connection) as ctx:
+        response = client.get(path, **headers)
+    return response, _sql(ctx)
+
+
+@pytest.mark.django_db(transaction=True)  # delivery is a task queued on commit
+def test_the_buyers_order_page_reads_what_the_orm_read(buyer):
+    from orders.models import CodeReveal
+    from orders.selectors import orders as selectors
+    from tests.builders import codes_of
+
+    order = delivered_order(buyer, quantity=3)
+    first = codes_of(order)[0]
+    CodeReveal.objects.create(order_code=first, user=buyer, ip="10.0.0.1")
+    read = selectors.order_for_buyer(buyer, order.number)
+    assert read is not None and read.credit_rated is False
+    expected = selectors.order_page_extras(_orm_page_order(pk=order.pk))
+    assert _page_view(read) == _page_view(expected)
+    assert [oc.reveal_count for oc in read.all_codes] == [1, 0, 0]
+    # The htmx reveal's read: the same order and codes, no history.
+    codes = selectors.order_codes_for_buyer(buyer, order.number)
+    assert codes is not None and not hasattr(codes, "timeline")
+    assert [(_row(oc), oc.reveal_count) for oc in codes.all_codes] == [
+        (_row(oc), oc.reveal_count) for oc in read.all_codes
+    ]
+    # Another buyer's order, and an unknown number, do not exist for this buyer: None, not a 404.
+    other = UserFactory()
+    assert selectors.order_for_buyer(other, order.number) is None
+    assert selectors.order_codes_for_buyer(other, order.number) is None
+    assert selectors.order_for_buyer(buyer, order.number + "X") is None
+    assert selectors.order_for_guest(order.number) is None  # a member's order is never a guest's
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_guests_order_page_reads_what_the_orm_read(client):
+    from orders.selectors import orders as selectors
+    from orders.services import orders as order_services
+    from payments.services.payments import sandbox_pay
+
+    product = ProductFactory(price=Decimal("12.00"))
+    add_stock(product, 2)
+    order = order_services.order_place(
+        buyer=None, guest_email="g@example.net", product_id=product.pk, quantity=2, idempotency_key="g1"
+    )
+    sandbox_pay(order_number=order.number)
+    read = selectors.order_for_guest(order.number)
+    assert read is not None and read.status == Order.Status.DELIVERED
+    assert _page_view(read) == _page_view(selectors.order_page_extras(_orm_page_order(pk=order.pk)))
+    assert len(selectors.order_codes_for_guest(order.number).all_codes) == 2
+    assert selectors.order_for_buyer(UserFactory(), order.number) is None
+
+
+def test_another_buyers_order_is_a_404_from_the_view(client, buyer):
+    product = ProductFactory(price=Decimal("10.00"))
+    add_stock(product, 1)
+    order = place(buyer, product)
+    client.force_login(UserFactory())
+    assert client.get(f"/orders/{order.number}/").status_code == 404
+    assert client.post(f"/orders/{order.number}/cancel/").status_code == 404
+    assert Order.objects.get(pk=order.pk).status == Order.Status.PENDING
+
+
+@pytest.fixture
+def pending(client, buyer) -> Order:
+    """An order of ``buyer`` awaiting payment, the client logged in as ``buyer``."""
+    product = ProductFactory(price=Decimal("10.00"))
+    add_stock(product, 3)
+    client.force_login(buyer)
+    return place(buyer, product)
+
+
+def test_a_pending_order_page_is_three_statements(client, pending):
+    _postgres_only()
+    order = pending
+    response, sql = _statements(client, f"/orders/{order.number}/")
+    assert response.status_code == 200 and b'data-status="pending"' in response.content
+    # The user, the order (with the credit probe), its history: a never-paid order's codes are
+    # not the buyer's and are not read.
+    assert len(sql) == 3, sql
+    assert not [q for q in sql if '"orders_ordercode"' in q.split(" FROM ")[1].split(" WHERE ")[0]]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_delivered_order_page_is_five_statements_and_six_for_a_rated_buyer(client, buyer):
+    _postgres_only()
+    from compliance.models import CreditEvent
+    from compliance.services import credit_event_record
+
+    order = delivered_order(buyer, quantity=2)
+    client.force_login(buyer)
+    path = f"/orders/{order.number}/"
+    response, sql = _statements(client, path)
+    assert response.status_code == 200 and b'data-testid="refund-entry"' in response.content
+    # The user, the order with the buyer's credit probe, its codes, its history, its refund
+    # requests: the probe says the buyer has nothing on record, so no rating is read.
+    assert len(sql) == 5, sql
+    assert not [q for q in sql if "compliance_creditevent" in q.split(" FROM ", 1)[0]]
+    # A buyer with a credit event: the rating is read (the refund offer asks whether a refund
+    # would go to review).
+    credit_event_record(user=buyer, kind=CreditEvent.Kind.NO_REASON_REFUND, reference="x")
+    response, sql = _statements(client, path)
+    assert response.status_code == 200 and len(sql) == 6, sql
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_htmx_reveal_is_six_statements_and_reads_no_history(client, buyer):
+    _postgres_only()
+    from tests.builders import codes_of
+
+    order = delivered_order(buyer, quantity=2)
+    first, second = codes_of(order)
+    client.force_login(buyer)
+    client.get("/")
+    path = f"/orders/{order.number}/codes/{{}}/reveal/"
+    client.post(path.format(first.pk), HTTP_HX_REQUEST="true")
+    with CaptureQueriesContext(connection) as ctx:
+        response = client.post(path.format(second.pk), HTTP_HX_REQUEST="true")
+    assert response.status_code == 200 and b'data-testid="revealed-secret"' in response.content
+    sql = _sql(ctx)
+    # The user, the code, the reveal's log row, the order (with the credit probe), its codes,
+    # its refund requests.
+    assert len(sql) == 6, sql
+    assert not [q for q in sql if "orderstatuschange" in q]
+    # Another buyer cannot reveal it.
+    client.force_login(UserFactory())
+    assert client.post(path.format(first.pk), HTTP_HX_REQUEST="true").status_code == 404
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_reveal_reads_only_a_live_code_of_the_owners_delivered_order(buyer):
+    from orders.models import CodeReveal, OrderCode
+    from orders.services import orders as order_services
+    from tests.builders import codes_of
+
+    order = delivered_order(buyer, quantity=2)
+    first, second = codes_of(order)
+
+    def reveal(who, code_id, number=order.number):
+        return order_services.order_code_reveal(
+            buyer=who, order_number=number, order_code_id=code_id, ip="10.0.0.1", user_agent="t"
+        )
+
+    _card_number, secret = reveal(buyer, first.pk)
+    assert secret and CodeReveal.objects.filter(order_code=first, user=buyer).count() == 1
+    OrderCode.objects.filter(pk=second.pk).update(released_at=order.delivered_at)
+    for who, code_id, number in (
+        (UserFactory(), first.pk, order.number),  # another buyer
+        (None, first.pk, order.number),  # as a guest: a member's order is not a guest's
+        (buyer, second.pk, order.number),  # released (refunded)
+        (buyer, first.pk, order.number + "X"),  # another number
+    ):
+        with pytest.raises(OrderCode.DoesNotExist):
+            reveal(who, code_id, number)
+    assert CodeReveal.objects.count() == 1
+
+
+def test_choose_payment_and_start_read_the_order_once(client, buyer, pending):
+    _postgres_only()
+    from compliance.models import CreditEvent
+    from compliance.services import credit_event_record
+
+    order = pending
+    response, sql = _statements(client, f"/pay/{order.number}/")
+    assert response.status_code == 200 and f"/pay/{order.number}/start/sandbox/".encode() in response.content
+    response, sql = _statements(client, f"/pay/sandbox/{order.number}/")
+    assert response.status_code == 200 and len(sql) == 2, sql  # the user, the order
+    client.get("/")
+    with CaptureQueriesContext(connection) as ctx:
+        response = client.post(f"/pay/{order.number}/start/sandbox/")
+    assert response.status_code == 302
+    # The user, the order with the buyer's credit probe: a buyer with nothing on record pays as
+    # the unrated level allows, without a rating read of its own.
+    assert len(_sql(ctx)) == 2, _sql(ctx)
+    credit_event_record(user=buyer, kind=CreditEvent.Kind.NO_REASON_REFUND, reference="x")
+    with CaptureQueriesContext(connection) as ctx:
+        assert client.post(f"/pay/{order.number}/start/sandbox/").status_code == 302
+    assert len(_sql(ctx)) == 3, _sql(ctx)
+    # Another buyer's order: 404.
+    client.force_login(UserFactory())
+    assert client.get(f"/pay/{order.number}/").status_code == 404
+    assert client.post(f"/pay/{order.number}/start/sandbox/").status_code == 404
+
+
+def test_the_order_number_filter_builds_what_format_html_built():
+    from django.utils.html import format_html, format_html_join
+
+    from marketplace.templatetags.display import order_no, order_no_format
+
+    for value in ("2612031508ABCDEFGH", "", None, "<b>&\"'x</b>12", "ABC"):
+        groups = order_no_format(value).split()
+        before = format_html(
+            '<span class="order-no" title="{}">{}</span>',
+            "".join(groups),
+            format_html_join("", "<span>{}</span>", ((g,) for g in groups)),
+        )
+        assert order_no(value) == before
+        assert order_no(value, "text") == order_no_format(value)

@@ -179,6 +179,22 @@ def test_apply_refuses_a_row_moved_meanwhile_under_a_stale_instance(order):
     assert list(OrderStatusChange.objects.filter(order=order).values_list("from_status", "to_status")) == history
 
 
+def test_a_refused_move_leaves_the_instance_as_it_was(order):
+    """A row moved meanwhile refuses the guarded UPDATE: the stale instance keeps its status,
+    its entered-at stamp and the fields it was asked to write, as it was before the call."""
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        pytest.skip("the one-statement move is PostgreSQL's; elsewhere save() and create()")
+    stale = Order.objects.get(pk=order.pk)
+    before = {f.attname: getattr(stale, f.attname) for f in Order._meta.concrete_fields}
+    _apply(order, Order.Status.CANCELLED)
+    with pytest.raises(IllegalTransition), transaction.atomic():
+        ORDER_FLOW.apply(stale, Order.Status.PAID, update={"buyer_ip": "10.9.9.9", "delivery_due_at": order.expires_at})
+    assert {f.attname: getattr(stale, f.attname) for f in Order._meta.concrete_fields} == before
+    assert (stale.status, stale.paid_at, stale.buyer_ip) == (Order.Status.PENDING, None, before["buyer_ip"])
+
+
 def test_apply_writes_what_save_writes(order):
     """The one-statement move writes the fields and the history row ``save()`` and
     ``create()`` wrote: the entered-at stamp, extra fields, actor and note."""

@@ -27,7 +27,7 @@ from functools import cached_property
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import connection, transaction
-from django.db.models import Count, Min
+from django.db.models import Count, Min, prefetch_related_objects
 from django.utils import formats, timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import ngettext
@@ -37,6 +37,7 @@ from compliance.models import CreditEvent
 from compliance.selectors import CreditOwnerKeys, credit_events_count
 from compliance.services import credit_event_record
 from marketplace.errors import ServiceError
+from marketplace.prepared import Prepared
 from orders.models import Order, OrderCode
 from orders.services import orders as order_services
 from payments.models import Payment
@@ -91,14 +92,15 @@ def no_reason_limit_reached(user=None, *, email: str = "") -> bool:
     return used >= settings.NO_REASON_REFUND_LIMIT
 
 
-def refund_held(user=None, *, email: str = "") -> bool:
+def refund_held(user=None, *, email: str = "", known: "rating.Rating | None" = None) -> bool:
     """Would a no-reason refund of this owner go to staff review rather than be made at once:
     the limit of ``no_reason_limit_reached``, or a credit level whose refunds are reviewed
-    (``rating.refund_review_reason``)? One query (the rating's events count the refunds too)."""
+    (``rating.refund_review_reason``)? One query (the rating's events count the refunds too),
+    none when the caller ``known`` the owner's rating."""
     days = settings.NO_REASON_REFUND_LIMIT_DAYS
     if days > settings.CREDIT_HORIZON_DAYS:  # the rating's events would not reach back that far
         return no_reason_limit_reached(user, email=email) or bool(rating.refund_review_reason(user=user, email=email))
-    rated = rating.credit_rating(user=user, email=email)
+    rated = known if known is not None else rating.credit_rating(user=user, email=email)
     if rated.level.refunds_reviewed:
         return True
     since = timezone.now() - timedelta(days=days)
@@ -179,12 +181,9 @@ def refund_options(*, order: Order, user) -> RefundOptions:
             .annotate(reveal_count=Count("reveals"), first_revealed_at=Min("reveals__at"))
             .order_by("pk")
         )
-    requests = list(
-        RefundRequest.objects.filter(order_id=order.pk)
-        .select_related("refund", "ticket")
-        .prefetch_related("codes")
-        .order_by("-pk")
-    )
+    requests = _order_requests.objects(order=order.pk)
+    if requests:
+        prefetch_related_objects(requests, "codes")
     holding: dict[int, RefundRequest] = {}
     for req in requests:
         if req.status in OPEN_STATUSES:
@@ -206,9 +205,24 @@ def refund_options(*, order: Order, user) -> RefundOptions:
         ],
         window_end=end,
         window_open=order.status == Order.Status.DELIVERED and end is not None and timezone.now() <= end,
-        limit_check=lambda: refund_held(**_credit_owner(user=user, order=order)),
+        limit_check=lambda: refund_held(**_credit_owner(user=user, order=order), known=_known_rating(user, order)),
         requests=requests,
     )
+
+
+# The order page shows them on every view: compiled once per process (``marketplace.prepared``).
+_order_requests = Prepared(
+    lambda order: RefundRequest.objects.filter(order_id=order).select_related("refund", "ticket").order_by("-pk"),
+    order=987654321,
+)
+
+
+def _known_rating(user, order: Order) -> "rating.Rating | None":
+    """The buyer's rating when the order page's read of the order says they have nothing on
+    record (``credit_rated`` false: ``orders.selectors.orders``), else None (read when asked)."""
+    if user is None or user.pk != order.buyer_id or getattr(order, "credit_rated", None) is not False:
+        return None
+    return rating.credit_rating_unrated()
 
 
 # --- The service ----------------------------------------------------------------------------

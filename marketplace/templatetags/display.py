@@ -9,10 +9,11 @@ go, such as a page title); support's search accepts it either way.
 """
 
 from decimal import Decimal, InvalidOperation
+from html import escape as html_escape
 
 from django import template
 from django.utils.formats import get_format
-from django.utils.html import format_html, format_html_join
+from django.utils.safestring import mark_safe
 
 from marketplace.money import quantize
 
@@ -58,11 +59,10 @@ def order_no_parse(text: str) -> str:
 
 @register.filter
 def order_no(value, arg: str = ""):
+    """The HTML ``format_html`` would build (each group escaped), built directly: the order pages
+    show the number three times and the lists once a row."""
     if arg == "text":
         return order_no_format(value)
-    groups = order_no_format(value).split()
-    return format_html(
-        '<span class="order-no" title="{}">{}</span>',
-        "".join(groups),
-        format_html_join("", "<span>{}</span>", ((g,) for g in groups)),
-    )
+    groups = [html_escape(g) for g in order_no_format(value).split()]
+    spans = "".join(f"<span>{g}</span>" for g in groups)
+    return mark_safe(f'<span class="order-no" title="{"".join(groups)}">{spans}</span>')  # noqa: S308 (escaped)

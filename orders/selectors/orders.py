@@ -1,11 +1,10 @@
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from functools import cache
 
 from django.db import connection, models
-from django.db.models import Count, Min, Prefetch, Q
-from django.shortcuts import get_object_or_404
+from django.db.models import Count, Min, Q
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
@@ -13,12 +12,14 @@ from agents import selectors as agent_selectors
 from catalog import selectors as catalog_selectors
 from catalog import topup as catalog_topup
 from catalog.models import Product
+from compliance import rating
 from marketplace.errors import NotFound
 from marketplace.money import quantize
+from marketplace.prepared import Prepared
 from marketplace.text import email_normalise
 from supply import services as supply_services
 
-from ..models import ManualTopup, Order, OrderCode, reissue_parse
+from ..models import ManualTopup, Order, OrderCode, OrderStatusChange, reissue_parse
 
 
 def orders_for_buyer(buyer):
@@ -34,25 +35,99 @@ def order_counts_for_buyer(buyer) -> dict[str, int]:
     )
 
 
-def _order_page_rows():
-    # Every code of the order, released ones too, in one query: the page shows the live ones,
-    # numbers them among all (``code_places``) and the refund offer reads them all
-    # (aftersales' ``refund_options`` takes ``all_codes`` instead of querying them again).
-    codes = OrderCode.objects.annotate(reveal_count=Count("reveals"), first_revealed_at=Min("reveals__at")).order_by(
-        "id"
-    )
-    return Order.objects.select_related("product", "product__supplier").prefetch_related(
-        Prefetch("codes", queryset=codes, to_attr="all_codes"), "history"
-    )
+# The order page's reads have a fixed shape (only the values differ) and run on every view of
+# an order: each is compiled once per process (``marketplace.prepared``). The samples are
+# values no real read carries.
+_SAMPLE_ID, _SAMPLE_OTHER_ID, _SAMPLE_NUMBER = 987654321, 987654322, "K-PREPARED-SAMPLE"
+_SAMPLE_NOW = datetime(2001, 2, 3, 4, 5, 6, 789012, tzinfo=UTC)
 
 
-def order_for_buyer(buyer, number: str) -> Order:
-    """The buyer's own order, or 404: another buyer's order does not exist for them.
+def _page_order():
+    return Order.objects.select_related("product", "product__supplier")
+
+
+def _buyer_order_query(buyer: int, number: str, since: datetime, now: datetime):
+    """The buyer's order with ``credit_rated``: whether the buyer has anything their credit
+    rating reads (``compliance.rating.credit_probe_sql``; false: the unrated level, no query of
+    its own where the page needs the rating). ``since`` is ``rating.credit_probe_since(now)``,
+    the probe's other value, named so that the compiled statement takes it as one."""
+    rated = rating.credit_probe_annotation(user_id=buyer, now=now)
+    return _page_order().filter(buyer_id=buyer, number=number).annotate(credit_rated=rated)
+
+
+_buyer_order = Prepared(
+    _buyer_order_query,
+    buyer=_SAMPLE_ID,
+    number=_SAMPLE_NUMBER,
+    since=rating.credit_probe_since(_SAMPLE_NOW),
+    now=_SAMPLE_NOW,
+)
+_guest_order = Prepared(lambda number: _page_order().filter(buyer__isnull=True, number=number), number=_SAMPLE_NUMBER)
+# Every code of the order, released ones too: the page shows the live ones, numbers them among
+# all (``code_places``) and the refund offer reads them all (aftersales' ``refund_options``
+# takes ``all_codes`` instead of querying them again).
+_order_codes = Prepared(
+    lambda order: (
+        OrderCode.objects.filter(order_id=order)
+        .annotate(reveal_count=Count("reveals"), first_revealed_at=Min("reveals__at"))
+        .order_by("id")
+    ),
+    order=_SAMPLE_ID,
+)
+_order_history = Prepared(
+    lambda order: OrderStatusChange.objects.filter(order_id=order).order_by("at", "id"),  # the model's ordering
+    order=_SAMPLE_ID,
+)
+# An order never paid has no codes of its buyer's (reserved ones go back to stock) and its page
+# shows none: not read.
+_NO_CODES = frozenset({Order.Status.PENDING, Order.Status.EXPIRED, Order.Status.CANCELLED})
+
+
+def _buyer_order_row(buyer, number: str) -> Order | None:
+    buyer_id = getattr(buyer, "pk", None)
+    if not buyer_id:
+        return None
+    now = timezone.now()
+    order = _buyer_order.first(buyer=buyer_id, number=number, since=rating.credit_probe_since(now), now=now)
+    if order is not None:
+        order.buyer = buyer  # the viewer: not loaded again (refund offer, links)
+    return order
+
+
+def _with_codes(order: Order | None) -> Order | None:
+    if order is not None:
+        codes = [] if order.status in _NO_CODES else _order_codes.objects(order=order.pk)
+        setattr(order, "all_codes", codes)  # noqa: B010 (a page-only attribute)
+    return order
+
+
+def _page(order: Order | None) -> Order | None:
+    _with_codes(order)
+    if order is None:
+        return None
+    return order_page_extras(order, history=_order_history.objects(order=order.pk))
+
+
+def order_for_buyer(buyer, number: str) -> Order | None:
+    """The buyer's own order for its page, or None: another buyer's order does not exist for
+    them (the view answers 404).
 
     For its page: ``live_codes`` in their places (``code_places``), each with ``number`` and,
     for a replacement, ``replaces`` (the number of the code it replaced); ``reissues`` and
-    ``timeline`` (``Reissued`` rows and the history as it is shown)."""
-    return order_page_extras(get_object_or_404(_order_page_rows(), buyer=buyer, number=number))
+    ``timeline`` (``Reissued`` rows and the history as it is shown); ``credit_rated`` (see
+    ``_buyer_order_query``)."""
+    return _page(_buyer_order_row(buyer, number))
+
+
+def order_codes_for_buyer(buyer, number: str) -> Order | None:
+    """The buyer's own order with ``all_codes`` (and ``credit_rated``), without its history:
+    what the answer to an htmx reveal shows (the refund offer); None as ``order_for_buyer``."""
+    return _with_codes(_buyer_order_row(buyer, number))
+
+
+def order_codes_for_guest(number: str) -> Order | None:
+    """A guest order with ``all_codes``, without its history (``order_codes_for_buyer``)."""
+    return _with_codes(_guest_order.first(number=number))
 
 
 def order_status_for_buyer(buyer, number: str) -> str:
@@ -93,19 +168,22 @@ def order_status_for_guest(number: str) -> str:
     return status
 
 
-def order_for_guest(number: str) -> Order:
-    """A guest order for its page, or 404 (a member's order is never one). The caller has
-    checked that this browser may see it (placed here, or opened from its signed link)."""
-    return order_page_extras(get_object_or_404(_order_page_rows(), buyer__isnull=True, number=number))
+def order_for_guest(number: str) -> Order | None:
+    """A guest order for its page, or None (a member's order is never one; the view answers
+    404). The caller has checked that this browser may see it (placed here, or opened from its
+    signed link)."""
+    return _page(_guest_order.first(number=number))
 
 
-def order_page_extras(order: Order) -> Order:
+def order_page_extras(order: Order, *, history: list | None = None) -> Order:
     """Set what the order page shows beyond the row (see ``order_for_buyer``) on an order
-    fetched with its ``live_codes`` and ``history``; returns it."""
+    fetched with its ``all_codes``, given its ``history`` rows (read here when not given);
+    returns it."""
     all_codes = getattr(order, "all_codes", None)
     if all_codes is not None:
         setattr(order, "live_codes", [oc for oc in all_codes if oc.released_at is None])  # noqa: B010
-    history = list(order.history.all())
+    if history is None:
+        history = list(order.history.all())
     pairs = [pair for h in history if (pair := reissue_parse(h.note)) is not None]
     # Every code keeps its place: after a refund the codes left are numbered as the refund form
     # and the refund request number them (#2 stays #2).

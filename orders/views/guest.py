@@ -92,7 +92,13 @@ def email_hint(email: str) -> str:
 def _order(request, number: str) -> Order:
     if not guest_may_view(request, number):
         raise Http404
-    return selectors.order_for_guest(number)
+    return _found(selectors.order_for_guest(number))
+
+
+def _found(order: Order | None) -> Order:
+    if order is None:  # no such guest order (a member's order is never one)
+        raise Http404
+    return order
 
 
 def link(request, token):
@@ -201,10 +207,11 @@ def code_reveal(request, number, code_id):
     except OrderCode.DoesNotExist:
         raise Http404 from None
     context = {"card_number": card_number, "secret": secret, "code_id": code_id}
-    order = selectors.order_for_guest(number)
     if request.headers.get("HX-Request"):
         # The code, and the no-reason refund offer updated in place (one code fewer to refund).
+        order = _found(selectors.order_codes_for_guest(number))
         return render(request, "orders/_reveal_response.html", {**context, "order": order})
+    order = _found(selectors.order_for_guest(number))
     for oc in order.live_codes:
         oc.revealed = context if oc.pk == code_id else None
     return render(

@@ -294,10 +294,17 @@ def order_list(request):
     return render(request, "orders/order_list.html", {"page": page})
 
 
+def _found(order: Order | None) -> Order:
+    """The selector's order, or 404: another buyer's order does not exist for this one."""
+    if order is None:
+        raise Http404
+    return order
+
+
 @login_required
 @never_cache
 def order_detail(request, number):
-    order = selectors.order_for_buyer(request.user, number)
+    order = _found(selectors.order_for_buyer(request.user, number))
     # Back from a gateway's cashier: its return link proves nothing, so the page only waits
     # (polling) for the verified notification or the active query to mark the order paid.
     confirming = bool(request.GET.get("returned")) and order.status == Order.Status.PENDING
@@ -317,7 +324,7 @@ def order_status(request, number):
 @login_required
 @require_POST
 def order_cancel(request, number):
-    order = selectors.order_for_buyer(request.user, number)
+    order = _found(selectors.order_for_buyer(request.user, number))
     if services.order_cancel(order_id=order.pk, buyer=request.user):
         messages.success(request, _("Order cancelled; its codes went back to stock."))
     return redirect(order)
@@ -339,10 +346,12 @@ def code_reveal(request, number, code_id):
     except OrderCode.DoesNotExist:
         raise Http404 from None
     context = {"card_number": card_number, "secret": secret, "code_id": code_id}
-    order = selectors.order_for_buyer(request.user, number)
     if request.headers.get("HX-Request"):
-        # The code, and the no-reason refund offer updated in place (one code fewer to refund).
+        # The code, and the no-reason refund offer updated in place (one code fewer to refund):
+        # the order and its codes, not its history.
+        order = _found(selectors.order_codes_for_buyer(request.user, number))
         return render(request, "orders/_reveal_response.html", {**context, "order": order})
+    order = _found(selectors.order_for_buyer(request.user, number))
     for oc in order.live_codes:
         oc.revealed = context if oc.pk == code_id else None
     return render(request, "orders/order_detail.html", {"order": order})

@@ -9,7 +9,7 @@ with its reason.
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 from django.conf import settings
@@ -24,6 +24,7 @@ from marketplace import rows
 from marketplace.errors import NotFound, ServiceError
 from marketplace.logcontext import log_context
 from marketplace.money import parse_yuan
+from marketplace.prepared import Prepared
 from orders.models import Order
 from orders.services import orders
 from orders.services.orders import PaidOutcome
@@ -349,11 +350,40 @@ def recharge_create(*, user, amount) -> Recharge:
 # --- Starting a payment at a gateway -----------------------------------------------------
 
 
+def _member_order_query(number: str, buyer: int, since: datetime, now: datetime):
+    """The member's order with ``credit_rated`` (``compliance.rating.credit_probe_sql``: false,
+    the unrated level: ``payment_start`` checks the channel without a query of its own)."""
+    rated = rating.credit_probe_annotation(user_id=buyer, now=now)
+    return Order.objects.filter(number=number, buyer_id=buyer).annotate(credit_rated=rated)
+
+
+# Read by the choose-payment page, the start and the cashier: compiled once per process.
+_SAMPLE_NOW = datetime(2001, 2, 3, 4, 5, 6, 789012, tzinfo=UTC)
+_member_order = Prepared(
+    _member_order_query,
+    number="K-PREPARED-SAMPLE",
+    buyer=987654321,
+    since=rating.credit_probe_since(_SAMPLE_NOW),
+    now=_SAMPLE_NOW,
+)
+_member_recharge = Prepared(
+    lambda number, user: Recharge.objects.filter(number=number, user_id=user),
+    number="K-PREPARED-SAMPLE",
+    user=987654321,
+)
+
+
 def payable_for(*, user, number: str):
     """The user's own order or recharge with this number, or 404."""
     model = payable_model(number)
     owner = {"user": user} if model is Recharge else {"buyer": user}
-    payable = model.objects.filter(number=number, **owner).first()
+    payable = None
+    if getattr(user, "pk", None):
+        if model is Recharge:
+            payable = _member_recharge.first(number=number, user=user.pk)
+        else:
+            now = timezone.now()
+            payable = _member_order.first(number=number, buyer=user.pk, since=rating.credit_probe_since(now), now=now)
     if payable is None:
         raise NotFound(_("No such order."), code="order_not_found")
     setattr(payable, next(iter(owner)), user)  # the owner is this user: not loaded again (payment_start)
@@ -394,7 +424,8 @@ def payment_start(*, gateway_code: str, payable, device: Device, client_ip: str,
         raise PaymentError(_("This can no longer be paid."))
     if isinstance(payable, Order):
         # A credit level may allow the balance only (CreditRestricted says so); a recharge is fine.
-        rating.channel_check(user=payable.buyer, email=payable.guest_email, balance=False)
+        known = rating.credit_rating_unrated() if getattr(payable, "credit_rated", None) is False else None
+        rating.channel_check(user=payable.buyer, email=payable.guest_email, balance=False, rating=known)
     if isinstance(gateway, RemoteGateway):
         # Recorded first: a start whose reply is lost may still have opened a trade to query.
         attempt_record(number=payable.number, gateway_code=gateway_code, expires_at=payable.expires_at)
