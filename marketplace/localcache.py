@@ -111,6 +111,11 @@ class Drawn:
         self._items.clear()
 
 
+def _now() -> float:
+    """The clock of ``Kept`` (a function so that tests can move it)."""
+    return time.monotonic()
+
+
 class Kept:
     """Values kept in this process for a few seconds each (the caller's ``seconds``), at most
     ``limit`` of them, the least recently used out first: for reads whose answer may be that old
@@ -126,7 +131,7 @@ class Kept:
         return len(self._items)
 
     def get_or_load(self, key: tuple, load: Callable[[], T], seconds: float) -> T:
-        now = time.monotonic()
+        now = _now()
         hit = self._items.get(key)
         if hit is not None and hit[0] > now:
             self._items.move_to_end(key)

@@ -99,3 +99,46 @@ def test_order_row_shows_a_new_status_at_once(client, buyer):
     assert order_rows._rows
     Order.objects.filter(pk=order.pk).update(status=Order.Status.REFUNDED)
     assert 'data-status="refunded"' in client.get("/orders/").content.decode()
+
+
+def _statements(client, path: str) -> list[str]:
+    client.get(path)  # warm: the session, the per-process copies
+    with CaptureQueriesContext(connection) as ctx:
+        response = client.get(path)
+    assert response.status_code == 200
+    # The tests' sessions are in the database (production's are in the cache): not counted.
+    return [q["sql"] for q in ctx.captured_queries if '"django_session"' not in q["sql"]]
+
+
+@pytest.mark.parametrize(
+    ("path", "pinned"),
+    [
+        # the user; the product with its stock (catalog.selectors.product_on_sale(counted=True))
+        ("/p/pinned-card/", {"catalog_product": 1, "catalog_cardcode": 1, "all": 2}),
+        # the same, and the wallet's balance (ledger.selectors.balances_of: one statement)
+        ("/orders/checkout/pinned-card/?quantity=1", {"catalog_product": 1, "ledger_": 1, "all": 3}),
+        # the user; the count and the page of orders (Paged: two compiled statements)
+        ("/orders/", {"orders_order": 2, "all": 3}),
+    ],
+)
+def test_shop_pages_statements_are_pinned(client, buyer, path, pinned):
+    """Issue 17's shop pages, for a member: the statements pinned (stock read with the product,
+    the wallet in one statement, the orders list's count and page). Before: product 3, checkout 4
+    (product, stock count and the balance's two-table read each on its own)."""
+    product = ProductFactory(price=Decimal("10.00"), slug="pinned-card")
+    add_stock(product, 3)
+    place(buyer, product)
+    client.force_login(buyer)
+    found = _statements(client, path)
+    counts = {name: sum(name in sql for sql in found) for name in pinned if name != "all"}
+    assert {**counts, "all": len(found)} == pinned, found
+
+
+def test_member_home_list_is_read_once_per_window(client, buyer, settings):
+    """The catalogue's home for a member, PAGE_CACHE_SECONDS on: the list (products, stock) is
+    read once per window per process; the page itself then sends only the user's statement."""
+    settings.PAGE_CACHE_SECONDS = 3
+    add_stock(ProductFactory(price=Decimal("10.00")), 2)
+    client.force_login(buyer)
+    found = _statements(client, "/")
+    assert not [sql for sql in found if "catalog_" in sql] and len(found) == 1, found
