@@ -70,9 +70,9 @@ def _balances_sql(using: str) -> str:
     models' names."""
     q = connections[using].ops.quote_name
     account, balance, line = (q(m._meta.db_table) for m in (Account, Balance, Line))
-    a_id, a_code = (q(Account._meta.get_field(n).column) for n in ("id", "code"))
-    b_account, b_balance = (q(Balance._meta.get_field(n).column) for n in ("account", "balance"))
-    l_account, l_amount = (q(Line._meta.get_field(n).column) for n in ("account", "amount"))
+    a, b, li = ({f.name: q(f.column) for f in m._meta.concrete_fields} for m in (Account, Balance, Line))
+    a_id, a_code, b_account, b_balance = a["id"], a["code"], b["account"], b["balance"]
+    l_account, l_amount = li["account"], li["amount"]
     # Names from the models, values bound:
     kept = f"SELECT a.{a_code}, b.{b_balance}, NULL FROM {balance} b JOIN {account} a ON a.{a_id} = b.{b_account}"  # noqa: S608
     summed = f"SELECT a.{a_code}, NULL, SUM(l.{l_amount}) FROM {line} l JOIN {account} a ON a.{a_id} = l.{l_account}"  # noqa: S608
