@@ -35,20 +35,18 @@ def balances_of(*accounts: AccountSpec | Account) -> dict[str, Decimal]:
     found = {code: quantize(0) for code in wanted}
     using = router.db_for_read(Balance)  # the replica inside replica_reads(), as the ORM would
     if connections[using].vendor == "postgresql":  # one statement of constant text (a page's wallet)
+        kept = [c for c, a in wanted.items() if not a.allow_negative]
+        summed = [c for c, a in wanted.items() if a.allow_negative]
+        params = [codes for codes in (kept, summed) if codes]
+        if not params:
+            return found
         with connections[using].cursor() as cursor:
-            cursor.execute(
-                _balances_sql(using),
-                [
-                    [c for c, a in wanted.items() if not a.allow_negative],
-                    [c for c, a in wanted.items() if a.allow_negative],
-                ],
-            )
-            for code, kept_balance, summed in cursor.fetchall():
+            cursor.execute(_balances_sql(using, bool(kept), bool(summed)), params)
+            for code, kept_balance, net in cursor.fetchall():
                 if kept_balance is not None:
                     found[code] = quantize(kept_balance)
-                elif summed is not None:
-                    net = quantize(summed)
-                    found[code] = net if wanted[code].debit_normal else -net
+                elif net is not None:
+                    found[code] = quantize(net) if wanted[code].debit_normal else -quantize(net)
         return found
     kept = [code for code, a in wanted.items() if not a.allow_negative]
     if kept:
@@ -64,20 +62,30 @@ def balances_of(*accounts: AccountSpec | Account) -> dict[str, Decimal]:
 
 
 @cache
-def _balances_sql(using: str) -> str:
-    """``balances_of`` on PostgreSQL: the balance rows of the accounts that keep one (codes in the
-    first array) and the sums of the lines of the others (the second), composed once from the
-    models' names."""
+def _balances_sql(using: str, kept: bool, summed: bool) -> str:
+    """``balances_of`` on PostgreSQL, composed once from the models' names: the balance rows of
+    the accounts that keep one (``kept``: their codes in an array parameter) and the sums of the
+    lines of the others (``summed``: the next array); only the parts asked for (a wallet alone is
+    the balance row's join, as the ORM's)."""
     q = connections[using].ops.quote_name
     account, balance, line = (q(m._meta.db_table) for m in (Account, Balance, Line))
     a, b, li = ({f.name: q(f.column) for f in m._meta.concrete_fields} for m in (Account, Balance, Line))
     a_id, a_code, b_account, b_balance = a["id"], a["code"], b["account"], b["balance"]
     l_account, l_amount = li["account"], li["amount"]
-    # Names from the models, values bound:
-    kept = f"SELECT a.{a_code}, b.{b_balance}, NULL FROM {balance} b JOIN {account} a ON a.{a_id} = b.{b_account}"  # noqa: S608
-    summed = f"SELECT a.{a_code}, NULL, SUM(l.{l_amount}) FROM {line} l JOIN {account} a ON a.{a_id} = l.{l_account}"  # noqa: S608
     where = f"WHERE a.{a_code} = ANY(%s)"
-    return f"{kept} {where} UNION ALL {summed} {where} GROUP BY a.{a_code}"
+    # Names from the models, values bound:
+    parts = []
+    if kept:
+        parts.append(
+            f"SELECT a.{a_code}, b.{b_balance}, NULL FROM {balance} b JOIN {account} a ON a.{a_id} = b.{b_account} "  # noqa: S608
+            f"{where}"
+        )
+    if summed:
+        parts.append(
+            f"SELECT a.{a_code}, NULL, SUM(l.{l_amount}) FROM {line} l JOIN {account} a ON a.{a_id} = l.{l_account} "  # noqa: S608
+            f"{where} GROUP BY a.{a_code}"
+        )
+    return " UNION ALL ".join(parts)
 
 
 @dataclass(frozen=True)

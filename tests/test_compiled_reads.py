@@ -203,4 +203,8 @@ def test_balances_of_equals_the_lines(django_assert_max_num_queries):
         )
         assert found[spec.code] == (net if spec.debit_normal else -net), spec.code
     assert found[ledger.wallet(buyer).code] == Decimal("17.66")
+    # Each part alone (a wallet: the balance row; a platform account: its lines), and none.
+    assert ledger_selectors.balances_of(ledger.wallet(buyer)) == {ledger.wallet(buyer).code: Decimal("17.66")}
+    assert ledger_selectors.balances_of(ledger.SALES) == {ledger.SALES.code: Decimal("12.34")}
+    assert ledger_selectors.balances_of() == {}
     assert found[ledger.commission_pending(agent).code] == Decimal("0.00")  # never opened
