@@ -13,6 +13,7 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from marketplace.localcache import local_forget, local_only
+from marketplace.prepared import Prepared
 
 from .models import CardCode, Category, Product, RestockSubscription, StockBatch, Supplier
 
@@ -38,12 +39,37 @@ def sale_allowed_q(today: date | None = None) -> Q:
     return Q(sale_hold="") & (Q(sale_authorised_until__isnull=True) | Q(sale_authorised_until__gte=today))
 
 
-def products_on_sale() -> QuerySet[Product]:
+def products_on_sale(today: date | None = None) -> QuerySet[Product]:
     return (
         Product.objects.filter(is_active=True, category__is_active=True)
-        .filter(sale_allowed_q())
+        .filter(sale_allowed_q(today))
         .select_related("category", "supplier")
     )
+
+
+def _available_count() -> Coalesce:
+    """The product's codes available now, as an annotation (the partial "available" index)."""
+    return _count(CardCode.objects.filter(product_id=OuterRef("pk"), status=CardCode.Status.AVAILABLE))
+
+
+# The product page's and the checkout's read (issue 17): the product on sale by its slug, and
+# for the pages that show it, its stock counted in the same statement; compiled once per process.
+_ON_SALE = Prepared(
+    lambda slug, today: products_on_sale(today).filter(slug=slug), slug="k-sample-slug", today=date(1901, 1, 2)
+)
+_ON_SALE_COUNTED = Prepared(
+    lambda slug, today: products_on_sale(today).filter(slug=slug).annotate(codes_available=_available_count()),
+    slug="k-sample-slug",
+    today=date(1901, 1, 2),
+)
+
+
+def product_on_sale(slug: str, *, counted: bool = False) -> Product | None:
+    """The product on sale with this slug (its category and supplier loaded), or None. With
+    ``counted`` it carries ``codes_available``: its codes available at the moment of this read
+    (``stock_count``'s figure, read in the same statement)."""
+    prepared = _ON_SALE_COUNTED if counted else _ON_SALE
+    return prepared.first(slug=slug, today=timezone.localdate())
 
 
 def product_search(*, query: str = "", category: Category | None = None) -> list[Product]:

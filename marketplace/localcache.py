@@ -18,6 +18,7 @@ from marketplace.pagecache import pages_forget
 LOCAL_SECONDS = 10.0
 _store: dict[str, tuple[float, Any]] = {}
 MAX_ENTRIES = 1000
+_kept: list["Kept"] = []  # every ``Kept`` (emptied with the copies above)
 FRAGMENT = "fragment:"  # the keys of ``local_fragment``
 T = TypeVar("T")
 
@@ -55,6 +56,8 @@ def local_forget(key: str) -> None:
     _store.pop(key, None)
     for name in [k for k in _store if k.startswith(FRAGMENT)]:  # fragments may show the value
         _store.pop(name, None)
+    for kept in _kept:  # lists kept for a few seconds may show it too
+        kept.clear()
     pages_forget()  # whole pages of anonymous visitors (marketplace.pagecache) may show it too
     cache.delete(key)
 
@@ -62,6 +65,8 @@ def local_forget(key: str) -> None:
 def local_clear() -> None:
     """Forget every per-process copy (tests, with the shared cache's clear)."""
     _store.clear()
+    for kept in _kept:
+        kept.clear()
     pages_forget()
 
 
@@ -101,6 +106,42 @@ class Drawn:
         else:
             self._items.move_to_end(key)
         return html
+
+    def clear(self) -> None:
+        self._items.clear()
+
+
+def _now() -> float:
+    """The clock of ``Kept`` (a function so that tests can move it)."""
+    return time.monotonic()
+
+
+class Kept:
+    """Values kept in this process for a few seconds each (the caller's ``seconds``), at most
+    ``limit`` of them, the least recently used out first: for reads whose answer may be that old
+    (a page's list of products, its stock included, for every viewer who pays the same prices).
+    ``local_clear`` and ``local_forget`` empty every one."""
+
+    def __init__(self, limit: int):
+        self.limit = limit
+        self._items: OrderedDict[tuple, tuple[float, Any]] = OrderedDict()
+        _kept.append(self)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def get_or_load(self, key: tuple, load: Callable[[], T], seconds: float) -> T:
+        now = _now()
+        hit = self._items.get(key)
+        if hit is not None and hit[0] > now:
+            self._items.move_to_end(key)
+            return hit[1]
+        value = load()
+        self._items[key] = (now + seconds, value)
+        self._items.move_to_end(key)
+        if len(self._items) > self.limit:
+            self._items.popitem(last=False)
+        return value
 
     def clear(self) -> None:
         self._items.clear()

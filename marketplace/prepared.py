@@ -166,3 +166,26 @@ class Prepared:
         compiled = self._compile(using)
         found = self.objects(using=using, limit=None if compiled and compiled.locks else 1, **values)
         return found[0] if found else None
+
+
+class Paged:
+    """The rows of ``rows`` for ``values`` as a ``Paginator``'s object list: its ``count()`` is
+    ``count``'s single number (a Prepared of one value, none counting as 0), and a page is one
+    run of ``rows`` with LIMIT and OFFSET: both compiled once per process."""
+
+    def __init__(self, rows: Prepared, count: Prepared, *, using: str = "default", **values: Any) -> None:
+        self.rows, self.counted, self.using, self.values = rows, count, using, values
+
+    def count(self) -> int:
+        return self.counted.first(using=self.using, **self.values) or 0
+
+    def __len__(self) -> int:
+        return self.count()
+
+    def __getitem__(self, index: slice) -> list:
+        if not isinstance(index, slice) or index.step is not None:
+            raise TypeError("Paged takes slices without a step")
+        start = index.start or 0
+        if index.stop is None:
+            return self.rows.objects(using=self.using, offset=start, **self.values)
+        return self.rows.objects(using=self.using, limit=max(index.stop - start, 0), offset=start, **self.values)

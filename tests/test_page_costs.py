@@ -349,3 +349,39 @@ def test_the_order_number_filter_builds_what_format_html_built():
         )
         assert order_no(value) == before
         assert order_no(value, "text") == order_no_format(value)
+
+
+@pytest.mark.parametrize(
+    ("path", "pinned"),
+    [
+        # the user; the product with its stock (catalog.selectors.product_on_sale(counted=True))
+        ("/p/pinned-card/", {"catalog_product": 1, "catalog_cardcode": 1, "all": 2}),
+        # the same, and the wallet's balance (ledger.selectors.balances_of: one statement)
+        ("/orders/checkout/pinned-card/?quantity=1", {"catalog_product": 1, "ledger_": 1, "all": 3}),
+        # the user; the count and the page of orders (Paged: two compiled statements)
+        ("/orders/", {"orders_order": 2, "all": 3}),
+    ],
+)
+def test_shop_pages_statements_are_pinned(client, buyer, path, pinned):
+    """Issue 17's shop pages, for a member: the statements pinned (stock read with the product,
+    the wallet in one statement, the orders list's count and page). Before: product 3, checkout 4
+    (product, stock count and the balance's two-table read each on its own)."""
+    product = ProductFactory(price=Decimal("10.00"), slug="pinned-card")
+    add_stock(product, 3)
+    place(buyer, product)
+    client.force_login(buyer)
+    response, found = _statements(client, path)
+    assert response.status_code == 200
+    counts = {name: sum(name in sql for sql in found) for name in pinned if name != "all"}
+    assert {**counts, "all": len(found)} == pinned, found
+
+
+def test_member_home_list_is_read_once_per_window(client, buyer, settings):
+    """The catalogue's home for a member, PAGE_CACHE_SECONDS on: the list (products, stock) is
+    read once per window per process; the page itself then sends only the user's statement."""
+    settings.PAGE_CACHE_SECONDS = 3
+    add_stock(ProductFactory(price=Decimal("10.00")), 2)
+    client.force_login(buyer)
+    response, found = _statements(client, "/")
+    assert response.status_code == 200
+    assert not [sql for sql in found if "catalog_" in sql] and len(found) == 1, found

@@ -28,10 +28,23 @@ def product_cards_forget() -> None:
 def product_card(info, href, price, agent_price=None, heading="h2"):
     """``info``: an orders.selectors PurchaseInfo (its product with the supplier loaded);
     ``href`` None: the product's own page (reversed only when the card is drawn)."""
+    return mark_safe(_card(get_language(), info, href, price, agent_price, heading))  # noqa: S308 (rendered, and escaped, by the template engine)
+
+
+@register.simple_tag
+def product_cards(infos):
+    """``{% product_cards infos %}``: the cards of a grid, each on its product's page, at the
+    viewer's price (and an agent's own cost): ``product_card`` for each, without a template loop."""
+    language = get_language()
+    html = "".join(_card(language, info, None, info.list_price, info.agent_price, "h2") for info in infos)
+    return mark_safe(html)  # noqa: S308 (rendered, and escaped, by the template engine)
+
+
+def _card(language, info, href, price, agent_price, heading) -> str:
     p = info.product
     supplier = p.supplier
     key = (
-        get_language(),
+        language,
         p.pk,
         p.name,
         p.kind,
@@ -55,5 +68,4 @@ def product_card(info, href, price, agent_price=None, heading="h2"):
         }
         return get_template(CARD_TEMPLATE).render(context)
 
-    html = _cards.get_or_draw(key, draw)
-    return mark_safe(html)  # noqa: S308 (rendered, and escaped, by the template engine)
+    return _cards.get_or_draw(key, draw)

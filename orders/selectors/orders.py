@@ -3,9 +3,11 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from functools import cache
 
+from django.conf import settings
 from django.db import connection, models
 from django.db.models import Count, Min, Q
 from django.utils import timezone
+from django.utils.translation import get_language
 from django.utils.translation import gettext as _
 
 from agents import selectors as agent_selectors
@@ -14,8 +16,9 @@ from catalog import topup as catalog_topup
 from catalog.models import Product
 from compliance import rating
 from marketplace.errors import NotFound
+from marketplace.localcache import Kept
 from marketplace.money import quantize
-from marketplace.prepared import Prepared
+from marketplace.prepared import Paged, Prepared
 from marketplace.text import email_normalise
 from supply import services as supply_services
 
@@ -24,6 +27,21 @@ from ..models import ManualTopup, Order, OrderCode, OrderStatusChange, reissue_p
 
 def orders_for_buyer(buyer):
     return Order.objects.filter(buyer=buyer).select_related("product").order_by("-id")
+
+
+# The buyer's order list (issue 17): its page and its count compiled once per process.
+_BUYER_ORDERS = Prepared(lambda buyer: orders_for_buyer(buyer), buyer=987654321)
+_BUYER_ORDER_COUNT = Prepared(
+    lambda buyer: (
+        Order.objects.filter(buyer=buyer).order_by().values("buyer").annotate(n=Count("id")).values_list("n", flat=True)
+    ),
+    buyer=987654321,
+)
+
+
+def orders_for_buyer_paged(buyer) -> Paged:
+    """``orders_for_buyer`` as a Paginator's object list: a count and pages of fixed statements."""
+    return Paged(_BUYER_ORDERS, _BUYER_ORDER_COUNT, buyer=buyer.pk)
 
 
 def order_counts_for_buyer(buyer) -> dict[str, int]:
@@ -481,13 +499,17 @@ def key_refusal(key: str) -> Reason | None:
     return None
 
 
-def purchase_infos(products, *, viewer=None, storefront=None) -> list[PurchaseInfo]:
+def purchase_infos(
+    products, *, viewer=None, storefront=None, stock: dict[int, int] | None = None
+) -> list[PurchaseInfo]:
     """``purchase_info`` for each product (in order), in a constant number of queries: one
     price resolution (``agents.selectors``) and one stock count for the whole list.
 
     ``viewer`` is a user, anonymous or not (None counts as anonymous); ``storefront`` the shop
     the viewer is in, if any. Products come from ``catalog.selectors.products_on_sale()`` (with
-    their category) or at least with their category loaded.
+    their category) or at least with their category loaded. ``stock``: the codes available per
+    product, when the caller has just read them (``catalog.selectors.product_on_sale(counted=True)``);
+    counted here otherwise.
     """
     products = list(products)
     if not products:
@@ -506,7 +528,8 @@ def purchase_infos(products, *, viewer=None, storefront=None) -> list[PurchaseIn
         else:
             kind = PriceKind.PUBLIC
             prices = {p.pk: quantize(p.price) for p in products}
-    stock = catalog_selectors.stock_counts(p.pk for p in products)
+    if stock is None:
+        stock = catalog_selectors.stock_counts(p.pk for p in products)
     upstream = _upstream_stock(products)  # no query for stock-only lists
     out = []
     for p in products:
@@ -552,8 +575,33 @@ def _upstream_stock(products) -> dict[int, int]:
 
 def purchase_info(*, product: Product, viewer=None, storefront=None) -> PurchaseInfo:
     """What ``viewer`` pays for ``product`` (in ``storefront``, if given), the codes in stock,
-    the limits per order, and whether they can buy it now, else why not."""
-    return purchase_infos([product], viewer=viewer, storefront=storefront)[0]
+    the limits per order, and whether they can buy it now, else why not. A product read with
+    ``catalog.selectors.product_on_sale(counted=True)`` brings its stock: not counted again."""
+    counted = getattr(product, "codes_available", None)
+    stock = None if counted is None else {product.pk: counted}
+    return purchase_infos([product], viewer=viewer, storefront=storefront, stock=stock)[0]
+
+
+# The catalogue's home for a member (issue 17): the same list for every viewer who pays the same
+# prices, so it is kept per process for PAGE_CACHE_SECONDS (the age the anonymous pages promise):
+# the stock and prices shown are never older than that. Public prices: one list per language
+# (the reasons are translated); an agent's own costs: one per agent.
+_kept_lists = Kept(limit=512)
+
+
+def home_infos(viewer) -> list[PurchaseInfo]:
+    """``purchase_infos`` of every product on sale for ``viewer`` (the catalogue's home), at most
+    ``settings.PAGE_CACHE_SECONDS`` old; treat it as read-only."""
+
+    def load() -> list[PurchaseInfo]:
+        return purchase_infos(catalog_selectors.product_search(), viewer=viewer)
+
+    seconds = settings.PAGE_CACHE_SECONDS
+    if seconds <= 0:
+        return load()
+    agent = viewer is not None and viewer.is_authenticated and getattr(viewer, "is_agent", False)
+    key = ("home", get_language(), viewer.pk if agent else None)
+    return _kept_lists.get_or_load(key, load, seconds)
 
 
 def game_topup_month_spent(*, id_digest: str, start: datetime, end: datetime, exclude_order_id=None) -> Decimal:

@@ -6,6 +6,7 @@ needs the agents' prices, so these pages live here, above agents and catalog; ca
 the reads they start from (``catalog.selectors``).
 """
 
+from django.http import Http404
 from django.shortcuts import get_object_or_404, render
 
 from catalog import selectors as catalog
@@ -17,7 +18,7 @@ from ..selectors import orders as selectors
 
 @anonymous_page  # a few seconds per process for anonymous visitors (stock included)
 def home(request):
-    infos = selectors.purchase_infos(catalog.product_search(), viewer=request.user)
+    infos = selectors.home_infos(request.user)  # a few seconds per process for members too
     return render(request, "catalog/home.html", {"categories": catalog.category_tree(), "infos": infos})
 
 
@@ -44,7 +45,9 @@ def category(request, slug):
 
 @anonymous_page  # a few seconds per process for anonymous visitors (stock included)
 def product(request, slug):
-    item = get_object_or_404(catalog.products_on_sale(), slug=slug)
+    item = catalog.product_on_sale(slug, counted=True)  # the product and its stock: one statement
+    if item is None:
+        raise Http404
     info = selectors.purchase_info(product=item, viewer=request.user)
     subscribed = not info.stock and catalog.restock_member_subscribed(product_id=item.pk, user=request.user)
     return render(request, "catalog/product.html", {"product": item, "info": info, "restock_subscribed": subscribed})

@@ -6,7 +6,7 @@ from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
 from django.http import Http404, HttpResponseRedirect, JsonResponse
-from django.shortcuts import get_object_or_404, redirect, render
+from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils.http import urlencode
 from django.utils.translation import gettext as _
@@ -218,7 +218,11 @@ def placed(request, order, *, channel: str = ""):
 @retry_once_if_connection_lost  # placing is idempotent (the form's token): safe to run again
 def checkout(request, slug):
     """The checkout, for a member or a guest (email and optional query password): one path."""
-    product = get_object_or_404(catalog.products_on_sale(), slug=slug)
+    # A GET shows the stock: read with the product, in one statement (a POST counts it only to
+    # show the form again).
+    product = catalog.product_on_sale(slug, counted=request.method != "POST")
+    if product is None:
+        raise Http404
     form = CheckoutForm(request.POST if request.method == "POST" else request.GET, product=product)
     guest_form, guest_error, who = guest_fields(request)
     error = None
@@ -290,7 +294,7 @@ def checkout(request, slug):
 
 @login_required
 def order_list(request):
-    page = Paginator(selectors.orders_for_buyer(request.user), 20).get_page(request.GET.get("page"))
+    page = Paginator(selectors.orders_for_buyer_paged(request.user), 20).get_page(request.GET.get("page"))
     return render(request, "orders/order_list.html", {"page": page})
 
 
