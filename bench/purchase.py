@@ -598,25 +598,32 @@ class Bench:
 
         return unit
 
-    # a purchase: place, sign (client side), pay; delivery is the worker's and counted in the DB
-    def purchase_unit(self, items: list[Item]):
+    # a purchase: place, sign (client side), pay; delivery is the worker's and counted in the DB.
+    # The paths are bench/skeleton.py's way to run the same client against its minimal views.
+    def purchase_unit(
+        self,
+        items: list[Item],
+        checkout: str = "/orders/checkout/{slug}/",
+        notify: str = "/payments/notify/sandbox/",
+        pay: bytes = b"/pay/",
+    ):
         async def unit(samples: Samples | None):
             item = random.choice(items)
             buyer = random.choice(self.buyers)
             cookie = f"sessionid={buyer.session}; csrftoken={buyer.csrf_cookie}"
             body = f"csrfmiddlewaretoken={buyer.csrf_form}&idempotency_key={uuid.uuid4().hex}&quantity=1".encode()
             t0 = time.perf_counter()
-            response = await self.client.send(self.client.post(f"/orders/checkout/{item.slug}/", body, cookie))
+            response = await self.client.send(self.client.post(checkout.format(slug=item.slug), body, cookie))
             t1 = time.perf_counter()
             location = header(response, b"location")
-            if status_of(response) != 302 or not location or not location[0].startswith(b"/pay/"):
+            if status_of(response) != 302 or not location or not location[0].startswith(pay):
                 if samples is not None:
                     samples.error(f"place {status_of(response)}")
                 return
-            number = location[0].decode().split("/")[2]
+            number = location[0].decode().split("/")[-2]  # <pay><number>/
             notification = self.sign(order_number=number, amount=item.price)
             t2 = time.perf_counter()
-            response = await self.client.send(self.client.post("/payments/notify/sandbox/", notification))
+            response = await self.client.send(self.client.post(notify, notification))
             t3 = time.perf_counter()
             if samples is None:
                 return
@@ -632,16 +639,16 @@ class Bench:
 
     # a balance-paid purchase: one signed API request (placed and paid from the agent's wallet,
     # 201) and the worker's delivery, counted in the DB like the others
-    def balance_unit(self, items: list[Item]):
+    def balance_unit(self, items: list[Item], path: str = "/api/v1/orders/"):
         import json
 
         async def unit(samples: Samples | None):
             item = random.choice(items)
             shop = random.choice(self.shops)
             body = json.dumps({"product_id": item.pk, "quantity": 1, "agent_order_no": uuid.uuid4().hex}).encode()
-            headers = api_headers(shop, "POST", "/api/v1/orders/", body)
+            headers = api_headers(shop, "POST", path, body)
             t0 = time.perf_counter()
-            request = self.client.post("/api/v1/orders/", body, content_type="application/json", headers=headers)
+            request = self.client.post(path, body, content_type="application/json", headers=headers)
             response = await self.client.send(request)
             t1 = time.perf_counter()
             if samples is None:
@@ -1003,6 +1010,33 @@ def add_load_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--keep", action="store_true", help="keep the temporary VAR_DIR (keys, server logs)")
 
 
+def fresh_database(args) -> Path:
+    """The environment, a recreated database and flushed Redis DBs, Django set up and migrated.
+    Returns the temporary VAR_DIR."""
+    var_dir = configure_environment(args)
+    say(f"VAR_DIR={var_dir}; recreating {args.database_url}; flushing {args.broker_url}")
+    recreate_database(args.database_url)
+    flush_broker(args.broker_url)
+
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+
+    t = time.perf_counter()
+    call_command("migrate", verbosity=0)
+    say(f"migrated in {time.perf_counter() - t:.1f}s")
+    return var_dir
+
+
+def stop_servers(args, servers: Servers, var_dir: Path) -> None:
+    servers.stop()
+    if args.keep:
+        say(f"kept {var_dir} (keys, gunicorn.log, celery.log)")
+    else:
+        shutil.rmtree(var_dir, ignore_errors=True)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     add_load_arguments(parser)
@@ -1024,20 +1058,9 @@ def main() -> int:
     if set(scenarios) - set(TARGETS):
         parser.error("--scenarios takes random, hot and/or balance")
 
-    var_dir = configure_environment(args)
-    say(f"VAR_DIR={var_dir}; recreating {args.database_url}; flushing {args.broker_url}")
-    recreate_database(args.database_url)
-    flush_broker(args.broker_url)
-
-    import django
-
-    django.setup()
-    from django.core.management import call_command
+    var_dir = fresh_database(args)
     from django.db import connection
 
-    t = time.perf_counter()
-    call_command("migrate", verbosity=0)
-    say(f"migrated in {time.perf_counter() - t:.1f}s")
     items, hot, buyers = seed(args)
     shops = seed_shops(args.shops, Decimal(100_000)) if "balance" in scenarios else []
     plans_before = claim_plans(hot)
@@ -1063,11 +1086,7 @@ def main() -> int:
         wrk = bench.wrk_baseline(var_dir)
         plans_after = claim_plans(hot)
     finally:
-        servers.stop()
-        if args.keep:
-            say(f"kept {var_dir} (keys, gunicorn.log, celery.log)")
-        else:
-            shutil.rmtree(var_dir, ignore_errors=True)
+        stop_servers(args, servers, var_dir)
     report(args, rounds, wrk, plans_before, plans_after)
     say("done")
     return 0
