@@ -16,6 +16,8 @@ when each step does almost nothing (bench/views.py, bench/tasks.py; see bench/RE
   no-celery  two-post with the task's transaction run inside POST 2 (what the task itself costs).
 A purchase counts when its row's delivered_at falls inside the window, as purchase.py counts
 delivered orders. The baseline is purchase.py's, measured before each scenario in each round.
+CPU is purchase.py's CpuMeter with PostgreSQL narrowed to this database's backends
+(browser_purchase.py's DatabaseCpuMeter): on a shared machine other jobs' databases are left out.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from types import SimpleNamespace
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.browser_purchase import DatabaseCpuMeter
 from bench.purchase import (
     ApiShop,
     Bench,
@@ -95,7 +98,8 @@ def report(args, rounds: list[dict]) -> None:
     print("            on commit) + Celery task (UPDATE);")
     print("one-post  = one HMAC-signed POST (INSERT, publish on commit; 201) + Celery task (UPDATE);")
     print("no-celery = two-post with the task's UPDATE run inside POST 2 (no publish, no task).")
-    print("purchases/s = rows delivered inside the window / window length; target = the real purchase's (issue 17).")
+    print("purchases/s = rows delivered inside the window / window length; target = the real purchase's (issue 17);")
+    print("postgres CPU = this database's backends only (other jobs' databases on the same server left out).")
     print(line)
     report_ratios(rounds, TARGETS)
     report_details(rounds[-1], STEPS)
@@ -145,6 +149,8 @@ def main() -> int:
         servers.start(var_dir)
         say(f"gunicorn ({args.workers} workers) on port {servers.port}; Celery worker started")
         bench = Bench(args, servers, items, hot, buyers)
+        # PostgreSQL = this database's backends: other jobs' databases share the server here.
+        bench.cpu = DatabaseCpuMeter(servers, args.database_url)
         bench.shops = [ApiShop(SKELETON_API_KEY, os.environ["BENCH_SKELETON_API_SECRET"])]
         asyncio.run(bench.prepare_buyers())
         say(f"{len(buyers)} buyers logged in (session cookies), CSRF tokens fetched")
