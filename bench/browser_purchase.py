@@ -30,7 +30,6 @@ import asyncio
 import os
 import random
 import re
-import shutil
 import signal
 import statistics
 import sys
@@ -51,16 +50,15 @@ from bench.purchase import (
     Item,
     Samples,
     Servers,
-    configure_environment,
     cpu_line,
-    flush_broker,
     fmt_ms,
     free_port,
+    fresh_database,
     noisy,
-    recreate_database,
     say,
     seed,
     server_ms,
+    stop_servers,
     wait_quiet,
 )
 
@@ -549,20 +547,9 @@ def main() -> int:
     # Hundreds of reveals a minute from one account and one address: the reveal limits
     # (RATE_LIMITS["reveal"], settings.env_rate) would answer 429. Out of the way, still counted.
     os.environ["RATE_REVEAL_ACCOUNT"] = os.environ["RATE_REVEAL_NETWORK"] = "1000000000/600"
-    var_dir = configure_environment(args)
-    say(f"VAR_DIR={var_dir}; recreating {args.database_url}; flushing {args.broker_url} and the cache below it")
-    recreate_database(args.database_url)
-    flush_broker(args.broker_url)
-
-    import django
-
-    django.setup()
-    from django.core.management import call_command
+    var_dir = fresh_database(args)  # flushes the broker's Redis DB and the cache below it
     from django.db import connection
 
-    t = time.perf_counter()
-    call_command("migrate", verbosity=0)
-    say(f"migrated in {time.perf_counter() - t:.1f}s")
     items, _hot, buyers = seed(args)
     connection.close()
 
@@ -581,11 +568,7 @@ def main() -> int:
         buy = browser.measure()
         problems = verify(browser.revealed, args.drain_timeout)
     finally:
-        servers.stop()
-        if args.keep:
-            say(f"kept {var_dir} (keys, gunicorn.log, celery.log)")
-        else:
-            shutil.rmtree(var_dir, ignore_errors=True)
+        stop_servers(args, servers, var_dir)
     report(args, base, buy, problems)
     say("done")
     return 1 if problems or buy["samples"].errors or not buy["units"] else 0

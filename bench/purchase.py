@@ -598,25 +598,32 @@ class Bench:
 
         return unit
 
-    # a purchase: place, sign (client side), pay; delivery is the worker's and counted in the DB
-    def purchase_unit(self, items: list[Item]):
+    # a purchase: place, sign (client side), pay; delivery is the worker's and counted in the DB.
+    # The paths are bench/skeleton.py's way to run the same client against its minimal views.
+    def purchase_unit(
+        self,
+        items: list[Item],
+        checkout: str = "/orders/checkout/{slug}/",
+        notify: str = "/payments/notify/sandbox/",
+        pay: bytes = b"/pay/",
+    ):
         async def unit(samples: Samples | None):
             item = random.choice(items)
             buyer = random.choice(self.buyers)
             cookie = f"sessionid={buyer.session}; csrftoken={buyer.csrf_cookie}"
             body = f"csrfmiddlewaretoken={buyer.csrf_form}&idempotency_key={uuid.uuid4().hex}&quantity=1".encode()
             t0 = time.perf_counter()
-            response = await self.client.send(self.client.post(f"/orders/checkout/{item.slug}/", body, cookie))
+            response = await self.client.send(self.client.post(checkout.format(slug=item.slug), body, cookie))
             t1 = time.perf_counter()
             location = header(response, b"location")
-            if status_of(response) != 302 or not location or not location[0].startswith(b"/pay/"):
+            if status_of(response) != 302 or not location or not location[0].startswith(pay):
                 if samples is not None:
                     samples.error(f"place {status_of(response)}")
                 return
-            number = location[0].decode().split("/")[2]
+            number = location[0].decode().split("/")[-2]  # <pay><number>/
             notification = self.sign(order_number=number, amount=item.price)
             t2 = time.perf_counter()
-            response = await self.client.send(self.client.post("/payments/notify/sandbox/", notification))
+            response = await self.client.send(self.client.post(notify, notification))
             t3 = time.perf_counter()
             if samples is None:
                 return
@@ -632,16 +639,16 @@ class Bench:
 
     # a balance-paid purchase: one signed API request (placed and paid from the agent's wallet,
     # 201) and the worker's delivery, counted in the DB like the others
-    def balance_unit(self, items: list[Item]):
+    def balance_unit(self, items: list[Item], path: str = "/api/v1/orders/"):
         import json
 
         async def unit(samples: Samples | None):
             item = random.choice(items)
             shop = random.choice(self.shops)
             body = json.dumps({"product_id": item.pk, "quantity": 1, "agent_order_no": uuid.uuid4().hex}).encode()
-            headers = api_headers(shop, "POST", "/api/v1/orders/", body)
+            headers = api_headers(shop, "POST", path, body)
             t0 = time.perf_counter()
-            request = self.client.post("/api/v1/orders/", body, content_type="application/json", headers=headers)
+            request = self.client.post(path, body, content_type="application/json", headers=headers)
             response = await self.client.send(request)
             t1 = time.perf_counter()
             if samples is None:
@@ -699,20 +706,24 @@ class Bench:
         say(f"{label}: baseline {rate:,.0f} req/s, errors {samples.errors or 'none'}{noisy(cpu)}")
         return {"rate": rate, "samples": samples, "cpu": cpu, "units": samples.done}
 
-    def purchases(self, label: str, items: list[Item]) -> dict:
+    def purchases(self, label: str, items: list[Item], unit=None, table: str = "orders_order") -> dict:
+        """Runs ``unit`` (by default the scenario's purchase) and counts the rows of ``table``
+        (orders, or bench/skeleton.py's rows: the same status, paid_at and delivered_at columns)
+        delivered inside the window, then waits for the worker to deliver the rest."""
         from django.db import connection
 
-        unit = self.balance_unit(items) if label == "balance" else self.purchase_unit(items)
+        if unit is None:
+            unit = self.balance_unit(items) if label == "balance" else self.purchase_unit(items)
         samples, w0, w1, cpu = self.measure(unit)
         http_rate = samples.done / (w1 - w0)
         with connection.cursor() as cur:
             cur.execute(
-                "SELECT count(*) FROM orders_order "
+                f"SELECT count(*) FROM {table} "
                 "WHERE delivered_at >= to_timestamp(%s) AND delivered_at < to_timestamp(%s)",
                 [w0, w1],
             )
             delivered = cur.fetchone()[0]
-            cur.execute("SELECT count(*) FROM orders_order WHERE status = 'paid'")
+            cur.execute(f"SELECT count(*) FROM {table} WHERE status = 'paid'")
             backlog = cur.fetchone()[0]
         t = time.monotonic()
         left = backlog
@@ -722,12 +733,12 @@ class Bench:
             time.sleep(0.05)
             self.servers.check_alive()
             with connection.cursor() as cur:
-                cur.execute("SELECT count(*) FROM orders_order WHERE status = 'paid'")
+                cur.execute(f"SELECT count(*) FROM {table} WHERE status = 'paid'")
                 left = cur.fetchone()[0]
         drain = time.monotonic() - t
         with connection.cursor() as cur:
             cur.execute(
-                "SELECT extract(epoch FROM delivered_at - paid_at) FROM orders_order "
+                f"SELECT extract(epoch FROM delivered_at - paid_at) FROM {table} "
                 "WHERE paid_at >= to_timestamp(%s) AND paid_at < to_timestamp(%s) AND status = 'delivered'",
                 [w0, w1],
             )
@@ -868,23 +879,17 @@ def cpu_line(result: dict) -> str:
     return f"{parts}{server_ms(result):>9.2f}{pg}   {busy:>4.0%} busy, {other:.0%} other"
 
 
-def report(args, rounds: list[dict], wrk: dict | None, plans_before: str, plans_after: str) -> None:
-    line = "=" * 104
-    print()
-    print(line)
-    print(
-        f"Purchase benchmark — gunicorn {args.workers} sync workers, "
-        f"Celery {args.celery_pool} x{args.celery_concurrency}, "
-        f"PostgreSQL, Redis broker, {os.cpu_count()} CPUs shared by everything;"
-    )
-    print(
-        f"asyncio client, {args.concurrency} connections, {args.duration:g}s windows after {args.warmup:g}s warm-up, "
-        f"{len(rounds)} round(s)."
-    )
-    print("purchase = POST checkout (302) + POST signed sandbox notification (200) + Celery delivery;")
-    print("balance = one signed POST /api/v1/orders/ paid from an agent's wallet (201) + Celery delivery;")
-    print("purchases/s = orders whose delivered_at falls inside the window / window length.")
-    print(line)
+PURCHASE_STEPS = (
+    ("place", "place: POST checkout -> 302"),
+    ("sign", "sign notification (client side)"),
+    ("pay", "pay: POST notification -> 200"),
+    ("api", "balance: POST /api/v1/orders/ -> 201"),
+    ("deliver", "deliver: paid_at -> delivered_at"),
+)
+
+
+def report_ratios(rounds: list[dict], targets: dict[str, float]) -> None:
+    """Per round and scenario: baseline, purchases/s, ratio, target, CPU ratio; then the medians."""
     print(
         f"{'scenario':<10}{'round':>6}{'baseline req/s':>16}{'purchases/s':>13}{'ratio':>8}{'target':>8}"
         f"{'CPU ratio':>11}"
@@ -896,14 +901,14 @@ def report(args, rounds: list[dict], wrk: dict | None, plans_before: str, plans_
             cpu_ratio = server_ms(base) / server_ms(buy) if buy["units"] else float("nan")
             by_scenario.setdefault(label, []).append((base, buy, ratio, cpu_ratio))
             print(
-                f"{label:<10}{i:>6}{base['rate']:>16,.0f}{buy['rate']:>13,.1f}{ratio:>8.3f}{TARGETS[label]:>8.2f}"
+                f"{label:<10}{i:>6}{base['rate']:>16,.0f}{buy['rate']:>13,.1f}{ratio:>8.3f}{targets[label]:>8.2f}"
                 f"{cpu_ratio:>11.3f}"
             )
     print("-" * 104)
     for label, rows in by_scenario.items():
         ratio = statistics.median(r[2] for r in rows)
         cpu_ratio = statistics.median(r[3] for r in rows)
-        if ratio >= TARGETS[label]:
+        if ratio >= targets[label]:
             verdict = "meets the target"
         elif ratio > 0:
             verdict = f"BELOW TARGET: one purchase costs {1 / ratio:.1f} baseline requests"
@@ -911,30 +916,23 @@ def report(args, rounds: list[dict], wrk: dict | None, plans_before: str, plans_
             verdict = "NO PURCHASE COMPLETED: see the errors below"
         print(
             f"{label:<10}{'median':>6}{statistics.median(r[0]['rate'] for r in rows):>16,.0f}"
-            f"{statistics.median(r[1]['rate'] for r in rows):>13,.1f}{ratio:>8.3f}{TARGETS[label]:>8.2f}"
+            f"{statistics.median(r[1]['rate'] for r in rows):>13,.1f}{ratio:>8.3f}{targets[label]:>8.2f}"
             f"{cpu_ratio:>11.3f}"
             f"  {verdict}"
         )
     print("CPU ratio = server CPU of one baseline request / server CPU of one purchase (gunicorn + PostgreSQL")
     print("+ Celery + Redis; client and other processes left out): the same ratio, robust to a noisy machine.")
-    if wrk:
-        print(
-            f"Baseline with wrk (C client, same connections): {wrk['rate']:,.0f} req/s; the Python client's own CPU "
-            "slows the servers it shares the cores with, which is why the ratio uses the same client on both sides."
-        )
-    last = rounds[-1]
+
+
+def report_details(last: dict, steps=PURCHASE_STEPS, wrk: dict | None = None) -> None:
+    """The last round's latencies (baseline request and each step), queue and CPU per unit."""
     print()
     print(f"Latency, last round (ms){'p50':>19}{'p95':>8}")
     for label, (base, buy) in last.items():
         print(f"  {label:<8} baseline request".ljust(43) + fmt_ms(base["samples"].lat.get("request", [])))
-        for step, what in (
-            ("place", "place: POST checkout -> 302"),
-            ("sign", "sign notification (client side)"),
-            ("pay", "pay: POST notification -> 200"),
-            ("api", "balance: POST /api/v1/orders/ -> 201"),
-            ("deliver", "deliver: paid_at -> delivered_at"),
-        ):
-            print(f"  {label:<8} {what}".ljust(43) + fmt_ms(buy["samples"].lat.get(step, [])))
+        for step, what in steps:
+            if step in buy["samples"].lat or steps is PURCHASE_STEPS:
+                print(f"  {label:<8} {what}".ljust(43) + fmt_ms(buy["samples"].lat.get(step, [])))
     print()
     print("Queue, last round:")
     for label, (_base, buy) in last.items():
@@ -959,6 +957,32 @@ def report(args, rounds: list[dict], wrk: dict | None, plans_before: str, plans_
         " transactions\n  committed (each autocommit statement is one), per unit; other = processes outside"
         " the benchmark."
     )
+
+
+def report(args, rounds: list[dict], wrk: dict | None, plans_before: str, plans_after: str) -> None:
+    line = "=" * 104
+    print()
+    print(line)
+    print(
+        f"Purchase benchmark — gunicorn {args.workers} sync workers, "
+        f"Celery {args.celery_pool} x{args.celery_concurrency}, "
+        f"PostgreSQL, Redis broker, {os.cpu_count()} CPUs shared by everything;"
+    )
+    print(
+        f"asyncio client, {args.concurrency} connections, {args.duration:g}s windows after {args.warmup:g}s warm-up, "
+        f"{len(rounds)} round(s)."
+    )
+    print("purchase = POST checkout (302) + POST signed sandbox notification (200) + Celery delivery;")
+    print("balance = one signed POST /api/v1/orders/ paid from an agent's wallet (201) + Celery delivery;")
+    print("purchases/s = orders whose delivered_at falls inside the window / window length.")
+    print(line)
+    report_ratios(rounds, TARGETS)
+    if wrk:
+        print(
+            f"Baseline with wrk (C client, same connections): {wrk['rate']:,.0f} req/s; the Python client's own CPU "
+            "slows the servers it shares the cores with, which is why the ratio uses the same client on both sides."
+        )
+    report_details(rounds[-1], wrk=wrk)
     print()
     print("Hot product: claim and stock-count queries, EXPLAIN (ANALYZE, BUFFERS) after ANALYZE")
     print("  before the run:")
@@ -971,8 +995,8 @@ def report(args, rounds: list[dict], wrk: dict | None, plans_before: str, plans_
 # --- main ---------------------------------------------------------------------------------
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def add_load_arguments(parser: argparse.ArgumentParser) -> None:
+    """The load and the servers, shared with bench/skeleton.py so both measure alike."""
     parser.add_argument("--duration", type=float, default=10, help="measurement window per phase, seconds")
     parser.add_argument("--warmup", type=float, default=2, help="warm-up before each window, seconds")
     parser.add_argument("--rounds", type=int, default=2, help="baseline + purchases per scenario, repeated")
@@ -980,28 +1004,15 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=4, help="gunicorn sync workers")
     parser.add_argument("--celery-concurrency", type=int, default=2)
     parser.add_argument("--celery-pool", default="prefork", choices=["prefork", "threads", "solo"])
-    parser.add_argument("--products", type=int, default=50, help="products for the random scenario")
-    parser.add_argument("--codes-per-product", type=int, default=400)
-    parser.add_argument("--hot-codes", type=int, default=40000, help="codes of the hot product")
-    parser.add_argument("--hot-sold", type=int, default=20000, help="of which already sold")
     parser.add_argument("--buyers", type=int, default=100)
-    parser.add_argument(
-        "--scenarios",
-        default="random,hot,balance",
-        help="random and hot: place + notification + delivery; balance: one API request paid from an agent's wallet",
-    )
-    parser.add_argument("--shops", type=int, default=16, help="API agents for the balance scenario")
     parser.add_argument("--quiet-wait", type=float, default=5, help="max seconds to wait for an idle machine")
     parser.add_argument("--drain-timeout", type=float, default=120)
-    parser.add_argument("--no-wrk", action="store_true", help="skip the extra wrk baseline")
-    parser.add_argument("--database-url", default="postgres://postgres@127.0.0.1:5432/kamarket_bench")
-    parser.add_argument("--broker-url", default="redis://127.0.0.1:6379/14")
     parser.add_argument("--keep", action="store_true", help="keep the temporary VAR_DIR (keys, server logs)")
-    args = parser.parse_args()
-    scenarios = [s.strip() for s in args.scenarios.split(",") if s.strip()]
-    if set(scenarios) - set(TARGETS):
-        parser.error("--scenarios takes random, hot and/or balance")
 
+
+def fresh_database(args) -> Path:
+    """The environment, a recreated database and flushed Redis DBs, Django set up and migrated.
+    Returns the temporary VAR_DIR."""
     var_dir = configure_environment(args)
     say(f"VAR_DIR={var_dir}; recreating {args.database_url}; flushing {args.broker_url}")
     recreate_database(args.database_url)
@@ -1011,11 +1022,45 @@ def main() -> int:
 
     django.setup()
     from django.core.management import call_command
-    from django.db import connection
 
     t = time.perf_counter()
     call_command("migrate", verbosity=0)
     say(f"migrated in {time.perf_counter() - t:.1f}s")
+    return var_dir
+
+
+def stop_servers(args, servers: Servers, var_dir: Path) -> None:
+    servers.stop()
+    if args.keep:
+        say(f"kept {var_dir} (keys, gunicorn.log, celery.log)")
+    else:
+        shutil.rmtree(var_dir, ignore_errors=True)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    add_load_arguments(parser)
+    parser.add_argument("--products", type=int, default=50, help="products for the random scenario")
+    parser.add_argument("--codes-per-product", type=int, default=400)
+    parser.add_argument("--hot-codes", type=int, default=40000, help="codes of the hot product")
+    parser.add_argument("--hot-sold", type=int, default=20000, help="of which already sold")
+    parser.add_argument(
+        "--scenarios",
+        default="random,hot,balance",
+        help="random and hot: place + notification + delivery; balance: one API request paid from an agent's wallet",
+    )
+    parser.add_argument("--shops", type=int, default=16, help="API agents for the balance scenario")
+    parser.add_argument("--no-wrk", action="store_true", help="skip the extra wrk baseline")
+    parser.add_argument("--database-url", default="postgres://postgres@127.0.0.1:5432/kamarket_bench")
+    parser.add_argument("--broker-url", default="redis://127.0.0.1:6379/14")
+    args = parser.parse_args()
+    scenarios = [s.strip() for s in args.scenarios.split(",") if s.strip()]
+    if set(scenarios) - set(TARGETS):
+        parser.error("--scenarios takes random, hot and/or balance")
+
+    var_dir = fresh_database(args)
+    from django.db import connection
+
     items, hot, buyers = seed(args)
     shops = seed_shops(args.shops, Decimal(100_000)) if "balance" in scenarios else []
     plans_before = claim_plans(hot)
@@ -1041,11 +1086,7 @@ def main() -> int:
         wrk = bench.wrk_baseline(var_dir)
         plans_after = claim_plans(hot)
     finally:
-        servers.stop()
-        if args.keep:
-            say(f"kept {var_dir} (keys, gunicorn.log, celery.log)")
-        else:
-            shutil.rmtree(var_dir, ignore_errors=True)
+        stop_servers(args, servers, var_dir)
     report(args, rounds, wrk, plans_before, plans_after)
     say("done")
     return 0

@@ -33,3 +33,6 @@ AGENT_API_RATE_PER_MINUTE = 1_000_000_000
 ADMISSION_CHECKOUTS_PER_SECOND = int(os.environ.get("ADMISSION_CHECKOUTS_PER_SECOND") or 0)
 ADMISSION_FULFILMENT_QUEUE_MAX = int(os.environ.get("ADMISSION_FULFILMENT_QUEUE_MAX") or 0)
 ADMISSION_QUEUE_WAIT_MS = int(os.environ.get("ADMISSION_QUEUE_WAIT_MS") or 0)
+# bench/skeleton.py's delivery task: loaded by the worker and routed as fulfil_order is.
+CELERY_IMPORTS = ["bench.tasks"]
+CELERY_TASK_ROUTES = {**CELERY_TASK_ROUTES, "bench.tasks.skeleton_deliver": {"queue": "fulfilment"}}  # noqa: F405
