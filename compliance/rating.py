@@ -27,7 +27,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from functools import lru_cache
 from typing import cast
@@ -251,12 +251,14 @@ def _rows_sql(member: bool) -> str:
 
     ev, ov = CreditEvent, CreditOverride
     events = ", ".join(col(ev, name) for name in ("kind", "at", "reference", "weight"))
+    # Portable SQL (PostgreSQL and the SQLite development default): CAST rather than ``::``, and
+    # no parentheses around the UNION's members (SQLite refuses them).
     return (
-        f"(SELECT {events}, NULL::bigint FROM {q(ev._meta.db_table)}"  # noqa: S608 (names from the models, values bound)
-        f" WHERE {owner(ev)} AND {col(ev, 'at')} >= %s)"
-        f" UNION ALL (SELECT %s, {col(ov, 'expires_at')}, {col(ov, 'reason')}, NULL::numeric, {col(ov, 'level')}"
+        f"SELECT {events}, CAST(NULL AS bigint) FROM {q(ev._meta.db_table)}"  # noqa: S608 (names from the models, values bound)
+        f" WHERE {owner(ev)} AND {col(ev, 'at')} >= %s"
+        f" UNION ALL SELECT %s, {col(ov, 'expires_at')}, {col(ov, 'reason')}, CAST(NULL AS numeric), {col(ov, 'level')}"
         f" FROM {q(ov._meta.db_table)} WHERE {owner(ov)} AND {col(ov, 'expires_at')} > %s"
-        f" AND {col(ov, 'revoked_at')} IS NULL)"
+        f" AND {col(ov, 'revoked_at')} IS NULL"
     )
 
 
@@ -270,7 +272,16 @@ def _rows(*, user, email: str, now: datetime) -> list[tuple]:
     since = adapt(now - timedelta(days=settings.CREDIT_HORIZON_DAYS))
     with connection.cursor() as cursor:
         cursor.execute(_rows_sql(user is not None), [who, since, OVERRIDE, who, adapt(now)])
-        return [tuple(row) for row in cursor.fetchall()]
+        rows = [tuple(row) for row in cursor.fetchall()]
+    if connection.vendor != "postgresql":  # SQLite hands its datetimes back naive (UTC) or as text
+        rows = [(row[0], _aware(row[1]), *row[2:]) for row in rows]
+    return rows
+
+
+def _aware(value) -> datetime:
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    return value if timezone.is_aware(value) else value.replace(tzinfo=UTC)
 
 
 def credit_rating(*, user=None, email: str = "", now: datetime | None = None) -> Rating:

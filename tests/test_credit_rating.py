@@ -448,3 +448,51 @@ def test_editing_a_level_in_admin_applies_at_once(client, staff, buyer, product)
     with pytest.raises(CreditRestricted, match="at most 1 code per order"):
         place(buyer, product, quantity=2)
     assert AuditEvent.objects.filter(action="credit_level_save").exists()
+
+
+def test_a_rating_with_events_and_an_override_on_sqlite(tmp_path):
+    """The development default (SQLite) reads the same rating: the rows' statement is portable
+    SQL (it once used PostgreSQL's ``::`` casts and a parenthesised UNION, a 503 there)."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = """
+import django
+django.setup()
+from datetime import timedelta
+from django.core.management import call_command
+from django.db import connection
+from django.utils import timezone
+call_command("migrate", verbosity=0)
+assert connection.vendor == "sqlite"
+from accounts.models import User
+from compliance import rating
+from compliance.models import CreditLevel, CreditOverride
+from compliance.services import credit_event_record
+u = User.objects.create(username="a", email="a@example.com")
+assert rating.credit_rating(user=u).score == 0
+credit_event_record(user=u, kind="no_reason_refund", reference="K1")
+credit_event_record(email="Guest@Example.com", kind="no_reason_refund", reference="K2")
+member = rating.credit_rating(user=u)
+assert member.score > 0 and len(member.events) == 1 and member.override is None, member
+assert round(rating.credit_rating(email="guest@example.com").score, 3) == round(member.score, 3)
+level = CreditLevel.objects.order_by("min_score").last()
+until = timezone.now() + timedelta(days=1)
+CreditOverride.objects.create(user=u, level=level, reason="checked by hand", expires_at=until)
+overridden = rating.credit_rating(user=u)
+assert overridden.override is not None and overridden.level.pk == level.pk, overridden
+print("sqlite ok")
+"""
+    env = {
+        **os.environ,
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'dev.db'}",
+        "DJANGO_SETTINGS_MODULE": "marketplace.settings",
+    }
+    base = Path(__file__).resolve().parent.parent
+    result = subprocess.run(
+        [sys.executable, "-c", script], cwd=base, env=env, capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "sqlite ok" in result.stdout
