@@ -1,4 +1,18 @@
+from typing import TypeVar
+
 from django.conf import settings
+
+from marketplace.errors import NotFound
+
+T = TypeVar("T")
+
+
+def found_or_404(value: T | None) -> T:
+    """A selector's answer, or 404 (``NotFound``, an Http404) when it found nothing: selectors
+    that return None leave the 404 to the view (someone else's order does not exist for them)."""
+    if value is None:
+        raise NotFound
+    return value
 
 
 def client_ip(request) -> str | None:

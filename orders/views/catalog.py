@@ -6,11 +6,11 @@ needs the agents' prices, so these pages live here, above agents and catalog; ca
 the reads they start from (``catalog.selectors``).
 """
 
-from django.http import Http404
 from django.shortcuts import get_object_or_404, render
 
 from catalog import selectors as catalog
 from catalog.models import Category
+from marketplace.http import found_or_404
 from marketplace.pagecache import anonymous_page
 
 from ..selectors import orders as selectors
@@ -45,9 +45,7 @@ def category(request, slug):
 
 @anonymous_page  # a few seconds per process for anonymous visitors (stock included)
 def product(request, slug):
-    item = catalog.product_on_sale(slug, counted=True)  # the product and its stock: one statement
-    if item is None:
-        raise Http404
+    item = found_or_404(catalog.product_on_sale(slug, counted=True))  # the product and its stock: one statement
     info = selectors.purchase_info(product=item, viewer=request.user)
     subscribed = not info.stock and catalog.restock_member_subscribed(product_id=item.pk, user=request.user)
     return render(request, "catalog/product.html", {"product": item, "info": info, "restock_subscribed": subscribed})

@@ -17,7 +17,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
 
 from marketplace.errors import ServiceError
-from marketplace.http import client_ip
+from marketplace.http import client_ip, found_or_404
 
 from ..models import Order, OrderCode
 from ..selectors import guest as guest_selectors
@@ -92,13 +92,7 @@ def email_hint(email: str) -> str:
 def _order(request, number: str) -> Order:
     if not guest_may_view(request, number):
         raise Http404
-    return _found(selectors.order_for_guest(number))
-
-
-def _found(order: Order | None) -> Order:
-    if order is None:  # no such guest order (a member's order is never one)
-        raise Http404
-    return order
+    return found_or_404(selectors.order_for_guest(number))  # a member's order is never a guest's
 
 
 def link(request, token):
@@ -209,9 +203,9 @@ def code_reveal(request, number, code_id):
     context = {"card_number": card_number, "secret": secret, "code_id": code_id}
     if request.headers.get("HX-Request"):
         # The code, and the no-reason refund offer updated in place (one code fewer to refund).
-        order = _found(selectors.order_codes_for_guest(number))
+        order = found_or_404(selectors.order_codes_for_guest(number))
         return render(request, "orders/_reveal_response.html", {**context, "order": order})
-    order = _found(selectors.order_for_guest(number))
+    order = found_or_404(selectors.order_for_guest(number))
     for oc in order.live_codes:
         oc.revealed = context if oc.pk == code_id else None
     return render(

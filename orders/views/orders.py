@@ -21,7 +21,7 @@ from legal import services as legal
 from marketing.services.coupons import CouponError
 from marketplace.db import retry_once_if_connection_lost
 from marketplace.errors import PASS_THROUGH, ServiceError
-from marketplace.http import client_ip
+from marketplace.http import client_ip, found_or_404
 from risk.captcha import FIELD as CAPTCHA_FIELD
 from risk.captcha import CaptchaRequired
 from risk.middleware import device_id
@@ -220,9 +220,7 @@ def checkout(request, slug):
     """The checkout, for a member or a guest (email and optional query password): one path."""
     # A GET shows the stock: read with the product, in one statement (a POST counts it only to
     # show the form again).
-    product = catalog.product_on_sale(slug, counted=request.method != "POST")
-    if product is None:
-        raise Http404
+    product = found_or_404(catalog.product_on_sale(slug, counted=request.method != "POST"))
     form = CheckoutForm(request.POST if request.method == "POST" else request.GET, product=product)
     guest_form, guest_error, who = guest_fields(request)
     error = None
@@ -298,17 +296,10 @@ def order_list(request):
     return render(request, "orders/order_list.html", {"page": page})
 
 
-def _found(order: Order | None) -> Order:
-    """The selector's order, or 404: another buyer's order does not exist for this one."""
-    if order is None:
-        raise Http404
-    return order
-
-
 @login_required
 @never_cache
 def order_detail(request, number):
-    order = _found(selectors.order_for_buyer(request.user, number))
+    order = found_or_404(selectors.order_for_buyer(request.user, number))
     # Back from a gateway's cashier: its return link proves nothing, so the page only waits
     # (polling) for the verified notification or the active query to mark the order paid.
     confirming = bool(request.GET.get("returned")) and order.status == Order.Status.PENDING
@@ -328,7 +319,7 @@ def order_status(request, number):
 @login_required
 @require_POST
 def order_cancel(request, number):
-    order = _found(selectors.order_for_buyer(request.user, number))
+    order = found_or_404(selectors.order_for_buyer(request.user, number))
     if services.order_cancel(order_id=order.pk, buyer=request.user):
         messages.success(request, _("Order cancelled; its codes went back to stock."))
     return redirect(order)
@@ -353,9 +344,9 @@ def code_reveal(request, number, code_id):
     if request.headers.get("HX-Request"):
         # The code, and the no-reason refund offer updated in place (one code fewer to refund):
         # the order and its codes, not its history.
-        order = _found(selectors.order_codes_for_buyer(request.user, number))
+        order = found_or_404(selectors.order_codes_for_buyer(request.user, number))
         return render(request, "orders/_reveal_response.html", {**context, "order": order})
-    order = _found(selectors.order_for_buyer(request.user, number))
+    order = found_or_404(selectors.order_for_buyer(request.user, number))
     for oc in order.live_codes:
         oc.revealed = context if oc.pk == code_id else None
     return render(request, "orders/order_detail.html", {"order": order})
