@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from functools import lru_cache
-from typing import cast
+from typing import Any, cast
 
 from django.conf import settings
 from django.core.cache import cache
@@ -301,6 +301,16 @@ def credit_probe_since(now: datetime) -> datetime:
     """The first moment of the horizon ``credit_probe_sql`` looks at for ``now`` (its second
     parameter: a caller that compiles the probe once passes it as a value of its own)."""
     return now - timedelta(days=settings.CREDIT_HORIZON_DAYS)
+
+
+def credit_probe_values(now: datetime) -> dict[str, Any]:
+    """The probe's two moments as named values (``since``, ``now``), for a read compiled once
+    (``marketplace.prepared``) whose query annotates ``credit_probe_annotation``."""
+    return {"since": credit_probe_since(now), "now": now}
+
+
+# Samples of those values for such a compiled read: moments no real read carries.
+CREDIT_PROBE_SAMPLES = credit_probe_values(datetime(2001, 2, 3, 4, 5, 6, 789012, tzinfo=UTC))
 
 
 def credit_probe_sql(*, user=None, email: str = "", now: datetime, user_id: int | None = None) -> tuple[str, list]:

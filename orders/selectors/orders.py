@@ -1,5 +1,5 @@
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from decimal import Decimal
 from functools import cache
 
@@ -57,7 +57,6 @@ def order_counts_for_buyer(buyer) -> dict[str, int]:
 # an order: each is compiled once per process (``marketplace.prepared``). The samples are
 # values no real read carries.
 _SAMPLE_ID, _SAMPLE_OTHER_ID, _SAMPLE_NUMBER = 987654321, 987654322, "K-PREPARED-SAMPLE"
-_SAMPLE_NOW = datetime(2001, 2, 3, 4, 5, 6, 789012, tzinfo=UTC)
 
 
 def _page_order():
@@ -77,8 +76,7 @@ _buyer_order = Prepared(
     _buyer_order_query,
     buyer=_SAMPLE_ID,
     number=_SAMPLE_NUMBER,
-    since=rating.credit_probe_since(_SAMPLE_NOW),
-    now=_SAMPLE_NOW,
+    **rating.CREDIT_PROBE_SAMPLES,
 )
 _guest_order = Prepared(lambda number: _page_order().filter(buyer__isnull=True, number=number), number=_SAMPLE_NUMBER)
 # Every code of the order, released ones too: the page shows the live ones, numbers them among
@@ -106,7 +104,7 @@ def _buyer_order_row(buyer, number: str) -> Order | None:
     if not buyer_id:
         return None
     now = timezone.now()
-    order = _buyer_order.first(buyer=buyer_id, number=number, since=rating.credit_probe_since(now), now=now)
+    order = _buyer_order.first(buyer=buyer_id, number=number, **rating.credit_probe_values(now))
     if order is not None:
         order.buyer = buyer  # the viewer: not loaded again (refund offer, links)
     return order

@@ -9,7 +9,7 @@ with its reason.
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 
 from django.conf import settings
@@ -358,13 +358,11 @@ def _member_order_query(number: str, buyer: int, since: datetime, now: datetime)
 
 
 # Read by the choose-payment page, the start and the cashier: compiled once per process.
-_SAMPLE_NOW = datetime(2001, 2, 3, 4, 5, 6, 789012, tzinfo=UTC)
 _member_order = Prepared(
     _member_order_query,
     number="K-PREPARED-SAMPLE",
     buyer=987654321,
-    since=rating.credit_probe_since(_SAMPLE_NOW),
-    now=_SAMPLE_NOW,
+    **rating.CREDIT_PROBE_SAMPLES,
 )
 _member_recharge = Prepared(
     lambda number, user: Recharge.objects.filter(number=number, user_id=user),
@@ -383,7 +381,7 @@ def payable_for(*, user, number: str):
             payable = _member_recharge.first(number=number, user=user.pk)
         else:
             now = timezone.now()
-            payable = _member_order.first(number=number, buyer=user.pk, since=rating.credit_probe_since(now), now=now)
+            payable = _member_order.first(number=number, buyer=user.pk, **rating.credit_probe_values(now))
     if payable is None:
         raise NotFound(_("No such order."), code="order_not_found")
     setattr(payable, next(iter(owner)), user)  # the owner is this user: not loaded again (payment_start)
