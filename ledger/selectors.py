@@ -33,10 +33,10 @@ def balances_of(*accounts: AccountSpec | Account) -> dict[str, Decimal]:
     yet is 0."""
     wanted = {a.code: a for a in accounts}
     found = {code: quantize(0) for code in wanted}
+    kept = [code for code, a in wanted.items() if not a.allow_negative]
+    summed = [code for code, a in wanted.items() if a.allow_negative]
     using = router.db_for_read(Balance)  # the replica inside replica_reads(), as the ORM would
     if connections[using].vendor == "postgresql":  # one statement of constant text (a page's wallet)
-        kept = [c for c, a in wanted.items() if not a.allow_negative]
-        summed = [c for c, a in wanted.items() if a.allow_negative]
         params = [codes for codes in (kept, summed) if codes]
         if not params:
             return found
@@ -48,11 +48,9 @@ def balances_of(*accounts: AccountSpec | Account) -> dict[str, Decimal]:
                 elif net is not None:
                     found[code] = quantize(net) if wanted[code].debit_normal else -quantize(net)
         return found
-    kept = [code for code, a in wanted.items() if not a.allow_negative]
     if kept:
         rows = Balance.objects.filter(account__code__in=kept).values_list("account__code", "balance")
         found.update((code, quantize(balance)) for code, balance in rows)
-    summed = [code for code, a in wanted.items() if a.allow_negative]
     if summed:
         sums = Line.objects.filter(account__code__in=summed).values("account__code").annotate(s=Sum("amount"))
         for row in sums:
