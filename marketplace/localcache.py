@@ -85,30 +85,43 @@ def local_fragment(key: str, render: Callable[[], T]) -> T:
     return text
 
 
-class Drawn:
-    """HTML drawn once per process for each key and reused: at most ``limit`` kept, the least
-    recently used out first. The key must hold everything the HTML shows (language included):
-    nothing is ever stale, only forgotten (the product cards, the order rows)."""
+class _Recent:
+    """At most ``limit`` entries by key, the least recently used out first (``Drawn``, ``Kept``)."""
 
     def __init__(self, limit: int):
         self.limit = limit
-        self._items: OrderedDict[tuple, str] = OrderedDict()
+        self._items: OrderedDict[tuple, Any] = OrderedDict()
 
     def __len__(self) -> int:
         return len(self._items)
 
-    def get_or_draw(self, key: tuple, draw: Callable[[], str]) -> str:
-        html = self._items.get(key)
-        if html is None:
-            html = self._items[key] = draw()
-            if len(self._items) > self.limit:
-                self._items.popitem(last=False)
-        else:
+    def _get(self, key: tuple) -> Any:
+        entry = self._items.get(key)
+        if entry is not None:
             self._items.move_to_end(key)
-        return html
+        return entry
+
+    def _put(self, key: tuple, entry: Any) -> None:
+        self._items[key] = entry
+        self._items.move_to_end(key)
+        if len(self._items) > self.limit:
+            self._items.popitem(last=False)
 
     def clear(self) -> None:
         self._items.clear()
+
+
+class Drawn(_Recent):
+    """HTML drawn once per process for each key and reused: at most ``limit`` kept, the least
+    recently used out first. The key must hold everything the HTML shows (language included):
+    nothing is ever stale, only forgotten (the product cards, the order rows)."""
+
+    def get_or_draw(self, key: tuple, draw: Callable[[], str]) -> str:
+        html = self._get(key)
+        if html is None:
+            html = draw()
+            self._put(key, html)
+        return html
 
 
 def _now() -> float:
@@ -116,32 +129,21 @@ def _now() -> float:
     return time.monotonic()
 
 
-class Kept:
+class Kept(_Recent):
     """Values kept in this process for a few seconds each (the caller's ``seconds``), at most
     ``limit`` of them, the least recently used out first: for reads whose answer may be that old
     (a page's list of products, its stock included, for every viewer who pays the same prices).
     ``local_clear`` and ``local_forget`` empty every one."""
 
     def __init__(self, limit: int):
-        self.limit = limit
-        self._items: OrderedDict[tuple, tuple[float, Any]] = OrderedDict()
+        super().__init__(limit)
         _kept.append(self)
-
-    def __len__(self) -> int:
-        return len(self._items)
 
     def get_or_load(self, key: tuple, load: Callable[[], T], seconds: float) -> T:
         now = _now()
-        hit = self._items.get(key)
+        hit = self._get(key)
         if hit is not None and hit[0] > now:
-            self._items.move_to_end(key)
             return hit[1]
         value = load()
-        self._items[key] = (now + seconds, value)
-        self._items.move_to_end(key)
-        if len(self._items) > self.limit:
-            self._items.popitem(last=False)
+        self._put(key, (now + seconds, value))
         return value
-
-    def clear(self) -> None:
-        self._items.clear()
