@@ -474,6 +474,11 @@ RATE_LIMITS = {
         "subject": env_rate("RATE_RESTOCK_SUBJECT", "5/3600"),
         "network": env_rate("RATE_RESTOCK_NETWORK", "30/3600"),
     },
+    # The cashier's QR code drawn on the server for a browser without JavaScript (payments.views.
+    # qr_image, signed tokens only; one per cashier page shown). Per client network only.
+    "qr_image": {
+        "network": env_rate("RATE_QR_IMAGE_NETWORK", "120/600"),
+    },
 }
 # Admission control (marketplace.admission, issue 17): in a burst past what the platform can
 # place and deliver, checkouts (platform, guest, storefront, the API's order creation) are

@@ -12,6 +12,7 @@ from . import views
 
 app_name = "payments"
 urlpatterns = [
+    path("qr/<str:token>.svg", views.qr_image, name="qr"),
     path("<str:number>/", views.choose, name="choose"),
     path("<str:number>/start/<slug:gateway>/", views.start, name="start"),
     path("<str:number>/balance/", views.pay_with_balance, name="balance"),

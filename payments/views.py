@@ -8,6 +8,7 @@ from django.http import HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.cache import patch_cache_control
 from django.utils.translation import gettext as _
 from django.utils.translation import pgettext
 from django.views.decorators.cache import never_cache
@@ -19,7 +20,8 @@ from ledger import services as ledger
 from ledger.selectors import balance_of
 from marketplace.db import retry_once_if_connection_lost
 from marketplace.errors import PASS_THROUGH, ServiceError
-from marketplace.http import client_ip
+from marketplace.http import client_ip, found_or_404
+from marketplace.ratelimit import rate_limits_hit, request_limits, too_many_requests
 from orders.models import Order
 from orders.views.guest import guest_may_view
 
@@ -108,12 +110,36 @@ def start(request, number, gateway):
         return redirect(payable)
     if begun.redirect_url:
         return redirect(begun.redirect_url)
-    qr_svg = qr.qr_svg(begun.qr_text, 5)
     return render(
         request,
         "payments/qr.html",
-        {"payable": payable, "gateway": get_gateway(gateway), "qr_svg": qr_svg, "subject": _subject(payable)},
+        {
+            "payable": payable,
+            "gateway": get_gateway(gateway),
+            "qr": _qr(begun.qr_text, 5),
+            "subject": _subject(payable),
+        },
     )
+
+
+def _qr(text: str, scale: int) -> dict:
+    """What ``payments/_qr.html`` shows: the text the browser draws, and the address of the same
+    code drawn here for a browser without JavaScript (signed: ``payments.qr``)."""
+    return {"text": text, "scale": scale, "fallback": reverse("payments:qr", args=[qr.fallback_token(text, scale)])}
+
+
+def qr_image(request, token):
+    """The cashier's QR code as an SVG image, for the ``<noscript>`` of a browser without
+    JavaScript. Only a text this server signed for a cashier page in the last hours is drawn
+    (404 for anything else), and drawn once (``payments.qr``'s caches); per client network,
+    at most ``RATE_LIMITS["qr_image"]``."""
+    drawn = found_or_404(qr.fallback_read(token))
+    throttled = rate_limits_hit(request_limits(request, "qr_image"))
+    if throttled is not None:
+        return too_many_requests(request, throttled)
+    response = HttpResponse(qr.qr_svg(*drawn), content_type="image/svg+xml")
+    patch_cache_control(response, private=True, max_age=qr.CACHE_SECONDS)
+    return response
 
 
 @member_or_guest
@@ -182,9 +208,8 @@ def sandbox_cashier(request, number):
     if not payable.is_payable:
         return redirect(payable)
     pay_url = request.build_absolute_uri(reverse("payments:sandbox", args=[payable.number]))
-    qr_svg = qr.qr_svg(pay_url, 4)
     return render(
-        request, "payments/sandbox.html", {"payable": payable, "qr_svg": qr_svg, "subject": _subject(payable)}
+        request, "payments/sandbox.html", {"payable": payable, "qr": _qr(pay_url, 4), "subject": _subject(payable)}
     )
 
 
