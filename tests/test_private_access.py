@@ -598,6 +598,8 @@ NOT_BUYER_PRIVATE = {
     "(tests/test_coupons_pages.py)",
     "agents:coupon_pause": "the signed-in agent's own coupon, 404 for another's (tests/test_coupons_pages.py)",
     "legal:version": "a published agreement's version, public (tests/test_agreements.py)",
+    "payments:qr": "a cashier's QR code as an image for a browser without JavaScript: a token this server "
+    "signed for the cashier page it showed, 404 for any other (tests/test_cashier_qr.py)",
     # Guests' orders (no account): served only to a browser whose session holds the order (it
     # placed it or opened its signed link), codes only after a proof; otherwise 404 for every
     # visitor and member alike (tests/test_guest_checkout.py).
