@@ -15,6 +15,7 @@ Reads by a unique column (``read_one``, and ``lock_one`` with FOR UPDATE) are th
 statement of constant text built once per process, where the ORM compiles its query on each call.
 """
 
+from collections.abc import Sequence
 from typing import TypeVar
 
 from django.db import connections, models
@@ -63,7 +64,7 @@ def insert_parts(obj: models.Model, connection, *, computed: dict[str, str] | No
     return ", ".join(columns), ", ".join(values), params
 
 
-def insert_rows(objs: list[models.Model], *, using: str) -> None:
+def insert_rows(objs: Sequence[models.Model], *, using: str) -> None:
     """INSERT ``objs`` (of one model) in one statement of constant shape, each row as ``save()``
     would write it (``insert_parts``), where ``bulk_create`` compiles its query on each call. No
     RETURNING: an object whose primary key the database generates does not learn it (the caller
