@@ -82,8 +82,18 @@ def main() -> int:
     parser.add_argument("--buyers", type=int, default=2)
     parser.add_argument("--delivered", type=int, default=10, help="delivered orders of the buyer (orders list)")
     parser.add_argument("--sql", action="store_true", help="print each page's statements (one warm call)")
-    parser.add_argument("--only", help="time only the GET rows whose label contains this (and the baselines)")
-    parser.add_argument("--profile", action="store_true", help="print cProfile's top functions for each GET row")
+    parser.add_argument(
+        "--only",
+        help="time only the GET rows whose label contains this (and the baselines); 'POST': the POST rows too",
+    )
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help=(
+            "print cProfile's top functions for each GET row, and for each POST row (whose timed calls "
+            "then run under the profiler: their figures include its overhead)"
+        ),
+    )
     parser.add_argument("--profile-dump", metavar="PREFIX", help="with --profile: also write PREFIXnn.prof per row")
     parser.add_argument("--database-url", default="postgres://postgres@127.0.0.1:5432/kamarket_bench_pages")
     parser.add_argument("--broker-url", default="redis://127.0.0.1:6379/9", help="the cache is the db below it")
@@ -196,10 +206,20 @@ def main() -> int:
             cur.execute("SELECT pg_backend_pid()")
             backend = cur.fetchone()[0]
         timed = inputs[args.warmup + 1 :]
+        profiler = None
+        if args.profile and label.startswith("POST"):  # each POST needs inputs of its own: profile the timed calls
+            import cProfile
+
+            profiler = cProfile.Profile(time.process_time)
         pg0, cpu0, t0 = backend_ticks(backend), time.process_time(), time.perf_counter()
-        for value in timed:
-            fn(value)
+        if profiler is not None:
+            profiler.runcall(lambda: [fn(value) for value in timed])
+        else:
+            for value in timed:
+                fn(value)
         wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
+        if profiler is not None:
+            print_profile(profiler, label, len(timed), args.profile_dump and f"{args.profile_dump}{len(rows):02d}.prof")
         pg = (backend_ticks(backend) - pg0) / CLK_TCK
         n = len(timed)
         rows.append((label, wall / n * 1000, cpu / n * 1000, pg / n * 1000, statements, size, target))
@@ -221,27 +241,25 @@ def main() -> int:
         measure(label, get, [None] * calls, target)
         if args.profile:
             import cProfile
-            import pstats
 
             profiler = cProfile.Profile(time.process_time)  # CPU, not waits
             profiler.runcall(lambda get=get: [get(None) for _ in range(args.n)])
-            print(f"\n--- {label}: cProfile over {args.n} calls")
-            if args.profile_dump:
-                profiler.dump_stats(f"{args.profile_dump}{len(rows):02d}.prof")  # pstats / snakeviz
-            stats = pstats.Stats(profiler)
-            stats.sort_stats("tottime").print_stats(15)
-            stats.sort_stats("cumulative").print_stats(r"^(?!.*\.venv).*\.(py|html)", 40)  # the project's code
+            print_profile(profiler, label, args.n, args.profile_dump and f"{args.profile_dump}{len(rows):02d}.prof")
         if label.startswith("anonymous:"):  # kept PAGE_CACHE_SECONDS per process: what a miss costs
             with override_settings(PAGE_CACHE_SECONDS=0):
                 measure(f"{label} (not cached)", get, [None] * calls, None)
 
-    if args.only:
+    if args.only and not args.only.startswith("POST"):  # "--only POST": the POST rows (and the baselines)
         return report(rows, sql, args, var_dir)
 
     # The POSTs of the browser's path and the Celery tasks' bodies, each on orders of its own.
     def check(response, status: int, label: str, needle: bytes = b""):
         if response.status_code != status or needle not in response.content:
             raise SystemExit(f"{label}: answered {response.status_code}; {needle!r} not in it")
+        # A browser follows the redirect: the page it lands on shows the POST's message and drops
+        # it. Not followed here, the messages would pile up in the cookie (a hundred by the end,
+        # each encoded again on every POST).
+        browser.cookies.pop("messages", None)
         return response
 
     numbers: list[str] = []
@@ -299,6 +317,17 @@ def main() -> int:
     )
     broker.flushdb()
     return report(rows, sql, args, var_dir)
+
+
+def print_profile(profiler, label: str, n: int, dump: str | None) -> None:
+    import pstats
+
+    print(f"\n--- {label}: cProfile over {n} calls")
+    if dump:
+        profiler.dump_stats(dump)  # pstats / snakeviz
+    stats = pstats.Stats(profiler)
+    stats.sort_stats("tottime").print_stats(15)
+    stats.sort_stats("cumulative").print_stats(r"^(?!.*\.venv).*\.(py|html)", 40)  # the project's code
 
 
 def report(rows, sql, args, var_dir) -> int:

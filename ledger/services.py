@@ -20,9 +20,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, router, transaction
 from django.utils.translation import gettext as _
 
+from marketplace import rows as row_sql
 from marketplace.errors import Conflict
 from marketplace.money import quantize
 
@@ -236,18 +237,7 @@ def entry_post(
     # Lines first, then the entry: writing the entry seals them (see the migrations' triggers).
     # Writing a line moves its account's balance row, where a CHECK refuses an overdraft.
     rows = [Line(entry_id=entry_id, account_id=pk, amount=amount) for pk, amount in sorted(lines.items())]
-    floored = {pk: amount for pk, amount in lines.items() if not accounts[pk].allow_negative}
-    if not floored:
-        Line.objects.bulk_create(rows)
-    else:
-        try:
-            with transaction.atomic():  # a refused overdraft leaves nothing written, even if the caller goes on
-                Line.objects.bulk_create(rows)
-        except IntegrityError as exc:
-            if OVERDRAWN not in str(exc):
-                raise
-            raise InsufficientFunds(_overdrawn(floored, accounts)) from None
-    entry = Entry.objects.create(
+    entry = Entry(
         id=entry_id,
         kind=kind,
         reference=reference[:80],
@@ -255,7 +245,35 @@ def entry_post(
         idempotency_key=idempotency_key,
         reverses=reverses,
     )
+    using = router.db_for_write(Entry)
+    # Constant-shape INSERTs on PostgreSQL (``bulk_create`` and ``create`` compile their query on
+    # every entry); the same rows, the same two statements, so the triggers see what they saw.
+    plain = row_sql.one_statement_ok(using, Line, Entry)
+    floored = {pk: amount for pk, amount in lines.items() if not accounts[pk].allow_negative}
+    if not floored:
+        _insert_lines(rows, using, plain)
+    else:
+        try:
+            with transaction.atomic(
+                using=using
+            ):  # a refused overdraft leaves nothing written, even if the caller goes on
+                _insert_lines(rows, using, plain)
+        except IntegrityError as exc:
+            if OVERDRAWN not in str(exc):
+                raise
+            raise InsufficientFunds(_overdrawn(floored, accounts)) from None
+    if plain:
+        row_sql.insert_rows([entry], using=using)
+    else:
+        entry.save(using=using, force_insert=True)
     return entry
+
+
+def _insert_lines(lines: list[Line], using: str, plain: bool) -> None:
+    if plain:
+        row_sql.insert_rows(lines, using=using)
+    else:
+        Line.objects.using(using).bulk_create(lines)
 
 
 OVERDRAWN = "ledger_balance_not_overdrawn"  # the CHECK on balance rows

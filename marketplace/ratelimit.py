@@ -125,23 +125,48 @@ def cache_redis():
     return get_redis_connection("default")
 
 
+# Per limit (KEYS: its window's end, its count; ARGV: the end's value, the window in seconds):
+# the end and a zero count set if absent (both expiring with the window), the count incremented,
+# the end read. One script: atomic like MULTI/EXEC, one command to build and parse instead of
+# four per limit (the script is sent once per Redis; EVALSHA afterwards).
+_HITS_LUA = """
+local out = {}
+for i = 1, #KEYS, 2 do
+  local window = ARGV[i + 1]
+  redis.call('SET', KEYS[i], ARGV[i], 'EX', window, 'NX')
+  redis.call('SET', KEYS[i + 1], 0, 'EX', window, 'NX')
+  out[#out + 1] = redis.call('INCR', KEYS[i + 1])
+  out[#out + 1] = redis.call('GET', KEYS[i])
+end
+return out
+"""
+_scripts: dict[str, Any] = {}
+
+
+def redis_script(client, source: str):
+    """``source`` as a redis-py ``Script`` (EVALSHA, loaded again if the server lost it), one per
+    process; call it with ``client=``."""
+    script = _scripts.get(source)
+    if script is None:
+        script = _scripts[source] = client.register_script(source)
+    return script
+
+
 def _redis_hits(client, limits: list[RateLimit]) -> list[Throttled | None]:
-    """Every limit counted in one MULTI/EXEC round-trip: per limit, the window's end and a zero
-    count are set if absent (both expiring with the window), the count incremented, the end read.
-    Atomic, so a count never outlives its window (an INCR on an expired key would keep it)."""
+    """Every limit counted in one round-trip (``_HITS_LUA``), atomically, so a count never
+    outlives its window (an INCR on an expired key would keep it)."""
     now = time.time()
-    pipe = client.pipeline(transaction=True)
     named = caches["default"].make_key  # the cache's own names (KEY_PREFIX, version)
+    keys: list[str] = []
+    args: list = []
     for limit in limits:
         count_key, end_key = (named(key) for key in _keys(limit.scope, limit.subject))
-        pipe.set(end_key, now + limit.window, ex=limit.window, nx=True)
-        pipe.set(count_key, 0, ex=limit.window, nx=True)
-        pipe.incr(count_key)
-        pipe.get(end_key)
-    results = pipe.execute()
+        keys += [end_key, count_key]
+        args += [repr(now + limit.window), limit.window]
+    found = redis_script(client, _HITS_LUA)(keys=keys, args=args, client=client)
     answers: list[Throttled | None] = []
     for n, limit in enumerate(limits):
-        count, end = results[4 * n + 2], results[4 * n + 3]
+        count, end = found[2 * n], found[2 * n + 1]
         if int(count) <= limit.limit:
             answers.append(None)
             continue

@@ -15,6 +15,7 @@ Reads by a unique column (``read_one``, and ``lock_one`` with FOR UPDATE) are th
 statement of constant text built once per process, where the ORM compiles its query on each call.
 """
 
+from collections.abc import Sequence
 from typing import TypeVar
 
 from django.db import connections, models
@@ -61,6 +62,27 @@ def insert_parts(obj: models.Model, connection, *, computed: dict[str, str] | No
         values.append("%s")
         params.append(field.get_db_prep_save(field.pre_save(obj, True), connection))
     return ", ".join(columns), ", ".join(values), params
+
+
+def insert_rows(objs: Sequence[models.Model], *, using: str) -> None:
+    """INSERT ``objs`` (of one model) in one statement of constant shape, each row as ``save()``
+    would write it (``insert_parts``), where ``bulk_create`` compiles its query on each call. No
+    RETURNING: an object whose primary key the database generates does not learn it (the caller
+    must not need it); the others are marked saved."""
+    connection = connections[using]
+    model = type(objs[0])
+    values, params = [], []
+    for obj in objs:
+        columns, row_values, row_params = insert_parts(obj, connection)
+        values.append(f"({row_values})")
+        params += row_params
+    table = connection.ops.quote_name(model._meta.db_table)
+    with connection.cursor() as cursor:
+        cursor.execute(f"INSERT INTO {table} ({columns}) VALUES {', '.join(values)}", params)  # noqa: S608 (names from the model, values bound)
+    pk = model._meta.pk
+    if not getattr(pk, "db_returning", False):
+        for obj in objs:
+            saved(obj, obj.pk, using)
 
 
 def saved(obj: models.Model, pk, using: str) -> None:

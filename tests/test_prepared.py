@@ -136,3 +136,31 @@ def test_other_databases_evaluate_the_queryset_each_time(shelf, monkeypatch):
     assert [p.pk for p in prepared.objects(category=category.pk, offset=4)] == whole[4:]
     assert prepared.first(category=category.pk).pk == whole[0]
     assert len(compiles) == 3 and prepared._compiled == {}
+
+
+def test_objects_writing_reads_and_writes_over_the_same_rows_in_one_statement(shelf):
+    category, _ = shelf
+    prepared = Prepared(_products, category=987654321)
+    orm = [_fields(p) for p in _products(category.pk)]
+
+    def write(columns):
+        return f"UPDATE catalog_product SET name = name || %s WHERE id IN (SELECT {columns['id']} FROM live)", ["!"]
+
+    with CaptureQueriesContext(connection) as queries:
+        got = prepared.objects_writing(write, category=category.pk)
+    assert len(queries) == 1
+    assert [_fields(p) for p in got] == orm  # the rows as read (the write's snapshot is the same)
+    assert all(p.name.endswith("!") for p in Product.objects.filter(category=category))
+    assert not Product.objects.exclude(category=category).filter(name__endswith="!").exists()
+    assert prepared.objects_writing(write, category=category.pk + 10**6) == []  # no rows: nothing written
+    assert not Product.objects.filter(name__endswith="!!").exists()
+    with pytest.raises(ValueError):
+        Prepared(lambda category: _products(category).values("pk"), category=987654321).objects_writing(
+            write, category=category.pk
+        )
+
+
+def test_objects_writing_leaves_other_databases_to_the_caller(shelf, monkeypatch):
+    category, _ = shelf
+    monkeypatch.setattr(connection, "vendor", "sqlite")
+    assert Prepared(_products, category=987654321).objects_writing(lambda c: ("", []), category=category.pk) is None

@@ -321,23 +321,29 @@ def test_allauths_limits_are_set_explicitly_on_the_cache(settings):
 
 def test_limits_count_in_redis_in_one_round_trip(redis_url, monkeypatch):
     import redis
-    from redis.client import Pipeline
+
+    from marketplace import ratelimit
 
     prefix = f"test-rl-{uuid.uuid4().hex}"
     options = {"IGNORE_EXCEPTIONS": True, "SOCKET_CONNECT_TIMEOUT": 1, "SOCKET_TIMEOUT": 1}
     caches = {"default": {"BACKEND": "django_redis.cache.RedisCache", "LOCATION": redis_url, "OPTIONS": options}}
-    executes = []
-    real = Pipeline.execute
-    monkeypatch.setattr(Pipeline, "execute", lambda self, *a, **k: executes.append(1) or real(self, *a, **k))
     subject = f"{prefix}-{ATTACKER}"
     limits = [RateLimit("test.network", subject, 2, 60), RateLimit("test.subject", f"{prefix}-user", 5, 600)]
     conn = redis.Redis.from_url(redis_url)
+    conn.script_flush()  # the script is sent again when the server lost it
+    executes = []
+    real = redis.Redis.execute_command
+    monkeypatch.setattr(
+        redis.Redis, "execute_command", lambda self, *a, **k: executes.append(a[0]) or real(self, *a, **k)
+    )
     try:
         with override_settings(CACHES=caches):
             answers = [rate_limits_hit(limits) for _ in range(3)]
             assert answers[:2] == [None, None]
             assert answers[2].scope == "test.network" and 0 < answers[2].retry_after <= 60
-            assert executes == [1, 1, 1]  # both limits, one round-trip per request
+            # Both limits, one round-trip per request (the first one finds the script unknown and loads it).
+            assert executes == ["EVALSHA", "SCRIPT LOAD", "EVALSHA", "EVALSHA", "EVALSHA"], executes
+            assert ratelimit._HITS_LUA in ratelimit._scripts
             keys = [k for k in conn.scan_iter("*rl:test.*")]
             assert keys and all(0 < conn.ttl(k) <= 600 for k in keys)
             assert not any(subject.encode() in k for k in keys)  # subjects are hashed

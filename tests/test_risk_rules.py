@@ -287,20 +287,25 @@ def _redis_cache(url):
 
 
 def test_a_checkout_adds_one_redis_round_trip_and_counts_there(settings, redis_url, product, buyer):
+    import redis
     from django.core.cache import cache
-    from redis.client import Pipeline
+
+    from marketplace.ratelimit import cache_redis
+    from risk import counters
 
     settings.CACHES = _redis_cache(redis_url)
     cache.clear()
+    cache_redis().script_load(counters._HITS_LUA)  # as after the first checkout of a process
     settings.RISK_RULES = {**settings.RISK_RULES, "order_burst_buyer": {"limit": 2, "window": 600, "action": "refuse"}}
     trips = []
-    original = Pipeline.execute
-    Pipeline.execute = lambda self, *a, **k: trips.append(len(self.command_stack)) or original(self, *a, **k)
+    original = redis.Redis.execute_command
+    redis.Redis.execute_command = lambda self, *a, **k: trips.append(a[:3]) or original(self, *a, **k)
     try:
         place(product, 1, buyer=buyer)
     finally:
-        Pipeline.execute = original
-    assert trips == [6]  # SET NX + INCR for buyer, IP and device: one round-trip
+        redis.Redis.execute_command = original
+    # SET NX + INCR for buyer, IP and device, in one script: one round-trip with three keys.
+    assert [(t[0], t[2]) for t in trips if t[0] == "EVALSHA"] == [("EVALSHA", 3)], trips
     place(product, 1, buyer=buyer)
     with pytest.raises(risk.RiskRefused):
         place(product, 1, buyer=buyer)

@@ -13,7 +13,7 @@ from django.contrib.auth.hashers import make_password
 from django.core.exceptions import ValidationError
 from django.core.mail import send_mail
 from django.core.validators import validate_email
-from django.db import IntegrityError, router, transaction
+from django.db import IntegrityError, connections, router, transaction
 from django.db.models import F
 from django.template.loader import render_to_string
 from django.utils import timezone, translation
@@ -851,13 +851,30 @@ def order_code_reveal(
 
     ``buyer=None``: the guest of a guest order, who has proved it in this browser (query
     password or emailed code; the guest views check it); the log row has no user."""
-    if buyer is not None:
-        oc = _buyer_code.first(code=order_code_id, number=order_number, buyer=buyer.pk)
+    owner = {"buyer": buyer.pk} if buyer is not None else {}
+    read = _buyer_code if buyer is not None else _guest_code
+    logged = CodeReveal(user=buyer, ip=ip, user_agent=(user_agent or "")[:300])
+    using = router.db_for_write(CodeReveal)
+    found = None
+    if rows.one_statement_ok(using, CodeReveal):
+        # The code read and its reveal logged in one statement: the log row is written for
+        # exactly the code returned (same snapshot), none when no live code matches.
+        def write(columns: dict[str, str]) -> tuple[str, list]:
+            connection = connections[using]
+            names, values, params = rows.insert_parts(logged, connection, computed={"order_code_id": columns["id"]})
+            table = connection.ops.quote_name(CodeReveal._meta.db_table)
+            return f"INSERT INTO {table} ({names}) SELECT {values} FROM live", params  # noqa: S608 (names from the model)
+
+        found = read.objects_writing(write, using=using, code=order_code_id, number=order_number, **owner)
+    if found is None:  # another database: read, then log
+        oc = read.first(code=order_code_id, number=order_number, **owner)
+        if oc is not None:
+            logged.order_code = oc
+            logged.save(using=using)
     else:
-        oc = _guest_code.first(code=order_code_id, number=order_number)
+        oc = found[0] if found else None
     if oc is None:
         raise OrderCode.DoesNotExist("no such live code on a delivered order of this buyer")
-    CodeReveal.objects.create(order_code=oc, user=buyer, ip=ip, user_agent=(user_agent or "")[:300])
     return stock.code_plaintext(oc.code)
 
 
