@@ -18,7 +18,8 @@ def _view(request, number=None):  # pragma: no cover (never called: only reverse
 urlpatterns = [path("elsewhere/<str:number>/", _view, name="elsewhere")]
 
 SOURCES = {
-    "root.html": "<title>{% block title %}Root{% endblock %}</title>{% if x %}{% block body %}root body{% endblock %}{% endif %}"
+    "root.html": "<title>{% block title %}Root{% endblock %}</title>"
+    "{% if x %}{% block body %}root body{% endblock %}{% endif %}"
     "{% for i in items %}{% block item %}[{{ i }}]{% endblock %}{% endfor %}{% block tail %}{% endblock %}",
     "middle.html": "{% extends 'root.html' %}{% block title %}Middle · {{ block.super }}{% endblock %}"
     "{% block body %}middle {{ block.super }}{% block inner %}inner{% endblock %}{% endblock %}",
@@ -53,7 +54,9 @@ def test_kept_extends_follows_a_reloaded_parent():
     django_engine, ours = _engines(sources)
     assert "root body" in ours.get_template("leaf.html").render(Context({"x": True}))
     # A changed root, as Django's autoreloader sees it: the cached loaders are reset.
-    sources["root.html"] = "{% block title %}New{% endblock %}|{% block body %}new body{% endblock %}|{% block added %}added{% endblock %}"
+    sources["root.html"] = (
+        "{% block title %}New{% endblock %}|{% block body %}new body{% endblock %}|{% block added %}added{% endblock %}"
+    )
     for engine in (django_engine, ours):
         engine.template_loaders[0].reset()
     expected = django_engine.get_template("leaf.html").render(Context({"x": True}))
@@ -62,7 +65,10 @@ def test_kept_extends_follows_a_reloaded_parent():
 
 
 def test_the_project_engine_uses_the_kept_tags():
-    template = engines["django"].from_string("{% extends 'base.html' %}{% load i18n %}{% block content %}{% url 'orders:list' %}{% translate 'My orders' %}{% endblock %}")
+    template = engines["django"].from_string(
+        "{% extends 'base.html' %}{% load i18n %}"
+        "{% block content %}{% url 'orders:list' %}{% translate 'My orders' %}{% endblock %}"
+    )
     extends = template.template.nodelist[0]
     assert type(extends) is kept.KeptExtendsNode
     kinds = {type(n) for n in extends.nodelist.get_nodes_by_type(object)}
