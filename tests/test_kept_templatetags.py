@@ -2,11 +2,13 @@
 library) ``{% translate %}`` (marketplace/templatetags/kept.py, i18n_kept.py) render exactly
 what Django's own render, while keeping what they look up."""
 
+from datetime import UTC, date, datetime
+
 import pytest
 from django.template import Context, Engine, engines
 from django.test import override_settings
 from django.urls import NoReverseMatch, path, reverse, set_script_prefix
-from django.utils import translation
+from django.utils import timezone, translation
 
 from marketplace.templatetags import i18n_kept, kept
 
@@ -148,3 +150,35 @@ def test_kept_translate_forgets_when_the_catalogues_change(settings):
     assert not node.texts
     with translation.override("zh-hans"):
         assert template.render(Context()) == "我的订单"
+
+
+DATE_SOURCE = (
+    '{{ v|date:"Y-m-d H:i" }}|{{ v|date:"m-d H:i:s" }}|{{ v|date:"Y年m月d日" }}|{{ v|date:"N j, Y" }}'
+    '|{{ v|date }}|{{ v|date:"SHORT_DATETIME_FORMAT" }}|{{ v|time:"H:i" }}|{{ v|time:"H:i:s" }}|{{ v|time }}'
+    '|{{ v|date:"Y\\\\m" }}|{{ v|date:"{Y}" }}'
+)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC),  # 11:04 in Shanghai
+        datetime(2026, 12, 31, 23, 59, 59, tzinfo=UTC),
+        datetime(999, 7, 8, 9, 10, 11),  # naive, a year of three digits
+        date(2026, 3, 4),  # a date: Django's filter (time letters are refused there)
+        None,
+        "",
+    ],
+)
+def test_date_and_time_filters_render_as_django(value):
+    django_engine = Engine(libraries={})
+    ours = Engine(builtins=["marketplace.templatetags.display"])
+    source = DATE_SOURCE if not isinstance(value, date) or isinstance(value, datetime) else '{{ v|date:"Y-m-d" }}'
+    for language in ("zh-hans", "en"):
+        with translation.override(language):
+            expected = django_engine.from_string(source).render(Context({"v": value}))
+            assert ours.from_string(source).render(Context({"v": value})) == expected
+    if isinstance(value, datetime) and value.tzinfo:
+        with translation.override("en"):
+            text = ours.from_string('{{ v|date:"Y-m-d H:i" }}').render(Context({"v": value}))
+        assert text == timezone.localtime(value).strftime("%Y-%m-%d %H:%M")
