@@ -13,6 +13,8 @@ select catalogues (LANGUAGES, LANGUAGE_CODE, LOCALE_PATHS, INSTALLED_APPS) chang
 Not kept: a variable or filtered message, ``noop``, ``context`` and ``as var``.
 """
 
+import weakref
+
 from django import template
 from django.core.signals import setting_changed
 from django.templatetags import i18n as django_i18n
@@ -23,7 +25,8 @@ register = template.Library()
 register.tags.update(django_i18n.register.tags)
 register.filters.update(django_i18n.register.filters)
 
-_kept_nodes: "list[KeptTranslateNode]" = []  # every node holding texts, to forget them
+# Every node holding texts, to forget them (weakly: a reloaded template's old nodes go).
+_kept_nodes: "weakref.WeakSet[KeptTranslateNode]" = weakref.WeakSet()
 
 
 class KeptTranslateNode(django_i18n.TranslateNode):
@@ -49,13 +52,13 @@ class KeptTranslateNode(django_i18n.TranslateNode):
             pass
         text = super().render(context)
         if not self.texts:
-            _kept_nodes.append(self)
+            _kept_nodes.add(self)
         self.texts[key] = text
         return text
 
 
 def forget_texts() -> None:
-    for node in _kept_nodes:
+    for node in list(_kept_nodes):
         node.texts.clear()
     _kept_nodes.clear()
 
