@@ -177,8 +177,12 @@ TEMPLATES = [
                 # Last: a page kept for anonymous visitors renders a placeholder CSRF token.
                 "marketplace.pagecache.csrf_placeholder",
             ],
-            # ``money`` and ``order_no``: how amounts and order numbers are shown, everywhere.
-            "builtins": ["marketplace.templatetags.display"],
+            # ``money`` and ``order_no``: how amounts and order numbers are shown, everywhere;
+            # ``extends`` and ``url``: Django's, with what they look up kept (templatetags/kept.py).
+            "builtins": ["marketplace.templatetags.display", "marketplace.templatetags.kept"],
+            # ``{% load i18n %}``: Django's library with literal ``{% translate %}`` texts kept per
+            # language (templatetags/i18n_kept.py).
+            "libraries": {"i18n": "marketplace.templatetags.i18n_kept"},
         },
     },
 ]

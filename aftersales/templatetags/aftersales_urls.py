@@ -7,7 +7,8 @@ member under ``/support/`` and a guest under their order, ``/orders/guest/<numbe
 """
 
 from django import template
-from django.urls import reverse
+
+from marketplace.templatetags.kept import kept_reverse
 
 register = template.Library()
 
@@ -22,7 +23,7 @@ def buyer_url(context, name: str, *args) -> str:
     if not number and order is not None and getattr(order, "buyer_id", 0) is None:
         number = order.number  # a guest order's pages are always the guest's
     if not number:
-        return reverse(f"aftersales:{name}", args=args)
+        return kept_reverse(f"aftersales:{name}", args=args)
     if name in ORDER_ARGUMENT:
         args = ()
-    return reverse(f"aftersales_guest:{name}", args=[number, *args])
+    return kept_reverse(f"aftersales_guest:{name}", args=[number, *args])

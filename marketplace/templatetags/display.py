@@ -8,10 +8,13 @@ apart by CSS, so a copied number has no spaces in it (``|order_no:"text"`` where
 go, such as a page title); support's search accepts it either way.
 """
 
+from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from html import escape as html_escape
 
 from django import template
+from django.template.defaultfilters import date as django_date
+from django.template.defaultfilters import time as django_time
 from django.utils.formats import get_format
 from django.utils.safestring import mark_safe
 
@@ -66,3 +69,50 @@ def order_no(value, arg: str = ""):
     groups = [html_escape(g) for g in order_no_format(value).split()]
     spans = "".join(f"<span>{g}</span>" for g in groups)
     return mark_safe(f'<span class="order-no" title="{"".join(groups)}">{spans}</span>')  # noqa: S308 (escaped)
+
+
+# ``|date`` and ``|time`` with a format of digits only (``"Y-m-d H:i"``, ``"m-d H:i:s"``, ``"H:i"``):
+# the same text in every language, drawn by ``str.format`` (about 1.5 µs) instead of Django's
+# ``DateFormat`` (about 20 µs: the localised format lookup, then a method call per letter). Any
+# other format, a named one (``"SHORT_DATE_FORMAT"``), none, or a value that is not a datetime
+# goes to Django's filter. The value is already in the current time zone (``expects_localtime``).
+DIGITS = {
+    "Y": "{0.year:04d}",
+    "m": "{0.month:02d}",
+    "d": "{0.day:02d}",
+    "H": "{0.hour:02d}",
+    "i": "{0.minute:02d}",
+    "s": "{0.second:02d}",
+}
+TIME_LETTERS = frozenset("His")
+_patterns: dict[tuple[str, bool], str | None] = {}
+
+
+def digits_pattern(fmt, *, time_only: bool = False) -> str | None:
+    """A ``str.format`` pattern equal to Django's date format ``fmt`` when ``fmt`` is made of the
+    letters Y m d H i s (H i s only for ``|time``) and characters that are not letters (no
+    backslash escapes); else None."""
+    key = (fmt, time_only)
+    if key in _patterns:
+        return _patterns[key]
+    pattern = None
+    letters = TIME_LETTERS if time_only else DIGITS.keys()
+    if isinstance(fmt, str) and fmt and "\\" not in fmt and all(c in letters or not c.isalpha() for c in fmt):
+        pattern = "".join(DIGITS.get(c) or c.replace("{", "{{").replace("}", "}}") for c in fmt)
+    if len(_patterns) < 256:  # formats come from templates: a handful
+        _patterns[key] = pattern
+    return pattern
+
+
+@register.filter(expects_localtime=True, is_safe=False)
+def date(value, arg=None):
+    if type(value) is datetime and (pattern := digits_pattern(arg)) is not None:
+        return pattern.format(value)
+    return django_date(value, arg)
+
+
+@register.filter(expects_localtime=True, is_safe=False)
+def time(value, arg=None):
+    if type(value) is datetime and (pattern := digits_pattern(arg, time_only=True)) is not None:
+        return pattern.format(value)
+    return django_time(value, arg)

@@ -1,0 +1,142 @@
+"""Django's ``{% extends %}`` and ``{% url %}``, with what they look up kept per process; built
+into every template (``TEMPLATES["OPTIONS"]["builtins"]``, after Django's own, so they replace
+theirs). What they render is Django's, byte for byte.
+
+``extends``: Django's ``ExtendsNode.render`` walks the root template's whole node tree for its
+``{% block %}`` nodes on every render (``get_nodes_by_type``: base.html's navigation, footer and
+all, about 25 nested node lists per page). A compiled template does not change while it is the
+same object: the cached loader hands out the same ``Template`` until it is reset (Django's
+autoreloader resets it when a template changes; the new ``Template`` gets its own entry), so
+its block map is kept per template object, weakly (a dropped template takes its entry along).
+
+``url``: ``reverse`` (about 35 µs a call: the resolver's per-language dictionaries, the
+pattern's candidates, quoting) is kept per process for each URL name, arguments, current app,
+URL conf (the resolver object: ``clear_url_caches`` makes a new one), script prefix and
+language (patterns may be translated), the least recently used out first. Only arguments of
+plain types (str, int, UUID) are kept: anything else is reversed each time, as Django does.
+"""
+
+import weakref
+from uuid import UUID
+
+from django import template
+from django.template.base import TextNode
+from django.template.defaulttags import URLNode
+from django.template.defaulttags import url as django_url
+from django.template.loader_tags import BLOCK_CONTEXT_KEY, BlockContext, BlockNode, ExtendsNode, do_extends
+from django.urls import NoReverseMatch, get_resolver, get_script_prefix, get_urlconf, reverse
+from django.utils.html import conditional_escape
+from django.utils.translation import get_language
+
+from marketplace.localcache import _Recent
+
+register = template.Library()
+
+# Compiled root template -> its {% block %} nodes by name (None: the parent extends another).
+_parent_blocks: "weakref.WeakKeyDictionary[template.Template, dict[str, BlockNode] | None]"
+_parent_blocks = weakref.WeakKeyDictionary()
+
+
+def root_blocks(parent: template.Template) -> dict[str, BlockNode] | None:
+    """The block nodes a root template adds to the block context; None when ``parent`` itself
+    extends another (its ExtendsNode adds them when it renders). Django's rule: a template is a
+    root unless its first node that is not text is an ExtendsNode."""
+    try:
+        return _parent_blocks[parent]
+    except KeyError:
+        pass
+    blocks = None
+    for node in parent.nodelist:
+        if not isinstance(node, TextNode):
+            if not isinstance(node, ExtendsNode):
+                blocks = {n.name: n for n in parent.nodelist.get_nodes_by_type(BlockNode)}
+            break
+    _parent_blocks[parent] = blocks
+    return blocks
+
+
+class KeptExtendsNode(ExtendsNode):
+    def render(self, context):
+        compiled_parent = self.get_parent(context)
+        block_context = context.render_context.get(BLOCK_CONTEXT_KEY)
+        if block_context is None:
+            block_context = context.render_context[BLOCK_CONTEXT_KEY] = BlockContext()
+        block_context.add_blocks(self.blocks)
+        blocks = root_blocks(compiled_parent)
+        if blocks:
+            block_context.add_blocks(blocks)
+        with context.render_context.push_state(compiled_parent, isolated_context=False):
+            return compiled_parent._render(context)
+
+
+@register.tag("extends")
+def kept_extends(parser, token):
+    node = do_extends(parser, token)
+    return KeptExtendsNode(node.nodelist, node.parent_name, node.template_dirs)
+
+
+class _Reversed(_Recent):
+    def get(self, key: tuple) -> str | None:
+        return self._get(key)
+
+    def put(self, key: tuple, url: str) -> None:
+        self._put(key, url)
+
+
+_reversed = _Reversed(limit=4096)
+PLAIN = (str, int, UUID)
+
+
+def kept_reverse(viewname: str, args=(), kwargs=None, current_app: str | None = None) -> str:
+    """``django.urls.reverse(viewname, args=args, kwargs=kwargs, current_app=current_app)``,
+    kept per process (see the module's docstring); raises ``NoReverseMatch`` as it does."""
+    kwargs = kwargs or {}
+    if not isinstance(viewname, str) or not all(type(a) in PLAIN for a in (*args, *kwargs.values())):
+        return reverse(viewname, args=args, kwargs=kwargs, current_app=current_app)
+    urlconf = get_urlconf()
+    key = (
+        get_resolver(urlconf),
+        get_script_prefix(),
+        get_language(),
+        viewname,
+        tuple(args),
+        tuple(sorted(kwargs.items())),
+        current_app,
+    )
+    url = _reversed.get(key)
+    if url is None:
+        url = reverse(viewname, urlconf=urlconf, args=args, kwargs=kwargs, current_app=current_app)
+        _reversed.put(key, url)
+    return url
+
+
+class KeptURLNode(URLNode):
+    def render(self, context):
+        args = [arg.resolve(context) for arg in self.args]
+        kwargs = {k: v.resolve(context) for k, v in self.kwargs.items()}
+        view_name = self.view_name.resolve(context)
+        try:
+            current_app = context.request.current_app
+        except AttributeError:
+            try:
+                current_app = context.request.resolver_match.namespace
+            except AttributeError:
+                current_app = None
+        url = ""
+        try:
+            url = kept_reverse(view_name, args=args, kwargs=kwargs, current_app=current_app)
+        except NoReverseMatch:
+            if self.asvar is None:
+                raise
+        if self.asvar:
+            context[self.asvar] = url
+            return ""
+        if context.autoescape:
+            url = conditional_escape(url)
+        return url
+
+
+@register.tag("url")
+def kept_url(parser, token):
+    node = django_url(parser, token)
+    return KeptURLNode(node.view_name, node.args, node.kwargs, node.asvar)
