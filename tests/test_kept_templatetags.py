@@ -182,3 +182,22 @@ def test_date_and_time_filters_render_as_django(value):
         with translation.override("en"):
             text = ours.from_string('{{ v|date:"Y-m-d H:i" }}').render(Context({"v": value}))
         assert text == timezone.localtime(value).strftime("%Y-%m-%d %H:%M")
+
+
+def test_the_only_template_library_name_given_twice_is_the_replaced_i18n():
+    """templates.W003 is silenced for the deliberate ``i18n`` replacement: the same comparison
+    here (the installed templatetags modules against the engine's libraries) allows no other."""
+    from collections import defaultdict
+
+    from django.template import engines
+    from django.template.backends.django import get_template_tag_modules
+
+    libraries = defaultdict(set)
+    for name, path in get_template_tag_modules():
+        libraries[name].add(path)
+    engine = engines["django"].engine
+    for name, path in engine.libraries.items():
+        libraries[name].add(path)
+    given_twice = {name: paths for name, paths in libraries.items() if len(paths) > 1}
+    assert given_twice == {"i18n": {"django.templatetags.i18n", "marketplace.templatetags.i18n_kept"}}
+    assert engine.libraries["i18n"] == "marketplace.templatetags.i18n_kept"  # ours is the one loaded

@@ -243,24 +243,28 @@ def test_a_rule_marked_in_settings_counts_at_once_and_a_dismissal_cancels_it(set
 
 @pytest.mark.django_db
 def test_velocity_counts_in_one_redis_round_trip(settings, redis_url):
+    import redis
     from django.core.cache import cache
-    from redis.client import Pipeline
 
+    from marketplace.ratelimit import cache_redis
+    from risk import counters
     from tests.test_risk_rules import _redis_cache
 
     settings.CACHES = _redis_cache(redis_url)
     cache.clear()
+    cache_redis().script_load(counters._HITS_LUA)  # as after the first count of a process
     rule(settings, "payment_failed_ip", 1, "log")
     trips = []
-    original = Pipeline.execute
-    Pipeline.execute = lambda self, *a, **k: trips.append(len(self.command_stack)) or original(self, *a, **k)
+    original = redis.Redis.execute_command
+    redis.Redis.execute_command = lambda self, *a, **k: trips.append(a[:3]) or original(self, *a, **k)
     try:
         risk.velocity_count(event="payment_failed", email="x@example.net", ip="192.0.2.9", device="d")
         risk.velocity_count(event="payment_failed", email="y@example.net", ip="192.0.2.9", device="e")
     finally:
-        Pipeline.execute = original
+        redis.Redis.execute_command = original
         cache.clear()
-    assert trips == [6, 6]
+    # Email, IP and device counted by one script per event: one round trip with three keys each.
+    assert [(t[0], t[2]) for t in trips] == [("EVALSHA", 3), ("EVALSHA", 3)], trips
     assert Alert.objects.get().rule == "payment_failed_ip"
 
 
