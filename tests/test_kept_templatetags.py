@@ -193,11 +193,11 @@ def test_the_only_template_library_name_given_twice_is_the_replaced_i18n():
     from django.template.backends.django import get_template_tag_modules
 
     libraries = defaultdict(set)
-    for name, path in get_template_tag_modules():
-        libraries[name].add(path)
+    for name, module in get_template_tag_modules():
+        libraries[name].add(module)
     engine = engines["django"].engine
-    for name, path in engine.libraries.items():
-        libraries[name].add(path)
+    for name, module in engine.libraries.items():
+        libraries[name].add(module)
     given_twice = {name: paths for name, paths in libraries.items() if len(paths) > 1}
     assert given_twice == {"i18n": {"django.templatetags.i18n", "marketplace.templatetags.i18n_kept"}}
     assert engine.libraries["i18n"] == "marketplace.templatetags.i18n_kept"  # ours is the one loaded
