@@ -1,4 +1,5 @@
-"""The delivered codes of an order, drawn in Python for the member's and the guest's order pages.
+"""After-sales' parts of the member's and the guest's order pages, drawn in Python: the codes
+card and the no-reason refund offer.
 
 ``{% order_codes_list reveal_url_name can_reveal=... aftersales=... %}`` takes ``order`` (its
 ``live_codes``, ``orders.selectors``), ``refund`` (``{% refund_options %}``, or nothing) and
@@ -14,6 +15,10 @@ path. Every value of the page's data is escaped here (``conditional_escape`` or
 ``render_value_in_context``, as the template's ``{{ }}`` did); the fixed markup is literal.
 A reveal confirmed without htmx shows its code through ``orders/_revealed_code.html``, the
 template the htmx answer uses too.
+
+``{% refund_entry %}`` (``oob=True`` in the answer to an htmx reveal, which replaces it in place)
+draws what ``orders/_refund_entry.html`` drew: its slot, always there, and in it the 7-day
+no-reason refund offer while unrevealed codes of a delivered order can be refunded at once.
 """
 
 from django import template
@@ -21,8 +26,10 @@ from django.template.base import FilterExpression, Parser, render_value_in_conte
 from django.template.defaulttags import CsrfTokenNode
 from django.utils.html import conditional_escape
 from django.utils.safestring import SafeString, mark_safe
+from django.utils.timezone import template_localtime
 from django.utils.translation import gettext, ngettext
 
+from marketplace.templatetags.display import date as display_date
 from marketplace.templatetags.kept import kept_reverse
 
 from .aftersales_refunds import refund_code
@@ -88,7 +95,8 @@ def _code_row(context, oc, counter: int, *, order, refund, reveal_url_name: str,
         if aftersales:
             number = render_value_in_context(order.number, context)
             parts.append(
-                f'<a class="link-secondary text-decoration-none" href="{conditional_escape(buyer_url(context, "ticket_new"))}'
+                '<a class="link-secondary text-decoration-none"'
+                f' href="{conditional_escape(buyer_url(context, "ticket_new"))}'
                 f'?order={number}&amp;code={pk}&amp;kind=invalid" data-testid="report-code"><i class="bi bi-flag"></i>'
                 f' <span class="text-decoration-underline">{_t("Problem with this code?")}</span></a>'
             )
@@ -142,3 +150,40 @@ def order_codes_list(context, reveal_url_name: str, *, can_reveal=False, aftersa
     parts.extend(_code_row(context, oc, i, **kw) for i, oc in enumerate(order.live_codes, start=1))
     parts.append("\n  </ul>\n</div>\n")
     return mark_safe("".join(parts))  # noqa: S308 (fixed markup; every value escaped above)
+
+
+@register.simple_tag(takes_context=True)
+def refund_entry(context, *, oob=False) -> SafeString:
+    """The refund offer's slot with, when ``refund`` (``{% refund_options %}``) has codes of the
+    delivered ``order`` to refund at once, the offer: the window's end, how many, the link."""
+    order = context.get("order")
+    refund = context.get("refund")
+    head = '\n<div id="refund-entry-slot" hx-swap-oob="true">\n' if oob else '\n<div id="refund-entry-slot">\n'
+    if not (order.status == "delivered" and refund and refund.window_open and refund.refundable_ids):
+        return mark_safe(head + "\n</div>\n")  # noqa: S308 (fixed markup)
+    count = len(refund.refundable_ids)
+    n = render_value_in_context(count, context)
+    days = render_value_in_context(_REFUND_DAYS.resolve(context), context)
+    until = render_value_in_context(
+        display_date(template_localtime(refund.window_end, context.use_tz), "Y-m-d H:i"), context
+    )
+    href = conditional_escape(buyer_url(context, "refund_new", order.number))
+    title = gettext("%(days)s-day no-reason refund") % {"days": days}
+    until = gettext("Codes you have not revealed can be refunded until %(date)s, no reason needed.") % {"date": until}
+    many = ngettext(
+        "%(n)s unrevealed code can be refunded now.", "%(n)s unrevealed codes can be refunded now.", count
+    ) % {"n": n}
+    return mark_safe(  # noqa: S308 (fixed markup; every value escaped above)
+        head + '\n<div class="card mb-3 border-success-subtle bg-success-subtle" data-testid="refund-entry">\n'
+        '  <div class="card-body d-flex flex-column flex-sm-row align-items-sm-center gap-2 gap-sm-3 py-3">\n'
+        '    <div class="flex-grow-1 small">\n'
+        '      <div class="fw-semibold text-success-emphasis"><i class="bi bi-arrow-counterclockwise"></i>'
+        f" {title}</div>\n"
+        f'      <div class="text-secondary">{until}</div>\n'
+        '      <div class="text-success-emphasis fw-semibold mt-1" data-testid="refundable-count"'
+        f' data-count="{n}">{many}</div>\n'
+        "    </div>\n"
+        f'    <a class="btn btn-success flex-shrink-0 fw-semibold" href="{href}" data-testid="refund-unused">'
+        f"{_t('Refund unused codes')}</a>\n"
+        "  </div>\n</div>\n\n</div>\n"
+    )
