@@ -187,13 +187,13 @@ class Order(models.Model):
     def __str__(self):
         return self.number
 
-    def get_status_display(self) -> str:
-        return choice_display(self, "status")
-
     def get_absolute_url(self):
         if self.buyer_id is None:
             return reverse("orders:guest_detail", args=[self.number])
         return reverse("orders:detail", args=[self.number])
+
+    def get_status_display(self) -> str:
+        return choice_display(self, "status")
 
     @property
     def is_guest(self) -> bool:
