@@ -18,6 +18,7 @@ from django.utils.safestring import SafeString, mark_safe
 from django.utils.timezone import template_localtime
 from django.utils.translation import gettext, ngettext
 
+from catalog.templatetags.catalog_kinds import kind_icon_html
 from marketplace.templatetags.display import date as display_date
 from marketplace.templatetags.display import money_format, order_no
 from marketplace.templatetags.kept import kept_reverse
@@ -77,8 +78,6 @@ def order_head(context, status_url_name: str) -> SafeString:
     is under way (``confirming``: back from a gateway's cashier)."""
     order = context.get("order")
     confirming = context.get("confirming")
-    with context.push(kind=order.product.kind):
-        icon = context.template.engine.get_template("catalog/_kind_icon.html").render(context)
     items = ngettext("%(n)s item", "%(n)s items", order.quantity) % {"n": _value(order.quantity, context)}
     refunded = ""
     if order.refunded_quantity:
@@ -95,7 +94,7 @@ def order_head(context, status_url_name: str) -> SafeString:
         poll = f'hx-get="{url}?seen={_value(order.status, context)}" hx-trigger="every {every}" hx-swap="innerHTML"'
     return mark_safe(  # noqa: S308 (fixed markup; every value escaped above)
         '\n<div class="card mb-3">\n  <div class="card-body d-flex gap-3 align-items-center">\n'
-        f"    {icon}\n"
+        f"    {kind_icon_html(order.product.kind)}\n"
         '    <div class="flex-grow-1 min-w-0">\n'
         f'      <h1 class="h6 mb-1 text-break">{_value(order.product_name, context)}</h1>\n'
         f'      <div class="small text-secondary">{items} · {gettext("Total")}'
@@ -118,14 +117,12 @@ def order_info(context) -> SafeString:
         f'      <dt class="col-4">{t("Quantity")}</dt><dd class="col-8">{_value(order.quantity, context)}</dd>\n      ',
     ]
     if order.discount:
-        rows.append(
-            f'<dt class="col-4">{t("Discount")}</dt><dd class="col-8">−{_money(order.discount, context)}</dd>'
-        )
+        rows.append(f'<dt class="col-4">{t("Discount")}</dt><dd class="col-8">−{_money(order.discount, context)}</dd>')
     rows.append(
         f'\n      <dt class="col-4">{t("Total")}</dt><dd class="col-8 fw-bold text-price" data-testid="order-total">'
         f"{_money(order.total, context)}</dd>\n"
         f'      <dt class="col-4">{t("Ordered at")}</dt><dd class="col-8">'
-        f'{_date(order.created_at, "Y-m-d H:i", context)}</dd>\n      '
+        f"{_date(order.created_at, 'Y-m-d H:i', context)}</dd>\n      "
     )
     if order.paid_at:
         rows.append(
@@ -135,15 +132,13 @@ def order_info(context) -> SafeString:
     if order.delivered_at:
         rows.append(
             f'<dt class="col-4">{t("Delivered at")}</dt><dd class="col-8">'
-            f'{_date(order.delivered_at, "Y-m-d H:i", context)}</dd>'
+            f"{_date(order.delivered_at, 'Y-m-d H:i', context)}</dd>"
         )
     return mark_safe(  # noqa: S308 (fixed markup; every value escaped above)
         '\n<div class="card mb-3">\n'
         f'  <div class="card-header small fw-semibold">{t("Order details")}</div>\n'
         '  <div class="card-body small">\n'
-        '    <dl class="row mb-0 summary-list">\n      '
-        + "".join(rows)
-        + "\n    </dl>\n  </div>\n</div>\n"
+        '    <dl class="row mb-0 summary-list">\n      ' + "".join(rows) + "\n    </dl>\n  </div>\n</div>\n"
     )
 
 
@@ -155,7 +150,7 @@ def order_history(context) -> SafeString:
         '\n        <li class="d-flex justify-content-between gap-2"'
         + (' data-testid="history-reissue"' if h.reissue else "")
         + f'><span>{_value(h.label, context)}</span><span class="text-secondary text-nowrap">'
-        f'{_date(h.at, "m-d H:i:s", context)}</span></li>\n      '
+        f"{_date(h.at, 'm-d H:i:s', context)}</span></li>\n      "
         for h in order.timeline
     ]
     return mark_safe(  # noqa: S308 (fixed markup; every value escaped above)
