@@ -41,7 +41,7 @@ def choice_display(instance: models.Model, name: str) -> str:
     language, the value itself when it is not a choice), with the field's choices made a
     dictionary once per process: Django's builds it on every call, hashing each lazy label,
     i.e. one translation lookup per choice (an order page shows a dozen statuses)."""
-    field = instance._meta.get_field(name)
+    field = cast(models.Field, instance._meta.get_field(name))
     value = getattr(instance, field.attname)
     return force_str(_choice_labels(field).get(value, value), strings_only=True)
 
