@@ -17,16 +17,33 @@ Nothing else writes a status (``tests/test_state_machines.py`` scans the source 
 
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from functools import cache
 from typing import cast
 
 from django.conf import settings
 from django.db import connections, models, router, transaction
 from django.db.models import sql
 from django.utils import timezone
+from django.utils.encoding import force_str
 from django.utils.translation import gettext_lazy as _
 
 from . import rows
 from .errors import Conflict
+
+
+@cache
+def _choice_labels(field: models.Field) -> dict:
+    return dict(field.flatchoices)
+
+
+def choice_display(instance: models.Model, name: str) -> str:
+    """``instance.get_<name>_display()`` as Django answers it (the choice's label in the active
+    language, the value itself when it is not a choice), with the field's choices made a
+    dictionary once per process: Django's builds it on every call, hashing each lazy label,
+    i.e. one translation lookup per choice (an order page shows a dozen statuses)."""
+    field = cast(models.Field, instance._meta.get_field(name))
+    value = getattr(instance, field.attname)
+    return force_str(_choice_labels(field).get(value, value), strings_only=True)
 
 
 class IllegalTransition(Conflict):

@@ -11,7 +11,7 @@ from django.utils.translation import gettext_lazy as _
 from django.utils.translation import pgettext_lazy
 
 from marketplace.money import quantize, split
-from marketplace.transitions import StateMachine, StatusChange, table
+from marketplace.transitions import StateMachine, StatusChange, choice_display, table
 
 _ALPHABET = string.ascii_uppercase + string.digits
 
@@ -192,6 +192,9 @@ class Order(models.Model):
             return reverse("orders:guest_detail", args=[self.number])
         return reverse("orders:detail", args=[self.number])
 
+    def get_status_display(self) -> str:
+        return choice_display(self, "status")
+
     @property
     def is_guest(self) -> bool:
         return self.buyer_id is None
@@ -227,6 +230,9 @@ class OrderStatusChange(StatusChange):
     order = models.ForeignKey(Order, verbose_name=_("order"), related_name="history", on_delete=models.CASCADE)
     from_status = models.CharField(_("from"), max_length=16, blank=True, choices=Order.Status.choices)
     to_status = models.CharField(_("to"), max_length=16, choices=Order.Status.choices)
+
+    def get_to_status_display(self) -> str:
+        return choice_display(self, "to_status")
 
 
 # A code replaced on a delivered order (补发) is a row in the order's history whose status does

@@ -433,3 +433,17 @@ def test_the_guest_after_sales_pages_speak_chinese_to_a_chinese_reader(product, 
         english += [f for f in fragments if f in text]
     assert english == []
     assert "售后" in visible_text(pages[0].content.decode())
+
+
+def test_the_guest_order_page_title_is_only_the_order_and_holds_one_reveal_confirmation(client, product):
+    """The reveal confirmation modal was drawn inside <title> too (until 2026-12-06): the tab
+    showed its markup as text."""
+    order = buy_as_guest(client, product)
+    for proved in (False, True):
+        if proved:
+            prove(client, order)
+        html = client.get(base(order) + "/").content.decode()
+        title = re.search(r"<title>(.*?)</title>", html, re.S).group(1)
+        assert "<" not in title and "\n" not in title and title.startswith("Order ")
+        assert len(re.findall(r'\sid="reveal-confirm"', html)) == (1 if proved else 0)
+        assert ('data-testid="reveal"' in html) is proved

@@ -159,8 +159,10 @@ class RefundOptions:
             return []
         return unrevealed
 
-    @property
+    @cached_property
     def refundable_ids(self) -> set[int]:
+        """The ids of ``automatic`` (kept: an order page asks for them several times; the
+        options are not changed once made)."""
         return {c.order_code.pk for c in self.automatic}
 
     @property

@@ -7,14 +7,14 @@ draws the badge from it, not from the order page's rows."""
 from dataclasses import dataclass
 
 from django.http import HttpResponse
-from django.template.loader import render_to_string
 
 from ..models import Order
+from ..templatetags.order_page import status_badge_html
 
 
 @dataclass(frozen=True)
 class StatusOnly:
-    """What ``orders/_status_badge.html`` reads of an order: its status and its label."""
+    """What the status badge (``status_badge_html``) reads of an order: its status and its label."""
 
     status: str
 
@@ -30,4 +30,4 @@ def status_badge_or_refresh(request, status: str) -> HttpResponse:
         response["HX-Refresh"] = "true"
         return response
     # The badge needs no request context (no context processors run for it).
-    return HttpResponse(render_to_string("orders/_status_badge.html", {"order": StatusOnly(status)}))
+    return HttpResponse(status_badge_html(StatusOnly(status)))

@@ -1,0 +1,161 @@
+"""Parts of the member's and the guest's order pages drawn in Python (issue 17): the head card,
+the details card, the history card and the status badge (also the order rows' and the status
+poll's). Each draws what its template drew until 2026-12-06 (``orders/_order_head.html``,
+``_order_info.html``, ``_order_history.html``, ``_status_badge.html``), byte for byte.
+
+The delivered order page, the heaviest of a buyer's path, spent most of its Python in Django's
+template machinery: an include, a context push and a node per variable, ``if`` and translation.
+Here the fixed markup is literal and every value is escaped as the template's ``{{ }}`` escaped
+it (``render_value_in_context``: local time, localisation, ``conditional_escape``); translations
+are the same messages (``{% translate "..." %}`` is not escaped, a template's literal being
+safe; ``{% blocktranslate %}`` escapes its values, not its text).
+"""
+
+from django import template
+from django.template.base import render_value_in_context
+from django.utils.html import conditional_escape
+from django.utils.safestring import SafeString, mark_safe
+from django.utils.timezone import template_localtime
+from django.utils.translation import gettext, ngettext
+
+from catalog.templatetags.catalog_kinds import kind_icon_html
+from marketplace.templatetags.display import date as display_date
+from marketplace.templatetags.display import money_format, order_no
+from marketplace.templatetags.kept import kept_reverse
+
+register = template.Library()
+
+_BADGE_CLASS = {
+    "delivered": "text-bg-success",
+    "pending": "text-bg-warning",
+    "paid": "text-bg-info",
+    "refund_pending": "text-bg-secondary",
+    "refunded": "text-bg-secondary",
+}
+_BADGE_ICON = {
+    "delivered": '<i class="bi bi-check-circle-fill"></i> ',
+    "pending": '<i class="bi bi-hourglass-split"></i> ',
+    "paid": '<i class="bi bi-truck"></i> ',
+}
+
+
+def status_badge_html(order, *, compact: bool = False) -> SafeString:
+    """The order's status as a badge: ``order`` has ``status`` and ``get_status_display()``."""
+    status = order.status
+    size = "" if compact else "fs-6"
+    return mark_safe(  # noqa: S308 (fixed markup; the status and its label escaped)
+        f'<span class="badge rounded-pill fw-semibold {size} {_BADGE_CLASS.get(status, "text-bg-light border")}"'
+        f' data-testid="order-status" data-status="{conditional_escape(status)}">{_BADGE_ICON.get(status, "")}'
+        f"{conditional_escape(order.get_status_display())}</span>\n"
+    )
+
+
+@register.simple_tag
+def status_badge(order, compact=False) -> SafeString:
+    """``{% status_badge order compact=True %}``: see ``status_badge_html``."""
+    return status_badge_html(order, compact=bool(compact))
+
+
+def _value(value, context) -> str:
+    """``{{ value }}``."""
+    return render_value_in_context(value, context)
+
+
+def _date(value, fmt: str, context) -> str:
+    """``{{ value|date:fmt }}`` (the date filter takes the value in local time)."""
+    return render_value_in_context(display_date(template_localtime(value, context.use_tz), fmt), context)
+
+
+def _money(value, context) -> str:
+    """``{{ value|money }}``."""
+    return render_value_in_context(money_format(value), context)
+
+
+@register.simple_tag(takes_context=True)
+def order_head(context, status_url_name: str) -> SafeString:
+    """The head card of ``order``: its product, quantity, total, refunded codes and the status
+    badge, polled (``status_url_name``, members' and guests' differ) while payment or delivery
+    is under way (``confirming``: back from a gateway's cashier)."""
+    order = context.get("order")
+    confirming = context.get("confirming")
+    items = ngettext("%(n)s item", "%(n)s items", order.quantity) % {"n": _value(order.quantity, context)}
+    refunded = ""
+    if order.refunded_quantity:
+        n = order.refunded_quantity
+        refunded = (
+            ' · <span class="text-success-emphasis" data-testid="refunded-count">'
+            + ngettext("%(n)s code refunded", "%(n)s codes refunded", n) % {"n": _value(n, context)}
+            + "</span>"
+        )
+    poll = ""
+    if order.status == "paid" or confirming:
+        url = conditional_escape(kept_reverse(status_url_name, args=[order.number]))
+        every = "10s" if order.fulfilment == "manual" and not confirming else "2s"
+        poll = f'hx-get="{url}?seen={_value(order.status, context)}" hx-trigger="every {every}" hx-swap="innerHTML"'
+    return mark_safe(  # noqa: S308 (fixed markup; every value escaped above)
+        '\n<div class="card mb-3">\n  <div class="card-body d-flex gap-3 align-items-center">\n'
+        f"    {kind_icon_html(order.product.kind)}\n"
+        '    <div class="flex-grow-1 min-w-0">\n'
+        f'      <h1 class="h6 mb-1 text-break">{_value(order.product_name, context)}</h1>\n'
+        f'      <div class="small text-secondary">{items} · {gettext("Total")}'
+        f' <span class="text-price fw-bold">{_money(order.total, context)}</span>{refunded}</div>\n'
+        "    </div>\n"
+        f'    <div class="flex-shrink-0" {poll}>{status_badge_html(order)}</div>\n'
+        "  </div>\n</div>\n"
+    )
+
+
+@register.simple_tag(takes_context=True)
+def order_info(context) -> SafeString:
+    """The details card of ``order``: number, prices, quantity and its times."""
+    order = context.get("order")
+    t = gettext
+    rows = [
+        f'<dt class="col-4">{t("Order number")}</dt><dd class="col-8 font-monospace text-break small"'
+        f' data-testid="order-number">{_value(order_no(order.number), context)}</dd>\n',
+        f'      <dt class="col-4">{t("Unit price")}</dt><dd class="col-8">{_money(order.unit_price, context)}</dd>\n',
+        f'      <dt class="col-4">{t("Quantity")}</dt><dd class="col-8">{_value(order.quantity, context)}</dd>\n      ',
+    ]
+    if order.discount:
+        rows.append(f'<dt class="col-4">{t("Discount")}</dt><dd class="col-8">−{_money(order.discount, context)}</dd>')
+    rows.append(
+        f'\n      <dt class="col-4">{t("Total")}</dt><dd class="col-8 fw-bold text-price" data-testid="order-total">'
+        f"{_money(order.total, context)}</dd>\n"
+        f'      <dt class="col-4">{t("Ordered at")}</dt><dd class="col-8">'
+        f"{_date(order.created_at, 'Y-m-d H:i', context)}</dd>\n      "
+    )
+    if order.paid_at:
+        rows.append(
+            f'<dt class="col-4">{t("Paid at")}</dt><dd class="col-8">{_date(order.paid_at, "Y-m-d H:i", context)}</dd>'
+        )
+    rows.append("\n      ")
+    if order.delivered_at:
+        rows.append(
+            f'<dt class="col-4">{t("Delivered at")}</dt><dd class="col-8">'
+            f"{_date(order.delivered_at, 'Y-m-d H:i', context)}</dd>"
+        )
+    return mark_safe(  # noqa: S308 (fixed markup; every value escaped above)
+        '\n<div class="card mb-3">\n'
+        f'  <div class="card-header small fw-semibold">{t("Order details")}</div>\n'
+        '  <div class="card-body small">\n'
+        '    <dl class="row mb-0 summary-list">\n      ' + "".join(rows) + "\n    </dl>\n  </div>\n</div>\n"
+    )
+
+
+@register.simple_tag(takes_context=True)
+def order_history(context) -> SafeString:
+    """The history card of ``order``: its ``timeline`` (``orders.selectors``), reissues marked."""
+    order = context.get("order")
+    rows = [
+        '\n        <li class="d-flex justify-content-between gap-2"'
+        + (' data-testid="history-reissue"' if h.reissue else "")
+        + f'><span>{_value(h.label, context)}</span><span class="text-secondary text-nowrap">'
+        f"{_date(h.at, 'm-d H:i:s', context)}</span></li>\n      "
+        for h in order.timeline
+    ]
+    return mark_safe(  # noqa: S308 (fixed markup; every value escaped above)
+        '\n<div class="card">\n'
+        f'  <div class="card-header small fw-semibold">{gettext("History")}</div>\n'
+        '  <div class="card-body small">\n'
+        '    <ol class="timeline">\n      ' + "".join(rows) + "\n    </ol>\n  </div>\n</div>\n"
+    )
