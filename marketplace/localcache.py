@@ -114,7 +114,8 @@ class _Recent:
 class Drawn(_Recent):
     """HTML drawn once per process for each key and reused: at most ``limit`` kept, the least
     recently used out first. The key must hold everything the HTML shows (language included):
-    nothing is ever stale, only forgotten (the product cards, the order rows)."""
+    nothing is ever stale, only forgotten (the product cards, the order rows, the templates'
+    URLs: ``templatetags/kept.py``)."""
 
     def get_or_draw(self, key: tuple, draw: Callable[[], str]) -> str:
         html = self._get(key)

@@ -28,7 +28,7 @@ from django.urls import NoReverseMatch, get_resolver, get_script_prefix, get_url
 from django.utils.html import conditional_escape
 from django.utils.translation import get_language
 
-from marketplace.localcache import _Recent
+from marketplace.localcache import Drawn
 
 register = template.Library()
 
@@ -75,15 +75,7 @@ def kept_extends(parser, token):
     return KeptExtendsNode(node.nodelist, node.parent_name, node.template_dirs)
 
 
-class _Reversed(_Recent):
-    def get(self, key: tuple) -> str | None:
-        return self._get(key)
-
-    def put(self, key: tuple, url: str) -> None:
-        self._put(key, url)
-
-
-_reversed = _Reversed(limit=4096)
+_reversed = Drawn(limit=4096)  # URLs by their key: never stale, only forgotten (least recently used)
 PLAIN = (str, int, UUID)
 
 
@@ -103,11 +95,9 @@ def kept_reverse(viewname: str, args=(), kwargs=None, current_app: str | None = 
         tuple(sorted(kwargs.items())),
         current_app,
     )
-    url = _reversed.get(key)
-    if url is None:
-        url = reverse(viewname, urlconf=urlconf, args=args, kwargs=kwargs, current_app=current_app)
-        _reversed.put(key, url)
-    return url
+    return _reversed.get_or_draw(
+        key, lambda: reverse(viewname, urlconf=urlconf, args=args, kwargs=kwargs, current_app=current_app)
+    )
 
 
 class KeptURLNode(URLNode):
