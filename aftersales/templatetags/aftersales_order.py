@@ -26,10 +26,9 @@ from django.template.base import FilterExpression, Parser, render_value_in_conte
 from django.template.defaulttags import CsrfTokenNode
 from django.utils.html import conditional_escape
 from django.utils.safestring import SafeString, mark_safe
-from django.utils.timezone import template_localtime
 from django.utils.translation import gettext, ngettext
 
-from marketplace.templatetags.display import date as display_date
+from marketplace.templatetags.display import date_in_context
 from marketplace.templatetags.kept import kept_reverse
 
 from .aftersales_refunds import refund_code
@@ -164,9 +163,7 @@ def refund_entry(context, *, oob=False) -> SafeString:
     count = len(refund.refundable_ids)
     n = render_value_in_context(count, context)
     days = render_value_in_context(_REFUND_DAYS.resolve(context), context)
-    until = render_value_in_context(
-        display_date(template_localtime(refund.window_end, context.use_tz), "Y-m-d H:i"), context
-    )
+    until = date_in_context(refund.window_end, "Y-m-d H:i", context)
     href = conditional_escape(buyer_url(context, "refund_new", order.number))
     title = gettext("%(days)s-day no-reason refund") % {"days": days}
     until = gettext("Codes you have not revealed can be refunded until %(date)s, no reason needed.") % {"date": until}

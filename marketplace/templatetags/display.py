@@ -13,10 +13,12 @@ from decimal import Decimal, InvalidOperation
 from html import escape as html_escape
 
 from django import template
+from django.template.base import render_value_in_context
 from django.template.defaultfilters import date as django_date
 from django.template.defaultfilters import time as django_time
 from django.utils.formats import get_format
 from django.utils.safestring import mark_safe
+from django.utils.timezone import template_localtime
 
 from marketplace.money import quantize
 
@@ -116,3 +118,9 @@ def time(value, arg=None):
     if type(value) is datetime and (pattern := digits_pattern(arg, time_only=True)) is not None:
         return pattern.format(value)
     return django_time(value, arg)
+
+
+def date_in_context(value, fmt: str, context) -> str:
+    """``{{ value|date:fmt }}`` for a part of a page drawn in Python: the value in the template's
+    time zone (as the filter's ``expects_localtime``), escaped as ``{{ }}`` escapes it."""
+    return render_value_in_context(date(template_localtime(value, context.use_tz), fmt), context)

@@ -15,12 +15,10 @@ from django import template
 from django.template.base import render_value_in_context
 from django.utils.html import conditional_escape
 from django.utils.safestring import SafeString, mark_safe
-from django.utils.timezone import template_localtime
 from django.utils.translation import gettext, ngettext
 
 from catalog.templatetags.catalog_kinds import kind_icon_html
-from marketplace.templatetags.display import date as display_date
-from marketplace.templatetags.display import money_format, order_no
+from marketplace.templatetags.display import date_in_context, money_format, order_no
 from marketplace.templatetags.kept import kept_reverse
 
 register = template.Library()
@@ -59,11 +57,6 @@ def status_badge(order, compact=False) -> SafeString:
 def _value(value, context) -> str:
     """``{{ value }}``."""
     return render_value_in_context(value, context)
-
-
-def _date(value, fmt: str, context) -> str:
-    """``{{ value|date:fmt }}`` (the date filter takes the value in local time)."""
-    return render_value_in_context(display_date(template_localtime(value, context.use_tz), fmt), context)
 
 
 def _money(value, context) -> str:
@@ -122,17 +115,18 @@ def order_info(context) -> SafeString:
         f'\n      <dt class="col-4">{t("Total")}</dt><dd class="col-8 fw-bold text-price" data-testid="order-total">'
         f"{_money(order.total, context)}</dd>\n"
         f'      <dt class="col-4">{t("Ordered at")}</dt><dd class="col-8">'
-        f"{_date(order.created_at, 'Y-m-d H:i', context)}</dd>\n      "
+        f"{date_in_context(order.created_at, 'Y-m-d H:i', context)}</dd>\n      "
     )
     if order.paid_at:
         rows.append(
-            f'<dt class="col-4">{t("Paid at")}</dt><dd class="col-8">{_date(order.paid_at, "Y-m-d H:i", context)}</dd>'
+            f'<dt class="col-4">{t("Paid at")}</dt><dd class="col-8">'
+            f"{date_in_context(order.paid_at, 'Y-m-d H:i', context)}</dd>"
         )
     rows.append("\n      ")
     if order.delivered_at:
         rows.append(
             f'<dt class="col-4">{t("Delivered at")}</dt><dd class="col-8">'
-            f"{_date(order.delivered_at, 'Y-m-d H:i', context)}</dd>"
+            f"{date_in_context(order.delivered_at, 'Y-m-d H:i', context)}</dd>"
         )
     return mark_safe(  # noqa: S308 (fixed markup; every value escaped above)
         '\n<div class="card mb-3">\n'
@@ -150,7 +144,7 @@ def order_history(context) -> SafeString:
         '\n        <li class="d-flex justify-content-between gap-2"'
         + (' data-testid="history-reissue"' if h.reissue else "")
         + f'><span>{_value(h.label, context)}</span><span class="text-secondary text-nowrap">'
-        f"{_date(h.at, 'm-d H:i:s', context)}</span></li>\n      "
+        f"{date_in_context(h.at, 'm-d H:i:s', context)}</span></li>\n      "
         for h in order.timeline
     ]
     return mark_safe(  # noqa: S308 (fixed markup; every value escaped above)
