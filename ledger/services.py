@@ -254,9 +254,8 @@ def entry_post(
         _insert_lines(rows, using, plain)
     else:
         try:
-            with transaction.atomic(
-                using=using
-            ):  # a refused overdraft leaves nothing written, even if the caller goes on
+            # A refused overdraft leaves nothing written, even if the caller goes on.
+            with transaction.atomic(using=using):
                 _insert_lines(rows, using, plain)
         except IntegrityError as exc:
             if OVERDRAWN not in str(exc):
