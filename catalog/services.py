@@ -1,5 +1,6 @@
 """Catalogue and stock services: the only code that changes card codes."""
 
+import functools
 import logging
 import secrets
 from collections.abc import Callable, Sequence
@@ -152,6 +153,7 @@ def stock_mark_sold(*, code_ids: Sequence[int] | QuerySet, expected: int) -> Non
         raise RuntimeError(f"expected {expected} reserved codes, {updated} were reserved")
 
 
+@functools.lru_cache(maxsize=16)  # one text per subquery shape
 def sale_sql(codes: str) -> str:
     """The sale of reserved codes (``stock_sell``; ``codes`` is the SQL of a subquery of their
     ids): sold, with what each cost and from whom (PostgreSQL)."""
@@ -163,17 +165,21 @@ def sale_sql(codes: str) -> str:
     )
 
 
-def stock_sell(*, code_ids: QuerySet, expected: int) -> list[dict]:
+def stock_sell(*, code_ids: QuerySet | tuple[str, Sequence], expected: int) -> list[dict]:
     """``stock_mark_sold`` that also returns what the sold codes cost, per supplier, as
     ``catalog.selectors.cost_by_supplier`` would read it after: [{"supplier_id",
-    "supplier_name", "cost"}] by supplier. ``code_ids`` is a queryset of ids. On PostgreSQL one
-    ``UPDATE ... FROM ... RETURNING`` (SQLite cannot return the joined rows: two statements)."""
+    "supplier_name", "cost"}] by supplier. ``code_ids`` is a queryset of ids, or on PostgreSQL
+    the (SQL, parameters) of a subquery of ids compiled once by the caller
+    (``marketplace.prepared.Prepared.sql``). On PostgreSQL one ``UPDATE ... FROM ...
+    RETURNING`` (SQLite cannot return the joined rows: two statements)."""
     connection = transaction.get_connection()
     if connection.vendor != "postgresql":
+        if not isinstance(code_ids, QuerySet):
+            raise TypeError("stock_sell takes a queryset of ids on other databases than PostgreSQL")
         stock_mark_sold(code_ids=code_ids, expected=expected)
         return selectors.cost_by_supplier(code_ids)
     CODE_FLOW.require(Status.RESERVED, Status.SOLD)  # the sale's move, in raw SQL
-    subquery, params = code_ids.query.sql_with_params()
+    subquery, params = code_ids.query.sql_with_params() if isinstance(code_ids, QuerySet) else code_ids
     with connection.cursor() as cursor:
         cursor.execute(
             sale_sql(subquery),

@@ -211,6 +211,20 @@ class Prepared:
             raise ValueError("objects_writing does not lock")
         return compiled.run_writing(using, values, write)
 
+    def sql(self, *, using: str = "default", **values: Any) -> tuple[str, list] | None:
+        """The compiled statement's text and its parameters for ``values``, for a caller that
+        embeds it in a statement of its own (a subquery: ``... WHERE id IN (<this>)``), where
+        ``queryset.query.sql_with_params()`` would compile it again. None on other databases
+        than PostgreSQL: the caller builds the queryset there."""
+        if values.keys() != self.samples.keys():
+            raise TypeError(f"expected values for {sorted(self.samples)}, got {sorted(values)}")
+        compiled = self._compile(using)
+        if compiled is None:
+            return None
+        if compiled.locks:
+            raise ValueError("a locking query cannot be embedded")
+        return compiled.sql, compiled._params(values)
+
     def first(self, *, using: str = "default", **values: Any) -> Any:
         """The first row for ``values`` or None (the queryset orders it, as the caller built it;
         a locking query is read whole: it cannot take a LIMIT after its lock clause)."""

@@ -85,6 +85,46 @@ def insert_rows(objs: Sequence[models.Model], *, using: str) -> None:
             saved(obj, obj.pk, using)
 
 
+_VALUES_SQL: dict[tuple[type[models.Model], tuple[str, ...], str], tuple[str, list[models.Field]]] = {}
+
+
+def insert_values(
+    model: type[models.Model], attnames: tuple[str, ...], values: Sequence[Sequence], *, using: str
+) -> None:
+    """INSERT rows of ``model`` given as tuples of values for ``attnames``, in one statement,
+    without building an instance per row: each value prepared as ``save()`` prepares it
+    (``get_db_prep_save``). ``attnames`` must name every concrete field but a database-generated
+    primary key, and none whose ``pre_save`` computes a value (``auto_now``, file fields): the
+    caller gives each value as the row's. The statement's head is built once per process."""
+    connection = connections[using]
+    key = (model, attnames, connection.vendor)
+    prepared = _VALUES_SQL.get(key)
+    if prepared is None:
+        prepared = _VALUES_SQL[key] = _prepare_values(model, attnames, connection)
+    head, fields = prepared
+    row = f"({', '.join(['%s'] * len(fields))})"
+    params = []
+    for given in values:
+        params += [field.get_db_prep_save(value, connection) for field, value in zip(fields, given, strict=True)]
+    with connection.cursor() as cursor:
+        cursor.execute(head + ", ".join([row] * len(values)), params)
+
+
+def _prepare_values(model: type[models.Model], attnames: tuple[str, ...], connection) -> tuple[str, list]:
+    meta = model._meta
+    fields = {f.attname: f for f in meta.local_concrete_fields}
+    needed = {a for a, f in fields.items() if not (f.primary_key and getattr(f, "db_returning", False))}
+    if set(attnames) != needed or len(attnames) != len(needed):
+        raise ValueError(f"insert_values({model.__name__}) needs exactly {sorted(needed)}, got {list(attnames)}")
+    named = [fields[a] for a in attnames]
+    computed = [f.attname for f in named if type(f).pre_save is not models.Field.pre_save]
+    if computed:
+        raise ValueError(f"insert_values({model.__name__}): {computed} compute their value in pre_save")
+    qn = connection.ops.quote_name
+    columns = ", ".join(qn(f.column) for f in named)
+    return f"INSERT INTO {qn(meta.db_table)} ({columns}) VALUES ", named  # noqa: S608 (names from the model)
+
+
 def saved(obj: models.Model, pk, using: str) -> None:
     """Mark ``obj`` as its row, written with primary key ``pk`` (what ``save()`` does after)."""
     obj.pk = pk

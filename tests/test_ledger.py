@@ -289,3 +289,30 @@ def test_balance_of_reads_only_and_an_account_not_opened_is_zero(django_assert_m
     }
     wallet = Account.objects.get(code=ledger.wallet(buyer).code)
     assert selectors.balance_of(wallet) == D("4.50")  # an Account reads as its spec does
+
+
+@pytest.mark.django_db
+def test_lines_are_written_without_instances_as_save_writes_them_and_on_sqlite_too(monkeypatch):
+    """entry_post's lines: one INSERT of constant text on PostgreSQL (marketplace.rows.insert_values),
+    bulk_create elsewhere; the same rows either way."""
+    from marketplace import rows
+
+    cash, sales = two_accounts()
+    with transaction.atomic(), CaptureQueriesContext(connection) as queries:
+        entry = ledger.entry_post(kind="test", legs=[(cash, D("3.456")), (sales, D("-3.456"))], reference="r9")
+    assert len(queries) == 2  # the lines, then the entry that seals them
+    assert sorted(entry.lines.values_list("account_id", "amount")) == sorted(
+        [(cash.pk, D("3.46")), (sales.pk, D("-3.46"))]
+    )
+    with pytest.raises(ValueError, match="needs exactly"):  # every column but the generated id
+        rows.insert_values(Line, ("entry_id", "amount"), [(entry.pk, D("1"))], using="default")
+    with pytest.raises(ValueError, match="pre_save"):  # created_at is auto_now_add: not the caller's
+        rows.insert_values(
+            Account, ("code", "name", "kind", "owner_id", "allow_negative", "created_at"), [], using="default"
+        )
+    monkeypatch.setattr(rows, "one_statement_ok", lambda *args: False)  # the other databases' path
+    with transaction.atomic():
+        other = ledger.entry_post(kind="test", legs=[(cash, D("1.00")), (sales, D("-1.00"))], reference="r10")
+    assert sorted(other.lines.values_list("account_id", "amount")) == sorted(
+        [(cash.pk, D("1.00")), (sales.pk, D("-1.00"))]
+    )

@@ -164,3 +164,25 @@ def test_objects_writing_leaves_other_databases_to_the_caller(shelf, monkeypatch
     category, _ = shelf
     monkeypatch.setattr(connection, "vendor", "sqlite")
     assert Prepared(_products, category=987654321).objects_writing(lambda c: ("", []), category=category.pk) is None
+
+
+def test_sql_is_the_compiled_text_with_the_values_for_a_subquery(shelf, monkeypatch):
+    category, products = shelf
+    ids = Prepared(lambda category: Product.objects.filter(category_id=category).values("id"), category=987654321)
+    sql, params = ids.sql(category=category.pk)
+    assert params == [category.pk]
+    with connection.cursor() as cursor:  # embedded in a statement of the caller's
+        cursor.execute(f"SELECT name FROM catalog_product WHERE id IN ({sql}) ORDER BY id", params)
+        assert [row[0] for row in cursor.fetchall()] == [p.name for p in sorted(products, key=lambda p: p.pk)]
+    compiles = []
+    original = SQLCompiler.as_sql
+    monkeypatch.setattr(SQLCompiler, "as_sql", lambda self, *a, **k: compiles.append(1) or original(self, *a, **k))
+    assert ids.sql(category=category.pk + 1) == (sql, [category.pk + 1])  # the same text, not compiled again
+    assert compiles == []
+    with pytest.raises(TypeError, match="expected values"):
+        ids.sql(categories=1)
+    locked = Prepared(lambda pk: Product.objects.select_for_update().filter(pk=pk).values("id"), pk=987654321)
+    with transaction.atomic(), pytest.raises(ValueError, match="locking"):
+        locked.sql(pk=1)
+    monkeypatch.setattr(connection, "vendor", "sqlite")  # other databases: the caller builds the queryset
+    assert Prepared(_products, category=987654321).sql(category=category.pk) is None
