@@ -12,7 +12,7 @@ from marketplace.settings import LOGGING
 ROOT_URLCONF = "bench.urls"
 DEBUG = False
 ALLOWED_HOSTS = ["127.0.0.1", "localhost"]
-# Fulfilment still renders the buyer's email; it is just not sent anywhere.
+# The delivery emails' run still renders the buyer's emails; they are just not sent anywhere.
 EMAIL_BACKEND = "django.core.mail.backends.dummy.EmailBackend"
 # Per-payment INFO lines would go to the terminal thousands of times a second.
 LOGGING = {**LOGGING, "root": {**LOGGING["root"], "level": "WARNING"}}

@@ -9,7 +9,8 @@ task's function), and for each it prints wall time, Python CPU, the CPU of the P
 backend serving this process (read from /proc), and the statements sent. Steps:
 baseline GET, place (POST checkout) on a random and on the hot product, sign (client side),
 pay (POST notification; the fulfilment task is queued to Redis as in production), the
-fulfilment task's body and the delivery email task's body. It uses the same database set-up
+fulfilment task's body and the delivery emails' run (send_delivery_emails), per email in
+batches of 50. It uses the same database set-up
 as purchase.py (recreated), and the numbers leave out what only the real servers add
 (gunicorn's HTTP handling, Celery's messaging: see purchase.py's CPU table for those).
 """
@@ -26,6 +27,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.purchase import CLK_TCK, configure_environment, flush_broker, recreate_database, say, seed
+
+EMAIL_BATCH = 50  # the delivery emails' batch measured (DELIVERY_EMAIL_BATCH_SIZE's default)
 
 
 def backend_ticks(pid: int) -> int:
@@ -54,7 +57,7 @@ def main() -> int:
     from django.core.management import call_command
     from django.db import connection
     from django.test import Client
-    from django.test.utils import CaptureQueriesContext
+    from django.test.utils import CaptureQueriesContext, override_settings
 
     from orders.models import Order
     from orders.services import orders
@@ -69,8 +72,9 @@ def main() -> int:
     gateway = Client(HTTP_HOST="127.0.0.1")
     rows = []
 
-    def step(label: str, fn, inputs: list) -> list:
-        """Run fn over inputs; record per-call wall, Python CPU, Postgres CPU and statements."""
+    def step(label: str, fn, inputs: list, per: int = 1) -> list:
+        """Run fn over inputs; record per-call wall, Python CPU, Postgres CPU and statements (the
+        times divided by ``per`` when each call does ``per`` units; statements are per call)."""
         fn(inputs[0])  # warm-up: opens the connection, creates ledger accounts used for the first time
         with CaptureQueriesContext(connection) as ctx:
             fn(inputs[1])  # the statements of a call in the steady state
@@ -85,7 +89,7 @@ def main() -> int:
             out.append(fn(value))
         wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
         pg = (backend_ticks(backend) - pg0) / CLK_TCK
-        k = len(inputs) - 1
+        k = (len(inputs) - 1) * per
         rows.append((label, wall / k * 1000, cpu / k * 1000, pg / k * 1000, statements))
         return out
 
@@ -116,14 +120,18 @@ def main() -> int:
     paid = list(Order.objects.filter(status=Order.Status.PAID).values_list("pk", flat=True))
     if len(paid) > 1:
         step("fulfil_order task body", lambda pk: orders.order_fulfil(order_id=pk), paid[: n + 2])
-    unnotified = Order.objects.filter(status=Order.Status.DELIVERED, buyer_notified_at__isnull=True)
-    delivered = list(unnotified.values_list("pk", flat=True))
-    if len(delivered) > 1:
-        step(
-            "notify_delivered task body",
-            lambda pk: orders.order_notify(order_id=pk, kind="delivered"),
-            delivered[: n + 2],
-        )
+    # The delivery emails: one run of send_delivery_emails sends every email due, in batches of
+    # DELIVERY_EMAIL_BATCH_SIZE over one mail connection (the fulfilments above queued one run).
+    # Each call here sends one batch of EMAIL_BATCH; the row is per email.
+    due = Order.objects.filter(status=Order.Status.DELIVERED, buyer_notified_at__isnull=True).count()
+    if due >= 3 * EMAIL_BATCH:
+        with override_settings(DELIVERY_EMAIL_BATCH_SIZE=EMAIL_BATCH):
+            step(
+                f"send_delivery_emails, per email (of {EMAIL_BATCH})",
+                lambda _: orders.delivery_emails_send(batches=1),
+                [None] * (due // EMAIL_BATCH),
+                per=EMAIL_BATCH,
+            )
     flush_broker(args.broker_url)  # the queued tasks are not for anyone
 
     print()

@@ -345,7 +345,8 @@ CELERY_TASK_ROUTES = {
     "orders.tasks.fulfil_order": {"queue": "fulfilment"},
     "orders.tasks.deliver_due_orders": {"queue": "fulfilment"},
     # Emails and other messages to people.
-    "orders.tasks.notify_delivered": {"queue": "notifications"},
+    "orders.tasks.send_delivery_emails": {"queue": "notifications"},
+    "orders.tasks.sweep_delivery_emails": {"queue": "notifications"},
     "orders.tasks.notify_refund_pending": {"queue": "notifications"},
     "orders.tasks.send_lookup_link": {"queue": "notifications"},
     "payments.tasks.refund_notify": {"queue": "notifications"},
@@ -659,6 +660,18 @@ EMAIL_HOST_USER = env("EMAIL_HOST_USER", "")
 EMAIL_HOST_PASSWORD = env("EMAIL_HOST_PASSWORD", "")
 EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS")
 DEFAULT_FROM_EMAIL = env("DEFAULT_FROM_EMAIL", "卡盟 <no-reply@localhost>")
+# Delivery emails go out in batches (orders.tasks.send_delivery_emails): the first delivery of a
+# burst queues one run this many seconds later, and every delivery committed before it starts
+# rides along; a run sends at most DELIVERY_EMAIL_BATCH_SIZE per mail connection and transaction.
+# Its flag on the broker's Redis lives DELIVERY_EMAIL_FLAG_SECONDS at most (a run that was lost).
+# The sweep (beat, every minute) sends those due for DELIVERY_EMAIL_SWEEP_GRACE_SECONDS; neither
+# sends for orders delivered more than DELIVERY_EMAIL_MAX_AGE_HOURS ago (a late email about an old
+# order, or one that failed for good, is not sent out of the blue).
+DELIVERY_EMAIL_BATCH_DELAY = float(env("DELIVERY_EMAIL_BATCH_DELAY", "1"))
+DELIVERY_EMAIL_BATCH_SIZE = env_positive("DELIVERY_EMAIL_BATCH_SIZE", 50)
+DELIVERY_EMAIL_FLAG_SECONDS = env_positive("DELIVERY_EMAIL_FLAG_SECONDS", 60)
+DELIVERY_EMAIL_SWEEP_GRACE_SECONDS = env_positive("DELIVERY_EMAIL_SWEEP_GRACE_SECONDS", 60)
+DELIVERY_EMAIL_MAX_AGE_HOURS = env_positive("DELIVERY_EMAIL_MAX_AGE_HOURS", 24)
 
 # --- i18n -----------------------------------------------------------------------------
 LANGUAGE_CODE = "zh-hans"

@@ -177,6 +177,12 @@ class Order(models.Model):
         indexes = [
             models.Index(fields=["expires_at"], condition=Q(status="pending"), name="order_pending_expiry_idx"),
             models.Index(fields=["delivery_due_at"], condition=Q(status="paid"), name="order_delivery_due_idx"),
+            # Delivery emails not sent yet, by delivery time (orders.services.orders.delivery_emails_send).
+            models.Index(
+                fields=["delivered_at"],
+                condition=Q(status="delivered", buyer_notified_at__isnull=True),
+                name="order_delivery_email_due_idx",
+            ),
             models.Index(fields=["agent", "created_at"], name="order_agent_time_idx"),
             # Unpaid orders held by one client (risk's stock-hogging cap, orders.services.risk).
             models.Index(fields=["buyer_ip"], condition=Q(status="pending"), name="order_pending_ip_idx"),

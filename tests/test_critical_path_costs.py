@@ -105,9 +105,13 @@ def test_a_plain_fulfilment_costs_seven_statements_and_renders_nothing(buyer, dj
         [Decimal("40.00"), Decimal("-40.00"), cost, -cost]
     )
 
-    # After the commit: the email's task (run in place here, tests' Celery is eager), once.
+    # After the commit: the run that sends the delivery emails in a batch queued (run in place
+    # here, tests' Celery is eager), once. SAVEPOINT; the batch claimed, returning what the
+    # emails need; RELEASE: three statements for the whole batch, as for one email before.
     assert len(after) == 1
-    after[0]()
+    with CaptureQueriesContext(connection) as sql:
+        after[0]()
+    assert len(sql.captured_queries) == 3, "\n".join(q["sql"] for q in sql.captured_queries)
     assert len(mail.outbox) == sent + 1 and order.number in mail.outbox[-1].subject
     assert mail.outbox[-1].to == [buyer.email] and f"/orders/{order.number}/" in mail.outbox[-1].body
     assert orders.order_notify(order_id=order.pk, kind="delivered") is False

@@ -9,7 +9,8 @@ from marketplace.celery import app
 EXPECTED = {
     "orders.tasks.fulfil_order": "fulfilment",
     "orders.tasks.deliver_due_orders": "fulfilment",
-    "orders.tasks.notify_delivered": "notifications",
+    "orders.tasks.send_delivery_emails": "notifications",
+    "orders.tasks.sweep_delivery_emails": "notifications",
     "orders.tasks.notify_refund_pending": "notifications",
     "orders.tasks.send_lookup_link": "notifications",
     "payments.tasks.refund_notify": "notifications",

@@ -27,7 +27,7 @@ from catalog.models import CardCode
 from marketplace import celery_app
 from orders.models import Order, OrderCode, OrderStatusChange
 from orders.services import orders
-from orders.tasks import fulfil_order, notify_delivered
+from orders.tasks import DELIVERY_EMAILS_FLAG, fulfil_order, send_delivery_emails
 from payments.services.payments import sandbox_pay
 from tests.factories import ProductFactory, add_stock
 from tests.worker_utils import RowLock, Worker, backend_exists, broker, exclusive, terminate_worker_backends, wait_for
@@ -85,7 +85,9 @@ def paid_order(buyer, *, quantity: int) -> tuple[Order, list[str]]:
     """A paid order whose fulfilment waits in Redis, and the secrets of the stock (one spare code)."""
     product = ProductFactory()
     secrets = add_stock(product, quantity + 1)
-    order = orders.order_place(buyer=buyer, product_id=product.pk, quantity=quantity, idempotency_key="worker-test")
+    order = orders.order_place(
+        buyer=buyer, product_id=product.pk, quantity=quantity, idempotency_key=f"worker-test-{product.pk}"
+    )
     result = sandbox_pay(order_number=order.number)  # commits; fulfil_order is published on commit
     assert result.outcome == "applied", result
     order.refresh_from_db()
@@ -154,10 +156,10 @@ def task_result(worker: Worker, task_id: str) -> str | None:
 
 def assert_running_again_changes_nothing(order: Order, worker: Worker) -> None:
     before = snapshot(order)
-    for task in (fulfil_order, notify_delivered):
-        task_id = task.delay(order.pk).id
+    for task, args, nothing in ((fulfil_order, (order.pk,), "False"), (send_delivery_emails, (), "0")):
+        task_id = task.delay(*args).id
         result = wait_for(lambda task_id=task_id: task_result(worker, task_id), timeout=30, what=f"{task.name} again")
-        assert result == "False"
+        assert result == nothing
     assert orders.order_fulfil(order_id=order.pk) is False
     assert snapshot(order) == before
 
@@ -178,28 +180,37 @@ def test_worker_delivers_a_paid_order(buyer, broker_redis, start_worker):
     wait_for(lambda: drained(broker_redis), timeout=10, what="both messages to be acknowledged")
 
 
-def test_delivery_email_is_its_own_task_on_the_notifications_queue_and_sent_once(buyer, broker_redis, start_worker):
-    """The fulfilment renders and sends nothing: once the delivery commits, the buyer's email is
-    a task on the ``notifications`` queue (its worker in production), sent once however often
-    it runs."""
+def test_delivery_emails_of_a_burst_are_one_task_on_the_notifications_queue_and_sent_once(
+    buyer, broker_redis, start_worker
+):
+    """The fulfilment renders and sends nothing: once a delivery commits, the first of a burst
+    queues one run on the ``notifications`` queue (its flag set on the broker's Redis), the others
+    only find the flag; the run sends every email, each once however often it runs."""
     from django.core import mail
 
-    order, _secrets = paid_order(buyer, quantity=1)
-    assert orders.order_fulfil(order_id=order.pk) is True  # the task's body, in this process
-    order.refresh_from_db()
-    assert order.status == OrderStatus.DELIVERED and order.buyer_notified_at is None
+    paid = [paid_order(buyer, quantity=1)[0] for _ in range(3)]
+    for order in paid:
+        assert orders.order_fulfil(order_id=order.pk) is True  # the task's body, in this process
+        order.refresh_from_db()
+        assert order.status == OrderStatus.DELIVERED and order.buyer_notified_at is None
     assert mail.outbox == []
-    [raw] = broker_redis.lrange("notifications", 0, -1)
+    [raw] = broker_redis.lrange("notifications", 0, -1)  # one run for the three
     message = json.loads(raw)
-    assert message["headers"]["task"] == "orders.tasks.notify_delivered"
-    assert json.loads(base64.b64decode(message["body"]))[0] == [order.pk]
+    assert message["headers"]["task"] == "orders.tasks.send_delivery_emails"
+    assert json.loads(base64.b64decode(message["body"]))[0] == []
+    assert broker_redis.exists(DELIVERY_EMAILS_FLAG)
 
     worker = start_worker("notify")
-    wait_for(lambda: delivered_and_notified(order), timeout=60, what="the delivery email to be sent")
+    for order in paid:
+        wait_for(lambda order=order: delivered_and_notified(order), timeout=60, what="the delivery emails to be sent")
     wait_for(lambda: drained(broker_redis), timeout=10, what="the messages to be acknowledged")
-    task_id = notify_delivered.delay(order.pk).id  # again: the claim refuses a second email
-    assert wait_for(lambda: task_result(worker, task_id), timeout=30, what="notify_delivered again") == "False"
-    assert worker.output().count(f"To: {order.buyer.email}") == 1
+    assert not broker_redis.exists(DELIVERY_EMAILS_FLAG)  # cleared by the run: the next delivery queues another
+    task_id = send_delivery_emails.delay().id  # again: nothing is due, nothing is sent twice
+    assert wait_for(lambda: task_result(worker, task_id), timeout=30, what="send_delivery_emails again") == "0"
+    log = worker.output()
+    assert log.count("Task orders.tasks.send_delivery_emails[") == 4  # received, succeeded; twice
+    assert log.count(f"To: {buyer.email}") == 3
+    assert all(log.count(f"/orders/{order.number}/") == 1 for order in paid)
 
 
 def test_worker_killed_mid_fulfilment_and_restarted_delivers_exactly_once(buyer, broker_redis, start_worker):

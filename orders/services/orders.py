@@ -6,12 +6,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from decimal import Decimal
+from smtplib import SMTPRecipientsRefused
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.hashers import make_password
 from django.core.exceptions import ValidationError
-from django.core.mail import send_mail
+from django.core.mail import EmailMessage, get_connection, send_mail
 from django.core.validators import validate_email
 from django.db import IntegrityError, connections, router, transaction
 from django.db.models import F
@@ -31,7 +32,7 @@ from compliance.services import audit_record, credit_event_record
 from ledger import services as ledger
 from marketing.services import coupons
 from marketplace import rows
-from marketplace.celery import publish
+from marketplace.celery import publish, publish_coalesced
 from marketplace.errors import ServiceError
 from marketplace.logcontext import log_context, log_context_set
 from marketplace.money import quantize
@@ -704,16 +705,24 @@ def _book_cost_return(order: Order, code_ids, *, memo: str, idempotency_key: str
 
 
 def _queue_delivery_email(order_id: int) -> None:
-    """The buyer's email, by its own task on the ``notifications`` queue (``notify_delivered``:
-    retried with backoff, sent once), so that no rendering or mail server stands between one
-    delivery and the next. With the broker away it is sent from here instead."""
-    from ..tasks import notify_delivered
+    """The buyer's email, sent by a batch (``send_delivery_emails``, ``notifications`` queue): the
+    first delivery of a burst queues a run a moment later, the others only find its flag set
+    (``marketplace.celery.publish_coalesced``), so no rendering, mail server or publish per email
+    stands between one delivery and the next. With the broker away it is sent from here instead;
+    the sweep (``sweep_delivery_emails``) sends what is left either way."""
+    from ..tasks import DELIVERY_EMAILS_FLAG, send_delivery_emails
 
-    if publish(notify_delivered, order_id):
+    queued = publish_coalesced(
+        send_delivery_emails,
+        key=DELIVERY_EMAILS_FLAG,
+        ttl=settings.DELIVERY_EMAIL_FLAG_SECONDS,
+        countdown=settings.DELIVERY_EMAIL_BATCH_DELAY,
+    )
+    if queued:
         return
     try:
         order_notify(order_id=order_id, kind="delivered")
-    except Exception:  # the delivery stands; the order page has the codes
+    except Exception:  # the delivery stands; the order page has the codes; the sweep tries again
         log.warning("delivery email for order %s could not be queued nor sent", order_id, exc_info=True)
 
 
@@ -752,7 +761,8 @@ def _order_url(order: Order) -> str:
     return settings.SITE_URL + order.get_absolute_url()
 
 
-def _email_buyer(order: Order, template: str, subject: str) -> None:
+def _buyer_email(order: Order, template: str, subject: str, connection=None) -> EmailMessage:
+    """The email to the buyer of ``order`` (a claimed row, ``_notify_rows``): a link, never a code."""
     with translation.override(settings.LANGUAGE_CODE):
         context = {
             "order": order,
@@ -761,7 +771,22 @@ def _email_buyer(order: Order, template: str, subject: str) -> None:
             "link_days": settings.GUEST_LINK_MAX_AGE_DAYS,
         }
         body = render_to_string(template, context)
-        send_mail(str(subject) % {"number": order.number}, body, None, [order.buyer_email])
+        return EmailMessage(
+            str(subject) % {"number": order.number}, body, to=[order.buyer_email], connection=connection
+        )
+
+
+_NOTIFY_TEMPLATES = {
+    "delivered": ("orders/email/delivered.txt", OrderStatus.DELIVERED),
+    "refund_pending": ("orders/email/refund_pending.txt", OrderStatus.REFUND_PENDING),
+}
+
+
+def _notify_subject(kind: str) -> str:
+    with translation.override(settings.LANGUAGE_CODE):
+        if kind == "delivered":
+            return str(_("Your order %(number)s has been delivered"))
+        return str(_("Your order %(number)s will be refunded"))
 
 
 def order_notify(*, order_id: int, kind: str) -> bool:
@@ -769,26 +794,99 @@ def order_notify(*, order_id: int, kind: str) -> bool:
 
     The claim (``buyer_notified_at``) and the send are one transaction: a failed send leaves
     the order unclaimed for the task's retry; a sent email is never sent again."""
-    templates = {
-        "delivered": ("orders/email/delivered.txt", OrderStatus.DELIVERED),
-        "refund_pending": ("orders/email/refund_pending.txt", OrderStatus.REFUND_PENDING),
-    }
-    template, status = templates[kind]
+    template, status = _NOTIFY_TEMPLATES[kind]
+    table = Order._meta.db_table
     with transaction.atomic():
-        order = _notify_claim(order_id, status)
-        if order is None:
+        claimed = _notify_rows(
+            f"{table}.id = %s AND {table}.status = %s AND {table}.buyer_notified_at IS NULL", [order_id, status]
+        )
+        if not claimed:
             return False
-        with translation.override(settings.LANGUAGE_CODE):
-            subject = (
-                _("Your order %(number)s has been delivered")
-                if kind == "delivered"
-                else _("Your order %(number)s will be refunded")
-            )
-            _email_buyer(order, template, subject)
+        _buyer_email(claimed[0], template, _notify_subject(kind)).send()
     return True
 
 
-# What an email about an order reads of it (``_email_buyer`` and its templates); anything else
+def delivery_emails_send(*, older_than: timedelta | None = None, batches: int | None = None) -> int:
+    """Send the delivery emails that are due, in batches over one mail connection each; how many.
+
+    Due: delivered, not yet claimed (``buyer_notified_at``), delivered within
+    DELIVERY_EMAIL_MAX_AGE_HOURS (and at least ``older_than`` ago: the sweep's grace). A batch is
+    claimed with ``FOR UPDATE SKIP LOCKED`` (two runs at once never take the same order) and sent
+    in the claim's transaction: if a send fails, the emails sent stay claimed, the others are
+    unclaimed in the same transaction, and the error is raised once it commits (the task retries
+    with backoff). A recipient the mail server refuses is left unclaimed for the sweep and the
+    run goes on without it (one bad address does not hold up the others). ``batches``: at most
+    this many batches (None: until nothing is due)."""
+    template, _status = _NOTIFY_TEMPLATES["delivered"]
+    subject = _notify_subject("delivered")
+    size = settings.DELIVERY_EMAIL_BATCH_SIZE
+    refused: list[int] = []
+    sent = 0
+    while True:
+        with transaction.atomic():
+            batch = _delivery_emails_claim(size=size, older_than=older_than, skip=refused)
+            if not batch:
+                return sent
+            done, failure = _emails_send(batch, template, subject, refused)
+            unsent = [order.pk for order in batch if order.pk not in done]
+            if unsent:
+                Order.objects.filter(pk__in=unsent).update(buyer_notified_at=None)
+        sent += len(done)
+        if failure is not None:
+            raise failure
+        if batches is not None:
+            batches -= 1
+        if len(batch) < size or batches == 0:
+            return sent
+
+
+def _emails_send(
+    batch: list[Order], template: str, subject: str, refused: list[int]
+) -> tuple[set[int], BaseException | None]:
+    """Send one email per order over one connection: the orders sent, and the error that stopped
+    the batch (None if none did). Refused recipients are added to ``refused``."""
+    connection = get_connection()
+    messages = [(order, _buyer_email(order, template, subject, connection)) for order in batch]
+    done: set[int] = set()
+    try:
+        with connection:  # opened once for the batch
+            for order, message in messages:
+                try:
+                    message.send()
+                except SMTPRecipientsRefused:
+                    log.warning("delivery email for order %s refused by the mail server", order.number)
+                    refused.append(order.pk)
+                    continue
+                done.add(order.pk)
+    except Exception as exc:
+        return done, exc
+    return done, None
+
+
+def _delivery_emails_claim(*, size: int, older_than: timedelta | None, skip: list[int]) -> list[Order]:
+    """Claim up to ``size`` due delivery emails (``delivery_emails_send``), oldest delivery first."""
+    table = Order._meta.db_table
+    now = timezone.now()
+    due = Order.objects.filter(
+        status=OrderStatus.DELIVERED,
+        buyer_notified_at__isnull=True,
+        delivered_at__gte=now - timedelta(hours=settings.DELIVERY_EMAIL_MAX_AGE_HOURS),
+    )
+    if older_than is not None:
+        due = due.filter(delivered_at__lte=now - older_than)
+    if skip:
+        due = due.exclude(pk__in=skip)
+    # On the order_delivery_email_due_idx index (exactly the due rows, by delivered_at).
+    rows = due.order_by("delivered_at").select_for_update(skip_locked=True).values("pk")[:size]
+    sql, params = rows.query.get_compiler(connection=transaction.get_connection()).as_sql()
+    # Locked once, in a materialised CTE: as ``id IN (subquery)`` the planner may run the subquery
+    # again for each row, and each run skips the rows this UPDATE has just changed and returns the
+    # next ones, so the LIMIT would not hold.
+    where = f"{table}.id = due.pk AND {table}.buyer_notified_at IS NULL"
+    return _notify_rows(where, [], due=(sql, list(params)), now=now)
+
+
+# What an email about an order reads of it (``_buyer_email`` and its templates); anything else
 # is loaded on access (the rows are built deferred).
 _NOTIFY_FIELDS = (
     "id",
@@ -804,33 +902,36 @@ _NOTIFY_FIELDS = (
 )
 
 
-def _notify_claim(order_id: int, status: str) -> Order | None:
-    """Claim the buyer's email of ``order_id`` while in ``status`` (``buyer_notified_at``, once)
+def _notify_rows(where: str, params: list, *, due: tuple[str, list] | None = None, now=None) -> list[Order]:
+    """Claim the buyer's email of the orders matching ``where`` (``buyer_notified_at``, once)
     and read what the email needs, the buyer's address and the product's kind with it: one
-    ``UPDATE ... RETURNING``. None when claimed already (or not in ``status``)."""
+    ``UPDATE ... RETURNING``. ``where`` must require ``buyer_notified_at IS NULL``; ``due`` (SQL
+    and parameters) is a query of ids joined as ``due``."""
     user_model = get_user_model()
     table = Order._meta.db_table
     column = {f.attname: f.column for f in Order._meta.concrete_fields}
     columns = ", ".join(f"{table}.{column[name]}" for name in _NOTIFY_FIELDS)
     connection = transaction.get_connection()
+    head, head_params, source = "", [], ""
+    if due is not None:
+        head, head_params, source = f"WITH due AS MATERIALIZED ({due[0]}) ", due[1], " FROM due"
     with connection.cursor() as cursor:
         cursor.execute(
-            f"UPDATE {table} SET buyer_notified_at = %s"  # noqa: S608 (no user input)
-            f" WHERE id = %s AND status = %s AND buyer_notified_at IS NULL RETURNING {columns},"
+            f"{head}UPDATE {table} SET buyer_notified_at = %s{source}"  # noqa: S608 (no user input)
+            f" WHERE {where} RETURNING {columns},"
             f" (SELECT email FROM {user_model._meta.db_table} WHERE id = {table}.buyer_id),"
             f" (SELECT kind FROM {Product._meta.db_table} WHERE id = {table}.product_id)",
-            [timezone.now(), order_id, status],
+            [*head_params, now or timezone.now(), *params],
         )
-        row = cursor.fetchone()
-    if row is None:
-        return None
-    *values, email, product_kind = row
-    order = Order.from_db(connection.alias, list(_NOTIFY_FIELDS), values)
-    order.product = Product.from_db(connection.alias, ["id", "kind"], [order.product_id, product_kind])
-    if order.buyer_id is not None:
-        buyer = user_model.from_db(connection.alias, ["id", "email"], [order.buyer_id, email])
-        order.buyer = buyer
-    return order
+        rows = cursor.fetchall()
+    claimed = []
+    for *values, email, product_kind in rows:
+        order = Order.from_db(connection.alias, list(_NOTIFY_FIELDS), values)
+        order.product = Product.from_db(connection.alias, ["id", "kind"], [order.product_id, product_kind])
+        if order.buyer_id is not None:
+            order.buyer = user_model.from_db(connection.alias, ["id", "email"], [order.buyer_id, email])
+        claimed.append(order)
+    return claimed
 
 
 def _live_code(code: int, number: str, **owner):

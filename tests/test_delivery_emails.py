@@ -1,0 +1,286 @@
+"""Delivery emails in batches (issue 17): one run sends every email due over one mail connection.
+
+The first delivery of a burst queues one run (its flag on the broker's Redis), the others ride
+along; the run claims with ``FOR UPDATE SKIP LOCKED`` and sends in the claim's transaction, so a
+failed send loses nothing and a sent email is never sent again; the beat sweep sends what a lost
+run or flag left behind. The real worker's side is in tests/test_worker.py.
+"""
+
+import json
+from datetime import timedelta
+from smtplib import SMTPException, SMTPRecipientsRefused, SMTPServerDisconnected
+
+import pytest
+import redis
+from django.core import mail
+from django.core.mail.backends.locmem import EmailBackend
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
+
+from marketplace import celery_app
+from marketplace.celery import coalesced_start
+from orders.models import Order
+from orders.services import orders
+from orders.tasks import DELIVERY_EMAILS_FLAG, send_delivery_emails, sweep_delivery_emails
+from payments.services.payments import sandbox_pay
+from tests.builders import place, transaction_held
+from tests.factories import ProductFactory, UserFactory, add_stock
+from tests.worker_utils import broker, exclusive
+
+Status = Order.Status
+
+
+def deliver_quietly(django_capture_on_commit_callbacks, n: int, *, guest: bool = False) -> list[Order]:
+    """``n`` orders paid and delivered, each by its own buyer, their emails not sent (nothing
+    run on commit): what the batch finds after a burst of deliveries."""
+    product = ProductFactory()
+    add_stock(product, n)
+    delivered = []
+    for i in range(n):
+        if guest:
+            order = orders.order_place(
+                buyer=None,
+                guest_email=f"guest{i}@example.com",
+                product_id=product.pk,
+                quantity=1,
+                idempotency_key=f"g{i}",
+            )
+        else:
+            order = place(UserFactory(), product)
+        with django_capture_on_commit_callbacks():
+            sandbox_pay(order_number=order.number)
+            assert orders.order_fulfil(order_id=order.pk) is True
+        delivered.append(order)
+    assert not Order.objects.filter(pk__in=[o.pk for o in delivered]).exclude(buyer_notified_at=None).exists()
+    return delivered
+
+
+def recipients() -> list[str]:
+    return sorted(address for message in mail.outbox for address in message.to)
+
+
+def notified(batch: list[Order]) -> set[int]:
+    return set(
+        Order.objects.filter(pk__in=[o.pk for o in batch], buyer_notified_at__isnull=False).values_list("pk", flat=True)
+    )
+
+
+def test_one_run_sends_every_due_email_once_in_one_statement_per_batch(
+    db, django_capture_on_commit_callbacks, settings
+):
+    settings.DELIVERY_EMAIL_BATCH_SIZE = 50
+    batch = deliver_quietly(django_capture_on_commit_callbacks, 5)
+    guests = deliver_quietly(django_capture_on_commit_callbacks, 2, guest=True)
+    mail.outbox.clear()
+
+    with CaptureQueriesContext(connection) as sql:
+        assert orders.delivery_emails_send() == 7
+    # SAVEPOINT; the claim (UPDATE ... RETURNING what the emails need); RELEASE. A batch smaller
+    # than the batch size is the last: no second claim.
+    assert len(sql.captured_queries) == 3, "\n".join(q["sql"] for q in sql.captured_queries)
+    assert "FOR UPDATE SKIP LOCKED" in sql.captured_queries[1]["sql"]
+    assert recipients() == sorted([o.buyer.email for o in batch] + ["guest0@example.com", "guest1@example.com"])
+    for order in batch:
+        [message] = [m for m in mail.outbox if order.number in m.subject]
+        assert message.to == [order.buyer.email] and f"/orders/{order.number}/" in message.body
+    for order in guests:
+        [message] = [m for m in mail.outbox if order.number in m.subject]
+        assert "/orders/g/" in message.body  # the guest's signed link
+    assert notified(batch + guests) == {o.pk for o in batch + guests}
+
+    assert orders.delivery_emails_send() == 0  # claimed: never sent again
+    assert orders.order_notify(order_id=batch[0].pk, kind="delivered") is False
+    assert len(mail.outbox) == 7
+
+
+def test_batches_of_the_batch_size(db, django_capture_on_commit_callbacks, settings):
+    settings.DELIVERY_EMAIL_BATCH_SIZE = 2
+    batch = deliver_quietly(django_capture_on_commit_callbacks, 5)
+    mail.outbox.clear()
+    with CaptureQueriesContext(connection) as sql:
+        assert orders.delivery_emails_send() == 5
+    claims = [q["sql"] for q in sql.captured_queries if "UPDATE" in q["sql"]]
+    assert len(claims) == 3  # 2 + 2 + 1
+    assert recipients() == sorted(o.buyer.email for o in batch)
+
+
+class FlakyBackend(EmailBackend):
+    """locmem, but the mail server goes away at the ``fail_at``-th message (1-based, over all
+    connections), or refuses the recipients listed in ``refused``."""
+
+    fail_at = 0
+    refused: set[str] = set()
+    attempts = 0
+
+    def send_messages(self, messages):
+        for message in messages:
+            FlakyBackend.attempts += 1
+            if FlakyBackend.attempts == FlakyBackend.fail_at:
+                raise SMTPServerDisconnected("gone")
+            if set(message.to) & FlakyBackend.refused:
+                raise SMTPRecipientsRefused({message.to[0]: (550, b"no such user")})
+        return super().send_messages(messages)
+
+
+@pytest.fixture
+def flaky(settings):
+    settings.EMAIL_BACKEND = "tests.test_delivery_emails.FlakyBackend"
+    FlakyBackend.fail_at, FlakyBackend.refused, FlakyBackend.attempts = 0, set(), 0
+    yield FlakyBackend
+    FlakyBackend.fail_at, FlakyBackend.refused = 0, set()
+
+
+def test_a_send_failing_mid_batch_keeps_the_sent_claimed_and_the_rest_due(
+    db, django_capture_on_commit_callbacks, flaky
+):
+    batch = deliver_quietly(django_capture_on_commit_callbacks, 5)
+    mail.outbox.clear()
+    flaky.fail_at = 3
+
+    with pytest.raises(SMTPServerDisconnected):
+        orders.delivery_emails_send()
+    sent = {m.to[0] for m in mail.outbox}
+    assert len(sent) == 2  # messages 1 and 2 went out before the server went away
+    assert {o.buyer.email for o in batch if o.pk in notified(batch)} == sent  # exactly those are claimed
+
+    assert orders.delivery_emails_send() == 3  # the retry: the other three, nothing twice
+    assert recipients() == sorted(o.buyer.email for o in batch)
+    assert notified(batch) == {o.pk for o in batch}
+
+
+def test_the_task_retries_mail_server_failures_with_backoff():
+    assert {SMTPException, OSError} <= set(send_delivery_emails.autoretry_for)
+    assert send_delivery_emails.retry_backoff and send_delivery_emails.max_retries
+    assert send_delivery_emails.acks_late
+
+
+def test_a_refused_recipient_does_not_hold_up_the_others(db, django_capture_on_commit_callbacks, flaky, settings):
+    settings.DELIVERY_EMAIL_BATCH_SIZE = 2
+    batch = deliver_quietly(django_capture_on_commit_callbacks, 5)
+    mail.outbox.clear()
+    bad = batch[0]
+    flaky.refused = {bad.buyer.email}
+
+    assert orders.delivery_emails_send() == 4
+    assert recipients() == sorted(o.buyer.email for o in batch[1:])
+    assert notified(batch) == {o.pk for o in batch[1:]}  # the refused one is left due, for the sweep
+
+
+def test_the_sweep_sends_what_is_due_past_the_grace_and_not_old_orders(
+    db, django_capture_on_commit_callbacks, settings
+):
+    settings.DELIVERY_EMAIL_SWEEP_GRACE_SECONDS = 60
+    settings.DELIVERY_EMAIL_MAX_AGE_HOURS = 24
+    lost, fresh, old = deliver_quietly(django_capture_on_commit_callbacks, 3)
+    now = timezone.now()
+    Order.objects.filter(pk=lost.pk).update(delivered_at=now - timedelta(minutes=2))  # its run was lost
+    Order.objects.filter(pk=old.pk).update(delivered_at=now - timedelta(days=3))  # before emails were batched
+    mail.outbox.clear()
+
+    assert sweep_delivery_emails() == 1
+    assert recipients() == [lost.buyer.email]
+    assert orders.delivery_emails_send() == 1  # a run sends the fresh one; the old order is never emailed
+    assert recipients() == sorted([lost.buyer.email, fresh.buyer.email])
+    assert notified([lost, fresh, old]) == {lost.pk, fresh.pk}
+
+
+def test_the_delivery_queues_the_run_on_commit(db, django_capture_on_commit_callbacks):
+    """Tests' Celery is eager: the run queued on commit sends at once."""
+    [order] = deliver_quietly(django_capture_on_commit_callbacks, 1)
+    [other] = deliver_quietly(django_capture_on_commit_callbacks, 1)
+    mail.outbox.clear()
+    order = Order.objects.get(pk=order.pk)
+    with django_capture_on_commit_callbacks(execute=True):
+        orders._queue_delivery_email(order.pk)
+    assert recipients() == sorted([order.buyer.email, other.buyer.email])  # every due email, not only its own
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_runs_at_once_never_send_the_same_email(settings):
+    """A run holding its batch (claimed, sending) and another run: the second skips the locked
+    rows and takes the rest; each buyer gets one email."""
+    settings.DELIVERY_EMAIL_BATCH_SIZE = 2
+    product = ProductFactory()
+    add_stock(product, 4)
+    batch = []
+    for _ in range(4):
+        order = place(UserFactory(), product)
+        sandbox_pay(order_number=order.number)  # delivered and emailed (eager tasks) ...
+        batch.append(order)
+    Order.objects.filter(pk__in=[o.pk for o in batch]).update(buyer_notified_at=None)  # ... not yet, as after a burst
+    mail.outbox.clear()
+
+    def first_batch():
+        return orders._delivery_emails_claim(size=2, older_than=None, skip=[])
+
+    with transaction_held(first_batch) as held:  # claimed, its transaction open
+        assert len(held.value) == 2
+        assert orders.delivery_emails_send() == 2  # the other two; the held ones are skipped
+        held.release()
+    assert orders.delivery_emails_send() == 0  # all four claimed
+    assert len(notified(batch)) == 4
+    held_ids = {o.pk for o in held.value}
+    assert recipients() == sorted(o.buyer.email for o in batch if o.pk not in held_ids)
+
+
+@pytest.fixture
+def redis_broker(redis_url):
+    """This process publishing (not running) tasks to the test Redis."""
+    with exclusive(redis_url):
+        client = redis.Redis.from_url(redis_url)
+        client.flushdb()
+        celery_app.conf.task_always_eager = False
+        try:
+            with broker(celery_app, redis_url, visibility_timeout=60):
+                yield client
+        finally:
+            celery_app.conf.task_always_eager = True
+            client.flushdb()
+            client.close()
+
+
+def test_a_burst_of_deliveries_queues_one_run_and_its_start_lets_the_next_queue_another(
+    db, django_capture_on_commit_callbacks, redis_broker, settings
+):
+    batch = deliver_quietly(django_capture_on_commit_callbacks, 3)
+    mail.outbox.clear()
+    for order in batch:
+        orders._queue_delivery_email(order.pk)
+    [raw] = redis_broker.lrange("notifications", 0, -1)
+    message = json.loads(raw)
+    assert message["headers"]["task"] == "orders.tasks.send_delivery_emails"
+    assert message["headers"]["eta"]  # a moment later: the burst gathers
+    assert 0 < redis_broker.ttl(DELIVERY_EMAILS_FLAG) <= settings.DELIVERY_EMAIL_FLAG_SECONDS
+    assert mail.outbox == []
+
+    coalesced_start(send_delivery_emails, DELIVERY_EMAILS_FLAG)  # the run starts: a later delivery queues again
+    assert not redis_broker.exists(DELIVERY_EMAILS_FLAG)
+    orders._queue_delivery_email(batch[0].pk)
+    assert redis_broker.llen("notifications") == 2
+
+
+def test_a_flag_left_by_a_lost_run_leaves_the_email_to_the_sweep(
+    db, django_capture_on_commit_callbacks, redis_broker, settings
+):
+    [order] = deliver_quietly(django_capture_on_commit_callbacks, 1)
+    redis_broker.set(DELIVERY_EMAILS_FLAG, 1, ex=60)  # its run was queued, then lost
+    orders._queue_delivery_email(order.pk)
+    assert redis_broker.llen("notifications") == 0
+    mail.outbox.clear()
+    Order.objects.filter(pk=order.pk).update(delivered_at=timezone.now() - timedelta(minutes=2))
+    assert sweep_delivery_emails() == 1
+    assert recipients() == [order.buyer.email]
+
+
+def test_with_the_broker_away_the_email_is_sent_in_place(db, django_capture_on_commit_callbacks):
+    [order] = deliver_quietly(django_capture_on_commit_callbacks, 1)
+    mail.outbox.clear()
+    celery_app.conf.task_always_eager = False
+    try:
+        with broker(celery_app, "redis://127.0.0.1:1/0", visibility_timeout=60):  # nothing listens there
+            orders._queue_delivery_email(order.pk)
+    finally:
+        celery_app.conf.task_always_eager = True
+    assert recipients() == [order.buyer.email]
+    assert notified([order]) == {order.pk}
