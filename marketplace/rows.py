@@ -48,20 +48,34 @@ def plain(model: type[models.Model]) -> bool:
 def insert_parts(obj: models.Model, connection, *, computed: dict[str, str] | None = None) -> tuple[str, str, list]:
     """(columns, values, params) of ``obj``'s INSERT as ``save()`` would write it: every
     concrete field but a database-generated primary key. ``computed`` gives SQL expressions
-    (no parameters) for some attnames instead of the object's values."""
-    computed = computed or {}
-    qn = connection.ops.quote_name
-    columns, values, params = [], [], []
-    for field in obj._meta.local_concrete_fields:
-        if field.primary_key and getattr(field, "db_returning", False):
-            continue
-        columns.append(qn(field.column))
-        if field.attname in computed:
-            values.append(computed[field.attname])
-            continue
-        values.append("%s")
-        params.append(field.get_db_prep_save(field.pre_save(obj, True), connection))
-    return ", ".join(columns), ", ".join(values), params
+    (no parameters) for some attnames instead of the object's values. The text is worked out
+    once per model (``_insert_shape``); each call prepares the values only."""
+    fields, columns, values = _insert_shape(type(obj), connection, computed or {})
+    return columns, values, [field.get_db_prep_save(field.pre_save(obj, True), connection) for field in fields]
+
+
+_INSERT_SHAPES: dict[tuple, tuple[tuple[models.Field, ...], str, str]] = {}
+
+
+def _insert_shape(model: type[models.Model], connection, computed: dict[str, str]) -> tuple:
+    """(the fields whose values are parameters, the columns' text, the values' text) of an
+    INSERT of ``model``: constant per model, database vendor and ``computed``."""
+    key = (model, connection.vendor, tuple(sorted(computed.items())))
+    shape = _INSERT_SHAPES.get(key)
+    if shape is None:
+        qn = connection.ops.quote_name
+        fields, columns, values = [], [], []
+        for field in model._meta.local_concrete_fields:
+            if field.primary_key and getattr(field, "db_returning", False):
+                continue
+            columns.append(qn(field.column))
+            if field.attname in computed:
+                values.append(computed[field.attname])
+            else:
+                values.append("%s")
+                fields.append(field)
+        shape = _INSERT_SHAPES[key] = (tuple(fields), ", ".join(columns), ", ".join(values))
+    return shape
 
 
 def insert_rows(objs: Sequence[models.Model], *, using: str) -> None:

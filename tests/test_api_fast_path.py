@@ -82,9 +82,10 @@ def test_a_plain_balance_paid_order_costs_its_pinned_statements(
     assert sum(s.startswith("SELECT status, expires_at, buyer_id FROM orders_order") for s in sql) == 1  # the lock
     # The whole request (order_place's and the ledger's statements included): 21 on 2026-12-05
     # with the checkout's and the ledger's work merged (24 with the API's own work alone, 29 before
-    # issue 17); 20 with the move to paid and its history row one statement (h-pay2). A change
-    # elsewhere on the path changes this figure: update it.
-    assert len(sql) == 20, "\n".join(s[:120] for s in sql)
+    # issue 17); 20 with the move to paid and its history row one statement (h-pay2); 19 with the
+    # order's INSERT folded into its claim (h-place). A change elsewhere on the path changes this
+    # figure: update it.
+    assert len(sql) == 19, "\n".join(s[:120] for s in sql)
 
 
 def test_a_repeat_still_answers_the_same_order_from_the_kept_key(shop):

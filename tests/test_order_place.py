@@ -2,11 +2,13 @@
 plan of the claim query on a table full of sold codes."""
 
 import html
+import threading
+import time
 from datetime import timedelta
 from decimal import Decimal
 
 import pytest
-from django.db import connection, transaction
+from django.db import connection, connections, transaction
 from django.db.models import Count
 from django.utils import timezone
 
@@ -16,7 +18,7 @@ from catalog.models import CardCode, StockBatch
 from orders.models import Order, OrderCode, OrderStatusChange
 from orders.services import orders as services
 from orders.services.orders import OrderError
-from tests.builders import run_concurrently
+from tests.builders import run_concurrently, transaction_held
 from tests.factories import ProductFactory, UserFactory, add_stock
 
 pytestmark = pytest.mark.usefixtures("english")
@@ -103,6 +105,59 @@ def test_concurrent_double_submit_gives_one_order(stock):
     assert OrderCode.objects.count() == 3
     expected = {Reserved: 3, Available: stock - 3} if stock > 3 else {Reserved: 3}
     assert code_statuses(product) == expected
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_a_double_submit_waits_at_the_order_row_holding_no_code():
+    """The order row, the claim and the codes are one statement: the order is written first, so
+    the second request of a double click waits at the (buyer, key) index before it locks any code
+    (another buyer can still take the rest), then answers with the first request's order."""
+    buyer = UserFactory()
+    product = ProductFactory()
+    add_stock(product, 2)
+
+    def place():
+        return services.order_place(buyer=buyer, product_id=product.pk, quantity=1, idempotency_key="twice")
+
+    second: dict = {}
+
+    def place_again():
+        try:
+            second["order"] = place()
+        except BaseException as exc:
+            second["order"] = exc
+        finally:
+            connections.close_all()
+
+    with transaction_held(place) as first:
+        thread = threading.Thread(target=place_again, daemon=True)
+        thread.start()
+        waiting = 0
+        for _ in range(200):  # until the second request waits on the first one's uncommitted order
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                    " AND wait_event_type = 'Lock'"
+                )
+                waiting = cursor.fetchone()[0]
+            if waiting or not thread.is_alive():
+                break
+            time.sleep(0.05)
+        assert waiting == 1, second
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT id FROM catalog_cardcode WHERE product_id = %s AND status = %s FOR UPDATE SKIP LOCKED",
+                [product.pk, Available],
+            )
+            free = cursor.fetchall()
+        assert len(free) == 1  # the code the first order did not take is locked by no one
+        first.release()
+    thread.join(10)
+    assert not thread.is_alive()
+    assert isinstance(second["order"], Order) and second["order"].pk == first.value.pk
+    assert code_statuses(product) == {Reserved: 1, Available: 1}
+    assert Order.objects.count() == 1 and OrderStatusChange.objects.count() == 1
 
 
 @pytest.mark.django_db

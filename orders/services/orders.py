@@ -228,7 +228,7 @@ def order_place(
                     .order_by("pk")
                     .values_list("pk", flat=True)
                 )
-            order = Order.objects.create(
+            order = Order(
                 buyer=buyer,
                 guest_email=guest_email,
                 query_password=make_password(query_password) if query_password else "",
@@ -253,6 +253,13 @@ def order_place(
                 fulfilment=fulfilment,
                 topup_values=topup_values,
             )
+            claimed: list[int] | None = None
+            if fulfilment == Order.Fulfilment.STOCK and transaction.get_connection().vendor == "postgresql":
+                # One round trip: the order row, then the codes claimed, their order rows and the
+                # first history row (the counting waits for the coupon's and minors' refusals).
+                claimed = _place_and_claim(order=order, buyer=buyer, product_id=product.pk, quantity=quantity)
+            else:
+                order.save(force_insert=True)
             if offer is not None:  # or CouponError: the order row above is rolled back
                 coupons.coupon_redeem(offer=offer, order=order, buyer=buyer, email=guest_email)
             if verification is not None and product.is_game_topup:
@@ -280,9 +287,8 @@ def order_place(
                         for s in quote.shares
                     ]
                 )
-            if fulfilment == Order.Fulfilment.STOCK and transaction.get_connection().vendor == "postgresql":
-                # One round trip: the codes claimed, their order rows and the first history row.
-                _reserve_and_record(order=order, buyer=buyer, product_id=product.pk, quantity=quantity)
+            if claimed is not None:  # too few codes: OutOfStock, and every row above is rolled back
+                stock.stock_claim_check(code_ids=claimed, quantity=quantity)
             else:
                 if fulfilment == Order.Fulfilment.STOCK:
                     code_ids = stock.stock_reserve(product_id=product.pk, quantity=quantity)
@@ -326,26 +332,45 @@ def order_place(
 PLACED_NOTE = "placed"
 
 
-def _reserve_and_record(*, order: Order, buyer, product_id: int, quantity: int) -> list[int]:
-    """The stock claim (``catalog.services.stock_claim_sql``), the order's codes and its first
-    history row ("" -> pending, as ``order.history.create`` writes it) in ONE statement
-    (PostgreSQL's data-modifying WITH). Too few codes: ``OutOfStock``, and the order's
-    transaction is rolled back (its codes rows with it). Returns the code ids."""
-    claim, params = stock.stock_claim_sql(product_id=product_id, quantity=quantity)
+def _place_and_claim(*, order: Order, buyer, product_id: int, quantity: int) -> list[int]:
+    """The order row (``order``, not yet saved), the stock claim (``catalog.services.stock_claim_sql``),
+    the order's codes and its first history row ("" -> pending, as ``order.history.create`` writes
+    it) in ONE statement (PostgreSQL's data-modifying WITH). The order row is written as ``save()``
+    writes it (``marketplace.rows.insert_parts``) and first: the main SELECT's first column reads
+    it before its second runs the claim, so a double click's second request waits at the order's
+    unique (buyer, key) index holding no code, then fails there (IntegrityError) as it did when
+    the order had its own statement. A model ``rows.plain`` refuses (a ``save()`` of its own,
+    receivers) is saved by the ORM first. Returns the code ids claimed, not counted: the caller
+    checks them (``stock_claim_check``), and rolls its transaction back when they are too few."""
+    connection = transaction.get_connection()
+    qn = connection.ops.quote_name
+    claim, claim_params = stock.stock_claim_sql(product_id=product_id, quantity=quantity)
+    plain = rows.plain(Order)
+    if plain:
+        columns, values, params = rows.insert_parts(order, connection)
+        table, pk = qn(Order._meta.db_table), qn(Order._meta.pk.column)
+        sql = f"WITH o AS (INSERT INTO {table} ({columns}) VALUES ({values}) RETURNING {pk} AS id),"  # noqa: S608
+    else:
+        order.save(force_insert=True, using=connection.alias)
+        sql, params = "WITH o AS (SELECT %s AS id),", [order.pk]
     now = timezone.now()
     codes, history = OrderCode._meta.db_table, OrderStatusChange._meta.db_table
-    sql = (
-        f"WITH claimed AS ({claim}),"  # noqa: S608 (no user input)
+    sql += (
+        f" claimed AS ({claim}),"  # noqa: S608 (no user input)
         f" placed AS (INSERT INTO {history} (order_id, from_status, to_status, actor_id, note, at)"
-        " VALUES (%s, %s, %s, %s, %s, %s))"
-        f" INSERT INTO {codes} (order_id, code_id, reserved_at, released_at)"
-        " SELECT %s, id, %s, NULL FROM claimed RETURNING code_id"
+        " VALUES ((SELECT id FROM o), %s, %s, %s, %s, %s)),"
+        f" coded AS (INSERT INTO {codes} (order_id, code_id, reserved_at, released_at)"
+        " SELECT (SELECT id FROM o), id, %s, NULL FROM claimed RETURNING code_id)"
+        " SELECT (SELECT id FROM o), ARRAY(SELECT code_id FROM coded)"
     )
-    params += [order.pk, "", OrderStatus.PENDING.value, getattr(buyer, "pk", None), PLACED_NOTE, now, order.pk, now]
-    with transaction.get_connection().cursor() as cursor:
+    params += claim_params
+    params += ["", OrderStatus.PENDING.value, getattr(buyer, "pk", None), PLACED_NOTE, now, now]
+    with connection.cursor() as cursor:
         cursor.execute(sql, params)
-        ids = [row[0] for row in cursor.fetchall()]
-    return stock.stock_claim_check(code_ids=ids, quantity=quantity)
+        order_id, code_ids = cursor.fetchone()
+    if plain:
+        rows.saved(order, order_id, connection.alias)
+    return code_ids
 
 
 def supply_source(*, product: Product, quantity: int) -> str:
