@@ -51,6 +51,7 @@ def _fresh_cache():
     from django.core.cache import cache
 
     from catalog.templatetags.catalog_cards import product_cards_forget
+    from catalog.templatetags.catalog_product import product_parts_forget
     from compliance.rating import credit_levels_forget_local
     from ledger.services import accounts_forget
     from marketplace.localcache import local_clear
@@ -59,6 +60,7 @@ def _fresh_cache():
     cache.clear()
     local_clear()  # marketplace.localcache: the per-process copies of site-wide values
     product_cards_forget()  # catalog_cards: the product cards drawn in this process
+    product_parts_forget()  # catalog_product: the product page's cards drawn in this process
     accounts_forget()  # ledger: the platform's accounts kept in this process (ids of rolled-back rows)
     order_rows_forget()  # order_rows: the order list rows drawn in this process
     credit_levels_forget_local()  # the credit levels' per-process copy (compliance.rating)
