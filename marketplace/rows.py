@@ -16,9 +16,10 @@ statement of constant text built once per process, where the ORM compiles its qu
 """
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import TypeVar
 
-from django.db import connections, models
+from django.db import connections, models, router
 from django.db.models import signals
 from django.db.transaction import TransactionManagementError
 
@@ -151,22 +152,60 @@ def insert_pair(first: models.Model, second: models.Model, *, link: str, using: 
     statement; both objects get their primary keys. A constraint either breaks raises as the
     ORM's INSERT would (IntegrityError), and neither row is written."""
     connection = connections[using]
-    qn = connection.ops.quote_name
-    a_cols, a_vals, a_params = insert_parts(first, connection)
-    link_field = second._meta.get_field(link)
-    b_cols, b_vals, b_params = insert_parts(second, connection, computed={link_field.attname: "a.pk"})
-    a_pk, b_pk = qn(first._meta.pk.column), qn(second._meta.pk.column)
-    sql = (
-        f"WITH a AS (INSERT INTO {qn(first._meta.db_table)} ({a_cols}) VALUES ({a_vals}) RETURNING {a_pk} AS pk) "  # noqa: S608
-        f"INSERT INTO {qn(second._meta.db_table)} ({b_cols}) SELECT {b_vals} FROM a RETURNING {b_pk}, "
-        f"{qn(link_field.column)}"
-    )
+    pair = Pair(first, second, link=link)
+    head, tail, params = pair.sql(connection)
     with connection.cursor() as cursor:
-        cursor.execute(sql, a_params + b_params)
-        second_pk, first_pk = cursor.fetchone()
-    saved(first, first_pk, using)
-    saved(second, second_pk, using)
-    setattr(second, link, first)
+        cursor.execute(f"WITH {head} {tail}", params)
+        pair.saved(cursor.fetchone(), using)
+
+
+@dataclass(frozen=True)
+class Pair:
+    """Two new rows of one business change, ``second``'s foreign key ``link`` pointing at
+    ``first`` (a payment and the notification's log row that applied it). Written by
+    ``write``, or by a caller that chains ``sql`` into a statement of its own (the state
+    machine's move: ``StateMachine.apply(along=...)``)."""
+
+    first: models.Model
+    second: models.Model
+    link: str
+
+    def write(self, *, using: str | None = None) -> None:
+        """Both rows: one statement on PostgreSQL for plain models (``insert_pair``), else
+        ``save()`` each, ``first`` first."""
+        using = using or router.db_for_write(type(self.first), instance=self.first)
+        if one_statement_ok(using, type(self.first), type(self.second)):
+            insert_pair(self.first, self.second, link=self.link, using=using)
+            return
+        self.first.save(using=using)
+        setattr(self.second, self.link, self.first)
+        self.second.save(using=using)
+
+    def sql(self, connection, *, source: str = "") -> tuple[str, str, list]:
+        """(``a AS (INSERT first ...)``, ``INSERT second ... SELECT ... FROM a RETURNING
+        second's pk, its link``, params): a ``WITH`` clause's entry and the statement's end.
+        With ``source`` (an earlier entry's name) ``first`` is inserted once per row of it
+        (``INSERT ... SELECT ... FROM source``): not at all when it returned none."""
+        qn = connection.ops.quote_name
+        first, second = self.first, self.second
+        a_cols, a_vals, a_params = insert_parts(first, connection)
+        link_field = second._meta.get_field(self.link)
+        b_cols, b_vals, b_params = insert_parts(second, connection, computed={link_field.attname: "a.pk"})
+        a_pk, b_pk = qn(first._meta.pk.column), qn(second._meta.pk.column)
+        rows = f"SELECT {a_vals} FROM {source}" if source else f"VALUES ({a_vals})"  # noqa: S608 (names, no values)
+        head = f"a AS (INSERT INTO {qn(first._meta.db_table)} ({a_cols}) {rows} RETURNING {a_pk} AS pk)"
+        tail = (
+            f"INSERT INTO {qn(second._meta.db_table)} ({b_cols}) SELECT {b_vals} FROM a "  # noqa: S608
+            f"RETURNING {b_pk}, {qn(link_field.column)}"
+        )
+        return head, tail, a_params + b_params
+
+    def saved(self, row: Sequence, using: str) -> None:
+        """Both objects marked as their rows, from the (second's pk, first's pk) ``sql`` returns."""
+        second_pk, first_pk = row[0], row[1]
+        saved(self.first, first_pk, using)
+        saved(self.second, second_pk, using)
+        setattr(self.second, self.link, self.first)
 
 
 _SELECT_SQL: dict[tuple[type[models.Model], str, str, bool], tuple] = {}

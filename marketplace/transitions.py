@@ -109,11 +109,16 @@ class StateMachine:
         note: str = "",
         update: Mapping[str, object] | None = None,
         on_commit: Iterable[Callable[[], object]] = (),  # what they return is ignored
+        along: rows.Pair | None = None,
     ) -> bool:
         """Move ``instance`` (locked by the caller) to ``dst``.
 
-        Returns False when it is already there (a repeat changes nothing), raises
-        ``IllegalTransition`` for a move the table does not allow.
+        Returns False when it is already there (a repeat changes nothing, and writes nothing:
+        ``along`` neither), raises ``IllegalTransition`` for a move the table does not allow.
+
+        ``along``: new rows that record what moved it (a payment and the notification's log
+        row), written with the move: in its statement where the move and history are one (below),
+        so only if the row moves; after the move and its history row elsewhere.
 
         On PostgreSQL, for plain models (``marketplace.rows.plain``), the row's UPDATE and its
         history row are one statement, the UPDATE guarded by the status the caller saw: a row
@@ -139,7 +144,7 @@ class StateMachine:
             history = self.history_model(
                 **{self.history_fk: instance}, from_status=src, to_status=dst, actor=actor, note=note[:500]
             )
-            if not _move_and_record(instance, src, list(fields), history, using):
+            if not _move_and_record(instance, src, list(fields), history, using, along):
                 # Refused: the instance says what it said before, not a move that never happened.
                 for name, value in before.items():
                     setattr(instance, name, value)
@@ -150,6 +155,8 @@ class StateMachine:
                 self.history_model._default_manager.create(
                     **{self.history_fk: instance}, from_status=src, to_status=dst, actor=actor, note=note[:500]
                 )
+            if along is not None:
+                along.write(using=using)
         for callback in on_commit:
             transaction.on_commit(callback)
         return True
@@ -187,11 +194,14 @@ class StateMachine:
         return len(ids)
 
 
-def _move_and_record(instance: models.Model, src: str, names: list[str], history: models.Model, using: str) -> bool:
+def _move_and_record(
+    instance: models.Model, src: str, names: list[str], history: models.Model, using: str, along: rows.Pair | None
+) -> bool:
     """``instance.save(update_fields=names)`` guarded by ``status = src``, and ``history``
     inserted only if the row moved, in one statement (PostgreSQL: ``WITH moved AS (UPDATE ...
     RETURNING) INSERT ... SELECT ... FROM moved``). Values are prepared as ``save()`` does.
-    Returns whether the row moved (and its history row was written)."""
+    With ``along`` its two rows are inserted by the same statement, from ``moved`` too.
+    Returns whether the row moved (and its history row, and ``along``'s, were written)."""
     connection = connections[using]
     qn = connection.ops.quote_name
     meta = instance._meta
@@ -204,17 +214,28 @@ def _move_and_record(instance: models.Model, src: str, names: list[str], history
     pk = qn(meta.pk.column)
     history_pk = qn(history._meta.pk.column)
     columns, values, insert_params = rows.insert_parts(history, connection)
-    statement = (
-        f"WITH moved AS (UPDATE {qn(meta.db_table)} SET {', '.join(sets)} "  # noqa: S608 (no user input)
-        f"WHERE {pk} = %s AND {qn(status.column)} IS NOT DISTINCT FROM %s RETURNING {pk}) "
-        f"INSERT INTO {qn(history._meta.db_table)} ({columns}) SELECT {values} FROM moved RETURNING {history_pk}"
+    moved = (
+        f"moved AS (UPDATE {qn(meta.db_table)} SET {', '.join(sets)} "  # noqa: S608 (no user input)
+        f"WHERE {pk} = %s AND {qn(status.column)} IS NOT DISTINCT FROM %s RETURNING {pk})"
     )
+    record = f"INSERT INTO {qn(history._meta.db_table)} ({columns}) SELECT {values} FROM moved RETURNING {history_pk}"  # noqa: S608
+    params += [instance.pk, src, *insert_params]
+    if along is None:
+        statement = f"WITH {moved} {record}"
+    else:
+        # The history row's id comes back with the pair's last INSERT (a scalar subquery of its
+        # CTE): all three rows are written when the order moves, none when it does not.
+        head, tail, pair_params = along.sql(connection, source="moved")
+        statement = f"WITH {moved}, h AS ({record}), {head} {tail}, (SELECT {history_pk} FROM h)"  # noqa: S608
+        params += pair_params
     with connection.cursor() as cursor:
-        cursor.execute(statement, [*params, instance.pk, src, *insert_params])
+        cursor.execute(statement, params)
         row = cursor.fetchone()
     if row is None:
         return False
-    rows.saved(history, row[0], using)
+    if along is not None:
+        along.saved(row, using)
+    rows.saved(history, row[-1], using)
     return True
 
 

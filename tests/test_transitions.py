@@ -213,3 +213,60 @@ def test_apply_writes_what_save_writes(order):
         "n" * 500,
     )
     assert row.at is not None and abs((row.at - fresh.paid_at).total_seconds()) < 5
+
+
+def _payment_pair(order: Order, trade_no: str):
+    from marketplace import rows
+    from payments.models import Notification, Payment
+
+    payment = Payment(order=order, gateway="sandbox", trade_no=trade_no, amount=order.total, status="succeeded")
+    record = Notification(gateway="sandbox", order_number=order.number, trade_no=trade_no, outcome="applied")
+    return payment, record, rows.Pair(payment, record, link="payment")
+
+
+def test_a_refused_move_writes_none_of_the_rows_along(order):
+    """``along``'s rows (a payment and its log row) are written only if the row moves: a stale
+    instance's refused move leaves none behind in the caller's transaction, which goes on."""
+    from django.db import connection
+
+    from payments.models import Notification, Payment
+
+    if connection.vendor != "postgresql":
+        pytest.skip("the one-statement move is PostgreSQL's; elsewhere save() and create()")
+    stale = Order.objects.get(pk=order.pk)
+    _apply(order, Order.Status.CANCELLED)
+    payment, record, pair = _payment_pair(stale, "T-STALE")
+    with transaction.atomic():
+        with pytest.raises(IllegalTransition):
+            ORDER_FLOW.apply(stale, Order.Status.PAID, along=pair)
+        assert not Payment.objects.filter(trade_no="T-STALE").exists()
+        assert not Notification.objects.filter(trade_no="T-STALE").exists()
+    assert payment.pk is None and record.pk is None
+
+
+@pytest.mark.parametrize("one_statement", [True, False])
+def test_a_move_writes_the_rows_along_it(order, one_statement):
+    """With ``along`` the move writes its history row and the pair, linked: in one statement, or
+    (a model with a ``pre_save`` receiver: the ORM's path) with ``save()`` after the move."""
+    from django.db.models.signals import pre_save
+
+    from payments.models import Payment
+
+    def receiver(**kwargs):
+        pass
+
+    if not one_statement:
+        pre_save.connect(receiver, sender=Order, weak=False)
+    try:
+        with transaction.atomic():
+            locked = Order.objects.select_for_update().get(pk=order.pk)
+            payment, record, pair = _payment_pair(locked, "T-ALONG")
+            assert ORDER_FLOW.apply(locked, Order.Status.PAID, note="paid", along=pair)
+    finally:
+        pre_save.disconnect(receiver, sender=Order)
+    stored = Payment.objects.get(trade_no="T-ALONG")
+    assert (stored.pk, stored.order_id) == (payment.pk, order.pk)
+    assert record.pk is not None and record.payment is payment
+    assert list(stored.notifications.values_list("pk", flat=True)) == [record.pk]
+    assert Order.objects.get(pk=order.pk).status == Order.Status.PAID
+    assert OrderStatusChange.objects.filter(order=order).latest("id").to_status == Order.Status.PAID

@@ -580,17 +580,28 @@ def order_delivery_nudge(*, order: Order) -> None:
         transaction.on_commit(lambda: _queue_fulfilment(order.pk))
 
 
-def order_mark_paid(*, order: Order, note: str = "") -> PaidOutcome:
+def order_mark_paid(
+    *, order: Order, note: str = "", recorded_by: Callable[[PaidOutcome], rows.Pair] | None = None
+) -> PaidOutcome:
     """Record that ``order`` (locked by the caller, in its transaction) has been paid.
 
     The same UPDATE makes the order due for delivery: if the fulfilment queued after the
-    commit is lost (broker away, worker killed), the sweeper queues it again."""
+    commit is lost (broker away, worker killed), the sweeper queues it again.
+
+    ``recorded_by``: given the outcome, the new rows that record the payment (the payment and
+    the notification's log row), written in the caller's transaction with the order's move (in
+    its statement, on PostgreSQL) or, when the order does not move, on their own."""
     from ..tasks import notify_refund_pending
+
+    def along(outcome: PaidOutcome) -> rows.Pair | None:
+        return recorded_by(outcome) if recorded_by is not None else None
 
     queue_fulfilment = lambda: _queue_fulfilment(order.pk)  # noqa: E731
     due = {"delivery_due_at": timezone.now() + DELIVERY_GRACE}
     if order.status == OrderStatus.PENDING:
-        ORDER_FLOW.apply(order, OrderStatus.PAID, note=note, update=due, on_commit=[queue_fulfilment])
+        ORDER_FLOW.apply(
+            order, OrderStatus.PAID, note=note, update=due, on_commit=[queue_fulfilment], along=along(PaidOutcome.PAID)
+        )
         return PaidOutcome.PAID
     if order.status in (OrderStatus.EXPIRED, OrderStatus.CANCELLED):
         # Paid at the discounted total after its coupon use came back: take it again if one is
@@ -608,13 +619,22 @@ def order_mark_paid(*, order: Order, note: str = "") -> PaidOutcome:
                 OrderStatus.REFUND_PENDING,
                 note=f"{note}; paid after {order.status}, out of stock",
                 on_commit=[lambda: publish(notify_refund_pending, order.pk)],
+                along=along(PaidOutcome.REFUND_PENDING),
             )
             return PaidOutcome.REFUND_PENDING
         ORDER_FLOW.apply(
-            order, OrderStatus.PAID, note=f"{note}; paid after {order.status}", update=due, on_commit=[queue_fulfilment]
+            order,
+            OrderStatus.PAID,
+            note=f"{note}; paid after {order.status}",
+            update=due,
+            on_commit=[queue_fulfilment],
+            along=along(PaidOutcome.LATE_PAID),
         )
         return PaidOutcome.LATE_PAID
     order_delivery_nudge(order=order)
+    recorded = along(PaidOutcome.ALREADY_PAID)
+    if recorded is not None:
+        recorded.write()
     return PaidOutcome.ALREADY_PAID
 
 

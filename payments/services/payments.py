@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 
 from django.conf import settings
-from django.db import IntegrityError, connection, router, transaction
+from django.db import IntegrityError, connection, transaction
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.translation import gettext as _
@@ -147,26 +147,26 @@ def _apply(gateway_code: str, verified: VerifiedNotification, record: Notificati
     assert order is not None  # _check_fact refused a missing order
     # Deliveries of one notification are serialised by the order's row lock, so the check
     # above sees any earlier one; the unique (gateway, trade_no) constraint backs it up.
-    result = orders.order_mark_paid(order=order, note=f"{gateway_code} {verified.trade_no}")
-    payment = Payment(
-        order=order,
-        gateway=gateway_code,
-        trade_no=verified.trade_no,
-        amount=verified.amount,
-        currency=verified.currency,
-        status=_PAYMENT_STATUS[result],
-        paid_at=verified.paid_at,
-    )
-    # The payment and the notification's log row that applied it: one INSERT statement on
-    # PostgreSQL. In the same transaction as the rest, so the log row stands or falls with it.
-    record.outcome, record.reason, record.payment = Outcome.APPLIED, result.value, payment
-    using = router.db_for_write(Payment)
-    if rows.one_statement_ok(using, Payment, Notification):
-        rows.insert_pair(payment, record, link="payment", using=using)
-    else:
-        payment.save(using=using)
-        record.payment = payment
-        record.save(using=using)
+
+    def recorded(result: PaidOutcome) -> rows.Pair:
+        # The payment and the notification's log row that applied it, written by the order's
+        # move (one statement on PostgreSQL with the status change and its history row), so the
+        # log row stands or falls with the rest.
+        payment = Payment(
+            order=order,
+            gateway=gateway_code,
+            trade_no=verified.trade_no,
+            amount=verified.amount,
+            currency=verified.currency,
+            status=_PAYMENT_STATUS[result],
+            paid_at=verified.paid_at,
+        )
+        record.outcome, record.reason, record.payment = Outcome.APPLIED, result.value, payment
+        return rows.Pair(payment, record, link="payment")
+
+    result = orders.order_mark_paid(order=order, note=f"{gateway_code} {verified.trade_no}", recorded_by=recorded)
+    payment = record.payment
+    assert payment is not None and payment.pk is not None  # written by order_mark_paid
     _book_payment(payment, order.number)
     if payment.status != Payment.Status.SUCCEEDED:  # money the order cannot use goes straight back
         payment_refund_unused(payment=payment, reason=f"{payment.get_status_display()}: automatic refund")
