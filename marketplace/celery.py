@@ -61,7 +61,7 @@ def publish_coalesced(task, *, key: str, ttl: int, countdown: float | None = Non
     Returns False, like ``publish``, when the broker is away (the caller falls back); in eager
     mode (tests) the task runs in place."""
     if task.app.conf.task_always_eager:
-        task.apply_async(countdown=countdown)
+        task.apply_async(countdown=countdown or None)
         return True
     client = _flag_client(task.app.conf.broker_url)
     if client is not None:
@@ -71,7 +71,7 @@ def publish_coalesced(task, *, key: str, ttl: int, countdown: float | None = Non
         except redis.exceptions.RedisError as exc:
             log.warning("coalescing flag %s unreadable (queueing a run): %s", key, exc)
     try:
-        task.apply_async(countdown=countdown)
+        task.apply_async(countdown=countdown or None)
     except BROKER_ERRORS as exc:
         log.warning("could not queue %s (a sweeper will): %s", task.name, exc)
         coalesced_start(task, key)  # no run is queued: the next change must try again

@@ -751,7 +751,7 @@ def _book_cost_return(order: Order, code_ids, *, memo: str, idempotency_key: str
 
 def _queue_delivery_email(order_id: int) -> None:
     """The buyer's email, sent by a batch (``send_delivery_emails``, ``notifications`` queue): the
-    first delivery of a burst queues a run a moment later, the others only find its flag set
+    first delivery of a burst queues a run, the others only find its flag set until it starts
     (``marketplace.celery.publish_coalesced``), so no rendering, mail server or publish per email
     stands between one delivery and the next. With the broker away it is sent from here instead;
     the sweep (``sweep_delivery_emails``) sends what is left either way."""
