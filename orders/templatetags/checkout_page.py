@@ -87,7 +87,7 @@ def checkout_quantity(context) -> SafeString:
 
 @register.simple_tag(takes_context=True)
 def checkout_before(context) -> SafeString:
-    """"Before you buy": the price, the delivery and the refund promise (a direct top-up's own)."""
+    """The "Before you buy" card: the price, the delivery and the refund promise (a top-up's own)."""
     product, promises = context["product"], context.get("PROMISES")
     topup = product.is_direct_topup
     refund_days = None if topup or promises is None else promises.refund_days
