@@ -141,10 +141,12 @@ def coupon_typed(request) -> str:
 def coupon_context(request, *, product, quantity: int, unit_price, storefront=None) -> dict:
     """What the checkout shows about the coupon typed in: the code, and either what it takes off
     (``coupon``: subtotal, discount, total, from ``order_coupon_preview``, nothing taken) or the
-    service's reason it does not apply (``coupon_error``). ``order_place`` checks it again."""
+    service's reason it does not apply (``coupon_error``). ``order_place`` checks it again. Both
+    are always in the context (None when not shown): a name missing from it costs the templates'
+    every lookup a VariableDoesNotExist raised and caught."""
     code = coupon_typed(request)
     if not code:
-        return {"coupon_code": ""}
+        return {"coupon_code": "", "coupon": None, "coupon_error": None}
     buyer = request.user if request.user.is_authenticated else None
     try:
         offer = services.order_coupon_preview(
@@ -158,11 +160,12 @@ def coupon_context(request, *, product, quantity: int, unit_price, storefront=No
     except PASS_THROUGH:
         raise
     except ServiceError as exc:  # CouponError, or a refused quantity
-        return {"coupon_code": code, "coupon_error": str(exc)}
+        return {"coupon_code": code, "coupon": None, "coupon_error": str(exc)}
     subtotal = unit_price * quantity
     return {
         "coupon_code": offer.code.code,
         "coupon": {"subtotal": subtotal, "discount": offer.discount, "total": subtotal - offer.discount},
+        "coupon_error": None,
     }
 
 
@@ -264,8 +267,7 @@ def checkout(request, slug):
         guest_form = guest_form_kept(request, guest_form)
     coupon = coupon_context(request, product=product, quantity=quantity, unit_price=info.price)
     if coupon_refused:
-        coupon["coupon_error"] = coupon_refused
-        coupon.pop("coupon", None)
+        coupon.update(coupon_error=coupon_refused, coupon=None)
     return render(
         request,
         "orders/checkout.html",

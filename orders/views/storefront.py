@@ -233,8 +233,7 @@ def buy(request, slug, product_slug):
     context = _product_context(sf, info, form, error, guest_form, channel_chosen(request))
     coupon = coupon_context(request, product=item, quantity=context["quantity"], unit_price=info.price, storefront=sf)
     if coupon_refused:
-        coupon["coupon_error"] = coupon_refused
-        coupon.pop("coupon", None)
+        coupon.update(coupon_error=coupon_refused, coupon=None)
     context.update(
         realname_context(request, item), captcha=captcha, **topup_context(request, item, topup_errors), **coupon
     )
