@@ -51,8 +51,9 @@ OTHER_QUEUES = ("notifications", "callbacks", "reports", "default")
 
 
 class PeakServers(P.Servers):
-    """gunicorn, a Celery worker for ``fulfilment`` only, one for the other queues, and beat:
-    the production layout (docker-compose.yml), so a flood of other tasks cannot delay deliveries."""
+    """gunicorn, a Celery worker for ``fulfilment`` only, one for the other queues, and beat (from
+    purchase.py's ``Servers``): the production layout (docker-compose.yml), so a flood of other
+    tasks cannot delay deliveries."""
 
     def commands(self) -> dict[str, list]:
         cmds = super().commands()
@@ -61,16 +62,6 @@ class PeakServers(P.Servers):
         other = [str(c) for c in worker]
         other[other.index("--concurrency") + 1] = str(self.args.other_concurrency)
         cmds["celery-other"] = [*other, "-Q", ",".join(OTHER_QUEUES), "-n", "other@%h"]
-        cmds["beat"] = [
-            P.BIN / "celery",
-            "-A",
-            "marketplace",
-            "beat",
-            "-l",
-            "warning",
-            "--schedule",
-            str(Path(os.environ["VAR_DIR"]) / "celerybeat-schedule"),
-        ]
         return cmds
 
 

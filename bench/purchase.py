@@ -8,8 +8,9 @@ What it does (see bench/README.md):
      broker) and uses a temporary VAR_DIR (its own keys);
   2. migrates, creates products with encrypted stock (one hot product holding most codes,
      half of them already sold), buyers with session cookies;
-  3. starts gunicorn (4 sync workers, settings ``bench.settings``) and a Celery worker
-     (prefork, concurrency 2);
+  3. starts gunicorn (4 sync workers, settings ``bench.settings``), a Celery worker
+     (prefork, concurrency 2) and Celery beat (it runs the delivery emails every 2 s; its CPU
+     counts as Celery's);
   4. for each round and scenario (random products, one hot product): measures the baseline
      (a view doing one indexed query) and then purchases, with the same asyncio client and
      concurrency; a purchase is POST checkout -> 302 /pay/<number>/ -> POST a signed sandbox
@@ -301,6 +302,18 @@ class Servers:
                 "--without-mingle",
                 "--without-heartbeat",
             ],
+            # As in production: beat sends the delivery emails every few seconds (a delivery
+            # queues nothing for its email) and runs the sweepers.
+            "beat": [
+                BIN / "celery",
+                "-A",
+                "marketplace",
+                "beat",
+                "-l",
+                "warning",
+                "--schedule",
+                str(Path(os.environ["VAR_DIR"]) / "celerybeat-schedule"),
+            ],
         }
 
     def start(self, var_dir: Path) -> None:
@@ -415,7 +428,9 @@ class CpuMeter:
         stats = _all_stats()
         groups = {
             "gunicorn": self.servers.pids("gunicorn"),
-            "celery": self.servers.pids("celery"),
+            # beat (which publishes the delivery emails' run every few seconds) counts as Celery
+            "celery": self.servers.pids("celery")
+            + (self.servers.pids("beat") if "beat" in getattr(self.servers, "procs", {}) else []),
             "postgres": [pid for pid, s in stats.items() if s[0] == "postgres" or s[0].startswith("postgres:")],
             "redis": [pid for pid, s in stats.items() if s[0].startswith("redis-server")],
             "client": [os.getpid()],
@@ -965,7 +980,7 @@ def report(args, rounds: list[dict], wrk: dict | None, plans_before: str, plans_
     print(line)
     print(
         f"Purchase benchmark — gunicorn {args.workers} sync workers, "
-        f"Celery {args.celery_pool} x{args.celery_concurrency}, "
+        f"Celery {args.celery_pool} x{args.celery_concurrency} and beat, "
         f"PostgreSQL, Redis broker, {os.cpu_count()} CPUs shared by everything;"
     )
     print(

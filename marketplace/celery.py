@@ -1,11 +1,9 @@
 """The Celery application. Periodic tasks are declared here, in one place."""
 
-import functools
 import logging
 import os
 
 import kombu.exceptions
-import redis
 import redis.exceptions
 from celery import Celery
 from celery.schedules import crontab
@@ -47,55 +45,6 @@ def publish(task, *args) -> bool:
         log.warning("could not queue %s%r (a sweeper will): %s", task.name, args, exc)
         return False
     return True
-
-
-def publish_coalesced(task, *, key: str, ttl: int, countdown: float | None = None) -> bool:
-    """Queue ``task()`` unless a run queued under ``key`` has not started yet: many changes, one run.
-
-    The flag is one ``SET key 1 NX EX ttl`` on the broker's Redis; only the caller that sets it
-    publishes. The task calls ``coalesced_start(task, key)`` before it reads its work, so a change
-    committed after that sets the flag again and gets a run of its own. ``countdown`` lets a burst
-    gather into that run. A flag left behind (its run lost) expires after ``ttl`` seconds; the
-    task's sweeper covers the gap. Without a Redis broker every call publishes (no flag).
-
-    Returns False, like ``publish``, when the broker is away (the caller falls back); in eager
-    mode (tests) the task runs in place."""
-    if task.app.conf.task_always_eager:
-        task.apply_async(countdown=countdown or None)
-        return True
-    client = _flag_client(task.app.conf.broker_url)
-    if client is not None:
-        try:
-            if not client.set(key, 1, nx=True, ex=ttl):
-                return True  # a run is queued and has not started: it will see this change
-        except redis.exceptions.RedisError as exc:
-            log.warning("coalescing flag %s unreadable (queueing a run): %s", key, exc)
-    try:
-        task.apply_async(countdown=countdown or None)
-    except BROKER_ERRORS as exc:
-        log.warning("could not queue %s (a sweeper will): %s", task.name, exc)
-        coalesced_start(task, key)  # no run is queued: the next change must try again
-        return False
-    return True
-
-
-def coalesced_start(task, key: str) -> None:
-    """A run of a ``publish_coalesced`` task starts: the flag is cleared before it reads its work."""
-    client = _flag_client(task.app.conf.broker_url)
-    if client is None:
-        return
-    try:
-        client.delete(key)
-    except redis.exceptions.RedisError as exc:  # expires by itself; the sweeper covers the gap
-        log.warning("could not clear coalescing flag %s: %s", key, exc)
-
-
-@functools.cache
-def _flag_client(broker_url: str) -> "redis.Redis | None":
-    """A Redis client on the broker's server and database (one per process), None if not Redis."""
-    if not broker_url.startswith(("redis://", "rediss://")):
-        return None
-    return redis.Redis.from_url(broker_url, socket_connect_timeout=1, socket_timeout=1)
 
 
 @task_prerun.connect
@@ -150,6 +99,9 @@ def _log_format(logger=None, **kwargs):
             handler.setFormatter(logcontext.json_formatter())
 
 
+# Seconds between two runs of the delivery emails' batch (the longest an email waits for its run).
+DELIVERY_EMAIL_INTERVAL = 2.0
+
 app.conf.beat_schedule = {
     # Releases the stock of unpaid orders whose 15 minutes are up.
     "orders-expire-due": {"task": "orders.tasks.expire_due_orders", "schedule": 30.0},
@@ -189,8 +141,16 @@ app.conf.beat_schedule = {
         "task": "payments.tasks.bills_reconcile_yesterday",
         "schedule": crontab(hour=10, minute=30),
     },
-    # Delivery emails not sent a minute after the delivery (their batch's run lost, the broker or
-    # the mail server away): sent now (orders.services.orders.delivery_emails_send).
+    # Delivery emails, in batches: every few seconds one run sends what the deliveries since the
+    # last one left due (orders.services.orders.delivery_emails_send). No delivery queues anything
+    # for its email, so a burst of deliveries costs one run per tick, not one task per email.
+    "orders-delivery-emails": {
+        "task": "orders.tasks.send_delivery_emails",
+        "schedule": DELIVERY_EMAIL_INTERVAL,
+        "options": {"expires": DELIVERY_EMAIL_INTERVAL},
+    },
+    # Delivery emails not sent a minute after the delivery (a run failed, the mail server away, a
+    # recipient refused): tried again, once a minute.
     "orders-delivery-emails-sweep": {
         "task": "orders.tasks.sweep_delivery_emails",
         "schedule": 60.0,

@@ -660,22 +660,18 @@ EMAIL_HOST_USER = env("EMAIL_HOST_USER", "")
 EMAIL_HOST_PASSWORD = env("EMAIL_HOST_PASSWORD", "")
 EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS")
 DEFAULT_FROM_EMAIL = env("DEFAULT_FROM_EMAIL", "卡盟 <no-reply@localhost>")
-# Delivery emails go out in batches (orders.tasks.send_delivery_emails): the first delivery of a
-# burst queues one run, and every delivery committed before it starts rides along; a run sends at
-# most DELIVERY_EMAIL_BATCH_SIZE per mail connection and transaction. DELIVERY_EMAIL_BATCH_DELAY
-# holds the run back that many seconds to gather a bigger burst, but as an ETA message the worker
-# keeps unacknowledged meanwhile, and kombu's Redis transport fails to restore unacknowledged
-# messages when the broker connection drops (the worker exits with "Unrecoverable error:
-# AttributeError ... 'hostname'"; tests/test_faults.py kills Redis mid-purchase and saw it nearly
-# every time with a 1 s delay). So it is 0 by default: a run starts at once and batches what
-# arrived while it was queued.
-# Its flag on the broker's Redis lives DELIVERY_EMAIL_FLAG_SECONDS at most (a run that was lost).
-# The sweep (beat, every minute) sends those due for DELIVERY_EMAIL_SWEEP_GRACE_SECONDS; neither
-# sends for orders delivered more than DELIVERY_EMAIL_MAX_AGE_HOURS ago (a late email about an old
-# order, or one that failed for good, is not sent out of the blue).
-DELIVERY_EMAIL_BATCH_DELAY = float(env("DELIVERY_EMAIL_BATCH_DELAY", "0"))
+# Delivery emails go out in batches: beat runs orders.tasks.send_delivery_emails every few
+# seconds (marketplace.celery.DELIVERY_EMAIL_INTERVAL), which sends what is due, at most
+# DELIVERY_EMAIL_BATCH_SIZE per mail connection and transaction; a delivery queues nothing for its
+# email. (Queueing a run per burst from the delivery, held back a second to gather the burst, was
+# tried: the held ETA message stays unacknowledged in the worker, and kombu's Redis transport
+# fails to restore it when the broker connection drops: the worker exits with "Unrecoverable
+# error: AttributeError ... 'hostname'", as tests/test_faults.py's Redis kill showed.)
+# The sweep (beat, every minute) sends those due for DELIVERY_EMAIL_SWEEP_GRACE_SECONDS (the
+# runs leave them to it); neither sends for orders delivered more than
+# DELIVERY_EMAIL_MAX_AGE_HOURS ago (a late email about an old order, or one that failed for good,
+# is not sent out of the blue).
 DELIVERY_EMAIL_BATCH_SIZE = env_positive("DELIVERY_EMAIL_BATCH_SIZE", 50)
-DELIVERY_EMAIL_FLAG_SECONDS = env_positive("DELIVERY_EMAIL_FLAG_SECONDS", 60)
 DELIVERY_EMAIL_SWEEP_GRACE_SECONDS = env_positive("DELIVERY_EMAIL_SWEEP_GRACE_SECONDS", 60)
 DELIVERY_EMAIL_MAX_AGE_HOURS = env_positive("DELIVERY_EMAIL_MAX_AGE_HOURS", 24)
 

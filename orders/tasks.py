@@ -4,7 +4,6 @@ from smtplib import SMTPException
 from celery import shared_task
 from django.conf import settings
 
-from marketplace.celery import coalesced_start
 from marketplace.db import retry_once_if_connection_lost
 from supply.adapters.base import SupplyError
 
@@ -19,22 +18,19 @@ def fulfil_order(order_id: int) -> bool:
     return services.order_fulfil(order_id=order_id)
 
 
-# The flag of a queued, not yet started run of send_delivery_emails (marketplace.celery.publish_coalesced).
-DELIVERY_EMAILS_FLAG = "marketplace:coalesced:orders.tasks.send_delivery_emails"
-
-
-@shared_task(bind=True, acks_late=True, autoretry_for=(SMTPException, OSError), retry_backoff=True, max_retries=8)
-def send_delivery_emails(self) -> int:
-    """The delivery emails due, in batches: queued by the first delivery of a burst (its flag
-    set), the flag cleared before anything is read, so a delivery after this sets it again."""
-    coalesced_start(self, DELIVERY_EMAILS_FLAG)
-    return services.delivery_emails_send()
+@shared_task
+def send_delivery_emails() -> int:
+    """Beat, every few seconds (marketplace.celery.DELIVERY_EMAIL_INTERVAL): the delivery emails
+    that came due since, in batches. No retry of its own: a failed run (the mail server away) is
+    followed by the next tick, and what stays unsent past the grace is the minute sweep's. (A
+    Celery retry would be an ETA message, which the worker holds unacknowledged.)"""
+    return services.delivery_emails_send(newer_than=timedelta(seconds=settings.DELIVERY_EMAIL_SWEEP_GRACE_SECONDS))
 
 
 @shared_task
 def sweep_delivery_emails() -> int:
-    """Beat, every minute: delivery emails due for longer than the grace (their run lost, the
-    broker or the mail server away). The next tick tries again."""
+    """Beat, every minute: delivery emails due for longer than the grace (a run failed, the mail
+    server away, a recipient refused). The next tick tries again."""
     return services.delivery_emails_send(older_than=timedelta(seconds=settings.DELIVERY_EMAIL_SWEEP_GRACE_SECONDS))
 
 

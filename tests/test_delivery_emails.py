@@ -1,14 +1,14 @@
 """Delivery emails in batches (issue 17): one run sends every email due over one mail connection.
 
-The first delivery of a burst queues one run (its flag on the broker's Redis), the others ride
-along; the run claims with ``FOR UPDATE SKIP LOCKED`` and sends in the claim's transaction, so a
-failed send loses nothing and a sent email is never sent again; the beat sweep sends what a lost
-run or flag left behind. The real worker's side is in tests/test_worker.py.
+A delivery queues nothing for its email: beat runs ``send_delivery_emails`` every few seconds
+(``marketplace.celery.DELIVERY_EMAIL_INTERVAL``), which claims with ``FOR UPDATE SKIP LOCKED`` and
+sends in the claim's transaction, so a failed send loses nothing and a sent email is never sent
+again; the minute sweep sends what stayed due past the grace. The real worker's side (with beat)
+is in tests/test_worker.py.
 """
 
-import json
 from datetime import timedelta
-from smtplib import SMTPException, SMTPRecipientsRefused, SMTPServerDisconnected
+from smtplib import SMTPRecipientsRefused, SMTPServerDisconnected
 
 import pytest
 import redis
@@ -19,10 +19,10 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from marketplace import celery_app
-from marketplace.celery import coalesced_start
+from marketplace.celery import DELIVERY_EMAIL_INTERVAL
 from orders.models import Order
 from orders.services import orders
-from orders.tasks import DELIVERY_EMAILS_FLAG, send_delivery_emails, sweep_delivery_emails
+from orders.tasks import send_delivery_emails, sweep_delivery_emails
 from payments.services.payments import sandbox_pay
 from tests.builders import place, transaction_held
 from tests.factories import ProductFactory, UserFactory, add_stock
@@ -149,10 +149,29 @@ def test_a_send_failing_mid_batch_keeps_the_sent_claimed_and_the_rest_due(
     assert notified(batch) == {o.pk for o in batch}
 
 
-def test_the_task_retries_mail_server_failures_with_backoff():
-    assert {SMTPException, OSError} <= set(send_delivery_emails.autoretry_for)
-    assert send_delivery_emails.retry_backoff and send_delivery_emails.max_retries
-    assert send_delivery_emails.acks_late
+def test_beat_runs_the_batch_every_few_seconds_and_the_sweep_every_minute():
+    """No Celery retry of its own (it would be an ETA message the worker holds unacknowledged):
+    the next tick is the retry, and the minute sweep takes what stays due past the grace."""
+    schedule = celery_app.conf.beat_schedule
+    run = schedule["orders-delivery-emails"]
+    assert run["task"] == send_delivery_emails.name and run["schedule"] == DELIVERY_EMAIL_INTERVAL <= 5
+    assert run["options"]["expires"] == DELIVERY_EMAIL_INTERVAL  # a backlog of ticks is not worth keeping
+    assert schedule["orders-delivery-emails-sweep"]["task"] == sweep_delivery_emails.name
+    assert not getattr(send_delivery_emails, "autoretry_for", ())
+
+
+def test_the_run_takes_what_came_due_within_the_grace_and_the_sweep_the_rest(
+    db, django_capture_on_commit_callbacks, settings
+):
+    settings.DELIVERY_EMAIL_SWEEP_GRACE_SECONDS = 60
+    fresh, late = deliver_quietly(django_capture_on_commit_callbacks, 2)
+    Order.objects.filter(pk=late.pk).update(delivered_at=timezone.now() - timedelta(minutes=5))
+    mail.outbox.clear()
+    assert send_delivery_emails() == 1
+    assert recipients() == [fresh.buyer.email]
+    assert sweep_delivery_emails() == 1
+    assert recipients() == sorted([fresh.buyer.email, late.buyer.email])
+    assert send_delivery_emails() == sweep_delivery_emails() == 0
 
 
 def test_a_refused_recipient_does_not_hold_up_the_others(db, django_capture_on_commit_callbacks, flaky, settings):
@@ -185,14 +204,15 @@ def test_the_sweep_sends_what_is_due_past_the_grace_and_not_old_orders(
     assert notified([lost, fresh, old]) == {lost.pk, fresh.pk}
 
 
-def test_the_delivery_queues_the_run_on_commit(db, django_capture_on_commit_callbacks):
-    """Tests' Celery is eager: the run queued on commit sends at once."""
-    [order] = deliver_quietly(django_capture_on_commit_callbacks, 1)
+def test_with_eager_tasks_the_run_follows_the_delivery(db, django_capture_on_commit_callbacks):
+    """Eager tasks (the tests) have no beat beside them: the run follows each delivery's commit."""
     [other] = deliver_quietly(django_capture_on_commit_callbacks, 1)
+    product = ProductFactory()
+    add_stock(product, 1)
+    order = place(UserFactory(), product)
     mail.outbox.clear()
-    order = Order.objects.get(pk=order.pk)
     with django_capture_on_commit_callbacks(execute=True):
-        orders._queue_delivery_email(order.pk)
+        sandbox_pay(order_number=order.number)
     assert recipients() == sorted([order.buyer.email, other.buyer.email])  # every due email, not only its own
 
 
@@ -212,7 +232,7 @@ def test_two_runs_at_once_never_send_the_same_email(settings):
     mail.outbox.clear()
 
     def first_batch():
-        return orders._delivery_emails_claim(size=2, older_than=None, skip=[])
+        return orders._delivery_emails_claim(size=2, older_than=None, newer_than=None, skip=[])
 
     with transaction_held(first_batch) as held:  # claimed, its transaction open
         assert len(held.value) == 2
@@ -240,47 +260,37 @@ def redis_broker(redis_url):
             client.close()
 
 
-def test_a_burst_of_deliveries_queues_one_run_and_its_start_lets_the_next_queue_another(
-    db, django_capture_on_commit_callbacks, redis_broker, settings
-):
-    batch = deliver_quietly(django_capture_on_commit_callbacks, 3)
+def test_a_delivery_queues_nothing_for_its_email(db, django_capture_on_commit_callbacks, redis_broker):
+    """Not eager: the delivery's commit publishes no task for the email; beat's next run sends it."""
+    product = ProductFactory()
+    add_stock(product, 1)
+    order = place(UserFactory(), product)
+    with django_capture_on_commit_callbacks(execute=True):
+        sandbox_pay(order_number=order.number)  # paid: the fulfilment is queued (not run: not eager)
+    assert [k.decode() for k in redis_broker.keys("*") if redis_broker.type(k) == b"list"] == ["fulfilment"]
+    redis_broker.delete("fulfilment")
     mail.outbox.clear()
-    for order in batch:
-        orders._queue_delivery_email(order.pk)
-    [raw] = redis_broker.lrange("notifications", 0, -1)
-    message = json.loads(raw)
-    assert message["headers"]["task"] == "orders.tasks.send_delivery_emails"
-    # At once (DELIVERY_EMAIL_BATCH_DELAY 0): no ETA message for the worker to hold unacknowledged.
-    assert message["headers"]["eta"] is None
-    assert 0 < redis_broker.ttl(DELIVERY_EMAILS_FLAG) <= settings.DELIVERY_EMAIL_FLAG_SECONDS
-    assert mail.outbox == []
-
-    coalesced_start(send_delivery_emails, DELIVERY_EMAILS_FLAG)  # the run starts: a later delivery queues again
-    assert not redis_broker.exists(DELIVERY_EMAILS_FLAG)
-    orders._queue_delivery_email(batch[0].pk)
-    assert redis_broker.llen("notifications") == 2
-
-
-def test_a_flag_left_by_a_lost_run_leaves_the_email_to_the_sweep(
-    db, django_capture_on_commit_callbacks, redis_broker, settings
-):
-    [order] = deliver_quietly(django_capture_on_commit_callbacks, 1)
-    redis_broker.set(DELIVERY_EMAILS_FLAG, 1, ex=60)  # its run was queued, then lost
-    orders._queue_delivery_email(order.pk)
-    assert redis_broker.llen("notifications") == 0
-    mail.outbox.clear()
-    Order.objects.filter(pk=order.pk).update(delivered_at=timezone.now() - timedelta(minutes=2))
-    assert sweep_delivery_emails() == 1
+    with django_capture_on_commit_callbacks(execute=True):
+        assert orders.order_fulfil(order_id=order.pk) is True
+    assert redis_broker.llen("notifications") == 0 and mail.outbox == []
+    assert send_delivery_emails() == 1  # beat's next tick
     assert recipients() == [order.buyer.email]
 
 
-def test_with_the_broker_away_the_email_is_sent_in_place(db, django_capture_on_commit_callbacks):
-    [order] = deliver_quietly(django_capture_on_commit_callbacks, 1)
+def test_with_the_broker_away_the_delivery_stands_and_the_email_waits_for_the_run(
+    db, django_capture_on_commit_callbacks
+):
+    product = ProductFactory()
+    add_stock(product, 1)
+    order = place(UserFactory(), product)
+    with django_capture_on_commit_callbacks(execute=True):
+        sandbox_pay(order_number=order.number)  # eager: delivered
+    Order.objects.filter(pk=order.pk).update(buyer_notified_at=None)
     mail.outbox.clear()
     celery_app.conf.task_always_eager = False
     try:
         with broker(celery_app, "redis://127.0.0.1:1/0", visibility_timeout=60):  # nothing listens there
-            orders._queue_delivery_email(order.pk)
+            assert send_delivery_emails() == 1  # the run needs the database and the mail server only
     finally:
         celery_app.conf.task_always_eager = True
     assert recipients() == [order.buyer.email]

@@ -11,7 +11,6 @@ row lock from another database session, so ``order_fulfil`` waits inside its tra
 ``SELECT ... FOR UPDATE`` until the test kills it.
 """
 
-import base64
 import json
 import os
 import signal
@@ -27,7 +26,7 @@ from catalog.models import CardCode
 from marketplace import celery_app
 from orders.models import Order, OrderCode, OrderStatusChange
 from orders.services import orders
-from orders.tasks import DELIVERY_EMAILS_FLAG, fulfil_order, send_delivery_emails
+from orders.tasks import fulfil_order, send_delivery_emails
 from payments.services.payments import sandbox_pay
 from tests.factories import ProductFactory, add_stock
 from tests.worker_utils import RowLock, Worker, backend_exists, broker, exclusive, terminate_worker_backends, wait_for
@@ -65,8 +64,8 @@ def start_worker(request, redis_url, broker_redis):
     started: list[Worker] = []
     failed_before = request.session.testsfailed
 
-    def start(label: str) -> Worker:
-        worker = Worker(broker_url=redis_url, visibility_timeout=VISIBILITY_TIMEOUT, label=label).start()
+    def start(label: str, *, beat: bool = False) -> Worker:
+        worker = Worker(broker_url=redis_url, visibility_timeout=VISIBILITY_TIMEOUT, label=label, beat=beat).start()
         started.append(worker)
         return worker
 
@@ -93,6 +92,11 @@ def paid_order(buyer, *, quantity: int) -> tuple[Order, list[str]]:
     order.refresh_from_db()
     assert order.status == OrderStatus.PAID
     return order, secrets
+
+
+def delivered(order: Order) -> bool:
+    order.refresh_from_db()
+    return order.status == OrderStatus.DELIVERED
 
 
 def delivered_and_notified(order: Order) -> bool:
@@ -168,7 +172,7 @@ def test_worker_delivers_a_paid_order(buyer, broker_redis, start_worker):
     order, secrets = paid_order(buyer, quantity=2)
     assert broker_redis.llen(QUEUE) == 1  # the fulfilment task waits in Redis; nothing has run it
 
-    worker = start_worker("deliver")
+    worker = start_worker("deliver", beat=True)  # beat runs the delivery emails every few seconds
     wait_for(lambda: delivered_and_notified(order), timeout=60, what="the order to be delivered and notified")
 
     assert_delivered_once(order)
@@ -180,35 +184,27 @@ def test_worker_delivers_a_paid_order(buyer, broker_redis, start_worker):
     wait_for(lambda: drained(broker_redis), timeout=10, what="both messages to be acknowledged")
 
 
-def test_delivery_emails_of_a_burst_are_one_task_on_the_notifications_queue_and_sent_once(
-    buyer, broker_redis, start_worker
-):
-    """The fulfilment renders and sends nothing: once a delivery commits, the first of a burst
-    queues one run on the ``notifications`` queue (its flag set on the broker's Redis), the others
-    only find the flag; the run sends every email, each once however often it runs."""
+def test_delivery_emails_of_a_burst_are_sent_by_beats_run_once_each(buyer, broker_redis, start_worker):
+    """The fulfilment renders, sends and queues nothing for the email: beat's run every few
+    seconds (``send_delivery_emails`` on the ``notifications`` queue) sends every email due, each
+    once however often it runs."""
     from django.core import mail
 
     paid = [paid_order(buyer, quantity=1)[0] for _ in range(3)]
+    broker_redis.delete(QUEUE)  # their fulfilments, run here instead
     for order in paid:
         assert orders.order_fulfil(order_id=order.pk) is True  # the task's body, in this process
         order.refresh_from_db()
         assert order.status == OrderStatus.DELIVERED and order.buyer_notified_at is None
     assert mail.outbox == []
-    [raw] = broker_redis.lrange("notifications", 0, -1)  # one run for the three
-    message = json.loads(raw)
-    assert message["headers"]["task"] == "orders.tasks.send_delivery_emails"
-    assert json.loads(base64.b64decode(message["body"]))[0] == []
-    assert broker_redis.exists(DELIVERY_EMAILS_FLAG)
+    assert broker_redis.llen("notifications") == 0  # nothing queued for the emails
 
-    worker = start_worker("notify")
+    worker = start_worker("notify", beat=True)
     for order in paid:
         wait_for(lambda order=order: delivered_and_notified(order), timeout=60, what="the delivery emails to be sent")
-    wait_for(lambda: drained(broker_redis), timeout=10, what="the messages to be acknowledged")
-    assert not broker_redis.exists(DELIVERY_EMAILS_FLAG)  # cleared by the run: the next delivery queues another
     task_id = send_delivery_emails.delay().id  # again: nothing is due, nothing is sent twice
     assert wait_for(lambda: task_result(worker, task_id), timeout=30, what="send_delivery_emails again") == "0"
     log = worker.output()
-    assert log.count("Task orders.tasks.send_delivery_emails[") == 4  # received, succeeded; twice
     assert log.count(f"To: {buyer.email}") == 3
     assert all(log.count(f"/orders/{order.number}/") == 1 for order in paid)
 
@@ -247,7 +243,9 @@ def test_worker_killed_mid_fulfilment_and_restarted_delivers_exactly_once(buyer,
     # that scans Redis one time in ten). Restart once the message is old enough to come back.
     time.sleep(max(0.0, delivered_at + VISIBILITY_TIMEOUT + 0.5 - time.time()))
     second = start_worker("restarted")
-    wait_for(lambda: delivered_and_notified(order), timeout=60, what="the order to be delivered after the restart")
+    wait_for(lambda: delivered(order), timeout=60, what="the order to be delivered after the restart")
+    send_delivery_emails.delay()  # as beat does every few seconds
+    wait_for(lambda: delivered_and_notified(order), timeout=30, what="the delivery email to be sent")
     print(f"\n[worker test] delivered {time.monotonic() - second.started_at:.1f}s after the restart")
 
     assert_delivered_once(order)
@@ -285,7 +283,9 @@ def test_pool_process_killed_mid_fulfilment_is_requeued_and_delivered_once(buyer
     finally:
         lock.release()
 
-    wait_for(lambda: delivered_and_notified(order), timeout=60, what="the order to be delivered")
+    wait_for(lambda: delivered(order), timeout=60, what="the order to be delivered")
+    send_delivery_emails.delay()  # as beat does every few seconds
+    wait_for(lambda: delivered_and_notified(order), timeout=30, what="the delivery email to be sent")
     assert_delivered_once(order)
     log = worker.output()
     assert "WorkerLostError" in log

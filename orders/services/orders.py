@@ -32,7 +32,8 @@ from compliance.services import audit_record, credit_event_record
 from ledger import services as ledger
 from marketing.services import coupons
 from marketplace import rows
-from marketplace.celery import publish, publish_coalesced
+from marketplace.celery import app as celery_app
+from marketplace.celery import publish
 from marketplace.errors import ServiceError
 from marketplace.logcontext import log_context, log_context_set
 from marketplace.money import quantize
@@ -681,11 +682,15 @@ def order_fulfil(*, order_id: int) -> bool:
 
 def order_deliver(*, order: Order, code_ids, note: str, costs: list[dict] | None = None) -> None:
     """Paid -> delivered (``order`` locked by the caller, its codes sold): the sale booked, the
-    buyer's email queued and the agent's shop called back once the caller commits, commissions
-    booked. Stock and upstream orders alike. ``costs`` (supplier id, name, cost) replace the
-    codes' own (a top-up delivered by a supplier has no codes, and a stock sale returns them)."""
+    agent's shop called back once the caller commits, commissions booked; the buyer's email goes
+    out with the next run of ``send_delivery_emails`` (beat, every few seconds). Stock and upstream
+    orders alike. ``costs`` (supplier id, name, cost) replace the codes' own (a top-up delivered by
+    a supplier has no codes, and a stock sale returns them)."""
     _book_delivery(order, code_ids, costs=costs)
-    after: list[Callable[[], object]] = [lambda: _queue_delivery_email(order.pk)]
+    after: list[Callable[[], object]] = []
+    if celery_app.conf.task_always_eager:
+        # Eager tasks (the tests) have no beat beside them: the run follows the delivery instead.
+        after.append(_delivery_emails_run)
     if order.channel == Order.Channel.API:
         after.append(lambda: agent_callbacks.callback_queue(order_id=order.pk))
     ORDER_FLOW.apply(order, OrderStatus.DELIVERED, note=note, update={"delivery_due_at": None}, on_commit=after)
@@ -749,26 +754,10 @@ def _book_cost_return(order: Order, code_ids, *, memo: str, idempotency_key: str
     )
 
 
-def _queue_delivery_email(order_id: int) -> None:
-    """The buyer's email, sent by a batch (``send_delivery_emails``, ``notifications`` queue): the
-    first delivery of a burst queues a run, the others only find its flag set until it starts
-    (``marketplace.celery.publish_coalesced``), so no rendering, mail server or publish per email
-    stands between one delivery and the next. With the broker away it is sent from here instead;
-    the sweep (``sweep_delivery_emails``) sends what is left either way."""
-    from ..tasks import DELIVERY_EMAILS_FLAG, send_delivery_emails
+def _delivery_emails_run() -> None:
+    from ..tasks import send_delivery_emails
 
-    queued = publish_coalesced(
-        send_delivery_emails,
-        key=DELIVERY_EMAILS_FLAG,
-        ttl=settings.DELIVERY_EMAIL_FLAG_SECONDS,
-        countdown=settings.DELIVERY_EMAIL_BATCH_DELAY,
-    )
-    if queued:
-        return
-    try:
-        order_notify(order_id=order_id, kind="delivered")
-    except Exception:  # the delivery stands; the order page has the codes; the sweep tries again
-        log.warning("delivery email for order %s could not be queued nor sent", order_id, exc_info=True)
+    send_delivery_emails.delay()
 
 
 def orders_delivery_requeue(*, queue: Callable[[int], object], limit: int = 100) -> int:
@@ -851,11 +840,14 @@ def order_notify(*, order_id: int, kind: str) -> bool:
     return True
 
 
-def delivery_emails_send(*, older_than: timedelta | None = None, batches: int | None = None) -> int:
+def delivery_emails_send(
+    *, older_than: timedelta | None = None, newer_than: timedelta | None = None, batches: int | None = None
+) -> int:
     """Send the delivery emails that are due, in batches over one mail connection each; how many.
 
     Due: delivered, not yet claimed (``buyer_notified_at``), delivered within
-    DELIVERY_EMAIL_MAX_AGE_HOURS (and at least ``older_than`` ago: the sweep's grace). A batch is
+    DELIVERY_EMAIL_MAX_AGE_HOURS (and at least ``older_than`` ago: the sweep's grace; or less than
+    ``newer_than`` ago: the run every few seconds, which leaves the rest to the sweep). A batch is
     claimed with ``FOR UPDATE SKIP LOCKED`` (two runs at once never take the same order) and sent
     in the claim's transaction: if a send fails, the emails sent stay claimed, the others are
     unclaimed in the same transaction, and the error is raised once it commits (the task retries
@@ -869,7 +861,7 @@ def delivery_emails_send(*, older_than: timedelta | None = None, batches: int | 
     sent = 0
     while True:
         with transaction.atomic():
-            batch = _delivery_emails_claim(size=size, older_than=older_than, skip=refused)
+            batch = _delivery_emails_claim(size=size, older_than=older_than, newer_than=newer_than, skip=refused)
             if not batch:
                 return sent
             done, failure = _emails_send(batch, template, subject, refused)
@@ -908,7 +900,9 @@ def _emails_send(
     return done, None
 
 
-def _delivery_emails_claim(*, size: int, older_than: timedelta | None, skip: list[int]) -> list[Order]:
+def _delivery_emails_claim(
+    *, size: int, older_than: timedelta | None, newer_than: timedelta | None, skip: list[int]
+) -> list[Order]:
     """Claim up to ``size`` due delivery emails (``delivery_emails_send``), oldest delivery first."""
     table = Order._meta.db_table
     now = timezone.now()
@@ -919,6 +913,8 @@ def _delivery_emails_claim(*, size: int, older_than: timedelta | None, skip: lis
     )
     if older_than is not None:
         due = due.filter(delivered_at__lte=now - older_than)
+    if newer_than is not None:
+        due = due.filter(delivered_at__gt=now - newer_than)
     if skip:
         due = due.exclude(pk__in=skip)
     # On the order_delivery_email_due_idx index (exactly the due rows, by delivered_at).
