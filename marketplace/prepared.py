@@ -179,10 +179,22 @@ class Prepared:
             compiled = self._compiled[key] = _Compiled(queryset, self.samples, using)
         return compiled
 
-    def objects(self, *, using: str = "default", limit: int | None = None, offset: int = 0, **values: Any) -> list:
-        """The rows for ``values``, as a list (instances, dicts or tuples, as the queryset)."""
+    def _check(self, values: dict[str, Any]) -> None:
         if values.keys() != self.samples.keys():
             raise TypeError(f"expected values for {sorted(self.samples)}, got {sorted(values)}")
+
+    def _unlocked(self, using: str, values: dict[str, Any], refusal: str) -> _Compiled | None:
+        """The compiled statement for a caller that cannot lock (``refusal`` if it does); None on
+        other databases than PostgreSQL."""
+        self._check(values)
+        compiled = self._compile(using)
+        if compiled is not None and compiled.locks:
+            raise ValueError(refusal)
+        return compiled
+
+    def objects(self, *, using: str = "default", limit: int | None = None, offset: int = 0, **values: Any) -> list:
+        """The rows for ``values``, as a list (instances, dicts or tuples, as the queryset)."""
+        self._check(values)
         compiled = self._compile(using)
         if compiled is None:
             queryset = self.build(**values).using(using)
@@ -202,28 +214,16 @@ class Prepared:
         renamed; ``columns`` maps the model's attnames to those names. Both parts see the same
         snapshot, so the step writes for exactly the rows returned. None on other databases
         than PostgreSQL: the caller reads and writes as two statements there."""
-        if values.keys() != self.samples.keys():
-            raise TypeError(f"expected values for {sorted(self.samples)}, got {sorted(values)}")
-        compiled = self._compile(using)
-        if compiled is None:
-            return None
-        if compiled.locks:
-            raise ValueError("objects_writing does not lock")
-        return compiled.run_writing(using, values, write)
+        compiled = self._unlocked(using, values, "objects_writing does not lock")
+        return None if compiled is None else compiled.run_writing(using, values, write)
 
     def sql(self, *, using: str = "default", **values: Any) -> tuple[str, list] | None:
         """The compiled statement's text and its parameters for ``values``, for a caller that
         embeds it in a statement of its own (a subquery: ``... WHERE id IN (<this>)``), where
         ``queryset.query.sql_with_params()`` would compile it again. None on other databases
         than PostgreSQL: the caller builds the queryset there."""
-        if values.keys() != self.samples.keys():
-            raise TypeError(f"expected values for {sorted(self.samples)}, got {sorted(values)}")
-        compiled = self._compile(using)
-        if compiled is None:
-            return None
-        if compiled.locks:
-            raise ValueError("a locking query cannot be embedded")
-        return compiled.sql, compiled._params(values)
+        compiled = self._unlocked(using, values, "a locking query cannot be embedded")
+        return None if compiled is None else (compiled.sql, compiled._params(values))
 
     def first(self, *, using: str = "default", **values: Any) -> Any:
         """The first row for ``values`` or None (the queryset orders it, as the caller built it;
