@@ -12,6 +12,9 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from django.core.cache import cache
+from django.template.loader import get_template
+from django.utils.safestring import SafeString, mark_safe
+from django.utils.translation import get_language
 
 from marketplace.pagecache import pages_forget
 
@@ -123,6 +126,18 @@ class Drawn(_Recent):
             html = draw()
             self._put(key, html)
         return html
+
+    def template(self, name: str, key: tuple, context: dict) -> SafeString:
+        """Template ``name`` drawn with ``context`` once per (``name``, language, ``*key``): ``key``
+        holds every value the context shows, a value whose text is what is shown by its text
+        (``Decimal("1.0")`` and ``Decimal("1.00")`` are equal keys but draw differently)."""
+        html = self.get_or_draw((name, get_language(), *key), lambda: get_template(name).render(context))
+        return mark_safe(html)  # noqa: S308 (rendered, and escaped, by the template engine)
+
+
+def shown_text(value) -> str | None:
+    """A value as a ``Drawn`` key holds it when its text is what is shown (a Decimal's digits)."""
+    return None if value is None else str(value)
 
 
 def _now() -> float:

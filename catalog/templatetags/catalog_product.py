@@ -8,11 +8,8 @@ nothing shown can be older than the values the page computed on this request, th
 The same bytes the includes drew (the templates are unchanged and still the source)."""
 
 from django import template
-from django.template.loader import get_template
-from django.utils.safestring import mark_safe
-from django.utils.translation import get_language
 
-from marketplace.localcache import Drawn
+from marketplace.localcache import Drawn, shown_text
 
 register = template.Library()
 
@@ -32,33 +29,26 @@ def product_summary(context, product, price, agent_price, stock, upstream):
     promises = context.get("PROMISES")
     supplier = product.supplier
     key = (
-        "summary",
-        get_language(),
         product.pk,
         product.name,
         product.kind,
-        product.face_value,
+        shown_text(product.face_value),
         supplier.is_authorised if supplier is not None else None,
-        price,
-        agent_price,
+        shown_text(price),
+        shown_text(agent_price),
         stock,
         upstream,
         promises.refund_days if promises is not None else None,
     )
-
-    def draw() -> str:
-        return get_template(SUMMARY_TEMPLATE).render(
-            {
-                "product": product,
-                "price": price,
-                "agent_price": agent_price,
-                "stock": stock,
-                "upstream": upstream,
-                "PROMISES": promises,
-            }
-        )
-
-    return mark_safe(_drawn.get_or_draw(key, draw))  # noqa: S308 (rendered, and escaped, by the template engine)
+    context = {
+        "product": product,
+        "price": price,
+        "agent_price": agent_price,
+        "stock": stock,
+        "upstream": upstream,
+        "PROMISES": promises,
+    }
+    return _drawn.template(SUMMARY_TEMPLATE, key, context)
 
 
 @register.simple_tag(takes_context=True)
@@ -70,8 +60,6 @@ def product_assurance(context, product):
     supplier = product.supplier
     states_promise = not product.is_direct_topup and not product.refund_policy and promises is not None
     key = (
-        "assurance",
-        get_language(),
         supplier.name,
         supplier.is_authorised,
         supplier.authorisation_cert_no,
@@ -81,8 +69,4 @@ def product_assurance(context, product):
         product.refund_policy,
         (promises.refund_days, promises.response_hours) if states_promise else None,
     )
-
-    def draw() -> str:
-        return get_template(ASSURANCE_TEMPLATE).render({"product": product, "PROMISES": promises})
-
-    return mark_safe(_drawn.get_or_draw(key, draw))  # noqa: S308 (rendered, and escaped, by the template engine)
+    return _drawn.template(ASSURANCE_TEMPLATE, key, {"product": product, "PROMISES": promises})

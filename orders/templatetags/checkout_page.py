@@ -14,11 +14,9 @@ Values are keyed by their text where their text is what is shown (``Decimal("1.0
 ``Decimal("1.00")`` are equal keys but draw differently)."""
 
 from django import template
-from django.template.loader import get_template
-from django.utils.safestring import SafeString, mark_safe
-from django.utils.translation import get_language
+from django.utils.safestring import SafeString
 
-from marketplace.localcache import Drawn
+from marketplace.localcache import Drawn, shown_text
 
 register = template.Library()
 
@@ -34,15 +32,6 @@ def checkout_parts_forget() -> None:
     _drawn.clear()
 
 
-def _text(value) -> str | None:
-    return None if value is None else str(value)
-
-
-def _drawn_part(key: tuple, name: str, context: dict) -> SafeString:
-    html = _drawn.get_or_draw((name, get_language(), *key), lambda: get_template(name).render(context))
-    return mark_safe(html)  # noqa: S308 (rendered, and escaped, by the template engine)
-
-
 @register.simple_tag(takes_context=True)
 def checkout_product(context) -> SafeString:
     """The product head: its kind, name and link, the unit price (an agent's own against the
@@ -53,12 +42,12 @@ def checkout_product(context) -> SafeString:
         product.name,
         product.kind,
         product.supply_mode,
-        _text(product.price),
-        _text(unit_price),
+        shown_text(product.price),
+        shown_text(unit_price),
         info.stock,
         bool(info.upstream),
     )
-    return _drawn_part(key, PRODUCT_TEMPLATE, {"product": product, "info": info, "unit_price": unit_price})
+    return _drawn.template(PRODUCT_TEMPLATE, key, {"product": product, "info": info, "unit_price": unit_price})
 
 
 @register.simple_tag(takes_context=True)
@@ -78,11 +67,11 @@ def checkout_quantity(context) -> SafeString:
         product.is_direct_topup,
         values["quantity"],
         values["quantity_max"],
-        _text(values["unit_price"]),
+        shown_text(values["unit_price"]),
         values["coupon"],
         values["hold_minutes"],
     )
-    return _drawn_part(key, QUANTITY_TEMPLATE, {"product": product, **values})
+    return _drawn.template(QUANTITY_TEMPLATE, key, {"product": product, **values})
 
 
 @register.simple_tag(takes_context=True)
@@ -91,7 +80,7 @@ def checkout_before(context) -> SafeString:
     product, promises = context["product"], context.get("PROMISES")
     topup = product.is_direct_topup
     refund_days = None if topup or promises is None else promises.refund_days
-    return _drawn_part((topup, refund_days), BEFORE_TEMPLATE, {"product": product, "PROMISES": promises})
+    return _drawn.template(BEFORE_TEMPLATE, (topup, refund_days), {"product": product, "PROMISES": promises})
 
 
 @register.simple_tag(takes_context=True)
@@ -100,5 +89,5 @@ def checkout_channels(context) -> SafeString:
     member's balance, the one chosen checked."""
     channels = context.get("PAY_CHANNELS") or []
     chosen = context.get("channel")
-    key = (chosen, tuple((c.code, c.name, _text(c.available)) for c in channels))
-    return _drawn_part(key, CHANNELS_TEMPLATE, {"PAY_CHANNELS": channels, "channel": chosen})
+    key = (chosen, tuple((c.code, c.name, shown_text(c.available)) for c in channels))
+    return _drawn.template(CHANNELS_TEMPLATE, key, {"PAY_CHANNELS": channels, "channel": chosen})
