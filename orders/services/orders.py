@@ -850,8 +850,8 @@ def delivery_emails_send(
     ``newer_than`` ago: the run every few seconds, which leaves the rest to the sweep). A batch is
     claimed with ``FOR UPDATE SKIP LOCKED`` (two runs at once never take the same order) and sent
     in the claim's transaction: if a send fails, the emails sent stay claimed, the others are
-    unclaimed in the same transaction, and the error is raised once it commits (the task retries
-    with backoff). A recipient the mail server refuses is left unclaimed for the sweep and the
+    unclaimed in the same transaction, and the error is raised once it commits (the next run, or
+    the sweep, tries them again). A recipient the mail server refuses is left unclaimed for the sweep and the
     run goes on without it (one bad address does not hold up the others). ``batches``: at most
     this many batches (None: until nothing is due)."""
     template, _status = _NOTIFY_TEMPLATES["delivered"]
