@@ -13,9 +13,10 @@ changed since the last install (a hash is kept in var/pyproject.sha256).
 
 `up` compiles translations (only when gettext's msgfmt is installed; the compiled .mo files
 are committed anyway), applies migrations, loads the demo data (`manage.py seed_demo` prints
-the demo logins), then runs three processes until Ctrl-C: the web server
-(http://127.0.0.1:$PORT/, PORT defaults to 8000), a Celery worker and Celery beat. With no
-environment set this needs no server at all (SQLite and a folder broker under var/); set
+the demo logins), then runs four processes until Ctrl-C: the web server
+(http://127.0.0.1:$PORT/, PORT defaults to 8000), two Celery workers (deliveries; the other
+queues) and Celery beat. With no environment set this needs no server at all (SQLite and a
+folder broker under var/); set
 DATABASE_URL / CELERY_BROKER_URL / REDIS_CACHE_URL to use PostgreSQL and Redis instead.
 If one process dies, the others are stopped and the exit code is non-zero.
 
@@ -150,23 +151,41 @@ def cmd_up() -> int:
 
     VAR.mkdir(parents=True, exist_ok=True)
     celery = (PYTHON, "-m", "celery", "-A", "marketplace")
-    # One worker without -Q consumes every queue declared in settings (CELERY_TASK_QUEUES):
-    # fulfilment, notifications, callbacks, reports and default.
+    # Production's two workers (docker-compose.yml): deliveries on their own, solo pool (one
+    # process here), and the other queues (notifications, callbacks, reports, default), prefork.
+    quiet = ("--without-gossip", "--without-mingle", "--without-heartbeat")  # nothing uses remote control or events
     procs = [
         start("web", PYTHON, "manage.py", "runserver", f"127.0.0.1:{port}", env=env),
+        start(
+            "worker-fulfilment",
+            *celery,
+            "worker",
+            "-l",
+            "info",
+            "-Q",
+            "fulfilment",
+            "--pool",
+            "solo",
+            "-n",
+            "fulfilment@%h",
+            *quiet,
+            env=env,
+        ),
         start(
             "worker",
             *celery,
             "worker",
             "-l",
             "info",
+            "-Q",
+            "notifications,callbacks,reports,default",
             "--concurrency",
             "2",
             "--pool",
             "prefork",
-            "--without-gossip",  # nothing uses remote control or events (docker-compose.yml too)
-            "--without-mingle",
-            "--without-heartbeat",
+            "-n",
+            "worker@%h",
+            *quiet,
             env=env,
         ),
         start("beat", *celery, "beat", "-l", "info", "--schedule", VAR / "celerybeat-schedule", env=env),

@@ -530,8 +530,8 @@ def main() -> int:
         help="stop the Celery worker for this many seconds at the start of the warm-up (exercises the polls)",
     )
     parser.add_argument("--workers", type=int, default=4, help="gunicorn sync workers")
-    parser.add_argument("--celery-concurrency", type=int, default=2)
-    parser.add_argument("--celery-pool", default="prefork", choices=["prefork", "threads", "solo"])
+    parser.add_argument("--celery-concurrency", type=int, default=1, help="the fulfilment worker's (solo: ignored)")
+    parser.add_argument("--celery-pool", default="solo", choices=["prefork", "threads", "solo"])
     parser.add_argument("--products", type=int, default=50)
     parser.add_argument("--codes-per-product", type=int, default=400)
     parser.add_argument("--hot-codes", type=int, default=100, help="(seed's hot product: unused here)")

@@ -47,22 +47,13 @@ from bench import purchase as P
 HOST = P.HOST
 PAGE_P95_TARGET = 0.300
 DELIVERY_P95_TARGET = 1.0
-OTHER_QUEUES = ("notifications", "callbacks", "reports", "default")
+OTHER_QUEUES = P.OTHER_QUEUES
 
 
 class PeakServers(P.Servers):
-    """gunicorn, a Celery worker for ``fulfilment`` only, one for the other queues, and beat (from
-    purchase.py's ``Servers``): the production layout (docker-compose.yml), so a flood of other
+    """purchase.py's ``Servers``: gunicorn, a Celery worker for ``fulfilment`` only, one for the
+    other queues, and beat; the production layout (docker-compose.yml), so a flood of other
     tasks cannot delay deliveries."""
-
-    def commands(self) -> dict[str, list]:
-        cmds = super().commands()
-        worker = cmds.pop("celery")
-        cmds["celery"] = [*worker, "-Q", "fulfilment", "-n", "fulfilment@%h"]
-        other = [str(c) for c in worker]
-        other[other.index("--concurrency") + 1] = str(self.args.other_concurrency)
-        cmds["celery-other"] = [*other, "-Q", ",".join(OTHER_QUEUES), "-n", "other@%h"]
-        return cmds
 
 
 # --- the open-loop client -------------------------------------------------------------------
@@ -332,7 +323,7 @@ def phase_table(phases: list[Tally], args) -> None:
         print(
             f"    paid -> delivered p50 {p(t.deliver, 50)} ms, p95 {p(t.deliver, 95)} ms ({len(t.deliver)} orders); "
             f"machine {busy:.0%} busy (gunicorn {cpu.get('gunicorn', 0):.1f}s, postgres {cpu.get('postgres', 0):.1f}s, "
-            f"fulfilment worker {cpu.get('celery', 0):.1f}s, client {cpu.get('client', 0):.1f}s CPU)"
+            f"Celery workers and beat {cpu.get('celery', 0):.1f}s, client {cpu.get('client', 0):.1f}s CPU)"
         )
     print(line)
 

@@ -8,9 +8,10 @@ What it does (see bench/README.md):
      broker) and uses a temporary VAR_DIR (its own keys);
   2. migrates, creates products with encrypted stock (one hot product holding most codes,
      half of them already sold), buyers with session cookies;
-  3. starts gunicorn (4 sync workers, settings ``bench.settings``), a Celery worker
-     (prefork, concurrency 2) and Celery beat (it runs the delivery emails every 2 s; its CPU
-     counts as Celery's);
+  3. starts gunicorn (4 sync workers, settings ``bench.settings``), production's Celery
+     workers (docker-compose.yml: one for ``fulfilment``, solo pool; one for the other queues,
+     prefork x1) and Celery beat (it runs the delivery emails every 2 s); the CPU of all three
+     counts as Celery's;
   4. for each round and scenario (random products, one hot product): measures the baseline
      (a view doing one indexed query) and then purchases, with the same asyncio client and
      concurrency; a purchase is POST checkout -> 302 /pay/<number>/ -> POST a signed sandbox
@@ -258,6 +259,9 @@ def api_headers(shop: ApiShop, method: str, path: str, body: bytes) -> dict[str,
 
 # --- processes ----------------------------------------------------------------------------
 
+# Every queue but fulfilment (marketplace/settings.py QUEUE_NAMES): docker-compose.yml's `worker`.
+OTHER_QUEUES = ("notifications", "callbacks", "reports", "default")
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -272,7 +276,9 @@ class Servers:
         self.logs: dict[str, Path] = {}
 
     def commands(self) -> dict[str, list]:
-        """The processes to run, by name (bench/peak.py runs its own Celery workers)."""
+        """The processes to run, by name."""
+        worker = [BIN / "celery", "-A", "marketplace", "worker", "-l", "warning"]
+        worker += ["--without-gossip", "--without-mingle", "--without-heartbeat"]
         return {
             "gunicorn": [
                 BIN / "gunicorn",
@@ -287,20 +293,30 @@ class Servers:
                 "warning",
                 "--no-control-socket",  # gunicorn 27's default socket path is shared by all instances
             ],
+            # The production layout (docker-compose.yml): deliveries have a worker of their own
+            # (solo pool: the task runs in the process that fetched it, no pipe to a child; more
+            # processes for more at once), the other queues another (prefork). Both count as Celery.
             "celery": [
-                BIN / "celery",
-                "-A",
-                "marketplace",
-                "worker",
+                *worker,
                 "--pool",
                 self.args.celery_pool,
                 "--concurrency",
                 str(self.args.celery_concurrency),
-                "-l",
-                "warning",
-                "--without-gossip",
-                "--without-mingle",
-                "--without-heartbeat",
+                "-Q",
+                "fulfilment",
+                "-n",
+                "fulfilment@%h",
+            ],
+            "celery-other": [
+                *worker,
+                "--pool",
+                "prefork",
+                "--concurrency",
+                str(getattr(self.args, "other_concurrency", 1)),
+                "-Q",
+                ",".join(OTHER_QUEUES),
+                "-n",
+                "other@%h",
             ],
             # As in production: beat sends the delivery emails every few seconds (a delivery
             # queues nothing for its email) and runs the sweepers.
@@ -429,8 +445,12 @@ class CpuMeter:
         groups = {
             "gunicorn": self.servers.pids("gunicorn"),
             # beat (which publishes the delivery emails' run every few seconds) counts as Celery
-            "celery": self.servers.pids("celery")
-            + (self.servers.pids("beat") if "beat" in getattr(self.servers, "procs", {}) else []),
+            "celery": [
+                pid
+                for name in ("celery", "celery-other", "beat")
+                if name in getattr(self.servers, "procs", {})
+                for pid in self.servers.pids(name)
+            ],
             "postgres": [pid for pid, s in stats.items() if s[0] == "postgres" or s[0].startswith("postgres:")],
             "redis": [pid for pid, s in stats.items() if s[0].startswith("redis-server")],
             "client": [os.getpid()],
@@ -980,7 +1000,8 @@ def report(args, rounds: list[dict], wrk: dict | None, plans_before: str, plans_
     print(line)
     print(
         f"Purchase benchmark — gunicorn {args.workers} sync workers, "
-        f"Celery {args.celery_pool} x{args.celery_concurrency} and beat, "
+        f"Celery fulfilment {args.celery_pool} x{args.celery_concurrency}, "
+        f"other queues prefork x{args.other_concurrency}, beat, "
         f"PostgreSQL, Redis broker, {os.cpu_count()} CPUs shared by everything;"
     )
     print(
@@ -1017,8 +1038,9 @@ def add_load_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rounds", type=int, default=2, help="baseline + purchases per scenario, repeated")
     parser.add_argument("--concurrency", type=int, default=8, help="client connections in flight")
     parser.add_argument("--workers", type=int, default=4, help="gunicorn sync workers")
-    parser.add_argument("--celery-concurrency", type=int, default=2)
-    parser.add_argument("--celery-pool", default="prefork", choices=["prefork", "threads", "solo"])
+    parser.add_argument("--celery-concurrency", type=int, default=1, help="the fulfilment worker's (solo: ignored)")
+    parser.add_argument("--celery-pool", default="solo", choices=["prefork", "threads", "solo"])
+    parser.add_argument("--other-concurrency", type=int, default=1, help="the other queues' worker's processes")
     parser.add_argument("--buyers", type=int, default=100)
     parser.add_argument("--quiet-wait", type=float, default=5, help="max seconds to wait for an idle machine")
     parser.add_argument("--drain-timeout", type=float, default=120)

@@ -45,7 +45,15 @@ from payments.gateways.sandbox import SandboxGateway
 from payments.models import Notification, Payment
 from tests.builders import place
 from tests.factories import ProductFactory, UserFactory, add_stock
-from tests.worker_utils import RowLock, Worker, backend_exists, broker, terminate_worker_backends, wait_for
+from tests.worker_utils import (
+    FULFILMENT_POOL,
+    RowLock,
+    Worker,
+    backend_exists,
+    broker,
+    terminate_worker_backends,
+    wait_for,
+)
 
 NOTIFY = "/payments/notify/sandbox/"
 OrderStatus = Order.Status
@@ -404,6 +412,7 @@ def stack(request, settings):
             label=label,
             beat=True,
             env={"REDIS_CACHE_URL": server.url(1), "CELERY_VISIBILITY_TIMEOUT": "600"},
+            pool=FULFILMENT_POOL,  # deliveries run as production's fulfilment worker runs them
         ).start()
         workers.append(worker)
         worker.wait_ready(timeout=60)

@@ -14,12 +14,12 @@ from tests.builders import place
 from tests.fake_supplier import FakeSupplier, running
 from tests.test_upstream import upstream_product
 from tests.test_worker import VISIBILITY_TIMEOUT, broker_redis  # noqa: F401 (a fixture)
-from tests.worker_utils import Worker, terminate_worker_backends, wait_for
+from tests.worker_utils import FULFILMENT_POOL, Worker, terminate_worker_backends, wait_for
 
 pytestmark = [
     pytest.mark.worker,
     pytest.mark.django_db(transaction=True),
-    pytest.mark.skipif(sys.platform == "win32", reason="prefork workers and process groups are POSIX"),
+    pytest.mark.skipif(sys.platform == "win32", reason="Celery workers and process groups are POSIX"),
 ]
 
 
@@ -29,7 +29,10 @@ def workers(request, redis_url, broker_redis):  # noqa: F811
     failed_before = request.session.testsfailed
 
     def start(label: str, *, beat: bool = False) -> Worker:
-        worker = Worker(broker_url=redis_url, visibility_timeout=VISIBILITY_TIMEOUT, label=label, beat=beat).start()
+        # The supplier is called by the delivery task: production's fulfilment worker's pool.
+        worker = Worker(
+            broker_url=redis_url, visibility_timeout=VISIBILITY_TIMEOUT, label=label, beat=beat, pool=FULFILMENT_POOL
+        ).start()
         started.append(worker)
         return worker
 

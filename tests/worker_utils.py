@@ -1,6 +1,6 @@
 """Helpers for tests that run a real Celery worker process against Redis and PostgreSQL.
 
-The worker is a separate ``celery -A marketplace worker`` process (prefork, one child) in its
+The worker is a separate ``celery -A marketplace worker`` process (prefork, one child; or solo) in its
 own process group, pointed at the pytest-django test database and the test Redis, so a test
 can SIGKILL the whole worker (main process and pool child) the way an OOM killer or a lost
 host would.
@@ -29,6 +29,9 @@ from django.db import connection
 ROOT = Path(settings.BASE_DIR)
 # Worker database connections carry this name, so the test can find them in pg_stat_activity.
 APPLICATION_NAME = "celery-test-worker"
+# The pool of production's fulfilment worker (docker-compose.yml, dev.py, bench/purchase.py's
+# default; tests/test_worker_layout.py checks they agree).
+FULFILMENT_POOL = "solo"
 
 
 def wait_for(predicate: Callable[[], object], *, timeout: float, interval: float = 0.1, what: str = "condition"):
@@ -80,9 +83,17 @@ class Worker:
     """One ``celery worker`` process; stdout and stderr go to a file shown when a test fails."""
 
     def __init__(
-        self, *, broker_url: str, visibility_timeout: int, label: str, beat: bool = False, env: dict | None = None
+        self,
+        *,
+        broker_url: str,
+        visibility_timeout: int,
+        label: str,
+        beat: bool = False,
+        env: dict | None = None,
+        pool: str = "prefork",
     ):
         self.name = f"test-{label}-{uuid.uuid4().hex[:8]}"
+        self.pool = pool  # prefork (one child), or solo: production's fulfilment worker
         self.beat = beat  # run celery beat inside the worker (-B): the periodic sweepers
         self.env = {
             **os.environ,
@@ -111,7 +122,7 @@ class Worker:
             "--concurrency",
             "1",
             "--pool",
-            "prefork",
+            self.pool,
             "-n",
             f"{self.name}@%h",
             # No chatter with (or waiting for) other workers that may share the Redis server.

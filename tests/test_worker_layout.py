@@ -1,0 +1,70 @@
+"""Production's Celery workers, as docker-compose.yml runs them, are what dev.py starts, what the
+benchmarks measure and what the fault tests kill: deliveries on a worker of their own, in the
+solo pool (issue 17), every other queue on a prefork worker."""
+
+import ast
+import shlex
+from pathlib import Path
+
+import yaml
+from django.conf import settings
+
+from bench import purchase
+from tests.worker_utils import FULFILMENT_POOL
+
+ROOT = Path(settings.BASE_DIR)
+OTHER_QUEUES = [q for q in settings.QUEUE_NAMES if q != "fulfilment"]
+
+
+def _option(command: list[str], name: str) -> str | None:
+    return command[command.index(name) + 1] if name in command else None
+
+
+def _compose_command(service: str) -> list[str]:
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    command = compose["services"][service]["command"]
+    return shlex.split(command) if isinstance(command, str) else [str(part) for part in command]
+
+
+def test_compose_runs_deliveries_on_their_own_solo_workers_and_the_rest_on_prefork():
+    fulfilment = _compose_command("worker-fulfilment")
+    assert _option(fulfilment, "-Q") == "fulfilment"
+    assert _option(fulfilment, "--pool") == FULFILMENT_POOL == "solo"
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    # Solo runs one delivery at a time per process: the processes are the concurrency.
+    assert compose["services"]["worker-fulfilment"]["deploy"]["replicas"] >= 2
+    other = _compose_command("worker")
+    assert _option(other, "-Q").split(",") == OTHER_QUEUES
+    assert _option(other, "--pool") in (None, "prefork")  # Celery's default pool is prefork
+
+
+def _dev_worker_calls() -> list[list[str]]:
+    """The string arguments of each ``start("worker...", ...)`` call in dev.py."""
+    calls = []
+    for node in ast.walk(ast.parse((ROOT / "dev.py").read_text())):
+        if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "start" and node.args:
+            args = [a.value for a in node.args if isinstance(a, ast.Constant) and isinstance(a.value, str)]
+            if args and args[0].startswith("worker"):
+                calls.append(args)
+    return calls
+
+
+def test_dev_start_runs_the_same_two_workers():
+    by_queue = {_option(call, "-Q"): call for call in _dev_worker_calls()}
+    assert set(by_queue) == {"fulfilment", ",".join(OTHER_QUEUES)}
+    assert _option(by_queue["fulfilment"], "--pool") == FULFILMENT_POOL
+    assert _option(by_queue[",".join(OTHER_QUEUES)], "--pool") == "prefork"
+
+
+def test_the_benchmarks_measure_that_layout_by_default(monkeypatch, tmp_path):
+    monkeypatch.setenv("VAR_DIR", str(tmp_path))  # purchase.py sets it before starting the servers
+    parser = purchase.argparse.ArgumentParser()
+    purchase.add_load_arguments(parser)
+    args = parser.parse_args([])
+    assert args.celery_pool == FULFILMENT_POOL
+    commands = purchase.Servers(args, 0).commands()
+    fulfilment = [str(c) for c in commands["celery"]]
+    other = [str(c) for c in commands["celery-other"]]
+    assert (_option(fulfilment, "-Q"), _option(fulfilment, "--pool")) == ("fulfilment", FULFILMENT_POOL)
+    assert (_option(other, "-Q").split(","), _option(other, "--pool")) == (OTHER_QUEUES, "prefork")
+    assert list(purchase.OTHER_QUEUES) == OTHER_QUEUES
