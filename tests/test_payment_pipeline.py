@@ -283,6 +283,20 @@ def test_notify_needs_post(client, db):
     assert Notification.objects.count() == 0
 
 
+def test_a_notification_answer_sets_no_cookie(client, buyer):
+    """A gateway is a server, not a browser: no device cookie (risk.middleware), no session or
+    CSRF cookie on its answer, applied or refused; a browser's page still gets its device cookie."""
+    product = ProductFactory()
+    add_stock(product, 1)
+    order = place(buyer, product, quantity=1)
+    for body in (signed(order), tampered(signed(order), total_amount="0.01"), b"x=1"):
+        response = notify(client, body)
+        assert response.status_code in (200, 400)  # applied, refused (tampered), unreadable
+        assert dict(response.cookies) == {}, response.cookies
+    assert not client.cookies
+    assert "mk_device" in client.get("/").cookies
+
+
 # --- genuine notifications: applied once ----------------------------------------------
 
 
