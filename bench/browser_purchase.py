@@ -7,7 +7,7 @@ What it does (see bench/README.md):
   1. recreates the PostgreSQL database ``kamarket_bench_browser``, flushes Redis DB 9 (the
      Celery broker) and 8 (the cache), a temporary VAR_DIR; migrates and seeds products with
      encrypted stock and logged-in buyers (bench/purchase.py's helpers);
-  2. starts gunicorn (4 sync workers) and a Celery worker (bench/purchase.py's ``Servers``);
+  2. starts gunicorn (4 sync workers) and the Celery workers (bench/purchase.py's ``Servers``);
   3. measures the baseline (bench/views.py: one indexed query, plain text) with purchase.py's
      client and connections, then purchases: each one is every request a browser sends from the
      product page to the revealed code, each answer checked (status and content):
