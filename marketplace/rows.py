@@ -315,11 +315,13 @@ def json_rows_sql(
     order: Sequence[str],
     where: str = "",
     extra: Sequence[str] = (),
+    join: str = "",
 ) -> str:
     """A scalar subquery (its text) of ``model``'s rows as ``alias`` whose field ``link`` equals
     the outer statement's ``to`` (and ``where``, SQL, when given), in the order of the fields
     ``order``: a JSON array (as text; NULL for no rows) of one array per row, the concrete
-    fields' columns in their order, then the ``extra`` SQL expressions'. Read it with ``json_rows``."""
+    fields' columns in their order, then the ``extra`` SQL expressions' (which may name the
+    ``join``, SQL after the FROM's table). Read it with ``json_rows``."""
     qn = connection.ops.quote_name
     meta = model._meta
     for field in meta.concrete_fields:
@@ -329,7 +331,7 @@ def json_rows_sql(
     condition = f"{alias}.{qn(meta.get_field(link).column)} = {to}" + (f" AND {where}" if where else "")
     return (
         f"(SELECT json_agg(json_build_array({', '.join(columns)}) ORDER BY {ordering})::text"  # noqa: S608 (names from the model)
-        f" FROM {qn(meta.db_table)} {alias} WHERE {condition})"
+        f" FROM {qn(meta.db_table)} {alias}{' ' + join if join else ''} WHERE {condition})"
     )
 
 

@@ -93,14 +93,23 @@ def _page_rows_sql() -> tuple[str, str]:
     if not all(s.value.isidentifier() for s in _NO_CODES):  # written into the text: plain names only
         raise ValueError(f"status values to quote: {unpaid}")
     paid = f"{order}.{q(Order._meta.get_field('status').column)} NOT IN ({unpaid})"
-    reveal_table = q(CodeReveal._meta.db_table)
-    reveal_of = f"r.{q(CodeReveal._meta.get_field('order_code').column)} = c.{q(OrderCode._meta.pk.column)}"
+    # Each code's reveals, counted and the first found in one pass (a lateral join per code).
+    reveal_columns = {f.name: q(f.column) for f in CodeReveal._meta.concrete_fields}
+    reveal_at, reveal_of = reveal_columns["at"], reveal_columns["order_code"]
     reveals = (
-        f"(SELECT count(*) FROM {reveal_table} r WHERE {reveal_of})",  # noqa: S608 (names from the models)
-        f"(SELECT min(r.{q(CodeReveal._meta.get_field('at').column)}) FROM {reveal_table} r WHERE {reveal_of})",  # noqa: S608
+        f"LEFT JOIN LATERAL (SELECT count(*) AS n, min(r.{reveal_at}) AS first"  # noqa: S608 (names from the models)
+        f" FROM {q(CodeReveal._meta.db_table)} r WHERE r.{reveal_of} = c.{q(OrderCode._meta.pk.column)}) rv ON true"
     )
     codes = rows.json_rows_sql(
-        OrderCode, connection, alias="c", link="order", to=order_id, order=["id"], where=paid, extra=reveals
+        OrderCode,
+        connection,
+        alias="c",
+        link="order",
+        to=order_id,
+        order=["id"],
+        where=paid,
+        extra=["rv.n", "rv.first"],
+        join=reveals,
     )
     history = rows.json_rows_sql(
         OrderStatusChange, connection, alias="h", link="order", to=order_id, order=["at", "id"]
