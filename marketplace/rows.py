@@ -15,8 +15,10 @@ Reads by a unique column (``read_one``, and ``lock_one`` with FOR UPDATE) are th
 statement of constant text built once per process, where the ORM compiles its query on each call.
 """
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import TypeVar
 
 from django.db import connections, models, router
@@ -272,3 +274,87 @@ def _prepare_select(model: type[models.Model], column_of: str, connection, *, lo
     if lock:
         statement += " FOR UPDATE"
     return statement, [f.attname for f in fields], converters, where
+
+
+# --- Rows of a model read inside another statement, as JSON ---------------------------------
+#
+# A page that reads a row and its children (an order, its codes and its history) pays a round
+# trip and a query's Python per read. ``json_rows_sql`` is a scalar subquery that carries the
+# children in the parent's statement as one JSON text; ``json_rows`` builds from it the instances
+# the ORM would have built (every concrete field loaded, ``from_db``). PostgreSQL only. Only for
+# fields whose JSON form is exact: integers (keys too), text, booleans and times (which
+# PostgreSQL writes in ISO 8601 with their offset); anything else is refused when composing.
+
+_JSON_EXACT = (
+    models.AutoField,
+    models.BigAutoField,
+    models.IntegerField,
+    models.BooleanField,
+    models.CharField,
+    models.TextField,
+    models.DateTimeField,
+)
+
+
+def _json_kind(field) -> str:
+    target = field.target_field if field.is_relation else field
+    if isinstance(target, models.DateTimeField):
+        return "time"
+    if isinstance(target, _JSON_EXACT):
+        return "plain"
+    raise ValueError(f"{field.model.__name__}.{field.name}: no exact JSON form")
+
+
+def json_rows_sql(
+    model: type[models.Model],
+    connection,
+    *,
+    alias: str,
+    link: str,
+    to: str,
+    order: Sequence[str],
+    where: str = "",
+    extra: Sequence[str] = (),
+    join: str = "",
+) -> str:
+    """A scalar subquery (its text) of ``model``'s rows as ``alias`` whose field ``link`` equals
+    the outer statement's ``to`` (and ``where``, SQL, when given), in the order of the fields
+    ``order``: a JSON array (as text; NULL for no rows) of one array per row, the concrete
+    fields' columns in their order, then the ``extra`` SQL expressions' (which may name the
+    ``join``, SQL after the FROM's table). Read it with ``json_rows``."""
+    qn = connection.ops.quote_name
+    meta = model._meta
+    for field in meta.concrete_fields:
+        _json_kind(field)
+    columns = [f"{alias}.{qn(f.column)}" for f in meta.concrete_fields] + list(extra)
+    ordering = ", ".join(f"{alias}.{qn(meta.get_field(name).column)}" for name in order)
+    condition = f"{alias}.{qn(meta.get_field(link).column)} = {to}" + (f" AND {where}" if where else "")
+    return (
+        f"(SELECT json_agg(json_build_array({', '.join(columns)}) ORDER BY {ordering})::text"  # noqa: S608 (names from the model)
+        f" FROM {qn(meta.db_table)} {alias}{' ' + join if join else ''} WHERE {condition})"
+    )
+
+
+def json_rows(model: type[M], text: str | None, *, using: str, extra: Sequence[tuple[str, str]] = ()) -> list[M]:
+    """The instances of ``json_rows_sql``'s text, as the ORM builds them (``from_db``), each
+    with the ``extra`` values set as attributes: ``(name, kind)``, kind ``"plain"`` or ``"time"``."""
+    if not text:
+        return []
+    fields = model._meta.concrete_fields
+    names = [f.attname for f in fields]
+    times = [i for i, f in enumerate(fields) if _json_kind(f) == "time"]
+    n = len(names)
+    extra_times = [(n + i, name) for i, (name, kind) in enumerate(extra) if kind == "time"]
+    objs = []
+    for row in json.loads(text):
+        for i in times:
+            if row[i] is not None:
+                row[i] = datetime.fromisoformat(row[i])
+        for i, _name in extra_times:
+            if row[i] is not None:
+                row[i] = datetime.fromisoformat(row[i])
+        obj = model.from_db(using, names, row[:n])
+        for (name, _kind), value in zip(extra, row[n:], strict=True):
+            setattr(obj, name, value)
+        objs.append(obj)
+    return objs

@@ -6,6 +6,7 @@ from functools import cache
 from django.conf import settings
 from django.db import connection, models
 from django.db.models import Count, Min, Q
+from django.db.models.expressions import RawSQL
 from django.utils import timezone
 from django.utils.translation import get_language
 from django.utils.translation import gettext as _
@@ -15,6 +16,7 @@ from catalog import selectors as catalog_selectors
 from catalog import topup as catalog_topup
 from catalog.models import Product
 from compliance import rating
+from marketplace import rows
 from marketplace.errors import NotFound
 from marketplace.localcache import Kept
 from marketplace.money import quantize
@@ -22,7 +24,7 @@ from marketplace.prepared import Paged, Prepared
 from marketplace.text import email_normalise
 from supply import services as supply_services
 
-from ..models import ManualTopup, Order, OrderCode, OrderStatusChange, reissue_parse
+from ..models import CodeReveal, ManualTopup, Order, OrderCode, OrderStatusChange, reissue_parse
 
 
 def orders_for_buyer(buyer):
@@ -59,26 +61,79 @@ def order_counts_for_buyer(buyer) -> dict[str, int]:
 _SAMPLE_ID, _SAMPLE_OTHER_ID, _SAMPLE_NUMBER = 987654321, 987654322, "K-PREPARED-SAMPLE"
 
 
-def _page_order():
-    return Order.objects.select_related("product", "product__supplier")
+def _page_order(*, history: bool = True):
+    """The order page's order (with its product and supplier). On PostgreSQL its codes and (for
+    ``history``) its history come in the same statement (``codes_json``, ``history_json``:
+    ``_page_rows_sql``), where they were two more reads of every view of an order (issue 17)."""
+    orders = Order.objects.select_related("product", "product__supplier")
+    if connection.vendor != "postgresql":
+        return orders
+    codes_sql, history_sql = _page_rows_sql()
+    # Texts composed from the models' names only; no value in them.
+    rows_json = {"codes_json": RawSQL(codes_sql, ())}  # noqa: S611
+    if history:
+        rows_json["history_json"] = RawSQL(history_sql, ())  # noqa: S611
+    return orders.annotate(**rows_json)
 
 
-def _buyer_order_query(buyer: int, number: str, since: datetime, now: datetime):
+# A code's reveals: how many, and the first (``_order_codes``' annotations, for the refund offer).
+_CODE_EXTRA = (("reveal_count", "plain"), ("first_revealed_at", "time"))
+
+
+@cache
+def _page_rows_sql() -> tuple[str, str]:
+    """The subqueries of the order's codes (``_order_codes``: all, with their reveals' count and
+    first time, by id) and of its history (``_order_history``: by time, then id) as JSON
+    (``marketplace.rows.json_rows_sql``), composed once from the models' names."""
+    q = connection.ops.quote_name
+    order = q(Order._meta.db_table)
+    order_id = f"{order}.{q(Order._meta.pk.column)}"
+    # An order never paid has no codes of its buyer's (``_NO_CODES``): they are not read.
+    unpaid = ", ".join(f"'{s.value}'" for s in sorted(_NO_CODES))
+    if not all(s.value.isidentifier() for s in _NO_CODES):  # written into the text: plain names only
+        raise ValueError(f"status values to quote: {unpaid}")
+    paid = f"{order}.{q(Order._meta.get_field('status').column)} NOT IN ({unpaid})"
+    # Each code's reveals, counted and the first found in one pass (a lateral join per code).
+    reveal_columns = {f.name: q(f.column) for f in CodeReveal._meta.concrete_fields}
+    reveal_at, reveal_of = reveal_columns["at"], reveal_columns["order_code"]
+    reveals = (
+        f"LEFT JOIN LATERAL (SELECT count(*) AS n, min(r.{reveal_at}) AS first"  # noqa: S608 (names from the models)
+        f" FROM {q(CodeReveal._meta.db_table)} r WHERE r.{reveal_of} = c.{q(OrderCode._meta.pk.column)}) rv ON true"
+    )
+    codes = rows.json_rows_sql(
+        OrderCode,
+        connection,
+        alias="c",
+        link="order",
+        to=order_id,
+        order=["id"],
+        where=paid,
+        extra=["rv.n", "rv.first"],
+        join=reveals,
+    )
+    history = rows.json_rows_sql(
+        OrderStatusChange, connection, alias="h", link="order", to=order_id, order=["at", "id"]
+    )
+    return codes, history
+
+
+def _buyer_order_query(buyer: int, number: str, since: datetime, now: datetime, *, history: bool = True):
     """The buyer's order with ``credit_rated``: whether the buyer has anything their credit
     rating reads (``compliance.rating.credit_probe_sql``; false: the unrated level, no query of
     its own where the page needs the rating). ``since`` is ``rating.credit_probe_since(now)``,
     the probe's other value, named so that the compiled statement takes it as one."""
     rated = rating.credit_probe_annotation(user_id=buyer, now=now)
-    return _page_order().filter(buyer_id=buyer, number=number).annotate(credit_rated=rated)
+    return _page_order(history=history).filter(buyer_id=buyer, number=number).annotate(credit_rated=rated)
 
 
-_buyer_order = Prepared(
-    _buyer_order_query,
-    buyer=_SAMPLE_ID,
-    number=_SAMPLE_NUMBER,
-    **rating.CREDIT_PROBE_SAMPLES,
-)
+_BUYER_SAMPLES = {"buyer": _SAMPLE_ID, "number": _SAMPLE_NUMBER, **rating.CREDIT_PROBE_SAMPLES}
+_buyer_order = Prepared(_buyer_order_query, **_BUYER_SAMPLES)
+# The answer to an htmx reveal: the order and its codes, not its history.
+_buyer_order_codes = Prepared(lambda **values: _buyer_order_query(**values, history=False), **_BUYER_SAMPLES)
 _guest_order = Prepared(lambda number: _page_order().filter(buyer__isnull=True, number=number), number=_SAMPLE_NUMBER)
+_guest_order_codes = Prepared(
+    lambda number: _page_order(history=False).filter(buyer__isnull=True, number=number), number=_SAMPLE_NUMBER
+)
 # Every code of the order, released ones too: the page shows the live ones, numbers them among
 # all (``code_places``) and the refund offer reads them all (aftersales' ``refund_options``
 # takes ``all_codes`` instead of querying them again).
@@ -99,12 +154,12 @@ _order_history = Prepared(
 _NO_CODES = frozenset({Order.Status.PENDING, Order.Status.EXPIRED, Order.Status.CANCELLED})
 
 
-def _buyer_order_row(buyer, number: str) -> Order | None:
+def _buyer_order_row(buyer, number: str, read: Prepared = _buyer_order) -> Order | None:
     buyer_id = getattr(buyer, "pk", None)
     if not buyer_id:
         return None
     now = timezone.now()
-    order = _buyer_order.first(buyer=buyer_id, number=number, **rating.credit_probe_values(now))
+    order = read.first(buyer=buyer_id, number=number, **rating.credit_probe_values(now))
     if order is not None:
         order.buyer = buyer  # the viewer: not loaded again (refund offer, links)
     return order
@@ -112,7 +167,12 @@ def _buyer_order_row(buyer, number: str) -> Order | None:
 
 def _with_codes(order: Order | None) -> Order | None:
     if order is not None:
-        codes = [] if order.status in _NO_CODES else _order_codes.objects(order=order.pk)
+        if order.status in _NO_CODES:
+            codes = []
+        elif hasattr(order, "codes_json"):  # read with the order (``_page_order``)
+            codes = rows.json_rows(OrderCode, order.codes_json, using=order._state.db or "default", extra=_CODE_EXTRA)
+        else:
+            codes = _order_codes.objects(order=order.pk)
         setattr(order, "all_codes", codes)  # noqa: B010 (a page-only attribute)
     return order
 
@@ -121,7 +181,11 @@ def _page(order: Order | None) -> Order | None:
     _with_codes(order)
     if order is None:
         return None
-    return order_page_extras(order, history=_order_history.objects(order=order.pk))
+    if hasattr(order, "history_json"):  # read with the order (``_page_order``)
+        history = rows.json_rows(OrderStatusChange, order.history_json, using=order._state.db or "default")
+    else:
+        history = _order_history.objects(order=order.pk)
+    return order_page_extras(order, history=history)
 
 
 def order_for_buyer(buyer, number: str) -> Order | None:
@@ -138,12 +202,12 @@ def order_for_buyer(buyer, number: str) -> Order | None:
 def order_codes_for_buyer(buyer, number: str) -> Order | None:
     """The buyer's own order with ``all_codes`` (and ``credit_rated``), without its history:
     what the answer to an htmx reveal shows (the refund offer); None as ``order_for_buyer``."""
-    return _with_codes(_buyer_order_row(buyer, number))
+    return _with_codes(_buyer_order_row(buyer, number, _buyer_order_codes))
 
 
 def order_codes_for_guest(number: str) -> Order | None:
     """A guest order with ``all_codes``, without its history (``order_codes_for_buyer``)."""
-    return _with_codes(_guest_order.first(number=number))
+    return _with_codes(_guest_order_codes.first(number=number))
 
 
 def order_status_for_buyer(buyer, number: str) -> str:
