@@ -391,3 +391,28 @@ def test_member_home_list_is_read_once_per_window(client, buyer, settings):
     response, found = _statements(client, "/")
     assert response.status_code == 200
     assert not [sql for sql in found if "catalog_" in sql] and len(found) == 1, found
+
+
+@pytest.mark.django_db(transaction=True)  # the payment commits; delivery is a task queued on commit
+def test_the_cashiers_pay_locks_the_order_its_page_read_without_reading_it_again(client, buyer):
+    """The cashier's POST reads the buyer's order (the permission check), then hands it to the
+    verified pipeline: the row is locked reading back only what can have changed (status,
+    expiry, buyer), not the whole order a second time."""
+    _postgres_only()
+    product = ProductFactory(price=Decimal("10.00"))
+    add_stock(product, 1)
+    client.force_login(buyer)
+    order = place(buyer, product)
+    client.get("/")
+    with CaptureQueriesContext(connection) as ctx:
+        response = client.post(f"/pay/sandbox/{order.number}/")
+    assert response.status_code == 302 and response["Location"] == f"/orders/{order.number}/"
+    sql = _sql(ctx)
+    table = Order._meta.db_table
+    locks = [s for s in sql if "FOR UPDATE" in s and table in s]
+    assert locks[0].startswith(f"SELECT status, expires_at, buyer_id FROM {table} WHERE id = "), locks
+    moved = next(i for i, s in enumerate(sql) if s.startswith("WITH moved AS") and '"payments_payment"' in s)
+    assert sql.index(locks[0]) == moved - 1  # the lock, then the move with the payment and its log row
+    assert sum(1 for s in sql[: moved + 1] if f'FROM "{table}"' in s or f"FROM {table}" in s) == 2  # page, lock
+    order.refresh_from_db()
+    assert order.status == Order.Status.DELIVERED
