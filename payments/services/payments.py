@@ -14,6 +14,7 @@ from decimal import Decimal
 
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
+from django.db.models import F
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.translation import gettext as _
@@ -377,10 +378,13 @@ def recharge_create(*, user, amount) -> Recharge:
 
 def _member_order_query(number: str, buyer: int, since: datetime, now: datetime):
     """The member's order with ``credit_rated`` (``compliance.rating.credit_probe_sql``: false,
-    the unrated level: ``payment_start`` checks the channel without a query of its own)."""
+    the unrated level: ``payment_start`` checks the channel without a query of its own) and
+    ``product_kind`` (the cashier's message after paying, without a read of its own)."""
     rated = rating.credit_probe_annotation(user_id=buyer, now=now)
-    return Order.objects.filter(number=number, buyer_id=buyer).annotate(credit_rated=rated)
+    return Order.objects.filter(number=number, buyer_id=buyer).annotate(credit_rated=rated, product_kind=_KIND)
 
+
+_KIND = F("product__kind")
 
 # Read by the choose-payment page, the start and the cashier: compiled once per process.
 _member_order = Prepared(
@@ -416,7 +420,11 @@ def payable_for(*, user, number: str):
 def guest_payable_for(*, number: str, allowed: bool) -> Order:
     """A guest order with this number, when the caller's browser may see it (``allowed``:
     it placed the order or opened its signed link), or 404, as for any unknown number."""
-    order = Order.objects.filter(number=number, buyer__isnull=True).first() if allowed else None
+    order = (
+        Order.objects.filter(number=number, buyer__isnull=True).annotate(product_kind=_KIND).first()
+        if allowed
+        else None
+    )
     if order is None:
         raise NotFound(_("No such order."), code="order_not_found")
     return order
