@@ -28,6 +28,12 @@ log = logging.getLogger(__name__)
 BROKER_ERRORS = (kombu.exceptions.OperationalError, redis.exceptions.RedisError, OSError)
 
 
+def tasks_run_in_place() -> bool:
+    """Whether a task queued now runs in this process, in place (eager Celery: the tests), so that
+    what it changes is already done when the queuing request goes on; with a worker it is not."""
+    return bool(app.conf.task_always_eager)
+
+
 def publish(task, *args) -> bool:
     """Queue ``task(*args)``; with the broker away, log it and return False instead of raising.
 

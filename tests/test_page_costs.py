@@ -436,3 +436,83 @@ def test_member_home_list_is_read_once_per_window(client, buyer, settings):
     response, found = _statements(client, "/")
     assert response.status_code == 200
     assert not [sql for sql in found if "catalog_" in sql] and len(found) == 1, found
+
+
+@pytest.mark.django_db(transaction=True)  # the payment commits; delivery is a task queued on commit
+def test_the_cashiers_pay_locks_the_order_its_page_read_without_reading_it_again(client, buyer):
+    """The cashier's POST reads the buyer's order (the permission check), then hands it to the
+    verified pipeline: the row is locked reading back only what can have changed (status,
+    expiry, buyer), not the whole order a second time."""
+    _postgres_only()
+    product = ProductFactory(price=Decimal("10.00"))
+    add_stock(product, 1)
+    client.force_login(buyer)
+    order = place(buyer, product)
+    client.get("/")
+    with CaptureQueriesContext(connection) as ctx:
+        response = client.post(f"/pay/sandbox/{order.number}/")
+    assert response.status_code == 302 and response["Location"] == f"/orders/{order.number}/"
+    sql = _sql(ctx)
+    table = Order._meta.db_table
+    locks = [s for s in sql if "FOR UPDATE" in s and table in s]
+    assert locks[0].startswith(f"SELECT status, expires_at, buyer_id FROM {table} WHERE id = "), locks
+    moved = next(i for i, s in enumerate(sql) if s.startswith("WITH moved AS") and '"payments_payment"' in s)
+    assert sql.index(locks[0]) == moved - 1  # the lock, then the move with the payment and its log row
+    assert sum(1 for s in sql[: moved + 1] if f'FROM "{table}"' in s or f"FROM {table}" in s) == 2  # page, lock
+    order.refresh_from_db()
+    assert order.status == Order.Status.DELIVERED
+
+
+def _cashier_pay_with_a_worker(client, monkeypatch, django_capture_on_commit_callbacks, order):
+    """POST the cashier's pay as under a real worker: the delivery is queued (recorded), not run."""
+    from marketplace.celery import app as celery_app
+
+    celery_app.conf.task_always_eager = False  # the autouse fixture sets it back after the test
+    sent = []
+    monkeypatch.setattr("celery.app.task.Task.delay", lambda self, *args, **kw: sent.append((self.name, args)))
+    client.get("/")
+    with django_capture_on_commit_callbacks(execute=True), CaptureQueriesContext(connection) as ctx:
+        response = client.post(f"/pay/sandbox/{order.number}/")
+    assert response.status_code == 302 and response["Location"] == f"/orders/{order.number}/"
+    sql = _sql(ctx)  # before the next request resets the connection's log
+    return client.get(response["Location"]), sql, sent
+
+
+@pytest.mark.parametrize("topup", [False, True])
+def test_the_cashiers_pay_reads_nothing_after_its_commit_under_a_worker(
+    client, buyer, monkeypatch, django_capture_on_commit_callbacks, topup
+):
+    """With a worker, nothing can have delivered the order between the commit and the answer but
+    that worker: the message comes from the status the pipeline left (paid) and the product's kind
+    read with the order, and no statement follows the payment's ledger entry."""
+    _postgres_only()
+    import uuid
+
+    from orders.services.orders import order_place
+    from tests.test_topup import GOOD, topup_product
+
+    if topup:
+        order = order_place(
+            buyer=buyer, product=topup_product(), quantity=1, idempotency_key=uuid.uuid4().hex, topup=GOOD
+        )
+    else:
+        product = ProductFactory(price=Decimal("10.00"))
+        add_stock(product, 1)
+        order = place(buyer, product)
+    client.force_login(buyer)
+    response, sql, sent = _cashier_pay_with_a_worker(client, monkeypatch, django_capture_on_commit_callbacks, order)
+    paid = sql.index(next(s for s in sql if s.startswith('INSERT INTO "ledger_entry"')))
+    assert not [s for s in sql[paid + 1 :] if "orders_order" in s], sql
+    assert [s for s in sql[:paid] if '"orders_order"' in s and "product" in s and s.startswith("SELECT")]  # read once
+    order.refresh_from_db()
+    assert order.status == Order.Status.PAID
+    from django.utils.translation import gettext, override
+
+    with override("zh-hans"):  # the default language
+        expected = gettext(
+            "Payment received. We are topping up the account you gave."
+            if topup
+            else "Payment received. Your codes are being delivered."
+        )
+    assert [str(m) for m in response.context["messages"]] == [expected]
+    assert ("orders.tasks.fulfil_order", (order.pk,)) in sent or topup

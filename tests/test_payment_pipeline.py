@@ -414,6 +414,35 @@ def test_late_payment_with_stock_left_is_reserved_again_and_delivered(client, bu
 
 
 @pytest.mark.django_db(transaction=True)
+def test_the_cashier_pays_the_order_as_it_is_now_not_as_its_page_read_it(client, buyer):
+    """The cashier hands the pipeline the order its page read; the lock reads back what changed
+    since (here: expired), so the payment is a late one, as a gateway's notification would be."""
+    from payments.services.payments import payable_for, sandbox_pay
+
+    product = ProductFactory(price=Decimal("20.00"))
+    add_stock(product, 2)
+    order = place(buyer, product)
+    page_read = payable_for(user=buyer, number=order.number)
+    assert page_read.status == Order.Status.PENDING
+    _expire(order)
+
+    result = sandbox_pay(order_number=order.number, payable=page_read)
+
+    assert (result.outcome, result.reason) == (Outcome.APPLIED, "late_paid")
+    order.refresh_from_db()
+    assert order.status == Order.Status.DELIVERED
+    moves = list(order.history.values_list("from_status", "to_status"))
+    assert moves == [("", "pending"), ("pending", "expired"), ("expired", "paid"), ("paid", "delivered")]
+    record = Notification.objects.get()  # the log row as for a notification: the signed body, verified
+    assert (record.gateway, record.outcome, record.payment) == ("sandbox", Outcome.APPLIED, Payment.objects.get())
+    assert "sign_type=RSA2" in record.body and f"out_trade_no={order.number}" in record.body
+    # Paid again (a second click on a stale page): a duplicate payment, refunded, not a second sale.
+    again = sandbox_pay(order_number=order.number, payable=page_read)
+    assert (again.outcome, again.reason) == (Outcome.APPLIED, "already_paid")
+    assert Payment.objects.filter(order=order, status=Payment.Status.SUCCEEDED).count() == 1
+
+
+@pytest.mark.django_db(transaction=True)
 def test_late_payment_after_the_stock_sold_out_goes_to_refund(client, buyer, other_buyer, mailoutbox):
     product = ProductFactory(price=Decimal("66.00"))
     stock_secrets = add_stock(product, 1)

@@ -14,6 +14,7 @@ from decimal import Decimal
 
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
+from django.db.models import F
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.translation import gettext as _
@@ -73,8 +74,16 @@ class _Reject(Exception):
 
 
 def notification_receive(
-    *, gateway_code: str, headers: Mapping[str, str], body: bytes, remote_addr: str | None = None
+    *,
+    gateway_code: str,
+    headers: Mapping[str, str],
+    body: bytes,
+    remote_addr: str | None = None,
+    order: Order | None = None,
 ) -> NotificationResult:
+    """``order``: the order as the caller has just read it (the sandbox cashier's page), if any.
+    Only used when the verified notification pays that very order: its row is then locked
+    reading back what can have changed since (``_order_relock``), not built again."""
     gateway = get_gateway(gateway_code)
     # PostgreSQL text cannot hold NUL: an unsigned junk body must be logged, not crash the view.
     text = body[:20000].decode("utf-8", "replace").replace("\x00", "\ufffd")
@@ -83,19 +92,26 @@ def notification_receive(
         verified = gateway.verify(headers=headers, body=body)
     except NotificationRejected as exc:
         return _log(record, Outcome.REJECTED, str(exc))
-    return payment_fact_apply(gateway_code=gateway_code, verified=verified, record=record)
+    return payment_fact_apply(gateway_code=gateway_code, verified=verified, record=record, order=order)
 
 
 def payment_fact_apply(
-    *, gateway_code: str, verified: VerifiedNotification, record: Notification | None = None
+    *,
+    gateway_code: str,
+    verified: VerifiedNotification,
+    record: Notification | None = None,
+    order: Order | None = None,
 ) -> NotificationResult:
     """Apply what a gateway has told us, verified: by a notification, or by our own active
-    query (reconciliation) when the notification never came. Same checks, applied once."""
+    query (reconciliation) when the notification never came. Same checks, applied once.
+    ``order``: as for ``notification_receive``."""
     with log_context(order=verified.order_number[:64], payment=f"{gateway_code}:{verified.trade_no[:64]}"):
-        return _fact_apply(gateway_code, verified, record)
+        return _fact_apply(gateway_code, verified, record, order)
 
 
-def _fact_apply(gateway_code: str, verified: VerifiedNotification, record: Notification | None) -> NotificationResult:
+def _fact_apply(
+    gateway_code: str, verified: VerifiedNotification, record: Notification | None, known: Order | None
+) -> NotificationResult:
     if record is None:
         record = Notification(gateway=gateway_code, body="(active query)")
     record.order_number, record.trade_no = verified.order_number[:64], verified.trade_no[:64]
@@ -106,7 +122,7 @@ def _fact_apply(gateway_code: str, verified: VerifiedNotification, record: Notif
         return _log(record, Outcome.IGNORED, f"state {verified.state}")
     try:
         with transaction.atomic():
-            outcome, reason, payment = _apply(gateway_code, verified, record)
+            outcome, reason, payment = _apply(gateway_code, verified, record, known)
     except _Reject as exc:
         _unsaved(record)
         return _log(record, Outcome.REJECTED, str(exc))
@@ -137,10 +153,13 @@ def _log(record: Notification, outcome: str, reason: str) -> NotificationResult:
     return NotificationResult(outcome, reason)
 
 
-def _apply(gateway_code: str, verified: VerifiedNotification, record: Notification):
+def _apply(gateway_code: str, verified: VerifiedNotification, record: Notification, known: Order | None):
     if verified.order_number.startswith(RECHARGE_PREFIX):
         return _apply_recharge(gateway_code, verified, record)
-    order = orders.order_lock_by_number(verified.order_number)
+    if known is not None and known.number == verified.order_number:
+        order = _order_relock(known)  # what can have changed since the caller read it, locked
+    else:
+        order = orders.order_lock_by_number(verified.order_number)
     replayed = _check_fact(gateway_code, verified, order, record, what="order")
     if replayed is not None:
         return replayed
@@ -264,7 +283,14 @@ def sandbox_pay(*, order_number: str, remote_addr: str | None = None, payable=No
     if payable is None or payable.number != order_number:
         payable = payable_model(order_number).objects.get(number=order_number)
     body = SandboxGateway.build_notification(order_number=payable.number, amount=payable.total)
-    return notification_receive(gateway_code=SandboxGateway.code, headers={}, body=body, remote_addr=remote_addr)
+    # Verified like any gateway's notification; only the order's lock reads less (it is known).
+    return notification_receive(
+        gateway_code=SandboxGateway.code,
+        headers={},
+        body=body,
+        remote_addr=remote_addr,
+        order=payable if isinstance(payable, Order) else None,
+    )
 
 
 # --- Balance ----------------------------------------------------------------------------
@@ -352,10 +378,13 @@ def recharge_create(*, user, amount) -> Recharge:
 
 def _member_order_query(number: str, buyer: int, since: datetime, now: datetime):
     """The member's order with ``credit_rated`` (``compliance.rating.credit_probe_sql``: false,
-    the unrated level: ``payment_start`` checks the channel without a query of its own)."""
+    the unrated level: ``payment_start`` checks the channel without a query of its own) and
+    ``product_kind`` (the cashier's message after paying, without a read of its own)."""
     rated = rating.credit_probe_annotation(user_id=buyer, now=now)
-    return Order.objects.filter(number=number, buyer_id=buyer).annotate(credit_rated=rated)
+    return Order.objects.filter(number=number, buyer_id=buyer).annotate(credit_rated=rated, product_kind=_KIND)
 
+
+_KIND = F("product__kind")
 
 # Read by the choose-payment page, the start and the cashier: compiled once per process.
 _member_order = Prepared(
@@ -391,7 +420,11 @@ def payable_for(*, user, number: str):
 def guest_payable_for(*, number: str, allowed: bool) -> Order:
     """A guest order with this number, when the caller's browser may see it (``allowed``:
     it placed the order or opened its signed link), or 404, as for any unknown number."""
-    order = Order.objects.filter(number=number, buyer__isnull=True).first() if allowed else None
+    order = (
+        Order.objects.filter(number=number, buyer__isnull=True).annotate(product_kind=_KIND).first()
+        if allowed
+        else None
+    )
     if order is None:
         raise NotFound(_("No such order."), code="order_not_found")
     return order
