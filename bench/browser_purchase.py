@@ -327,12 +327,13 @@ class BrowserBench:
             while not stopping:
                 await self.purchase(None)
 
-        celery = self.servers.procs["celery"].pid  # its own process group
+        workers = self.servers.fulfilment_groups()  # each its own process group
         if self.args.pause_worker:
             # Orders then wait paid and the browsers poll: the polling path runs (and is checked)
             # in the warm-up at least, whatever the machine's speed.
-            os.killpg(celery, signal.SIGSTOP)
-            asyncio.get_running_loop().call_later(self.args.pause_worker, os.killpg, celery, signal.SIGCONT)
+            for group in workers:
+                os.killpg(group, signal.SIGSTOP)
+                asyncio.get_running_loop().call_later(self.args.pause_worker, os.killpg, group, signal.SIGCONT)
         tasks = [asyncio.create_task(browse()) for _ in range(self.args.concurrency)]
         t0 = time.monotonic()
         while True:
@@ -530,7 +531,9 @@ def main() -> int:
         help="stop the Celery worker for this many seconds at the start of the warm-up (exercises the polls)",
     )
     parser.add_argument("--workers", type=int, default=4, help="gunicorn sync workers")
-    parser.add_argument("--celery-concurrency", type=int, default=1, help="the fulfilment worker's (solo: ignored)")
+    parser.add_argument(
+        "--celery-concurrency", type=int, default=2, help="the fulfilment queue's processes (solo: one worker each)"
+    )
     parser.add_argument("--celery-pool", default="solo", choices=["prefork", "threads", "solo"])
     parser.add_argument("--products", type=int, default=50)
     parser.add_argument("--codes-per-product", type=int, default=400)

@@ -296,7 +296,8 @@ def phase_table(phases: list[Tally], args) -> None:
     print()
     print(line)
     print(
-        f"A peak like 双11 — gunicorn {args.workers} sync workers, Celery fulfilment x{args.celery_concurrency} "
+        f"A peak like 双11 — gunicorn {args.workers} sync workers, "
+        f"Celery fulfilment {args.celery_pool} x{args.celery_concurrency} "
         f"+ other queues x{args.other_concurrency} + beat, {os.cpu_count()} CPUs shared by everything;"
     )
     print(
@@ -344,9 +345,11 @@ def main() -> int:
     parser.add_argument("--timeout", type=float, default=5, help="client timeout per request, seconds")
     parser.add_argument("--drain-timeout", type=float, default=120, help="bound on delivering what was paid")
     parser.add_argument("--workers", type=int, default=4, help="gunicorn sync workers")
-    parser.add_argument("--celery-concurrency", type=int, default=2, help="the fulfilment worker's processes")
+    parser.add_argument(
+        "--celery-concurrency", type=int, default=2, help="the fulfilment queue's processes (solo: one worker each)"
+    )
     parser.add_argument("--other-concurrency", type=int, default=1, help="the other queues' worker's processes")
-    parser.add_argument("--celery-pool", default="prefork", choices=["prefork", "threads", "solo"])
+    parser.add_argument("--celery-pool", default="solo", choices=["prefork", "threads", "solo"])
     parser.add_argument("--products", type=int, default=50)
     parser.add_argument("--codes-per-product", type=int, default=500)
     parser.add_argument("--buyers", type=int, default=200)

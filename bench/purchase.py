@@ -275,6 +275,22 @@ class Servers:
         self.procs: dict[str, subprocess.Popen] = {}
         self.logs: dict[str, Path] = {}
 
+    def fulfilment_workers(self, worker: list) -> dict[str, list]:
+        """The fulfilment queue's workers: in the solo pool (production's), ``--celery-concurrency``
+        processes of their own, as docker-compose.yml runs replicas; in another pool, one worker
+        with that many children."""
+        pool, n = self.args.celery_pool, self.args.celery_concurrency
+        one = [*worker, "--pool", pool, "-Q", "fulfilment"]
+        if pool != "solo":
+            return {"celery": [*one, "--concurrency", str(n), "-n", "fulfilment@%h"]}
+        return {
+            "celery" if i == 1 else f"celery-{i}": [*one, "-n", f"fulfilment{i}@%h"] for i in range(1, max(1, n) + 1)
+        }
+
+    def fulfilment_groups(self) -> list[int]:
+        """The process groups of the fulfilment queue's workers (``fulfilment_workers``)."""
+        return [p.pid for name, p in self.procs.items() if name == "celery" or name[7:].isdigit()]
+
     def commands(self) -> dict[str, list]:
         """The processes to run, by name."""
         worker = [BIN / "celery", "-A", "marketplace", "worker", "-l", "warning"]
@@ -296,17 +312,7 @@ class Servers:
             # The production layout (docker-compose.yml): deliveries have a worker of their own
             # (solo pool: the task runs in the process that fetched it, no pipe to a child; more
             # processes for more at once), the other queues another (prefork). Both count as Celery.
-            "celery": [
-                *worker,
-                "--pool",
-                self.args.celery_pool,
-                "--concurrency",
-                str(self.args.celery_concurrency),
-                "-Q",
-                "fulfilment",
-                "-n",
-                "fulfilment@%h",
-            ],
+            **self.fulfilment_workers(worker),
             "celery-other": [
                 *worker,
                 "--pool",
@@ -447,8 +453,8 @@ class CpuMeter:
             # beat (which publishes the delivery emails' run every few seconds) counts as Celery
             "celery": [
                 pid
-                for name in ("celery", "celery-other", "beat")
-                if name in getattr(self.servers, "procs", {})
+                for name in getattr(self.servers, "procs", {})
+                if name.startswith("celery") or name == "beat"
                 for pid in self.servers.pids(name)
             ],
             "postgres": [pid for pid, s in stats.items() if s[0] == "postgres" or s[0].startswith("postgres:")],
@@ -1038,7 +1044,9 @@ def add_load_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rounds", type=int, default=2, help="baseline + purchases per scenario, repeated")
     parser.add_argument("--concurrency", type=int, default=8, help="client connections in flight")
     parser.add_argument("--workers", type=int, default=4, help="gunicorn sync workers")
-    parser.add_argument("--celery-concurrency", type=int, default=1, help="the fulfilment worker's (solo: ignored)")
+    parser.add_argument(
+        "--celery-concurrency", type=int, default=2, help="the fulfilment queue's processes (solo: one worker each)"
+    )
     parser.add_argument("--celery-pool", default="solo", choices=["prefork", "threads", "solo"])
     parser.add_argument("--other-concurrency", type=int, default=1, help="the other queues' worker's processes")
     parser.add_argument("--buyers", type=int, default=100)

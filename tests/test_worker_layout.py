@@ -68,3 +68,19 @@ def test_the_benchmarks_measure_that_layout_by_default(monkeypatch, tmp_path):
     assert (_option(fulfilment, "-Q"), _option(fulfilment, "--pool")) == ("fulfilment", FULFILMENT_POOL)
     assert (_option(other, "-Q").split(","), _option(other, "--pool")) == (OTHER_QUEUES, "prefork")
     assert list(purchase.OTHER_QUEUES) == OTHER_QUEUES
+
+
+def test_the_benchmarks_run_one_solo_worker_per_fulfilment_process(monkeypatch, tmp_path):
+    """As compose runs replicas: ``--celery-concurrency 2`` in the solo pool is two workers, each
+    on the fulfilment queue alone under its own name, and both are paused and counted as Celery."""
+    monkeypatch.setenv("VAR_DIR", str(tmp_path))
+    parser = purchase.argparse.ArgumentParser()
+    purchase.add_load_arguments(parser)
+    servers = purchase.Servers(parser.parse_args(["--celery-concurrency", "2"]), 0)
+    commands = servers.commands()
+    workers = {name: [str(c) for c in cmd] for name, cmd in commands.items() if "fulfilment" in map(str, cmd)}
+    assert sorted(workers) == ["celery", "celery-2"]
+    assert {_option(cmd, "--pool") for cmd in workers.values()} == {"solo"}
+    assert len({_option(cmd, "-n") for cmd in workers.values()}) == 2
+    servers.procs = {name: type("P", (), {"pid": i})() for i, name in enumerate(commands, start=100)}
+    assert sorted(servers.fulfilment_groups()) == sorted(servers.procs[name].pid for name in workers)
