@@ -7,8 +7,11 @@ import re
 
 import pytest
 from django.conf import settings
+from django.contrib import messages
+from django.contrib.messages.storage.cookie import CookieStorage
+from django.http import HttpResponse
 from django.template import Context, Template, TemplateSyntaxError
-from django.test import Client
+from django.test import Client, RequestFactory
 
 from agents.services import agents as agent_services
 from marketplace import localcache
@@ -33,7 +36,7 @@ def nav(html: str) -> str:
 
 def test_the_navigation_is_kept_and_shows_each_viewer_their_own_email(buyer, other_buyer):
     first = page(buyer)
-    assert any(k.startswith(localcache.FRAGMENT + "nav:zh-hans:True") for k in localcache._store)  # kept, not redrawn
+    assert any(k.startswith(localcache.FRAGMENT + "page:zh-hans:True") for k in localcache._store)  # kept in the frame
     second = page(other_buyer)
     assert other_buyer.email in nav(second) and buyer.email not in second
     assert buyer.email in nav(first) and other_buyer.email not in first
@@ -92,3 +95,64 @@ def test_percall_parts_are_drawn_each_time_and_plain_text_is_kept():
     assert template.render(Context({"on": False, "who": "c"})) == "[c|c]"  # another flag: its own copy
     with pytest.raises(TemplateSyntaxError):
         Template("{% load localcache %}{% percall x %}{% endpercall %}")
+
+
+def test_the_page_frame_is_kept_per_language_and_viewer_with_each_pages_own_blocks(client, buyer, other_buyer, staff):
+    product = ProductFactory(name="Frame card")
+    zh_home = page(buyer)
+    assert any(k.startswith(localcache.FRAGMENT + "page:zh-hans:True:False:False") for k in localcache._store)
+    zh_product = page(other_buyer, f"/p/{product.slug}/")  # the same frame, another page and viewer
+    assert "Frame card" in zh_product.split("<title>")[1].split("</title>")[0]  # the page's own title block
+    assert "Frame card" not in zh_home.split("</title>")[0] and buyer.email not in zh_product
+    assert 'lang="zh-hans"' in zh_product and 'lang="en"' in page(buyer, lang="en")  # the language is in the key
+    assert 'href="/admin/"' in nav(page(staff)) and 'href="/admin/"' not in nav(page(buyer))  # and the viewer's kind
+    assert 'data-testid="nav-signup"' in page(None) and 'data-testid="nav-signup"' not in page(buyer)
+    # Messages are each request's own: shown once, on the next page.
+    client.force_login(buyer)
+    client.get("/")
+    request = RequestFactory().get("/")
+    request.session = client.session
+    request._messages = CookieStorage(request)
+    messages.success(request, "<b>Saved</b> once")
+    response = HttpResponse()
+    request._messages.update(response)
+    client.cookies["messages"] = response.cookies["messages"].value
+    shown = client.get("/").content.decode()
+    assert "&lt;b&gt;Saved&lt;/b&gt; once" in shown and 'class="alert alert-success' in shown
+    assert "Saved" not in client.get("/").content.decode()
+
+
+class Counter:
+    def __init__(self):
+        self.n = 0
+
+    @property
+    def next(self):
+        self.n += 1
+        return self.n
+
+
+def test_parts_of_one_pure_source_are_drawn_once_per_call_and_others_each_time():
+    template = Template(
+        '{% load localcache %}{% localcache "dedupe" %}'
+        "{% percall %}{{ c.next }}{% endpercall %}|{% percall %}{{ c.next }}{% endpercall %}|"
+        "{% percall %}{% if c %}{{ c.next }}{% endif %}{% endpercall %}|{% percall %}{% csrf_token %}{% endpercall %}"
+        "{% percall %}{% csrf_token %}{% endpercall %}{% endlocalcache %}"
+    )
+    counter = Counter()
+    assert template.render(Context({"c": counter, "csrf_token": "t1"})) == (
+        '1|1|2|<input type="hidden" name="csrfmiddlewaretoken" value="t1">'
+        '<input type="hidden" name="csrfmiddlewaretoken" value="t1">'
+    )
+    assert template.render(Context({"c": counter, "csrf_token": "t2"})).startswith("3|3|4|")  # drawn again per call
+    assert 'value="t2"><input' in template.render(Context({"c": counter, "csrf_token": "t2"}))
+
+
+def test_a_fragment_inside_a_fragment_being_kept_keeps_its_percall_parts_per_call():
+    template = Template(
+        '{% load localcache %}{% localcache "outer" on %}<{% localcache "inner" on %}'
+        "[{% percall %}{{ who }}{% endpercall %}]{% endlocalcache %}{{ who }}>{% endlocalcache %}"
+    )
+    assert template.render(Context({"on": True, "who": "a"})) == "<[a]a>"
+    assert template.render(Context({"on": True, "who": "b"})) == "<[b]a>"  # the inner part is drawn per call
+    assert any(k.startswith(localcache.FRAGMENT + "outer:") for k in localcache._store)

@@ -29,7 +29,7 @@ from django.utils.safestring import SafeString, mark_safe
 from django.utils.translation import gettext, ngettext
 
 from marketplace.templatetags.display import date_in_context
-from marketplace.templatetags.kept import kept_reverse
+from marketplace.templatetags.kept import include_unless_quiet, kept_reverse
 
 from .aftersales_refunds import refund_code
 from .aftersales_urls import buyer_url
@@ -184,3 +184,11 @@ def refund_entry(context, *, oob=False) -> SafeString:
         f"{_t('Refund unused codes')}</a>\n"
         "  </div>\n</div>\n\n</div>\n"
     )
+
+
+@register.simple_tag(takes_context=True)
+def refund_requests(context) -> SafeString:
+    """``{% include "orders/_refund_requests.html" %}``, not rendered when ``refund``
+    (``{% refund_options %}``, or nothing) has no requests."""
+    shown = bool(getattr(context.get("refund"), "requests", None))
+    return include_unless_quiet(context, "orders/_refund_requests.html", shown)

@@ -12,16 +12,22 @@ safe; ``{% blocktranslate %}`` escapes its values, not its text).
 """
 
 from django import template
-from django.template.base import render_value_in_context
+from django.template.base import FilterExpression, Parser, render_value_in_context
 from django.utils.html import conditional_escape
 from django.utils.safestring import SafeString, mark_safe
 from django.utils.translation import gettext, ngettext
 
 from catalog.templatetags.catalog_kinds import kind_icon_html
+from marketplace.localcache import Drawn, shown_text
 from marketplace.templatetags.display import date_in_context, money_format, order_no
-from marketplace.templatetags.kept import kept_reverse
+from marketplace.templatetags.kept import include_unless_quiet, kept_reverse
 
 register = template.Library()
+
+_REFUND_DAYS = FilterExpression("PROMISES.refund_days", Parser([]))
+_drawn = Drawn(limit=64)  # the reveal confirmation, by language and refund days
+# The statuses orders/_order_alerts.html has a line for (with ``confirming``, its conditions).
+_ASKING = frozenset({"pending", "paid", "refund_pending", "expired"})
 
 _BADGE_CLASS = {
     "delivered": "text-bg-success",
@@ -153,3 +159,27 @@ def order_history(context) -> SafeString:
         '  <div class="card-body small">\n'
         '    <ol class="timeline">\n      ' + "".join(rows) + "\n    </ol>\n  </div>\n</div>\n"
     )
+
+
+@register.simple_tag(takes_context=True)
+def order_alerts(context, cancel_url_name: str) -> SafeString:
+    """``{% include "orders/_order_alerts.html" with cancel_url_name=... %}``, not rendered when
+    it shows nothing (not ``confirming``, and a status that asks nothing of the buyer)."""
+    order = context.get("order")
+    shown = bool(context.get("confirming")) or order.status in _ASKING
+    return include_unless_quiet(context, "orders/_order_alerts.html", shown, cancel_url_name=cancel_url_name)
+
+
+@register.simple_tag(takes_context=True)
+def topup_info(context) -> SafeString:
+    """``{% include "orders/_topup_info.html" %}``, not rendered for an order without a top-up."""
+    shown = bool(getattr(context.get("order"), "topup", None))
+    return include_unless_quiet(context, "orders/_topup_info.html", shown)
+
+
+@register.simple_tag(takes_context=True)
+def reveal_confirm(context) -> SafeString:
+    """``orders/_reveal_confirm.html``: the same for every viewer but for the language and the
+    refund days it names, drawn once per process for each."""
+    days = _REFUND_DAYS.resolve(context)
+    return _drawn.template("orders/_reveal_confirm.html", (shown_text(days),), {"PROMISES": {"refund_days": days}})
