@@ -289,7 +289,7 @@ class Servers:
 
     def fulfilment_groups(self) -> list[int]:
         """The process groups of the fulfilment queue's workers (``fulfilment_workers``)."""
-        return [p.pid for name, p in self.procs.items() if name == "celery" or name[7:].isdigit()]
+        return [p.pid for name, p in self.procs.items() if name == "celery" or name.removeprefix("celery-").isdigit()]
 
     def commands(self) -> dict[str, list]:
         """The processes to run, by name."""

@@ -196,9 +196,10 @@ def sandbox_cashier(request, number):
             # product's kind, read with the order: no statement after the commit. A worker takes
             # milliseconds to deliver (the order page says what it finds then); only a delivery run
             # in place by the commit (eager Celery: the tests) is done already, so then it is read.
-            status, topup = payable.status, payable.product_kind == Product.Kind.DIRECT_TOPUP
             if tasks_run_in_place():
                 status, topup = selectors.order_status_and_topup(order_id=payable.pk)
+            else:
+                status, topup = payable.status, payable.product_kind == Product.Kind.DIRECT_TOPUP
         if not result.ok:
             messages.error(request, _("The payment was refused: %(reason)s") % {"reason": result.reason})
         elif isinstance(payable, Recharge):

@@ -376,6 +376,9 @@ def recharge_create(*, user, amount) -> Recharge:
 # --- Starting a payment at a gateway -----------------------------------------------------
 
 
+_KIND = F("product__kind")  # the product's kind, read with the order
+
+
 def _member_order_query(number: str, buyer: int, since: datetime, now: datetime):
     """The member's order with ``credit_rated`` (``compliance.rating.credit_probe_sql``: false,
     the unrated level: ``payment_start`` checks the channel without a query of its own) and
@@ -383,8 +386,6 @@ def _member_order_query(number: str, buyer: int, since: datetime, now: datetime)
     rated = rating.credit_probe_annotation(user_id=buyer, now=now)
     return Order.objects.filter(number=number, buyer_id=buyer).annotate(credit_rated=rated, product_kind=_KIND)
 
-
-_KIND = F("product__kind")
 
 # Read by the choose-payment page, the start and the cashier: compiled once per process.
 _member_order = Prepared(
