@@ -11,8 +11,13 @@ class AftersalesConfig(AppConfig):
         from allauth.account.signals import email_confirmed
         from django.contrib.auth.signals import user_logged_in
 
+        from orders.selectors.orders import order_page_flag
+
         from .models import SlaPolicy
-        from .services import claims, promises
+        from .services import claims, no_reason, promises
+
+        # The order page's read of an order says whether it has refund requests (one read fewer).
+        order_page_flag(no_reason.REQUESTS_FLAG, no_reason.refund_requests_flag)
 
         post_save.connect(promises.forget, sender=SlaPolicy, dispatch_uid="aftersales.promises.save")
         post_delete.connect(promises.forget, sender=SlaPolicy, dispatch_uid="aftersales.promises.delete")

@@ -280,7 +280,7 @@ def test_a_pending_order_page_is_two_statements(client, pending):
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_delivered_order_page_is_three_statements_and_four_for_a_rated_buyer(client, buyer):
+def test_a_delivered_order_page_is_two_statements_and_three_for_a_rated_buyer(client, buyer):
     _postgres_only()
     from compliance.models import CreditEvent
     from compliance.services import credit_event_record
@@ -290,20 +290,58 @@ def test_a_delivered_order_page_is_three_statements_and_four_for_a_rated_buyer(c
     path = f"/orders/{order.number}/"
     response, sql = _statements(client, path)
     assert response.status_code == 200 and b'data-testid="refund-entry"' in response.content
-    # The user, the order with the buyer's credit probe, its codes and its history (one
-    # statement), its refund requests: the probe says the buyer has nothing on record, so no
-    # rating is read.
-    assert len(sql) == 3, sql
+    # The user, and the order with the buyer's credit probe, its codes, its history and whether
+    # it has refund requests (one statement): the probe says the buyer has nothing on record, so
+    # no rating is read, and the flag says there is no request, so none is read.
+    assert len(sql) == 2, sql
     assert not [q for q in sql if "compliance_creditevent" in q.split(" FROM ", 1)[0]]
+    assert not [q for q in sql if q.startswith('SELECT "aftersales_refundrequest"')]
+    assert " ORDER BY " not in sql[1].rsplit("AS \"credit_rated\"", 1)[1]  # one row by its number
     # A buyer with a credit event: the rating is read (the refund offer asks whether a refund
     # would go to review).
     credit_event_record(user=buyer, kind=CreditEvent.Kind.NO_REASON_REFUND, reference="x")
     response, sql = _statements(client, path)
-    assert response.status_code == 200 and len(sql) == 4, sql
+    assert response.status_code == 200 and len(sql) == 3, sql
+
+
+@pytest.mark.django_db(transaction=True)  # delivery is a task queued on commit
+def test_an_orders_refund_requests_are_read_when_its_read_says_it_has_some(client, buyer):
+    """The order page's read of an order carries after-sales' flag (``order_page_flag``): false,
+    the refund offer reads no request; true, it reads them and the page lists them."""
+    _postgres_only()
+    from aftersales.services import no_reason
+    from orders.selectors import orders as selectors
+    from tests.builders import ask, codes_of
+
+    order = delivered_order(buyer, quantity=2)
+    other = delivered_order(buyer, quantity=1)
+    assert selectors.order_for_buyer(buyer, order.number).has_refund_requests is False
+    request = ask(buyer, order, codes_of(order)[:1])
+    read = selectors.order_for_buyer(buyer, order.number)
+    assert read.has_refund_requests is True
+    assert selectors.order_codes_for_buyer(buyer, order.number).has_refund_requests is True
+    assert selectors.order_for_buyer(buyer, other.number).has_refund_requests is False
+    with CaptureQueriesContext(connection) as ctx:
+        options = no_reason.refund_options(order=read, user=buyer)
+    assert [r.pk for r in options.requests] == [request.pk]
+    assert [q for q in _sql(ctx) if '"aftersales_refundrequest"' in q.split(" WHERE ", 1)[0]]
+    # The page: its statements and what it shows.
+    client.force_login(buyer)
+    response, sql = _statements(client, f"/orders/{order.number}/")
+    # The user, the order, its requests, their codes (the requests' prefetch) and the buyer's
+    # rating (the refund put a credit event on record), as before the flag.
+    assert b'data-testid="refund-requests"' in response.content and len(sql) == 5, sql
+    response, sql = _statements(client, f"/orders/{other.number}/")
+    assert b'data-testid="refund-requests"' not in response.content and len(sql) == 3, sql  # and the rating
+    # A flag is registered once; an order read without it (SQLite, or read otherwise) is asked.
+    with pytest.raises(ValueError, match="registered once"):
+        selectors.order_page_flag(no_reason.REQUESTS_FLAG, lambda order_id: "true")
+    plain = Order.objects.get(pk=order.pk)
+    assert [r.pk for r in no_reason.refund_options(order=plain, user=buyer).requests] == [request.pk]
 
 
 @pytest.mark.django_db(transaction=True)
-def test_an_htmx_reveal_is_four_statements_and_reads_no_history(client, buyer):
+def test_an_htmx_reveal_is_three_statements_and_reads_no_history(client, buyer):
     _postgres_only()
     from orders.models import CodeReveal
     from tests.builders import codes_of
@@ -319,8 +357,8 @@ def test_an_htmx_reveal_is_four_statements_and_reads_no_history(client, buyer):
     assert response.status_code == 200 and b'data-testid="revealed-secret"' in response.content
     sql = _sql(ctx)
     # The user, the code read with its reveal's log row written (one statement), the order
-    # with the credit probe and its codes (one statement), its refund requests.
-    assert len(sql) == 4, sql
+    # with the credit probe, its codes and whether it has refund requests (one statement).
+    assert len(sql) == 3, sql
     assert CodeReveal.objects.filter(order_code=second, user=buyer).count() == 1
     assert not [q for q in sql if "orderstatuschange" in q]
     # Another buyer cannot reveal it.

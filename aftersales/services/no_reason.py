@@ -183,7 +183,10 @@ def refund_options(*, order: Order, user) -> RefundOptions:
             .annotate(reveal_count=Count("reveals"), first_revealed_at=Min("reveals__at"))
             .order_by("pk")
         )
-    requests = _order_requests.objects(order=order.pk)
+    # The order page's read says whether the order has any request (``refund_requests_flag``):
+    # most have none, and then there is nothing to read.
+    none_asked = getattr(order, REQUESTS_FLAG, None) is False
+    requests = [] if none_asked else _order_requests.objects(order=order.pk)
     if requests:
         prefetch_related_objects(requests, "codes")
     holding: dict[int, RefundRequest] = {}
@@ -210,6 +213,18 @@ def refund_options(*, order: Order, user) -> RefundOptions:
         limit_check=lambda: refund_held(**_credit_owner(user=user, order=order), known=_known_rating(user, order)),
         requests=requests,
     )
+
+
+# Whether the order has a refund request, asked in the order page's read of the order
+# (``orders.selectors.orders.order_page_flag``, registered by ``AftersalesConfig.ready``).
+REQUESTS_FLAG = "has_refund_requests"
+
+
+def refund_requests_flag(order_id: str) -> str:
+    """``REQUESTS_FLAG``'s SQL: an ``EXISTS`` over the requests' index on their order."""
+    q = connection.ops.quote_name
+    table, column = q(RefundRequest._meta.db_table), q(RefundRequest._meta.get_field("order").column)
+    return f"EXISTS (SELECT 1 FROM {table} WHERE {table}.{column} = {order_id})"  # noqa: S608 (names from the model)
 
 
 # The order page shows them on every view: compiled once per process (``marketplace.prepared``).

@@ -1,3 +1,4 @@
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -61,19 +62,49 @@ def order_counts_for_buyer(buyer) -> dict[str, int]:
 _SAMPLE_ID, _SAMPLE_OTHER_ID, _SAMPLE_NUMBER = 987654321, 987654322, "K-PREPARED-SAMPLE"
 
 
+# Flags of an order that apps above orders read on its page (``order_page_flag``): name -> the
+# SQL text of a boolean about the order, given its id column.
+_PAGE_FLAGS: dict[str, Callable[[str], str]] = {}
+
+
+def order_page_flag(name: str, sql: Callable[[str], str]) -> None:
+    """Have the order page's read of an order (on PostgreSQL) carry the boolean ``name``: ``sql``
+    gets the order's id column (quoted, qualified) and returns a boolean SQL expression composed
+    from models' names only (no values; an ``EXISTS`` over an indexed column of the order).
+
+    For an app above orders whose part of the page asks one question of its own tables on every
+    view (after-sales: has the order any refund request?): the answer rides in the order's
+    statement, and a false one spares that part its read. Registered when the app is ready,
+    before any read is compiled (``marketplace.prepared`` keeps the first text it compiles); a
+    reader finds the attribute missing on other databases and reads as before."""
+    if not name.isidentifier() or _PAGE_FLAGS.get(name, sql) is not sql:
+        raise ValueError(f"page flag {name!r}: an identifier, registered once")
+    _PAGE_FLAGS[name] = sql
+
+
 def _page_order(*, history: bool = True):
-    """The order page's order (with its product and supplier). On PostgreSQL its codes and (for
-    ``history``) its history come in the same statement (``codes_json``, ``history_json``:
-    ``_page_rows_sql``), where they were two more reads of every view of an order (issue 17)."""
-    orders = Order.objects.select_related("product", "product__supplier")
+    """The order page's order (with its product). On PostgreSQL its codes and (for ``history``)
+    its history come in the same statement (``codes_json``, ``history_json``: ``_page_rows_sql``),
+    where they were two more reads of every view of an order (issue 17), and so do the flags of
+    the apps above (``order_page_flag``). Not ordered: the number is unique (the model's
+    ordering would have PostgreSQL sort the one row)."""
+    orders = Order.objects.select_related("product").order_by()
     if connection.vendor != "postgresql":
         return orders
     codes_sql, history_sql = _page_rows_sql()
     # Texts composed from the models' names only; no value in them.
-    rows_json = {"codes_json": RawSQL(codes_sql, ())}  # noqa: S611
+    extra = {"codes_json": RawSQL(codes_sql, ())}  # noqa: S611
     if history:
-        rows_json["history_json"] = RawSQL(history_sql, ())  # noqa: S611
-    return orders.annotate(**rows_json)
+        extra["history_json"] = RawSQL(history_sql, ())  # noqa: S611
+    order_id = _order_id_column()
+    for name, sql in _PAGE_FLAGS.items():
+        extra[name] = RawSQL(f"({sql(order_id)})", (), output_field=models.BooleanField())  # noqa: S611
+    return orders.annotate(**extra)
+
+
+def _order_id_column() -> str:
+    q = connection.ops.quote_name
+    return f"{q(Order._meta.db_table)}.{q(Order._meta.pk.column)}"
 
 
 # A code's reveals: how many, and the first (``_order_codes``' annotations, for the refund offer).
@@ -87,7 +118,7 @@ def _page_rows_sql() -> tuple[str, str]:
     (``marketplace.rows.json_rows_sql``), composed once from the models' names."""
     q = connection.ops.quote_name
     order = q(Order._meta.db_table)
-    order_id = f"{order}.{q(Order._meta.pk.column)}"
+    order_id = _order_id_column()
     # An order never paid has no codes of its buyer's (``_NO_CODES``): they are not read.
     unpaid = ", ".join(f"'{s.value}'" for s in sorted(_NO_CODES))
     if not all(s.value.isidentifier() for s in _NO_CODES):  # written into the text: plain names only
