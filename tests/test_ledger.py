@@ -1,6 +1,7 @@
 """The journal: balanced entries only, append-only, enforced by the database itself; balances
 that may not be overdrawn stay at zero or above under concurrency; purchases are booked."""
 
+import uuid
 from decimal import Decimal
 
 import pytest
@@ -77,6 +78,50 @@ def test_the_database_refuses_lines_added_after_the_entry_and_any_edit():
         with pytest.raises(IntegrityError), transaction.atomic():
             Line.objects.filter(entry=entry).delete()
     assert sorted(Line.objects.values_list("amount", flat=True)) == [D("-5.00"), D("5.00")]
+
+
+@pytest.mark.django_db
+def test_one_statement_adding_a_line_to_a_written_entry_is_refused_whole():
+    """The refusal looks at every line of a statement (on PostgreSQL once per statement, over its
+    new rows: ledger migration 0005): a line of a written entry among lines of an entry not yet
+    written, or several lines of written entries at once, fail the whole statement."""
+    cash, sales = two_accounts()
+    with transaction.atomic():
+        written = _raw_entry([(cash, D("5.00")), (sales, D("-5.00"))])
+    new = uuid.uuid4()
+    batches = [
+        [Line(entry_id=new, account=cash, amount=D("2.00")), Line(entry=written, account=sales, amount=D("-2.00"))],
+        [Line(entry=written, account=cash, amount=D("1.00")), Line(entry=written, account=sales, amount=D("-1.00"))],
+        [Line(entry_id=new, account=cash, amount=D("3.00")), Line(entry=written, account=cash, amount=D("1.00"))],
+    ]
+    for lines in batches:
+        with pytest.raises(IntegrityError), transaction.atomic():
+            Line.objects.bulk_create(lines)
+    assert Line.objects.count() == 2 and not Line.objects.filter(entry_id=new).exists()
+    # Lines of an entry not written yet still go in, in one statement, and their entry seals them.
+    with transaction.atomic():
+        Line.objects.bulk_create(
+            [Line(entry_id=new, account=cash, amount=D("3.00")), Line(entry_id=new, account=sales, amount=D("-3.00"))]
+        )
+        Entry.objects.create(id=new, kind="raw")
+    assert selectors.balance_of(cash) == D("8.00")
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db
+def test_the_refusal_of_added_lines_runs_once_per_statement_and_plans_each_time():
+    """What ledger migration 0005 changed: one trigger call per INSERT, not per line, and its
+    query still planned for each execution (migration 0003's reason: a plan cached while the
+    ledger was small would scan it whole as it grows)."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT t.tgtype, p.proconfig FROM pg_trigger t JOIN pg_proc p ON p.oid = t.tgfoid"
+            " WHERE t.tgrelid = 'ledger_line'::regclass AND t.tgname = 'ledger_line_unsealed'"
+        )
+        tgtype, config = cursor.fetchone()
+    row_level, before, insert = 1, 2, 4  # pg_trigger.tgtype bits (TRIGGER_TYPE_ROW, _BEFORE, _INSERT)
+    assert tgtype & insert and not tgtype & row_level and not tgtype & before
+    assert "plan_cache_mode=force_custom_plan" in config
 
 
 @pytest.mark.django_db
