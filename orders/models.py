@@ -52,6 +52,7 @@ class Order(models.Model):
 
     number = models.CharField(_("order number"), max_length=32, unique=True, default=new_order_number, editable=False)
     # A member's order has a buyer; a guest's has none and a guest email instead (never both).
+    # No index of its own: the unique (buyer, idempotency_key) index leads with it.
     buyer = models.ForeignKey(
         settings.AUTH_USER_MODEL,
         verbose_name=_("buyer"),
@@ -59,10 +60,11 @@ class Order(models.Model):
         blank=True,
         related_name="orders",
         on_delete=models.PROTECT,
+        db_index=False,
     )
     # A guest's email, normalised (stripped, lower case): where the delivery email goes, and
     # how the guest finds the order again.
-    guest_email = models.EmailField(_("guest email"), max_length=254, blank=True, db_index=True)
+    guest_email = models.EmailField(_("guest email"), max_length=254, blank=True)
     # The guest's optional query password, only as a Django password hash (empty: none set).
     query_password = models.CharField(_("query password"), max_length=128, blank=True, editable=False)
     product = models.ForeignKey(
@@ -76,7 +78,7 @@ class Order(models.Model):
     discount = models.DecimalField(_("discount"), max_digits=12, decimal_places=2, default=0)
     total = models.DecimalField(_("total"), max_digits=12, decimal_places=2)
     currency = models.CharField(_("currency"), max_length=3, default="CNY")
-    status = models.CharField(_("status"), max_length=16, choices=Status.choices, default=Status.PENDING, db_index=True)
+    status = models.CharField(_("status"), max_length=16, choices=Status.choices, default=Status.PENDING)
     idempotency_key = models.CharField(max_length=64, editable=False)
     created_at = models.DateTimeField(_("created"), auto_now_add=True)
     expires_at = models.DateTimeField(_("pay before"))
@@ -94,6 +96,7 @@ class Order(models.Model):
     # shop through the integration API. ``agent`` is the selling agent (the storefront's owner,
     # or the agent buying at its own cost on the site or through the API).
     channel = models.CharField(_("sold through"), max_length=10, choices=Channel.choices, default=Channel.WEB)
+    # No index of its own: order_agent_time_idx (agent, created_at) leads with it.
     agent = models.ForeignKey(
         "agents.Agent",
         verbose_name=_("agent"),
@@ -101,6 +104,7 @@ class Order(models.Model):
         blank=True,
         related_name="sales",
         on_delete=models.PROTECT,
+        db_index=False,
     )
     # The agent's own order number (API orders): an order is placed once per number.
     agent_order_no = models.CharField(_("agent's order number"), max_length=64, blank=True)
@@ -120,7 +124,8 @@ class Order(models.Model):
     )
     # Where the buyer came from, for the agents' share tools and the marketing reports: a
     # poster or share link ("poster:<id>"), a campaign; empty when unknown. Set once at placing.
-    source = models.CharField(_("source"), max_length=40, blank=True, editable=False, db_index=True)
+    # Not indexed: nothing filters on it (the share report groups an agent's own sales by it).
+    source = models.CharField(_("source"), max_length=40, blank=True, editable=False)
     # Who pays the coupon discount (``discount``): the issuing agent, out of its earnings on the
     # order; none: the platform. The use itself is marketing's ``CouponUse`` (``order.coupon_use``).
     discount_funder = models.ForeignKey(
@@ -184,6 +189,12 @@ class Order(models.Model):
                 name="order_delivery_email_due_idx",
             ),
             models.Index(fields=["agent", "created_at"], name="order_agent_time_idx"),
+            # Plain indexes only: a CharField's db_index=True adds a second, varchar_pattern_ops
+            # index for LIKE 'x%', and nothing filters these two columns by a prefix. Each index
+            # of this table is written by every order placed and every status move, and weighed
+            # by the planner in every statement that reads the table (bench/README.md, h-place4).
+            models.Index(fields=["status"], name="order_status_idx"),
+            models.Index(fields=["guest_email"], name="order_guest_email_idx"),
             # Unpaid orders held by one client (risk's stock-hogging cap, orders.services.risk).
             models.Index(fields=["buyer_ip"], condition=Q(status="pending"), name="order_pending_ip_idx"),
             models.Index(fields=["buyer_device"], condition=Q(status="pending"), name="order_pending_device_idx"),
