@@ -1,6 +1,7 @@
 """orders_order's indexes (orders migration 0016, h-place4): each lookup column still leads an
-index after the redundant ones (buyer_id's, agent_id's, source's) went, the foreign keys and unique rules are all still there, and
-the buyer's and the agent's lookups are planned on the indexes that now serve them."""
+index after the redundant ones (buyer_id's, agent_id's, source's) went, the foreign keys and
+unique rules are all still there, and the buyer's and the agent's lookups are planned on the
+indexes that now serve them."""
 
 from datetime import timedelta
 from decimal import Decimal
