@@ -52,6 +52,7 @@ class Order(models.Model):
 
     number = models.CharField(_("order number"), max_length=32, unique=True, default=new_order_number, editable=False)
     # A member's order has a buyer; a guest's has none and a guest email instead (never both).
+    # No index of its own: the unique (buyer, idempotency_key) index leads with it.
     buyer = models.ForeignKey(
         settings.AUTH_USER_MODEL,
         verbose_name=_("buyer"),
@@ -59,6 +60,7 @@ class Order(models.Model):
         blank=True,
         related_name="orders",
         on_delete=models.PROTECT,
+        db_index=False,
     )
     # A guest's email, normalised (stripped, lower case): where the delivery email goes, and
     # how the guest finds the order again.
@@ -94,6 +96,7 @@ class Order(models.Model):
     # shop through the integration API. ``agent`` is the selling agent (the storefront's owner,
     # or the agent buying at its own cost on the site or through the API).
     channel = models.CharField(_("sold through"), max_length=10, choices=Channel.choices, default=Channel.WEB)
+    # No index of its own: order_agent_time_idx (agent, created_at) leads with it.
     agent = models.ForeignKey(
         "agents.Agent",
         verbose_name=_("agent"),
@@ -101,6 +104,7 @@ class Order(models.Model):
         blank=True,
         related_name="sales",
         on_delete=models.PROTECT,
+        db_index=False,
     )
     # The agent's own order number (API orders): an order is placed once per number.
     agent_order_no = models.CharField(_("agent's order number"), max_length=64, blank=True)
@@ -120,7 +124,8 @@ class Order(models.Model):
     )
     # Where the buyer came from, for the agents' share tools and the marketing reports: a
     # poster or share link ("poster:<id>"), a campaign; empty when unknown. Set once at placing.
-    source = models.CharField(_("source"), max_length=40, blank=True, editable=False, db_index=True)
+    # Not indexed: nothing filters on it (the share report groups an agent's own sales by it).
+    source = models.CharField(_("source"), max_length=40, blank=True, editable=False)
     # Who pays the coupon discount (``discount``): the issuing agent, out of its earnings on the
     # order; none: the platform. The use itself is marketing's ``CouponUse`` (``order.coupon_use``).
     discount_funder = models.ForeignKey(
