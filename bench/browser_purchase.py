@@ -13,6 +13,9 @@ What it does (see bench/README.md):
      product page to the revealed code, each answer checked (status and content):
        GET /p/<slug>/ -> GET /orders/checkout/<slug>/?quantity=1 -> POST it (302 /pay/<number>/)
        -> GET /pay/<number>/ -> POST /pay/<number>/start/sandbox/ (302 to the cashier)
+       [with --channel-on-checkout, as tests/test_browser.py's buyer: the checkout posted with the
+       sandbox channel ticked (its radio: a browser always sends one) -> 307 to
+       /pay/<number>/start/sandbox/, posted the same body -> 302 to the cashier; no choice page]
        -> GET /pay/sandbox/<number>/ -> POST it (pays in process, fulfilment queued; 302 to the
        order page) -> GET /orders/<number>/ -> while the order is paid, every --poll-interval
        seconds GET /orders/<number>/status/?seen=paid with HX-Request (a badge partial, or
@@ -63,10 +66,11 @@ from bench.purchase import (
 )
 
 TARGET, AIM = 0.03, 0.05
+CHANNEL_SANDBOX = b'name="channel" value="sandbox"'
 STEPS = (
     ("product", "GET product page /p/<slug>/"),
     ("checkout_page", "GET checkout page"),
-    ("checkout", "POST checkout -> 302 /pay/<n>/"),
+    ("checkout", "POST checkout -> 302 choice / 307 start"),
     ("choose", "GET choose payment /pay/<n>/"),
     ("start", "POST start sandbox -> 302 cashier"),
     ("cashier", "GET sandbox cashier"),
@@ -267,15 +271,29 @@ class BrowserBench:
             idem = IDEM_RE.search(r.body)
             expect(idem is not None, "checkout_page", r, "no idempotency key")
             body = f"csrfmiddlewaretoken={form_token(r, 'checkout_page')}&idempotency_key={idem.group(1).decode()}"
-            r = await call("checkout", "POST", f"/orders/checkout/{item.slug}/", (body + "&quantity=1").encode())
-            location = r.header("location")
-            expect(r.status == 302 and re.fullmatch(r"/pay/[^/]+/", location or "-"), "checkout", r, location)
-            number = location.split("/")[2]
-
-            r = await call("choose", "GET", f"/pay/{number}/")
-            start = f"/pay/{number}/start/sandbox/"
-            expect(r.status == 200 and start.encode() in r.body, "choose", r, "no sandbox form")
-            r = await call("start", "POST", start, f"csrfmiddlewaretoken={form_token(r, 'choose')}".encode())
+            body += "&quantity=1"
+            if not self.args.channel_on_checkout:
+                # No channel sent: the order's page to choose one, then its sandbox form.
+                r = await call("checkout", "POST", f"/orders/checkout/{item.slug}/", body.encode())
+                location = r.header("location")
+                expect(r.status == 302 and re.fullmatch(r"/pay/[^/]+/", location or "-"), "checkout", r, location)
+                number = location.split("/")[2]
+                r = await call("choose", "GET", f"/pay/{number}/")
+                start = f"/pay/{number}/start/sandbox/"
+                expect(r.status == 200 and start.encode() in r.body, "choose", r, "no sandbox form")
+                r = await call("start", "POST", start, f"csrfmiddlewaretoken={form_token(r, 'choose')}".encode())
+            else:
+                # The checkout's own choice of how to pay, the sandbox ticked (a radio: a browser
+                # always sends one); a 307 keeps method and body, so the browser posts the same
+                # form to payments:start.
+                expect(CHANNEL_SANDBOX in r.body, "checkout_page", r, "no sandbox channel to tick")
+                body += "&channel=sandbox"
+                r = await call("checkout", "POST", f"/orders/checkout/{item.slug}/", body.encode())
+                start = r.header("location")
+                started = r.status == 307 and re.fullmatch(r"/pay/[^/]+/start/sandbox/", start or "-")
+                expect(bool(started), "checkout", r, start or "")
+                number = start.split("/")[2]
+                r = await call("start", "POST", start, body.encode())
             cashier = f"/pay/sandbox/{number}/"
             expect(r.status == 302 and r.header("location") == cashier, "start", r, r.header("location"))
 
@@ -451,7 +469,8 @@ def report(args, base: dict, buy: dict, problems: list[str]) -> None:
     )
     print(
         f"Baseline: {args.baseline_concurrency} connections; purchases: {args.concurrency} browsers in flight, "
-        f"poll every {args.poll_interval:g}s; {args.duration:g}s windows after {args.warmup:g}s warm-up."
+        f"poll every {args.poll_interval:g}s; {args.duration:g}s windows after {args.warmup:g}s warm-up; "
+        f"channel {'ticked on the checkout' if args.channel_on_checkout else 'chosen on the payment page'}."
     )
     print(line)
     n = buy["units"]
@@ -523,6 +542,11 @@ def main() -> int:
     )
     parser.add_argument("--concurrency", type=int, default=32, help="purchases (browsers) in flight")
     parser.add_argument("--baseline-concurrency", type=int, default=8, help="baseline connections (as purchase.py)")
+    parser.add_argument(
+        "--channel-on-checkout",
+        action="store_true",
+        help="tick the sandbox channel on the checkout (as the UI's buyer does): no choice-of-payment page",
+    )
     parser.add_argument("--poll-interval", type=float, default=2.0, help="seconds between status polls (the page: 2)")
     parser.add_argument(
         "--pause-worker",
