@@ -126,8 +126,9 @@ MIDDLEWARE = [
     # X-Request-ID: taken from the proxy or made, on every log line of the request and its tasks.
     "marketplace.middleware.RequestIdMiddleware",
     "django.middleware.security.SecurityMiddleware",
-    # Content-Security-Policy on every answer (the policy is under "Security" below).
-    "csp.middleware.CSPMiddleware",
+    # Content-Security-Policy on every answer (the policy is under "Security" below): django-csp's,
+    # with the header built once per process (marketplace/cspheader.py).
+    "marketplace.cspheader.CSPMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     # A request that waited too long for a web process (a burst past capacity): 429 at once,
     # with the security headers above, before sessions, users or the database.

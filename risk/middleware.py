@@ -10,6 +10,7 @@ services as a plain string, like ``ip=client_ip(request)``: ``device=device_id(r
 
 import hashlib
 import secrets
+from functools import lru_cache
 
 from django.conf import settings
 from django.core import signing
@@ -25,8 +26,29 @@ def _hash(text: str, length: int) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:length]
 
 
+# Every request of a browser brings the same cookie and user agent: the signature check and the
+# two hashes are kept per process for the values seen last (pure functions of their arguments;
+# the signing keys are arguments, so a rotated SECRET_KEY is obeyed at once).
+KEPT = 4096
+
+
+@lru_cache(maxsize=KEPT)
 def device_of(token: str, user_agent: str) -> str:
     return f"{_hash(token, 20)}.{_hash(user_agent, 8)}"
+
+
+@lru_cache(maxsize=KEPT)
+def _unsigned(raw: str, key: str, fallbacks: tuple[str, ...]) -> str:
+    """The cookie's token (BadSignature when forged: not kept)."""
+    return signing.Signer(key=key, fallback_keys=fallbacks, salt=SALT).unsign(raw)
+
+
+def cookie_token(raw: str) -> str | None:
+    """The random token in a device cookie, None when its signature is not this site's."""
+    try:
+        return _unsigned(raw, settings.SECRET_KEY, tuple(settings.SECRET_KEY_FALLBACKS))
+    except signing.BadSignature:
+        return None
 
 
 def device_id(request) -> str:
@@ -39,13 +61,8 @@ class DeviceMiddleware:
 
     def __call__(self, request):
         name = settings.RISK_DEVICE_COOKIE
-        token = None
         raw = request.COOKIES.get(name)
-        if raw:
-            try:
-                token = signing.Signer(salt=SALT).unsign(raw)
-            except signing.BadSignature:
-                token = None
+        token = cookie_token(raw) if raw else None
         user_agent = request.META.get("HTTP_USER_AGENT", "")[:500]
         request.device_id = device_of(token, user_agent) if token else ""
         response = self.get_response(request)
