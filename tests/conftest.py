@@ -56,6 +56,7 @@ def _fresh_cache():
     from ledger.services import accounts_forget
     from marketplace.localcache import local_clear
     from orders.templatetags.checkout_page import checkout_parts_forget
+    from orders.templatetags.order_page import order_alerts_forget
     from orders.templatetags.order_rows import order_rows_forget
 
     cache.clear()
@@ -64,6 +65,7 @@ def _fresh_cache():
     product_parts_forget()  # catalog_product: the product page's cards drawn in this process
     accounts_forget()  # ledger: the platform's accounts kept in this process (ids of rolled-back rows)
     order_rows_forget()  # order_rows: the order list rows drawn in this process
+    order_alerts_forget()  # order_page: a pending order's alerts drawn in this process
     checkout_parts_forget()  # checkout_page: the checkout's parts drawn in this process
     credit_levels_forget_local()  # the credit levels' per-process copy (compliance.rating)
     yield
