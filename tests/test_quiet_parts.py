@@ -77,7 +77,8 @@ def test_a_pending_orders_alerts_are_kept_markup_with_its_own_number_token_and_t
                 token = f"Tok{i}{n}" + "a1" * 30
                 context = {"order": order, "confirming": confirming, "csrf_token": token}
                 ours = render_raw(f'{{% order_alerts "{cancel}" %}}', context)
-                theirs = render_raw(f'{{% include "orders/_order_alerts.html" with cancel_url_name="{cancel}" %}}', context)
+                include = f'{{% include "orders/_order_alerts.html" with cancel_url_name="{cancel}" %}}'
+                theirs = render_raw(include, context)
                 assert ours == theirs, (cancel, confirming, minutes)
                 assert order.number in ours and token in ours
                 assert timezone.localtime(order.expires_at).strftime("%H:%M") in ours
