@@ -56,7 +56,9 @@ def _fresh_cache():
     from ledger.services import accounts_forget
     from marketplace.localcache import local_clear
     from orders.templatetags.checkout_page import checkout_parts_forget
+    from orders.templatetags.order_page import order_alerts_forget
     from orders.templatetags.order_rows import order_rows_forget
+    from payments.templatetags.pay_methods import pay_methods_forget
 
     cache.clear()
     local_clear()  # marketplace.localcache: the per-process copies of site-wide values
@@ -64,6 +66,8 @@ def _fresh_cache():
     product_parts_forget()  # catalog_product: the product page's cards drawn in this process
     accounts_forget()  # ledger: the platform's accounts kept in this process (ids of rolled-back rows)
     order_rows_forget()  # order_rows: the order list rows drawn in this process
+    order_alerts_forget()  # order_page: a pending order's alerts drawn in this process
+    pay_methods_forget()  # pay_methods: the choose page's ways to pay drawn in this process
     checkout_parts_forget()  # checkout_page: the checkout's parts drawn in this process
     credit_levels_forget_local()  # the credit levels' per-process copy (compliance.rating)
     yield

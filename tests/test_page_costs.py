@@ -102,6 +102,46 @@ def test_order_row_shows_a_new_status_at_once(client, buyer):
     assert 'data-status="refunded"' in client.get("/orders/").content.decode()
 
 
+def test_orders_list_reads_only_what_its_rows_show_and_draws_them_as_the_loop_did(client, buyer, settings):
+    """The list's read loads the rows' columns only (``ORDER_ROW_FIELDS``): a row drawn for the
+    first time reads nothing more (a deferred column would be one statement per row), and
+    ``{% order_rows %}`` draws what ``{% for %}`` over ``{% order_row %}`` drew, in both languages."""
+    from django.template import engines
+    from django.utils import translation
+
+    from orders.selectors import orders as order_selectors
+
+    product = ProductFactory(price=Decimal("10.00"))
+    add_stock(product, 3)
+    orders = [place(buyer, product) for _ in range(3)]
+    Order.objects.filter(pk=orders[0].pk).update(status=Order.Status.CANCELLED)
+    client.force_login(buyer)
+    client.get("/")
+    with CaptureQueriesContext(connection) as warm:
+        client.get("/orders/")
+    order_rows.order_rows_forget()
+    with CaptureQueriesContext(connection) as cold:
+        html = client.get("/orders/").content.decode()
+    assert len(cold.captured_queries) == len(warm.captured_queries)
+    assert html.count('data-testid="order-row"') == 3 and 'data-status="cancelled"' in html
+    rows = order_selectors.orders_for_buyer_paged(buyer)[0:20]
+    loaded = {f.attname for f in Order._meta.concrete_fields} - set(rows[0].get_deferred_fields())
+    want = {"id", "number", "buyer_id", "status", "product_name", "quantity", "created_at", "total", "product_id"}
+    assert loaded == want
+    loop = engines["django"].from_string(
+        '{% load order_rows %}{% for order in rows %}\n  {% order_row order "order-row" %}\n  {% endfor %}'
+    )
+    one = engines["django"].from_string('{% load order_rows %}{% order_rows rows "order-row" %}')
+    for language in ("zh-hans", "en"):
+        with translation.override(language):
+            order_rows.order_rows_forget()
+            drawn_by_loop = loop.render({"rows": rows})
+            order_rows.order_rows_forget()
+            assert one.render({"rows": rows}) == drawn_by_loop
+            assert one.render({"rows": rows}) == drawn_by_loop  # kept
+    assert ("已取消" in drawn_by_loop) is False and "Cancelled" in drawn_by_loop
+
+
 # --- The order page, the reveal and the cashier: reads compiled once (marketplace.prepared) ---
 
 
@@ -296,7 +336,7 @@ def test_a_delivered_order_page_is_two_statements_and_three_for_a_rated_buyer(cl
     assert len(sql) == 2, sql
     assert not [q for q in sql if "compliance_creditevent" in q.split(" FROM ", 1)[0]]
     assert not [q for q in sql if q.startswith('SELECT "aftersales_refundrequest"')]
-    assert " ORDER BY " not in sql[1].rsplit("AS \"credit_rated\"", 1)[1]  # one row by its number
+    assert " ORDER BY " not in sql[1].rsplit('AS "credit_rated"', 1)[1]  # one row by its number
     # A buyer with a credit event: the rating is read (the refund offer asks whether a refund
     # would go to review).
     credit_event_record(user=buyer, kind=CreditEvent.Kind.NO_REASON_REFUND, reference="x")

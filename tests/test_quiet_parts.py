@@ -60,6 +60,46 @@ def test_the_alerts_are_what_their_include_draws_for_every_status(lang):
 
 
 @pytest.mark.parametrize("lang", LANGUAGES)
+def test_a_pending_orders_alerts_are_kept_markup_with_its_own_number_token_and_time(lang):
+    """Drawn once for a sample number and token, per time, language, cancel link and
+    ``confirming``: each order still shows its own number, token and time, exactly as the include
+    drew them (tokens not masked here); a token of other characters goes to the include."""
+    order_page.order_alerts_forget()
+    start = timezone.now().replace(second=30)
+    with translation.override(lang):
+        for i, (cancel, confirming) in enumerate(
+            itertools.product(("orders:cancel", "orders:guest_cancel"), (False, True))
+        ):
+            for n, minutes in enumerate((15, 15, 16)):  # the same time for two orders: one part kept
+                order = fake_order("pending")
+                order.number = f"2612071200ABCDEF{i}{n}XYZ0123456"
+                order.expires_at = start + timedelta(minutes=minutes)
+                token = f"Tok{i}{n}" + "a1" * 30
+                context = {"order": order, "confirming": confirming, "csrf_token": token}
+                ours = render_raw(f'{{% order_alerts "{cancel}" %}}', context)
+                include = f'{{% include "orders/_order_alerts.html" with cancel_url_name="{cancel}" %}}'
+                theirs = render_raw(include, context)
+                assert ours == theirs, (cancel, confirming, minutes)
+                assert order.number in ours and token in ours
+                assert timezone.localtime(order.expires_at).strftime("%H:%M") in ours
+                assert order_page._SAMPLE_NUMBER not in ours and order_page._SAMPLE_TOKEN not in ours
+        assert len(order_page._pending) == 8  # 4 ways x 2 times, not one per order
+        odd = {"order": fake_order("pending"), "csrf_token": "not-alnum<>"}
+        assert render_raw('{% order_alerts "orders:cancel" %}', odd) == render_raw(
+            '{% include "orders/_order_alerts.html" with cancel_url_name="orders:cancel" %}', odd
+        )
+    assert len(order_page._pending) == 8
+
+
+def render_raw(text: str, context: dict) -> str:
+    """``render`` without masking the token (the context's own)."""
+    request = RequestFactory().get("/")
+    request.user = AnonymousUser()
+    request.session = {}
+    return engines["django"].from_string("{% load order_page aftersales_order %}" + text).render(context, request)
+
+
+@pytest.mark.parametrize("lang", LANGUAGES)
 def test_the_topup_card_is_what_its_include_draws(lang):
     with translation.override(lang):
         for topup in (None, TOPUP):
