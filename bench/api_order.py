@@ -23,6 +23,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.purchase import (
+    CLK_TCK,
     api_headers,
     configure_environment,
     flush_broker,
@@ -38,6 +39,11 @@ def main() -> None:
     parser.add_argument("--broker-url", required=True)
     parser.add_argument("--requests", type=int, default=300)
     parser.add_argument("--profile", type=int, default=0, help="print this many lines of a CPU profile")
+    parser.add_argument(
+        "--deliver",
+        action="store_true",
+        help="then run the fulfilment task's body over the orders placed: its statements and CPU",
+    )
     cli = parser.parse_args()
     args = argparse.Namespace(
         products=20,
@@ -92,7 +98,49 @@ def main() -> None:
         profile.disable()
         profile.dump_stats("/tmp/api_prof2.out")
         pstats.Stats(profile).sort_stats("cumulative").print_stats(cli.profile)
+    if cli.deliver:
+        deliver(cli, connection, CaptureQueriesContext)
     flush_broker(args.broker_url)
+
+
+def deliver(cli, connection, capture) -> None:
+    """The fulfilment task's body (``fulfil_order``) over the API orders paid above, as the worker
+    runs it (its on-commit work included): statements of one, Python and PostgreSQL CPU per order."""
+    from bench.steps import backend_ticks
+    from orders.models import Order
+    from orders.services import orders
+    from orders.tasks import fulfil_order
+
+    paid = list(Order.objects.filter(status=Order.Status.PAID).order_by("pk").values_list("pk", flat=True))
+    assert len(paid) > 3, "no paid orders to deliver"
+    for pk in paid[:2]:
+        fulfil_order.run(pk)
+    with capture(connection) as ctx:
+        assert orders.order_fulfil(order_id=paid[2])
+    for query in ctx.captured_queries:
+        print(" ".join(query["sql"].split())[:150])
+    print(len(ctx.captured_queries), "statements (fulfil_order task body)")
+    # With --profile, half the orders are timed, the other half profiled.
+    rest = paid[3 : len(paid) // 2 + 2] if cli.profile else paid[3:]
+    with connection.cursor() as cur:
+        cur.execute("SELECT pg_backend_pid()")
+        backend = cur.fetchone()[0]
+    pg0, cpu0 = backend_ticks(backend), time.process_time()
+    for pk in rest:
+        fulfil_order.run(pk)
+    cpu, pg = time.process_time() - cpu0, (backend_ticks(backend) - pg0) / CLK_TCK
+    if cli.profile:
+        profile = cProfile.Profile(time.process_time)
+        more = list(Order.objects.filter(status=Order.Status.PAID).order_by("pk").values_list("pk", flat=True))
+        profile.enable()
+        for pk in more:
+            fulfil_order.run(pk)
+        profile.disable()
+        pstats.Stats(profile).sort_stats("cumulative").print_stats(cli.profile)
+    print(
+        f"fulfil_order per order: Python {cpu / len(rest) * 1000:.2f} ms, PostgreSQL {pg / len(rest) * 1000:.2f} ms"
+        f" ({len(rest)} orders)"
+    )
 
 
 if __name__ == "__main__":

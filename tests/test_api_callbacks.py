@@ -18,7 +18,7 @@ from agents.models import ApiKey
 from agents.services import api_keys
 from orders.models import ApiCallback, Order
 from orders.services import callbacks
-from orders.tasks import send_due_callbacks
+from orders.tasks import fulfil_order, send_due_callbacks
 from tests.api_helpers import Signed, issue_key, make_agent, top_up
 from tests.factories import ProductFactory, add_stock
 
@@ -160,6 +160,84 @@ def test_the_orders_own_callback_url_wins_and_no_url_means_no_callback(agent_wit
     quiet = issue_key(agent)
     place(quiet, product, "CB-2")
     assert ApiCallback.objects.count() == 1
+
+
+@pytest.fixture
+def delivery_held(monkeypatch):
+    """The API order is paid but its fulfilment not queued: the delivery runs when the test says."""
+    monkeypatch.setattr("orders.services.orders._queue_fulfilment", lambda order_id: None)
+
+
+def test_a_key_given_a_url_after_the_order_was_placed_is_called_back_at_delivery(
+    agent_with_stock, shop_server, delivery_held
+):
+    agent, product = agent_with_stock
+    server = shop_server([200])
+    shop = issue_key(agent)
+    order = place(shop, product, "CB-LATE")
+    assert order.status == Order.Status.PAID and not ApiCallback.objects.exists()  # no URL: nothing prepared
+    key = ApiKey.objects.get(key_id=shop.key_id)
+    api_keys.apikey_update(agent=agent, key_id=key.pk, name=key.name, ip_allowlist="", callback_url=server.url)
+
+    assert fulfil_order(order.pk)
+
+    (request,) = server.received
+    payload = verify(request, shop.secret)
+    order.refresh_from_db()
+    assert (payload["order_number"], payload["status"]) == (order.number, "delivered")
+    callback = ApiCallback.objects.get()
+    assert (callback.key_id, callback.url, callback.status) == (key.pk, server.url, CallbackStatus.DELIVERED)
+    assert payload["callback_id"] == callback.pk
+
+
+def test_the_callback_is_queued_with_the_delivery_so_beat_sends_it_when_its_task_is_lost(
+    agent_with_stock, shop_server, delivery_held, monkeypatch
+):
+    agent, product = agent_with_stock
+    server = shop_server([200])
+    shop = issue_key(agent, callback_url=server.url)
+    order = place(shop, product, "CB-LOST")
+    lost = []
+    monkeypatch.setattr(callbacks, "publish", lambda task, *args: lost.append((task.name, args)))
+
+    assert fulfil_order(order.pk)
+
+    callback = ApiCallback.objects.get()
+    assert lost == [("orders.tasks.send_callback", (callback.pk,))] and not server.received
+    order.refresh_from_db()
+    # Committed with the delivery: the payload is the delivered order's, and it is due now.
+    assert order.status == Order.Status.DELIVERED
+    assert callback.next_attempt_at <= timezone.now() and callback.status == CallbackStatus.PENDING
+    assert json.loads(callback.payload) == callbacks._payload(order, callback.pk)
+    assert json.loads(callback.payload)["delivered_at"] == order.delivered_at.isoformat()
+
+    assert send_due_callbacks() == 1
+    (request,) = server.received
+    assert verify(request, shop.secret)["status"] == "delivered"
+    # Delivered once: a second run of the fulfilment or of beat sends nothing more.
+    assert fulfil_order(order.pk) is False and send_due_callbacks() == 0 and len(server.received) == 1
+
+
+def test_a_delivery_that_rolls_back_queues_no_callback(agent_with_stock, shop_server, delivery_held, monkeypatch):
+    agent, product = agent_with_stock
+    server = shop_server([200])
+    shop = issue_key(agent, callback_url=server.url)
+    order = place(shop, product, "CB-ROLLBACK")
+
+    def broken(**kwargs):
+        raise RuntimeError("commissions could not be booked")
+
+    monkeypatch.setattr("agents.services.commissions.commissions_book", broken)
+    with pytest.raises(RuntimeError):
+        fulfil_order(order.pk)
+
+    order.refresh_from_db()
+    callback = ApiCallback.objects.get()
+    assert order.status == Order.Status.PAID and callback.payload == "" and callback.next_attempt_at is None
+    assert send_due_callbacks() == 0 and not server.received
+    monkeypatch.undo()
+    assert fulfil_order(order.pk)
+    assert len(server.received) == 1
 
 
 def test_a_server_error_is_retried_with_backoff(agent_with_stock, shop_server):

@@ -310,3 +310,29 @@ def test_the_order_body_is_what_the_order_serializer_renders(shop, django_captur
         assert fast == dict(OrderSerializer(placed).data), placed.agent_order_no
     bodies = [_order_body(o) for o in shapes]
     assert bodies[0]["paid_at"] is None and bodies[1]["delivered_at"] is not None and bodies[2]["discount"] == "2.50"
+
+
+def test_an_api_orders_delivery_without_a_callback_costs_two_statements_more(
+    shop, broker_recorded, django_capture_on_commit_callbacks
+):
+    """The delivery of an API order whose key has no URL: the plain fulfilment's statements, the
+    callback probe (one statement of constant text, in the delivery's transaction) and the
+    earning shares (one, compiled once); no transaction of its own for the callback."""
+    signed, _agent, product = shop
+    assert order(signed, product, "DELIVER-1").status_code == 201
+    assert order(signed, product, "DELIVER-2").status_code == 201
+    first, second = Order.objects.filter(agent_order_no__startswith="DELIVER-").order_by("pk")
+    from orders.services import orders as order_services
+
+    with django_capture_on_commit_callbacks(execute=True):  # warm: the ledger's accounts kept, the compiles
+        assert order_services.order_fulfil(order_id=first.pk)
+    with CaptureQueriesContext(connection) as ctx:
+        assert order_services.order_fulfil(order_id=second.pk)
+    sql = [q["sql"] for q in ctx.captured_queries]
+    # The plain fulfilment's 7 (SAVEPOINT ... RELEASE: the test's transaction), and these two:
+    assert len(sql) == 9, "\n".join(s[:120] for s in sql)
+    assert sum("agents_apicallback" in s for s in sql) == 1
+    assert sum('FROM "orders_ordershare"' in s for s in sql) == 1
+    assert not [s for s in sql if s.startswith('SELECT "agents_apikey"')]
+    second.refresh_from_db()
+    assert second.status == Order.Status.DELIVERED

@@ -34,12 +34,17 @@ def refund_window() -> timedelta:
     return timedelta(days=settings.REFUND_WINDOW_DAYS)
 
 
-def commissions_book(*, order) -> list[Commission]:
+def commissions_book(*, order, shares=None) -> list[Commission]:
     """Book the chain's commissions of ``order`` (just delivered, in the caller's transaction).
+
+    ``shares``: the order's price shares that earn (``unit_earning > 0``) with their agents and
+    users, if the caller has read them; read here otherwise.
 
     Idempotent: the ledger entry's key and the (order, agent) constraint make a repeat a no-op.
     """
-    shares = [s for s in order.shares.select_related("agent__user") if s.unit_earning > 0]
+    if shares is None:
+        shares = order.shares.select_related("agent__user")
+    shares = [s for s in shares if s.unit_earning > 0]
     if not shares:
         return []
     if Commission.objects.filter(order_id=order.pk).exists():

@@ -2,7 +2,7 @@
 
 An ``ApiCallback`` row is the durable record of one event for one order (unique per order and
 event). It is prepared when the API places the order (to remember which key placed it and
-where to call), filled in and queued when the order is delivered, and sent by a task:
+where to call), filled in and queued in the delivery's transaction, and sent by a task:
 a JSON POST signed exactly like API requests (``agents.services.api_keys``), with that key's current
 secret. Success is an HTTP 2xx within ``TIMEOUT``; anything else is retried with exponential
 backoff (1, 2, 4 ... minutes) up to ``MAX_ATTEMPTS``, then given up (FAILED). A beat task sends
@@ -24,7 +24,7 @@ from urllib.parse import urlsplit
 
 import requests
 from django.conf import settings
-from django.db import transaction
+from django.db import connections, transaction
 from django.utils import timezone
 
 from agents.models import ApiKey
@@ -111,36 +111,61 @@ def _payload(order, callback_id: int) -> dict:
     }
 
 
-def callback_queue(*, order_id: int) -> ApiCallback | None:
-    """An API order has been delivered: fill in its callback and queue the first send.
+# Whether an order being delivered has a callback: its prepared row, and the agent's newest
+# active key with its URL (for an order placed before its key had one). One statement of
+# constant text, portable (scalar subqueries); the key's part only matters without a row.
+_PROBE = (
+    "SELECT (SELECT id FROM {callback} WHERE order_id = %s AND event = %s),"
+    " (SELECT id FROM {key} WHERE agent_id = %s AND revoked_at IS NULL ORDER BY id DESC LIMIT 1),"
+    " (SELECT callback_url FROM {key} WHERE agent_id = %s AND revoked_at IS NULL ORDER BY id DESC LIMIT 1)"
+)
 
-    Called by ``orders`` once the delivery has committed. Safe to call again (it queues once).
-    Without a prepared row (an order placed before its key had a URL, or not through a key),
-    the order's URL is used with the agent's newest active key.
+
+def callback_queue(*, order: Order) -> int | None:
+    """An API order is being delivered: fill in its callback and queue the first send once the
+    caller commits. Returns the callback's id (None: no callback).
+
+    ``order`` is locked by the caller and moved to delivered in its transaction (its status and
+    ``delivered_at`` are the payload's), so the callback is queued with the delivery or not at
+    all: a beat run (``send_due_callbacks``) sends it if the task published on commit is lost.
+    Safe to call again (it queues once). Without a prepared row (an order placed before its key
+    had a URL, or not through a key), the order's URL is used, else the URL of the agent's newest
+    active key, signed with that key.
     """
+    if order.agent_id is None:
+        return None
+    using = order._state.db or "default"
+    with connections[using].cursor() as cursor:
+        cursor.execute(
+            _PROBE.format(callback=ApiCallback._meta.db_table, key=ApiKey._meta.db_table),
+            [order.pk, EVENT_DELIVERED, order.agent_id, order.agent_id],
+        )
+        callback_id, key_id, key_url = cursor.fetchone()
+    if callback_id is None:
+        url = order.callback_url or key_url or ""
+        if not url:
+            return None  # the common case: one statement
+        callback, _created = ApiCallback.objects.using(using).get_or_create(
+            order=order,
+            event=EVENT_DELIVERED,
+            defaults={"agent_id": order.agent_id, "key_id": key_id, "url": url, "payload": ""},
+        )
+        callback_id = callback.pk
+    payload = json.dumps(_payload(order, callback_id), ensure_ascii=False, separators=(",", ":"))
+    filled = (
+        ApiCallback.objects.using(using)
+        .filter(pk=callback_id, payload="")
+        .update(payload=payload, next_attempt_at=timezone.now())
+    )
+    if not filled:
+        if ApiCallback.objects.using(using).filter(pk=callback_id).exists():
+            return callback_id  # queued already
+        # Its unqueued row was discarded meanwhile (a cancelled order's, then paid late): again.
+        return callback_queue(order=order)
     from ..tasks import send_callback
 
-    with transaction.atomic():
-        order = Order.objects.filter(pk=order_id).first()
-        if order is None or order.agent_id is None:
-            return None
-        callback = ApiCallback.objects.select_for_update().filter(order_id=order_id, event=EVENT_DELIVERED).first()
-        if callback is None:
-            key = ApiKey.objects.filter(agent_id=order.agent_id, revoked_at__isnull=True).order_by("-id").first()
-            url = order.callback_url or (key.callback_url if key else "")
-            if not url:
-                return None
-            callback = ApiCallback.objects.create(
-                agent_id=order.agent_id, key=key, order=order, event=EVENT_DELIVERED, url=url, payload=""
-            )
-        elif callback.payload:
-            return callback  # queued already
-        callback.payload = json.dumps(_payload(order, callback.pk), ensure_ascii=False, separators=(",", ":"))
-        callback.next_attempt_at = timezone.now()
-        callback.save(update_fields=["payload", "next_attempt_at"])
-        callback_id = callback.pk
-        transaction.on_commit(lambda: publish(send_callback, callback_id))
-    return callback
+    transaction.on_commit(lambda: publish(send_callback, callback_id), using=using)
+    return callback_id
 
 
 def _signed_request(callback: ApiCallback, key: ApiKey, secret: str) -> tuple[bytes, dict[str, str]]:

@@ -85,6 +85,10 @@ def _refuse(reason: selectors.Reason | None) -> None:
         raise OrderError(reason.message)
 
 
+# A product given by id (the API's orders), with its category: compiled once per process.
+_PRODUCT = Prepared(lambda pk: Product.objects.select_related("category").filter(pk=pk), pk=987654321)
+
+
 def order_place(
     *,
     buyer,
@@ -160,9 +164,13 @@ def order_place(
     _refuse(selectors.quantity_refusal(quantity))
     if product is None:
         try:
-            product = Product.objects.select_related("category").get(pk=int(product_id))
-        except (Product.DoesNotExist, TypeError, ValueError):
-            raise OrderError(selectors.reason(selectors.ReasonCode.PRODUCT_MISSING).message) from None
+            pk = int(product_id)
+        except (TypeError, ValueError):
+            pk = 0
+        # (An id out of the key's range names no product: not sent, as the ORM's lookup does.)
+        product = _PRODUCT.first(pk=pk) if 0 < pk < 2**63 else None
+        if product is None:
+            raise OrderError(selectors.reason(selectors.ReasonCode.PRODUCT_MISSING).message)
     _refuse(selectors.product_refusal(product))
     _refuse(selectors.quantity_refusal(quantity, product=product))
     # Direct top-ups (代充): the buyer's account fields, checked before anything is taken.
@@ -639,6 +647,14 @@ def order_mark_paid(
     return PaidOutcome.ALREADY_PAID
 
 
+# The agents who earn on an order, with their users (the commission accounts' owners), for
+# ``commissions_book``: compiled once per process (PostgreSQL).
+_EARNING_SHARES = Prepared(
+    lambda order: (
+        OrderShare.objects.filter(order_id=order, unit_earning__gt=0).select_related("agent__user").order_by("depth")
+    ),
+    order=987654321,
+)
 _LIVE_CODES = Prepared(
     lambda order: OrderCode.objects.filter(order_id=order, released_at__isnull=True).values("code_id"), order=987654321
 )
@@ -682,20 +698,20 @@ def order_fulfil(*, order_id: int) -> bool:
 
 def order_deliver(*, order: Order, code_ids, note: str, costs: list[dict] | None = None) -> None:
     """Paid -> delivered (``order`` locked by the caller, its codes sold): the sale booked, the
-    agent's shop called back once the caller commits, commissions booked; the buyer's email goes
-    out with the next run of ``send_delivery_emails`` (beat, every few seconds). Stock and upstream
-    orders alike. ``costs`` (supplier id, name, cost) replace the codes' own (a top-up delivered by
-    a supplier has no codes, and a stock sale returns them)."""
+    agent's shop's callback queued with the delivery (sent once the caller commits), commissions
+    booked; the buyer's email goes out with the next run of ``send_delivery_emails`` (beat, every
+    few seconds). Stock and upstream orders alike. ``costs`` (supplier id, name, cost) replace the
+    codes' own (a top-up delivered by a supplier has no codes, and a stock sale returns them)."""
     _book_delivery(order, code_ids, costs=costs)
     after: list[Callable[[], object]] = []
     if celery_app.conf.task_always_eager:
         # Eager tasks (the tests) have no beat beside them: the run follows the delivery instead.
         after.append(_delivery_emails_run)
-    if order.channel == Order.Channel.API:
-        after.append(lambda: agent_callbacks.callback_queue(order_id=order.pk))
     ORDER_FLOW.apply(order, OrderStatus.DELIVERED, note=note, update={"delivery_due_at": None}, on_commit=after)
+    if order.channel == Order.Channel.API:
+        agent_callbacks.callback_queue(order=order)
     if order.agent_id is not None:
-        commissions.commissions_book(order=order)
+        commissions.commissions_book(order=order, shares=_EARNING_SHARES.objects(order=order.pk))
 
 
 def _book_delivery(order: Order, code_ids, *, costs: list[dict] | None = None) -> None:
