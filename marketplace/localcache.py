@@ -134,6 +134,30 @@ class Drawn(_Recent):
         html = self.get_or_draw((name, get_language(), *key), lambda: get_template(name).render(context))
         return mark_safe(html)  # noqa: S308 (rendered, and escaped, by the template engine)
 
+    def template_for_order(self, name: str, key: tuple, context: dict, *, number: str, token) -> SafeString | None:
+        """An order's part: template ``name`` drawn as ``template`` draws it, with ``context``
+        holding ``SAMPLE_NUMBER`` where the order's number goes (``csrf_token`` is set to
+        ``SAMPLE_TOKEN`` here), then this order's ``number`` and the viewer's ``token`` put in the
+        samples' places, so one text serves every order (``key``: everything else it shows).
+        None where the samples cannot stand for them (a number or a token not of plain letters
+        and digits, or no token): the caller draws the template as it stands."""
+        token_text = str(token) if token else ""
+        if not (_plain(number) and _plain(token_text)) or token_text == "NOTPROVIDED":
+            return None
+        html = self.template(name, key, {**context, "csrf_token": SAMPLE_TOKEN})
+        return mark_safe(html.replace(SAMPLE_NUMBER, number).replace(SAMPLE_TOKEN, token_text))  # noqa: S308 (alphanumeric values into markup the engine escaped)
+
+
+# ``Drawn.template_for_order``'s stand-ins. The number is 28 characters of [A-Z0-9] like an
+# order's or a recharge's (new_order_number), with a date prefix no clock gives (month 00); the
+# token is 64 of [a-zA-Z0-9] like a masked CSRF token.
+SAMPLE_NUMBER = "0000000000SAMPLE0NUMBER00000"
+SAMPLE_TOKEN = "SampleCsrfToken" + "0" * 49
+
+
+def _plain(text: str) -> bool:
+    return text.isascii() and text.isalnum()
+
 
 def shown_text(value) -> str | None:
     """A value as a ``Drawn`` key holds it when its text is what is shown (a Decimal's digits)."""

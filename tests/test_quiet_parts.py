@@ -18,6 +18,7 @@ from django.template import engines
 from django.test import RequestFactory
 from django.utils import timezone, translation
 
+from marketplace import localcache
 from orders.models import Order
 from orders.templatetags import order_page
 
@@ -82,7 +83,7 @@ def test_a_pending_orders_alerts_are_kept_markup_with_its_own_number_token_and_t
                 assert ours == theirs, (cancel, confirming, minutes)
                 assert order.number in ours and token in ours
                 assert timezone.localtime(order.expires_at).strftime("%H:%M") in ours
-                assert order_page._SAMPLE_NUMBER not in ours and order_page._SAMPLE_TOKEN not in ours
+                assert localcache.SAMPLE_NUMBER not in ours and localcache.SAMPLE_TOKEN not in ours
         assert len(order_page._pending) == 8  # 4 ways x 2 times, not one per order
         odd = {"order": fake_order("pending"), "csrf_token": "not-alnum<>"}
         assert render_raw('{% order_alerts "orders:cancel" %}', odd) == render_raw(

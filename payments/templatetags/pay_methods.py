@@ -2,15 +2,12 @@
 
 The list is the same markup for every order but for the order's number (in each form's
 address) and the viewer's CSRF token: it is drawn by its template (``payments/_pay_methods.html``)
-once per process for a sample of each, per everything else it shows (language, URL prefix, a
-guest's email or the member's balance and whether it covers the amount, the live channels'
-codes and names, a phone or not), and the samples are replaced by this order's values. Its
-nodes (the channels' loop, a URL and a token per form, the balance's ``blocktranslate``) were
-about 0.4 ms of the page on every view. The balance is the view's, read on this request.
-
-The sample number is 28 characters of [A-Z0-9] like an order's or a recharge's, with a date
-prefix no clock gives (month 00); the sample token is 64 of [a-zA-Z0-9] like a masked token.
-A number or a token of other characters (or none) is drawn by the template as it stands."""
+once per process per everything else it shows (language, URL prefix, a guest's email or the
+member's balance and whether it covers the amount, the live channels' codes and names, a phone
+or not), with those two put in (``Drawn.template_for_order``). Its nodes (the channels' loop, a
+URL and a token per form, the balance's ``blocktranslate``) were about 0.4 ms of the page on
+every view. The balance is the view's, read on this request. A number or a token the samples
+cannot stand for is drawn by the template as it stands."""
 
 from types import SimpleNamespace
 
@@ -18,25 +15,18 @@ from django import template
 from django.template.loader import get_template
 from django.urls import get_script_prefix, get_urlconf
 from django.utils.safestring import SafeString, mark_safe
-from django.utils.translation import get_language
 
-from marketplace.localcache import Drawn, shown_text
+from marketplace.localcache import SAMPLE_NUMBER, Drawn, shown_text
 
 register = template.Library()
 
 TEMPLATE = "payments/_pay_methods.html"
-SAMPLE_NUMBER = "0000000000SAMPLE0NUMBER00001"
-SAMPLE_TOKEN = "SamplePayToken" + "0" * 50
 _drawn = Drawn(limit=1024)
 
 
 def pay_methods_forget() -> None:
     """Forget every list drawn (tests)."""
     _drawn.clear()
-
-
-def _alphanumeric(text: str) -> bool:
-    return text.isascii() and text.isalnum()
 
 
 @register.simple_tag(takes_context=True)
@@ -51,14 +41,8 @@ def pay_methods(context) -> SafeString:
         "gateways": [SimpleNamespace(code=gw.code, name=str(gw.name)) for gw in context["gateways"]],
         "on_phone": context.get("on_phone"),
     }
-    token = context.get("csrf_token")
-    token_text = str(token) if token else ""
-    if not (_alphanumeric(order.number) and _alphanumeric(token_text)) or token_text == "NOTPROVIDED":
-        part = {"order": order, "csrf_token": token, **values}
-        return mark_safe(get_template(TEMPLATE).render(part))  # noqa: S308 (rendered, and escaped, by the template engine)
     email = order.guest_email if is_guest else None
     key = (
-        get_language(),
         get_script_prefix(),
         get_urlconf(),
         is_guest,
@@ -70,9 +54,12 @@ def pay_methods(context) -> SafeString:
     )
     sample = {
         "order": SimpleNamespace(number=SAMPLE_NUMBER, is_guest=is_guest, guest_email=email),
-        "csrf_token": SAMPLE_TOKEN,
         **values,
         "on_phone": bool(values["on_phone"]),
     }
-    html = _drawn.get_or_draw(key, lambda: get_template(TEMPLATE).render(sample))
-    return mark_safe(html.replace(SAMPLE_NUMBER, order.number).replace(SAMPLE_TOKEN, token_text))  # noqa: S308 (alphanumeric values into markup the engine escaped)
+    token = context.get("csrf_token")
+    kept = _drawn.template_for_order(TEMPLATE, key, sample, number=order.number, token=token)
+    if kept is not None:
+        return kept
+    part = {"order": order, "csrf_token": token, **values}
+    return mark_safe(get_template(TEMPLATE).render(part))  # noqa: S308 (rendered, and escaped, by the template engine)
