@@ -22,6 +22,50 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.purchase import configure_environment, flush_broker, recreate_database, seed
 
 
+class Purchase:
+    """The steps.py database recreated and seeded, a buyer's browser and the gateway's client:
+    ``place(item)`` posts a checkout (returns the order's number and price), ``pay(order)`` posts
+    its sandbox notification, ``fulfil(pk)`` runs the fulfilment task's body."""
+
+    def __init__(self, args) -> None:
+        configure_environment(args)
+        recreate_database(args.database_url)
+        flush_broker(args.broker_url)
+        import django
+
+        django.setup()
+        from django.core.management import call_command
+        from django.test import Client
+
+        call_command("migrate", verbosity=0)
+        self.items, _hot, buyers = seed(args)
+        self.browser = Client(HTTP_HOST="127.0.0.1")
+        self.browser.cookies["sessionid"] = buyers[0].session
+        self.gateway = Client(HTTP_HOST="127.0.0.1")
+
+    def place(self, item):
+        response = self.browser.post(
+            f"/orders/checkout/{item.slug}/", {"quantity": 1, "idempotency_key": uuid.uuid4().hex}
+        )
+        assert response.status_code == 302, response.status_code
+        return response["Location"].split("/")[2], item.price
+
+    def pay(self, order):
+        from payments.gateways.sandbox import SandboxGateway
+
+        body = SandboxGateway.build_notification(order_number=order[0], amount=order[1])
+        response = self.gateway.post(
+            "/payments/notify/sandbox/", body, content_type="application/x-www-form-urlencoded"
+        )
+        assert response.status_code == 200 and response.content == b"success", response.content
+
+    @staticmethod
+    def fulfil(pk):
+        from orders.services import orders
+
+        orders.order_fulfil(order_id=pk)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("-n", type=int, default=200)
@@ -38,24 +82,11 @@ def main() -> int:
     parser.add_argument("--broker-url", default="redis://127.0.0.1:6379/14")
     args = parser.parse_args()
 
-    configure_environment(args)
-    recreate_database(args.database_url)
-    flush_broker(args.broker_url)
-    import django
-
-    django.setup()
-    from django.core.management import call_command
-    from django.test import Client
-
+    purchase = Purchase(args)
+    items, browser, place, pay = purchase.items, purchase.browser, purchase.place, purchase.pay
     from orders.models import Order
     from orders.services import orders
-    from payments.gateways.sandbox import SandboxGateway
 
-    call_command("migrate", verbosity=0)
-    items, _hot, buyers = seed(args)
-    browser = Client(HTTP_HOST="127.0.0.1")
-    browser.cookies["sessionid"] = buyers[0].session
-    gateway = Client(HTTP_HOST="127.0.0.1")
     profiler = cProfile.Profile()
 
     def run(step, fn, values):
@@ -66,16 +97,6 @@ def main() -> int:
         if args.step == step:
             profiler.disable()
         return out
-
-    def place(item):
-        response = browser.post(f"/orders/checkout/{item.slug}/", {"quantity": 1, "idempotency_key": uuid.uuid4().hex})
-        assert response.status_code == 302, response.status_code
-        return response["Location"].split("/")[2], item.price
-
-    def pay(order):
-        body = SandboxGateway.build_notification(order_number=order[0], amount=order[1])
-        response = gateway.post("/payments/notify/sandbox/", body, content_type="application/x-www-form-urlencoded")
-        assert response.status_code == 200 and response.content == b"success", response.content
 
     n = args.n
     run("baseline", lambda item: browser.get(f"/bench/product/{item.slug}/"), [random.choice(items) for _ in range(n)])
