@@ -284,18 +284,7 @@ def order_place(
                     ),
                 )  # or MinorLimitError: the order row above is rolled back
             if quote.shares:
-                OrderShare.objects.bulk_create(
-                    [
-                        OrderShare(
-                            order=order,
-                            agent=s.agent,
-                            depth=s.depth,
-                            unit_cost=s.unit_cost,
-                            unit_earning=s.unit_earning,
-                        )
-                        for s in quote.shares
-                    ]
-                )
+                _shares_insert(order, quote.shares)
             if claimed is not None:  # too few codes: OutOfStock, and every row above is rolled back
                 stock.stock_claim_check(code_ids=claimed, quantity=quantity)
             else:
@@ -649,6 +638,29 @@ def order_mark_paid(
 
 # The agents who earn on an order, with their users (the commission accounts' owners), for
 # ``commissions_book``: compiled once per process (PostgreSQL).
+_SHARE_COLUMNS = ("order_id", "agent_id", "depth", "unit_cost", "unit_earning")
+
+
+def _shares_insert(order: Order, shares) -> None:
+    """The order's price chain (``OrderShare``, one row per agent): one INSERT of constant text on
+    PostgreSQL (nothing reads the rows back here), ``bulk_create`` elsewhere or with receivers."""
+    using = router.db_for_write(OrderShare)
+    if rows.one_statement_ok(using, OrderShare):
+        rows.insert_values(
+            OrderShare,
+            _SHARE_COLUMNS,
+            [(order.pk, s.agent.pk, s.depth, s.unit_cost, s.unit_earning) for s in shares],
+            using=using,
+        )
+        return
+    OrderShare.objects.using(using).bulk_create(
+        [
+            OrderShare(order=order, agent=s.agent, depth=s.depth, unit_cost=s.unit_cost, unit_earning=s.unit_earning)
+            for s in shares
+        ]
+    )
+
+
 _EARNING_SHARES = Prepared(
     lambda order: (
         OrderShare.objects.filter(order_id=order, unit_earning__gt=0).select_related("agent__user").order_by("depth")
