@@ -196,7 +196,7 @@ class OrderCreateSerializer(serializers.Serializer):
 
 
 _PLAIN_ORDER_FIELDS = frozenset(("product_id", "quantity", "agent_order_no"))
-_PLAIN_AGENT_ORDER_NO = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,59}")
+_PLAIN_AGENT_ORDER_NO = re.compile(AGENT_ORDER_NO_PATTERN)  # with fullmatch: no trailing newline
 
 
 def order_create_data(data) -> dict:

@@ -636,8 +636,6 @@ def order_mark_paid(
     return PaidOutcome.ALREADY_PAID
 
 
-# The agents who earn on an order, with their users (the commission accounts' owners), for
-# ``commissions_book``: compiled once per process (PostgreSQL).
 _SHARE_COLUMNS = ("order_id", "agent_id", "depth", "unit_cost", "unit_earning")
 
 
@@ -661,6 +659,8 @@ def _shares_insert(order: Order, shares) -> None:
     )
 
 
+# The agents who earn on an order, with their users (the commission accounts' owners), for
+# ``commissions_book``: compiled once per process (PostgreSQL).
 _EARNING_SHARES = Prepared(
     lambda order: (
         OrderShare.objects.filter(order_id=order, unit_earning__gt=0).select_related("agent__user").order_by("depth")
