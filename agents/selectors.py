@@ -21,6 +21,7 @@ from catalog.models import Category, Product
 from marketplace import crypto
 from marketplace.errors import Conflict
 from marketplace.money import quantize
+from marketplace.prepared import Prepared
 from marketplace.text import mask_ends
 
 from .models import Agent, LevelPrice, Markup, OperatorIdentity, PriceKind, RetailPrice, Storefront
@@ -95,6 +96,19 @@ def _markup_find(table: dict, owner: tuple, cats: dict, product_id: int, level_i
     return None
 
 
+# The platform prices of one product for a level: the product's own, its category's or its
+# parent category's (``agent_chain_costs``; a category without a parent is named twice).
+_LEVEL_PRICES_OF_ONE = Prepared(
+    lambda level, product, category, parent: LevelPrice.objects.filter(
+        Q(product_id=product) | Q(category_id=category) | Q(category_id=parent), level_id=level
+    ),
+    level=987654321,
+    product=987654322,
+    category=987654323,
+    parent=987654324,
+)
+
+
 def agent_chain_costs(*, agent: Agent, products: Iterable[Product]) -> tuple[list[Agent], dict[int, list[Decimal]]]:
     """The chain (top first, ``agent`` last) and, per product, what each agent of it pays.
 
@@ -112,9 +126,19 @@ def agent_chain_costs(*, agent: Agent, products: Iterable[Product]) -> tuple[lis
     # Platform prices of the top agent's level.
     by_product: dict[int, LevelPrice] = {}
     by_category: dict[int, LevelPrice] = {}
-    for lp in LevelPrice.objects.filter(
-        Q(product_id__in=product_ids) | Q(category_id__in=category_ids), level_id=top.level_id
-    ):
+    if len(products) == 1:  # one sale's quote: a statement of one shape, compiled once
+        cat_id, parent_id = cats[product_ids[0]]
+        rules: Iterable[LevelPrice] = _LEVEL_PRICES_OF_ONE.objects(
+            level=top.level_id,
+            product=product_ids[0],
+            category=cat_id,
+            parent=cat_id if parent_id is None else parent_id,
+        )
+    else:
+        rules = LevelPrice.objects.filter(
+            Q(product_id__in=product_ids) | Q(category_id__in=category_ids), level_id=top.level_id
+        )
+    for lp in rules:
         if lp.product_id is not None:
             by_product[lp.product_id] = lp
         elif lp.category_id is not None:  # one of the two is set (levelprice check constraint)

@@ -53,6 +53,7 @@ from .serializers import (
     OrderSerializer,
     ProductSerializer,
     ValidationErrorSerializer,
+    order_create_data,
 )
 from .throttling import ApiKeyRateThrottle
 
@@ -493,9 +494,7 @@ class OrderCreate(ApiView):
         refusal = admission.checkout_admit()  # a burst past the platform's capacity: refused at once
         if refusal is not None:
             raise Busy(wait=refusal.retry_after)
-        form = OrderCreateSerializer(data=request.data)
-        form.is_valid(raise_exception=True)
-        data = form.validated_data
+        data = order_create_data(request.data)
         order, paid_now = services.api_order_place(
             key=self.key,
             product_id=data["product_id"],

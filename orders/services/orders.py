@@ -284,18 +284,7 @@ def order_place(
                     ),
                 )  # or MinorLimitError: the order row above is rolled back
             if quote.shares:
-                OrderShare.objects.bulk_create(
-                    [
-                        OrderShare(
-                            order=order,
-                            agent=s.agent,
-                            depth=s.depth,
-                            unit_cost=s.unit_cost,
-                            unit_earning=s.unit_earning,
-                        )
-                        for s in quote.shares
-                    ]
-                )
+                _shares_insert(order, quote.shares)
             if claimed is not None:  # too few codes: OutOfStock, and every row above is rolled back
                 stock.stock_claim_check(code_ids=claimed, quantity=quantity)
             else:
@@ -645,6 +634,29 @@ def order_mark_paid(
     if recorded is not None:
         recorded.write()
     return PaidOutcome.ALREADY_PAID
+
+
+_SHARE_COLUMNS = ("order_id", "agent_id", "depth", "unit_cost", "unit_earning")
+
+
+def _shares_insert(order: Order, shares) -> None:
+    """The order's price chain (``OrderShare``, one row per agent): one INSERT of constant text on
+    PostgreSQL (nothing reads the rows back here), ``bulk_create`` elsewhere or with receivers."""
+    using = router.db_for_write(OrderShare)
+    if rows.one_statement_ok(using, OrderShare):
+        rows.insert_values(
+            OrderShare,
+            _SHARE_COLUMNS,
+            [(order.pk, s.agent.pk, s.depth, s.unit_cost, s.unit_earning) for s in shares],
+            using=using,
+        )
+        return
+    OrderShare.objects.using(using).bulk_create(
+        [
+            OrderShare(order=order, agent=s.agent, depth=s.depth, unit_cost=s.unit_cost, unit_earning=s.unit_earning)
+            for s in shares
+        ]
+    )
 
 
 # The agents who earn on an order, with their users (the commission accounts' owners), for
