@@ -382,6 +382,12 @@ CELERY_TASK_ROUTES = {
     "catalog.tasks.import_batch": {"queue": "reports"},
     "orders.tasks.risk_clusters_scan": {"queue": "reports"},
 }
+# A publish declares nothing (kombu's maybe_declare binds a copy of the queue and its exchange to
+# the channel on every publish: about a sixth of a publish's CPU, bench/publish.py). Celery sends a
+# task to its queue through the default exchange, which on Redis and the filesystem transport is
+# the list or folder named after the queue, declared or not; the workers declare their queues
+# when they start consuming. (Routes' options are apply_async's, which passes this to kombu.)
+CELERY_TASK_ROUTES = {name: {**route, "declare": []} for name, route in CELERY_TASK_ROUTES.items()}
 
 # --- Auth (django-allauth) ------------------------------------------------------------
 # Django's and allauth's, whose get_user reads the session's user with SQL built once

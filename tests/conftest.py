@@ -186,6 +186,26 @@ def redis_url():
 
 
 @pytest.fixture
+def redis_broker(redis_url):
+    """This process publishing (not running) tasks to the test Redis, emptied before and after."""
+    import redis
+
+    from tests.worker_utils import broker, exclusive
+
+    with exclusive(redis_url):
+        client = redis.Redis.from_url(redis_url)
+        client.flushdb()
+        celery_app.conf.task_always_eager = False
+        try:
+            with broker(celery_app, redis_url, visibility_timeout=60):
+                yield client
+        finally:
+            celery_app.conf.task_always_eager = True
+            client.flushdb()
+            client.close()
+
+
+@pytest.fixture
 def buyer(db):
     from tests.factories import UserFactory
 

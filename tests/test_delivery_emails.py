@@ -11,7 +11,6 @@ from datetime import timedelta
 from smtplib import SMTPRecipientsRefused, SMTPServerDisconnected
 
 import pytest
-import redis
 from django.core import mail
 from django.core.mail.backends.locmem import EmailBackend
 from django.db import connection
@@ -26,7 +25,7 @@ from orders.tasks import send_delivery_emails, sweep_delivery_emails
 from payments.services.payments import sandbox_pay
 from tests.builders import place, transaction_held
 from tests.factories import ProductFactory, UserFactory, add_stock
-from tests.worker_utils import broker, exclusive
+from tests.worker_utils import broker
 
 Status = Order.Status
 
@@ -242,22 +241,6 @@ def test_two_runs_at_once_never_send_the_same_email(settings):
     assert len(notified(batch)) == 4
     held_ids = {o.pk for o in held.value}
     assert recipients() == sorted(o.buyer.email for o in batch if o.pk not in held_ids)
-
-
-@pytest.fixture
-def redis_broker(redis_url):
-    """This process publishing (not running) tasks to the test Redis."""
-    with exclusive(redis_url):
-        client = redis.Redis.from_url(redis_url)
-        client.flushdb()
-        celery_app.conf.task_always_eager = False
-        try:
-            with broker(celery_app, redis_url, visibility_timeout=60):
-                yield client
-        finally:
-            celery_app.conf.task_always_eager = True
-            client.flushdb()
-            client.close()
 
 
 def test_a_delivery_queues_nothing_for_its_email(db, django_capture_on_commit_callbacks, redis_broker):
