@@ -43,6 +43,9 @@ PHASES = [
     ("analyze + rewrite", {"pg_analyze_and_rewrite_fixedparams", "pg_analyze_and_rewrite_varparams"}),
     ("plan", {"pg_plan_queries"}),
     ("execution: ledger triggers (plpgsql)", {"plpgsql_call_handler"}),
+    # A prepared statement's Bind (psycopg 3's protocol-level prepare): the kept plan's check,
+    # its locks, and a custom plan's planning outside pg_plan_queries' frame, if any.
+    ("bind: kept plan's check and locks", {"GetCachedPlan"}),
     ("execution: index upkeep", {"ExecInsertIndexTuples"}),
     (
         "execution: the rest",
@@ -97,6 +100,18 @@ AUTO_EXPLAIN = [
 ]
 
 
+def notice_list(raw) -> list:
+    """The connection's notices as text, whichever driver Django uses: psycopg2 keeps them in a
+    list on the connection; psycopg 3 hands each to a handler, which keeps them on it here."""
+    if hasattr(raw, "notices"):
+        return raw.notices
+    if not hasattr(raw, "bench_notices"):
+        kept: list[str] = []
+        raw.add_notice_handler(lambda diag: kept.append(f"{diag.severity}:  {diag.message_primary}"))
+        raw.bench_notices = kept
+    return raw.bench_notices
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("-n", type=int, default=200)
@@ -128,24 +143,25 @@ def main() -> int:
         with raw.cursor() as cur:
             for sql in AUTO_EXPLAIN:
                 cur.execute(sql)
-        raw.notices.clear()
+        notices = notice_list(raw)
+        notices.clear()
         events = []
 
         def wrapper(execute, sql, params, many, context):
-            events.append(("sql", sql, len(raw.notices)))
+            events.append(("sql", sql, len(notices)))
             return execute(sql, params, many, context)
 
         original = connection._commit  # psycopg2's commit cannot be patched: Django's _commit is
 
         def commit():
-            events.append(("commit", "COMMIT", len(raw.notices)))
+            events.append(("commit", "COMMIT", len(notices)))
             return original()
 
         connection._commit = commit
         with connection.execute_wrapper(wrapper):
             out = fn(value)
         connection._commit = original
-        notices = list(raw.notices)
+        notices = list(notices)
         with raw.cursor() as cur:
             cur.execute("LOAD 'auto_explain'")
             cur.execute("SET auto_explain.log_min_duration = -1")
