@@ -165,6 +165,24 @@ def test_a_disabled_account_is_refused_at_once_and_served_again_when_enabled(sho
     assert order(signed, product, "U-3").status_code == 201
 
 
+def test_without_the_kept_copy_the_same_answers(shop, monkeypatch):
+    """Elsewhere than on PostgreSQL (SQLite in development; the fingerprint is PostgreSQL's SQL)
+    nothing is kept and the nonce is recorded by the ORM: the same answers."""
+    monkeypatch.setattr(api_keys, "_kept", lambda: False)
+    signed, agent, product = shop
+    assert order(signed, product, "P-1", nonce="p" * 20).status_code == 201
+    replay = order(signed, product, "P-2", nonce="p" * 20)
+    assert replay.status_code == 401 and replay.json()["code"] == "nonce_reused"
+    assert signed.key_id not in api_keys._KEYS
+    User.objects.filter(pk=agent.user_id).update(is_active=False)
+    refused = order(signed, product, "P-3")
+    assert refused.status_code == 403 and refused.json()["code"] == "agent_inactive"
+    User.objects.filter(pk=agent.user_id).update(is_active=True)
+    ApiKey.objects.filter(key_id=signed.key_id).update(revoked_at=timezone.now())
+    refused = order(signed, product, "P-4")
+    assert refused.status_code == 401 and refused.json()["code"] == "key_revoked"
+
+
 def test_a_new_level_prices_the_next_order(shop):
     signed, agent, product = shop
     assert order(signed, product, "L-1").json()["unit_price"] == "15.00"

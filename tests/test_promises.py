@@ -58,3 +58,18 @@ def test_the_delivery_email_states_the_configured_window(settings, buyer):
     bodies = [m.body for m in mail.outbox if buyer.email in m.to]
     assert len(bodies) == 1
     assert "within 14 days" in bodies[0]
+
+
+def test_a_policy_change_is_forgotten_again_when_it_commits(django_capture_on_commit_callbacks):
+    """Another process reading the promise between the save and the commit finds the old row
+    (still the committed one) and puts the old figure back in the shared cache: the change must
+    not wait for that entry to expire (CACHE_SECONDS)."""
+    from django.core.cache import cache
+
+    assert promises.first_response_hours() == 48
+    policy = SlaPolicy.objects.get(kind=Kind.OTHER)
+    with django_capture_on_commit_callbacks(execute=True):
+        policy.first_response_hours = 72
+        policy.save()  # forgets the cached figure
+        cache.set(promises.CACHE_KEY, 48, promises.CACHE_SECONDS)  # the other process's read, before the commit
+    assert promises.first_response_hours() == 72

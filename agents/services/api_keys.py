@@ -27,7 +27,7 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.core.validators import URLValidator
-from django.db import connection, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models.expressions import RawSQL
 from django.utils import timezone
 from django.utils.translation import gettext as _
@@ -371,9 +371,15 @@ def _key_check(
 # the request decided on them. So a change to the key, the agent or the user (revoked, rotated,
 # allow-list, account disabled, level) applies from the very next request, as without the copy,
 # and a verified request costs one statement (the nonce's) instead of three.
+# The fingerprint is PostgreSQL's SQL: on other databases (SQLite in development) nothing is
+# kept, the rows are read on every request and the nonce is recorded by the ORM.
 
 _KEYS: dict[str, ApiKey] = {}
 _KEYS_MAX = 1000
+
+
+def _kept() -> bool:
+    return connection.vendor == "postgresql"
 
 
 def _fingerprint_sql() -> tuple[str, str, str, str]:
@@ -384,6 +390,8 @@ def _fingerprint_sql() -> tuple[str, str, str, str]:
 
 def _key_load(key_id: str) -> ApiKey | None:
     """The key with its agent and user, from the database (kept for this process's next requests)."""
+    if not _kept():
+        return ApiKey.objects.select_related("agent__user").filter(key_id=key_id).first()
     fingerprint, *_tables = _fingerprint_sql()
     key = (
         ApiKey.objects.select_related("agent__user")
@@ -418,7 +426,15 @@ def _nonce_record(key: ApiKey, *, nonce: str, now) -> bool | None:
     """Record the nonce if the key's rows are still those ``key`` was read from: True when
     recorded, False when the nonce was used already, None when the rows changed (or are gone)
     and nothing was recorded. One statement, committed by itself (autocommit) outside a
-    transaction: a nonce counts once used, whatever the rest of the request does."""
+    transaction: a nonce counts once used, whatever the rest of the request does. Elsewhere
+    than on PostgreSQL the key was read by this request: the nonce alone, True or False."""
+    if not _kept():
+        try:
+            with transaction.atomic():
+                ApiNonce.objects.create(key=key, nonce=nonce)
+        except IntegrityError:
+            return False
+        return True
     fingerprint, key_table, agent_table, user_table = _fingerprint_sql()
     nonce_table = ApiNonce._meta.db_table
     sql = f"""
