@@ -346,13 +346,23 @@ def balance_pay(*, order_number: str, buyer, order: Order | None = None) -> Paym
 
 def _order_relock(order: Order) -> Order | None:
     """Lock ``order``'s row and refresh what a concurrent change to an order can have changed
-    meanwhile; None if the row is gone. One plain statement (no model built)."""
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"SELECT status, expires_at, buyer_id FROM {Order._meta.db_table} WHERE id = %s FOR UPDATE",  # noqa: S608
-            [order.pk],
+    meanwhile; None if the row is gone. One plain statement (no model built) on PostgreSQL; on
+    other databases (SQLite in development: no row locks, no such clause, datetimes converted by
+    the ORM) the ORM's ``select_for_update``."""
+    if connection.vendor != "postgresql":
+        row = (
+            Order.objects.select_for_update()
+            .filter(pk=order.pk)
+            .values_list("status", "expires_at", "buyer_id")
+            .first()
         )
-        row = cursor.fetchone()
+    else:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"SELECT status, expires_at, buyer_id FROM {Order._meta.db_table} WHERE id = %s FOR UPDATE",  # noqa: S608
+                [order.pk],
+            )
+            row = cursor.fetchone()
     if row is None:
         return None
     order.status, order.expires_at, order.buyer_id = row
