@@ -30,7 +30,7 @@ def _free_port() -> int:
 
 
 def _get(url: str) -> tuple[int, str]:
-    with urllib.request.urlopen(url, timeout=30) as response:  # noqa: S310 (our own server)
+    with urllib.request.urlopen(url, timeout=30) as response:
         return response.status, response.read().decode()
 
 
