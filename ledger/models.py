@@ -79,7 +79,10 @@ class Entry(models.Model):
 
 class Line(models.Model):
     entry = models.ForeignKey(Entry, verbose_name=_("entry"), related_name="lines", on_delete=models.PROTECT)
-    account = models.ForeignKey(Account, verbose_name=_("account"), related_name="lines", on_delete=models.PROTECT)
+    # No index of its own: ledger_line_account_idx (account, entry) leads with it (ledger 0006).
+    account = models.ForeignKey(
+        Account, verbose_name=_("account"), related_name="lines", on_delete=models.PROTECT, db_index=False
+    )
     amount = models.DecimalField(_("amount (debit +, credit −)"), max_digits=14, decimal_places=2)
 
     class Meta:
