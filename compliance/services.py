@@ -333,9 +333,7 @@ def qualification_save(*, actor, qualification_id: int | None, values: dict, ima
             action=QualificationChange.Action.CREATED if old is None else QualificationChange.Action.CHANGED,
             changes=changes,
         )
-        # Forgotten now and again at commit: a page read in between may have cached the old list.
-        qualifications_forget()
-        transaction.on_commit(qualifications_forget)
+        qualifications_forget()  # now and again at commit (marketplace.localcache.local_forget)
     return qualification
 
 

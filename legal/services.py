@@ -68,7 +68,6 @@ def agreement_version_publish(*, version: AgreementVersion, by=None, now: dateti
             row.effective_at = now  # never in force before it was public
         row.published_at = now
         row.save(update_fields=["published_at", "effective_at"])
-        transaction.on_commit(selectors.published_forget)
     selectors.published_forget()
     return row
 

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from django.core.cache import cache
+from django.db import transaction
 from django.template.loader import get_template
 from django.utils.safestring import SafeString, mark_safe
 from django.utils.translation import get_language
@@ -55,7 +56,15 @@ def local_only(key: str, load: Callable[[], Any]) -> Any:
 
 
 def local_forget(key: str) -> None:
-    """Forget ``key`` here and in the shared cache (the others' copies end within LOCAL_SECONDS)."""
+    """Forget ``key`` here and in the shared cache (the others' copies end within LOCAL_SECONDS).
+    Inside a transaction, again when it commits: a page read in between (the old rows still the
+    committed ones) may have cached the old value."""
+    _forget(key)
+    if transaction.get_connection().in_atomic_block:
+        transaction.on_commit(lambda: _forget(key))
+
+
+def _forget(key: str) -> None:
     _store.pop(key, None)
     for name in [k for k in _store if k.startswith(FRAGMENT)]:  # fragments may show the value
         _store.pop(name, None)

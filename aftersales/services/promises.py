@@ -10,7 +10,6 @@ that does not show it); saving or deleting a policy forgets it at once.
 from typing import cast
 
 from django.conf import settings
-from django.db import transaction
 from django.utils.functional import cached_property
 
 from marketplace.localcache import local_forget, local_get_or_set
@@ -36,10 +35,8 @@ def first_response_hours() -> int:
 
 def forget(**_kwargs) -> None:
     """Signal receiver: an SLA policy changed (other processes follow within
-    marketplace.localcache.LOCAL_SECONDS). Forgotten now and again when the change commits: a
-    page read in between (the old row still committed) may have cached the old figure."""
+    marketplace.localcache.LOCAL_SECONDS), now and again when the change commits."""
     local_forget(CACHE_KEY)
-    transaction.on_commit(lambda: local_forget(CACHE_KEY))
 
 
 class Promises:
