@@ -25,7 +25,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.purchase import CLK_TCK, configure_environment, flush_broker, recreate_database, say, seed
+from bench.purchase import CLK_TCK, fresh_database, say, seed
 from bench.steps import backend_ticks
 
 
@@ -47,19 +47,12 @@ def main() -> int:
     if args.threads * args.claims * (args.rounds + 1) > args.products * args.codes_per_product // 2:
         parser.error("more claims than half the random products' codes (a product could run out)")
 
-    configure_environment(args)
-    recreate_database(args.database_url)
-    flush_broker(args.broker_url)
-    import django
-
-    django.setup()
+    fresh_database(args)
     import psycopg2
-    from django.core.management import call_command
     from django.db import connection, transaction
 
     from catalog.services import stock_claim_sql
 
-    call_command("migrate", verbosity=0)
     items, hot, _buyers = seed(args)
     with transaction.atomic():  # the statement as order_place sends it (the placeholders filled per claim)
         sql, params = stock_claim_sql(product_id=hot.pk, quantity=1)

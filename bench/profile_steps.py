@@ -19,7 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.purchase import configure_environment, flush_broker, recreate_database, seed
+from bench.purchase import flush_broker, fresh_database, seed
 
 
 class Purchase:
@@ -28,16 +28,9 @@ class Purchase:
     its sandbox notification, ``fulfil(pk)`` runs the fulfilment task's body."""
 
     def __init__(self, args) -> None:
-        configure_environment(args)
-        recreate_database(args.database_url)
-        flush_broker(args.broker_url)
-        import django
-
-        django.setup()
-        from django.core.management import call_command
+        fresh_database(args)
         from django.test import Client
 
-        call_command("migrate", verbosity=0)
         self.items, _hot, buyers = seed(args)
         self.browser = Client(HTTP_HOST="127.0.0.1")
         self.browser.cookies["sessionid"] = buyers[0].session
