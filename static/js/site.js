@@ -98,10 +98,17 @@ document.addEventListener("htmx:confirm", function (event) {
   event.preventDefault();
   const modal = bootstrap.Modal.getOrCreateInstance(modalEl);
   const go = modalEl.querySelector("[data-confirm-go]");
+  // Bootstrap ignores hide() while the modal is still fading in: a confirmation that quick is
+  // closed once the modal is shown, instead of leaving it open over the page.
+  let confirmed = false;
+  modalEl.addEventListener("shown.bs.modal", function () {
+    if (confirmed) modal.hide();
+  }, { once: true });
   go.disabled = false;
   go.onclick = function () {
     go.disabled = true;  // one confirmation, one request
     go.onclick = null;
+    confirmed = true;
     modal.hide();
     event.detail.issueRequest(true);
   };
