@@ -5,6 +5,7 @@ from decimal import Decimal
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
+from django.db.models.functions import Round
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
@@ -174,8 +175,11 @@ class Order(models.Model):
             models.CheckConstraint(condition=Q(unit_price__gt=0), name="order_unit_price_positive"),
             models.CheckConstraint(condition=Q(discount__gte=0), name="order_discount_not_negative"),
             models.CheckConstraint(condition=Q(total__gte=0), name="order_total_not_negative"),
+            # Rounded to the cent so the check means the same on SQLite (the embedded default),
+            # which keeps decimals as binary floats: 10.10 - 0.30 is not 9.80 there. On
+            # PostgreSQL both sides are numeric(12, 2) and the ROUND changes nothing.
             models.CheckConstraint(
-                condition=Q(total=models.F("subtotal") - models.F("discount")),
+                condition=Q(total=Round(models.F("subtotal") - models.F("discount"), 2)),
                 name="order_total_is_subtotal_less_discount",
             ),
         ]

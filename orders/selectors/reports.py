@@ -19,7 +19,7 @@ from decimal import Decimal
 from typing import Any, TypeVar
 
 from django.db.models import Case, Count, DecimalField, F, FilteredRelation, Q, Sum, Value, When
-from django.db.models.functions import Coalesce, Floor, TruncDate
+from django.db.models.functions import Coalesce, Floor, Round, TruncDate
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
@@ -196,7 +196,11 @@ def _kept_discount():
     """The coupon discount on an order's codes kept: the order's discount less what its refunded
     codes took back (``Order.discount_slots``: the refunded positions come first, each an equal
     share to the fen, the remainder on the last code, which a partly refunded order still keeps)."""
-    return F("discount") - F("refunded_quantity") * Floor(F("discount") * 100 / F("quantity")) / 100
+    # In fen, rounded before the division and multiplied back by 0.01 rather than divided by 100:
+    # SQLite (the embedded default) keeps decimals as binary floats (0.29 * 100 is 28.99...) and
+    # divides integers as integers (333 / 100 is 3); on PostgreSQL's numeric both forms are exact.
+    share = Floor(Round(F("discount") * 100) / F("quantity"))
+    return F("discount") - F("refunded_quantity") * share * Value(Decimal("0.01"), output_field=MONEY)
 
 
 def _aggregates(earner: Agent):
