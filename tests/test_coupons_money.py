@@ -5,6 +5,8 @@ from datetime import timedelta
 from decimal import Decimal
 
 import pytest
+from django.db import IntegrityError, transaction
+from django.db.models import F
 from django.utils import timezone
 
 from agents.models import Commission, PriceKind
@@ -210,3 +212,18 @@ def test_expiry_and_cancel_return_uses_and_a_full_refund_only_while_valid(buyer,
     refunds.order_refund(order=third, quantity=None, reason="all", requested_by=staff)
     coupon.refresh_from_db()
     assert coupon.used == 1  # expired meanwhile: the refund does not bring the use back
+
+
+@pytest.mark.parametrize(("price", "off"), [("10.10", "0.30"), ("0.30", "0.10"), ("173.25", "7.77")])
+def test_the_total_check_accepts_exact_amounts_and_refuses_any_other_on_every_database(buyer, price, off):
+    """SQLite keeps decimals as binary floats (10.10 - 0.30 is 9.799999999999999 there): the check
+    rounds to the fen, so an exact total is accepted on either database and an off one refused."""
+    product = ProductFactory(price=D(price))
+    add_stock(product, 1)
+    _coupon(amount=D(off), public_code="ODDCENTS")
+    order = services.order_place(buyer=buyer, product=product, quantity=1, idempotency_key="k", coupon_code="oddcents")
+    order.refresh_from_db()
+    assert (order.subtotal, order.discount, order.total) == (D(price), D(off), D(price) - D(off))
+    for wrong in (D("0.01"), D("-0.01")):
+        with pytest.raises(IntegrityError), transaction.atomic():
+            Order.objects.filter(pk=order.pk).update(total=F("total") + wrong)
