@@ -32,7 +32,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.purchase import configure_environment, recreate_database, say, seed
+from bench.purchase import fresh_database, say, seed
 
 
 class RedisCounter:
@@ -88,23 +88,17 @@ def main() -> int:
     if needed > args.products * args.codes_per_product:
         parser.error(f"{needed} checkouts need more stock: raise --products or --codes-per-product")
 
-    var_dir = configure_environment(args)
-    recreate_database(args.database_url)
-    import django
-
-    django.setup()
+    var_dir = fresh_database(args)
     from django.conf import settings
     from django.contrib.auth import get_user_model
-    from django.core.management import call_command
     from django.db import connection
     from django.test.utils import CaptureQueriesContext, override_settings
 
+    from marketplace.ratelimit import cache_redis
     from orders.services import orders as order_services
-    from risk.counters import _redis
 
-    call_command("migrate", verbosity=0)
     items, _hot, _buyers = seed(args)
-    if _redis() is None:
+    if cache_redis() is None:
         say("the cache is not Redis: round-trips would not be counted")
         return 1
     users = list(get_user_model().objects.filter(username__startswith="buyer").order_by("pk"))

@@ -26,7 +26,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.purchase import CLK_TCK, configure_environment, flush_broker, recreate_database, say, seed
+from bench.purchase import CLK_TCK, flush_broker, fresh_database, say, seed
 
 EMAIL_BATCH = 50  # the delivery emails' batch measured (DELIVERY_EMAIL_BATCH_SIZE's default)
 
@@ -48,13 +48,7 @@ def main() -> int:
     parser.add_argument("--broker-url", default="redis://127.0.0.1:6379/14")
     args = parser.parse_args()
 
-    var_dir = configure_environment(args)
-    recreate_database(args.database_url)
-    flush_broker(args.broker_url)
-    import django
-
-    django.setup()
-    from django.core.management import call_command
+    var_dir = fresh_database(args)
     from django.db import connection
     from django.test import Client
     from django.test.utils import CaptureQueriesContext, override_settings
@@ -63,7 +57,6 @@ def main() -> int:
     from orders.services import orders
     from payments.gateways.sandbox import SandboxGateway
 
-    call_command("migrate", verbosity=0)
     items, hot, buyers = seed(args)
     n = args.n
 
