@@ -5,7 +5,7 @@ import logging
 from dataclasses import dataclass
 from decimal import Decimal
 
-from django.db import connection
+from django.db import connection, transaction
 from django.utils.translation import gettext as _
 
 from agents.models import Agent, ApiKey
@@ -122,74 +122,65 @@ def api_order_place(
     """
     agent = key.agent
     buyer = agent.user
-    order = _order_of(agent, agent_order_no)
-    if order is None:
-        _coupon_for_api(agent=agent, coupon_code=coupon_code)
-        # A refusal (OrderError 422 "order_refused", OutOfStock 409 "out_of_stock") reaches the
-        # API's error handler as it is.
-        order = orders.order_place(
-            buyer=buyer,
-            product_id=product_id,
-            quantity=quantity,
-            idempotency_key=idempotency_key(agent_order_no),
-            ip=ip,
-            channel=Order.Channel.API,
-            agent_order_no=agent_order_no,
-            callback_url=callback_url,
-            # The end user's real name, for products that need one (compliance.realname).
-            real_name=real_name,
-            id_number=id_number,
-            coupon_code=coupon_code,
-            # A direct top-up's fields, each sent once: the agent's system confirmed them with
-            # its buyer, so each is its own confirmation here (catalog.topup checks the rest).
-            topup={**(topup or {}), **{f"{k}{CONFIRM_SUFFIX}": v for k, v in (topup or {}).items()}},
-        )
-    if order.agent_id != agent.pk or order.buyer_id != buyer.pk:  # pragma: no cover - constraints forbid it
-        raise ApiError(409, "agent_order_no_conflict", _("This order number belongs to another order."))
-    if not _same_request(order, product_id, quantity, callback_url, coupon_code, topup):
-        raise ApiError(
-            409,
-            "agent_order_no_conflict",
-            _("agent_order_no %(no)s was already used for a different product, quantity, callback URL or coupon.")
-            % {"no": agent_order_no},
-            order_number=order.number,
-        )
-    callbacks.callback_prepare(order=order, key=key)
-    if order.status in (OrderStatus.CANCELLED, OrderStatus.EXPIRED):
-        raise ApiError(
-            409,
-            "order_closed",
-            _("The order under this agent_order_no was closed unpaid (%(status)s): place it again with a new number.")
-            % {"status": order.get_status_display()},
-            order_number=order.number,
-            order_status=order.status,
-        )
-    if order.status != OrderStatus.PENDING:
-        return order, False
-    try:
-        payment = payments.balance_pay(order_number=order.number, buyer=buyer, order=order)
-    except payments.PaymentError as exc:
-        order.refresh_from_db()
-        if order.status not in (OrderStatus.PENDING, OrderStatus.CANCELLED, OrderStatus.EXPIRED):
-            return order, False  # a concurrent request with the same number paid it
-        balance = balance_of(ledger.wallet(buyer))
-        if order.status == OrderStatus.PENDING and balance < order.total:
-            orders.order_cancel(order_id=order.pk, buyer=buyer)
-            callbacks.callback_discard(order=order)
+    refused: payments.PaymentError | None = None
+    # One transaction places the order and pays it: one commit (and one WAL flush) instead of
+    # two, and the order is never seen unpaid by anyone else when the balance covers it. A
+    # refused payment leaves the order placed: it is committed, then cancelled below.
+    with transaction.atomic():
+        order = _order_of(agent, agent_order_no)
+        if order is None:
+            _coupon_for_api(agent=agent, coupon_code=coupon_code)
+            # A refusal (OrderError 422 "order_refused", OutOfStock 409 "out_of_stock") reaches the
+            # API's error handler as it is.
+            order = orders.order_place(
+                buyer=buyer,
+                product_id=product_id,
+                quantity=quantity,
+                idempotency_key=idempotency_key(agent_order_no),
+                ip=ip,
+                channel=Order.Channel.API,
+                agent_order_no=agent_order_no,
+                callback_url=callback_url,
+                # The end user's real name, for products that need one (compliance.realname).
+                real_name=real_name,
+                id_number=id_number,
+                coupon_code=coupon_code,
+                # A direct top-up's fields, each sent once: the agent's system confirmed them with
+                # its buyer, so each is its own confirmation here (catalog.topup checks the rest).
+                topup={**(topup or {}), **{f"{k}{CONFIRM_SUFFIX}": v for k, v in (topup or {}).items()}},
+            )
+        if order.agent_id != agent.pk or order.buyer_id != buyer.pk:  # pragma: no cover - constraints forbid it
+            raise ApiError(409, "agent_order_no_conflict", _("This order number belongs to another order."))
+        if not _same_request(order, product_id, quantity, callback_url, coupon_code, topup):
             raise ApiError(
-                402,
-                "insufficient_balance",
-                _(
-                    "Your balance ¥%(balance)s is less than the order total ¥%(total)s: the order was cancelled. "
-                    "Top up, then place it again with a new agent_order_no."
-                )
-                % {"balance": balance, "total": order.total},
+                409,
+                "agent_order_no_conflict",
+                _("agent_order_no %(no)s was already used for a different product, quantity, callback URL or coupon.")
+                % {"no": agent_order_no},
                 order_number=order.number,
-                balance=str(balance),
-                total=str(order.total),
-            ) from None
-        raise ApiError(409, "order_not_payable", str(exc), order_number=order.number) from None
-    # The row as ``balance_pay`` locked and updated it in its committed transaction, so not read
+            )
+        callbacks.callback_prepare(order=order, key=key)
+        if order.status in (OrderStatus.CANCELLED, OrderStatus.EXPIRED):
+            raise ApiError(
+                409,
+                "order_closed",
+                _(
+                    "The order under this agent_order_no was closed unpaid (%(status)s): "
+                    "place it again with a new number."
+                )
+                % {"status": order.get_status_display()},
+                order_number=order.number,
+                order_status=order.status,
+            )
+        if order.status != OrderStatus.PENDING:
+            return order, False
+        try:
+            payment = payments.balance_pay(order_number=order.number, buyer=buyer, order=order)
+        except payments.PaymentError as exc:
+            refused = exc
+    if refused is not None:
+        return _payment_refused(order=order, buyer=buyer, refused=refused)
+    # The row as ``balance_pay`` locked and updated it in the committed transaction, so not read
     # again; unless the delivery ran right here at the commit (eager Celery: tests, a demo),
     # which moved it on.
     order = payment.order
@@ -197,6 +188,32 @@ def api_order_place(
     if celery_app.conf.task_always_eager:
         order.refresh_from_db()
     return order, True
+
+
+def _payment_refused(*, order: Order, buyer, refused: Exception) -> tuple[Order, bool]:
+    """After ``balance_pay`` refused (its transaction committed the order, unpaid): another
+    request with the same number paid it meanwhile (that order), or the balance is short (the
+    order cancelled, 402), or the order can no longer be paid (409)."""
+    order.refresh_from_db()
+    if order.status not in (OrderStatus.PENDING, OrderStatus.CANCELLED, OrderStatus.EXPIRED):
+        return order, False  # a concurrent request with the same number paid it
+    balance = balance_of(ledger.wallet(buyer))
+    if order.status == OrderStatus.PENDING and balance < order.total:
+        orders.order_cancel(order_id=order.pk, buyer=buyer)
+        callbacks.callback_discard(order=order)
+        raise ApiError(
+            402,
+            "insufficient_balance",
+            _(
+                "Your balance ¥%(balance)s is less than the order total ¥%(total)s: the order was cancelled. "
+                "Top up, then place it again with a new agent_order_no."
+            )
+            % {"balance": balance, "total": order.total},
+            order_number=order.number,
+            balance=str(balance),
+            total=str(order.total),
+        ) from None
+    raise ApiError(409, "order_not_payable", str(refused), order_number=order.number) from None
 
 
 def api_order_find(*, agent: Agent, agent_order_no: str | None = None, number: str | None = None) -> Order | None:

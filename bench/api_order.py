@@ -14,6 +14,7 @@ import cProfile
 import json
 import pstats
 import random
+import subprocess
 import sys
 import time
 import uuid
@@ -22,6 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench import pg_work
 from bench.purchase import (
     CLK_TCK,
     api_headers,
@@ -31,6 +33,7 @@ from bench.purchase import (
     seed,
     seed_shops,
 )
+from bench.steps import backend_ticks
 
 
 def main() -> None:
@@ -39,6 +42,8 @@ def main() -> None:
     parser.add_argument("--broker-url", required=True)
     parser.add_argument("--requests", type=int, default=300)
     parser.add_argument("--profile", type=int, default=0, help="print this many lines of a CPU profile")
+    parser.add_argument("--explain", action="store_true", help="trace one request and one delivery with auto_explain")
+    parser.add_argument("--perf", default="", help="perf record the backend: its phases (pg_work.py)")
     parser.add_argument(
         "--deliver",
         action="store_true",
@@ -70,7 +75,7 @@ def main() -> None:
     shop = seed_shops(1, Decimal(100_000))[0]
     client = Client(HTTP_HOST="127.0.0.1")
 
-    def one() -> None:
+    def one(_value=None) -> None:
         item = random.choice(items)
         body = json.dumps({"product_id": item.pk, "quantity": 1, "agent_order_no": uuid.uuid4().hex}).encode()
         headers = api_headers(shop, "POST", "/api/v1/orders/", body)
@@ -86,10 +91,21 @@ def main() -> None:
     for query in ctx.captured_queries:
         print(" ".join(query["sql"].split())[:150])
     print(len(ctx.captured_queries), "statements")
-    start = time.process_time()
+    if cli.explain:
+        pg_work.traced("POST /api/v1/orders/", one, None)
+    with connection.cursor() as cur:
+        cur.execute("SELECT pg_backend_pid()")
+        backend = cur.fetchone()[0]
+    perf = perf_start(cli.perf, backend, "post")
+    start, pg0 = time.process_time(), backend_ticks(backend)
     for _ in range(cli.requests):
         one()
-    print(f"CPU per request: {(time.process_time() - start) / cli.requests * 1000:.2f} ms ({cli.requests} requests)")
+    pg = (backend_ticks(backend) - pg0) / CLK_TCK / cli.requests * 1000
+    print(
+        f"CPU per request: {(time.process_time() - start) / cli.requests * 1000:.2f} ms, "
+        f"PostgreSQL {pg:.2f} ms ({cli.requests} requests)"
+    )
+    perf_stop(perf, cli.perf, "post", pg)
     if cli.profile:
         profile = cProfile.Profile(time.process_time)
         profile.enable()
@@ -103,10 +119,27 @@ def main() -> None:
     flush_broker(args.broker_url)
 
 
+def perf_start(directory: str, pid: int, label: str):
+    """``perf record`` of the backend ``pid`` into ``directory/label.data`` (None without a directory)."""
+    if not directory:
+        return None
+    Path(directory).mkdir(parents=True, exist_ok=True)
+    cmd = [*pg_work.PERF_RECORD, "-p", str(pid), "-o", f"{directory}/{label}.data"]
+    perf = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(0.5)
+    return perf
+
+
+def perf_stop(perf, directory: str, label: str, ms: float) -> None:
+    if perf is not None:
+        perf.send_signal(2)
+        perf.wait()
+        pg_work.phases(f"{directory}/{label}.data", ms)
+
+
 def deliver(cli, connection, capture) -> None:
     """The fulfilment task's body (``fulfil_order``) over the API orders paid above, as the worker
     runs it (its on-commit work included): statements of one, Python and PostgreSQL CPU per order."""
-    from bench.steps import backend_ticks
     from orders.models import Order
     from orders.services import orders
     from orders.tasks import fulfil_order
@@ -120,15 +153,19 @@ def deliver(cli, connection, capture) -> None:
     for query in ctx.captured_queries:
         print(" ".join(query["sql"].split())[:150])
     print(len(ctx.captured_queries), "statements (fulfil_order task body)")
+    if cli.explain:
+        pg_work.traced("fulfil_order", lambda pk: orders.order_fulfil(order_id=pk), paid[3])
     # With --profile, half the orders are timed, the other half profiled.
     rest = paid[3 : len(paid) // 2 + 2] if cli.profile else paid[3:]
     with connection.cursor() as cur:
         cur.execute("SELECT pg_backend_pid()")
         backend = cur.fetchone()[0]
+    perf = perf_start(cli.perf, backend, "fulfil")
     pg0, cpu0 = backend_ticks(backend), time.process_time()
     for pk in rest:
         fulfil_order.run(pk)
     cpu, pg = time.process_time() - cpu0, (backend_ticks(backend) - pg0) / CLK_TCK
+    perf_stop(perf, cli.perf, "fulfil", pg / len(rest) * 1000)
     if cli.profile:
         profile = cProfile.Profile(time.process_time)
         more = list(Order.objects.filter(status=Order.Status.PAID).order_by("pk").values_list("pk", flat=True))

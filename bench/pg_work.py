@@ -112,6 +112,64 @@ def notice_list(raw) -> list:
     return raw.bench_notices
 
 
+def traced(label, fn, value, plans: bool = False):
+    """One call of ``fn(value)`` with auto_explain's notices (nested statements, triggers, WAL)
+    printed under each statement and COMMIT it sent."""
+    from django.db import connection
+
+    connection.ensure_connection()
+    raw = connection.connection
+    with raw.cursor() as cur:
+        for sql in AUTO_EXPLAIN:
+            cur.execute(sql)
+    notices = notice_list(raw)
+    notices.clear()
+    events = []
+
+    def wrapper(execute, sql, params, many, context):
+        events.append(("sql", sql, len(notices)))
+        return execute(sql, params, many, context)
+
+    original = connection._commit  # psycopg2's commit cannot be patched: Django's _commit is
+
+    def commit():
+        events.append(("commit", "COMMIT", len(notices)))
+        return original()
+
+    connection._commit = commit
+    with connection.execute_wrapper(wrapper):
+        out = fn(value)
+    connection._commit = original
+    notices = list(notices)
+    with raw.cursor() as cur:
+        cur.execute("LOAD 'auto_explain'")
+        cur.execute("SET auto_explain.log_min_duration = -1")
+    print(f"\n==== {label}: {len(events)} events, {len(notices)} auto_explain plans")
+    boundaries = [e[2] for e in events] + [len(notices)]
+    for i, (kind, sql, start) in enumerate(events):
+        print(f"-- [{kind}] {sql[:160]}")
+        for note in notices[start : boundaries[i + 1]]:
+            summarize(note, plans)
+    return out
+
+
+def summarize(note: str, plans: bool = False) -> None:
+    text = note.strip()
+    m = re.search(r"Query Text: (.*?)\n", text)
+    query = (m.group(1) if m else "?")[:110]
+    m = re.search(r"duration: ([\d.]+) ms", text)
+    dur = m.group(1) if m else "?"
+    wal = re.findall(r"WAL: (.*)", text)
+    trig = re.findall(r"Trigger (.*?): time=([\d.]+) calls=(\d+)", text)
+    print(f"     {dur:>7} ms  {query}")
+    if plans:
+        print(text)
+    if wal:
+        print(f"              WAL {wal[0].strip()}")
+    for name, t, c in trig:
+        print(f"              trigger {name}: {t} ms x{c}")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("-n", type=int, default=200)
@@ -135,59 +193,6 @@ def main() -> int:
     from django.db import connection
 
     from orders.models import Order
-
-    def traced(label, fn, value):
-        """One call with auto_explain's notices and the transaction boundaries."""
-        connection.ensure_connection()
-        raw = connection.connection
-        with raw.cursor() as cur:
-            for sql in AUTO_EXPLAIN:
-                cur.execute(sql)
-        notices = notice_list(raw)
-        notices.clear()
-        events = []
-
-        def wrapper(execute, sql, params, many, context):
-            events.append(("sql", sql, len(notices)))
-            return execute(sql, params, many, context)
-
-        original = connection._commit  # psycopg2's commit cannot be patched: Django's _commit is
-
-        def commit():
-            events.append(("commit", "COMMIT", len(notices)))
-            return original()
-
-        connection._commit = commit
-        with connection.execute_wrapper(wrapper):
-            out = fn(value)
-        connection._commit = original
-        notices = list(notices)
-        with raw.cursor() as cur:
-            cur.execute("LOAD 'auto_explain'")
-            cur.execute("SET auto_explain.log_min_duration = -1")
-        print(f"\n==== {label}: {len(events)} events, {len(notices)} auto_explain plans")
-        boundaries = [e[2] for e in events] + [len(notices)]
-        for i, (kind, sql, start) in enumerate(events):
-            print(f"-- [{kind}] {sql[:160]}")
-            for note in notices[start : boundaries[i + 1]]:
-                summarize(note)
-        return out
-
-    def summarize(note):
-        text = note.strip()
-        m = re.search(r"Query Text: (.*?)\n", text)
-        query = (m.group(1) if m else "?")[:110]
-        m = re.search(r"duration: ([\d.]+) ms", text)
-        dur = m.group(1) if m else "?"
-        wal = re.findall(r"WAL: (.*)", text)
-        trig = re.findall(r"Trigger (.*?): time=([\d.]+) calls=(\d+)", text)
-        print(f"     {dur:>7} ms  {query}")
-        if args.plans:
-            print(text)
-        if wal:
-            print(f"              WAL {wal[0].strip()}")
-        for name, t, c in trig:
-            print(f"              trigger {name}: {t} ms x{c}")
 
     def timed(label, fn, values):
         with connection.cursor() as cur:
@@ -244,11 +249,11 @@ def main() -> int:
         with connection.cursor() as cur:
             cur.execute("ANALYZE")
 
-    one = traced("place", place, random.choice(items))
-    traced("pay", pay, one)
+    one = traced("place", place, random.choice(items), args.plans)
+    traced("pay", pay, one, args.plans)
     pk = Order.objects.get(number=one[0]).pk
     if Order.objects.get(pk=pk).status == Order.Status.PAID:
-        traced("fulfil", fulfil, pk)
+        traced("fulfil", fulfil, pk, args.plans)
 
     placed = timed("place", place, [random.choice(items) for _ in range(n)])
     timed("pay", pay, placed)

@@ -6,6 +6,7 @@ commit). Replays change nothing; anything that fails a check changes nothing and
 with its reason.
 """
 
+import contextlib
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -309,8 +310,18 @@ def balance_pay(*, order_number: str, buyer, order: Order | None = None) -> Paym
     ``order``: the order with this number as the caller has just read or placed it (the API).
     Its row is then locked reading back only what can have changed since (status, expiry,
     buyer), not the whole order again; the payment's ``order`` is that instance, brought up
-    to date."""
-    with log_context(order=order_number, payment=f"{BALANCE}:BAL{order_number}"), transaction.atomic():
+    to date.
+
+    Called inside a transaction (the API's, which placed the order in it), it runs in that one,
+    without a savepoint of its own: what it refuses (``NotFound``, ``PaymentError``) it refuses
+    before writing, or after the ledger's own savepoint took back the refused debit, so the
+    caller can go on (commit the order, cancel it). A wallet opened by its first payment stays
+    opened (an account with a zero balance)."""
+    outer = transaction.get_connection().in_atomic_block
+    with (
+        log_context(order=order_number, payment=f"{BALANCE}:BAL{order_number}"),
+        contextlib.nullcontext() if outer else transaction.atomic(),
+    ):
         order = _order_relock(order) if order is not None and order.number == order_number else None
         if order is None:
             order = orders.order_lock_by_number(order_number)
