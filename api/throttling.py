@@ -26,16 +26,25 @@ log = logging.getLogger(__name__)
 WINDOW = 60
 
 
-def _redis_client():
-    """The cache's Redis client (django-redis), or None with another cache backend."""
+# (the cache object, its Redis client or None): worked out once per cache object, which Django
+# keeps per thread and replaces when the CACHES setting changes (tests).
+_client: tuple[object, object] | None = None
+
+
+def _redis_client(cache):
+    """The Redis client of ``cache`` (django-redis), or None with another cache backend."""
+    global _client
+    kept = _client
+    if kept is not None and kept[0] is cache:
+        return kept[1]
     try:
-        from django_redis import get_redis_connection
         from django_redis.cache import RedisCache
     except ImportError:  # pragma: no cover - a dependency
         return None
-    if not isinstance(caches["default"], RedisCache):
-        return None
-    return get_redis_connection("default")
+    # get_redis_connection("default"): the client django-redis keeps for the cache's server.
+    client = cache.client.get_client(write=True) if isinstance(cache, RedisCache) else None
+    _client = (cache, client)
+    return client
 
 
 class ApiKeyRateThrottle(SimpleRateThrottle):
@@ -52,7 +61,8 @@ class ApiKeyRateThrottle(SimpleRateThrottle):
         return self.cache_format % {"scope": self.scope, "ident": key.key_id}
 
     def allow_request(self, request, view) -> bool:
-        client = _redis_client()
+        cache = caches["default"]
+        client = _redis_client(cache)
         if client is None:
             return super().allow_request(request, view)
         ident = self.get_cache_key(request, view)
@@ -61,7 +71,6 @@ class ApiKeyRateThrottle(SimpleRateThrottle):
         limit = settings.AGENT_API_RATE_PER_MINUTE
         now = time.time()
         minute = int(now // WINDOW)
-        cache = caches["default"]
         current, previous = cache.make_key(f"{ident}:{minute}"), cache.make_key(f"{ident}:{minute - 1}")
         try:
             pipe = client.pipeline(transaction=False)

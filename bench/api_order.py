@@ -12,6 +12,7 @@ statements of one warm request, the CPU per request, and optionally a profile (b
 import argparse
 import cProfile
 import json
+import os
 import pstats
 import random
 import subprocess
@@ -112,7 +113,7 @@ def main() -> None:
         for _ in range(cli.requests):
             one()
         profile.disable()
-        profile.dump_stats("/tmp/api_prof2.out")
+        profile.dump_stats(os.environ.get("API_ORDER_PROFILE_OUT", "/tmp/api_prof2.out"))
         pstats.Stats(profile).sort_stats("cumulative").print_stats(cli.profile)
     if cli.deliver:
         deliver(cli, connection, CaptureQueriesContext)

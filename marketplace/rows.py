@@ -54,15 +54,42 @@ def insert_parts(obj: models.Model, connection, *, computed: dict[str, str] | No
     (no parameters) for some attnames instead of the object's values. The text is worked out
     once per model (``_insert_shape``); each call prepares the values only."""
     fields, columns, values = _insert_shape(type(obj), connection, computed or {})
-    return columns, values, [field.get_db_prep_save(field.pre_save(obj, True), connection) for field in fields]
+    params = []
+    for field, kind in fields:
+        if kind is None:
+            params.append(field.get_db_prep_save(field.pre_save(obj, True), connection))
+        else:  # ``pre_save`` is the attribute, and the preparation returns such a value as it is
+            value = getattr(obj, field.attname)
+            params.append(value if value is None or type(value) is kind else field.get_db_prep_save(value, connection))
+    return columns, values, params
 
 
-_INSERT_SHAPES: dict[tuple, tuple[tuple[models.Field, ...], str, str]] = {}
+# Fields whose ``pre_save`` is the attribute and whose ``get_db_prep_save`` returns a value of
+# this exact type (or None) as it is, whatever the database: ``CharField.to_python`` of an
+# ``str``, ``BooleanField.to_python`` of a ``bool``. Not integers: a backend may wrap them
+# (``adapt_integerfield_value``, psycopg 3). Exact classes only (a subclass may convert);
+# tests/test_rows.py checks each against the ORM.
+PLAIN_VALUE_TYPES: dict[type[models.Field], type] = {
+    models.CharField: str,
+    models.TextField: str,
+    models.EmailField: str,
+    models.URLField: str,
+    models.SlugField: str,
+    models.BooleanField: bool,
+}
+
+
+def value_type(field: models.Field) -> type | None:
+    """The type whose values ``field`` writes unchanged (``PLAIN_VALUE_TYPES``), or None."""
+    return PLAIN_VALUE_TYPES.get(type(field))
+
+
+_INSERT_SHAPES: dict[tuple, tuple[tuple[tuple[models.Field, type | None], ...], str, str]] = {}
 
 
 def _insert_shape(model: type[models.Model], connection, computed: dict[str, str]) -> tuple:
-    """(the fields whose values are parameters, the columns' text, the values' text) of an
-    INSERT of ``model``: constant per model, database vendor and ``computed``."""
+    """(the fields whose values are parameters, each with its ``value_type``, the columns' text,
+    the values' text) of an INSERT of ``model``: constant per model, database vendor and ``computed``."""
     key = (model, connection.vendor, tuple(sorted(computed.items())))
     shape = _INSERT_SHAPES.get(key)
     if shape is None:
@@ -76,7 +103,7 @@ def _insert_shape(model: type[models.Model], connection, computed: dict[str, str
                 values.append(computed[field.attname])
             else:
                 values.append("%s")
-                fields.append(field)
+                fields.append((field, value_type(field)))
         shape = _INSERT_SHAPES[key] = (tuple(fields), ", ".join(columns), ", ".join(values))
     return shape
 
@@ -102,7 +129,8 @@ def insert_rows(objs: Sequence[models.Model], *, using: str) -> None:
             saved(obj, obj.pk, using)
 
 
-_VALUES_SQL: dict[tuple[type[models.Model], tuple[str, ...], str], tuple[str, list[models.Field]]] = {}
+_Typed = list[tuple[models.Field, type | None]]
+_VALUES_SQL: dict[tuple[type[models.Model], tuple[str, ...], str], tuple[str, _Typed]] = {}
 
 
 def insert_values(
@@ -122,7 +150,12 @@ def insert_values(
     row = f"({', '.join(['%s'] * len(fields))})"
     params = []
     for given in values:
-        params += [field.get_db_prep_save(value, connection) for field, value in zip(fields, given, strict=True)]
+        params += [
+            value
+            if kind is not None and (value is None or type(value) is kind)
+            else field.get_db_prep_save(value, connection)
+            for (field, kind), value in zip(fields, given, strict=True)
+        ]
     with connection.cursor() as cursor:
         cursor.execute(head + ", ".join([row] * len(values)), params)
 
@@ -139,7 +172,8 @@ def _prepare_values(model: type[models.Model], attnames: tuple[str, ...], connec
         raise ValueError(f"insert_values({model.__name__}): {computed} compute their value in pre_save")
     qn = connection.ops.quote_name
     columns = ", ".join(qn(f.column) for f in named)
-    return f"INSERT INTO {qn(meta.db_table)} ({columns}) VALUES ", named  # noqa: S608 (names from the model)
+    typed = [(f, value_type(f)) for f in named]
+    return f"INSERT INTO {qn(meta.db_table)} ({columns}) VALUES ", typed  # noqa: S608 (names from the model)
 
 
 def saved(obj: models.Model, pk, using: str) -> None:

@@ -15,14 +15,27 @@ from marketplace.money import quantize, split
 from marketplace.transitions import StateMachine, StatusChange, choice_display, table
 
 _ALPHABET = string.ascii_uppercase + string.digits
+_RANDOM_CHARS = 18
+# Every pair of characters, in the order of a base-36 digit pair: one random number below
+# 36**18 spelled in pairs is 18 characters each uniform and independent, as 18 draws would be.
+_PAIRS = tuple(a + b for a in _ALPHABET for b in _ALPHABET)
+_SPACE = len(_ALPHABET) ** _RANDOM_CHARS
 
 
 def new_order_number() -> str:
     """Date prefix for humans plus 18 random characters (93 bits): unguessable.
 
     28 characters of [A-Z0-9]: fits both gateways' out_trade_no (at most 32, Alipay's 64).
+    The random part is one ``secrets`` draw below 36**18, spelled in base 36 (two characters
+    at a time): the same distribution as 18 ``secrets.choice`` calls, for a tenth of the work.
     """
-    return timezone.localtime().strftime("%y%m%d%H%M") + "".join(secrets.choice(_ALPHABET) for _ in range(18))
+    n = secrets.randbelow(_SPACE)
+    pairs = len(_PAIRS)
+    chars = []
+    for _step in range(_RANDOM_CHARS // 2):
+        n, pair = divmod(n, pairs)
+        chars.append(_PAIRS[pair])
+    return timezone.localtime().strftime("%y%m%d%H%M") + "".join(chars)
 
 
 class Channel(models.TextChoices):

@@ -416,10 +416,21 @@ def _key_cached(key_id: str) -> ApiKey | None:
 def _key_copy(master: ApiKey) -> ApiKey:
     """A request's own copy of a kept key, agent and user: whatever a request caches on them
     (a related row read later) stays with that request."""
-    key, agent, user = copy.copy(master), copy.copy(master.agent), copy.copy(master.agent.user)
+    key, agent, user = _row_copy(master), _row_copy(master.agent), _row_copy(master.agent.user)
     agent.user = user  # also the user's reverse cache (user.agent)
     key.agent = agent
     return key
+
+
+def _row_copy(row):
+    """What ``copy.copy(row)`` makes of a model instance (its fields, and its own state with its
+    own cache of related rows), without pickling's detour through ``__reduce__`` and the app
+    registry. These models have no binary field (the one thing ``__getstate__`` converts)."""
+    new = row.__class__.__new__(row.__class__)
+    new.__dict__.update(row.__dict__)
+    new._state = state = copy.copy(row._state)
+    state.fields_cache = state.fields_cache.copy()
+    return new
 
 
 def _nonce_record(key: ApiKey, *, nonce: str, now) -> bool | None:
