@@ -50,10 +50,20 @@ def user_loaded(request) -> HttpResponse | None:
     before the view: ``None`` once loaded, else the 503 to answer. An exception there, outside
     the view, reaches no ``process_exception``. A dropped connection is retried once whatever
     the method: these are reads and nothing of the request has run yet; a second loss is a 503.
+
+    The user's row is read by the request's first statement, so that read is the connection's
+    health check (CONN_HEALTH_CHECKS would send a ``SELECT 1`` first, a round trip that only turns
+    a dead connection into a new one: the retry below does the same). A request that loads no
+    user from the database (anonymous) keeps Django's check for its first statement.
     """
+    checked_here = not connection.in_atomic_block and not connection.health_check_done
     for attempt in (1, 2):
         try:
-            request.user.is_authenticated  # noqa: B018 - evaluates the lazy user (session, user rows)
+            if checked_here:
+                connection.health_check_done = True
+            member = request.user.is_authenticated  # evaluates the lazy user (session, user rows)
+            if checked_here and not member:
+                connection.health_check_done = False  # no user row read: the check still runs
             return None
         except _DATABASE_ERRORS as exc:
             if not connection_lost(exc):
