@@ -134,7 +134,8 @@ MIDDLEWARE = [
     # with the security headers above, before sessions, users or the database.
     "marketplace.admission.OverloadMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
-    "django.middleware.locale.LocaleMiddleware",
+    # Django's, without reading a language from paths that have none (marketplace/middleware.py).
+    "marketplace.middleware.LocaleMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     # Django's, with sessions of the backends' previous paths renamed (accounts/middleware.py).

@@ -26,12 +26,13 @@ import sys
 import time
 import uuid
 from datetime import timedelta
+from unittest import mock
 
 import kombu.exceptions
 import psycopg2
 import pytest
 import redis
-from django.db import connection
+from django.db import connection, connections
 from django.db.models import Count
 from django.test import Client, RequestFactory
 from django.utils import timezone
@@ -328,6 +329,42 @@ def test_a_retried_operation_needs_no_health_check_first(client, buyer, product,
     order.refresh_from_db()
     assert order.status == OrderStatus.DELIVERED
     assert Payment.objects.filter(order=order).count() == 1
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_a_members_user_read_is_the_health_check(buyer, product, caplog):
+    """A member's request reads its user first (compliance's middleware, with one retry on a
+    lost connection): that read finds a connection dropped while idle, so no ``SELECT 1`` is
+    sent before it. An anonymous request reads no user: Django's check still runs first."""
+    client = Client()
+    client.force_login(buyer)
+    checks = []
+    original = type(connections["default"]).is_usable
+
+    def is_usable(self):
+        checks.append(1)
+        return original(self)
+
+    with mock.patch.object(type(connections["default"]), "is_usable", is_usable):
+        # The test client does not reset the check per request (Django's close_old_connections
+        # is disconnected from request_started): set as at the start of a request.
+        connection.health_check_done = False
+        assert client.get(f"/p/{product.slug}/").status_code == 200
+        assert checks == []  # a live connection: no SELECT 1 before the user's read
+        terminate(connection.connection.get_backend_pid())  # dropped while idle, between requests
+        connection.health_check_done = False
+        with caplog.at_level(logging.WARNING, logger="marketplace.middleware"):
+            assert client.get(f"/p/{product.slug}/").status_code == 200
+        assert "database connection lost loading the user" in caplog.text  # found by the read, retried
+        assert checks == []
+        caplog.clear()
+        terminate(connection.connection.get_backend_pid())
+        connection.health_check_done = False
+        with caplog.at_level(logging.WARNING):
+            assert Client().get(f"/p/{product.slug}/").status_code == 200
+        assert checks == [1]  # anonymous: Django's check found the dead connection and replaced it
+        assert "connection lost" not in caplog.text
 
 
 @pytest.mark.postgres
