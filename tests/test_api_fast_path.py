@@ -55,6 +55,7 @@ def broker_recorded(monkeypatch):
     return sent
 
 
+@pytest.mark.postgres
 def test_a_plain_balance_paid_order_costs_its_pinned_statements(
     shop, broker_recorded, django_capture_on_commit_callbacks
 ):
@@ -330,6 +331,7 @@ def test_the_order_body_is_what_the_order_serializer_renders(shop, django_captur
     assert bodies[0]["paid_at"] is None and bodies[1]["delivered_at"] is not None and bodies[2]["discount"] == "2.50"
 
 
+@pytest.mark.postgres
 def test_an_api_orders_delivery_without_a_callback_costs_two_statements_more(
     shop, broker_recorded, django_capture_on_commit_callbacks
 ):

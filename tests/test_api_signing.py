@@ -127,6 +127,7 @@ def raw_get(base: str, target: str, signed_as: str, shop) -> int:
         conn.close()
 
 
+@pytest.mark.postgres
 def test_the_docs_python_example_works_against_gunicorn(market, gunicorn):
     """The example exactly as published (only the key and the address filled in)."""
     shop = market["shop"]
@@ -145,6 +146,7 @@ def test_the_docs_python_example_works_against_gunicorn(market, gunicorn):
     assert placed.status_code == 200 and placed.json()["agent_order_no"] == "ABC"  # the same order, again
 
 
+@pytest.mark.postgres
 def test_gunicorn_also_accepts_the_target_signed_exactly_as_sent(market, gunicorn):
     shop = market["shop"]
     for target, status in TARGETS:

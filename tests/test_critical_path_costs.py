@@ -8,6 +8,7 @@ has BEGIN ... COMMIT: the same count.
 
 from decimal import Decimal
 
+import pytest
 from django.core import mail
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
@@ -35,6 +36,7 @@ def _warm(buyer, product, django_capture_on_commit_callbacks) -> None:
         assert _apply(place(buyer, product)).outcome == Notification.Outcome.APPLIED
 
 
+@pytest.mark.postgres
 def test_a_plain_notification_apply_costs_six_statements(buyer, django_capture_on_commit_callbacks):
     product = ProductFactory(price=Decimal("20.00"))
     add_stock(product, 2)
@@ -77,6 +79,7 @@ def test_a_replayed_notification_still_finds_the_payment(buyer, django_capture_o
     assert Payment.objects.filter(order=order).count() == 1
 
 
+@pytest.mark.postgres
 def test_a_plain_fulfilment_costs_seven_statements_and_renders_nothing(buyer, django_capture_on_commit_callbacks):
     product = ProductFactory(price=Decimal("20.00"))
     add_stock(product, 3)

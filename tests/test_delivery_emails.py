@@ -65,6 +65,7 @@ def notified(batch: list[Order]) -> set[int]:
     )
 
 
+@pytest.mark.postgres
 def test_one_run_sends_every_due_email_once_in_one_statement_per_batch(
     db, django_capture_on_commit_callbacks, settings
 ):
@@ -216,6 +217,7 @@ def test_with_eager_tasks_the_run_follows_the_delivery(db, django_capture_on_com
 
 
 @pytest.mark.django_db(transaction=True)
+@pytest.mark.postgres
 def test_two_runs_at_once_never_send_the_same_email(settings):
     """A run holding its batch (claimed, sending) and another run: the second skips the locked
     rows and takes the rest; each buyer gets one email."""

@@ -186,6 +186,7 @@ def test_a_guest_refund_goes_back_to_the_original_channel_and_the_guest_address(
     assert LINK.search(mail.outbox[0].body)  # the signed link: a guest has no account to log in to
 
 
+@pytest.mark.postgres
 def test_a_concurrent_double_submit_makes_one_order(product):
     key = uuid.uuid4().hex
 

@@ -43,6 +43,7 @@ def test_instances_with_related_objects_equal_the_orms(shelf):
     assert Product.objects.get(pk=got[0].pk).name == "renamed"
 
 
+@pytest.mark.postgres
 def test_compiled_once_then_one_statement_per_call(shelf, monkeypatch):
     category, products = shelf
     prepared = Prepared(_products, category=987654321)
@@ -97,6 +98,7 @@ def test_annotations_values_and_flat_lists(shelf):
     assert pairs.objects(category=category.pk)[0] == (products[0].pk, products[0].price)
 
 
+@pytest.mark.postgres
 def test_a_locking_read_locks_and_is_not_paged(shelf):
     _, products = shelf
     locked = Prepared(lambda pk: Product.objects.select_for_update().filter(pk=pk), pk=987654321)
@@ -107,6 +109,7 @@ def test_a_locking_read_locks_and_is_not_paged(shelf):
         locked.objects(pk=products[2].pk, limit=1)
 
 
+@pytest.mark.postgres
 def test_bad_samples_and_values_are_refused(shelf):
     del shelf  # products exist; the refusals come before any read
     contains = Prepared(lambda name: Product.objects.filter(name__contains=name), name="sample-name")
@@ -138,6 +141,7 @@ def test_other_databases_evaluate_the_queryset_each_time(shelf, monkeypatch):
     assert len(compiles) == 3 and prepared._compiled == {}
 
 
+@pytest.mark.postgres
 def test_objects_writing_reads_and_writes_over_the_same_rows_in_one_statement(shelf):
     category, _ = shelf
     prepared = Prepared(_products, category=987654321)
@@ -166,6 +170,7 @@ def test_objects_writing_leaves_other_databases_to_the_caller(shelf, monkeypatch
     assert Prepared(_products, category=987654321).objects_writing(lambda c: ("", []), category=category.pk) is None
 
 
+@pytest.mark.postgres
 def test_sql_is_the_compiled_text_with_the_values_for_a_subquery(shelf, monkeypatch):
     category, products = shelf
     ids = Prepared(lambda category: Product.objects.filter(category_id=category).values("id"), category=987654321)

@@ -64,6 +64,7 @@ def test_reads_inside_the_block_go_to_the_replica_and_writes_stay_on_the_primary
 
 
 @pytest.mark.django_db(transaction=True)
+@pytest.mark.postgres
 def test_the_monthly_report_reads_its_sections_on_the_replica_with_the_same_totals(replica, sales):  # noqa: F811
     start, end = this_month()
     with CaptureQueriesContext(replica) as on_replica, CaptureQueriesContext(connections["default"]) as on_primary:
