@@ -15,7 +15,6 @@ import json
 import os
 import pstats
 import random
-import subprocess
 import sys
 import time
 import uuid
@@ -97,7 +96,7 @@ def main() -> None:
     with connection.cursor() as cur:
         cur.execute("SELECT pg_backend_pid()")
         backend = cur.fetchone()[0]
-    perf = perf_start(cli.perf, backend, "post")
+    perf = pg_work.perf_start(cli.perf, backend, "post")
     start, pg0 = time.process_time(), backend_ticks(backend)
     for _ in range(cli.requests):
         one()
@@ -106,7 +105,9 @@ def main() -> None:
         f"CPU per request: {(time.process_time() - start) / cli.requests * 1000:.2f} ms, "
         f"PostgreSQL {pg:.2f} ms ({cli.requests} requests)"
     )
-    perf_stop(perf, cli.perf, "post", pg)
+    pg_work.perf_stop(perf)
+    if perf is not None:
+        pg_work.phases(f"{cli.perf}/post.data", pg)
     if cli.profile:
         profile = cProfile.Profile(time.process_time)
         profile.enable()
@@ -118,24 +119,6 @@ def main() -> None:
     if cli.deliver:
         deliver(cli, connection, CaptureQueriesContext)
     flush_broker(args.broker_url)
-
-
-def perf_start(directory: str, pid: int, label: str):
-    """``perf record`` of the backend ``pid`` into ``directory/label.data`` (None without a directory)."""
-    if not directory:
-        return None
-    Path(directory).mkdir(parents=True, exist_ok=True)
-    cmd = [*pg_work.PERF_RECORD, "-p", str(pid), "-o", f"{directory}/{label}.data"]
-    perf = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    time.sleep(0.5)
-    return perf
-
-
-def perf_stop(perf, directory: str, label: str, ms: float) -> None:
-    if perf is not None:
-        perf.send_signal(2)
-        perf.wait()
-        pg_work.phases(f"{directory}/{label}.data", ms)
 
 
 def deliver(cli, connection, capture) -> None:
@@ -161,12 +144,14 @@ def deliver(cli, connection, capture) -> None:
     with connection.cursor() as cur:
         cur.execute("SELECT pg_backend_pid()")
         backend = cur.fetchone()[0]
-    perf = perf_start(cli.perf, backend, "fulfil")
+    perf = pg_work.perf_start(cli.perf, backend, "fulfil")
     pg0, cpu0 = backend_ticks(backend), time.process_time()
     for pk in rest:
         fulfil_order.run(pk)
     cpu, pg = time.process_time() - cpu0, (backend_ticks(backend) - pg0) / CLK_TCK
-    perf_stop(perf, cli.perf, "fulfil", pg / len(rest) * 1000)
+    pg_work.perf_stop(perf)
+    if perf is not None:
+        pg_work.phases(f"{cli.perf}/fulfil.data", pg / len(rest) * 1000)
     if cli.profile:
         profile = cProfile.Profile(time.process_time)
         more = list(Order.objects.filter(status=Order.Status.PAID).order_by("pk").values_list("pk", flat=True))

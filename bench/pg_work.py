@@ -112,6 +112,24 @@ def notice_list(raw) -> list:
     return raw.bench_notices
 
 
+def perf_start(directory: str, pid: int, label: str):
+    """``perf record`` of the backend ``pid`` into ``directory/label.data`` (None without a directory)."""
+    if not directory:
+        return None
+    Path(directory).mkdir(parents=True, exist_ok=True)
+    cmd = [*PERF_RECORD, "-p", str(pid), "-o", f"{directory}/{label}.data"]
+    perf = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(0.5)
+    return perf
+
+
+def perf_stop(perf) -> None:
+    """Stop a ``perf_start`` recording (SIGINT: perf writes its data and exits)."""
+    if perf is not None:
+        perf.send_signal(2)
+        perf.wait()
+
+
 def traced(label, fn, value, plans: bool = False):
     """One call of ``fn(value)`` with auto_explain's notices (nested statements, triggers, WAL)
     printed under each statement and COMMIT it sent."""
@@ -198,15 +216,7 @@ def main() -> int:
         with connection.cursor() as cur:
             cur.execute("SELECT pg_backend_pid()")
             pid = cur.fetchone()[0]
-        perf = None
-        if args.perf:
-            Path(args.perf).mkdir(parents=True, exist_ok=True)
-            perf = subprocess.Popen(
-                [*PERF_RECORD, "-p", str(pid), "-o", f"{args.perf}/{label}.data"],
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )
-            time.sleep(0.5)
+        perf = perf_start(args.perf, pid, label)
         tracer = None
         if args.strace:
             tracer = subprocess.Popen(
@@ -219,9 +229,7 @@ def main() -> int:
             out.append(fn(v))
         pg = (backend_ticks(pid) - pg0) / CLK_TCK
         wall = time.perf_counter() - t0
-        if perf:
-            perf.send_signal(2)
-            perf.wait()
+        perf_stop(perf)
         if tracer:
             tracer.send_signal(2)
             _, err = tracer.communicate()
