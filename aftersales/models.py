@@ -4,7 +4,6 @@ Rows here are written only by ``aftersales.services`` (and the SLA sweep); staff
 admin through actions that call those services.
 """
 
-import secrets
 import string
 import uuid
 
@@ -15,12 +14,13 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import pgettext_lazy
 
+from marketplace.randomness import random_chars
 from marketplace.transitions import StateMachine, StatusChange, table
 
 
 def _number(prefix: str) -> str:
     alphabet = string.ascii_uppercase + string.digits
-    return prefix + timezone.localtime().strftime("%y%m%d") + "".join(secrets.choice(alphabet) for _ in range(10))
+    return prefix + timezone.localtime().strftime("%y%m%d") + random_chars(10, alphabet)
 
 
 def new_ticket_number() -> str:

@@ -1,4 +1,3 @@
-import secrets
 import string
 
 from django.conf import settings
@@ -8,6 +7,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
+from marketplace.randomness import random_chars
 from marketplace.transitions import StateMachine, StatusChange, table
 
 # How each channel is named to people (codes stay in URLs, logs and the ledger).
@@ -27,7 +27,7 @@ def new_recharge_number() -> str:
     return (
         RECHARGE_PREFIX
         + timezone.localtime().strftime("%y%m%d%H%M")
-        + "".join(secrets.choice(alphabet) for _ in range(17))
+        + random_chars(17, alphabet)
     )
 
 
@@ -196,7 +196,7 @@ PAYMENT_FLOW = StateMachine(transitions=table({s: [] for s in Payment.Status.val
 
 def new_refund_number() -> str:
     alphabet = string.ascii_uppercase + string.digits
-    return "F" + timezone.localtime().strftime("%y%m%d%H%M") + "".join(secrets.choice(alphabet) for _ in range(17))
+    return "F" + timezone.localtime().strftime("%y%m%d%H%M") + random_chars(17, alphabet)
 
 
 class Refund(models.Model):

@@ -75,7 +75,7 @@ class Trade:
     out_trade_no: str
     total_amount: Decimal
     status: str = "TRADE_SUCCESS"
-    trade_no: str = field(default_factory=lambda: "2024" + "".join(secrets.choice("0123456789") for _ in range(24)))
+    trade_no: str = field(default_factory=lambda: f"2024{secrets.randbelow(10**24):024d}")
     subject: str = "商品"
     created: str = field(default_factory=now_beijing)
     paid: str = field(default_factory=now_beijing)
@@ -88,9 +88,9 @@ class Transfer:
     amount: Decimal
     payee: str
     name: str
-    order_id: str = field(default_factory=lambda: "2024" + "".join(secrets.choice("0123456789") for _ in range(24)))
+    order_id: str = field(default_factory=lambda: f"2024{secrets.randbelow(10**24):024d}")
     fund_order_id: str = field(
-        default_factory=lambda: "2025" + "".join(secrets.choice("0123456789") for _ in range(24))
+        default_factory=lambda: f"2025{secrets.randbelow(10**24):024d}"
     )
     status: str = "SUCCESS"
     at: str = field(default_factory=now_beijing)
@@ -182,7 +182,7 @@ class FakeAlipay:
             "version": "1.0",
             "out_trade_no": out_trade_no,
             "total_amount": total_amount,
-            "trade_no": trade_no or "2024" + "".join(secrets.choice("0123456789") for _ in range(24)),
+            "trade_no": trade_no or f"2024{secrets.randbelow(10**24):024d}",
             "auth_app_id": self.app_id,
             "buyer_logon_id": "abc***@example.com",
         }

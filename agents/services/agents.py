@@ -1,6 +1,5 @@
 """Writes for agents: the tree and downline pricing. Keyword-only, ``<entity>_<verb>``."""
 
-import secrets
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
 
@@ -15,6 +14,7 @@ from catalog.models import Category, Product
 from marketplace.errors import Forbidden, ServiceError
 from marketplace.money import quantize
 from marketplace.permissions import staff_has_perm
+from marketplace.randomness import random_chars
 
 from ..models import Agent, AgentLevel, AgentMove, Invitation, LevelPrice, Markup, PriceKind
 
@@ -216,7 +216,7 @@ def invitation_create(
     """A new invitation of ``upline`` for ``level``: a random, unguessable code (and link)."""
     max_uses = invitation_check(upline=upline, level=level, max_uses=max_uses, expires_at=expires_at)
     for _attempt in range(5):
-        code = "".join(secrets.choice(INVITATION_ALPHABET) for _ in range(INVITATION_CODE_LENGTH))
+        code = random_chars(INVITATION_CODE_LENGTH, INVITATION_ALPHABET)
         try:
             with transaction.atomic():
                 return Invitation.objects.create(

@@ -10,7 +10,6 @@ discounted orders however many buyers try at once.
 import csv
 import io
 import math
-import secrets
 from dataclasses import dataclass
 from decimal import Decimal
 
@@ -23,6 +22,7 @@ from agents import selectors as agent_selectors
 from catalog.models import Product
 from marketplace.errors import ServiceError
 from marketplace.money import quantize
+from marketplace.randomness import random_chars
 
 from ..models import Coupon, CouponCode, CouponUse
 
@@ -350,7 +350,7 @@ def coupon_create(
 
 
 def _new_code() -> str:
-    return "".join(secrets.choice(CODE_ALPHABET) for _ in range(CODE_LENGTH))
+    return random_chars(CODE_LENGTH, CODE_ALPHABET)
 
 
 def coupon_codes_generate(*, coupon: Coupon, count: int) -> int:

@@ -6,7 +6,7 @@ here; remembering it for a while (the browser's session) is the views' part. Fai
 are audited (``compliance.services.audit_denied``).
 """
 
-import secrets
+import string
 from datetime import timedelta
 
 from django.conf import settings
@@ -22,6 +22,7 @@ from django.utils.translation import gettext as _
 from compliance import selectors as audit_log
 from compliance import services as compliance
 from marketplace.errors import Forbidden, NotFound, ServiceError
+from marketplace.randomness import random_chars
 
 from ..models import ATTACH_NOTE_PREFIX, GuestAccessCode, Order, OrderStatusChange
 
@@ -122,7 +123,7 @@ def guest_code_send(*, order: Order) -> None:
         if recent >= settings.GUEST_CODES_PER_HOUR:
             raise TooManyCodes(_("Too many codes were sent for this order. Try again in an hour."))
         GuestAccessCode.objects.filter(order=order, used_at__isnull=True).update(used_at=now)
-        code = "".join(secrets.choice("0123456789") for _ in range(CODE_DIGITS))
+        code = random_chars(CODE_DIGITS, string.digits)
         GuestAccessCode.objects.create(
             order=order,
             code_hash=make_password(code),

@@ -14,6 +14,7 @@ from django.db import transaction
 
 from catalog import selectors, services, topup
 from catalog.models import Category, Product, Supplier
+from marketplace.randomness import random_chars
 
 DEMO_PASSWORD = "demo-pass-2026"
 USERS = [
@@ -78,7 +79,7 @@ DESCRIPTIONS = {
 
 def _random_code(groups: int = 4, size: int = 4) -> str:
     alphabet = string.ascii_uppercase + string.digits
-    return "-".join("".join(secrets.choice(alphabet) for _ in range(size)) for _ in range(groups))
+    return "-".join(random_chars(size, alphabet) for _ in range(groups))
 
 
 class Command(BaseCommand):
