@@ -56,11 +56,9 @@ def insert_parts(obj: models.Model, connection, *, computed: dict[str, str] | No
     fields, columns, values = _insert_shape(type(obj), connection, computed or {})
     params = []
     for field, kind in fields:
-        if kind is None:
-            params.append(field.get_db_prep_save(field.pre_save(obj, True), connection))
-        else:  # ``pre_save`` is the attribute, and the preparation returns such a value as it is
-            value = getattr(obj, field.attname)
-            params.append(value if value is None or type(value) is kind else field.get_db_prep_save(value, connection))
+        # with a ``kind``, ``pre_save`` is the attribute (``PLAIN_VALUE_TYPES``)
+        value = getattr(obj, field.attname) if kind is not None else field.pre_save(obj, True)
+        params.append(prep_save(field, kind, value, connection))
     return columns, values, params
 
 
@@ -82,6 +80,15 @@ PLAIN_VALUE_TYPES: dict[type[models.Field], type] = {
 def value_type(field: models.Field) -> type | None:
     """The type whose values ``field`` writes unchanged (``PLAIN_VALUE_TYPES``), or None."""
     return PLAIN_VALUE_TYPES.get(type(field))
+
+
+def prep_save(field: models.Field, kind: type | None, value, connection):
+    """``field.get_db_prep_save(value, connection)``; ``kind`` is ``value_type(field)``, and a
+    value of exactly that type (or None) is returned as it is, without the call: what the
+    preparation would return."""
+    if kind is not None and (value is None or type(value) is kind):
+        return value
+    return field.get_db_prep_save(value, connection)
 
 
 _INSERT_SHAPES: dict[tuple, tuple[tuple[tuple[models.Field, type | None], ...], str, str]] = {}
@@ -150,12 +157,7 @@ def insert_values(
     row = f"({', '.join(['%s'] * len(fields))})"
     params = []
     for given in values:
-        params += [
-            value
-            if kind is not None and (value is None or type(value) is kind)
-            else field.get_db_prep_save(value, connection)
-            for (field, kind), value in zip(fields, given, strict=True)
-        ]
+        params += [prep_save(f, kind, value, connection) for (f, kind), value in zip(fields, given, strict=True)]
     with connection.cursor() as cursor:
         cursor.execute(head + ", ".join([row] * len(values)), params)
 
