@@ -1,6 +1,6 @@
-"""Indexes no query uses, dropped (ledger 0006, payments 0007, orders 0017; issue 17, h-idx): the
-varchar_pattern_ops twins of ledger_entry (kind, reference, idempotency_key), of
-payments_notification.order_number and of orders_order (status, guest_email), and ledger_line's
+"""Indexes no query uses, dropped (ledger 0006, payments 0007, orders 0017 and 0019; issue 17, h-idx):
+the varchar_pattern_ops twins of ledger_entry (kind, reference, idempotency_key), of
+payments_notification.order_number and of orders_order (status, guest_email, number), and ledger_line's
 own account_id index. Each one is gone, the reverse builds it again as Django did, and every
 equality lookup the code makes on those columns is still served by an index (with sequential
 scans disabled, the plan names the index that remains)."""
@@ -24,6 +24,7 @@ DROPPED = {
     "payments_notification_order_number_3598ff27_like",
     "orders_order_status_445594e5_like",
     "orders_order_guest_email_b233ca4c_like",
+    "orders_order_number_abc9e0f2_like",
 }
 
 
@@ -36,8 +37,8 @@ def _indexes() -> dict[str, str]:
 def test_the_unused_indexes_are_gone_and_the_rest_stay():
     indexes = _indexes()
     assert not DROPPED & set(indexes), sorted(DROPPED & set(indexes))
-    # Of these tables' pattern-ops twins only the order number's is left (not part of this change).
-    assert sorted(n for n, d in indexes.items() if "varchar_pattern_ops" in d) == ["orders_order_number_abc9e0f2_like"]
+    # None of these tables' pattern-ops twins is left.
+    assert sorted(n for n, d in indexes.items() if "varchar_pattern_ops" in d) == []
     kept = {
         "ledger_entry_kind_36a98d3d": "(kind)",
         "ledger_entry_reference_c09d11b2": "(reference)",
@@ -47,6 +48,7 @@ def test_the_unused_indexes_are_gone_and_the_rest_stay():
         "payments_notification_order_number_3598ff27": "(order_number)",
         "orders_order_status_445594e5": "(status)",
         "orders_order_guest_email_b233ca4c": "(guest_email)",
+        "orders_order_number_key": "(number)",
         # A user delete (the admin) runs the PROTECT check on it, the account erasure reads by it.
         "orders_codereveal_user_id_50e9d127": "(user_id)",
     }
@@ -73,6 +75,8 @@ def test_the_lookups_are_planned_on_the_remaining_indexes():
         (Notification.objects.filter(order_number="KM1"), "payments_notification_order_number_3598ff27"),
         (Order.objects.filter(status=Order.Status.REFUNDED), "orders_order_status_445594e5"),
         (Order.objects.filter(guest_email="g@example.test"), "orders_order_guest_email_b233ca4c"),
+        (Order.objects.filter(number="2612071200ABCDEFGHJKMNPQRSTU"), "orders_order_number_key"),
+        (Order.objects.filter(number__in=["2612071200ABCDEFGHJKMNPQRSTU", "X"]), "orders_order_number_key"),
         (CodeReveal.objects.filter(user_id=1).exclude(ip__isnull=True), "orders_codereveal_user_id_50e9d127"),
     ]
     for queryset, index in lookups:
@@ -91,6 +95,7 @@ def test_the_migrations_reverse_to_django_own_indexes():
         indexes = _indexes()
         assert set(indexes) >= DROPPED, sorted(DROPPED - set(indexes))
         assert indexes["orders_order_status_445594e5_like"].endswith("USING btree (status varchar_pattern_ops)")
+        assert indexes["orders_order_number_abc9e0f2_like"].endswith("USING btree (number varchar_pattern_ops)")
         assert indexes["ledger_line_account_id_a3112da4"].endswith("USING btree (account_id)")
     finally:
         executor = MigrationExecutor(connection)
