@@ -4,7 +4,6 @@ reconciliations with their mismatches, resolved with a note."""
 
 from datetime import datetime, time
 
-from django import forms
 from django.contrib import admin, messages
 from django.db.models import Count, IntegerField, OuterRef, Q, Subquery
 from django.db.models.functions import Coalesce
@@ -14,7 +13,7 @@ from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 
-from marketplace.admin import ReadOnlyAdmin
+from marketplace.admin import ReadOnlyAdmin, ResolutionAdminMixin, ResolvedFilter
 from marketplace.errors import admin_action_run
 from supply import services as supply
 from supply.admin import SupplierConnectionAdmin
@@ -147,32 +146,8 @@ class SupplyReconciliationAdmin(ReadOnlyAdmin):
             )
 
 
-class ResolvedFilter(admin.SimpleListFilter):
-    title = _("resolved")
-    parameter_name = "resolved"
-
-    def lookups(self, request, model_admin):
-        return [("no", _("Unresolved")), ("yes", _("Resolved"))]
-
-    def queryset(self, request, queryset):
-        if self.value() == "no":
-            return queryset.filter(resolved_at__isnull=True)
-        if self.value() == "yes":
-            return queryset.filter(resolved_at__isnull=False)
-        return queryset
-
-
-class ResolveForm(forms.Form):
-    note = forms.CharField(
-        label=_("What was done"),
-        max_length=300,
-        widget=forms.Textarea(attrs={"rows": 3, "cols": 60}),
-        help_text=_("Kept with each mismatch, with your name and the time."),
-    )
-
-
 @admin.register(SupplyMismatch)
-class SupplyMismatchAdmin(ReadOnlyAdmin):
+class SupplyMismatchAdmin(ResolutionAdminMixin, ReadOnlyAdmin):
     acted_on = True  # resolved through the action
     list_display = ("day", "connection", "kind", "our_number", "ours", "theirs", "resolution")
     list_filter = (ResolvedFilter, "kind", "reconciliation__connection")
@@ -198,15 +173,9 @@ class SupplyMismatchAdmin(ReadOnlyAdmin):
     def connection(self, obj):
         return obj.reconciliation.connection
 
-    @admin.display(description=_("resolution"))
-    def resolution(self, obj):
-        if obj.resolved_at is None:
-            return "—"
-        return f"✔ {obj.resolved_by or ''} {timezone.localtime(obj.resolved_at):%Y-%m-%d %H:%M}: {obj.resolution_note}"
-
     @admin.action(description=_("Mark resolved (with a note)…"), permissions=["change"])
     def mark_resolved(self, request, queryset):
-        form = ResolveForm(request.POST if "apply" in request.POST else None)
+        form = self.resolve_form(request)
         if form.is_valid():
             ok, count = admin_action_run(
                 self,

@@ -14,7 +14,7 @@ from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 
-from marketplace.admin import ReadOnlyAdmin, ReadOnlyInline
+from marketplace.admin import ReadOnlyAdmin, ReadOnlyInline, ResolutionAdminMixin, ResolvedFilter
 from marketplace.errors import PASS_THROUGH, ServiceError
 from orders.models import Order
 
@@ -335,32 +335,8 @@ class ReconciliationRunAdmin(ReadOnlyAdmin):
         return TemplateResponse(request, "admin/payments/reconciliationrun/report.html", context)
 
 
-class ResolvedFilter(admin.SimpleListFilter):
-    title = _("resolved")
-    parameter_name = "resolved"
-
-    def lookups(self, request, model_admin):
-        return [("no", _("Unresolved")), ("yes", _("Resolved"))]
-
-    def queryset(self, request, queryset):
-        if self.value() == "no":
-            return queryset.filter(resolved_at__isnull=True)
-        if self.value() == "yes":
-            return queryset.filter(resolved_at__isnull=False)
-        return queryset
-
-
-class ResolveForm(forms.Form):
-    note = forms.CharField(
-        label=_("What was done"),
-        max_length=500,
-        widget=forms.Textarea(attrs={"rows": 3, "cols": 60}),
-        help_text=_("Kept with each mismatch, with your name and the time."),
-    )
-
-
 @admin.register(Mismatch)
-class MismatchAdmin(ReadOnlyAdmin):
+class MismatchAdmin(ResolutionAdminMixin, ReadOnlyAdmin):
     list_display = (
         "day",
         "gateway",
@@ -400,18 +376,12 @@ class MismatchAdmin(ReadOnlyAdmin):
     def gateway(self, obj):
         return obj.run.gateway
 
-    @admin.display(description=_("resolution"))
-    def resolution(self, obj):
-        if obj.resolved_at is None:
-            return "—"
-        return f"✔ {obj.resolved_by or ''} {timezone.localtime(obj.resolved_at):%Y-%m-%d %H:%M}: {obj.resolution_note}"
-
     def has_resolve_permission(self, request):
         return request.user.has_perm("payments.resolve_mismatch")
 
     @admin.action(description=_("Mark resolved (with a note)…"), permissions=["resolve"])
     def mark_resolved(self, request, queryset):
-        form = ResolveForm(request.POST if "apply" in request.POST else None)
+        form = self.resolve_form(request)
         if form.is_valid():
             count = reconciliation.mismatch_resolve(
                 mismatch_ids=queryset.values_list("pk", flat=True), user=request.user, note=form.cleaned_data["note"]
