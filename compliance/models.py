@@ -9,6 +9,7 @@ from django.db.models import Q
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import pgettext_lazy
 
+from marketplace.crypto import encrypted_property
 from marketplace.text import mask_ends
 
 
@@ -363,29 +364,8 @@ class RealNameVerification(models.Model):
     def __str__(self):
         return f"{self.name_masked} {self.id_number_masked} {self.result}"
 
-    @property
-    def name(self) -> str:
-        from marketplace.crypto import decrypt
-
-        return decrypt(self.name_encrypted) if self.name_encrypted else ""
-
-    @name.setter
-    def name(self, value: str) -> None:
-        from marketplace.crypto import encrypt
-
-        self.name_encrypted = encrypt(value)
-
-    @property
-    def id_number(self) -> str:
-        from marketplace.crypto import decrypt
-
-        return decrypt(self.id_number_encrypted) if self.id_number_encrypted else ""
-
-    @id_number.setter
-    def id_number(self, value: str) -> None:
-        from marketplace.crypto import encrypt
-
-        self.id_number_encrypted = encrypt(value)
+    name = encrypted_property("name_encrypted", "The name, in clear.")
+    id_number = encrypted_property("id_number_encrypted", "The identity number, in clear.")
 
     @property
     def name_masked(self) -> str:

@@ -39,6 +39,21 @@ def decrypt(token: str) -> str:
         raise ValueError("cannot decrypt: no configured key matches") from exc
 
 
+def encrypted_property(field: str, doc: str = "") -> property:
+    """A model attribute read and written in clear and kept encrypted in ``field`` (``name`` over
+    ``name_encrypted``): an empty field reads as ""; setting encrypts under the primary key.
+    A plain ``property``, so a model's constructor takes it as a keyword like any other."""
+
+    def get(obj) -> str:
+        token = getattr(obj, field)
+        return decrypt(token) if token else ""
+
+    def put(obj, value: str) -> None:
+        setattr(obj, field, encrypt(value))
+
+    return property(get, put, doc=doc)
+
+
 def rotate(token: str) -> str:
     """Re-encrypt a token under the primary (first) key."""
     return _fernet().rotate(token.encode()).decode()
