@@ -11,7 +11,7 @@ from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
 from accounts.admin import UserAdmin
-from marketplace.admin import ReadOnlyAdmin, ReadOnlyInline
+from marketplace.admin import ReadOnlyAdmin, ReadOnlyInline, ReadOnlyMixin
 from marketplace.errors import admin_action_run
 
 from . import rating, realname, services
@@ -57,22 +57,13 @@ admin.site.unregister(Authenticator)
 
 
 @admin.register(Authenticator)
-class AuthenticatorAdmin(admin.ModelAdmin):
+class AuthenticatorAdmin(ReadOnlyMixin, admin.ModelAdmin):
     list_display = ("user", "type", "created_at", "last_used_at")
     list_filter = ("type",)
     search_fields = ("user__email",)
     fields = ("user", "type", "created_at", "last_used_at")
     readonly_fields = fields
     actions = ("reset_two_factor",)
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
     def has_reset_permission(self, request) -> bool:
         return request.user.has_perm("mfa.delete_authenticator")

@@ -13,7 +13,7 @@ from django.utils.translation import gettext_lazy as _
 
 from compliance.models import AuditEvent
 from compliance.services import audit_denied, audit_record
-from marketplace.admin import ReadOnlyInline
+from marketplace.admin import ReadOnlyInline, ReadOnlyMixin
 
 from .models import Report, ReportStatusChange
 from .sections import SECTIONS
@@ -37,7 +37,7 @@ class HistoryInline(ReadOnlyInline):
 
 
 @admin.register(Report)
-class ReportAdmin(admin.ModelAdmin):
+class ReportAdmin(ReadOnlyMixin, admin.ModelAdmin):
     inlines = [HistoryInline]
     list_display = ("kind", "period_shown", "status", "generated_at", "generator", "downloads")
     list_filter = ("kind", "status")
@@ -62,15 +62,6 @@ class ReportAdmin(admin.ModelAdmin):
 
     def has_view_permission(self, request, obj=None):
         return request.user.is_active and request.user.has_perm(PERMISSION)
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
     def get_queryset(self, request):
         return super().get_queryset(request).defer("pdf", "xlsx").select_related("generated_by")
