@@ -34,7 +34,7 @@ from marketing.services import coupons
 from marketplace import rows
 from marketplace.celery import app as celery_app
 from marketplace.celery import publish
-from marketplace.errors import ServiceError
+from marketplace.errors import Conflict, ServiceError
 from marketplace.logcontext import log_context, log_context_set
 from marketplace.money import quantize
 from marketplace.prepared import Prepared
@@ -57,6 +57,17 @@ class OrderError(ServiceError):
 
     code = "order_refused"
     status = 422  # the API answers a refused order so
+
+
+class OrderExists(Conflict):
+    """``order_place(return_existing=False)``: the idempotency key (or agent order number) is
+    another request's order, committed meanwhile; ``order`` is that order."""
+
+    code = "order_exists"
+
+    def __init__(self, order: Order):
+        super().__init__(_("An order with this key already exists."))
+        self.order = order
 
 
 def _lock(order_id: int) -> Order:
@@ -110,6 +121,7 @@ def order_place(
     source: str = "",
     coupon_code: str = "",
     topup: dict | None = None,
+    return_existing: bool = True,
 ) -> Order:
     """Reserve ``quantity`` codes of a product for ``buyer`` and open an order awaiting payment.
 
@@ -125,6 +137,9 @@ def order_place(
     Submitting the same idempotency key twice (a double click, a retried request) returns the
     first order: the database's unique (buyer, key) constraint decides, so the common path
     spends no query on looking first. API orders are also unique per agent order number.
+    ``return_existing=False``: that first order is raised as ``OrderExists`` instead, so an
+    order returned is always one this call placed (in the caller's transaction, if any: its row
+    is then that transaction's alone until it commits).
     ``captcha`` is the checkout form's solved challenge, needed only while a risk rule asks for
     one (``risk.captcha.CaptchaRequired`` otherwise; the page then shows the challenge).
 
@@ -320,6 +335,8 @@ def order_place(
         if existing is None:
             raise
         log_context_set(order=existing.number)
+        if not return_existing:
+            raise OrderExists(existing) from None
         return existing
     # The rest of this request (or task) logs with the order number (marketplace.logcontext).
     log_context_set(order=order.number)
