@@ -128,27 +128,33 @@ def api_order_place(
     # refused payment leaves the order placed: it is committed, then cancelled below.
     with transaction.atomic():
         order = _order_of(agent, agent_order_no)
+        placed = False  # by this request, in this transaction (not yet seen by any other)
         if order is None:
             _coupon_for_api(agent=agent, coupon_code=coupon_code)
-            # A refusal (OrderError 422 "order_refused", OutOfStock 409 "out_of_stock") reaches the
-            # API's error handler as it is.
-            order = orders.order_place(
-                buyer=buyer,
-                product_id=product_id,
-                quantity=quantity,
-                idempotency_key=idempotency_key(agent_order_no),
-                ip=ip,
-                channel=Order.Channel.API,
-                agent_order_no=agent_order_no,
-                callback_url=callback_url,
-                # The end user's real name, for products that need one (compliance.realname).
-                real_name=real_name,
-                id_number=id_number,
-                coupon_code=coupon_code,
-                # A direct top-up's fields, each sent once: the agent's system confirmed them with
-                # its buyer, so each is its own confirmation here (catalog.topup checks the rest).
-                topup={**(topup or {}), **{f"{k}{CONFIRM_SUFFIX}": v for k, v in (topup or {}).items()}},
-            )
+            try:
+                # A refusal (OrderError 422 "order_refused", OutOfStock 409 "out_of_stock") reaches
+                # the API's error handler as it is.
+                order = orders.order_place(
+                    buyer=buyer,
+                    product_id=product_id,
+                    quantity=quantity,
+                    idempotency_key=idempotency_key(agent_order_no),
+                    ip=ip,
+                    channel=Order.Channel.API,
+                    agent_order_no=agent_order_no,
+                    callback_url=callback_url,
+                    # The end user's real name, for products that need one (compliance.realname).
+                    real_name=real_name,
+                    id_number=id_number,
+                    coupon_code=coupon_code,
+                    # A direct top-up's fields, each sent once: the agent's system confirmed them
+                    # with its buyer, so each is its own confirmation (catalog.topup checks the rest).
+                    topup={**(topup or {}), **{f"{k}{CONFIRM_SUFFIX}": v for k, v in (topup or {}).items()}},
+                    return_existing=False,
+                )
+                placed = True
+            except orders.OrderExists as exists:  # a concurrent request's, committed meanwhile
+                order = exists.order
         if order.agent_id != agent.pk or order.buyer_id != buyer.pk:  # pragma: no cover - constraints forbid it
             raise ApiError(409, "agent_order_no_conflict", _("This order number belongs to another order."))
         if not _same_request(order, product_id, quantity, callback_url, coupon_code, topup):
@@ -175,7 +181,7 @@ def api_order_place(
         if order.status != OrderStatus.PENDING:
             return order, False
         try:
-            payment = payments.balance_pay(order_number=order.number, buyer=buyer, order=order)
+            payment = payments.balance_pay(order_number=order.number, buyer=buyer, order=order, placed=placed)
         except payments.PaymentError as exc:
             refused = exc
     if refused is not None:

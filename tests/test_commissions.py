@@ -186,3 +186,48 @@ def test_staff_see_the_price_chain_and_each_commission_on_the_order(level, buyer
     for c in Commission.objects.filter(order=order):
         assert f"¥{c.amount}" in page
     assert client.get("/admin/orders/order/?channel=storefront").status_code == 200
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db
+def test_the_chains_shares_ride_the_orders_statement_as_the_orm_writes_them(level):
+    """On PostgreSQL the price chain's rows are written in the order's own statement; the rows
+    equal what ``bulk_create`` writes when ``OrderShare`` is not plain (a receiver connected)."""
+    from django.db import connection
+    from django.db.models.signals import post_save
+    from django.test.utils import CaptureQueriesContext
+
+    product = ProductFactory(price=D("50.00"))
+    add_stock(product, 2)
+    a, b, c = chain_of(3, level)
+    services.markup_set(agent=a, kind=FIXED, value="2.00")
+    services.markup_set(agent=b, kind=PERCENT, value="10")
+
+    def shares_of(order):
+        rows = OrderShare.objects.filter(order=order).values_list("agent_id", "depth", "unit_cost", "unit_earning")
+        return sorted(rows)
+
+    def share_inserts(ctx):
+        return [q["sql"] for q in ctx.captured_queries if '"orders_ordershare"' in q["sql"]]
+
+    with CaptureQueriesContext(connection) as folded:
+        fast = order_place(buyer=c.user, product=product, quantity=1, idempotency_key="folded")
+    [statement] = share_inserts(folded)
+    assert statement.startswith('WITH o AS (INSERT INTO "orders_order"')
+
+    def receiver(**kwargs):
+        pass
+
+    post_save.connect(receiver, sender=OrderShare)
+    try:
+        with CaptureQueriesContext(connection) as own:
+            orm = order_place(buyer=c.user, product=product, quantity=1, idempotency_key="orm")
+    finally:
+        post_save.disconnect(receiver, sender=OrderShare)
+    [statement] = share_inserts(own)
+    assert statement.startswith('INSERT INTO "orders_ordershare"')
+
+    assert len(shares_of(fast)) == 3
+    assert [row[1:] for row in shares_of(fast)] == [row[1:] for row in shares_of(orm)]
+    assert [row[0] for row in shares_of(fast)] == [a.pk, b.pk, c.pk]
+    assert shares_of(fast)[1][1:] == (2, D("52.00"), D("5.20"))

@@ -34,7 +34,7 @@ from marketing.services import coupons
 from marketplace import rows
 from marketplace.celery import app as celery_app
 from marketplace.celery import publish
-from marketplace.errors import ServiceError
+from marketplace.errors import Conflict, ServiceError
 from marketplace.logcontext import log_context, log_context_set
 from marketplace.money import quantize
 from marketplace.prepared import Prepared
@@ -57,6 +57,17 @@ class OrderError(ServiceError):
 
     code = "order_refused"
     status = 422  # the API answers a refused order so
+
+
+class OrderExists(Conflict):
+    """``order_place(return_existing=False)``: the idempotency key (or agent order number) is
+    another request's order, committed meanwhile; ``order`` is that order."""
+
+    code = "order_exists"
+
+    def __init__(self, order: Order):
+        super().__init__(_("An order with this key already exists."))
+        self.order = order
 
 
 def _lock(order_id: int) -> Order:
@@ -110,6 +121,7 @@ def order_place(
     source: str = "",
     coupon_code: str = "",
     topup: dict | None = None,
+    return_existing: bool = True,
 ) -> Order:
     """Reserve ``quantity`` codes of a product for ``buyer`` and open an order awaiting payment.
 
@@ -125,6 +137,9 @@ def order_place(
     Submitting the same idempotency key twice (a double click, a retried request) returns the
     first order: the database's unique (buyer, key) constraint decides, so the common path
     spends no query on looking first. API orders are also unique per agent order number.
+    ``return_existing=False``: that first order is raised as ``OrderExists`` instead, so an
+    order returned is always one this call placed (in the caller's transaction, if any: its row
+    is then that transaction's alone until it commits).
     ``captcha`` is the checkout form's solved challenge, needed only while a risk rule asks for
     one (``risk.captcha.CaptchaRequired`` otherwise; the page then shows the challenge).
 
@@ -263,10 +278,14 @@ def order_place(
                 topup_values=topup_values,
             )
             claimed: list[int] | None = None
+            shared = False  # the shares, written with the order's row
             if fulfilment == Order.Fulfilment.STOCK and transaction.get_connection().vendor == "postgresql":
-                # One round trip: the order row, then the codes claimed, their order rows and the
-                # first history row (the counting waits for the coupon's and minors' refusals).
-                claimed = _place_and_claim(order=order, buyer=buyer, product_id=product.pk, quantity=quantity)
+                # One round trip: the order row, then the codes claimed, their order rows, the
+                # first history row and the price chain's shares (the counting waits for the
+                # coupon's and minors' refusals).
+                claimed, shared = _place_and_claim(
+                    order=order, buyer=buyer, product_id=product.pk, quantity=quantity, shares=quote.shares
+                )
             else:
                 order.save(force_insert=True)
             if offer is not None:  # or CouponError: the order row above is rolled back
@@ -283,7 +302,7 @@ def order_place(
                         exclude_order_id=order.pk,
                     ),
                 )  # or MinorLimitError: the order row above is rolled back
-            if quote.shares:
+            if quote.shares and not shared:
                 _shares_insert(order, quote.shares)
             if claimed is not None:  # too few codes: OutOfStock, and every row above is rolled back
                 stock.stock_claim_check(code_ids=claimed, quantity=quantity)
@@ -320,6 +339,8 @@ def order_place(
         if existing is None:
             raise
         log_context_set(order=existing.number)
+        if not return_existing:
+            raise OrderExists(existing) from None
         return existing
     # The rest of this request (or task) logs with the order number (marketplace.logcontext).
     log_context_set(order=order.number)
@@ -330,16 +351,19 @@ def order_place(
 PLACED_NOTE = "placed"
 
 
-def _place_and_claim(*, order: Order, buyer, product_id: int, quantity: int) -> list[int]:
+def _place_and_claim(*, order: Order, buyer, product_id: int, quantity: int, shares=()) -> tuple[list[int], bool]:
     """The order row (``order``, not yet saved), the stock claim (``catalog.services.stock_claim_sql``),
-    the order's codes and its first history row ("" -> pending, as ``order.history.create`` writes
-    it) in ONE statement (PostgreSQL's data-modifying WITH). The order row is written as ``save()``
+    the order's codes, its first history row ("" -> pending, as ``order.history.create`` writes
+    it) and its ``shares`` (the price chain's ``OrderShare`` rows, as ``_shares_insert`` writes
+    them) in ONE statement (PostgreSQL's data-modifying WITH). The order row is written as ``save()``
     writes it (``marketplace.rows.insert_parts``) and first: the main SELECT's first column reads
     it before its second runs the claim, so a double click's second request waits at the order's
     unique (buyer, key) index holding no code, then fails there (IntegrityError) as it did when
     the order had its own statement. A model ``rows.plain`` refuses (a ``save()`` of its own,
-    receivers) is saved by the ORM first. Returns the code ids claimed, not counted: the caller
-    checks them (``stock_claim_check``), and rolls its transaction back when they are too few."""
+    receivers) is saved by the ORM first. Returns the code ids claimed, not counted (the caller
+    checks them, ``stock_claim_check``, and rolls its transaction back when they are too few),
+    and whether the shares were written (not when ``OrderShare`` is not plain, or is routed to
+    another database: the caller writes them)."""
     connection = transaction.get_connection()
     qn = connection.ops.quote_name
     claim, claim_params = stock.stock_claim_sql(product_id=product_id, quantity=quantity)
@@ -359,16 +383,31 @@ def _place_and_claim(*, order: Order, buyer, product_id: int, quantity: int) -> 
         " VALUES ((SELECT id FROM o), %s, %s, %s, %s, %s)),"
         f" coded AS (INSERT INTO {codes} (order_id, code_id, reserved_at, released_at)"
         " SELECT (SELECT id FROM o), id, %s, NULL FROM claimed RETURNING code_id)"
-        " SELECT (SELECT id FROM o), ARRAY(SELECT code_id FROM coded)"
     )
     params += claim_params
     params += ["", OrderStatus.PENDING.value, getattr(buyer, "pk", None), PLACED_NOTE, now, now]
+    shared = bool(shares) and router.db_for_write(OrderShare) == connection.alias and rows.plain(OrderShare)
+    if shared:
+        # Each row as ``save()`` writes it, its order the one above.
+        rows_sql = []
+        for part in shares:
+            share_row = OrderShare(
+                agent_id=part.agent.pk, depth=part.depth, unit_cost=part.unit_cost, unit_earning=part.unit_earning
+            )
+            columns, values, share_params = rows.insert_parts(share_row, connection, computed=_SHARE_ORDER)
+            rows_sql.append(f"({values})")
+            params += share_params
+        sql += f", shared AS (INSERT INTO {qn(OrderShare._meta.db_table)} ({columns}) VALUES {', '.join(rows_sql)})"  # noqa: S608
+    sql += " SELECT (SELECT id FROM o), ARRAY(SELECT code_id FROM coded)"
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         order_id, code_ids = cursor.fetchone()
     if plain:
         rows.saved(order, order_id, connection.alias)
-    return code_ids
+    return code_ids, shared
+
+
+_SHARE_ORDER = {"order_id": "(SELECT id FROM o)"}
 
 
 def supply_source(*, product: Product, quantity: int) -> str:

@@ -303,14 +303,16 @@ class PaymentError(ServiceError):
     code = "payment_refused"
 
 
-def balance_pay(*, order_number: str, buyer, order: Order | None = None) -> Payment:
+def balance_pay(*, order_number: str, buyer, order: Order | None = None, placed: bool = False) -> Payment:
     """Pay an order from the buyer's balance, instantly: the debit and the order's move to
     paid are one transaction, and the balance cannot go below zero however many pay at once.
 
     ``order``: the order with this number as the caller has just read or placed it (the API).
     Its row is then locked reading back only what can have changed since (status, expiry,
     buyer), not the whole order again; the payment's ``order`` is that instance, brought up
-    to date.
+    to date. ``placed``: the caller's transaction placed ``order`` itself (``order_place`` with
+    ``return_existing=False`` returned it) and has not committed: no other transaction can see
+    its row, let alone lock or change it, so it is neither locked nor read again.
 
     Called inside a transaction (the API's, which placed the order in it), it runs in that one,
     without a savepoint of its own: what it refuses (``NotFound``, ``PaymentError``) it refuses
@@ -322,7 +324,11 @@ def balance_pay(*, order_number: str, buyer, order: Order | None = None) -> Paym
         log_context(order=order_number, payment=f"{BALANCE}:BAL{order_number}"),
         contextlib.nullcontext() if outer else transaction.atomic(),
     ):
-        order = _order_relock(order) if order is not None and order.number == order_number else None
+        if order is not None and order.number == order_number:
+            # (Outside a transaction of the caller's, its order is committed: locked as any.)
+            order = order if placed and outer else _order_relock(order)
+        else:
+            order = None
         if order is None:
             order = orders.order_lock_by_number(order_number)
         if order is None or order.buyer_id != buyer.pk:
