@@ -244,17 +244,20 @@ def entry_post_sealed_by_caller(
     kind: str,
     legs: Sequence[tuple[AccountSpec | Account, Decimal]],
     reference: str = "",
+    memo: str = "",
     idempotency_key: str | None = None,
 ) -> row_sql.Row:
     """``entry_post`` whose entry, the row that seals its lines, the caller writes in its own
     statement: the lines are written now, the entry is returned unwritten, for
-    ``StateMachine.apply(along=...)`` (a delivery: the entry rides the order's move, one
-    statement fewer) or ``.write()``. The database checks what it checks for ``entry_post``:
+    ``StateMachine.apply(along=...)`` (a payment, a delivery: the entry rides the order's move,
+    one statement fewer) or ``.write()``. The database checks what it checks for ``entry_post``:
     the entry's trigger refuses lines that do not sum to zero and its unique key a second entry
     for the same event, when the entry is written. Lines whose entry is never written cannot
     commit: their foreign key to the entry is checked at COMMIT, so the caller's transaction
     fails whole."""
-    entry = Entry(id=uuid.uuid4(), kind=kind, reference=reference[:80], idempotency_key=idempotency_key)
+    entry = Entry(
+        id=uuid.uuid4(), kind=kind, reference=reference[:80], memo=memo[:200], idempotency_key=idempotency_key
+    )
     _entry_lines(entry, legs)
     return row_sql.Row(entry)
 

@@ -278,6 +278,31 @@ class Row:
         saved(self.obj, row[0], using)
 
 
+@dataclass(frozen=True)
+class PairAndRow:
+    """A ``Pair`` and a ``Row`` of one business change (a payment, the notification's log row
+    that applied it, and the ledger entry that books it), written together: in one statement
+    by a caller that chains ``sql`` (``StateMachine.apply(along=...)``), else ``write``.
+    ``row``'s primary key must be set before the INSERT (a UUID): it is not read back."""
+
+    pair: Pair
+    row: Row
+
+    def write(self, *, using: str | None = None) -> None:
+        self.pair.write(using=using)
+        self.row.write(using=using)
+
+    def sql(self, connection, *, source: str = "") -> tuple[str, str, list]:
+        """``Pair.sql``'s shape, ``row``'s INSERT a ``WITH`` entry of its own (``r``) before the pair's."""
+        head, tail, params = self.pair.sql(connection, source=source)
+        _none, row_insert, row_params = self.row.sql(connection, source=source)
+        return f"r AS ({row_insert}), {head}", tail, row_params + params
+
+    def saved(self, row: Sequence, using: str) -> None:
+        self.pair.saved(row, using)
+        saved(self.row.obj, self.row.obj.pk, using)
+
+
 _SELECT_SQL: dict[tuple[type[models.Model], str, str, bool], tuple] = {}
 
 

@@ -109,7 +109,7 @@ class StateMachine:
         note: str = "",
         update: Mapping[str, object] | None = None,
         on_commit: Iterable[Callable[[], object]] = (),  # what they return is ignored
-        along: rows.Pair | rows.Row | None = None,
+        along: rows.Pair | rows.Row | rows.PairAndRow | None = None,
     ) -> bool:
         """Move ``instance`` (locked by the caller) to ``dst``.
 
@@ -201,7 +201,7 @@ def _move_and_record(
     names: list[str],
     history: models.Model,
     using: str,
-    along: rows.Pair | rows.Row | None,
+    along: rows.Pair | rows.Row | rows.PairAndRow | None,
 ) -> bool:
     """``instance.save(update_fields=names)`` guarded by ``status = src``, and ``history``
     inserted only if the row moved, in one statement (PostgreSQL: ``WITH moved AS (UPDATE ...

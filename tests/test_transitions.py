@@ -334,3 +334,45 @@ def test_a_refused_move_writes_no_single_row_along(order):
         assert not Entry.objects.filter(idempotency_key="along:stale").exists()
         transaction.set_rollback(True)
     assert row.obj._state.adding is True
+
+
+@pytest.mark.parametrize("one_statement", [True, False])
+def test_a_move_writes_a_pair_and_a_row_along_it(order, one_statement):
+    """``along=rows.PairAndRow(...)`` (a payment, its log row and the ledger entry that books
+    it): all three with the move, in its statement on PostgreSQL, else after it."""
+    from ledger.models import Entry
+    from marketplace import rows
+    from payments.models import Payment
+
+    with _orm_path_unless(one_statement), transaction.atomic():
+        locked = Order.objects.select_for_update().get(pk=order.pk)
+        payment, record, pair = _payment_pair(locked, "T-TRIPLE")
+        entry = _delivery_entry(locked, "along:triple")
+        assert ORDER_FLOW.apply(locked, Order.Status.PAID, along=rows.PairAndRow(pair, entry))
+    stored = Payment.objects.get(trade_no="T-TRIPLE")
+    assert stored.pk == payment.pk and list(stored.notifications.values_list("pk", flat=True)) == [record.pk]
+    assert Entry.objects.get(idempotency_key="along:triple").pk == entry.obj.pk
+    assert entry.obj._state.adding is False
+
+
+def test_a_refused_move_writes_none_of_a_pair_and_a_row(order):
+    """A refused move writes neither the pair nor the entry along it."""
+    from django.db import connection
+
+    from ledger.models import Entry
+    from marketplace import rows
+    from payments.models import Payment
+
+    if connection.vendor != "postgresql":
+        pytest.skip("the one-statement move is PostgreSQL's; elsewhere save() and create()")
+    stale = Order.objects.get(pk=order.pk)
+    _apply(order, Order.Status.CANCELLED)
+    with transaction.atomic():
+        payment, record, pair = _payment_pair(stale, "T-STALE3")
+        entry = _delivery_entry(stale, "along:stale3")
+        with pytest.raises(IllegalTransition):
+            ORDER_FLOW.apply(stale, Order.Status.PAID, along=rows.PairAndRow(pair, entry))
+        assert not Payment.objects.filter(trade_no="T-STALE3").exists()
+        assert not Entry.objects.filter(idempotency_key="along:stale3").exists()
+        transaction.set_rollback(True)
+    assert payment.pk is None and record.pk is None

@@ -579,7 +579,10 @@ def order_delivery_nudge(*, order: Order) -> None:
 
 
 def order_mark_paid(
-    *, order: Order, note: str = "", recorded_by: Callable[[PaidOutcome], rows.Pair] | None = None
+    *,
+    order: Order,
+    note: str = "",
+    recorded_by: Callable[[PaidOutcome], rows.Pair | rows.PairAndRow] | None = None,
 ) -> PaidOutcome:
     """Record that ``order`` (locked by the caller, in its transaction) has been paid.
 
@@ -587,11 +590,12 @@ def order_mark_paid(
     commit is lost (broker away, worker killed), the sweeper queues it again.
 
     ``recorded_by``: given the outcome, the new rows that record the payment (the payment and
-    the notification's log row), written in the caller's transaction with the order's move (in
-    its statement, on PostgreSQL) or, when the order does not move, on their own."""
+    the notification's log row, and the ledger entry that books it), written in the caller's
+    transaction with the order's move (in its statement, on PostgreSQL) or, when the order does
+    not move, on their own."""
     from ..tasks import notify_refund_pending
 
-    def along(outcome: PaidOutcome) -> rows.Pair | None:
+    def along(outcome: PaidOutcome) -> rows.Pair | rows.PairAndRow | None:
         return recorded_by(outcome) if recorded_by is not None else None
 
     queue_fulfilment = lambda: _queue_fulfilment(order.pk)  # noqa: E731
