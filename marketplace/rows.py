@@ -246,6 +246,65 @@ class Pair:
         setattr(self.second, self.link, self.first)
 
 
+@dataclass(frozen=True)
+class Row:
+    """One new row of a business change that its caller writes with a statement of its own (a
+    delivery's ledger entry, whose lines are already written, with the order's move):
+    ``Pair``'s interface for a single row, so ``StateMachine.apply(along=...)`` takes either.
+    Only for a model whose primary key is set before the INSERT (a UUID), or plain otherwise."""
+
+    obj: models.Model
+
+    def write(self, *, using: str | None = None) -> None:
+        """The row: one INSERT of constant text on PostgreSQL for a plain model (``insert_rows``),
+        else ``save(force_insert=True)``."""
+        using = using or router.db_for_write(type(self.obj), instance=self.obj)
+        if one_statement_ok(using, type(self.obj)):
+            insert_rows([self.obj], using=using)
+        else:
+            self.obj.save(using=using, force_insert=True)
+
+    def sql(self, connection, *, source: str = "") -> tuple[str, str, list]:
+        """``Pair.sql``'s shape: ("", ``INSERT obj ... SELECT ... FROM source RETURNING pk``,
+        params). No ``WITH`` entry of its own (the head is empty); with ``source`` the row is
+        inserted once per row of it: not at all when it returned none."""
+        qn = connection.ops.quote_name
+        meta = self.obj._meta
+        columns, values, params = insert_parts(self.obj, connection)
+        rows = f"SELECT {values} FROM {source}" if source else f"VALUES ({values})"  # noqa: S608 (names, no values)
+        tail = f"INSERT INTO {qn(meta.db_table)} ({columns}) {rows} RETURNING {qn(meta.pk.column)}"
+        return "", tail, params
+
+    def saved(self, row: Sequence, using: str) -> None:
+        """The object marked as its row, from the pk ``sql`` returns."""
+        saved(self.obj, row[0], using)
+
+
+@dataclass(frozen=True)
+class PairAndRow:
+    """A ``Pair`` and a ``Row`` of one business change (a payment, the notification's log row
+    that applied it, and the ledger entry that books it), written together: in one statement
+    by a caller that chains ``sql`` (``StateMachine.apply(along=...)``), else ``write``.
+    ``row``'s primary key must be set before the INSERT (a UUID): it is not read back."""
+
+    pair: Pair
+    row: Row
+
+    def write(self, *, using: str | None = None) -> None:
+        self.pair.write(using=using)
+        self.row.write(using=using)
+
+    def sql(self, connection, *, source: str = "") -> tuple[str, str, list]:
+        """``Pair.sql``'s shape, ``row``'s INSERT a ``WITH`` entry of its own (``r``) before the pair's."""
+        head, tail, params = self.pair.sql(connection, source=source)
+        _none, row_insert, row_params = self.row.sql(connection, source=source)
+        return f"r AS ({row_insert}), {head}", tail, row_params + params
+
+    def saved(self, row: Sequence, using: str) -> None:
+        self.pair.saved(row, using)
+        saved(self.row.obj, self.row.obj.pk, using)
+
+
 _SELECT_SQL: dict[tuple[type[models.Model], str, str, bool], tuple] = {}
 
 

@@ -109,7 +109,7 @@ class StateMachine:
         note: str = "",
         update: Mapping[str, object] | None = None,
         on_commit: Iterable[Callable[[], object]] = (),  # what they return is ignored
-        along: rows.Pair | None = None,
+        along: rows.Pair | rows.Row | rows.PairAndRow | None = None,
     ) -> bool:
         """Move ``instance`` (locked by the caller) to ``dst``.
 
@@ -117,8 +117,9 @@ class StateMachine:
         ``along`` neither), raises ``IllegalTransition`` for a move the table does not allow.
 
         ``along``: new rows that record what moved it (a payment and the notification's log
-        row), written with the move: in its statement where the move and history are one (below),
-        so only if the row moves; after the move and its history row elsewhere.
+        row, ``rows.Pair``; a delivery's ledger entry, ``rows.Row``), written with the move: in
+        its statement where the move and history are one (below), so only if the row moves;
+        after the move and its history row elsewhere.
 
         On PostgreSQL, for plain models (``marketplace.rows.plain``), the row's UPDATE and its
         history row are one statement, the UPDATE guarded by the status the caller saw: a row
@@ -195,12 +196,17 @@ class StateMachine:
 
 
 def _move_and_record(
-    instance: models.Model, src: str, names: list[str], history: models.Model, using: str, along: rows.Pair | None
+    instance: models.Model,
+    src: str,
+    names: list[str],
+    history: models.Model,
+    using: str,
+    along: rows.Pair | rows.Row | rows.PairAndRow | None,
 ) -> bool:
     """``instance.save(update_fields=names)`` guarded by ``status = src``, and ``history``
     inserted only if the row moved, in one statement (PostgreSQL: ``WITH moved AS (UPDATE ...
     RETURNING) INSERT ... SELECT ... FROM moved``). Values are prepared as ``save()`` does.
-    With ``along`` its two rows are inserted by the same statement, from ``moved`` too.
+    With ``along`` its rows are inserted by the same statement, from ``moved`` too.
     Returns whether the row moved (and its history row, and ``along``'s, were written)."""
     connection = connections[using]
     qn = connection.ops.quote_name
@@ -224,9 +230,11 @@ def _move_and_record(
         statement = f"WITH {moved} {record}"
     else:
         # The history row's id comes back with the pair's last INSERT (a scalar subquery of its
-        # CTE): all three rows are written when the order moves, none when it does not.
+        # CTE): all its rows are written when the order moves, none when it does not. A single
+        # row (``rows.Row``) has no CTE of its own: it is the statement's end.
         head, tail, pair_params = along.sql(connection, source="moved")
-        statement = f"WITH {moved}, h AS ({record}), {head} {tail}, (SELECT {history_pk} FROM h)"  # noqa: S608
+        heads = f"{moved}, h AS ({record}), {head}" if head else f"{moved}, h AS ({record})"
+        statement = f"WITH {heads} {tail}, (SELECT {history_pk} FROM h)"  # noqa: S608
         params += pair_params
     with connection.cursor() as cursor:
         cursor.execute(statement, params)

@@ -387,8 +387,8 @@ def test_an_api_orders_delivery_without_a_callback_costs_two_statements_more(
     with CaptureQueriesContext(connection) as ctx:
         assert order_services.order_fulfil(order_id=second.pk)
     sql = [q["sql"] for q in ctx.captured_queries]
-    # The plain fulfilment's 7 (SAVEPOINT ... RELEASE: the test's transaction), and these two:
-    assert len(sql) == 9, "\n".join(s[:120] for s in sql)
+    # The plain fulfilment's 6 (SAVEPOINT ... RELEASE: the test's transaction), and these two:
+    assert len(sql) == 8, "\n".join(s[:120] for s in sql)
     assert sum("agents_apicallback" in s for s in sql) == 1
     assert sum('FROM "orders_ordershare"' in s for s in sql) == 1
     assert not [s for s in sql if s.startswith('SELECT "agents_apikey"')]

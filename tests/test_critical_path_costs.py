@@ -37,7 +37,7 @@ def _warm(buyer, product, django_capture_on_commit_callbacks) -> None:
 
 
 @pytest.mark.postgres
-def test_a_plain_notification_apply_costs_six_statements(buyer, django_capture_on_commit_callbacks):
+def test_a_plain_notification_apply_costs_five_statements(buyer, django_capture_on_commit_callbacks):
     product = ProductFactory(price=Decimal("20.00"))
     add_stock(product, 2)
     _warm(buyer, product, django_capture_on_commit_callbacks)
@@ -46,14 +46,17 @@ def test_a_plain_notification_apply_costs_six_statements(buyer, django_capture_o
     with django_capture_on_commit_callbacks() as after, CaptureQueriesContext(connection) as sql:
         result = _apply(order)
     statements = [q["sql"] for q in sql.captured_queries]
-    # SAVEPOINT; the order locked; moved to paid (the due time with it), its history row, the
-    # payment (its unique trade number is the replay and forgery backstop for a pending order) and
-    # the notification's log row, one statement (were two: the move's, then the payment's); the
-    # ledger lines in one INSERT, then the entry; RELEASE.
-    assert len(statements) == 6, "\n".join(statements)
-    moved = statements[2]
+    # SAVEPOINT; the order locked; the ledger lines in one INSERT; moved to paid (the due time
+    # with it), its history row, the ledger entry that seals the lines, the payment (its unique
+    # trade number is the replay and forgery backstop for a pending order) and the
+    # notification's log row, one statement (were three: the move's, the payment's, the
+    # entry's); RELEASE.
+    assert len(statements) == 5, "\n".join(statements)
+    assert statements[2].startswith('INSERT INTO "ledger_line"')
+    moved = statements[3]
     assert moved.startswith("WITH moved AS (UPDATE") and "orders_orderstatuschange" in moved
     assert 'a AS (INSERT INTO "payments_payment"' in moved and "payments_notification" in moved
+    assert 'r AS (INSERT INTO "ledger_entry"' in moved
     assert not any('FROM "ledger_account"' in s for s in statements)  # accounts kept per process
     assert result.outcome == Notification.Outcome.APPLIED
     order.refresh_from_db()
@@ -80,7 +83,7 @@ def test_a_replayed_notification_still_finds_the_payment(buyer, django_capture_o
 
 
 @pytest.mark.postgres
-def test_a_plain_fulfilment_costs_seven_statements_and_renders_nothing(buyer, django_capture_on_commit_callbacks):
+def test_a_plain_fulfilment_costs_six_statements_and_renders_nothing(buyer, django_capture_on_commit_callbacks):
     product = ProductFactory(price=Decimal("20.00"))
     add_stock(product, 3)
     _warm(buyer, product, django_capture_on_commit_callbacks)
@@ -93,8 +96,11 @@ def test_a_plain_fulfilment_costs_seven_statements_and_renders_nothing(buyer, dj
         assert orders.order_fulfil(order_id=order.pk) is True
     statements = [q["sql"] for q in sql.captured_queries]
     # SAVEPOINT; the order locked; its codes sold, returning their costs; the ledger lines in
-    # one INSERT, then the entry; moved to delivered and its history row, one statement; RELEASE.
-    assert len(statements) == 7, "\n".join(statements)
+    # one INSERT; moved to delivered with its history row and the ledger entry that seals the
+    # lines, one statement; RELEASE.
+    assert len(statements) == 6, "\n".join(statements)
+    assert sum('INSERT INTO "ledger_entry"' in s for s in statements) == 1
+    assert 'INSERT INTO "ledger_entry"' in statements[-2] and 'UPDATE "orders_order"' in statements[-2]
     assert len(mail.outbox) == sent  # no email rendered or sent by the fulfilment
     order.refresh_from_db()
     assert order.status == Status.DELIVERED and order.buyer_notified_at is None

@@ -361,3 +361,60 @@ def test_lines_are_written_without_instances_as_save_writes_them_and_on_sqlite_t
     assert sorted(other.lines.values_list("account_id", "amount")) == sorted(
         [(cash.pk, D("1.00")), (sales.pk, D("-1.00"))]
     )
+
+
+@pytest.mark.django_db
+def test_an_entry_sealed_by_its_caller_is_written_with_the_callers_statement():
+    """``entry_post_sealed_by_caller``: the lines now, the entry when the caller writes it (here
+    on its own; a delivery writes it with the order's move). Until then the lines are unsealed;
+    written, it is the entry ``entry_post`` would have written, and a second one for the same
+    event is refused by its key."""
+    cash, sales = two_accounts()
+    with transaction.atomic():
+        pending = ledger.entry_post_sealed_by_caller(
+            kind="test", legs=[(cash, D("4.00")), (sales, D("-4.00"))], reference="sealed", idempotency_key="sealed:1"
+        )
+        entry = pending.obj
+        assert Line.objects.filter(entry_id=entry.pk).count() == 2
+        assert not Entry.objects.filter(pk=entry.pk).exists()
+        pending.write()
+    stored = Entry.objects.get(idempotency_key="sealed:1")
+    assert (stored.pk, stored.kind, stored.reference) == (entry.pk, "test", "sealed")
+    assert sorted(stored.lines.values_list("amount", flat=True)) == [D("-4.00"), D("4.00")]
+    with pytest.raises(IntegrityError), transaction.atomic():
+        ledger.entry_post_sealed_by_caller(
+            kind="test", legs=[(cash, D("4.00")), (sales, D("-4.00"))], idempotency_key="sealed:1"
+        ).write()
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db
+def test_lines_whose_entry_is_never_written_cannot_commit():
+    """A caller that writes the lines but not their entry (its move refused, the exception
+    caught) cannot commit them: the lines' foreign key to the entry is checked at COMMIT
+    (forced here with ``SET CONSTRAINTS ALL IMMEDIATE``, the test's transaction never commits)."""
+    cash, sales = two_accounts()
+    with pytest.raises(IntegrityError), transaction.atomic():
+        ledger.entry_post_sealed_by_caller(kind="test", legs=[(cash, D("1.00")), (sales, D("-1.00"))])
+        with connection.cursor() as cursor:
+            cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_second_delivery_of_an_order_is_refused_by_the_entrys_key(buyer):
+    """``order_deliver`` on an order already delivered (a caller that did not check): the move
+    is a no-op, and the entry, written on its own, is refused by its key as before; nothing of
+    the second booking stays."""
+    from orders.services import orders as order_services
+
+    product = ProductFactory(price=D("30.00"))
+    add_stock(product, 1)
+    order = order_place(buyer=buyer, product_id=product.pk, quantity=1, idempotency_key="k2")
+    sandbox_pay(order_number=order.number)
+    lines = Line.objects.count()
+    with pytest.raises(IntegrityError), transaction.atomic():
+        locked = Order.objects.select_for_update().get(pk=order.pk)
+        assert locked.status == Order.Status.DELIVERED
+        order_services.order_deliver(order=locked, code_ids=[], note="again", costs=[])
+    assert Line.objects.count() == lines
+    assert Entry.objects.filter(reference=order.number, kind="delivery").count() == 1

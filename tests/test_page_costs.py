@@ -535,7 +535,11 @@ def test_the_cashiers_pay_locks_the_order_its_page_read_without_reading_it_again
     locks = [s for s in sql if "FOR UPDATE" in s and table in s]
     assert locks[0].startswith(f"SELECT status, expires_at, buyer_id FROM {table} WHERE id = "), locks
     moved = next(i for i, s in enumerate(sql) if s.startswith("WITH moved AS") and '"payments_payment"' in s)
-    assert sql.index(locks[0]) == moved - 1  # the lock, then the move with the payment and its log row
+    # The lock, then the payment's ledger lines (and its accounts, opened once per process), then
+    # the move with the payment, its log row and the entry that seals the lines.
+    assert sql[moved - 1].startswith('INSERT INTO "ledger_line"')
+    between = sql[sql.index(locks[0]) + 1 : moved - 1]
+    assert all("ledger_account" in s or "SAVEPOINT" in s for s in between), between
     assert sum(1 for s in sql[: moved + 1] if f'FROM "{table}"' in s or f"FROM {table}" in s) == 2  # page, lock
     order.refresh_from_db()
     assert order.status == Order.Status.DELIVERED
@@ -562,7 +566,7 @@ def test_the_cashiers_pay_reads_nothing_after_its_commit_under_a_worker(
 ):
     """With a worker, nothing can have delivered the order between the commit and the answer but
     that worker: the message comes from the status the pipeline left (paid) and the product's kind
-    read with the order, and no statement follows the payment's ledger entry."""
+    read with the order, and no statement follows the payment's move (which writes its ledger entry)."""
     _postgres_only()
     import uuid
 
@@ -579,7 +583,7 @@ def test_the_cashiers_pay_reads_nothing_after_its_commit_under_a_worker(
         order = place(buyer, product)
     client.force_login(buyer)
     response, sql, sent = _cashier_pay_with_a_worker(client, monkeypatch, django_capture_on_commit_callbacks, order)
-    paid = sql.index(next(s for s in sql if s.startswith('INSERT INTO "ledger_entry"')))
+    paid = sql.index(next(s for s in sql if s.startswith("WITH moved AS") and '"ledger_entry"' in s))
     assert not [s for s in sql[paid + 1 :] if "orders_order" in s], sql
     assert [s for s in sql[:paid] if '"orders_order"' in s and "product" in s and s.startswith("SELECT")]  # read once
     order.refresh_from_db()

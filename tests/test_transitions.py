@@ -1,5 +1,6 @@
 """The order state machine: every (from, to) pair of Order.Status, allowed or not."""
 
+import contextlib
 import itertools
 
 import pytest
@@ -244,13 +245,10 @@ def test_a_refused_move_writes_none_of_the_rows_along(order):
     assert payment.pk is None and record.pk is None
 
 
-@pytest.mark.parametrize("one_statement", [True, False])
-def test_a_move_writes_the_rows_along_it(order, one_statement):
-    """With ``along`` the move writes its history row and the pair, linked: in one statement, or
-    (a model with a ``pre_save`` receiver: the ORM's path) with ``save()`` after the move."""
+@contextlib.contextmanager
+def _orm_path_unless(one_statement: bool):
+    """Unless ``one_statement``, a ``pre_save`` receiver on Order: the ORM's path (``save()``)."""
     from django.db.models.signals import pre_save
-
-    from payments.models import Payment
 
     def receiver(**kwargs):
         pass
@@ -258,15 +256,123 @@ def test_a_move_writes_the_rows_along_it(order, one_statement):
     if not one_statement:
         pre_save.connect(receiver, sender=Order, weak=False)
     try:
-        with transaction.atomic():
-            locked = Order.objects.select_for_update().get(pk=order.pk)
-            payment, record, pair = _payment_pair(locked, "T-ALONG")
-            assert ORDER_FLOW.apply(locked, Order.Status.PAID, note="paid", along=pair)
+        yield
     finally:
         pre_save.disconnect(receiver, sender=Order)
+
+
+@pytest.mark.parametrize("one_statement", [True, False])
+def test_a_move_writes_the_rows_along_it(order, one_statement):
+    """With ``along`` the move writes its history row and the pair, linked: in one statement, or
+    (a model with a ``pre_save`` receiver: the ORM's path) with ``save()`` after the move."""
+    from payments.models import Payment
+
+    with _orm_path_unless(one_statement), transaction.atomic():
+        locked = Order.objects.select_for_update().get(pk=order.pk)
+        payment, record, pair = _payment_pair(locked, "T-ALONG")
+        assert ORDER_FLOW.apply(locked, Order.Status.PAID, note="paid", along=pair)
     stored = Payment.objects.get(trade_no="T-ALONG")
     assert (stored.pk, stored.order_id) == (payment.pk, order.pk)
     assert record.pk is not None and record.payment is payment
     assert list(stored.notifications.values_list("pk", flat=True)) == [record.pk]
     assert Order.objects.get(pk=order.pk).status == Order.Status.PAID
     assert OrderStatusChange.objects.filter(order=order).latest("id").to_status == Order.Status.PAID
+
+
+def _delivery_entry(order: Order, key: str):
+    from decimal import Decimal
+
+    from ledger import services as ledger
+
+    return ledger.entry_post_sealed_by_caller(
+        kind="test",
+        legs=[(ledger.HELD, Decimal("1.00")), (ledger.SALES, Decimal("-1.00"))],
+        reference=order.number,
+        idempotency_key=key,
+    )
+
+
+@pytest.mark.parametrize("one_statement", [True, False])
+def test_a_move_writes_a_single_row_along_it(order, one_statement):
+    """``along=rows.Row(...)`` (a delivery's ledger entry): written with the move, in its
+    statement on PostgreSQL (``UPDATE`` and the entry's ``INSERT`` in one), else after it."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from ledger.models import Entry
+
+    with _orm_path_unless(one_statement), transaction.atomic():
+        locked = Order.objects.select_for_update().get(pk=order.pk)
+        row = _delivery_entry(locked, "along:1")
+        with CaptureQueriesContext(connection) as sql:
+            assert ORDER_FLOW.apply(locked, Order.Status.PAID, note="paid", along=row)
+    if one_statement and connection.vendor == "postgresql":
+        assert len(sql.captured_queries) == 1
+        assert 'INSERT INTO "ledger_entry"' in sql.captured_queries[0]["sql"]
+    stored = Entry.objects.get(idempotency_key="along:1")
+    assert stored.pk == row.obj.pk and row.obj._state.adding is False
+    assert stored.lines.count() == 2
+    assert Order.objects.get(pk=order.pk).status == Order.Status.PAID
+    assert OrderStatusChange.objects.filter(order=order).latest("id").to_status == Order.Status.PAID
+
+
+def test_a_refused_move_writes_no_single_row_along(order):
+    """A stale instance's refused move writes no entry along it: the caller's transaction goes
+    on without it (and, its lines left unsealed, could not commit: tests/test_ledger.py)."""
+    from django.db import connection
+
+    from ledger.models import Entry
+
+    if connection.vendor != "postgresql":
+        pytest.skip("the one-statement move is PostgreSQL's; elsewhere save() and create()")
+    stale = Order.objects.get(pk=order.pk)
+    _apply(order, Order.Status.CANCELLED)
+    with transaction.atomic():
+        row = _delivery_entry(stale, "along:stale")
+        with pytest.raises(IllegalTransition):
+            ORDER_FLOW.apply(stale, Order.Status.PAID, along=row)
+        assert not Entry.objects.filter(idempotency_key="along:stale").exists()
+        transaction.set_rollback(True)
+    assert row.obj._state.adding is True
+
+
+@pytest.mark.parametrize("one_statement", [True, False])
+def test_a_move_writes_a_pair_and_a_row_along_it(order, one_statement):
+    """``along=rows.PairAndRow(...)`` (a payment, its log row and the ledger entry that books
+    it): all three with the move, in its statement on PostgreSQL, else after it."""
+    from ledger.models import Entry
+    from marketplace import rows
+    from payments.models import Payment
+
+    with _orm_path_unless(one_statement), transaction.atomic():
+        locked = Order.objects.select_for_update().get(pk=order.pk)
+        payment, record, pair = _payment_pair(locked, "T-TRIPLE")
+        entry = _delivery_entry(locked, "along:triple")
+        assert ORDER_FLOW.apply(locked, Order.Status.PAID, along=rows.PairAndRow(pair, entry))
+    stored = Payment.objects.get(trade_no="T-TRIPLE")
+    assert stored.pk == payment.pk and list(stored.notifications.values_list("pk", flat=True)) == [record.pk]
+    assert Entry.objects.get(idempotency_key="along:triple").pk == entry.obj.pk
+    assert entry.obj._state.adding is False
+
+
+def test_a_refused_move_writes_none_of_a_pair_and_a_row(order):
+    """A refused move writes neither the pair nor the entry along it."""
+    from django.db import connection
+
+    from ledger.models import Entry
+    from marketplace import rows
+    from payments.models import Payment
+
+    if connection.vendor != "postgresql":
+        pytest.skip("the one-statement move is PostgreSQL's; elsewhere save() and create()")
+    stale = Order.objects.get(pk=order.pk)
+    _apply(order, Order.Status.CANCELLED)
+    with transaction.atomic():
+        payment, record, pair = _payment_pair(stale, "T-STALE3")
+        entry = _delivery_entry(stale, "along:stale3")
+        with pytest.raises(IllegalTransition):
+            ORDER_FLOW.apply(stale, Order.Status.PAID, along=rows.PairAndRow(pair, entry))
+        assert not Payment.objects.filter(trade_no="T-STALE3").exists()
+        assert not Entry.objects.filter(idempotency_key="along:stale3").exists()
+        transaction.set_rollback(True)
+    assert payment.pk is None and record.pk is None

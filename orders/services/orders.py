@@ -618,7 +618,10 @@ def order_delivery_nudge(*, order: Order) -> None:
 
 
 def order_mark_paid(
-    *, order: Order, note: str = "", recorded_by: Callable[[PaidOutcome], rows.Pair] | None = None
+    *,
+    order: Order,
+    note: str = "",
+    recorded_by: Callable[[PaidOutcome], rows.Pair | rows.PairAndRow] | None = None,
 ) -> PaidOutcome:
     """Record that ``order`` (locked by the caller, in its transaction) has been paid.
 
@@ -626,11 +629,12 @@ def order_mark_paid(
     commit is lost (broker away, worker killed), the sweeper queues it again.
 
     ``recorded_by``: given the outcome, the new rows that record the payment (the payment and
-    the notification's log row), written in the caller's transaction with the order's move (in
-    its statement, on PostgreSQL) or, when the order does not move, on their own."""
+    the notification's log row, and the ledger entry that books it), written in the caller's
+    transaction with the order's move (in its statement, on PostgreSQL) or, when the order does
+    not move, on their own."""
     from ..tasks import notify_refund_pending
 
-    def along(outcome: PaidOutcome) -> rows.Pair | None:
+    def along(outcome: PaidOutcome) -> rows.Pair | rows.PairAndRow | None:
         return recorded_by(outcome) if recorded_by is not None else None
 
     queue_fulfilment = lambda: _queue_fulfilment(order.pk)  # noqa: E731
@@ -753,21 +757,29 @@ def order_deliver(*, order: Order, code_ids, note: str, costs: list[dict] | None
     booked; the buyer's email goes out with the next run of ``send_delivery_emails`` (beat, every
     few seconds). Stock and upstream orders alike. ``costs`` (supplier id, name, cost) replace the
     codes' own (a top-up delivered by a supplier has no codes, and a stock sale returns them)."""
-    _book_delivery(order, code_ids, costs=costs)
+    entry = _book_delivery(order, code_ids, costs=costs)
     after: list[Callable[[], object]] = []
     if celery_app.conf.task_always_eager:
         # Eager tasks (the tests) have no beat beside them: the run follows the delivery instead.
         after.append(_delivery_emails_run)
-    ORDER_FLOW.apply(order, OrderStatus.DELIVERED, note=note, update={"delivery_due_at": None}, on_commit=after)
+    # The sale's entry (its lines are written) rides the move: one statement on PostgreSQL.
+    moved = ORDER_FLOW.apply(
+        order, OrderStatus.DELIVERED, note=note, update={"delivery_due_at": None}, on_commit=after, along=entry
+    )
+    if not moved:
+        # Already delivered (a caller that did not check): the entry is written on its own,
+        # and its idempotency key refuses it, as a second ``entry_post`` would.
+        entry.write()
     if order.channel == Order.Channel.API:
         agent_callbacks.callback_queue(order=order)
     if order.agent_id is not None:
         commissions.commissions_book(order=order, shares=_EARNING_SHARES.objects(order=order.pk))
 
 
-def _book_delivery(order: Order, code_ids, *, costs: list[dict] | None = None) -> None:
+def _book_delivery(order: Order, code_ids, *, costs: list[dict] | None = None) -> rows.Row:
     """The sale is made: the customer's held payment becomes revenue, and the codes' cost
-    is owed to their suppliers."""
+    is owed to their suppliers. The lines are written; the entry that seals them is returned
+    for the caller to write with the order's move (``ledger.entry_post_sealed_by_caller``)."""
     if costs is None:
         costs = catalog_selectors.cost_by_supplier(code_ids)
     payables = [ledger.supplier_payable(c["supplier_id"], c["supplier_name"]) for c in costs]
@@ -778,7 +790,9 @@ def _book_delivery(order: Order, code_ids, *, costs: list[dict] | None = None) -
         legs.append((_discount_account(order), order.discount))
     for cost, payable in zip(costs, payables, strict=True):
         legs += [(ledger.COST_OF_SALES, cost["cost"]), (payable, -cost["cost"])]
-    ledger.entry_post(kind="delivery", legs=legs, reference=order.number, idempotency_key=f"delivery:{order.number}")
+    return ledger.entry_post_sealed_by_caller(
+        kind="delivery", legs=legs, reference=order.number, idempotency_key=f"delivery:{order.number}"
+    )
 
 
 def _discount_account(order: Order) -> ledger.AccountSpec:

@@ -168,7 +168,7 @@ def _apply(gateway_code: str, verified: VerifiedNotification, record: Notificati
     # Deliveries of one notification are serialised by the order's row lock, so the check
     # above sees any earlier one; the unique (gateway, trade_no) constraint backs it up.
 
-    def recorded(result: PaidOutcome) -> rows.Pair:
+    def recorded(result: PaidOutcome) -> rows.PairAndRow:
         # The payment and the notification's log row that applied it, written by the order's
         # move (one statement on PostgreSQL with the status change and its history row), so the
         # log row stands or falls with the rest.
@@ -182,26 +182,28 @@ def _apply(gateway_code: str, verified: VerifiedNotification, record: Notificati
             paid_at=verified.paid_at,
         )
         record.outcome, record.reason, record.payment = Outcome.APPLIED, result.value, payment
-        return rows.Pair(payment, record, link="payment")
+        # Its ledger lines are written now; the entry that seals them rides with the payment.
+        return rows.PairAndRow(rows.Pair(payment, record, link="payment"), _book_payment(payment, order.number))
 
     result = orders.order_mark_paid(order=order, note=f"{gateway_code} {verified.trade_no}", recorded_by=recorded)
     payment = record.payment
     assert payment is not None and payment.pk is not None  # written by order_mark_paid
-    _book_payment(payment, order.number)
     if payment.status != Payment.Status.SUCCEEDED:  # money the order cannot use goes straight back
         payment_refund_unused(payment=payment, reason=f"{payment.get_status_display()}: automatic refund")
     log.info("%s payment %s applied to order %s: %s", gateway_code, verified.trade_no, order.number, result.value)
     return Outcome.APPLIED, result.value, payment
 
 
-def _book_payment(payment: Payment, order_number: str) -> None:
-    """Money is at the gateway: held for the order, or owed back when the order cannot use it."""
+def _book_payment(payment: Payment, order_number: str) -> rows.Row:
+    """Money is at the gateway: held for the order, or owed back when the order cannot use it.
+    The lines are written; the entry that seals them is returned, for the caller to write with
+    the payment (``ledger.entry_post_sealed_by_caller``)."""
     clearing = ledger.clearing(payment.gateway)
     owed = ledger.HELD if payment.status == Payment.Status.SUCCEEDED else ledger.REFUNDS_DUE
-    ledger.transfer(
-        debit=clearing,
-        credit=owed,
-        amount=payment.amount,
+    if payment.amount <= 0:  # as ``ledger.transfer`` refuses it
+        raise ledger.UnbalancedEntry(f"payment {order_number}: a transfer moves an amount above zero")
+    return ledger.entry_post_sealed_by_caller(
+        legs=[(clearing, payment.amount), (owed, -payment.amount)],
         kind="payment",
         reference=order_number,
         memo=f"{payment.gateway} {payment.trade_no} {payment.get_status_display()}",
