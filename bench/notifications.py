@@ -66,7 +66,6 @@ from bench.purchase import (
 APP_ID = "2021004100000001"
 SELLER_ID = "2088102100000001"
 NOTIFY = "/payments/notify/alipay/"
-CELERY_QUEUE = "celery"  # the default queue: fulfil_order.delay() lands here
 
 
 class _NoServers:
@@ -257,12 +256,20 @@ def check(order_ids: list[int], expect_notifications: dict[str, int]) -> list[st
 
 
 def check_queue(broker_url: str, queued: int) -> list[str]:
-    """One fulfilment task per applied notification, waiting in the broker (no worker runs)."""
-    import redis
+    """One fulfilment task per applied notification and one per replay, waiting in the broker (no
+    worker runs, so every replay finds its order paid and undelivered, and nudges its delivery:
+    ``orders.order_delivery_nudge``); the task is idempotent, a delivered order's is a no-op."""
+    import json
 
-    waiting = redis.Redis.from_url(broker_url).llen(CELERY_QUEUE)
-    if waiting != queued:
-        return [f"{waiting} tasks waiting in the broker, expected {queued} (one fulfilment per order)"]
+    import redis
+    from django.conf import settings
+
+    # fulfil_order's queue (settings' routes): on Redis, the list named after it
+    queue = settings.CELERY_TASK_ROUTES["orders.tasks.fulfil_order"]["queue"]
+    names = Counter(json.loads(m)["headers"]["task"] for m in redis.Redis.from_url(broker_url).lrange(queue, 0, -1))
+    # (the HTTP phase's beat, which Servers starts, queues its sweeper's ticks there too)
+    if names["orders.tasks.fulfil_order"] != queued:
+        return [f"tasks waiting in the broker {dict(names)}, expected {queued} fulfil_order (applied + replays)"]
     return []
 
 
@@ -549,7 +556,7 @@ def main() -> int:
         problems.append(f"(c) outcomes {dict(replay.outcomes)}, expected {args.orders} replays")
     problems += check(warm_ids, {"applied": args.warmup})
     problems += check(local_ids, {"applied": args.orders, "replay": args.orders})
-    problems += check_queue(args.broker_url, args.warmup + args.orders)
+    problems += check_queue(args.broker_url, args.warmup + 2 * args.orders)
     say(f"in-process checks: {'; '.join(problems) or 'every order paid exactly once, one task queued for each'}")
 
     http = None
@@ -578,7 +585,7 @@ def main() -> int:
             if p.outcomes != {"200 success": expected}:
                 problems.append(f"(d) {p.label}: answers {dict(p.outcomes)}")
         problems += check(remote_ids, {"applied": n, "replay": n})
-        problems += check_queue(args.broker_url, n)
+        problems += check_queue(args.broker_url, 2 * n)
     ledger, found = ledger_check()
     problems += found
     say(f"ledger_check: {ledger}")
@@ -592,8 +599,8 @@ def main() -> int:
         return 1
     print(
         f"Checks: all {total:,} orders paid exactly once (one payment, one ledger entry, one move to paid; one "
-        "applied notification each, and one replay for those replayed), one fulfilment task queued per order, "
-        "ledger_check passes."
+        "applied notification each, and one replay for those replayed), one fulfilment task queued per applied "
+        "or replayed notification, ledger_check passes."
     )
     return 0
 
