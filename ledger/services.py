@@ -19,6 +19,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
+from typing import cast
 
 from django.db import IntegrityError, router, transaction
 from django.utils.translation import gettext as _
@@ -226,17 +227,11 @@ def entry_post(
     records. The database refuses an entry that does not sum to zero and a second entry with
     the same idempotency key (the business event was already recorded).
     """
-    entry = Entry(
-        id=uuid.uuid4(),
-        kind=kind,
-        reference=reference[:80],
-        memo=memo[:200],
-        idempotency_key=idempotency_key,
-        reverses=reverses,
+    sealed = entry_post_sealed_by_caller(
+        kind=kind, legs=legs, reference=reference, memo=memo, idempotency_key=idempotency_key, reverses=reverses
     )
-    _entry_lines(entry, legs)
-    row_sql.Row(entry).write()
-    return entry
+    sealed.write()
+    return cast(Entry, sealed.obj)
 
 
 def entry_post_sealed_by_caller(
@@ -246,6 +241,7 @@ def entry_post_sealed_by_caller(
     reference: str = "",
     memo: str = "",
     idempotency_key: str | None = None,
+    reverses: Entry | None = None,
 ) -> row_sql.Row:
     """``entry_post`` whose entry, the row that seals its lines, the caller writes in its own
     statement: the lines are written now, the entry is returned unwritten, for
@@ -256,7 +252,12 @@ def entry_post_sealed_by_caller(
     commit: their foreign key to the entry is checked at COMMIT, so the caller's transaction
     fails whole."""
     entry = Entry(
-        id=uuid.uuid4(), kind=kind, reference=reference[:80], memo=memo[:200], idempotency_key=idempotency_key
+        id=uuid.uuid4(),
+        kind=kind,
+        reference=reference[:80],
+        memo=memo[:200],
+        idempotency_key=idempotency_key,
+        reverses=reverses,
     )
     _entry_lines(entry, legs)
     return row_sql.Row(entry)
