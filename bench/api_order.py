@@ -27,9 +27,8 @@ from bench import pg_work
 from bench.purchase import (
     CLK_TCK,
     api_headers,
-    configure_environment,
     flush_broker,
-    recreate_database,
+    fresh_database,
     seed,
     seed_shops,
 )
@@ -59,18 +58,11 @@ def main() -> None:
         database_url=cli.database_url,
         broker_url=cli.broker_url,
     )
-    configure_environment(args)
-    recreate_database(args.database_url)
-    flush_broker(args.broker_url)
-    import django
-
-    django.setup()
-    from django.core.management import call_command
+    fresh_database(args)
     from django.db import connection
     from django.test import Client
     from django.test.utils import CaptureQueriesContext
 
-    call_command("migrate", verbosity=0)
     items, _hot, _buyers = seed(args)
     shop = seed_shops(1, Decimal(100_000))[0]
     client = Client(HTTP_HOST="127.0.0.1")

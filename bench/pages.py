@@ -33,7 +33,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.purchase import CLK_TCK, configure_environment, flush_broker, recreate_database, say, seed
+from bench.purchase import CLK_TCK, fresh_database, say, seed
 from bench.steps import backend_ticks
 
 PAGE, POLL, ANON = 0.25, 0.5, 0.5
@@ -101,14 +101,7 @@ def main() -> int:
 
     # One account revealing hundreds of codes: RATE_LIMITS["reveal"] would answer 429.
     os.environ["RATE_REVEAL_ACCOUNT"] = os.environ["RATE_REVEAL_NETWORK"] = "1000000000/600"
-    var_dir = configure_environment(args)
-    say(f"recreating {args.database_url}; flushing {args.broker_url} and the cache below it")
-    recreate_database(args.database_url)
-    flush_broker(args.broker_url)
-    import django
-
-    django.setup()
-    from django.core.management import call_command
+    var_dir = fresh_database(args)  # flushes the broker and the cache below it too
     from django.db import connection
     from django.test import Client
     from django.test.utils import CaptureQueriesContext
@@ -117,7 +110,6 @@ def main() -> int:
     from orders.services import orders
     from payments.services.payments import sandbox_pay
 
-    call_command("migrate", verbosity=0)
     items, _hot, buyers = seed(args)
     shop = seed_storefront(items)
     item = items[0]
