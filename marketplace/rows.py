@@ -16,10 +16,11 @@ statement of constant text built once per process, where the ORM compiles its qu
 """
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
-from typing import TypeVar
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any, TypeVar
 
 from django.db import connections, models, router
 from django.db.models import signals
@@ -377,8 +378,10 @@ def _prepare_select(model: type[models.Model], column_of: str, connection, *, lo
 # trip and a query's Python per read. ``json_rows_sql`` is a scalar subquery that carries the
 # children in the parent's statement as one JSON text; ``json_rows`` builds from it the instances
 # the ORM would have built (every concrete field loaded, ``from_db``). PostgreSQL only. Only for
-# fields whose JSON form is exact: integers (keys too), text, booleans and times (which
-# PostgreSQL writes in ISO 8601 with their offset); anything else is refused when composing.
+# fields whose JSON form is exact: integers (keys too), text, booleans, times (which
+# PostgreSQL writes in ISO 8601 with their offset) and dates; decimals and JSON fields are
+# carried as their text (``::text``: a decimal's digits, a JSON value's text as the driver
+# returns it) and converted as the ORM converts them. Anything else is refused when composing.
 
 _JSON_EXACT = (
     models.AutoField,
@@ -395,9 +398,33 @@ def _json_kind(field) -> str:
     target = field.target_field if field.is_relation else field
     if isinstance(target, models.DateTimeField):
         return "time"
+    if isinstance(target, models.DateField):
+        return "date"
+    if isinstance(target, models.DecimalField):
+        return "decimal"
+    if isinstance(target, models.JSONField):
+        return "json"
     if isinstance(target, _JSON_EXACT):
         return "plain"
     raise ValueError(f"{field.model.__name__}.{field.name}: no exact JSON form")
+
+
+# Carried as text (see above): the column cast in the subquery.
+_AS_TEXT = frozenset({"decimal", "json"})
+
+
+def _json_converter(field, connection) -> Callable[[Any], Any] | None:
+    """How ``json_rows`` turns the JSON value of ``field`` into what the ORM would have loaded."""
+    kind = _json_kind(field)
+    if kind == "time":
+        return datetime.fromisoformat
+    if kind == "date":
+        return date.fromisoformat
+    if kind == "decimal":
+        return Decimal
+    if kind == "json":  # the driver's text, decoded by the field as the ORM decodes it
+        return lambda text: field.from_db_value(text, None, connection)
+    return None
 
 
 def json_rows_sql(
@@ -421,7 +448,9 @@ def json_rows_sql(
     meta = model._meta
     for field in meta.concrete_fields:
         _json_kind(field)
-    columns = [f"{alias}.{qn(f.column)}" for f in meta.concrete_fields] + list(extra)
+    columns = [
+        f"{alias}.{qn(f.column)}" + ("::text" if _json_kind(f) in _AS_TEXT else "") for f in meta.concrete_fields
+    ] + list(extra)
     ordering = ", ".join(f"{alias}.{qn(meta.get_field(name).column)}" for name in order)
     condition = f"{alias}.{qn(meta.get_field(link).column)} = {to}" + (f" AND {where}" if where else "")
     return (
@@ -437,17 +466,15 @@ def json_rows(model: type[M], text: str | None, *, using: str, extra: Sequence[t
         return []
     fields = model._meta.concrete_fields
     names = [f.attname for f in fields]
-    times = [i for i, f in enumerate(fields) if _json_kind(f) == "time"]
+    connection = connections[using]
+    converters = [(i, c) for i, f in enumerate(fields) if (c := _json_converter(f, connection)) is not None]
     n = len(names)
-    extra_times = [(n + i, name) for i, (name, kind) in enumerate(extra) if kind == "time"]
+    converters += [(n + i, datetime.fromisoformat) for i, (_name, kind) in enumerate(extra) if kind == "time"]
     objs = []
     for row in json.loads(text):
-        for i in times:
+        for i, convert in converters:
             if row[i] is not None:
-                row[i] = datetime.fromisoformat(row[i])
-        for i, _name in extra_times:
-            if row[i] is not None:
-                row[i] = datetime.fromisoformat(row[i])
+                row[i] = convert(row[i])
         obj = model.from_db(using, names, row[:n])
         for (name, _kind), value in zip(extra, row[n:], strict=True):
             setattr(obj, name, value)
