@@ -19,7 +19,9 @@ What it does (see bench/README.md):
      (b) payments.services.payments.notification_receive, every body applied once (the fulfilment task is
      queued to Redis; no worker runs); (c) the same bodies again, every one a replay;
   6. (d) the same over HTTP: POST /payments/notify/alipay/ to gunicorn (4 sync workers) with
-     purchase.py's asyncio client, fresh orders applied, then replayed;
+     purchase.py's asyncio client, fresh orders applied, then replayed; (e) purchase.py's
+     baseline request (``--http-baseline`` GETs) on the same servers and connections, and an applied
+     notification's ratio to it (issue 17: >= 0.3), by throughput and by server CPU;
   7. checks every order was paid exactly once, the outcomes, the queued tasks and the ledger
      (``manage.py ledger_check``), and prints the table.
 """
@@ -66,6 +68,7 @@ from bench.purchase import (
 APP_ID = "2021004100000001"
 SELLER_ID = "2088102100000001"
 NOTIFY = "/payments/notify/alipay/"
+NOTIFY_TARGET = 0.3  # issue 17: a gateway notification applied over HTTP, against the baseline request
 
 
 class _NoServers:
@@ -186,6 +189,35 @@ async def _post_all(client: Client, bodies: list[bytes], concurrency: int) -> Co
 
     await asyncio.gather(*(one_connection() for _ in range(concurrency)))
     return answers
+
+
+async def _get_all(client: Client, paths: list[str], concurrency: int) -> Counter:
+    """GET every path once, ``concurrency`` in flight; count the answers."""
+    todo = iter(paths)
+    answers: Counter = Counter()
+
+    async def one_connection():
+        for path in todo:
+            response = await client.send(client.get(path))
+            answers["200" if status_of(response) == 200 else f"HTTP {status_of(response)}"] += 1
+
+    await asyncio.gather(*(one_connection() for _ in range(concurrency)))
+    return answers
+
+
+def baseline_phase(client: Client, slugs: list[str], n: int, meter: CpuMeter, concurrency: int) -> Phase:
+    """purchase.py's baseline request (bench/views.py: one product by its slug, plain text) ``n``
+    times over the same servers and connections: issue 17 sets a notification's target as a
+    share of it (>= 0.3)."""
+    wait_quiet(3)
+    paths = [f"/bench/product/{slugs[i % len(slugs)]}/" for i in range(n)]
+    phase = Phase("http baseline", count=n)
+    meter.start()
+    t0 = time.perf_counter()
+    phase.outcomes = asyncio.run(_get_all(client, paths, concurrency))
+    phase.wall = time.perf_counter() - t0
+    phase.cpu = meter.stop()
+    return phase
 
 
 def http_phase(label: str, client: Client, bodies: list[bytes], meter: CpuMeter, concurrency: int) -> Phase:
@@ -386,7 +418,7 @@ def report(args, n: int, rsa_only: Phase, verify: Phase, verify_rates, apply: Ph
             "notifications; CPU µs per notification:"
         )
         print(f"  {'':<14}{'gunicorn':>9}{'postgres':>9}{'redis':>7}{'server':>8}{'client':>8}{'pg conn':>8}   answers")
-        for label, p in (("applied", http[0]), ("replayed", http[1])):
+        for label, p in (("applied", http[0]), ("replayed", http[1]), ("baseline GET", http[2])):
             server = p.per("gunicorn") + p.per("postgres") + p.per("redis")
             print(
                 f"  {label:<14}{p.per('gunicorn'):>9,.0f}{p.per('postgres'):>9,.0f}{p.per('redis'):>7,.0f}"
@@ -394,6 +426,18 @@ def report(args, n: int, rsa_only: Phase, verify: Phase, verify_rates, apply: Ph
                 f"{dict(p.outcomes)}{noisy(p.cpu)}"
             )
         print("  The client shares the cores with the servers; its CPU is not the server's.")
+        applied, base = http[0], http[2]
+
+        def server_cpu(p: Phase) -> float:
+            return p.per("gunicorn") + p.per("postgres") + p.per("redis")
+
+        cpu_ratio = server_cpu(base) / server_cpu(applied)
+        verdict = "meets" if cpu_ratio >= NOTIFY_TARGET else "BELOW"
+        print(
+            f"(e) an applied notification against the baseline request (purchase.py's, {base.count:,} GETs, same "
+            f"servers and connections): ratio {applied.rate / base.rate:.3f} ({applied.rate:,.0f}/s ÷ "
+            f"{base.rate:,.0f}/s), CPU ratio {cpu_ratio:.3f} (server CPU); issue 17: >= {NOTIFY_TARGET}: {verdict}"
+        )
     else:
         print("\n(d) over HTTP: skipped (--no-http).")
     print(line)
@@ -411,6 +455,7 @@ def main() -> int:
     )
     parser.add_argument("--http-orders", type=int, default=1000, help="notifications over HTTP (d)")
     parser.add_argument("--http-warmup", type=int, default=100, help="of which sent first, not timed")
+    parser.add_argument("--http-baseline", type=int, default=5000, help="baseline GETs over HTTP (e)")
     parser.add_argument("--no-http", action="store_true", help="skip (d), the HTTP measurement")
     parser.add_argument("--workers", type=int, default=4, help="gunicorn sync workers for (d)")
     parser.add_argument("--concurrency", type=int, default=8, help="HTTP connections in flight for (d)")
@@ -571,9 +616,12 @@ def main() -> int:
             if warm_http != {"200 success": args.http_warmup}:
                 raise RuntimeError(f"warm-up answers {dict(warm_http)}; see {servers.logs['gunicorn']}")
             http_meter = CpuMeter(servers, args.database_url)
+            slugs = [item.slug for item in items]
+            asyncio.run(_get_all(client, [f"/bench/product/{s}/" for s in slugs] * 20, args.concurrency))  # warm
             http = (
                 http_phase("http apply", client, remote[args.http_warmup :], http_meter, args.concurrency),
                 http_phase("http replay", client, remote, http_meter, args.concurrency),
+                baseline_phase(client, slugs, args.http_baseline, http_meter, args.concurrency),
             )
             if servers.procs["gunicorn"].poll() is not None:
                 raise RuntimeError("gunicorn exited during the run")
@@ -584,6 +632,8 @@ def main() -> int:
         for p, expected in ((http[0], n - args.http_warmup), (http[1], n)):
             if p.outcomes != {"200 success": expected}:
                 problems.append(f"(d) {p.label}: answers {dict(p.outcomes)}")
+        if http[2].outcomes != {"200": args.http_baseline}:
+            problems.append(f"(e) baseline: answers {dict(http[2].outcomes)}")
         problems += check(remote_ids, {"applied": n, "replay": n})
         problems += check_queue(args.broker_url, 2 * n)
     ledger, found = ledger_check()
