@@ -415,10 +415,10 @@ def report(args, n: int, rsa_only: Phase, verify: Phase, verify_rates, apply: Ph
         print(
             f"(d) over HTTP: gunicorn {args.workers} sync workers, purchase.py's asyncio client with "
             f"{args.concurrency} connections, {http[0].count:,} fresh orders after {args.http_warmup} warm-up "
-            "notifications; CPU µs per notification:"
+            "notifications; CPU µs per notification (the baseline row: per GET):"
         )
         print(f"  {'':<14}{'gunicorn':>9}{'postgres':>9}{'redis':>7}{'server':>8}{'client':>8}{'pg conn':>8}   answers")
-        for label, p in (("applied", http[0]), ("replayed", http[1]), ("baseline, per GET", http[2])):
+        for label, p in (("applied", http[0]), ("replayed", http[1]), ("baseline GET", http[2])):
             server = p.per("gunicorn") + p.per("postgres") + p.per("redis")
             print(
                 f"  {label:<14}{p.per('gunicorn'):>9,.0f}{p.per('postgres'):>9,.0f}{p.per('redis'):>7,.0f}"
