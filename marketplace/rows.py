@@ -252,15 +252,15 @@ class Row:
     """One new row of a business change that its caller writes with a statement of its own (a
     delivery's ledger entry, whose lines are already written, with the order's move):
     ``Pair``'s interface for a single row, so ``StateMachine.apply(along=...)`` takes either.
-    Only for a model whose primary key is set before the INSERT (a UUID), or plain otherwise."""
+    Its ``sql`` reads back the primary key the database gives (a balance payment's)."""
 
     obj: models.Model
 
     def write(self, *, using: str | None = None) -> None:
-        """The row: one INSERT of constant text on PostgreSQL for a plain model (``insert_rows``),
-        else ``save(force_insert=True)``."""
+        """The row: one INSERT of constant text on PostgreSQL for a plain model whose key is set
+        before (``insert_rows``: a UUID), else ``save(force_insert=True)``, which learns it."""
         using = using or router.db_for_write(type(self.obj), instance=self.obj)
-        if one_statement_ok(using, type(self.obj)):
+        if self.obj.pk is not None and one_statement_ok(using, type(self.obj)):
             insert_rows([self.obj], using=using)
         else:
             self.obj.save(using=using, force_insert=True)
@@ -286,9 +286,10 @@ class PairAndRow:
     """A ``Pair`` and a ``Row`` of one business change (a payment, the notification's log row
     that applied it, and the ledger entry that books it), written together: in one statement
     by a caller that chains ``sql`` (``StateMachine.apply(along=...)``), else ``write``.
+    ``pair`` may be a single ``Row`` too (a balance payment, which has no log row).
     ``row``'s primary key must be set before the INSERT (a UUID): it is not read back."""
 
-    pair: Pair
+    pair: Pair | Row
     row: Row
 
     def write(self, *, using: str | None = None) -> None:
@@ -296,10 +297,12 @@ class PairAndRow:
         self.row.write(using=using)
 
     def sql(self, connection, *, source: str = "") -> tuple[str, str, list]:
-        """``Pair.sql``'s shape, ``row``'s INSERT a ``WITH`` entry of its own (``r``) before the pair's."""
+        """``Pair.sql``'s shape, ``row``'s INSERT a ``WITH`` entry of its own (``r``) before the pair's
+        (a single ``Row`` as ``pair`` has none: its INSERT is the statement's end)."""
         head, tail, params = self.pair.sql(connection, source=source)
         _none, row_insert, row_params = self.row.sql(connection, source=source)
-        return f"r AS ({row_insert}), {head}", tail, row_params + params
+        heads = f"r AS ({row_insert}), {head}" if head else f"r AS ({row_insert})"
+        return heads, tail, row_params + params
 
     def saved(self, row: Sequence, using: str) -> None:
         self.pair.saved(row, using)

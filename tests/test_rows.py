@@ -54,3 +54,15 @@ def test_insert_parts_params_are_the_orms():
             expected = field.get_db_prep_save(field.pre_save(obj, True), connection)
             assert param == expected and type(param) is type(expected), field
         assert plain >= 3
+
+
+@pytest.mark.django_db
+def test_a_row_whose_key_the_database_gives_learns_it_when_written_on_its_own():
+    """``Row.write`` outside a move (the order did not move): a balance payment's key is the
+    database's, and the caller reads it (the API answers with the payment's order)."""
+    from risk.models import BlockEntry
+
+    entry = BlockEntry(kind=BlockEntry.Kind.EMAIL, value="row@example.com", reason="test")
+    rows.Row(entry).write()
+    assert entry.pk is not None and not entry._state.adding
+    assert BlockEntry.objects.get(pk=entry.pk).value == "row@example.com"

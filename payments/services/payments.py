@@ -338,11 +338,11 @@ def balance_pay(*, order_number: str, buyer, order: Order | None = None, placed:
         if not order.is_payable:
             raise PaymentError(_("This order can no longer be paid."))
         try:
-            ledger.transfer(
-                debit=ledger.wallet(buyer),
-                credit=ledger.HELD,
-                amount=order.total,
+            # The debit's lines now (the wallet's floor refuses an overdraft here); the entry
+            # that seals them rides the order's move with the payment, as a gateway's does.
+            entry = ledger.entry_post_sealed_by_caller(
                 kind="balance_payment",
+                legs=[(ledger.wallet(buyer), order.total), (ledger.HELD, -order.total)],
                 reference=order.number,
                 idempotency_key=f"payment:{BALANCE}:{order.number}",
             )
@@ -351,7 +351,7 @@ def balance_pay(*, order_number: str, buyer, order: Order | None = None, placed:
                 _("Your balance is not enough for ¥%(total)s: recharge it or choose another way to pay.")
                 % {"total": order.total}
             ) from None
-        payment = Payment.objects.create(
+        payment = Payment(
             order=order,
             gateway=BALANCE,
             trade_no=f"BAL{order.number}",
@@ -359,7 +359,9 @@ def balance_pay(*, order_number: str, buyer, order: Order | None = None, placed:
             status=Payment.Status.SUCCEEDED,
             paid_at=timezone.now(),
         )
-        orders.order_mark_paid(order=order, note="balance")
+        orders.order_mark_paid(
+            order=order, note="balance", recorded_by=lambda _outcome: rows.PairAndRow(rows.Row(payment), entry)
+        )
     return payment
 
 
