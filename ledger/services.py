@@ -199,9 +199,34 @@ def transfer(
     Like ``entry_post``: in the caller's transaction, idempotent on ``idempotency_key``, and
     ``InsufficientFunds`` when it would overdraw an account that may not go below zero.
     """
+    sealed = transfer_sealed_by_caller(
+        debit=debit,
+        credit=credit,
+        amount=amount,
+        kind=kind,
+        reference=reference,
+        memo=memo,
+        idempotency_key=idempotency_key,
+    )
+    sealed.write()
+    return cast(Entry, sealed.obj)
+
+
+def transfer_sealed_by_caller(
+    *,
+    debit: AccountSpec,
+    credit: AccountSpec,
+    amount: Decimal,
+    kind: str,
+    reference: str = "",
+    memo: str = "",
+    idempotency_key: str | None = None,
+) -> row_sql.Row:
+    """``transfer`` whose entry the caller writes (``entry_post_sealed_by_caller``): a payment's,
+    with the order's move to paid."""
     if quantize(amount) <= 0:
         raise UnbalancedEntry(f"{kind} {reference}: a transfer moves an amount above zero, not {amount}")
-    return entry_post(
+    return entry_post_sealed_by_caller(
         kind=kind,
         legs=[(debit, amount), (credit, -amount)],
         reference=reference,

@@ -197,13 +197,13 @@ def _apply(gateway_code: str, verified: VerifiedNotification, record: Notificati
 def _book_payment(payment: Payment, order_number: str) -> rows.Row:
     """Money is at the gateway: held for the order, or owed back when the order cannot use it.
     The lines are written; the entry that seals them is returned, for the caller to write with
-    the payment (``ledger.entry_post_sealed_by_caller``)."""
+    the payment (``ledger.transfer_sealed_by_caller``)."""
     clearing = ledger.clearing(payment.gateway)
     owed = ledger.HELD if payment.status == Payment.Status.SUCCEEDED else ledger.REFUNDS_DUE
-    if payment.amount <= 0:  # as ``ledger.transfer`` refuses it
-        raise ledger.UnbalancedEntry(f"payment {order_number}: a transfer moves an amount above zero")
-    return ledger.entry_post_sealed_by_caller(
-        legs=[(clearing, payment.amount), (owed, -payment.amount)],
+    return ledger.transfer_sealed_by_caller(
+        debit=clearing,
+        credit=owed,
+        amount=payment.amount,
         kind="payment",
         reference=order_number,
         memo=f"{payment.gateway} {payment.trade_no} {payment.get_status_display()}",
@@ -340,9 +340,11 @@ def balance_pay(*, order_number: str, buyer, order: Order | None = None, placed:
         try:
             # The debit's lines now (the wallet's floor refuses an overdraft here); the entry
             # that seals them rides the order's move with the payment, as a gateway's does.
-            entry = ledger.entry_post_sealed_by_caller(
+            entry = ledger.transfer_sealed_by_caller(
+                debit=ledger.wallet(buyer),
+                credit=ledger.HELD,
+                amount=order.total,
                 kind="balance_payment",
-                legs=[(ledger.wallet(buyer), order.total), (ledger.HELD, -order.total)],
                 reference=order.number,
                 idempotency_key=f"payment:{BALANCE}:{order.number}",
             )
