@@ -99,3 +99,38 @@ def test_demo_data_looks_like_a_shop_that_has_been_trading(settings, risk_limits
         assert ticket.order.created_at < ticket.created_at, ticket.subject
     for reveal in CodeReveal.objects.select_related("order_code__order"):
         assert reveal.order_code.order.delivered_at <= reveal.at
+
+
+@pytest.mark.django_db
+def test_demo_log_lines_carry_no_order_they_are_not_about(settings):
+    """``order_place`` puts its order's number on the rest of a request's log lines; the seeding
+    commands place dozens in one context, and used to label every later line (a rights review,
+    another order's refund) with the last order placed."""
+    import logging
+
+    from marketplace import logcontext
+
+    settings.PAYMENTS_SANDBOX_ENABLED = True
+    seen = []
+
+    class Grab(logging.Handler):
+        def emit(self, record):
+            seen.append((record.getMessage(), logcontext.order_var.get()))
+
+    grab = Grab(level=logging.INFO)
+    loggers = [logging.getLogger(name) for name in ("marketplace.security", "aftersales", "orders", "payments")]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.addHandler(grab)
+        lg.setLevel(logging.INFO)
+    try:
+        load()
+    finally:
+        for lg, level in zip(loggers, levels, strict=True):
+            lg.removeHandler(grab)
+            lg.setLevel(level)
+    reviews = [order for message, order in seen if "rights.review" in message]
+    assert reviews and reviews == [""] * len(reviews)
+    placed = [(message, order) for message, order in seen if " placed: product " in message]
+    assert placed and all(message.split()[1] == order for message, order in placed)
+    assert logcontext.order_var.get() == ""

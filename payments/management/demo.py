@@ -17,6 +17,7 @@ from django.utils import timezone
 
 from agents.models import Commission
 from marketplace.celery import app as celery_app
+from marketplace.logcontext import log_context
 from orders.models import CodeReveal, Order, OrderStatusChange
 
 from ..models import Payment
@@ -55,12 +56,19 @@ def risk_relaxed():
 @contextlib.contextmanager
 def numbered_as_of(when: datetime):
     """Orders placed inside get a number that starts with ``when``'s date and time, as the
-    order placed then would have had (numbers begin with the minute they were made)."""
+    order placed then would have had (numbers begin with the minute they were made).
+
+    The order number ``order_place`` puts on the log lines is the rest of a request's (or
+    task's); a seeding command places many in one context, so it is taken back at the block's
+    end: the next lines (another order's payment, a ticket, a rights review) must not carry it."""
 
     def localtime(value=None, *args):
         return timezone.localtime(when if value is None else value, *args)
 
-    with mock.patch("orders.models.timezone", SimpleNamespace(localtime=localtime, now=timezone.now)):
+    with (
+        log_context(),
+        mock.patch("orders.models.timezone", SimpleNamespace(localtime=localtime, now=timezone.now)),
+    ):
         yield
 
 
