@@ -44,6 +44,7 @@ from django.template.loader import render_to_string
 from django.utils import translation
 from django.utils.cache import add_never_cache_headers
 from django.utils.translation import gettext_lazy as _
+from prometheus_client import Counter
 
 from . import queues
 from .ratelimit import Throttled, cache_redis, too_many_requests
@@ -52,6 +53,16 @@ log = logging.getLogger(__name__)
 
 BUSY = "busy"  # the API's error code
 FULFILMENT_QUEUE = "fulfilment"
+
+# Requests refused with 429 by a gate, for /metrics (prometheus_client's default registry; under
+# gunicorn each process counts in PROMETHEUS_MULTIPROC_DIR and the scrape merges them). The
+# gates: "overload" (OverloadMiddleware), "rate" and "queue" (a checkout's Refusal.reason).
+# OverloadMiddleware answers before django-prometheus' inner middleware, so its 429s appear in
+# no response-status counter: this is where they are counted (ops/prometheus/alerts.yml).
+REFUSED = Counter("kamarket_admission_refused", "Requests refused with 429 by admission control", ["gate"])
+GATES = ("overload", "rate", "queue")
+for _gate in GATES:
+    REFUSED.labels(gate=_gate)  # every gate's series exists from the start, at 0
 
 
 @dataclass(frozen=True)
@@ -148,6 +159,7 @@ def admission_controlled(view: Callable) -> Callable:
             refusal = checkout_admit()
             if refusal is not None:
                 log.info("admission control refused a checkout (%s)", refusal.reason)
+                REFUSED.labels(gate=refusal.reason).inc()
                 context = {
                     "reason": REASON % {"seconds": refusal.retry_after},
                     "hint": HINT,
@@ -259,6 +271,7 @@ class OverloadMiddleware:
         response = HttpResponse(body, status=429, content_type=content_type)
         response["Retry-After"] = str(retry_after)
         add_never_cache_headers(response)
+        REFUSED.labels(gate="overload").inc()
         _shed["n"] += 1
         now = time.monotonic()
         if now - _shed["since"] >= 60:

@@ -284,3 +284,33 @@ def test_without_gunicorns_socket_nothing_is_refused(settings, product):
     """The test client, runserver, another server: the wait is unknown and nothing is refused."""
     settings.ADMISSION_QUEUE_WAIT_MS = 1
     assert Client().get(f"/p/{product.slug}/").status_code == 200
+
+
+def refused(gate: str) -> float:
+    from prometheus_client import REGISTRY
+
+    return REGISTRY.get_sample_value("kamarket_admission_refused_total", {"gate": gate}) or 0.0
+
+
+def test_refusals_are_counted_for_metrics_by_gate(product, settings, monkeypatch, clock, waited_socket):
+    """Each 429 is counted once under its gate (kamarket_admission_refused_total, alerted on in
+    ops/prometheus/alerts.yml); admitted requests are not counted."""
+    before = {gate: refused(gate) for gate in admission.GATES}
+    client = member()
+    assert [checkout(client, product).status_code for _ in range(3)] == [302, 302, 429]
+    assert refused("rate") == before["rate"] + 1
+    settings.ADMISSION_CHECKOUTS_PER_SECOND = 0
+    settings.ADMISSION_FULFILMENT_QUEUE_MAX = 10
+    monkeypatch.setattr(admission.queues, "queue_lengths", lambda queues=None: {"fulfilment": 11})
+    assert_busy(checkout(client, product))
+    assert refused("queue") == before["queue"] + 1
+    settings.ADMISSION_QUEUE_WAIT_MS = 100
+    assert overload_answer("/p/steam-50/", waited_socket(0.3))[0].status_code == 429
+    assert overload_answer("/p/steam-50/", waited_socket(0))[1]  # served: not counted
+    assert refused("overload") == before["overload"] + 1
+    assert refused("rate") == before["rate"] + 1
+    # Exported on /metrics, every gate's series present.
+    settings.METRICS_TOKEN = "t0ken"
+    body = Client().get("/metrics", HTTP_AUTHORIZATION="Bearer t0ken").content.decode()
+    for gate in admission.GATES:
+        assert f'kamarket_admission_refused_total{{gate="{gate}"}}' in body
