@@ -17,6 +17,7 @@ from .models import (
     ApiCallback,
     ApiCallbackStatusChange,
     CodeReveal,
+    EmailRefusal,
     ManualTopup,
     ManualTopupStatusChange,
     Order,
@@ -33,6 +34,13 @@ from .services import topup as manual_topups
 class StatusChangeInline(ReadOnlyInline):
     model = OrderStatusChange
     fields = readonly_fields = ("at", "from_status", "to_status", "actor", "note")
+
+
+class EmailRefusalInline(ReadOnlyInline):
+    """The mail server refused the buyer's address (``orders.services.orders.email_refusal_record``)."""
+
+    model = EmailRefusal
+    fields = readonly_fields = ("address", "code", "reply", "permanent", "attempts", "first_at", "last_at", "retry_at")
 
 
 class OrderCodeInline(ReadOnlyInline):
@@ -90,7 +98,7 @@ class OrderAdmin(ReadOnlyAdmin):
     search_fields = ("number", "buyer__email", "guest_email", "product_name", "agent_order_no", "agent__user__email")
     list_select_related = ("buyer", "agent__user", "agent__level")
     date_hierarchy = "created_at"
-    inlines = (OrderCodeInline, OrderShareInline, StatusChangeInline)
+    inlines = (OrderCodeInline, OrderShareInline, StatusChangeInline, EmailRefusalInline)
     readonly_fields = (
         "number",
         "buyer",

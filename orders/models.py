@@ -319,6 +319,33 @@ class OrderCode(models.Model):
         return f"{self.order.number} / {self.code_id}"
 
 
+class EmailRefusal(models.Model):
+    """The mail server refused the buyer's address for an order's email (smtplib's
+    ``SMTPRecipientsRefused``). A permanent refusal (a 5xx reply: no such user, domain unknown)
+    ends the attempts: the email stays claimed (``Order.buyer_notified_at``) and is never sent again
+    to that address. A temporary one (4xx: mailbox full, greylisted) is tried again at
+    ``retry_at``, later after each refusal, within DELIVERY_EMAIL_MAX_AGE_HOURS. Without this, a
+    mistyped address was offered to the mail server on every run (every 2 s for a minute, then every
+    minute for a day): on a busy day, enough such retries get a sender throttled by its provider."""
+
+    order = models.OneToOneField(Order, verbose_name=_("order"), related_name="email_refusal", on_delete=models.CASCADE)
+    address = models.CharField(_("address"), max_length=254)
+    code = models.PositiveSmallIntegerField(_("reply code"))
+    reply = models.CharField(_("reply"), max_length=300, blank=True)
+    permanent = models.BooleanField(_("permanent"), default=False)
+    attempts = models.PositiveIntegerField(_("refusals"), default=1)
+    first_at = models.DateTimeField(_("first refused"))
+    last_at = models.DateTimeField(_("last refused"))
+    retry_at = models.DateTimeField(_("next attempt"), null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("email refused by the mail server")
+        verbose_name_plural = _("emails refused by the mail server")
+
+    def __str__(self):
+        return f"{self.address} {self.code}"
+
+
 class CodeReveal(models.Model):
     """Every time a buyer shows a code's secret. A code with no row here was never seen."""
 

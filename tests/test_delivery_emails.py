@@ -183,7 +183,9 @@ def test_a_refused_recipient_does_not_hold_up_the_others(db, django_capture_on_c
 
     assert orders.delivery_emails_send() == 4
     assert recipients() == sorted(o.buyer.email for o in batch[1:])
-    assert notified(batch) == {o.pk for o in batch[1:]}  # the refused one is left due, for the sweep
+    # Refused for good (550): its email stays claimed, never offered again (tests/test_email_refusals.py).
+    assert notified(batch) == {o.pk for o in batch}
+    assert bad.email_refusal.permanent
 
 
 def test_the_sweep_sends_what_is_due_past_the_grace_and_not_old_orders(

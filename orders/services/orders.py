@@ -15,7 +15,7 @@ from django.core.exceptions import ValidationError
 from django.core.mail import EmailMessage, get_connection, send_mail
 from django.core.validators import validate_email
 from django.db import IntegrityError, connections, router, transaction
-from django.db.models import F
+from django.db.models import Exists, F, OuterRef
 from django.template.loader import render_to_string
 from django.utils import timezone, translation
 from django.utils.translation import gettext as _
@@ -41,7 +41,16 @@ from marketplace.prepared import Prepared
 from marketplace.text import email_normalise
 from supply import services as supply_services
 
-from ..models import ORDER_FLOW, CodeReveal, Order, OrderCode, OrderShare, OrderStatusChange, reissue_note
+from ..models import (
+    ORDER_FLOW,
+    CodeReveal,
+    EmailRefusal,
+    Order,
+    OrderCode,
+    OrderShare,
+    OrderStatusChange,
+    reissue_note,
+)
 from ..selectors import orders as selectors
 from ..selectors import share
 from . import callbacks as agent_callbacks
@@ -917,8 +926,69 @@ def order_notify(*, order_id: int, kind: str) -> bool:
         )
         if not claimed:
             return False
-        _buyer_email(claimed[0], template, _notify_subject(kind)).send()
+        order = claimed[0]
+        if _address_refused_for_good(order):
+            return False  # the mail server refused it before: the claim stays, nothing is sent
+        try:
+            _buyer_email(order, template, _notify_subject(kind)).send()
+        except SMTPRecipientsRefused as refused:
+            if not email_refusal_permanent(refused):
+                raise  # for now: the claim is undone and the task's retry, with its backoff, tries again
+            email_refusal_record(order=order, refused=refused)
+            return False  # for good: the claim stays, no retry
     return True
+
+
+# A temporary refusal (4xx) is tried again after a minute, then 2, 4, ... at most an hour apart.
+EMAIL_RETRY_FIRST = timedelta(minutes=1)
+EMAIL_RETRY_MAX = timedelta(hours=1)
+
+
+def email_refusal_record(*, order: Order, refused: SMTPRecipientsRefused, now=None) -> bool:
+    """Record that the mail server refused the buyer's address of ``order`` (``EmailRefusal``);
+    whether for good (``email_refusal_permanent``). A temporary refusal is tried again at a
+    ``retry_at`` that doubles with each refusal. Called inside the transaction that claimed the
+    order's email, which must commit for the record to stay."""
+    now = now or timezone.now()
+    address, (code, reply) = next(iter(refused.recipients.items()))
+    permanent = email_refusal_permanent(refused)
+    text = reply.decode("utf-8", "replace") if isinstance(reply, bytes) else str(reply)
+    row = EmailRefusal.objects.filter(order_id=order.pk).first()
+    attempts = 1 if row is None else row.attempts + 1
+    retry_at = None if permanent else now + min(EMAIL_RETRY_FIRST * 2 ** (attempts - 1), EMAIL_RETRY_MAX)
+    values = {
+        "address": address[:254],
+        "code": code,
+        "reply": text[:300],
+        "permanent": permanent,
+        "attempts": attempts,
+        "last_at": now,
+        "retry_at": retry_at,
+    }
+    if row is None:
+        EmailRefusal.objects.create(order_id=order.pk, first_at=now, **values)
+    else:
+        EmailRefusal.objects.filter(pk=row.pk).update(**values)
+    log.warning(
+        "email for order %s refused by the mail server (%s %s): %s",
+        order.number,
+        code,
+        text[:100],
+        "given up" if permanent else f"tried again at {retry_at:%H:%M:%S}",
+    )
+    return permanent
+
+
+def email_refusal_permanent(refused: SMTPRecipientsRefused) -> bool:
+    """Every recipient refused with a 5xx reply: RFC 5321 4.2.1's "permanent negative completion"
+    (the same request will fail again); a 4xx is transient (mailbox full, greylisting)."""
+    return all(500 <= code < 600 for code, _reply in refused.recipients.values())
+
+
+def _address_refused_for_good(order: Order) -> bool:
+    """The mail server refused this order's buyer address for good before (another email of the
+    same order): not offered to it again."""
+    return EmailRefusal.objects.filter(order_id=order.pk, permanent=True, address=order.buyer_email).exists()
 
 
 def delivery_emails_send(
@@ -932,9 +1002,11 @@ def delivery_emails_send(
     claimed with ``FOR UPDATE SKIP LOCKED`` (two runs at once never take the same order) and sent
     in the claim's transaction: if a send fails, the emails sent stay claimed, the others are
     unclaimed in the same transaction, and the error is raised once it commits (the next run, or
-    the sweep, tries them again). A recipient the mail server refuses is left unclaimed for the sweep and the
-    run goes on without it (one bad address does not hold up the others). ``batches``: at most
-    this many batches (None: until nothing is due)."""
+    the sweep, tries them again). A recipient the mail server refuses is recorded and the run goes
+    on without it (one bad address does not hold up the others): refused for good (5xx), its email
+    stays claimed and is never offered again; refused for now (4xx), it is unclaimed and waits for
+    its ``EmailRefusal.retry_at``. ``batches``: at most this many batches (None: until nothing is
+    due)."""
     template, _status = _NOTIFY_TEMPLATES["delivered"]
     subject = _notify_subject("delivered")
     size = settings.DELIVERY_EMAIL_BATCH_SIZE
@@ -945,8 +1017,9 @@ def delivery_emails_send(
             batch = _delivery_emails_claim(size=size, older_than=older_than, newer_than=newer_than, skip=refused)
             if not batch:
                 return sent
-            done, failure = _emails_send(batch, template, subject, refused)
-            unsent = [order.pk for order in batch if order.pk not in done]
+            done, given_up, failure = _emails_send(batch, template, subject, refused)
+            # Refused for good: stays claimed (never offered to the mail server again).
+            unsent = [order.pk for order in batch if order.pk not in done and order.pk not in given_up]
             if unsent:
                 Order.objects.filter(pk__in=unsent).update(buyer_notified_at=None)
         sent += len(done)
@@ -960,25 +1033,28 @@ def delivery_emails_send(
 
 def _emails_send(
     batch: list[Order], template: str, subject: str, refused: list[int]
-) -> tuple[set[int], BaseException | None]:
+) -> tuple[set[int], set[int], BaseException | None]:
     """Send one email per order over one connection: the orders sent, and the error that stopped
-    the batch (None if none did). Refused recipients are added to ``refused``."""
+    the batch (None if none did). Refused recipients are added to ``refused`` (not tried again in
+    this run) and recorded (``email_refusal_record``); those refused for good are the second set."""
     connection = get_connection()
     messages = [(order, _buyer_email(order, template, subject, connection)) for order in batch]
     done: set[int] = set()
+    given_up: set[int] = set()
     try:
         with connection:  # opened once for the batch
             for order, message in messages:
                 try:
                     message.send()
-                except SMTPRecipientsRefused:
-                    log.warning("delivery email for order %s refused by the mail server", order.number)
+                except SMTPRecipientsRefused as exc:
                     refused.append(order.pk)
+                    if email_refusal_record(order=order, refused=exc):
+                        given_up.add(order.pk)
                     continue
                 done.add(order.pk)
     except Exception as exc:
-        return done, exc
-    return done, None
+        return done, given_up, exc
+    return done, given_up, None
 
 
 def _delivery_emails_claim(
@@ -998,6 +1074,8 @@ def _delivery_emails_claim(
         due = due.filter(delivered_at__gt=now - newer_than)
     if skip:
         due = due.exclude(pk__in=skip)
+    # A temporary refusal waits for its next attempt (``email_refusal_record``).
+    due = due.exclude(Exists(EmailRefusal.objects.filter(order_id=OuterRef("pk"), retry_at__gt=now)))
     # On the order_delivery_email_due_idx index (exactly the due rows, by delivered_at).
     rows = due.order_by("delivered_at").select_for_update(skip_locked=True).values("pk")[:size]
     sql, params = rows.query.get_compiler(connection=transaction.get_connection()).as_sql()
