@@ -19,7 +19,7 @@ from prometheus_client.registry import Collector
 
 from aftersales.services.sla import sla_at_risk_now, sla_overdue_now
 from marketplace.queues import queue_lengths
-from orders.models import ManualTopup, Order, UpstreamOrder
+from orders.models import EmailRefusal, ManualTopup, Order, UpstreamOrder
 from payments.models import Mismatch, Refund
 from supply.models import SupplyMismatch
 
@@ -107,6 +107,12 @@ class SaleCollector(Collector):
             "kamarket_reconciliation_mismatches_open",
             "Differences between gateways' bills and our records not resolved yet",
             value=Mismatch.objects.filter(resolved_at__isnull=True).count(),
+        )
+        yield GaugeMetricFamily(
+            "kamarket_emails_held_by_refusal",
+            "Buyers' emails still due that the mail server refused for a reason it may drop (4xx, or a"
+            " 5xx that does not blame the address): waiting for their next attempt",
+            value=EmailRefusal.objects.filter(permanent=False, order__buyer_notified_at__isnull=True).count(),
         )
         yield from supply_metrics(now)
 

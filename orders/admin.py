@@ -158,6 +158,24 @@ class CodeRevealAdmin(ReadOnlyAdmin):
         return obj.order_code.order.number
 
 
+@admin.register(EmailRefusal)
+class EmailRefusalAdmin(ReadOnlyAdmin):
+    """Buyers' addresses the mail server refused (``orders.services.orders.email_refusal_record``):
+    refused for good (never offered again) or held for their next attempt. Many held at once is
+    the sender's problem, not the buyers' (docs/runbook.md, EmailsHeldByRefusals)."""
+
+    list_display = ("last_at", "order_number", "address", "code", "reply", "permanent", "attempts", "retry_at")
+    list_filter = ("permanent", "code")
+    search_fields = ("order__number", "address")
+    list_select_related = ("order",)
+    ordering = ("-last_at",)
+    readonly_fields = ("order", "address", "code", "reply", "permanent", "attempts", "first_at", "last_at", "retry_at")
+
+    @admin.display(description=_("order"), ordering="order__number")
+    def order_number(self, obj):
+        return obj.order.number
+
+
 class CallbackHistoryInline(ReadOnlyInline):
     model = ApiCallbackStatusChange
     fields = readonly_fields = ("at", "from_status", "to_status", "actor", "note")

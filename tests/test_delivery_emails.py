@@ -119,7 +119,7 @@ class FlakyBackend(EmailBackend):
             if FlakyBackend.attempts == FlakyBackend.fail_at:
                 raise SMTPServerDisconnected("gone")
             if set(message.to) & FlakyBackend.refused:
-                raise SMTPRecipientsRefused({message.to[0]: (550, b"no such user")})
+                raise SMTPRecipientsRefused({message.to[0]: (550, b"5.1.1 no such user")})
         return super().send_messages(messages)
 
 

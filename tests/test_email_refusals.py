@@ -144,12 +144,40 @@ def test_the_wait_between_attempts_doubles_up_to_an_hour(db, django_capture_on_c
 
 
 @pytest.mark.parametrize(
-    ("codes", "permanent"),
-    [((550,), True), ((553, 554), True), ((452,), False), ((550, 451), False), ((421,), False)],
+    ("replies", "permanent"),
+    [
+        ([(550, b"5.1.1 <a@example.com>: Recipient address rejected: User unknown")], True),
+        ([(550, b"5.1.10 Null MX")], True),
+        ([(553, b"5.1.3 Bad recipient address syntax"), (550, b"5.2.1 Mailbox disabled")], True),
+        # Not the address's fault: the sender's (relay, policy, blocklist) or the server's.
+        ([(550, b"5.7.1 Relaying denied")], False),
+        ([(554, b"5.7.1 Service unavailable; client host blocked")], False),
+        ([(552, b"5.2.2 Mailbox full")], False),
+        ([(550, b"Requested action not taken: mailbox unavailable")], False),  # no enhanced code
+        ([(550, b"5.11.1 no such code")], False),
+        # Temporary, and one of several recipients passing.
+        ([(452, b"4.2.2 Mailbox full")], False),
+        ([(451, b"4.7.1 Greylisted")], False),
+        ([(550, b"5.1.1 User unknown"), (451, b"4.3.0 Try later")], False),
+    ],
 )
-def test_only_a_5xx_from_every_recipient_is_for_good(codes, permanent):
-    refused = SMTPRecipientsRefused({f"r{i}@example.com": (code, b"") for i, code in enumerate(codes)})
+def test_only_a_refusal_that_blames_every_address_is_for_good(replies, permanent):
+    refused = SMTPRecipientsRefused({f"r{i}@example.com": reply for i, reply in enumerate(replies)})
     assert orders.email_refusal_permanent(refused) is permanent
+
+
+def test_a_relay_refusing_every_recipient_drops_no_email(db, django_capture_on_commit_callbacks, smtp):
+    """A misconfigured relay (wrong EMAIL_HOST_USER) refuses every RCPT with 550 5.7.1: the emails
+    wait for retries, none is given up, and they go out once the relay is fixed."""
+    batch = deliver_quietly(django_capture_on_commit_callbacks, 3)
+    for order in batch:
+        smtp.replies[order.buyer.email] = "550 5.7.1 Relaying denied"
+    assert orders.delivery_emails_send() == 0
+    assert notified(batch) == set()
+    assert set(EmailRefusal.objects.values_list("permanent", flat=True)) == {False}
+    smtp.replies.clear()
+    EmailRefusal.objects.update(retry_at=timezone.now() - timedelta(seconds=1))
+    assert orders.delivery_emails_send() == 3 and smtp.accepted == 3
 
 
 def test_a_single_email_refused_for_good_is_not_retried_and_not_sent_again(
@@ -175,3 +203,27 @@ def test_a_single_email_refused_for_good_is_not_retried_and_not_sent_again(
     Order.objects.filter(pk=order.pk).update(buyer_notified_at=None)  # another email of the order is due
     assert orders.order_notify(order_id=order.pk, kind="delivered") is False
     assert smtp.offered.count(address) == 2 and smtp.accepted == 0
+
+
+def test_emails_held_by_a_refusal_are_counted_for_metrics(db, django_capture_on_commit_callbacks, smtp, settings):
+    """``kamarket_emails_held_by_refusal`` (alert EmailsHeldByRefusals): emails still due that a
+    refusal holds back; not those given up, not those sent since."""
+    from django.test import Client
+
+    settings.METRICS_TOKEN = "t0ken"
+
+    def held() -> float:
+        body = Client().get("/metrics", HTTP_AUTHORIZATION="Bearer t0ken").content.decode()
+        return float(next(line.split()[1] for line in body.splitlines() if line.startswith("kamarket_emails_held_by")))
+
+    unknown, full, relay = deliver_quietly(django_capture_on_commit_callbacks, 3)
+    smtp.replies[unknown.buyer.email] = "550 5.1.1 User unknown"
+    smtp.replies[full.buyer.email] = "452 4.2.2 Mailbox full"
+    smtp.replies[relay.buyer.email] = "550 5.7.1 Relaying denied"
+    assert held() == 0
+    assert orders.delivery_emails_send() == 0
+    assert held() == 2  # the full mailbox and the relay's refusal; the unknown user is given up
+    smtp.replies.clear()
+    EmailRefusal.objects.update(retry_at=timezone.now() - timedelta(seconds=1))
+    assert orders.delivery_emails_send() == 2
+    assert held() == 0

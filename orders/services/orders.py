@@ -2,6 +2,7 @@
 
 import enum
 import logging
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
@@ -979,10 +980,23 @@ def email_refusal_record(*, order: Order, refused: SMTPRecipientsRefused, now=No
     return permanent
 
 
+# RFC 3463's enhanced status codes that blame the recipient's address itself: 5.1.x (bad
+# mailbox, bad domain, bad syntax, null MX ...) and 5.2.1 (mailbox disabled). Not 5.2.2 (mailbox
+# full: it empties), nor 5.7.x (policy: "relaying denied" is what a wrong EMAIL_HOST_USER gets for
+# every recipient), nor 5.3-5.5 (the server's own state): those are the sender's or the moment's.
+_ADDRESS_STATUS = re.compile(rb"^\s*5\.(?:1\.\d{1,3}|2\.1)(?!\d)")
+
+
 def email_refusal_permanent(refused: SMTPRecipientsRefused) -> bool:
-    """Every recipient refused with a 5xx reply: RFC 5321 4.2.1's "permanent negative completion"
-    (the same request will fail again); a 4xx is transient (mailbox full, greylisting)."""
-    return all(500 <= code < 600 for code, _reply in refused.recipients.values())
+    """The mail server refused every recipient for good: a 5xx reply (RFC 5321 4.2.1, "permanent
+    negative completion") whose enhanced status code blames the address (``_ADDRESS_STATUS``).
+    Anything else is treated as passing: a 4xx (greylisting, mailbox full), and a 5xx that does
+    not name the address as the cause, so that a refusal of the sender (a misconfigured relay, a
+    blocklist) holds the emails back for retries instead of dropping every buyer's for good."""
+    return all(
+        500 <= code < 600 and bool(_ADDRESS_STATUS.match(reply if isinstance(reply, bytes) else str(reply).encode()))
+        for code, reply in refused.recipients.values()
+    )
 
 
 def _address_refused_for_good(order: Order) -> bool:
