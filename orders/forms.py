@@ -11,7 +11,7 @@ from catalog.models import Product
 from legal.forms import FIELD as AGREEMENTS_FIELD
 from legal.forms import guest_agreements_field
 from marketplace.templatetags.display import order_no_parse
-from marketplace.text import email_normalise
+from marketplace.text import email_domain_suggestion, email_normalise
 
 from .selectors import orders as selectors
 from .services.guest_lookup import EMAIL, NUMBER, LookupQuery
@@ -104,11 +104,29 @@ class GuestForm(forms.Form):
         # (none published: no box). orders.views.orders.placed records the acceptance.
         self.agreements = guest_agreements_field(self)
 
+    # The address a likely misspelling was pointed out for (``clean``): sent back with the form, so
+    # that submitting the same address again confirms it as typed.
+    guest_email_checked = forms.CharField(required=False, max_length=254)
+
     def clean(self):
         data = super().clean()
         one, two = data.get("guest_email"), data.get("guest_email_confirm")
+        self.suggestion = None
         if one and two and one.strip().lower() != two.strip().lower():
             self.add_error("guest_email_confirm", _("The two email addresses do not match."))
+        elif one and email_normalise(data.get("guest_email_checked") or "") != email_normalise(one):
+            # Typed twice alike is no proof (copied, or the same slip twice), and the order's link
+            # goes only to this address: a guest with a wrong one cannot find the order again.
+            self.suggestion = email_domain_suggestion(one)
+            if self.suggestion:
+                self.add_error(
+                    "guest_email",
+                    _(
+                        "Did you mean %(suggestion)s? The link to your order goes to this address only. "
+                        "Correct it, or submit again to use %(typed)s as it is."
+                    )
+                    % {"suggestion": self.suggestion, "typed": email_normalise(one)},
+                )
         return data
 
     @property

@@ -267,3 +267,26 @@ def test_a_guest_finds_orders_again_on_the_lookup_page(browser, live_server, pro
     desk.wait_for_url(re.compile(rf"/orders/guest/{second.number}/$"))
     assert desk.locator('[data-testid="reveal"]').count() == 1  # the link proved it: codes here
     assert not desk.js_errors
+
+
+def test_a_misspelt_mail_provider_is_pointed_out_and_fixed_in_one_click(browser, live_server, product):
+    """qq.con typed twice (copied): the checkout points out qq.com; one click puts it in both boxes
+    and the order goes to the right address. Screenshot guest-typo-390."""
+    page = new_page(browser, live_server.url)
+    page.goto(f"/orders/checkout/{product.slug}/")
+    page.fill('[data-testid="guest-email"]', "zhang.san@qq.con")
+    page.fill('[data-testid="guest-email-confirm"]', "zhang.san@qq.con")
+    page.locator('[data-testid="channel-sandbox"] input').check()
+    page.locator('[data-testid="place-order"]').click()
+    suggestion = page.locator('[data-testid="guest-email-suggestion"]')
+    suggestion.wait_for()
+    assert "zhang.san@qq.com" in suggestion.inner_text()
+    assert not Order.objects.exists()
+    shot(page, "guest-typo-390")
+    suggestion.click()
+    assert page.locator('[data-testid="guest-email"]').input_value() == "zhang.san@qq.com"
+    assert page.locator('[data-testid="guest-email-confirm"]').input_value() == "zhang.san@qq.com"
+    assert suggestion.count() == 0
+    page.locator('[data-testid="place-order"]').click()
+    page.wait_for_url(re.compile(r"/pay/sandbox/"))
+    assert Order.objects.get().guest_email == "zhang.san@qq.com"

@@ -117,6 +117,37 @@ def test_guest_checkout_checks_the_email_twice_and_places_nothing_when_wrong(cli
     assert not Order.objects.exists()
 
 
+def test_a_likely_misspelt_provider_is_pointed_out_and_can_be_kept(client, product):
+    """Typed twice alike is no proof (copied, or the same slip twice) and the order's link goes to
+    this address only: qq.con is pointed out with the likely address; the same address submitted
+    again (the form sends back which one was pointed out) is taken as typed."""
+    typo = "zhang.san@qq.con"
+    pointed = client.post(f"/orders/checkout/{product.slug}/", guest_post(guest_email=typo, guest_email_confirm=typo))
+    assert pointed.status_code == 400 and not Order.objects.exists()
+    page = pointed.content.decode()
+    assert "Did you mean zhang.san@qq.com?" in page
+    assert 'data-fill-email="zhang.san@qq.com"' in page
+    assert '<input type="hidden" name="guest_email_checked" value="zhang.san@qq.con">' in page
+    # Corrected: placed with the right address.
+    right = "zhang.san@qq.com"
+    placed = client.post(f"/orders/checkout/{product.slug}/", guest_post(guest_email=right, guest_email_confirm=right))
+    assert placed.status_code == 302 and Order.objects.get().guest_email == right
+    # Kept as typed: the second submission of the address that was pointed out.
+    kept = client.post(
+        f"/orders/checkout/{product.slug}/",
+        guest_post(guest_email=typo, guest_email_confirm=typo, guest_email_checked=typo.upper()),
+    )
+    assert kept.status_code == 302
+    assert sorted(Order.objects.values_list("guest_email", flat=True)) == [right, typo]
+    # Another address than the one pointed out is checked afresh.
+    other = "li.si@163.cm"
+    again = client.post(
+        f"/orders/checkout/{product.slug}/",
+        guest_post(guest_email=other, guest_email_confirm=other, guest_email_checked=typo),
+    )
+    assert again.status_code == 400 and "Did you mean li.si@163.com?" in again.content.decode()
+
+
 def test_a_guest_buys_on_the_platform_pays_in_the_sandbox_and_gets_the_signed_link(client, product):
     order = buy_as_guest(client, product, password="secret-pw")
     assert order.status == Order.Status.DELIVERED

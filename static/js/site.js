@@ -42,6 +42,20 @@ document.addEventListener("click", function (event) {
   input.dispatchEvent(new Event("change", { bubbles: true }));
 });
 
+// The guest checkout's "Did you mean ...@qq.com?": one click puts the suggestion in both boxes.
+document.addEventListener("click", function (event) {
+  const button = event.target.closest("[data-fill-email]");
+  if (!button) return;
+  ["#guest_email", "#guest_email_confirm"].forEach(function (selector) {
+    const input = document.querySelector(selector);
+    if (input) { input.value = button.dataset.fillEmail; input.classList.remove("is-invalid"); }
+  });
+  const checked = button.parentElement.querySelector("input[name=guest_email_checked]");
+  if (checked) checked.remove();
+  button.closest(".col-sm-6").querySelectorAll(".invalid-feedback").forEach(function (el) { el.remove(); });
+  button.remove();
+});
+
 // An amount in fen as the money template filter shows it: "¥5,612.76".
 function formatFen(cents) {
   const sign = cents < 0 ? "-" : "";
