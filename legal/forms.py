@@ -5,9 +5,13 @@ from django.utils.safestring import SafeString
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy, pgettext
 
+from marketplace.text import email_domain_suggestion, email_normalise
+
 from . import selectors, services
 
 FIELD = "accept_agreements"
+# The address a likely misspelling was pointed out for (SignupForm.clean).
+CHECKED_FIELD = "email_checked"
 
 
 def agreements_label(versions) -> SafeString:
@@ -27,6 +31,7 @@ class SignupForm(AllauthSignupForm):
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
+        self.fields[CHECKED_FIELD] = forms.CharField(required=False, max_length=254, widget=forms.HiddenInput)
         self.agreements = selectors.required_for(kinds=selectors.MEMBER_KINDS)
         if self.agreements:
             self.fields[FIELD] = forms.BooleanField(
@@ -34,6 +39,25 @@ class SignupForm(AllauthSignupForm):
                 label=agreements_label(self.agreements),
                 error_messages={"required": gettext_lazy("Please read and accept the agreements to sign up.")},
             )
+
+    def clean(self):
+        """A likely misspelt mail provider (qq.con) is pointed out, as at the guest checkout
+        (``marketplace.text.email_domain_suggestion``): the verification email, password resets
+        and order emails go to this address. Submitting the same address again keeps it."""
+        data = super().clean()
+        email = data.get("email")
+        checked = self.data.get(CHECKED_FIELD, "")
+        if email and email_normalise(checked) != email_normalise(email):
+            suggestion = email_domain_suggestion(email)
+            if suggestion:
+                self.add_error(
+                    "email",
+                    _("Did you mean %(suggestion)s? Correct the address, or submit again to use %(typed)s as it is.")
+                    % {"suggestion": suggestion, "typed": email_normalise(email)},
+                )
+                self.data = self.data.copy()  # the form shown again carries the address pointed out
+                self.data[CHECKED_FIELD] = email
+        return data
 
     def signup(self, request, user) -> None:
         if self.agreements:

@@ -8,6 +8,7 @@ from datetime import timedelta
 from decimal import Decimal
 
 import pytest
+from django.contrib.auth import get_user_model
 from django.db import DatabaseError, connection, transaction
 from django.urls import reverse
 from django.utils import timezone, translation
@@ -257,3 +258,16 @@ def test_staff_publish_from_admin_and_a_published_version_is_read_only(client, s
     client.post(reverse("admin:legal_agreementversion_change", args=[first.pk]), {"title": "changed", "body": "x"})
     first.refresh_from_db()
     assert first.title != "changed"
+
+
+def test_sign_up_points_out_a_likely_misspelt_mail_provider_and_keeps_it_when_submitted_again(client):
+    """The verification email and every order email go to this address: qq.con is pointed out
+    (as at the guest checkout); the same address submitted again is kept as typed."""
+    data = {"email": "wang.wu@qq.con", "password1": PASSWORD, "password2": PASSWORD}
+    pointed = client.post("/accounts/signup/", data)
+    page = pointed.content.decode()
+    assert pointed.status_code == 200 and "Did you mean wang.wu@qq.com?" in page
+    assert 'name="email_checked" value="wang.wu@qq.con"' in page
+    kept = client.post("/accounts/signup/", {**data, "email_checked": "wang.wu@qq.con"})
+    assert kept.status_code == 302
+    assert get_user_model().objects.filter(email="wang.wu@qq.con").exists()
