@@ -22,13 +22,13 @@ no-reason refund offer while unrevealed codes of a delivered order can be refund
 """
 
 from django import template
-from django.template.base import FilterExpression, Parser, render_value_in_context
+from django.template.base import FilterExpression, Parser
 from django.template.defaulttags import CsrfTokenNode
 from django.utils.html import conditional_escape
 from django.utils.safestring import SafeString, mark_safe
 from django.utils.translation import gettext, ngettext
 
-from marketplace.templatetags.display import date_in_context
+from marketplace.templatetags.display import date_in_context, value_in_context
 from marketplace.templatetags.kept import include_unless_quiet, kept_reverse
 
 from .aftersales_refunds import refund_code
@@ -47,13 +47,13 @@ def _t(message: str) -> str:
 
 
 def _code_row(context, oc, counter: int, *, order, refund, reveal_url_name: str, can_reveal, aftersales, csrf) -> str:
-    pk = render_value_in_context(oc.pk, context)
+    pk = value_in_context(oc.pk, context)
     revealed = getattr(oc, "revealed", None)
     parts = [
         '\n    <li class="list-group-item py-3" data-testid="code-row">\n'
         '      <div class="d-flex align-items-center gap-2">\n'
         '        <span class="code-index align-self-start mt-1">',
-        render_value_in_context(getattr(oc, "number", None) or counter, context),
+        value_in_context(getattr(oc, "number", None) or counter, context),
         f'</span>\n        <div class="flex-grow-1 min-w-0" id="slot-{pk}">\n          ',
     ]
     if revealed:
@@ -77,7 +77,7 @@ def _code_row(context, oc, counter: int, *, order, refund, reveal_url_name: str,
         )
     parts.append("\n      </div>\n      ")
     if oc.replaces:
-        n = render_value_in_context(oc.replaces, context)
+        n = value_in_context(oc.replaces, context)
         parts.append(
             '<div class="small mt-2 ms-5"><span class="badge text-bg-info-subtle border border-info-subtle'
             ' text-info-emphasis" data-testid="replacement-badge"><i class="bi bi-arrow-repeat"></i> '
@@ -88,11 +88,11 @@ def _code_row(context, oc, counter: int, *, order, refund, reveal_url_name: str,
     if oc.reveal_count or aftersales:
         parts.append('<div class="small text-secondary mt-2 ms-5 d-flex flex-wrap gap-3">')
         if oc.reveal_count:
-            n = render_value_in_context(oc.reveal_count, context)
+            n = value_in_context(oc.reveal_count, context)
             times = ngettext("Revealed %(n)s time", "Revealed %(n)s times", oc.reveal_count) % {"n": n}
             parts.append(f'<span><i class="bi bi-journal-check"></i> {times}</span>')
         if aftersales:
-            number = render_value_in_context(order.number, context)
+            number = value_in_context(order.number, context)
             parts.append(
                 '<a class="link-secondary text-decoration-none"'
                 f' href="{conditional_escape(buyer_url(context, "ticket_new"))}'
@@ -106,7 +106,7 @@ def _code_row(context, oc, counter: int, *, order, refund, reveal_url_name: str,
         request = rc.request if rc is not None else None
         if request:
             href = conditional_escape(buyer_url(context, "refund_detail", request.public_id))
-            status = render_value_in_context(request.get_status_display(), context)
+            status = value_in_context(request.get_status_display(), context)
             parts.append(
                 f'<div class="small mt-2 ms-5"><a class="badge text-bg-warning text-decoration-none" href="{href}">'
                 f"{_t('refund requested')} · {status}</a></div>"
@@ -130,7 +130,7 @@ def order_codes_list(context, reveal_url_name: str, *, can_reveal=False, aftersa
     days = _REFUND_DAYS.resolve(context)
     csrf = _CSRF.render(context) if can_reveal else ""
     intro = gettext("Revealing a code is logged; unrevealed codes can be refunded within %(days)s days.") % {
-        "days": render_value_in_context(days, context)
+        "days": value_in_context(days, context)
     }
     parts = [
         '\n<div class="card mb-3" data-testid="codes-card">\n  <div class="card-header">\n'
@@ -161,8 +161,8 @@ def refund_entry(context, *, oob=False) -> SafeString:
     if not (order.status == "delivered" and refund and refund.window_open and refund.refundable_ids):
         return mark_safe(head + "\n</div>\n")  # noqa: S308 (fixed markup)
     count = len(refund.refundable_ids)
-    n = render_value_in_context(count, context)
-    days = render_value_in_context(_REFUND_DAYS.resolve(context), context)
+    n = value_in_context(count, context)
+    days = value_in_context(_REFUND_DAYS.resolve(context), context)
     until = date_in_context(refund.window_end, "Y-m-d H:i", context)
     href = conditional_escape(buyer_url(context, "refund_new", order.number))
     title = gettext("%(days)s-day no-reason refund") % {"days": days}

@@ -15,7 +15,7 @@ from types import SimpleNamespace
 
 from django import template
 from django.conf import settings
-from django.template.base import FilterExpression, Parser, render_value_in_context
+from django.template.base import FilterExpression, Parser
 from django.urls import get_script_prefix, get_urlconf
 from django.utils import timezone
 from django.utils.html import conditional_escape
@@ -24,7 +24,7 @@ from django.utils.translation import gettext, ngettext
 
 from catalog.templatetags.catalog_kinds import kind_icon_html
 from marketplace.localcache import SAMPLE_NUMBER, Drawn, shown_text
-from marketplace.templatetags.display import date_in_context, money_format, order_no
+from marketplace.templatetags.display import date_in_context, money_format, order_no, value_in_context
 from marketplace.templatetags.kept import include_unless_quiet, kept_reverse
 
 register = template.Library()
@@ -67,12 +67,12 @@ def status_badge(order, compact=False) -> SafeString:
 
 def _value(value, context) -> str:
     """``{{ value }}``."""
-    return render_value_in_context(value, context)
+    return value_in_context(value, context)
 
 
 def _money(value, context) -> str:
     """``{{ value|money }}``."""
-    return render_value_in_context(money_format(value), context)
+    return value_in_context(money_format(value), context)
 
 
 @register.simple_tag(takes_context=True)
