@@ -1,7 +1,8 @@
 """The member's order page, drawn with the page's shortcuts (issue 17), is the page Django's own
 paths draw, byte for byte: ``display.value_in_context`` (a ``str``'s escaping, an ``int``'s digits)
-against ``render_value_in_context``, and ``rows.json_rows``'s plan kept per process against one
-worked out afresh. Pending, delivered (codes unrevealed, one revealed, one refunded, a refund
+against ``render_value_in_context``, ``i18n_kept.texts()`` (a language's fixed texts kept) against
+``gettext`` each time, and ``rows.json_rows``'s plan kept per process against one worked out
+afresh. Pending, delivered (codes unrevealed, one revealed, one refunded, a refund
 request open), all refunded, the non-htmx and the htmx reveal's answers, in zh-hans and English.
 Only the CSRF tokens differ between two answers (each is masked anew)."""
 
@@ -18,7 +19,7 @@ from django.utils.safestring import mark_safe
 
 from aftersales.templatetags import aftersales_order
 from marketplace import rows
-from marketplace.templatetags import display
+from marketplace.templatetags import display, i18n_kept
 from orders.templatetags import order_page
 from tests.builders import ask, codes_of, delivered_order, place, reveal
 from tests.factories import ProductFactory, add_stock
@@ -39,7 +40,16 @@ def django_paths(monkeypatch) -> None:
     ``json_rows`` plan worked out again."""
     for module in (display, order_page, aftersales_order):
         monkeypatch.setattr(module, "value_in_context", render_value_in_context)
+    for module in (order_page, aftersales_order):
+        monkeypatch.setattr(module, "texts", GettextEach)
     monkeypatch.setattr(rows, "_plans", FreshPlans())
+
+
+class GettextEach:
+    """``texts()`` that keeps nothing: ``gettext`` on every look-up."""
+
+    def __getitem__(self, message: str) -> str:
+        return translation.gettext(message)
 
 
 class FreshPlans(dict):
@@ -120,3 +130,17 @@ def test_value_in_context_is_render_value_in_context(value, autoescape, grouping
         for lang in ("zh-hans", "en", "de"):
             with translation.override(lang):
                 assert display.value_in_context(value, context) == render_value_in_context(value, context)
+
+
+def test_texts_are_each_languages_gettext_and_forgotten_with_the_catalogues():
+    messages = ["Total", "Reveal", "History", "Your codes", "no such message here"]
+    for lang in ("zh-hans", "en", None):
+        with translation.override(lang):
+            table = i18n_kept.texts()
+            assert [table[m] for m in messages] == [translation.gettext(m) for m in messages]
+            assert i18n_kept.texts() is table
+    with translation.override("zh-hans"):
+        assert i18n_kept.texts()["Total"] != "Total"  # translated: the table is the language's
+        kept = i18n_kept.texts()
+        with override_settings(LOCALE_PATHS=[]):
+            assert i18n_kept.texts() is not kept  # the catalogues may have changed: asked again

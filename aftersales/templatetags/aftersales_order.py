@@ -26,9 +26,10 @@ from django.template.base import FilterExpression, Parser
 from django.template.defaulttags import CsrfTokenNode
 from django.utils.html import conditional_escape
 from django.utils.safestring import SafeString, mark_safe
-from django.utils.translation import gettext, ngettext
+from django.utils.translation import gettext_noop, ngettext
 
 from marketplace.templatetags.display import date_in_context, value_in_context
+from marketplace.templatetags.i18n_kept import Texts, texts
 from marketplace.templatetags.kept import include_unless_quiet, kept_reverse
 
 from .aftersales_refunds import refund_code
@@ -40,13 +41,11 @@ _CSRF = CsrfTokenNode()
 _REFUND_DAYS = FilterExpression("PROMISES.refund_days", Parser([]))
 
 
-def _t(message: str) -> str:
-    """``{% translate "message" %}``: the translation, not escaped (a template's string literal
-    is safe, and so is its translation)."""
-    return gettext(message)
-
-
-def _code_row(context, oc, counter: int, *, order, refund, reveal_url_name: str, can_reveal, aftersales, csrf) -> str:
+def _code_row(
+    context, oc, counter: int, *, order, refund, reveal_url_name: str, can_reveal, aftersales, csrf, t: Texts
+) -> str:
+    """One code's row; ``t[message]`` is ``{% translate "message" %}`` (the translation, not
+    escaped: a template's string literal is safe, and so is its translation)."""
     pk = value_in_context(oc.pk, context)
     revealed = getattr(oc, "revealed", None)
     parts = [
@@ -62,7 +61,7 @@ def _code_row(context, oc, counter: int, *, order, refund, reveal_url_name: str,
         parts.append("\n          \n        </div>\n        ")
     else:
         parts.append(
-            f'<span class="code-box masked" aria-label="{_t("Hidden until you reveal it")}">••••••••••••••••</span>'
+            f'<span class="code-box masked" aria-label="{t["Hidden until you reveal it"]}">••••••••••••••••</span>'
             "\n        </div>\n        "
         )
     if can_reveal and not revealed:
@@ -72,7 +71,7 @@ def _code_row(context, oc, counter: int, *, order, refund, reveal_url_name: str,
             ' data-remove-after-success data-confirm-modal="#reveal-confirm" class="flex-shrink-0">\n'
             f"          {csrf}\n"
             '          <button class="btn btn-sm btn-outline-success" type="submit" data-testid="reveal">'
-            f'<i class="bi bi-eye"></i> {_t("Reveal")}</button>\n'
+            f'<i class="bi bi-eye"></i> {t["Reveal"]}</button>\n'
             "        </form>\n        "
         )
     parts.append("\n      </div>\n      ")
@@ -81,7 +80,7 @@ def _code_row(context, oc, counter: int, *, order, refund, reveal_url_name: str,
         parts.append(
             '<div class="small mt-2 ms-5"><span class="badge text-bg-info-subtle border border-info-subtle'
             ' text-info-emphasis" data-testid="replacement-badge"><i class="bi bi-arrow-repeat"></i> '
-            + gettext("Replacement for code #%(n)s") % {"n": n}
+            + t[gettext_noop("Replacement for code #%(n)s")] % {"n": n}
             + "</span></div>"
         )
     parts.append("\n      ")
@@ -97,7 +96,7 @@ def _code_row(context, oc, counter: int, *, order, refund, reveal_url_name: str,
                 '<a class="link-secondary text-decoration-none"'
                 f' href="{conditional_escape(buyer_url(context, "ticket_new"))}'
                 f'?order={number}&amp;code={pk}&amp;kind=invalid" data-testid="report-code"><i class="bi bi-flag"></i>'
-                f' <span class="text-decoration-underline">{_t("Problem with this code?")}</span></a>'
+                f' <span class="text-decoration-underline">{t["Problem with this code?"]}</span></a>'
             )
         parts.append("</div>")
     parts.append("\n      ")
@@ -109,13 +108,13 @@ def _code_row(context, oc, counter: int, *, order, refund, reveal_url_name: str,
             status = value_in_context(request.get_status_display(), context)
             parts.append(
                 f'<div class="small mt-2 ms-5"><a class="badge text-bg-warning text-decoration-none" href="{href}">'
-                f"{_t('refund requested')} · {status}</a></div>"
+                f"{t['refund requested']} · {status}</a></div>"
             )
         elif oc.pk in refund.refundable_ids:
             parts.append(
                 f'<div class="small mt-2 ms-5" id="refundable-{pk}"><span class="badge text-bg-success-subtle border'
                 ' border-success-subtle text-success-emphasis" data-testid="code-refundable">'
-                f"{_t('unused — refundable')}</span></div>"
+                f"{t['unused — refundable']}</span></div>"
             )
     parts.append("\n    </li>\n    ")
     return "".join(parts)
@@ -129,12 +128,13 @@ def order_codes_list(context, reveal_url_name: str, *, can_reveal=False, aftersa
     refund = context.get("refund")
     days = _REFUND_DAYS.resolve(context)
     csrf = _CSRF.render(context) if can_reveal else ""
-    intro = gettext("Revealing a code is logged; unrevealed codes can be refunded within %(days)s days.") % {
+    t = texts()
+    intro = t[gettext_noop("Revealing a code is logged; unrevealed codes can be refunded within %(days)s days.")] % {
         "days": value_in_context(days, context)
     }
     parts = [
         '\n<div class="card mb-3" data-testid="codes-card">\n  <div class="card-header">\n'
-        f'    <div class="fw-semibold"><i class="bi bi-key text-success"></i> {_t("Your codes")}</div>\n'
+        f'    <div class="fw-semibold"><i class="bi bi-key text-success"></i> {t["Your codes"]}</div>\n'
         f'    <div class="small text-secondary mt-1">{intro}</div>\n'
         '  </div>\n  <ul class="list-group list-group-flush">\n    '
     ]
@@ -145,6 +145,7 @@ def order_codes_list(context, reveal_url_name: str, *, can_reveal=False, aftersa
         "can_reveal": can_reveal,
         "aftersales": aftersales,
         "csrf": csrf,
+        "t": t,
     }
     parts.extend(_code_row(context, oc, i, **kw) for i, oc in enumerate(order.live_codes, start=1))
     parts.append("\n  </ul>\n</div>\n")
@@ -165,8 +166,11 @@ def refund_entry(context, *, oob=False) -> SafeString:
     days = value_in_context(_REFUND_DAYS.resolve(context), context)
     until = date_in_context(refund.window_end, "Y-m-d H:i", context)
     href = conditional_escape(buyer_url(context, "refund_new", order.number))
-    title = gettext("%(days)s-day no-reason refund") % {"days": days}
-    until = gettext("Codes you have not revealed can be refunded until %(date)s, no reason needed.") % {"date": until}
+    t = texts()
+    title = t[gettext_noop("%(days)s-day no-reason refund")] % {"days": days}
+    until = t[gettext_noop("Codes you have not revealed can be refunded until %(date)s, no reason needed.")] % {
+        "date": until
+    }
     many = ngettext(
         "%(n)s unrevealed code can be refunded now.", "%(n)s unrevealed codes can be refunded now.", count
     ) % {"n": n}
@@ -181,7 +185,7 @@ def refund_entry(context, *, oob=False) -> SafeString:
         f' data-count="{n}">{many}</div>\n'
         "    </div>\n"
         f'    <a class="btn btn-success flex-shrink-0 fw-semibold" href="{href}" data-testid="refund-unused">'
-        f"{_t('Refund unused codes')}</a>\n"
+        f"{t['Refund unused codes']}</a>\n"
         "  </div>\n</div>\n\n</div>\n"
     )
 
