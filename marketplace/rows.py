@@ -416,7 +416,7 @@ def _json_kind(field) -> str:
 _AS_TEXT = frozenset({"decimal", "json"})
 
 
-def _json_converter(field, connection) -> Callable[[Any], Any] | None:
+def _json_converter(field, using: str) -> Callable[[Any], Any] | None:
     """How ``json_rows`` turns the JSON value of ``field`` into what the ORM would have loaded."""
     kind = _json_kind(field)
     if kind == "time":
@@ -426,8 +426,34 @@ def _json_converter(field, connection) -> Callable[[Any], Any] | None:
     if kind == "decimal":
         return Decimal
     if kind == "json":  # the driver's text, decoded by the field as the ORM decodes it
-        return lambda text: field.from_db_value(text, None, connection)
+        return lambda text: field.from_db_value(text, None, connections[using])  # this thread's connection
     return None
+
+
+@dataclass(frozen=True)
+class _JsonPlan:
+    """What ``json_rows`` needs of a model besides the text: its concrete fields' attribute names
+    and the converters by position (the ``extra`` times' too)."""
+
+    names: list[str]
+    converters: list[tuple[int, Callable[[Any], Any]]]
+
+
+# By (model, alias, extra): a model's fields do not change in a process. Worked out on every call,
+# this was a fifth of the Python of the order page's read (36 fields' kinds per view).
+_plans: dict[tuple, _JsonPlan] = {}
+
+
+def _json_plan(model: type[models.Model], using: str, extra: Sequence[tuple[str, str]]) -> _JsonPlan:
+    key = (model, using, tuple(extra))
+    plan = _plans.get(key)
+    if plan is None:
+        fields = model._meta.concrete_fields
+        n = len(fields)
+        converters = [(i, c) for i, f in enumerate(fields) if (c := _json_converter(f, using)) is not None]
+        converters += [(n + i, datetime.fromisoformat) for i, (_name, kind) in enumerate(extra) if kind == "time"]
+        plan = _plans[key] = _JsonPlan(names=[f.attname for f in fields], converters=converters)
+    return plan
 
 
 def json_rows_sql(
@@ -467,12 +493,9 @@ def json_rows(model: type[M], text: str | None, *, using: str, extra: Sequence[t
     with the ``extra`` values set as attributes: ``(name, kind)``, kind ``"plain"`` or ``"time"``."""
     if not text:
         return []
-    fields = model._meta.concrete_fields
-    names = [f.attname for f in fields]
-    connection = connections[using]
-    converters = [(i, c) for i, f in enumerate(fields) if (c := _json_converter(f, connection)) is not None]
+    plan = _json_plan(model, using, extra)
+    names, converters = plan.names, plan.converters
     n = len(names)
-    converters += [(n + i, datetime.fromisoformat) for i, (_name, kind) in enumerate(extra) if kind == "time"]
     objs = []
     for row in json.loads(text):
         for i, convert in converters:

@@ -22,13 +22,14 @@ no-reason refund offer while unrevealed codes of a delivered order can be refund
 """
 
 from django import template
-from django.template.base import FilterExpression, Parser, render_value_in_context
+from django.template.base import FilterExpression, Parser
 from django.template.defaulttags import CsrfTokenNode
 from django.utils.html import conditional_escape
 from django.utils.safestring import SafeString, mark_safe
-from django.utils.translation import gettext, ngettext
+from django.utils.translation import gettext_noop, ngettext
 
-from marketplace.templatetags.display import date_in_context
+from marketplace.templatetags.display import date_in_context, value_in_context
+from marketplace.templatetags.i18n_kept import Texts, texts
 from marketplace.templatetags.kept import include_unless_quiet, kept_reverse
 
 from .aftersales_refunds import refund_code
@@ -40,20 +41,18 @@ _CSRF = CsrfTokenNode()
 _REFUND_DAYS = FilterExpression("PROMISES.refund_days", Parser([]))
 
 
-def _t(message: str) -> str:
-    """``{% translate "message" %}``: the translation, not escaped (a template's string literal
-    is safe, and so is its translation)."""
-    return gettext(message)
-
-
-def _code_row(context, oc, counter: int, *, order, refund, reveal_url_name: str, can_reveal, aftersales, csrf) -> str:
-    pk = render_value_in_context(oc.pk, context)
+def _code_row(
+    context, oc, counter: int, *, order, refund, reveal_url_name: str, can_reveal, aftersales, csrf, t: Texts
+) -> str:
+    """One code's row; ``t[message]`` is ``{% translate "message" %}`` (the translation, not
+    escaped: a template's string literal is safe, and so is its translation)."""
+    pk = value_in_context(oc.pk, context)
     revealed = getattr(oc, "revealed", None)
     parts = [
         '\n    <li class="list-group-item py-3" data-testid="code-row">\n'
         '      <div class="d-flex align-items-center gap-2">\n'
         '        <span class="code-index align-self-start mt-1">',
-        render_value_in_context(getattr(oc, "number", None) or counter, context),
+        value_in_context(getattr(oc, "number", None) or counter, context),
         f'</span>\n        <div class="flex-grow-1 min-w-0" id="slot-{pk}">\n          ',
     ]
     if revealed:
@@ -62,7 +61,7 @@ def _code_row(context, oc, counter: int, *, order, refund, reveal_url_name: str,
         parts.append("\n          \n        </div>\n        ")
     else:
         parts.append(
-            f'<span class="code-box masked" aria-label="{_t("Hidden until you reveal it")}">••••••••••••••••</span>'
+            f'<span class="code-box masked" aria-label="{t["Hidden until you reveal it"]}">••••••••••••••••</span>'
             "\n        </div>\n        "
         )
     if can_reveal and not revealed:
@@ -72,32 +71,32 @@ def _code_row(context, oc, counter: int, *, order, refund, reveal_url_name: str,
             ' data-remove-after-success data-confirm-modal="#reveal-confirm" class="flex-shrink-0">\n'
             f"          {csrf}\n"
             '          <button class="btn btn-sm btn-outline-success" type="submit" data-testid="reveal">'
-            f'<i class="bi bi-eye"></i> {_t("Reveal")}</button>\n'
+            f'<i class="bi bi-eye"></i> {t["Reveal"]}</button>\n'
             "        </form>\n        "
         )
     parts.append("\n      </div>\n      ")
     if oc.replaces:
-        n = render_value_in_context(oc.replaces, context)
+        n = value_in_context(oc.replaces, context)
         parts.append(
             '<div class="small mt-2 ms-5"><span class="badge text-bg-info-subtle border border-info-subtle'
             ' text-info-emphasis" data-testid="replacement-badge"><i class="bi bi-arrow-repeat"></i> '
-            + gettext("Replacement for code #%(n)s") % {"n": n}
+            + t[gettext_noop("Replacement for code #%(n)s")] % {"n": n}
             + "</span></div>"
         )
     parts.append("\n      ")
     if oc.reveal_count or aftersales:
         parts.append('<div class="small text-secondary mt-2 ms-5 d-flex flex-wrap gap-3">')
         if oc.reveal_count:
-            n = render_value_in_context(oc.reveal_count, context)
+            n = value_in_context(oc.reveal_count, context)
             times = ngettext("Revealed %(n)s time", "Revealed %(n)s times", oc.reveal_count) % {"n": n}
             parts.append(f'<span><i class="bi bi-journal-check"></i> {times}</span>')
         if aftersales:
-            number = render_value_in_context(order.number, context)
+            number = value_in_context(order.number, context)
             parts.append(
                 '<a class="link-secondary text-decoration-none"'
                 f' href="{conditional_escape(buyer_url(context, "ticket_new"))}'
                 f'?order={number}&amp;code={pk}&amp;kind=invalid" data-testid="report-code"><i class="bi bi-flag"></i>'
-                f' <span class="text-decoration-underline">{_t("Problem with this code?")}</span></a>'
+                f' <span class="text-decoration-underline">{t["Problem with this code?"]}</span></a>'
             )
         parts.append("</div>")
     parts.append("\n      ")
@@ -106,16 +105,16 @@ def _code_row(context, oc, counter: int, *, order, refund, reveal_url_name: str,
         request = rc.request if rc is not None else None
         if request:
             href = conditional_escape(buyer_url(context, "refund_detail", request.public_id))
-            status = render_value_in_context(request.get_status_display(), context)
+            status = value_in_context(request.get_status_display(), context)
             parts.append(
                 f'<div class="small mt-2 ms-5"><a class="badge text-bg-warning text-decoration-none" href="{href}">'
-                f"{_t('refund requested')} · {status}</a></div>"
+                f"{t['refund requested']} · {status}</a></div>"
             )
         elif oc.pk in refund.refundable_ids:
             parts.append(
                 f'<div class="small mt-2 ms-5" id="refundable-{pk}"><span class="badge text-bg-success-subtle border'
                 ' border-success-subtle text-success-emphasis" data-testid="code-refundable">'
-                f"{_t('unused — refundable')}</span></div>"
+                f"{t['unused — refundable']}</span></div>"
             )
     parts.append("\n    </li>\n    ")
     return "".join(parts)
@@ -129,12 +128,13 @@ def order_codes_list(context, reveal_url_name: str, *, can_reveal=False, aftersa
     refund = context.get("refund")
     days = _REFUND_DAYS.resolve(context)
     csrf = _CSRF.render(context) if can_reveal else ""
-    intro = gettext("Revealing a code is logged; unrevealed codes can be refunded within %(days)s days.") % {
-        "days": render_value_in_context(days, context)
+    t = texts()
+    intro = t[gettext_noop("Revealing a code is logged; unrevealed codes can be refunded within %(days)s days.")] % {
+        "days": value_in_context(days, context)
     }
     parts = [
         '\n<div class="card mb-3" data-testid="codes-card">\n  <div class="card-header">\n'
-        f'    <div class="fw-semibold"><i class="bi bi-key text-success"></i> {_t("Your codes")}</div>\n'
+        f'    <div class="fw-semibold"><i class="bi bi-key text-success"></i> {t["Your codes"]}</div>\n'
         f'    <div class="small text-secondary mt-1">{intro}</div>\n'
         '  </div>\n  <ul class="list-group list-group-flush">\n    '
     ]
@@ -145,6 +145,7 @@ def order_codes_list(context, reveal_url_name: str, *, can_reveal=False, aftersa
         "can_reveal": can_reveal,
         "aftersales": aftersales,
         "csrf": csrf,
+        "t": t,
     }
     parts.extend(_code_row(context, oc, i, **kw) for i, oc in enumerate(order.live_codes, start=1))
     parts.append("\n  </ul>\n</div>\n")
@@ -161,12 +162,15 @@ def refund_entry(context, *, oob=False) -> SafeString:
     if not (order.status == "delivered" and refund and refund.window_open and refund.refundable_ids):
         return mark_safe(head + "\n</div>\n")  # noqa: S308 (fixed markup)
     count = len(refund.refundable_ids)
-    n = render_value_in_context(count, context)
-    days = render_value_in_context(_REFUND_DAYS.resolve(context), context)
+    n = value_in_context(count, context)
+    days = value_in_context(_REFUND_DAYS.resolve(context), context)
     until = date_in_context(refund.window_end, "Y-m-d H:i", context)
     href = conditional_escape(buyer_url(context, "refund_new", order.number))
-    title = gettext("%(days)s-day no-reason refund") % {"days": days}
-    until = gettext("Codes you have not revealed can be refunded until %(date)s, no reason needed.") % {"date": until}
+    t = texts()
+    title = t[gettext_noop("%(days)s-day no-reason refund")] % {"days": days}
+    until = t[gettext_noop("Codes you have not revealed can be refunded until %(date)s, no reason needed.")] % {
+        "date": until
+    }
     many = ngettext(
         "%(n)s unrevealed code can be refunded now.", "%(n)s unrevealed codes can be refunded now.", count
     ) % {"n": n}
@@ -181,7 +185,7 @@ def refund_entry(context, *, oob=False) -> SafeString:
         f' data-count="{n}">{many}</div>\n'
         "    </div>\n"
         f'    <a class="btn btn-success flex-shrink-0 fw-semibold" href="{href}" data-testid="refund-unused">'
-        f"{_t('Refund unused codes')}</a>\n"
+        f"{t['Refund unused codes']}</a>\n"
         "  </div>\n</div>\n\n</div>\n"
     )
 

@@ -13,10 +13,12 @@ from decimal import Decimal, InvalidOperation
 from html import escape as html_escape
 
 from django import template
+from django.conf import settings
 from django.template.base import render_value_in_context
 from django.template.defaultfilters import date as django_date
 from django.template.defaultfilters import time as django_time
 from django.utils.formats import get_format
+from django.utils.html import conditional_escape
 from django.utils.safestring import mark_safe
 from django.utils.timezone import template_localtime
 
@@ -120,7 +122,20 @@ def time(value, arg=None):
     return django_time(value, arg)
 
 
+def value_in_context(value, context) -> str:
+    """``{{ value }}`` for a part of a page drawn in Python: Django's ``render_value_in_context``,
+    which for a plain ``str`` (no local time, no localisation) is its escaping alone, and for an
+    ``int`` without thousands grouping its digits (Django's ``number_format`` gives ``str(n)``
+    then, after three format lookups in the active language). Anything else goes through it."""
+    kind = type(value)
+    if kind is str:
+        return conditional_escape(value) if context.autoescape else value
+    if kind is int and not settings.USE_THOUSAND_SEPARATOR:
+        return str(value)
+    return render_value_in_context(value, context)
+
+
 def date_in_context(value, fmt: str, context) -> str:
     """``{{ value|date:fmt }}`` for a part of a page drawn in Python: the value in the template's
     time zone (as the filter's ``expects_localtime``), escaped as ``{{ }}`` escapes it."""
-    return render_value_in_context(date(template_localtime(value, context.use_tz), fmt), context)
+    return value_in_context(date(template_localtime(value, context.use_tz), fmt), context)

@@ -19,7 +19,7 @@ from django import template
 from django.core.signals import setting_changed
 from django.templatetags import i18n as django_i18n
 from django.utils.autoreload import file_changed
-from django.utils.translation import get_language
+from django.utils.translation import get_language, gettext
 
 register = template.Library()
 register.tags.update(django_i18n.register.tags)
@@ -61,6 +61,31 @@ def forget_texts() -> None:
     for node in list(_kept_nodes):
         node.texts.clear()
     _kept_nodes.clear()
+    _tables.clear()
+
+
+class Texts(dict):
+    """One language's ``gettext`` of literal messages, each looked up the first time asked."""
+
+    def __missing__(self, message: str) -> str:
+        text = self[message] = gettext(message)
+        return text
+
+
+_tables: dict[str | None, Texts] = {}
+
+
+def texts() -> Texts:
+    """The active language's texts (``texts()["Total"]`` is ``gettext("Total")``), kept per
+    process and forgotten with the templates' kept texts (above). For parts of a page drawn in
+    Python with many fixed texts: one language look-up for them all, where each ``gettext`` looks
+    the language up through asgiref's ``Local`` again (about 3 µs). Literal messages only: the
+    table keeps every message it is asked for."""
+    language = get_language()
+    table = _tables.get(language)
+    if table is None:
+        table = _tables[language] = Texts()
+    return table
 
 
 @register.tag("translate")

@@ -15,16 +15,17 @@ from types import SimpleNamespace
 
 from django import template
 from django.conf import settings
-from django.template.base import FilterExpression, Parser, render_value_in_context
+from django.template.base import FilterExpression, Parser
 from django.urls import get_script_prefix, get_urlconf
 from django.utils import timezone
 from django.utils.html import conditional_escape
 from django.utils.safestring import SafeString, mark_safe
-from django.utils.translation import gettext, ngettext
+from django.utils.translation import ngettext
 
 from catalog.templatetags.catalog_kinds import kind_icon_html
 from marketplace.localcache import SAMPLE_NUMBER, Drawn, shown_text
-from marketplace.templatetags.display import date_in_context, money_format, order_no
+from marketplace.templatetags.display import date_in_context, money_format, order_no, value_in_context
+from marketplace.templatetags.i18n_kept import texts
 from marketplace.templatetags.kept import include_unless_quiet, kept_reverse
 
 register = template.Library()
@@ -67,12 +68,12 @@ def status_badge(order, compact=False) -> SafeString:
 
 def _value(value, context) -> str:
     """``{{ value }}``."""
-    return render_value_in_context(value, context)
+    return value_in_context(value, context)
 
 
 def _money(value, context) -> str:
     """``{{ value|money }}``."""
-    return render_value_in_context(money_format(value), context)
+    return value_in_context(money_format(value), context)
 
 
 @register.simple_tag(takes_context=True)
@@ -101,7 +102,7 @@ def order_head(context, status_url_name: str) -> SafeString:
         f"    {kind_icon_html(order.product.kind)}\n"
         '    <div class="flex-grow-1 min-w-0">\n'
         f'      <h1 class="h6 mb-1 text-break">{_value(order.product_name, context)}</h1>\n'
-        f'      <div class="small text-secondary">{items} · {gettext("Total")}'
+        f'      <div class="small text-secondary">{items} · {texts()["Total"]}'
         f' <span class="text-price fw-bold">{_money(order.total, context)}</span>{refunded}</div>\n'
         "    </div>\n"
         f'    <div class="flex-shrink-0" {poll}>{status_badge_html(order)}</div>\n'
@@ -113,7 +114,7 @@ def order_head(context, status_url_name: str) -> SafeString:
 def order_info(context) -> SafeString:
     """The details card of ``order``: number, prices, quantity and its times."""
     order = context.get("order")
-    t = gettext
+    t = texts().__getitem__
     rows = [
         f'<dt class="col-4">{t("Order number")}</dt><dd class="col-8 font-monospace text-break small"'
         f' data-testid="order-number">{_value(order_no(order.number), context)}</dd>\n',
@@ -160,7 +161,7 @@ def order_history(context) -> SafeString:
     ]
     return mark_safe(  # noqa: S308 (fixed markup; every value escaped above)
         '\n<div class="card">\n'
-        f'  <div class="card-header small fw-semibold">{gettext("History")}</div>\n'
+        f'  <div class="card-header small fw-semibold">{texts()["History"]}</div>\n'
         '  <div class="card-body small">\n'
         '    <ol class="timeline">\n      ' + "".join(rows) + "\n    </ol>\n  </div>\n</div>\n"
     )
