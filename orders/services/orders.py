@@ -1017,9 +1017,9 @@ def delivery_emails_send(
     in the claim's transaction: if a send fails, the emails sent stay claimed, the others are
     unclaimed in the same transaction, and the error is raised once it commits (the next run, or
     the sweep, tries them again). A recipient the mail server refuses is recorded and the run goes
-    on without it (one bad address does not hold up the others): refused for good (5xx), its email
-    stays claimed and is never offered again; refused for now (4xx), it is unclaimed and waits for
-    its ``EmailRefusal.retry_at``. ``batches``: at most this many batches (None: until nothing is
+    on without it (one bad address does not hold up the others): refused for good (a 5xx that
+    blames the address, ``email_refusal_permanent``), its email stays claimed and is never offered
+    again; refused otherwise, it is unclaimed and waits for its ``EmailRefusal.retry_at``. ``batches``: at most this many batches (None: until nothing is
     due)."""
     template, _status = _NOTIFY_TEMPLATES["delivered"]
     subject = _notify_subject("delivered")
