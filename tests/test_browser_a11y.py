@@ -14,7 +14,7 @@ import pytest
 from django.core.management import call_command
 
 from agents.services import agents as agent_services
-from tests.browser_helpers import PASSWORD, new_page, shot, wait_for_status
+from tests.browser_helpers import PASSWORD, SCREENSHOTS, new_page, shot, wait_for_status
 from tests.factories import (
     AgentLevelFactory,
     CategoryFactory,
@@ -95,6 +95,26 @@ def _target(node):
     return where
 
 
+def keyboard_problems(page):
+    """With the keyboard: the first Tab reaches a visible "skip to content" link; the search box,
+    whose own focus ring the design removes, shows where the focus is (WCAG 2.4.1, 2.4.7)."""
+    problems = []
+    page.goto("/")
+    page.keyboard.press("Tab")
+    first = page.evaluate(
+        "() => { const e = document.activeElement, r = e.getBoundingClientRect();"
+        " return [e.getAttribute('href'), e.textContent.trim(), r.width > 1 && r.height > 1]; }"
+    )
+    if first != ["#main", "跳到正文", True]:
+        problems.append(f"home: the first Tab stop is not a visible skip link: {first}")
+    page.locator("[data-testid=search-input]").focus()
+    ring = page.evaluate("() => getComputedStyle(document.activeElement.closest('.input-group')).outlineStyle")
+    page.screenshot(path=str(SCREENSHOTS / "a11y-home-search-focus.png"))
+    if ring == "none":
+        problems.append("home: the focused search box shows no focus ring")
+    return problems
+
+
 @pytest.fixture
 def world(settings):
     settings.PAYMENTS_SANDBOX_ENABLED = True
@@ -138,6 +158,7 @@ def test_pages_have_no_serious_accessibility_violations(browser, live_server, wo
     ]:
         assert page.goto(url).ok, url  # the page itself, not an error page
         found += page_problems(page, name)
+    found += keyboard_problems(page)
     page.goto("/")
     page.locator(".navbar-toggler").click()  # the phone's menu, opened
     page.locator("#nav.show").wait_for()
@@ -188,4 +209,6 @@ def test_pages_have_no_serious_accessibility_violations(browser, live_server, wo
     assert not page.js_errors, page.js_errors
     page.context.close()
 
-    assert not found, "axe-core found serious or critical violations:\n" + "\n".join(found)
+    assert not found, "accessibility problems (axe-core's serious and critical, large text, keyboard):\n" + "\n".join(
+        found
+    )
