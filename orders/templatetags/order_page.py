@@ -98,9 +98,9 @@ def order_head(context, status_url_name: str) -> SafeString:
         every = "10s" if order.fulfilment == "manual" and not confirming else "2s"
         poll = f'hx-get="{url}?seen={_value(order.status, context)}" hx-trigger="every {every}" hx-swap="innerHTML"'
     return mark_safe(  # noqa: S308 (fixed markup; every value escaped above)
-        '\n<div class="card mb-3">\n  <div class="card-body d-flex gap-3 align-items-center">\n'
+        '\n<div class="card mb-3">\n  <div class="card-body d-flex flex-wrap gap-3 align-items-center">\n'
         f"    {kind_icon_html(order.product.kind)}\n"
-        '    <div class="flex-grow-1 min-w-0">\n'
+        '    <div class="order-head-text min-w-0">\n'
         f'      <h1 class="h6 mb-1 text-break">{_value(order.product_name, context)}</h1>\n'
         f'      <div class="small text-secondary">{items} · {texts()["Total"]}'
         f' <span class="text-price fw-bold">{_money(order.total, context)}</span>{refunded}</div>\n'
