@@ -1019,8 +1019,8 @@ def delivery_emails_send(
     the sweep, tries them again). A recipient the mail server refuses is recorded and the run goes
     on without it (one bad address does not hold up the others): refused for good (a 5xx that
     blames the address, ``email_refusal_permanent``), its email stays claimed and is never offered
-    again; refused otherwise, it is unclaimed and waits for its ``EmailRefusal.retry_at``. ``batches``: at most this many batches (None: until nothing is
-    due)."""
+    again; refused otherwise, it is unclaimed and waits for its ``EmailRefusal.retry_at``.
+    ``batches``: at most this many batches (None: until nothing is due)."""
     template, _status = _NOTIFY_TEMPLATES["delivered"]
     subject = _notify_subject("delivered")
     size = settings.DELIVERY_EMAIL_BATCH_SIZE
