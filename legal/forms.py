@@ -46,17 +46,15 @@ class SignupForm(AllauthSignupForm):
         and order emails go to this address. Submitting the same address again keeps it."""
         data = super().clean()
         email = data.get("email")
-        checked = self.data.get(CHECKED_FIELD, "")
-        if email and email_normalise(checked) != email_normalise(email):
-            suggestion = email_domain_suggestion(email)
-            if suggestion:
-                self.add_error(
-                    "email",
-                    _("Did you mean %(suggestion)s? Correct the address, or submit again to use %(typed)s as it is.")
-                    % {"suggestion": suggestion, "typed": email_normalise(email)},
-                )
-                self.data = self.data.copy()  # the form shown again carries the address pointed out
-                self.data[CHECKED_FIELD] = email
+        suggestion = email and email_domain_suggestion(email, confirmed=self.data.get(CHECKED_FIELD, ""))
+        if suggestion:
+            self.add_error(
+                "email",
+                _("Did you mean %(suggestion)s? Correct the address, or submit again to use %(typed)s as it is.")
+                % {"suggestion": suggestion, "typed": email_normalise(email)},
+            )
+            self.data = self.data.copy()  # the form shown again carries the address pointed out
+            self.data[CHECKED_FIELD] = email
         return data
 
     def signup(self, request, user) -> None:

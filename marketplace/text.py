@@ -69,15 +69,19 @@ def _distance(a: str, b: str) -> int:
     return rows[-1][-1]
 
 
-def email_domain_suggestion(email: str) -> str | None:
+def email_domain_suggestion(email: str, *, confirmed: str = "") -> str | None:
     """The address with a well-known provider's domain, when the one typed is a likely misspelling
     of it (one edit away; two for the longer names), else None. A suggestion, never a refusal: the
-    buyer may confirm the address as typed."""
-    local, _at, domain = email_normalise(email).rpartition("@")
+    buyer may confirm the address as typed, by submitting it again as ``confirmed`` (the address a
+    form pointed out, sent back with it): then None too."""
+    address = email_normalise(email)
+    if address == email_normalise(confirmed):
+        return None
+    local, _at, domain = address.rpartition("@")
     if not local or not domain or domain in MAIL_DOMAINS:
         return None
-    best = min(MAIL_DOMAINS, key=lambda known: _distance(domain, known))
-    distance = _distance(domain, best)
+    # The nearest provider; of those equally near, the first listed.
+    distance, _order, best = min((_distance(domain, known), i, known) for i, known in enumerate(MAIL_DOMAINS))
     if distance == 1 or (distance == 2 and len(best) >= 9):
         return f"{local}@{best}"
     return None

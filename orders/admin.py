@@ -36,11 +36,14 @@ class StatusChangeInline(ReadOnlyInline):
     fields = readonly_fields = ("at", "from_status", "to_status", "actor", "note")
 
 
+EMAIL_REFUSAL_FIELDS = ("address", "code", "reply", "permanent", "attempts", "first_at", "last_at", "retry_at")
+
+
 class EmailRefusalInline(ReadOnlyInline):
     """The mail server refused the buyer's address (``orders.services.orders.email_refusal_record``)."""
 
     model = EmailRefusal
-    fields = readonly_fields = ("address", "code", "reply", "permanent", "attempts", "first_at", "last_at", "retry_at")
+    fields = readonly_fields = EMAIL_REFUSAL_FIELDS
 
 
 class OrderCodeInline(ReadOnlyInline):
@@ -169,7 +172,7 @@ class EmailRefusalAdmin(ReadOnlyAdmin):
     search_fields = ("order__number", "address")
     list_select_related = ("order",)
     ordering = ("-last_at",)
-    readonly_fields = ("order", "address", "code", "reply", "permanent", "attempts", "first_at", "last_at", "retry_at")
+    readonly_fields = ("order", *EMAIL_REFUSAL_FIELDS)
 
     @admin.display(description=_("order"), ordering="order__number")
     def order_number(self, obj):

@@ -91,6 +91,9 @@ class GuestForm(forms.Form):
 
     guest_email = forms.EmailField(max_length=254, label=_("Email"))
     guest_email_confirm = forms.EmailField(max_length=254, label=_("Email again"))
+    # The address a likely misspelling was pointed out for (``clean``): sent back with the form, so
+    # that submitting the same address again confirms it as typed.
+    guest_email_checked = forms.CharField(required=False, max_length=254)
     query_password = forms.CharField(
         required=False, strip=False, min_length=6, max_length=64, label=_("Query password (optional)")
     )
@@ -104,20 +107,16 @@ class GuestForm(forms.Form):
         # (none published: no box). orders.views.orders.placed records the acceptance.
         self.agreements = guest_agreements_field(self)
 
-    # The address a likely misspelling was pointed out for (``clean``): sent back with the form, so
-    # that submitting the same address again confirms it as typed.
-    guest_email_checked = forms.CharField(required=False, max_length=254)
-
     def clean(self):
         data = super().clean()
         one, two = data.get("guest_email"), data.get("guest_email_confirm")
         self.suggestion = None
         if one and two and one.strip().lower() != two.strip().lower():
             self.add_error("guest_email_confirm", _("The two email addresses do not match."))
-        elif one and email_normalise(data.get("guest_email_checked") or "") != email_normalise(one):
+        elif one:
             # Typed twice alike is no proof (copied, or the same slip twice), and the order's link
             # goes only to this address: a guest with a wrong one cannot find the order again.
-            self.suggestion = email_domain_suggestion(one)
+            self.suggestion = email_domain_suggestion(one, confirmed=data.get("guest_email_checked") or "")
             if self.suggestion:
                 self.add_error(
                     "guest_email",

@@ -42,3 +42,9 @@ def test_a_likely_misspelling_of_a_provider_gets_its_address(typed, suggested):
 )
 def test_a_provider_or_an_unrelated_domain_gets_none(typed):
     assert email_domain_suggestion(typed) is None
+
+
+def test_an_address_confirmed_as_typed_gets_none():
+    """Submitted again after it was pointed out (``confirmed``: what the form sent back)."""
+    assert email_domain_suggestion("a@qq.con", confirmed=" A@QQ.con") is None
+    assert email_domain_suggestion("b@qq.con", confirmed="a@qq.con") == "b@qq.com"
