@@ -953,7 +953,7 @@ def email_refusal_record(*, order: Order, refused: SMTPRecipientsRefused, now=No
     now = now or timezone.now()
     address, (code, reply) = next(iter(refused.recipients.items()))
     permanent = email_refusal_permanent(refused)
-    text = reply.decode("utf-8", "replace") if isinstance(reply, bytes) else str(reply)
+    text = _reply_text(reply)
     row = EmailRefusal.objects.filter(order_id=order.pk).first()
     attempts = 1 if row is None else row.attempts + 1
     retry_at = None if permanent else now + min(EMAIL_RETRY_FIRST * 2 ** (attempts - 1), EMAIL_RETRY_MAX)
@@ -984,7 +984,12 @@ def email_refusal_record(*, order: Order, refused: SMTPRecipientsRefused, now=No
 # mailbox, bad domain, bad syntax, null MX ...) and 5.2.1 (mailbox disabled). Not 5.2.2 (mailbox
 # full: it empties), nor 5.7.x (policy: "relaying denied" is what a wrong EMAIL_HOST_USER gets for
 # every recipient), nor 5.3-5.5 (the server's own state): those are the sender's or the moment's.
-_ADDRESS_STATUS = re.compile(rb"^\s*5\.(?:1\.\d{1,3}|2\.1)(?!\d)")
+_ADDRESS_STATUS = re.compile(r"^\s*5\.(?:1\.\d{1,3}|2\.1)(?!\d)")
+
+
+def _reply_text(reply: bytes | str) -> str:
+    """A mail server's reply text as smtplib gives it (bytes), read as text."""
+    return reply.decode("utf-8", "replace") if isinstance(reply, bytes) else str(reply)
 
 
 def email_refusal_permanent(refused: SMTPRecipientsRefused) -> bool:
@@ -994,7 +999,7 @@ def email_refusal_permanent(refused: SMTPRecipientsRefused) -> bool:
     not name the address as the cause, so that a refusal of the sender (a misconfigured relay, a
     blocklist) holds the emails back for retries instead of dropping every buyer's for good."""
     return all(
-        500 <= code < 600 and bool(_ADDRESS_STATUS.match(reply if isinstance(reply, bytes) else str(reply).encode()))
+        500 <= code < 600 and bool(_ADDRESS_STATUS.match(_reply_text(reply)))
         for code, reply in refused.recipients.values()
     )
 
