@@ -43,4 +43,4 @@ RUN DJANGO_PRODUCTION=1 \
 # /app/var holds private uploads (PRIVATE_MEDIA_ROOT); mount a volume there.
 USER app
 EXPOSE 8000
-CMD ["gunicorn", "marketplace.wsgi:application", "--bind", "0.0.0.0:8000", "--workers", "4", "--access-logfile", "-"]
+CMD ["gunicorn", "marketplace.wsgi:application", "--config", "python:marketplace.gunicorn_conf", "--bind", "0.0.0.0:8000", "--workers", "4", "--access-logfile", "-"]

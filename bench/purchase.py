@@ -299,6 +299,8 @@ class Servers:
             "gunicorn": [
                 BIN / "gunicorn",
                 "marketplace.wsgi:application",
+                "--config",  # production's hooks (docker-compose.yml): their cost is measured too
+                "python:marketplace.gunicorn_conf",
                 "--workers",
                 str(self.args.workers),
                 "--bind",

@@ -9,6 +9,7 @@ from django.views.decorators.cache import never_cache
 from health_check.views import HealthCheckView
 from prometheus_client import multiprocess
 
+from marketplace import gunicorn_conf  # noqa: F401  (its counter, at 0 where gunicorn did not load it)
 from marketplace.http import client_ip
 
 from .metrics import SaleCollector

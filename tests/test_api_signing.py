@@ -8,23 +8,19 @@ import http.client
 import os
 import re
 import secrets
-import socket
-import subprocess
-import sys
 import time
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
 from django.conf import settings
-from django.db import connection
 from django.test import Client
 
 from agents.services import api_keys
 from tests.api_helpers import canonical, issue_key, level, make_agent, set_level_price, sign, top_up
 from tests.factories import ProductFactory, add_stock
+from tests.live_gunicorn import running_gunicorn
 
-ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = "/usr/bin/chromium"
 
 # (what the client sends, HTTP status once the signature is accepted). An order number that is
@@ -51,12 +47,6 @@ def docs_example(name: str) -> str:
     return re.search(r"```python\n(.*?)```", text, re.S).group(1)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture
 def market(transactional_db):
     gold = level("金牌", 4)
@@ -73,35 +63,8 @@ def market(transactional_db):
 @pytest.fixture
 def gunicorn(market):
     """The app under gunicorn (as in production), on the test database."""
-    port = free_port()
-    env = {
-        **os.environ,
-        "DATABASE_URL": f"postgres://{connection.settings_dict['USER']}@{connection.settings_dict['HOST']}:"
-        f"{connection.settings_dict['PORT'] or 5432}/{connection.settings_dict['NAME']}",
-        "DJANGO_ALLOWED_HOSTS": "127.0.0.1,localhost",
-        "AGENT_API_RATE_PER_MINUTE": "1000",
-    }
-    command = [sys.executable, "-m", "gunicorn", "marketplace.wsgi:application", "--bind", f"127.0.0.1:{port}"]
-    process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    try:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                assert process.poll() is None, process.stdout.read().decode()[-2000:]
-                time.sleep(0.2)
-        else:
-            pytest.fail("gunicorn did not start")
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
+    with running_gunicorn(env={"AGENT_API_RATE_PER_MINUTE": "1000"}) as (base, _process):
+        yield base
 
 
 def raw_get(base: str, target: str, signed_as: str, shop) -> int:
