@@ -17,6 +17,7 @@ from django.conf import settings
 from django.conf.urls.i18n import is_language_prefix_patterns_used
 from django.db import InterfaceError, OperationalError, connection
 from django.http import HttpResponse, JsonResponse
+from django.http.request import split_domain_port, validate_host
 from django.middleware import locale
 from django.template.loader import render_to_string
 from django.utils import translation
@@ -109,6 +110,37 @@ class ServiceFaultMiddleware:
             log.error("broker unavailable for %s %s: %s", request.method, request.path, exception)
             return service_unavailable(request)
         return None
+
+
+# The paths a load balancer's health probe and Prometheus ask for by a container's address.
+PROBE_PATHS = frozenset({"/healthz", "/metrics"})
+PROBE_PREFIX = "/health/"
+
+
+class ProbeHostMiddleware:
+    """The health endpoints and /metrics answer whatever Host they are asked with.
+
+    A load balancer's health check and Prometheus' service discovery address each container by
+    its IP (``Host: 10.0.3.7:8000``; ``docker compose --scale web=N`` with Prometheus'
+    ``dns_sd_configs``), which no ``DJANGO_ALLOWED_HOSTS`` can list ahead of time, and Django
+    answers such a request 400 (DisallowedHost) before any view. For these paths only, a Host that
+    is not allowed is replaced by the first allowed one: their answers build no URL from the Host
+    (what the check protects: password-reset links, redirects) and are never cached, and /metrics
+    still wants its token or an allowed address. Every other path keeps Django's check."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+        hosts = [h.lstrip(".") for h in settings.ALLOWED_HOSTS if h != "*"]
+        self.stand_in = hosts[0] if hosts else ""
+
+    def __call__(self, request):
+        path = request.path_info
+        if self.stand_in and (path in PROBE_PATHS or path.startswith(PROBE_PREFIX)):
+            host = request.META.get("HTTP_HOST", "")
+            domain, _port = split_domain_port(host)
+            if not (domain and validate_host(domain, settings.ALLOWED_HOSTS)):
+                request.META["HTTP_HOST"] = self.stand_in
+        return self.get_response(request)
 
 
 class RequestIdMiddleware:

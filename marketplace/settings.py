@@ -123,6 +123,9 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     # Request latency, counts by view and status for /metrics (django-prometheus; its pair is last).
     "django_prometheus.middleware.PrometheusBeforeMiddleware",
+    # /health/ and /metrics asked for by a container's address (a load balancer, Prometheus'
+    # service discovery): answered whatever the Host (marketplace/middleware.py).
+    "marketplace.middleware.ProbeHostMiddleware",
     # X-Request-ID: taken from the proxy or made, on every log line of the request and its tasks.
     "marketplace.middleware.RequestIdMiddleware",
     "django.middleware.security.SecurityMiddleware",
@@ -923,11 +926,12 @@ else:
     CONTENT_SECURITY_POLICY = _CSP
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
+# The load balancer's health probe and Prometheus' scrape may come over plain HTTP from inside
+# (and by a container's address: marketplace.middleware.ProbeHostMiddleware).
+SECURE_REDIRECT_EXEMPT = [r"^health/", r"^healthz$", r"^metrics$"]
 if PRODUCTION:
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
     SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", True)
-    # The load balancer's health probe and Prometheus' scrape may come over plain HTTP from inside.
-    SECURE_REDIRECT_EXEMPT = [r"^health/", r"^metrics$"]
     SESSION_COOKIE_SECURE = True
     CSRF_COOKIE_SECURE = True
     SECURE_HSTS_SECONDS = int(env("SECURE_HSTS_SECONDS", "31536000"))

@@ -50,6 +50,29 @@ def test_allowed_address_needs_no_token(client, settings):
     assert client.get("/metrics", REMOTE_ADDR="10.1.2.3").status_code == 404
 
 
+def test_probes_by_a_containers_address_are_answered_other_paths_refused(token, settings):
+    """Prometheus' service discovery and a load balancer's health check ask each container by
+    its address (Host: 10.0.3.7:8000), which no DJANGO_ALLOWED_HOSTS lists: /metrics and the
+    health endpoints answer them; every other path keeps Django's 400."""
+    from django.test import Client
+
+    settings.ALLOWED_HOSTS = ["shop.example.com", ".example.com"]
+    settings.SECURE_SSL_REDIRECT = True  # as in production: plain HTTP from inside is not redirected
+    client = Client()
+    by_address = {"HTTP_HOST": "10.0.3.7:8000", "HTTP_AUTHORIZATION": f"Bearer {TOKEN}"}
+    assert client.get("/metrics", **by_address).status_code == 200
+    assert client.get("/healthz", **by_address).status_code == 200
+    assert client.get("/health/", **by_address).status_code in (200, 503)  # a heartbeat's age decides
+    # docker-compose.yml's health check of a web container: plain HTTP, no Host of the shop's.
+    assert client.get("/health/web/", HTTP_HOST="127.0.0.1:8000", HTTP_ACCEPT="application/json").status_code == 200
+    assert client.get("/", **by_address).status_code == 400
+    assert client.get("/metricsx", **by_address).status_code == 400
+    assert client.get("/accounts/login/", **by_address).status_code == 400
+    # The token is still wanted; an allowed Host is left as it is.
+    assert client.get("/metrics", HTTP_HOST="10.0.3.7:8000").status_code == 404
+    assert client.get("/metrics", HTTP_HOST="shop.example.com", HTTP_AUTHORIZATION=f"Bearer {TOKEN}").status_code == 200
+
+
 @pytest.mark.django_db(transaction=True)  # fulfilment runs on commit
 def test_the_sale_figures(client, token):
     buyer = UserFactory()

@@ -40,7 +40,7 @@ def test_transaction_pooling_and_connection_age(tmp_path):
     assert got["cursors"] is True and got["age"] == 0 and got["log"] == "json"
     # Production allows no address by default: the token, or METRICS_ALLOWED_IPS set on purpose.
     assert got["metrics_ips"] == []
-    assert got["exempt"] == ["^health/", "^metrics$"]
+    assert got["exempt"] == ["^health/", "^healthz$", "^metrics$"]
 
     plain = settings_of(production_env(tmp_path, DATABASE_URL="postgres://app:pw@db:5432/kamarket"))
     assert plain["cursors"] is False and plain["age"] == 60 and plain["log"] == "plain"
