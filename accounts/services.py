@@ -133,23 +133,3 @@ def login_lock_warn(*, user_id: int, until: float) -> None:
         subject = _("Sign-in to your account is paused after many wrong passwords")
         body = render_to_string("account/email/login_locked.txt", context)
     send_mail(subject, body, None, [user.email])
-
-
-def mfa_secrets_rotate() -> int:
-    """Re-encrypt two-factor secrets (TOTP secrets, recovery codes' seeds; accounts.adapter.
-    MFAAdapter encrypts them with CARD_CODE_KEYS) under the primary key, with the card codes
-    (``manage.py rotate_card_keys``). The number of authenticators re-encrypted."""
-    from allauth.mfa.models import Authenticator
-    from django.db import transaction
-
-    from marketplace import crypto
-
-    fields = {Authenticator.Type.TOTP: "secret", Authenticator.Type.RECOVERY_CODES: "seed"}
-    count = 0
-    with transaction.atomic():
-        for authenticator in Authenticator.objects.filter(type__in=list(fields)).select_for_update().order_by("pk"):
-            field = fields[authenticator.type]
-            authenticator.data[field] = crypto.rotate(authenticator.data[field])
-            authenticator.save(update_fields=["data"])
-            count += 1
-    return count

@@ -10,6 +10,7 @@ from django.db.models import Q
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import pgettext_lazy
 
+from marketplace.crypto import declare_encrypted
 from marketplace.transitions import StateMachine, StatusChange, table
 
 
@@ -640,3 +641,9 @@ OPERATOR_IDENTITY_FLOW = StateMachine(
     entered_at={OperatorStatus.SUBMITTED: "submitted_at", OperatorStatus.VERIFIED: "verified_at"},
     model=OperatorIdentity,
 )
+
+
+# The columns that hold marketplace.crypto's tokens (manage.py rotate_card_keys, keys_check).
+declare_encrypted("agents.Withdrawal", "payee_account")
+declare_encrypted("agents.ApiKey", "secret", "previous_secret")
+declare_encrypted("agents.OperatorIdentity", "id_number")

@@ -5,6 +5,7 @@ from django.db.models import Q
 from django.urls import reverse
 from django.utils.translation import gettext_lazy as _
 
+from marketplace.crypto import declare_encrypted
 from marketplace.transitions import StateMachine, StatusChange, table
 
 
@@ -418,3 +419,8 @@ class RestockSubscription(models.Model):
     @property
     def is_live(self) -> bool:
         return self.notified_at is None and self.unsubscribed_at is None
+
+
+# The columns that hold marketplace.crypto's tokens (manage.py rotate_card_keys, keys_check).
+declare_encrypted("catalog.CardCode", "secret_enc", "card_number_enc")
+declare_encrypted("catalog.StockBatch", "payload")  # emptied once imported

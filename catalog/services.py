@@ -434,24 +434,6 @@ def batch_receive(
     return sorted(c.pk for c in created)
 
 
-def rotate_code_keys(*, chunk: int = 1000) -> int:
-    """Re-encrypt every secret under the primary key (after a new key was put in front)."""
-    count = 0
-    last = 0
-    while True:
-        codes = list(CardCode.objects.filter(pk__gt=last).order_by("pk")[:chunk])
-        if not codes:
-            return count
-        with transaction.atomic():
-            for code in codes:
-                code.secret_enc = crypto.rotate(code.secret_enc)
-                if code.card_number_enc:
-                    code.card_number_enc = crypto.rotate(code.card_number_enc)
-            CardCode.objects.bulk_update(codes, ["secret_enc", "card_number_enc"])
-        count += len(codes)
-        last = codes[-1].pk
-
-
 def code_mark_defective(*, code_id: int, note: str) -> None:
     """A sold code confirmed invalid: defective, never sold again, owed back by its supplier
     (in the caller's transaction). Raises ``CatalogError`` if the code is not sold."""

@@ -9,7 +9,7 @@ from django.db.models import Q
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import pgettext_lazy
 
-from marketplace.crypto import encrypted_property
+from marketplace.crypto import declare_encrypted, encrypted_property
 from marketplace.text import mask_ends
 
 
@@ -426,3 +426,7 @@ class MinorLimit(models.Model):
 
     def __str__(self):
         return f"{self.age_from}–{self.age_to}"
+
+
+# The columns that hold marketplace.crypto's tokens (manage.py rotate_card_keys, keys_check).
+declare_encrypted("compliance.RealNameVerification", "name_encrypted", "id_number_encrypted")

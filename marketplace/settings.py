@@ -69,7 +69,8 @@ def required(name: str, dev_file: str, make) -> str:
 
 SECRET_KEY = required("DJANGO_SECRET_KEY", "django_secret_key", lambda: secrets.token_urlsafe(50))
 # Card codes and other secrets at rest: comma-separated Fernet keys, newest first.
-# Add a new key in front, run `manage.py rotate_card_keys`, then drop the old one.
+# Add a new key in front, run `manage.py rotate_card_keys` and `keys_check --primary-only`,
+# then drop the old one (README: every secret they protect is listed in marketplace/crypto.py).
 CARD_CODE_KEYS = (required("CARD_CODE_KEYS", "card_code_keys", lambda: Fernet.generate_key().decode())).split(",")
 # Keyed hash of secrets for duplicate detection; independent of the rotating Fernet keys.
 STOCK_HASH_KEY = required("STOCK_HASH_KEY", "stock_hash_key", lambda: secrets.token_hex(32))

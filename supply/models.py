@@ -10,6 +10,7 @@ from django.db import models
 from django.utils.translation import gettext_lazy as _
 
 from catalog.models import Product, Supplier
+from marketplace.crypto import declare_encrypted
 
 # Our names for the generic adapter's request and reply fields; a connection maps each to the
 # supplier's own name in ``field_map`` (missing entries keep these names).
@@ -266,3 +267,7 @@ class SupplyMismatch(models.Model):
 
     def __str__(self):
         return f"{self.our_number}: {self.kind}"
+
+
+# The columns that hold marketplace.crypto's tokens (manage.py rotate_card_keys, keys_check).
+declare_encrypted("supply.SupplierConnection", "secret_encrypted")

@@ -121,3 +121,30 @@ def top_up(user, amount) -> None:
 
 def set_level_price(level_obj, product, price) -> None:
     services.level_price_set(level=level_obj, kind=PriceKind.FIXED, value=Decimal(price), product=product)
+
+
+def withdrawal_with_commission(agent, *, earned: str = "100", amount: str = "50", idempotency_key: str = "w1"):
+    """``earned`` of commission credited to the agent (as a delivered sale does), and a bank
+    withdrawal of ``amount`` of it requested."""
+    from django.db import transaction
+
+    from agents.models import Withdrawal
+    from agents.services import withdrawals
+    from ledger import services as ledger
+
+    with transaction.atomic():
+        ledger.transfer(
+            debit=ledger.COMMISSIONS,
+            credit=ledger.commission_available(agent.user),
+            amount=Decimal(earned),
+            kind="test_commission",
+        )
+    return withdrawals.withdrawal_request(
+        agent=agent,
+        amount=amount,
+        method=Withdrawal.Method.BANK,
+        payee_name="张三",
+        payee_account="6222020200001234567",
+        bank_name="工商银行",
+        idempotency_key=idempotency_key,
+    )

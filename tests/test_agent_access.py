@@ -5,14 +5,13 @@ and changes nothing. (Each area's own tests go deeper; this one walks all of the
 from decimal import Decimal
 
 import pytest
-from django.db import transaction
 from django.test import Client
 
 from agents.models import ApiKey, Invitation, Markup, PriceKind, RetailPrice, Withdrawal
 from agents.services import agents as services
-from agents.services import api_keys, withdrawals
+from agents.services import api_keys
 from compliance.models import AuditEvent
-from ledger import services as ledger
+from tests.api_helpers import withdrawal_with_commission
 from tests.factories import ProductFactory, UserFactory, storefront_create
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("english")]
@@ -29,22 +28,7 @@ def victim(level):
     shop = storefront_create(agent=agent, slug="victim-shop", name="Victim")
     RetailPrice.objects.create(storefront=shop, product=product, price=Decimal("60.00"))
     key, _secret = api_keys.apikey_create(agent=agent, name="shop")
-    with transaction.atomic():
-        ledger.transfer(
-            debit=ledger.COMMISSIONS,
-            credit=ledger.commission_available(agent.user),
-            amount=Decimal(100),
-            kind="test_commission",
-        )
-    withdrawal = withdrawals.withdrawal_request(
-        agent=agent,
-        amount="50",
-        method=Withdrawal.Method.BANK,
-        payee_name="张三",
-        payee_account="6222020200001234567",
-        bank_name="工商银行",
-        idempotency_key="w1",
-    )
+    withdrawal = withdrawal_with_commission(agent)
     return {
         "level": level,
         "agent": agent,

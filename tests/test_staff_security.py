@@ -314,7 +314,7 @@ def test_key_rotation_re_encrypts_two_factor_secrets(settings):
         crypto.reset_key_cache()
         out = StringIO()
         call_command("rotate_card_keys", stdout=out)
-        assert "1 two-factor secrets" in out.getvalue()
+        assert "mfa.Authenticator: 1 rows re-encrypted" in out.getvalue()
         settings.CARD_CODE_KEYS = [new]
         crypto.reset_key_cache()
         stored = Authenticator.objects.get(user=staff).data["secret"]

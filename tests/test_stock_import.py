@@ -327,7 +327,7 @@ def test_key_rotation(product, importer, fresh_key_cache):
 
     settings.CARD_CODE_KEYS = [new_key, *old_keys]
     crypto.reset_key_cache()
-    assert services.rotate_code_keys(chunk=2) == 4
+    assert crypto.rotate_all(chunk=2)["catalog.CardCode"] == 4
 
     settings.CARD_CODE_KEYS = [new_key]
     crypto.reset_key_cache()

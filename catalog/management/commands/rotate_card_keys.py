@@ -1,17 +1,17 @@
 from django.core.management.base import BaseCommand
 
-from accounts.services import mfa_secrets_rotate
-from catalog import services
+from marketplace import crypto
 
 
 class Command(BaseCommand):
     help = (
-        "Re-encrypt every card code and two-factor secret under the first key of CARD_CODE_KEYS "
-        "(after adding a new key in front)."
+        "Re-encrypt every secret kept with CARD_CODE_KEYS (card codes, stock uploads, API secrets, "
+        "payout accounts, ID numbers, supplier credentials, two-factor secrets) under its first key, "
+        "after a new key was put in front. Then `keys_check --primary-only`, then drop the old key."
     )
 
     def handle(self, *args, **options):
-        count = services.rotate_code_keys()
-        self.stdout.write(self.style.SUCCESS(f"Re-encrypted {count} card codes under the primary key."))
-        secrets = mfa_secrets_rotate()
-        self.stdout.write(self.style.SUCCESS(f"Re-encrypted {secrets} two-factor secrets under the primary key."))
+        crypto.reset_key_cache()
+        for model, rows in crypto.rotate_all().items():
+            self.stdout.write(f"{model}: {rows} rows re-encrypted under the primary key")
+        self.stdout.write(self.style.SUCCESS("Every declared secret is now under the primary key."))
