@@ -68,6 +68,11 @@ def required(name: str, dev_file: str, make) -> str:
 
 
 SECRET_KEY = required("DJANGO_SECRET_KEY", "django_secret_key", lambda: secrets.token_urlsafe(50))
+# Rotating DJANGO_SECRET_KEY: the old key goes here (comma-separated) while what it signed is
+# still out there: the links in guests' emails (GUEST_LINK_MAX_AGE_DAYS), members' sessions,
+# password-reset links, device cookies. Without it, a rotation signs everyone out and every
+# emailed order link opens nothing.
+SECRET_KEY_FALLBACKS = env_list("DJANGO_SECRET_KEY_FALLBACKS")
 # Card codes and other secrets at rest: comma-separated Fernet keys, newest first.
 # Add a new key in front, run `manage.py rotate_card_keys` and `keys_check --primary-only`,
 # then drop the old one (README: every secret they protect is listed in marketplace/crypto.py).

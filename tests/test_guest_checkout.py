@@ -390,3 +390,33 @@ def test_wrong_query_passwords_are_limited_per_order(client, product, settings):
     assert reveal(client, order).status_code == 403
     denied = AuditEvent.objects.filter(action="guest_order.password", target=order.number)
     assert denied.count() == 4 and denied.filter(detail="throttled").count() == 1
+
+
+def test_a_rotated_secret_key_keeps_emailed_links_and_sessions_working_with_its_fallback(client, product, settings):
+    """DJANGO_SECRET_KEY rotated with the old one in DJANGO_SECRET_KEY_FALLBACKS: the link in a
+    guest's email still opens the order, a member stays signed in (and the session is moved to
+    the new key on its next request); without the fallback, neither."""
+    order = buy_as_guest(client, product)
+    link = f"/orders/g/{guest_services.guest_link_token(number=order.number)}/"
+    signed_in, away = Client(), Client()
+    signed_in.force_login(UserFactory())
+    away.force_login(UserFactory())
+    assert signed_in.get("/orders/").status_code == away.get("/orders/").status_code == 200
+    old = settings.SECRET_KEY
+
+    def opens(link: str) -> bool:  # to the guest's order page; an invalid link is a 404
+        response = Client().get(link)
+        assert response.status_code in (302, 404)
+        return response.status_code == 302 and response.url == f"/orders/guest/{order.number}/"
+
+    settings.SECRET_KEY, settings.SECRET_KEY_FALLBACKS = "a-new-secret-" + "x" * 40, [old]
+    assert opens(link)
+    assert signed_in.get("/orders/").status_code == 200
+    new_link = f"/orders/g/{guest_services.guest_link_token(number=order.number)}/"
+    assert new_link != link and opens(new_link)  # signed with the new key
+
+    settings.SECRET_KEY_FALLBACKS = []
+    assert not opens(link)
+    assert opens(new_link)
+    assert signed_in.get("/orders/").status_code == 200  # its session was moved to the new key
+    assert away.get("/orders/").status_code == 302  # not seen while the fallback was there: signed out
