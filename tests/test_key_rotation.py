@@ -158,6 +158,12 @@ def test_after_rotation_the_old_key_can_be_dropped_and_everything_still_reads(ev
     with pytest.raises(ValueError):
         api_keys.apikey_secret(every_kind["key"])
 
+    # Rotating without the old key would stop half-way: refused, nothing changed.
+    stored = sorted(CardCode.objects.values_list("secret_enc", flat=True))
+    with pytest.raises(CommandError, match=r"cannot be read with CARD_CODE_KEYS.*Nothing was changed"):
+        call_command("rotate_card_keys", stdout=StringIO())
+    assert sorted(CardCode.objects.values_list("secret_enc", flat=True)) == stored
+
     # The procedure: new key in front, rotate, check with the primary alone, drop the old key.
     keys("new", "old")
     with pytest.raises(CommandError):
