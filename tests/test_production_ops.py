@@ -15,9 +15,9 @@ PRINT = (
 )
 
 
-def settings_of(env) -> dict:
+def settings_of(env, code: str = PRINT) -> dict:
     result = subprocess.run(
-        [sys.executable, "-c", f"import django; django.setup(); {PRINT}"],
+        [sys.executable, "-c", f"import django; django.setup(); {code}"],
         cwd=BASE_DIR,
         env=env,
         capture_output=True,
@@ -57,3 +57,93 @@ def test_bad_values_refuse_to_start(tmp_path, name, value):
         timeout=120,
     )
     assert result.returncode != 0 and name in result.stderr
+
+
+# Settings read from the environment that docker-compose.yml does not pass to the containers, and why.
+NOT_FOR_CONTAINERS = {
+    "DJANGO_DEBUG": "never in production (the settings refuse DEBUG with DJANGO_PRODUCTION)",
+    "PAYMENTS_SANDBOX_ENABLED": "the sandbox gateway is refused in production",
+    "REALNAME_PROVIDER": "production always verifies through the http provider (REALNAME_URL)",
+    "VAR_DIR": "the image's layout: /app/var, the appdata volume",
+    "STATIC_ROOT": "the image's layout: collected when the image is built",
+    "PRIVATE_MEDIA_ROOT": "the image's layout: under /app/var, the appdata volume",
+}
+
+
+def environment_names_read_by_settings() -> set[str]:
+    """Every NAME settings.py reads with env("NAME", ...), env_count("NAME"), required("NAME"),
+    os.environ.get("NAME") or os.environ["NAME"]."""
+    import ast
+
+    tree = ast.parse((BASE_DIR / "marketplace" / "settings.py").read_text())
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call) and node.args and isinstance(node.args[0], ast.Constant):
+            func = node.func
+            called = func.id if isinstance(func, ast.Name) else getattr(func, "attr", "")
+            if (called.startswith("env") or called in {"required", "get"}) and str(node.args[0].value).isupper():
+                names.add(node.args[0].value)
+        environ = isinstance(node, ast.Subscript) and "environ" in ast.unparse(node.value)
+        if environ and isinstance(node.slice, ast.Constant):
+            names.add(node.slice.value)
+    return names
+
+
+def compose_app_environment() -> dict[str, str]:
+    import yaml
+
+    return yaml.safe_load((BASE_DIR / "docker-compose.yml").read_text())["x-env"]
+
+
+def test_every_setting_from_the_environment_reaches_the_containers():
+    """Before, ~120 settings (the admission gates the peak checklist says to set, rate limits,
+    login locks, risk rules, the captcha key...) were read from the environment but not passed by
+    docker-compose.yml: set in .env, they silently did nothing in production."""
+    names = environment_names_read_by_settings()
+    assert {"ADMISSION_CHECKOUTS_PER_SECOND", "DJANGO_SECRET_KEY", "RATE_CHECKOUT_NETWORK"} <= names
+    passed = set(compose_app_environment())
+    missing = names - passed - set(NOT_FOR_CONTAINERS)
+    assert not missing, f"read by settings.py, not passed by docker-compose.yml: {sorted(missing)}"
+    assert not set(NOT_FOR_CONTAINERS) & passed
+    # The tables' owner's password never reaches the app's containers.
+    assert "POSTGRES_PASSWORD" not in passed
+
+
+def interpolate(value: str, dotenv: dict[str, str]) -> str:
+    """docker compose's ${NAME}, ${NAME:-default} and ${NAME:?error} against a .env."""
+    import re
+
+    def one(match) -> str:
+        name, op, arg = match.group(1), match.group(2), match.group(3)
+        if dotenv.get(name):
+            return dotenv[name]
+        assert op != ":?", f"{name} is required: {arg}"
+        return arg if op == ":-" else ""
+
+    return re.sub(r"\$\{(\w+)(?:(:-|:\?)([^}]*))?\}", one, value)
+
+
+def test_a_tunable_set_in_dotenv_reaches_the_settings_through_compose(tmp_path):
+    """.env as an operator fills it before a peak → compose's mapping → the app's settings."""
+    required = production_env(tmp_path)
+    dotenv = {
+        **{k: required[k] for k in ("DJANGO_SECRET_KEY", "CARD_CODE_KEYS", "STOCK_HASH_KEY", "DJANGO_ALLOWED_HOSTS")},
+        **{k: required[k] for k in ("REALNAME_URL", "REALNAME_APP_KEY", "REALNAME_APP_SECRET")},
+        "POSTGRES_APP_PASSWORD": "app-pw",
+        "SITE_URL": "https://shop.example.com",
+        "ADMISSION_CHECKOUTS_PER_SECOND": "37",
+        "RATE_CHECKOUT_NETWORK": "11/60",
+        "DJANGO_SECRET_KEY_FALLBACKS": "an-old-secret",
+    }
+    container = {name: interpolate(str(value), dotenv) for name, value in compose_app_environment().items()}
+    # As on the host (no PgBouncer here): the database URL and the image's paths.
+    container.update(DATABASE_URL=required["DATABASE_URL"], VAR_DIR=required["VAR_DIR"])
+    container.pop("REDIS_CACHE_URL")
+    container.pop("CELERY_BROKER_URL")
+    got = settings_of(
+        {**production_env(tmp_path), **container},
+        "from django.conf import settings as s; import json; print(json.dumps("
+        "[s.ADMISSION_CHECKOUTS_PER_SECOND, s.SECRET_KEY_FALLBACKS, s.ADMISSION_QUEUE_WAIT_MS]))",
+    )
+    # Set in .env: 37 and the fallback; left out of .env: the setting's own default (200 ms).
+    assert got == [37, ["an-old-secret"], 200]
