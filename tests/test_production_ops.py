@@ -83,6 +83,8 @@ def environment_names_read_by_settings() -> set[str]:
             called = func.id if isinstance(func, ast.Name) else getattr(func, "attr", "")
             if (called.startswith("env") or called in {"required", "get"}) and str(node.args[0].value).isupper():
                 names.add(node.args[0].value)
+                if called == "env_secret":  # NAME or NAME_FILE
+                    names.add(f"{node.args[0].value}_FILE")
         environ = isinstance(node, ast.Subscript) and "environ" in ast.unparse(node.value)
         if environ and isinstance(node.slice, ast.Constant):
             names.add(node.slice.value)
@@ -100,7 +102,12 @@ def test_every_setting_from_the_environment_reaches_the_containers():
     login locks, risk rules, the captcha key...) were read from the environment but not passed by
     docker-compose.yml: set in .env, they silently did nothing in production."""
     names = environment_names_read_by_settings()
-    assert {"ADMISSION_CHECKOUTS_PER_SECOND", "DJANGO_SECRET_KEY", "RATE_CHECKOUT_NETWORK"} <= names
+    assert {
+        "ADMISSION_CHECKOUTS_PER_SECOND",
+        "DJANGO_SECRET_KEY",
+        "RATE_CHECKOUT_NETWORK",
+        "ALIPAY_PUBLIC_KEY_FILE",
+    } <= names
     passed = set(compose_app_environment())
     missing = names - passed - set(NOT_FOR_CONTAINERS)
     assert not missing, f"read by settings.py, not passed by docker-compose.yml: {sorted(missing)}"
