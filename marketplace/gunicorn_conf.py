@@ -14,6 +14,11 @@ The command line still sets the bind address and the number of workers. What thi
   slow statement) is inside libpq, where Python's signal handler never runs before the SIGKILL
   (tests/test_gunicorn_timeout.py). Where the handler does run (a worker stuck in Python or in a
   socket read), the worker also logs the stack it was stuck in.
+- **The access log is JSON under LOG_FORMAT=json**, one object a line with the request id (the
+  response's X-Request-ID, the same id the app's own lines carry), method, path, status, bytes,
+  duration and client, in the shape of the app's log lines (time, level, logger, message): before,
+  it was Apache's combined format, which neither the log pipeline nor a search by request id
+  could join with the sale's other lines.
 - **A dead worker's live gauges are dropped** (``prometheus_client.multiprocess.mark_process_dead``,
   what its documentation asks of gunicorn in multiprocess mode); its counters stay counted.
 
@@ -24,12 +29,14 @@ serving it, a copy of a few dozen bytes.
 
 from __future__ import annotations
 
+import json
 import logging
 import mmap
 import os
 import sys
 import traceback
 
+from gunicorn import glogging
 from prometheus_client import Counter
 
 # gunicorn's default, said here so that the docstring and the runbook have a number to cite.
@@ -105,3 +112,40 @@ def worker_abort(worker) -> None:
         os.getpid(),
         "".join(traceback.format_stack(sys._getframe(2))),
     )
+
+
+class Logger(glogging.Logger):
+    """gunicorn's logger; under LOG_FORMAT=json its access lines are JSON (module docstring)."""
+
+    _stamp = logging.Formatter()
+
+    def access(self, resp, req, environ, request_time) -> None:
+        if not self.access_log_enabled:
+            return
+        if os.environ.get("LOG_FORMAT") != "json":
+            super().access(resp, req, environ, request_time)
+            return
+        try:
+            atoms = self.atoms(resp, req, environ, request_time)
+            line = {
+                "time": self._stamp.formatTime(logging.makeLogRecord({})),
+                "level": "INFO",
+                "logger": "gunicorn.access",
+                "message": f"{atoms['m']} {atoms['U']} {atoms['s']}",
+                "request_id": atoms.get("{x-request-id}o", ""),
+                "method": atoms["m"],
+                "path": atoms["U"],
+                "query": atoms["q"],
+                "status": int(atoms["s"]),
+                "bytes": atoms["B"] or 0,
+                "duration_ms": round(atoms["D"] / 1000, 3),
+                "remote_addr": atoms["h"],
+                "forwarded_for": atoms.get("{x-forwarded-for}i", ""),
+                "user_agent": atoms["a"],
+            }
+            self.access_log.info(json.dumps(line, ensure_ascii=False))
+        except Exception:
+            self.error(traceback.format_exc())
+
+
+logger_class = Logger

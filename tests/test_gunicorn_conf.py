@@ -112,3 +112,37 @@ def test_a_long_path_is_cut_to_its_slot():
     assert text == "GET /p/" + "长" * 82  # 254 bytes hold 82 whole characters after "GET /p/"
     gunicorn_conf.pre_request(worker, SimpleNamespace(method="GET", path="/"))
     assert gunicorn_conf._request_in(3) == "GET /"
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_the_access_log_is_json_with_the_request_id():
+    """Under LOG_FORMAT=json each access line is an object with the id the app's own lines carry."""
+    import json
+
+    product = ProductFactory()
+    with running_gunicorn(
+        *("--config", "python:marketplace.gunicorn_conf", "--workers", "1", "--access-logfile", "-"),
+        "--no-control-socket",
+        env={"LOG_FORMAT": "json"},
+    ) as (base, process):
+        host, port = base.removeprefix("http://").split(":")
+        conn = http.client.HTTPConnection(host, int(port), timeout=20)
+        path = f"/p/{product.slug}/"
+        conn.request(
+            "GET", path + "?from=%E6%B5%8B", headers={"X-Request-ID": "access-log-0001", "User-Agent": 'a "quoted" agent'}
+        )
+        response = conn.getresponse()
+        body = response.read()
+        conn.close()
+        assert response.status == 200
+        process.terminate()
+        output = process.stdout.read().decode()
+    lines = [json.loads(line) for line in output.splitlines() if line.startswith("{")]
+    access = next(line for line in lines if line["logger"] == "gunicorn.access")
+    assert access["request_id"] == "access-log-0001" == response.getheader("X-Request-ID")
+    assert access["method"] == "GET" and access["path"] == path and access["query"] == "from=%E6%B5%8B"
+    assert access["status"] == 200
+    assert access["bytes"] == len(body) and access["duration_ms"] > 0
+    assert access["user_agent"] == 'a "quoted" agent' and access["message"] == f"GET {path} 200"
+    assert set(access) >= {"time", "level", "logger", "message", "request_id"}  # the app's lines' shape
