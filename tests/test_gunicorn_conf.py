@@ -130,7 +130,9 @@ def test_the_access_log_is_json_with_the_request_id():
         conn = http.client.HTTPConnection(host, int(port), timeout=20)
         path = f"/p/{product.slug}/"
         conn.request(
-            "GET", path + "?from=%E6%B5%8B", headers={"X-Request-ID": "access-log-0001", "User-Agent": 'a "quoted" agent'}
+            "GET",
+            path + "?from=%E6%B5%8B",
+            headers={"X-Request-ID": "access-log-0001", "User-Agent": 'a "quoted" agent'},
         )
         response = conn.getresponse()
         body = response.read()
