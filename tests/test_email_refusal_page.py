@@ -9,6 +9,7 @@ from decimal import Decimal
 from smtplib import SMTPRecipientsRefused
 
 import pytest
+from django.core import mail
 from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
@@ -65,6 +66,9 @@ def test_a_guest_without_a_query_password_is_told_and_sets_one_from_the_placing_
     # Codes cannot be emailed to it: the page does not offer them.
     assert 'data-testid="send-code"' not in html and 'data-testid="no-code-email"' in html
     assert reveal(client, order).status_code == 403  # no proof yet
+    sent = len(mail.outbox)
+    refused = client.post(f"/orders/guest/{order.number}/code/send/", follow=True).content.decode()
+    assert "the mail server refused it" in refused and len(mail.outbox) == sent  # a forged post sends nothing
 
     response = client.post(f"/orders/guest/{order.number}/password/", {"query_password": "new-secret"})
     assert response.status_code == 302 and response["Location"] == f"/orders/guest/{order.number}/"

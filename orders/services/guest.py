@@ -116,8 +116,12 @@ def guest_password_check(*, order: Order, password: str, request=None) -> None:
 
 def guest_code_send(*, order: Order) -> None:
     """Email a fresh one-time code to the guest address of ``order``; earlier codes stop
-    working. At most GUEST_CODES_PER_HOUR codes per order an hour (``TooManyCodes``)."""
+    working. At most GUEST_CODES_PER_HOUR codes per order an hour (``TooManyCodes``); none to an
+    address the mail server refused for good (``GuestProofError``)."""
     now = timezone.now()
+    if EmailRefusal.objects.filter(order_id=order.pk, permanent=True, address=order.guest_email).exists():
+        # Refused for good (``orders.services.orders.email_refusal_record``): not offered again.
+        raise GuestProofError(_("We cannot email a code to this order's address: the mail server refused it."))
     with transaction.atomic():
         order = Order.objects.select_for_update(of=("self",)).get(pk=order.pk, buyer__isnull=True)
         recent = GuestAccessCode.objects.filter(order=order, created_at__gte=now - timedelta(hours=1)).count()
