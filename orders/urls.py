@@ -26,6 +26,7 @@ urlpatterns = [
     path("guest/<str:number>/", guest.detail, name="guest_detail"),
     path("guest/<str:number>/status/", guest.status, name="guest_status"),
     path("guest/<str:number>/unlock/", guest.unlock, name="guest_unlock"),
+    path("guest/<str:number>/password/", guest.password_set, name="guest_password_set"),
     path("guest/<str:number>/code/send/", guest.code_send, name="guest_code_send"),
     path("guest/<str:number>/code/check/", guest.code_check, name="guest_code_check"),
     path("guest/<str:number>/cancel/", guest.cancel, name="guest_cancel"),

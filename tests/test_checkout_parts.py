@@ -38,9 +38,13 @@ def test_each_part_shows_the_values_of_this_request(client, buyer, english, sett
     renamed = client.get(url + "?quantity=1").content.decode()
     assert "Card &lt;two&gt;" in renamed and "Card &lt;one&gt;" not in renamed
     again = client.get(url + "?quantity=2&channel=balance").content.decode()
-    assert 'value="2" min="1"' in again and 'value="balance" checked' in again
+    # Chosen, but 12.50 does not cover 194.00: offered disabled, not checked.
+    assert 'value="2" min="1"' in again and 'value="balance" disabled' in again
+    _credit(buyer, "200.00")
+    again = client.get(url + "?quantity=2&channel=balance").content.decode()
+    assert 'value="balance" checked' in again and "Available ¥212.50" in again
 
     client.cookies[settings.LANGUAGE_COOKIE_NAME] = "zh-hans"
     chinese = client.get(url + "?quantity=2").content.decode()
-    assert "库存 5" in chinese and "可用余额 ¥12.50" in chinese
+    assert "库存 5" in chinese and "可用余额 ¥212.50" in chinese
     assert "in stock" not in chinese and "Available ¥" not in chinese

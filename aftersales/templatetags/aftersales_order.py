@@ -37,6 +37,19 @@ from .aftersales_urls import buyer_url
 
 register = template.Library()
 
+# The fixed texts drawn below through ``texts()`` inside f-strings, marked for makemessages here:
+# xgettext does not read the fields of f-strings (tests/test_i18n_kept_texts.py checks that each
+# one is listed or marked where it is used).
+_TEXTS = (
+    gettext_noop("Hidden until you reveal it"),
+    gettext_noop("Reveal"),
+    gettext_noop("Problem with this code?"),
+    gettext_noop("refund requested"),
+    gettext_noop("unused — refundable"),
+    gettext_noop("Your codes"),
+    gettext_noop("Refund unused codes"),
+)
+
 _CSRF = CsrfTokenNode()
 _REFUND_DAYS = FilterExpression("PROMISES.refund_days", Parser([]))
 

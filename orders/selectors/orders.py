@@ -25,7 +25,7 @@ from marketplace.prepared import Paged, Prepared
 from marketplace.text import email_normalise
 from supply import services as supply_services
 
-from ..models import CodeReveal, ManualTopup, Order, OrderCode, OrderStatusChange, reissue_parse
+from ..models import CodeReveal, EmailRefusal, ManualTopup, Order, OrderCode, OrderStatusChange, reissue_parse
 
 
 def orders_for_buyer(buyer):
@@ -103,8 +103,9 @@ def _page_order(*, history: bool = True):
     codes_sql, history_sql, product_sql = _page_rows_sql()
     # Texts composed from the models' names only; no value in them.
     extra = {"codes_json": RawSQL(codes_sql, ()), "product_json": RawSQL(product_sql, ())}  # noqa: S611
-    if history:
+    if history:  # the whole page (not an htmx reveal's answer): its history and the email refused
         extra["history_json"] = RawSQL(history_sql, ())  # noqa: S611
+        extra["email_refusal_json"] = RawSQL(_refusal_sql(), ())  # noqa: S611
     order_id = _order_id_column()
     for name, sql in _PAGE_FLAGS.items():
         extra[name] = RawSQL(f"({sql(order_id)})", (), output_field=models.BooleanField())  # noqa: S611
@@ -164,6 +165,40 @@ def _page_rows_sql() -> tuple[str, str, str]:
         order=["id"],
     )
     return codes, history, product
+
+
+@cache
+def _refusal_sql() -> str:
+    """The subquery of the order's ``EmailRefusal`` as JSON (``json_rows_sql``), only while the
+    buyer should be told of it (``email_refusal_shown``): refused for good, or refused for now and
+    the email not sent since (a later send claims ``buyer_notified_at`` again). One lookup on
+    the refusal's unique order index, in the page's own statement: no read of its own on every
+    view of an order, where almost every order has no refusal."""
+    q = connection.ops.quote_name
+    notified = f"{q(Order._meta.db_table)}.{q(Order._meta.get_field('buyer_notified_at').column)}"
+    permanent = q(EmailRefusal._meta.get_field("permanent").column)
+    return rows.json_rows_sql(
+        EmailRefusal,
+        connection,
+        alias="er",
+        link="order",
+        to=_order_id_column(),
+        order=["id"],
+        where=f"(er.{permanent} OR {notified} IS NULL)",
+    )
+
+
+def email_refusal_shown(order: Order) -> EmailRefusal | None:
+    """The mail server's refusal of the buyer's address of ``order`` (``EmailRefusal``) while the
+    buyer should be told of it: refused for good, or refused for now and not sent since. Read
+    with the page's order on PostgreSQL (``email_refusal_json``); by itself elsewhere."""
+    if hasattr(order, "email_refusal_json"):
+        found = rows.json_rows(EmailRefusal, order.email_refusal_json, using=order._state.db or "default")
+        return found[0] if found else None
+    refusal = EmailRefusal.objects.filter(order_id=order.pk).first()
+    if refusal is None or not (refusal.permanent or order.buyer_notified_at is None):
+        return None
+    return refusal
 
 
 def _buyer_order_query(buyer: int, number: str, since: datetime, now: datetime, *, history: bool = True):
@@ -348,6 +383,7 @@ def order_page_extras(order: Order, *, history: list | None = None) -> Order:
     setattr(order, "reissues_done", reissues)  # noqa: B010
     setattr(order, "timeline", timeline)  # noqa: B010
     setattr(order, "topup", topup_view(order))  # noqa: B010
+    setattr(order, "email_refused", email_refusal_shown(order))  # noqa: B010
     return order
 
 

@@ -21,10 +21,11 @@ from django.utils.translation import gettext as _
 
 from compliance import selectors as audit_log
 from compliance import services as compliance
+from compliance.models import AuditEvent
 from marketplace.errors import Forbidden, NotFound, ServiceError
 from marketplace.randomness import random_chars
 
-from ..models import ATTACH_NOTE_PREFIX, GuestAccessCode, Order, OrderStatusChange
+from ..models import ATTACH_NOTE_PREFIX, EmailRefusal, GuestAccessCode, Order, OrderStatusChange
 
 LINK_SALT = "orders.guest.link"
 CODE_DIGITS = 6
@@ -115,8 +116,12 @@ def guest_password_check(*, order: Order, password: str, request=None) -> None:
 
 def guest_code_send(*, order: Order) -> None:
     """Email a fresh one-time code to the guest address of ``order``; earlier codes stop
-    working. At most GUEST_CODES_PER_HOUR codes per order an hour (``TooManyCodes``)."""
+    working. At most GUEST_CODES_PER_HOUR codes per order an hour (``TooManyCodes``); none to an
+    address the mail server refused for good (``GuestProofError``)."""
     now = timezone.now()
+    if EmailRefusal.objects.filter(order_id=order.pk, permanent=True, address=order.guest_email).exists():
+        # Refused for good (``orders.services.orders.email_refusal_record``): not offered again.
+        raise GuestProofError(_("We cannot email a code to this order's address: the mail server refused it."))
     with transaction.atomic():
         order = Order.objects.select_for_update(of=("self",)).get(pk=order.pk, buyer__isnull=True)
         recent = GuestAccessCode.objects.filter(order=order, created_at__gte=now - timedelta(hours=1)).count()
@@ -166,6 +171,42 @@ def guest_code_check(*, order: Order, code: str, request=None) -> None:
             why, message = "wrong code", _("The code is not right.")
     compliance.audit_denied(action="guest_order.code", request=request, target=order.number, detail=why)
     raise GuestProofError(message)
+
+
+PASSWORD_SET_ACTION = "guest_order.password_set"
+
+
+def guest_password_set(*, order: Order, password: str, request=None) -> None:
+    """Set the query password of guest ``order`` from the browser that placed it (the view's
+    check), when the mail server refused its address (``EmailRefusal``) and it has none: the
+    guest then finds the order, and proves it, with its number and this password from any device.
+
+    Why this and no more: the address refused, the emailed link and one-time codes cannot reach
+    the buyer, and without a query password nothing else proves the order, so the codes paid for
+    could not be shown at all. The browser that placed the order is the one thing the platform
+    still knows of its buyer. It may add a proof, never change where emails go (a new address
+    would need its own proof, and whoever holds the link must not redirect anything), and never
+    replace a password set at checkout. Audited."""
+    password = password or ""
+    if not 6 <= len(password) <= 64:
+        raise GuestProofError(_("The query password needs 6 to 64 characters."))
+    if not EmailRefusal.objects.filter(order_id=order.pk).exists():
+        raise GuestProofError(_("This order's email was not refused: use the email we sent you."))
+    updated = Order.objects.filter(pk=order.pk, buyer__isnull=True, query_password="").update(
+        query_password=make_password(password)
+    )
+    if not updated:
+        compliance.audit_denied(
+            action=PASSWORD_SET_ACTION, request=request, target=order.number, detail="has a query password"
+        )
+        raise GuestProofError(_("This order already has a query password."))
+    compliance.audit_record(
+        action=PASSWORD_SET_ACTION,
+        outcome=AuditEvent.Outcome.ALLOWED,
+        request=request,
+        target=order.number,
+        detail="set by the placing browser after an email refusal",
+    )
 
 
 def guest_reveal_refused(*, order: Order, request=None) -> Forbidden:

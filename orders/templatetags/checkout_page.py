@@ -86,8 +86,16 @@ def checkout_before(context) -> SafeString:
 @register.simple_tag(takes_context=True)
 def checkout_channels(context) -> SafeString:
     """The choice of how to pay (``payments/_channel_choice.html``): the live channels with the
-    member's balance, the one chosen checked."""
+    member's balance (disabled, with the reason and a recharge link, when it does not cover the
+    total shown: the coupon's, else the estimate), the one chosen checked."""
     channels = context.get("PAY_CHANNELS") or []
     chosen = context.get("channel")
-    key = (chosen, tuple((c.code, c.name, shown_text(c.available)) for c in channels))
-    return _drawn.template(CHANNELS_TEMPLATE, key, {"PAY_CHANNELS": channels, "channel": chosen})
+    coupon = context.get("coupon")
+    total = coupon.total if coupon else context.get("estimated_total")
+    # The member's balance is read for this request and drawn by its value (a key of the kept
+    # part): never another viewer's; short when it does not cover the total shown.
+    short = any(c.code == "balance" and total is not None and c.available < total for c in channels)
+    key = (chosen, short, tuple((c.code, c.name, shown_text(c.available)) for c in channels))
+    return _drawn.template(
+        CHANNELS_TEMPLATE, key, {"PAY_CHANNELS": channels, "channel": chosen, "balance_short": short}
+    )

@@ -11,6 +11,7 @@ are the same messages (``{% translate "..." %}`` is not escaped, a template's li
 safe; ``{% blocktranslate %}`` escapes its values, not its text).
 """
 
+from datetime import timedelta
 from types import SimpleNamespace
 
 from django import template
@@ -20,7 +21,7 @@ from django.urls import get_script_prefix, get_urlconf
 from django.utils import timezone
 from django.utils.html import conditional_escape
 from django.utils.safestring import SafeString, mark_safe
-from django.utils.translation import ngettext
+from django.utils.translation import gettext_noop, ngettext
 
 from catalog.templatetags.catalog_kinds import kind_icon_html
 from marketplace.localcache import SAMPLE_NUMBER, Drawn, shown_text
@@ -30,6 +31,20 @@ from marketplace.templatetags.kept import include_unless_quiet, kept_reverse
 
 register = template.Library()
 
+# The fixed texts drawn below through ``texts()``, marked for makemessages here: xgettext does not
+# read the fields of f-strings (tests/test_i18n_kept_texts.py checks that each one is listed).
+_TEXTS = (
+    gettext_noop("Total"),
+    gettext_noop("Order number"),
+    gettext_noop("Unit price"),
+    gettext_noop("Quantity"),
+    gettext_noop("Discount"),
+    gettext_noop("Ordered at"),
+    gettext_noop("Paid at"),
+    gettext_noop("Delivered at"),
+    gettext_noop("Order details"),
+    gettext_noop("History"),
+)
 _REFUND_DAYS = FilterExpression("PROMISES.refund_days", Parser([]))
 _drawn = Drawn(limit=64)  # the reveal confirmation, by language and refund days
 # The statuses orders/_order_alerts.html has a line for (with ``confirming``, its conditions).
@@ -223,3 +238,33 @@ def reveal_confirm(context) -> SafeString:
     refund days it names, drawn once per process for each."""
     days = _REFUND_DAYS.resolve(context)
     return _drawn.template("orders/_reveal_confirm.html", (shown_text(days),), {"PROMISES": {"refund_days": days}})
+
+
+@register.simple_tag(takes_context=True)
+def email_refusal(context) -> SafeString:
+    """``orders/_email_refusal.html``: the mail server refused the buyer's address of ``order``
+    (``order.email_refused``, read with the page's order), not rendered when it did not. On a
+    guest's page (``guest``) the address is masked (``email_hint``) unless this browser proved
+    the order (``unlocked``) or placed it (``placed_here``): whoever holds the order's link sees
+    no more of the address than the page's proof card shows."""
+    order = context.get("order")
+    refusal = getattr(order, "email_refused", None)
+    if refusal is None:
+        return SafeString("")  # what the template draws without one
+    guest = order.buyer_id is None
+    placed_here = bool(context.get("placed_here"))
+    address = refusal.address
+    if guest and not (context.get("unlocked") or placed_here):
+        address = context.get("email_hint") or ""
+    retry_until = None
+    if not refusal.permanent and order.delivered_at:
+        retry_until = order.delivered_at + timedelta(hours=settings.DELIVERY_EMAIL_MAX_AGE_HOURS)
+    values = {
+        "refusal": refusal,
+        "address": address,
+        "retry_until": retry_until,
+        "stopped": retry_until is not None and retry_until <= timezone.now(),
+        "guest": guest,
+        "may_set_password": guest and placed_here and not order.query_password,
+    }
+    return include_unless_quiet(context, "orders/_email_refusal.html", True, **values)

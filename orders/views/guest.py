@@ -55,6 +55,28 @@ def guest_may_view(request, number: str) -> bool:
     return False
 
 
+PLACED_KEY = "guest_placed"
+
+
+def guest_mark_placed(request, number: str) -> None:
+    """This browser placed the guest order ``number`` (its session, not the long-lived browser
+    cookie): what lets it set a query password when the order's address is refused
+    (``password_set``)."""
+    placed = dict(request.session.get(PLACED_KEY) or {})
+    placed.pop(number, None)
+    placed[number] = int(time.time())
+    while len(placed) > SESSION_MAX_ORDERS:
+        placed.pop(next(iter(placed)))
+    request.session[PLACED_KEY] = placed
+
+
+def _placed_here(request, number: str) -> bool:
+    """This session placed the order within DELIVERY_EMAIL_MAX_AGE_HOURS (the delivery email's
+    own window: the time a refusal can come in and the buyer be told of it)."""
+    at = (request.session.get(PLACED_KEY) or {}).get(number)
+    return at is not None and time.time() - at < settings.DELIVERY_EMAIL_MAX_AGE_HOURS * 3600
+
+
 def guest_allow_reveal(request, numbers: list[str]) -> None:
     """A fresh proof for these orders (query password, emailed code or link): this browser may
     see them and reveal their codes for GUEST_PROOF_MINUTES."""
@@ -117,6 +139,7 @@ def detail(request, number):
             "confirming": confirming,
             "unlocked": _may_reveal(request, number),
             "email_hint": email_hint(order.guest_email),
+            "placed_here": _placed_here(request, number),
         },
     )
 
@@ -144,6 +167,26 @@ def unlock(request, number):
         messages.success(request, _("Thank you. You can reveal your codes now."))
         return browser_remember(request, redirect("orders:guest_detail", number=number), [order])
     return redirect("orders:guest_detail", number=number)
+
+
+@require_POST
+def password_set(request, number):
+    """Set the order's query password from the browser that placed it, when the mail server
+    refused its address (``orders.services.guest.guest_password_set``): then a proof, as the
+    password would be."""
+    order = _order(request, number)
+    if not _placed_here(request, number):
+        raise Http404  # the same as an order this browser may not act on
+    try:
+        guest_services.guest_password_set(order=order, password=request.POST.get("query_password", ""), request=request)
+    except ServiceError as exc:
+        messages.error(request, str(exc))
+        return redirect("orders:guest_detail", number=number)
+    _allow_reveal(request, number)
+    messages.success(
+        request, _("Query password set. With the order number and this password, the order lookup finds this order.")
+    )
+    return browser_remember(request, redirect("orders:guest_detail", number=number), [order])
 
 
 @require_POST
@@ -211,5 +254,10 @@ def code_reveal(request, number, code_id):
     return render(
         request,
         "orders/guest_order.html",
-        {"order": order, "unlocked": True, "email_hint": email_hint(order.guest_email)},
+        {
+            "order": order,
+            "unlocked": True,
+            "email_hint": email_hint(order.guest_email),
+            "placed_here": _placed_here(request, number),
+        },
     )

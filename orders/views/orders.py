@@ -30,7 +30,7 @@ from ..forms import CheckoutForm, GuestForm, new_idempotency_key
 from ..models import Order, OrderCode
 from ..selectors import orders as selectors
 from ..services import orders as services
-from .guest import guest_allow_view
+from .guest import guest_allow_view, guest_mark_placed
 from .guest_browser import browser_remember
 from .limits import checkout_limited, reveal_limited
 from .polling import StatusOnly, status_badge_or_refresh
@@ -213,6 +213,7 @@ def placed(request, order, *, channel: str = ""):
             request=request,
         )
         guest_allow_view(request, order.number)
+        guest_mark_placed(request, order.number)
         browser_remember(request, response, [order])  # "my recent orders" in this browser
     return response
 

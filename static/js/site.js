@@ -74,6 +74,23 @@ function updateTotal(input) {
   // A coupon was applied: its discount was for the old quantity, so say to apply it again.
   const stale = input.dataset.staleNote && document.querySelector(input.dataset.staleNote);
   if (stale) stale.hidden = false;
+  balanceCovers(input.form, cents);
+}
+
+// Checkout: the balance can be chosen only while it covers the total (the server checks again).
+function balanceCovers(form, cents) {
+  const option = form && form.querySelector("[data-balance-fen]");
+  if (!option) return;
+  const short = Math.round(parseFloat(option.dataset.balanceFen) * 100) < cents;
+  const radio = option.querySelector("input[type=radio]");
+  radio.disabled = short;
+  option.querySelectorAll("[data-balance-ok]").forEach((el) => { el.hidden = short; });
+  form.querySelectorAll("[data-balance-short]").forEach((el) => { el.hidden = !short; });
+  if (short && radio.checked) {
+    radio.checked = false;
+    const other = form.querySelector("input[name=channel]:not(:disabled)");
+    if (other) other.checked = true;
+  }
 }
 ["input", "change"].forEach(function (type) {
   document.addEventListener(type, function (event) {
