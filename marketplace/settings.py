@@ -310,6 +310,8 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
         "store_processed": False,
     }
     CELERY_WORKER_ENABLE_REMOTE_CONTROL = False  # the filesystem transport has no fanout
+    # kombu's, with each message written whole before a worker can see it (marketplace/fsbroker.py).
+    CELERY_BROKER_TRANSPORT = "marketplace.fsbroker:Transport"
 else:
     # Unacknowledged messages (a worker killed mid-task) come back after this many seconds.
     CELERY_BROKER_TRANSPORT_OPTIONS = {
