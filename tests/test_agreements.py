@@ -124,16 +124,24 @@ def test_the_banner_in_chinese(client, in_force):
     assert f"《用户协议》新版本将于 {date} 生效" in home
 
 
-def test_the_footer_names_the_agreements_with_book_title_marks_in_chinese_only(client, in_force):
-    def links(html):
+def test_agreement_titles_have_book_title_marks_in_chinese_only(client, in_force):
+    """The footer's links, the agreements page and the sign-up box: 《用户协议》, "User agreement"."""
+
+    def footer(html):
         return re.search(r'data-testid="footer-legal">(.*?)</ul>', html, re.S).group(1)
 
-    english = links(client.get("/").content.decode())
+    english = footer(client.get("/").content.decode())
     assert ">User agreement</a>" in english and "《" not in english
+    assert ">User agreement</a></h2>" in client.get("/legal/").content.decode()
+    signup = client.get("/accounts/signup/").content.decode()
+    assert 'rel="noopener">User agreement</a>' in signup and "《" not in signup
     with translation.override("zh-hans"):
         client.cookies["django_language"] = "zh-hans"
-        chinese = links(client.get("/", HTTP_ACCEPT_LANGUAGE="zh-hans").content.decode())
+        chinese = footer(client.get("/", HTTP_ACCEPT_LANGUAGE="zh-hans").content.decode())
+        assert ">《用户协议》</a></h2>" in client.get("/legal/", HTTP_ACCEPT_LANGUAGE="zh-hans").content.decode()
+        signup = client.get("/accounts/signup/", HTTP_ACCEPT_LANGUAGE="zh-hans").content.decode()
     assert ">《用户协议》</a>" in chinese and ">《隐私政策》</a>" in chinese
+    assert 'rel="noopener">《用户协议》</a>' in signup
 
 
 # --- sign-up ----------------------------------------------------------------------------------
