@@ -14,12 +14,17 @@ FIELD = "accept_agreements"
 CHECKED_FIELD = "email_checked"
 
 
+def agreement_title(label: str) -> str:
+    """An agreement's title as the language writes it: 《用户协议》 in Chinese, plain in English."""
+    return pgettext("an agreement's title; Chinese adds book-title marks", "%(title)s") % {"title": label}
+
+
 def agreements_label(versions) -> SafeString:
     """ "I have read and agree to 《…》 and 《…》", each title a link that opens in a new tab."""
     links = format_html_join(
         pgettext("list separator", ", "),
-        '<a href="{}" target="_blank" rel="noopener">《{}》</a>',
-        ((v.url, v.label) for v in versions),
+        '<a href="{}" target="_blank" rel="noopener">{}</a>',
+        ((v.url, agreement_title(v.label)) for v in versions),
     )
     return format_html("{} {}", _("I have read and agree to"), links)
 

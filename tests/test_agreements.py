@@ -3,6 +3,7 @@ pages, the banner of an upcoming version, and acceptance at sign-up, at guest ch
 new version takes effect. With no version published nothing is asked of anyone (every other
 test runs that way)."""
 
+import re
 import uuid
 from datetime import timedelta
 from decimal import Decimal
@@ -121,6 +122,26 @@ def test_the_banner_in_chinese(client, in_force):
         home = client.get("/", HTTP_ACCEPT_LANGUAGE="zh-hans").content.decode()
     date = timezone.localtime(upcoming.effective_at).strftime("%Y-%m-%d")
     assert f"《用户协议》新版本将于 {date} 生效" in home
+
+
+def test_agreement_titles_have_book_title_marks_in_chinese_only(client, in_force):
+    """The footer's links, the agreements page and the sign-up box: 《用户协议》, "User agreement"."""
+
+    def footer(html):
+        return re.search(r'data-testid="footer-legal">(.*?)</ul>', html, re.S).group(1)
+
+    english = footer(client.get("/").content.decode())
+    assert ">User agreement</a>" in english and "《" not in english
+    assert ">User agreement</a></h2>" in client.get("/legal/").content.decode()
+    signup = client.get("/accounts/signup/").content.decode()
+    assert 'rel="noopener">User agreement</a>' in signup and "《" not in signup
+    with translation.override("zh-hans"):
+        client.cookies["django_language"] = "zh-hans"
+        chinese = footer(client.get("/", HTTP_ACCEPT_LANGUAGE="zh-hans").content.decode())
+        assert ">《用户协议》</a></h2>" in client.get("/legal/", HTTP_ACCEPT_LANGUAGE="zh-hans").content.decode()
+        signup = client.get("/accounts/signup/", HTTP_ACCEPT_LANGUAGE="zh-hans").content.decode()
+    assert ">《用户协议》</a>" in chinese and ">《隐私政策》</a>" in chinese
+    assert 'rel="noopener">《用户协议》</a>' in signup
 
 
 # --- sign-up ----------------------------------------------------------------------------------

@@ -1,10 +1,13 @@
 """Accessibility: axe-core (vendored under ``tests/assets/axe-core/``, a test asset never served)
-runs in Debian's Chromium on every page of the buyer's path and on the public pages, on a phone
-(390x844) in zh-hans, against WCAG 2.0/2.1 A and AA (which GB/T 37668-2019 follows). Any violation
-of impact "serious" or "critical" fails the test, listed with its rule, impact, targets and help URL;
-so does anything that sticks out past the phone's width when the text is twice its size.
+runs in Debian's Chromium on every page of the buyer's path, the public pages and the agent centre,
+on a phone (390x844) in zh-hans, against WCAG 2.0/2.1 A and AA (which GB/T 37668-2019 follows) and
+axe's best practices. Any violation of impact "serious" or "critical" fails the test, listed with its
+rule, impact, targets and help URL; so do the lesser rules in ALSO_FAILING, and anything that sticks
+out past the phone's width when the text is twice its size (the member's pages also in English,
+whose words are longer).
 
-One browser, one context per kind of user (a visitor, a member). Screenshots a11y-*.png."""
+One browser, one context per kind of user (a visitor, a member, the member in English, an agent).
+Screenshots a11y-*.png."""
 
 import re
 from decimal import Decimal
@@ -13,6 +16,8 @@ from pathlib import Path
 import pytest
 from django.core.management import call_command
 
+from aftersales.models import Kind
+from aftersales.services.tickets import ticket_open, ticket_reply
 from agents.services import agents as agent_services
 from tests.browser_helpers import PASSWORD, SCREENSHOTS, new_page, shot, wait_for_status
 from tests.factories import (
@@ -27,8 +32,19 @@ from tests.factories import (
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 AXE = Path(__file__).resolve().parent / "assets" / "axe-core" / "axe.min.js"
-TAGS = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"]
+TAGS = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa", "best-practice"]
 FAILING = {"serious", "critical"}
+# Moderate findings fixed once and kept fixed: everything inside a landmark (the promises bar and the
+# agreements banner are asides), each search landmark named apart from the header's, one h1 a page,
+# no table column without a header (the agent's price list's buttons).
+ALSO_FAILING = {
+    "region",
+    "landmark-unique",
+    "page-has-heading-one",
+    "landmark-one-main",
+    "bypass",
+    "empty-table-header",
+}
 # Large text (WCAG 1.4.4, a phone's font-size setting): at twice the root font size, nothing may stick
 # out past the phone's width (content cut off or a page that scrolls sideways); what a box scrolls or
 # clips on purpose (a table that scrolls, a line truncated with an ellipsis) is that box's design.
@@ -68,7 +84,8 @@ def page_problems(page, name):
     sticking_out = page.evaluate(STICKING_OUT, ["200%", page.viewport_size["width"]])
     lines = []
     for violation in results["violations"]:
-        if violation["impact"] not in FAILING or (name, violation["id"]) in KNOWN:
+        failing = violation["impact"] in FAILING or violation["id"] in ALSO_FAILING
+        if not failing or (name, violation["id"]) in KNOWN:
             continue
         targets = [_target(node) for node in violation["nodes"]]
         lines.append(
@@ -116,6 +133,7 @@ def keyboard_problems(page):
 def world(settings):
     settings.PAYMENTS_SANDBOX_ENABLED = True
     call_command("seed_demo_legal")  # the agreements in force (and the legal pages)
+    call_command("seed_demo_compliance")  # the footer's licences, the business licence's link among them
     games = CategoryFactory(name="游戏点卡", slug="games")
     product = ProductFactory(
         name="王者荣耀 100点券",
@@ -130,6 +148,27 @@ def world(settings):
     agent = agent_services.agent_create(user=UserFactory(), level=AgentLevelFactory(name="金牌", rank=1))
     shop = storefront_create(agent=agent, slug="xingyun", name="幸运星数字卡铺", notice="官方渠道 · 秒发货")
     return product, shop
+
+
+def log_in_accepting(browser, live_server, email, **kwargs):
+    """A page signed in as ``email``, the agreements in force accepted if asked."""
+    page = new_page(browser, live_server.url, **kwargs)
+    page.goto("/accounts/login/")
+    page.fill("input[name=login]", email)
+    page.fill("input[name=password]", PASSWORD)
+    page.locator('main form button[type="submit"]').first.click()
+    page.wait_for_load_state()
+    if "/legal/accept/" in page.url:
+        page.locator("[data-testid=legal-accept-box]").check()
+        page.locator("[data-testid=legal-accept-submit]").click()
+        page.wait_for_url(re.compile(r"^(?!.*/legal/accept/)"))
+    return page
+
+
+def english(page):
+    """The page's context switched to English, as the language switch leaves it (its cookie)."""
+    page.context.add_cookies([{"name": "django_language", "value": "en", "url": page.url}])
+    return page
 
 
 def test_pages_have_no_serious_accessibility_violations(browser, live_server, world):
@@ -200,8 +239,56 @@ def test_pages_have_no_serious_accessibility_violations(browser, live_server, wo
         ("wallet", "/wallet/"),
         ("tickets", "/support/"),
         ("ticket-new", f"/support/new/?order={number}"),
+        ("profile", "/accounts/profile/"),
     ]:
         assert page.goto(url).ok, url  # the page itself, not an error page
+        found += page_problems(page, name)
+    ticket = ticket_open(
+        user=buyer, kind=Kind.INVALID, subject="卡密提示已被使用", body="充值页面提示该卡密已被使用。", order=number
+    )
+    ticket_reply(ticket=ticket, author=buyer, body="截图稍后补充。")
+    assert page.goto(f"/support/{ticket.number}/").ok
+    found += page_problems(page, "ticket")  # the thread's bubbles: their times on a tinted background
+    assert not page.js_errors, page.js_errors
+    page.context.close()
+
+    # The member in English: longer words under large text (status badges, the orders list's rows,
+    # the order's history with its times).
+    page = english(log_in_accepting(browser, live_server, buyer.email))
+    for name, url in [
+        ("en-home", "/"),
+        ("en-product", f"/p/{product.slug}/"),
+        ("en-checkout", f"/orders/checkout/{product.slug}/"),
+        ("en-orders", "/orders/"),
+        ("en-order-delivered", f"/orders/{number}/"),
+        ("en-ticket", f"/support/{ticket.number}/"),
+        ("en-trust", "/trust/"),
+        ("en-rights-register", "/rights/notices/"),
+    ]:
+        assert page.goto(url).ok, url
+        assert page.locator("html").get_attribute("lang") == "en", url
+        found += page_problems(page, name)
+    assert not page.js_errors, page.js_errors
+    page.context.close()
+
+    # An agent: the agent centre's pages (their forms, tabs and figures).
+    page = log_in_accepting(browser, live_server, shop.agent.user.email)
+    for name, url in [
+        ("agent-home", "/agent/"),
+        ("agent-storefront", "/agent/storefront/"),
+        ("agent-prices", "/agent/storefront/prices/"),
+        ("agent-posters", "/agent/storefront/posters/"),
+        ("agent-coupons", "/agent/storefront/coupons/"),
+        ("agent-operator", "/agent/storefront/operator/"),
+        ("agent-pricing", "/agent/pricing/"),
+        ("agent-downline", "/agent/downline/"),
+        ("agent-api-keys", "/agent/api-keys/"),
+        ("agent-reports", "/agent/reports/"),
+        ("agent-withdrawals", "/agent/withdrawals/"),
+        ("agent-invitations", "/agent/invitations/"),
+        ("operator-page", f"/s/{shop.slug}/operator/"),
+    ]:
+        assert page.goto(url).ok, url
         found += page_problems(page, name)
     assert not page.js_errors, page.js_errors
     page.context.close()

@@ -51,3 +51,17 @@ def test_hostile_values_come_out_escaped_and_each_language_gets_its_own_card():
     chinese = page(client, "hostile", HTTP_ACCEPT_LANGUAGE="zh-hans")
     assert "货源信息" in chinese
     assert "Supply source" not in chinese and "Supply source" in html
+
+
+def test_the_quantity_limit_reads_as_one_number_when_the_least_is_the_most():
+    one = ProductFactory(slug="only-one", min_per_order=1, max_per_order=1)
+    some = ProductFactory(slug="some", min_per_order=1, max_per_order=10)
+    add_stock(one, 1)
+    add_stock(some, 1)
+    client = Client()
+    assert "1 per order" in page(client, "only-one") and "1 to 1 per order" not in page(client, "only-one")
+    assert "1 to 10 per order" in page(client, "some")
+    checkout = client.get("/orders/checkout/only-one/").content.decode()
+    assert "1 per order" in checkout and "1 to 1 per order" not in checkout
+    chinese = page(client, "only-one", HTTP_ACCEPT_LANGUAGE="zh-hans")
+    assert "每单限购 1 件" in chinese and "1–1" not in chinese

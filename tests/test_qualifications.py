@@ -248,7 +248,7 @@ def test_the_footer_of_platform_and_storefront_pages_shows_them_with_their_links
             '<a href="https://beian.miit.gov.cn/" target="_blank" rel="noopener noreferrer">浙ICP备2021036521号-1</a>'
             in line
         )
-        assert "Value-added telecom business licence：浙B2-20210452" in line
+        assert "Value-added telecom business licence: 浙B2-20210452" in line  # an English colon in English
         assert (
             '<a href="https://beian.mps.gov.cn/#/query/webSearch?code=33010602011876" target="_blank" '
             'rel="noopener noreferrer">浙公网安备33010602011876号</a>' in line
