@@ -610,6 +610,10 @@ NOT_BUYER_PRIVATE = {
     "orders:guest_code_send": "a guest order's proof, for the browser that holds it (tests/test_guest_checkout.py)",
     "orders:guest_code_check": "a guest order's proof, for the browser that holds it (tests/test_guest_checkout.py)",
     "orders:guest_cancel": "a guest order, for the browser that holds it (tests/test_guest_checkout.py)",
+    "orders:guest_password_set": (
+        "a guest order's query password, set only by the session that placed it after an email refusal"
+        " (tests/test_email_refusal_page.py)"
+    ),
     "orders:guest_reveal": "a proved guest order's code, for the browser that holds it (tests/test_guest_checkout.py)",
     "orders:guest_lookup_link": "a one-time, hashed, expiring lookup link (tests/test_guest_lookup.py)",
     # A guest order's after-sales (no account): only for the browser that holds the order and

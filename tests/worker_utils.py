@@ -60,7 +60,9 @@ def worker_database_url() -> str:
 @contextlib.contextmanager
 def broker(app, url: str, *, visibility_timeout: int) -> Iterator[None]:
     """Make this (test) process publish to ``url`` instead of the broker configured at import."""
-    saved = (app.conf.broker_url, app.conf.broker_transport_options)
+    # The transport goes with the URL: settings name the embedded broker's own class
+    # (CELERY_BROKER_TRANSPORT, marketplace/fsbroker.py), which would override another URL's scheme.
+    saved = (app.conf.broker_url, app.conf.broker_transport_options, app.conf.broker_transport)
 
     def reset_pools():
         # Close and forget every pooled broker connection: kombu keys its global pools by
@@ -71,12 +73,13 @@ def broker(app, url: str, *, visibility_timeout: int) -> Iterator[None]:
 
     app.conf.broker_url = url
     app.conf.broker_transport_options = {"visibility_timeout": visibility_timeout}
+    app.conf.broker_transport = None
     reset_pools()
     try:
         yield
     finally:
         reset_pools()
-        app.conf.broker_url, app.conf.broker_transport_options = saved
+        app.conf.broker_url, app.conf.broker_transport_options, app.conf.broker_transport = saved
 
 
 class Worker:

@@ -91,7 +91,7 @@ def checkout_channels(context) -> SafeString:
     channels = context.get("PAY_CHANNELS") or []
     chosen = context.get("channel")
     coupon = context.get("coupon")
-    total = coupon.total if coupon else context.get("estimated_total")
+    total = coupon["total"] if coupon else context.get("estimated_total")
     # The member's balance is read for this request and drawn by its value (a key of the kept
     # part): never another viewer's; short when it does not cover the total shown.
     short = any(c.code == "balance" and total is not None and c.available < total for c in channels)
