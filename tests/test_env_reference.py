@@ -60,3 +60,15 @@ def test_every_setting_read_from_the_environment_is_documented():
         if name not in documented and name.removesuffix("_FILE") not in documented
     )
     assert not missing, f"read by settings.py, in neither .env.example nor README's table: {missing}"
+
+
+def test_an_empty_value_means_the_default_for_var_dir_too(tmp_path):
+    """.env.example: "An empty value means use the default". VAR_DIR was read without the env()
+    helper, so VAR_DIR= (as a template filled in leaves it) put keys, uploads and the broker's
+    folder in the current directory."""
+    from tests.test_deploy_check import production_env
+    from tests.test_production_ops import settings_of
+
+    env = production_env(tmp_path, VAR_DIR="", CELERY_BROKER_URL="memory://")
+    got = settings_of(env, "from django.conf import settings as s; import json; print(json.dumps(str(s.VAR_DIR)))")
+    assert got == str(BASE_DIR / "var")
