@@ -37,10 +37,12 @@ RUN DJANGO_PRODUCTION=1 \
     DJANGO_ALLOWED_HOSTS=localhost \
     sh -c 'python manage.py compilemessages -v 0 && python manage.py collectstatic --noinput -v 0' \
     && rm -f /tmp/build.db \
-    && mkdir -p /app/var \
-    && chown app:app /app/var
+    && mkdir -p /app/var /app/beat \
+    && chown app:app /app/var /app/beat
 
-# /app/var holds private uploads (PRIVATE_MEDIA_ROOT); mount a volume there.
+# /app/var holds private uploads (PRIVATE_MEDIA_ROOT); mount a volume there. /app/beat: beat's
+# schedule file, on a volume of beat's own (docker-compose.yml). A new volume takes the owner
+# of the image's folder, so the app user can write both.
 USER app
 EXPOSE 8000
 CMD ["gunicorn", "marketplace.wsgi:application", "--config", "python:marketplace.gunicorn_conf", "--bind", "0.0.0.0:8000", "--workers", "4", "--access-logfile", "-"]

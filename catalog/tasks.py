@@ -2,6 +2,7 @@ import uuid
 from smtplib import SMTPException
 
 from celery import shared_task
+from django.conf import settings
 
 from marketplace.celery import publish
 
@@ -20,10 +21,12 @@ def import_batch(batch_id: int) -> str:
     # A mail server that refuses or is away: the same run (same task id, so its own claimed rows
     # are taken again at once) tries later, a bounded number of times; then the beat sweeper's
     # run takes the rows over once the claim is stale (catalog.services.restock_notify_run).
+    # 1, 2, 4 minutes, then every 5 (settings.CELERY_RETRY_COUNTDOWN_MAX: a longer countdown would
+    # outlast the broker's visibility timeout and another worker would run the same run at once).
     autoretry_for=(SMTPException, OSError),
-    max_retries=5,
+    max_retries=8,
     retry_backoff=60,
-    retry_backoff_max=1800,
+    retry_backoff_max=settings.CELERY_RETRY_COUNTDOWN_MAX,
     retry_jitter=True,
 )
 def restock_notify(self, product_id: int, batch_id: int | None = None) -> int:

@@ -19,7 +19,8 @@ from django.core.exceptions import ImproperlyConfigured
 from kombu import Queue
 
 BASE_DIR = Path(__file__).resolve().parent.parent
-VAR_DIR = Path(os.environ.get("VAR_DIR", BASE_DIR / "var"))
+# Empty means the default, as for every variable (.env.example): Path("") would be the cwd.
+VAR_DIR = Path(os.environ.get("VAR_DIR") or BASE_DIR / "var")
 
 
 @overload
@@ -295,6 +296,21 @@ for _net in METRICS_ALLOWED_IPS:
         raise ImproperlyConfigured(f"METRICS_ALLOWED_IPS: {_net!r} is not an address or network") from _exc
 
 # --- Celery ---------------------------------------------------------------------------
+# Redis hands a message its worker has not acknowledged to another worker after this many seconds
+# (CELERY_BROKER_TRANSPORT_OPTIONS below). A task retried with a countdown waits in the worker that
+# fetched it, unacknowledged for the whole countdown and (acks_late) its run: a countdown plus run
+# time past the timeout runs the task again in another worker, once per timeout elapsed
+# (kombu's QoS.restore_visible; Celery's docs, "Redis: visibility timeout"). So no task waits
+# longer than CELERY_RETRY_COUNTDOWN_MAX before a retry (tests/test_task_retries.py checks every
+# task), and the timeout keeps at least as much again for the retry's own run.
+CELERY_RETRY_COUNTDOWN_MAX = 300
+CELERY_VISIBILITY_TIMEOUT = int(env("CELERY_VISIBILITY_TIMEOUT", "600"))
+# (The tests' workers use a few seconds, to see a killed worker's message come back.)
+if PRODUCTION and CELERY_VISIBILITY_TIMEOUT < 2 * CELERY_RETRY_COUNTDOWN_MAX:
+    raise ImproperlyConfigured(
+        f"CELERY_VISIBILITY_TIMEOUT must be at least {2 * CELERY_RETRY_COUNTDOWN_MAX} seconds: a task retried "
+        f"{CELERY_RETRY_COUNTDOWN_MAX} s later would otherwise be run again by another worker"
+    )
 CELERY_BROKER_URL = env("CELERY_BROKER_URL", "filesystem://localhost/")
 if CELERY_BROKER_URL.startswith("filesystem://"):
     # The embedded default: a broker that is a folder. No server, real separate worker.
@@ -315,7 +331,7 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
 else:
     # Unacknowledged messages (a worker killed mid-task) come back after this many seconds.
     CELERY_BROKER_TRANSPORT_OPTIONS = {
-        "visibility_timeout": int(env("CELERY_VISIBILITY_TIMEOUT", "600")),
+        "visibility_timeout": CELERY_VISIBILITY_TIMEOUT,
         # An unreachable broker fails a publish in about a second instead of hanging a request.
         "socket_connect_timeout": 1,
         "socket_timeout": 5,

@@ -93,10 +93,12 @@ def risk_clusters_scan() -> int:
 @shared_task(
     acks_late=True,
     autoretry_for=(SupplyError,),  # the supplier unreachable: asked again later
-    retry_backoff=600,
-    retry_backoff_max=3600,
+    # Every 5 minutes for about 4 hours: a longer countdown would outlast the broker's visibility
+    # timeout and run the retry twice (settings.CELERY_RETRY_COUNTDOWN_MAX).
+    retry_backoff=settings.CELERY_RETRY_COUNTDOWN_MAX,
+    retry_backoff_max=settings.CELERY_RETRY_COUNTDOWN_MAX,
     retry_jitter=False,
-    max_retries=6,
+    max_retries=48,
 )
 def supply_reconcile(connection_id: int, day: str) -> int:
     run = supply_reconciliation.supply_reconcile(connection_id=connection_id, day=date.fromisoformat(day))

@@ -2,6 +2,7 @@ from datetime import date
 from smtplib import SMTPException
 
 from celery import shared_task
+from django.conf import settings
 
 from .gateways import GatewayError
 from .services import reconciliation, refunds
@@ -59,10 +60,12 @@ def attempts_close_expired() -> int:
 @shared_task(
     acks_late=True,
     autoretry_for=(GatewayError,),  # the bill not out yet, the gateway unreachable
-    retry_backoff=600,
-    retry_backoff_max=3600,
+    # Every 5 minutes for about 4 hours: a longer countdown would outlast the broker's visibility
+    # timeout and run the retry twice (settings.CELERY_RETRY_COUNTDOWN_MAX).
+    retry_backoff=settings.CELERY_RETRY_COUNTDOWN_MAX,
+    retry_backoff_max=settings.CELERY_RETRY_COUNTDOWN_MAX,
     retry_jitter=False,
-    max_retries=6,
+    max_retries=48,
 )
 def bill_reconcile(gateway_code: str, day: str) -> int:
     run = reconciliation.reconciliation_run(gateway_code=gateway_code, day=date.fromisoformat(day))

@@ -87,3 +87,21 @@ def test_health_is_anonymous_and_html_renders(client):
     response = client.get("/health/")
     assert response.status_code == 200
     assert b"<html" in response.content.lower() or b"<!doctype" in response.content.lower()
+
+
+def test_with_redis_away_the_shop_serves_but_health_takes_it_out_of_rotation(client, settings):
+    """What docs/runbook.md (BrokerUnreachable) tells the on-call engineer: a web process without
+    Redis still serves pages (cache misses, sessions from the database), but /health/ checks the
+    cache and reads the heartbeats from Redis, so the load balancer takes every web container out.
+    The runbook said pages still work, as if the load balancer did not ask /health/."""
+    from tests.test_faults import free_port, redis_cache_settings
+
+    stamp_all()
+    away = redis_cache_settings(f"redis://127.0.0.1:{free_port()}/0")["default"]
+    settings.CACHES = {"default": away, "heartbeat": {**away, "KEY_PREFIX": "ops"}}
+    assert client.get("/").status_code == 200
+    for url in ("/health/", "/health/web/"):
+        response = client.get(url, HTTP_ACCEPT="application/json")
+        assert response.status_code == 503, url
+        assert response.json()["Cache(alias='default')"] != "OK"
+    assert "no heartbeat" in client.get("/health/", HTTP_ACCEPT="application/json").json()["Heartbeat(source='beat')"]
