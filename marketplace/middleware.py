@@ -121,8 +121,8 @@ class ProbeHostMiddleware:
     """The health endpoints and /metrics answer whatever Host they are asked with.
 
     A load balancer's health check and Prometheus' service discovery address each container by
-    its IP (``Host: 10.0.3.7:8000``; ``docker compose --scale web=N`` with Prometheus'
-    ``dns_sd_configs``), which no ``DJANGO_ALLOWED_HOSTS`` can list ahead of time, and Django
+    its IP (``Host: 10.0.3.7:8000``; Prometheus' ``dns_sd_configs`` finding every web
+    container), which no ``DJANGO_ALLOWED_HOSTS`` can list ahead of time, and Django
     answers such a request 400 (DisallowedHost) before any view. For these paths only, a Host that
     is not allowed is replaced by the first allowed one: their answers build no URL from the Host
     (what the check protects: password-reset links, redirects) and are never cached, and /metrics
