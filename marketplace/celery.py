@@ -2,7 +2,6 @@
 
 import logging
 import os
-import threading
 
 import kombu.exceptions
 import redis.exceptions
@@ -158,53 +157,12 @@ def _sender_new(task):
             kwargsrepr=None if argsrepr is None else "{}",
             **message_options,
         )
-        if not _kept_lock.acquire(blocking=False):  # another thread publishes with the kept one
-            with app.producer_or_acquire(None) as producer:
-                _send_with(producer, task_id, message)
-            return
-        try:
-            producer = _kept_producer(app)
-            try:
-                _send_with(producer, task_id, message)
-            except BaseException:
-                _kept_producer_drop()
-                raise
-        finally:
-            _kept_lock.release()
-
-    def _send_with(producer, task_id, message) -> None:
-        with producer.connection._reraise_as_library_errors():
+        with app.producer_or_acquire(None) as producer, producer.connection._reraise_as_library_errors():
             if not ignore_result:
                 app.backend.on_task_call(producer, task_id)
             amqp.send_task_message(producer, name, message, **options)
 
     return send
-
-
-# One producer from Celery's pool kept by the process between publishes (its channel with it):
-# Celery's path acquires one for each publish and releases it after, which drops its channel and
-# binds a new one on the next acquire (about a fifth of a publish, bench/publish.py). A thread
-# that finds it in use acquires one from the pool as Celery does; a failed publish hands it back
-# to the pool (which drops its channel) and the next one acquires afresh; a new pool (after a
-# fork, or the pools reset) or a new process is not handed the old one.
-_kept_lock = threading.Lock()
-_kept: list = [None]  # (pid, pool, producer), read and written under _kept_lock
-
-
-def _kept_producer(app):
-    pool = app.producer_pool
-    kept = _kept[0]
-    if kept is not None and kept[0] == os.getpid() and kept[1] is pool:
-        return kept[2]
-    producer = pool.acquire(block=True, timeout=app.conf.broker_pool_acquire_timeout)
-    _kept[0] = (os.getpid(), pool, producer)
-    return producer
-
-
-def _kept_producer_drop() -> None:
-    kept, _kept[0] = _kept[0], None
-    if kept is not None and kept[0] == os.getpid():
-        kept[2].release()
 
 
 @task_prerun.connect

@@ -209,33 +209,3 @@ def test_with_the_broker_away_a_publish_logs_and_answers_false_after_the_retry_p
     # The pools were reset on the way out: the next publish reaches the test broker again.
     assert publish(fulfil_order, 78) is True
     assert len(_pop_all(redis_broker)) == 1
-
-
-def test_a_dropped_broker_connection_is_made_again_on_the_next_publish(redis_broker, caplog):
-    """The producer kept between publishes: Redis closing its connection (a restart, a timeout)
-    costs the next publish a reconnection (the retry policy's one retry), not a lost message."""
-    from orders.tasks import fulfil_order
-
-    assert publish(fulfil_order, 1) is True
-    for _ in range(3):
-        assert redis_broker.client_kill_filter(_type="normal", skipme=True) >= 1
-        with caplog.at_level(logging.WARNING, logger="marketplace.celery"):
-            assert publish(fulfil_order, 2) is True
-        assert publish(fulfil_order, 3) is True
-    assert "could not queue" not in caplog.text
-    assert [_normalised(m)["body"][0] for _q, m in _pop_all(redis_broker)] == [[1]] + [[2], [3]] * 3
-
-
-def test_a_thread_finding_the_kept_producer_in_use_publishes_through_celerys_pool(redis_broker):
-    from marketplace.celery import _kept_lock
-    from orders.tasks import fulfil_order
-
-    assert publish(fulfil_order, 1) is True
-    with _kept_lock:  # as while another thread publishes
-        assert publish(fulfil_order, 2) is True
-    assert publish(fulfil_order, 3) is True
-    messages = [_normalised(m) for _q, m in _pop_all(redis_broker)]
-    assert [m["body"][0] for m in messages] == [[1], [2], [3]]
-    for message in messages:
-        del message["body"], message["headers"]["argsrepr"]
-    assert messages[0] == messages[1] == messages[2]
