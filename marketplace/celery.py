@@ -5,8 +5,7 @@ import os
 
 import kombu.exceptions
 import redis.exceptions
-from celery import Celery, Task
-from celery.app.routes import MapRoute
+from celery import Celery
 from celery.schedules import crontab
 from celery.signals import (
     after_setup_logger,
@@ -15,7 +14,6 @@ from celery.signals import (
     task_postrun,
     task_prerun,
 )
-from celery.utils import uuid
 
 from . import logcontext
 
@@ -48,121 +46,11 @@ def publish(task, *args) -> bool:
         task.delay(*args)
         return True
     try:
-        send = _sender(task)
-        if send is None:
-            task.delay(*args)
-        else:
-            send(args)
+        task.delay(*args)
     except BROKER_ERRORS as exc:
         log.warning("could not queue %s%r (a sweeper will): %s", task.name, args, exc)
         return False
     return True
-
-
-# Celery's own, as imported: a task class (or a test) that replaces them is called instead.
-_CELERY_DELAY = Task.delay
-_CELERY_APPLY_ASYNC = Task.apply_async
-_CELERY_SHADOW_NAME = Task.shadow_name
-_senders: dict = {}
-
-
-def _sender(task):
-    """What ``task.delay(*args)`` does from a web process, its per-task part worked out once.
-
-    ``Task.apply_async`` → ``app.send_task`` works out, on every publish, the task's options,
-    its route, the message's fixed fields and ``saferepr`` of the arguments (about half of a
-    publish's Python, bench/publish.py). Here the options, the route and those fields are worked
-    out once per task by Celery's own code (``_get_exec_options``, the router), and each publish
-    does the rest as ``send_task`` does: a new id, Celery's ``create_task_message`` and
-    ``send_task_message`` (the ``before_task_publish`` / ``after_task_publish`` / ``task_sent``
-    signals, the retry policy, the exchange and routing key) through a producer from Celery's
-    pool. tests/test_publish_same.py compares what lands in Redis with ``send_task``'s.
-
-    None, and ``task.delay`` is called, where the shortcut could differ from it: inside a worker's
-    task (the message carries its parent and root, the result joins the parent's trail), for a
-    task class that replaces ``delay``, ``apply_async`` or ``shadow_name``, a task with an expiry
-    (relative to each publish's time), arguments dumped by pydantic, or a route by function.
-    The task's options, its route and ``task_send_sent_event`` are read once per process (Celery
-    reads them on every publish; nothing here changes them after start-up).
-    """
-    current = getattr(task, "_get_current_object", None)  # shared_task's proxy: the task it stands for
-    if current is not None:
-        task = current()
-    if (
-        type(task).delay is not _CELERY_DELAY
-        or type(task).apply_async is not _CELERY_APPLY_ASYNC
-        or task.app.current_worker_task is not None
-    ):
-        return None
-    key = (id(task.app), task.name)
-    try:
-        return _senders[key]
-    except KeyError:
-        pass
-    sender = _senders[key] = _sender_new(task)
-    return sender
-
-
-def _sender_new(task):
-    app = task.app
-    amqp = app.amqp
-    if (
-        type(task).shadow_name is not _CELERY_SHADOW_NAME
-        or task.__v2_compat__
-        or task._dump_pydantic_arguments is not None
-        or (task.soft_time_limit and task.time_limit and task.soft_time_limit > task.time_limit)  # apply_async refuses
-        or not all(isinstance(route, MapRoute) for route in amqp.router.routes)
-    ):
-        return None
-    # Task.apply_async's options, then send_task's handling of them (celery/app/base.py).
-    options = dict(task._get_exec_options())
-    options.setdefault("ignore_result", task.ignore_result)
-    time_limit = options.pop("time_limit", None)
-    soft_time_limit = options.pop("soft_time_limit", None)
-    if options.pop("expires", None) is not None:
-        return None
-    ignore_result = options.pop("ignore_result", None)
-    # A map of routes answers by the task's name alone (not its arguments): routed once.
-    message_options = amqp.router.route(options, task.name, (), {}, task)
-    options = dict(message_options)  # what send_task_message gets: without the stamps
-    for stamp in options.pop("stamped_headers", []):
-        options.pop(stamp)
-    name = task.name
-    check_arguments = getattr(task, "__header__", None) if task.typing else None
-    create_sent_event = app.conf.task_send_sent_event
-    argsrepr_maxsize = amqp.argsrepr_maxsize
-
-    def send(args: tuple) -> None:
-        if check_arguments is not None:
-            check_arguments(*args)
-        task_id = uuid()
-        # saferepr of a tuple of ints is its repr (tests/test_publish_same.py); anything else, Celery's.
-        argsrepr = None
-        if all(type(arg) is int for arg in args):
-            argsrepr = repr(args)
-            if len(argsrepr) > argsrepr_maxsize:
-                argsrepr = None
-        # send_task's call, its None arguments (no eta, group, chord, link, parent, shadow) left out.
-        message = amqp.create_task_message(
-            task_id,
-            name,
-            args,
-            {},
-            reply_to=app.thread_oid,
-            time_limit=time_limit,
-            soft_time_limit=soft_time_limit,
-            create_sent_event=create_sent_event,
-            ignore_result=ignore_result,
-            argsrepr=argsrepr,
-            kwargsrepr=None if argsrepr is None else "{}",
-            **message_options,
-        )
-        with app.producer_or_acquire(None) as producer, producer.connection._reraise_as_library_errors():
-            if not ignore_result:
-                app.backend.on_task_call(producer, task_id)
-            amqp.send_task_message(producer, name, message, **options)
-
-    return send
 
 
 @task_prerun.connect
