@@ -123,22 +123,29 @@ def set_level_price(level_obj, product, price) -> None:
     services.level_price_set(level=level_obj, kind=PriceKind.FIXED, value=Decimal(price), product=product)
 
 
-def withdrawal_with_commission(agent, *, earned: str = "100", amount: str = "50", idempotency_key: str = "w1"):
-    """``earned`` of commission credited to the agent (as a delivered sale does), and a bank
-    withdrawal of ``amount`` of it requested."""
+def commission_credit(agent, amount, *, reference: str = "") -> None:
+    """Available commission for ``agent`` (as if a sale's refund window had closed)."""
     from django.db import transaction
 
-    from agents.models import Withdrawal
-    from agents.services import withdrawals
     from ledger import services as ledger
 
     with transaction.atomic():
         ledger.transfer(
             debit=ledger.COMMISSIONS,
             credit=ledger.commission_available(agent.user),
-            amount=Decimal(earned),
+            amount=Decimal(amount),
             kind="test_commission",
+            reference=reference,
         )
+
+
+def withdrawal_with_commission(agent, *, earned: str = "100", amount: str = "50", idempotency_key: str = "w1"):
+    """``earned`` of commission credited to the agent (``commission_credit``), and a bank
+    withdrawal of ``amount`` of it requested."""
+    from agents.models import Withdrawal
+    from agents.services import withdrawals
+
+    commission_credit(agent, earned)
     return withdrawals.withdrawal_request(
         agent=agent,
         amount=amount,

@@ -18,6 +18,7 @@ from ledger.models import Balance
 from marketplace import crypto
 from marketplace.transitions import IllegalTransition
 from payments.services import payouts
+from tests.api_helpers import commission_credit
 from tests.builders import balance_of, run_concurrently
 from tests.factories import UserFactory
 
@@ -48,14 +49,7 @@ def agent(db):
 
 def give(agent, amount) -> None:
     """Available commission for ``agent`` (as if a sale's refund window had closed)."""
-    with transaction.atomic():
-        ledger.transfer(
-            debit=ledger.COMMISSIONS,
-            credit=ledger.commission_available(agent.user),
-            amount=D(amount),
-            kind="test_commission",
-            reference="test",
-        )
+    commission_credit(agent, amount, reference="test")
 
 
 def available(agent) -> Decimal:
