@@ -12,7 +12,7 @@ The command line still sets the bind address and the number of workers. What thi
   ``kamarket_web_requests_timed_out_total`` (alerted on in ops/prometheus/alerts.yml) and logs which
   request it was. It has to be the arbiter: a worker stuck in the database driver (a lock wait, a
   slow statement) is inside libpq, where Python's signal handler never runs before the SIGKILL
-  (tests/test_gunicorn_timeout.py). Where the handler does run (a worker stuck in Python or in a
+  (tests/test_gunicorn_conf.py). Where the handler does run (a worker stuck in Python or in a
   socket read), the worker also logs the stack it was stuck in.
 - **The access log is JSON under LOG_FORMAT=json**, one object a line with the request id (the
   response's X-Request-ID, the same id the app's own lines carry), method, path, status, bytes,
@@ -29,7 +29,6 @@ serving it, a copy of a few dozen bytes.
 
 from __future__ import annotations
 
-import json
 import logging
 import mmap
 import os
@@ -115,9 +114,11 @@ def worker_abort(worker) -> None:
 
 
 class Logger(glogging.Logger):
-    """gunicorn's logger; under LOG_FORMAT=json its access lines are JSON (module docstring)."""
+    """gunicorn's logger; under LOG_FORMAT=json its access lines are JSON (module docstring),
+    formatted by the app's own JSON formatter (marketplace.logcontext) so that they have the same
+    shape and time stamp as every other line."""
 
-    _stamp = logging.Formatter()
+    _json: logging.Formatter | None = None
 
     def access(self, resp, req, environ, request_time) -> None:
         if not self.access_log_enabled:
@@ -126,24 +127,32 @@ class Logger(glogging.Logger):
             super().access(resp, req, environ, request_time)
             return
         try:
+            if Logger._json is None:
+                from marketplace.logcontext import json_formatter
+
+                Logger._json = json_formatter()
             atoms = self.atoms(resp, req, environ, request_time)
-            line = {
-                "time": self._stamp.formatTime(logging.makeLogRecord({})),
-                "level": "INFO",
-                "logger": "gunicorn.access",
-                "message": f"{atoms['m']} {atoms['U']} {atoms['s']}",
-                "request_id": atoms.get("{x-request-id}o", ""),
-                "method": atoms["m"],
-                "path": atoms["U"],
-                "query": atoms["q"],
-                "status": int(atoms["s"]),
-                "bytes": atoms["B"] or 0,
-                "duration_ms": round(atoms["D"] / 1000, 3),
-                "remote_addr": atoms["h"],
-                "forwarded_for": atoms.get("{x-forwarded-for}i", ""),
-                "user_agent": atoms["a"],
-            }
-            self.access_log.info(json.dumps(line, ensure_ascii=False))
+            record = logging.makeLogRecord(
+                {
+                    "name": "gunicorn.access",
+                    "levelno": logging.INFO,
+                    "levelname": "INFO",
+                    "msg": f"{atoms['m']} {atoms['U']} {atoms['s']}",
+                    "request_id": atoms.get("{x-request-id}o", ""),
+                    "order": "",
+                    "payment": "",
+                    "method": atoms["m"],
+                    "path": atoms["U"],
+                    "query": atoms["q"],
+                    "status": int(atoms["s"]),
+                    "bytes": atoms["B"] or 0,
+                    "duration_ms": round(atoms["D"] / 1000, 3),
+                    "remote_addr": atoms["h"],
+                    "forwarded_for": atoms.get("{x-forwarded-for}i", ""),
+                    "user_agent": atoms["a"],
+                }
+            )
+            self.access_log.info(Logger._json.format(record))
         except Exception:
             self.error(traceback.format_exc())
 
