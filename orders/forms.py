@@ -14,6 +14,7 @@ from marketplace.templatetags.display import order_no_parse
 from marketplace.text import email_domain_suggestion, email_normalise
 
 from .selectors import orders as selectors
+from .services.guest import QUERY_PASSWORD_MAX, QUERY_PASSWORD_MIN
 from .services.guest_lookup import EMAIL, NUMBER, LookupQuery
 
 
@@ -95,7 +96,11 @@ class GuestForm(forms.Form):
     # that submitting the same address again confirms it as typed.
     guest_email_checked = forms.CharField(required=False, max_length=254)
     query_password = forms.CharField(
-        required=False, strip=False, min_length=6, max_length=64, label=_("Query password (optional)")
+        required=False,
+        strip=False,
+        min_length=QUERY_PASSWORD_MIN,
+        max_length=QUERY_PASSWORD_MAX,
+        label=_("Query password (optional)"),
     )
     # For products that need a verified real name (compliance.realname): checked by order_place.
     real_name = forms.CharField(required=False, max_length=60, label=_("Name"))
@@ -144,7 +149,9 @@ class GuestLookupForm(forms.Form):
     (none, or ``send_link`` pressed: a one-time link is emailed instead)."""
 
     query = forms.CharField(max_length=254, label=_("Order number or email"))
-    query_password = forms.CharField(required=False, strip=False, max_length=64, label=_("Query password"))
+    query_password = forms.CharField(
+        required=False, strip=False, max_length=QUERY_PASSWORD_MAX, label=_("Query password")
+    )
 
     def clean_query(self):
         text = self.cleaned_data["query"].strip()

@@ -174,6 +174,8 @@ def guest_code_check(*, order: Order, code: str, request=None) -> None:
 
 
 PASSWORD_SET_ACTION = "guest_order.password_set"
+# A guest order's query password, wherever it is chosen (the checkout form, guest_password_set).
+QUERY_PASSWORD_MIN, QUERY_PASSWORD_MAX = 6, 64
 
 
 def guest_password_set(*, order: Order, password: str, request=None) -> None:
@@ -188,8 +190,11 @@ def guest_password_set(*, order: Order, password: str, request=None) -> None:
     would need its own proof, and whoever holds the link must not redirect anything), and never
     replace a password set at checkout. Audited."""
     password = password or ""
-    if not 6 <= len(password) <= 64:
-        raise GuestProofError(_("The query password needs 6 to 64 characters."))
+    if not QUERY_PASSWORD_MIN <= len(password) <= QUERY_PASSWORD_MAX:
+        raise GuestProofError(
+            _("The query password needs %(min)d to %(max)d characters.")
+            % {"min": QUERY_PASSWORD_MIN, "max": QUERY_PASSWORD_MAX}
+        )
     if not EmailRefusal.objects.filter(order_id=order.pk).exists():
         raise GuestProofError(_("This order's email was not refused: use the email we sent you."))
     updated = Order.objects.filter(pk=order.pk, buyer__isnull=True, query_password="").update(
