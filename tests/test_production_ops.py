@@ -1,6 +1,7 @@
 """Production settings for running behind PgBouncer, with JSON logs and protected metrics (issue 17)."""
 
 import json
+import os
 import subprocess
 import sys
 
@@ -231,6 +232,27 @@ def test_without_the_realname_secret_every_process_refuses_to_start(tmp_path, ch
     container = app_container(tmp_path, dotenv_filled(tmp_path, **changes))
     stderr = refused_start(container)
     assert "ImproperlyConfigured" in stderr and message in stderr
+
+
+def test_the_image_build_step_loads_the_production_settings(tmp_path):
+    """The Dockerfile compiles translations and collects static files under production settings
+    with throwaway values: a secret the settings start requiring must be given there too, or the
+    image no longer builds (REALNAME_APP_SECRET, when the settings began to require it)."""
+    import re
+    import shlex
+
+    dockerfile = (BASE_DIR / "Dockerfile").read_text()
+    step = re.search(r"^RUN (DJANGO_PRODUCTION=1 .*?) sh -c '([^']*)'", dockerfile, re.M | re.S)
+    assert step, "the Dockerfile's build step under production settings"
+    build_env = dict(word.split("=", 1) for word in shlex.split(step.group(1).replace("\\\n", " ")))
+    build_env["DATABASE_URL"] = f"sqlite:///{tmp_path / 'build.db'}"
+    # manage.py's default settings module; a folder of the test's for what var/ would hold.
+    env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), "VAR_DIR": str(tmp_path / "var"), **build_env}
+    env["DJANGO_SETTINGS_MODULE"] = "marketplace.settings"
+    assert "collectstatic" in step.group(2)
+    result = django_setup(env, "from django.conf import settings; print(settings.PRODUCTION)")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split()[-1] == "True"
 
 
 def test_the_migrate_service_connects_directly_with_a_lock_timeout(tmp_path):
