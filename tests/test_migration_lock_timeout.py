@@ -25,19 +25,22 @@ from tests.test_deploy_check import BASE_DIR
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
 
-def migrate(*args: str, timeout: float = 120, **env: str) -> subprocess.CompletedProcess:
+def migrate_command(*args: str, **env: str) -> dict:
+    """``manage.py migrate migration_fixtures ...`` against the test database, as subprocess kwargs."""
     db = connection.settings_dict
     url = f"postgres://{quote(db['USER'])}:{quote(db['PASSWORD'] or '')}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
     environment = {k: v for k, v in os.environ.items() if not k.startswith(("DB_", "DJANGO_"))}
     environment.update(DJANGO_SETTINGS_MODULE="tests.migration_fixtures.settings", DATABASE_URL=url, **env)
-    return subprocess.run(
-        [sys.executable, "manage.py", "migrate", "migration_fixtures", *args, "--noinput"],
-        cwd=BASE_DIR,
-        env=environment,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
+    return {
+        "args": [sys.executable, "manage.py", "migrate", "migration_fixtures", *args, "--noinput"],
+        "cwd": BASE_DIR,
+        "env": environment,
+        "text": True,
+    }
+
+
+def migrate(*args: str, **env: str) -> subprocess.CompletedProcess:
+    return subprocess.run(**migrate_command(*args, **env), capture_output=True, timeout=120)
 
 
 @pytest.fixture
@@ -83,12 +86,47 @@ def test_a_migration_behind_a_long_transaction_stops_after_the_lock_timeout(fixt
     assert "channel" not in columns and "buyer_email" in columns
 
 
-def test_without_the_lock_timeout_the_migration_waits_as_long_as_the_transaction(fixture_table):
-    """The control: the same migration with no DB_LOCK_TIMEOUT is still waiting 15 s later (and
-    with it, every statement on the table queued behind its lock)."""
+def waiting_for_the_table(table: str) -> int | None:
+    """The backend that waits for the table's ACCESS EXCLUSIVE lock (an ALTER TABLE), if one does."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT l.pid FROM pg_locks l JOIN pg_class c ON c.oid = l.relation "
+            "WHERE c.relname = %s AND l.mode = 'AccessExclusiveLock' AND NOT l.granted",
+            [table],
+        )
+        row = cursor.fetchone()
+    return row[0] if row else None
+
+
+def test_without_the_lock_timeout_the_waiting_migration_stops_every_reader_of_the_table(fixture_table):
+    """The control, and why the timeout matters: with no DB_LOCK_TIMEOUT the migration waits as long
+    as the long transaction lasts, and a plain SELECT of the table (a buyer's page) that comes
+    after it waits behind it, though the long transaction alone would not stop it."""
+    import psycopg2
+    from psycopg2.errors import LockNotAvailable
+
     block = held_by_a_reader(fixture_table)
+    process = subprocess.Popen(**migrate_command("0002_unsafe"), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    waiting = None
     try:
-        with pytest.raises(subprocess.TimeoutExpired):
-            migrate("0002_unsafe", timeout=15)
+        deadline = time.monotonic() + 60
+        while waiting is None and time.monotonic() < deadline and process.poll() is None:
+            time.sleep(0.2)
+            waiting = waiting_for_the_table(fixture_table)
+        assert waiting, "the migration never queued for the table's lock"
+        reader = psycopg2.connect(**connection.get_connection_params())
+        try:
+            with reader.cursor() as cursor:
+                cursor.execute("SET lock_timeout = '2s'")
+                with pytest.raises(LockNotAvailable):
+                    cursor.execute(f"SELECT count(*) FROM {connection.ops.quote_name(fixture_table)}")
+        finally:
+            reader.close()
+        assert process.poll() is None  # still waiting
     finally:
+        if waiting:  # its server side first: it would go on waiting without its client
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_terminate_backend(%s)", [waiting])
+        process.kill()
+        process.communicate()
         block.__exit__(None, None, None)
