@@ -52,7 +52,7 @@ def test_a_buyer_fills_the_topup_fields_pays_and_sees_it_done(browser, live_serv
     page = log_in(browser, live_server, buyer)
 
     page.goto(f"/p/{huafei.slug}/")
-    assert "充值成功后不支持七天无理由退款" in page.locator('[data-testid="topup-no-return"]').first.inner_text()
+    assert "充值成功后不支持7天无理由退款" in page.locator('[data-testid="topup-no-return"]').first.inner_text()
     shot(page, "topup-01-product")
     page.locator('[data-testid="buy-now"]').click()
     page.wait_for_url(re.compile(rf"/orders/checkout/{huafei.slug}/"))

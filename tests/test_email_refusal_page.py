@@ -133,7 +133,8 @@ def test_a_temporary_refusal_says_until_when_and_goes_once_the_email_is_sent(dja
     member.get(f"/orders/g/{guest_services.guest_link_token(number=order.number)}/")
     html = page(member, order)
     until = timezone.localtime(order.delivered_at + timedelta(hours=24)).strftime("%Y-%m-%d %H:%M")
-    assert 'data-permanent="0"' in html and f"is not accepting mail for it now. We keep trying until {until}." in html
+    kept = f'We keep trying until <span class="text-nowrap" data-testid="refused-until">{until}</span>.'
+    assert 'data-permanent="0"' in html and f"is not accepting mail for it now. {kept}" in html  # one line
 
     Order.objects.filter(pk=order.pk).update(delivered_at=timezone.now() - timedelta(hours=25))
     assert "and have stopped." in page(member, order)

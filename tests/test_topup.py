@@ -232,7 +232,7 @@ def test_the_checkout_page_shows_the_fields_and_refuses_bad_values_before_paymen
     url = f"/orders/checkout/{product.slug}/"
     page = client.get(url).content.decode()
     assert 'data-testid="topup-phone"' in page and 'data-testid="topup-phone-confirm"' in page
-    assert 'data-testid="topup-ack"' in page and "直充商品充值成功后不支持七天无理由退款" in page
+    assert 'data-testid="topup-ack"' in page and "直充商品充值成功后不支持7天无理由退款" in page
     assert "库存 10" not in page  # a top-up has no stock to count
 
     wrong = client.post(url, _form(topup_phone="13812345678", topup_phone__confirm="13812345670"))
@@ -274,7 +274,7 @@ def test_a_guest_and_a_storefront_checkout_check_the_values_too(client, level):
         agent=agent, slug="lucky", name="Lucky", default_markup_kind=PriceKind.FIXED, default_markup_value="1"
     )
     page = client.get(f"/s/lucky/p/{product.slug}/").content.decode()
-    assert 'data-testid="topup-phone"' in page and "直充商品充值成功后不支持七天无理由退款" in page
+    assert 'data-testid="topup-phone"' in page and "直充商品充值成功后不支持7天无理由退款" in page
     buy = f"/s/lucky/p/{product.slug}/buy/"
     refused = client.post(buy, _form(topup_phone="13812345678", **guest))
     assert refused.status_code == 400 and 'data-testid="topup-error-phone-confirm"' in refused.content.decode()
@@ -429,7 +429,7 @@ def test_no_no_reason_refund_for_a_done_topup_but_a_ticket_can_be_opened(client,
     order.refresh_from_db()
     with pytest.raises(no_reason.RefundRequestError) as refused:
         no_reason.refund_request_create(user=buyer, order=order, order_code_ids=[], idempotency_key="r1")
-    assert refused.value.code == "topup_no_reason_refund" and "不支持七天无理由退款" in str(refused.value)
+    assert refused.value.code == "topup_no_reason_refund" and "不支持7天无理由退款" in str(refused.value)
     assert not no_reason.refund_options(order=order, user=buyer).can_request
 
     client.force_login(buyer)
@@ -437,7 +437,7 @@ def test_no_no_reason_refund_for_a_done_topup_but_a_ticket_can_be_opened(client,
     assert 'data-testid="topup-state" data-state="done"' in page and "已充值" in page
     assert "138****5678" in page and "13812345678" not in page  # the phone shown masked
     assert 'data-testid="refund-entry"' not in page and 'data-testid="report-problem"' in page
-    assert "不支持七天无理由退款" in client.get(f"/support/refunds/order/{order.number}/").content.decode()
+    assert "不支持7天无理由退款" in client.get(f"/support/refunds/order/{order.number}/").content.decode()
     assert client.get(f"/support/new/?order={order.number}").status_code == 200
     # After-sales applies: a ticket (and from it a dispute) on the top-up order.
     from aftersales.models import Kind

@@ -448,7 +448,7 @@ def test_refund_twice_with_the_same_refund_no_refunds_once(settings, gateway, fa
         "refund_no": "RF2401010000000001",
         "amount": Decimal("88.00"),
         "total": Decimal("176.00"),
-        "reason": "七天无理由退款",
+        "reason": "7天无理由退款",
         "notify_url": "",
     }
 
@@ -469,7 +469,7 @@ def test_refund_twice_with_the_same_refund_no_refunds_once(settings, gateway, fa
     assert sent.authorized, sent.reason
     assert sent.body["amount"] == {"refund": 8800, "total": 17600, "currency": "CNY"}
     assert sent.body["out_trade_no"] == "2401010000PAID0000000001"
-    assert sent.body["reason"] == "七天无理由退款"
+    assert sent.body["reason"] == "7天无理由退款"
     # Refund events come to our endpoint, by an explicit URL.
     assert sent.body["notify_url"] == "https://shop.example.com/payments/notify/wechat/"
 

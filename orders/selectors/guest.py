@@ -6,6 +6,7 @@ import hashlib
 from django.utils import timezone
 
 from ..models import GuestBrowser, GuestLookupLink, Order
+from .orders import with_email_refusal
 
 # Longer than any token we hand out (43 characters): anything else is not ours, unhashed.
 TOKEN_MAX_LENGTH = 100
@@ -21,12 +22,13 @@ def _usable(token: str | None) -> bool:
 
 
 def guest_browser_orders(*, token: str | None, limit: int) -> list[Order]:
-    """The browser's guest orders, newest first, at most ``limit``: for its list (no codes)."""
+    """The browser's guest orders, newest first, at most ``limit``: for its list (no codes), each
+    with whether its address was refused (``with_email_refusal``), in the same statement."""
     if not _usable(token):
         return []
     remembered = GuestBrowser.orders.through.objects.filter(guestbrowser__token_hash=token_hash(token or ""))
     rows = Order.objects.filter(buyer__isnull=True, pk__in=remembered.values("order_id"))
-    return list(rows.select_related("product").order_by("-id")[:limit])
+    return list(with_email_refusal(rows.select_related("product")).order_by("-id")[:limit])
 
 
 def guest_browser_has_order(*, token: str | None, number: str) -> bool:

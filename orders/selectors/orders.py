@@ -6,8 +6,9 @@ from functools import cache
 
 from django.conf import settings
 from django.db import connection, models
-from django.db.models import Count, Min, Q
+from django.db.models import Count, Min, OuterRef, Q, Subquery
 from django.db.models.expressions import RawSQL
+from django.db.models.lookups import IsNull
 from django.utils import timezone
 from django.utils.translation import get_language
 from django.utils.translation import gettext as _
@@ -37,8 +38,24 @@ def orders_for_buyer(buyer):
 # decoding, a setattr per field) was about a quarter of the list's Python.
 ORDER_ROW_FIELDS = ("number", "buyer", "status", "product_name", "quantity", "created_at", "total", "product__kind")
 
+
+def with_email_refusal(orders):
+    """``orders`` (a list's rows) with ``email_refusal_permanent``: whether the mail server refused
+    the order's address for good (True), for now (False), or neither (None), while the buyer should
+    be told of it: the order page's condition (``email_refusal_shown``: refused for good, or for
+    now and not sent since). A subquery on the refusal's unique order index in the list's own
+    statement, so a list shows its marker (``{% order_row %}``) without a read per row or of its
+    own, where almost every order has none."""
+    shown = EmailRefusal.objects.filter(order_id=OuterRef("pk")).filter(
+        Q(permanent=True) | Q(IsNull(OuterRef("buyer_notified_at"), True))
+    )
+    return orders.annotate(email_refusal_permanent=Subquery(shown.values("permanent")[:1]))
+
+
 # The buyer's order list (issue 17): its page and its count compiled once per process.
-_BUYER_ORDERS = Prepared(lambda buyer: orders_for_buyer(buyer).only(*ORDER_ROW_FIELDS), buyer=987654321)
+_BUYER_ORDERS = Prepared(
+    lambda buyer: with_email_refusal(orders_for_buyer(buyer).only(*ORDER_ROW_FIELDS)), buyer=987654321
+)
 _BUYER_ORDER_COUNT = Prepared(
     lambda buyer: (
         Order.objects.filter(buyer=buyer).order_by().values("buyer").annotate(n=Count("id")).values_list("n", flat=True)

@@ -37,6 +37,7 @@ def _row(order, testid, truncate, language: str, zone: str) -> str:
         order.created_at,
         order.total,
         order.product.kind,
+        getattr(order, "email_refusal_permanent", None),
         testid,
         bool(truncate),
     )
