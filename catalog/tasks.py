@@ -4,17 +4,19 @@ from smtplib import SMTPException
 from celery import shared_task
 from django.conf import settings
 
+from marketplace import tasklimits
 from marketplace.celery import publish
 
 from . import selectors, services
 
 
-@shared_task(acks_late=True, reject_on_worker_lost=True)
+@shared_task(**tasklimits.BATCH, acks_late=True, reject_on_worker_lost=True)
 def import_batch(batch_id: int) -> str:
     return services.batch_import_run(batch_id=batch_id)
 
 
 @shared_task(
+    **tasklimits.BATCH,
     bind=True,
     acks_late=True,
     reject_on_worker_lost=True,
@@ -38,7 +40,7 @@ def restock_notify(self, product_id: int, batch_id: int | None = None) -> int:
     return sent
 
 
-@shared_task
+@shared_task(**tasklimits.BATCH)
 def restock_alerts_sweep() -> int:
     """Beat: products in stock whose confirmed subscribers were not alerted (the run's publish
     failed, its worker died): a sending run each."""

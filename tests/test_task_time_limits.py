@@ -1,0 +1,111 @@
+"""Every task's time limits against the broker's visibility timeout (marketplace/tasklimits.py).
+
+A task still unacknowledged after CELERY_VISIBILITY_TIMEOUT is handed to another worker and runs
+twice at once (tests/test_task_time_limits_worker.py shows it with real workers). So every task of
+ours has a hard limit and a soft one below it, and a task that retries keeps its longest wait plus
+its hard limit below the timeout; production refuses a configuration where the limit does not fit.
+"""
+
+import logging
+import subprocess
+import sys
+
+import pytest
+from celery.exceptions import SoftTimeLimitExceeded, TimeLimitExceeded
+from django.conf import settings
+
+from marketplace import tasklimits
+from marketplace.celery import app
+from tests.test_deploy_check import BASE_DIR, production_env
+from tests.test_task_retries import longest_countdown, project_tasks
+
+
+def effective_limits(task) -> tuple[float | None, float | None]:
+    """(soft, hard) as the worker reads them: the task's own, else the app's defaults."""
+    return (
+        task.soft_time_limit or app.conf.task_soft_time_limit,
+        task.time_limit or app.conf.task_time_limit,
+    )
+
+
+def test_every_task_stops_before_the_broker_hands_it_to_another_worker():
+    tasks = project_tasks()
+    assert len(tasks) >= 45 and "orders.tasks.fulfil_order" in tasks and "catalog.tasks.import_batch" in tasks
+    problems = {}
+    for name, task in tasks.items():
+        soft, hard = effective_limits(task)
+        wait = longest_countdown(task)
+        if not hard or not soft:
+            problems[name] = f"no time limit (soft {soft}, hard {hard})"
+        elif not soft < hard:
+            problems[name] = f"soft limit {soft} not below the hard limit {hard}"
+        elif not wait + hard < settings.CELERY_VISIBILITY_TIMEOUT:
+            problems[name] = f"a retry's wait {wait} s + hard limit {hard} s >= {settings.CELERY_VISIBILITY_TIMEOUT} s"
+    assert not problems, problems
+
+
+def test_each_task_declares_its_class_and_the_classes_are_ordered():
+    """No task relies on the app's default by accident: each names QUICK, CALL or BATCH."""
+    classes = {(c["soft_time_limit"], c["time_limit"]) for c in (tasklimits.QUICK, tasklimits.CALL, tasklimits.BATCH)}
+    undeclared = {
+        name for name, task in project_tasks().items() if (task.soft_time_limit, task.time_limit) not in classes
+    }
+    assert not undeclared
+    assert tasklimits.QUICK["time_limit"] < tasklimits.CALL["time_limit"] < tasklimits.BATCH["time_limit"]
+    # Production's figures: 240 s for a batch, three quarters of it before the soft limit.
+    assert (settings.CELERY_TASK_SOFT_TIME_LIMIT, settings.CELERY_TASK_TIME_LIMIT) == (180, 240)
+    assert app.conf.task_time_limit == 240 and app.conf.task_soft_time_limit == 180
+    assert project_tasks()["orders.tasks.fulfil_order"].time_limit == tasklimits.QUICK["time_limit"]
+
+
+@pytest.mark.parametrize(
+    ("env", "starts"),
+    [
+        ({"CELERY_VISIBILITY_TIMEOUT": "600"}, True),  # 240 s derived
+        ({"CELERY_VISIBILITY_TIMEOUT": "600", "CELERY_TASK_TIME_LIMIT": "299"}, True),
+        ({"CELERY_VISIBILITY_TIMEOUT": "600", "CELERY_TASK_TIME_LIMIT": "300"}, False),  # 300 + 300 = 600
+        ({"CELERY_VISIBILITY_TIMEOUT": "3600", "CELERY_TASK_TIME_LIMIT": "900"}, True),
+        ({"CELERY_VISIBILITY_TIMEOUT": "600", "CELERY_TASK_TIME_LIMIT": "0"}, False),
+    ],
+)
+def test_production_refuses_a_time_limit_the_visibility_timeout_does_not_cover(tmp_path, env, starts):
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import django; django.setup(); from django.conf import settings; print(settings.CELERY_TASK_TIME_LIMIT)",
+        ],
+        cwd=BASE_DIR,
+        env=production_env(tmp_path, CELERY_BROKER_URL="redis://127.0.0.1:1/0", **env),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert (result.returncode == 0) is starts, result.stderr
+    if starts:
+        assert float(result.stdout.split()[-1]) == float(env.get("CELERY_TASK_TIME_LIMIT", 240))
+    else:
+        assert "CELERY_TASK_TIME_LIMIT" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("exception", "limit"), [(SoftTimeLimitExceeded(), "soft"), (TimeLimitExceeded(4.0), "hard"), (OSError(), None)]
+)
+def test_a_task_stopped_by_its_limit_is_logged_and_counted(exception, limit, caplog):
+    """The worker's failure signal (soft: in the pool's child; hard: in the main process, after the
+    kill) logs the task's name and counts it for /metrics; any other failure is not counted."""
+    from celery.signals import task_failure
+
+    task = app.tasks["orders.tasks.send_delivery_emails"]
+    before = tasklimits.time_limit_counts([task.name])
+    with caplog.at_level(logging.WARNING, logger="marketplace.tasklimits"):
+        task_failure.send(sender=task, task_id="t-1", exception=exception, args=(), kwargs={})
+    after = tasklimits.time_limit_counts([task.name])
+    for which in ("soft", "hard"):
+        assert after[(task.name, which)] - before[(task.name, which)] == (1 if which == limit else 0)
+    records = [r for r in caplog.records if r.name == "marketplace.tasklimits"]
+    if limit is None:
+        assert not records
+    else:
+        (record,) = records
+        assert (record.task, record.time_limit, record.task_id) == (task.name, limit, "t-1")
