@@ -18,7 +18,7 @@ from celery.signals import (
     task_retry,
 )
 
-from . import logcontext, tasklimits
+from . import logcontext
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "marketplace.settings")
 
@@ -101,6 +101,8 @@ def _time_limit_reached(sender=None, task_id=None, exception=None, reason=None, 
     """A task stopped by its time limit, not caught by the task (which records it itself when it
     does): the soft limit's exception (in the pool's child), the hard limit's kill (reported in the
     worker's main process), or a retry caused by the soft limit."""
+    from . import tasklimits  # reads the settings, which are not set up yet when this module loads
+
     exc = exception if exception is not None else reason
     limit = (
         tasklimits.HARD

@@ -13,6 +13,9 @@ at a known point:
   - ``after:n``: the ``n``-th alert is accepted (recorded), and the worker dies before
     ``send()`` returns, so before the sending run can mark the row: the one email in flight.
 Before hanging it creates ``<TEST_MAIL_LOG>.hung`` holding the recipient, for the test to wait on.
+
+``TEST_MAIL_DELAY=<seconds>``: a slow mail server; each restock alert takes that long before it is
+accepted (tests/test_task_time_limits_worker.py: a run of alerts longer than the visibility timeout).
 """
 
 from __future__ import annotations
@@ -49,6 +52,8 @@ class RecordingBackend(BaseEmailBackend):
                 recorded = log.read_text().splitlines() if log.exists() else []
                 nth = sum(1 for line in recorded if json.loads(line)["alert"]) + 1
             recipient = message.to[0]
+            if alert:
+                time.sleep(float(os.environ.get("TEST_MAIL_DELAY") or 0))
             if nth and nth == hang_at and when == "before":
                 _hang(log, recipient)
             line = {
