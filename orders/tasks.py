@@ -13,8 +13,12 @@ from .services import orders as services
 from .services import risk as risk_services
 
 
+# CALL, not QUICK: an upstream order calls its supplier (timeout_seconds, at most 60 s). The whole
+# delivery is one transaction: a soft limit inside it rolls it back, and the order, still paid and
+# due, is queued again by deliver_due_orders (tests/test_task_time_limits.py). In production this
+# runs in the fulfilment worker's solo pool, which enforces no limit (marketplace/tasklimits.py).
 @shared_task(
-    **tasklimits.QUICK,
+    **tasklimits.CALL,
     acks_late=True,
     reject_on_worker_lost=True,
     autoretry_for=(OSError,),

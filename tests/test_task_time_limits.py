@@ -55,7 +55,7 @@ def test_each_task_declares_its_class_and_the_classes_are_ordered():
     # Production's figures: 240 s for a batch, three quarters of it before the soft limit.
     assert (settings.CELERY_TASK_SOFT_TIME_LIMIT, settings.CELERY_TASK_TIME_LIMIT) == (180, 240)
     assert app.conf.task_time_limit == 240 and app.conf.task_soft_time_limit == 180
-    assert project_tasks()["orders.tasks.fulfil_order"].time_limit == tasklimits.QUICK["time_limit"]
+    assert project_tasks()["ops.tasks.heartbeat"].time_limit == tasklimits.QUICK["time_limit"]
 
 
 @pytest.mark.parametrize(
@@ -109,3 +109,51 @@ def test_a_task_stopped_by_its_limit_is_logged_and_counted(exception, limit, cap
     else:
         (record,) = records
         assert (record.task, record.time_limit, record.task_id) == (task.name, limit, "t-1")
+
+
+@pytest.mark.django_db
+def test_a_delivery_cut_by_the_soft_limit_rolls_back_whole_and_is_delivered_by_the_sweeper(monkeypatch):
+    """The soft limit strikes inside the delivery's transaction, after the order has moved to
+    delivered and the sale is booked: all of it rolls back (codes still reserved, no entry, no
+    status change), the order stays paid and due, and the sweeper's next pass delivers it."""
+    from django.utils import timezone
+
+    from catalog.models import CardCode
+    from ledger.models import Entry as JournalEntry
+    from orders.models import Order, OrderStatusChange
+    from orders.services import orders as order_services
+    from orders.tasks import fulfil_order
+    from payments.services import payments
+    from tests.builders import place
+    from tests.factories import ProductFactory, UserFactory, add_stock
+
+    product = ProductFactory()
+    add_stock(product, 2)
+    order = place(UserFactory(), product, quantity=2)
+    with monkeypatch.context() as m:
+        m.setattr(order_services, "_queue_fulfilment", lambda order_id: None)  # the worker is slow
+        payments.sandbox_pay(order_number=order.number)
+    order.refresh_from_db()
+    assert order.status == Order.Status.PAID and order.delivery_due_at
+    before = (JournalEntry.objects.count(), OrderStatusChange.objects.filter(order=order).count())
+    real_deliver = order_services.order_deliver
+
+    def deliver_then_time_out(**kwargs):
+        real_deliver(**kwargs)
+        assert Order.objects.get(pk=order.pk).status == Order.Status.DELIVERED  # in the transaction
+        raise SoftTimeLimitExceeded()
+
+    with monkeypatch.context() as m:
+        m.setattr(order_services, "order_deliver", deliver_then_time_out)
+        result = fulfil_order.apply(args=[order.pk], throw=False)
+    assert isinstance(result.result, SoftTimeLimitExceeded)
+    order.refresh_from_db()
+    assert order.status == Order.Status.PAID and order.delivered_at is None
+    assert set(CardCode.objects.filter(product=product).values_list("status", flat=True)) == {"reserved"}
+    assert (JournalEntry.objects.count(), OrderStatusChange.objects.filter(order=order).count()) == before
+
+    Order.objects.filter(pk=order.pk).update(delivery_due_at=timezone.now())  # its grace is over
+    assert order_services.orders_delivery_requeue(queue=fulfil_order.delay) == 1
+    order.refresh_from_db()
+    assert order.status == Order.Status.DELIVERED
+    assert set(CardCode.objects.filter(product=product).values_list("status", flat=True)) == {"sold"}
