@@ -714,6 +714,10 @@ EMAIL_PORT = int(env("EMAIL_PORT", "25"))
 EMAIL_HOST_USER = env("EMAIL_HOST_USER", "")
 EMAIL_HOST_PASSWORD = env("EMAIL_HOST_PASSWORD", "")
 EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS")
+# Seconds an SMTP connect or reply may take (Django's default: wait forever). Email tasks are CALL
+# or BATCH tasks (marketplace/tasklimits.py): a mail server that stops answering fails the send in
+# time for the task to record it, instead of holding the task until its time limit.
+EMAIL_TIMEOUT = env_positive("EMAIL_TIMEOUT", 20)
 DEFAULT_FROM_EMAIL = env("DEFAULT_FROM_EMAIL", "卡盟 <no-reply@localhost>")
 # Delivery emails go out in batches: beat runs orders.tasks.send_delivery_emails every few
 # seconds (marketplace.celery.DELIVERY_EMAIL_INTERVAL), which sends what is due, at most

@@ -157,3 +157,14 @@ def test_a_delivery_cut_by_the_soft_limit_rolls_back_whole_and_is_delivered_by_t
     order.refresh_from_db()
     assert order.status == Order.Status.DELIVERED
     assert set(CardCode.objects.filter(product=product).values_list("status", flat=True)) == {"sold"}
+
+
+@pytest.mark.django_db
+def test_metrics_export_each_tasks_count(client, settings):
+    settings.METRICS_TOKEN = "time-limits-token"
+    name = "catalog.tasks.import_batch"
+    before = tasklimits.time_limit_counts([name])[(name, "hard")]
+    tasklimits.time_limit_reached(task=name, limit=tasklimits.HARD)
+    body = client.get("/metrics", HTTP_AUTHORIZATION="Bearer time-limits-token").content.decode()
+    assert f'kamarket_task_time_limits_total{{limit="hard",task="{name}"}} {before + 1}.0' in body
+    assert 'kamarket_task_time_limits_total{limit="soft",task="orders.tasks.fulfil_order"}' in body
