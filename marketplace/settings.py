@@ -321,8 +321,8 @@ if PRODUCTION and CELERY_VISIBILITY_TIMEOUT < 2 * CELERY_RETRY_COUNTDOWN_MAX:
 # (A visibility timeout shorter than 2 * CELERY_RETRY_COUNTDOWN_MAX, refused in production, is the
 # tests' workers' few seconds: their tasks keep production's limits unless the test sets its own.)
 _RUN_BUDGET = max(CELERY_VISIBILITY_TIMEOUT, 2 * CELERY_RETRY_COUNTDOWN_MAX) - CELERY_RETRY_COUNTDOWN_MAX
-CELERY_TASK_TIME_LIMIT = float(env("CELERY_TASK_TIME_LIMIT", str(_RUN_BUDGET * 4 // 5)))
-CELERY_TASK_SOFT_TIME_LIMIT = CELERY_TASK_TIME_LIMIT * 3 / 4  # a quarter of it left to finish cleanly
+CELERY_TASK_TIME_LIMIT = int(env("CELERY_TASK_TIME_LIMIT", str(_RUN_BUDGET * 4 // 5)))
+CELERY_TASK_SOFT_TIME_LIMIT = CELERY_TASK_TIME_LIMIT * 3 // 4  # a quarter of it left to finish cleanly
 if CELERY_TASK_TIME_LIMIT <= 0 or (
     PRODUCTION and CELERY_RETRY_COUNTDOWN_MAX + CELERY_TASK_TIME_LIMIT >= CELERY_VISIBILITY_TIMEOUT
 ):

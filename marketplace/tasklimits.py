@@ -33,6 +33,7 @@ ones bounded by what they do; docs/runbook.md says so.
 from __future__ import annotations
 
 import logging
+from typing import TypedDict
 
 from django.conf import settings
 from django.core.cache import caches
@@ -45,7 +46,14 @@ KEY_PREFIX = "ops:timelimit:"
 KEY_TIMEOUT = 30 * 24 * 3600  # a counter forgotten after a month without a hit (Prometheus sees a reset)
 
 
-def _limits(soft: float, hard: float) -> dict[str, float]:
+class Limits(TypedDict):
+    """The options of ``@shared_task(**QUICK)``; a TypedDict keeps the task typed for mypy."""
+
+    soft_time_limit: int
+    time_limit: int
+
+
+def _limits(soft: int, hard: int) -> Limits:
     """A class's limits, never above the batch defaults (which a test's worker may set lower)."""
     return {
         "soft_time_limit": min(soft, settings.CELERY_TASK_SOFT_TIME_LIMIT),

@@ -1,16 +1,16 @@
 """A task longer than the broker's visibility timeout runs twice at once; its time limit stops it
 first (marketplace/tasklimits.py), with real Celery workers, Redis and PostgreSQL.
 
-The task: one run of restock alerts (catalog.tasks.restock_notify) for 10 subscribers in one batch,
-through a mail server that takes 1 s per email (tests/restock_mail_backend.py, TEST_MAIL_DELAY): a
-run of about 10 s. The visibility timeout is 4 s. A second worker starts after the timeout, as one
+The task: one run of restock alerts (catalog.tasks.restock_notify) for 12 subscribers in one batch,
+through a mail server that takes 0.8 s per email (tests/restock_mail_backend.py, TEST_MAIL_DELAY):
+a run of about 10 s. The visibility timeout is 4 s. A second worker starts after the timeout, as one
 does after a deploy or a crash (kombu restores unacknowledged messages older than the timeout when
 a consumer starts, and every ~100 s while it runs).
 
 - Control, the limit above the timeout (CELERY_TASK_TIME_LIMIT=60: what every task had before, no
   limit at all): the second worker is handed the running task's message and runs it too, under the
   same task id; the subscribers the first had not reached yet get the alert twice.
-- The limit below the timeout (CELERY_TASK_TIME_LIMIT=3, so the soft limit is 2.25 s): each run
+- The limit below the timeout (CELERY_TASK_TIME_LIMIT=3, so the soft limit is 2 s): each run
   stops at its soft limit with the alerts it sent marked, is acknowledged, and queues the rest under
   the same run; no message outlives the timeout, nobody is emailed twice, everybody once.
 """
@@ -38,8 +38,8 @@ pytestmark = [
 
 VISIBILITY_TIMEOUT = 4
 TASK = "catalog.tasks.restock_notify"
-SUBSCRIBERS = 10
-MAIL_DELAY = 1.0  # seconds per email: a run of SUBSCRIBERS alerts takes about 10 s
+SUBSCRIBERS = 12
+MAIL_DELAY = 0.8  # seconds per email: a run of SUBSCRIBERS alerts takes about 10 s
 
 
 @pytest.fixture
@@ -58,7 +58,7 @@ def start_worker(request, redis_url, broker_redis, tmp_path):
     started: list[Worker] = []
     failed_before = request.session.testsfailed
 
-    def start(label: str, *, time_limit: float) -> Worker:
+    def start(label: str, *, time_limit: int) -> Worker:
         env = {
             "EMAIL_BACKEND": "tests.restock_mail_backend.RecordingBackend",
             "TEST_MAIL_LOG": str(tmp_path / "mail.jsonl"),
@@ -97,21 +97,22 @@ def subscribed_product():
     return product, emails
 
 
-def run_alerts(broker_redis, start_worker, tmp_path, monkeypatch, *, time_limit: float):
+def run_alerts(broker_redis, start_worker, tmp_path, monkeypatch, *, time_limit: int):
     """Restock the product, let one worker start the run, a second one join after the timeout;
     return (emails, alerts sent, the first run's task id, the two workers)."""
     # A message carries the time limits its publisher knows (Celery puts the task's time_limit
     # and soft_time_limit in its `timelimit` header, which the worker prefers to its own): this
     # process publishes the first run with the limits the workers were given.
     from catalog.tasks import restock_notify as task
+
     monkeypatch.setattr(task, "time_limit", time_limit)
-    monkeypatch.setattr(task, "soft_time_limit", time_limit * 3 / 4)
+    monkeypatch.setattr(task, "soft_time_limit", time_limit * 3 // 4)
     monkeypatch.setattr(task, "_exec_options", None)
     product, emails = subscribed_product()
     add_stock(product, 3)  # commits; the sending run waits in Redis
     [message] = [json.loads(m) for m in broker_redis.lrange("notifications", 0, -1)]
     run_id = message["headers"]["id"]
-    assert message["headers"]["timelimit"] == [time_limit, time_limit * 3 / 4]
+    assert message["headers"]["timelimit"] == [time_limit, time_limit * 3 // 4]
     first = start_worker("first", time_limit=time_limit)
     mail_log = tmp_path / "mail.jsonl"
     wait_for(lambda: alerts(mail_log), timeout=60, what="the first alert")
@@ -162,7 +163,8 @@ def test_the_time_limit_stops_each_run_before_the_timeout_and_the_rest_goes_on(
     assert logs.count(f"Task {TASK}[{run_id}] received") == 1
     assert f"Task {TASK}[{run_id}] succeeded" in first.output()
     assert f"task {TASK} reached its soft time limit (stopped at product" in logs
-    # Each run sent two or three alerts (2.25 s at 1 s each): several runs, none cut by the hard limit.
+    # Each run sends two alerts (2 s at 0.8 s each; the soft limit strikes in the third's wait, before
+    # the mail server accepts it): several runs, none cut by the hard limit.
     runs = logs.count(f"Task {TASK}[")
     assert logs.count("reached its soft time limit") >= SUBSCRIBERS // 3
     assert runs >= 2 * (SUBSCRIBERS // 3)  # received + succeeded, per run
