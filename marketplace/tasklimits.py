@@ -33,6 +33,7 @@ ones bounded by what they do; docs/runbook.md says so.
 from __future__ import annotations
 
 import logging
+import time
 from typing import TypedDict
 
 from django.conf import settings
@@ -64,6 +65,14 @@ def _limits(soft: int, hard: int) -> Limits:
 QUICK = _limits(30, 45)
 CALL = _limits(90, 120)
 BATCH = _limits(settings.CELERY_TASK_SOFT_TIME_LIMIT, settings.CELERY_TASK_TIME_LIMIT)
+
+
+def soft_deadline(task) -> float:
+    """When (``time.monotonic()``) the running ``task`` reaches its soft limit: the limit its
+    message carries (``timelimit``: hard, soft), else the task's own. For a batch that stops by
+    itself before it, at a point of its choosing, and goes on in a new task."""
+    carried = getattr(task.request, "timelimit", None) or (None, None)
+    return time.monotonic() + float(carried[1] or task.soft_time_limit or settings.CELERY_TASK_SOFT_TIME_LIMIT)
 
 
 def _cache():

@@ -1,3 +1,4 @@
+import logging
 from datetime import date, timedelta
 from smtplib import SMTPException
 
@@ -5,12 +6,15 @@ from celery import shared_task
 from django.conf import settings
 
 from marketplace import tasklimits
+from marketplace.celery import publish
 from marketplace.db import retry_once_if_connection_lost
 from supply.adapters.base import SupplyError
 
 from .services import callbacks, guest_lookup, supply_reconciliation, upstream
 from .services import orders as services
 from .services import risk as risk_services
+
+log = logging.getLogger(__name__)
 
 
 # CALL, not QUICK: an upstream order calls its supplier (timeout_seconds, at most 60 s). The whole
@@ -106,6 +110,7 @@ def risk_clusters_scan() -> int:
 
 @shared_task(
     **tasklimits.BATCH,
+    bind=True,
     acks_late=True,
     autoretry_for=(SupplyError,),  # the supplier unreachable: asked again later
     # Every 5 minutes for about 4 hours: a longer countdown would outlast the broker's visibility
@@ -115,8 +120,21 @@ def risk_clusters_scan() -> int:
     retry_jitter=False,
     max_retries=48,
 )
-def supply_reconcile(connection_id: int, day: str) -> int:
-    run = supply_reconciliation.supply_reconcile(connection_id=connection_id, day=date.fromisoformat(day))
+def supply_reconcile(self, connection_id: int, day: str, carried: dict | None = None) -> int:
+    """One connection's day, one supplier query per order: a day too long for one task (its soft
+    time limit) stops before it and goes on in a new task with what it found (``carried``); the
+    last part writes the findings. Returns the mismatches, or -1 for a part that goes on."""
+    run, carry = supply_reconciliation.supply_reconcile_part(
+        connection_id=connection_id,
+        day=date.fromisoformat(day),
+        until=tasklimits.soft_deadline(self),
+        carried=carried,
+    )
+    if run is None:
+        checked = carry["checked"] if carry else 0
+        log.info("supplier reconciliation of connection %s on %s goes on after %s orders", connection_id, day, checked)
+        publish(supply_reconcile, connection_id, day, carry)
+        return -1
     return run.mismatches
 
 
