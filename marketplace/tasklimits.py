@@ -26,8 +26,12 @@ acks_late. So what a killed task left undone is picked up by its sweeper (a paid
 orders-deliver-due, a refund by payments-refunds-retry ...), never by the broker.
 
 The solo pool (production's fulfilment worker) enforces no time limit at all: Celery's solo pool
-runs the task inline and ignores both limits (celery/concurrency/solo.py). Its tasks are QUICK
-ones bounded by what they do; docs/runbook.md says so.
+runs the task inline and ignores both limits (celery/concurrency/solo.py). Its tasks (delivering
+one order, the sweeper that queues due ones) are bounded by what they do; docs/runbook.md says so.
+
+A message carries the limits of the process that published it (Celery puts the task's
+``time_limit`` and ``soft_time_limit`` in its ``timelimit`` header) and the worker obeys those
+before its own: web, beat and workers need the same settings.
 """
 
 from __future__ import annotations
