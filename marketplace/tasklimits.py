@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import deque
 from typing import TypedDict
 
 from django.conf import settings
@@ -83,9 +84,19 @@ def _cache():
     return caches["heartbeat"]  # shared by every process (Redis in production), like the heartbeats
 
 
+# (task id, limit) of the last runs recorded by this process: Celery reports one hard limit twice
+# in the worker's main process (the pool's error callback and Request.on_timeout both send
+# task_failure), and it must count once.
+_recorded: deque[tuple[str, str]] = deque(maxlen=64)
+
+
 def time_limit_reached(*, task: str, limit: str, task_id: str | None = None, stopped_at: str = "") -> None:
     """Log that ``task`` reached its soft or hard limit, and count it for /metrics
-    (``kamarket_task_time_limits_total``). ``stopped_at``: where a batch stopped (its cursor)."""
+    (``kamarket_task_time_limits_total``), once per run. ``stopped_at``: where a batch stopped."""
+    if task_id is not None:
+        if (task_id, limit) in _recorded:
+            return
+        _recorded.append((task_id, limit))
     log.warning(
         "task %s reached its %s time limit%s",
         task,

@@ -58,11 +58,12 @@ def start_worker(request, redis_url, broker_redis, tmp_path):
     started: list[Worker] = []
     failed_before = request.session.testsfailed
 
-    def start(label: str, *, time_limit: int) -> Worker:
+    def start(label: str, *, time_limit: int, hang: str = "", delay: float = MAIL_DELAY) -> Worker:
         env = {
             "EMAIL_BACKEND": "tests.restock_mail_backend.RecordingBackend",
             "TEST_MAIL_LOG": str(tmp_path / "mail.jsonl"),
-            "TEST_MAIL_DELAY": str(MAIL_DELAY),
+            "TEST_MAIL_DELAY": str(delay),
+            "TEST_MAIL_HANG": hang,
             "RESTOCK_ALERT_BATCH": str(SUBSCRIBERS),  # one run for everybody
             "CELERY_TASK_TIME_LIMIT": str(time_limit),
         }
@@ -97,22 +98,31 @@ def subscribed_product():
     return product, emails
 
 
-def run_alerts(broker_redis, start_worker, tmp_path, monkeypatch, *, time_limit: int):
-    """Restock the product, let one worker start the run, a second one join after the timeout;
-    return (emails, alerts sent, the first run's task id, the two workers)."""
-    # A message carries the time limits its publisher knows (Celery puts the task's time_limit
-    # and soft_time_limit in its `timelimit` header, which the worker prefers to its own): this
-    # process publishes the first run with the limits the workers were given.
+def publish_with_limits(monkeypatch, time_limit: int) -> None:
+    """A message carries the time limits its publisher knows (Celery puts the task's time_limit
+    and soft_time_limit in its `timelimit` header, which the worker prefers to its own): this
+    process publishes the first run with the limits the workers were given."""
     from catalog.tasks import restock_notify as task
 
     monkeypatch.setattr(task, "time_limit", time_limit)
     monkeypatch.setattr(task, "soft_time_limit", time_limit * 3 // 4)
     monkeypatch.setattr(task, "_exec_options", None)
+
+
+def restocked(broker_redis, time_limit: int):
+    """The product with its subscribers, restocked: (product, emails, the sending run's task id)."""
     product, emails = subscribed_product()
     add_stock(product, 3)  # commits; the sending run waits in Redis
     [message] = [json.loads(m) for m in broker_redis.lrange("notifications", 0, -1)]
-    run_id = message["headers"]["id"]
     assert message["headers"]["timelimit"] == [time_limit, time_limit * 3 // 4]
+    return product, emails, message["headers"]["id"]
+
+
+def run_alerts(broker_redis, start_worker, tmp_path, monkeypatch, *, time_limit: int):
+    """Restock the product, let one worker start the run, a second one join after the timeout;
+    return (emails, alerts sent, the first run's task id, the two workers)."""
+    publish_with_limits(monkeypatch, time_limit)
+    product, emails, run_id = restocked(broker_redis, time_limit)
     first = start_worker("first", time_limit=time_limit)
     mail_log = tmp_path / "mail.jsonl"
     wait_for(lambda: alerts(mail_log), timeout=60, what="the first alert")
@@ -169,3 +179,33 @@ def test_the_time_limit_stops_each_run_before_the_timeout_and_the_rest_goes_on(
     assert logs.count("reached its soft time limit") >= SUBSCRIBERS // 3
     assert runs >= 2 * (SUBSCRIBERS // 3)  # received + succeeded, per run
     assert "Hard time limit" not in logs
+
+
+def test_a_run_killed_at_its_hard_limit_is_acknowledged_not_handed_out_again(
+    broker_redis, start_worker, tmp_path, monkeypatch
+):
+    """The fact marketplace/tasklimits.py states: at the hard limit the pool kills the child and
+    Celery acknowledges the message although the task is acks_late and reject_on_worker_lost, so
+    the broker never hands it out again; the killed run's claimed rows wait for the sweeper."""
+    from marketplace import tasklimits
+
+    publish_with_limits(monkeypatch, 3)
+    product, emails, run_id = restocked(broker_redis, 3)
+    before = tasklimits.time_limit_counts([TASK])[(TASK, "hard")]
+    # The mail server hangs at the 3rd alert and the hang ignores the soft limit (2 s).
+    worker = start_worker("killed", time_limit=3, hang="stubborn:3", delay=0)
+    wait_for(lambda: "Hard time limit (3s) exceeded" in worker.output(), timeout=60, what="the hard limit")
+    wait_for(lambda: f"{TASK}[{run_id}]" in worker.output().split("Hard time limit", 1)[1], timeout=10, what="its id")
+    # Acknowledged at the kill: nothing unacknowledged for Redis to hand out after the timeout.
+    wait_for(lambda: broker_redis.hlen("unacked") == 0, timeout=10, what="the message to be acknowledged")
+    assert all(broker_redis.llen(q) == 0 for q in settings.QUEUE_NAMES)
+    time.sleep(VISIBILITY_TIMEOUT + 1)
+    assert broker_redis.hlen("unacked") == 0 and broker_redis.llen("notifications") == 0
+    assert worker.output().count(f"Task {TASK}[{run_id}] received") == 1
+    # The two alerts sent before the hang are marked; the rest stay claimed by the killed run.
+    notified = RestockSubscription.objects.filter(product=product, notified_at__isnull=False)
+    assert sorted(notified.values_list("email", flat=True)) == emails[:2]
+    assert set(
+        RestockSubscription.objects.filter(product=product, notified_at__isnull=True).values_list("claim", flat=True)
+    ) == {run_id}
+    assert tasklimits.time_limit_counts([TASK])[(TASK, "hard")] == before + 1
