@@ -35,6 +35,7 @@ RUN DJANGO_PRODUCTION=1 \
     DATABASE_URL=sqlite:////tmp/build.db \
     CELERY_BROKER_URL=memory:// \
     DJANGO_ALLOWED_HOSTS=localhost \
+    REALNAME_APP_SECRET=build-only-not-secret \
     sh -c 'python manage.py compilemessages -v 0 && python manage.py collectstatic --noinput -v 0' \
     && rm -f /tmp/build.db \
     && mkdir -p /app/var /app/beat \

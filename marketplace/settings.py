@@ -8,6 +8,7 @@ environment, and nothing unsafe has a default.
 
 import ipaddress
 import os
+import re
 import secrets
 from decimal import Decimal
 from pathlib import Path
@@ -203,7 +204,16 @@ TEMPLATES = [
 # tests/test_kept_templatetags.py runs the same comparison and fails on any other duplicate.
 SILENCED_SYSTEM_CHECKS = ["templates.W003"]
 
+
 # --- Database -------------------------------------------------------------------------
+def env_pg_duration(name: str) -> str:
+    """A PostgreSQL duration ("5s", "500ms", "2min"; a bare number is milliseconds), or "" (unset)."""
+    value = (env(name, "") or "").strip()
+    if value and not re.fullmatch(r"\d+(us|ms|s|min|h|d)?", value):
+        raise ImproperlyConfigured(f'{name} is a PostgreSQL duration such as "5s" or "500ms", not {value!r}')
+    return value
+
+
 if env("DATABASE_URL"):
 
     def _postgres(url: str) -> dict:
@@ -217,6 +227,23 @@ if env("DATABASE_URL"):
             # and nothing session-level (the code uses only transaction-scoped advisory locks).
             # The database's timezone must stay UTC, or Django would SET it per connection.
             database["DISABLE_SERVER_SIDE_CURSORS"] = True
+        # PostgreSQL's lock_timeout and statement_timeout for every connection of this process,
+        # sent as startup options. docker-compose.yml sets DB_LOCK_TIMEOUT on the one-shot
+        # migration: an ALTER TABLE queued behind a long transaction gives up after it, instead
+        # of making every request that touches the table queue behind the ALTER (README,
+        # "Upgrading without downtime"). PgBouncer refuses startup options: not with pooling.
+        timeouts = {
+            "lock_timeout": env_pg_duration("DB_LOCK_TIMEOUT"),
+            "statement_timeout": env_pg_duration("DB_STATEMENT_TIMEOUT"),
+        }
+        options = " ".join(f"-c {name}={value}" for name, value in timeouts.items() if value)
+        if options and env_bool("DB_TRANSACTION_POOLING"):
+            raise ImproperlyConfigured(
+                "DB_LOCK_TIMEOUT and DB_STATEMENT_TIMEOUT are for a direct connection (the migration): "
+                "PgBouncer (DB_TRANSACTION_POOLING) refuses the startup options that carry them"
+            )
+        if options:
+            database.setdefault("OPTIONS", {})["options"] = options
         return database
 
     DATABASES = {"default": _postgres(env("DATABASE_URL", ""))}
@@ -903,8 +930,12 @@ PAYMENTS_SANDBOX_KEY_DIR = VAR_DIR / "keys"
 
 def env_secret(name: str) -> str:
     """A key given inline (NAME) or as a file (NAME_FILE, e.g. a mounted secret)."""
-    if env(f"{name}_FILE"):
-        return Path(env(f"{name}_FILE")).read_text().strip()
+    path = env(f"{name}_FILE")
+    if path:
+        try:
+            return Path(path).read_text().strip()
+        except OSError as exc:
+            raise ImproperlyConfigured(f"{name}_FILE: cannot read {path} ({exc.strerror})") from exc
     return (env(name, "") or "").strip()
 
 
@@ -936,6 +967,11 @@ REALNAME_PROVIDER = env("REALNAME_PROVIDER", "http" if PRODUCTION else "sandbox"
 REALNAME_URL = env("REALNAME_URL", "")
 REALNAME_APP_KEY = env("REALNAME_APP_KEY", "")
 REALNAME_APP_SECRET = env_secret("REALNAME_APP_SECRET")
+# Given inline or as a file (a mounted secret): docker-compose.yml cannot require "one of the two"
+# (its ${NAME:?} is for one name), so it is required here, at the start of every process. The
+# URL and key are checked by `manage.py check` and `migrate` (compliance.checks).
+if PRODUCTION and not REALNAME_APP_SECRET:
+    raise ImproperlyConfigured("Set REALNAME_APP_SECRET or REALNAME_APP_SECRET_FILE (a mounted secret) in production")
 REALNAME_TIMEOUT = float(env("REALNAME_TIMEOUT", "8"))
 
 # --- Security -------------------------------------------------------------------------

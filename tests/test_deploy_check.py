@@ -99,7 +99,11 @@ def test_production_refuses_the_sandbox_realname_provider(tmp_path):
 
 
 def test_production_needs_the_realname_provider_configured(tmp_path):
-    result = manage(production_env(tmp_path, REALNAME_APP_SECRET=None), "check", "--deploy")
+    result = manage(production_env(tmp_path, REALNAME_APP_KEY=None), "check", "--deploy")
     assert result.returncode != 0
     assert "compliance.E002" in result.stdout + result.stderr
-    assert "REALNAME_APP_SECRET" in result.stdout + result.stderr
+    assert "REALNAME_APP_KEY" in result.stdout + result.stderr
+    # The secret (inline or as a file) is required when the settings load, before any check.
+    result = manage(production_env(tmp_path, REALNAME_APP_SECRET=None), "check", "--deploy")
+    assert result.returncode != 0
+    assert "Set REALNAME_APP_SECRET or REALNAME_APP_SECRET_FILE" in result.stderr

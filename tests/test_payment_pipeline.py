@@ -535,6 +535,7 @@ def _production_env(tmp_path, **extra) -> dict[str, str]:
         "DATABASE_URL": f"sqlite:///{tmp_path / 'prod.db'}",
         "DJANGO_ALLOWED_HOSTS": "shop.example.com",
         "VAR_DIR": str(tmp_path / "var"),
+        "REALNAME_APP_SECRET": secrets.token_hex(16),
     }
     env.update(extra)
     return env
