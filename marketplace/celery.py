@@ -6,13 +6,16 @@ import os
 import kombu.exceptions
 import redis.exceptions
 from celery import Celery
+from celery.exceptions import SoftTimeLimitExceeded, TimeLimitExceeded
 from celery.schedules import crontab
 from celery.signals import (
     after_setup_logger,
     after_setup_task_logger,
     before_task_publish,
+    task_failure,
     task_postrun,
     task_prerun,
+    task_retry,
 )
 
 from . import logcontext
@@ -90,6 +93,26 @@ def _task_log_context(task=None, **kwargs):
 def _task_log_context_end(task=None, **kwargs):
     if task is not None and not getattr(task.request, "is_eager", False):
         logcontext.log_context_clear()
+
+
+@task_failure.connect
+@task_retry.connect
+def _time_limit_reached(sender=None, task_id=None, exception=None, reason=None, request=None, **kwargs):
+    """A task stopped by its time limit, not caught by the task (which records it itself when it
+    does): the soft limit's exception (in the pool's child), the hard limit's kill (reported in the
+    worker's main process), or a retry caused by the soft limit."""
+    from . import tasklimits  # reads the settings, which are not set up yet when this module loads
+
+    exc = exception if exception is not None else reason
+    limit = (
+        tasklimits.HARD
+        if isinstance(exc, TimeLimitExceeded)
+        else tasklimits.SOFT
+        if isinstance(exc, SoftTimeLimitExceeded)
+        else None
+    )
+    if limit is not None and sender is not None:
+        tasklimits.time_limit_reached(task=sender.name, limit=limit, task_id=task_id or getattr(request, "id", None))
 
 
 @after_setup_logger.connect

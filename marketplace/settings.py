@@ -338,6 +338,26 @@ if PRODUCTION and CELERY_VISIBILITY_TIMEOUT < 2 * CELERY_RETRY_COUNTDOWN_MAX:
         f"CELERY_VISIBILITY_TIMEOUT must be at least {2 * CELERY_RETRY_COUNTDOWN_MAX} seconds: a task retried "
         f"{CELERY_RETRY_COUNTDOWN_MAX} s later would otherwise be run again by another worker"
     )
+# A task that runs past the timeout is run again, at once, by another worker: a slow import,
+# report or sweep would run twice in parallel. So every task has a hard time limit (the pool kills
+# it) and a soft one below it (SoftTimeLimitExceeded is raised in the task, which can stop at a safe
+# point), per class of task in marketplace/tasklimits.py, none above these defaults: the longest a
+# batch may run. A retried task waits up to CELERY_RETRY_COUNTDOWN_MAX unacknowledged and then
+# runs, so the hard limit is 4/5 of what the timeout leaves after that wait (240 s of 600).
+# CELERY_TASK_TIME_LIMIT (seconds) may set it lower; production refuses one that does not fit.
+# (A visibility timeout shorter than 2 * CELERY_RETRY_COUNTDOWN_MAX, refused in production, is the
+# tests' workers' few seconds: their tasks keep production's limits unless the test sets its own.)
+_RUN_BUDGET = max(CELERY_VISIBILITY_TIMEOUT, 2 * CELERY_RETRY_COUNTDOWN_MAX) - CELERY_RETRY_COUNTDOWN_MAX
+CELERY_TASK_TIME_LIMIT = int(env("CELERY_TASK_TIME_LIMIT", str(_RUN_BUDGET * 4 // 5)))
+CELERY_TASK_SOFT_TIME_LIMIT = CELERY_TASK_TIME_LIMIT * 3 // 4  # a quarter of it left to finish cleanly
+if CELERY_TASK_TIME_LIMIT <= 0 or (
+    PRODUCTION and CELERY_RETRY_COUNTDOWN_MAX + CELERY_TASK_TIME_LIMIT >= CELERY_VISIBILITY_TIMEOUT
+):
+    raise ImproperlyConfigured(
+        f"CELERY_TASK_TIME_LIMIT must be above 0 and, with a retry's {CELERY_RETRY_COUNTDOWN_MAX} s wait, below"
+        f" CELERY_VISIBILITY_TIMEOUT ({CELERY_VISIBILITY_TIMEOUT} s): a task running longer would be run again"
+        " by another worker at the same time"
+    )
 CELERY_BROKER_URL = env("CELERY_BROKER_URL", "filesystem://localhost/")
 if CELERY_BROKER_URL.startswith("filesystem://"):
     # The embedded default: a broker that is a folder. No server, real separate worker.
@@ -721,6 +741,10 @@ EMAIL_PORT = int(env("EMAIL_PORT", "25"))
 EMAIL_HOST_USER = env("EMAIL_HOST_USER", "")
 EMAIL_HOST_PASSWORD = env("EMAIL_HOST_PASSWORD", "")
 EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS")
+# Seconds an SMTP connect or reply may take (Django's default: wait forever). Email tasks are CALL
+# or BATCH tasks (marketplace/tasklimits.py): a mail server that stops answering fails the send in
+# time for the task to record it, instead of holding the task until its time limit.
+EMAIL_TIMEOUT = env_positive("EMAIL_TIMEOUT", 20)
 DEFAULT_FROM_EMAIL = env("DEFAULT_FROM_EMAIL", "卡盟 <no-reply@localhost>")
 # Delivery emails go out in batches: beat runs orders.tasks.send_delivery_emails every few
 # seconds (marketplace.celery.DELIVERY_EMAIL_INTERVAL), which sends what is due, at most

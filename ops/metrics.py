@@ -18,6 +18,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from aftersales.services.sla import sla_at_risk_now, sla_overdue_now
+from marketplace import tasklimits
 from marketplace.queues import queue_lengths
 from orders.models import EmailRefusal, ManualTopup, Order, UpstreamOrder
 from payments.models import Mismatch, Refund
@@ -115,6 +116,7 @@ class SaleCollector(Collector):
             value=EmailRefusal.objects.filter(permanent=False, order__buyer_notified_at__isnull=True).count(),
         )
         yield from supply_metrics(now)
+        yield task_time_limits()
 
 
 OPEN_UPSTREAM = (UpstreamOrder.State.NEW, UpstreamOrder.State.PLACING, UpstreamOrder.State.PENDING)
@@ -155,3 +157,26 @@ def supply_metrics(now) -> Iterator[Metric]:
         "Differences between suppliers' records and ours not resolved yet",
         value=SupplyMismatch.objects.filter(resolved_at__isnull=True).count(),
     )
+
+
+def task_time_limits() -> Metric:
+    """How many times each task was stopped by its soft or hard time limit (marketplace/tasklimits.py):
+    counted by the workers in the heartbeat cache, every task of ours with a series (0 if never)."""
+    from marketplace.celery import app
+
+    app.loader.import_default_modules()  # every task module, once per process
+    names = sorted(name for name in app.tasks if not name.startswith("celery."))
+    family = CounterMetricFamily(
+        "kamarket_task_time_limits",
+        "Runs of a Celery task stopped by its time limit (soft: it stopped itself at a safe point or"
+        " failed; hard: the pool killed it), counted by the workers",
+        labels=["task", "limit"],
+    )
+    try:
+        counts = tasklimits.time_limit_counts(names)
+    except Exception:  # the cache away: the other figures still answer
+        log.exception("time limit counts unavailable")
+        return family
+    for (task, limit), count in sorted(counts.items()):
+        family.add_metric([task, limit], count)
+    return family

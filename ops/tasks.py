@@ -1,10 +1,12 @@
 from celery import shared_task
 from celery.signals import before_task_publish
 
+from marketplace import tasklimits
+
 from . import heartbeat as heartbeats
 
 
-@shared_task(ignore_result=True)
+@shared_task(**tasklimits.QUICK, ignore_result=True)
 def heartbeat(queue: str) -> None:
     """Beat sends one to each queue every 30 s: the worker that runs it stamps that queue."""
     heartbeats.heartbeat_stamp(source=queue)

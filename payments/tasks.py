@@ -4,16 +4,18 @@ from smtplib import SMTPException
 from celery import shared_task
 from django.conf import settings
 
+from marketplace import tasklimits
+
 from .gateways import GatewayError
 from .services import reconciliation, refunds
 
 
-@shared_task(acks_late=True, reject_on_worker_lost=True)
+@shared_task(**tasklimits.CALL, acks_late=True, reject_on_worker_lost=True)
 def refund_execute(refund_id: int) -> str:
     return refunds.refund_execute(refund_id=refund_id)
 
 
-@shared_task
+@shared_task(**tasklimits.BATCH)
 def refunds_retry_due() -> int:
     ids = refunds.refunds_due()
     for refund_id in ids:
@@ -21,13 +23,15 @@ def refunds_retry_due() -> int:
     return len(ids)
 
 
-@shared_task
+@shared_task(**tasklimits.BATCH)
 def refunds_undeliverable() -> int:
     """Orders that will not be delivered (a supplier's failure, a failed top-up): refunded in full."""
     return refunds.refunds_undeliverable_run()
 
 
-@shared_task(acks_late=True, autoretry_for=(SMTPException, OSError), retry_backoff=True, max_retries=8)
+@shared_task(
+    **tasklimits.CALL, acks_late=True, autoretry_for=(SMTPException, OSError), retry_backoff=True, max_retries=8
+)
 def refund_notify(refund_id: int) -> None:
     refunds.refund_notify(refund_id=refund_id)
 
@@ -35,13 +39,13 @@ def refund_notify(refund_id: int) -> None:
 # --- reconciliation: active query, closing at the gateway, daily bills ------------------------
 
 
-@shared_task(acks_late=True, reject_on_worker_lost=True)
+@shared_task(**tasklimits.CALL, acks_late=True, reject_on_worker_lost=True)
 def attempt_check(attempt_id: int) -> str:
     """One attempt's turn: query it, or close it. Claimed in the database: safe to run twice."""
     return reconciliation.attempt_check(attempt_id=attempt_id)
 
 
-@shared_task
+@shared_task(**tasklimits.BATCH)
 def attempts_query_due() -> int:
     ids = reconciliation.attempts_due()
     for attempt_id in ids:
@@ -49,7 +53,7 @@ def attempts_query_due() -> int:
     return len(ids)
 
 
-@shared_task
+@shared_task(**tasklimits.BATCH)
 def attempts_close_expired() -> int:
     ids = reconciliation.attempts_to_close()
     for attempt_id in ids:
@@ -58,6 +62,7 @@ def attempts_close_expired() -> int:
 
 
 @shared_task(
+    **tasklimits.BATCH,
     acks_late=True,
     autoretry_for=(GatewayError,),  # the bill not out yet, the gateway unreachable
     # Every 5 minutes for about 4 hours: a longer countdown would outlast the broker's visibility
@@ -72,7 +77,7 @@ def bill_reconcile(gateway_code: str, day: str) -> int:
     return run.mismatch_total
 
 
-@shared_task
+@shared_task(**tasklimits.BATCH)
 def bills_reconcile_yesterday() -> list[str]:
     day = reconciliation.yesterday().isoformat()
     codes = reconciliation.bill_gateways()
@@ -84,7 +89,7 @@ def bills_reconcile_yesterday() -> list[str]:
 # --- payouts of agents' withdrawals -------------------------------------------------------------
 
 
-@shared_task(acks_late=True, reject_on_worker_lost=True)
+@shared_task(**tasklimits.CALL, acks_late=True, reject_on_worker_lost=True)
 def payout_execute(withdrawal_id: int) -> str:
     """Pay an approved withdrawal out (or ask where its payout stands). Safe to run twice."""
     from .services import payouts
@@ -92,7 +97,7 @@ def payout_execute(withdrawal_id: int) -> str:
     return payouts.payout_execute(withdrawal_id=withdrawal_id)
 
 
-@shared_task
+@shared_task(**tasklimits.BATCH)
 def payouts_check_due() -> int:
     """Approved Alipay payouts with no known outcome (a timeout, a lost task): asked again."""
     from .services import payouts

@@ -6,6 +6,8 @@ from celery import shared_task
 from django.conf import settings
 from django.utils import timezone
 
+from marketplace import tasklimits
+
 from . import services
 from .models import Report
 from .periods import previous_half_year, previous_month
@@ -20,14 +22,14 @@ RETRY = {
 }
 
 
-@shared_task(bind=True, autoretry_for=(Exception,), **RETRY)
+@shared_task(**tasklimits.BATCH, bind=True, autoretry_for=(Exception,), **RETRY)
 def monthly_compliance_generate(self) -> int:
     """The 1st of each month at 02:00 Beijing time (marketplace/celery.py): last month's report."""
     start, end = previous_month(timezone.localdate())
     return services.report_generate(kind=Report.Kind.MONTHLY_COMPLIANCE, start=start, end=end).pk
 
 
-@shared_task(bind=True, autoretry_for=(Exception,), **RETRY)
+@shared_task(**tasklimits.BATCH, bind=True, autoretry_for=(Exception,), **RETRY)
 def operators_halfyear_generate(self) -> int:
     """1 January and 1 July at 02:30 (网络交易监督管理办法 第二十五条: every half year, in January and
     July): the operators of the half year just ended."""

@@ -13,6 +13,12 @@ at a known point:
   - ``after:n``: the ``n``-th alert is accepted (recorded), and the worker dies before
     ``send()`` returns, so before the sending run can mark the row: the one email in flight.
 Before hanging it creates ``<TEST_MAIL_LOG>.hung`` holding the recipient, for the test to wait on.
+
+``TEST_MAIL_HANG=stubborn:<n>``: as ``before``, but the hang also ignores the task's soft time limit
+(it catches ``SoftTimeLimitExceeded``), so only the hard limit's kill ends it.
+
+``TEST_MAIL_DELAY=<seconds>``: a slow mail server; each restock alert takes that long before it is
+accepted (tests/test_task_time_limits_worker.py: a run of alerts longer than the visibility timeout).
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ import os
 import time
 from pathlib import Path
 
+from celery.exceptions import SoftTimeLimitExceeded
 from django.core.mail.backends.base import BaseEmailBackend
 
 UNSUBSCRIBE_PATH = "/restock/unsubscribe/"
@@ -31,10 +38,14 @@ def _is_restock_alert(message) -> bool:
     return UNSUBSCRIBE_PATH in message.extra_headers.get("List-Unsubscribe", "")
 
 
-def _hang(log: Path, recipient: str) -> None:
+def _hang(log: Path, recipient: str, *, stubborn: bool = False) -> None:
     log.with_name(log.name + ".hung").write_text(recipient)
     while True:  # until SIGKILL
-        time.sleep(60)
+        try:
+            time.sleep(60)
+        except SoftTimeLimitExceeded:
+            if not stubborn:
+                raise
 
 
 class RecordingBackend(BaseEmailBackend):
@@ -49,8 +60,10 @@ class RecordingBackend(BaseEmailBackend):
                 recorded = log.read_text().splitlines() if log.exists() else []
                 nth = sum(1 for line in recorded if json.loads(line)["alert"]) + 1
             recipient = message.to[0]
-            if nth and nth == hang_at and when == "before":
-                _hang(log, recipient)
+            if alert:
+                time.sleep(float(os.environ.get("TEST_MAIL_DELAY") or 0))
+            if nth and nth == hang_at and when in ("before", "stubborn"):
+                _hang(log, recipient, stubborn=when == "stubborn")
             line = {
                 "to": message.to,
                 "subject": message.subject,

@@ -5,6 +5,7 @@ day, a rerun, an unreachable supplier, the command and the admin's resolve actio
 
 from datetime import datetime, time, timedelta
 from decimal import Decimal
+from time import monotonic
 
 import pytest
 from django.contrib.auth.models import Permission
@@ -395,3 +396,61 @@ def test_admin_reconciles_a_day_again(admin_client):
     assert "1 orders checked, 0 mismatch(es)" in response.content.decode()
     run.refresh_from_db()
     assert run.mismatches == 0 and not run.items.exists()
+
+
+def test_a_day_too_long_for_one_task_goes_on_in_new_ones_and_finds_the_same(db, monkeypatch):
+    """The task stops before a query that might outlast its soft time limit (here: after every
+    order) and goes on in a new task with what it found; the last part writes the same findings
+    and totals as one run of the whole day."""
+    from orders.tasks import supply_reconcile as reconcile_task
+
+    buyer = UserFactory()
+    day = recon.yesterday()
+    with running(FakeSupplier()) as fake:
+        connection = connect(fake)
+        missing = pending(buyer)
+        upstream(connection, missing, state=S.PENDING, at=day_time(day))
+        cost = delivered(buyer)
+        upstream(connection, cost, state=S.DONE, at=day_time(day, 1))
+        seed(fake, cost, cost="96.00")
+        clean = delivered(buyer)
+        upstream(connection, clean, state=S.DONE, at=day_time(day, 2))
+        seed(fake, clean)
+        whole = recon.supply_reconcile(connection_id=connection.pk, day=day)
+        expected = (
+            sorted((m.our_number, m.kind, m.ours, m.theirs) for m in whole.items.all()),
+            whole.orders_checked,
+            whole.mismatches,
+            whole.our_cost,
+            whole.supplier_cost,
+        )
+        SupplyReconciliation.objects.all().delete()
+
+        # Direct: part by part, one order each.
+        monkeypatch.setattr(recon, "_longest_query", lambda connection: 10**6)
+        parts, carried, run = 0, None, None
+        while run is None:
+            run, carried = recon.supply_reconcile_part(
+                connection_id=connection.pk, day=day, until=monotonic() + 60, carried=carried
+            )
+            parts += 1
+            if run is None:
+                assert carried["checked"] == parts and not SupplyReconciliation.objects.get().finished_at
+        assert parts == 3
+
+        def findings(run):
+            run.refresh_from_db()
+            return (
+                sorted((m.our_number, m.kind, m.ours, m.theirs) for m in run.items.all()),
+                run.orders_checked,
+                run.mismatches,
+                run.our_cost,
+                run.supplier_cost,
+            )
+
+        assert findings(run) == expected and expected[1] == 3 and expected[2] == 2
+        SupplyReconciliation.objects.all().delete()
+
+        # Through the task: each part queues the next (eager here: run in place).
+        assert reconcile_task.apply(args=[connection.pk, day.isoformat()]).result == -1
+        assert findings(SupplyReconciliation.objects.get()) == expected

@@ -2,10 +2,12 @@
 
 from celery import shared_task
 
+from marketplace import tasklimits
+
 from . import services
 
 
-@shared_task
+@shared_task(**tasklimits.BATCH)
 def figures_compute() -> int:
     """Hourly (marketplace/celery.py): recompute the trust centre's figures from the records and
     replace the stored snapshot."""

@@ -21,6 +21,11 @@ Idempotent per (connection, day): running a day again replaces its findings; the
 staff wrote are kept for the mismatches found again (same order, kind and figures), as the bills'
 are. A supplier that cannot be reached leaves the earlier findings as they were, records the
 error on the run and raises ``SupplyError`` (the task retries with backoff).
+
+A day of many orders takes longer than a task may run (one query each; the task's soft time
+limit, marketplace/tasklimits.py): given a deadline, the run stops before a query that might not
+end in time and returns what it found so far (``_Findings.carry``, the last order checked as the
+cursor); the task goes on in a new one with it, and the last part writes the findings of all.
 """
 
 import logging
@@ -36,6 +41,7 @@ from django.utils.translation import gettext as _
 
 from marketplace.errors import ServiceError
 from supply import services as supply
+from supply.adapters import http as supply_http
 from supply.adapters.base import OrderState, SupplierOrder, SupplyError, SupplyRefused
 from supply.models import SupplierConnection, SupplyMismatch, SupplyReconciliation
 
@@ -84,9 +90,41 @@ class _Findings:
     items: list[SupplyMismatch] = field(default_factory=list)
     our_cost: Decimal = Decimal("0.00")
     supplier_cost: Decimal = Decimal("0.00")
+    checked: int = 0
+    after: int = 0  # the primary key of the last order checked: where a run cut short goes on
 
     def add(self, kind: str, number: str, ours: str, theirs: str) -> None:
         self.items.append(SupplyMismatch(kind=kind, our_number=number, ours=ours[:200], theirs=theirs[:200]))
+
+    def carry(self) -> dict:
+        """What a run stopped by its deadline found so far, as JSON for the task that goes on."""
+        return {
+            "after": self.after,
+            "checked": self.checked,
+            "our_cost": str(self.our_cost),
+            "supplier_cost": str(self.supplier_cost),
+            "items": [[m.kind, m.our_number, m.ours, m.theirs] for m in self.items],
+        }
+
+    @classmethod
+    def carried(cls, data: dict | None) -> "_Findings":
+        if not data:
+            return cls()
+        found = cls(
+            our_cost=Decimal(data["our_cost"]),
+            supplier_cost=Decimal(data["supplier_cost"]),
+            checked=int(data["checked"]),
+            after=int(data["after"]),
+        )
+        for kind, number, ours, theirs in data["items"]:
+            found.add(kind, number, ours, theirs)
+        return found
+
+
+def _longest_query(connection: SupplierConnection) -> float:
+    """Seconds one ``_query`` may take at most: every try's connect and read timeouts, the pauses."""
+    connect, read = supply_http.timeouts(connection.timeout_seconds)
+    return QUERY_TRIES * (connect + read) + QUERY_BACKOFF * (QUERY_TRIES - 1) * QUERY_TRIES / 2
 
 
 def _query(connection: SupplierConnection, number: str) -> SupplierOrder:
@@ -143,6 +181,17 @@ def _key(m: SupplyMismatch) -> tuple:
 
 def supply_reconcile(*, connection_id: int, day: date) -> SupplyReconciliation:
     """Reconcile one connection's supplier orders of ``day`` (Beijing time, a day that has ended)."""
+    run, _carry = supply_reconcile_part(connection_id=connection_id, day=day)
+    assert run is not None  # no deadline: always the whole day
+    return run
+
+
+def supply_reconcile_part(
+    *, connection_id: int, day: date, until: float | None = None, carried: dict | None = None
+) -> tuple[SupplyReconciliation | None, dict | None]:
+    """``supply_reconcile`` going on from ``carried`` (what an earlier part found), stopping before
+    a query that might not end by ``until`` (``time.monotonic()``; at least one order is checked):
+    (the run, None) once the day is done, or (None, what to carry to the next part)."""
     connection = SupplierConnection.objects.select_related("supplier").get(pk=connection_id)
     if connection.state != SupplierConnection.State.ENABLED:
         raise SupplyReconciliationError(_("%(name)s is disabled.") % {"name": connection.name})
@@ -150,17 +199,25 @@ def supply_reconcile(*, connection_id: int, day: date) -> SupplyReconciliation:
         raise SupplyReconciliationError(_("%(day)s has not ended yet.") % {"day": day.isoformat()})
     run, _created = SupplyReconciliation.objects.get_or_create(connection=connection, day=day)
     start, end = day_range(day)
+    found = _Findings.carried(carried)
+    left = MAX_ORDERS - found.checked
     ours = list(
-        UpstreamOrder.objects.filter(connection=connection, created_at__gte=start, created_at__lt=end)
+        UpstreamOrder.objects.filter(
+            connection=connection, created_at__gte=start, created_at__lt=end, pk__gt=found.after
+        )
         .select_related("order")
-        .order_by("pk")[: MAX_ORDERS + 1]
+        .order_by("pk")[: left + 1]
     )
-    too_many = len(ours) > MAX_ORDERS
-    ours = ours[:MAX_ORDERS]
-    found = _Findings()
+    too_many = len(ours) > left
+    ours = ours[:left]
+    longest = _longest_query(connection)
+    first = found.checked  # each part checks at least one order: it always gets further
     try:
         for upstream in ours:
+            if until is not None and found.checked > first and clock.monotonic() + longest >= until:
+                return None, found.carry()
             _compare(upstream, _query(connection, upstream.order.number), found)
+            found.checked, found.after = found.checked + 1, upstream.pk
     except SupplyError as exc:
         SupplyReconciliation.objects.filter(pk=run.pk).update(
             finished_at=timezone.now(), error=_("not reconciled: %(e)s") % {"e": str(exc)[:250]}
@@ -178,7 +235,7 @@ def supply_reconcile(*, connection_id: int, day: date) -> SupplyReconciliation:
                 mismatch.resolved_at, mismatch.resolved_by_id = earlier.resolved_at, earlier.resolved_by_id
                 mismatch.resolution_note = earlier.resolution_note
         SupplyMismatch.objects.bulk_create(found.items)
-        run.orders_checked, run.mismatches = len(ours), len(found.items)
+        run.orders_checked, run.mismatches = found.checked, len(found.items)
         run.our_cost, run.supplier_cost = found.our_cost, found.supplier_cost
         run.finished_at = timezone.now()
         run.error = _("more than %(n)d orders: only the first %(n)d checked") % {"n": MAX_ORDERS} if too_many else ""
@@ -189,7 +246,7 @@ def supply_reconcile(*, connection_id: int, day: date) -> SupplyReconciliation:
         "supplier orders of %s on %s: %d checked, %d mismatches",
         connection.name,
         day,
-        len(ours),
+        found.checked,
         len(found.items),
     )
-    return run
+    return run, None
