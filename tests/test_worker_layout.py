@@ -84,3 +84,28 @@ def test_the_benchmarks_run_one_solo_worker_per_fulfilment_process(monkeypatch, 
     assert len({_option(cmd, "-n") for cmd in workers.values()}) == 2
     servers.procs = {name: type("P", (), {"pid": i})() for i, name in enumerate(commands, start=100)}
     assert sorted(servers.fulfilment_groups()) == sorted(servers.procs[name].pid for name in workers)
+
+
+def _seconds(duration: str) -> int:
+    """Compose's duration ("250s", "4m10s", "2m") in seconds."""
+    import re
+
+    parts = re.fullmatch(r"(?:(\d+)m)?(?:(\d+)s)?", duration)
+    assert parts and duration, duration
+    return int(parts[1] or 0) * 60 + int(parts[2] or 0)
+
+
+def test_a_stopped_worker_has_time_to_finish_the_task_in_hand():
+    """An upgrade or `docker compose stop` sends SIGTERM: Celery's warm shutdown finishes the task
+    in hand, but Docker kills the container after its stop_grace_period (10 s by default). A task
+    killed then stays unacknowledged until the visibility timeout (600 s): a late report, a
+    delivery left to the sweeper. So each worker waits at least its tasks' hard time limit."""
+    from marketplace import tasklimits
+
+    services = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]
+    # Production's default (CELERY_TASK_TIME_LIMIT from a 600 s visibility timeout), not the tests'.
+    batch_hard = (600 - settings.CELERY_RETRY_COUNTDOWN_MAX) * 4 // 5
+    assert batch_hard >= tasklimits.BATCH["time_limit"]
+    assert _seconds(services["worker"]["stop_grace_period"]) > batch_hard
+    # Deliveries: the solo pool enforces no limit; the longest is one supplier call (CALL class).
+    assert _seconds(services["worker-fulfilment"]["stop_grace_period"]) > tasklimits.CALL["time_limit"]
