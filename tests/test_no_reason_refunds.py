@@ -274,6 +274,9 @@ def test_the_buyer_picks_unused_codes_and_follows_the_refund(client, buyer):
     page = client.get(f"/orders/{order.number}/").content.decode()
     assert 'data-testid="refund-entry"' in page and f"/support/refunds/order/{order.number}/" in page
     assert page.count('data-testid="code-refundable"') == 2  # a and b, not the revealed c
+    # The window's end, date and time, never split over two lines (it was at 1280 px in English).
+    entry = page[page.index('data-testid="refund-entry"') :]
+    assert re.search(r'<span class="text-nowrap">\d{4}-\d\d-\d\d \d\d:\d\d</span>', entry[:1500]), entry[:1500]
 
     form = client.get(f"/support/refunds/order/{order.number}/").content.decode()
     assert form.count('data-testid="refund-code"') == 3

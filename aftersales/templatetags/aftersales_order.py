@@ -181,8 +181,9 @@ def refund_entry(context, *, oob=False) -> SafeString:
     href = conditional_escape(buyer_url(context, "refund_new", order.number))
     t = texts()
     title = t[gettext_noop("%(days)s-day no-reason refund")] % {"days": days}
+    # The date and time on one line (it wrapped between them at 1280 px in English).
     until = t[gettext_noop("Codes you have not revealed can be refunded until %(date)s, no reason needed.")] % {
-        "date": until
+        "date": f'<span class="text-nowrap">{until}</span>'
     }
     many = ngettext(
         "%(n)s unrevealed code can be refunded now.", "%(n)s unrevealed codes can be refunded now.", count
