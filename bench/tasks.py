@@ -23,7 +23,7 @@ def skeleton_deliver_row(row_id: int) -> bool:
 
 # fulfil_order's options and wrapper (orders/tasks.py), routed to its queue in bench/settings.py.
 @shared_task(
-    **tasklimits.QUICK,
+    **tasklimits.CALL,
     acks_late=True,
     reject_on_worker_lost=True,
     autoretry_for=(OSError,),

@@ -29,7 +29,7 @@ from catalog import services as catalog_services
 from catalog.models import RestockSubscription
 from marketplace import celery_app
 from tests.factories import ProductFactory, UserFactory, add_stock
-from tests.worker_utils import Worker, broker, exclusive, terminate_worker_backends, wait_for
+from tests.worker_utils import Worker, broker, exclusive, wait_for, workers_started
 
 pytestmark = [
     pytest.mark.worker,
@@ -66,29 +66,19 @@ def mail_log(tmp_path) -> Path:
 def start_worker(request, redis_url, broker_redis, mail_log):
     """Start workers sending through the recording backend; all killed at the end, their logs
     shown if the test failed."""
-    started: list[Worker] = []
-    failed_before = request.session.testsfailed
 
-    def start(label: str, *, hang: str = "") -> Worker:
-        env = {
-            "EMAIL_BACKEND": "tests.restock_mail_backend.RecordingBackend",
-            "TEST_MAIL_LOG": str(mail_log),
-            "TEST_MAIL_HANG": hang,
-            "RESTOCK_ALERT_BATCH": str(BATCH),
-        }
-        worker = Worker(broker_url=redis_url, visibility_timeout=VISIBILITY_TIMEOUT, label=label, env=env).start()
-        started.append(worker)
-        return worker
+    with workers_started(request) as start:
 
-    yield start
-    for worker in started:
-        worker.kill()
-    if request.session.testsfailed > failed_before:
-        for worker in started:
-            print(f"\n===== log of worker {worker.name} =====\n{worker.output()}", file=sys.stderr)
-    for worker in started:
-        worker.close()
-    terminate_worker_backends()
+        def start_worker(label: str, *, hang: str = "") -> Worker:
+            env = {
+                "EMAIL_BACKEND": "tests.restock_mail_backend.RecordingBackend",
+                "TEST_MAIL_LOG": str(mail_log),
+                "TEST_MAIL_HANG": hang,
+                "RESTOCK_ALERT_BATCH": str(BATCH),
+            }
+            return start(broker_url=redis_url, visibility_timeout=VISIBILITY_TIMEOUT, label=label, env=env)
+
+        yield start_worker
 
 
 def sent_alerts(mail_log: Path) -> list[dict]:

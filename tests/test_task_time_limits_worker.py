@@ -18,7 +18,6 @@ a consumer starts, and every ~100 s while it runs).
 import json
 import sys
 import time
-from pathlib import Path
 
 import pytest
 import redis
@@ -28,7 +27,8 @@ from catalog import services as catalog_services
 from catalog.models import RestockSubscription
 from marketplace import celery_app
 from tests.factories import ProductFactory, UserFactory, add_stock
-from tests.worker_utils import Worker, broker, exclusive, terminate_worker_backends, wait_for
+from tests.test_restock_alerts_worker import sent_alerts
+from tests.worker_utils import Worker, broker, exclusive, wait_for, workers_started
 
 pytestmark = [
     pytest.mark.worker,
@@ -55,37 +55,21 @@ def broker_redis(redis_url):
 
 @pytest.fixture
 def start_worker(request, redis_url, broker_redis, tmp_path):
-    started: list[Worker] = []
-    failed_before = request.session.testsfailed
 
-    def start(label: str, *, time_limit: int, hang: str = "", delay: float = MAIL_DELAY) -> Worker:
-        env = {
-            "EMAIL_BACKEND": "tests.restock_mail_backend.RecordingBackend",
-            "TEST_MAIL_LOG": str(tmp_path / "mail.jsonl"),
-            "TEST_MAIL_DELAY": str(delay),
-            "TEST_MAIL_HANG": hang,
-            "RESTOCK_ALERT_BATCH": str(SUBSCRIBERS),  # one run for everybody
-            "CELERY_TASK_TIME_LIMIT": str(time_limit),
-        }
-        worker = Worker(broker_url=redis_url, visibility_timeout=VISIBILITY_TIMEOUT, label=label, env=env).start()
-        started.append(worker)
-        return worker
+    with workers_started(request) as start:
 
-    yield start
-    for worker in started:
-        worker.kill()
-    if request.session.testsfailed > failed_before:
-        for worker in started:
-            print(f"\n===== log of worker {worker.name} =====\n{worker.output()}", file=sys.stderr)
-    for worker in started:
-        worker.close()
-    terminate_worker_backends()
+        def start_worker(label: str, *, time_limit: int, hang: str = "", delay: float = MAIL_DELAY) -> Worker:
+            env = {
+                "EMAIL_BACKEND": "tests.restock_mail_backend.RecordingBackend",
+                "TEST_MAIL_LOG": str(tmp_path / "mail.jsonl"),
+                "TEST_MAIL_DELAY": str(delay),
+                "TEST_MAIL_HANG": hang,
+                "RESTOCK_ALERT_BATCH": str(SUBSCRIBERS),  # one run for everybody
+                "CELERY_TASK_TIME_LIMIT": str(time_limit),
+            }
+            return start(broker_url=redis_url, visibility_timeout=VISIBILITY_TIMEOUT, label=label, env=env)
 
-
-def alerts(mail_log: Path) -> list[dict]:
-    if not mail_log.exists():
-        return []
-    return [line for line in map(json.loads, mail_log.read_text().splitlines()) if line["alert"]]
+        yield start_worker
 
 
 def subscribed_product():
@@ -125,7 +109,7 @@ def run_alerts(broker_redis, start_worker, tmp_path, monkeypatch, *, time_limit:
     product, emails, run_id = restocked(broker_redis, time_limit)
     first = start_worker("first", time_limit=time_limit)
     mail_log = tmp_path / "mail.jsonl"
-    wait_for(lambda: alerts(mail_log), timeout=60, what="the first alert")
+    wait_for(lambda: sent_alerts(mail_log), timeout=60, what="the first alert")
     [(_tag, delivered_at)] = broker_redis.zrange("unacked_index", 0, -1, withscores=True)
     time.sleep(max(0.0, delivered_at + VISIBILITY_TIMEOUT + 0.5 - time.time()))
     second = start_worker("second", time_limit=time_limit)
@@ -146,7 +130,7 @@ def run_alerts(broker_redis, start_worker, tmp_path, monkeypatch, *, time_limit:
         timeout=60,
         what="the first run to finish in every worker that received it",
     )
-    return emails, [line["to"][0] for line in alerts(mail_log)], run_id, first, second
+    return emails, [line["to"][0] for line in sent_alerts(mail_log)], run_id, first, second
 
 
 def test_control_a_run_longer_than_the_visibility_timeout_runs_twice_at_once(

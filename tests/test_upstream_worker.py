@@ -14,7 +14,7 @@ from tests.builders import place
 from tests.fake_supplier import FakeSupplier, running
 from tests.test_upstream import upstream_product
 from tests.test_worker import VISIBILITY_TIMEOUT, broker_redis  # noqa: F401 (a fixture)
-from tests.worker_utils import FULFILMENT_POOL, Worker, terminate_worker_backends, wait_for
+from tests.worker_utils import FULFILMENT_POOL, wait_for, workers_started
 
 pytestmark = [
     pytest.mark.worker,
@@ -25,26 +25,12 @@ pytestmark = [
 
 @pytest.fixture
 def workers(request, redis_url, broker_redis):  # noqa: F811
-    started: list[Worker] = []
-    failed_before = request.session.testsfailed
 
-    def start(label: str, *, beat: bool = False) -> Worker:
-        # The supplier is called by the delivery task: production's fulfilment worker's pool.
-        worker = Worker(
+    # The supplier is called by the delivery task: production's fulfilment worker's pool.
+    with workers_started(request) as start:
+        yield lambda label, *, beat=False: start(
             broker_url=redis_url, visibility_timeout=VISIBILITY_TIMEOUT, label=label, beat=beat, pool=FULFILMENT_POOL
-        ).start()
-        started.append(worker)
-        return worker
-
-    yield start
-    for worker in started:
-        worker.kill()
-    if request.session.testsfailed > failed_before:
-        for worker in started:
-            print(f"\n===== log of worker {worker.name} =====\n{worker.output()}", file=sys.stderr)
-    for worker in started:
-        worker.close()
-    terminate_worker_backends()
+        )
 
 
 def test_worker_killed_during_the_supplier_call_gives_one_supplier_order_and_one_delivery(buyer, workers):

@@ -29,7 +29,7 @@ from orders.services import orders
 from orders.tasks import fulfil_order, send_delivery_emails
 from payments.services.payments import sandbox_pay
 from tests.factories import ProductFactory, add_stock
-from tests.worker_utils import RowLock, Worker, backend_exists, broker, exclusive, terminate_worker_backends, wait_for
+from tests.worker_utils import RowLock, Worker, backend_exists, broker, exclusive, wait_for, workers_started
 
 pytestmark = [
     pytest.mark.worker,
@@ -61,23 +61,10 @@ def broker_redis(redis_url):
 @pytest.fixture
 def start_worker(request, redis_url, broker_redis):
     """Start worker processes; all are killed at the end, their logs shown if the test failed."""
-    started: list[Worker] = []
-    failed_before = request.session.testsfailed
-
-    def start(label: str, *, beat: bool = False) -> Worker:
-        worker = Worker(broker_url=redis_url, visibility_timeout=VISIBILITY_TIMEOUT, label=label, beat=beat).start()
-        started.append(worker)
-        return worker
-
-    yield start
-    for worker in started:
-        worker.kill()
-    if request.session.testsfailed > failed_before:
-        for worker in started:
-            print(f"\n===== log of worker {worker.name} =====\n{worker.output()}", file=sys.stderr)
-    for worker in started:
-        worker.close()
-    terminate_worker_backends()
+    with workers_started(request) as start:
+        yield lambda label, *, beat=False: start(
+            broker_url=redis_url, visibility_timeout=VISIBILITY_TIMEOUT, label=label, beat=beat
+        )
 
 
 def paid_order(buyer, *, quantity: int) -> tuple[Order, list[str]]:

@@ -256,3 +256,27 @@ def terminate_worker_backends() -> None:
             " WHERE datname = current_database() AND application_name = %s",
             [APPLICATION_NAME],
         )
+
+
+@contextlib.contextmanager
+def workers_started(request) -> Iterator[Callable[..., Worker]]:
+    """For a fixture: ``with workers_started(request) as start: yield ...``. ``start(**options)``
+    starts a ``Worker(**options)``; at the end every one started is killed, its log printed if the
+    test failed, and the database connections the killed workers left are ended."""
+    started: list[Worker] = []
+    failed_before = request.session.testsfailed
+
+    def start(**options) -> Worker:
+        worker = Worker(**options).start()
+        started.append(worker)
+        return worker
+
+    yield start
+    for worker in started:
+        worker.kill()
+    if request.session.testsfailed > failed_before:
+        for worker in started:
+            print(f"\n===== log of worker {worker.name} =====\n{worker.output()}", file=sys.stderr)
+    for worker in started:
+        worker.close()
+    terminate_worker_backends()
