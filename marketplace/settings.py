@@ -765,6 +765,8 @@ DELIVERY_EMAIL_MAX_AGE_HOURS = env_positive("DELIVERY_EMAIL_MAX_AGE_HOURS", 24)
 LANGUAGE_CODE = "zh-hans"
 LANGUAGES = [("zh-hans", "简体中文"), ("en", "English")]
 LOCALE_PATHS = [BASE_DIR / "locale"]
+# Dates drawn without a format of their own (admin, refund messages) as the pages draw them.
+FORMAT_MODULE_PATH = ["marketplace.formats"]
 TIME_ZONE = "Asia/Shanghai"  # Alipay expects Beijing time in its requests
 USE_I18N = True
 USE_TZ = True
