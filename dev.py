@@ -3,9 +3,10 @@
 
     python3 dev.py up                  Run the whole marketplace locally.
     python3 dev.py test [pytest args]  Run the test suite.
-    python3 dev.py lint [ruff args]    Run `ruff check .`, `lint-imports` (the layer contracts
-                                       in pyproject.toml), then `mypy` (services, selectors and
-                                       gateways, [tool.mypy]); fails if any of them fails.
+    python3 dev.py lint [ruff args]    Run `ruff check .`, `ruff format --check .`, `lint-imports`
+                                       (the layer contracts in pyproject.toml), then `mypy`
+                                       (services, selectors and gateways, [tool.mypy]); fails if
+                                       any of them fails.
 
 Every command first makes sure the project's virtualenv (.venv) exists and holds the project
 with its dev dependencies: `pip install -e ".[dev]"` runs again only when pyproject.toml has
@@ -263,14 +264,19 @@ def cmd_test(args: list[str]) -> int:
 def cmd_lint(args: list[str]) -> int:
     ensure_venv()
     ruff = subprocess.run([str(PYTHON), "-m", "ruff", "check", ".", *args], cwd=ROOT).returncode
+    # Formatting too (`ruff format .` fixes it), so no file drifts from the style the others keep.
+    layout = subprocess.run([str(PYTHON), "-m", "ruff", "format", "--check", "."], cwd=ROOT).returncode
     # All run, so one report shows every problem; the exit code is non-zero if any failed.
     lint_imports = VENV / ("Scripts/lint-imports.exe" if IS_WINDOWS else "bin/lint-imports")
     contracts = subprocess.run([str(lint_imports), "--no-cache"], cwd=ROOT).returncode
     # The files and options are in pyproject.toml; the cache (.mypy_cache) makes reruns quick.
     types = subprocess.run([str(PYTHON), "-m", "mypy"], cwd=ROOT).returncode
-    if ruff or contracts or types:
-        log(f"lint failed: ruff exited {ruff}, lint-imports exited {contracts}, mypy exited {types}")
-    return ruff or contracts or types
+    if ruff or layout or contracts or types:
+        log(
+            f"lint failed: ruff check exited {ruff}, ruff format --check exited {layout}, "
+            f"lint-imports exited {contracts}, mypy exited {types}"
+        )
+    return ruff or layout or contracts or types
 
 
 def main(argv: list[str]) -> int:

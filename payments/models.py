@@ -24,11 +24,7 @@ BALANCE = "balance"  # the channel code of payments made from the buyer's balanc
 
 def new_recharge_number() -> str:
     alphabet = string.ascii_uppercase + string.digits
-    return (
-        RECHARGE_PREFIX
-        + timezone.localtime().strftime("%y%m%d%H%M")
-        + random_chars(17, alphabet)
-    )
+    return RECHARGE_PREFIX + timezone.localtime().strftime("%y%m%d%H%M") + random_chars(17, alphabet)
 
 
 class Recharge(models.Model):

@@ -89,9 +89,7 @@ class Transfer:
     payee: str
     name: str
     order_id: str = field(default_factory=lambda: f"2024{secrets.randbelow(10**24):024d}")
-    fund_order_id: str = field(
-        default_factory=lambda: f"2025{secrets.randbelow(10**24):024d}"
-    )
+    fund_order_id: str = field(default_factory=lambda: f"2025{secrets.randbelow(10**24):024d}")
     status: str = "SUCCESS"
     at: str = field(default_factory=now_beijing)
 
