@@ -27,9 +27,8 @@ from django.conf import settings
 
 from catalog import services as catalog_services
 from catalog.models import RestockSubscription
-from marketplace import celery_app
 from tests.factories import ProductFactory, UserFactory, add_stock
-from tests.worker_utils import Worker, broker, exclusive, wait_for, workers_started
+from tests.worker_utils import Worker, broker_redis_emptied, wait_for, workers_started
 
 pytestmark = [
     pytest.mark.worker,
@@ -48,13 +47,8 @@ HANG_AT = 8  # the 8th alert: the third of the second run's five
 @pytest.fixture
 def broker_redis(redis_url):
     """The test Redis, emptied, with this process publishing to it (worker tests take turns)."""
-    with exclusive(redis_url):
-        client = redis.Redis.from_url(redis_url)
-        client.flushdb()
-        with broker(celery_app, redis_url, visibility_timeout=VISIBILITY_TIMEOUT):
-            yield client
-        client.flushdb()
-        client.close()
+    with broker_redis_emptied(redis_url, visibility_timeout=VISIBILITY_TIMEOUT) as client:
+        yield client
 
 
 @pytest.fixture

@@ -20,15 +20,13 @@ import sys
 import time
 
 import pytest
-import redis
 from django.conf import settings
 
 from catalog import services as catalog_services
 from catalog.models import RestockSubscription
-from marketplace import celery_app
 from tests.factories import ProductFactory, UserFactory, add_stock
 from tests.test_restock_alerts_worker import sent_alerts
-from tests.worker_utils import Worker, broker, exclusive, wait_for, workers_started
+from tests.worker_utils import Worker, broker_redis_emptied, wait_for, workers_started
 
 pytestmark = [
     pytest.mark.worker,
@@ -44,13 +42,8 @@ MAIL_DELAY = 0.8  # seconds per email: a run of SUBSCRIBERS alerts takes about 1
 
 @pytest.fixture
 def broker_redis(redis_url):
-    with exclusive(redis_url):
-        client = redis.Redis.from_url(redis_url)
-        client.flushdb()
-        with broker(celery_app, redis_url, visibility_timeout=VISIBILITY_TIMEOUT):
-            yield client
-        client.flushdb()
-        client.close()
+    with broker_redis_emptied(redis_url, visibility_timeout=VISIBILITY_TIMEOUT) as client:
+        yield client
 
 
 @pytest.fixture

@@ -23,13 +23,19 @@ from django.conf import settings
 from django.db.models import Count
 
 from catalog.models import CardCode
-from marketplace import celery_app
 from orders.models import Order, OrderCode, OrderStatusChange
 from orders.services import orders
 from orders.tasks import fulfil_order, send_delivery_emails
 from payments.services.payments import sandbox_pay
 from tests.factories import ProductFactory, add_stock
-from tests.worker_utils import RowLock, Worker, backend_exists, broker, exclusive, wait_for, workers_started
+from tests.worker_utils import (
+    RowLock,
+    Worker,
+    backend_exists,
+    broker_redis_emptied,
+    wait_for,
+    workers_started,
+)
 
 pytestmark = [
     pytest.mark.worker,
@@ -49,13 +55,8 @@ def broker_redis(redis_url):
 
     Worker tests on this host take turns: the broker database is shared and flushed.
     """
-    with exclusive(redis_url):
-        client = redis.Redis.from_url(redis_url)
-        client.flushdb()
-        with broker(celery_app, redis_url, visibility_timeout=VISIBILITY_TIMEOUT):
-            yield client
-        client.flushdb()
-        client.close()
+    with broker_redis_emptied(redis_url, visibility_timeout=VISIBILITY_TIMEOUT) as client:
+        yield client
 
 
 @pytest.fixture

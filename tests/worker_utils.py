@@ -23,6 +23,7 @@ from urllib.parse import quote
 
 import kombu.pools
 import psycopg2
+import redis
 from django.conf import settings
 from django.db import connection
 
@@ -80,6 +81,22 @@ def broker(app, url: str, *, visibility_timeout: int) -> Iterator[None]:
     finally:
         reset_pools()
         app.conf.broker_url, app.conf.broker_transport_options, app.conf.broker_transport = saved
+
+
+@contextlib.contextmanager
+def broker_redis_emptied(url: str, *, visibility_timeout: int) -> Iterator[redis.Redis]:
+    """For a ``broker_redis`` fixture: the test Redis at ``url``, emptied before and after, with this
+    process publishing tasks to it. Worker tests on this host take turns (``exclusive``): the broker
+    database is shared and flushed."""
+    from marketplace import celery_app
+
+    with exclusive(url):
+        client = redis.Redis.from_url(url)
+        client.flushdb()
+        with broker(celery_app, url, visibility_timeout=visibility_timeout):
+            yield client
+        client.flushdb()
+        client.close()
 
 
 class Worker:
