@@ -7,8 +7,8 @@ product never imports it.
 from celery import shared_task
 from django.db import connection, transaction
 
-from marketplace import tasklimits
 from marketplace.db import retry_once_if_connection_lost
+from orders.tasks import FULFIL_OPTIONS
 
 
 def skeleton_deliver_row(row_id: int) -> bool:
@@ -22,14 +22,7 @@ def skeleton_deliver_row(row_id: int) -> bool:
 
 
 # fulfil_order's options and wrapper (orders/tasks.py), routed to its queue in bench/settings.py.
-@shared_task(
-    **tasklimits.CALL,
-    acks_late=True,
-    reject_on_worker_lost=True,
-    autoretry_for=(OSError,),
-    retry_backoff=True,
-    max_retries=8,
-)
+@shared_task(**FULFIL_OPTIONS)
 @retry_once_if_connection_lost
 def skeleton_deliver(row_id: int) -> bool:
     return skeleton_deliver_row(row_id)

@@ -21,14 +21,18 @@ log = logging.getLogger(__name__)
 # delivery is one transaction: a soft limit inside it rolls it back, and the order, still paid and
 # due, is queued again by deliver_due_orders (tests/test_task_time_limits.py). In production this
 # runs in the fulfilment worker's solo pool, which enforces no limit (marketplace/tasklimits.py).
-@shared_task(
+# bench/tasks.py's skeleton delivery takes the same options.
+FULFIL_OPTIONS = {
     **tasklimits.CALL,
-    acks_late=True,
-    reject_on_worker_lost=True,
-    autoretry_for=(OSError,),
-    retry_backoff=True,
-    max_retries=8,
-)
+    "acks_late": True,
+    "reject_on_worker_lost": True,
+    "autoretry_for": (OSError,),
+    "retry_backoff": True,
+    "max_retries": 8,
+}
+
+
+@shared_task(**FULFIL_OPTIONS)
 @retry_once_if_connection_lost
 def fulfil_order(order_id: int) -> bool:
     return services.order_fulfil(order_id=order_id)
